@@ -1,0 +1,13 @@
+"""Switchyard: wiring only. Features live in chalicelib/api blueprints."""
+
+from chalice import Chalice
+
+from chalicelib.api import admin, auth, authorizations, catalog, jobs, meta
+
+app = Chalice(app_name="switchyard")
+app.register_blueprint(auth.bp)
+app.register_blueprint(meta.bp)
+app.register_blueprint(catalog.bp)
+app.register_blueprint(authorizations.bp)
+app.register_blueprint(jobs.bp)
+app.register_blueprint(admin.bp)

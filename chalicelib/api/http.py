@@ -1,0 +1,273 @@
+"""HTTP in, service call, HTTP out: the one wrapper every route goes through.
+
+It resolves the caller, parses and bounds the body, turns domain errors into the
+API.md envelope, and records each route for the generated OpenAPI document.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from chalice import Blueprint, Response
+
+from chalicelib.config import settings
+from chalicelib.domain.access import Principal, Role
+from chalicelib.domain.errors import (
+    AppError,
+    BadRequest,
+    ErrorKind,
+    Invalid,
+    TooLarge,
+    Unauthenticated,
+)
+
+log = logging.getLogger("switchyard.api")
+
+STATUS: dict[ErrorKind, int] = {
+    ErrorKind.BAD_REQUEST: 400,
+    ErrorKind.UNAUTHENTICATED: 401,
+    ErrorKind.FORBIDDEN: 403,
+    ErrorKind.NOT_FOUND: 404,
+    ErrorKind.CONFLICT: 409,
+    ErrorKind.TOO_LARGE: 413,
+    ErrorKind.INVALID: 422,
+    ErrorKind.UNAVAILABLE: 503,
+    ErrorKind.INTERNAL: 500,
+}
+PREFIX = "/api/v1"
+JSON_HEADERS = {"Content-Type": "application/json", "Cache-Control": "no-store"}
+
+
+@dataclass(frozen=True)
+class QueryParam:
+    name: str
+    kind: str = "string"  # string | integer | boolean
+    description: str = ""
+    enum: tuple[str, ...] = ()
+    minimum: int | None = None
+    maximum: int | None = None
+    default: Any = None
+
+
+@dataclass
+class RouteDoc:
+    method: str
+    path: str
+    summary: str
+    tag: str
+    body: str | None
+    response: str | None
+    status: int
+    query: tuple[QueryParam, ...]
+    public: bool
+    errors: tuple[int, ...]
+    list_response: bool = False
+    path_params: list[str] = field(default_factory=list)
+
+
+ROUTES: list[RouteDoc] = []
+
+PAGING = (
+    QueryParam("limit", "integer", "Page size", minimum=1, maximum=200, default=50),
+    QueryParam("cursor", "string", "Opaque cursor from next_cursor"),
+)
+
+
+def ok(data: Any, status: int = 200, *, next_cursor: str | None = None, paged: bool = False) -> Response:
+    body: dict[str, Any] = {"data": data}
+    if paged:
+        body["next_cursor"] = next_cursor
+    return Response(body=json.dumps(body, default=str), status_code=status, headers=JSON_HEADERS)
+
+
+def no_content() -> Response:
+    return Response(body="", status_code=204, headers={"Cache-Control": "no-store"})
+
+
+def error_response(exc: AppError) -> Response:
+    body = {
+        "error": {
+            "code": exc.code,
+            "message": exc.message,
+            "fields": exc.fields,
+            "details": exc.details,
+        }
+    }
+    return Response(body=json.dumps(body, default=str), status_code=STATUS[exc.kind], headers=JSON_HEADERS)
+
+
+def principal_of(request: Any) -> Principal:
+    ctx = (getattr(request, "context", None) or {}).get("authorizer") or {}
+    if not ctx.get("account_id"):
+        raise Unauthenticated(
+            "a valid API token is required: send 'Authorization: Bearer <token>'",
+            code="auth.invalid_token",
+        )
+    return Principal(
+        account_id=str(ctx["account_id"]),
+        user_id=str(ctx["user_id"]),
+        role=Role(ctx["role"]),
+        token_id=str(ctx.get("token_id", "")),
+    )
+
+
+def read_json(request: Any) -> dict[str, Any]:
+    raw: bytes = request.raw_body or b""
+    if len(raw) > settings().max_body_bytes:
+        raise TooLarge(
+            f"the body is {len(raw)} bytes; the limit is {settings().max_body_bytes}",
+            fields={"body": "too large"},
+        )
+    if not raw.strip():
+        raise BadRequest("a JSON object body is required", code="request.malformed_json",
+                         fields={"body": "missing"})
+    try:
+        value = json.loads(raw)
+    except (ValueError, RecursionError) as exc:
+        where = f" at line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
+        raise BadRequest(
+            f"the body is not valid JSON{where}",
+            code="request.malformed_json",
+            fields={"body": "malformed JSON"},
+        ) from None
+    if not isinstance(value, dict):
+        raise Invalid("the body must be a JSON object", fields={"body": "must be an object"})
+    return value
+
+
+def read_query(request: Any, params: tuple[QueryParam, ...]) -> dict[str, Any]:
+    given: dict[str, str] = dict(request.query_params or {})
+    known = {p.name for p in params}
+    unknown = sorted(set(given) - known)
+    if unknown:
+        raise BadRequest(
+            f"unknown query parameter(s): {', '.join(unknown)}",
+            code="request.unknown_query",
+            fields={u: "unknown parameter" for u in unknown},
+        )
+    out: dict[str, Any] = {}
+    for p in params:
+        raw = given.get(p.name)
+        if raw is None or raw == "":
+            out[p.name] = p.default
+            continue
+        out[p.name] = _coerce(p, raw)
+    return out
+
+
+def _coerce(p: QueryParam, raw: str) -> Any:
+    def bad(msg: str) -> BadRequest:
+        return BadRequest(f"query parameter {p.name!r} {msg}", code="request.invalid_query",
+                          fields={p.name: msg})
+
+    if len(raw) > 2048:
+        raise bad("is too long")
+    if p.kind == "integer":
+        try:
+            value: Any = int(raw)
+        except ValueError:
+            raise bad("must be an integer") from None
+        if p.minimum is not None and value < p.minimum:
+            raise bad(f"must be at least {p.minimum}")
+        if p.maximum is not None and value > p.maximum:
+            raise bad(f"must be at most {p.maximum}")
+        return value
+    if p.kind == "boolean":
+        if raw.lower() not in ("true", "false", "1", "0"):
+            raise bad("must be true or false")
+        return raw.lower() in ("true", "1")
+    if p.enum and raw not in p.enum:
+        raise bad(f"must be one of: {', '.join(p.enum)}")
+    return raw
+
+
+def route(
+    bp: Blueprint,
+    path: str,
+    method: str,
+    *,
+    summary: str,
+    tag: str,
+    authorizer: Any = None,
+    body: str | None = None,
+    response: str | None = None,
+    status: int = 200,
+    query: tuple[QueryParam, ...] = (),
+    errors: tuple[int, ...] = (),
+    list_response: bool = False,
+) -> Callable[[Callable[..., Response]], Callable[..., Response]]:
+    """Register a JSON route. The view gets (principal, **path_params, body=..., query=...)."""
+    public = authorizer is None
+    full = PREFIX + path
+    ROUTES.append(
+        RouteDoc(
+            method=method,
+            path=full,
+            summary=summary,
+            tag=tag,
+            body=body,
+            response=response,
+            status=status,
+            query=query,
+            public=public,
+            errors=errors,
+            list_response=list_response,
+            path_params=[s[1:-1] for s in full.split("/") if s.startswith("{")],
+        )
+    )
+
+    def deco(fn: Callable[..., Response]) -> Callable[..., Response]:
+        @functools.wraps(fn)
+        def view(**params: Any) -> Response:
+            request = bp.current_request
+            try:
+                kwargs: dict[str, Any] = dict(params)
+                if not public:
+                    kwargs["principal"] = principal_of(request)
+                if body is not None:
+                    kwargs["body"] = read_json(request)
+                kwargs["query"] = read_query(request, query)
+                return fn(**kwargs)
+            except AppError as exc:
+                return error_response(exc)
+            except Exception:
+                # Exception text may quote inputs; log the type and trace only.
+                log.exception("unhandled error in %s %s", method, full)
+                return error_response(
+                    AppError(
+                        "something went wrong on our side; it was logged",
+                        code="internal",
+                        kind=ErrorKind.INTERNAL,
+                    )
+                )
+
+        kwargs: dict[str, Any] = {"methods": [method], "content_types": ["application/json"]}
+        if authorizer is not None:
+            kwargs["authorizer"] = authorizer
+        bp.route(full, **kwargs)(view)
+        return fn
+
+    return deco
+
+
+def version_of(request: Any, body: dict[str, Any] | None) -> int | None:
+    """Optimistic concurrency: If-Match header or 'version' in the body."""
+    headers = getattr(request, "headers", None) or {}
+    raw = headers.get("if-match") or headers.get("If-Match")
+    if body is not None and "version" in body:
+        v = body.pop("version")
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise Invalid("version must be a positive integer", fields={"version": "must be a positive integer"})
+        return v
+    if raw:
+        raw = raw.strip().strip('"').removeprefix("W/").strip('"')
+        if not raw.isdigit():
+            raise BadRequest("If-Match must hold the version number", code="request.invalid_header",
+                             fields={"If-Match": "must be a version number"})
+        return int(raw)
+    return None

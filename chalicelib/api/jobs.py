@@ -1,0 +1,137 @@
+"""Jobs: dashboard, the create wizard's final step, summary, edit, actions, delete, history."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalice import Blueprint, Response
+
+from chalicelib.api import views
+from chalicelib.api.auth import token_authorizer
+from chalicelib.api.http import PAGING, QueryParam, no_content, ok, route, version_of
+from chalicelib.domain.access import Principal
+from chalicelib.domain.errors import Invalid
+from chalicelib.domain.rules import ensure_mutable
+from chalicelib.domain.statuses import Action
+from chalicelib.services import authorizations as auth_svc
+from chalicelib.services import jobs as svc
+from chalicelib.services.deps import deps
+from chalicelib.services.validation import validate
+
+bp = Blueprint(__name__)
+TAG = "jobs"
+STATUSES = ("running", "sleeping", "paused", "failed", "completed")
+JOB_TYPES = ("import", "export", "enrichment", "other")
+
+
+def _schemas() -> Any:
+    from chalicelib.api import schemas
+
+    return schemas
+
+
+@route(bp, "/jobs", "GET", summary="Jobs dashboard", tag=TAG, authorizer=token_authorizer,
+       response="JobRow", list_response=True,
+       query=(QueryParam("status", enum=STATUSES), QueryParam("provider"),
+              QueryParam("job_type", enum=JOB_TYPES), QueryParam("authorization_id"), *PAGING))
+def list_jobs(principal: Principal, query: dict[str, Any]) -> Response:
+    page = svc.list_(deps(), principal, limit=query["limit"], cursor=query["cursor"],
+                     status=query["status"], provider=query["provider"],
+                     job_type=query["job_type"], authorization_id=query["authorization_id"])
+    return ok([views.job_row(j) for j in page.items], next_cursor=page.next_cursor, paged=True)
+
+
+@route(bp, "/jobs", "POST", summary="Create a job (provider, job type, authorization, config)",
+       tag=TAG, authorizer=token_authorizer, body="JobCreate", response="JobSummary", status=201,
+       errors=(400, 413, 422))
+def create_job(principal: Principal, body: dict[str, Any], query: dict[str, Any]) -> Response:
+    req = validate(_schemas().JobCreate, body)
+    inline = None
+    if req.authorization is not None:
+        inline = auth_svc.NewAuthorization(
+            provider=req.provider, method=req.authorization.method, label=req.authorization.label,
+            description=req.authorization.description, credentials=req.authorization.credentials)
+    job, auth = svc.create(deps(), principal, svc.NewJob(
+        provider=req.provider, job_type=req.job_type, workflow=req.workflow,
+        label=req.label, description=req.description, config=req.config,
+        schedule=req.schedule.model_dump(mode="json") if req.schedule else None,
+        start=req.start, authorization_id=req.authorization_id, authorization=inline))
+    return ok(views.job_summary(job, auth), 201)
+
+
+@route(bp, "/jobs/{job_id}", "GET", summary="Job summary", tag=TAG, authorizer=token_authorizer,
+       response="JobSummary", errors=(404,))
+def get_job(principal: Principal, job_id: str, query: dict[str, Any]) -> Response:
+    job, auth = svc.summary(deps(), principal, job_id)
+    return ok(views.job_summary(job, auth))
+
+
+@route(bp, "/jobs/{job_id}", "PATCH",
+       summary="Edit label, description, config, schedule or authorization (If-Match: version)",
+       tag=TAG, authorizer=token_authorizer, body="JobPatch", response="JobSummary",
+       errors=(400, 404, 409, 422), query=(QueryParam("dry_run", "boolean", default=False),))
+def patch_job(principal: Principal, job_id: str, body: dict[str, Any], query: dict[str, Any]) -> Response:
+    ensure_mutable(body)  # before schema validation: a clearer answer than "unknown field"
+    version = version_of(bp.current_request, body)
+    req = validate(_schemas().JobPatch, body)
+    patch = req.model_dump(mode="json", exclude_unset=True)
+    null = [k for k in ("label", "description", "config", "authorization_id")
+            if k in patch and patch[k] is None]
+    if null:
+        raise Invalid("these fields cannot be null", fields={k: "cannot be null" for k in null})
+    result = svc.edit(deps(), principal, job_id, patch, version, dry_run=query["dry_run"])
+    auth = deps().auths.get(principal.account_id, result.job.authorization_id)
+    summary = views.job_summary(result.job, auth)
+    if result.dry_run:
+        return ok({"dry_run": True, "allowed": not result.problems, "problems": result.problems,
+                   "changes": result.changes, "job": summary})
+    return ok(summary)
+
+
+@route(bp, "/jobs/{job_id}", "DELETE", summary="Delete a job", tag=TAG,
+       authorizer=token_authorizer, status=204, errors=(404,))
+def delete_job(principal: Principal, job_id: str, query: dict[str, Any]) -> Response:
+    svc.delete(deps(), principal, job_id)
+    return no_content()
+
+
+def _action(action: Action, summary: str) -> None:
+    path = f"/jobs/{{job_id}}/{'run' if action is Action.RUN_NOW else action.value}"
+
+    @route(bp, path, "POST", summary=summary, tag=TAG, authorizer=token_authorizer,
+           response="JobSummary", errors=(404, 409))
+    def act(principal: Principal, job_id: str, query: dict[str, Any]) -> Response:
+        job = svc.act(deps(), principal, job_id, action)
+        return ok(views.job_summary(job, deps().auths.get(principal.account_id, job.authorization_id)))
+
+    act.__name__ = f"job_{action.value}"
+
+
+_action(Action.PAUSE, "Pause a job")
+_action(Action.RESUME, "Resume a paused or failed job")
+_action(Action.RUN_NOW, "Run a sleeping job now")
+
+
+@route(bp, "/jobs/{job_id}/runs", "GET", summary="Run history, newest first", tag=TAG,
+       authorizer=token_authorizer, response="RunOut", list_response=True, errors=(404,),
+       query=PAGING)
+def job_runs(principal: Principal, job_id: str, query: dict[str, Any]) -> Response:
+    svc.get(deps(), principal, job_id)
+    # Runs are recorded by the job engine (next issue); until it lands the history is empty.
+    return ok([], next_cursor=None, paged=True)
+
+
+@route(bp, "/jobs/{job_id}/logs", "GET", summary="Log lines, newest first", tag=TAG,
+       authorizer=token_authorizer, response="LogLineOut", list_response=True, errors=(404,),
+       query=(QueryParam("level", enum=("debug", "info", "warning", "error")), *PAGING))
+def job_logs(principal: Principal, job_id: str, query: dict[str, Any]) -> Response:
+    svc.get(deps(), principal, job_id)
+    return ok([], next_cursor=None, paged=True)
+
+
+@route(bp, "/jobs/{job_id}/activity", "GET", summary="Profiles added, removed, omitted", tag=TAG,
+       authorizer=token_authorizer, response="JobActivity", errors=(404,),
+       query=(QueryParam("granularity", enum=("hour", "day", "week"), default="day"),))
+def job_activity(principal: Principal, job_id: str, query: dict[str, Any]) -> Response:
+    svc.get(deps(), principal, job_id)
+    return ok({"granularity": query["granularity"], "series": []})

@@ -1,0 +1,106 @@
+"""The OpenAPI 3.1 document, generated from the route table and the pydantic models."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from chalicelib.api.http import ROUTES, STATUS, QueryParam
+
+REF = "#/components/schemas/{model}"
+REASONS = {
+    400: "Malformed JSON, query or cursor",
+    401: "Missing or invalid token",
+    403: "Role not allowed",
+    404: "Not found (or another account's)",
+    409: "Conflict: delete guard, stale version, illegal transition",
+    413: "Body too large",
+    422: "Well-formed but invalid",
+    500: "Server error",
+    503: "A dependency is unavailable",
+}
+
+
+def _param(p: QueryParam) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": p.kind}
+    if p.enum:
+        schema["enum"] = list(p.enum)
+    if p.minimum is not None:
+        schema["minimum"] = p.minimum
+    if p.maximum is not None:
+        schema["maximum"] = p.maximum
+    if p.default is not None:
+        schema["default"] = p.default
+    if p.kind == "string":
+        schema["maxLength"] = 2048
+    return {"name": p.name, "in": "query", "required": False, "schema": schema,
+            "description": p.description}
+
+
+@lru_cache(maxsize=1)
+def document() -> dict[str, Any]:
+    from pydantic.json_schema import models_json_schema
+
+    from chalicelib.api import schemas
+
+    names = sorted({n for r in ROUTES for n in (r.body, r.response) if n} | {"ErrorOut"})
+    models = [(getattr(schemas, n), "validation" if _is_request(n) else "serialization") for n in names]
+    _, top = models_json_schema(models, ref_template=REF)  # type: ignore[arg-type]
+    components: dict[str, Any] = top.get("$defs", {})
+    error = {"description": "", "content": {"application/json": {"schema": {"$ref": REF.format(model="ErrorOut")}}}}
+
+    paths: dict[str, Any] = {}
+    for r in ROUTES:
+        op: dict[str, Any] = {
+            "summary": r.summary,
+            "operationId": f"{r.method.lower()}_{r.path.strip('/').replace('/', '_').replace('{', '').replace('}', '')}",
+            "tags": [r.tag],
+            "parameters": [
+                {"name": n, "in": "path", "required": True,
+                 "schema": {"type": "string", "minLength": 1, "maxLength": 128}}
+                for n in r.path_params
+            ] + [_param(q) for q in r.query],
+            "responses": {},
+        }
+        if not r.public:
+            op["security"] = [{"bearer": []}]
+        if r.body:
+            op["requestBody"] = {"required": True, "content": {"application/json": {
+                "schema": {"$ref": REF.format(model=r.body)}}}}
+        if r.status == 204:
+            op["responses"]["204"] = {"description": "Done"}
+        else:
+            item = {"$ref": REF.format(model=r.response)} if r.response else {}
+            data: dict[str, Any] = {"type": "array", "items": item} if r.list_response else item
+            props: dict[str, Any] = {"data": data}
+            required = ["data"]
+            if r.list_response:
+                props["next_cursor"] = {"type": ["string", "null"]}
+                required.append("next_cursor")
+            op["responses"][str(r.status)] = {
+                "description": "OK",
+                "content": {"application/json": {"schema": {
+                    "type": "object", "properties": props, "required": required}}},
+            }
+        codes = set(r.errors) | ({400} if r.query or r.body else set()) | ({401, 403} if not r.public else set())
+        for code in sorted(codes | {500}):
+            op["responses"][str(code)] = {**error, "description": REASONS.get(code, "Error")}
+        paths.setdefault(r.path, {})[r.method.lower()] = op
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "Switchyard API", "version": "1",
+                 "description": "Jobs and authorizations of the Switchyard integration control plane."},
+        "servers": [{"url": "/"}],
+        "paths": paths,
+        "components": {
+            "schemas": components,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        },
+    }
+
+
+def _is_request(name: str) -> bool:
+    return name.endswith(("Create", "Patch", "Put"))
+
+
+__all__ = ["STATUS", "document"]

@@ -1,0 +1,88 @@
+"""Domain objects -> the JSON shapes of API.md (checked against schemas.py by tests)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalicelib.domain.models import Authorization, Health, Job, Token, User
+from chalicelib.domain.statuses import JobStatus
+
+
+def health(h: Health) -> dict[str, Any]:
+    return {"status": h.status.value, "reason": h.reason, "checked_at": h.checked_at}
+
+
+def authorization_row(a: Authorization) -> dict[str, Any]:
+    by_status = {s.value: max(0, int(a.usage.get(s.value, 0))) for s in JobStatus}
+    return {
+        "id": a.id,
+        "provider": a.provider,
+        "method": a.method,
+        "label": a.label,
+        "description": a.description,
+        "owner": a.owner,
+        "created_at": a.created_at,
+        "updated_at": a.updated_at,
+        "health": health(a.health),
+        "last_used_at": a.last_used_at,
+        "usage": {"total": sum(by_status.values()), "by_status": by_status},
+        "credential_hint": a.credential_hint,
+        "provider_account": a.provider_account,
+    }
+
+
+def authorization_summary(a: Authorization, jobs: list[Job]) -> dict[str, Any]:
+    return {
+        **authorization_row(a),
+        "jobs": [{"id": j.id, "label": j.label, "status": j.status.value} for j in jobs],
+        "version": a.version,
+    }
+
+
+def job_row(j: Job) -> dict[str, Any]:
+    return {
+        "id": j.id,
+        "label": j.label,
+        "provider": j.provider,
+        "job_type": j.job_type.value,
+        "workflow": j.workflow,
+        "authorization_id": j.authorization_id,
+        "status": j.status.value,
+        "fault_count": j.fault_count,
+        "owner": j.owner,
+        "created_at": j.created_at,
+        "updated_at": j.updated_at,
+        "last_run": j.last_run,
+        "next_run_at": j.next_run_at,
+    }
+
+
+def job_summary(j: Job, auth: Authorization | None) -> dict[str, Any]:
+    ref = (
+        {"id": auth.id, "label": auth.label, "health": health(auth.health), "deleted": False}
+        if auth is not None
+        else {"id": j.authorization_id, "label": j.authorization_label, "health": None, "deleted": True}
+    )
+    return {
+        **job_row(j),
+        "description": j.description,
+        "config": j.config,
+        "schedule": j.schedule,
+        "authorization": ref,
+        "version": j.version,
+    }
+
+
+def token(t: Token) -> dict[str, Any]:
+    return {
+        "id": t.id,
+        "label": t.label,
+        "user_id": t.user_id,
+        "role": t.role.value,
+        "created_at": t.created_at,
+        "hint": f"{t.id}.…{t.last4}",
+    }
+
+
+def user(u: User) -> dict[str, Any]:
+    return {"id": u.id, "email": u.email, "name": u.name, "role": u.role.value, "created_at": u.created_at}

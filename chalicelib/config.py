@@ -1,0 +1,49 @@
+"""The only reader of the environment. Read lazily, on first use, never at import."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from functools import lru_cache
+
+
+@dataclass(frozen=True)
+class Settings:
+    stage: str
+    region: str
+    table_name: str
+    runs_queue_name: str
+    health_queue_name: str
+    event_bus_name: str
+    secret_prefix: str
+    # Requests to AWS through the provider layer (S3/STS of customer accounts).
+    provider_timeout_seconds: float
+    token_cache_seconds: int
+    max_body_bytes: int
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+@lru_cache(maxsize=1)
+def settings() -> Settings:
+    stage = _env("SWITCHYARD_STAGE", "local") or "local"
+    return Settings(
+        stage=stage,
+        region=_env("AWS_REGION") or _env("AWS_DEFAULT_REGION") or "us-east-1",
+        table_name=_env("SWITCHYARD_TABLE", f"switchyard-{stage}-main") or "",
+        runs_queue_name=_env("SWITCHYARD_RUNS_QUEUE", f"switchyard-{stage}-runs") or "",
+        health_queue_name=_env("SWITCHYARD_HEALTH_QUEUE", f"switchyard-{stage}-health") or "",
+        event_bus_name=_env("SWITCHYARD_EVENT_BUS", f"switchyard-{stage}") or "",
+        secret_prefix=_env("SWITCHYARD_SECRET_PREFIX", f"switchyard/{stage}") or "",
+        provider_timeout_seconds=float(_env("SWITCHYARD_PROVIDER_TIMEOUT", "10") or 10),
+        token_cache_seconds=int(_env("SWITCHYARD_TOKEN_CACHE_SECONDS", "60") or 60),
+        max_body_bytes=int(_env("SWITCHYARD_MAX_BODY_BYTES", str(256 * 1024)) or 262144),
+    )
+
+
+def reset() -> None:
+    """Forget the cached settings (tests and the local runner change the environment)."""
+    settings.cache_clear()

@@ -1,0 +1,21 @@
+"""Identifiers that sort by creation time, so a newest-first listing is a key-order Query."""
+
+from __future__ import annotations
+
+import secrets
+import time
+
+_ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
+
+
+def _b32(value: int, width: int) -> str:
+    out = []
+    for _ in range(width):
+        value, rem = divmod(value, 32)
+        out.append(_ALPHABET[rem])
+    return "".join(reversed(out))
+
+
+def new_id(prefix: str) -> str:
+    millis = int(time.time() * 1000)
+    return f"{prefix}_{_b32(millis, 10)}{_b32(secrets.randbits(80), 16)}"

@@ -1,0 +1,1 @@
+"""Providers: one module per provider, behind one interface (base.Provider)."""

@@ -1,0 +1,67 @@
+"""The one interface every provider implements (STYLE: spec, check, options, steps)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from chalicelib.domain.catalog import ProviderSpec
+from chalicelib.domain.models import CheckResult
+from chalicelib.providers.calls import CallCounter
+
+
+@dataclass(frozen=True)
+class Option:
+    value: str
+    label: str
+    kind: str | None = None  # e.g. "prefix" or "object" for S3 keys
+
+
+class Provider(Protocol):
+    spec: ProviderSpec
+
+    def check(
+        self,
+        method: str,
+        credentials: Any,
+        resources: dict[str, str],
+        counter: CallCounter | None = None,
+    ) -> CheckResult:
+        """Verify credentials (and named resources). Never raises for bad credentials."""
+        ...
+
+    def options(
+        self,
+        method: str,
+        credentials: Any,
+        workflow: str,
+        field: str,
+        params: dict[str, str],
+        counter: CallCounter | None = None,
+    ) -> list[Option]:
+        """Choices for a config field, read live through the credentials."""
+        ...
+
+    def credential_hint(self, method: str, credentials: Any) -> str | None:
+        """A masked, non-secret reminder of which credentials these are."""
+        ...
+
+
+class ProviderError(Exception):
+    """A provider call failed in a way the user must fix or wait out.
+
+    `transient` separates throttling/outages (retry later) from config/auth errors.
+    The message is the provider's reason in plain words, never a credential.
+    """
+
+    def __init__(self, reason: str, *, transient: bool = False, field: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.transient = transient
+        self.field = field
+
+
+def mask(value: str, keep: int = 4) -> str:
+    if len(value) <= keep * 2:
+        return "…" + value[-2:] if len(value) > 2 else "…"
+    return f"{value[:keep]}…{value[-keep:]}"

@@ -1,0 +1,295 @@
+"""Amazon S3: import profiles from CSV / JSON Lines files, export audiences as files.
+
+Speaks the real AWS APIs through boto3: STS GetCallerIdentity / AssumeRole, S3
+HeadBucket / ListBuckets / ListObjectsV2. Import-time cost: pydantic models only.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
+
+from chalicelib.domain.catalog import AuthMethodSpec, JobType, ProviderSpec, WorkflowSpec
+from chalicelib.domain.models import CheckResult, HealthStatus
+from chalicelib.providers.base import Option, ProviderError, mask
+from chalicelib.providers.calls import CallCounter, aws_client, aws_session
+
+BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$"
+REGION_PATTERN = r"^[a-z]{2}(-[a-z]+)+-\d$"
+SECRET = {"x-secret": True}
+
+Bucket = Annotated[
+    str, Field(pattern=BUCKET_PATTERN, description="S3 bucket name", examples=["acme-cdp-data"])
+]
+Prefix = Annotated[str, Field(max_length=512, description="Key prefix (folder)")]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class AccessKeys(_Strict):
+    """Long-lived IAM access keys of a user in the account that owns the data."""
+
+    access_key_id: str = Field(
+        pattern=r"^(AKIA|ASIA)[A-Z0-9]{16}$", description="Access key ID (AKIA...)"
+    )
+    secret_access_key: SecretStr = Field(
+        min_length=16, max_length=128, description="Secret access key", json_schema_extra=SECRET
+    )
+    region: str = Field("us-east-1", pattern=REGION_PATTERN, description="AWS region")
+    bucket: Bucket | None = Field(
+        None, description="Optional: a bucket the health check must be able to reach"
+    )
+
+
+class AssumeRole(_Strict):
+    """A role in the customer's account that trusts Switchyard's account, with an external id."""
+
+    role_arn: str = Field(
+        pattern=r"^arn:aws[a-z\-]*:iam::\d{12}:role/[A-Za-z0-9+=,.@_\-/]+$", max_length=2048,
+        description="ARN of the role to assume",
+    )
+    external_id: SecretStr = Field(
+        min_length=2,
+        max_length=1224,
+        description="External ID required by the role's trust policy",
+        json_schema_extra=SECRET,
+    )
+    region: str = Field("us-east-1", pattern=REGION_PATTERN, description="AWS region")
+    bucket: Bucket | None = Field(
+        None, description="Optional: a bucket the health check must be able to reach"
+    )
+
+
+class S3ImportConfig(_Strict):
+    bucket: Bucket
+    prefix: Prefix = Field("", description="Import every file under this prefix (or one key)")
+    format: Literal["csv", "jsonl"] = Field("csv", description="File format")
+    csv_delimiter: str = Field(",", min_length=1, max_length=1, description="CSV delimiter")
+    identifier_field: str = Field(
+        "email", min_length=1, max_length=128, description="Column that identifies a profile"
+    )
+    field_mapping: dict[
+        Annotated[str, Field(min_length=1, max_length=128)],
+        Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")],
+    ] = Field(
+        default_factory=dict,
+        max_length=200,
+        description="Source column -> profile field; unmapped columns keep their names",
+    )
+
+
+class S3ExportConfig(_Strict):
+    audience_id: str = Field(min_length=1, max_length=64, description="Audience to export")
+    bucket: Bucket
+    prefix: Prefix = Field("switchyard/exports/", description="Where files are written")
+    format: Literal["csv", "jsonl"] = Field("csv", description="File format")
+    fields: list[Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]] = Field(
+        default_factory=lambda: ["email"], min_length=1, max_length=200,
+        description="Profile fields written for each member",
+    )
+    include_removals: bool = Field(True, description="Also write members who left the audience")
+
+
+METHODS = ("access_keys", "assume_role")
+
+SPEC = ProviderSpec(
+    id="amazon_s3",
+    name="Amazon S3",
+    description="Import profiles from CSV or JSON Lines files and export audiences as files.",
+    tags=("aws", "files"),
+    auth_methods=(
+        AuthMethodSpec(
+            id="access_keys",
+            name="AWS access keys",
+            description="An IAM user's access key pair.",
+            credentials_model=AccessKeys,
+        ),
+        AuthMethodSpec(
+            id="assume_role",
+            name="AWS assume role",
+            description="Switchyard assumes a role in your account, with an external id.",
+            credentials_model=AssumeRole,
+        ),
+    ),
+    workflows=(
+        WorkflowSpec(
+            id="s3_file_import",
+            name="S3 file import (CSV / JSON Lines)",
+            job_type=JobType.IMPORT,
+            description="Reads files under a prefix and upserts a profile per record.",
+            auth_methods=METHODS,
+            config_model=S3ImportConfig,
+            resource_fields=("bucket",),
+            option_fields=("bucket", "prefix"),
+        ),
+        WorkflowSpec(
+            id="s3_audience_export",
+            name="S3 audience export",
+            job_type=JobType.EXPORT,
+            description="Writes an audience's members, then who entered and left, as files.",
+            auth_methods=METHODS,
+            config_model=S3ExportConfig,
+            resource_fields=("bucket",),
+            option_fields=("bucket", "prefix"),
+        ),
+    ),
+)
+
+# botocore error codes -> what a user should read, and whether waiting helps.
+_AUTH_CODES = {
+    "InvalidClientTokenId": "the access key id is not valid",
+    "SignatureDoesNotMatch": "the secret access key does not match the access key id",
+    "InvalidAccessKeyId": "the access key id is not valid",
+    "ExpiredToken": "the credentials have expired",
+    "ExpiredTokenException": "the credentials have expired",
+    "UnrecognizedClientException": "the credentials were not recognised",
+}
+_TRANSIENT_CODES = {
+    "Throttling",
+    "ThrottlingException",
+    "SlowDown",
+    "RequestLimitExceeded",
+    "ServiceUnavailable",
+    "InternalError",
+    "RequestTimeout",
+}
+
+
+def _classify(exc: Exception, what: str) -> ProviderError:
+    from botocore.exceptions import (
+        ClientError,
+        ConnectTimeoutError,
+        EndpointConnectionError,
+        ReadTimeoutError,
+    )
+
+    if isinstance(exc, ClientError):
+        err = exc.response.get("Error", {})
+        code = str(err.get("Code", ""))
+        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+        if code in _AUTH_CODES:
+            return ProviderError(f"{_AUTH_CODES[code]} ({code})")
+        if code in ("NoSuchBucket", "404", "NotFound"):
+            return ProviderError(f"{what} does not exist ({code or status})", field="bucket")
+        if code in ("AccessDenied", "403", "Forbidden", "AllAccessDisabled"):
+            return ProviderError(f"missing permission: access to {what} was denied ({code})")
+        if code in _TRANSIENT_CODES or status >= 500 or status == 429:
+            return ProviderError(f"AWS is unavailable right now ({code or status})", transient=True)
+        return ProviderError(f"{what}: {code or status}")
+    if isinstance(exc, (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError)):
+        return ProviderError("unreachable: AWS did not answer in time", transient=True)
+    raise exc
+
+
+class S3Provider:
+    spec = SPEC
+
+    def _session(self, method: str, creds: Any, counter: CallCounter | None) -> Any:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        if method == "access_keys":
+            return aws_session(
+                access_key_id=creds.access_key_id,
+                secret_access_key=creds.secret_access_key.get_secret_value(),
+                region=creds.region,
+            )
+        # assume_role: Switchyard's own identity asks STS for short-lived credentials.
+        sts = aws_client(aws_session(region=creds.region), "sts", counter)
+        try:
+            resp = sts.assume_role(
+                RoleArn=creds.role_arn,
+                RoleSessionName="switchyard",
+                ExternalId=creds.external_id.get_secret_value(),
+                DurationSeconds=900,
+            )
+        except (ClientError, BotoCoreError) as exc:
+            raise _classify(exc, f"role {creds.role_arn}") from None
+        c = resp["Credentials"]
+        return aws_session(
+            access_key_id=c["AccessKeyId"],
+            secret_access_key=c["SecretAccessKey"],
+            session_token=c["SessionToken"],
+            region=creds.region,
+        )
+
+    def check(
+        self,
+        method: str,
+        credentials: Any,
+        resources: dict[str, str],
+        counter: CallCounter | None = None,
+    ) -> CheckResult:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            session = self._session(method, credentials, counter)
+            identity = aws_client(session, "sts", counter).get_caller_identity()
+        except ProviderError as exc:
+            return CheckResult(HealthStatus.UNHEALTHY, exc.reason)
+        except (ClientError, BotoCoreError) as exc:
+            return CheckResult(HealthStatus.UNHEALTHY, _classify(exc, "AWS STS").reason)
+        account = str(identity["Account"])
+        bucket = resources.get("bucket") or getattr(credentials, "bucket", None)
+        checked: dict[str, str] = {}
+        if bucket:
+            try:
+                aws_client(session, "s3", counter).head_bucket(Bucket=bucket)
+            except (ClientError, BotoCoreError) as exc:
+                reason = _classify(exc, f"bucket {bucket!r}").reason
+                return CheckResult(HealthStatus.UNHEALTHY, reason, provider_account=account)
+            checked["bucket"] = bucket
+        return CheckResult(
+            HealthStatus.HEALTHY,
+            f"reaches AWS account {account}" + (f" and bucket {bucket!r}" if bucket else ""),
+            provider_account=account,
+            resources=checked,
+        )
+
+    def options(
+        self,
+        method: str,
+        credentials: Any,
+        workflow: str,
+        field: str,
+        params: dict[str, str],
+        counter: CallCounter | None = None,
+    ) -> list[Option]:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        session = self._session(method, credentials, counter)
+        s3 = aws_client(session, "s3", counter)
+        try:
+            if field == "bucket":
+                buckets = s3.list_buckets().get("Buckets", [])
+                return [Option(value=b["Name"], label=b["Name"]) for b in buckets]
+            if field == "prefix":
+                bucket = params.get("bucket")
+                if not bucket:
+                    raise ProviderError("choose a bucket first", field="bucket")
+                resp = s3.list_objects_v2(
+                    Bucket=bucket, Prefix=params.get("prefix", ""), Delimiter="/", MaxKeys=200
+                )
+                out = [
+                    Option(value=p["Prefix"], label=p["Prefix"], kind="prefix")
+                    for p in resp.get("CommonPrefixes", [])
+                ]
+                out += [
+                    Option(value=o["Key"], label=f"{o['Key']} ({o['Size']} bytes)", kind="object")
+                    for o in resp.get("Contents", [])
+                ]
+                return out
+        except (ClientError, BotoCoreError) as exc:
+            what = f"bucket {params.get('bucket')!r}" if field == "prefix" else "the bucket list"
+            raise _classify(exc, what) from None
+        raise ProviderError(f"field {field!r} has no live options", field="field")
+
+    def credential_hint(self, method: str, credentials: Any) -> str | None:
+        if method == "access_keys":
+            return mask(credentials.access_key_id)
+        return str(credentials.role_arn)
+
+
+PROVIDER = S3Provider()

@@ -1,0 +1,1 @@
+"""Use cases. They take their dependencies (Deps) and a Principal; no HTTP vocabulary."""

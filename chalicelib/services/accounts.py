@@ -1,0 +1,190 @@
+"""Accounts, users and API tokens; resolving a bearer token to a Principal."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+
+from chalicelib.config import settings
+from chalicelib.domain.access import Capability, Principal, Role
+from chalicelib.domain.errors import Invalid, not_found
+from chalicelib.domain.ids import new_id
+from chalicelib.domain.models import Account, Token, User
+from chalicelib.services.deps import Deps
+from chalicelib.store.dynamo import Page, now_iso
+
+
+def _hash(raw: str) -> str:
+    # Tokens carry 256 random bits, so a fast hash is enough: nothing to brute-force.
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class IssuedToken:
+    token: Token
+    plaintext: str  # shown once, never stored
+
+
+def _mint(account_id: str, user: User, label: str, plaintext: str | None = None) -> IssuedToken:
+    token_id = new_id("tok")
+    raw = plaintext or f"{token_id}.{secrets.token_urlsafe(32)}"
+    if plaintext is not None:
+        token_id = raw.split(".", 1)[0]
+    return IssuedToken(
+        token=Token(
+            id=token_id,
+            account_id=account_id,
+            user_id=user.id,
+            role=user.role,
+            label=label,
+            token_hash=_hash(raw),
+            created_at=now_iso(),
+            last4=raw[-4:],
+        ),
+        plaintext=raw,
+    )
+
+
+def create_account(
+    d: Deps,
+    name: str,
+    admin_email: str,
+    admin_name: str = "Admin",
+    *,
+    account_id: str | None = None,
+    admin_token: str | None = None,
+) -> tuple[Account, User, IssuedToken]:
+    """Bootstrap a tenant with one admin user and a first admin token."""
+    if admin_token is not None and not _well_formed(admin_token):
+        raise Invalid(
+            "an admin token must look like 'tok_<id>.<secret>' with at least 24 secret characters",
+            fields={"admin_token": "malformed"},
+        )
+    account = Account(id=account_id or new_id("acct"), name=name, created_at=now_iso())
+    admin = User(
+        id=new_id("usr"),
+        account_id=account.id,
+        email=admin_email,
+        name=admin_name,
+        role=Role.ADMIN,
+        created_at=account.created_at,
+    )
+    d.accounts.create_account(account, admin)
+    issued = _mint(account.id, admin, "bootstrap admin token", admin_token)
+    d.accounts.put_token(issued.token)
+    return account, admin, issued
+
+
+def _well_formed(raw: str) -> bool:
+    head, _, tail = raw.partition(".")
+    return head.startswith("tok_") and len(tail) >= 24 and len(raw) <= 256
+
+
+class _TokenCache:
+    """Resolved tokens for a short while, like API Gateway's authorizer cache."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._items: dict[str, tuple[float, Principal | None]] = {}
+
+    def get(self, key: str) -> tuple[bool, Principal | None]:
+        with self._lock:
+            hit = self._items.get(key)
+            if hit is None or hit[0] < time.monotonic():
+                return False, None
+            return True, hit[1]
+
+    def put(self, key: str, value: Principal | None) -> None:
+        ttl = settings().token_cache_seconds
+        if ttl <= 0:
+            return
+        with self._lock:
+            if len(self._items) > 10_000:
+                self._items.clear()
+            self._items[key] = (time.monotonic() + ttl, value)
+
+    def forget_token(self, token_id: str) -> None:
+        with self._lock:
+            for k in [k for k, (_, p) in self._items.items() if p and p.token_id == token_id]:
+                del self._items[k]
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
+token_cache = _TokenCache()
+
+
+def resolve_token(d: Deps, raw: str | None) -> Principal | None:
+    if not raw:
+        return None
+    raw = raw.strip()
+    if raw.lower().startswith("bearer "):
+        raw = raw[7:].strip()
+    if not _well_formed(raw):
+        return None
+    digest = _hash(raw)
+    cached, principal = token_cache.get(digest)
+    if cached:
+        return principal
+    token = d.accounts.get_token(raw.split(".", 1)[0])
+    principal = None
+    if token is not None and hmac.compare_digest(token.token_hash, digest):
+        principal = Principal(
+            account_id=token.account_id, user_id=token.user_id, role=token.role, token_id=token.id
+        )
+    token_cache.put(digest, principal)
+    return principal
+
+
+def issue_token(d: Deps, p: Principal, *, label: str, user_id: str | None) -> IssuedToken:
+    p.require(Capability.ADMINISTER)
+    user = d.accounts.get_user(p.account_id, user_id or p.user_id)
+    if user is None:
+        raise Invalid("that user does not exist in this account", fields={"user_id": "not found"})
+    issued = _mint(p.account_id, user, label)
+    d.accounts.put_token(issued.token)
+    return issued
+
+
+def list_tokens(d: Deps, p: Principal, limit: int, cursor: str | None) -> Page:
+    p.require(Capability.ADMINISTER)
+    return d.accounts.list_tokens(p.account_id, limit, cursor)
+
+
+def revoke_token(d: Deps, p: Principal, token_id: str) -> None:
+    p.require(Capability.ADMINISTER)
+    d.accounts.delete_token(p.account_id, token_id)
+    token_cache.forget_token(token_id)
+
+
+def create_user(d: Deps, p: Principal, *, email: str, name: str, role: Role) -> User:
+    p.require(Capability.ADMINISTER)
+    user = User(
+        id=new_id("usr"),
+        account_id=p.account_id,
+        email=email,
+        name=name,
+        role=role,
+        created_at=now_iso(),
+    )
+    d.accounts.create_user(user)
+    return user
+
+
+def list_users(d: Deps, p: Principal, limit: int, cursor: str | None) -> Page:
+    p.require(Capability.ADMINISTER)
+    return d.accounts.list_users(p.account_id, limit, cursor)
+
+
+def me(d: Deps, p: Principal) -> tuple[Account, User]:
+    account = d.accounts.get_account(p.account_id)
+    user = d.accounts.get_user(p.account_id, p.user_id)
+    if account is None or user is None:
+        raise not_found("user", p.user_id)
+    return account, user

@@ -1,0 +1,237 @@
+"""Use cases of authorizations: create (check first), read, edit, rotate, check, delete."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+from chalicelib.domain.access import Capability, Principal
+from chalicelib.domain.catalog import ProviderSpec
+from chalicelib.domain.errors import Invalid, Unavailable, not_found
+from chalicelib.domain.ids import new_id
+from chalicelib.domain.models import (
+    Authorization,
+    CheckResult,
+    Health,
+    HealthStatus,
+    Job,
+    empty_usage,
+)
+from chalicelib.domain.rules import in_use_error
+from chalicelib.providers.base import Provider
+from chalicelib.services import credentials as creds_svc
+from chalicelib.services.deps import Deps
+from chalicelib.store.dynamo import AuthorizationInUse, Page, now_iso
+
+
+@dataclass(frozen=True)
+class NewAuthorization:
+    provider: str
+    method: str
+    label: str
+    description: str
+    credentials: dict[str, Any]
+
+
+def run_check(
+    provider: Provider, method: str, credentials: Any, resources: dict[str, str]
+) -> CheckResult:
+    spec = provider.spec.method(method)
+    if not spec.verifiable:
+        return CheckResult(HealthStatus.UNKNOWN, f"{provider.spec.name} offers no way to verify")
+    return provider.check(method, credentials, resources)
+
+
+def refuse_check(provider: ProviderSpec, check: CheckResult, *, field: str) -> Invalid:
+    return Invalid(
+        f"{provider.name} did not accept these credentials: {check.reason}",
+        code="authorization.check_failed",
+        fields={field: check.reason or "check failed"},
+        details={"reason": check.reason},
+    )
+
+
+def prepare(
+    d: Deps,
+    p: Principal,
+    new: NewAuthorization,
+    *,
+    resources: dict[str, str],
+    field_prefix: str = "",
+) -> tuple[Authorization, dict[str, Any]]:
+    """Validate and check credentials; returns the item to write and the secret value.
+
+    Nothing is stored here: a failing check leaves no trace (SPEC rule 2, issue item 6).
+    """
+    provider = d.registry.for_request(new.provider, field=f"{field_prefix}provider")
+    method = provider.spec.method(new.method, field_name=f"{field_prefix}method")
+    credentials = creds_svc.parse(method, new.credentials, prefix=f"{field_prefix}credentials")
+    check = run_check(provider, method.id, credentials, resources)
+    if not check.ok:
+        raise refuse_check(provider.spec, check, field=f"{field_prefix}credentials")
+    auth_id = new_id("auth")
+    now = now_iso()
+    auth = Authorization(
+        id=auth_id,
+        account_id=p.account_id,
+        provider=provider.spec.id,
+        method=method.id,
+        label=new.label,
+        description=new.description,
+        owner=p.user_id,
+        created_at=now,
+        updated_at=now,
+        secret_name=d.secrets.name_for(p.account_id, auth_id),
+        health=Health(check.status, check.reason, now),
+        provider_account=check.provider_account,
+        credential_hint=provider.credential_hint(method.id, credentials),
+        usage=empty_usage(),
+    )
+    return auth, creds_svc.to_secret(credentials)
+
+
+def store_secret(d: Deps, auth: Authorization, secret: dict[str, Any]) -> None:
+    d.secrets.create(
+        auth.secret_name,
+        secret,
+        tags={"switchyard:account": auth.account_id, "switchyard:authorization": auth.id,
+              "switchyard:provider": auth.provider},
+    )
+
+
+def create(d: Deps, p: Principal, new: NewAuthorization) -> Authorization:
+    p.require(Capability.MANAGE_INTEGRATIONS)
+    auth, secret = prepare(d, p, new, resources={})
+    store_secret(d, auth, secret)
+    try:
+        d.auths.put_new(auth)
+    except Exception:
+        d.secrets.delete_now(auth.secret_name)
+        raise
+    return auth
+
+
+def get(d: Deps, p: Principal, auth_id: str) -> Authorization:
+    p.require(Capability.READ)
+    auth = d.auths.get(p.account_id, auth_id)
+    if auth is None:
+        raise not_found("authorization", auth_id)
+    return auth
+
+
+def summary(d: Deps, p: Principal, auth_id: str) -> tuple[Authorization, list[Job]]:
+    auth = get(d, p, auth_id)
+    return auth, d.jobs.jobs_of_authorization(p.account_id, auth_id)
+
+
+def list_(
+    d: Deps, p: Principal, *, limit: int, cursor: str | None, provider: str | None, health: str | None
+) -> Page:
+    p.require(Capability.READ)
+    return d.auths.list(p.account_id, limit=limit, cursor=cursor, provider=provider, health=health)
+
+
+def edit(
+    d: Deps, p: Principal, auth_id: str, changes: dict[str, Any], version: int | None
+) -> Authorization:
+    p.require(Capability.MANAGE_INTEGRATIONS)
+    return d.auths.update(p.account_id, auth_id, changes, expected_version=version)
+
+
+def check_now(d: Deps, p: Principal, auth_id: str) -> Authorization:
+    p.require(Capability.MANAGE_INTEGRATIONS)
+    auth = get(d, p, auth_id)
+    provider = d.registry.get(auth.provider)
+    credentials = creds_svc.load(d, auth, provider.spec)
+    check = run_check(provider, auth.method, credentials, {})
+    return d.auths.update(
+        p.account_id,
+        auth_id,
+        {
+            "health_status": check.status.value,
+            "health_reason": check.reason,
+            "health_checked_at": now_iso(),
+            **({"provider_account": check.provider_account} if check.provider_account else {}),
+        },
+        expected_version=None,
+    )
+
+
+def rotate(
+    d: Deps, p: Principal, auth_id: str, raw_credentials: Any, version: int | None
+) -> Authorization:
+    """New credentials become a new secret version only after they verify.
+
+    They must reach the same provider account and every resource the jobs using this
+    authorization are configured with, so no job is broken by the swap.
+    """
+    p.require(Capability.MANAGE_INTEGRATIONS)
+    auth = get(d, p, auth_id)
+    provider = d.registry.get(auth.provider)
+    method = provider.spec.method(auth.method)
+    credentials = creds_svc.parse(method, raw_credentials, prefix="credentials")
+    jobs = d.jobs.jobs_of_authorization(p.account_id, auth_id)
+    resource_sets = _resource_sets(provider.spec, jobs) or [{}]
+    check: CheckResult | None = None
+    for resources in resource_sets:
+        check = run_check(provider, method.id, credentials, resources)
+        if not check.ok:
+            raise refuse_check(provider.spec, check, field="credentials")
+        if auth.provider_account and check.provider_account not in (None, auth.provider_account):
+            raise Invalid(
+                f"the new credentials reach {provider.spec.name} account {check.provider_account}, "
+                f"this authorization is for account {auth.provider_account}; create a new "
+                "authorization instead",
+                code="authorization.other_account",
+                fields={"credentials": "reach another provider account"},
+            )
+    assert check is not None
+    d.secrets.put_version(auth.secret_name, creds_svc.to_secret(credentials))
+    return d.auths.update(
+        p.account_id,
+        auth_id,
+        {
+            "credential_hint": provider.credential_hint(method.id, credentials),
+            "health_status": check.status.value,
+            "health_reason": check.reason,
+            "health_checked_at": now_iso(),
+        },
+        expected_version=version,
+    )
+
+
+def _resource_sets(spec: ProviderSpec, jobs: list[Job]) -> list[dict[str, str]]:
+    seen: list[dict[str, str]] = []
+    for job in jobs:
+        wf = next((w for w in spec.workflows if w.id == job.workflow), None)
+        if wf is None:
+            continue
+        res = {f: str(job.config[f]) for f in wf.resource_fields if job.config.get(f)}
+        if res and res not in seen:
+            seen.append(res)
+    return seen
+
+
+def delete(d: Deps, p: Principal, auth_id: str) -> None:
+    p.require(Capability.MANAGE_INTEGRATIONS)
+    try:
+        auth = d.auths.delete_if_unused(p.account_id, auth_id)
+    except AuthorizationInUse:
+        raise in_use_error(auth_id, d.jobs.jobs_of_authorization(p.account_id, auth_id)) from None
+    d.secrets.schedule_deletion(auth.secret_name)
+
+
+def check_for_job(
+    d: Deps, auth: Authorization, provider: Provider, resources: dict[str, str]
+) -> CheckResult:
+    """Can this authorization reach these configured resources? (job create/edit, rule 9)"""
+    try:
+        credentials = creds_svc.load(d, auth, provider.spec)
+    except Exception as exc:  # a secret that cannot be read is an outage, not bad input
+        if getattr(exc, "response", None):
+            raise Unavailable("the authorization's credentials could not be read") from None
+        raise
+    return run_check(provider, auth.method, credentials, resources)
+
+
+__all__ = ["NewAuthorization", "replace"]

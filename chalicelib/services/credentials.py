@@ -1,0 +1,34 @@
+"""Credentials: validated against the method's model, kept only in Secrets Manager."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalicelib.domain.catalog import AuthMethodSpec, ProviderSpec
+from chalicelib.domain.models import Authorization
+from chalicelib.services.deps import Deps
+from chalicelib.services.validation import validate
+
+
+def parse(method: AuthMethodSpec, raw: Any, *, prefix: str) -> Any:
+    if not isinstance(raw, dict):
+        from chalicelib.domain.errors import Invalid
+
+        raise Invalid("credentials must be an object", fields={prefix: "must be an object"})
+    return validate(method.credentials_model, raw, prefix=prefix, what="credentials")
+
+
+def to_secret(model: Any) -> dict[str, Any]:
+    """Plain values for Secrets Manager (the only place SecretStr values are revealed)."""
+    from pydantic import SecretStr
+
+    out: dict[str, Any] = {}
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        out[name] = value.get_secret_value() if isinstance(value, SecretStr) else value
+    return out
+
+
+def load(d: Deps, auth: Authorization, spec: ProviderSpec) -> Any:
+    method = spec.method(auth.method)
+    return method.credentials_model.model_validate(d.secrets.read(auth.secret_name))

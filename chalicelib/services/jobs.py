@@ -1,0 +1,314 @@
+"""Use cases of jobs: the four-step create, edit, change of authorization, actions, delete."""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from typing import Any
+
+from chalicelib.domain.access import Capability, Principal
+from chalicelib.domain.catalog import WorkflowSpec
+from chalicelib.domain.errors import Conflict, Invalid, not_found
+from chalicelib.domain.ids import new_id
+from chalicelib.domain.models import Authorization, CheckResult, Job
+from chalicelib.domain.rules import (
+    change_authorization_problems,
+    ensure_authorization_fits,
+    ensure_method_enables,
+    ensure_mutable,
+    resolve_workflow,
+)
+from chalicelib.domain.statuses import Action, JobStatus, initial_status, transition
+from chalicelib.providers.base import Provider
+from chalicelib.services import authorizations as auth_svc
+from chalicelib.services.deps import Deps
+from chalicelib.services.validation import validate
+from chalicelib.store.dynamo import AuthorizationGone, Page, now_iso
+
+
+@dataclass(frozen=True)
+class NewJob:
+    provider: str
+    job_type: str
+    workflow: str
+    label: str
+    description: str
+    config: dict[str, Any]
+    schedule: dict[str, Any] | None
+    start: bool
+    authorization_id: str | None = None
+    authorization: auth_svc.NewAuthorization | None = None
+
+
+@dataclass
+class EditResult:
+    job: Job
+    dry_run: bool = False
+    problems: list[str] = field(default_factory=list)
+    changes: list[str] = field(default_factory=list)
+
+
+def _config(wf: WorkflowSpec, raw: dict[str, Any]) -> dict[str, Any]:
+    model = validate(wf.config_model, raw, prefix="config", what="configuration")
+    dumped: dict[str, Any] = model.model_dump(mode="json")  # type: ignore[attr-defined]
+    return dumped
+
+
+def _resources(wf: WorkflowSpec, config: dict[str, Any]) -> dict[str, str]:
+    return {f: str(config[f]) for f in wf.resource_fields if config.get(f)}
+
+
+def _refuse_unreachable(provider: Provider, check: CheckResult, field_name: str) -> Invalid:
+    return Invalid(
+        f"the authorization cannot reach what this job is configured with: {check.reason}",
+        code="job.config_unreachable",
+        fields={field_name: check.reason or "unreachable"},
+        details={"reason": check.reason, "provider": provider.spec.id},
+    )
+
+
+def create(d: Deps, p: Principal, new: NewJob) -> tuple[Job, Authorization]:
+    """Provider -> job type -> authorization -> configure (SPEC rule 2), then start or stage."""
+    p.require(Capability.MANAGE_INTEGRATIONS)
+    provider = d.registry.for_request(new.provider)
+    wf = resolve_workflow(provider.spec, new.job_type, new.workflow)
+    if (new.authorization_id is None) == (new.authorization is None):
+        raise Invalid(
+            "give either authorization_id (an existing authorization) or authorization (a new one)",
+            code="job.authorization_required",
+            fields={"authorization_id": "give this or authorization, not both"},
+        )
+    config = _config(wf, new.config)
+    resources = _resources(wf, config)
+    inline: tuple[Authorization, dict[str, Any]] | None = None
+    if new.authorization is not None:
+        ensure_method_enables(wf, new.authorization.method, field_name="authorization.method")
+        inline = auth_svc.prepare(
+            d,
+            p,
+            auth_svc.NewAuthorization(
+                provider=provider.spec.id,
+                method=new.authorization.method,
+                label=new.authorization.label,
+                description=new.authorization.description,
+                credentials=new.authorization.credentials,
+            ),
+            resources=resources,
+            field_prefix="authorization.",
+        )
+        auth = inline[0]
+        provider_account = auth.provider_account
+    else:
+        assert new.authorization_id is not None
+        found = d.auths.get(p.account_id, new.authorization_id)
+        if found is None:
+            raise Invalid(
+                f"authorization {new.authorization_id!r} was not found",
+                code="authorization.not_found",
+                fields={"authorization_id": "not found"},
+            )
+        auth = found
+        ensure_authorization_fits(auth, provider.spec, wf, field_name="authorization_id")
+        check = auth_svc.check_for_job(d, auth, provider, resources)
+        if not check.ok:
+            raise _refuse_unreachable(provider, check, "config")
+        provider_account = check.provider_account or auth.provider_account
+
+    now = now_iso()
+    status = initial_status(new.start)
+    job = Job(
+        id=new_id("job"),
+        account_id=p.account_id,
+        provider=provider.spec.id,
+        job_type=wf.job_type,
+        workflow=wf.id,
+        authorization_id=auth.id,
+        authorization_label=auth.label,
+        label=new.label,
+        description=new.description,
+        config=config,
+        schedule=new.schedule,
+        status=status,
+        owner=p.user_id,
+        created_at=now,
+        updated_at=now,
+        provider_account=provider_account,
+        next_run_at=now if new.start else None,
+    )
+    if inline is not None:
+        auth_svc.store_secret(d, inline[0], inline[1])
+        try:
+            d.jobs.create(job, new_auth=inline[0], auth_provider=provider.spec.id)
+        except Exception:
+            d.secrets.delete_now(inline[0].secret_name)
+            raise
+    else:
+        _create_on_existing(d, job, provider.spec.id)
+    if new.start:
+        _queue_run(d, job, "create", p)
+    return job, auth
+
+
+def _create_on_existing(d: Deps, job: Job, provider_id: str) -> None:
+    try:
+        d.jobs.create(job, auth_provider=provider_id)
+    except AuthorizationGone:
+        # Deleted between our read and our write: the transaction refused to link them.
+        raise Invalid(
+            f"authorization {job.authorization_id!r} was deleted meanwhile",
+            code="authorization.not_found",
+            fields={"authorization_id": "not found"},
+        ) from None
+
+
+def _queue_run(d: Deps, job: Job, trigger: str, p: Principal) -> None:
+    d.runs.send(
+        {
+            "account_id": job.account_id,
+            "job_id": job.id,
+            "trigger": trigger,
+            "requested_by": p.user_id,
+            "requested_at": now_iso(),
+        }
+    )
+
+
+def get(d: Deps, p: Principal, job_id: str) -> Job:
+    p.require(Capability.READ)
+    job = d.jobs.get(p.account_id, job_id)
+    if job is None:
+        raise not_found("job", job_id)
+    return job
+
+
+def summary(d: Deps, p: Principal, job_id: str) -> tuple[Job, Authorization | None]:
+    job = get(d, p, job_id)
+    return job, d.auths.get(p.account_id, job.authorization_id)
+
+
+def list_(d: Deps, p: Principal, *, limit: int, cursor: str | None, **filters: str | None) -> Page:
+    p.require(Capability.READ)
+    return d.jobs.list(p.account_id, limit=limit, cursor=cursor, **filters)
+
+
+def edit(
+    d: Deps,
+    p: Principal,
+    job_id: str,
+    patch: dict[str, Any],
+    version: int | None,
+    *,
+    dry_run: bool = False,
+) -> EditResult:
+    """Label, description, config, schedule and authorization may change; nothing else."""
+    p.require(Capability.MANAGE_INTEGRATIONS)
+    ensure_mutable(patch)
+    job = get(d, p, job_id)
+    if version is None:
+        raise Invalid(
+            "send the version you edited (If-Match header or 'version' in the body)",
+            code="validation.version_required",
+            fields={"version": "required"},
+        )
+    if version != job.version:
+        from chalicelib.domain.errors import stale_version
+
+        raise stale_version("job", version)
+    provider = d.registry.get(job.provider)
+    wf = provider.spec.workflow(job.workflow)
+    after = copy.deepcopy(job)
+    changes: list[str] = []
+    for name in ("label", "description", "schedule"):
+        if name in patch and patch[name] != getattr(job, name):
+            setattr(after, name, patch[name])
+            changes.append(name)
+    if "config" in patch:
+        merged = {**job.config, **patch["config"]}
+        merged = {k: v for k, v in merged.items() if v is not None}
+        after.config = _config(wf, merged)
+        if after.config != job.config:
+            changes.append("config")
+
+    problems: list[str] = []
+    new_auth_id = patch.get("authorization_id")
+    target: Authorization | None = None
+    if new_auth_id and new_auth_id != job.authorization_id:
+        target = d.auths.get(p.account_id, new_auth_id)
+        if target is None:
+            raise Invalid(
+                f"authorization {new_auth_id!r} was not found",
+                code="authorization.not_found",
+                fields={"authorization_id": "not found"},
+            )
+        check = None
+        if target.provider == job.provider:
+            check = auth_svc.check_for_job(d, target, provider, _resources(wf, after.config))
+        problems = change_authorization_problems(job, target, provider.spec, wf, check)
+        after.authorization_id = target.id
+        after.authorization_label = target.label
+        if check is not None and check.provider_account:
+            after.provider_account = check.provider_account
+        changes.append("authorization_id")
+    elif "config" in changes and _resources(wf, after.config) != _resources(wf, job.config):
+        current = d.auths.get(p.account_id, job.authorization_id)
+        if current is not None:
+            check = auth_svc.check_for_job(d, current, provider, _resources(wf, after.config))
+            if not check.ok:
+                raise _refuse_unreachable(provider, check, "config")
+
+    if dry_run:
+        return EditResult(job=after, dry_run=True, problems=problems, changes=changes)
+    if problems:
+        raise Invalid(
+            "this authorization cannot take over the job: " + "; ".join(problems),
+            code="job.authorization_incompatible",
+            fields={"authorization_id": problems[0]},
+            details={"problems": problems},
+        )
+    if not changes:
+        return EditResult(job=job)
+    try:
+        saved = d.jobs.save(job, after, expected_version=version)
+    except AuthorizationGone:
+        raise Invalid(
+            f"authorization {after.authorization_id!r} was deleted meanwhile",
+            code="authorization.not_found",
+            fields={"authorization_id": "not found"},
+        ) from None
+    return EditResult(job=saved, changes=changes)
+
+
+def act(d: Deps, p: Principal, job_id: str, action: Action) -> Job:
+    """Pause, resume, run now: transitions declared in domain.statuses, written conditionally."""
+    p.require(Capability.MANAGE_INTEGRATIONS)
+    job = get(d, p, job_id)
+    if action is Action.RUN_NOW and job.status is JobStatus.RUNNING:
+        raise Conflict(
+            "the job is already running", code="job.illegal_transition",
+            details={"status": job.status.value, "action": action.value},
+        )
+    new_status = transition(job.status, action)
+    after = copy.deepcopy(job)
+    after.status = new_status
+    if action in (Action.RESUME, Action.RUN_NOW):
+        after.next_run_at = now_iso()
+        after.fault_count = 0 if action is Action.RESUME else job.fault_count
+    elif action is Action.PAUSE:
+        after.next_run_at = None
+    try:
+        saved = d.jobs.save(job, after, expected_version=None, expected_status=job.status)
+    except AuthorizationGone:
+        raise Conflict(
+            f"the job's authorization {job.authorization_id!r} was deleted; "
+            "change the job's authorization before resuming it",
+            code="job.authorization_deleted",
+            details={"status": job.status.value},
+        ) from None
+    if action in (Action.RESUME, Action.RUN_NOW):
+        _queue_run(d, saved, action.value, p)
+    return saved
+
+
+def delete(d: Deps, p: Principal, job_id: str) -> None:
+    p.require(Capability.MANAGE_INTEGRATIONS)
+    d.jobs.delete(get(d, p, job_id))

@@ -1,0 +1,1 @@
+"""Adapters to AWS: the only code that uses boto3."""

@@ -1,0 +1,58 @@
+"""Lazily created, cached boto3 clients: nothing talks to AWS at import time.
+
+Endpoints come from boto3's standard settings (AWS_ENDPOINT_URL and friends), so the
+same code reaches AWS in production and moto's server locally.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+from chalicelib.config import settings
+
+if TYPE_CHECKING:  # pragma: no cover
+    import boto3
+
+_lock = threading.Lock()
+_session: boto3.session.Session | None = None
+_clients: dict[str, Any] = {}
+
+
+def session() -> boto3.session.Session:
+    global _session
+    if _session is None:
+        import boto3
+
+        _session = boto3.session.Session(region_name=settings().region)
+    return _session
+
+
+def client(service: str) -> Any:
+    """One client per service per process (clients are thread-safe, sessions are not)."""
+    found = _clients.get(service)
+    if found is not None:
+        return found
+    with _lock:
+        found = _clients.get(service)
+        if found is None:
+            from botocore.config import Config
+
+            found = session().client(
+                service,
+                config=Config(
+                    retries={"mode": "standard", "max_attempts": 4},
+                    connect_timeout=3,
+                    read_timeout=10,
+                ),
+            )
+            _clients[service] = found
+    return found
+
+
+def reset() -> None:
+    """Drop cached clients (the local runner and tests move the endpoint)."""
+    global _session
+    with _lock:
+        _clients.clear()
+        _session = None

@@ -1,0 +1,891 @@
+"""DynamoDB access: the single table, its items, and the conditional writes that guard rules.
+
+Only this module (with its siblings in store/) talks to DynamoDB. Every write that
+protects an invariant is conditional or transactional; nothing reads-then-writes.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import Any
+
+from chalicelib.config import settings
+from chalicelib.domain.access import Role
+from chalicelib.domain.catalog import JobType
+from chalicelib.domain.errors import Conflict, NotFound, not_found, stale_version
+from chalicelib.domain.models import (
+    Account,
+    Authorization,
+    Health,
+    HealthStatus,
+    Job,
+    Token,
+    User,
+    empty_usage,
+)
+from chalicelib.domain.statuses import PURGE_AFTER_DAYS, PURGEABLE_STATUSES, JobStatus
+from chalicelib.store import aws
+from chalicelib.store import keys as K
+
+
+class TransactionFailed(Exception):
+    """A transaction was cancelled; `reasons` holds one code per item ('None' = fine)."""
+
+    def __init__(self, reasons: list[str]) -> None:
+        super().__init__(", ".join(reasons))
+        self.reasons = reasons
+
+
+def _to_attr(value: Any) -> Any:
+    from boto3.dynamodb.types import TypeSerializer
+
+    return TypeSerializer().serialize(value)
+
+
+def _ser(item: dict[str, Any]) -> dict[str, Any]:
+    return {k: _to_attr(v) for k, v in item.items() if v is not None}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return int(value) if value == value.to_integral_value() else float(value)
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
+
+
+def _deser(item: dict[str, Any]) -> dict[str, Any]:
+    from boto3.dynamodb.types import TypeDeserializer
+
+    d = TypeDeserializer()
+    return {k: _plain(d.deserialize(v)) for k, v in item.items()}
+
+
+def _error_code(exc: Exception) -> str:
+    response = getattr(exc, "response", None) or {}
+    return str(response.get("Error", {}).get("Code", ""))
+
+
+class Table:
+    """The table and the few primitive calls the repositories need."""
+
+    def __init__(self, name: str | None = None) -> None:
+        self._name = name
+
+    @property
+    def name(self) -> str:
+        return self._name or settings().table_name
+
+    @property
+    def client(self) -> Any:
+        return aws.client("dynamodb")
+
+    def get(self, pk: str, sk: str, *, consistent: bool = False) -> dict[str, Any] | None:
+        resp = self.client.get_item(
+            TableName=self.name,
+            Key={"PK": {"S": pk}, "SK": {"S": sk}},
+            ConsistentRead=consistent,
+        )
+        item = resp.get("Item")
+        return _deser(item) if item else None
+
+    def put(self, item: dict[str, Any], *, condition: str | None = None) -> None:
+        kwargs: dict[str, Any] = {"TableName": self.name, "Item": _ser(item)}
+        if condition:
+            kwargs["ConditionExpression"] = condition
+        self.client.put_item(**kwargs)
+
+    def query(
+        self,
+        *,
+        key_condition: str,
+        names: dict[str, str],
+        values: dict[str, Any],
+        index: str | None = None,
+        limit: int = 50,
+        start_key: dict[str, str] | None = None,
+        forward: bool = False,
+        filter_expression: str | None = None,
+    ) -> tuple[list[dict[str, Any]], dict[str, str] | None]:
+        kwargs: dict[str, Any] = {
+            "TableName": self.name,
+            "KeyConditionExpression": key_condition,
+            "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": {k: _to_attr(v) for k, v in values.items()},
+            "Limit": limit,
+            "ScanIndexForward": forward,
+        }
+        if index:
+            kwargs["IndexName"] = index
+        if start_key:
+            kwargs["ExclusiveStartKey"] = {k: {"S": v} for k, v in start_key.items()}
+        if filter_expression:
+            kwargs["FilterExpression"] = filter_expression
+        resp = self.client.query(**kwargs)
+        last = resp.get("LastEvaluatedKey")
+        return [_deser(i) for i in resp.get("Items", [])], (
+            {k: v["S"] for k, v in last.items()} if last else None
+        )
+
+    def transact(self, items: list[dict[str, Any]]) -> None:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.transact_write_items(TransactItems=items)
+        except ClientError as exc:
+            if _error_code(exc) != "TransactionCanceledException":
+                raise
+            reasons = [
+                str(r.get("Code") or "None")
+                for r in exc.response.get("CancellationReasons", [])  # type: ignore[union-attr]
+            ]
+            raise TransactionFailed(reasons) from None
+
+
+@dataclass
+class Page:
+    items: list[Any]
+    next_cursor: str | None
+
+
+def paged_query(
+    table: Table,
+    *,
+    key_condition: str,
+    names: dict[str, str],
+    values: dict[str, Any],
+    key_names: tuple[str, ...],
+    expect: dict[str, str],
+    sk_prefix: str,
+    limit: int,
+    cursor: str | None,
+    convert: Callable[[dict[str, Any]], Any],
+    keep: Callable[[Any], bool] | None = None,
+    index: str | None = None,
+) -> Page:
+    """Newest-first pages of one item collection, with optional in-memory filtering.
+
+    Unfiltered, one page is one Query. With a filter we keep reading until the page is
+    full; the cursor always names the last item returned, so nothing is skipped.
+    """
+    start = (
+        K.decode_cursor(cursor, expect=expect, key_names=key_names, sk_prefix=sk_prefix)
+        if cursor
+        else None
+    )
+    out: list[tuple[dict[str, Any], Any]] = []
+    more = True
+    while more and len(out) < limit:
+        rows, last = table.query(
+            key_condition=key_condition,
+            names=names,
+            values=values,
+            index=index,
+            limit=limit if keep is None else max(limit, 100),
+            start_key=start,
+        )
+        for row in rows:
+            obj = convert(row)
+            if keep is None or keep(obj):
+                out.append((row, obj))
+        more = last is not None
+        start = last
+    page = out[:limit]
+    truncated = len(out) > limit or more
+    next_cursor = None
+    if truncated and page:
+        last_row = page[-1][0]
+        next_cursor = K.encode_cursor({k: last_row[k] for k in key_names})
+    return Page(items=[obj for _, obj in page], next_cursor=next_cursor)
+
+
+def now_iso() -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+# ---------------------------------------------------------------------------------------
+# Accounts, users, tokens
+
+
+class AccountRepo:
+    def __init__(self, table: Table) -> None:
+        self.t = table
+
+    def create_account(self, account: Account, admin: User) -> None:
+        self.t.transact(
+            [
+                {
+                    "Put": {
+                        "TableName": self.t.name,
+                        "Item": _ser(
+                            {
+                                "PK": K.account_pk(account.id),
+                                "SK": K.ACCOUNT_SK,
+                                "type": "account",
+                                "id": account.id,
+                                "name": account.name,
+                                "created_at": account.created_at,
+                            }
+                        ),
+                        "ConditionExpression": "attribute_not_exists(PK)",
+                    }
+                },
+                {"Put": {"TableName": self.t.name, "Item": _ser(self._user_item(admin))}},
+            ]
+        )
+
+    def get_account(self, account_id: str) -> Account | None:
+        row = self.t.get(K.account_pk(account_id), K.ACCOUNT_SK)
+        if not row:
+            return None
+        return Account(id=row["id"], name=row["name"], created_at=row["created_at"])
+
+    @staticmethod
+    def _user_item(user: User) -> dict[str, Any]:
+        return {
+            "PK": K.account_pk(user.account_id),
+            "SK": K.user_sk(user.id),
+            "type": "user",
+            "id": user.id,
+            "account_id": user.account_id,
+            "email": user.email,
+            "name": user.name,
+            "role": user.role.value,
+            "created_at": user.created_at,
+        }
+
+    @staticmethod
+    def _user(row: dict[str, Any]) -> User:
+        return User(
+            id=row["id"],
+            account_id=row["account_id"],
+            email=row["email"],
+            name=row["name"],
+            role=Role(row["role"]),
+            created_at=row["created_at"],
+        )
+
+    def create_user(self, user: User) -> None:
+        self.t.put(self._user_item(user), condition="attribute_not_exists(PK)")
+
+    def get_user(self, account_id: str, user_id: str) -> User | None:
+        row = self.t.get(K.account_pk(account_id), K.user_sk(user_id))
+        return self._user(row) if row else None
+
+    def list_users(self, account_id: str, limit: int, cursor: str | None) -> Page:
+        return paged_query(
+            self.t,
+            key_condition="PK = :pk AND begins_with(SK, :p)",
+            names={},
+            values={":pk": K.account_pk(account_id), ":p": "USER#"},
+            key_names=("PK", "SK"),
+            expect={"PK": K.account_pk(account_id)},
+            sk_prefix="USER#",
+            limit=limit,
+            cursor=cursor,
+            convert=self._user,
+        )
+
+    @staticmethod
+    def _token(row: dict[str, Any]) -> Token:
+        return Token(
+            id=row["id"],
+            account_id=row["account_id"],
+            user_id=row["user_id"],
+            role=Role(row["role"]),
+            label=row["label"],
+            token_hash=row["token_hash"],
+            created_at=row["created_at"],
+            last4=row["last4"],
+        )
+
+    def put_token(self, token: Token) -> None:
+        self.t.put(
+            {
+                "PK": K.token_pk(token.id),
+                "SK": K.ACCOUNT_SK,
+                "GSI1PK": K.account_tokens_gsi(token.account_id),
+                "GSI1SK": f"TOKEN#{token.id}",
+                "type": "token",
+                "id": token.id,
+                "account_id": token.account_id,
+                "user_id": token.user_id,
+                "role": token.role.value,
+                "label": token.label,
+                "token_hash": token.token_hash,
+                "created_at": token.created_at,
+                "last4": token.last4,
+            },
+            condition="attribute_not_exists(PK)",
+        )
+
+    def get_token(self, token_id: str) -> Token | None:
+        row = self.t.get(K.token_pk(token_id), K.ACCOUNT_SK)
+        return self._token(row) if row else None
+
+    def list_tokens(self, account_id: str, limit: int, cursor: str | None) -> Page:
+        gpk = K.account_tokens_gsi(account_id)
+        return paged_query(
+            self.t,
+            index=K.GSI1,
+            key_condition="GSI1PK = :g",
+            names={},
+            values={":g": gpk},
+            key_names=("PK", "SK", "GSI1PK", "GSI1SK"),
+            expect={"GSI1PK": gpk},
+            sk_prefix="META",
+            limit=limit,
+            cursor=cursor,
+            convert=self._token,
+        )
+
+    def delete_token(self, account_id: str, token_id: str) -> None:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.t.client.delete_item(
+                TableName=self.t.name,
+                Key={"PK": {"S": K.token_pk(token_id)}, "SK": {"S": K.ACCOUNT_SK}},
+                # Scoped to the caller's account: another account's token is "not found".
+                ConditionExpression="account_id = :a",
+                ExpressionAttributeValues={":a": {"S": account_id}},
+            )
+        except ClientError as exc:
+            if _error_code(exc) == "ConditionalCheckFailedException":
+                raise not_found("token", token_id) from None
+            raise
+
+
+# ---------------------------------------------------------------------------------------
+# Authorizations
+
+
+def _auth_item(a: Authorization) -> dict[str, Any]:
+    return {
+        "PK": K.account_pk(a.account_id),
+        "SK": K.auth_sk(a.id),
+        "type": "authorization",
+        "id": a.id,
+        "account_id": a.account_id,
+        "provider": a.provider,
+        "method": a.method,
+        "label": a.label,
+        "description": a.description,
+        "owner": a.owner,
+        "created_at": a.created_at,
+        "updated_at": a.updated_at,
+        "secret_name": a.secret_name,
+        "health_status": a.health.status.value,
+        "health_reason": a.health.reason,
+        "health_checked_at": a.health.checked_at,
+        "provider_account": a.provider_account,
+        "credential_hint": a.credential_hint,
+        "last_used_at": a.last_used_at,
+        "usage": dict(a.usage),
+        "version": a.version,
+    }
+
+
+def _auth(row: dict[str, Any]) -> Authorization:
+    usage = empty_usage()
+    usage.update({k: int(v) for k, v in (row.get("usage") or {}).items()})
+    return Authorization(
+        id=row["id"],
+        account_id=row["account_id"],
+        provider=row["provider"],
+        method=row["method"],
+        label=row["label"],
+        description=row.get("description", ""),
+        owner=row["owner"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        secret_name=row["secret_name"],
+        health=Health(
+            status=HealthStatus(row.get("health_status", "unknown")),
+            reason=row.get("health_reason"),
+            checked_at=row.get("health_checked_at"),
+        ),
+        provider_account=row.get("provider_account"),
+        credential_hint=row.get("credential_hint"),
+        last_used_at=row.get("last_used_at"),
+        usage=usage,
+        version=int(row.get("version", 1)),
+    )
+
+
+def _guard_update(fn: Callable[[], Any], *, kind: str, ident: str, version: int | None) -> Any:
+    """Run a conditional update and turn a failed condition into the domain's answer."""
+    from botocore.exceptions import ClientError
+
+    try:
+        return fn()
+    except ClientError as exc:
+        if _error_code(exc) != "ConditionalCheckFailedException":
+            raise
+        old = exc.response.get("Item")  # type: ignore[union-attr]
+        if not old:
+            raise not_found(kind, ident) from None
+        raise stale_version(kind, version) from None
+
+
+class AuthorizationRepo:
+    def __init__(self, table: Table) -> None:
+        self.t = table
+
+    def put_new(self, auth: Authorization) -> None:
+        self.t.put(_auth_item(auth), condition="attribute_not_exists(PK)")
+
+    def put_new_op(self, auth: Authorization) -> dict[str, Any]:
+        return {
+            "Put": {
+                "TableName": self.t.name,
+                "Item": _ser(_auth_item(auth)),
+                "ConditionExpression": "attribute_not_exists(PK)",
+            }
+        }
+
+    def get(self, account_id: str, auth_id: str, *, consistent: bool = False) -> Authorization | None:
+        row = self.t.get(K.account_pk(account_id), K.auth_sk(auth_id), consistent=consistent)
+        return _auth(row) if row else None
+
+    def list(
+        self,
+        account_id: str,
+        *,
+        limit: int,
+        cursor: str | None,
+        provider: str | None = None,
+        health: str | None = None,
+    ) -> Page:
+        keep = None
+        if provider or health:
+
+            def keep(a: Authorization) -> bool:
+                return (provider is None or a.provider == provider) and (
+                    health is None or a.health.status.value == health
+                )
+
+        pk = K.account_pk(account_id)
+        return paged_query(
+            self.t,
+            key_condition="PK = :pk AND begins_with(SK, :p)",
+            names={},
+            values={":pk": pk, ":p": "AUTH#"},
+            key_names=("PK", "SK"),
+            expect={"PK": pk},
+            sk_prefix="AUTH#",
+            limit=limit,
+            cursor=cursor,
+            convert=_auth,
+            keep=keep,
+        )
+
+    def update(
+        self,
+        account_id: str,
+        auth_id: str,
+        changes: dict[str, Any],
+        *,
+        expected_version: int | None,
+    ) -> Authorization:
+        """Set plain attributes, bump the version; conditional on existence (and version)."""
+        names = {"#v": "version", "#u": "updated_at"}
+        values: dict[str, Any] = {":one": 1, ":now": now_iso()}
+        sets = ["#u = :now"]
+        for i, (field, value) in enumerate(changes.items()):
+            names[f"#f{i}"] = field
+            values[f":f{i}"] = value
+            sets.append(f"#f{i} = :f{i}")
+        condition = "attribute_exists(PK)"
+        if expected_version is not None:
+            condition += " AND #v = :ev"
+            values[":ev"] = expected_version
+        resp = _guard_update(
+            lambda: self.t.client.update_item(
+                TableName=self.t.name,
+                Key={"PK": {"S": K.account_pk(account_id)}, "SK": {"S": K.auth_sk(auth_id)}},
+                UpdateExpression="SET " + ", ".join(sets) + " ADD #v :one",
+                ConditionExpression=condition,
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues={k: _to_attr(v) for k, v in values.items()},
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            ),
+            kind="authorization",
+            ident=auth_id,
+            version=expected_version,
+        )
+        return _auth(_deser(resp["Attributes"]))
+
+    def delete_if_unused(self, account_id: str, auth_id: str) -> Authorization:
+        """SPEC rule 10, enforced by DynamoDB: the item goes only if no active job counts on it.
+
+        Jobs move these counters in the same transaction as their own status, so a job
+        created or resumed concurrently either lands first (and blocks this delete) or
+        fails its own condition on the missing authorization.
+        """
+        from botocore.exceptions import ClientError
+
+        try:
+            resp = self.t.client.delete_item(
+                TableName=self.t.name,
+                Key={"PK": {"S": K.account_pk(account_id)}, "SK": {"S": K.auth_sk(auth_id)}},
+                ConditionExpression=(
+                    "attribute_exists(PK) AND #u.#r = :z AND #u.#s = :z AND #u.#p = :z"
+                ),
+                ExpressionAttributeNames={
+                    "#u": "usage",
+                    "#r": JobStatus.RUNNING.value,
+                    "#s": JobStatus.SLEEPING.value,
+                    "#p": JobStatus.PAUSED.value,
+                },
+                ExpressionAttributeValues={":z": {"N": "0"}},
+                ReturnValues="ALL_OLD",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            )
+        except ClientError as exc:
+            if _error_code(exc) != "ConditionalCheckFailedException":
+                raise
+            if not exc.response.get("Item"):  # type: ignore[union-attr]
+                raise not_found("authorization", auth_id) from None
+            raise AuthorizationInUse(auth_id) from None
+        return _auth(_deser(resp["Attributes"]))
+
+
+class AuthorizationInUse(Exception):
+    def __init__(self, auth_id: str) -> None:
+        super().__init__(auth_id)
+        self.auth_id = auth_id
+
+
+# ---------------------------------------------------------------------------------------
+# Jobs
+
+
+def _expires_at(status: JobStatus) -> int | None:
+    # TTL purge of paused/failed/completed jobs; every write recomputes it ("unless touched").
+    if status in PURGEABLE_STATUSES:
+        return int(time.time()) + PURGE_AFTER_DAYS * 86400
+    return None
+
+
+def _job_item(j: Job) -> dict[str, Any]:
+    return {
+        "PK": K.account_pk(j.account_id),
+        "SK": K.job_sk(j.id),
+        "GSI1PK": K.auth_jobs_gsi(j.account_id, j.authorization_id),
+        "GSI1SK": K.job_sk(j.id),
+        "type": "job",
+        "id": j.id,
+        "account_id": j.account_id,
+        "provider": j.provider,
+        "job_type": j.job_type.value,
+        "workflow": j.workflow,
+        "authorization_id": j.authorization_id,
+        "authorization_label": j.authorization_label,
+        "label": j.label,
+        "description": j.description,
+        # Free-form documents are stored as JSON text: no float/Decimal round trips.
+        "config_json": json.dumps(j.config, sort_keys=True),
+        "schedule_json": json.dumps(j.schedule) if j.schedule is not None else None,
+        "status": j.status.value,
+        "owner": j.owner,
+        "created_at": j.created_at,
+        "updated_at": j.updated_at,
+        "provider_account": j.provider_account,
+        "fault_count": j.fault_count,
+        "next_run_at": j.next_run_at,
+        "last_run_json": json.dumps(j.last_run) if j.last_run is not None else None,
+        "version": j.version,
+        "expires_at": _expires_at(j.status),
+    }
+
+
+def _job(row: dict[str, Any]) -> Job:
+    return Job(
+        id=row["id"],
+        account_id=row["account_id"],
+        provider=row["provider"],
+        job_type=JobType(row["job_type"]),
+        workflow=row["workflow"],
+        authorization_id=row["authorization_id"],
+        authorization_label=row.get("authorization_label", ""),
+        label=row["label"],
+        description=row.get("description", ""),
+        config=json.loads(row.get("config_json") or "{}"),
+        schedule=json.loads(row["schedule_json"]) if row.get("schedule_json") else None,
+        status=JobStatus(row["status"]),
+        owner=row["owner"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        provider_account=row.get("provider_account"),
+        fault_count=int(row.get("fault_count", 0)),
+        next_run_at=row.get("next_run_at"),
+        last_run=json.loads(row["last_run_json"]) if row.get("last_run_json") else None,
+        version=int(row.get("version", 1)),
+    )
+
+
+@dataclass(frozen=True)
+class UsageMove:
+    """Move one job's weight in an authorization's usage counters."""
+
+    auth_id: str
+    leave: JobStatus | None  # counter to decrement
+    enter: JobStatus | None  # counter to increment
+    provider: str | None = None  # when set, the authorization must be of this provider
+
+
+class JobRepo:
+    def __init__(self, table: Table) -> None:
+        self.t = table
+
+    def get(self, account_id: str, job_id: str, *, consistent: bool = False) -> Job | None:
+        row = self.t.get(K.account_pk(account_id), K.job_sk(job_id), consistent=consistent)
+        return _job(row) if row else None
+
+    def list(
+        self,
+        account_id: str,
+        *,
+        limit: int,
+        cursor: str | None,
+        status: str | None = None,
+        provider: str | None = None,
+        job_type: str | None = None,
+        authorization_id: str | None = None,
+    ) -> Page:
+        keep = None
+        if status or provider or job_type:
+
+            def keep(j: Job) -> bool:
+                return (
+                    (status is None or j.status.value == status)
+                    and (provider is None or j.provider == provider)
+                    and (job_type is None or j.job_type.value == job_type)
+                )
+
+        pk = K.account_pk(account_id)
+        if authorization_id:
+            gpk = K.auth_jobs_gsi(account_id, authorization_id)
+            return paged_query(
+                self.t,
+                index=K.GSI1,
+                key_condition="GSI1PK = :g",
+                names={},
+                values={":g": gpk},
+                key_names=("PK", "SK", "GSI1PK", "GSI1SK"),
+                expect={"PK": pk, "GSI1PK": gpk},
+                sk_prefix="JOB#",
+                limit=limit,
+                cursor=cursor,
+                convert=_job,
+                keep=keep,
+            )
+        return paged_query(
+            self.t,
+            key_condition="PK = :pk AND begins_with(SK, :p)",
+            names={},
+            values={":pk": pk, ":p": "JOB#"},
+            key_names=("PK", "SK"),
+            expect={"PK": pk},
+            sk_prefix="JOB#",
+            limit=limit,
+            cursor=cursor,
+            convert=_job,
+            keep=keep,
+        )
+
+    def jobs_of_authorization(self, account_id: str, auth_id: str, limit: int = 200) -> list[Job]:
+        return list(self.list(account_id, limit=limit, cursor=None, authorization_id=auth_id).items)
+
+    # -- writes ---------------------------------------------------------------------------
+
+    def _usage_op(self, account_id: str, move: UsageMove) -> dict[str, Any]:
+        names = {"#u": "usage"}
+        values: dict[str, Any] = {":one": {"N": "1"}}
+        sets = []
+        if move.leave is not None:
+            names["#l"] = move.leave.value
+            sets.append("#u.#l = #u.#l - :one")
+        if move.enter is not None:
+            names["#e"] = move.enter.value
+            sets.append("#u.#e = #u.#e + :one")
+        condition = "attribute_exists(PK)"
+        if move.provider is not None:
+            condition += " AND #prov = :prov"
+            names["#prov"] = "provider"
+            values[":prov"] = {"S": move.provider}
+        if move.enter is not None:
+            names["#lu"] = "last_used_at"
+            values[":now"] = {"S": now_iso()}
+            sets.append("#lu = if_not_exists(#lu, :now)")
+        return {
+            "Update": {
+                "TableName": self.t.name,
+                "Key": {"PK": {"S": K.account_pk(account_id)}, "SK": {"S": K.auth_sk(move.auth_id)}},
+                "UpdateExpression": "SET " + ", ".join(sets),
+                "ConditionExpression": condition,
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": values,
+            }
+        }
+
+    def _run(
+        self,
+        job_op: dict[str, Any],
+        account_id: str,
+        moves: Iterable[UsageMove],
+        *,
+        extra: list[dict[str, Any]] | None = None,
+        job_id: str,
+        version: int | None,
+        job_missing_is: Callable[[], Exception] | None = None,
+    ) -> None:
+        """One transaction: the job write, the usage moves, and any extra items.
+
+        Decrements against an authorization that no longer exists are dropped and the
+        transaction retried: only failed/completed jobs can outlive their authorization.
+        Increments never are: a job cannot become active on a deleted authorization.
+        """
+        moves = [m for m in moves if m.leave != m.enter]
+        extra = extra or []
+        while True:
+            ops = [job_op] + extra + [self._usage_op(account_id, m) for m in moves]
+            try:
+                self.t.transact(ops)
+                return
+            except TransactionFailed as exc:
+                reasons = exc.reasons + ["None"] * (len(ops) - len(exc.reasons))
+                if reasons[0] == "ConditionalCheckFailed":
+                    current = self.get(account_id, job_id, consistent=True)
+                    if current is None:
+                        raise (job_missing_is() if job_missing_is else not_found("job", job_id)) from None
+                    raise stale_version("job", version) from None
+                if any(r == "ConditionalCheckFailed" for r in reasons[1 : 1 + len(extra)]):
+                    raise Conflict(
+                        "a related object changed at the same time; retry",
+                        code="conflict.concurrent_change",
+                    ) from None
+                failed = [
+                    m
+                    for m, r in zip(moves, reasons[1 + len(extra) :], strict=False)
+                    if r == "ConditionalCheckFailed"
+                ]
+                if not failed:
+                    if "TransactionConflict" in reasons:
+                        time.sleep(0.05)
+                        continue
+                    raise
+                for m in failed:
+                    if m.enter is not None:
+                        raise AuthorizationGone(m.auth_id) from None
+                moves = [m for m in moves if m not in failed]
+
+    def create(self, job: Job, *, new_auth: Authorization | None = None, auth_provider: str) -> None:
+        op = {
+            "Put": {
+                "TableName": self.t.name,
+                "Item": _ser(_job_item(job)),
+                "ConditionExpression": "attribute_not_exists(PK)",
+            }
+        }
+        if new_auth is not None:
+            # The inline authorization is born with this job's weight on it.
+            new_auth.usage[job.status.value] += 1
+            self.t.transact([op, AuthorizationRepo(self.t).put_new_op(new_auth)])
+            return
+        self._run(
+            op,
+            job.account_id,
+            [UsageMove(job.authorization_id, None, job.status, provider=auth_provider)],
+            job_id=job.id,
+            version=None,
+        )
+
+    def save(
+        self,
+        before: Job,
+        after: Job,
+        *,
+        expected_version: int | None,
+        expected_status: JobStatus | None = None,
+    ) -> Job:
+        """Write `after` over `before` if nobody changed it since; move usage counters."""
+        after.version = before.version + 1
+        after.updated_at = now_iso()
+        values: dict[str, Any] = {":v": {"N": str(before.version)}}
+        condition = "attribute_exists(PK) AND version = :v"
+        if expected_version is not None and expected_version != before.version:
+            raise stale_version("job", expected_version)
+        if expected_status is not None:
+            condition += " AND #st = :st"
+            values[":st"] = {"S": expected_status.value}
+        op = {
+            "Put": {
+                "TableName": self.t.name,
+                "Item": _ser(_job_item(after)),
+                "ConditionExpression": condition,
+                "ExpressionAttributeValues": values,
+                **({"ExpressionAttributeNames": {"#st": "status"}} if expected_status else {}),
+            }
+        }
+        if before.authorization_id == after.authorization_id:
+            moves = [UsageMove(after.authorization_id, before.status, after.status)]
+        else:
+            moves = [
+                UsageMove(before.authorization_id, before.status, None),
+                UsageMove(after.authorization_id, None, after.status, provider=after.provider),
+            ]
+        self._run(
+            op,
+            after.account_id,
+            moves,
+            job_id=after.id,
+            version=expected_version if expected_version is not None else before.version,
+        )
+        return after
+
+    def delete(self, job: Job) -> None:
+        op = {
+            "Delete": {
+                "TableName": self.t.name,
+                "Key": {"PK": {"S": K.account_pk(job.account_id)}, "SK": {"S": K.job_sk(job.id)}},
+                "ConditionExpression": "attribute_exists(PK) AND version = :v",
+                "ExpressionAttributeValues": {":v": {"N": str(job.version)}},
+            }
+        }
+        self._run(
+            op,
+            job.account_id,
+            [UsageMove(job.authorization_id, job.status, None)],
+            job_id=job.id,
+            version=job.version,
+        )
+
+
+class AuthorizationGone(Exception):
+    def __init__(self, auth_id: str) -> None:
+        super().__init__(auth_id)
+        self.auth_id = auth_id
+
+
+__all__ = [
+    "AccountRepo",
+    "AuthorizationGone",
+    "AuthorizationInUse",
+    "AuthorizationRepo",
+    "JobRepo",
+    "NotFound",
+    "Page",
+    "Table",
+    "TransactionFailed",
+    "UsageMove",
+    "now_iso",
+]

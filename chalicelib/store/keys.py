@@ -1,0 +1,83 @@
+"""Key design of the single DynamoDB table (see docs/data-model.md) and opaque cursors."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+
+from chalicelib.domain.errors import BadRequest
+
+GSI1 = "GSI1"
+
+
+def account_pk(account_id: str) -> str:
+    return f"ACCT#{account_id}"
+
+
+ACCOUNT_SK = "META"
+
+
+def user_sk(user_id: str) -> str:
+    return f"USER#{user_id}"
+
+
+def token_pk(token_id: str) -> str:
+    return f"TOKEN#{token_id}"
+
+
+def account_tokens_gsi(account_id: str) -> str:
+    return f"ACCT#{account_id}#TOKENS"
+
+
+def auth_sk(auth_id: str) -> str:
+    return f"AUTH#{auth_id}"
+
+
+def job_sk(job_id: str) -> str:
+    return f"JOB#{job_id}"
+
+
+def auth_jobs_gsi(account_id: str, auth_id: str) -> str:
+    return f"ACCT#{account_id}#AUTH#{auth_id}"
+
+
+def encode_cursor(key: dict[str, str]) -> str:
+    raw = json.dumps(key, separators=(",", ":"), sort_keys=True).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(
+    cursor: str,
+    *,
+    expect: dict[str, str],
+    key_names: tuple[str, ...],
+    sk_prefix: str | None = None,
+) -> dict[str, str]:
+    """Decode a cursor and check it belongs to this very listing (same account, same index).
+
+    A cursor is opaque to clients; one crafted to point into another account's partition
+    is refused like any malformed cursor.
+    """
+    bad = BadRequest(
+        "the cursor is not valid for this listing; start again without it",
+        code="request.invalid_cursor",
+        fields={"cursor": "invalid"},
+    )
+    if len(cursor) > 2048:
+        raise bad
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        key = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+    except (ValueError, binascii.Error, UnicodeError):
+        raise bad from None
+    if not isinstance(key, dict) or set(key) != set(key_names):
+        raise bad
+    if not all(isinstance(v, str) and v for v in key.values()):
+        raise bad
+    for name, value in expect.items():
+        if key.get(name) != value:
+            raise bad
+    if sk_prefix is not None and not key["SK"].startswith(sk_prefix):
+        raise bad
+    return key

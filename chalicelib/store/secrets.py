@@ -1,0 +1,57 @@
+"""Secrets Manager: one secret per authorization, referenced by name, never copied elsewhere."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from chalicelib.config import settings
+from chalicelib.store import aws
+
+RECOVERY_WINDOW_DAYS = 7
+
+
+class SecretsStore:
+    def name_for(self, account_id: str, auth_id: str) -> str:
+        return f"{settings().secret_prefix}/{account_id}/{auth_id}"
+
+    @property
+    def client(self) -> Any:
+        return aws.client("secretsmanager")
+
+    def create(self, name: str, value: dict[str, Any], *, tags: dict[str, str]) -> None:
+        self.client.create_secret(
+            Name=name,
+            SecretString=json.dumps(value),
+            Tags=[{"Key": k, "Value": v} for k, v in tags.items()],
+        )
+
+    def read(self, name: str) -> dict[str, Any]:
+        resp = self.client.get_secret_value(SecretId=name)
+        value: dict[str, Any] = json.loads(resp["SecretString"])
+        return value
+
+    def put_version(self, name: str, value: dict[str, Any]) -> str:
+        """Rotation: new credentials become the current version; the old one stays as AWSPREVIOUS."""
+        resp = self.client.put_secret_value(SecretId=name, SecretString=json.dumps(value))
+        return str(resp["VersionId"])
+
+    def schedule_deletion(self, name: str) -> None:
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.delete_secret(SecretId=name, RecoveryWindowInDays=RECOVERY_WINDOW_DAYS)
+        except ClientError as exc:
+            # Already gone or already scheduled: the goal is reached.
+            code = exc.response.get("Error", {}).get("Code")
+            if code not in ("ResourceNotFoundException", "InvalidRequestException"):
+                raise
+
+    def delete_now(self, name: str) -> None:
+        """Undo a secret created for an authorization whose item could not be written."""
+        from botocore.exceptions import ClientError
+
+        try:
+            self.client.delete_secret(SecretId=name, ForceDeleteWithoutRecovery=True)
+        except ClientError:
+            pass
