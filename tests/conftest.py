@@ -23,7 +23,11 @@ def free_port() -> int:
 
 @pytest.fixture(scope="session")
 def aws_endpoint() -> Iterator[str]:
+    import logging
+
     from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request access log
 
     port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)

@@ -9,13 +9,14 @@ from chalice import Blueprint, Response
 from chalicelib.api import views
 from chalicelib.api.auth import token_authorizer
 from chalicelib.api.http import PAGING, no_content, ok, route
-from chalicelib.domain.access import Principal
+from chalicelib.domain.access import Capability, Principal
 from chalicelib.services import accounts as svc
 from chalicelib.services.deps import deps
 from chalicelib.services.validation import validate
 
 bp = Blueprint(__name__)
 TAG = "access"
+ADMIN = Capability.ADMINISTER
 
 
 def _schemas() -> Any:
@@ -32,14 +33,14 @@ def me(principal: Principal, query: dict[str, Any]) -> Response:
                "role": principal.role.value})
 
 
-@route(bp, "/users", "GET", summary="Users of the account", tag=TAG, authorizer=token_authorizer,
+@route(bp, "/users", "GET", needs=ADMIN, summary="Users of the account", tag=TAG, authorizer=token_authorizer,
        response="UserOut", list_response=True, errors=(403,), query=PAGING)
 def list_users(principal: Principal, query: dict[str, Any]) -> Response:
     page = svc.list_users(deps(), principal, query["limit"], query["cursor"])
     return ok([views.user(u) for u in page.items], next_cursor=page.next_cursor, paged=True)
 
 
-@route(bp, "/users", "POST", summary="Add a user", tag=TAG, authorizer=token_authorizer,
+@route(bp, "/users", "POST", needs=ADMIN, summary="Add a user", tag=TAG, authorizer=token_authorizer,
        body="UserCreate", response="UserOut", status=201, errors=(403, 422))
 def create_user(principal: Principal, body: dict[str, Any], query: dict[str, Any]) -> Response:
     req = validate(_schemas().UserCreate, body)
@@ -47,7 +48,7 @@ def create_user(principal: Principal, body: dict[str, Any], query: dict[str, Any
     return ok(views.user(user), 201)
 
 
-@route(bp, "/tokens", "GET", summary="API tokens of the account (never their values)", tag=TAG,
+@route(bp, "/tokens", "GET", needs=ADMIN, summary="API tokens of the account (never their values)", tag=TAG,
        authorizer=token_authorizer, response="TokenOut", list_response=True, errors=(403,),
        query=PAGING)
 def list_tokens(principal: Principal, query: dict[str, Any]) -> Response:
@@ -55,7 +56,7 @@ def list_tokens(principal: Principal, query: dict[str, Any]) -> Response:
     return ok([views.token(t) for t in page.items], next_cursor=page.next_cursor, paged=True)
 
 
-@route(bp, "/tokens", "POST", summary="Issue a token (its value is shown once)", tag=TAG,
+@route(bp, "/tokens", "POST", needs=ADMIN, summary="Issue a token (its value is shown once)", tag=TAG,
        authorizer=token_authorizer, body="TokenCreate", response="TokenCreated", status=201,
        errors=(403, 422))
 def create_token(principal: Principal, body: dict[str, Any], query: dict[str, Any]) -> Response:
@@ -64,7 +65,7 @@ def create_token(principal: Principal, body: dict[str, Any], query: dict[str, An
     return ok({**views.token(issued.token), "token": issued.plaintext}, 201)
 
 
-@route(bp, "/tokens/{token_id}", "DELETE", summary="Revoke a token", tag=TAG,
+@route(bp, "/tokens/{token_id}", "DELETE", needs=ADMIN, summary="Revoke a token", tag=TAG,
        authorizer=token_authorizer, status=204, errors=(403, 404))
 def revoke_token(principal: Principal, token_id: str, query: dict[str, Any]) -> Response:
     svc.revoke_token(deps(), principal, token_id)

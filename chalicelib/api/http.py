@@ -16,7 +16,7 @@ from typing import Any
 from chalice import Blueprint, Response
 
 from chalicelib.config import settings
-from chalicelib.domain.access import Principal, Role
+from chalicelib.domain.access import Capability, Principal, Role
 from chalicelib.domain.errors import (
     AppError,
     BadRequest,
@@ -40,7 +40,7 @@ STATUS: dict[ErrorKind, int] = {
     ErrorKind.INTERNAL: 500,
 }
 PREFIX = "/api/v1"
-JSON_HEADERS = {"Content-Type": "application/json", "Cache-Control": "no-store"}
+JSON_HEADERS: dict[str, str | list[str]] = {"Content-Type": "application/json", "Cache-Control": "no-store"}
 
 
 @dataclass(frozen=True)
@@ -67,6 +67,7 @@ class RouteDoc:
     public: bool
     errors: tuple[int, ...]
     list_response: bool = False
+    needs: str = "read"
     path_params: list[str] = field(default_factory=list)
 
 
@@ -200,9 +201,16 @@ def route(
     query: tuple[QueryParam, ...] = (),
     errors: tuple[int, ...] = (),
     list_response: bool = False,
+    needs: Capability | None = None,
 ) -> Callable[[Callable[..., Response]], Callable[..., Response]]:
-    """Register a JSON route. The view gets (principal, **path_params, body=..., query=...)."""
+    """Register a JSON route. The view gets (principal, **path_params, body=..., query=...).
+
+    The role check runs before the body is read, so a role that may not act gets 403
+    whatever it sent; services check again (defence in depth).
+    """
     public = authorizer is None
+    if needs is None:
+        needs = Capability.READ if method == "GET" else Capability.MANAGE_INTEGRATIONS
     full = PREFIX + path
     ROUTES.append(
         RouteDoc(
@@ -217,6 +225,7 @@ def route(
             public=public,
             errors=errors,
             list_response=list_response,
+            needs=needs.value,
             path_params=[s[1:-1] for s in full.split("/") if s.startswith("{")],
         )
     )
@@ -228,7 +237,9 @@ def route(
             try:
                 kwargs: dict[str, Any] = dict(params)
                 if not public:
-                    kwargs["principal"] = principal_of(request)
+                    principal = principal_of(request)
+                    principal.require(needs)
+                    kwargs["principal"] = principal
                 if body is not None:
                     kwargs["body"] = read_json(request)
                 kwargs["query"] = read_query(request, query)

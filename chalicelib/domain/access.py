@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 from chalicelib.domain.errors import Forbidden
 
 
-class Role(str, Enum):
+class Role(StrEnum):
     ADMIN = "admin"
     DATA_MANAGER = "data_manager"
     OBSERVER = "observer"
 
 
-class Capability(str, Enum):
+class Capability(StrEnum):
     READ = "read"
     MANAGE_INTEGRATIONS = "manage_integrations"  # jobs and authorizations
     ADMINISTER = "administer"  # tokens and users

@@ -7,13 +7,13 @@ the catalog only holds references to them, so importing the domain stays cheap.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from chalicelib.domain.errors import Invalid, NotFound
 
 
-class JobType(str, Enum):
+class JobType(StrEnum):
     IMPORT = "import"
     EXPORT = "export"
     ENRICHMENT = "enrichment"

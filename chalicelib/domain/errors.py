@@ -6,11 +6,11 @@ worker or a script can raise and catch the same errors without HTTP vocabulary.
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 
-class ErrorKind(str, Enum):
+class ErrorKind(StrEnum):
     BAD_REQUEST = "bad_request"  # malformed JSON, query or cursor
     UNAUTHENTICATED = "unauthenticated"
     FORBIDDEN = "forbidden"

@@ -6,12 +6,12 @@ table; the store then writes it conditionally on the status it read.
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import StrEnum
 
 from chalicelib.domain.errors import Conflict
 
 
-class JobStatus(str, Enum):
+class JobStatus(StrEnum):
     RUNNING = "running"
     SLEEPING = "sleeping"
     PAUSED = "paused"
@@ -19,7 +19,7 @@ class JobStatus(str, Enum):
     COMPLETED = "completed"
 
 
-class Action(str, Enum):
+class Action(StrEnum):
     # user actions
     PAUSE = "pause"
     RESUME = "resume"

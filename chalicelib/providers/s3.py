@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic.config import JsonDict
 
 from chalicelib.domain.catalog import AuthMethodSpec, JobType, ProviderSpec, WorkflowSpec
 from chalicelib.domain.models import CheckResult, HealthStatus
@@ -17,7 +18,7 @@ from chalicelib.providers.calls import CallCounter, aws_client, aws_session
 
 BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$"
 REGION_PATTERN = r"^[a-z]{2}(-[a-z]+)+-\d$"
-SECRET = {"x-secret": True}
+SECRET: JsonDict = {"x-secret": True}
 
 Bucket = Annotated[
     str, Field(pattern=BUCKET_PATTERN, description="S3 bucket name", examples=["acme-cdp-data"])

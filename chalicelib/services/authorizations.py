@@ -128,7 +128,7 @@ def list_(
     d: Deps, p: Principal, *, limit: int, cursor: str | None, provider: str | None, health: str | None
 ) -> Page:
     p.require(Capability.READ)
-    return d.auths.list(p.account_id, limit=limit, cursor=cursor, provider=provider, health=health)
+    return d.auths.page(p.account_id, limit=limit, cursor=cursor, provider=provider, health=health)
 
 
 def edit(

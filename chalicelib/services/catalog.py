@@ -91,10 +91,10 @@ def options(
         )
     auth = d.auths.get(p.account_id, authorization_id)
     if auth is None or auth.provider != provider.spec.id:
-        raise Invalid(
+        # The authorization is the resource being read through: same 404 as its own route.
+        raise NotFound(
             f"authorization {authorization_id!r} was not found for {provider.spec.id}",
             code="authorization.not_found",
-            fields={"authorization_id": "not found for this provider"},
         )
     credentials = creds_svc.load(d, auth, provider.spec)
     try:

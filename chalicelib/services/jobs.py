@@ -188,7 +188,7 @@ def summary(d: Deps, p: Principal, job_id: str) -> tuple[Job, Authorization | No
 
 def list_(d: Deps, p: Principal, *, limit: int, cursor: str | None, **filters: str | None) -> Page:
     p.require(Capability.READ)
-    return d.jobs.list(p.account_id, limit=limit, cursor=cursor, **filters)
+    return d.jobs.page(p.account_id, limit=limit, cursor=cursor, **filters)
 
 
 def edit(

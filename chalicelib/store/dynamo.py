@@ -454,7 +454,7 @@ class AuthorizationRepo:
         row = self.t.get(K.account_pk(account_id), K.auth_sk(auth_id), consistent=consistent)
         return _auth(row) if row else None
 
-    def list(
+    def page(
         self,
         account_id: str,
         *,
@@ -650,7 +650,7 @@ class JobRepo:
         row = self.t.get(K.account_pk(account_id), K.job_sk(job_id), consistent=consistent)
         return _job(row) if row else None
 
-    def list(
+    def page(
         self,
         account_id: str,
         *,
@@ -703,7 +703,7 @@ class JobRepo:
         )
 
     def jobs_of_authorization(self, account_id: str, auth_id: str, limit: int = 200) -> list[Job]:
-        return list(self.list(account_id, limit=limit, cursor=None, authorization_id=auth_id).items)
+        return list(self.page(account_id, limit=limit, cursor=None, authorization_id=auth_id).items)
 
     # -- writes ---------------------------------------------------------------------------
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from typing import Any
 
@@ -51,7 +52,5 @@ class SecretsStore:
         """Undo a secret created for an authorization whose item could not be written."""
         from botocore.exceptions import ClientError
 
-        try:
+        with contextlib.suppress(ClientError):
             self.client.delete_secret(SecretId=name, ForceDeleteWithoutRecovery=True)
-        except ClientError:
-            pass

@@ -1,0 +1,203 @@
+"""SPEC rules 6, 7, 8, 10 and 12 through the HTTP API, on moto."""
+
+from __future__ import annotations
+
+import boto3
+
+from chalicelib.domain.statuses import Action
+from tests.api.helpers import (
+    CANARY,
+    create_auth,
+    create_job,
+    drive,
+    make_bucket,
+    s3_credentials,
+)
+
+
+def _secrets(prefix: str) -> list[dict]:
+    sm = boto3.client("secretsmanager", region_name="us-east-1")
+    out = []
+    for page in sm.get_paginator("list_secrets").paginate(IncludePlannedDeletion=True):
+        out += [s for s in page["SecretList"] if s["Name"].startswith(prefix)]
+    return out
+
+
+def test_create_checks_first_and_returns_no_credentials(api, tenant):
+    # GIVEN a bucket the keys can reach
+    bucket = make_bucket()
+    # WHEN an authorization is created naming it
+    r = api.post("/authorizations", {"provider": "amazon_s3", "method": "access_keys", "label": "Prod keys",
+                                     "description": "warehouse", "credentials": s3_credentials(bucket=bucket)})
+    # THEN it is healthy, reaches the account, and shows a masked hint only
+    assert r.status_code == 201, r.body
+    data = r.json["data"]
+    assert data["health"]["status"] == "healthy"
+    assert data["provider_account"] == "123456789012"
+    assert data["owner"] == tenant.admin_user_id
+    assert data["usage"] == {"total": 0, "by_status": {"running": 0, "sleeping": 0, "paused": 0,
+                                                       "failed": 0, "completed": 0}}
+    assert "credentials" not in data and CANARY not in r.body.decode()
+    assert data["credential_hint"].startswith("AKIA") and "…" in data["credential_hint"]
+    # AND the secret lives in Secrets Manager under the account's name
+    names = [s["Name"] for s in _secrets(f"switchyard/test/{tenant.account_id}/")]
+    assert names == [f"switchyard/test/{tenant.account_id}/{data['id']}"]
+
+
+def test_failing_check_is_422_with_reason_and_stores_nothing(api, tenant):
+    # WHEN the credentials cannot reach the named bucket
+    r = api.post("/authorizations", {"provider": "amazon_s3", "method": "access_keys", "label": "x",
+                                     "credentials": s3_credentials(bucket="no-such-bucket-here")})
+    # THEN 422 with the provider's reason, naming the credentials
+    assert r.status_code == 422
+    err = r.json["error"]
+    assert err["code"] == "authorization.check_failed"
+    assert "does not exist" in err["message"] and "credentials" in err["fields"]
+    # AND nothing was stored: no item, no secret
+    assert api.get("/authorizations").json["data"] == []
+    assert _secrets(f"switchyard/test/{tenant.account_id}/") == []
+
+
+def test_unknown_provider_method_and_bad_credentials_name_the_field(api):
+    r = api.post("/authorizations", {"provider": "nope", "method": "x", "label": "l", "credentials": {}})
+    assert r.status_code == 422 and "provider" in r.json["error"]["fields"]
+    r = api.post("/authorizations", {"provider": "amazon_s3", "method": "oauth", "label": "l",
+                                     "credentials": {}})
+    assert r.status_code == 422 and "method" in r.json["error"]["fields"]
+    r = api.post("/authorizations", {"provider": "amazon_s3", "method": "access_keys", "label": "l",
+                                     "credentials": {"access_key_id": "AKIA123", "secret_access_key": "short",
+                                                     "extra": 1}})
+    assert r.status_code == 422
+    fields = r.json["error"]["fields"]
+    assert {"credentials.access_key_id", "credentials.secret_access_key", "credentials.extra"} <= set(fields)
+    assert "short" not in r.body.decode()  # inputs are never echoed back
+
+
+def test_dashboard_lists_with_filters_and_cursor(api, crm):
+    # GIVEN three S3 authorizations and one CRM authorization
+    ids = [create_auth(api, label=f"k{i}")["id"] for i in range(3)]
+    r = api.post("/authorizations", {"provider": "test_crm", "method": "api_key", "label": "crm",
+                                     "credentials": {"api_key": "acct9-key"}})
+    assert r.status_code == 201, r.body
+    # WHEN paging two at a time
+    first = api.get("/authorizations?limit=2")
+    second = api.get(f"/authorizations?limit=2&cursor={first.json['next_cursor']}")
+    # THEN every row appears once, newest first
+    seen = [a["id"] for a in first.json["data"] + second.json["data"]]
+    assert len(seen) == 4 and len(set(seen)) == 4
+    assert second.json["next_cursor"] is None
+    # AND the provider filter keeps only S3 rows
+    s3_rows = api.get("/authorizations?provider=amazon_s3").json["data"]
+    assert sorted(a["id"] for a in s3_rows) == sorted(ids)
+    assert api.get("/authorizations?health=unhealthy").json["data"] == []
+
+
+def test_summary_lists_jobs_and_usage(api):
+    bucket = make_bucket()
+    auth = create_auth(api)
+    job = create_job(api, auth["id"], bucket)
+    staged = create_job(api, auth["id"], bucket, label="staged", start=False)
+    r = api.get(f"/authorizations/{auth['id']}")
+    assert r.status_code == 200
+    data = r.json["data"]
+    assert {j["id"] for j in data["jobs"]} == {job["id"], staged["id"]}
+    assert data["usage"]["by_status"]["sleeping"] == 1 and data["usage"]["by_status"]["paused"] == 1
+    assert data["usage"]["total"] == 2 and data["last_used_at"]
+    assert data["version"] == 1
+
+
+def test_edit_label_and_description_only(api):
+    auth = create_auth(api)
+    r = api.patch(f"/authorizations/{auth['id']}", {"label": "Renamed", "description": "new"})
+    assert r.status_code == 200, r.body
+    assert r.json["data"]["label"] == "Renamed" and r.json["data"]["version"] == 2
+    r = api.patch(f"/authorizations/{auth['id']}", {"method": "assume_role"})
+    assert r.status_code == 422 and r.json["error"]["fields"] == {"method": "unknown field"}
+    r = api.patch(f"/authorizations/{auth['id']}", {"label": "stale", "version": 1})
+    assert r.status_code == 409 and r.json["error"]["code"] == "conflict.stale_version"
+    assert api.get(f"/authorizations/{auth['id']}").json["data"]["label"] == "Renamed"
+
+
+def test_rotation_verifies_then_writes_a_new_secret_version(api, tenant):
+    # GIVEN an authorization used by a job on a bucket
+    bucket = make_bucket()
+    auth = create_auth(api)
+    create_job(api, auth["id"], bucket)
+    name = f"switchyard/test/{tenant.account_id}/{auth['id']}"
+    sm = boto3.client("secretsmanager", region_name="us-east-1")
+    before = sm.get_secret_value(SecretId=name)["VersionId"]
+    # WHEN rotating to new keys
+    new = s3_credentials(secret="rotated-secret-value-123")
+    r = api.put(f"/authorizations/{auth['id']}/credentials", {"credentials": new})
+    # THEN a new current version holds them and the hint follows
+    assert r.status_code == 200, r.body
+    current = sm.get_secret_value(SecretId=name)
+    assert current["VersionId"] != before and "rotated-secret-value-123" in current["SecretString"]
+    assert r.json["data"]["credential_hint"].endswith(new["access_key_id"][-4:])
+    assert "rotated-secret-value-123" not in r.body.decode()
+
+
+def test_rotation_refused_when_new_credentials_fail(api, tenant, crm):
+    r = api.post("/authorizations", {"provider": "test_crm", "method": "api_key", "label": "crm",
+                                     "credentials": {"api_key": "acct1-good"}})
+    auth_id = r.json["data"]["id"]
+    name = f"switchyard/test/{tenant.account_id}/{auth_id}"
+    sm = boto3.client("secretsmanager", region_name="us-east-1")
+    before = sm.get_secret_value(SecretId=name)["VersionId"]
+    r = api.put(f"/authorizations/{auth_id}/credentials", {"credentials": {"api_key": "bad-key"}})
+    assert r.status_code == 422 and "revoked" in r.json["error"]["message"]
+    r = api.put(f"/authorizations/{auth_id}/credentials", {"credentials": {"api_key": "acct2-other"}})
+    assert r.status_code == 422 and r.json["error"]["code"] == "authorization.other_account"
+    assert sm.get_secret_value(SecretId=name)["VersionId"] == before
+
+
+def test_check_now_updates_health(api):
+    auth = create_auth(api)
+    r = api.post(f"/authorizations/{auth['id']}/check")
+    assert r.status_code == 200
+    assert r.json["data"]["status"] == "healthy" and r.json["data"]["checked_at"]
+
+
+def test_unverifiable_method_is_unknown(api, crm):
+    r = api.post("/authorizations", {"provider": "test_crm", "method": "bearer", "label": "b",
+                                     "credentials": {"token": "tkn-1234"}})
+    assert r.status_code == 201, r.body
+    assert r.json["data"]["health"]["status"] == "unknown"
+
+
+def test_delete_refused_by_paused_job_allowed_once_failed_or_completed(api, deps, tenant):
+    # GIVEN an authorization with one paused and one sleeping job
+    bucket = make_bucket()
+    auth = create_auth(api)
+    paused = create_job(api, auth["id"], bucket, label="paused", start=False)
+    other = create_job(api, auth["id"], bucket, label="other")
+    # WHEN deleting it
+    r = api.delete(f"/authorizations/{auth['id']}")
+    # THEN 409 names both blocking jobs
+    assert r.status_code == 409
+    assert r.json["error"]["code"] == "authorization.in_use"
+    blocking = {j["id"]: j["status"] for j in r.json["error"]["details"]["blocking_jobs"]}
+    assert blocking == {paused["id"]: "paused", other["id"]: "sleeping"}
+    # WHEN one job fails and the other completes (engine transitions)
+    drive(deps, tenant.account_id, paused["id"], Action.RESUME, Action.RUN_FAILED)
+    drive(deps, tenant.account_id, other["id"], Action.RUN_STARTED, Action.RUN_FINISHED_ONCE)
+    # THEN the delete goes through and the secret is scheduled for deletion
+    r = api.delete(f"/authorizations/{auth['id']}")
+    assert r.status_code == 204, r.body
+    assert api.get(f"/authorizations/{auth['id']}").status_code == 404
+    sm = boto3.client("secretsmanager", region_name="us-east-1")
+    desc = sm.describe_secret(SecretId=f"switchyard/test/{tenant.account_id}/{auth['id']}")
+    assert desc.get("DeletedDate") is not None
+    # AND the failed job keeps a readable reference, and cannot be resumed on it
+    job = api.get(f"/jobs/{paused['id']}").json["data"]
+    assert job["status"] == "failed"
+    assert job["authorization"] == {"id": auth["id"], "label": "S3 keys", "health": None, "deleted": True}
+    r = api.post(f"/jobs/{paused['id']}/resume")
+    assert r.status_code == 409 and r.json["error"]["code"] == "job.authorization_deleted"
+    # AND the completed job can still be deleted
+    assert api.delete(f"/jobs/{other['id']}").status_code == 204
+
+
+def test_delete_unknown_is_404(api):
+    r = api.delete("/authorizations/auth_nope")
+    assert r.status_code == 404 and r.json["error"]["code"] == "authorization.not_found"
