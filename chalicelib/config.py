@@ -13,6 +13,8 @@ class Settings:
     region: str
     table_name: str
     runs_queue_name: str
+    # The URL saves a GetQueueUrl per cold start; CloudFormation's Ref of a queue is its URL.
+    runs_queue_url: str | None
     health_queue_name: str
     event_bus_name: str
     secret_prefix: str
@@ -35,6 +37,7 @@ def settings() -> Settings:
         region=_env("AWS_REGION") or _env("AWS_DEFAULT_REGION") or "us-east-1",
         table_name=_env("SWITCHYARD_TABLE", f"switchyard-{stage}-main") or "",
         runs_queue_name=_env("SWITCHYARD_RUNS_QUEUE", f"switchyard-{stage}-runs") or "",
+        runs_queue_url=_env("SWITCHYARD_RUNS_QUEUE_URL"),
         health_queue_name=_env("SWITCHYARD_HEALTH_QUEUE", f"switchyard-{stage}-health") or "",
         event_bus_name=_env("SWITCHYARD_EVENT_BUS", f"switchyard-{stage}") or "",
         secret_prefix=_env("SWITCHYARD_SECRET_PREFIX", f"switchyard/{stage}") or "",

@@ -47,10 +47,15 @@ def aws_endpoint() -> Iterator[str]:
     for k in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
         os.environ.pop(k, None)
     from chalicelib import config
+    from chalicelib.providers import calls
     from chalicelib.store import aws, queues
 
     config.reset()
+    # Cache the test stage now: chalice.test.Client sets the stage's own variables
+    # (SWITCHYARD_STAGE=local) during each request, and the first read would stick.
+    assert config.settings().stage == STAGE
     aws.reset()
+    calls.reset()
     queues.reset()
     from devserver.infra import deploy_stack
 

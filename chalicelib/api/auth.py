@@ -6,10 +6,13 @@ API's own error envelope; routes refuse anonymous callers (http.principal_of).
 
 from __future__ import annotations
 
+import logging
+
 from chalice import AuthResponse, Blueprint
 from chalice.app import AuthRequest
 
 bp = Blueprint(__name__)
+log = logging.getLogger("switchyard.auth")
 
 
 @bp.authorizer(ttl_seconds=60)
@@ -17,7 +20,13 @@ def token_authorizer(auth_request: AuthRequest) -> AuthResponse:
     from chalicelib.services.accounts import resolve_token
     from chalicelib.services.deps import deps
 
-    principal = resolve_token(deps(), auth_request.token)
+    try:
+        principal = resolve_token(deps(), auth_request.token)
+    except Exception:
+        # The token store is unreachable: let the route answer 503 in the API's envelope
+        # rather than API Gateway's bare 500.
+        log.exception("token lookup failed")
+        return AuthResponse(routes=["*"], principal_id="anonymous", context={"auth_error": "unavailable"})
     if principal is None:
         return AuthResponse(routes=["*"], principal_id="anonymous", context={})
     return AuthResponse(

@@ -24,6 +24,7 @@ from chalicelib.domain.errors import (
     Invalid,
     TooLarge,
     Unauthenticated,
+    Unavailable,
 )
 
 log = logging.getLogger("switchyard.api")
@@ -104,6 +105,9 @@ def error_response(exc: AppError) -> Response:
 
 def principal_of(request: Any) -> Principal:
     ctx = (getattr(request, "context", None) or {}).get("authorizer") or {}
+    if ctx.get("auth_error") == "unavailable":
+        raise Unavailable("the token could not be checked right now; retry shortly",
+                          code="auth.unavailable")
     if not ctx.get("account_id"):
         raise Unauthenticated(
             "a valid API token is required: send 'Authorization: Bearer <token>'",

@@ -104,10 +104,12 @@ class AuthorizationCreate(Strict):
 class AuthorizationPatch(Strict):
     label: Label | None = None
     description: Description | None = None
+    version: int | None = Field(None, ge=1, description="Version being edited (or send If-Match)")
 
 
 class CredentialsPut(Strict):
     credentials: dict[str, Any]
+    version: int | None = Field(None, ge=1, description="Version being edited (or send If-Match)")
 
 
 class InlineAuthorization(Strict):
@@ -142,6 +144,7 @@ class JobPatch(Strict):
     config: dict[str, Any] | None = None
     schedule: Schedule | None = None
     authorization_id: Ident | None = None
+    version: int | None = Field(None, ge=1, description="Version being edited (or send If-Match)")
 
 
 class TokenCreate(Strict):

@@ -14,7 +14,7 @@ from pydantic.config import JsonDict
 from chalicelib.domain.catalog import AuthMethodSpec, JobType, ProviderSpec, WorkflowSpec
 from chalicelib.domain.models import CheckResult, HealthStatus
 from chalicelib.providers.base import Option, ProviderError, mask
-from chalicelib.providers.calls import CallCounter, aws_client, aws_session
+from chalicelib.providers.calls import AwsIdentity, CallCounter, aws_client
 
 BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$"
 REGION_PATTERN = r"^[a-z]{2}(-[a-z]+)+-\d$"
@@ -188,17 +188,17 @@ def _classify(exc: Exception, what: str) -> ProviderError:
 class S3Provider:
     spec = SPEC
 
-    def _session(self, method: str, creds: Any, counter: CallCounter | None) -> Any:
+    def _session(self, method: str, creds: Any, counter: CallCounter | None) -> AwsIdentity:
         from botocore.exceptions import BotoCoreError, ClientError
 
         if method == "access_keys":
-            return aws_session(
+            return AwsIdentity(
                 access_key_id=creds.access_key_id,
                 secret_access_key=creds.secret_access_key.get_secret_value(),
                 region=creds.region,
             )
         # assume_role: Switchyard's own identity asks STS for short-lived credentials.
-        sts = aws_client(aws_session(region=creds.region), "sts", counter)
+        sts = aws_client(AwsIdentity(region=creds.region), "sts", counter)
         try:
             resp = sts.assume_role(
                 RoleArn=creds.role_arn,
@@ -209,7 +209,7 @@ class S3Provider:
         except (ClientError, BotoCoreError) as exc:
             raise _classify(exc, f"role {creds.role_arn}") from None
         c = resp["Credentials"]
-        return aws_session(
+        return AwsIdentity(
             access_key_id=c["AccessKeyId"],
             secret_access_key=c["SecretAccessKey"],
             session_token=c["SessionToken"],

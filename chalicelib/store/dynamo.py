@@ -148,6 +148,10 @@ class Table:
             raise TransactionFailed(reasons) from None
 
 
+MAX_READS = 5  # Queries one filtered listing request may spend
+FILTER_BATCH = 100  # items per Query when filtering in memory
+
+
 @dataclass
 class Page:
     items: list[Any]
@@ -171,8 +175,10 @@ def paged_query(
 ) -> Page:
     """Newest-first pages of one item collection, with optional in-memory filtering.
 
-    Unfiltered, one page is one Query. With a filter we keep reading until the page is
-    full; the cursor always names the last item returned, so nothing is skipped.
+    Unfiltered, one page is one Query. With a filter we read on until the page is full,
+    but at most MAX_READS Queries per request: a rare match among many items then yields
+    a short (even empty) page whose cursor continues after the last item *read*, so the
+    cost of one request stays bounded and nothing is skipped.
     """
     start = (
         K.decode_cursor(cursor, expect=expect, key_names=key_names, sk_prefix=sk_prefix)
@@ -180,28 +186,36 @@ def paged_query(
         else None
     )
     out: list[tuple[dict[str, Any], Any]] = []
+    reads = 0
+    last_read: dict[str, Any] | None = None
     more = True
-    while more and len(out) < limit:
+    while more and len(out) < limit and reads < MAX_READS:
         rows, last = table.query(
             key_condition=key_condition,
             names=names,
             values=values,
             index=index,
-            limit=limit if keep is None else max(limit, 100),
+            # One extra item tells whether another page exists, without an empty last page.
+            limit=limit + 1 if keep is None else max(limit + 1, FILTER_BATCH),
             start_key=start,
         )
+        reads += 1
         for row in rows:
+            last_read = row
             obj = convert(row)
             if keep is None or keep(obj):
                 out.append((row, obj))
-        more = last is not None
+                if len(out) == limit:
+                    break
+        more = last is not None or (bool(rows) and last_read is not rows[-1])
         start = last
     page = out[:limit]
-    truncated = len(out) > limit or more
     next_cursor = None
-    if truncated and page:
-        last_row = page[-1][0]
-        next_cursor = K.encode_cursor({k: last_row[k] for k in key_names})
+    if more:
+        # Full page: continue after its last item. Short page (read cap): after the last read.
+        anchor = page[-1][0] if len(page) == limit else last_read
+        if anchor is not None:
+            next_cursor = K.encode_cursor({k: anchor[k] for k in key_names})
     return Page(items=[obj for _, obj in page], next_cursor=next_cursor)
 
 
@@ -725,7 +739,7 @@ class JobRepo:
         if move.enter is not None:
             names["#lu"] = "last_used_at"
             values[":now"] = {"S": now_iso()}
-            sets.append("#lu = if_not_exists(#lu, :now)")
+            sets.append("#lu = :now")
         return {
             "Update": {
                 "TableName": self.t.name,

@@ -30,7 +30,8 @@ class RunQueue:
     """Messages name a job and a trigger, never credentials or config."""
 
     def send(self, message: dict[str, Any]) -> None:
+        conf = settings()
         aws.client("sqs").send_message(
-            QueueUrl=queue_url(settings().runs_queue_name),
+            QueueUrl=conf.runs_queue_url or queue_url(conf.runs_queue_name),
             MessageBody=json.dumps(message, sort_keys=True),
         )

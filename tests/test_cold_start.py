@@ -1,0 +1,178 @@
+"""Cold-start guards: what `import app` may and may not do (no timings asserted here;
+bench/cold_start.py measures them).
+
+Each check runs in a fresh interpreter, since this test session has long since imported
+boto3 and friends. They fail when someone adds an import-time AWS client, an eager
+import of a heavy SDK, or an environment read at import.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Loaded on the first request that needs them, never by `import app`.
+LAZY_MODULES = (
+    "boto3",
+    "botocore",
+    "pydantic",
+    "pydantic_core",
+    "chalicelib.providers.s3",
+    "chalicelib.api.schemas",
+)
+
+
+def _python(code: str, *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run `code` in a fresh interpreter at the repo root; it prints one JSON line last."""
+    if env is None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "SWITCHYARD_"))}
+        env["PYTHONPATH"] = str(ROOT)
+    proc = subprocess.run(
+        [sys.executable, "-c", code, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
+        check=False,
+    )
+    assert proc.returncode == 0, f"subprocess failed ({proc.returncode}):\n{proc.stderr}"
+    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return result
+
+
+def test_import_app_loads_no_heavy_module() -> None:
+    out = _python(
+        "import json, sys\n"
+        "import app\n"
+        f"lazy = {list(LAZY_MODULES)!r}\n"
+        "print(json.dumps({'loaded': sorted(m for m in lazy if m in sys.modules),\n"
+        "                  'routes': len(app.app.routes)}))\n"
+    )
+    assert out["routes"] > 0
+    assert out["loaded"] == [], (
+        f"`import app` loads {out['loaded']}; import them inside the function that needs them "
+        "(find the culprit with: python -X importtime -c 'import app')"
+    )
+
+
+# boto3/botocore are imported *before* app here on purpose, so that a client or session
+# built at import time is caught even if its module is already loaded; sockets are
+# watched too: nothing may talk to AWS (or anything else) while importing.
+_NO_CLIENT = r"""
+import json, socket, sys, traceback
+
+import boto3.session
+import botocore.client
+import botocore.session
+
+made = []
+
+def spy(cls, name):
+    original = getattr(cls, name)
+    def wrapper(self, *a, **kw):
+        made.append(f"{cls.__module__}.{cls.__name__}.{name}: "
+                    + "".join(traceback.format_stack(limit=6)[:-1]))
+        return original(self, *a, **kw)
+    setattr(cls, name, wrapper)
+
+spy(botocore.client.BaseClient, "__init__")
+spy(botocore.session.Session, "create_client")
+spy(boto3.session.Session, "__init__")
+spy(socket.socket, "connect")
+spy(socket.socket, "connect_ex")
+
+import app
+print(json.dumps({"made": made, "routes": len(app.app.routes)}))
+"""
+
+
+def test_import_app_creates_no_aws_client_or_connection() -> None:
+    out = _python(_NO_CLIENT)
+    assert out["routes"] > 0
+    assert out["made"] == [], "`import app` built AWS sessions/clients or opened sockets:\n" + "\n".join(
+        out["made"]
+    )
+
+
+_ENV_READS = r"""
+import _collections_abc, json, os, sys
+from collections.abc import MutableMapping
+
+ROOT = sys.argv[1]
+OURS = (os.path.join(ROOT, "chalicelib") + os.sep, os.path.join(ROOT, "app.py"))
+SKIP = {"<string>", os.__file__, _collections_abc.__file__}
+reads = []
+
+class Recording(MutableMapping):
+    # os.environ stand-in that notes which of our files read which key.
+    def __init__(self, real):
+        self._real = real
+    def _note(self, key):
+        f = sys._getframe(2)
+        while f is not None and f.f_code.co_filename in SKIP:
+            f = f.f_back
+        name = f.f_code.co_filename if f is not None else "?"
+        if name.startswith(OURS[0]) or name == OURS[1]:
+            reads.append(f"{key} read by {name}:{f.f_lineno}")
+    def __getitem__(self, key):
+        self._note(key)
+        return self._real[key]
+    def __contains__(self, key):
+        self._note(key)
+        return key in self._real
+    def get(self, key, default=None):
+        self._note(key)
+        return self._real.get(key, default)
+    def __setitem__(self, key, value):
+        self._real[key] = value
+    def __delitem__(self, key):
+        del self._real[key]
+    def __iter__(self):
+        self._note("<iteration>")
+        return iter(self._real)
+    def __len__(self):
+        return len(self._real)
+    def copy(self):
+        self._note("<copy>")
+        return dict(self._real)
+
+os.environ = Recording(os.environ)
+
+import app
+from chalicelib import config
+
+os.environ = os.environ._real
+print(json.dumps({
+    "reads": reads,
+    "settings_built": config.settings.cache_info().currsize,
+    "routes": len(app.app.routes),
+}))
+"""
+
+
+def test_import_app_reads_no_environment() -> None:
+    # Only what Python needs to find the code: no AWS_*, no SWITCHYARD_*, no HOME.
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(ROOT)}
+    out = _python(_ENV_READS, str(ROOT), env=env)
+    assert out["routes"] > 0
+    assert out["reads"] == [], "read the environment at import:\n" + "\n".join(out["reads"])
+    assert out["settings_built"] == 0, "chalicelib.config.settings() was called at import time"
+
+
+def test_every_blueprint_imports_alone_without_environment() -> None:
+    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(ROOT)}
+    modules = [p.stem for p in (ROOT / "chalicelib" / "api").glob("*.py") if p.stem != "__init__"]
+    code = (
+        "import importlib, json, sys\n"
+        f"mods = {sorted(modules)!r}\n"
+        "bad = {}\n"
+        "for m in mods:\n"
+        "    try:\n"
+        "        importlib.import_module('chalicelib.api.' + m)\n"
+        "    except Exception as exc:\n"
+        "        bad[m] = repr(exc)\n"
+        "print(json.dumps(bad))\n"
+    )
+    assert _python(code, env=env) == {}
