@@ -27,7 +27,11 @@ class Provider(Protocol):
         resources: dict[str, str],
         counter: CallCounter | None = None,
     ) -> CheckResult:
-        """Verify credentials (and named resources). Never raises for bad credentials."""
+        """Verify credentials (and named resources).
+
+        Bad credentials or missing resources are a result (unhealthy + reason), never an
+        exception; ProviderError(transient=True) means nothing could be concluded.
+        """
         ...
 
     def options(

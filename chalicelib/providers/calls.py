@@ -36,8 +36,8 @@ class AwsIdentity:
     identity, which is how assume-role starts)."""
 
     access_key_id: str | None = None
-    secret_access_key: str | None = None
-    session_token: str | None = None
+    secret_access_key: str | None = field(default=None, repr=False)
+    session_token: str | None = field(default=None, repr=False)
     region: str | None = None
 
 

@@ -6,9 +6,10 @@ HeadBucket / ListBuckets / ListObjectsV2. Import-time cost: pydantic models only
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
 from pydantic.config import JsonDict
 
 from chalicelib.domain.catalog import AuthMethodSpec, JobType, ProviderSpec, WorkflowSpec
@@ -20,8 +21,21 @@ BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$"
 REGION_PATTERN = r"^[a-z]{2}(-[a-z]+)+-\d$"
 SECRET: JsonDict = {"x-secret": True}
 
+
+
+def _s3_bucket_rules(name: str) -> str:
+    # The rules a regex without lookarounds cannot express (S3 bucket naming rules).
+    if ".." in name or re.fullmatch(r"\d+(\.\d+){3}", name):
+        raise ValueError("not a valid S3 bucket name (no '..', not an IP address)")
+    if name.startswith(("xn--", "sthree-")) or name.endswith(("-s3alias", "--ol-s3")):
+        raise ValueError("not a valid S3 bucket name (reserved prefix or suffix)")
+    return name
+
+
 Bucket = Annotated[
-    str, Field(pattern=BUCKET_PATTERN, description="S3 bucket name", examples=["acme-cdp-data"])
+    str,
+    Field(pattern=BUCKET_PATTERN, description="S3 bucket name", examples=["acme-cdp-data"]),
+    AfterValidator(_s3_bucket_rules),
 ]
 Prefix = Annotated[str, Field(max_length=512, description="Key prefix (folder)")]
 
@@ -182,7 +196,13 @@ def _classify(exc: Exception, what: str) -> ProviderError:
         return ProviderError(f"{what}: {code or status}")
     if isinstance(exc, (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError)):
         return ProviderError("unreachable: AWS did not answer in time", transient=True)
-    raise exc
+    # Anything else from botocore (no credentials of our own, bad local config) is ours.
+    return ProviderError(f"Switchyard could not call AWS ({type(exc).__name__})", transient=True)
+
+
+def _code(exc: Exception) -> str:
+    response = getattr(exc, "response", None) or {}
+    return str(response.get("Error", {}).get("Code", ""))
 
 
 class S3Provider:
@@ -207,7 +227,13 @@ class S3Provider:
                 DurationSeconds=900,
             )
         except (ClientError, BotoCoreError) as exc:
-            raise _classify(exc, f"role {creds.role_arn}") from None
+            err = _classify(exc, f"role {creds.role_arn}")
+            if _code(exc) in _AUTH_CODES:
+                # STS refused *Switchyard's* identity: our outage, not the customer's fault.
+                raise ProviderError(
+                    f"Switchyard could not authenticate to AWS STS ({_code(exc)})", transient=True
+                ) from None
+            raise err from None
         c = resp["Credentials"]
         return AwsIdentity(
             access_key_id=c["AccessKeyId"],
@@ -229,9 +255,14 @@ class S3Provider:
             session = self._session(method, credentials, counter)
             identity = aws_client(session, "sts", counter).get_caller_identity()
         except ProviderError as exc:
+            if exc.transient:
+                raise
             return CheckResult(HealthStatus.UNHEALTHY, exc.reason)
         except (ClientError, BotoCoreError) as exc:
-            return CheckResult(HealthStatus.UNHEALTHY, _classify(exc, "AWS STS").reason)
+            err = _classify(exc, "AWS STS")
+            if err.transient:
+                raise err from None
+            return CheckResult(HealthStatus.UNHEALTHY, err.reason)
         account = str(identity["Account"])
         bucket = resources.get("bucket") or getattr(credentials, "bucket", None)
         checked: dict[str, str] = {}
@@ -239,8 +270,10 @@ class S3Provider:
             try:
                 aws_client(session, "s3", counter).head_bucket(Bucket=bucket)
             except (ClientError, BotoCoreError) as exc:
-                reason = _classify(exc, f"bucket {bucket!r}").reason
-                return CheckResult(HealthStatus.UNHEALTHY, reason, provider_account=account)
+                err = _classify(exc, f"bucket {bucket!r}")
+                if err.transient:
+                    raise err from None
+                return CheckResult(HealthStatus.UNHEALTHY, err.reason, provider_account=account)
             checked["bucket"] = bucket
         return CheckResult(
             HealthStatus.HEALTHY,

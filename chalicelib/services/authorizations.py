@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.domain.access import Capability, Principal
@@ -18,7 +18,7 @@ from chalicelib.domain.models import (
     empty_usage,
 )
 from chalicelib.domain.rules import in_use_error
-from chalicelib.providers.base import Provider
+from chalicelib.providers.base import Provider, ProviderError
 from chalicelib.services import credentials as creds_svc
 from chalicelib.services.deps import Deps
 from chalicelib.store.dynamo import AuthorizationInUse, Page, now_iso
@@ -39,7 +39,15 @@ def run_check(
     spec = provider.spec.method(method)
     if not spec.verifiable:
         return CheckResult(HealthStatus.UNKNOWN, f"{provider.spec.name} offers no way to verify")
-    return provider.check(method, credentials, resources)
+    try:
+        return provider.check(method, credentials, resources)
+    except ProviderError as exc:
+        # Raised only for transient trouble (throttling, outage, our own identity):
+        # nothing is decided about the credentials, so nothing is stored or changed.
+        raise Unavailable(
+            f"{provider.spec.name} could not be checked right now: {exc.reason}; retry shortly",
+            code="provider.unavailable",
+        ) from None
 
 
 def refuse_check(provider: ProviderSpec, check: CheckResult, *, field: str) -> Invalid:
@@ -233,5 +241,3 @@ def check_for_job(
         raise
     return run_check(provider, auth.method, credentials, resources)
 
-
-__all__ = ["NewAuthorization", "replace"]

@@ -69,7 +69,7 @@ def decode_cursor(
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         key = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
-    except (ValueError, binascii.Error, UnicodeError):
+    except (ValueError, binascii.Error, UnicodeError, RecursionError):
         raise bad from None
     if not isinstance(key, dict) or set(key) != set(key_names):
         raise bad

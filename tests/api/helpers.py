@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from chalicelib.domain.catalog import AuthMethodSpec, JobType, ProviderSpec, WorkflowSpec
 from chalicelib.domain.models import CheckResult, HealthStatus
 from chalicelib.domain.statuses import Action, transition
-from chalicelib.providers.base import Option
+from chalicelib.providers.base import Option, ProviderError
 
 CANARY = "CANARY-s3cr3t-" + "x9" * 8
 
@@ -110,6 +110,8 @@ class CrmProvider:
 
     def check(self, method: str, credentials: Any, resources: dict[str, str], counter: Any = None) -> CheckResult:
         key = credentials.api_key.get_secret_value()
+        if key.startswith("flaky"):
+            raise ProviderError("HTTP 503 from the CRM", transient=True)
         if key.startswith("bad"):
             return CheckResult(HealthStatus.UNHEALTHY, "revoked: the API key was revoked")
         if resources.get("list_id", "").startswith("missing"):

@@ -201,3 +201,13 @@ def test_delete_refused_by_paused_job_allowed_once_failed_or_completed(api, deps
 def test_delete_unknown_is_404(api):
     r = api.delete("/authorizations/auth_nope")
     assert r.status_code == 404 and r.json["error"]["code"] == "authorization.not_found"
+
+
+def test_provider_outage_during_check_is_503_and_stores_nothing(api, tenant, crm):
+    # WHEN the provider cannot answer the check (transient)
+    r = api.post("/authorizations", {"provider": "test_crm", "method": "api_key", "label": "crm",
+                                     "credentials": {"api_key": "flaky-key"}})
+    # THEN 503, nothing concluded, nothing stored
+    assert r.status_code == 503 and r.json["error"]["code"] == "provider.unavailable"
+    assert api.get("/authorizations").json["data"] == []
+    assert _secrets(f"switchyard/test/{tenant.account_id}/") == []

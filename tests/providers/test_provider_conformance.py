@@ -1,0 +1,121 @@
+"""The same checks for every registered provider (meltano-style conformance suite).
+
+A provider added to the registry runs these with no new test code, except one sample set
+of credentials per auth method in SAMPLE_CREDENTIALS (the hint test refuses to guess).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from pydantic import BaseModel
+
+from chalicelib.providers.base import Provider
+from chalicelib.providers.registry import Registry
+
+PROVIDER_IDS = Registry().ids()
+
+SAMPLE_CREDENTIALS: dict[str, dict[str, dict[str, Any]]] = {
+    "amazon_s3": {
+        "access_keys": {
+            "access_key_id": "AKIAIOSFODNN7EXAMPLE",
+            "secret_access_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            "bucket": "acme-cdp-data",
+        },
+        "assume_role": {
+            "role_arn": "arn:aws:iam::210987654321:role/SwitchyardAccess",
+            "external_id": "sy-ext-5f2c9a71",
+        },
+    },
+}
+
+
+@pytest.fixture(params=PROVIDER_IDS)
+def provider(request: pytest.FixtureRequest) -> Provider:
+    return Registry().get(request.param)
+
+
+def _secret_fields(model: type[BaseModel]) -> set[str]:
+    props = model.model_json_schema()["properties"]
+    return {name for name, prop in props.items() if prop.get("x-secret")}
+
+
+def test_there_is_at_least_one_provider() -> None:
+    assert PROVIDER_IDS
+
+
+def test_spec_id_is_the_registry_id(request: pytest.FixtureRequest, provider: Provider) -> None:
+    assert provider.spec.id == request.node.callspec.params["provider"]
+
+
+def test_spec_ids_are_unique(provider: Provider) -> None:
+    # THEN no two methods and no two workflows share an id
+    method_ids = [m.id for m in provider.spec.auth_methods]
+    workflow_ids = [w.id for w in provider.spec.workflows]
+    assert len(method_ids) == len(set(method_ids))
+    assert len(workflow_ids) == len(set(workflow_ids))
+    assert method_ids
+    assert workflow_ids
+
+
+def test_every_workflow_is_enabled_by_existing_methods(provider: Provider) -> None:
+    # THEN every workflow lists at least one method, and only methods the provider has
+    method_ids = {m.id for m in provider.spec.auth_methods}
+    for wf in provider.spec.workflows:
+        assert wf.auth_methods, wf.id
+        assert set(wf.auth_methods) <= method_ids, wf.id
+
+
+def test_every_model_produces_a_json_schema(provider: Provider) -> None:
+    # THEN credentials and config models all render as object schemas with properties
+    models = [m.credentials_model for m in provider.spec.auth_methods]
+    models += [w.config_model for w in provider.spec.workflows]
+    for model in models:
+        schema = model.model_json_schema()
+        assert schema["type"] == "object", model.__name__
+        assert schema["properties"], model.__name__
+
+
+def test_config_models_refuse_unknown_fields(provider: Provider) -> None:
+    # THEN a typo in a config field is an error, not silently dropped (SPEC rule 13)
+    for wf in provider.spec.workflows:
+        assert wf.config_model.model_json_schema().get("additionalProperties") is False, wf.id
+
+
+def test_option_and_resource_fields_are_config_fields(provider: Provider) -> None:
+    for wf in provider.spec.workflows:
+        fields = set(wf.config_model.model_fields)
+        assert set(wf.option_fields) <= fields, wf.id
+        assert set(wf.resource_fields) <= fields, wf.id
+
+
+def test_secret_fields_are_write_only(provider: Provider) -> None:
+    # THEN a field marked secret is also write-only (SecretStr), and the reverse
+    for method in provider.spec.auth_methods:
+        props = method.credentials_model.model_json_schema()["properties"]
+        for name, prop in props.items():
+            assert bool(prop.get("x-secret")) == bool(prop.get("writeOnly")), f"{method.id}.{name}"
+
+
+def test_every_verifiable_method_has_a_secret(provider: Provider) -> None:
+    # THEN each method stores at least one secret (else it needs no authorization at all)
+    for method in provider.spec.auth_methods:
+        assert _secret_fields(method.credentials_model), method.id
+
+
+def test_credential_hint_never_contains_a_secret(provider: Provider) -> None:
+    samples = SAMPLE_CREDENTIALS.get(provider.spec.id, {})
+    for method in provider.spec.auth_methods:
+        # GIVEN sample credentials for the method
+        assert method.id in samples, f"add SAMPLE_CREDENTIALS[{provider.spec.id!r}][{method.id!r}]"
+        creds = method.credentials_model(**samples[method.id])
+        secrets = {samples[method.id][name] for name in _secret_fields(method.credentials_model)}
+        assert secrets
+
+        # WHEN its hint is made
+        hint = provider.credential_hint(method.id, creds)
+
+        # THEN no secret value is in it
+        for secret in secrets:
+            assert secret not in (hint or ""), method.id
