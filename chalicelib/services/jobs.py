@@ -18,7 +18,7 @@ from chalicelib.domain.rules import (
     ensure_mutable,
     resolve_workflow,
 )
-from chalicelib.domain.statuses import Action, JobStatus, initial_status, transition
+from chalicelib.domain.statuses import Action, initial_status, transition
 from chalicelib.providers.base import Provider
 from chalicelib.services import authorizations as auth_svc
 from chalicelib.services.deps import Deps
@@ -282,11 +282,6 @@ def act(d: Deps, p: Principal, job_id: str, action: Action) -> Job:
     """Pause, resume, run now: transitions declared in domain.statuses, written conditionally."""
     p.require(Capability.MANAGE_INTEGRATIONS)
     job = get(d, p, job_id)
-    if action is Action.RUN_NOW and job.status is JobStatus.RUNNING:
-        raise Conflict(
-            "the job is already running", code="job.illegal_transition",
-            details={"status": job.status.value, "action": action.value},
-        )
     new_status = transition(job.status, action)
     after = copy.deepcopy(job)
     after.status = new_status
