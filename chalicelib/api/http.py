@@ -36,6 +36,7 @@ STATUS: dict[ErrorKind, int] = {
     ErrorKind.NOT_FOUND: 404,
     ErrorKind.CONFLICT: 409,
     ErrorKind.TOO_LARGE: 413,
+    ErrorKind.UNSUPPORTED_MEDIA: 415,
     ErrorKind.INVALID: 422,
     ErrorKind.UNAVAILABLE: 503,
     ErrorKind.INTERNAL: 500,
@@ -122,6 +123,14 @@ def principal_of(request: Any) -> Principal:
 
 
 def read_json(request: Any) -> dict[str, Any]:
+    content_type = ((getattr(request, "headers", None) or {}).get("content-type") or "application/json")
+    if content_type.split(";")[0].strip().lower() not in ("application/json", "text/json"):
+        raise AppError(
+            f"send the body as JSON with 'Content-Type: application/json' (got {content_type[:80]!r})",
+            code="request.unsupported_media_type",
+            kind=ErrorKind.UNSUPPORTED_MEDIA,
+            fields={"Content-Type": "must be application/json"},
+        )
     raw: bytes = request.raw_body or b""
     if len(raw) > settings().max_body_bytes:
         raise TooLarge(
@@ -261,7 +270,9 @@ def route(
                     )
                 )
 
-        kwargs: dict[str, Any] = {"methods": [method], "content_types": ["application/json"]}
+        # Any content type reaches the view, which answers a non-JSON body with our own
+        # 415 envelope instead of Chalice's bare one.
+        kwargs: dict[str, Any] = {"methods": [method], "content_types": ["*/*"]}
         if authorizer is not None:
             kwargs["authorizer"] = authorizer
         bp.route(full, **kwargs)(view)

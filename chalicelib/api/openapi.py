@@ -15,6 +15,7 @@ REASONS = {
     404: "Not found (or another account's)",
     409: "Conflict: delete guard, stale version, illegal transition",
     413: "Body too large",
+    415: "Body is not JSON",
     422: "Well-formed but invalid",
     500: "Server error",
     503: "A dependency is unavailable",
@@ -82,7 +83,7 @@ def document() -> dict[str, Any]:
                 "content": {"application/json": {"schema": {
                     "type": "object", "properties": props, "required": required}}},
             }
-        codes = set(r.errors) | ({400} if r.query or r.body else set()) | ({401, 403} if not r.public else set())
+        codes = set(r.errors) | ({400} if r.query or r.body else set()) | ({413, 415} if r.body else set()) | ({401, 403} if not r.public else set())
         for code in sorted(codes | {500}):
             op["responses"][str(code)] = {**error, "description": REASONS.get(code, "Error")}
         paths.setdefault(r.path, {})[r.method.lower()] = op

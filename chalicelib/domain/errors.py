@@ -18,6 +18,7 @@ class ErrorKind(StrEnum):
     CONFLICT = "conflict"
     INVALID = "invalid"  # well-formed but breaks a rule or a schema
     TOO_LARGE = "too_large"
+    UNSUPPORTED_MEDIA = "unsupported_media"
     UNAVAILABLE = "unavailable"
     INTERNAL = "internal"
 

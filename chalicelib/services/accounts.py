@@ -11,11 +11,11 @@ from dataclasses import dataclass
 
 from chalicelib.config import settings
 from chalicelib.domain.access import Capability, Principal, Role
-from chalicelib.domain.errors import Invalid, not_found
+from chalicelib.domain.errors import Conflict, Invalid, not_found
 from chalicelib.domain.ids import new_id
 from chalicelib.domain.models import Account, Token, User
 from chalicelib.services.deps import Deps
-from chalicelib.store.dynamo import Page, now_iso
+from chalicelib.store.dynamo import Page, TransactionFailed, now_iso
 
 
 def _hash(raw: str) -> str:
@@ -73,10 +73,27 @@ def create_account(
         role=Role.ADMIN,
         created_at=account.created_at,
     )
-    d.accounts.create_account(account, admin)
     issued = _mint(account.id, admin, "bootstrap admin token", admin_token)
-    d.accounts.put_token(issued.token)
+    try:
+        d.accounts.create_account(account, admin, issued.token)
+    except TransactionFailed:
+        raise Conflict(
+            "that account id or admin token is already taken", code="account.exists"
+        ) from None
     return account, admin, issued
+
+
+def register_token(d: Deps, account_id: str, user_id: str, plaintext: str, label: str) -> Token:
+    """Operator bootstrap (no route): make a token chosen by the operator valid for a user."""
+    user = d.accounts.get_user(account_id, user_id)
+    if user is None:
+        raise not_found("user", user_id)
+    if not _well_formed(plaintext):
+        raise Invalid("a token must look like 'tok_<id>.<secret>'", fields={"token": "malformed"})
+    issued = _mint(account_id, user, label, plaintext)
+    d.accounts.put_token(issued.token)
+    token_cache.clear()
+    return issued.token
 
 
 def _well_formed(raw: str) -> bool:

@@ -231,7 +231,8 @@ class AccountRepo:
     def __init__(self, table: Table) -> None:
         self.t = table
 
-    def create_account(self, account: Account, admin: User) -> None:
+    def create_account(self, account: Account, admin: User, token: Token) -> None:
+        """Account, first admin and first token together: never an account nobody can reach."""
         self.t.transact(
             [
                 {
@@ -251,6 +252,13 @@ class AccountRepo:
                     }
                 },
                 {"Put": {"TableName": self.t.name, "Item": _ser(self._user_item(admin))}},
+                {
+                    "Put": {
+                        "TableName": self.t.name,
+                        "Item": _ser(self._token_item(token)),
+                        "ConditionExpression": "attribute_not_exists(PK)",
+                    }
+                },
             ]
         )
 
@@ -319,25 +327,26 @@ class AccountRepo:
             last4=row["last4"],
         )
 
+    @staticmethod
+    def _token_item(token: Token) -> dict[str, Any]:
+        return {
+            "PK": K.token_pk(token.id),
+            "SK": K.ACCOUNT_SK,
+            "GSI1PK": K.account_tokens_gsi(token.account_id),
+            "GSI1SK": f"TOKEN#{token.id}",
+            "type": "token",
+            "id": token.id,
+            "account_id": token.account_id,
+            "user_id": token.user_id,
+            "role": token.role.value,
+            "label": token.label,
+            "token_hash": token.token_hash,
+            "created_at": token.created_at,
+            "last4": token.last4,
+        }
+
     def put_token(self, token: Token) -> None:
-        self.t.put(
-            {
-                "PK": K.token_pk(token.id),
-                "SK": K.ACCOUNT_SK,
-                "GSI1PK": K.account_tokens_gsi(token.account_id),
-                "GSI1SK": f"TOKEN#{token.id}",
-                "type": "token",
-                "id": token.id,
-                "account_id": token.account_id,
-                "user_id": token.user_id,
-                "role": token.role.value,
-                "label": token.label,
-                "token_hash": token.token_hash,
-                "created_at": token.created_at,
-                "last4": token.last4,
-            },
-            condition="attribute_not_exists(PK)",
-        )
+        self.t.put(self._token_item(token), condition="attribute_not_exists(PK)")
 
     def get_token(self, token_id: str) -> Token | None:
         row = self.t.get(K.token_pk(token_id), K.ACCOUNT_SK)

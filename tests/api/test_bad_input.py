@@ -107,3 +107,14 @@ def test_unknown_ids_and_routes(api):
     _envelope(api.get("/providers/amazon_s3/workflows/s3_file_import/options/format"), 404)
     err = _envelope(api.get("/providers/amazon_s3/workflows/s3_file_import/options/bucket"), 422)
     assert "authorization_id" in err["fields"]
+
+
+def test_non_json_content_type_is_415_in_the_envelope(api, world):
+    before = _snapshot(api, world)
+    r = api.call("POST", "/jobs", raw=b"provider=amazon_s3&label=x",
+                 headers={"Content-Type": "application/x-www-form-urlencoded"})
+    err = _envelope(r, 415)
+    assert err["code"] == "request.unsupported_media_type" and "Content-Type" in err["fields"]
+    # a GET is not concerned by the body's type
+    assert api.get("/jobs", headers={"Content-Type": "text/plain"}).status_code == 200
+    assert _snapshot(api, world) == before

@@ -138,3 +138,21 @@ def test_missing_or_bad_tokens_are_401(api_for):
         assert r.json["error"]["code"] == "auth.invalid_token"
     assert api_for(None).get("/jobs").status_code == 401
     assert api_for(None).get("/healthz").json == {"data": {"status": "ok"}}
+
+
+def test_account_token_and_admin_are_created_together(deps, new_tenant):
+    from chalicelib.domain.errors import Conflict
+    from chalicelib.services.accounts import create_account
+
+    t = new_tenant("First")
+    # WHEN a second account is bootstrapped with a token id that is already taken
+    try:
+        create_account(deps, "Second", "admin@second.example", account_id="acct_second_fixed",
+                       admin_token=t.admin_token)
+        raise AssertionError("expected a conflict")
+    except Conflict as exc:
+        assert exc.code == "account.exists"
+    # THEN nothing of the second account exists (no account left without a token)
+    assert deps.accounts.get_account("acct_second_fixed") is None
+    assert deps.accounts.list_users("acct_second_fixed", 50, None).items == []
+    assert deps.accounts.get_token(t.admin_token.split(".")[0]).account_id == t.account_id

@@ -1,0 +1,51 @@
+# Switchyard: `make run` (the local stack) and `make test` (lint + tests) are all you need.
+# Works on a fresh machine with python3 (3.11), node and apt.
+
+PYTHON ?= $(shell command -v python3.11 >/dev/null 2>&1 && echo python3.11 || echo python3)
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.stamp-requirements
+
+.PHONY: venv run test lint bench clean
+
+venv: $(STAMP)
+
+# Re-installs only when a requirements file changed (or the venv is new).
+# pip stays below 26.3: chalice 1.34 requires it.
+$(STAMP): requirements.txt requirements-dev.txt
+	@if ! $(BIN)/python -m pip --version >/dev/null 2>&1; then \
+	  rm -rf $(VENV); \
+	  if ! $(PYTHON) -m venv $(VENV); then \
+	    echo "'$(PYTHON) -m venv' failed; installing python3-venv with apt-get"; \
+	    rm -rf $(VENV); \
+	    SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	    $$SUDO apt-get update -q && $$SUDO apt-get install -y -q python3-venv && \
+	    $(PYTHON) -m venv $(VENV) || exit 1; \
+	  fi; \
+	fi
+	$(BIN)/python -m pip install -q 'pip<26.3'
+	$(BIN)/python -m pip install -q -r requirements-dev.txt
+	@touch $@
+
+run: venv
+	$(BIN)/python -m devserver
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/mypy devserver
+
+# pytest exit code 5 means "no tests collected": not a failure.
+test: lint
+	@$(BIN)/pytest; rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; exit 0; fi; exit $$rc
+
+bench: venv
+	@for f in bench/*.py; do \
+	  [ -e "$$f" ] || continue; \
+	  echo "== $$f"; $(BIN)/python $$f || exit 1; \
+	done
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache dist
+	find . \( -name .git -o -name node_modules \) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +

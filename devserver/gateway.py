@@ -1,0 +1,177 @@
+"""One origin for the local stack: /api/* through Chalice's local API Gateway, the rest static.
+
+This plays the part of CloudFront + API Gateway in production. Errors raised by the
+gateway itself (no Authorization header, unknown route, authorizer failure) are
+answered with the API envelope, as the production "gateway responses" are configured
+to do; responses produced by the app pass through untouched.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import mimetypes
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from chalice.app import Chalice
+from chalice.config import Config
+from chalice.local import (
+    ChaliceRequestHandler,
+    CustomLocalChalice,
+    ForbiddenError,
+    LocalChalice,
+    LocalDevServer,
+    LocalGatewayException,
+    NotAuthorizedError,
+    ThreadedHTTPServer,
+)
+
+ROOT = Path(__file__).resolve().parent.parent
+API_PREFIX = "/api"
+log = logging.getLogger("devserver.gateway")
+
+# What API Gateway's gateway responses are configured to return (see infra/ and docs/).
+UNAUTHORIZED = ("auth.invalid_token", "a valid API token is required: send 'Authorization: Bearer <token>'")
+ACCESS_DENIED = ("auth.forbidden", "this token is not allowed to call this route")
+NO_ROUTE = ("route.not_found", "no such route: {method} {path}")
+AUTHORIZER_FAILED = ("internal", "something went wrong on our side; it was logged")
+
+
+def static_root() -> Path:
+    dist = ROOT / "web" / "dist"
+    return dist if (dist / "index.html").exists() else ROOT / "web" / "static"
+
+
+def load_app(stage: str = "local") -> tuple[Chalice, Config]:
+    """Build the app and its stage config the way `chalice local --stage <stage>` does."""
+    from chalice.cli.factory import CLIFactory
+    from chalice.deploy.validate import validate_routes
+
+    factory = CLIFactory(project_dir=str(ROOT), environ=os.environ)
+    config = factory.create_config_obj(chalice_stage_name=stage)
+    app = config.chalice_app  # imports app.py after applying the stage's environment variables
+    validate_routes(app.routes)
+    # Same trick as chalice.local.create_local_server: a thread-local current_request.
+    CustomLocalChalice.__bases__ = (LocalChalice, app.__class__)
+    app.__class__ = CustomLocalChalice
+    return app, config
+
+
+def envelope(code: str, message: str) -> bytes:
+    return json.dumps({"error": {"code": code, "message": message, "fields": {}, "details": {}}}).encode()
+
+
+class DevRequestHandler(ChaliceRequestHandler):
+    """Chalice's request handler for /api/*, a small static file server for the rest."""
+
+    server_version = "switchyard-devserver"
+    static_dir: Path = ROOT / "web" / "static"
+    quiet = False
+
+    def _generic_handle(self) -> None:
+        path = urlsplit(self.path).path
+        if path == API_PREFIX or path.startswith(API_PREFIX + "/"):
+            self._handle_api(path)
+        elif self.command in ("GET", "HEAD"):
+            self._handle_static(path)
+        else:
+            self._send_http_response(405, {"Allow": "GET, HEAD", "Content-Type": "text/plain"},
+                                     b"static files are read-only\n")
+
+    do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = do_PATCH = do_OPTIONS = _generic_handle
+
+    # --- /api/* ----------------------------------------------------------------------------
+
+    def _handle_api(self, path: str) -> None:
+        headers, body = self._parse_payload()
+        try:
+            response = self.local_gateway.handle_request(
+                method=self.command, path=self.path, headers=headers, body=body
+            )
+        except LocalGatewayException as exc:
+            self._send_gateway_error(exc, path)
+            return
+        except Exception:
+            # API Gateway answers an authorizer crash with 500 AUTHORIZER_FAILURE.
+            traceback.print_exc(file=sys.stderr)
+            self._send_envelope(500, *AUTHORIZER_FAILED, {})
+            return
+        status = response["statusCode"]
+        out = response["headers"].copy()
+        out.update(response["multiValueHeaders"])
+        if status == 405 and self._chalice_error(response) == "MethodNotAllowedError":
+            # In API Gateway a method the app does not define is a missing resource:
+            # MISSING_AUTHENTICATION_TOKEN, which the gateway responses turn into a 404.
+            code, message = NO_ROUTE
+            self._send_envelope(404, code, message.format(method=self.command, path=path), {})
+            return
+        response = self._handle_binary(response)
+        self._send_http_response(status, out, response["body"])
+
+    @staticmethod
+    def _chalice_error(response: dict[str, Any]) -> str | None:
+        try:
+            return str(json.loads(response.get("body") or "{}").get("Code"))
+        except (ValueError, AttributeError):
+            return None
+
+    def _send_gateway_error(self, exc: LocalGatewayException, path: str) -> None:
+        extra = {k: v for k, v in exc.headers.items() if k.lower() == "x-amzn-requestid"}
+        if isinstance(exc, NotAuthorizedError):
+            self._send_envelope(401, *UNAUTHORIZED, extra)
+        elif isinstance(exc, ForbiddenError) and exc.headers.get("x-amzn-ErrorType") == "AccessDeniedException":
+            self._send_envelope(403, *ACCESS_DENIED, extra)
+        elif isinstance(exc, ForbiddenError):
+            code, message = NO_ROUTE
+            self._send_envelope(404, code, message.format(method=self.command, path=path), extra)
+        else:
+            self._send_envelope(exc.CODE or 500, *AUTHORIZER_FAILED, extra)
+
+    def _send_envelope(self, status: int, code: str, message: str, extra: dict[str, Any]) -> None:
+        headers = {"Content-Type": "application/json", "Cache-Control": "no-store", **extra}
+        self._send_http_response(status, headers, envelope(code, message))
+
+    # --- static files -----------------------------------------------------------------------
+
+    def _handle_static(self, path: str) -> None:
+        root = self.static_dir.resolve()
+        rel = unquote(path).lstrip("/")
+        target = (root / rel).resolve() if rel else root / "index.html"
+        if target.is_dir():
+            target = target / "index.html"
+        if not target.is_relative_to(root):
+            self._send_http_response(404, {"Content-Type": "text/plain"}, b"not found\n")
+            return
+        if not target.is_file():
+            last = rel.rsplit("/", 1)[-1]
+            if "." in last or not (root / "index.html").is_file():
+                self._send_http_response(404, {"Content-Type": "text/plain"}, b"not found\n")
+                return
+            target = root / "index.html"  # client-side routes of the SPA
+        ctype = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
+        if ctype.startswith("text/") or ctype in ("application/javascript", "application/json"):
+            ctype += "; charset=utf-8"
+        cache = "no-cache" if target.name == "index.html" else "public, max-age=60"
+        data = target.read_bytes()
+        if self.command == "HEAD":
+            self.send_response(200)
+            self.send_header("Content-Type", ctype)
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Cache-Control", cache)
+            self.end_headers()
+            return
+        self._send_http_response(200, {"Content-Type": ctype, "Cache-Control": cache}, data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        if not self.quiet:
+            super().log_message(format, *args)
+
+
+def make_server(app: Chalice, config: Config, host: str, port: int, *, quiet: bool = False) -> LocalDevServer:
+    handler = type("Handler", (DevRequestHandler,), {"static_dir": static_root(), "quiet": quiet})
+    return LocalDevServer(app, config, host, port, handler_cls=handler, server_cls=ThreadedHTTPServer)
