@@ -140,27 +140,9 @@ def start_stack() -> tuple[Any, str]:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
-    os.environ.update(
-        {
-            "AWS_ENDPOINT_URL": endpoint,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_REGION": "us-east-1",
-            "SWITCHYARD_STAGE": STAGE,
-        }
-    )
-    for k in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
-        os.environ.pop(k, None)
-    from chalicelib import config
-    from chalicelib.store import aws, queues
+    from devserver.infra import use_local_aws
 
-    config.reset()
-    aws.reset()
-    queues.reset()
-    # Read the settings now, outside any chalice.test request: the Client patches the
-    # "local" stage's SWITCHYARD_STAGE=local into os.environ during each request.
-    assert config.settings().stage == STAGE, config.settings()
+    use_local_aws(endpoint, STAGE)
     return server, endpoint
 
 

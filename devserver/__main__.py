@@ -55,24 +55,6 @@ def _ensure_free(port: int, name: str) -> None:
             ) from None
 
 
-def _aws_environment(endpoint: str) -> None:
-    """Point every boto3 client in this process at moto, never at a real account."""
-    for key in list(os.environ):
-        if key.startswith("AWS_ENDPOINT_URL_") or key in ("AWS_PROFILE", "AWS_SESSION_TOKEN",
-                                                          "AWS_SECURITY_TOKEN"):
-            del os.environ[key]
-    os.environ.update(
-        {
-            "AWS_ENDPOINT_URL": endpoint,
-            "AWS_ACCESS_KEY_ID": "local",
-            "AWS_SECRET_ACCESS_KEY": "local",
-            "AWS_DEFAULT_REGION": REGION,
-            "AWS_REGION": REGION,
-            "SWITCHYARD_STAGE": STAGE,
-        }
-    )
-
-
 def _logging() -> None:
     logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     for noisy in ("werkzeug", "botocore", "boto3", "urllib3", "s3transfer"):
@@ -99,17 +81,11 @@ def run() -> int:
     _ensure_free(port, "PORT")
 
     endpoint = f"http://127.0.0.1:{aws_port}"
-    _aws_environment(endpoint)
+    from devserver.infra import deploy_stack, use_local_aws
 
-    from chalicelib import config
-    from chalicelib.store import aws, queues
-
-    config.reset()
-    aws.reset()
-    queues.reset()
+    use_local_aws(endpoint, STAGE, region=REGION)
 
     from devserver import events, gateway
-    from devserver.infra import deploy_stack
     from devserver.state import Gate, GatedApp, PeriodicSaver, Store
 
     # The admin token is checked before anything starts, so a malformed one fails fast.

@@ -3,12 +3,46 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import boto3
 
 ROOT = Path(__file__).resolve().parent.parent
 TEMPLATE = ROOT / "infra" / "template.json"
+
+
+def use_local_aws(endpoint: str, stage: str, *, region: str = "us-east-1") -> None:
+    """Point every boto3 client of this process at a local moto server, never at a real
+    account, and make chalicelib forget settings, clients and queue URLs it cached."""
+    for key in list(os.environ):
+        if key.startswith("AWS_ENDPOINT_URL_") or key in (
+            "AWS_PROFILE",
+            "AWS_SESSION_TOKEN",
+            "AWS_SECURITY_TOKEN",
+        ):
+            del os.environ[key]
+    os.environ.update(
+        {
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_ACCESS_KEY_ID": "local",
+            "AWS_SECRET_ACCESS_KEY": "local",
+            "AWS_DEFAULT_REGION": region,
+            "AWS_REGION": region,
+            "SWITCHYARD_STAGE": stage,
+        }
+    )
+    from chalicelib import config
+    from chalicelib.providers import calls
+    from chalicelib.store import aws, queues
+
+    config.reset()
+    aws.reset()
+    calls.reset()
+    queues.reset()
+    # Cache the stage now: chalice.test.Client sets the "local" stage's variables during
+    # each request, and a first read inside a request would stick.
+    assert config.settings().stage == stage
 
 
 def deploy_stack(stage: str, *, region: str = "us-east-1") -> dict[str, str]:

@@ -34,31 +34,9 @@ def aws_endpoint() -> Iterator[str]:
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
     saved = dict(os.environ)
-    os.environ.update(
-        {
-            "AWS_ENDPOINT_URL": endpoint,
-            "AWS_ACCESS_KEY_ID": "testing",
-            "AWS_SECRET_ACCESS_KEY": "testing",
-            "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_REGION": "us-east-1",
-            "SWITCHYARD_STAGE": STAGE,
-        }
-    )
-    for k in ("AWS_PROFILE", "AWS_SESSION_TOKEN"):
-        os.environ.pop(k, None)
-    from chalicelib import config
-    from chalicelib.providers import calls
-    from chalicelib.store import aws, queues
+    from devserver.infra import deploy_stack, use_local_aws
 
-    config.reset()
-    # Cache the test stage now: chalice.test.Client sets the stage's own variables
-    # (SWITCHYARD_STAGE=local) during each request, and the first read would stick.
-    assert config.settings().stage == STAGE
-    aws.reset()
-    calls.reset()
-    queues.reset()
-    from devserver.infra import deploy_stack
-
+    use_local_aws(endpoint, STAGE)
     deploy_stack(STAGE)
     yield endpoint
     server.stop()
