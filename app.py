@@ -2,7 +2,8 @@
 
 from chalice import Chalice
 
-from chalicelib.api import admin, auth, authorizations, catalog, jobs, meta
+from chalicelib.api import admin, audiences, auth, authorizations, catalog, jobs, meta, profiles
+from chalicelib.workers import runner
 
 app = Chalice(app_name="switchyard")
 app.register_blueprint(auth.bp)
@@ -11,3 +12,6 @@ app.register_blueprint(catalog.bp)
 app.register_blueprint(authorizations.bp)
 app.register_blueprint(jobs.bp)
 app.register_blueprint(admin.bp)
+app.register_blueprint(profiles.bp)
+app.register_blueprint(audiences.bp)
+app.register_blueprint(runner.bp)

@@ -6,6 +6,11 @@ import os
 from dataclasses import dataclass
 from functools import lru_cache
 
+# Queue names are fixed (one stage per AWS account and region): Chalice's
+# @app.on_sqs_message(queue=...) needs a literal at import time, before any settings exist.
+RUNS_QUEUE = "switchyard-runs"
+HEALTH_QUEUE = "switchyard-health"
+
 
 @dataclass(frozen=True)
 class Settings:
@@ -36,9 +41,9 @@ def settings() -> Settings:
         stage=stage,
         region=_env("AWS_REGION") or _env("AWS_DEFAULT_REGION") or "us-east-1",
         table_name=_env("SWITCHYARD_TABLE", f"switchyard-{stage}-main") or "",
-        runs_queue_name=_env("SWITCHYARD_RUNS_QUEUE", f"switchyard-{stage}-runs") or "",
+        runs_queue_name=_env("SWITCHYARD_RUNS_QUEUE", RUNS_QUEUE) or "",
         runs_queue_url=_env("SWITCHYARD_RUNS_QUEUE_URL"),
-        health_queue_name=_env("SWITCHYARD_HEALTH_QUEUE", f"switchyard-{stage}-health") or "",
+        health_queue_name=_env("SWITCHYARD_HEALTH_QUEUE", HEALTH_QUEUE) or "",
         event_bus_name=_env("SWITCHYARD_EVENT_BUS", f"switchyard-{stage}") or "",
         secret_prefix=_env("SWITCHYARD_SECRET_PREFIX", f"switchyard/{stage}") or "",
         provider_timeout_seconds=float(_env("SWITCHYARD_PROVIDER_TIMEOUT", "10") or 10),

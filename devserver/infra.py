@@ -34,12 +34,13 @@ def use_local_aws(endpoint: str, stage: str, *, region: str = "us-east-1") -> No
     )
     from chalicelib import config
     from chalicelib.providers import calls
-    from chalicelib.store import aws, queues
+    from chalicelib.store import aws, queues, scheduler
 
     config.reset()
     aws.reset()
     calls.reset()
     queues.reset()
+    scheduler.reset()
     # Cache the stage now: chalice.test.Client sets the "local" stage's variables during
     # each request, and a first read inside a request would stick.
     assert config.settings().stage == stage
@@ -67,6 +68,12 @@ def deploy_stack(stage: str, *, region: str = "us-east-1") -> dict[str, str]:
         )
         stacks = cfn.describe_stacks(StackName=name)["Stacks"]
     outputs = {o["OutputKey"]: o["OutputValue"] for o in stacks[0].get("Outputs", [])}
+    # moto's CloudFormation skips AWS::Scheduler::ScheduleGroup; create it by API (and only
+    # when missing: moto's create_schedule_group replaces an existing group, schedules and all).
+    sched = boto3.client("scheduler", region_name=region)
+    group = outputs["ScheduleGroupName"]
+    if group not in {g["Name"] for g in sched.list_schedule_groups()["ScheduleGroups"]}:
+        sched.create_schedule_group(Name=group)
     ddb = boto3.client("dynamodb", region_name=region)
     ttl = json.loads(TEMPLATE.read_text())["Resources"]["MainTable"]["Properties"][
         "TimeToLiveSpecification"

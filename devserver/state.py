@@ -25,7 +25,7 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-PERSISTED = ("dynamodb", "secretsmanager", "s3")
+PERSISTED = ("dynamodb", "secretsmanager", "s3", "scheduler")
 FORMAT = 1
 STATE_FILE = "moto-state.pickle"
 

@@ -31,9 +31,9 @@ def test_template_deployed_into_moto_has_every_resource(aws_endpoint):
     # AND the queues redrive to their DLQs
     sqs = boto3.client("sqs", region_name="us-east-1")
     for name in ("runs", "health"):
-        url = sqs.get_queue_url(QueueName=f"switchyard-test-{name}")["QueueUrl"]
+        url = sqs.get_queue_url(QueueName=f"switchyard-{name}")["QueueUrl"]
         attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["RedrivePolicy"])["Attributes"]
-        assert json.loads(attrs["RedrivePolicy"])["deadLetterTargetArn"].endswith(f"switchyard-test-{name}-dlq")
+        assert json.loads(attrs["RedrivePolicy"])["deadLetterTargetArn"].endswith(f"switchyard-{name}-dlq")
     names = [b["Name"] for b in boto3.client("events", region_name="us-east-1").list_event_buses()["EventBuses"]]
     assert "switchyard-test" in names
 

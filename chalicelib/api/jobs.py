@@ -55,7 +55,8 @@ def create_job(principal: Principal, body: dict[str, Any], query: dict[str, Any]
         provider=req.provider, job_type=req.job_type, workflow=req.workflow,
         label=req.label, description=req.description, config=req.config,
         schedule=req.schedule.model_dump(mode="json") if req.schedule else None,
-        start=req.start, authorization_id=req.authorization_id, authorization=inline))
+        start=req.start, authorization_id=req.authorization_id, authorization=inline,
+        failure_window_hours=req.failure_window_hours))
     return ok(views.job_summary(job, auth), 201)
 
 
@@ -75,7 +76,7 @@ def patch_job(principal: Principal, job_id: str, body: dict[str, Any], query: di
     version = version_of(bp.current_request, body)
     req = validate(_schemas().JobPatch, body)
     patch = req.model_dump(mode="json", exclude_unset=True)
-    null = [k for k in ("label", "description", "config", "authorization_id")
+    null = [k for k in ("label", "description", "config", "authorization_id", "failure_window_hours")
             if k in patch and patch[k] is None]
     if null:
         raise Invalid("these fields cannot be null", fields={k: "cannot be null" for k in null})
@@ -116,22 +117,22 @@ _action(Action.RUN_NOW, "Run a sleeping job now")
        authorizer=token_authorizer, response="RunOut", list_response=True, errors=(404,),
        query=PAGING)
 def job_runs(principal: Principal, job_id: str, query: dict[str, Any]) -> Response:
-    svc.get(deps(), principal, job_id)
-    # Runs are recorded by the job engine (next issue); until it lands the history is empty.
-    return ok([], next_cursor=None, paged=True)
+    page = svc.runs(deps(), principal, job_id, limit=query["limit"], cursor=query["cursor"])
+    return ok([views.run(r) for r in page.items], next_cursor=page.next_cursor, paged=True)
 
 
 @route(bp, "/jobs/{job_id}/logs", "GET", summary="Log lines, newest first", tag=TAG,
        authorizer=token_authorizer, response="LogLineOut", list_response=True, errors=(404,),
        query=(QueryParam("level", enum=("debug", "info", "warning", "error")), *PAGING))
 def job_logs(principal: Principal, job_id: str, query: dict[str, Any]) -> Response:
-    svc.get(deps(), principal, job_id)
-    return ok([], next_cursor=None, paged=True)
+    page = svc.logs(deps(), principal, job_id, limit=query["limit"], cursor=query["cursor"],
+                    level=query["level"])
+    return ok([views.log_line(row) for row in page.items], next_cursor=page.next_cursor, paged=True)
 
 
 @route(bp, "/jobs/{job_id}/activity", "GET", summary="Profiles added, removed, omitted", tag=TAG,
        authorizer=token_authorizer, response="JobActivity", errors=(404,),
        query=(QueryParam("granularity", enum=("hour", "day", "week"), default="day"),))
 def job_activity(principal: Principal, job_id: str, query: dict[str, Any]) -> Response:
-    svc.get(deps(), principal, job_id)
-    return ok({"granularity": query["granularity"], "series": []})
+    series = svc.activity(deps(), principal, job_id, query["granularity"])
+    return ok({"granularity": query["granularity"], "series": series})

@@ -38,14 +38,26 @@ def _param(p: QueryParam) -> dict[str, Any]:
             "description": p.description}
 
 
+# Modules holding the models that routes name, searched in order (imported on first use).
+MODEL_MODULES = ("chalicelib.api.schemas", "chalicelib.api.profiles_schemas", "chalicelib.api.audience_schemas")
+
+
+def _model(name: str) -> Any:
+    import importlib
+
+    for module in MODEL_MODULES:
+        found = getattr(importlib.import_module(module), name, None)
+        if found is not None:
+            return found
+    raise LookupError(f"no model named {name!r} in {', '.join(MODEL_MODULES)}")
+
+
 @lru_cache(maxsize=1)
 def document() -> dict[str, Any]:
     from pydantic.json_schema import models_json_schema
 
-    from chalicelib.api import schemas
-
     names = sorted({n for r in ROUTES for n in (r.body, r.response) if n} | {"ErrorOut"})
-    models = [(getattr(schemas, n), "validation" if _is_request(n) else "serialization") for n in names]
+    models = [(_model(n), "validation" if _is_request(n) else "serialization") for n in names]
     _, top = models_json_schema(models, ref_template=REF)  # type: ignore[arg-type]
     components: dict[str, Any] = top.get("$defs", {})
     error = {"description": "", "content": {"application/json": {"schema": {"$ref": REF.format(model="ErrorOut")}}}}

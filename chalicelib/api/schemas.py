@@ -130,6 +130,9 @@ class JobCreate(Strict):
     config: dict[str, Any] = Field(default_factory=dict)
     schedule: Schedule | None = None
     start: bool = Field(True, description="False stages the job (paused) instead of starting it")
+    failure_window_hours: float = Field(
+        10, gt=0, le=168, description="Hours of repeated errors before the job is failed"
+    )
 
     @model_validator(mode="after")
     def _one_authorization(self) -> JobCreate:
@@ -139,6 +142,7 @@ class JobCreate(Strict):
 
 
 class JobPatch(Strict):
+    failure_window_hours: float | None = Field(None, gt=0, le=168)
     label: Label | None = None
     description: Description | None = None
     config: dict[str, Any] | None = None
@@ -212,6 +216,14 @@ class LastRun(Out):
     removed: int | None = None
     omitted: int | None = None
     error: str | None = None
+    cost: dict[str, float] | None = None
+
+
+class CostEstimate(Out):
+    last_run_usd: float
+    runs_per_month: float
+    monthly_usd: float
+    basis: str
 
 
 class JobRow(Out):
@@ -242,6 +254,8 @@ class JobSummary(JobRow):
     config: dict[str, Any]
     schedule: dict[str, Any] | None
     authorization: AuthRefOut
+    cost_estimate: CostEstimate
+    failure_window_hours: float
     version: int
 
 
@@ -287,24 +301,37 @@ class ProviderOut(Out):
     workflows: list[WorkflowOut]
 
 
+class RunProgress(Out):
+    steps: int = Field(description="Steps committed so far")
+    processed: int = Field(description="Records read so far")
+    total: int | None = Field(description="What the source will yield, when known")
+    unit: str = Field(description="Unit of processed/total: rows or bytes")
+
+
 class RunOut(Out):
     id: str
     trigger: str
-    status: str
+    status: Literal["running", "retrying", "paused", "succeeded", "failed", "cancelled"]
     started_at: str | None
     finished_at: str | None
     added: int
     removed: int
     omitted: int
+    omitted_reasons: dict[str, int]
     error: str | None = None
+    requested_by: str | None
+    progress: RunProgress
+    cost: dict[str, float] = Field(description="AWS requests by service, provider calls, Lambda time")
+    cost_usd: float = Field(description="What the run cost at public AWS prices")
 
 
 class LogLineOut(Out):
     timestamp: str
-    level: str
+    level: Literal["debug", "info", "warning", "error"]
     code: str
     message: str
     run_id: str | None
+    user: str | None = Field(description="The user whose action this line records, if any")
     context: dict[str, Any]
 
 

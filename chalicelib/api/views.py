@@ -5,7 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from chalicelib.domain.models import Authorization, Health, Job, Token, User
+from chalicelib.domain.pricing import monthly_estimate, run_cost_usd
 from chalicelib.domain.statuses import JobStatus
+from chalicelib.store.runs import Run
 
 
 def health(h: Health) -> dict[str, Any]:
@@ -69,6 +71,8 @@ def job_summary(j: Job, auth: Authorization | None) -> dict[str, Any]:
         "config": j.config,
         "schedule": j.schedule,
         "authorization": ref,
+        "cost_estimate": monthly_estimate(j.schedule, (j.last_run or {}).get("cost")),
+        "failure_window_hours": j.failure_window_hours,
         "version": j.version,
     }
 
@@ -86,3 +90,37 @@ def token(t: Token) -> dict[str, Any]:
 
 def user(u: User) -> dict[str, Any]:
     return {"id": u.id, "email": u.email, "name": u.name, "role": u.role.value, "created_at": u.created_at}
+
+
+def run(r: Run) -> dict[str, Any]:
+    return {
+        "id": r.id,
+        "trigger": r.trigger,
+        "status": r.status,
+        "started_at": r.started_at,
+        "finished_at": r.finished_at,
+        "added": r.added,
+        "removed": r.removed,
+        "omitted": r.omitted,
+        "omitted_reasons": r.omitted_reasons,
+        "error": r.error,
+        "requested_by": r.requested_by,
+        "progress": {"steps": r.step, "processed": r.processed, "total": r.total,
+                     "unit": r.total_unit},
+        "cost": r.cost,
+        "cost_usd": run_cost_usd(r.cost),
+    }
+
+
+def log_line(row: dict[str, Any]) -> dict[str, Any]:
+    import json
+
+    return {
+        "timestamp": row["timestamp"],
+        "level": row["level"],
+        "code": row["code"],
+        "message": row["message"],
+        "run_id": row.get("run_id"),
+        "user": row.get("user"),
+        "context": json.loads(row.get("context_json") or "{}"),
+    }

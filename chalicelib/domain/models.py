@@ -115,3 +115,8 @@ class Job:
     next_run_at: str | None = None
     last_run: dict[str, Any] | None = None
     version: int = 1
+    # engine bookkeeping
+    current_run_id: str | None = None
+    state: dict[str, Any] = field(default_factory=dict)  # e.g. objects already imported
+    failure_window_hours: float = 10.0
+    first_fault_at: str | None = None

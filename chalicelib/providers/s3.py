@@ -9,12 +9,12 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, StringConstraints
 from pydantic.config import JsonDict
 
 from chalicelib.domain.catalog import AuthMethodSpec, JobType, ProviderSpec, WorkflowSpec
 from chalicelib.domain.models import CheckResult, HealthStatus
-from chalicelib.providers.base import Option, ProviderError, mask
+from chalicelib.providers.base import ImportStep, Option, ProviderError, mask
 from chalicelib.providers.calls import AwsIdentity, CallCounter, aws_client
 
 BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$"
@@ -82,7 +82,10 @@ class S3ImportConfig(_Strict):
     bucket: Bucket
     prefix: Prefix = Field("", description="Import every file under this prefix (or one key)")
     format: Literal["csv", "jsonl"] = Field("csv", description="File format")
-    csv_delimiter: str = Field(",", min_length=1, max_length=1, description="CSV delimiter")
+    # Not stripped: a tab is a valid delimiter.
+    csv_delimiter: Annotated[str, StringConstraints(strip_whitespace=False)] = Field(
+        ",", min_length=1, max_length=1, description="CSV delimiter"
+    )
     identifier_field: str = Field(
         "email", min_length=1, max_length=128, description="Column that identifies a profile"
     )
@@ -93,6 +96,12 @@ class S3ImportConfig(_Strict):
         default_factory=dict,
         max_length=200,
         description="Source column -> profile field; unmapped columns keep their names",
+    )
+    compression: Literal["none", "gzip", "auto"] = Field(
+        "auto", description="gzip-compressed files; auto = by the .gz suffix of each key"
+    )
+    incremental: bool = Field(
+        True, description="Import only files that are new or changed since the last finished run"
     )
 
 
@@ -319,6 +328,14 @@ class S3Provider:
             what = f"bucket {params.get('bucket')!r}" if field == "prefix" else "the bucket list"
             raise _classify(exc, what) from None
         raise ProviderError(f"field {field!r} has no live options", field="field")
+
+    def import_step(self, workflow_id: str) -> ImportStep:
+        """The step reader of an import workflow (the job engine calls its read())."""
+        if workflow_id != "s3_file_import":
+            raise ProviderError(f"workflow {workflow_id!r} has no import step", field="workflow")
+        from chalicelib.providers.s3_files import S3FileReader
+
+        return S3FileReader(self)
 
     def credential_hint(self, method: str, credentials: Any) -> str | None:
         if method == "access_keys":

@@ -7,11 +7,21 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
 
 from chalicelib.providers.registry import Registry, default_registry
+from chalicelib.store import aws
+from chalicelib.store.audiences import AudienceRepo
 from chalicelib.store.dynamo import AccountRepo, AuthorizationRepo, JobRepo, Table
+from chalicelib.store.profiles import ProfileRepo
 from chalicelib.store.queues import RunQueue
+from chalicelib.store.runs import RunRepo
+from chalicelib.store.scheduler import SchedulerStore
 from chalicelib.store.secrets import SecretsStore
+
+if TYPE_CHECKING:  # pragma: no cover
+    from chalicelib.domain.models import Job
 
 
 @dataclass
@@ -19,7 +29,8 @@ class Deps:
     table: Table = field(default_factory=Table)
     registry: Registry = field(default_factory=default_registry)
     secrets: SecretsStore = field(default_factory=SecretsStore)
-    runs: RunQueue = field(default_factory=RunQueue)
+    runs_queue: RunQueue = field(default_factory=RunQueue)
+    scheduler: SchedulerStore = field(default_factory=SchedulerStore)
 
     @property
     def accounts(self) -> AccountRepo:
@@ -32,6 +43,30 @@ class Deps:
     @property
     def jobs(self) -> JobRepo:
         return JobRepo(self.table)
+
+    @property
+    def audiences(self) -> AudienceRepo:
+        return AudienceRepo(self.table)
+
+    @property
+    def profiles(self) -> ProfileRepo:
+        return ProfileRepo(self.table)
+
+    @property
+    def runs(self) -> RunRepo:
+        return RunRepo(self.table)
+
+    def request_counter(self) -> aws.RequestTally:
+        return aws.track_requests()
+
+    def next_run(self, job: Job, now: datetime) -> str | None:
+        """When a continuous job runs next (None for one-time jobs)."""
+        if job.schedule is None or job.schedule.get("type") == "once":
+            return None
+        from chalicelib.domain.schedules import next_fire
+
+        nxt: Any = next_fire(job.schedule, now)
+        return nxt.strftime("%Y-%m-%dT%H:%M:%SZ") if nxt else None
 
 
 _deps: Deps | None = None

@@ -18,7 +18,7 @@ from chalicelib.domain.rules import (
     ensure_mutable,
     resolve_workflow,
 )
-from chalicelib.domain.statuses import Action, initial_status, transition
+from chalicelib.domain.statuses import Action, JobStatus, initial_status, transition
 from chalicelib.providers.base import Provider
 from chalicelib.services import authorizations as auth_svc
 from chalicelib.services.deps import Deps
@@ -38,6 +38,7 @@ class NewJob:
     start: bool
     authorization_id: str | None = None
     authorization: auth_svc.NewAuthorization | None = None
+    failure_window_hours: float = 10.0
 
 
 @dataclass
@@ -134,24 +135,52 @@ def create(d: Deps, p: Principal, new: NewJob) -> tuple[Job, Authorization]:
         updated_at=now,
         provider_account=provider_account,
         next_run_at=now if new.start else None,
+        failure_window_hours=new.failure_window_hours,
     )
+    verb = "created and started" if new.start else "created (staged, paused)"
+    logs = [_log_op(d, job, "job.created", f"job {verb} by {p.user_id}", p)]
     if inline is not None:
         auth_svc.store_secret(d, inline[0], inline[1])
         try:
-            d.jobs.create(job, new_auth=inline[0], auth_provider=provider.spec.id)
+            d.jobs.create(job, new_auth=inline[0], auth_provider=provider.spec.id, extra=logs)
         except Exception:
             d.secrets.delete_now(inline[0].secret_name)
             raise
     else:
-        _create_on_existing(d, job, provider.spec.id)
+        _create_on_existing(d, job, provider.spec.id, logs)
+    _sync_schedule(d, job)
     if new.start:
         _queue_run(d, job, "create", p)
     return job, auth
 
 
-def _create_on_existing(d: Deps, job: Job, provider_id: str) -> None:
+def _sync_schedule(d: Deps, job: Job, *, was_scheduled: bool = False) -> None:
+    """Keep the job's EventBridge Scheduler schedule in step with its status and schedule.
+
+    Called after the DynamoDB write commits; jobs that never had a schedule cost nothing.
+    A failure surfaces (503) and the next sync repairs it; the runner drops triggers for
+    jobs that are not active, so a stale schedule cannot run a paused job.
+    """
+    if job.schedule is None and not was_scheduled:
+        return
+    active = job.status in (JobStatus.SLEEPING, JobStatus.RUNNING)
+    d.scheduler.sync(job.account_id, job.id, job.schedule, active)
+
+
+def _log_op(d: Deps, job: Job, code: str, message: str, p: Principal,
+            context: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A log line recording a user's state change, written in the change's own transaction."""
+    from datetime import UTC, datetime
+
+    from chalicelib.store.runs import LogLine
+
+    line = LogLine("info", code, message, user=p.user_id, context=context or {})
+    return d.runs.log_op(job.account_id, job.id, line, datetime.now(UTC))
+
+
+def _create_on_existing(d: Deps, job: Job, provider_id: str, logs: list[dict[str, Any]]) -> None:
     try:
-        d.jobs.create(job, auth_provider=provider_id)
+        d.jobs.create(job, auth_provider=provider_id, extra=logs)
     except AuthorizationGone:
         # Deleted between our read and our write: the transaction refused to link them.
         raise Invalid(
@@ -162,7 +191,7 @@ def _create_on_existing(d: Deps, job: Job, provider_id: str) -> None:
 
 
 def _queue_run(d: Deps, job: Job, trigger: str, p: Principal) -> None:
-    d.runs.send(
+    d.runs_queue.send(
         {
             "account_id": job.account_id,
             "job_id": job.id,
@@ -218,7 +247,7 @@ def edit(
     wf = provider.spec.workflow(job.workflow)
     after = copy.deepcopy(job)
     changes: list[str] = []
-    for name in ("label", "description", "schedule"):
+    for name in ("label", "description", "schedule", "failure_window_hours"):
         if name in patch and patch[name] != getattr(job, name):
             setattr(after, name, patch[name])
             changes.append(name)
@@ -267,14 +296,18 @@ def edit(
         )
     if not changes:
         return EditResult(job=job)
+    log = _log_op(d, job, "job.edited", f"{', '.join(changes)} changed by {p.user_id}", p,
+                  {"changes": changes})
     try:
-        saved = d.jobs.save(job, after, expected_version=version)
+        saved = d.jobs.save(job, after, expected_version=version, extra=[log])
     except AuthorizationGone:
         raise Invalid(
             f"authorization {after.authorization_id!r} was deleted meanwhile",
             code="authorization.not_found",
             fields={"authorization_id": "not found"},
         ) from None
+    if "schedule" in changes:
+        _sync_schedule(d, saved, was_scheduled=job.schedule is not None)
     return EditResult(job=saved, changes=changes)
 
 
@@ -290,8 +323,11 @@ def act(d: Deps, p: Principal, job_id: str, action: Action) -> Job:
         after.fault_count = 0 if action is Action.RESUME else job.fault_count
     elif action is Action.PAUSE:
         after.next_run_at = None
+    past = {"pause": "paused", "resume": "resumed", "run": "asked to run now"}[action.value]
+    log = _log_op(d, job, f"job.{action.value}", f"job {past} by {p.user_id}", p,
+                  {"from": job.status.value, "to": new_status.value})
     try:
-        saved = d.jobs.save(job, after, expected_version=None, expected_status=job.status)
+        saved = d.jobs.save(job, after, expected_version=None, expected_status=job.status, extra=[log])
     except AuthorizationGone:
         raise Conflict(
             f"the job's authorization {job.authorization_id!r} was deleted; "
@@ -299,6 +335,8 @@ def act(d: Deps, p: Principal, job_id: str, action: Action) -> Job:
             code="job.authorization_deleted",
             details={"status": job.status.value},
         ) from None
+    if action in (Action.PAUSE, Action.RESUME):
+        _sync_schedule(d, saved)
     if action in (Action.RESUME, Action.RUN_NOW):
         _queue_run(d, saved, action.value, p)
     return saved
@@ -306,4 +344,23 @@ def act(d: Deps, p: Principal, job_id: str, action: Action) -> Job:
 
 def delete(d: Deps, p: Principal, job_id: str) -> None:
     p.require(Capability.MANAGE_INTEGRATIONS)
-    d.jobs.delete(get(d, p, job_id))
+    job = get(d, p, job_id)
+    d.jobs.delete(job)
+    if job.schedule is not None:
+        d.scheduler.remove(job.account_id, job.id)
+
+
+def runs(d: Deps, p: Principal, job_id: str, *, limit: int, cursor: str | None) -> Page:
+    get(d, p, job_id)
+    return d.runs.page(p.account_id, job_id, limit=limit, cursor=cursor)
+
+
+def logs(d: Deps, p: Principal, job_id: str, *, limit: int, cursor: str | None,
+         level: str | None) -> Page:
+    get(d, p, job_id)
+    return d.runs.logs(p.account_id, job_id, limit=limit, cursor=cursor, level=level)
+
+
+def activity(d: Deps, p: Principal, job_id: str, granularity: str) -> list[dict[str, Any]]:
+    get(d, p, job_id)
+    return d.runs.activity(p.account_id, job_id, granularity)

@@ -17,6 +17,31 @@ if TYPE_CHECKING:  # pragma: no cover
 _lock = threading.Lock()
 _session: boto3.session.Session | None = None
 _clients: dict[str, Any] = {}
+_tracking = threading.local()
+
+
+class RequestTally:
+    """AWS requests sent by this thread's app clients since tracking started (per-run cost)."""
+
+    def __init__(self) -> None:
+        self.counts: dict[str, int] = {}
+
+    def by_service(self) -> dict[str, int]:
+        return dict(self.counts)
+
+
+def track_requests() -> RequestTally:
+    tally = RequestTally()
+    _tracking.tally = tally
+    return tally
+
+
+def _count(event_name: str = "", **_: Any) -> None:
+    tally = getattr(_tracking, "tally", None)
+    if tally is not None:
+        service = event_name.split(".")[1] if event_name.count(".") >= 2 else "other"
+        service = service.replace("-", "")  # "secrets-manager" -> "secretsmanager"
+        tally.counts[service] = tally.counts.get(service, 0) + 1
 
 
 def session() -> boto3.session.Session:
@@ -25,6 +50,8 @@ def session() -> boto3.session.Session:
         import boto3
 
         _session = boto3.session.Session(region_name=settings().region)
+        # Counted once per HTTP attempt (retries included): what AWS bills.
+        _session.events.register("before-send", _count)
     return _session
 
 

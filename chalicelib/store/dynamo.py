@@ -40,10 +40,21 @@ class TransactionFailed(Exception):
         self.reasons = reasons
 
 
+def _decimals(value: Any) -> Any:
+    # DynamoDB numbers are decimals; floats (costs, durations) go through their str form.
+    if isinstance(value, float):
+        return Decimal(str(value))
+    if isinstance(value, dict):
+        return {k: _decimals(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_decimals(v) for v in value]
+    return value
+
+
 def _to_attr(value: Any) -> Any:
     from boto3.dynamodb.types import TypeSerializer
 
-    return TypeSerializer().serialize(value)
+    return TypeSerializer().serialize(_decimals(value))
 
 
 def _ser(item: dict[str, Any]) -> dict[str, Any]:
@@ -627,6 +638,10 @@ def _job_item(j: Job) -> dict[str, Any]:
         "last_run_json": json.dumps(j.last_run) if j.last_run is not None else None,
         "version": j.version,
         "expires_at": _expires_at(j.status),
+        "current_run_id": j.current_run_id,
+        "state_json": json.dumps(j.state, sort_keys=True) if j.state else None,
+        "failure_window_hours": Decimal(str(j.failure_window_hours)),
+        "first_fault_at": j.first_fault_at,
     }
 
 
@@ -652,6 +667,10 @@ def _job(row: dict[str, Any]) -> Job:
         next_run_at=row.get("next_run_at"),
         last_run=json.loads(row["last_run_json"]) if row.get("last_run_json") else None,
         version=int(row.get("version", 1)),
+        current_run_id=row.get("current_run_id"),
+        state=json.loads(row["state_json"]) if row.get("state_json") else {},
+        failure_window_hours=float(row.get("failure_window_hours", 10)),
+        first_fault_at=row.get("first_fault_at"),
     )
 
 
@@ -811,7 +830,14 @@ class JobRepo:
                         raise AuthorizationGone(m.auth_id) from None
                 moves = [m for m in moves if m not in failed]
 
-    def create(self, job: Job, *, new_auth: Authorization | None = None, auth_provider: str) -> None:
+    def create(
+        self,
+        job: Job,
+        *,
+        new_auth: Authorization | None = None,
+        auth_provider: str,
+        extra: list[dict[str, Any]] | None = None,
+    ) -> None:
         op = {
             "Put": {
                 "TableName": self.t.name,
@@ -822,12 +848,13 @@ class JobRepo:
         if new_auth is not None:
             # The inline authorization is born with this job's weight on it.
             new_auth.usage[job.status.value] += 1
-            self.t.transact([op, AuthorizationRepo(self.t).put_new_op(new_auth)])
+            self.t.transact([op, AuthorizationRepo(self.t).put_new_op(new_auth), *(extra or [])])
             return
         self._run(
             op,
             job.account_id,
             [UsageMove(job.authorization_id, None, job.status, provider=auth_provider)],
+            extra=extra,
             job_id=job.id,
             version=None,
         )
@@ -839,8 +866,12 @@ class JobRepo:
         *,
         expected_version: int | None,
         expected_status: JobStatus | None = None,
+        extra: list[dict[str, Any]] | None = None,
     ) -> Job:
-        """Write `after` over `before` if nobody changed it since; move usage counters."""
+        """Write `after` over `before` if nobody changed it since; move usage counters.
+
+        `extra` operations (a run's commit, log lines) land in the same transaction.
+        """
         after.version = before.version + 1
         after.updated_at = now_iso()
         values: dict[str, Any] = {":v": {"N": str(before.version)}}
@@ -870,6 +901,7 @@ class JobRepo:
             op,
             after.account_id,
             moves,
+            extra=extra,
             job_id=after.id,
             version=expected_version if expected_version is not None else before.version,
         )

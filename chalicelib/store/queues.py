@@ -29,9 +29,10 @@ def reset() -> None:
 class RunQueue:
     """Messages name a job and a trigger, never credentials or config."""
 
-    def send(self, message: dict[str, Any]) -> None:
+    def send(self, message: dict[str, Any], *, delay_seconds: int = 0) -> None:
         conf = settings()
         aws.client("sqs").send_message(
             QueueUrl=conf.runs_queue_url or queue_url(conf.runs_queue_name),
             MessageBody=json.dumps(message, sort_keys=True),
+            DelaySeconds=max(0, min(900, delay_seconds)),
         )

@@ -11,7 +11,7 @@ from tests.api.helpers import create_auth, create_job, create_role_auth, make_bu
 
 def _run_messages() -> list[dict]:
     sqs = boto3.client("sqs", region_name="us-east-1")
-    url = sqs.get_queue_url(QueueName="switchyard-test-runs")["QueueUrl"]
+    url = sqs.get_queue_url(QueueName="switchyard-runs")["QueueUrl"]
     out = []
     while True:
         resp = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
@@ -271,11 +271,19 @@ def test_dashboard_filters_and_paging(api):
     assert r.status_code == 400 and "status" in r.json["error"]["fields"]
 
 
-def test_runs_logs_activity_are_empty_until_the_engine_lands(api):
+def test_a_new_job_has_history_of_its_creation_only(api, tenant):
     bucket = make_bucket()
     job = create_job(api, create_auth(api)["id"], bucket)
     assert api.get(f"/jobs/{job['id']}/runs").json == {"data": [], "next_cursor": None}
-    assert api.get(f"/jobs/{job['id']}/logs?level=error").json == {"data": [], "next_cursor": None}
+    [line] = api.get(f"/jobs/{job['id']}/logs").json["data"]
+    assert line["code"] == "job.created" and line["user"] == tenant.admin_user_id
+    assert api.get(f"/jobs/{job['id']}/logs?level=error").json["data"] == []
+    api.post(f"/jobs/{job['id']}/pause")
+    codes = [ln["code"] for ln in api.get(f"/jobs/{job['id']}/logs").json["data"]]
+    assert codes == ["job.pause", "job.created"]
     r = api.get(f"/jobs/{job['id']}/activity?granularity=week")
-    assert r.json["data"] == {"granularity": "week", "series": []}
+    series = r.json["data"]["series"]
+    assert r.json["data"]["granularity"] == "week" and len(series) in (12, 13)
+    assert all(p["added"] == p["removed"] == p["omitted"] == 0 for p in series)
+    assert len(api.get(f"/jobs/{job['id']}/activity?granularity=hour").json["data"]["series"]) == 48
     assert api.get("/jobs/job_missing/runs").status_code == 404

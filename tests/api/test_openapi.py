@@ -71,7 +71,14 @@ def test_real_responses_conform(api, crm):
     bucket = make_bucket()
     auth = create_auth(api)
     job = create_job(api, auth["id"], bucket, schedule={"type": "weekly", "day": "mon", "at": "09:00"})
+    pro = {"all": [{"field": "plan", "op": "equals", "value": "pro"}]}
+    audience = api.post("/audiences", {"name": "Pro", "filter": pro}).json["data"]
     calls = [
+        ("POST", "/audiences", {"name": "Pro 2", "filter": pro}), ("GET", "/audiences", None),
+        ("GET", f"/audiences/{audience['id']}", None), ("GET", f"/audiences/{audience['id']}/size", None),
+        ("POST", "/audiences/preview", {"filter": pro}), ("POST", "/audiences/preview", {"filter": {"any": []}}),
+        ("PATCH", f"/audiences/{audience['id']}", {"name": "n", "version": 1}),
+        ("DELETE", f"/audiences/{audience['id']}", None),
         ("GET", "/providers", None), ("GET", "/providers/amazon_s3", None),
         ("GET", f"/providers/amazon_s3/workflows/s3_file_import/options/bucket?authorization_id={auth['id']}", None),
         ("GET", "/authorizations", None), ("GET", f"/authorizations/{auth['id']}", None),

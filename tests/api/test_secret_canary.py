@@ -72,7 +72,7 @@ def test_canary_never_leaves_secrets_manager(api, tenant, caplog, aws_endpoint):
     assert items and not [i for i in items if leaks(json.dumps(i))]
     # every message on the runs queue
     sqs = boto3.client("sqs", region_name="us-east-1")
-    url = sqs.get_queue_url(QueueName="switchyard-test-runs")["QueueUrl"]
+    url = sqs.get_queue_url(QueueName="switchyard-runs")["QueueUrl"]
     msgs = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0).get("Messages", [])
     assert msgs and not [m for m in msgs if leaks(m["Body"])]
     # ...and it IS in Secrets Manager, which is the point

@@ -13,6 +13,7 @@ BODIES: dict[tuple[str, str], Any] = {
     ("PATCH", "/api/v1/jobs/{job_id}"): {"label": "hijack", "version": 1},
     ("PATCH", "/api/v1/authorizations/{auth_id}"): {"label": "hijack"},
     ("PUT", "/api/v1/authorizations/{auth_id}/credentials"): {"credentials": s3_credentials()},
+    ("PATCH", "/api/v1/audiences/{audience_id}"): {"name": "hijack", "version": 1},
 }
 
 
@@ -24,7 +25,9 @@ def two_accounts(new_tenant, api_for):
     auth = create_auth(api_a)
     job = create_job(api_a, auth["id"], bucket)
     token = api_a.post("/tokens", {"label": "ci"}).json["data"]
-    ids = {"job_id": job["id"], "auth_id": auth["id"], "token_id": token["id"],
+    audience = api_a.post("/audiences", {"name": "Pro", "filter": {"all": [
+        {"field": "plan", "op": "equals", "value": "pro"}]}}).json["data"]
+    ids = {"job_id": job["id"], "auth_id": auth["id"], "token_id": token["id"], "audience_id": audience["id"],
            "provider": "amazon_s3", "workflow": "s3_file_import", "field": "bucket"}
     return a, b, api_a, api_for(b.admin_token), ids
 

@@ -1,0 +1,32 @@
+"""How a job backs off after transient errors and when it gives up (SPEC rule 4)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+BASE_SECONDS = 60.0
+CAP_SECONDS = 3600.0
+DEFAULT_WINDOW_HOURS = 10.0
+
+
+def backoff_seconds(
+    fault_count: int,
+    *,
+    retry_after: float | None = None,
+    base: float = BASE_SECONDS,
+    cap: float = CAP_SECONDS,
+    rand: Callable[[], float] = random.random,
+) -> float:
+    """Exponential backoff with full jitter, never shorter than the provider's Retry-After."""
+    ceiling = min(cap, base * (2 ** max(0, fault_count - 1)))
+    delay = ceiling / 2 + rand() * ceiling / 2  # "equal jitter": spread, but never near zero
+    if retry_after is not None:
+        delay = max(delay, min(retry_after, cap * 24))
+    return delay
+
+
+def past_failure_window(first_fault_at: datetime, now: datetime, window_hours: float) -> bool:
+    """Errors have kept happening for longer than the job tolerates: stop retrying."""
+    return now - first_fault_at >= timedelta(hours=window_hours)

@@ -1,0 +1,116 @@
+"""Use cases of audiences: saved filters over profiles, and how many profiles they hold.
+
+Roles: observers read (a size preview is a read); data managers and admins write.
+Every function checks the role itself, whatever the route already did.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from chalicelib.domain import audiences as A
+from chalicelib.domain.access import Capability, Principal
+from chalicelib.domain.errors import Invalid, not_found, stale_version
+from chalicelib.domain.ids import new_id
+from chalicelib.services.deps import Deps
+from chalicelib.store.dynamo import Page, now_iso
+
+EDITABLE = ("name", "description", "filter")
+PAGE_SIZE = 1000  # profiles per Query while estimating (DynamoDB stops a page at 1 MB anyway)
+
+
+@dataclass(frozen=True)
+class NewAudience:
+    name: str
+    description: str
+    filter: Any
+
+
+def create(d: Deps, p: Principal, new: NewAudience) -> A.Audience:
+    p.require(Capability.MANAGE_INTEGRATIONS)
+    compiled = A.parse_filter(new.filter)
+    now = now_iso()
+    audience = A.Audience(
+        id=new_id("aud"),
+        account_id=p.account_id,
+        name=new.name,
+        description=new.description,
+        filter=compiled.tree,
+        owner=p.user_id,
+        created_at=now,
+        updated_at=now,
+    )
+    d.audiences.create(audience)
+    return audience
+
+
+def get(d: Deps, p: Principal, audience_id: str) -> A.Audience:
+    p.require(Capability.READ)
+    found = d.audiences.get(p.account_id, audience_id)
+    if found is None:
+        # Same answer for another account's audience and one that never existed.
+        raise not_found("audience", audience_id)
+    return found
+
+
+def list_(d: Deps, p: Principal, *, limit: int, cursor: str | None) -> Page:
+    p.require(Capability.READ)
+    return d.audiences.page(p.account_id, limit=limit, cursor=cursor)
+
+
+def edit(d: Deps, p: Principal, audience_id: str, patch: dict[str, Any], version: int | None) -> A.Audience:
+    """Name, description and filter may change. The version is required: exports send an
+    audience's membership, so silently overwriting a colleague's filter is not an option."""
+    p.require(Capability.MANAGE_INTEGRATIONS)
+    unknown = sorted(set(patch) - set(EDITABLE))
+    if unknown:
+        raise Invalid("only name, description and filter can change",
+                      fields={k: "cannot be changed" for k in unknown})
+    current = get(d, p, audience_id)
+    if version is None:
+        raise Invalid(
+            "send the version you edited (If-Match header or 'version' in the body)",
+            code="validation.version_required",
+            fields={"version": "required"},
+        )
+    if version != current.version:
+        raise stale_version("audience", version)
+    changes = dict(patch)
+    if "filter" in changes:
+        changes["filter"] = A.parse_filter(changes["filter"]).tree
+    changes = {k: v for k, v in changes.items() if getattr(current, k) != v}
+    if not changes:
+        return current
+    # The read above only gives early, clear answers; the write itself is conditional
+    # on the version, so an edit landing in between still makes this one a 409.
+    return d.audiences.update(p.account_id, audience_id, changes, expected_version=version)
+
+
+def delete(d: Deps, p: Principal, audience_id: str) -> None:
+    """Export jobs do not point at audiences yet; when they do, deleting one that an
+    export job uses must be refused (409) by a condition on this DeleteItem."""
+    p.require(Capability.MANAGE_INTEGRATIONS)
+    d.audiences.delete(p.account_id, audience_id)
+
+
+def preview(d: Deps, p: Principal, filter_: Any, *, max_scan: int = A.MAX_SCAN) -> A.Estimate:
+    """How many of the account's profiles an (unsaved) filter selects, with a sample.
+
+    Reads the profiles shard by shard (Queries, never a Scan) and stops after max_scan.
+    """
+    p.require(Capability.READ)
+    return _estimate(d, p, A.parse_filter(filter_), max_scan)
+
+
+def size(d: Deps, p: Principal, audience_id: str, *, max_scan: int = A.MAX_SCAN) -> A.Estimate:
+    audience = get(d, p, audience_id)
+    return _estimate(d, p, A.parse_filter(audience.filter), max_scan)
+
+
+def _estimate(d: Deps, p: Principal, compiled: A.CompiledFilter, max_scan: int) -> A.Estimate:
+    profiles = d.profiles.iterate(p.account_id, page_size=min(PAGE_SIZE, max_scan + 1))
+    return A.estimate(compiled, profiles, max_scan=max_scan)
+
+
+__all__ = ["NewAudience", "create", "delete", "edit", "get", "list_", "preview", "size"]

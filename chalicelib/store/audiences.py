@@ -1,0 +1,156 @@
+"""Audiences in the main table (see docs/audiences.md).
+
+Keys:
+  audience  PK=ACCT#<a>  SK=AUD#<aud>   (ids are time-sortable: newest first is key order)
+
+The filter is stored as JSON text (`filter_json`), like job configs: it is never queried
+and text avoids float/Decimal round trips. Every write is conditional: creation on the
+key being free, edits on the version read, deletion on the item existing.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from chalicelib.domain.audiences import Audience
+from chalicelib.domain.errors import not_found
+from chalicelib.store import keys as K
+from chalicelib.store.dynamo import (
+    Page,
+    Table,
+    _deser,
+    _error_code,
+    _guard_update,
+    _to_attr,
+    now_iso,
+    paged_query,
+)
+
+PREFIX = "AUD#"
+
+
+def audience_sk(audience_id: str) -> str:
+    return PREFIX + audience_id
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def _item(a: Audience) -> dict[str, Any]:
+    return {
+        "PK": K.account_pk(a.account_id),
+        "SK": audience_sk(a.id),
+        "type": "audience",
+        "id": a.id,
+        "account_id": a.account_id,
+        "name": a.name,
+        "description": a.description,
+        "filter_json": _dumps(a.filter),
+        "owner": a.owner,
+        "created_at": a.created_at,
+        "updated_at": a.updated_at,
+        "version": a.version,
+    }
+
+
+def _audience(row: dict[str, Any]) -> Audience:
+    return Audience(
+        id=row["id"],
+        account_id=row["account_id"],
+        name=row["name"],
+        description=row.get("description", ""),
+        filter=json.loads(row.get("filter_json") or '{"all":[]}'),
+        owner=row["owner"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        version=int(row.get("version", 1)),
+    )
+
+
+class AudienceRepo:
+    def __init__(self, table: Table) -> None:
+        self.t = table
+
+    def create(self, audience: Audience) -> None:
+        # Ids are random past their timestamp: the condition only guards a collision.
+        self.t.put(_item(audience), condition="attribute_not_exists(PK)")
+
+    def get(self, account_id: str, audience_id: str, *, consistent: bool = False) -> Audience | None:
+        row = self.t.get(K.account_pk(account_id), audience_sk(audience_id), consistent=consistent)
+        return _audience(row) if row else None
+
+    def page(self, account_id: str, *, limit: int, cursor: str | None) -> Page:
+        """Newest first; one Query per page. Cursors only work within this account's audiences."""
+        pk = K.account_pk(account_id)
+        return paged_query(
+            self.t,
+            key_condition="PK = :pk AND begins_with(SK, :p)",
+            names={},
+            values={":pk": pk, ":p": PREFIX},
+            key_names=("PK", "SK"),
+            expect={"PK": pk},
+            sk_prefix=PREFIX,
+            limit=limit,
+            cursor=cursor,
+            convert=_audience,
+        )
+
+    def update(
+        self,
+        account_id: str,
+        audience_id: str,
+        changes: dict[str, Any],
+        *,
+        expected_version: int,
+    ) -> Audience:
+        """Set name/description/filter and bump the version, only if the item is still at
+        `expected_version`: a concurrent edit makes this fail (409 stale), a concurrent
+        delete makes it 404. Never creates the item."""
+        attrs = {("filter_json" if k == "filter" else k): (_dumps(v) if k == "filter" else v)
+                 for k, v in changes.items()}
+        names = {"#v": "version", "#u": "updated_at"}
+        values: dict[str, Any] = {":one": 1, ":now": now_iso(), ":ev": expected_version}
+        sets = ["#u = :now"]
+        for i, (attr, value) in enumerate(sorted(attrs.items())):
+            names[f"#f{i}"] = attr
+            values[f":f{i}"] = value
+            sets.append(f"#f{i} = :f{i}")
+        resp = _guard_update(
+            lambda: self.t.client.update_item(
+                TableName=self.t.name,
+                Key={"PK": {"S": K.account_pk(account_id)}, "SK": {"S": audience_sk(audience_id)}},
+                UpdateExpression="SET " + ", ".join(sets) + " ADD #v :one",
+                ConditionExpression="attribute_exists(PK) AND #v = :ev",
+                ExpressionAttributeNames=names,
+                ExpressionAttributeValues={k: _to_attr(v) for k, v in values.items()},
+                ReturnValues="ALL_NEW",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
+            ),
+            kind="audience",
+            ident=audience_id,
+            version=expected_version,
+        )
+        return _audience(_deser(resp["Attributes"]))
+
+    def delete(self, account_id: str, audience_id: str) -> Audience:
+        """Delete and return the audience; 404 when it does not exist (or is another
+        account's). The export-job guard will add its condition here (docs/audiences.md)."""
+        from botocore.exceptions import ClientError
+
+        try:
+            resp = self.t.client.delete_item(
+                TableName=self.t.name,
+                Key={"PK": {"S": K.account_pk(account_id)}, "SK": {"S": audience_sk(audience_id)}},
+                ConditionExpression="attribute_exists(PK)",
+                ReturnValues="ALL_OLD",
+            )
+        except ClientError as exc:
+            if _error_code(exc) == "ConditionalCheckFailedException":
+                raise not_found("audience", audience_id) from None
+            raise
+        return _audience(_deser(resp["Attributes"]))
+
+
+__all__ = ["PREFIX", "AudienceRepo", "audience_sk"]

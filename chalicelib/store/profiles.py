@@ -1,0 +1,631 @@
+"""The profile store: profiles per account, found by their identifiers (docs/profiles.md).
+
+Items (same table as chalicelib.store.dynamo):
+  profile     PK=ACCT#<a>#PROFILES#<shard 00..15>  SK=PROF#<profile_id>
+  identifier  PK=ACCT#<a>#ID#<kind>#<value>          SK=ID      -> profile_id
+  writer      PK=ACCT#<a>#PROFILES                   SK=WRITER  (the account's write lease)
+
+An import step upserts a batch in a bounded number of requests: BatchGetItem (100 keys)
+for identifiers, BatchGetItem for the profiles they name, BatchWriteItem (25 items) for
+new identifiers first, then for the profiles. BatchWriteItem has no conditions, so the
+account's profile writes are serialised by a lease, and exactly-once under redelivery
+comes from the data itself:
+
+* a new profile's id is derived from (account, step tag, creating identifier), so a
+  replayed step mints the same id;
+* identifier items are written before any profile item, so a crash leaves at worst
+  identifiers pointing at a profile not written yet, which the replay then writes;
+* each written profile remembers the outcomes of the last steps that wrote it, so a
+  replayed step reports them instead of merging twice.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import time
+import zlib
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from chalicelib.domain import profiles as P
+from chalicelib.domain.errors import BadRequest
+from chalicelib.store import keys as K
+from chalicelib.store.dynamo import Page, Table, _deser, _error_code, _ser, now_iso
+
+SHARDS = 16
+PROFILE_PREFIX = "PROF#"
+ID_SK = "ID"
+WRITER_SK = "WRITER"
+STEP_HISTORY = 4  # steps whose outcomes a profile remembers
+MAX_PROFILE_BYTES = 350_000  # DynamoDB items stop at 400 KB
+MAX_ATTEMPTS = 8  # per BatchGet/BatchWrite chunk, for unprocessed keys/items
+_LETTER = {"added": "a", "updated": "u", "unchanged": "n"}
+_OUTCOME = {v: k for k, v in _LETTER.items()}
+# What an upsert reads of a stored profile (moto and the wire both pay per attribute).
+_UPSERT_READS = ("id", "identifiers_json", "fields_json", "steps_json", "created_at", "version")
+
+
+# -- keys ---------------------------------------------------------------------------------
+
+
+def shard_of(profile_id: str) -> int:
+    return zlib.crc32(profile_id.encode()) % SHARDS
+
+
+def profiles_pk(account_id: str, shard: int) -> str:
+    return f"{K.account_pk(account_id)}#PROFILES#{shard:02d}"
+
+
+def profile_key(account_id: str, profile_id: str) -> dict[str, str]:
+    return {"PK": profiles_pk(account_id, shard_of(profile_id)), "SK": PROFILE_PREFIX + profile_id}
+
+
+def identifier_key(account_id: str, kind: str, value: str) -> dict[str, str]:
+    return {"PK": f"{K.account_pk(account_id)}#ID#{kind}#{value}", "SK": ID_SK}
+
+
+def writer_key(account_id: str) -> dict[str, str]:
+    return {"PK": f"{K.account_pk(account_id)}#PROFILES", "SK": WRITER_SK}
+
+
+def _attr_key(key: Mapping[str, str]) -> dict[str, Any]:
+    return {k: {"S": v} for k, v in key.items()}
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+# -- errors and figures -------------------------------------------------------------------
+
+
+class ProfilesBusy(RuntimeError):
+    """Another step holds the account's profile write lease (or took it over): retry later."""
+
+
+class IncompleteBatch(RuntimeError):
+    """DynamoDB kept keys or items unprocessed after every retry. Replaying the step is safe."""
+
+
+@dataclass
+class StoreStats:
+    """What the store spent: requests per operation (retries included) and capacity units."""
+
+    requests: dict[str, int] = field(default_factory=dict)
+    read_units: float = 0.0
+    write_units: float = 0.0
+    retries: int = 0  # requests re-sent for unprocessed keys/items
+
+    @property
+    def total_requests(self) -> int:
+        return sum(self.requests.values())
+
+    def add(self, op: str, units: float, *, write: bool) -> None:
+        self.requests[op] = self.requests.get(op, 0) + 1
+        if write:
+            self.write_units += units
+        else:
+            self.read_units += units
+
+
+def _units(resp: Mapping[str, Any]) -> float:
+    cc = resp.get("ConsumedCapacity")
+    if not cc:
+        return 0.0
+    if isinstance(cc, dict):
+        cc = [cc]
+    return float(sum(float(c.get("CapacityUnits", 0) or 0) for c in cc))
+
+
+def _profile(row: Mapping[str, Any]) -> P.Profile:
+    return P.Profile(
+        id=row["id"],
+        account_id=row["account_id"],
+        identifiers=json.loads(row.get("identifiers_json") or "{}"),
+        fields=json.loads(row.get("fields_json") or "{}"),
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+        version=int(row.get("version", 1)),
+    )
+
+
+# -- planning a batch ---------------------------------------------------------------------
+
+
+@dataclass
+class _Group:
+    """One profile and the records of the batch that resolved to it, in batch order."""
+
+    id: str
+    new: bool
+    identifiers: dict[str, list[str]]
+    fields: dict[str, Any]
+    created_at: str | None
+    version: int
+    steps: list[list[str]]
+    recorded: str | None  # outcome letters this step already wrote (a replay)
+    members: list[int] = field(default_factory=list)
+    outcomes: list[str] = field(default_factory=list)
+    new_links: list[tuple[str, str]] = field(default_factory=list)
+    dirty: bool = False
+
+    @classmethod
+    def start(cls, pid: str, row: Mapping[str, Any] | None, step_tag: str) -> _Group:
+        if row is None:
+            # Never written, or its identifiers were linked just before a crash.
+            return cls(pid, True, {}, {}, None, 0, [], None)
+        steps = json.loads(row.get("steps_json") or "[]")
+        recorded = next((letters for tag, letters in steps if tag == step_tag), None)
+        return cls(
+            pid,
+            False,
+            json.loads(row.get("identifiers_json") or "{}"),
+            json.loads(row.get("fields_json") or "{}"),
+            row["created_at"],
+            int(row.get("version", 1)),
+            steps,
+            recorded,
+        )
+
+    def has(self, kind: str, value: str) -> bool:
+        return value in self.identifiers.get(kind, ())
+
+    def link(self, kind: str, value: str) -> None:
+        self.identifiers[kind] = sorted({*self.identifiers.get(kind, ()), value})
+
+
+def _plan(
+    account_id: str,
+    records: Sequence[P.ProfileRecord],
+    *,
+    step_tag: str,
+    rules: Mapping[str, str],
+    default: str,
+    known: Mapping[tuple[str, str], str],
+    stored: Mapping[str, Mapping[str, Any]],
+) -> tuple[dict[str, _Group], list[str]]:
+    """Resolve every record to a profile and merge it in, in batch order. Pure.
+
+    A record joins the profile of its first identifier (mapping order) that is known,
+    in the store or earlier in this batch; its unknown identifiers are linked to that
+    profile. An identifier already pointing at another profile is never moved.
+    """
+    in_batch: dict[tuple[str, str], str] = {}
+    groups: dict[str, _Group] = {}
+    outcomes: list[str] = ["unchanged"] * len(records)
+    for i, rec in enumerate(records):
+        keys = list(rec.identifiers.items())
+        resolved = [(k, known.get(k) or in_batch.get(k)) for k in keys]
+        target = next((pid for _, pid in resolved if pid), None)
+        if target is None:
+            target = P.profile_id_for(account_id, step_tag, *keys[0])
+        g = groups.get(target)
+        if g is None:
+            g = groups[target] = _Group.start(target, stored.get(target), step_tag)
+        g.members.append(i)
+        if g.recorded is not None:
+            continue
+        linked = False
+        for (kind, value), pid in resolved:
+            if pid is None:
+                if len(g.identifiers.get(kind, ())) >= P.MAX_VALUES_PER_KIND:
+                    continue
+                in_batch[(kind, value)] = target
+                g.new_links.append((kind, value))
+                g.link(kind, value)
+                linked = True
+            elif pid == target and not g.has(kind, value):
+                g.link(kind, value)  # its identifier item was written before a crash
+                linked = True
+        g.fields, changed = P.merge(g.fields, rec.fields, rules, default)
+        if g.new and not g.outcomes:
+            outcome = "added"
+        elif linked or changed:
+            outcome = "updated"
+        else:
+            outcome = "unchanged"
+        g.outcomes.append(outcome)
+        g.dirty = g.dirty or outcome != "unchanged"
+    for g in groups.values():
+        if g.recorded is not None:
+            letters = g.recorded
+            for n, i in enumerate(g.members):
+                outcomes[i] = _OUTCOME.get(letters[n], "unchanged") if n < len(letters) else "unchanged"
+        else:
+            for i, outcome in zip(g.members, g.outcomes, strict=True):
+                outcomes[i] = outcome
+    return groups, outcomes
+
+
+# -- the repository -----------------------------------------------------------------------
+
+
+class ProfileRepo:
+    """Profiles of one table. Keep one instance per step: `last_stats` is per call.
+
+    `checkpoint(writes_done)` is called before the first write request (0) and after each
+    one; raising there simulates a crash at that point (tests inject it; no patching).
+    """
+
+    def __init__(
+        self,
+        table: Table,
+        *,
+        checkpoint: Callable[[int], None] | None = None,
+        write_batch: int = 25,
+        read_batch: int = 100,
+        lease_seconds: float = 60.0,
+        lease_wait_seconds: float = 20.0,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.t = table
+        self.checkpoint = checkpoint
+        self.write_batch = max(1, min(25, write_batch))
+        self.read_batch = max(1, min(100, read_batch))
+        self.lease_seconds = lease_seconds
+        self.lease_wait_seconds = lease_wait_seconds
+        self.sleep = sleep
+        self.clock = clock
+        self.stats = StoreStats()  # since this repo was made
+        self.last_stats = StoreStats()  # of the last public call
+        self._lease: tuple[str, str, float] | None = None  # account, owner, renewed at
+        self._writes = 0
+
+    # -- requests -------------------------------------------------------------------------
+
+    def _call(self, op: str, *, write: bool, **kwargs: Any) -> dict[str, Any]:
+        method = "".join("_" + c.lower() if c.isupper() else c for c in op).lstrip("_")
+        resp: dict[str, Any] = getattr(self.t.client, method)(ReturnConsumedCapacity="TOTAL", **kwargs)
+        units = _units(resp)
+        self.stats.add(op, units, write=write)
+        self.last_stats.add(op, units, write=write)
+        return resp
+
+    def _backoff(self, attempt: int) -> None:
+        self.stats.retries += 1
+        self.last_stats.retries += 1
+        self.sleep(min(2.0, 0.05 * 2**attempt) * random.uniform(0.5, 1.0))
+
+    def _batch_get(self, keys: Sequence[Mapping[str, str]], attributes: Sequence[str]) -> list[dict[str, Any]]:
+        """`attributes` of every item that exists among `keys` (strongly consistent), any order."""
+        found: list[dict[str, Any]] = []
+        names = {f"#a{n}": a for n, a in enumerate(attributes)}
+        for start in range(0, len(keys), self.read_batch):
+            pending: dict[str, Any] = {
+                self.t.name: {
+                    "Keys": [_attr_key(k) for k in keys[start : start + self.read_batch]],
+                    "ConsistentRead": True,
+                    "ProjectionExpression": ", ".join(names),
+                    "ExpressionAttributeNames": names,
+                }
+            }
+            for attempt in range(MAX_ATTEMPTS):
+                resp = self._call("BatchGetItem", write=False, RequestItems=pending)
+                found += [_deser(i) for i in resp.get("Responses", {}).get(self.t.name, [])]
+                pending = resp.get("UnprocessedKeys") or {}
+                if not pending:
+                    break
+                self._backoff(attempt)
+            else:
+                raise IncompleteBatch("identifiers or profiles could not be read; retry the step")
+        return found
+
+    def _batch_write(self, items: Sequence[dict[str, Any]]) -> None:
+        for start in range(0, len(items), self.write_batch):
+            self._keep_lease()
+            pending: dict[str, Any] = {
+                self.t.name: [{"PutRequest": {"Item": _ser(i)}} for i in items[start : start + self.write_batch]]
+            }
+            for attempt in range(MAX_ATTEMPTS):
+                resp = self._call("BatchWriteItem", write=True, RequestItems=pending)
+                pending = resp.get("UnprocessedItems") or {}
+                if not pending:
+                    break
+                self._backoff(attempt)
+            else:
+                raise IncompleteBatch("DynamoDB left profile writes unprocessed; retry the step")
+            self._writes += 1
+            if self.checkpoint is not None:
+                self.checkpoint(self._writes)
+
+    # -- the write lease ------------------------------------------------------------------
+
+    @contextmanager
+    def lease(self, account_id: str, owner: str) -> Iterator[None]:
+        """Hold the account's profile write lease. The same owner (a redelivered step) takes
+        it over at once; others wait up to lease_wait_seconds, then get ProfilesBusy."""
+        waited, attempt = 0.0, 0
+        while not self._take(account_id, owner, "attribute_not_exists(PK) OR #u < :now OR #o = :me"):
+            if waited >= self.lease_wait_seconds:
+                raise ProfilesBusy("another import is writing this account's profiles; retry shortly")
+            pause = min(2.0, 0.1 * 2**attempt)
+            self.sleep(pause)
+            waited += pause
+            attempt += 1
+        self._lease = (account_id, owner, self.clock())
+        try:
+            yield
+        finally:
+            self._lease = None
+            self._release(account_id, owner)
+
+    def _take(self, account_id: str, owner: str, condition: str) -> bool:
+        from botocore.exceptions import ClientError
+
+        now = self.clock()
+        until = now + self.lease_seconds
+        try:
+            self._call(
+                "UpdateItem",
+                write=True,
+                TableName=self.t.name,
+                Key=_attr_key(writer_key(account_id)),
+                UpdateExpression="SET #o = :me, #u = :until, #x = :x",
+                ConditionExpression=condition,
+                ExpressionAttributeNames={"#o": "owner", "#u": "lease_until", "#x": "expires_at"},
+                ExpressionAttributeValues={
+                    ":me": {"S": owner},
+                    ":until": {"N": f"{until:.3f}"},
+                    ":x": {"N": str(int(until) + 86400)},  # TTL cleans up abandoned leases
+                    **({":now": {"N": f"{now:.3f}"}} if ":now" in condition else {}),
+                },
+            )
+        except ClientError as exc:
+            if _error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def _keep_lease(self) -> None:
+        """Renew the lease once a third of it has gone; refuse to write if it was lost."""
+        if self._lease is None:
+            raise RuntimeError("profile writes need the account's lease")
+        account_id, owner, renewed = self._lease
+        if self.clock() - renewed < self.lease_seconds / 3:
+            return
+        if not self._take(account_id, owner, "#o = :me"):
+            raise ProfilesBusy("the profile write lease was taken over; this step will be retried")
+        self._lease = (account_id, owner, self.clock())
+
+    def _release(self, account_id: str, owner: str) -> None:
+        from botocore.exceptions import ClientError
+
+        try:
+            self._call(
+                "DeleteItem",
+                write=True,
+                TableName=self.t.name,
+                Key=_attr_key(writer_key(account_id)),
+                ConditionExpression="#o = :me",
+                ExpressionAttributeNames={"#o": "owner"},
+                ExpressionAttributeValues={":me": {"S": owner}},
+            )
+        except ClientError as exc:
+            if _error_code(exc) != "ConditionalCheckFailedException":
+                raise
+
+    # -- upsert ---------------------------------------------------------------------------
+
+    def upsert_batch(
+        self,
+        account_id: str,
+        records: Sequence[P.ProfileRecord],
+        *,
+        step_tag: str,
+        rules: Mapping[str, str] | None = None,
+        default: str = "latest",
+    ) -> list[str]:
+        """Upsert records in order; one outcome per record: "added" (a new profile),
+        "updated", "unchanged" or "too_large" (the profile would pass 350 KB; not stored).
+
+        Exactly once per step_tag: replaying the same batch with the same tag, after a
+        crash anywhere inside an earlier attempt (or after it finished), returns the same
+        outcomes and leaves the same profiles.
+        """
+        self.last_stats = StoreStats()
+        if not step_tag or len(step_tag) > 256:
+            raise ValueError("step_tag must be 1 to 256 characters")
+        if not records:
+            return []
+        if any(not r.identifiers for r in records):
+            raise ValueError("every record needs an identifier (map_record omits the others)")
+        with self.lease(account_id, step_tag):
+            return self._upsert(account_id, records, step_tag, dict(rules or {}), default)
+
+    def lookup(self, account_id: str, identifiers: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        """(kind, normalized value) -> profile id, for those that are linked (BatchGetItem)."""
+        self.last_stats = StoreStats()
+        return self._lookup(account_id, identifiers)
+
+    def _lookup(self, account_id: str, identifiers: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        keys = {identifier_key(account_id, kind, value)["PK"]: (kind, value) for kind, value in identifiers}
+        items = self._batch_get([{"PK": pk, "SK": ID_SK} for pk in keys], ("PK", "profile_id"))
+        return {keys[i["PK"]]: i["profile_id"] for i in items}
+
+    def _upsert(
+        self,
+        account_id: str,
+        records: Sequence[P.ProfileRecord],
+        step_tag: str,
+        rules: dict[str, str],
+        default: str,
+    ) -> list[str]:
+        wanted = list(dict.fromkeys(k for r in records for k in r.identifiers.items()))
+        known = self._lookup(account_id, wanted)
+        pids = list(dict.fromkeys(known[k] for k in wanted if k in known))
+        rows = self._batch_get([profile_key(account_id, p) for p in pids], _UPSERT_READS)
+        stored = {row["id"]: row for row in rows}
+        groups, outcomes = _plan(
+            account_id, records, step_tag=step_tag, rules=rules, default=default, known=known, stored=stored
+        )
+
+        now = now_iso()
+        id_items: list[dict[str, Any]] = []
+        profile_items: list[dict[str, Any]] = []
+        for g in groups.values():
+            if not g.dirty:
+                continue
+            letters = "".join(_LETTER[o] for o in g.outcomes)
+            steps = [*(s for s in g.steps if s[0] != step_tag), [step_tag, letters]][-STEP_HISTORY:]
+            item = {
+                **profile_key(account_id, g.id),
+                "type": "profile",
+                "id": g.id,
+                "account_id": account_id,
+                "identifiers_json": _dumps(g.identifiers),
+                "fields_json": _dumps(g.fields),
+                "steps_json": _dumps(steps),
+                "created_at": g.created_at or now,
+                "updated_at": now,
+                "version": g.version + 1,
+            }
+            if len(_dumps(item).encode()) > MAX_PROFILE_BYTES:
+                for i, o in zip(g.members, g.outcomes, strict=True):
+                    outcomes[i] = "too_large" if o != "unchanged" else o
+                continue
+            profile_items.append(item)
+            id_items += [
+                {
+                    **identifier_key(account_id, kind, value),
+                    "type": "identifier",
+                    "profile_id": g.id,
+                    "created_at": now,
+                }
+                for kind, value in g.new_links
+            ]
+
+        self._writes = 0
+        if self.checkpoint is not None:
+            self.checkpoint(0)
+        # Identifiers first: a crash between the two leaves identifiers pointing at a
+        # profile the replay writes, never a profile that no identifier reaches.
+        self._batch_write(id_items)
+        self._batch_write(profile_items)
+        return outcomes
+
+    # -- reads ----------------------------------------------------------------------------
+
+    def _get(self, key: Mapping[str, str], *, consistent: bool) -> dict[str, Any] | None:
+        resp = self._call("GetItem", write=False, TableName=self.t.name, Key=_attr_key(key),
+                          ConsistentRead=consistent)
+        item = resp.get("Item")
+        return _deser(item) if item else None
+
+    def get(self, account_id: str, profile_id: str, *, consistent: bool = False) -> P.Profile | None:
+        self.last_stats = StoreStats()
+        if not P.PROFILE_ID.match(profile_id):
+            return None
+        row = self._get(profile_key(account_id, profile_id), consistent=consistent)
+        return _profile(row) if row else None
+
+    def find(self, account_id: str, kind: str, value: str) -> P.Profile | None:
+        """The profile an identifier points at (the value is normalized first)."""
+        self.last_stats = StoreStats()
+        try:
+            normalized = P.normalize_identifier(kind, value)
+        except ValueError:
+            return None
+        if normalized is None:
+            return None
+        item = self._get(identifier_key(account_id, kind, normalized), consistent=False)
+        if item is None:
+            return None
+        row = self._get(profile_key(account_id, item["profile_id"]), consistent=False)
+        return _profile(row) if row else None
+
+    def _query(
+        self, pk: str, *, limit: int | None, start: dict[str, Any] | None, count: bool = False
+    ) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "TableName": self.t.name,
+            "KeyConditionExpression": "#pk = :pk AND begins_with(#sk, :p)",
+            "ExpressionAttributeNames": {"#pk": "PK", "#sk": "SK"},
+            "ExpressionAttributeValues": {":pk": {"S": pk}, ":p": {"S": PROFILE_PREFIX}},
+            "ScanIndexForward": True,
+        }
+        if limit is not None:
+            kwargs["Limit"] = limit
+        if start:
+            kwargs["ExclusiveStartKey"] = start
+        if count:
+            kwargs["Select"] = "COUNT"
+        return self._call("Query", write=False, **kwargs)
+
+    def iterate(self, account_id: str, page_size: int = 100) -> Iterator[P.Profile]:
+        """Every profile of the account, shard by shard (a Query per page; never a Scan)."""
+        self.last_stats = StoreStats()
+        for shard in range(SHARDS):
+            start = None
+            while True:
+                resp = self._query(profiles_pk(account_id, shard), limit=page_size, start=start)
+                for item in resp.get("Items", []):
+                    yield _profile(_deser(item))
+                start = resp.get("LastEvaluatedKey")
+                if not start:
+                    break
+
+    def count(self, account_id: str) -> int:
+        self.last_stats = StoreStats()
+        total = 0
+        for shard in range(SHARDS):
+            start = None
+            while True:
+                resp = self._query(profiles_pk(account_id, shard), limit=None, start=start, count=True)
+                total += int(resp.get("Count", 0))
+                start = resp.get("LastEvaluatedKey")
+                if not start:
+                    break
+        return total
+
+    def page(self, account_id: str, *, limit: int, cursor: str | None) -> Page:
+        """One page of the account's profiles, shard after shard, with an opaque cursor that
+        only this account's listing accepts. At most SHARDS + 1 Queries per page."""
+        self.last_stats = StoreStats()
+        pks = [profiles_pk(account_id, s) for s in range(SHARDS)]
+        shard, start = 0, None
+        if cursor:
+            key = K.decode_cursor(cursor, expect={}, key_names=("PK", "SK"), sk_prefix=PROFILE_PREFIX)
+            if key["PK"] not in pks:
+                raise _bad_cursor()
+            shard, start = pks.index(key["PK"]), _attr_key(key)
+        out: list[dict[str, Any]] = []
+        while shard < SHARDS and len(out) < limit:
+            need = limit - len(out)
+            # One extra item tells whether this shard has more, without an empty read.
+            resp = self._query(pks[shard], limit=need + 1, start=start)
+            rows = [_deser(i) for i in resp.get("Items", [])]
+            out += rows[:need]
+            if len(rows) > need:
+                break
+            start = resp.get("LastEvaluatedKey")
+            if not start:
+                shard, start = shard + 1, None
+        next_cursor = None
+        if shard < SHARDS and out:
+            next_cursor = K.encode_cursor({"PK": out[-1]["PK"], "SK": out[-1]["SK"]})
+        return Page(items=[_profile(r) for r in out], next_cursor=next_cursor)
+
+
+def _bad_cursor() -> BadRequest:
+    return BadRequest(
+        "the cursor is not valid for this listing; start again without it",
+        code="request.invalid_cursor",
+        fields={"cursor": "invalid"},
+    )
+
+
+__all__ = [
+    "SHARDS",
+    "IncompleteBatch",
+    "ProfileRepo",
+    "ProfilesBusy",
+    "StoreStats",
+    "identifier_key",
+    "profile_key",
+    "profiles_pk",
+    "shard_of",
+]

@@ -1,0 +1,431 @@
+"""Runs, log lines and activity counters: the engine's records in the main table.
+
+Keys (see docs/data-model.md):
+  run       PK=ACCT#<a>            SK=RUN#<job>#<run>
+  log line  PK=ACCT#<a>            SK=LOG#<job>#<timestamp>#<seq>
+  activity  PK=ACCT#<a>#ACT#<job>  SK=H#<yyyy-mm-ddThh> | D#<yyyy-mm-dd>
+
+A step's effects are *operations* (dicts for TransactWriteItems) built here and committed
+together by the engine, conditional on the step number: that is what makes redelivery safe.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from chalicelib.store import keys as K
+from chalicelib.store.dynamo import Page, Table, _deser, _error_code, _ser, _to_attr, paged_query
+
+RUN_TTL_DAYS = 90
+LOG_TTL_DAYS = 30
+
+
+def run_sk(job_id: str, run_id: str) -> str:
+    return f"RUN#{job_id}#{run_id}"
+
+
+def log_prefix(job_id: str) -> str:
+    return f"LOG#{job_id}#"
+
+
+def activity_pk(account_id: str, job_id: str) -> str:
+    return f"ACCT#{account_id}#ACT#{job_id}"
+
+
+@dataclass
+class Run:
+    id: str
+    job_id: str
+    account_id: str
+    trigger: str
+    status: str  # running | retrying | paused | succeeded | failed | cancelled
+    started_at: str
+    requested_by: str | None = None
+    finished_at: str | None = None
+    step: int = 0
+    cursor: dict[str, Any] | None = None
+    processed: int = 0
+    total: int | None = None
+    total_unit: str = "rows"
+    added: int = 0
+    removed: int = 0
+    omitted: int = 0
+    omitted_reasons: dict[str, int] = field(default_factory=dict)
+    error: str | None = None
+    cost: dict[str, float] = field(default_factory=dict)
+    lease_owner: str | None = None
+    enqueued_step: int = 0
+    origin: str | None = None  # id of the message that started (or resumed) it
+
+
+def _run(row: dict[str, Any]) -> Run:
+    return Run(
+        id=row["id"],
+        job_id=row["job_id"],
+        account_id=row["account_id"],
+        trigger=row["trigger"],
+        status=row["status"],
+        started_at=row["started_at"],
+        requested_by=row.get("requested_by"),
+        finished_at=row.get("finished_at"),
+        step=int(row.get("step", 0)),
+        cursor=json.loads(row["cursor_json"]) if row.get("cursor_json") else None,
+        processed=int(row.get("processed", 0)),
+        total=int(row["total"]) if row.get("total") is not None else None,
+        total_unit=row.get("total_unit", "rows"),
+        added=int(row.get("added", 0)),
+        removed=int(row.get("removed", 0)),
+        omitted=int(row.get("omitted", 0)),
+        omitted_reasons={k: int(v) for k, v in (row.get("omitted_reasons") or {}).items()},
+        error=row.get("error"),
+        cost={k: float(v) for k, v in (row.get("cost") or {}).items()},
+        lease_owner=row.get("lease_owner"),
+        enqueued_step=int(row.get("enqueued_step", 0)),
+        origin=row.get("origin"),
+    )
+
+
+@dataclass
+class StepCommit:
+    """What one step adds to its run; turned into one UpdateItem."""
+
+    step: int  # the step being committed (its number before the commit)
+    cursor: dict[str, Any] | None
+    processed: int
+    total: int | None
+    total_unit: str
+    added: int = 0
+    removed: int = 0
+    omitted_reasons: dict[str, int] = field(default_factory=dict)
+    cost: dict[str, float] = field(default_factory=dict)
+    status: str | None = None  # set when the run ends with this step
+    error: str | None = None
+
+
+@dataclass
+class LogLine:
+    level: str  # debug | info | warning | error
+    code: str
+    message: str
+    run_id: str | None = None
+    context: dict[str, Any] = field(default_factory=dict)
+    user: str | None = None
+
+
+def _iso(dt: datetime) -> str:
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+class RunRepo:
+    def __init__(self, table: Table) -> None:
+        self.t = table
+
+    # -- runs --------------------------------------------------------------------------
+
+    def new_run_op(self, run: Run) -> dict[str, Any]:
+        item: dict[str, Any] = {
+            "PK": K.account_pk(run.account_id),
+            "SK": run_sk(run.job_id, run.id),
+            "type": "run",
+            "id": run.id,
+            "job_id": run.job_id,
+            "account_id": run.account_id,
+            "trigger": run.trigger,
+            "status": run.status,
+            "started_at": run.started_at,
+            "requested_by": run.requested_by,
+            "step": 0,
+            "processed": 0,
+            "added": 0,
+            "removed": 0,
+            "omitted": 0,
+            "omitted_reasons": {},
+            "cost": {},
+            "enqueued_step": 0,
+            "origin": run.origin,
+            "expires_at": int(time.time()) + RUN_TTL_DAYS * 86400,
+        }
+        return {
+            "Put": {
+                "TableName": self.t.name,
+                "Item": _ser(item),
+                "ConditionExpression": "attribute_not_exists(PK)",
+            }
+        }
+
+    def get(self, account_id: str, job_id: str, run_id: str) -> Run | None:
+        row = self.t.get(K.account_pk(account_id), run_sk(job_id, run_id), consistent=True)
+        return _run(row) if row else None
+
+    def page(self, account_id: str, job_id: str, *, limit: int, cursor: str | None) -> Page:
+        pk = K.account_pk(account_id)
+        prefix = f"RUN#{job_id}#"
+        return paged_query(
+            self.t,
+            key_condition="PK = :pk AND begins_with(SK, :p)",
+            names={},
+            values={":pk": pk, ":p": prefix},
+            key_names=("PK", "SK"),
+            expect={"PK": pk},
+            sk_prefix=prefix,
+            limit=limit,
+            cursor=cursor,
+            convert=_run,
+        )
+
+    def acquire(self, run: Run, owner: str, lease_seconds: int) -> bool:
+        """Take the run's lease for its current step: never two steps of one job at once.
+
+        The owner is the SQS message id, so a redelivery of the very message that crashed
+        takes the lease back at once, while a duplicate waits for the lease to lapse.
+        """
+        from botocore.exceptions import ClientError
+
+        now = int(time.time())
+        try:
+            self.t.client.update_item(
+                TableName=self.t.name,
+                Key={"PK": {"S": K.account_pk(run.account_id)}, "SK": {"S": run_sk(run.job_id, run.id)}},
+                UpdateExpression="SET lease_owner = :me, lease_until = :until",
+                ConditionExpression=(
+                    "#st = :step AND (attribute_not_exists(lease_until) OR lease_until < :now "
+                    "OR lease_owner = :me)"
+                ),
+                ExpressionAttributeNames={"#st": "step"},
+                ExpressionAttributeValues={
+                    ":me": {"S": owner},
+                    ":until": {"N": str(now + lease_seconds)},
+                    ":now": {"N": str(now)},
+                    ":step": {"N": str(run.step)},
+                },
+            )
+        except ClientError as exc:
+            if _error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def commit_op(self, run: Run, owner: str, c: StepCommit, now: str) -> dict[str, Any]:
+        """Move the run from step n to n+1, conditional on it still being at step n under
+        this lease: a step that was already committed can never be committed twice."""
+        names: dict[str, str] = {"#st": "step", "#cur": "cursor_json", "#pr": "processed",
+                                 "#tu": "total_unit"}
+        if c.omitted_reasons:
+            names["#or"] = "omitted_reasons"
+        if c.cost:
+            names["#cost"] = "cost"
+        values: dict[str, Any] = {
+            ":n": c.step,
+            ":next": c.step + 1,
+            ":me": owner,
+            ":cur": json.dumps(c.cursor, sort_keys=True) if c.cursor is not None else "null",
+            ":pr": c.processed,
+            ":tu": c.total_unit,
+            ":add": c.added,
+            ":rem": c.removed,
+            ":om": sum(c.omitted_reasons.values()),
+        }
+        sets = ["#st = :next", "#cur = :cur", "#pr = :pr", "#tu = :tu"]
+        adds = ["added :add", "removed :rem", "omitted :om"]
+        if c.total is not None:
+            names["#tot"] = "total"
+            values[":tot"] = c.total
+            sets.append("#tot = :tot")
+        for i, (reason, n) in enumerate(sorted(c.omitted_reasons.items())):
+            names[f"#r{i}"] = reason
+            values[f":r{i}"] = n
+            values[":zero"] = 0
+            sets.append(f"#or.#r{i} = if_not_exists(#or.#r{i}, :zero) + :r{i}")
+        for i, (metric, v) in enumerate(sorted(c.cost.items())):
+            names[f"#c{i}"] = metric
+            values[f":c{i}"] = v
+            values[":zero"] = 0
+            sets.append(f"#cost.#c{i} = if_not_exists(#cost.#c{i}, :zero) + :c{i}")
+        if c.status is not None:
+            names["#status"] = "status"
+            values[":status"] = c.status
+            values[":fin"] = now
+            sets += ["#status = :status", "finished_at = :fin"]
+            if c.error is not None:
+                values[":err"] = c.error
+                sets.append("#e = :err")
+                names["#e"] = "error"
+        return {
+            "Update": {
+                "TableName": self.t.name,
+                "Key": {"PK": {"S": K.account_pk(run.account_id)}, "SK": {"S": run_sk(run.job_id, run.id)}},
+                # The lease ends with the step: the next step's delivery takes a fresh one.
+                "UpdateExpression": "SET " + ", ".join(sets) + " ADD " + ", ".join(adds)
+                + " REMOVE lease_owner, lease_until",
+                "ConditionExpression": "#st = :n AND lease_owner = :me",
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": {k: _to_attr(v) for k, v in values.items()},
+            }
+        }
+
+    def set_status_op(self, run: Run, status: str, *, error: str | None, now: str,
+                      expect_step: int | None = None, origin: str | None = None) -> dict[str, Any]:
+        names = {"#status": "status", "#e": "error"}
+        values: dict[str, Any] = {":s": status, ":e": error, ":now": now}
+        extra_set = ""
+        if origin is not None:
+            values[":o"] = origin
+            extra_set = ", origin = :o"
+        condition = "attribute_exists(PK)"
+        if expect_step is not None:
+            names["#st"] = "step"
+            values[":n"] = expect_step
+            condition += " AND #st = :n"
+        ended = status in ("succeeded", "failed", "cancelled")
+        return {
+            "Update": {
+                "TableName": self.t.name,
+                "Key": {"PK": {"S": K.account_pk(run.account_id)}, "SK": {"S": run_sk(run.job_id, run.id)}},
+                "UpdateExpression": "SET #status = :s, #e = :e" + extra_set
+                + (", finished_at = :now" if ended else "")
+                + " REMOVE lease_owner, lease_until",
+                "ConditionExpression": condition,
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": {
+                    k: _to_attr(v) for k, v in values.items() if k != ":now" or ended
+                },
+            }
+        }
+
+    def mark_enqueued(self, run: Run, step: int) -> bool:
+        """Record that step `step` was queued; true only for the first caller."""
+        from botocore.exceptions import ClientError
+
+        try:
+            self.t.client.update_item(
+                TableName=self.t.name,
+                Key={"PK": {"S": K.account_pk(run.account_id)}, "SK": {"S": run_sk(run.job_id, run.id)}},
+                UpdateExpression="SET enqueued_step = :s",
+                ConditionExpression="attribute_exists(PK) AND enqueued_step < :s",
+                ExpressionAttributeValues={":s": {"N": str(step)}},
+            )
+        except ClientError as exc:
+            if _error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    # -- log lines ---------------------------------------------------------------------
+
+    def log_op(self, account_id: str, job_id: str, line: LogLine, at: datetime) -> dict[str, Any]:
+        ts = _iso(at)
+        item = {
+            "PK": K.account_pk(account_id),
+            "SK": f"{log_prefix(job_id)}{ts}#{secrets.token_hex(3)}",
+            "type": "log",
+            "timestamp": ts,
+            "level": line.level,
+            "code": line.code,
+            "message": line.message[:2000],
+            "run_id": line.run_id,
+            "user": line.user,
+            "context_json": json.dumps(line.context, sort_keys=True, default=str),
+            "expires_at": int(at.timestamp()) + LOG_TTL_DAYS * 86400,
+        }
+        return {"Put": {"TableName": self.t.name, "Item": _ser(item)}}
+
+    def logs(self, account_id: str, job_id: str, *, limit: int, cursor: str | None,
+             level: str | None) -> Page:
+        pk = K.account_pk(account_id)
+        prefix = log_prefix(job_id)
+        order = ["debug", "info", "warning", "error"]
+        keep = None
+        if level:
+            floor = order.index(level)
+
+            def keep(row: dict[str, Any]) -> bool:
+                return order.index(row["level"]) >= floor if row["level"] in order else True
+
+        return paged_query(
+            self.t,
+            key_condition="PK = :pk AND begins_with(SK, :p)",
+            names={},
+            values={":pk": pk, ":p": prefix},
+            key_names=("PK", "SK"),
+            expect={"PK": pk},
+            sk_prefix=prefix,
+            limit=limit,
+            cursor=cursor,
+            convert=lambda row: row,
+            keep=keep,
+        )
+
+    def write_logs(self, account_id: str, job_id: str, lines: list[LogLine]) -> None:
+        """Log lines outside a step's transaction (state changes made by users)."""
+        now = datetime.now(UTC)
+        for line in lines:
+            op = self.log_op(account_id, job_id, line, now)["Put"]
+            self.t.client.put_item(TableName=op["TableName"], Item=op["Item"])
+
+    # -- activity ----------------------------------------------------------------------
+
+    def activity_ops(self, account_id: str, job_id: str, at: datetime, added: int, removed: int,
+                     omitted: int) -> list[dict[str, Any]]:
+        if not (added or removed or omitted):
+            return []
+        pk = activity_pk(account_id, job_id)
+        ops = []
+        for sk in (f"H#{at:%Y-%m-%dT%H}", f"D#{at:%Y-%m-%d}"):
+            ops.append({
+                "Update": {
+                    "TableName": self.t.name,
+                    "Key": {"PK": {"S": pk}, "SK": {"S": sk}},
+                    "UpdateExpression": "ADD added :a, removed :r, omitted :o SET expires_at = :x",
+                    "ExpressionAttributeValues": {
+                        ":a": {"N": str(added)}, ":r": {"N": str(removed)}, ":o": {"N": str(omitted)},
+                        ":x": {"N": str(int(at.timestamp()) + 400 * 86400)},
+                    },
+                }
+            })
+        return ops
+
+    def activity(self, account_id: str, job_id: str, granularity: str,
+                 now: datetime | None = None) -> list[dict[str, Any]]:
+        """One bounded Query per series: 48 hours, 30 days, or 12 weeks of daily items."""
+        now = now or datetime.now(UTC)
+        if granularity == "hour":
+            start = (now - timedelta(hours=47)).replace(minute=0, second=0, microsecond=0)
+            lo, hi = f"H#{start:%Y-%m-%dT%H}", f"H#{now:%Y-%m-%dT%H}"
+            buckets = [start + timedelta(hours=i) for i in range(48)]
+            label = "%Y-%m-%dT%H:00:00Z"
+            key = "H#%Y-%m-%dT%H"
+        else:
+            days = 30 if granularity == "day" else 84
+            today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+            start = today - timedelta(days=days - 1)
+            if granularity == "week":
+                start -= timedelta(days=start.weekday())  # weeks start on Monday
+            lo, hi = f"D#{start:%Y-%m-%d}", f"D#{today:%Y-%m-%d}"
+            label = "%Y-%m-%dT00:00:00Z"
+            key = "D#%Y-%m-%d"
+            step = 1 if granularity == "day" else 7
+            buckets = [start + timedelta(days=i) for i in range(0, (today - start).days + 1, step)]
+        resp = self.t.client.query(
+            TableName=self.t.name,
+            KeyConditionExpression="PK = :pk AND SK BETWEEN :lo AND :hi",
+            ExpressionAttributeValues={":pk": {"S": activity_pk(account_id, job_id)},
+                                       ":lo": {"S": lo}, ":hi": {"S": hi}},
+        )
+        found = {row["SK"]: row for row in (_deser(i) for i in resp.get("Items", []))}
+        series = []
+        for b in buckets:
+            point: dict[str, Any] = {"start": b.strftime(label), "added": 0, "removed": 0, "omitted": 0}
+            span = 7 if granularity == "week" else 1
+            for d in range(span):
+                day = b + timedelta(days=d)
+                row = found.get(day.strftime(key)) if granularity != "hour" or d == 0 else None
+                if row:
+                    for k in ("added", "removed", "omitted"):
+                        point[k] += int(row.get(k, 0))
+            series.append(point)
+        return series

@@ -1,0 +1,334 @@
+"""Audiences through the HTTP API, on moto: CRUD, versions, size previews, tenancy, roles."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import pytest
+
+from chalicelib.domain.profiles import ProfileRecord
+
+PRO = {"all": [{"field": "plan", "op": "equals", "value": "pro"}]}
+
+
+def add_profiles(deps: Any, account_id: str, count: int, start: int = 0) -> None:
+    """`count` profiles keyed by email; every third is on the pro plan; ages 20, 21, ..."""
+    records = [
+        ProfileRecord(identifiers={"email": f"p{i}@acme.example"},
+                      fields={"plan": "pro" if i % 3 == 0 else "free", "age": 20 + i}, ref=str(i))
+        for i in range(start, start + count)
+    ]
+    outcomes = deps.profiles.upsert_batch(account_id, records, step_tag=f"seed-{secrets.token_hex(4)}")
+    assert outcomes == ["added"] * count
+
+
+def create_audience(api: Any, name: str = "Pro customers", filter_: dict[str, Any] | None = None,
+                    **extra: Any) -> dict[str, Any]:
+    r = api.post("/audiences", {"name": name, "filter": filter_ or PRO, **extra})
+    assert r.status_code == 201, r.body
+    return r.json["data"]
+
+
+def token_for(api_admin: Any, role: str) -> str:
+    user = api_admin.post("/users", {"email": f"{role}-{secrets.token_hex(3)}@acme.example", "name": role,
+                                     "role": role})
+    assert user.status_code == 201, user.body
+    tok = api_admin.post("/tokens", {"label": role, "user_id": user.json["data"]["id"]})
+    assert tok.status_code == 201, tok.body
+    return str(tok.json["data"]["token"])
+
+
+@contextmanager
+def dynamodb_operations() -> Iterator[list[str]]:
+    """The DynamoDB operations the app sends meanwhile (a botocore event hook, not a patch)."""
+    from chalicelib.store import aws
+
+    seen: list[str] = []
+
+    def record(event_name: str = "", **_: Any) -> None:
+        seen.append(event_name.rsplit(".", 1)[-1])
+
+    events = aws.client("dynamodb").meta.events  # the app's own (cached) client
+    events.register("before-call.dynamodb", record, unique_id="audience-test-ops")
+    try:
+        yield seen
+    finally:
+        events.unregister("before-call.dynamodb", unique_id="audience-test-ops")
+
+
+# -- CRUD -----------------------------------------------------------------------------------
+
+
+def test_create_read_list_and_delete(api, tenant):
+    # GIVEN a filter written with column spellings
+    body = {"name": "Adults on pro", "description": "for the newsletter",
+            "filter": {"all": [{"field": "Plan", "op": "equals", "value": "pro"},
+                               {"any": [{"field": "age", "op": "gte", "value": 18},
+                                        {"field": "identifier.email", "op": "contains", "value": "@acme"}]}]}}
+    # WHEN it is saved
+    r = api.post("/audiences", body)
+    # THEN the audience is created with its normalised filter, owner and version 1
+    assert r.status_code == 201, r.body
+    made = r.json["data"]
+    assert made["id"].startswith("aud_") and made["version"] == 1
+    assert made["owner"] == tenant.admin_user_id and made["description"] == "for the newsletter"
+    assert made["filter"]["all"][0] == {"field": "plan", "op": "equals", "value": "pro"}
+    assert made["created_at"] == made["updated_at"]
+    # AND it reads back as saved
+    assert api.get(f"/audiences/{made['id']}").json["data"] == made
+    # AND lists newest first, page by page
+    second = create_audience(api, "Second")
+    page = api.get("/audiences?limit=1").json
+    assert [a["id"] for a in page["data"]] == [second["id"]] and page["next_cursor"]
+    rest = api.get(f"/audiences?limit=1&cursor={page['next_cursor']}").json
+    assert [a["id"] for a in rest["data"]] == [made["id"]]
+    # WHEN it is deleted THEN it is gone
+    assert api.delete(f"/audiences/{made['id']}").status_code == 204
+    gone = api.get(f"/audiences/{made['id']}")
+    assert gone.status_code == 404 and gone.json["error"]["code"] == "audience.not_found"
+    assert api.delete(f"/audiences/{made['id']}").status_code == 404
+    assert [a["id"] for a in api.get("/audiences").json["data"]] == [second["id"]]
+
+
+def test_responses_match_their_models(api, deps, tenant):
+    # GIVEN an audience and some profiles
+    from chalicelib.api import audience_schemas as S
+
+    add_profiles(deps, tenant.account_id, 3)
+    made = create_audience(api)
+    # WHEN each route answers THEN the body is exactly what its (extra="forbid") model describes
+    S.AudienceOut.model_validate(made)
+    for a in api.get("/audiences").json["data"]:
+        S.AudienceOut.model_validate(a)
+    S.AudienceSize.model_validate(api.get(f"/audiences/{made['id']}/size").json["data"])
+    S.AudienceSize.model_validate(api.post("/audiences/preview", {"filter": PRO}).json["data"])
+    patched = api.patch(f"/audiences/{made['id']}", {"name": "n", "version": 1}).json["data"]
+    S.AudienceOut.model_validate(patched)
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"filter": PRO}, "name"),
+    ({"name": "x"}, "filter"),
+    ({"name": "", "filter": PRO}, "name"),
+    ({"name": "x", "filter": "plan=pro"}, "filter"),
+    ({"name": "x", "filter": PRO, "owner": "someone"}, "owner"),
+    ({"name": "bad\x00name", "filter": PRO}, "name"),
+])
+def test_create_refuses_bad_bodies_naming_the_field(api, body, field):
+    # WHEN the body misses or misuses a field
+    r = api.post("/audiences", body)
+    # THEN 422 names it and nothing is stored
+    assert r.status_code == 422, r.body
+    assert field in r.json["error"]["fields"]
+    assert api.get("/audiences").json["data"] == []
+
+
+def test_bad_filters_are_422_naming_the_path(api):
+    # GIVEN a filter with a wrong operator deep inside and a missing value
+    bad = {"all": [{"field": "plan", "op": "equals", "value": "pro"},
+                   {"any": [{"field": "age", "op": "bigger", "value": 3}, {"field": "age", "op": "lt"}]}]}
+    # WHEN it is saved, previewed or patched in
+    for r in (api.post("/audiences", {"name": "x", "filter": bad}),
+              api.post("/audiences/preview", {"filter": bad}),
+              api.patch(f"/audiences/{create_audience(api)['id']}", {"filter": bad, "version": 1})):
+        # THEN each answer is 422 with the paths at fault
+        assert r.status_code == 422, r.body
+        assert r.json["error"]["code"] == "audience.invalid_filter"
+        assert set(r.json["error"]["fields"]) == {"filter.all[1].any[0].op", "filter.all[1].any[1].value"}
+
+
+# -- edits and versions --------------------------------------------------------------------
+
+
+def test_edit_needs_the_current_version(api):
+    # GIVEN a saved audience
+    made = create_audience(api)
+    path = f"/audiences/{made['id']}"
+    # WHEN edited without a version THEN it is refused
+    r = api.patch(path, {"name": "Renamed"})
+    assert r.status_code == 422 and r.json["error"]["code"] == "validation.version_required"
+    # WHEN edited with If-Match THEN the change lands and the version moves on
+    r = api.patch(path, {"name": "Renamed", "filter": {"any": [{"field": "plan", "op": "in", "value": ["pro"]}]}},
+                  headers={"If-Match": '"1"'})
+    assert r.status_code == 200, r.body
+    edited = r.json["data"]
+    assert edited["name"] == "Renamed" and edited["version"] == 2 and edited["description"] == ""
+    assert edited["filter"] == {"any": [{"field": "plan", "op": "in", "value": ["pro"]}]}
+    assert edited["updated_at"] >= made["updated_at"]
+    # WHEN a colleague edits from the old version THEN 409 and nothing changes
+    r = api.patch(path, {"description": "stale", "version": 1})
+    assert r.status_code == 409 and r.json["error"]["code"] == "conflict.stale_version"
+    assert api.get(path).json["data"] == edited
+    # AND the version in the body works too
+    r = api.patch(path, {"description": "fresh", "version": 2})
+    assert r.status_code == 200 and r.json["data"]["version"] == 3
+
+
+def test_edit_refuses_nulls_and_unknown_fields(api):
+    made = create_audience(api)
+    path = f"/audiences/{made['id']}"
+    # WHEN a field is nulled or an unknown one is sent THEN 422 names it
+    r = api.patch(path, {"name": None, "version": 1})
+    assert r.status_code == 422 and r.json["error"]["fields"] == {"name": "cannot be null"}
+    r = api.patch(path, {"owner": "me", "version": 1})
+    assert r.status_code == 422 and "owner" in r.json["error"]["fields"]
+    assert api.get(path).json["data"]["version"] == 1
+
+
+def test_an_edit_with_no_change_keeps_the_version(api):
+    made = create_audience(api)
+    # WHEN the same values are sent back
+    r = api.patch(f"/audiences/{made['id']}", {"name": made["name"], "filter": PRO, "version": 1})
+    # THEN nothing is written
+    assert r.status_code == 200 and r.json["data"] == made
+
+
+def test_store_update_is_conditional_on_the_version(api, deps, tenant):
+    # GIVEN an audience read at version 1 by two editors
+    made = create_audience(api)
+    from chalicelib.domain.errors import Conflict, NotFound
+
+    deps.audiences.update(tenant.account_id, made["id"], {"name": "first"}, expected_version=1)
+    # WHEN the second writes with the version it read
+    with pytest.raises(Conflict) as err:
+        deps.audiences.update(tenant.account_id, made["id"], {"name": "second"}, expected_version=1)
+    # THEN DynamoDB refuses it and the first edit stands
+    assert err.value.code == "conflict.stale_version"
+    assert deps.audiences.get(tenant.account_id, made["id"]).name == "first"
+    # AND an update never resurrects a deleted audience
+    deps.audiences.delete(tenant.account_id, made["id"])
+    with pytest.raises(NotFound):
+        deps.audiences.update(tenant.account_id, made["id"], {"name": "back"}, expected_version=2)
+    assert deps.audiences.get(tenant.account_id, made["id"]) is None
+
+
+# -- sizes ------------------------------------------------------------------------------------
+
+
+def test_preview_counts_the_accounts_matching_profiles(api, deps, tenant, new_tenant):
+    # GIVEN 36 profiles (12 on pro) in this account and 9 (3 on pro) in another
+    add_profiles(deps, tenant.account_id, 36)
+    add_profiles(deps, new_tenant("Other").account_id, 9)
+    # WHEN previewing "plan is pro"
+    with dynamodb_operations() as ops:
+        r = api.post("/audiences/preview", {"filter": PRO})
+    # THEN the size counts only this account's matches, with a sample of 10 ids and emails
+    assert r.status_code == 200, r.body
+    data = r.json["data"]
+    assert (data["size"], data["scanned"], data["truncated"]) == (12, 36, False)
+    assert len(data["sample"]) == 10
+    pro_emails = {f"p{i}@acme.example" for i in range(0, 36, 3)}
+    assert {m["email"] for m in data["sample"]} <= pro_emails
+    for m in data["sample"]:
+        assert deps.profiles.get(tenant.account_id, m["id"]).identifiers["email"] == [m["email"]]
+    # AND the profiles were read with Queries, never a Scan
+    assert "Query" in ops and "Scan" not in ops
+
+
+def test_preview_combines_conditions(api, deps, tenant):
+    # GIVEN 30 profiles aged 20..49
+    add_profiles(deps, tenant.account_id, 30)
+    # WHEN previewing "pro, or older than 45, but not p0"
+    f = {"all": [{"any": [{"field": "plan", "op": "equals", "value": "pro"}, {"field": "age", "op": "gt", "value": 45}]},
+                 {"field": "email", "op": "not_equals", "value": "P0@Acme.example"}]}
+    data = api.post("/audiences/preview", {"filter": f}).json["data"]
+    # THEN pro profiles p3..p27 (9) and those over 45 not on pro (p26, p28, p29) are counted
+    assert data["size"] == 12
+    # AND an "everyone" filter counts them all
+    assert api.post("/audiences/preview", {"filter": {"all": []}}).json["data"]["size"] == 30
+
+
+def test_saved_audience_size_follows_its_filter(api, deps, tenant):
+    # GIVEN 12 profiles (4 on pro) and a saved audience
+    add_profiles(deps, tenant.account_id, 12)
+    made = create_audience(api)
+    # WHEN its size is asked
+    r = api.get(f"/audiences/{made['id']}/size")
+    # THEN it matches the preview of the same filter
+    assert r.status_code == 200, r.body
+    assert r.json["data"] == api.post("/audiences/preview", {"filter": PRO}).json["data"]
+    assert r.json["data"]["size"] == 4
+    # AND after the filter changes, so does the size
+    api.patch(f"/audiences/{made['id']}", {"filter": {"all": [{"field": "age", "op": "lt", "value": 25}]},
+                                            "version": 1})
+    assert api.get(f"/audiences/{made['id']}/size").json["data"]["size"] == 5
+
+
+def test_an_account_without_profiles_has_empty_audiences(api):
+    data = api.post("/audiences/preview", {"filter": PRO}).json["data"]
+    assert data == {"size": 0, "sample": [], "scanned": 0, "truncated": False}
+
+
+def test_size_stops_at_the_scan_limit(deps, tenant, api):
+    # GIVEN 25 profiles and a scan limit of 20 (the service takes it as a parameter)
+    from chalicelib.domain.access import Principal, Role
+    from chalicelib.services import audiences as svc
+
+    add_profiles(deps, tenant.account_id, 25)
+    made = create_audience(api, filter_={"all": []})
+    me = Principal(tenant.account_id, tenant.admin_user_id, Role.OBSERVER, "tok_test")
+    # WHEN sizing with the limit
+    e = svc.size(deps, me, made["id"], max_scan=20)
+    # THEN it stops after 20 profiles and says so
+    assert (e.size, e.scanned, e.truncated) == (20, 20, True)
+    assert svc.size(deps, me, made["id"], max_scan=25).truncated is False
+
+
+# -- tenancy and roles --------------------------------------------------------------------------
+
+
+def test_another_accounts_audience_is_404_everywhere(api, new_tenant, api_for):
+    # GIVEN an audience of account A and a caller from account B
+    made = create_audience(api)
+    other = api_for(new_tenant("Globex").admin_token)
+    path = f"/audiences/{made['id']}"
+    # WHEN B reads, edits, sizes or deletes it THEN each answer is 404, as for a missing id
+    for r in (other.get(path), other.patch(path, {"name": "mine", "version": 1}),
+              other.get(f"{path}/size"), other.delete(path)):
+        assert r.status_code == 404, r.body
+        assert r.json["error"]["code"] == "audience.not_found"
+    # AND B's list is empty while A's audience is untouched
+    assert other.get("/audiences").json["data"] == []
+    assert api.get(path).json["data"] == made
+    # AND A's cursor does not page through B's audiences
+    create_audience(api, "second")
+    cursor = api.get("/audiences?limit=1").json["next_cursor"]
+    r = other.get(f"/audiences?limit=1&cursor={cursor}")
+    assert r.status_code == 400 and r.json["error"]["code"] == "request.invalid_cursor"
+
+
+def test_observers_read_and_preview_but_never_write(api, api_for, deps, tenant):
+    # GIVEN an audience and an observer of the same account
+    add_profiles(deps, tenant.account_id, 3)
+    made = create_audience(api)
+    observer = api_for(token_for(api, "observer"))
+    path = f"/audiences/{made['id']}"
+    # WHEN the observer reads, previews and sizes THEN it may
+    assert observer.get("/audiences").status_code == 200
+    assert observer.get(path).json["data"] == made
+    assert observer.get(f"{path}/size").json["data"]["size"] == 1
+    assert observer.post("/audiences/preview", {"filter": PRO}).json["data"]["size"] == 1
+    # WHEN it creates, edits or deletes THEN 403, whatever it sends
+    for r in (observer.post("/audiences", {"name": "x", "filter": PRO}),
+              observer.post("/audiences", {"garbage": True}),
+              observer.patch(path, {"name": "x", "version": 1}),
+              observer.delete(path)):
+        assert r.status_code == 403, r.body
+        assert r.json["error"]["code"] == "auth.forbidden"
+    # AND nothing changed
+    assert api.get(path).json["data"] == made
+    assert len(api.get("/audiences").json["data"]) == 1
+
+
+def test_data_managers_write_audiences(api, api_for):
+    # GIVEN a data manager
+    dm = api_for(token_for(api, "data_manager"))
+    # WHEN it creates, edits and deletes an audience THEN each succeeds
+    made = create_audience(dm, "dm's")
+    r = dm.patch(f"/audiences/{made['id']}", {"description": "mine", "version": 1})
+    assert r.status_code == 200 and r.json["data"]["version"] == 2
+    assert made["owner"] == dm.get("/me").json["data"]["user"]["id"]
+    assert dm.delete(f"/audiences/{made['id']}").status_code == 204
