@@ -304,6 +304,7 @@ class ProviderOut(Out):
 class RunProgress(Out):
     steps: int = Field(description="Steps committed so far")
     processed: int = Field(description="Records read so far")
+    read: int = Field(description="Progress so far, in unit (rows, or bytes of the source)")
     total: int | None = Field(description="What the source will yield, when known")
     unit: str = Field(description="Unit of processed/total: rows or bytes")
 

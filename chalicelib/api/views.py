@@ -105,7 +105,7 @@ def run(r: Run) -> dict[str, Any]:
         "omitted_reasons": r.omitted_reasons,
         "error": r.error,
         "requested_by": r.requested_by,
-        "progress": {"steps": r.step, "processed": r.processed, "total": r.total,
+        "progress": {"steps": r.step, "processed": r.processed, "read": r.read, "total": r.total,
                      "unit": r.total_unit},
         "cost": r.cost,
         "cost_usd": run_cost_usd(r.cost),

@@ -277,7 +277,10 @@ class Engine:
         done = result.done
         commit = StepCommit(
             step=run.step, cursor=result.cursor, processed=result.processed, total=result.total,
-            total_unit=result.total_unit, added=added, removed=0, omitted_reasons=dict(reasons),
+            total_unit=result.total_unit,
+            read=int(result.cursor.get("bytes_read", result.processed))
+            if result.total_unit == "bytes" else result.processed,
+            added=added, removed=0, omitted_reasons=dict(reasons),
             cost=cost, status="succeeded" if done else None,
         )
         omitted = sum(reasons.values())

@@ -52,6 +52,7 @@ class Run:
     processed: int = 0
     total: int | None = None
     total_unit: str = "rows"
+    read: int = 0  # progress in total_unit (rows, or bytes of the source)
     added: int = 0
     removed: int = 0
     omitted: int = 0
@@ -78,6 +79,7 @@ def _run(row: dict[str, Any]) -> Run:
         processed=int(row.get("processed", 0)),
         total=int(row["total"]) if row.get("total") is not None else None,
         total_unit=row.get("total_unit", "rows"),
+        read=int(row.get("read", 0)),
         added=int(row.get("added", 0)),
         removed=int(row.get("removed", 0)),
         omitted=int(row.get("omitted", 0)),
@@ -99,6 +101,7 @@ class StepCommit:
     processed: int
     total: int | None
     total_unit: str
+    read: int = 0
     added: int = 0
     removed: int = 0
     omitted_reasons: dict[str, int] = field(default_factory=dict)
@@ -214,7 +217,7 @@ class RunRepo:
         """Move the run from step n to n+1, conditional on it still being at step n under
         this lease: a step that was already committed can never be committed twice."""
         names: dict[str, str] = {"#st": "step", "#cur": "cursor_json", "#pr": "processed",
-                                 "#tu": "total_unit"}
+                                 "#tu": "total_unit", "#rd": "read"}
         if c.omitted_reasons:
             names["#or"] = "omitted_reasons"
         if c.cost:
@@ -226,11 +229,12 @@ class RunRepo:
             ":cur": json.dumps(c.cursor, sort_keys=True) if c.cursor is not None else "null",
             ":pr": c.processed,
             ":tu": c.total_unit,
+            ":rd": c.read,
             ":add": c.added,
             ":rem": c.removed,
             ":om": sum(c.omitted_reasons.values()),
         }
-        sets = ["#st = :next", "#cur = :cur", "#pr = :pr", "#tu = :tu"]
+        sets = ["#st = :next", "#cur = :cur", "#pr = :pr", "#tu = :tu", "#rd = :rd"]
         adds = ["added :add", "removed :rem", "omitted :om"]
         if c.total is not None:
             names["#tot"] = "total"

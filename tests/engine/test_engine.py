@@ -36,7 +36,7 @@ def test_one_time_import_runs_in_steps_to_completed(api, deps, tenant, drain, ma
     assert final["last_run"]["added"] == 2500 and final["last_run"]["status"] == "succeeded"
     [run] = _runs(api, job["id"])
     assert run["status"] == "succeeded" and run["added"] == 2500 and run["omitted"] == 0
-    assert run["progress"] == {"steps": 3, "processed": 2500, "total": 2500, "unit": "rows"}
+    assert run["progress"] == {"steps": 3, "processed": 2500, "read": 2500, "total": 2500, "unit": "rows"}
     assert run["cost"]["steps"] == 3 and run["cost"]["aws_dynamodb"] > 0
     # AND the profiles exist, the activity counts them, the logs tell the story
     assert deps.profiles.find(tenant.account_id, "email", "person2499@example.com") is not None
