@@ -154,6 +154,18 @@ def test_local_stack_serves_api_and_web_and_keeps_state(tmp_path: Path) -> None:
         assert status == 200, body
         assert [j["id"] for j in body["data"]] == [job_id], body
 
+        # The local event loop delivers the run request: the one-time import completes.
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            status, body = stack.call("GET", f"/api/v1/jobs/{job_id}")
+            if body["data"]["status"] == "completed":
+                break
+            time.sleep(0.5)
+        assert body["data"]["status"] == "completed", (body, stack.tail())
+        assert body["data"]["last_run"]["added"] == 200, body
+        status, body = stack.call("GET", f"/api/v1/jobs/{job_id}/runs")
+        assert body["data"][0]["status"] == "succeeded" and body["data"][0]["added"] == 200, body
+
         assert stack.stop(signal.SIGINT) == 0, stack.tail()
         assert "saved" in stack.tail() or "unchanged" in stack.tail(), stack.tail()
 
