@@ -140,7 +140,7 @@ def upsert_all(name: str, account_id: str, source: list[dict[str, Any]], mapping
         assert isinstance(r, ProfileRecord), r
         records.append(r)
     map_s = time.perf_counter() - t0
-    repo = ProfileRepo(Table())
+    repo = ProfileRepo(Table(setting="profiles_table_name"))
     outcomes: Counter[str] = Counter()
     by_repo: Counter[str] = Counter()
     reads = writes = 0.0
@@ -219,7 +219,7 @@ def run() -> int:
     two, _ = upsert_all("first import, 2 identifiers", "acct_bench2", rows(N_TWO_IDS, 1, user_ids=True),
                         two_ids, "import3", wire)
 
-    repo = ProfileRepo(Table())
+    repo = ProfileRepo(Table(setting="profiles_table_name"))
     stored = repo.count("acct_bench")
     sample = repo.find("acct_bench", "email", first_rows[10]["Email"])
 

@@ -17,6 +17,8 @@ class Settings:
     stage: str
     region: str
     table_name: str
+    # Profiles (the data plane) live apart from the control plane's small items.
+    profiles_table_name: str
     runs_queue_name: str
     # The URL saves a GetQueueUrl per cold start; CloudFormation's Ref of a queue is its URL.
     runs_queue_url: str | None
@@ -41,6 +43,7 @@ def settings() -> Settings:
         stage=stage,
         region=_env("AWS_REGION") or _env("AWS_DEFAULT_REGION") or "us-east-1",
         table_name=_env("SWITCHYARD_TABLE", f"switchyard-{stage}-main") or "",
+        profiles_table_name=_env("SWITCHYARD_PROFILES_TABLE", f"switchyard-{stage}-profiles") or "",
         runs_queue_name=_env("SWITCHYARD_RUNS_QUEUE", RUNS_QUEUE) or "",
         runs_queue_url=_env("SWITCHYARD_RUNS_QUEUE_URL"),
         health_queue_name=_env("SWITCHYARD_HEALTH_QUEUE", HEALTH_QUEUE) or "",

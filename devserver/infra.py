@@ -75,11 +75,11 @@ def deploy_stack(stage: str, *, region: str = "us-east-1") -> dict[str, str]:
     if group not in {g["Name"] for g in sched.list_schedule_groups()["ScheduleGroups"]}:
         sched.create_schedule_group(Name=group)
     ddb = boto3.client("dynamodb", region_name=region)
-    ttl = json.loads(TEMPLATE.read_text())["Resources"]["MainTable"]["Properties"][
-        "TimeToLiveSpecification"
-    ]
-    ddb.update_time_to_live(
-        TableName=outputs["TableName"],
-        TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True},
-    )
+    resources = json.loads(TEMPLATE.read_text())["Resources"]
+    for logical, output in (("MainTable", "TableName"), ("ProfilesTable", "ProfilesTableName")):
+        ttl = resources[logical]["Properties"]["TimeToLiveSpecification"]
+        ddb.update_time_to_live(
+            TableName=outputs[output],
+            TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True},
+        )
     return outputs

@@ -50,7 +50,8 @@ def test_committed_policies_are_least_privilege():
             assert all(a != "*" and not a.endswith(":*") for a in actions), st
             assert "*" not in resources, st
             if any(a.startswith("dynamodb:") for a in actions):
-                assert all(f"table/switchyard-{stage}-main" in r for r in resources), st
+                assert all(f"table/switchyard-{stage}-main" in r or f"table/switchyard-{stage}-profiles" in r
+                           for r in resources), st
                 assert "dynamodb:Scan" not in actions
             if any(a.startswith("secretsmanager:") for a in actions):
                 assert resources == [f"arn:aws:secretsmanager:*:*:secret:switchyard/{stage}/*"], st

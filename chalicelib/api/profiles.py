@@ -16,9 +16,7 @@ from chalicelib.services.deps import deps
 
 bp = Blueprint(__name__)
 TAG = "profiles"
-# Until chalicelib.api.schemas re-exports ProfileOut (profiles_schemas.py), the routes are
-# documented without a response model: openapi.document() looks names up in schemas only.
-RESPONSE: str | None = None
+RESPONSE = "ProfileOut"  # chalicelib/api/profiles_schemas.py (openapi.MODEL_MODULES)
 
 
 def profile_view(p: Profile) -> dict[str, Any]:

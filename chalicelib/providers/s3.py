@@ -115,6 +115,14 @@ class S3ExportConfig(_Strict):
         description="Profile fields written for each member",
     )
     include_removals: bool = Field(True, description="Also write members who left the audience")
+    # Export runs (chalicelib/providers/s3_export.py, docs/export.md).
+    backfill: bool = Field(
+        True, description="The first run writes every member; off: it only records who is a member"
+    )
+    compression: Literal["none", "gzip"] = Field("none", description="gzip every file (.gz)")
+    max_part_mb: int = Field(
+        16, ge=1, le=64, description="Split: a file holds at most this many MB (before compression)"
+    )
 
 
 METHODS = ("access_keys", "assume_role")
@@ -336,6 +344,14 @@ class S3Provider:
         from chalicelib.providers.s3_files import S3FileReader
 
         return S3FileReader(self)
+
+    def export_step(self, workflow_id: str) -> Any:
+        """The part writer of an export workflow (chalicelib/services/export.py calls it)."""
+        if workflow_id != "s3_audience_export":
+            raise ProviderError(f"workflow {workflow_id!r} has no export step", field="workflow")
+        from chalicelib.providers.s3_export import S3AudienceExport
+
+        return S3AudienceExport(self)
 
     def credential_hint(self, method: str, credentials: Any) -> str | None:
         if method == "access_keys":

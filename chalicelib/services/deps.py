@@ -14,6 +14,7 @@ from chalicelib.providers.registry import Registry, default_registry
 from chalicelib.store import aws
 from chalicelib.store.audiences import AudienceRepo
 from chalicelib.store.dynamo import AccountRepo, AuthorizationRepo, JobRepo, Table
+from chalicelib.store.membership import MembershipRepo
 from chalicelib.store.profiles import ProfileRepo
 from chalicelib.store.queues import RunQueue
 from chalicelib.store.runs import RunRepo
@@ -27,6 +28,7 @@ if TYPE_CHECKING:  # pragma: no cover
 @dataclass
 class Deps:
     table: Table = field(default_factory=Table)
+    profiles_table: Table = field(default_factory=lambda: Table(setting="profiles_table_name"))
     registry: Registry = field(default_factory=default_registry)
     secrets: SecretsStore = field(default_factory=SecretsStore)
     runs_queue: RunQueue = field(default_factory=RunQueue)
@@ -50,11 +52,16 @@ class Deps:
 
     @property
     def profiles(self) -> ProfileRepo:
-        return ProfileRepo(self.table)
+        return ProfileRepo(self.profiles_table)
 
     @property
     def runs(self) -> RunRepo:
         return RunRepo(self.table)
+
+    @property
+    def memberships(self) -> MembershipRepo:
+        """Export jobs' confirmed memberships and run plans (chalicelib/services/export.py)."""
+        return MembershipRepo(self.table)
 
     def request_counter(self) -> aws.RequestTally:
         return aws.track_requests()

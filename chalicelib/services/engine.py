@@ -226,6 +226,13 @@ class Engine:
         if not self.d.runs.acquire(run, delivery.message_id, int(budget) + LEASE_MARGIN):
             raise StepBusy(f"run {run.id} step {run.step} is being worked on")
         self.o.fault("after_lease")
+        # -- export jobs: their steps live in services/export.py (docs/export.md) ----------
+        if job.job_type.value == "export":
+            from chalicelib.services.export import run_export_step
+
+            run_export_step(self, job, run, delivery, started, budget)
+            return
+        # -- end of export dispatch ---------------------------------------------------------
         calls = CallCounter()
         app_calls = self.d.request_counter()
         try:
@@ -258,16 +265,22 @@ class Engine:
             else:
                 records.append(mapped)
         self.o.fault("before_write")
-        outcomes = self.d.profiles.upsert_batch(
+        repo = self.d.profiles
+        outcomes = repo.upsert_batch(
             job.account_id, records, step_tag=f"{run.id}#{run.step}", rules=mapping.merge_rules
         )
         self.o.fault("after_write")
         added = sum(1 for o in outcomes if o in ("added", "updated"))
         reasons["unchanged"] += sum(1 for o in outcomes if o == "unchanged")
+        reasons["too_large"] += sum(1 for o in outcomes if o == "too_large")
         reasons = Counter({k: v for k, v in reasons.items() if v})
         now = self.o.now()
         elapsed_ms = (time.monotonic() - started) * 1000
         cost = {f"aws_{k}": float(v) for k, v in app_calls.by_service().items()}
+        stats = getattr(repo, "last_stats", None)
+        if stats is not None:
+            cost["dynamodb_rcu"] = float(stats.read_units)
+            cost["dynamodb_wcu"] = float(stats.write_units)
         cost.update({
             "provider_calls": float(calls.total),
             "lambda_ms": round(elapsed_ms, 1),

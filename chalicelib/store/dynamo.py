@@ -86,12 +86,13 @@ def _error_code(exc: Exception) -> str:
 class Table:
     """The table and the few primitive calls the repositories need."""
 
-    def __init__(self, name: str | None = None) -> None:
+    def __init__(self, name: str | None = None, *, setting: str = "table_name") -> None:
         self._name = name
+        self._setting = setting  # which configured table, read lazily
 
     @property
     def name(self) -> str:
-        return self._name or settings().table_name
+        return self._name or str(getattr(settings(), self._setting))
 
     @property
     def client(self) -> Any:
@@ -127,11 +128,12 @@ class Table:
         kwargs: dict[str, Any] = {
             "TableName": self.name,
             "KeyConditionExpression": key_condition,
-            "ExpressionAttributeNames": names,
             "ExpressionAttributeValues": {k: _to_attr(v) for k, v in values.items()},
             "Limit": limit,
             "ScanIndexForward": forward,
         }
+        if names:  # DynamoDB refuses an empty map
+            kwargs["ExpressionAttributeNames"] = names
         if index:
             kwargs["IndexName"] = index
         if start_key:

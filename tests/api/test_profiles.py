@@ -52,6 +52,22 @@ def test_the_response_matches_the_profile_out_model(api, deps, tenant):
     assert one == listed
 
 
+def test_responses_conform_to_the_openapi_document(api, deps, tenant):
+    # GIVEN a profile and the generated document
+    from tests.api.test_openapi import _conforms, _doc
+
+    seed(deps, tenant.account_id, [{"email": "doc@example.com", "user_id": "u-7", "score": 3}])
+    doc = _doc(api)
+    assert "ProfileOut" in doc["components"]["schemas"]
+    pid = api.get("/profiles").json["data"][0]["id"]
+
+    # WHEN the routes answer, found or not / THEN every answer is declared and conforms
+    for path in ("/profiles", "/profiles?limit=1", "/profiles?identifier=email:doc@example.com",
+                 "/profiles?identifier=email:none@example.com", "/profiles?identifier=bad",
+                 f"/profiles/{pid}", "/profiles/prof_nope"):
+        _conforms(doc, "GET", path, api.get(path))
+
+
 def test_one_profile_by_id_and_404_for_anything_else(api, api_for, deps, new_tenant, tenant):
     # GIVEN a profile of account A, and account B
     seed(deps, tenant.account_id, [{"email": "a@example.com"}])

@@ -67,8 +67,9 @@ def test_canary_never_leaves_secrets_manager(api, tenant, caplog, aws_endpoint):
     # every DynamoDB item (a test may scan; the app never does)
     ddb = boto3.client("dynamodb", region_name="us-east-1")
     items = []
-    for page in ddb.get_paginator("scan").paginate(TableName="switchyard-test-main"):
-        items += page["Items"]
+    for table in ("switchyard-test-main", "switchyard-test-profiles"):
+        for page in ddb.get_paginator("scan").paginate(TableName=table):
+            items += page["Items"]
     assert items and not [i for i in items if leaks(json.dumps(i))]
     # every message on the runs queue
     sqs = boto3.client("sqs", region_name="us-east-1")

@@ -18,7 +18,9 @@ BODIES: dict[tuple[str, str], Any] = {
 
 
 @pytest.fixture()
-def two_accounts(new_tenant, api_for):
+def two_accounts(new_tenant, api_for, deps):
+    from chalicelib.domain.profiles import ProfileRecord
+
     a, b = new_tenant("Acme"), new_tenant("Globex")
     api_a = api_for(a.admin_token)
     bucket = make_bucket()
@@ -27,7 +29,10 @@ def two_accounts(new_tenant, api_for):
     token = api_a.post("/tokens", {"label": "ci"}).json["data"]
     audience = api_a.post("/audiences", {"name": "Pro", "filter": {"all": [
         {"field": "plan", "op": "equals", "value": "pro"}]}}).json["data"]
-    ids = {"job_id": job["id"], "auth_id": auth["id"], "token_id": token["id"], "audience_id": audience["id"],
+    deps.profiles.upsert_batch(a.account_id, [ProfileRecord({"email": "p@acme.example"}, {}, "seed")],
+                               step_tag="seed#0")
+    profile = next(deps.profiles.iterate(a.account_id))
+    ids = {"profile_id": profile.id, "job_id": job["id"], "auth_id": auth["id"], "token_id": token["id"], "audience_id": audience["id"],
            "provider": "amazon_s3", "workflow": "s3_file_import", "field": "bucket"}
     return a, b, api_a, api_for(b.admin_token), ids
 
