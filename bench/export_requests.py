@@ -1,0 +1,280 @@
+"""AWS requests per audience member of an S3 export run, counted on the wire against moto.
+
+For each audience size, on a fresh in-process moto server: profiles are seeded with
+ProfileRepo.upsert_batch (every one a member of the audience), an audience and an S3
+export job are created through the API, and the runs queue is drained into the engine
+with its production settings (5,000 rows a part). Then 1% of the members leave, as many
+profiles join, and a second run sends the changes.
+
+Requests are counted with botocore `before-send` hooks (once per HTTP attempt, retries
+included), registered before any client exists on:
+
+* the app's session (chalicelib.store.aws: DynamoDB, Secrets Manager, SQS sends),
+* the providers' shared session (chalicelib.providers.calls: the customer's S3, STS),
+* the session of this script's own SQS client, which plays Lambda's event source mapping
+  (ReceiveMessage + DeleteMessage per step; AWS bills those too: shown apart).
+
+moto answers a Query in time proportional to the whole table (it scans for the partition),
+so reading 100,000 profiles takes it tens of minutes. The default sizes are 5,000 and
+20,000 members; the request count of a run is linear in the members (pages of profiles,
+chunks of membership and plan, parts), so the script fits `requests = a + b * members` on
+the measured sizes and prints the figure for 100,000 as an extrapolation, next to what it
+measured. `--members 100000` measures it for real (slow).
+
+    .venv/bin/python bench/export_requests.py [--members 5000,20000]
+
+Exit status 0 when every measured and extrapolated run stays within 0.05 requests per
+member and no Scan was sent; 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import socket
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+STAGE = "benchexport"
+BUDGET = 0.05  # AWS requests per member
+TARGET = 100_000
+CHANGE = 0.01  # share of members that leave (and of new members that join) before run 2
+BUCKET = "bench-export"
+S3_KEYS = {"access_key_id": "AKIABENCHABCDEFGHIJK", "secret_access_key": "benchSECRETbench1234567890"}
+FIELDS = ["email", "first_name", "last_name", "country", "plan"]
+AUDIENCE = {"all": [{"field": "plan", "op": "in", "value": ["pro", "team"]}]}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class Wire:
+    """Requests by layer and 'service.Operation', from before-send hooks."""
+
+    counts: dict[str, Counter[str]] = field(default_factory=lambda: {"app": Counter(), "provider": Counter(),
+                                                                     "event source": Counter()})
+    on: bool = False
+
+    def hook(self, layer: str) -> Any:
+        def before_send(event_name: str = "", **_: Any) -> None:
+            if self.on:
+                _, service, op = [*event_name.split(".", 2), "?", "?"][:3]
+                self.counts[layer][f"{service}.{op}"] += 1
+
+        return before_send
+
+    def take(self) -> dict[str, Counter[str]]:
+        out = self.counts
+        self.counts = {k: Counter() for k in out}
+        return out
+
+
+@dataclass
+class RunFigures:
+    label: str
+    members: int
+    changes: int
+    steps: int
+    seconds: float
+    counts: dict[str, Counter[str]]
+
+    @property
+    def engine(self) -> int:
+        return sum(self.counts["app"].values()) + sum(self.counts["provider"].values())
+
+    @property
+    def polling(self) -> int:
+        return sum(self.counts["event source"].values())
+
+    def per_member(self, with_polling: bool = False) -> float:
+        return (self.engine + (self.polling if with_polling else 0)) / self.members
+
+
+def people(start: int, n: int, member: bool = True) -> list[Any]:
+    from chalicelib.domain.profiles import ProfileRecord
+
+    countries = ["FR", "DE", "US", "GB", "JP"]
+    return [ProfileRecord(identifiers={"email": f"member.{i}@example.com"},
+                          fields={"first_name": f"First{i}", "last_name": f"Last{i % 977}",
+                                  "country": countries[i % 5],
+                                  "plan": ("pro" if i % 3 else "team") if member else "free"},
+                          ref=f"bench#{i}")
+            for i in range(start, start + n)]
+
+
+def seed(repo: Any, account_id: str, records: list[Any], tag: str) -> None:
+    for n, start in enumerate(range(0, len(records), 1000)):
+        repo.upsert_batch(account_id, records[start:start + 1000], step_tag=f"{tag}#{n}")
+
+
+def measure(members: int) -> tuple[RunFigures, RunFigures]:
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        from devserver.infra import deploy_stack, use_local_aws
+
+        use_local_aws(f"http://127.0.0.1:{port}", STAGE)
+        deploy_stack(STAGE)
+        return run(members)
+    finally:
+        server.stop()
+
+
+def run(members: int) -> tuple[RunFigures, RunFigures]:
+    import boto3
+    from chalice.test import Client
+    from moto.core.model_instances import reset_model_data
+
+    from app import app
+    from chalicelib.providers import calls
+    from chalicelib.services.accounts import create_account
+    from chalicelib.services.deps import Deps, use
+    from chalicelib.services.engine import Delivery, Engine, EngineOptions
+    from chalicelib.store import aws
+
+    wire = Wire()
+    aws.reset()
+    calls.reset()
+    aws.session().events.register("before-send", wire.hook("app"))
+    calls._shared_session().events.register("before-send", wire.hook("provider"))
+    poller_session = boto3.session.Session(region_name="us-east-1")
+    poller_session.events.register("before-send", wire.hook("event source"))
+    sqs = poller_session.client("sqs")
+    url = sqs.get_queue_url(QueueName="switchyard-runs")["QueueUrl"]
+
+    d = Deps()
+    use(d)
+    account, _, issued = create_account(d, "Bench", "admin@bench.example")
+    boto3.client("s3", region_name="us-east-1").create_bucket(Bucket=BUCKET)
+    t0 = time.perf_counter()
+    seed(d.profiles, account.id, people(0, members), "seed")
+    print(f"  seeded {members:,} profiles in {time.perf_counter() - t0:.0f} s", flush=True)
+
+    client = Client(app, stage_name="local", project_dir=str(ROOT))
+    headers = {"Authorization": f"Bearer {issued.plaintext}", "Content-Type": "application/json"}
+
+    def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
+        r = client.http.post("/api/v1" + path, headers=headers, body=json.dumps(body).encode())
+        assert r.status_code == 201, r.body
+        return dict(json.loads(r.body)["data"])
+
+    auth = post("/authorizations", {"provider": "amazon_s3", "method": "access_keys", "label": "bench",
+                                    "credentials": S3_KEYS})
+    audience = post("/audiences", {"name": "Pro and team", "filter": AUDIENCE})
+    job = post("/jobs", {"provider": "amazon_s3", "job_type": "export", "workflow": "s3_audience_export",
+                         "authorization_id": auth["id"], "label": "bench export",
+                         "schedule": {"type": "interval", "every_minutes": 60},
+                         "config": {"audience_id": audience["id"], "bucket": BUCKET, "fields": FIELDS,
+                                    "compression": "gzip"}})
+    engine = Engine(d, EngineOptions())
+
+    def drain() -> tuple[int, float]:
+        wire.take()
+        wire.on = True
+        steps, t = 0, time.perf_counter()
+        while True:
+            msgs = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1, VisibilityTimeout=600,
+                                       WaitTimeSeconds=0).get("Messages", [])
+            if not msgs:
+                break
+            m = msgs[0]
+            reset_model_data()  # moto keeps a copy of the table per transaction item otherwise
+            engine.handle(Delivery(body=json.loads(m["Body"]), message_id=m["MessageId"],
+                                   remaining_ms=lambda: 900_000))
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+            steps += 1
+        wire.on = False
+        return steps, time.perf_counter() - t
+
+    steps, secs = drain()
+    first = RunFigures("backfill", members, members, steps, secs, wire.take())
+    runs = d.runs.page(account.id, job["id"], limit=5, cursor=None).items
+    assert runs[0].status == "succeeded" and runs[0].added == members, runs[0]
+
+    # 1% leave, as many join.
+    moved = max(1, int(members * CHANGE))
+    seed(d.profiles, account.id, [*people(0, moved, member=False), *people(members, moved)], "change")
+    d.runs_queue.send({"account_id": account.id, "job_id": job["id"], "trigger": "schedule"})
+    steps, secs = drain()
+    second_counts = wire.take()
+    latest = d.runs.page(account.id, job["id"], limit=5, cursor=None).items[0]
+    assert latest.status == "succeeded" and (latest.added, latest.removed) == (moved, moved), latest
+    second = RunFigures("1% joined, 1% left", members, latest.added + latest.removed, steps, secs, second_counts)
+    use(None)
+    return first, second
+
+
+def fit(xs: list[int], ys: list[int]) -> tuple[float, float]:
+    if len(xs) < 2:
+        return 0.0, ys[0] / xs[0]
+    n = len(xs)
+    mx, my = sum(xs) / n, sum(ys) / n
+    b = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sum((x - mx) ** 2 for x in xs)
+    return my - b * mx, b
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--members", default="5000,20000", help="comma-separated audience sizes")
+    sizes = [int(s) for s in parser.parse_args().members.split(",")]
+    results: list[tuple[RunFigures, RunFigures]] = []
+    for n in sizes:
+        print(f"audience of {n:,} members (fresh moto):", flush=True)
+        results.append(measure(n))
+    print()
+    head = (f"{'run':<22}{'members':>9}{'sent':>8}{'steps':>6}{'engine req':>11}{'per member':>11}"
+            f"{'+ polling':>10}{'seconds':>8}  by operation (app + provider)")
+    print(head)
+    print("-" * (len(head) + 40))
+    checks: list[tuple[str, bool, str]] = []
+    scans = 0
+    for first, second in results:
+        for r in (first, second):
+            ops = Counter(r.counts["app"]) + Counter(r.counts["provider"])
+            scans += sum(n for op, n in ops.items() if op.endswith(".Scan"))
+            print(f"{r.label:<22}{r.members:>9,}{r.changes:>8,}{r.steps:>6}{r.engine:>11,}"
+                  f"{r.per_member():>11.4f}{r.per_member(True):>10.4f}{r.seconds:>8.0f}  "
+                  + ", ".join(f"{op} {n}" for op, n in sorted(ops.items())))
+            checks.append((f"{r.label}, {r.members:,} members: <= {BUDGET} requests per member (measured)",
+                           r.per_member(True) <= BUDGET, f"{r.per_member(True):.4f} with polling"))
+    print()
+    if TARGET not in sizes:
+        for i, label in ((0, "backfill"), (1, "1% joined, 1% left")):
+            xs = [res[i].members for res in results]
+            ys = [res[i].engine + res[i].polling for res in results]
+            a, b = fit(xs, ys)
+            est = a + b * TARGET
+            print(f"extrapolated, {label}: requests = {a:.1f} + {b:.5f} x members -> {TARGET:,} members: "
+                  f"~{est:,.0f} requests = {est / TARGET:.4f} per member (NOT measured)")
+            checks.append((f"{label}, {TARGET:,} members: <= {BUDGET} per member (extrapolated)",
+                           est / TARGET <= BUDGET, f"{est / TARGET:.4f}"))
+        print()
+    checks.append(("zero Scans", scans == 0, str(scans)))
+    print("checks:")
+    for label, ok, got in checks:
+        print(f"  {'PASS' if ok else 'FAIL'}  {label:<72} {got}")
+    failed = [label for label, ok, _ in checks if not ok]
+    print()
+    print("RESULT: " + ("PASS" if not failed else "FAIL: " + "; ".join(failed)))
+    return 0 if not failed else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

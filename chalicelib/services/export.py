@@ -1,0 +1,440 @@
+"""Export runs: an audience's membership, diffed against what the job last confirmed,
+sent as adds and removes (docs/export.md).
+
+The engine (chalicelib/services/engine.py) hands every step of an export job to
+`run_export_step` once it holds the run's lease. A run is:
+
+* step 0 — the plan: load the audience, read the account's profiles (Query per shard page,
+  never a Scan), evaluate the filter, diff the members against the job's confirmed
+  membership, and write the run's plan (each change with the exported values captured now)
+  and the membership the job will have once the run succeeds (generation G+1). Both are
+  written under a set id of this attempt, and the commit names it: a stale attempt can
+  only ever write items nothing points at.
+* steps 1..n — the parts: the next slice of the plan (at most the `max_records` the run
+  started with, and what fits the provider's size limit) goes to the destination as ONE
+  object with a deterministic name, then the checkpoint moves. A redelivered step writes
+  the same rows to the same object.
+* the commit that ends the run also moves job.state["membership_generation"] to G+1, in
+  the same transaction as the run's counters: the confirmed membership is exactly what the
+  destination was sent.
+
+Every commit is the engine's: run counters, activity and log lines in one transaction
+conditional on the step and the lease; the end of the run saves the job in it too.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Protocol
+
+from chalicelib.domain.errors import AppError
+from chalicelib.domain.models import Job
+from chalicelib.domain.profiles import Profile
+from chalicelib.domain.statuses import Action, JobStatus, transition
+from chalicelib.providers.base import ProviderError, StepContext
+from chalicelib.providers.calls import CallCounter
+from chalicelib.services import credentials as creds_svc
+from chalicelib.store.dynamo import TransactionFailed
+from chalicelib.store.membership import MissingChunk, PlanRef, PlanRow, SetRef, new_set_id
+from chalicelib.store.runs import LogLine, Run, StepCommit
+
+if TYPE_CHECKING:
+    from chalicelib.services.engine import Delivery, Engine
+
+log = logging.getLogger("switchyard.export")
+
+CURSOR_VERSION = 1
+PAGE_SIZE = 1000  # profiles per Query while computing the membership
+OMITTED_NO_VALUES = "missing_identifier"  # an add with none of the exported fields
+
+
+# -- what a destination provides -------------------------------------------------------------
+
+
+class PartResult(Protocol):
+    key: str
+    rows: int  # how many of the rows given the part holds (the first ones)
+    bytes: int
+
+
+class ExportStep(Protocol):
+    """A provider's side of an export workflow (S3: providers/s3_export.py)."""
+
+    def freeze(self, config: dict[str, Any]) -> dict[str, Any]:
+        """Destination settings a run keeps from its step 0 (small JSON); "fields" names
+        the profile values captured for each change. ProviderError when unusable."""
+        ...
+
+    def write_part(self, ctx: StepContext, frozen: dict[str, Any], part: int,
+                   rows: Sequence[PlanRow]) -> PartResult:
+        """Write part `part` (idempotent: same part, same rows, same result) with the first
+        rows that fit; returning means the destination has them."""
+        ...
+
+    def write_manifest(self, ctx: StepContext, frozen: dict[str, Any], summary: dict[str, Any]) -> str:
+        """Tell the destination the run's parts are complete."""
+        ...
+
+
+# -- the values sent -------------------------------------------------------------------------
+
+
+def field_value(profile: Profile, name: str) -> Any:
+    """An exported field: the profile's field of that name, else its identifier of that
+    kind (one value, or the list when several are linked), else None."""
+    value = profile.fields.get(name)
+    if value is not None and value != "" and value != []:
+        return value
+    ids = profile.identifiers.get(name)
+    if ids:
+        return ids[0] if len(ids) == 1 else list(ids)
+    return None
+
+
+def values_of(profile: Profile, fields: Sequence[str]) -> list[Any]:
+    return [field_value(profile, f) for f in fields]
+
+
+@dataclass
+class Diff:
+    """What one run sends and the membership it leaves. Pure data (see `diff`)."""
+
+    rows: list[PlanRow]
+    members: set[str]  # the membership once every row is sent
+    adds: int
+    removes: int
+    omitted: Counter[str]
+    current: int  # members of the audience now
+
+
+def diff(
+    *,
+    confirmed: set[str],
+    first: bool,
+    stay: set[str],
+    joining: dict[str, list[Any] | None],
+    leaving: dict[str, list[Any]],
+    n_fields: int,
+    backfill: bool,
+    include_removals: bool,
+) -> Diff:
+    """stay: current members already confirmed; joining: current members not confirmed
+    (with their values); leaving: values of confirmed profiles no longer members (a
+    confirmed id in neither map is a profile that no longer exists)."""
+    omitted: Counter[str] = Counter()
+    if first and not backfill:
+        # The destination already has the audience: record it, send nothing.
+        adds: list[str] = []
+        members = stay | set(joining)
+    else:
+        adds = []
+        for pid in sorted(joining):
+            values = joining[pid]
+            if values is None or all(v is None for v in values):
+                omitted[OMITTED_NO_VALUES] += 1  # not recorded: the next run tries again
+            else:
+                adds.append(pid)
+        members = (stay if include_removals else set(confirmed)) | set(adds)
+    removes = sorted(confirmed - stay) if include_removals else []
+    blank: list[Any] = [None] * n_fields
+    rows: list[PlanRow] = [("add", pid, list(joining[pid] or blank)) for pid in adds]
+    rows += [("remove", pid, list(leaving.get(pid, blank))) for pid in removes]
+    return Diff(rows, members, len(adds), len(removes), omitted, len(stay) + len(joining))
+
+
+# -- one step ----------------------------------------------------------------------------------
+
+
+@dataclass
+class _Outcome:
+    cursor: dict[str, Any]
+    processed: int
+    total: int
+    done: bool
+    added: int = 0
+    removed: int = 0
+    omitted_reasons: dict[str, int] = field(default_factory=dict)
+    lines: list[LogLine] = field(default_factory=list)
+
+
+def run_export_step(engine: Engine, job: Job, run: Run, delivery: Delivery, started: float,
+                    budget: float) -> None:
+    """One step of an export run, under the lease the engine took (docs/export.md)."""
+    calls = CallCounter()
+    app_calls = engine.d.request_counter()
+    try:
+        impl = _impl(engine, job)
+        ctx = _context(engine, job, run, started, budget, calls)
+        if run.step == 0:
+            out = _plan(engine, job, run, delivery, budget, impl)
+        else:
+            out = _part(engine, job, run, ctx, impl)
+    except MissingChunk as exc:
+        engine._failed_step(job, run, delivery, ProviderError(
+            f"the export's bookkeeping is incomplete ({exc}); resume the job to start a new run"))
+        return
+    except ProviderError as exc:
+        engine._failed_step(job, run, delivery, exc)
+        return
+    _commit(engine, job, run, delivery, started, out, app_calls.by_service(), calls)
+
+
+def _impl(engine: Engine, job: Job) -> ExportStep:
+    provider = engine.d.registry.get(job.provider)
+    make = getattr(provider, "export_step", None)
+    if make is None:
+        raise ProviderError(f"provider {job.provider!r} has no export step", field="workflow")
+    impl: ExportStep = make(job.workflow)
+    return impl
+
+
+def _context(engine: Engine, job: Job, run: Run, started: float, budget: float,
+             calls: CallCounter) -> StepContext:
+    auth = engine.d.auths.get(job.account_id, job.authorization_id)
+    if auth is None:
+        raise ProviderError("the job's authorization was deleted; change it, then resume")
+    provider = engine.d.registry.get(job.provider)
+    credentials = creds_svc.load(engine.d, auth, provider.spec)
+    return StepContext(
+        account_id=job.account_id, job_id=job.id, run_id=run.id, step=run.step, method=auth.method,
+        credentials=credentials, config=job.config, cursor=run.cursor, state=job.state,
+        max_records=engine.o.max_records, deadline=started + budget, counter=calls,
+    )
+
+
+class _Lease:
+    """Keeps the run's lease while step 0 reads every profile (it may outlast one lease)."""
+
+    def __init__(self, engine: Engine, run: Run, owner: str, budget: float) -> None:
+        from chalicelib.services.engine import LEASE_MARGIN
+
+        self.engine, self.run, self.owner = engine, run, owner
+        self.seconds = int(budget) + LEASE_MARGIN
+        self.renewed = time.monotonic()
+
+    def keep(self) -> None:
+        if time.monotonic() - self.renewed < self.seconds / 3:
+            return
+        if not self.engine.d.runs.acquire(self.run, self.owner, self.seconds):
+            from chalicelib.services.engine import StepBusy
+
+            raise StepBusy(f"run {self.run.id} step 0 was taken over by another delivery")
+        self.renewed = time.monotonic()
+
+
+def _plan(engine: Engine, job: Job, run: Run, delivery: Delivery, budget: float,
+          impl: ExportStep) -> _Outcome:
+    from chalicelib.domain.audiences import parse_filter
+    from chalicelib.domain.errors import Invalid
+
+    d = engine.d
+    acct = job.account_id
+    frozen = impl.freeze(job.config)
+    fields = list(frozen["fields"])
+    audience_id = str(job.config.get("audience_id") or "")
+    audience = d.audiences.get(acct, audience_id, consistent=True) if audience_id else None
+    if audience is None:
+        raise ProviderError(
+            f"audience {audience_id!r} not found: it was deleted or never existed; choose an "
+            "audience in the job's configuration", field="audience_id")
+    try:
+        member = parse_filter(audience.filter)
+    except Invalid as exc:
+        raise ProviderError(f"audience {audience.name!r} has a filter that is not valid ({exc.message})",
+                            field="audience_id") from None
+    backfill = bool(job.config.get("backfill", True))
+    include_removals = bool(job.config.get("include_removals", True))
+
+    repo = d.memberships
+    confirmed_ref = SetRef.from_json(job.state.get("membership"))
+    first = confirmed_ref is None
+    confirmed = repo.read_set(acct, job.id, confirmed_ref) if confirmed_ref else set()
+    need_values = backfill or not first
+
+    lease = _Lease(engine, run, delivery.message_id, budget)
+    stay: set[str] = set()
+    joining: dict[str, list[Any] | None] = {}
+    leaving: dict[str, list[Any]] = {}
+    scanned = 0
+    for profile in d.profiles.iterate(acct, page_size=PAGE_SIZE):
+        scanned += 1
+        if scanned % PAGE_SIZE == 0:
+            lease.keep()
+        if member(profile):
+            if profile.id in confirmed:
+                stay.add(profile.id)
+            else:
+                joining[profile.id] = values_of(profile, fields) if need_values else None
+        elif include_removals and profile.id in confirmed:
+            leaving[profile.id] = values_of(profile, fields)
+    plan = diff(confirmed=confirmed, first=first, stay=stay, joining=joining, leaving=leaving,
+                n_fields=len(fields), backfill=backfill, include_removals=include_removals)
+    changed = first or plan.members != confirmed
+    generation = (confirmed_ref.generation if confirmed_ref else 0) + 1
+
+    # Superseded generations and sets of attempts that never committed get their TTL.
+    repo.sweep(acct, job.id, keep=confirmed_ref)
+    set_id = new_set_id()
+    engine.o.fault("before_write")
+    plan_ref = repo.write_plan(acct, run.id, set_id, plan.rows) if plan.rows else PlanRef(set_id, 0, ())
+    new_ref = repo.write_set(acct, job.id, generation, set_id, plan.members) if changed else confirmed_ref
+    engine.o.fault("after_write")
+
+    if new_ref is None:  # unreachable: a first run always writes a set
+        raise RuntimeError("export step 0 produced no membership")
+    state = {**job.state, "membership_generation": new_ref.generation, "membership": new_ref.to_json()}
+    cursor = {
+        "v": CURSOR_VERSION,
+        "frozen": frozen,
+        "rows_per_part": max(1, engine.o.max_records),
+        "plan": plan_ref.to_json(),
+        "next": 0,
+        "adds": plan.adds,
+        "removes": plan.removes,
+        "state": state,
+        "previous": confirmed_ref.to_json() if (changed and confirmed_ref) else None,
+    }
+    omitted = sum(plan.omitted.values())
+    message = (f"step 0: audience {audience.name!r} has {plan.current} members among {scanned} profiles; "
+               f"{plan.adds} to add, {plan.removes} to remove, {omitted} omitted")
+    lines = [LogLine("info", "run.step", message, run_id=run.id, context={
+        "members": plan.current, "profiles_read": scanned, "adds": plan.adds, "removes": plan.removes,
+        "omitted": omitted, "omitted_reasons": dict(plan.omitted), "membership_generation": new_ref.generation,
+        "first_run": first})]
+    if omitted:
+        lines.append(LogLine("warning", "export.omitted",
+                             f"{omitted} members have none of the exported fields ({', '.join(fields)}): "
+                             "not sent; they will be once they have one", run_id=run.id,
+                             context={"omitted_reasons": dict(plan.omitted)}))
+    if first and not backfill:
+        lines.append(LogLine("info", "export.no_backfill",
+                             f"first run without backfill: {len(plan.members)} current members recorded, "
+                             "none sent; later runs send who joins and leaves", run_id=run.id))
+    return _Outcome(cursor=cursor, processed=0, total=len(plan.rows), done=not plan.rows,
+                    omitted_reasons=dict(plan.omitted), lines=lines)
+
+
+def _part(engine: Engine, job: Job, run: Run, ctx: StepContext, impl: ExportStep) -> _Outcome:
+    cur = dict(run.cursor or {})
+    if cur.get("v") != CURSOR_VERSION:
+        raise ProviderError("this run's checkpoint is not an export checkpoint; resume to start a new run")
+    frozen = cur["frozen"]
+    plan_ref = PlanRef.from_json(cur["plan"])
+    start = int(cur["next"])
+    rows = engine.d.memberships.read_plan(job.account_id, run.id, plan_ref, start, int(cur["rows_per_part"]))
+    engine.o.fault("before_write")
+    part = impl.write_part(ctx, frozen, run.step, rows)
+    end = start + part.rows
+    done = end >= plan_ref.rows
+    if done:
+        impl.write_manifest(ctx, frozen, {
+            "job_id": job.id, "run_id": run.id, "parts": run.step, "rows": plan_ref.rows,
+            "added": cur["adds"], "removed": cur["removes"],
+            "membership_generation": cur["state"]["membership_generation"],
+        })
+    engine.o.fault("after_write")
+    sent = rows[:part.rows]
+    added = sum(1 for action, _, _ in sent if action == "add")
+    removed = len(sent) - added
+    cur["next"] = end
+    line = LogLine("info", "run.step",
+                   f"step {run.step}: wrote {part.key} ({part.rows} rows: {added} added, {removed} removed)",
+                   run_id=run.id, context={"added": added, "removed": removed, "omitted": 0,
+                                           "key": part.key, "bytes": part.bytes, "processed": end})
+    return _Outcome(cursor=cur, processed=end, total=plan_ref.rows, done=done, added=added,
+                    removed=removed, lines=[line])
+
+
+# -- the commit (mirrors the engine's import commit) ---------------------------------------------
+
+
+def _commit(engine: Engine, job: Job, run: Run, delivery: Delivery, started: float, out: _Outcome,
+            app_calls: dict[str, int], calls: CallCounter) -> None:
+    from chalicelib.services.engine import _iso, is_one_time
+
+    d = engine.d
+    now = engine.o.now()
+    elapsed_ms = (time.monotonic() - started) * 1000
+    cost = {f"aws_{k}": float(v) for k, v in app_calls.items()}
+    cost.update({
+        "provider_calls": float(calls.total),
+        "lambda_ms": round(elapsed_ms, 1),
+        "lambda_gb_s": round(elapsed_ms / 1000 * delivery.memory_mb / 1024, 4),
+        "steps": 1.0,
+    })
+    omitted = sum(out.omitted_reasons.values())
+    commit = StepCommit(
+        step=run.step, cursor=out.cursor, processed=out.processed, total=out.total, total_unit="rows",
+        read=out.processed, added=out.added, removed=out.removed, omitted_reasons=dict(out.omitted_reasons),
+        cost=cost, status="succeeded" if out.done else None,
+    )
+    ops = [d.runs.commit_op(run, delivery.message_id, commit, _iso(now))]
+    ops += d.runs.activity_ops(job.account_id, job.id, now, out.added, out.removed, omitted)
+    lines = list(out.lines)
+    total_added, total_removed = run.added + out.added, run.removed + out.removed
+    total_omitted = run.omitted + omitted
+    if out.done:
+        lines.append(LogLine("info", "run.succeeded",
+                             f"run finished: {total_added} added, {total_removed} removed, "
+                             f"{total_omitted} omitted", run_id=run.id,
+                             context={"added": total_added, "removed": total_removed,
+                                      "omitted": total_omitted}))
+    ops += [d.runs.log_op(job.account_id, job.id, ln, now + timedelta(milliseconds=i))
+            for i, ln in enumerate(lines)]
+    try:
+        if out.done:
+            after = copy.deepcopy(job)
+            after.status = transition(
+                job.status, Action.RUN_FINISHED_ONCE if is_one_time(job) else Action.RUN_SUCCEEDED
+            )
+            # The membership the destination now has becomes the confirmed one.
+            after.state = out.cursor["state"]
+            after.current_run_id = None
+            after.fault_count = 0
+            after.first_fault_at = None
+            after.next_run_at = d.next_run(job, now)
+            total_cost = dict(run.cost)
+            for k, v in cost.items():
+                total_cost[k] = round(total_cost.get(k, 0) + v, 4)
+            after.last_run = {
+                "id": run.id, "status": "succeeded", "started_at": run.started_at,
+                "finished_at": _iso(now), "added": total_added, "removed": total_removed,
+                "omitted": total_omitted, "error": None, "cost": total_cost,
+            }
+            d.jobs.save(job, after, expected_version=None, expected_status=JobStatus.RUNNING, extra=ops)
+        else:
+            d.table.transact(ops)
+    except (AppError, TransactionFailed) as exc:
+        engine._commit_refused(job, run, exc)
+        return
+    engine.o.fault("after_commit")
+    if not out.done:
+        run.step += 1
+        engine._continue(run)
+        return
+    _clean_up(engine, job, run, out.cursor)
+
+
+def _clean_up(engine: Engine, job: Job, run: Run, cursor: dict[str, Any]) -> None:
+    """After the run's last commit: the superseded membership gets its TTL and the plan (a
+    copy of exported values) goes. Best effort: the next run's sweep and the plan's own TTL
+    catch whatever a crash here leaves."""
+    repo = engine.d.memberships
+    try:
+        previous = SetRef.from_json(cursor.get("previous"))
+        if previous is not None:
+            repo.expire_set(job.account_id, job.id, previous)
+        plan_ref = PlanRef.from_json(cursor["plan"])
+        if plan_ref.rows:
+            repo.delete_plan(job.account_id, run.id, plan_ref)
+    except Exception:  # the run is committed: nothing here may fail it
+        log.warning("export clean-up after run %s failed", run.id, exc_info=True)
+
+
+__all__ = ["ExportStep", "diff", "field_value", "run_export_step", "values_of"]
