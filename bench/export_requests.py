@@ -15,7 +15,8 @@ included), registered before any client exists on:
   (ReceiveMessage + DeleteMessage per step; AWS bills those too: shown apart).
 
 moto answers a Query in time proportional to the whole table (it scans for the partition),
-so reading 100,000 profiles takes it tens of minutes. The default sizes are 5,000 and
+so reading 100,000 profiles takes it tens of minutes (the script gives the app's DynamoDB
+client a longer read timeout for that; nothing else differs from the app's client). The default sizes are 5,000 and
 20,000 members; the request count of a run is linear in the members (pages of profiles,
 chunks of membership and plan, parts), so the script fits `requests = a + b * members` on
 the measured sizes and prints the figure for 100,000 as an extrapolation, next to what it
@@ -153,6 +154,12 @@ def run(members: int) -> tuple[RunFigures, RunFigures]:
     aws.reset()
     calls.reset()
     aws.session().events.register("before-send", wire.hook("app"))
+    # moto scans the whole table for each Query: at 100,000 profiles one Query takes it
+    # longer than the app client's 10 s read timeout. Same client, same hooks, a longer wait.
+    from botocore.config import Config
+
+    aws._clients["dynamodb"] = aws.session().client("dynamodb", config=Config(
+        retries={"mode": "standard", "max_attempts": 4}, connect_timeout=3, read_timeout=600))
     calls._shared_session().events.register("before-send", wire.hook("provider"))
     poller_session = boto3.session.Session(region_name="us-east-1")
     poller_session.events.register("before-send", wire.hook("event source"))
@@ -190,7 +197,7 @@ def run(members: int) -> tuple[RunFigures, RunFigures]:
         wire.on = True
         steps, t = 0, time.perf_counter()
         while True:
-            msgs = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1, VisibilityTimeout=600,
+            msgs = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1, VisibilityTimeout=43_200,
                                        WaitTimeSeconds=0).get("Messages", [])
             if not msgs:
                 break
