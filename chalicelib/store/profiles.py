@@ -1,18 +1,24 @@
 """The profile store: profiles per account, found by their identifiers (docs/profiles.md).
 
-Items (same table as chalicelib.store.dynamo):
-  profile     PK=ACCT#<a>#PROFILES#<shard 00..15>  SK=PROF#<profile_id>
-  identifier  PK=ACCT#<a>#ID#<kind>#<value>          SK=ID      -> profile_id
+Items (the profiles table, keys PK/SK):
+  profile     PK=ACCT#<a>#PROFILES#<shard 00..15>  SK=PROF#<profile_id>   d=<JSON>
+  identifier  PK=ACCT#<a>#ID#<kind>#<value>          SK=ID                 profile_id
   writer      PK=ACCT#<a>#PROFILES                   SK=WRITER  (the account's write lease)
 
-An import step upserts a batch in a bounded number of requests: BatchGetItem (100 keys)
-for identifiers, BatchGetItem for the profiles they name, BatchWriteItem (25 items) for
-new identifiers first, then for the profiles. BatchWriteItem has no conditions, so the
-account's profile writes are serialised by a lease, and exactly-once under redelivery
-comes from the data itself:
+A profile's id is derived from its creating identifier, so a record's identifiers are
+looked up first as profile keys (no lookup item); only identifiers linked later to a
+profile created by another one have an identifier item. A profile is one JSON attribute:
+DynamoDB (and moto) pay per attribute, and nothing queries inside a profile.
 
-* a new profile's id is derived from (account, step tag, creating identifier), so a
-  replayed step mints the same id;
+An import step upserts a batch in a bounded number of requests: BatchGetItem (100 keys)
+for the profiles its identifiers create, BatchGetItem for the identifier items of the
+others (and for the profiles those name), BatchWriteItem (25 items) for new identifier
+items first, then for the profiles. BatchWriteItem has no conditions, so the account's
+profile writes are serialised by a lease, and exactly-once under redelivery comes from the
+data itself:
+
+* a new profile's id is derived from (account, creating identifier), so a replayed step
+  mints the same id;
 * identifier items are written before any profile item, so a crash leaves at worst
   identifiers pointing at a profile not written yet, which the replay then writes;
 * each written profile remembers the outcomes of the last steps that wrote it, so a
@@ -44,8 +50,7 @@ MAX_PROFILE_BYTES = 350_000  # DynamoDB items stop at 400 KB
 MAX_ATTEMPTS = 8  # per BatchGet/BatchWrite chunk, for unprocessed keys/items
 _LETTER = {"added": "a", "updated": "u", "unchanged": "n"}
 _OUTCOME = {v: k for k, v in _LETTER.items()}
-# What an upsert reads of a stored profile (moto and the wire both pay per attribute).
-_UPSERT_READS = ("id", "identifiers_json", "fields_json", "steps_json", "created_at", "version")
+DATA = "d"  # the one attribute that holds a profile (JSON)
 
 
 # -- keys ---------------------------------------------------------------------------------
@@ -120,15 +125,20 @@ def _units(resp: Mapping[str, Any]) -> float:
     return float(sum(float(c.get("CapacityUnits", 0) or 0) for c in cc))
 
 
-def _profile(row: Mapping[str, Any]) -> P.Profile:
+def _data(row: Mapping[str, Any]) -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(row[DATA])
+    return data
+
+
+def _profile(data: Mapping[str, Any]) -> P.Profile:
     return P.Profile(
-        id=row["id"],
-        account_id=row["account_id"],
-        identifiers=json.loads(row.get("identifiers_json") or "{}"),
-        fields=json.loads(row.get("fields_json") or "{}"),
-        created_at=row["created_at"],
-        updated_at=row["updated_at"],
-        version=int(row.get("version", 1)),
+        id=data["id"],
+        account_id=data["account_id"],
+        identifiers=data.get("identifiers") or {},
+        fields=data.get("fields") or {},
+        created_at=data["created_at"],
+        updated_at=data["updated_at"],
+        version=int(data.get("version", 1)),
     )
 
 
@@ -153,19 +163,19 @@ class _Group:
     dirty: bool = False
 
     @classmethod
-    def start(cls, pid: str, row: Mapping[str, Any] | None, step_tag: str) -> _Group:
-        if row is None:
+    def start(cls, pid: str, data: Mapping[str, Any] | None, step_tag: str) -> _Group:
+        if data is None:
             # Never written, or its identifiers were linked just before a crash.
             return cls(pid, True, {}, {}, None, 0, [], None)
-        steps = json.loads(row.get("steps_json") or "[]")
+        steps = data.get("steps") or []
         recorded = next((letters for tag, letters in steps if tag == step_tag), None)
         return cls(
             pid,
             False,
-            json.loads(row.get("identifiers_json") or "{}"),
-            json.loads(row.get("fields_json") or "{}"),
-            row["created_at"],
-            int(row.get("version", 1)),
+            {k: list(v) for k, v in (data.get("identifiers") or {}).items()},
+            dict(data.get("fields") or {}),
+            data["created_at"],
+            int(data.get("version", 1)),
             steps,
             recorded,
         )
@@ -186,12 +196,15 @@ def _plan(
     default: str,
     known: Mapping[tuple[str, str], str],
     stored: Mapping[str, Mapping[str, Any]],
+    derived: Mapping[tuple[str, str], str],
 ) -> tuple[dict[str, _Group], list[str]]:
     """Resolve every record to a profile and merge it in, in batch order. Pure.
 
     A record joins the profile of its first identifier (mapping order) that is known,
     in the store or earlier in this batch; its unknown identifiers are linked to that
-    profile. An identifier already pointing at another profile is never moved.
+    profile (an identifier item, unless the profile's id derives from it). A record with
+    no known identifier creates the profile its first identifier derives. An identifier
+    already pointing at another profile is never moved.
     """
     in_batch: dict[tuple[str, str], str] = {}
     groups: dict[str, _Group] = {}
@@ -201,7 +214,7 @@ def _plan(
         resolved = [(k, known.get(k) or in_batch.get(k)) for k in keys]
         target = next((pid for _, pid in resolved if pid), None)
         if target is None:
-            target = P.profile_id_for(account_id, step_tag, *keys[0])
+            target = derived[keys[0]]
         g = groups.get(target)
         if g is None:
             g = groups[target] = _Group.start(target, stored.get(target), step_tag)
@@ -214,7 +227,8 @@ def _plan(
                 if len(g.identifiers.get(kind, ())) >= P.MAX_VALUES_PER_KIND:
                     continue
                 in_batch[(kind, value)] = target
-                g.new_links.append((kind, value))
+                if derived[(kind, value)] != target:
+                    g.new_links.append((kind, value))  # found through an identifier item
                 g.link(kind, value)
                 linked = True
             elif pid == target and not g.has(kind, value):
@@ -437,14 +451,23 @@ class ProfileRepo:
             return self._upsert(account_id, records, step_tag, dict(rules or {}), default)
 
     def lookup(self, account_id: str, identifiers: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
-        """(kind, normalized value) -> profile id, for those that are linked (BatchGetItem)."""
+        """(kind, normalized value) -> profile id, for those that reach a profile: the one
+        they created (its key derives from them) or the one they were linked to."""
         self.last_stats = StoreStats()
-        return self._lookup(account_id, identifiers)
+        derived = {k: P.profile_id_for(account_id, *k) for k in identifiers}
+        keys = [profile_key(account_id, p) for p in dict.fromkeys(derived.values())]
+        found = {row["SK"].removeprefix(PROFILE_PREFIX) for row in self._batch_get(keys, ("SK",))}
+        out = {k: p for k, p in derived.items() if p in found}
+        return out | self._lookup(account_id, [k for k in identifiers if k not in out])
 
     def _lookup(self, account_id: str, identifiers: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
         keys = {identifier_key(account_id, kind, value)["PK"]: (kind, value) for kind, value in identifiers}
         items = self._batch_get([{"PK": pk, "SK": ID_SK} for pk in keys], ("PK", "profile_id"))
         return {keys[i["PK"]]: i["profile_id"] for i in items}
+
+    def _read_profiles(self, account_id: str, pids: Sequence[str]) -> dict[str, dict[str, Any]]:
+        rows = self._batch_get([profile_key(account_id, p) for p in pids], (DATA,))
+        return {d["id"]: d for d in map(_data, rows)}
 
     def _upsert(
         self,
@@ -455,12 +478,17 @@ class ProfileRepo:
         default: str,
     ) -> list[str]:
         wanted = list(dict.fromkeys(k for r in records for k in r.identifiers.items()))
-        known = self._lookup(account_id, wanted)
-        pids = list(dict.fromkeys(known[k] for k in wanted if k in known))
-        rows = self._batch_get([profile_key(account_id, p) for p in pids], _UPSERT_READS)
-        stored = {row["id"]: row for row in rows}
+        # 1. The profiles the batch's identifiers would have created: most records hit here.
+        derived = {k: P.profile_id_for(account_id, *k) for k in wanted}
+        stored = self._read_profiles(account_id, list(dict.fromkeys(derived.values())))
+        known = {k: pid for k, pid in derived.items() if pid in stored}
+        # 2. The others are new, or were linked to a profile another identifier created.
+        linked = self._lookup(account_id, [k for k in wanted if k not in known])
+        known.update(linked)
+        stored.update(self._read_profiles(account_id, [p for p in dict.fromkeys(linked.values()) if p not in stored]))
         groups, outcomes = _plan(
-            account_id, records, step_tag=step_tag, rules=rules, default=default, known=known, stored=stored
+            account_id, records, step_tag=step_tag, rules=rules, default=default, known=known, stored=stored,
+            derived=derived,
         )
 
         now = now_iso()
@@ -471,30 +499,24 @@ class ProfileRepo:
                 continue
             letters = "".join(_LETTER[o] for o in g.outcomes)
             steps = [*(s for s in g.steps if s[0] != step_tag), [step_tag, letters]][-STEP_HISTORY:]
-            item = {
-                **profile_key(account_id, g.id),
-                "type": "profile",
+            data = _dumps({
                 "id": g.id,
                 "account_id": account_id,
-                "identifiers_json": _dumps(g.identifiers),
-                "fields_json": _dumps(g.fields),
-                "steps_json": _dumps(steps),
+                "identifiers": g.identifiers,
+                "fields": g.fields,
+                "steps": steps,
                 "created_at": g.created_at or now,
                 "updated_at": now,
                 "version": g.version + 1,
-            }
-            if len(_dumps(item).encode()) > MAX_PROFILE_BYTES:
+            })
+            if len(data.encode()) > MAX_PROFILE_BYTES:
                 for i, o in zip(g.members, g.outcomes, strict=True):
                     outcomes[i] = "too_large" if o != "unchanged" else o
                 continue
+            item = {**profile_key(account_id, g.id), DATA: data}
             profile_items.append(item)
             id_items += [
-                {
-                    **identifier_key(account_id, kind, value),
-                    "type": "identifier",
-                    "profile_id": g.id,
-                    "created_at": now,
-                }
+                {**identifier_key(account_id, kind, value), "profile_id": g.id}
                 for kind, value in g.new_links
             ]
 
@@ -520,7 +542,7 @@ class ProfileRepo:
         if not P.PROFILE_ID.match(profile_id):
             return None
         row = self._get(profile_key(account_id, profile_id), consistent=consistent)
-        return _profile(row) if row else None
+        return _profile(_data(row)) if row else None
 
     def find(self, account_id: str, kind: str, value: str) -> P.Profile | None:
         """The profile an identifier points at (the value is normalized first)."""
@@ -531,11 +553,14 @@ class ProfileRepo:
             return None
         if normalized is None:
             return None
-        item = self._get(identifier_key(account_id, kind, normalized), consistent=False)
-        if item is None:
-            return None
-        row = self._get(profile_key(account_id, item["profile_id"]), consistent=False)
-        return _profile(row) if row else None
+        # Most identifiers created their profile: its key derives from them.
+        row = self._get(profile_key(account_id, P.profile_id_for(account_id, kind, normalized)), consistent=False)
+        if row is None:
+            item = self._get(identifier_key(account_id, kind, normalized), consistent=False)
+            if item is None:
+                return None
+            row = self._get(profile_key(account_id, item["profile_id"]), consistent=False)
+        return _profile(_data(row)) if row else None
 
     def _query(
         self, pk: str, *, limit: int | None, start: dict[str, Any] | None, count: bool = False
@@ -547,6 +572,8 @@ class ProfileRepo:
             "ExpressionAttributeValues": {":pk": {"S": pk}, ":p": {"S": PROFILE_PREFIX}},
             "ScanIndexForward": True,
         }
+        if not count:
+            kwargs["ProjectionExpression"] = DATA
         if limit is not None:
             kwargs["Limit"] = limit
         if start:
@@ -563,7 +590,7 @@ class ProfileRepo:
             while True:
                 resp = self._query(profiles_pk(account_id, shard), limit=page_size, start=start)
                 for item in resp.get("Items", []):
-                    yield _profile(_deser(item))
+                    yield _profile(_data(_deser(item)))
                 start = resp.get("LastEvaluatedKey")
                 if not start:
                     break
@@ -592,12 +619,12 @@ class ProfileRepo:
             if key["PK"] not in pks:
                 raise _bad_cursor()
             shard, start = pks.index(key["PK"]), _attr_key(key)
-        out: list[dict[str, Any]] = []
+        out: list[P.Profile] = []
         while shard < SHARDS and len(out) < limit:
             need = limit - len(out)
             # One extra item tells whether this shard has more, without an empty read.
             resp = self._query(pks[shard], limit=need + 1, start=start)
-            rows = [_deser(i) for i in resp.get("Items", [])]
+            rows = [_profile(_data(_deser(i))) for i in resp.get("Items", [])]
             out += rows[:need]
             if len(rows) > need:
                 break
@@ -606,8 +633,8 @@ class ProfileRepo:
                 shard, start = shard + 1, None
         next_cursor = None
         if shard < SHARDS and out:
-            next_cursor = K.encode_cursor({"PK": out[-1]["PK"], "SK": out[-1]["SK"]})
-        return Page(items=[_profile(r) for r in out], next_cursor=next_cursor)
+            next_cursor = K.encode_cursor(profile_key(account_id, out[-1].id))
+        return Page(items=out, next_cursor=next_cursor)
 
 
 def _bad_cursor() -> BadRequest:

@@ -8,6 +8,7 @@ import pytest
 
 from chalicelib.domain.profiles import (
     MAX_SET_VALUES,
+    PROFILE_ID,
     Mapping,
     Omitted,
     ProfileRecord,
@@ -269,14 +270,14 @@ def test_unchanged_means_the_same_stored_json() -> None:
 # -- ids ----------------------------------------------------------------------------------
 
 
-def test_new_profile_ids_are_deterministic_per_step_and_unique_otherwise() -> None:
+def test_profile_ids_derive_from_the_creating_identifier_and_are_unique_otherwise() -> None:
     # GIVEN / WHEN ids are derived for the same and for different inputs
-    a = profile_id_for("acct_1", "run_1#0", "email", "a@b.co")
+    a = profile_id_for("acct_1", "email", "a@b.co")
 
-    # THEN a replay of the step gets the same id, anything else another one
-    assert a == profile_id_for("acct_1", "run_1#0", "email", "a@b.co")
-    assert a.startswith("prof_") and len(a) == 31
-    others = {profile_id_for("acct_2", "run_1#0", "email", "a@b.co"),
-              profile_id_for("acct_1", "run_1#1", "email", "a@b.co"),
-              profile_id_for("acct_1", "run_1#0", "user_id", "a@b.co")}
+    # THEN the same identifier always gets the same id, anything else another one
+    assert a == profile_id_for("acct_1", "email", "a@b.co")
+    assert PROFILE_ID.match(a) and len(a) == 31
+    others = {profile_id_for("acct_2", "email", "a@b.co"),
+              profile_id_for("acct_1", "user_id", "a@b.co"),
+              profile_id_for("acct_1", "email", "b@b.co")}
     assert a not in others and len(others) == 3

@@ -113,7 +113,7 @@ def _seed(deps, account_id: str, people: list[dict[str, Any]], ids: dict[str, st
                 idents = {"user_id": p["user_id"], **idents}
             fields = {k: v for k, v in p.items() if k not in ("email", "user_id")}
             records.append(ProfileRecord(identifiers=idents, fields=fields, ref="seed"))
-            ids.setdefault(p["email"], profile_id_for(account_id, tag, *next(iter(idents.items()))))
+            ids.setdefault(p["email"], profile_id_for(account_id, *next(iter(idents.items()))))
         deps.profiles.upsert_batch(account_id, records, step_tag=tag)
     return ids
 
