@@ -3,7 +3,7 @@
 from chalice import Chalice
 
 from chalicelib.api import admin, audiences, auth, authorizations, catalog, jobs, meta, profiles
-from chalicelib.workers import runner
+from chalicelib.workers import purge, runner
 
 app = Chalice(app_name="switchyard")
 app.register_blueprint(auth.bp)
@@ -15,3 +15,4 @@ app.register_blueprint(admin.bp)
 app.register_blueprint(profiles.bp)
 app.register_blueprint(audiences.bp)
 app.register_blueprint(runner.bp)
+app.register_blueprint(purge.bp)

@@ -25,7 +25,7 @@ def test_template_deployed_into_moto_has_every_resource(aws_endpoint):
     table = ddb.describe_table(TableName="switchyard-test-main")["Table"]
     # THEN the table has the keys and index the store relies on, and TTL is on
     assert {k["AttributeName"] for k in table["KeySchema"]} == {"PK", "SK"}
-    assert [i["IndexName"] for i in table["GlobalSecondaryIndexes"]] == ["GSI1"]
+    assert [i["IndexName"] for i in table["GlobalSecondaryIndexes"]] == ["GSI1", "GSI2"]
     ttl = ddb.describe_time_to_live(TableName="switchyard-test-main")["TimeToLiveDescription"]
     assert ttl["AttributeName"] == "expires_at" and ttl["TimeToLiveStatus"] == "ENABLED"
     # AND the queues redrive to their DLQs

@@ -64,6 +64,7 @@ class AudienceOut(Out):
     created_at: str
     updated_at: str
     version: int = Field(description="Send it back (If-Match or version) to edit")
+    export_jobs: int = Field(0, description="Export jobs that send this audience; it can be deleted only at 0")
 
 
 class AudienceMemberOut(Out):

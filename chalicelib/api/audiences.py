@@ -35,6 +35,7 @@ def audience_view(a: Audience) -> dict[str, Any]:
         "created_at": a.created_at,
         "updated_at": a.updated_at,
         "version": a.version,
+        "export_jobs": a.export_jobs,
     }
 
 

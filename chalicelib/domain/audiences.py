@@ -55,6 +55,7 @@ class Audience:
     created_at: str
     updated_at: str
     version: int = 1
+    export_jobs: int = 0  # export jobs that send it (deletion waits until none)
 
 
 Predicate = Callable[[Profile], bool]

@@ -88,8 +88,8 @@ def edit(d: Deps, p: Principal, audience_id: str, patch: dict[str, Any], version
 
 
 def delete(d: Deps, p: Principal, audience_id: str) -> None:
-    """Export jobs do not point at audiences yet; when they do, deleting one that an
-    export job uses must be refused (409) by a condition on this DeleteItem."""
+    """Refused (409 audience.in_use) while an export job sends it: a condition on the
+    DeleteItem, on the count the job writes keep on the audience item."""
     p.require(Capability.MANAGE_INTEGRATIONS)
     d.audiences.delete(p.account_id, audience_id)
 

@@ -14,7 +14,7 @@ import json
 from typing import Any
 
 from chalicelib.domain.audiences import Audience
-from chalicelib.domain.errors import not_found
+from chalicelib.domain.errors import Conflict, not_found
 from chalicelib.store import keys as K
 from chalicelib.store.dynamo import (
     Page,
@@ -30,8 +30,7 @@ from chalicelib.store.dynamo import (
 PREFIX = "AUD#"
 
 
-def audience_sk(audience_id: str) -> str:
-    return PREFIX + audience_id
+audience_sk = K.audience_sk
 
 
 def _dumps(value: Any) -> str:
@@ -66,6 +65,7 @@ def _audience(row: dict[str, Any]) -> Audience:
         created_at=row["created_at"],
         updated_at=row["updated_at"],
         version=int(row.get("version", 1)),
+        export_jobs=max(0, int(row.get("jobs_using", 0))),
     )
 
 
@@ -136,19 +136,30 @@ class AudienceRepo:
 
     def delete(self, account_id: str, audience_id: str) -> Audience:
         """Delete and return the audience; 404 when it does not exist (or is another
-        account's). The export-job guard will add its condition here (docs/audiences.md)."""
+        account's), 409 while an export job counts on it (`jobs_using`, moved by the job
+        writes' transactions in JobRepo)."""
         from botocore.exceptions import ClientError
 
         try:
             resp = self.t.client.delete_item(
                 TableName=self.t.name,
                 Key={"PK": {"S": K.account_pk(account_id)}, "SK": {"S": audience_sk(audience_id)}},
-                ConditionExpression="attribute_exists(PK)",
+                ConditionExpression="attribute_exists(PK) AND (attribute_not_exists(jobs_using) OR jobs_using <= :z)",
+                ExpressionAttributeValues={":z": {"N": "0"}},
                 ReturnValues="ALL_OLD",
+                ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as exc:
             if _error_code(exc) == "ConditionalCheckFailedException":
-                raise not_found("audience", audience_id) from None
+                old = exc.response.get("Item")
+                if not old:
+                    raise not_found("audience", audience_id) from None
+                n = int(_deser(old).get("jobs_using", 0))
+                raise Conflict(
+                    f"audience {audience_id!r} is used by {n} export job{'s' if n != 1 else ''}; "
+                    "delete them or point them at another audience first",
+                    code="audience.in_use",
+                ) from None
             raise
         return _audience(_deser(resp["Attributes"]))
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -16,7 +17,7 @@ from typing import Any
 from chalicelib.config import settings
 from chalicelib.domain.access import Role
 from chalicelib.domain.catalog import JobType
-from chalicelib.domain.errors import Conflict, NotFound, not_found, stale_version
+from chalicelib.domain.errors import Conflict, Invalid, NotFound, not_found, stale_version
 from chalicelib.domain.models import (
     Account,
     Authorization,
@@ -604,14 +605,23 @@ class AuthorizationInUse(Exception):
 # Jobs
 
 
-def _expires_at(status: JobStatus) -> int | None:
-    # TTL purge of paused/failed/completed jobs; every write recomputes it ("unless touched").
-    if status in PURGEABLE_STATUSES:
-        return int(time.time()) + PURGE_AFTER_DAYS * 86400
-    return None
+PURGE_SHARDS = 8
+_clock = time.time  # the purge index's clock (tests move it)
+
+
+def _purge_keys(j: Job) -> tuple[str | None, str | None]:
+    """Paused, failed and completed jobs are listed in the sparse sweep index under the
+    time they become due; every write recomputes it ("unless touched"). Not a TTL: the
+    purge must move the authorization's and audience's counters like a user's delete."""
+    if j.status not in PURGEABLE_STATUSES:
+        return None, None
+    due = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(_clock() + PURGE_AFTER_DAYS * 86400))
+    shard = zlib.crc32(j.id.encode()) % PURGE_SHARDS
+    return f"PURGE#{shard}", f"{due}#{j.account_id}#{j.id}"
 
 
 def _job_item(j: Job) -> dict[str, Any]:
+    purge = _purge_keys(j)
     return {
         "PK": K.account_pk(j.account_id),
         "SK": K.job_sk(j.id),
@@ -639,7 +649,8 @@ def _job_item(j: Job) -> dict[str, Any]:
         "next_run_at": j.next_run_at,
         "last_run_json": json.dumps(j.last_run) if j.last_run is not None else None,
         "version": j.version,
-        "expires_at": _expires_at(j.status),
+        "GSI2PK": purge[0],
+        "GSI2SK": purge[1],
         "current_run_id": j.current_run_id,
         "state_json": json.dumps(j.state, sort_keys=True) if j.state else None,
         "failure_window_hours": Decimal(str(j.failure_window_hours)),
@@ -781,6 +792,17 @@ class JobRepo:
             }
         }
 
+    def _audience_op(self, account_id: str, audience_id: str, delta: int) -> dict[str, Any]:
+        return {
+            "Update": {
+                "TableName": self.t.name,
+                "Key": {"PK": {"S": K.account_pk(account_id)}, "SK": {"S": K.audience_sk(audience_id)}},
+                "UpdateExpression": "ADD jobs_using :d",
+                "ConditionExpression": "attribute_exists(PK)",
+                "ExpressionAttributeValues": {":d": {"N": str(delta)}},
+            }
+        }
+
     def _run(
         self,
         job_op: dict[str, Any],
@@ -791,8 +813,11 @@ class JobRepo:
         job_id: str,
         version: int | None,
         job_missing_is: Callable[[], Exception] | None = None,
+        audiences: list[tuple[str | None, int]] | None = None,
     ) -> None:
-        """One transaction: the job write, the usage moves, and any extra items.
+        """One transaction: the job write, the usage moves, the audience counts and any
+        extra items. An export job counts on its audience item (`jobs_using`), so an
+        audience in use cannot be deleted and a job cannot point at a missing audience.
 
         Decrements against an authorization that no longer exists are dropped and the
         transaction retried: only failed/completed jobs can outlive their authorization.
@@ -800,8 +825,10 @@ class JobRepo:
         """
         moves = [m for m in moves if m.leave != m.enter]
         extra = extra or []
+        counted = [(aud, delta) for aud, delta in (audiences or []) if aud and delta]
         while True:
-            ops = [job_op] + extra + [self._usage_op(account_id, m) for m in moves]
+            aud_ops = [self._audience_op(account_id, aud, delta) for aud, delta in counted]
+            ops = [job_op] + extra + aud_ops + [self._usage_op(account_id, m) for m in moves]
             try:
                 self.t.transact(ops)
                 return
@@ -817,9 +844,22 @@ class JobRepo:
                         "a related object changed at the same time; retry",
                         code="conflict.concurrent_change",
                     ) from None
+                start = 1 + len(extra)
+                gone = [a for a, r in zip(counted, reasons[start:], strict=False) if r == "ConditionalCheckFailed"]
+                for aud, delta in gone:
+                    if delta > 0:
+                        raise Invalid(
+                            f"audience {aud!r} was not found",
+                            code="audience.not_found",
+                            fields={"config.audience_id": "no such audience in this account"},
+                        ) from None
+                if gone:
+                    # Only a job saved before audiences were counted can lose its audience.
+                    counted = [a for a in counted if a not in gone]
+                    continue
                 failed = [
                     m
-                    for m, r in zip(moves, reasons[1 + len(extra) :], strict=False)
+                    for m, r in zip(moves, reasons[start + len(aud_ops) :], strict=False)
                     if r == "ConditionalCheckFailed"
                 ]
                 if not failed:
@@ -831,6 +871,22 @@ class JobRepo:
                     if m.enter is not None:
                         raise AuthorizationGone(m.auth_id) from None
                 moves = [m for m in moves if m not in failed]
+
+    def due_for_purge(self, shard: int, now_iso_: str, *, limit: int = 100) -> list[tuple[str, str]]:
+        """(account_id, job_id) of jobs whose purge time has passed, oldest first: one
+        Query of the sparse sweep index (never a Scan)."""
+        resp = self.t.client.query(
+            TableName=self.t.name,
+            IndexName=K.GSI2,
+            KeyConditionExpression="GSI2PK = :pk AND GSI2SK < :now",
+            ExpressionAttributeValues={":pk": {"S": f"PURGE#{shard}"}, ":now": {"S": now_iso_}},
+            Limit=limit,
+        )
+        out = []
+        for item in resp.get("Items", []):
+            _due, account_id, job_id = item["GSI2SK"]["S"].split("#", 2)
+            out.append((account_id, job_id))
+        return out
 
     def create(
         self,
@@ -850,7 +906,15 @@ class JobRepo:
         if new_auth is not None:
             # The inline authorization is born with this job's weight on it.
             new_auth.usage[job.status.value] += 1
-            self.t.transact([op, AuthorizationRepo(self.t).put_new_op(new_auth), *(extra or [])])
+            self._run(
+                op,
+                job.account_id,
+                [],
+                extra=[AuthorizationRepo(self.t).put_new_op(new_auth), *(extra or [])],
+                job_id=job.id,
+                version=None,
+                audiences=[(audience_of(job), 1)],
+            )
             return
         self._run(
             op,
@@ -859,6 +923,7 @@ class JobRepo:
             extra=extra,
             job_id=job.id,
             version=None,
+            audiences=[(audience_of(job), 1)],
         )
 
     def save(
@@ -899,6 +964,7 @@ class JobRepo:
                 UsageMove(before.authorization_id, before.status, None),
                 UsageMove(after.authorization_id, None, after.status, provider=after.provider),
             ]
+        before_aud, after_aud = audience_of(before), audience_of(after)
         self._run(
             op,
             after.account_id,
@@ -906,6 +972,7 @@ class JobRepo:
             extra=extra,
             job_id=after.id,
             version=expected_version if expected_version is not None else before.version,
+            audiences=[] if before_aud == after_aud else [(before_aud, -1), (after_aud, 1)],
         )
         return after
 
@@ -924,7 +991,16 @@ class JobRepo:
             [UsageMove(job.authorization_id, job.status, None)],
             job_id=job.id,
             version=job.version,
+            audiences=[(audience_of(job), -1)],
         )
+
+
+def audience_of(job: Job) -> str | None:
+    """The audience an export job sends (its config names it), else None."""
+    if job.job_type != JobType.EXPORT:
+        return None
+    aud = job.config.get("audience_id")
+    return aud if isinstance(aud, str) and aud else None
 
 
 class AuthorizationGone(Exception):

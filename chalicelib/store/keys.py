@@ -9,6 +9,7 @@ import json
 from chalicelib.domain.errors import BadRequest
 
 GSI1 = "GSI1"
+GSI2 = "GSI2"  # sparse sweep index: PURGE#<shard> (jobs due for purge)
 
 
 def account_pk(account_id: str) -> str:
@@ -81,3 +82,7 @@ def decode_cursor(
     if sk_prefix is not None and not key["SK"].startswith(sk_prefix):
         raise bad
     return key
+
+
+def audience_sk(audience_id: str) -> str:
+    return "AUD#" + audience_id

@@ -473,11 +473,47 @@ def test_members_without_any_exported_field_are_omitted_then_sent_once_they_have
     assert second["omitted_reasons"] == {"missing_identifier": 1}
 
 
-def test_missing_audience_fails_the_job_with_a_clear_line(api, deps, tenant, drain):
-    # GIVEN an export job whose audience is deleted before it runs
+def test_an_audience_in_use_cannot_be_deleted_and_jobs_need_an_existing_audience(api, deps, tenant):
+    # GIVEN two audiences and an export job sending the first
+    first, second = _audience(api, name="First"), _audience(api, name="Second")
+    job = _export_job(api, make_bucket(), first)
+    assert api.get(f"/audiences/{first}").json["data"]["export_jobs"] == 1
+
+    # WHEN the audience is deleted THEN it is refused, naming why, and the audience stays
+    r = api.delete(f"/audiences/{first}")
+    assert r.status_code == 409 and r.json["error"]["code"] == "audience.in_use", r.body
+    assert "1 export job" in r.json["error"]["message"]
+    assert api.get(f"/audiences/{first}").status_code == 200
+
+    # WHEN a job names an audience that does not exist THEN 422 names the field, nothing is created
+    before = len(api.get("/jobs").json["data"])
+    bad = api.post("/jobs", {
+        "provider": "amazon_s3", "job_type": "export", "workflow": "s3_audience_export",
+        "authorization_id": create_auth(api)["id"], "label": "Nowhere",
+        "config": {"audience_id": "aud_missing", "bucket": make_bucket()}})
+    assert bad.status_code == 422 and "config.audience_id" in bad.json["error"]["fields"], bad.body
+    assert len(api.get("/jobs").json["data"]) == before
+
+    # WHEN the job is pointed at the second audience THEN the counts move with it
+    current = _job(api, job["id"])
+    moved = api.patch(f"/jobs/{job['id']}", {"config": {**current["config"], "audience_id": second},
+                                             "version": current["version"]})
+    assert moved.status_code == 200, moved.body
+    assert api.get(f"/audiences/{first}").json["data"]["export_jobs"] == 0
+    assert api.get(f"/audiences/{second}").json["data"]["export_jobs"] == 1
+    assert api.delete(f"/audiences/{first}").status_code == 204
+
+    # AND once the job is deleted the second audience can go too
+    assert api.delete(f"/jobs/{job['id']}").status_code == 204
+    assert api.delete(f"/audiences/{second}").status_code == 204
+
+
+def test_an_audience_removed_behind_the_apis_back_fails_the_job_with_a_clear_line(api, deps, tenant, drain):
+    # GIVEN an export job whose audience item disappears out of band (e.g. a restore)
     audience = _audience(api)
     job = _export_job(api, make_bucket(), audience)
-    assert api.delete(f"/audiences/{audience}").status_code == 204
+    deps.table.client.delete_item(TableName=deps.table.name, Key={
+        "PK": {"S": f"ACCT#{tenant.account_id}"}, "SK": {"S": f"AUD#{audience}"}})
     # WHEN the run is delivered
     drain.run()
     # THEN the job failed at once, and the error line names the audience and the fix
