@@ -2,8 +2,8 @@
 
 from chalice import Chalice
 
-from chalicelib.api import admin, audiences, auth, authorizations, catalog, jobs, meta, profiles
-from chalicelib.workers import purge, runner
+from chalicelib.api import admin, audiences, audit, auth, authorizations, catalog, jobs, meta, profiles
+from chalicelib.workers import health, purge, runner
 
 app = Chalice(app_name="switchyard")
 app.register_blueprint(auth.bp)
@@ -14,5 +14,7 @@ app.register_blueprint(jobs.bp)
 app.register_blueprint(admin.bp)
 app.register_blueprint(profiles.bp)
 app.register_blueprint(audiences.bp)
+app.register_blueprint(audit.bp)
 app.register_blueprint(runner.bp)
 app.register_blueprint(purge.bp)
+app.register_blueprint(health.bp)

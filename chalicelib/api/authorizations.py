@@ -92,6 +92,15 @@ def check_authorization(principal: Principal, auth_id: str, query: dict[str, Any
     return ok(views.health(auth.health))
 
 
+@route(bp, "/authorizations/{auth_id}/health", "GET",
+       summary="Health transitions, newest first (the current health is in the summary)", tag=TAG,
+       authorizer=token_authorizer, response="HealthTransitionOut", list_response=True,
+       errors=(404,), query=PAGING)
+def authorization_health(principal: Principal, auth_id: str, query: dict[str, Any]) -> Response:
+    page = svc.health_history(deps(), principal, auth_id, limit=query["limit"], cursor=query["cursor"])
+    return ok(page.items, next_cursor=page.next_cursor, paged=True)
+
+
 @route(bp, "/authorizations/{auth_id}", "DELETE",
        summary="Delete (refused while a running, sleeping or paused job uses it)", tag=TAG,
        authorizer=token_authorizer, status=204, errors=(404, 409))

@@ -38,7 +38,10 @@ def list_jobs(principal: Principal, query: dict[str, Any]) -> Response:
     page = svc.list_(deps(), principal, limit=query["limit"], cursor=query["cursor"],
                      status=query["status"], provider=query["provider"],
                      job_type=query["job_type"], authorization_id=query["authorization_id"])
-    return ok([views.job_row(j) for j in page.items], next_cursor=page.next_cursor, paged=True)
+    # One BatchGetItem puts each row's authorization health next to it.
+    auths = svc.authorizations_of(deps(), principal, page.items)
+    return ok([views.job_row(j, auths.get(j.authorization_id)) for j in page.items],
+              next_cursor=page.next_cursor, paged=True)
 
 
 @route(bp, "/jobs", "POST", summary="Create a job (provider, job type, authorization, config)",

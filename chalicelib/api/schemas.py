@@ -175,6 +175,25 @@ class HealthOut(Out):
     checked_at: str | None
 
 
+class HealthTransitionOut(Out):
+    at: str
+    from_: Literal["healthy", "unhealthy", "unknown"] = Field(alias="from")
+    to: Literal["healthy", "unhealthy", "unknown"]
+    reason: str | None
+    by: str = Field(description="Who saw it: a user id, 'sweep', or 'run <run id>'")
+
+
+class AuditEventOut(Out):
+    at: str
+    user_id: str = Field(description="Who: a user id, or 'system' for the purge")
+    action: Literal["created", "changed", "paused", "resumed", "run", "deleted", "rotated",
+                    "reauthorized", "purged"]
+    object_type: Literal["job", "authorization", "audience"]
+    object_id: str
+    label: str
+    diff: dict[str, Any] = Field(description="field -> {before, after}; never a secret")
+
+
 class UsageOut(Out):
     total: int
     by_status: dict[Literal["running", "sleeping", "paused", "failed", "completed"], int]
@@ -240,6 +259,7 @@ class JobRow(Out):
     updated_at: str
     last_run: LastRun | None
     next_run_at: str | None
+    warning: str | None = Field(None, description="Set while the job's authorization is unhealthy")
 
 
 class AuthRefOut(Out):

@@ -41,7 +41,15 @@ def authorization_summary(a: Authorization, jobs: list[Job]) -> dict[str, Any]:
     }
 
 
-def job_row(j: Job) -> dict[str, Any]:
+def auth_warning(auth: Authorization | None) -> str | None:
+    """What a job row says about its authorization's health (SPEC rule 7)."""
+    if auth is None or auth.health.status.value != "unhealthy":
+        return None
+    reason = f": {auth.health.reason}" if auth.health.reason else ""
+    return f"authorization {auth.label!r} is unhealthy{reason}"
+
+
+def job_row(j: Job, auth: Authorization | None = None) -> dict[str, Any]:
     return {
         "id": j.id,
         "label": j.label,
@@ -56,6 +64,7 @@ def job_row(j: Job) -> dict[str, Any]:
         "updated_at": j.updated_at,
         "last_run": j.last_run,
         "next_run_at": j.next_run_at,
+        "warning": auth_warning(auth),
     }
 
 
@@ -66,7 +75,7 @@ def job_summary(j: Job, auth: Authorization | None) -> dict[str, Any]:
         else {"id": j.authorization_id, "label": j.authorization_label, "health": None, "deleted": True}
     )
     return {
-        **job_row(j),
+        **job_row(j, auth),
         "description": j.description,
         "config": j.config,
         "schedule": j.schedule,

@@ -65,10 +65,14 @@ class ProviderError(Exception):
         transient: bool = False,
         field: str | None = None,
         retry_after: float | None = None,
+        auth: bool = False,
     ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.transient = transient
+        # The credentials themselves were refused (401/403, revoked or expired keys): the
+        # authorization is unhealthy, not just this job's configuration.
+        self.auth = auth
         self.field = field
         self.retry_after = retry_after  # seconds the provider asked us to wait (Retry-After)
 

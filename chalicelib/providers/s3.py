@@ -203,11 +203,11 @@ def _classify(exc: Exception, what: str) -> ProviderError:
         code = str(err.get("Code", ""))
         status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
         if code in _AUTH_CODES:
-            return ProviderError(f"{_AUTH_CODES[code]} ({code})")
+            return ProviderError(f"{_AUTH_CODES[code]} ({code})", auth=True)
         if code in ("NoSuchBucket", "404", "NotFound"):
             return ProviderError(f"{what} does not exist ({code or status})", field="bucket")
         if code in ("AccessDenied", "403", "Forbidden", "AllAccessDisabled"):
-            return ProviderError(f"missing permission: access to {what} was denied ({code})")
+            return ProviderError(f"missing permission: access to {what} was denied ({code})", auth=True)
         if code in _TRANSIENT_CODES or status >= 500 or status == 429:
             return ProviderError(f"AWS is unavailable right now ({code or status})", transient=True)
         return ProviderError(f"{what}: {code or status}")

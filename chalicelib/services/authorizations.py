@@ -116,7 +116,17 @@ def create(d: Deps, p: Principal, new: NewAuthorization) -> Authorization:
     except Exception:
         d.secrets.delete_now(auth.secret_name)
         raise
+    _audit(d, p, "created", auth, {"provider": auth.provider, "method": auth.method, "label": auth.label})
     return auth
+
+
+def _audit(d: Deps, p: Principal, action: str, auth: Authorization, values: dict[str, Any] | None = None,
+           before: dict[str, Any] | None = None) -> None:
+    """Recorded once the change committed; `values` never hold credentials."""
+    from chalicelib.store.audit import AuditEvent, diff
+
+    changes = diff(before or {}, values or {})
+    d.audit.put(AuditEvent(p.account_id, p.user_id, action, "authorization", auth.id, auth.label, changes))
 
 
 def get(d: Deps, p: Principal, auth_id: str) -> Authorization:
@@ -143,7 +153,11 @@ def edit(
     d: Deps, p: Principal, auth_id: str, changes: dict[str, Any], version: int | None
 ) -> Authorization:
     p.require(Capability.MANAGE_INTEGRATIONS)
-    return d.auths.update(p.account_id, auth_id, changes, expected_version=version)
+    before = get(d, p, auth_id)
+    after = d.auths.update(p.account_id, auth_id, changes, expected_version=version)
+    _audit(d, p, "changed", after, {k: getattr(after, k) for k in changes},
+           before={k: getattr(before, k) for k in changes})
+    return after
 
 
 def check_now(d: Deps, p: Principal, auth_id: str) -> Authorization:
@@ -152,17 +166,15 @@ def check_now(d: Deps, p: Principal, auth_id: str) -> Authorization:
     provider = d.registry.get(auth.provider)
     credentials = creds_svc.load(d, auth, provider.spec)
     check = run_check(provider, auth.method, credentials, {})
-    return d.auths.update(
-        p.account_id,
-        auth_id,
-        {
-            "health_status": check.status.value,
-            "health_reason": check.reason,
-            "health_checked_at": now_iso(),
-            **({"provider_account": check.provider_account} if check.provider_account else {}),
-        },
-        expected_version=None,
-    )
+    from chalicelib.services import health
+
+    health.record(d, auth, check, by=p.user_id)
+    return d.auths.get(p.account_id, auth_id, consistent=True) or auth
+
+
+def health_history(d: Deps, p: Principal, auth_id: str, *, limit: int, cursor: str | None) -> Page:
+    get(d, p, auth_id)
+    return d.auths.health_history(p.account_id, auth_id, limit=limit, cursor=cursor)
 
 
 def rotate(
@@ -195,17 +207,18 @@ def rotate(
             )
     assert check is not None
     d.secrets.put_version(auth.secret_name, creds_svc.to_secret(credentials))
-    return d.auths.update(
+    updated = d.auths.update(
         p.account_id,
         auth_id,
-        {
-            "credential_hint": provider.credential_hint(method.id, credentials),
-            "health_status": check.status.value,
-            "health_reason": check.reason,
-            "health_checked_at": now_iso(),
-        },
+        {"credential_hint": provider.credential_hint(method.id, credentials)},
         expected_version=version,
     )
+    from chalicelib.services import health
+
+    health.record(d, updated, check, by=p.user_id)
+    _audit(d, p, "rotated", updated, {"credential_hint": updated.credential_hint},
+           before={"credential_hint": auth.credential_hint})
+    return d.auths.get(p.account_id, auth_id, consistent=True) or updated
 
 
 def _resource_sets(spec: ProviderSpec, jobs: list[Job]) -> list[dict[str, str]]:
@@ -227,6 +240,7 @@ def delete(d: Deps, p: Principal, auth_id: str) -> None:
     except AuthorizationInUse:
         raise in_use_error(auth_id, d.jobs.jobs_of_authorization(p.account_id, auth_id)) from None
     d.secrets.schedule_deletion(auth.secret_name)
+    _audit(d, p, "deleted", auth)
 
 
 def check_for_job(

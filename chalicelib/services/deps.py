@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any
 from chalicelib.providers.registry import Registry, default_registry
 from chalicelib.store import aws
 from chalicelib.store.audiences import AudienceRepo
+from chalicelib.store.audit import AuditRepo
 from chalicelib.store.dynamo import AccountRepo, AuthorizationRepo, JobRepo, Table
 from chalicelib.store.membership import MembershipRepo
 from chalicelib.store.profiles import ProfileRepo
-from chalicelib.store.queues import RunQueue
+from chalicelib.store.queues import HealthQueue, RunQueue
 from chalicelib.store.runs import RunRepo
 from chalicelib.store.scheduler import SchedulerStore
 from chalicelib.store.secrets import SecretsStore
@@ -32,6 +33,7 @@ class Deps:
     registry: Registry = field(default_factory=default_registry)
     secrets: SecretsStore = field(default_factory=SecretsStore)
     runs_queue: RunQueue = field(default_factory=RunQueue)
+    health_queue: HealthQueue = field(default_factory=HealthQueue)
     scheduler: SchedulerStore = field(default_factory=SchedulerStore)
 
     @property
@@ -45,6 +47,10 @@ class Deps:
     @property
     def jobs(self) -> JobRepo:
         return JobRepo(self.table)
+
+    @property
+    def audit(self) -> AuditRepo:
+        return AuditRepo(self.table)
 
     @property
     def audiences(self) -> AudienceRepo:

@@ -403,6 +403,13 @@ class Engine:
             return
         if give_up and job.schedule is not None:
             self.d.scheduler.remove(job.account_id, job.id)  # a failed job waits for a resume
+        if exc.auth:
+            # Known-bad credentials: say so on the authorization now, not at the next sweep.
+            from chalicelib.services import health
+
+            auth = self.d.auths.get(job.account_id, job.authorization_id, consistent=True)
+            if auth is not None:
+                health.mark_unhealthy_from_run(self.d, auth, exc.reason, run_id=run.id)
         if delay is not None:
             self._send({"account_id": job.account_id, "job_id": job.id, "trigger": "retry",
                         "not_before": after.next_run_at}, delay=delay)

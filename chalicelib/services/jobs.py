@@ -138,7 +138,8 @@ def create(d: Deps, p: Principal, new: NewJob) -> tuple[Job, Authorization]:
         failure_window_hours=new.failure_window_hours,
     )
     verb = "created and started" if new.start else "created (staged, paused)"
-    logs = [_log_op(d, job, "job.created", f"job {verb} by {p.user_id}", p)]
+    logs = [_log_op(d, job, "job.created", f"job {verb} by {p.user_id}", p),
+            _audit_op(d, p, "created", job)]
     if inline is not None:
         auth_svc.store_secret(d, inline[0], inline[1])
         try:
@@ -176,6 +177,25 @@ def _log_op(d: Deps, job: Job, code: str, message: str, p: Principal,
 
     line = LogLine("info", code, message, user=p.user_id, context=context or {})
     return d.runs.log_op(job.account_id, job.id, line, datetime.now(UTC))
+
+
+def _audit_op(d: Deps, p: Principal, action: str, job: Job,
+              before: Job | None = None) -> dict[str, Any]:
+    """The audit event of a user's change to a job, for the change's own transaction."""
+    from chalicelib.store.audit import AuditEvent, diff
+
+    # A creation records the values it started with; other events what changed.
+    changes = diff(_audited(before), _audited(job)) if (before or action == "created") else {}
+    return d.audit.op(AuditEvent(p.account_id, p.user_id, action, "job", job.id, job.label, changes))
+
+
+def _audited(job: Job | None) -> dict[str, Any]:
+    # Job config holds no secrets (credentials live in the authorization's secret).
+    if job is None:
+        return {}
+    return {"label": job.label, "description": job.description, "config": job.config,
+            "schedule": job.schedule, "authorization_id": job.authorization_id,
+            "status": job.status.value}
 
 
 def _create_on_existing(d: Deps, job: Job, provider_id: str, logs: list[dict[str, Any]]) -> None:
@@ -218,6 +238,11 @@ def summary(d: Deps, p: Principal, job_id: str) -> tuple[Job, Authorization | No
 def list_(d: Deps, p: Principal, *, limit: int, cursor: str | None, **filters: str | None) -> Page:
     p.require(Capability.READ)
     return d.jobs.page(p.account_id, limit=limit, cursor=cursor, **filters)
+
+
+def authorizations_of(d: Deps, p: Principal, jobs: list[Job]) -> dict[str, Authorization]:
+    """The authorizations of a page of jobs (one BatchGetItem), for their health."""
+    return d.auths.get_many(p.account_id, (j.authorization_id for j in jobs))
 
 
 def edit(
@@ -299,7 +324,9 @@ def edit(
     log = _log_op(d, job, "job.edited", f"{', '.join(changes)} changed by {p.user_id}", p,
                   {"changes": changes})
     try:
-        saved = d.jobs.save(job, after, expected_version=version, extra=[log])
+        action = "reauthorized" if "authorization_id" in changes else "changed"
+        saved = d.jobs.save(job, after, expected_version=version,
+                            extra=[log, _audit_op(d, p, action, after, before=job)])
     except AuthorizationGone:
         raise Invalid(
             f"authorization {after.authorization_id!r} was deleted meanwhile",
@@ -327,7 +354,9 @@ def act(d: Deps, p: Principal, job_id: str, action: Action) -> Job:
     log = _log_op(d, job, f"job.{action.value}", f"job {past} by {p.user_id}", p,
                   {"from": job.status.value, "to": new_status.value})
     try:
-        saved = d.jobs.save(job, after, expected_version=None, expected_status=job.status, extra=[log])
+        saved = d.jobs.save(job, after, expected_version=None, expected_status=job.status,
+                            extra=[log, _audit_op(d, p, past.split()[0] if action is not Action.RUN_NOW else "run",
+                                                  after, before=job)])
     except AuthorizationGone:
         raise Conflict(
             f"the job's authorization {job.authorization_id!r} was deleted; "
@@ -345,7 +374,7 @@ def act(d: Deps, p: Principal, job_id: str, action: Action) -> Job:
 def delete(d: Deps, p: Principal, job_id: str) -> None:
     p.require(Capability.MANAGE_INTEGRATIONS)
     job = get(d, p, job_id)
-    d.jobs.delete(job)
+    d.jobs.delete(job, extra=[_audit_op(d, p, "deleted", job)])
     if job.schedule is not None:
         d.scheduler.remove(job.account_id, job.id)
 

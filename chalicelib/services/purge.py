@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from chalicelib.domain.errors import AppError
 from chalicelib.domain.statuses import PURGEABLE_STATUSES
 from chalicelib.services.deps import Deps
+from chalicelib.store.audit import AuditEvent
 from chalicelib.store.dynamo import PURGE_SHARDS
 
 log = logging.getLogger("switchyard.purge")
@@ -46,7 +47,9 @@ def purge_due(d: Deps, now: datetime | None = None) -> PurgeReport:
                     report.skipped += 1
                     continue
                 try:
-                    d.jobs.delete(job)
+                    d.jobs.delete(job, extra=[d.audit.op(AuditEvent(
+                        account_id, "system", "purged", "job", job.id, job.label,
+                        {"status": {"before": job.status.value, "after": None}}))])
                 except AppError:
                     report.skipped += 1  # changed meanwhile: it is no longer due
                     continue

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -233,6 +234,23 @@ def paged_query(
     return Page(items=[obj for _, obj in page], next_cursor=next_cursor)
 
 
+def prefix_page(table: Table, pk: str, prefix: str, *, limit: int, cursor: str | None,
+                convert: Callable[[dict[str, Any]], Any]) -> Page:
+    """Newest-first pages of the items of `pk` whose SK starts with `prefix`."""
+    return paged_query(
+        table,
+        key_condition="PK = :pk AND begins_with(SK, :p)",
+        names={},
+        values={":pk": pk, ":p": prefix},
+        key_names=("PK", "SK"),
+        expect={"PK": pk},
+        sk_prefix=prefix,
+        limit=limit,
+        cursor=cursor,
+        convert=convert,
+    )
+
+
 def now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
@@ -403,10 +421,18 @@ class AccountRepo:
 # Authorizations
 
 
+HEALTH_SHARDS = 16
+HEALTH_PREFIX = "HEALTH#"  # SK prefix of health transitions: HEALTH#<auth>#<at>#<rand>
+
+
 def _auth_item(a: Authorization) -> dict[str, Any]:
     return {
         "PK": K.account_pk(a.account_id),
         "SK": K.auth_sk(a.id),
+        # Every authorization is in the sweep index, sharded so the daily health sweep
+        # reads them with bounded Queries (never a Scan).
+        "GSI2PK": f"HEALTH#{zlib.crc32(a.id.encode()) % HEALTH_SHARDS}",
+        "GSI2SK": f"{a.account_id}#{a.id}",
         "type": "authorization",
         "id": a.id,
         "account_id": a.account_id,
@@ -559,6 +585,106 @@ class AuthorizationRepo:
             version=expected_version,
         )
         return _auth(_deser(resp["Attributes"]))
+
+    def get_many(self, account_id: str, auth_ids: Iterable[str]) -> dict[str, Authorization]:
+        """The account's authorizations among `auth_ids` (BatchGetItem, 100 keys a request)."""
+        ids = list(dict.fromkeys(auth_ids))
+        out: dict[str, Authorization] = {}
+        for start in range(0, len(ids), 100):
+            pending: dict[str, Any] = {self.t.name: {"Keys": [
+                {"PK": {"S": K.account_pk(account_id)}, "SK": {"S": K.auth_sk(i)}}
+                for i in ids[start:start + 100]]}}
+            for _attempt in range(5):
+                resp = self.t.client.batch_get_item(RequestItems=pending)
+                for row in resp.get("Responses", {}).get(self.t.name, []):
+                    auth = _auth(_deser(row))
+                    out[auth.id] = auth
+                pending = resp.get("UnprocessedKeys") or {}
+                if not pending:
+                    break
+                time.sleep(0.05 * 2**_attempt)
+        return out
+
+    # -- health -------------------------------------------------------------------------
+
+    def sweep_page(self, shard: int, start: dict[str, Any] | None, *, limit: int = 100,
+                   ) -> tuple[list[tuple[str, str]], dict[str, Any] | None]:
+        """One page of (account_id, auth_id) of one sweep shard, and where the next starts."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.t.name,
+            "IndexName": K.GSI2,
+            "KeyConditionExpression": "GSI2PK = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": f"HEALTH#{shard}"}},
+            "Limit": limit,
+        }
+        if start:
+            kwargs["ExclusiveStartKey"] = start
+        resp = self.t.client.query(**kwargs)
+        found = [tuple(i["GSI2SK"]["S"].split("#", 1)) for i in resp.get("Items", [])]
+        return [(a, b) for a, b in found], resp.get("LastEvaluatedKey")
+
+    def record_health(self, auth: Authorization, status: HealthStatus, reason: str | None, *,
+                      at: str, by: str, provider_account: str | None = None) -> bool:
+        """Store a check's verdict; on a change of status also a transition item, in the
+        same transaction, conditional on the status it changes from (so two checkers
+        never both record one transition). Not a user edit: the version stays.
+        Returns whether the status changed."""
+        prev = auth.health.status
+        for _ in range(4):
+            values: dict[str, Any] = {":s": status.value, ":at": at, ":prev": prev.value}
+            sets = ["health_status = :s", "health_checked_at = :at"]
+            if reason is not None:
+                sets.append("health_reason = :r")
+                values[":r"] = reason
+            if provider_account:
+                sets.append("provider_account = :pa")
+                values[":pa"] = provider_account
+            remove = "" if reason is not None else " REMOVE health_reason"
+            update = {
+                "Update": {
+                    "TableName": self.t.name,
+                    "Key": {"PK": {"S": K.account_pk(auth.account_id)}, "SK": {"S": K.auth_sk(auth.id)}},
+                    "UpdateExpression": "SET " + ", ".join(sets) + remove,
+                    "ConditionExpression": "attribute_exists(PK) AND (health_status = :prev"
+                                           + (" OR attribute_not_exists(health_status))"
+                                              if prev == HealthStatus.UNKNOWN else ")"),
+                    "ExpressionAttributeValues": {k: _to_attr(v) for k, v in values.items()},
+                }
+            }
+            ops = [update]
+            if status != prev:
+                ns = time.time_ns()  # one reading: the key orders transitions within a second
+                moment = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns / 1e9))
+                ops.append({
+                    "Put": {
+                        "TableName": self.t.name,
+                        "Item": _ser({
+                            "PK": K.account_pk(auth.account_id),
+                            "SK": f"{HEALTH_PREFIX}{auth.id}#{moment}.{ns // 1000 % 10**6:06d}Z"
+                                  f"#{uuid.uuid4().hex[:6]}",
+                            "type": "health_transition",
+                            "authorization_id": auth.id,
+                            "from": prev.value, "to": status.value, "reason": reason,
+                            "at": at, "by": by,
+                            "expires_at": int(time.time()) + 400 * 86400,
+                        }),
+                    }
+                })
+            try:
+                self.t.transact(ops)
+                return status != prev
+            except TransactionFailed:
+                current = self.get(auth.account_id, auth.id, consistent=True)
+                if current is None:
+                    raise not_found("authorization", auth.id) from None
+                prev = current.health.status  # someone else recorded first: from theirs
+        raise Conflict("the authorization's health changed too often at once; retry",
+                       code="conflict.concurrent_change")
+
+    def health_history(self, account_id: str, auth_id: str, *, limit: int, cursor: str | None) -> Page:
+        return prefix_page(self.t, K.account_pk(account_id), f"{HEALTH_PREFIX}{auth_id}#", limit=limit,
+                           cursor=cursor,
+                           convert=lambda r: {k: r.get(k) for k in ("at", "from", "to", "reason", "by")})
 
     def delete_if_unused(self, account_id: str, auth_id: str) -> Authorization:
         """SPEC rule 10, enforced by DynamoDB: the item goes only if no active job counts on it.
@@ -976,7 +1102,7 @@ class JobRepo:
         )
         return after
 
-    def delete(self, job: Job) -> None:
+    def delete(self, job: Job, *, extra: list[dict[str, Any]] | None = None) -> None:
         op = {
             "Delete": {
                 "TableName": self.t.name,
@@ -989,6 +1115,7 @@ class JobRepo:
             op,
             job.account_id,
             [UsageMove(job.authorization_id, job.status, None)],
+            extra=extra,
             job_id=job.id,
             version=job.version,
             audiences=[(audience_of(job), -1)],

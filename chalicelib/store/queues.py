@@ -1,4 +1,4 @@
-"""SQS: the runs queue (run now, resume, first run of a new job)."""
+"""SQS: the runs queue (run now, resume, first run of a new job) and the health queue."""
 
 from __future__ import annotations
 
@@ -36,3 +36,28 @@ class RunQueue:
             MessageBody=json.dumps(message, sort_keys=True),
             DelaySeconds=max(0, min(900, delay_seconds)),
         )
+
+
+class HealthQueue:
+    """The daily sweep's fan-out: one message per authorization (ids only)."""
+
+    def send_batch(self, messages: list[dict[str, Any]]) -> int:
+        """SendMessageBatch, 10 entries a request; returns the requests sent. Entries SQS
+        reports as failed are sent again once, then raise (the sweep is retried whole)."""
+        conf = settings()
+        url = queue_url(conf.health_queue_name)
+        sqs = aws.client("sqs")
+        sent = 0
+        for start in range(0, len(messages), 10):
+            entries = [{"Id": str(i), "MessageBody": json.dumps(m, sort_keys=True)}
+                       for i, m in enumerate(messages[start:start + 10])]
+            for _attempt in range(2):
+                resp = sqs.send_message_batch(QueueUrl=url, Entries=entries)
+                sent += 1
+                failed = {f["Id"] for f in resp.get("Failed", [])}
+                entries = [e for e in entries if e["Id"] in failed]
+                if not entries:
+                    break
+            if entries:
+                raise RuntimeError(f"the health queue refused {len(entries)} messages")
+        return sent

@@ -103,6 +103,28 @@ def test_config_error_fails_at_once_with_a_clear_line(api, drain, make_job, sour
     assert "resume" in line["message"]
 
 
+def test_an_auth_error_fails_the_job_and_marks_the_authorization_unhealthy_at_once(api, drain, make_job, source):
+    # GIVEN a job whose provider answers that the key was revoked
+    source.errors = [ProviderError("the API key was revoked (401)", auth=True)]
+    job = make_job(people(10))
+    # WHEN its run is delivered
+    drain.run()
+    # THEN the job failed once, with no retry
+    final = _job(api, job["id"])
+    assert final["status"] == "failed" and final["fault_count"] == 1
+    # AND the authorization is unhealthy now, the run named as the witness
+    auth_id = final["authorization_id"]
+    summary = api.get(f"/authorizations/{auth_id}").json["data"]
+    assert summary["health"]["status"] == "unhealthy"
+    assert "revoked" in summary["health"]["reason"]
+    [transition] = api.get(f"/authorizations/{auth_id}/health").json["data"]
+    assert transition["to"] == "unhealthy" and transition["by"] == f"run {final['last_run']['id']}"
+    # AND every job row using it carries the warning
+    [row] = [r for r in api.get("/jobs").json["data"] if r["id"] == job["id"]]
+    assert row["warning"] and "unhealthy" in row["warning"] and "revoked" in row["warning"]
+    assert api.get(f"/jobs/{job['id']}").json["data"]["warning"] == row["warning"]
+
+
 def test_transient_errors_back_off_then_succeed(api, deps, tenant, drain, make_job, source, options):
     # GIVEN a source that fails twice with throttling, then works
     source.errors = [ProviderError("429 slow down", transient=True, retry_after=120),

@@ -1,0 +1,124 @@
+"""Authorization health: the daily sweep, the health handler, "check now", and what a run
+learns about its credentials (SPEC rule 7, docs/health.md).
+
+The sweep reads every authorization from the sharded sweep index (a Query per page, never
+a Scan) and fans them out to the health queue, one message each, 10 per SendMessageBatch.
+The handler checks up to 10 at once, each in its own thread with a hard timeout, so one
+provider that hangs never stalls the others. Only a change of status writes a transition.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures as cf
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from chalicelib.domain.errors import AppError
+from chalicelib.domain.models import Authorization, CheckResult, HealthStatus
+from chalicelib.providers.base import ProviderError
+from chalicelib.services import credentials as creds_svc
+from chalicelib.services.deps import Deps
+from chalicelib.store.dynamo import HEALTH_SHARDS, now_iso
+
+log = logging.getLogger("switchyard.health")
+
+CHECK_TIMEOUT_SECONDS = 20.0
+SWEEP_PAGE = 100
+
+
+@dataclass
+class Verdict:
+    auth_id: str
+    status: HealthStatus | None  # None: nothing could be concluded (transient); nothing stored
+    reason: str | None
+    changed: bool = False
+
+
+def sweep(d: Deps) -> tuple[int, int]:
+    """Queue every authorization for a check. Returns (authorizations, SQS requests)."""
+    queued = requests = 0
+    for shard in range(HEALTH_SHARDS):
+        start: dict[str, Any] | None = None
+        while True:
+            found, start = d.auths.sweep_page(shard, start, limit=SWEEP_PAGE)
+            if found:
+                requests += d.health_queue.send_batch(
+                    [{"account_id": a, "authorization_id": i} for a, i in found])
+                queued += len(found)
+            if not start:
+                break
+    log.info("health sweep queued", extra={"authorizations": queued, "sqs_requests": requests})
+    return queued, requests
+
+
+def _check(d: Deps, auth: Authorization) -> CheckResult:
+    provider = d.registry.get(auth.provider)
+    spec = provider.spec.method(auth.method)
+    if not spec.verifiable:
+        return CheckResult(HealthStatus.UNKNOWN, f"{provider.spec.name} offers no way to verify")
+    credentials = creds_svc.load(d, auth, provider.spec)
+    return provider.check(auth.method, credentials, {})
+
+
+def record(d: Deps, auth: Authorization, check: CheckResult, *, by: str) -> bool:
+    changed = d.auths.record_health(auth, check.status, check.reason, at=now_iso(), by=by,
+                                    provider_account=check.provider_account)
+    if changed:
+        log.info("authorization health changed", extra={
+            "account_id": auth.account_id, "authorization_id": auth.id,
+            "from": auth.health.status.value, "to": check.status.value})
+    return changed
+
+
+def check_many(d: Deps, targets: list[tuple[str, str]], *, by: str = "sweep",
+               timeout: float = CHECK_TIMEOUT_SECONDS) -> list[Verdict]:
+    """Check (account_id, auth_id) pairs concurrently, each bounded by `timeout`."""
+    auths: list[Authorization] = []
+    verdicts: list[Verdict] = []
+    for account_id, auth_id in targets:
+        auth = d.auths.get(account_id, auth_id, consistent=True)
+        if auth is None:
+            verdicts.append(Verdict(auth_id, None, "deleted since it was queued"))
+        else:
+            auths.append(auth)
+    if not auths:
+        return verdicts
+    # Not a `with` block: leaving it would wait for a thread that hangs.
+    pool = cf.ThreadPoolExecutor(max_workers=len(auths), thread_name_prefix="health")
+    futures = {pool.submit(_check, d, a): a for a in auths}
+    done, _hung = cf.wait(futures, timeout=timeout)
+    pool.shutdown(wait=False, cancel_futures=True)
+    for fut, auth in futures.items():
+        if fut not in done:
+            check = CheckResult(HealthStatus.UNKNOWN, f"no answer within {timeout:g} s")
+        else:
+            exc = fut.exception()
+            if isinstance(exc, ProviderError):
+                # Throttling or an outage says nothing about the credentials.
+                verdicts.append(Verdict(auth.id, None, exc.reason))
+                continue
+            if exc is not None:
+                log.error("health check crashed", exc_info=exc,
+                          extra={"account_id": auth.account_id, "authorization_id": auth.id})
+                verdicts.append(Verdict(auth.id, None, "the check failed unexpectedly"))
+                continue
+            check = fut.result()
+        try:
+            changed = record(d, auth, check, by=by)
+        except AppError:
+            verdicts.append(Verdict(auth.id, None, "deleted while being checked"))
+            continue
+        verdicts.append(Verdict(auth.id, check.status, check.reason, changed))
+    return verdicts
+
+
+def mark_unhealthy_from_run(d: Deps, auth: Authorization, reason: str, *, run_id: str) -> bool:
+    """A run that hit an auth error (401/403, revoked keys) says so at once."""
+    try:
+        return record(d, auth, CheckResult(HealthStatus.UNHEALTHY, reason), by=f"run {run_id}")
+    except AppError:
+        return False
+
+
+__all__ = ["Verdict", "check_many", "mark_unhealthy_from_run", "record", "sweep"]

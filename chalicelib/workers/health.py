@@ -1,0 +1,41 @@
+"""The daily health sweep (schedule) and the health queue's handler (services/health.py)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from chalice import Blueprint, Cron
+
+from chalicelib.config import HEALTH_QUEUE
+
+bp = Blueprint(__name__)
+log = logging.getLogger("switchyard.health")
+
+
+@bp.schedule(Cron(0, 5, "*", "*", "?", "*"), name="health_sweep")
+def health_sweep(event: Any) -> None:
+    from chalicelib.services.deps import deps
+    from chalicelib.services.health import sweep
+
+    sweep(deps())
+
+
+@bp.on_sqs_message(queue=HEALTH_QUEUE, batch_size=10)
+def check_health(event: Any) -> None:
+    from chalicelib.services.deps import deps
+    from chalicelib.services.health import check_many
+
+    targets: list[tuple[str, str]] = []
+    for record in event:
+        try:
+            body = json.loads(record.body)
+            targets.append((str(body["account_id"]), str(body["authorization_id"])))
+        except (ValueError, KeyError, TypeError):
+            log.error("health message dropped: not a health check request")
+    verdicts = check_many(deps(), targets)
+    log.info("health checked", extra={
+        "checked": sum(1 for v in verdicts if v.status is not None),
+        "inconclusive": sum(1 for v in verdicts if v.status is None),
+        "changed": sum(1 for v in verdicts if v.changed)})
