@@ -25,8 +25,17 @@ class Settings:
     health_queue_name: str
     event_bus_name: str
     secret_prefix: str
-    # Requests to AWS through the provider layer (S3/STS of customer accounts).
+    # Requests to AWS through the provider layer (S3/STS of customer accounts), and the
+    # read timeout of one HTTP attempt of an HTTP provider (providers/http.py).
     provider_timeout_seconds: float
+    # HTTP providers: connect timeout of one attempt, and the total time one call may take
+    # with its retries and rate-limit waits (never past the step's own deadline).
+    provider_connect_timeout_seconds: float
+    provider_call_seconds: float
+    # Off in every deployed stage: user-supplied URLs (webhooks) may not reach private,
+    # loopback, link-local or reserved addresses, and must be https. The local stack and
+    # the tests turn it on to talk to receivers on 127.0.0.1 (http allowed too).
+    allow_private_urls: bool
     token_cache_seconds: int
     max_body_bytes: int
 
@@ -34,6 +43,10 @@ class Settings:
 def _env(name: str, default: str | None = None) -> str | None:
     value = os.environ.get(name)
     return value if value not in (None, "") else default
+
+
+def _flag(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
 
 
 @lru_cache(maxsize=1)
@@ -50,6 +63,9 @@ def settings() -> Settings:
         event_bus_name=_env("SWITCHYARD_EVENT_BUS", f"switchyard-{stage}") or "",
         secret_prefix=_env("SWITCHYARD_SECRET_PREFIX", f"switchyard/{stage}") or "",
         provider_timeout_seconds=float(_env("SWITCHYARD_PROVIDER_TIMEOUT", "10") or 10),
+        provider_connect_timeout_seconds=float(_env("SWITCHYARD_PROVIDER_CONNECT_TIMEOUT", "5") or 5),
+        provider_call_seconds=float(_env("SWITCHYARD_PROVIDER_CALL_SECONDS", "25") or 25),
+        allow_private_urls=_flag(_env("SWITCHYARD_ALLOW_PRIVATE_URLS")),
         token_cache_seconds=int(_env("SWITCHYARD_TOKEN_CACHE_SECONDS", "60") or 60),
         max_body_bytes=int(_env("SWITCHYARD_MAX_BODY_BYTES", str(256 * 1024)) or 262144),
     )

@@ -16,18 +16,33 @@ from chalicelib.config import settings
 
 @dataclass
 class CallCounter:
-    """Requests sent on behalf of one authorization, by 'service.operation'."""
+    """Requests sent on behalf of one authorization, by 'service.operation'.
+
+    `counts` has every attempt (retries included: what the provider sees and bills);
+    `errors` the attempts that failed (no answer, or an error status). The authorization
+    id, when known, also keys the HTTP layer's per-authorization rate limit.
+    """
 
     counts: Counter[str] = field(default_factory=Counter)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    errors: Counter[str] = field(default_factory=Counter)
+    authorization_id: str | None = None
 
     def add(self, key: str) -> None:
         with self._lock:
             self.counts[key] += 1
 
+    def add_error(self, key: str) -> None:
+        with self._lock:
+            self.errors[key] += 1
+
     @property
     def total(self) -> int:
         return sum(self.counts.values())
+
+    @property
+    def error_total(self) -> int:
+        return sum(self.errors.values())
 
 
 @dataclass(frozen=True)
@@ -82,12 +97,24 @@ def aws_client(identity: AwsIdentity, service: str, counter: CallCounter | None)
             ),
         )
     if counter is not None:
-        # before-send fires once per HTTP attempt, retries included: what AWS bills.
+        # before-send fires once per HTTP attempt, retries included: what AWS bills;
+        # response-received once per attempt too, with the status or the exception.
         client.meta.events.register(
             "before-send",
             lambda request, **kw: counter.add(f"{service}.{_operation(kw)}"),
         )
+        client.meta.events.register(
+            "response-received",
+            lambda **kw: counter.add_error(f"{service}.{_operation(kw)}") if _failed(kw) else None,
+        )
     return client
+
+
+def _failed(kw: dict[str, Any]) -> bool:
+    if kw.get("exception") is not None:
+        return True
+    response = kw.get("response_dict") or {}
+    return int(response.get("status_code") or 0) >= 400
 
 
 def _operation(kw: dict[str, Any]) -> str:

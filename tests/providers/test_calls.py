@@ -26,6 +26,21 @@ def test_counter_counts_by_key_and_in_total() -> None:
     assert counter.total == 3
 
 
+def test_counter_keeps_errors_apart_and_names_its_authorization() -> None:
+    # GIVEN a counter for one authorization
+    counter = CallCounter(authorization_id="auth_1")
+
+    # WHEN two attempts are sent and one of them fails
+    counter.add("webhook.events.post")
+    counter.add("webhook.events.post")
+    counter.add_error("webhook.events.post")
+
+    # THEN both are requests, one is an error
+    assert counter.total == 2 and counter.error_total == 1
+    assert counter.errors == {"webhook.events.post": 1}
+    assert counter.authorization_id == "auth_1"
+
+
 def test_counter_is_safe_across_threads() -> None:
     # GIVEN 8 threads adding 2 000 requests each to one counter
     counter = CallCounter()

@@ -589,9 +589,9 @@ def test_check_counts_its_requests(make_bucket: Callable[..., str]) -> None:
     # WHEN a check with a bucket runs
     PROVIDER.check("access_keys", keys(), {"bucket": bucket}, counter)
 
-    # THEN one GetCallerIdentity and one HeadBucket were sent
+    # THEN one GetCallerIdentity and one HeadBucket were sent, neither failed
     assert counter.counts == {"sts.GetCallerIdentity": 1, "s3.HeadBucket": 1}
-    assert counter.total == 2
+    assert counter.total == 2 and counter.error_total == 0
 
 
 def test_options_count_their_requests(make_bucket: Callable[..., str]) -> None:
@@ -616,6 +616,8 @@ def test_a_failed_request_is_counted_too(aws: None) -> None:
 
     # THEN the failed HeadBucket is counted (AWS bills it) and not retried (a 404 is final)
     assert counter.counts == {"sts.GetCallerIdentity": 1, "s3.HeadBucket": 1}
+    # AND it is the one error (the authorization's activity shows errors apart)
+    assert counter.errors == {"s3.HeadBucket": 1}
 
 
 # --- credential hint -------------------------------------------------------------------
