@@ -2,7 +2,19 @@
 
 from chalice import Chalice
 
-from chalicelib.api import admin, audiences, audit, auth, authorizations, catalog, jobs, meta, profiles
+from chalicelib.api import (
+    admin,
+    alerts,
+    audiences,
+    audit,
+    auth,
+    authorizations,
+    catalog,
+    jobs,
+    meta,
+    profiles,
+)
+from chalicelib.workers import alerts as alert_worker
 from chalicelib.workers import health, purge, runner
 
 app = Chalice(app_name="switchyard")
@@ -15,6 +27,8 @@ app.register_blueprint(admin.bp)
 app.register_blueprint(profiles.bp)
 app.register_blueprint(audiences.bp)
 app.register_blueprint(audit.bp)
+app.register_blueprint(alerts.bp)
 app.register_blueprint(runner.bp)
 app.register_blueprint(purge.bp)
 app.register_blueprint(health.bp)
+app.register_blueprint(alert_worker.bp)

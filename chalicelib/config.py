@@ -10,6 +10,7 @@ from functools import lru_cache
 # @app.on_sqs_message(queue=...) needs a literal at import time, before any settings exist.
 RUNS_QUEUE = "switchyard-runs"
 HEALTH_QUEUE = "switchyard-health"
+ALERTS_QUEUE = "switchyard-alerts"
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,7 @@ class Settings:
     runs_queue_url: str | None
     health_queue_name: str
     event_bus_name: str
+    alerts_topic_name: str
     secret_prefix: str
     # Requests to AWS through the provider layer (S3/STS of customer accounts), and the
     # read timeout of one HTTP attempt of an HTTP provider (providers/http.py).
@@ -61,6 +63,7 @@ def settings() -> Settings:
         runs_queue_url=_env("SWITCHYARD_RUNS_QUEUE_URL"),
         health_queue_name=_env("SWITCHYARD_HEALTH_QUEUE", HEALTH_QUEUE) or "",
         event_bus_name=_env("SWITCHYARD_EVENT_BUS", f"switchyard-{stage}") or "",
+        alerts_topic_name=_env("SWITCHYARD_ALERTS_TOPIC", f"switchyard-{stage}-alerts") or "",
         secret_prefix=_env("SWITCHYARD_SECRET_PREFIX", f"switchyard/{stage}") or "",
         provider_timeout_seconds=float(_env("SWITCHYARD_PROVIDER_TIMEOUT", "10") or 10),
         provider_connect_timeout_seconds=float(_env("SWITCHYARD_PROVIDER_CONNECT_TIMEOUT", "5") or 5),

@@ -112,6 +112,18 @@ class CredentialsPut(Strict):
     version: int | None = Field(None, ge=1, description="Version being edited (or send If-Match)")
 
 
+_EMAIL = r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{2,63}$"
+
+
+class AlertSettingsPut(Strict):
+    emails: list[Annotated[str, Field(pattern=_EMAIL, max_length=254)]] = Field(
+        default_factory=list, max_length=10, description="Addresses that get alert e-mails (SNS asks each to confirm)")
+    webhooks: list[Annotated[str, Field(pattern=r"^https?://", max_length=2048)]] = Field(
+        default_factory=list, max_length=5,
+        description="URLs that get signed JSON alerts (https; the signing secret is shown once)")
+    version: int = Field(ge=0, description="The version read (0 before the first save)")
+
+
 class InlineAuthorization(Strict):
     method: Ident
     label: Label
@@ -423,3 +435,16 @@ class ErrorBody(Out):
 
 class ErrorOut(Out):
     error: ErrorBody
+
+
+class AlertSettingsOut(Out):
+    emails: list[str]
+    webhooks: list[str]
+    events: list[str] = Field(description="The alert types delivered")
+    updated_at: str | None
+    version: int
+    signing_secret: str | None = Field(None, description="Only in the answer that added the first webhook")
+
+
+class AlertTestOut(Out):
+    published: bool

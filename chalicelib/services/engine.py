@@ -341,10 +341,21 @@ class Engine:
         except (AppError, TransactionFailed) as exc:
             self._commit_refused(job, run, exc)
             return
+        if done:
+            self.finished(job, run)
         self.o.fault("after_commit")
         if not done:
             run.step += 1
             self._continue(run)
+
+    def finished(self, job: Job, run: Run) -> None:
+        """A run succeeded: a job that had been failing has recovered (one alert)."""
+        if job.fault_count > 0 or (job.last_run or {}).get("status") in ("failed", "retrying"):
+            from chalicelib.services import alerts
+
+            alerts.emit(job.account_id, alerts.JOB_RECOVERED, {
+                "job_id": job.id, "label": job.label, "run_id": run.id,
+                "previous_error": (job.last_run or {}).get("error")})
 
     def _commit_refused(self, job: Job, run: Run, exc: Exception) -> None:
         """The commit's conditions failed: the step was already committed by an earlier
@@ -403,6 +414,12 @@ class Engine:
             return
         if give_up and job.schedule is not None:
             self.d.scheduler.remove(job.account_id, job.id)  # a failed job waits for a resume
+        if give_up:
+            from chalicelib.services import alerts
+
+            alerts.emit(job.account_id, alerts.JOB_FAILED, {
+                "job_id": job.id, "label": job.label, "run_id": run.id, "reason": exc.reason,
+                "fault_count": after.fault_count})
         if exc.auth:
             # Known-bad credentials: say so on the authorization now, not at the next sweep.
             from chalicelib.services import health

@@ -413,6 +413,8 @@ def _commit(engine: Engine, job: Job, run: Run, delivery: Delivery, started: flo
     except (AppError, TransactionFailed) as exc:
         engine._commit_refused(job, run, exc)
         return
+    if out.done:
+        engine.finished(job, run)
     engine.o.fault("after_commit")
     if not out.done:
         run.step += 1

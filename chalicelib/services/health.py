@@ -68,7 +68,21 @@ def record(d: Deps, auth: Authorization, check: CheckResult, *, by: str) -> bool
         log.info("authorization health changed", extra={
             "account_id": auth.account_id, "authorization_id": auth.id,
             "from": auth.health.status.value, "to": check.status.value})
+        _alert(auth, check)
     return changed
+
+
+def _alert(auth: Authorization, check: CheckResult) -> None:
+    from chalicelib.services import alerts
+
+    kind = None
+    if check.status == HealthStatus.UNHEALTHY:
+        kind = alerts.AUTH_UNHEALTHY
+    elif check.status == HealthStatus.HEALTHY and auth.health.status == HealthStatus.UNHEALTHY:
+        kind = alerts.AUTH_HEALTHY
+    if kind:
+        alerts.emit(auth.account_id, kind, {"authorization_id": auth.id, "label": auth.label,
+                                            "provider": auth.provider, "reason": check.reason})
 
 
 def check_many(d: Deps, targets: list[tuple[str, str]], *, by: str = "sweep",

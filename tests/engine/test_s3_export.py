@@ -23,6 +23,7 @@ import itertools
 import json
 import random
 import secrets
+import time
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -574,8 +575,11 @@ ALL_POINTS = {"after_lease", "before_write", "after_write", "after_commit", "bef
 
 
 def _drain_until(api, drain, job_id: str, runs: int) -> None:
-    for _ in range(20):
-        drain.run(limit=5000)
+    # A redelivery may be delayed (a busy step is retried later): wait for it, bounded.
+    give_up = time.monotonic() + 180
+    while time.monotonic() < give_up:
+        if not drain.run(limit=5000):
+            time.sleep(0.3)
         done = [r for r in _runs(api, job_id) if r["status"] == "succeeded"]
         if len(done) == runs and _job(api, job_id)["status"] in ("sleeping", "completed"):
             return

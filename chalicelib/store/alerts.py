@@ -1,0 +1,109 @@
+"""Alerts: the account's delivery settings, the EventBridge bus, the SNS topic (docs/alerts.md).
+
+Settings item: PK=ACCT#<a>  SK=ALERTS   emails (with their SNS subscription ARNs), webhook
+URLs, version. The webhook signing secret lives in Secrets Manager
+(`<prefix>/<account>/alerts`), never here.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from chalicelib.config import settings
+from chalicelib.domain.errors import stale_version
+from chalicelib.store import aws
+from chalicelib.store import keys as K
+from chalicelib.store.dynamo import Table, _error_code, _ser, now_iso
+
+SOURCE = "switchyard"
+
+
+@dataclass
+class AlertSettings:
+    account_id: str
+    emails: dict[str, str] = field(default_factory=dict)  # address -> SNS subscription ARN
+    webhooks: list[str] = field(default_factory=list)
+    updated_at: str | None = None
+    version: int = 0  # 0: never saved
+
+
+class AlertSettingsRepo:
+    def __init__(self, table: Table) -> None:
+        self.t = table
+
+    def get(self, account_id: str) -> AlertSettings:
+        row = self.t.get(K.account_pk(account_id), "ALERTS", consistent=True)
+        if not row:
+            return AlertSettings(account_id)
+        return AlertSettings(account_id, json.loads(row.get("emails_json") or "{}"),
+                             json.loads(row.get("webhooks_json") or "[]"), row.get("updated_at"),
+                             int(row.get("version", 1)))
+
+    def save(self, s: AlertSettings, *, expected_version: int) -> AlertSettings:
+        """Conditional on the version read (0 = not saved yet): no lost update."""
+        from botocore.exceptions import ClientError
+
+        at = now_iso()
+        item = {"PK": K.account_pk(s.account_id), "SK": "ALERTS", "type": "alert_settings",
+                "emails_json": json.dumps(s.emails, sort_keys=True),
+                "webhooks_json": json.dumps(s.webhooks), "updated_at": at,
+                "version": expected_version + 1}
+        cond: dict[str, Any] = ({"ConditionExpression": "attribute_not_exists(PK)"} if expected_version == 0 else
+                                {"ConditionExpression": "version = :v",
+                                 "ExpressionAttributeValues": {":v": {"N": str(expected_version)}}})
+        try:
+            self.t.client.put_item(TableName=self.t.name, Item=_ser(item), **cond)
+        except ClientError as exc:
+            if _error_code(exc) == "ConditionalCheckFailedException":
+                raise stale_version("alert settings", expected_version) from None
+            raise
+        return AlertSettings(s.account_id, s.emails, s.webhooks, at, expected_version + 1)
+
+
+class EventBus:
+    """Alert events on the stage's EventBridge bus (the alerts rule routes them to SQS)."""
+
+    def publish(self, account_id: str, detail_type: str, detail: dict[str, Any]) -> None:
+        resp = aws.client("events").put_events(Entries=[{
+            "Source": SOURCE, "DetailType": detail_type, "EventBusName": settings().event_bus_name,
+            "Detail": json.dumps({"account_id": account_id, **detail}, sort_keys=True, default=str),
+        }])
+        if resp.get("FailedEntryCount"):
+            raise RuntimeError(f"EventBridge refused the event: {resp['Entries'][0].get('ErrorCode')}")
+
+
+class AlertTopic:
+    """E-mail delivery: one SNS topic per stage, each subscription filtered to one account."""
+
+    # The stage's own AWS account, read once per process (GetCallerIdentity needs no permission).
+    _account: str | None = None
+
+    def _arn(self) -> str:
+        if AlertTopic._account is None:
+            AlertTopic._account = str(aws.client("sts").get_caller_identity()["Account"])
+        return f"arn:aws:sns:{settings().region}:{AlertTopic._account}:{settings().alerts_topic_name}"
+
+    def subscribe(self, account_id: str, email: str) -> str:
+        resp = aws.client("sns").subscribe(
+            TopicArn=self._arn(), Protocol="email", Endpoint=email, ReturnSubscriptionArn=True,
+            Attributes={"FilterPolicy": json.dumps({"account_id": [account_id]})})
+        return str(resp["SubscriptionArn"])
+
+    def unsubscribe(self, subscription_arn: str) -> None:
+        from botocore.exceptions import ClientError
+
+        try:
+            aws.client("sns").unsubscribe(SubscriptionArn=subscription_arn)
+        except ClientError as exc:
+            if _error_code(exc) not in ("NotFound", "InvalidParameter"):
+                raise
+
+    def publish(self, account_id: str, subject: str, message: str) -> None:
+        aws.client("sns").publish(
+            TopicArn=self._arn(), Subject=subject[:100], Message=message,
+            MessageAttributes={"account_id": {"DataType": "String", "StringValue": account_id}})
+
+
+__all__ = ["AlertSettings", "AlertSettingsRepo", "AlertTopic", "EventBus"]
