@@ -20,6 +20,7 @@ from chalicelib.domain.rules import (
 )
 from chalicelib.domain.statuses import Action, JobStatus, initial_status, transition
 from chalicelib.providers.base import Provider
+from chalicelib.providers.calls import CallCounter
 from chalicelib.services import authorizations as auth_svc
 from chalicelib.services.deps import Deps
 from chalicelib.services.validation import validate
@@ -82,6 +83,7 @@ def create(d: Deps, p: Principal, new: NewJob) -> tuple[Job, Authorization]:
     config = _config(wf, new.config)
     resources = _resources(wf, config)
     inline: tuple[Authorization, dict[str, Any]] | None = None
+    inline_calls = CallCounter()
     if new.authorization is not None:
         ensure_method_enables(wf, new.authorization.method, field_name="authorization.method")
         inline = auth_svc.prepare(
@@ -96,6 +98,7 @@ def create(d: Deps, p: Principal, new: NewJob) -> tuple[Job, Authorization]:
             ),
             resources=resources,
             field_prefix="authorization.",
+            counter=inline_calls,
         )
         auth = inline[0]
         provider_account = auth.provider_account
@@ -146,6 +149,7 @@ def create(d: Deps, p: Principal, new: NewJob) -> tuple[Job, Authorization]:
         except Exception:
             d.secrets.delete_now(inline[0].secret_name)
             raise
+        auth_svc.record_requests(d, p.account_id, inline[0].id, inline_calls)
     else:
         _create_on_existing(d, job, provider.spec.id, logs)
     _sync_schedule(d, job)
