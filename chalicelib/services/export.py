@@ -328,6 +328,7 @@ def _part(engine: Engine, job: Job, run: Run, ctx: StepContext, impl: ExportStep
     plan_ref = PlanRef.from_json(cur["plan"])
     start = int(cur["next"])
     rows = engine.d.memberships.read_plan(job.account_id, run.id, plan_ref, start, int(cur["rows_per_part"]))
+    ctx.first_row = start
     engine.o.fault("before_write")
     part = impl.write_part(ctx, frozen, run.step, rows)
     end = start + part.rows
