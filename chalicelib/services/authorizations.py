@@ -273,15 +273,21 @@ def delete(d: Deps, p: Principal, auth_id: str) -> None:
 
 
 def check_for_job(
-    d: Deps, auth: Authorization, provider: Provider, resources: dict[str, str]
+    d: Deps, auth: Authorization, provider: Provider, resources: dict[str, str],
+    counter: CallCounter | None = None,
 ) -> CheckResult:
-    """Can this authorization reach these configured resources? (job create/edit, rule 9)"""
+    """Can this authorization reach these configured resources? (job create/edit, rule 9)
+
+    The check's requests are recorded here, unless the caller passes its own `counter`
+    (and records them in its own write)."""
     try:
         credentials = creds_svc.load(d, auth, provider.spec)
     except Exception as exc:  # a secret that cannot be read is an outage, not bad input
         if getattr(exc, "response", None):
             raise Unavailable("the authorization's credentials could not be read") from None
         raise
+    if counter is not None:
+        return run_check(provider, auth.method, credentials, resources, counter)
     counter = CallCounter(authorization_id=auth.id)
     try:
         return run_check(provider, auth.method, credentials, resources, counter)
