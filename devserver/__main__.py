@@ -83,6 +83,9 @@ def run() -> int:
     endpoint = f"http://127.0.0.1:{aws_port}"
     from devserver.infra import deploy_stack, use_local_aws
 
+    # Webhooks and other user-supplied URLs may point at receivers on this machine (http
+    # allowed): the SSRF guard of deployed stages would refuse them.
+    os.environ["SWITCHYARD_ALLOW_PRIVATE_URLS"] = "1"
     use_local_aws(endpoint, STAGE, region=REGION)
 
     from devserver import events, gateway

@@ -24,6 +24,9 @@ LAZY_MODULES = (
     "pydantic",
     "pydantic_core",
     "chalicelib.providers.s3",
+    "chalicelib.providers.webhook",
+    "chalicelib.providers.http",
+    "urllib3",
     "chalicelib.api.schemas",
 )
 

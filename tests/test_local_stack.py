@@ -21,6 +21,8 @@ from typing import Any
 
 import pytest
 
+from tests.http_receiver import Receiver
+
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "tok_smoketest.bG9jYWwtc3RhY2stc21va2UtdGVzdC10b2tlbg"
 START_TIMEOUT = 30.0
@@ -141,6 +143,14 @@ def test_local_stack_serves_api_and_web_and_keeps_state(tmp_path: Path) -> None:
         auth_id = body["data"]["id"]
         assert body["data"]["health"]["status"] == "healthy", body
         assert "wJalrXUtnFEMI" not in json.dumps(body)  # never echoes the secret
+
+        # Webhooks may point at this machine locally (the devserver allows private URLs).
+        with Receiver() as hook:
+            status, body = stack.call("POST", "/api/v1/authorizations", {
+                "provider": "webhook", "method": "none", "label": "smoke hook",
+                "credentials": {"url": hook.url("/in")}})
+            assert status == 201 and body["data"]["health"]["status"] == "healthy", body
+            assert [r.path for r in hook.requests] == ["/in"]
 
         status, body = stack.call("POST", "/api/v1/jobs", {
             "provider": "amazon_s3", "job_type": "import", "workflow": "s3_file_import",

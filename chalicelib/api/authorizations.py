@@ -113,6 +113,5 @@ def delete_authorization(principal: Principal, auth_id: str, query: dict[str, An
        summary="API requests made with it per hour, day or week", tag=TAG,
        authorizer=token_authorizer, response="AuthActivity", errors=(404,), query=GRANULARITY)
 def authorization_activity(principal: Principal, auth_id: str, query: dict[str, Any]) -> Response:
-    svc.get(deps(), principal, auth_id)
-    # The request counters are persisted by the health/runs issues; until then: no points.
-    return ok({"granularity": query["granularity"], "series": []})
+    series = svc.activity(deps(), principal, auth_id, query["granularity"])
+    return ok({"granularity": query["granularity"], "series": series})

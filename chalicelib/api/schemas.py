@@ -382,7 +382,8 @@ class JobActivity(Out):
 
 class AuthActivityPoint(Out):
     start: str
-    api_requests: int
+    api_requests: int  # every attempt, retries included
+    errors: int  # attempts that failed (no answer, or an error status)
 
 
 class AuthActivity(Out):

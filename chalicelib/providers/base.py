@@ -103,6 +103,9 @@ class StepContext:
     max_records: int  # read at most this many rows in this step
     deadline: float  # time.monotonic() by which the step must return
     counter: CallCounter | None = None
+    # Export parts: where the rows given start in the run's plan. A destination that sends a
+    # part in several requests names each row by it (stable ids however parts are split).
+    first_row: int = 0
 
 
 @dataclass

@@ -489,6 +489,7 @@ class HttpClient:
     sleep: Callable[[float], None] = time.sleep
 
     def __post_init__(self) -> None:
+        self.secrets = tuple(self.secrets)  # read twice (redaction, rate-limit key)
         self.redact = Redactor(self.secrets)
 
     # -- what providers call ------------------------------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,10 +20,12 @@ from chalicelib.domain.models import (
 )
 from chalicelib.domain.rules import in_use_error
 from chalicelib.providers.base import Provider, ProviderError
+from chalicelib.providers.calls import CallCounter
 from chalicelib.services import credentials as creds_svc
 from chalicelib.services.deps import Deps
 from chalicelib.store.dynamo import AuthorizationInUse, Page, now_iso
 
+log = logging.getLogger("switchyard.authorizations")
 
 @dataclass(frozen=True)
 class NewAuthorization:
@@ -34,13 +37,14 @@ class NewAuthorization:
 
 
 def run_check(
-    provider: Provider, method: str, credentials: Any, resources: dict[str, str]
+    provider: Provider, method: str, credentials: Any, resources: dict[str, str],
+    counter: CallCounter | None = None,
 ) -> CheckResult:
     spec = provider.spec.method(method)
     if not spec.verifiable:
         return CheckResult(HealthStatus.UNKNOWN, f"{provider.spec.name} offers no way to verify")
     try:
-        return provider.check(method, credentials, resources)
+        return provider.check(method, credentials, resources, counter)
     except ProviderError as exc:
         # Raised only for transient trouble (throttling, outage, our own identity):
         # nothing is decided about the credentials, so nothing is stored or changed.
@@ -48,6 +52,20 @@ def run_check(
             f"{provider.spec.name} could not be checked right now: {exc.reason}; retry shortly",
             code="provider.unavailable",
         ) from None
+
+
+def record_requests(d: Deps, account_id: str, auth_id: str, counter: CallCounter) -> None:
+    """The provider requests of one API call, on the authorization's activity (one
+    UpdateItem, after the calls). A failure to count never fails the user's call."""
+    if not counter.total:
+        return
+    from datetime import UTC, datetime
+
+    try:
+        d.runs.record_requests(account_id, auth_id, datetime.now(UTC), counter.total, counter.error_total)
+    except Exception:
+        log.warning("could not record %d requests of authorization %s", counter.total, auth_id,
+                    exc_info=True)
 
 
 def refuse_check(provider: ProviderSpec, check: CheckResult, *, field: str) -> Invalid:
@@ -66,15 +84,18 @@ def prepare(
     *,
     resources: dict[str, str],
     field_prefix: str = "",
+    counter: CallCounter | None = None,
 ) -> tuple[Authorization, dict[str, Any]]:
     """Validate and check credentials; returns the item to write and the secret value.
 
     Nothing is stored here: a failing check leaves no trace (SPEC rule 2, issue item 6).
+    The check's requests go to `counter`; the caller records them once the authorization
+    exists.
     """
     provider = d.registry.for_request(new.provider, field=f"{field_prefix}provider")
     method = provider.spec.method(new.method, field_name=f"{field_prefix}method")
     credentials = creds_svc.parse(method, new.credentials, prefix=f"{field_prefix}credentials")
-    check = run_check(provider, method.id, credentials, resources)
+    check = run_check(provider, method.id, credentials, resources, counter)
     if not check.ok:
         raise refuse_check(provider.spec, check, field=f"{field_prefix}credentials")
     auth_id = new_id("auth")
@@ -109,13 +130,15 @@ def store_secret(d: Deps, auth: Authorization, secret: dict[str, Any]) -> None:
 
 def create(d: Deps, p: Principal, new: NewAuthorization) -> Authorization:
     p.require(Capability.MANAGE_INTEGRATIONS)
-    auth, secret = prepare(d, p, new, resources={})
+    counter = CallCounter()
+    auth, secret = prepare(d, p, new, resources={}, counter=counter)
     store_secret(d, auth, secret)
     try:
         d.auths.put_new(auth)
     except Exception:
         d.secrets.delete_now(auth.secret_name)
         raise
+    record_requests(d, p.account_id, auth.id, counter)
     _audit(d, p, "created", auth, {"provider": auth.provider, "method": auth.method, "label": auth.label})
     return auth
 
@@ -135,6 +158,12 @@ def get(d: Deps, p: Principal, auth_id: str) -> Authorization:
     if auth is None:
         raise not_found("authorization", auth_id)
     return auth
+
+
+def activity(d: Deps, p: Principal, auth_id: str, granularity: str) -> list[dict[str, Any]]:
+    """API requests made with the authorization (SPEC rule 8), per hour, day or week."""
+    get(d, p, auth_id)
+    return d.runs.request_activity(p.account_id, auth_id, granularity)
 
 
 def summary(d: Deps, p: Principal, auth_id: str) -> tuple[Authorization, list[Job]]:
@@ -165,7 +194,11 @@ def check_now(d: Deps, p: Principal, auth_id: str) -> Authorization:
     auth = get(d, p, auth_id)
     provider = d.registry.get(auth.provider)
     credentials = creds_svc.load(d, auth, provider.spec)
-    check = run_check(provider, auth.method, credentials, {})
+    counter = CallCounter(authorization_id=auth.id)
+    try:
+        check = run_check(provider, auth.method, credentials, {}, counter)
+    finally:
+        record_requests(d, p.account_id, auth.id, counter)
     from chalicelib.services import health
 
     health.record(d, auth, check, by=p.user_id)
@@ -193,18 +226,12 @@ def rotate(
     jobs = d.jobs.jobs_of_authorization(p.account_id, auth_id)
     resource_sets = _resource_sets(provider.spec, jobs) or [{}]
     check: CheckResult | None = None
-    for resources in resource_sets:
-        check = run_check(provider, method.id, credentials, resources)
-        if not check.ok:
-            raise refuse_check(provider.spec, check, field="credentials")
-        if auth.provider_account and check.provider_account not in (None, auth.provider_account):
-            raise Invalid(
-                f"the new credentials reach {provider.spec.name} account {check.provider_account}, "
-                f"this authorization is for account {auth.provider_account}; create a new "
-                "authorization instead",
-                code="authorization.other_account",
-                fields={"credentials": "reach another provider account"},
-            )
+    counter = CallCounter(authorization_id=auth.id)
+    try:
+        for resources in resource_sets:
+            check = _rotation_check(provider, auth, method.id, credentials, resources, counter)
+    finally:
+        record_requests(d, p.account_id, auth.id, counter)
     assert check is not None
     d.secrets.put_version(auth.secret_name, creds_svc.to_secret(credentials))
     updated = d.auths.update(
@@ -219,6 +246,22 @@ def rotate(
     _audit(d, p, "rotated", updated, {"credential_hint": updated.credential_hint},
            before={"credential_hint": auth.credential_hint})
     return d.auths.get(p.account_id, auth_id, consistent=True) or updated
+
+
+def _rotation_check(provider: Provider, auth: Authorization, method: str, credentials: Any,
+                    resources: dict[str, str], counter: CallCounter) -> CheckResult:
+    check = run_check(provider, method, credentials, resources, counter)
+    if not check.ok:
+        raise refuse_check(provider.spec, check, field="credentials")
+    if auth.provider_account and check.provider_account not in (None, auth.provider_account):
+        raise Invalid(
+            f"the new credentials reach {provider.spec.name} account {check.provider_account}, "
+            f"this authorization is for account {auth.provider_account}; create a new "
+            "authorization instead",
+            code="authorization.other_account",
+            fields={"credentials": "reach another provider account"},
+        )
+    return check
 
 
 def _resource_sets(spec: ProviderSpec, jobs: list[Job]) -> list[dict[str, str]]:
@@ -244,14 +287,24 @@ def delete(d: Deps, p: Principal, auth_id: str) -> None:
 
 
 def check_for_job(
-    d: Deps, auth: Authorization, provider: Provider, resources: dict[str, str]
+    d: Deps, auth: Authorization, provider: Provider, resources: dict[str, str],
+    counter: CallCounter | None = None,
 ) -> CheckResult:
-    """Can this authorization reach these configured resources? (job create/edit, rule 9)"""
+    """Can this authorization reach these configured resources? (job create/edit, rule 9)
+
+    The check's requests are recorded here, unless the caller passes its own `counter`
+    (and records them in its own write)."""
     try:
         credentials = creds_svc.load(d, auth, provider.spec)
     except Exception as exc:  # a secret that cannot be read is an outage, not bad input
         if getattr(exc, "response", None):
             raise Unavailable("the authorization's credentials could not be read") from None
         raise
-    return run_check(provider, auth.method, credentials, resources)
+    if counter is not None:
+        return run_check(provider, auth.method, credentials, resources, counter)
+    counter = CallCounter(authorization_id=auth.id)
+    try:
+        return run_check(provider, auth.method, credentials, resources, counter)
+    finally:
+        record_requests(d, auth.account_id, auth.id, counter)
 

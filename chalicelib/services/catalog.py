@@ -8,7 +8,9 @@ from chalicelib.domain.access import Capability, Principal
 from chalicelib.domain.catalog import ProviderSpec
 from chalicelib.domain.errors import Invalid, NotFound, Unavailable
 from chalicelib.providers.base import Option, ProviderError
+from chalicelib.providers.calls import CallCounter
 from chalicelib.services import credentials as creds_svc
+from chalicelib.services.authorizations import record_requests
 from chalicelib.services.deps import Deps
 
 
@@ -97,8 +99,9 @@ def options(
             code="authorization.not_found",
         )
     credentials = creds_svc.load(d, auth, provider.spec)
+    counter = CallCounter(authorization_id=auth.id)
     try:
-        return provider.options(auth.method, credentials, wf.id, field, params)
+        return provider.options(auth.method, credentials, wf.id, field, params, counter)
     except ProviderError as exc:
         if exc.transient:
             raise Unavailable(f"{provider.spec.name}: {exc.reason}") from None
@@ -107,3 +110,5 @@ def options(
             code="provider.refused",
             fields={exc.field or "authorization_id": exc.reason},
         ) from None
+    finally:
+        record_requests(d, p.account_id, auth.id, counter)

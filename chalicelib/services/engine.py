@@ -233,7 +233,7 @@ class Engine:
             run_export_step(self, job, run, delivery, started, budget)
             return
         # -- end of export dispatch ---------------------------------------------------------
-        calls = CallCounter()
+        calls = CallCounter(authorization_id=job.authorization_id)
         app_calls = self.d.request_counter()
         try:
             provider = self.d.registry.get(job.provider)
@@ -250,7 +250,7 @@ class Engine:
             )
             result = impl.read(ctx)
         except ProviderError as exc:
-            self._failed_step(job, run, delivery, exc)
+            self._failed_step(job, run, delivery, exc, calls)
             return
         from chalicelib.domain import profiles as P
 
@@ -305,6 +305,8 @@ class Engine:
             lines.append(LogLine("warning", "record.invalid", f"{ref}: {why}", run_id=run.id))
         ops = [self.d.runs.commit_op(run, delivery.message_id, commit, _iso(now))]
         ops += self.d.runs.activity_ops(job.account_id, job.id, now, added, 0, omitted)
+        ops += self.d.runs.request_ops(job.account_id, job.authorization_id, now, calls.total,
+                                       calls.error_total)
         if done:
             total_added = run.added + added
             total_omitted = run.omitted + omitted
@@ -372,7 +374,8 @@ class Engine:
 
     # -- errors ------------------------------------------------------------------------------
 
-    def _failed_step(self, job: Job, run: Run, delivery: Delivery, exc: ProviderError) -> None:
+    def _failed_step(self, job: Job, run: Run, delivery: Delivery, exc: ProviderError,
+                     calls: CallCounter | None = None) -> None:
         now = self.o.now()
         first = _parse(job.first_fault_at) if job.first_fault_at else now
         after = copy.deepcopy(job)
@@ -406,6 +409,11 @@ class Engine:
                                LogLine("error" if give_up else "warning", code, message, run_id=run.id,
                                        context={"fault_count": after.fault_count}), now),
         ]
+        if calls is not None:
+            # The failed step's requests were made too; this transaction is conditional on
+            # the step like a commit, so a redelivery cannot count them twice.
+            ops += self.d.runs.request_ops(job.account_id, job.authorization_id, now, calls.total,
+                                           calls.error_total)
         try:
             self.d.jobs.save(job, after, expected_version=None, expected_status=JobStatus.RUNNING,
                              extra=ops)

@@ -166,7 +166,7 @@ class _Outcome:
 def run_export_step(engine: Engine, job: Job, run: Run, delivery: Delivery, started: float,
                     budget: float) -> None:
     """One step of an export run, under the lease the engine took (docs/export.md)."""
-    calls = CallCounter()
+    calls = CallCounter(authorization_id=job.authorization_id)
     app_calls = engine.d.request_counter()
     try:
         impl = _impl(engine, job)
@@ -177,10 +177,10 @@ def run_export_step(engine: Engine, job: Job, run: Run, delivery: Delivery, star
             out = _part(engine, job, run, ctx, impl)
     except MissingChunk as exc:
         engine._failed_step(job, run, delivery, ProviderError(
-            f"the export's bookkeeping is incomplete ({exc}); resume the job to start a new run"))
+            f"the export's bookkeeping is incomplete ({exc}); resume the job to start a new run"), calls)
         return
     except ProviderError as exc:
-        engine._failed_step(job, run, delivery, exc)
+        engine._failed_step(job, run, delivery, exc, calls)
         return
     _commit(engine, job, run, delivery, started, out, app_calls.by_service(), calls)
 
@@ -328,6 +328,7 @@ def _part(engine: Engine, job: Job, run: Run, ctx: StepContext, impl: ExportStep
     plan_ref = PlanRef.from_json(cur["plan"])
     start = int(cur["next"])
     rows = engine.d.memberships.read_plan(job.account_id, run.id, plan_ref, start, int(cur["rows_per_part"]))
+    ctx.first_row = start
     engine.o.fault("before_write")
     part = impl.write_part(ctx, frozen, run.step, rows)
     end = start + part.rows
@@ -376,6 +377,7 @@ def _commit(engine: Engine, job: Job, run: Run, delivery: Delivery, started: flo
     )
     ops = [d.runs.commit_op(run, delivery.message_id, commit, _iso(now))]
     ops += d.runs.activity_ops(job.account_id, job.id, now, out.added, out.removed, omitted)
+    ops += d.runs.request_ops(job.account_id, job.authorization_id, now, calls.total, calls.error_total)
     lines = list(out.lines)
     total_added, total_removed = run.added + out.added, run.removed + out.removed
     total_omitted = run.omitted + omitted

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from chalicelib.domain.access import Capability, Principal
@@ -20,6 +21,7 @@ from chalicelib.domain.rules import (
 )
 from chalicelib.domain.statuses import Action, JobStatus, initial_status, transition
 from chalicelib.providers.base import Provider
+from chalicelib.providers.calls import CallCounter
 from chalicelib.services import authorizations as auth_svc
 from chalicelib.services.deps import Deps
 from chalicelib.services.validation import validate
@@ -82,6 +84,8 @@ def create(d: Deps, p: Principal, new: NewJob) -> tuple[Job, Authorization]:
     config = _config(wf, new.config)
     resources = _resources(wf, config)
     inline: tuple[Authorization, dict[str, Any]] | None = None
+    # The check's provider requests, recorded in the create's own transaction (no extra write).
+    calls = CallCounter()
     if new.authorization is not None:
         ensure_method_enables(wf, new.authorization.method, field_name="authorization.method")
         inline = auth_svc.prepare(
@@ -96,6 +100,7 @@ def create(d: Deps, p: Principal, new: NewJob) -> tuple[Job, Authorization]:
             ),
             resources=resources,
             field_prefix="authorization.",
+            counter=calls,
         )
         auth = inline[0]
         provider_account = auth.provider_account
@@ -110,8 +115,14 @@ def create(d: Deps, p: Principal, new: NewJob) -> tuple[Job, Authorization]:
             )
         auth = found
         ensure_authorization_fits(auth, provider.spec, wf, field_name="authorization_id")
-        check = auth_svc.check_for_job(d, auth, provider, resources)
+        calls.authorization_id = auth.id
+        try:
+            check = auth_svc.check_for_job(d, auth, provider, resources, counter=calls)
+        except Exception:
+            auth_svc.record_requests(d, p.account_id, auth.id, calls)
+            raise
         if not check.ok:
+            auth_svc.record_requests(d, p.account_id, auth.id, calls)
             raise _refuse_unreachable(provider, check, "config")
         provider_account = check.provider_account or auth.provider_account
 
@@ -140,6 +151,7 @@ def create(d: Deps, p: Principal, new: NewJob) -> tuple[Job, Authorization]:
     verb = "created and started" if new.start else "created (staged, paused)"
     logs = [_log_op(d, job, "job.created", f"job {verb} by {p.user_id}", p),
             _audit_op(d, p, "created", job)]
+    logs += d.runs.request_ops(p.account_id, auth.id, datetime.now(UTC), calls.total, calls.error_total)
     if inline is not None:
         auth_svc.store_secret(d, inline[0], inline[1])
         try:
@@ -148,7 +160,11 @@ def create(d: Deps, p: Principal, new: NewJob) -> tuple[Job, Authorization]:
             d.secrets.delete_now(inline[0].secret_name)
             raise
     else:
-        _create_on_existing(d, job, provider.spec.id, logs)
+        try:
+            _create_on_existing(d, job, provider.spec.id, logs)
+        except Exception:
+            auth_svc.record_requests(d, p.account_id, auth.id, calls)  # the requests were made
+            raise
     _sync_schedule(d, job)
     if new.start:
         _queue_run(d, job, "create", p)

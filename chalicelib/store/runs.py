@@ -4,6 +4,8 @@ Keys (see docs/data-model.md):
   run       PK=ACCT#<a>            SK=RUN#<job>#<run>
   log line  PK=ACCT#<a>            SK=LOG#<job>#<timestamp>#<seq>
   activity  PK=ACCT#<a>#ACT#<job>  SK=H#<yyyy-mm-ddThh> | D#<yyyy-mm-dd>
+  requests  PK=ACCT#<a>#AUTH#<auth>#ACT  SK=H#<yyyy-mm-ddThh>  (API requests made with an
+            authorization, hourly only: one write per step or API call)
 
 A step's effects are *operations* (dicts for TransactWriteItems) built here and committed
 together by the engine, conditional on the step number: that is what makes redelivery safe.
@@ -23,6 +25,8 @@ from chalicelib.store.dynamo import Page, Table, _deser, _error_code, _ser, _to_
 
 RUN_TTL_DAYS = 90
 LOG_TTL_DAYS = 30
+ACTIVITY_TTL_DAYS = 400
+REQUEST_PAGES = 4  # a 12-week series is ~2,000 small hourly items: one page, rarely two
 
 
 def run_sk(job_id: str, run_id: str) -> str:
@@ -35,6 +39,27 @@ def log_prefix(job_id: str) -> str:
 
 def activity_pk(account_id: str, job_id: str) -> str:
     return f"ACCT#{account_id}#ACT#{job_id}"
+
+
+def requests_pk(account_id: str, auth_id: str) -> str:
+    return f"ACCT#{account_id}#AUTH#{auth_id}#ACT"
+
+
+def series_buckets(granularity: str, now: datetime) -> tuple[list[datetime], timedelta, str]:
+    """The points of an activity series (UTC): 48 hours, 30 days, or the weeks (from
+    Monday) covering the last 84 days; each point's span and label format."""
+    if granularity == "hour":
+        start = (now - timedelta(hours=47)).replace(minute=0, second=0, microsecond=0)
+        return [start + timedelta(hours=i) for i in range(48)], timedelta(hours=1), "%Y-%m-%dT%H:00:00Z"
+    days = 30 if granularity == "day" else 84
+    today = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    start = today - timedelta(days=days - 1)
+    step = 1
+    if granularity == "week":
+        start -= timedelta(days=start.weekday())
+        step = 7
+    buckets = [start + timedelta(days=i) for i in range(0, (today - start).days + 1, step)]
+    return buckets, timedelta(days=step), "%Y-%m-%dT00:00:00Z"
 
 
 @dataclass
@@ -387,7 +412,7 @@ class RunRepo:
                     "UpdateExpression": "ADD added :a, removed :r, omitted :o SET expires_at = :x",
                     "ExpressionAttributeValues": {
                         ":a": {"N": str(added)}, ":r": {"N": str(removed)}, ":o": {"N": str(omitted)},
-                        ":x": {"N": str(int(at.timestamp()) + 400 * 86400)},
+                        ":x": {"N": str(int(at.timestamp()) + ACTIVITY_TTL_DAYS * 86400)},
                     },
                 }
             })
@@ -433,3 +458,59 @@ class RunRepo:
                         point[k] += int(row.get(k, 0))
             series.append(point)
         return series
+
+    # -- API requests per authorization -------------------------------------------------
+
+    def request_ops(self, account_id: str, auth_id: str, at: datetime, requests: int,
+                    errors: int) -> list[dict[str, Any]]:
+        """At most ONE Update: ADD a step's (or an API call's) provider requests to the
+        authorization's hour. In a step's commit it moves with the checkpoint, so a
+        redelivered step never counts twice. Day and week series add hours up on read."""
+        if not (requests or errors):
+            return []
+        return [{
+            "Update": {
+                "TableName": self.t.name,
+                "Key": {"PK": {"S": requests_pk(account_id, auth_id)}, "SK": {"S": f"H#{at:%Y-%m-%dT%H}"}},
+                "UpdateExpression": "ADD #q :q, #e :e SET expires_at = :x",
+                "ExpressionAttributeNames": {"#q": "requests", "#e": "errors"},
+                "ExpressionAttributeValues": {
+                    ":q": {"N": str(requests)}, ":e": {"N": str(errors)},
+                    ":x": {"N": str(int(at.timestamp()) + ACTIVITY_TTL_DAYS * 86400)},
+                },
+            }
+        }]
+
+    def record_requests(self, account_id: str, auth_id: str, at: datetime, requests: int,
+                        errors: int) -> None:
+        """Requests made outside runs (checks, options): one UpdateItem, after the calls."""
+        for op in self.request_ops(account_id, auth_id, at, requests, errors):
+            self.t.client.update_item(**op["Update"])
+
+    def request_activity(self, account_id: str, auth_id: str, granularity: str,
+                         now: datetime | None = None) -> list[dict[str, Any]]:
+        """API requests (and failed ones) per hour, day or week: one Query of the hourly
+        items of the window (at most ~2,000 items, ~100 bytes each)."""
+        now = now or datetime.now(UTC)
+        buckets, span, label = series_buckets(granularity, now)
+        points: list[dict[str, Any]] = [{"start": b.strftime(label), "api_requests": 0, "errors": 0}
+                                        for b in buckets]
+        kwargs: dict[str, Any] = {
+            "TableName": self.t.name,
+            "KeyConditionExpression": "PK = :pk AND SK BETWEEN :lo AND :hi",
+            "ExpressionAttributeValues": {":pk": {"S": requests_pk(account_id, auth_id)},
+                                          ":lo": {"S": f"H#{buckets[0]:%Y-%m-%dT%H}"},
+                                          ":hi": {"S": f"H#{now:%Y-%m-%dT%H}"}},
+        }
+        for _ in range(REQUEST_PAGES):
+            resp = self.t.client.query(**kwargs)
+            for row in (_deser(i) for i in resp.get("Items", [])):
+                hour = datetime.strptime(row["SK"][2:], "%Y-%m-%dT%H").replace(tzinfo=UTC)
+                i = int((hour - buckets[0]) / span)
+                if 0 <= i < len(points):
+                    points[i]["api_requests"] += int(row.get("requests", 0))
+                    points[i]["errors"] += int(row.get("errors", 0))
+            if "LastEvaluatedKey" not in resp:
+                break
+            kwargs["ExclusiveStartKey"] = resp["LastEvaluatedKey"]
+        return points

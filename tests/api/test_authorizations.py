@@ -211,3 +211,41 @@ def test_provider_outage_during_check_is_503_and_stores_nothing(api, tenant, crm
     assert r.status_code == 503 and r.json["error"]["code"] == "provider.unavailable"
     assert api.get("/authorizations").json["data"] == []
     assert _secrets(f"switchyard/test/{tenant.account_id}/") == []
+
+
+def test_activity_counts_the_api_requests_made_with_it(api, api_for, new_tenant, tenant, deps):
+    # GIVEN keys that reach a bucket: the create checks them (GetCallerIdentity, HeadBucket)
+    bucket = make_bucket()
+    auth = api.post("/authorizations", {"provider": "amazon_s3", "method": "access_keys", "label": "k",
+                                        "credentials": s3_credentials(bucket=bucket)}).json["data"]
+    # WHEN it is checked again (2), lists buckets (1), browses a missing bucket (1, failed),
+    # and a job is created on it (its bucket is checked: 2)
+    assert api.post(f"/authorizations/{auth['id']}/check").status_code == 200
+    base = "/providers/amazon_s3/workflows/s3_file_import/options"
+    assert api.get(f"{base}/bucket?authorization_id={auth['id']}").status_code == 200
+    assert api.get(f"{base}/prefix?authorization_id={auth['id']}&bucket=sy-missing-x1").status_code == 422
+    create_job(api, auth["id"], bucket)
+    # THEN the last hour (or two, at a turn of the hour) shows 8 requests, 1 of which
+    # failed, and the day and week series agree
+    hours = api.get(f"/authorizations/{auth['id']}/activity?granularity=hour").json["data"]
+    assert hours["granularity"] == "hour" and len(hours["series"]) == 48
+    assert [(p["api_requests"], p["errors"]) for p in hours["series"][:-2]] == [(0, 0)] * 46
+    assert sum(p["api_requests"] for p in hours["series"]) == 8
+    assert sum(p["errors"] for p in hours["series"]) == 1
+    assert hours["series"][-1]["start"].endswith(":00:00Z")
+    for granularity, points in (("day", {30}), ("week", {12, 13})):
+        series = api.get(f"/authorizations/{auth['id']}/activity?granularity={granularity}").json["data"]["series"]
+        assert len(series) in points
+        assert (sum(p["api_requests"] for p in series), sum(p["errors"] for p in series)) == (8, 1)
+        assert series[-1]["start"].endswith("T00:00:00Z")
+    # AND they are hourly items only (one write per API call, no daily copies), with a TTL
+    items = deps.table.client.query(
+        TableName=deps.table.name, KeyConditionExpression="PK = :pk",
+        ExpressionAttributeValues={":pk": {"S": f"ACCT#{tenant.account_id}#AUTH#{auth['id']}#ACT"}})["Items"]
+    assert items and all(i["SK"]["S"].startswith("H#") and "expires_at" in i for i in items)
+    assert sum(int(i["requests"]["N"]) for i in items) == 8
+    # AND another account gets 404, and a bad granularity is refused naming the field
+    other = api_for(new_tenant("Globex").admin_token)
+    assert other.get(f"/authorizations/{auth['id']}/activity").status_code == 404
+    r = api.get(f"/authorizations/{auth['id']}/activity?granularity=month")
+    assert r.status_code == 400 and "granularity" in r.json["error"]["fields"]

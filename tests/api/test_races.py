@@ -7,7 +7,10 @@ using it. Exactly one may win, and no active job may ever point at a deleted aut
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 from typing import Any
+
+import pytest
 
 from chalicelib.domain.access import Principal, Role
 from chalicelib.domain.errors import AppError
@@ -17,6 +20,15 @@ from chalicelib.services import jobs as job_svc
 from tests.api.helpers import create_auth, drive, make_bucket
 
 ROUNDS = 12
+
+
+@pytest.fixture()
+def deps(aws_endpoint: str) -> Iterator[Any]:
+    """Small tables of this test's own: on the shared one, moto's unlocked transactions
+    can interleave (tests/tables.py), and a race would be decided by moto, not DynamoDB."""
+    from tests.tables import fresh_deps
+
+    yield from fresh_deps()
 
 
 def _race(*fns: Any) -> list[Any]:

@@ -60,9 +60,13 @@ class MemorySource:
 
     def read(self, ctx: StepContext) -> ReadResult:
         self.reads += 1
+        if ctx.counter is not None:  # one API request per read, like a real source's page
+            ctx.counter.add("test_source.read")
         if self.errors:
             err = self.errors.pop(0)
             if err is not None:
+                if ctx.counter is not None:
+                    ctx.counter.add_error("test_source.read")
                 raise err
         rows = self.datasets[ctx.config["dataset"]]
         start = (ctx.cursor or {}).get("i", 0)

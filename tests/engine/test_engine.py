@@ -251,3 +251,58 @@ def test_crash_anywhere_never_loses_or_double_counts(api, deps, tenant, drain, m
     assert deps.profiles.count(tenant.account_id) == 5000
     series = api.get(f"/jobs/{job['id']}/activity?granularity=day").json["data"]["series"]
     assert sum(p["added"] for p in series) == 5000
+
+
+def _requests(api, auth_id, granularity="day"):
+    series = api.get(f"/authorizations/{auth_id}/activity?granularity={granularity}").json["data"]["series"]
+    return sum(p["api_requests"] for p in series), sum(p["errors"] for p in series)
+
+
+def test_requests_of_a_step_are_counted_once_even_when_it_is_replayed(
+        api, deps, tenant, drain, make_job, source, options):
+    # GIVEN a 3-step import (one source request per step) whose step 1 crashes before its
+    # commit (replayed: the source is read again) and whose last step crashes after its
+    # commit (redelivered: nothing to do)
+    crashed = set()
+
+    def fault(point: str) -> None:
+        if source.reads == 2 and point == "after_write" and "replay" not in crashed:
+            crashed.add("replay")
+            raise RuntimeError("crash before the commit of step 1")
+        if source.reads == 4 and point == "after_commit" and "late" not in crashed:
+            crashed.add("late")
+            raise RuntimeError("crash after the commit of the last step")
+
+    options.max_records = 100
+    options.fault = fault
+    job = make_job(people(250))
+    # WHEN the run is delivered, crashes included
+    for _ in range(5):
+        drain.run()
+    assert crashed == {"replay", "late"} and _job(api, job["id"])["status"] == "completed"
+    # THEN the source was read 4 times, but the authorization shows one request per
+    # committed step: 3, the hour and the day agreeing
+    assert source.reads == 4
+    assert _requests(api, job["authorization_id"]) == (3, 0)
+    assert _requests(api, job["authorization_id"], "hour") == (3, 0)
+    [run] = _runs(api, job["id"])
+    assert run["cost"]["provider_calls"] == 3
+
+
+def test_requests_of_a_failed_step_are_counted_with_their_error(
+        api, deps, tenant, drain, make_job, source, options):
+    # GIVEN a source that fails once (transient), then works
+    source.errors = [ProviderError("503", transient=True)]
+    job = make_job(people(20))
+    drain.run()
+    assert _job(api, job["id"])["status"] == "sleeping"
+    # THEN the failed attempt is on the authorization's activity, as an error
+    assert _requests(api, job["authorization_id"]) == (1, 1)
+    # WHEN the retry is delivered now (and delivered again: a duplicate)
+    retry = {"account_id": tenant.account_id, "job_id": job["id"], "trigger": "retry"}
+    Engine(deps, options).handle(Delivery(body=retry, message_id="r-1"))
+    drain.run()
+    Engine(deps, options).handle(Delivery(body=retry, message_id="r-1"))
+    # THEN one more request, no more errors
+    assert _job(api, job["id"])["status"] == "completed"
+    assert _requests(api, job["authorization_id"]) == (2, 1)
