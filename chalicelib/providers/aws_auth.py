@@ -146,6 +146,7 @@ DENIED_CODES = {"AccessDenied", "403", "Forbidden", "AllAccessDisabled", "Access
 # A secret key, a session token or a signature: never copied from an AWS message.
 _TOKENISH = re.compile(r"[A-Za-z0-9/+=]{40,}")
 WORDS_MAX = 300
+_XML_MESSAGE = re.compile(r"<Message>(.*?)</Message>", re.S)
 
 
 def error_code(exc: Exception) -> str:
@@ -153,16 +154,24 @@ def error_code(exc: Exception) -> str:
     return str(response.get("Error", {}).get("Code", ""))
 
 
-def aws_words(exc: Exception, secrets: Iterable[str] = ()) -> str:
-    """AWS's own message for an error, one line, without anything that looks like a
-    credential (and without the given secrets)."""
-    response = getattr(exc, "response", None) or {}
-    text = " ".join(str(response.get("Error", {}).get("Message", "") or "").split())
+def scrub(text: str, secrets: Iterable[str] = ()) -> str:
+    """One line of AWS's words, without anything that looks like a credential (and without
+    the given secrets)."""
+    text = " ".join(str(text or "").split())
     for secret in secrets:
         if secret:
             text = text.replace(secret, "…")
-    text = _TOKENISH.sub("…", text)
-    return text[:WORDS_MAX]
+    return _TOKENISH.sub("…", text)[:WORDS_MAX]
+
+
+def aws_words(exc: Exception, secrets: Iterable[str] = ()) -> str:
+    """AWS's own message for an error, scrubbed."""
+    response = getattr(exc, "response", None) or {}
+    text = str(response.get("Error", {}).get("Message", "") or "")
+    # An XML error body botocore could not parse (e.g. a query-style answer to a JSON API):
+    # its <Message> is the message.
+    inner = _XML_MESSAGE.search(text)
+    return scrub(inner.group(1) if inner else text, secrets)
 
 
 def classify(
