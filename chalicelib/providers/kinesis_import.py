@@ -49,7 +49,8 @@ from chalicelib.providers.kinesis import KinesisImportConfig, stream_error
 CURSOR_VERSION = 1
 STATE_VERSION = 1
 MAX_LIMIT = 10_000  # GetRecords: records per call
-MAX_EMPTY_CALLS = 20  # empty GetRecords behind the tip, per shard and step (gaps in a shard)
+MAX_EMPTY_CALLS = 250  # empty GetRecords behind the tip in a row, per shard and step (a gap)
+EMPTY_PAUSE_SECONDS = 0.2  # between them: GetRecords allows 5 calls a second per shard
 CURSOR_BUDGET = 90_000  # the engine allows < 100 KB of cursor JSON
 SAFETY_MARGIN_SECONDS = 1.0
 KPL_MAGIC = b"\xf3\x89\x9a\xc2"  # an aggregated record of the Kinesis Producer Library
@@ -126,9 +127,11 @@ class KinesisReader:
     a session (tests hand in a double where moto departs from AWS: resharding)."""
 
     def __init__(self, *, client: Callable[[aws_auth.AwsSession], Any] | None = None,
-                 safety_margin: float = SAFETY_MARGIN_SECONDS) -> None:
+                 safety_margin: float = SAFETY_MARGIN_SECONDS,
+                 pause: Callable[[float], None] = time.sleep) -> None:
         self._client = client or (lambda sess: sess.client("kinesis"))
         self._margin = safety_margin
+        self._pause = pause
 
     def read(self, ctx: StepContext) -> ReadResult:
         from botocore.exceptions import BotoCoreError, ClientError
@@ -234,6 +237,10 @@ class KinesisReader:
 
         sid = str(shard["ShardId"])
         ending = shard.get("SequenceNumberRange", {}).get("EndingSequenceNumber")
+        if _reached(cur.checkpoints.get(sid), ending):
+            cur.finished.add(sid)  # closed, and its last record already imported
+            cur.checkpoints.pop(sid, None)
+            return
         iterator = self._iterator(kinesis, name, sid, cur)
         if iterator is None:
             cur.finished.add(sid)
@@ -279,9 +286,12 @@ class KinesisReader:
                 else:
                     cur.ended.add(sid)
                 return
+            # Behind the tip without records: a gap in the shard, walked call by call.
             empty = 0 if records else empty + 1
             if empty >= MAX_EMPTY_CALLS or step.late():
-                return  # a gap in the shard: the next step goes on from the checkpoint
+                return  # the next step goes on from the checkpoint
+            if empty:
+                self._pause(EMPTY_PAUSE_SECONDS)
             iterator = nxt
 
     @staticmethod

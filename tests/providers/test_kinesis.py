@@ -498,11 +498,12 @@ class FakeKinesis:
     """Shards with parents, closed shards whose end answers a null NextShardIterator (as AWS),
     records with sequence numbers and arrival times."""
 
-    def __init__(self) -> None:
+    def __init__(self, gap: int = 0) -> None:
         self.shards: dict[str, dict[str, Any]] = {}
         self.records: dict[str, list[dict[str, Any]]] = {}
         self.next_seq = 1000
         self.calls: list[tuple[str, str]] = []
+        self.gap = gap  # empty answers (behind the tip) before the first record
 
     def shard(self, sid: str, *, parents: tuple[str, ...] = (), closed: bool = False) -> None:
         entry: dict[str, Any] = {"ShardId": sid, "SequenceNumberRange": {"StartingSequenceNumber": "0"}}
@@ -537,6 +538,9 @@ class FakeKinesis:
     def get_records(self, ShardIterator: str, Limit: int) -> dict[str, Any]:
         sid, after = json.loads(ShardIterator)
         self.calls.append(("GetRecords", sid))
+        if self.gap:
+            self.gap -= 1
+            return {"Records": [], "MillisBehindLatest": 5000, "NextShardIterator": ShardIterator}
         rest = [r for r in self.records[sid] if int(r["SequenceNumber"]) > after]
         batch = rest[:Limit]
         last = int(batch[-1]["SequenceNumber"]) if batch else after
@@ -605,3 +609,29 @@ def test_a_finished_parent_that_expired_is_forgotten(aws: None) -> None:
     got, _, after, _ = _drain(KinesisReader(client=lambda sess: fake), {"stream_name": "s"}, state=state)
     assert [r.data["email"] for r in got] == ["c@x.io"]
     assert after["finished"] == [] and list(after["checkpoints"]) == ["shardId-000000000003"]
+
+
+def test_a_gap_in_a_shard_is_walked_at_the_pace_kinesis_allows(aws: None) -> None:
+    # GIVEN a shard whose first 3 answers are empty while behind the tip (AWS: "it might take
+    # multiple calls to get to a portion of the shard that contains records")
+    fake = FakeKinesis(gap=3)
+    fake.shard("shardId-000000000000")
+    fake.put("shardId-000000000000", {"email": "a@x.io"})
+    pauses: list[float] = []
+    reader = KinesisReader(client=lambda sess: fake, pause=pauses.append)
+    # WHEN a step reads it THEN it walks the gap, pausing 0.2 s between calls, and finds the record
+    result = reader.read(ctx({"stream_name": "s"}))
+    assert [r.data["email"] for r in result.rows] == ["a@x.io"] and result.done
+    assert pauses == [0.2, 0.2, 0.2]
+
+
+def test_a_closed_shard_already_read_to_its_end_costs_no_call(aws: None) -> None:
+    fake = FakeKinesis()
+    fake.shard("shardId-000000000000")
+    fake.put("shardId-000000000000", {"email": "a@x.io"})
+    fake.close("shardId-000000000000")
+    last = fake.records["shardId-000000000000"][-1]["SequenceNumber"]
+    state = {"v": 1, "stream": "s", "since_ms": None, "checkpoints": {"shardId-000000000000": last}, "finished": []}
+    result = KinesisReader(client=lambda sess: fake).read(ctx({"stream_name": "s"}, state=state))
+    assert result.done and result.rows == [] and result.state["finished"] == ["shardId-000000000000"]
+    assert fake.calls == [("ListShards", "")]
