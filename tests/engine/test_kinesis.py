@@ -247,3 +247,17 @@ def test_import_of_3000_records_over_2_shards_is_exact_under_replays_then_reads_
     assert second["added"] == 300 and second["omitted"] == 0
     assert len(profile_ids(deps, tenant.account_id)) == 3200
     assert deps.profiles.find(tenant.account_id, "email", "k5@example.com").fields["n"] == -6
+
+
+def test_stream_options_and_a_missing_stream_through_the_api(api, stream):
+    # GIVEN a stream and an authorization whose credentials name it
+    name = stream(1)
+    auth = _auth(api, name)
+    # WHEN the wizard lists streams THEN it is offered
+    r = api.get(f"/providers/amazon_kinesis/workflows/kinesis_import/options/stream_name?authorization_id={auth['id']}")
+    assert r.status_code == 200 and {"value": name, "label": name, "kind": None} in r.json["data"]
+    # AND a job on a stream that does not exist is refused, in AWS's words, naming the field
+    r = api.post("/jobs", {"provider": "amazon_kinesis", "job_type": "import", "workflow": "kinesis_import",
+                           "authorization_id": auth["id"], "label": "x", "config": {"stream_name": "sy-nope"}})
+    assert r.status_code == 422, r.body
+    assert "ResourceNotFoundException" in r.body.decode() and "config" in r.json["error"]["fields"]

@@ -191,3 +191,18 @@ def test_a_missing_queue_fails_the_job_in_aws_words(api, deps, tenant, drain, sq
     [line] = api.get(f"/jobs/{job['id']}/logs?level=error").json["data"]
     assert line["code"] == "run.config_error" and "does not exist" in line["message"]
     sqs.create_queue(QueueName=url.rsplit("/", 1)[1])  # for the fixture's clean-up
+
+
+def test_queue_options_through_the_api(api, sqs, queue):
+    # GIVEN a FIFO queue and an authorization
+    url = queue(True)
+    name = url.rsplit("/", 1)[1]
+    auth = api.post("/authorizations", {"provider": "amazon_sqs", "method": "access_keys", "label": "k",
+                                        "credentials": {"access_key_id": access_key_id(), "secret_access_key": CANARY}})
+    assert auth.status_code == 201, auth.body
+    # WHEN the wizard asks for queue_url options by name prefix
+    r = api.get(f"/providers/amazon_sqs/workflows/sqs_audience_export/options/queue_url"
+                f"?authorization_id={auth.json['data']['id']}&prefix={name[:14]}")
+    # THEN the queue is offered by URL, labelled by name, as a FIFO queue
+    assert r.status_code == 200, r.body
+    assert {"value": url, "label": name, "kind": "fifo"} in r.json["data"]
