@@ -19,3 +19,17 @@ def _b32(value: int, width: int) -> str:
 def new_id(prefix: str) -> str:
     millis = int(time.time() * 1000)
     return f"{prefix}_{_b32(millis, 10)}{_b32(secrets.randbits(80), 16)}"
+
+
+def created_ms(value: str) -> int | None:
+    """When an id made by new_id() was minted (epoch milliseconds); None for other ids."""
+    _, _, body = value.rpartition("_")
+    if len(body) != 26:
+        return None
+    millis = 0
+    for ch in body[:10]:
+        digit = _ALPHABET.find(ch)
+        if digit < 0:
+            return None
+        millis = millis * 32 + digit
+    return millis

@@ -6,6 +6,7 @@ applies timeouts, and retries transient errors; providers never build raw client
 
 from __future__ import annotations
 
+import sys
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
@@ -72,10 +73,14 @@ def _shared_session() -> Any:
 
 
 def reset() -> None:
-    """Forget the shared session (tests and the local runner move the endpoint)."""
+    """Forget the shared session and the cached role sessions obtained through it (tests
+    and the local runner move the endpoint)."""
     global _shared
     with _shared_lock:
         _shared = None
+    auth = sys.modules.get("chalicelib.providers.aws_auth")  # never loaded just to be cleared
+    if auth is not None:
+        auth.reset()
 
 
 def aws_client(identity: AwsIdentity, service: str, counter: CallCounter | None) -> Any:

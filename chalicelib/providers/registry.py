@@ -11,7 +11,9 @@ from chalicelib.providers.base import Provider
 
 # A provider is listed here only once its check, options and workflows work.
 MODULES: dict[str, str] = {
+    "amazon_kinesis": "chalicelib.providers.kinesis",
     "amazon_s3": "chalicelib.providers.s3",
+    "amazon_sqs": "chalicelib.providers.sqs",
     "webhook": "chalicelib.providers.webhook",
 }
 

@@ -1,7 +1,8 @@
 """Amazon S3: import profiles from CSV / JSON Lines files, export audiences as files.
 
 Speaks the real AWS APIs through boto3: STS GetCallerIdentity / AssumeRole, S3
-HeadBucket / ListBuckets / ListObjectsV2. Import-time cost: pydantic models only.
+HeadBucket / ListBuckets / ListObjectsV2. Credentials and sessions are the shared AWS ones
+(chalicelib/providers/aws_auth.py). Import-time cost: pydantic models only.
 """
 
 from __future__ import annotations
@@ -9,18 +10,16 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr, StringConstraints
-from pydantic.config import JsonDict
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
-from chalicelib.domain.catalog import AuthMethodSpec, JobType, ProviderSpec, WorkflowSpec
+from chalicelib.domain.catalog import JobType, ProviderSpec, WorkflowSpec
 from chalicelib.domain.models import CheckResult, HealthStatus
-from chalicelib.providers.base import ImportStep, Option, ProviderError, mask
-from chalicelib.providers.calls import AwsIdentity, CallCounter, aws_client
+from chalicelib.providers import aws_auth
+from chalicelib.providers.aws_auth import METHODS, AccessKeysBase, AssumeRoleBase
+from chalicelib.providers.base import ImportStep, Option, ProviderError
+from chalicelib.providers.calls import AwsIdentity, CallCounter
 
 BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$"
-REGION_PATTERN = r"^[a-z]{2}(-[a-z]+)+-\d$"
-SECRET: JsonDict = {"x-secret": True}
-
 
 
 def _s3_bucket_rules(name: str) -> str:
@@ -44,35 +43,17 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
-class AccessKeys(_Strict):
-    """Long-lived IAM access keys of a user in the account that owns the data."""
+class AccessKeys(AccessKeysBase):
+    """IAM access keys (aws_auth), and a bucket the health check may verify."""
 
-    access_key_id: str = Field(
-        pattern=r"^(AKIA|ASIA)[A-Z0-9]{16}$", description="Access key ID (AKIA...)"
-    )
-    secret_access_key: SecretStr = Field(
-        min_length=16, max_length=128, description="Secret access key", json_schema_extra=SECRET
-    )
-    region: str = Field("us-east-1", pattern=REGION_PATTERN, description="AWS region")
     bucket: Bucket | None = Field(
         None, description="Optional: a bucket the health check must be able to reach"
     )
 
 
-class AssumeRole(_Strict):
-    """A role in the customer's account that trusts Switchyard's account, with an external id."""
+class AssumeRole(AssumeRoleBase):
+    """A role to assume (aws_auth), and a bucket the health check may verify."""
 
-    role_arn: str = Field(
-        pattern=r"^arn:aws[a-z\-]*:iam::\d{12}:role/[A-Za-z0-9+=,.@_\-/]+$", max_length=2048,
-        description="ARN of the role to assume",
-    )
-    external_id: SecretStr = Field(
-        min_length=2,
-        max_length=1224,
-        description="External ID required by the role's trust policy",
-        json_schema_extra=SECRET,
-    )
-    region: str = Field("us-east-1", pattern=REGION_PATTERN, description="AWS region")
     bucket: Bucket | None = Field(
         None, description="Optional: a bucket the health check must be able to reach"
     )
@@ -125,27 +106,13 @@ class S3ExportConfig(_Strict):
     )
 
 
-METHODS = ("access_keys", "assume_role")
 
 SPEC = ProviderSpec(
     id="amazon_s3",
     name="Amazon S3",
     description="Import profiles from CSV or JSON Lines files and export audiences as files.",
     tags=("aws", "files"),
-    auth_methods=(
-        AuthMethodSpec(
-            id="access_keys",
-            name="AWS access keys",
-            description="An IAM user's access key pair.",
-            credentials_model=AccessKeys,
-        ),
-        AuthMethodSpec(
-            id="assume_role",
-            name="AWS assume role",
-            description="Switchyard assumes a role in your account, with an external id.",
-            credentials_model=AssumeRole,
-        ),
-    ),
+    auth_methods=aws_auth.auth_methods(AccessKeys, AssumeRole),
     workflows=(
         WorkflowSpec(
             id="s3_file_import",
@@ -170,94 +137,20 @@ SPEC = ProviderSpec(
     ),
 )
 
-# botocore error codes -> what a user should read, and whether waiting helps.
-_AUTH_CODES = {
-    "InvalidClientTokenId": "the access key id is not valid",
-    "SignatureDoesNotMatch": "the secret access key does not match the access key id",
-    "InvalidAccessKeyId": "the access key id is not valid",
-    "ExpiredToken": "the credentials have expired",
-    "ExpiredTokenException": "the credentials have expired",
-    "UnrecognizedClientException": "the credentials were not recognised",
-}
-_TRANSIENT_CODES = {
-    "Throttling",
-    "ThrottlingException",
-    "SlowDown",
-    "RequestLimitExceeded",
-    "ServiceUnavailable",
-    "InternalError",
-    "RequestTimeout",
-}
+_MISSING_BUCKET = ("NoSuchBucket", "404", "NotFound")
 
 
 def _classify(exc: Exception, what: str) -> ProviderError:
-    from botocore.exceptions import (
-        ClientError,
-        ConnectTimeoutError,
-        EndpointConnectionError,
-        ReadTimeoutError,
-    )
-
-    if isinstance(exc, ClientError):
-        err = exc.response.get("Error", {})
-        code = str(err.get("Code", ""))
-        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-        if code in _AUTH_CODES:
-            return ProviderError(f"{_AUTH_CODES[code]} ({code})", auth=True)
-        if code in ("NoSuchBucket", "404", "NotFound"):
-            return ProviderError(f"{what} does not exist ({code or status})", field="bucket")
-        if code in ("AccessDenied", "403", "Forbidden", "AllAccessDisabled"):
-            return ProviderError(f"missing permission: access to {what} was denied ({code})", auth=True)
-        if code in _TRANSIENT_CODES or status >= 500 or status == 429:
-            return ProviderError(f"AWS is unavailable right now ({code or status})", transient=True)
-        return ProviderError(f"{what}: {code or status}")
-    if isinstance(exc, (EndpointConnectionError, ConnectTimeoutError, ReadTimeoutError)):
-        return ProviderError("unreachable: AWS did not answer in time", transient=True)
-    # Anything else from botocore (no credentials of our own, bad local config) is ours.
-    return ProviderError(f"Switchyard could not call AWS ({type(exc).__name__})", transient=True)
-
-
-def _code(exc: Exception) -> str:
-    response = getattr(exc, "response", None) or {}
-    return str(response.get("Error", {}).get("Code", ""))
+    """A botocore error as users read it; a missing bucket is on the `bucket` field."""
+    return aws_auth.classify(exc, what, missing=_MISSING_BUCKET, field="bucket")
 
 
 class S3Provider:
     spec = SPEC
 
     def _session(self, method: str, creds: Any, counter: CallCounter | None) -> AwsIdentity:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        if method == "access_keys":
-            return AwsIdentity(
-                access_key_id=creds.access_key_id,
-                secret_access_key=creds.secret_access_key.get_secret_value(),
-                region=creds.region,
-            )
-        # assume_role: Switchyard's own identity asks STS for short-lived credentials.
-        sts = aws_client(AwsIdentity(region=creds.region), "sts", counter)
-        try:
-            resp = sts.assume_role(
-                RoleArn=creds.role_arn,
-                RoleSessionName="switchyard",
-                ExternalId=creds.external_id.get_secret_value(),
-                DurationSeconds=900,
-            )
-        except (ClientError, BotoCoreError) as exc:
-            err = _classify(exc, f"role {creds.role_arn}")
-            if _code(exc) in _AUTH_CODES:
-                # STS refused *Switchyard's* identity: our outage, not the customer's fault.
-                raise ProviderError(
-                    f"Switchyard could not authenticate to AWS STS ({_code(exc)})", transient=True
-                ) from None
-            raise err from None
-        c = resp["Credentials"]
-        return AwsIdentity(
-            access_key_id=c["AccessKeyId"],
-            secret_access_key=c["SecretAccessKey"],
-            session_token=c["SessionToken"],
-            region=creds.region,
-        )
+        """The identity calls use (aws_auth.session: assumed roles are cached)."""
+        return aws_auth.session(method, creds, counter).identity
 
     def check(
         self,
@@ -268,24 +161,15 @@ class S3Provider:
     ) -> CheckResult:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        try:
-            session = self._session(method, credentials, counter)
-            identity = aws_client(session, "sts", counter).get_caller_identity()
-        except ProviderError as exc:
-            if exc.transient:
-                raise
-            return CheckResult(HealthStatus.UNHEALTHY, exc.reason)
-        except (ClientError, BotoCoreError) as exc:
-            err = _classify(exc, "AWS STS")
-            if err.transient:
-                raise err from None
-            return CheckResult(HealthStatus.UNHEALTHY, err.reason)
-        account = str(identity["Account"])
+        verified = aws_auth.verify(method, credentials, counter)
+        if isinstance(verified, CheckResult):
+            return verified
+        sess, account = verified
         bucket = resources.get("bucket") or getattr(credentials, "bucket", None)
         checked: dict[str, str] = {}
         if bucket:
             try:
-                aws_client(session, "s3", counter).head_bucket(Bucket=bucket)
+                sess.client("s3").head_bucket(Bucket=bucket)
             except (ClientError, BotoCoreError) as exc:
                 err = _classify(exc, f"bucket {bucket!r}")
                 if err.transient:
@@ -310,8 +194,7 @@ class S3Provider:
     ) -> list[Option]:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        session = self._session(method, credentials, counter)
-        s3 = aws_client(session, "s3", counter)
+        s3 = aws_auth.session(method, credentials, counter).client("s3")
         try:
             if field == "bucket":
                 buckets = s3.list_buckets().get("Buckets", [])
@@ -354,9 +237,7 @@ class S3Provider:
         return S3AudienceExport(self)
 
     def credential_hint(self, method: str, credentials: Any) -> str | None:
-        if method == "access_keys":
-            return mask(credentials.access_key_id)
-        return str(credentials.role_arn)
+        return aws_auth.hint(method, credentials)
 
 
 PROVIDER = S3Provider()

@@ -45,6 +45,7 @@ class Part:
     rows: int  # rows taken from the slice given (the first `rows` of them)
     bytes: int  # before compression
     stored_bytes: int  # as put (compressed when gzip)
+    skipped: tuple[int, ...] = ()  # a file takes any row: nothing is ever skipped
 
 
 def _cell(value: Any) -> str:

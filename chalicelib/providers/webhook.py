@@ -300,6 +300,7 @@ class Part:
     key: str  # what the log line names: "<n> batches to <host>"
     rows: int
     bytes: int
+    skipped: tuple[int, ...] = ()  # a receiver takes any event: nothing is skipped for size
 
 
 class WebhookAudienceExport:

@@ -52,6 +52,7 @@ log = logging.getLogger("switchyard.export")
 CURSOR_VERSION = 1
 PAGE_SIZE = 1000  # profiles per Query while computing the membership
 OMITTED_NO_VALUES = "missing_identifier"  # an add with none of the exported fields
+OMITTED_TOO_LARGE = "too_large"  # a change whose event is over the destination's size limit
 
 
 # -- what a destination provides -------------------------------------------------------------
@@ -61,6 +62,9 @@ class PartResult(Protocol):
     key: str
     rows: int  # how many of the rows given the part holds (the first ones)
     bytes: int
+    # Positions (among those rows) the destination was not sent because one row is over
+    # its size limit (an event destination's 1 MB record): counted as omitted `too_large`.
+    skipped: tuple[int, ...]
 
 
 class ExportStep(Protocol):
@@ -340,16 +344,26 @@ def _part(engine: Engine, job: Job, run: Run, ctx: StepContext, impl: ExportStep
             "membership_generation": cur["state"]["membership_generation"],
         })
     engine.o.fault("after_write")
-    sent = rows[:part.rows]
+    skipped = set(part.skipped)
+    sent = [row for i, row in enumerate(rows[:part.rows]) if i not in skipped]
     added = sum(1 for action, _, _ in sent if action == "add")
     removed = len(sent) - added
+    omitted = {OMITTED_TOO_LARGE: len(skipped)} if skipped else {}
     cur["next"] = end
-    line = LogLine("info", "run.step",
-                   f"step {run.step}: wrote {part.key} ({part.rows} rows: {added} added, {removed} removed)",
-                   run_id=run.id, context={"added": added, "removed": removed, "omitted": 0,
-                                           "key": part.key, "bytes": part.bytes, "processed": end})
+    lines = [LogLine("info", "run.step",
+                     f"step {run.step}: wrote {part.key} ({part.rows} rows: {added} added, {removed} removed"
+                     + (f", {len(skipped)} too large" if skipped else "") + ")",
+                     run_id=run.id, context={"added": added, "removed": removed, "omitted": len(skipped),
+                                             "key": part.key, "bytes": part.bytes, "processed": end})]
+    if skipped:
+        # Profile ids only: the values that made the event too large stay out of the logs.
+        ids = [rows[i][1] for i in sorted(skipped)]
+        lines.append(LogLine("warning", "export.too_large",
+                             f"{len(ids)} changes were not sent: their event is over the destination's "
+                             f"size limit (profiles {', '.join(ids[:5])}{' …' if len(ids) > 5 else ''})",
+                             run_id=run.id, context={"omitted_reasons": omitted}))
     return _Outcome(cursor=cur, processed=end, total=plan_ref.rows, done=done, added=added,
-                    removed=removed, lines=[line])
+                    removed=removed, omitted_reasons=omitted, lines=lines)
 
 
 # -- the commit (mirrors the engine's import commit) ---------------------------------------------

@@ -56,3 +56,16 @@ def test_ids_are_unique() -> None:
 
     # THEN none repeats
     assert len(set(ids)) == 10_000
+
+
+def test_created_ms_reads_the_creation_time_back() -> None:
+    from chalicelib.domain.ids import created_ms
+
+    # GIVEN an id made between two clock readings
+    before = int(time.time() * 1000)
+    ident = new_id("run")
+    after = int(time.time() * 1000)
+
+    # THEN its creation time is read back; ids not made by new_id() have none
+    assert before <= (created_ms(ident) or 0) <= after
+    assert created_ms("run_1") is None and created_ms("run_" + "!" * 26) is None

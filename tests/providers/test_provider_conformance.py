@@ -17,6 +17,30 @@ from chalicelib.providers.registry import Registry
 PROVIDER_IDS = Registry().ids()
 
 SAMPLE_CREDENTIALS: dict[str, dict[str, dict[str, Any]]] = {
+    "amazon_kinesis": {
+        "access_keys": {
+            "access_key_id": "AKIAIOSFODNN7EXAMPLE",
+            "secret_access_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            "region": "eu-west-1",
+            "stream_name": "cdp-audience-events",
+        },
+        "assume_role": {
+            "role_arn": "arn:aws:iam::210987654321:role/SwitchyardKinesis",
+            "external_id": "sy-ext-kin-77a1",
+        },
+    },
+    "amazon_sqs": {
+        "access_keys": {
+            "access_key_id": "AKIAIOSFODNN7EXAMPLE",
+            "secret_access_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            "queue_url": "https://sqs.eu-west-1.amazonaws.com/210987654321/cdp-audience-events.fifo",
+        },
+        "assume_role": {
+            "role_arn": "arn:aws:iam::210987654321:role/SwitchyardSqs",
+            "external_id": "sy-ext-sqs-3c0e",
+            "region": "eu-west-1",
+        },
+    },
     "amazon_s3": {
         "access_keys": {
             "access_key_id": "AKIAIOSFODNN7EXAMPLE",
