@@ -65,12 +65,14 @@ class ProviderError(Exception):
         transient: bool = False,
         field: str | None = None,
         retry_after: float | None = None,
+        auth: bool = False,
     ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.transient = transient
         self.field = field
         self.retry_after = retry_after  # seconds the provider asked us to wait (Retry-After)
+        self.auth = auth  # the credentials were refused (401/403): the authorization is unhealthy
 
 
 def mask(value: str, keep: int = 4) -> str:

@@ -78,7 +78,8 @@ class HttpError(ProviderError):
 
     def __init__(self, reason: str, *, kind: str, transient: bool, status: int | None = None,
                  words: str = "", retry_after: float | None = None, field: str | None = None) -> None:
-        super().__init__(reason, transient=transient, retry_after=retry_after, field=field)
+        super().__init__(reason, transient=transient, retry_after=retry_after, field=field,
+                         auth=kind == "auth")
         self.kind = kind
         self.status = status
         self.words = words
