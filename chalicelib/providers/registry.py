@@ -12,6 +12,7 @@ from chalicelib.providers.base import Provider
 # A provider is listed here only once its check, options and workflows work.
 MODULES: dict[str, str] = {
     "amazon_s3": "chalicelib.providers.s3",
+    "mailchimp": "chalicelib.providers.mailchimp",
 }
 
 

@@ -28,6 +28,10 @@ SAMPLE_CREDENTIALS: dict[str, dict[str, dict[str, Any]]] = {
             "external_id": "sy-ext-5f2c9a71",
         },
     },
+    "mailchimp": {
+        "api_key": {"api_key": "3f9a1c2b7d4e5f60718293a4b5c6d7e8-us21"},
+        "oauth": {"access_token": "f3c2b1a0e9d8c7b6a5f4e3d2c1b0a9f8", "dc": "us21", "account_name": "Acme"},
+    },
 }
 
 
