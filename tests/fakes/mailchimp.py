@@ -200,6 +200,11 @@ class FakeMailchimp:
         mlist.members[m.id] = m
         return m
 
+    def tag(self, list_id: str, email: str, name: str) -> None:
+        """Tag a member as a Mailchimp user would (its last_changed moves)."""
+        mlist = self.lists[list_id]
+        self._tags(mlist, mlist.members[subscriber_hash(email)], [{"name": name, "status": "active"}])
+
     def member(self, list_id: str, email: str) -> Member | None:
         return self.lists[list_id].members.get(subscriber_hash(email))
 
