@@ -2,7 +2,7 @@
 
 from chalice import Chalice
 
-from chalicelib.api import admin, audiences, auth, authorizations, catalog, jobs, meta, profiles
+from chalicelib.api import admin, audiences, auth, authorizations, catalog, jobs, meta, oauth, profiles
 from chalicelib.workers import runner
 
 app = Chalice(app_name="switchyard")
@@ -14,4 +14,5 @@ app.register_blueprint(jobs.bp)
 app.register_blueprint(admin.bp)
 app.register_blueprint(profiles.bp)
 app.register_blueprint(audiences.bp)
+app.register_blueprint(oauth.bp)
 app.register_blueprint(runner.bp)

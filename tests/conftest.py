@@ -146,6 +146,7 @@ def fake_mailchimp(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         monkeypatch.setenv("SWITCHYARD_MAILCHIMP_BASE_URL", fake.base_url)
         monkeypatch.setenv("SWITCHYARD_MAILCHIMP_OAUTH_URL", fake.oauth_url)
         monkeypatch.setenv("SWITCHYARD_ALLOW_PRIVATE_URLS", "1")
+        monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")  # oauthlib refuses http:// URLs otherwise
         config.reset()
         config.settings()  # read now, outside any chalice.test request (see devserver/infra.py)
         http.reset()
