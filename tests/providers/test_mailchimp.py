@@ -365,3 +365,33 @@ def test_export_errors_are_classified(fake_mailchimp):
     with pytest.raises(ProviderError) as err:
         _export(fake, _key(fake), rows)
     assert err.value.transient
+
+
+def test_requests_per_1000_members(fake_mailchimp):
+    """The figures of docs/providers/mailchimp.md (Mailchimp requests, retries excluded)."""
+    fake = fake_mailchimp
+    fake.add_list("L1", "N", [("FNAME", "First", "text")])
+    for i in range(1000):
+        fake.add_member("L1", f"m{i}@x.io", merge_fields={"FNAME": f"M{i}"}, last_changed=OLD)
+    key = _key(fake)
+    # import: one page of 1,000 members
+    counter = CallCounter()
+    res = MailchimpImport(PROVIDER).read(_ctx(key, _import_config(), max_records=5000, counter=counter))
+    assert len(res.rows) == 1000 and res.done and counter.total == 1
+    # export, 1,000 adds: 2 batch subscribes (500 each) + 1 /batches + 1 poll
+    adds = [("add", f"prof_{i}", [f"n{i}@x.io", f"N{i}"]) for i in range(1000)]
+    counter = CallCounter()
+    _export(fake, key, adds, counter, fields={"first_name": "FNAME"})
+    assert counter.total == 4
+    # export, 1,000 removes: untag = 1 /batches + 1 poll; unsubscribe adds 2 batch subscribes
+    removes = [("remove", f"prof_{i}", [f"n{i}@x.io", None]) for i in range(1000)]
+    counter = CallCounter()
+    _export(fake, key, removes, counter, fields={"first_name": "FNAME"})
+    assert counter.total == 2 and len(_tagged_in(fake)) == 0
+    counter = CallCounter()
+    _export(fake, key, removes, counter, fields={"first_name": "FNAME"}, on_remove="unsubscribe")
+    assert counter.total == 4
+
+
+def _tagged_in(fake: FakeMailchimp) -> list[str]:
+    return [m.email_address for m in fake.lists["L1"].members.values() if "switchyard" in m.tags]
