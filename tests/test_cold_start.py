@@ -24,7 +24,9 @@ LAZY_MODULES = (
     "pydantic",
     "pydantic_core",
     "chalicelib.providers.s3",
+    "chalicelib.providers.mailchimp",
     "chalicelib.api.schemas",
+    "oauthlib",
 )
 
 
