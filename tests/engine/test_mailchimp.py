@@ -269,3 +269,34 @@ def test_the_api_key_never_leaves_secrets_manager(api, deps, tenant, drain, fake
     sm = boto3.client("secretsmanager", region_name="us-east-1")
     value = sm.get_secret_value(SecretId=f"switchyard/test/{tenant.account_id}/{auth['id']}")
     assert CANARY in value["SecretString"]
+
+
+def test_an_export_that_crashes_mid_part_resends_it_and_counts_once(api, deps, tenant, drain, options,
+                                                                     fake_mailchimp):
+    # GIVEN 25 members, 10 a part, and crashes after Mailchimp got a part (before the commit),
+    # after a commit, and before the next step was queued (at most 2 per message: 5 receives
+    # would send it to the DLQ, which is another test's subject)
+    fake = fake_mailchimp
+    fake.add_list("L1", "Customers", [("FNAME", "First", "text"), ("PLAN", "Plan", "text")])
+    _seed(deps, tenant.account_id, [{"email": f"r{i}@x.io", "first_name": f"R{i}", "plan": "pro"} for i in range(25)])
+    options.max_records = 10
+    crashes = ["after_write", "after_commit", "after_write", "before_enqueue", "after_write"]
+
+    def fault(point: str) -> None:
+        if crashes and point == crashes[0]:
+            crashes.pop(0)
+            raise RuntimeError(f"crash at {point}")
+
+    options.fault = fault
+    job = _export_job(api, _auth(api, fake.new_api_key())["id"], _audience(api))
+    # WHEN its messages are delivered, crashed ones redelivered
+    for _ in range(5):
+        drain.run()
+    # THEN every crash happened, the run succeeded and counted each member once
+    assert crashes == [] and len(drain.errors) == 5
+    [run] = _runs(api, job["id"])
+    assert run["status"] == "succeeded" and run["added"] == 25 and run["omitted"] == 0, run
+    # AND the list holds each member once, tagged, although parts were sent again
+    assert _tagged(fake) == {f"r{i}@x.io" for i in range(25)} and len(fake.lists["L1"].members) == 25
+    subscribes = [r for r in fake.requests if r.method == "POST" and r.path.endswith("/lists/L1")]
+    assert len(subscribes) > 3  # 3 parts, some sent twice: upserts by address are idempotent
