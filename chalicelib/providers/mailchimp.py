@@ -253,11 +253,11 @@ class MailchimpProvider:
             list_id = params.get("list_id")
             if not list_id:
                 raise ProviderError("choose a list first (list_id)", field="list_id")
-            if field in ("fields", "field_mapping"):
+            if field in ("fields", "field_mapping", "merge_fields"):
                 doc = api.get(f"/lists/{list_id}/merge-fields", "merge_fields.list", {"count": 1000})
                 return [Option(value=x["tag"], label=f"{x.get('name') or x['tag']} ({x['tag']})", kind=x.get("type"))
                         for x in doc.get("merge_fields") or []]
-            if field == "tag":
+            if field in ("tag", "tags"):
                 doc = api.get(f"/lists/{list_id}/tag-search", "tags.search", {"name": params.get("name") or None})
                 return [Option(value=x["name"], label=x["name"], kind="tag") for x in doc.get("tags") or []]
         except HttpError as exc:

@@ -300,3 +300,31 @@ def test_an_export_that_crashes_mid_part_resends_it_and_counts_once(api, deps, t
     assert _tagged(fake) == {f"r{i}@x.io" for i in range(25)} and len(fake.lists["L1"].members) == 25
     subscribes = [r for r in fake.requests if r.method == "POST" and r.path.endswith("/lists/L1")]
     assert len(subscribes) > 3  # 3 parts, some sent twice: upserts by address are idempotent
+
+
+def test_options_and_configured_lists_are_read_through_the_authorization(api, fake_mailchimp):
+    fake = fake_mailchimp
+    fake.add_list("L1", "Customers", [("FNAME", "First", "text"), ("PLAN", "Plan", "text")])
+    fake.add_member("L1", "a@x.io", tags=["vip"])
+    auth = _auth(api, fake.new_api_key())
+    base = "/providers/mailchimp/workflows/mailchimp_audience_export/options"
+    # WHEN the wizard lists lists, merge fields and tags
+    lists = api.get(f"{base}/list_id?authorization_id={auth['id']}").json["data"]
+    fields = api.get(f"{base}/fields?authorization_id={auth['id']}&list_id=L1").json["data"]
+    tags = api.get(f"{base}/tag?authorization_id={auth['id']}&list_id=L1").json["data"]
+    # THEN
+    assert [o["value"] for o in lists] == ["L1"]
+    assert [o["value"] for o in fields] == ["FNAME", "PLAN"] and [o["value"] for o in tags] == ["vip"]
+    # AND merge fields without a list: a clear 422 naming list_id
+    r = api.get(f"{base}/fields?authorization_id={auth['id']}")
+    assert r.status_code == 422 and "list_id" in r.json["error"]["fields"]
+    # AND a job on a list the authorization cannot reach is refused, naming the config
+    r = api.post("/jobs", {"provider": "mailchimp", "job_type": "import", "workflow": "mailchimp_import",
+                           "authorization_id": auth["id"], "label": "x", "config": {"list_id": "nope"}})
+    assert r.status_code == 422 and r.json["error"]["code"] == "job.config_unreachable"
+    assert "'nope' was not found" in r.json["error"]["message"]
+    # AND a bad merge tag in the export config names the field
+    r = api.post("/jobs", {"provider": "mailchimp", "job_type": "export", "workflow": "mailchimp_audience_export",
+                           "authorization_id": auth["id"], "label": "x",
+                           "config": {"audience_id": "aud_x", "list_id": "L1", "fields": {"plan": "not a tag"}}})
+    assert r.status_code == 422 and "config.fields.plan" in r.json["error"]["fields"]
