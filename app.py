@@ -12,6 +12,7 @@ from chalicelib.api import (
     catalog,
     jobs,
     meta,
+    oauth,
     profiles,
 )
 from chalicelib.workers import alerts as alert_worker
@@ -28,6 +29,7 @@ app.register_blueprint(profiles.bp)
 app.register_blueprint(audiences.bp)
 app.register_blueprint(audit.bp)
 app.register_blueprint(alerts.bp)
+app.register_blueprint(oauth.bp)
 app.register_blueprint(runner.bp)
 app.register_blueprint(purge.bp)
 app.register_blueprint(health.bp)

@@ -40,6 +40,10 @@ class Settings:
     allow_private_urls: bool
     token_cache_seconds: int
     max_body_bytes: int
+    # Mailchimp's API base URL, `{dc}` standing for the account's data center, and its
+    # OAuth host. Only the local stack and tests point them elsewhere (a fake on 127.0.0.1).
+    mailchimp_base_url: str = "https://{dc}.api.mailchimp.com/3.0"
+    mailchimp_oauth_url: str = "https://login.mailchimp.com"
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -71,6 +75,8 @@ def settings() -> Settings:
         allow_private_urls=_flag(_env("SWITCHYARD_ALLOW_PRIVATE_URLS")),
         token_cache_seconds=int(_env("SWITCHYARD_TOKEN_CACHE_SECONDS", "60") or 60),
         max_body_bytes=int(_env("SWITCHYARD_MAX_BODY_BYTES", str(256 * 1024)) or 262144),
+        mailchimp_base_url=_env("SWITCHYARD_MAILCHIMP_BASE_URL", "https://{dc}.api.mailchimp.com/3.0") or "",
+        mailchimp_oauth_url=_env("SWITCHYARD_MAILCHIMP_OAUTH_URL", "https://login.mailchimp.com") or "",
     )
 
 

@@ -116,6 +116,7 @@ def run() -> int:
         # 3. Demo data (only what the restored state lacks).
         seeded = seed.seed_account(store.meta, token, token_source)
         wrote_csv = seed.seed_bucket()
+        seed.seed_oauth_apps(port)
         store.save()
 
         # 4. The app behind its local gateway, and the static web app, on one origin.

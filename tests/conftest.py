@@ -132,3 +132,26 @@ def api_for(client: Any) -> Any:
         return Api(client, token)
 
     return make
+
+
+@pytest.fixture()
+def fake_mailchimp(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A fake Mailchimp on 127.0.0.1 (tests/fakes/mailchimp.py); the provider reaches it
+    through the base-URL settings, as it would reach a real data center."""
+    from chalicelib import config
+    from chalicelib.providers import http
+    from tests.fakes.mailchimp import FakeMailchimp
+
+    with FakeMailchimp() as fake:
+        monkeypatch.setenv("SWITCHYARD_MAILCHIMP_BASE_URL", fake.base_url)
+        monkeypatch.setenv("SWITCHYARD_MAILCHIMP_OAUTH_URL", fake.oauth_url)
+        monkeypatch.setenv("SWITCHYARD_ALLOW_PRIVATE_URLS", "1")
+        monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")  # oauthlib refuses http:// URLs otherwise
+        config.reset()
+        config.settings()  # read now, outside any chalice.test request (see devserver/infra.py)
+        http.reset()
+        yield fake
+        monkeypatch.undo()
+        config.reset()
+        config.settings()
+        http.reset()

@@ -27,7 +27,9 @@ LAZY_MODULES = (
     "chalicelib.providers.webhook",
     "chalicelib.providers.http",
     "urllib3",
+    "chalicelib.providers.mailchimp",
     "chalicelib.api.schemas",
+    "oauthlib",
 )
 
 

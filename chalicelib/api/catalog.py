@@ -35,7 +35,9 @@ def get_provider(principal: Principal, provider: str, query: dict[str, Any]) -> 
        authorizer=token_authorizer, response="OptionOut", list_response=True, errors=(404, 422, 503),
        query=(QueryParam("authorization_id", description="Authorization to read through"),
               QueryParam("bucket", description="S3: bucket whose prefixes to list"),
-              QueryParam("prefix", description="S3: list under this prefix; SQS: queue names starting with it")))
+              QueryParam("prefix", description="S3: list under this prefix; SQS: queue names starting with it"),
+              QueryParam("list_id", description="Mailchimp: list whose merge fields or tags to list"),
+              QueryParam("name", description="Mailchimp: tags whose name contains this")))
 def options(principal: Principal, provider: str, workflow: str, field: str,
             query: dict[str, Any]) -> Response:
     params = {k: v for k, v in query.items() if k != "authorization_id" and v is not None}

@@ -82,6 +82,9 @@ def document() -> dict[str, Any]:
                 "schema": {"$ref": REF.format(model=r.body)}}}}
         if r.status == 204:
             op["responses"]["204"] = {"description": "Done"}
+        elif r.status in (302, 303):
+            op["responses"][str(r.status)] = {"description": "Redirect", "headers": {
+                "Location": {"schema": {"type": "string"}, "description": "Where the browser goes next"}}}
         else:
             item = {"$ref": REF.format(model=r.response)} if r.response else {}
             data: dict[str, Any] = {"type": "array", "items": item} if r.list_response else item

@@ -299,6 +299,11 @@ class JobEditPreview(Out):
     job: JobSummary
 
 
+class OAuthStartOut(Out):
+    authorize_url: str = Field(description="Send the browser here; Mailchimp sends it back to the callback")
+    expires_at: int = Field(description="The link works once, until this time (epoch seconds)")
+
+
 class OptionOut(Out):
     value: str
     label: str

@@ -14,6 +14,7 @@ MODULES: dict[str, str] = {
     "amazon_kinesis": "chalicelib.providers.kinesis",
     "amazon_s3": "chalicelib.providers.s3",
     "amazon_sqs": "chalicelib.providers.sqs",
+    "mailchimp": "chalicelib.providers.mailchimp",
     "webhook": "chalicelib.providers.webhook",
 }
 

@@ -24,6 +24,7 @@ from chalicelib.store.secrets import SecretsStore
 
 if TYPE_CHECKING:  # pragma: no cover
     from chalicelib.domain.models import Job
+    from chalicelib.store.oauth import OAuthStateRepo
 
 
 @dataclass
@@ -68,6 +69,13 @@ class Deps:
     def memberships(self) -> MembershipRepo:
         """Export jobs' confirmed memberships and run plans (chalicelib/services/export.py)."""
         return MembershipRepo(self.table)
+
+    @property
+    def oauth_states(self) -> OAuthStateRepo:
+        """OAuth flows in progress (chalicelib/services/oauth.py)."""
+        from chalicelib.store.oauth import OAuthStateRepo
+
+        return OAuthStateRepo(self.table)
 
     def request_counter(self) -> aws.RequestTally:
         return aws.track_requests()

@@ -127,10 +127,12 @@ def diff(
     n_fields: int,
     backfill: bool,
     include_removals: bool,
+    required: Sequence[int] = (),
 ) -> Diff:
     """stay: current members already confirmed; joining: current members not confirmed
     (with their values); leaving: values of confirmed profiles no longer members (a
-    confirmed id in neither map is a profile that no longer exists)."""
+    confirmed id in neither map is a profile that no longer exists). required: positions of
+    values without which an add cannot be sent (a Mailchimp member needs its email)."""
     omitted: Counter[str] = Counter()
     if first and not backfill:
         # The destination already has the audience: record it, send nothing.
@@ -140,7 +142,7 @@ def diff(
         adds = []
         for pid in sorted(joining):
             values = joining[pid]
-            if values is None or all(v is None for v in values):
+            if values is None or all(v is None for v in values) or any(values[i] is None for i in required):
                 omitted[OMITTED_NO_VALUES] += 1  # not recorded: the next run tries again
             else:
                 adds.append(pid)
@@ -277,8 +279,10 @@ def _plan(engine: Engine, job: Job, run: Run, delivery: Delivery, budget: float,
                 joining[profile.id] = values_of(profile, fields) if need_values else None
         elif include_removals and profile.id in confirmed:
             leaving[profile.id] = values_of(profile, fields)
+    required = [fields.index(f) for f in frozen.get("required", ()) if f in fields]
     plan = diff(confirmed=confirmed, first=first, stay=stay, joining=joining, leaving=leaving,
-                n_fields=len(fields), backfill=backfill, include_removals=include_removals)
+                n_fields=len(fields), backfill=backfill, include_removals=include_removals,
+                required=required)
     changed = first or plan.members != confirmed
     generation = (confirmed_ref.generation if confirmed_ref else 0) + 1
 
@@ -313,8 +317,8 @@ def _plan(engine: Engine, job: Job, run: Run, delivery: Delivery, budget: float,
         "first_run": first})]
     if omitted:
         lines.append(LogLine("warning", "export.omitted",
-                             f"{omitted} members have none of the exported fields ({', '.join(fields)}): "
-                             "not sent; they will be once they have one", run_id=run.id,
+                             f"{omitted} members lack the exported fields ({', '.join(fields)}) the "
+                             "destination needs: not sent; they will be once they have them", run_id=run.id,
                              context={"omitted_reasons": dict(plan.omitted)}))
     if first and not backfill:
         lines.append(LogLine("info", "export.no_backfill",
@@ -344,16 +348,24 @@ def _part(engine: Engine, job: Job, run: Run, ctx: StepContext, impl: ExportStep
             "membership_generation": cur["state"]["membership_generation"],
         })
     engine.o.fault("after_write")
-    skipped = set(part.skipped)
-    sent = [row for i, row in enumerate(rows[:part.rows]) if i not in skipped]
+    skipped = set(getattr(part, "skipped", ()) or ())
+    # Members the destination refused one by one (e.g. Mailchimp: a fake-looking address)
+    # are counted as omitted ("rejected"), not as sent; they never fail the run.
+    rejected = list(getattr(part, "rejected", ()) or ())
+    refused = {pid for pid, _ in rejected}
+    sent = [row for i, row in enumerate(rows[:part.rows]) if i not in skipped and row[1] not in refused]
     added = sum(1 for action, _, _ in sent if action == "add")
     removed = len(sent) - added
     omitted = {OMITTED_TOO_LARGE: len(skipped)} if skipped else {}
     cur["next"] = end
+    if rejected:
+        omitted["rejected"] = len(rejected)
+    extra = (f", {len(skipped)} too large" if skipped else "") + (f", {len(rejected)} rejected" if rejected else "")
     lines = [LogLine("info", "run.step",
                      f"step {run.step}: wrote {part.key} ({part.rows} rows: {added} added, {removed} removed"
-                     + (f", {len(skipped)} too large" if skipped else "") + ")",
-                     run_id=run.id, context={"added": added, "removed": removed, "omitted": len(skipped),
+                     + extra + ")",
+                     run_id=run.id, context={"added": added, "removed": removed,
+                                             "omitted": len(skipped) + len(rejected),
                                              "key": part.key, "bytes": part.bytes, "processed": end})]
     if skipped:
         # Profile ids only: the values that made the event too large stay out of the logs.
@@ -362,6 +374,13 @@ def _part(engine: Engine, job: Job, run: Run, ctx: StepContext, impl: ExportStep
                              f"{len(ids)} changes were not sent: their event is over the destination's "
                              f"size limit (profiles {', '.join(ids[:5])}{' …' if len(ids) > 5 else ''})",
                              run_id=run.id, context={"omitted_reasons": omitted}))
+    if rejected:
+        why = Counter(reason for _, reason in rejected)
+        sample = "; ".join(f"{n} × {reason}" for reason, n in why.most_common(3))
+        lines.append(LogLine("warning", "export.rejected",
+                             f"{len(rejected)} members were refused by the destination: {sample}",
+                             run_id=run.id, context={"rejected": len(rejected)}))
+    lines += [LogLine("warning", "export.note", note, run_id=run.id) for note in getattr(part, "notes", ()) or ()]
     return _Outcome(cursor=cur, processed=end, total=plan_ref.rows, done=done, added=added,
                     removed=removed, omitted_reasons=omitted, lines=lines)
 

@@ -30,7 +30,7 @@ def test_catalog_lists_providers_workflows_and_methods(api):
     # by job type, and one provider
     assert [p["id"] for p in api.get("/providers?job_type=enrichment").json["data"]] == []
     assert api.get("/providers/amazon_s3").json["data"] == s3
-    assert api.get("/providers/mailchimp").status_code == 404
+    assert api.get("/providers/no_such_provider").status_code == 404
 
 
 def test_options_are_read_through_the_authorization(api):

@@ -59,6 +59,10 @@ SAMPLE_CREDENTIALS: dict[str, dict[str, dict[str, Any]]] = {
                   "password": "pw-8d3a61f0"},
         "hmac": {"url": "https://hooks.example.com/switchyard", "signing_secret": "whsec-0c7e5b9a1d3f4e26"},
     },
+    "mailchimp": {
+        "api_key": {"api_key": "3f9a1c2b7d4e5f60718293a4b5c6d7e8-us21"},
+        "oauth": {"access_token": "f3c2b1a0e9d8c7b6a5f4e3d2c1b0a9f8", "dc": "us21", "account_name": "Acme"},
+    },
 }
 
 # Methods that store no secret on purpose: the endpoint authenticates nothing.

@@ -1,0 +1,62 @@
+"""OAuth 2.0 connections: start (authenticated) and the provider's callback (public: the
+browser comes back from the provider without an API token). Docs: docs/providers/mailchimp.md."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from chalice import Blueprint, Response
+
+from chalicelib.api.auth import token_authorizer
+from chalicelib.api.http import JSON_HEADERS, PREFIX, QueryParam, route
+from chalicelib.domain.access import Capability, Principal
+from chalicelib.services.deps import deps
+
+bp = Blueprint(__name__)
+TAG = "oauth"
+CALLBACK = "/oauth/mailchimp/callback"
+
+
+def _cookie(request: Any, name: str) -> str | None:
+    from http.cookies import CookieError, SimpleCookie
+
+    raw = (request.headers or {}).get("cookie") or ""
+    try:
+        jar = SimpleCookie(raw)
+    except CookieError:
+        return None
+    morsel = jar.get(name)
+    return morsel.value if morsel else None
+
+
+@route(bp, "/oauth/mailchimp/start", "GET", summary="Start connecting Mailchimp with OAuth 2.0", tag=TAG,
+       authorizer=token_authorizer, response="OAuthStartOut", errors=(503,),
+       needs=Capability.MANAGE_INTEGRATIONS,
+       query=(QueryParam("label", description="Label of the authorization to create"),))
+def start(principal: Principal, query: dict[str, Any]) -> Response:
+    from chalicelib.services import oauth
+
+    started = oauth.start(deps(), principal, "mailchimp", query["label"])
+    # The nonce binds the flow to this browser: the callback must bring it back.
+    cookie = (f"{oauth.COOKIE}={started.nonce}; Path={PREFIX}{CALLBACK}; Max-Age={oauth.STATE_SECONDS}; "
+              "HttpOnly; Secure; SameSite=Lax")
+    body = {"data": {"authorize_url": started.authorize_url, "expires_at": started.expires_at}}
+    return Response(body=json.dumps(body), status_code=200,
+                    headers={**JSON_HEADERS, "Set-Cookie": cookie, "Cache-Control": "no-store"})
+
+
+@route(bp, CALLBACK, "GET", summary="Mailchimp sends the browser back here; redirects to the new authorization",
+       tag=TAG, status=302, errors=(503,),
+       query=(QueryParam("code", description="Authorization code"), QueryParam("state", description="Flow state"),
+              QueryParam("error", description="Set when the user declined"),
+              QueryParam("error_description", description="Why")))
+def callback(query: dict[str, Any]) -> Response:
+    from chalicelib.services import oauth
+
+    auth = oauth.callback(deps(), "mailchimp", code=query["code"], state=query["state"],
+                          nonce=_cookie(bp.current_request, oauth.COOKIE), error=query["error"])
+    expired = f"{oauth.COOKIE}=; Path={PREFIX}{CALLBACK}; Max-Age=0; HttpOnly; Secure; SameSite=Lax"
+    return Response(body="", status_code=302,
+                    headers={"Location": f"/#/authorizations/{auth.id}", "Set-Cookie": expired,
+                             "Cache-Control": "no-store"})
