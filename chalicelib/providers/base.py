@@ -75,7 +75,6 @@ class ProviderError(Exception):
         self.auth = auth
         self.field = field
         self.retry_after = retry_after  # seconds the provider asked us to wait (Retry-After)
-        self.auth = auth  # the credentials were refused (401/403): the authorization is unhealthy
 
 
 def mask(value: str, keep: int = 4) -> str:
