@@ -38,6 +38,8 @@ class Settings:
     allow_private_urls: bool
     token_cache_seconds: int
     max_body_bytes: int
+    # FullContact's API origin; tests and the local stack point it at a local fake.
+    fullcontact_base_url: str = "https://api.fullcontact.com"
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -68,6 +70,8 @@ def settings() -> Settings:
         allow_private_urls=_flag(_env("SWITCHYARD_ALLOW_PRIVATE_URLS")),
         token_cache_seconds=int(_env("SWITCHYARD_TOKEN_CACHE_SECONDS", "60") or 60),
         max_body_bytes=int(_env("SWITCHYARD_MAX_BODY_BYTES", str(256 * 1024)) or 262144),
+        fullcontact_base_url=(_env("SWITCHYARD_FULLCONTACT_BASE_URL", "https://api.fullcontact.com")
+                              or "").rstrip("/"),
     )
 
 

@@ -12,6 +12,8 @@ from chalicelib.providers.base import Provider
 # A provider is listed here only once its check, options and workflows work.
 MODULES: dict[str, str] = {
     "amazon_s3": "chalicelib.providers.s3",
+    "fullcontact": "chalicelib.providers.fullcontact",
+    "http_enrichment": "chalicelib.providers.http_enrichment",
 }
 
 

@@ -28,6 +28,13 @@ SAMPLE_CREDENTIALS: dict[str, dict[str, dict[str, Any]]] = {
             "external_id": "sy-ext-5f2c9a71",
         },
     },
+    "fullcontact": {
+        "api_key": {"api_key": "fc-sample-3b9d71e2a4c6"},
+    },
+    "http_enrichment": {
+        "none": {"url": "https://enrich.acme.example/v1/people?token=sample-url-token-77"},
+        "bearer": {"url": "https://enrich.acme.example/v1/people", "token": "sample-bearer-token-9c2e"},
+    },
 }
 
 
