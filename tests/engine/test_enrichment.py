@@ -562,3 +562,24 @@ def test_an_endpoint_on_a_private_address_is_refused_when_private_urls_are_off(a
     finally:
         monkeypatch.undo()
         _settle(config)
+
+
+def test_requests_per_1000_profiles(api, deps, tenant, drain, fake, options):
+    """The figures docs/providers/enrichment.md quotes: one provider request per profile
+    looked up, and the AWS requests of a run (engine, plan, profile reads and writes)."""
+    # GIVEN 1,000 profiles, half of them known to FullContact, 1,000 lookups a step
+    _seed(deps, tenant.account_id, _people(500, 500, 0))
+    for i in range(500):
+        fake.know(f"known{i}@example.com")
+    options.max_records = 1000
+    job = _job(api, _fc_auth(api)["id"])
+    # WHEN it runs
+    drain.run()
+    # THEN FullContact got one request a profile, and AWS a few dozen for the whole run
+    [run] = _runs(api, job["id"])
+    assert (run["added"], run["omitted"]) == (500, 500)
+    aws = sum(v for k, v in run["cost"].items() if k.startswith("aws_"))
+    print(f"\nper 1,000 profiles: provider {run['cost']['provider_calls']:.0f}, AWS {aws:.0f} "
+          f"({ {k: v for k, v in run['cost'].items() if k.startswith('aws_')} }), steps {run['cost']['steps']:.0f}")
+    assert run["cost"]["provider_calls"] == 1000
+    assert aws <= 100
