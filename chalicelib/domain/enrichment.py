@@ -118,7 +118,9 @@ def map_open_fields(fields: Mapping[str, Any], renames: Mapping[str, str | None]
     for name, raw in fields.items():
         if not isinstance(name, str):
             continue
-        target = renames.get(name, field_name(name)) if name in renames else field_name(name)
+        norm = field_name(name)
+        # Renamed by the name as returned, else as normalized; kept normalized otherwise.
+        target = renames.get(name if name in renames else norm, norm)
         if not target or target.startswith(MARKER_PREFIX):
             continue  # an endpoint may not forge a job's marker
         value = clean_value(raw)

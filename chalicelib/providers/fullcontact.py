@@ -21,7 +21,7 @@ from chalicelib.domain.models import CheckResult, HealthStatus
 from chalicelib.domain.profiles import Profile
 from chalicelib.providers.base import Option, ProviderError, StepContext, mask
 from chalicelib.providers.calls import CallCounter
-from chalicelib.providers.enrichment import EnrichmentConfig, ProfileField, frozen_settings
+from chalicelib.providers.enrichment import EnrichmentConfig, Lookup, ProfileField, frozen_settings
 
 SECRET: JsonDict = {"x-secret": True}
 PATH = "/v3/person.enrich"
@@ -116,9 +116,8 @@ class PersonEnrich:
     def eligible(self, profile: Profile) -> bool:
         return bool(profile.identifiers.get("email"))
 
-    def lookup(self, ctx: StepContext, frozen: dict[str, Any], profile: Profile) -> Any:
+    def lookup(self, ctx: StepContext, frozen: dict[str, Any], profile: Profile) -> Lookup:
         from chalicelib.providers.http import HttpError
-        from chalicelib.services.enrichment import Lookup
 
         if self._client is None:  # one client per step: its counter and deadline are the step's
             self._client = _client(ctx.credentials.api_key.get_secret_value(), ctx.counter, ctx.deadline)

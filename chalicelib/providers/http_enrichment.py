@@ -24,7 +24,7 @@ from chalicelib.domain.models import CheckResult, HealthStatus
 from chalicelib.domain.profiles import Profile
 from chalicelib.providers.base import Option, ProviderError, StepContext
 from chalicelib.providers.calls import CallCounter
-from chalicelib.providers.enrichment import EnrichmentConfig, ProfileField, frozen_settings
+from chalicelib.providers.enrichment import EnrichmentConfig, Lookup, ProfileField, frozen_settings
 
 SECRET: JsonDict = {"x-secret": True}
 
@@ -124,9 +124,8 @@ class EndpointEnrich:
     def eligible(self, profile: Profile) -> bool:
         return any(profile.identifiers.values())
 
-    def lookup(self, ctx: StepContext, frozen: dict[str, Any], profile: Profile) -> Any:
+    def lookup(self, ctx: StepContext, frozen: dict[str, Any], profile: Profile) -> Lookup:
         from chalicelib.providers.http import HttpError
-        from chalicelib.services.enrichment import Lookup
 
         if self._client is None:
             self._client = _client(ctx.method, ctx.credentials, ctx.counter, ctx.deadline)

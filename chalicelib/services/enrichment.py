@@ -26,14 +26,14 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from chalicelib.domain import enrichment as E
 from chalicelib.domain.models import Job
-from chalicelib.domain.profiles import Profile, ProfileRecord
+from chalicelib.domain.profiles import ProfileRecord
 from chalicelib.providers.base import ProviderError, StepContext
 from chalicelib.providers.calls import CallCounter
+from chalicelib.providers.enrichment import EnrichStep
 from chalicelib.services import credentials as creds_svc
 from chalicelib.services.export import RunLease, StepOutcome, commit_step
 from chalicelib.store.membership import MissingChunk, PlanRef, PlanRow, new_set_id
@@ -50,39 +50,6 @@ PAGE_SIZE = 1000  # profiles per Query while planning
 # Time kept back from the step's budget for the merge and the commit once lookups stop.
 RESERVE_FRACTION = 0.25
 RESERVE_MAX_SECONDS = 10.0
-
-
-# -- what an enrichment provider implements ------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Lookup:
-    """One profile's answer: `fields` to merge (mapped, non-empty), or None with the
-    reason it is omitted (unmatched, rejected) and the provider's words, if any."""
-
-    fields: dict[str, Any] | None
-    reason: str = E.UNMATCHED
-    words: str = ""
-
-
-class EnrichStep(Protocol):
-    """A provider's side of an enrichment workflow (providers/fullcontact.py,
-    providers/http_enrichment.py)."""
-
-    def freeze(self, config: dict[str, Any]) -> dict[str, Any]:
-        """The settings a run keeps from its step 0 (small JSON): the field mapping and
-        whether to overwrite stored values. ProviderError when unusable."""
-        ...
-
-    def eligible(self, profile: Profile) -> bool:
-        """Does the profile carry what the provider looks up by (e.g. an email)?"""
-        ...
-
-    def lookup(self, ctx: StepContext, frozen: dict[str, Any], profile: Profile) -> Lookup:
-        """Ask the provider about one profile, through providers/http.py. 404 / no data is
-        a Lookup without fields; auth and config errors raise ProviderError(transient=
-        False), throttling and outages ProviderError(transient=True)."""
-        ...
 
 
 # -- one step ---------------------------------------------------------------------------------
@@ -228,8 +195,11 @@ def _lookups(engine: Engine, job: Job, run: Run, ctx: StepContext, impl: EnrichS
     words: dict[str, str] = {}
     stopped: ProviderError | None = None
     now = E.iso(engine.o.now())
-    for _, pid, _ in rows:
-        if processed and time.monotonic() >= stop_at:
+    # A replay may not stop before the last profile its first attempt merged: the next step
+    # (another tag) would merge and count that one again.
+    must_reach = max((i for i, (_, pid, _) in enumerate(rows) if pid in written), default=-1)
+    for i, (_, pid, _) in enumerate(rows):
+        if processed and i > must_reach and time.monotonic() >= stop_at:
             break  # the rest is the next step's: keep time to merge and commit
         profile = profiles.get(pid)
         if pid in written:
@@ -240,17 +210,19 @@ def _lookups(engine: Engine, job: Job, run: Run, ctx: StepContext, impl: EnrichS
             try:
                 found = impl.lookup(ctx, frozen, profile)
             except ProviderError as exc:
-                if exc.transient and processed:
+                if exc.transient and processed and i > must_reach:
                     stopped = exc  # keep what was looked up; the engine backs off on the next step
                     break
                 raise
-            if found.fields:
+            # A returned "email" field would shadow the identifier in audience filters.
+            fields = {k: v for k, v in (found.fields or {}).items() if k not in profile.identifiers}
+            if fields:
                 ident = E.creating_identifier(profile)
                 if ident is None:  # unreachable: a stored profile always has an identifier
                     reasons[E.MISSING_IDENTIFIER] += 1
                 else:
                     records.append(ProfileRecord(identifiers=dict([ident]),
-                                                 fields={**found.fields, marker: now}, ref=pid))
+                                                 fields={**fields, marker: now}, ref=pid))
             else:
                 reasons[found.reason] += 1
                 if found.words:
@@ -286,4 +258,4 @@ def _lookups(engine: Engine, job: Job, run: Run, ctx: StepContext, impl: EnrichS
                        added=added, omitted_reasons=dict(reasons), lines=lines)
 
 
-__all__ = ["EnrichStep", "Lookup", "run_enrichment_step"]
+__all__ = ["run_enrichment_step"]

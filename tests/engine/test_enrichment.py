@@ -172,8 +172,9 @@ def test_answers_map_to_flat_fields_by_path():
 
 def test_open_fields_keep_normalized_names_and_cannot_forge_a_marker():
     fields = E.map_open_fields({"Job Title": "CTO", "score": 7, "drop_me": "x", "enriched_at_job_x": "2099",
-                                "nested": {"a": 1}}, {"drop_me": None, "score": "lead_score"})
-    assert fields == {"job_title": "CTO", "lead_score": 7}
+                                "nested": {"a": 1}, "Seg Ment": "smb"},
+                               {"drop_me": None, "score": "lead_score", "seg_ment": "tier"})
+    assert fields == {"job_title": "CTO", "lead_score": 7, "tier": "smb"}
 
 
 def test_marker_freshness_and_creating_identifier():
@@ -516,7 +517,8 @@ def test_an_endpoint_enriches_by_contract(api, deps, tenant, drain, fake):
             return Answer(200, {"ok": True})
         emails = body["profile"]["identifiers"].get("email", [])
         if emails and emails[0].startswith("known"):
-            return Answer(200, {"fields": {"Lead Score": 42, "segment": "smb", "enriched_at_job_x": "no"}})
+            return Answer(200, {"fields": {"Lead Score": 42, "segment": "smb", "enriched_at_job_x": "no",
+                                           "email": "other@example.com"}})
         if emails == ["nobody0@example.com"]:
             return Answer(200, {"fields": {}})
         return Answer(404, {"error": "no match"})
@@ -537,6 +539,8 @@ def test_an_endpoint_enriches_by_contract(api, deps, tenant, drain, fake):
         p = _profile(deps, tenant.account_id, ids["known1@example.com"])
         assert p.fields["lead_score"] == 42 and p.fields["tier"] == "smb"
         assert "enriched_at_job_x" not in p.fields and E.marker_field(job["id"]) in p.fields
+        assert "email" not in p.fields  # a returned field may not shadow an identifier
+        assert p.identifiers == {"email": ["known1@example.com"]}
         # AND each request carried one profile: its id, identifiers and only the fields sent
         req = next(x.json() for x in endpoint.requests if "profile" in x.json()
                    and x.json()["profile"]["id"] == ids["known1@example.com"])
@@ -583,3 +587,32 @@ def test_requests_per_1000_profiles(api, deps, tenant, drain, fake, options):
           f"({ {k: v for k, v in run['cost'].items() if k.startswith('aws_')} }), steps {run['cost']['steps']:.0f}")
     assert run["cost"]["provider_calls"] == 1000
     assert aws <= 100
+
+
+def test_a_replay_short_of_time_still_counts_everything_its_first_attempt_merged(api, deps, tenant, drain,
+                                                                                  options, fake):
+    # GIVEN a step that merged 6 enriched profiles and crashed before its commit
+    ids = _seed(deps, tenant.account_id, _people(6, 0, 0))
+    for i in range(6):
+        fake.know(f"known{i}@example.com")
+    options.max_records = 6
+    state = {"crashed": False}
+
+    def crash_once(point: str) -> None:
+        if point == "after_write" and not state["crashed"] and len(_asked(fake)) == 6:
+            state["crashed"] = True
+            # ...and its replay has almost no time: it would stop after one profile
+            options.step_seconds = 0.01
+            raise RuntimeError("crash after the merge")
+
+    options.fault = crash_once
+    job = _job(api, _fc_auth(api)["id"])
+    # WHEN the run is delivered
+    drain.run()
+    # THEN the replay did not stop before the last profile already merged: the run counts
+    # each once, nobody was asked twice or merged twice
+    assert state["crashed"]
+    [run] = _runs(api, job["id"])
+    assert (run["status"], run["added"], run["omitted"]) == ("succeeded", 6, 0), run
+    assert len(_asked(fake)) == 6
+    assert {_profile(deps, tenant.account_id, pid).version for pid in ids.values()} == {2}
