@@ -191,7 +191,7 @@ def _lookups(engine: Engine, job: Job, run: Run, ctx: StepContext, impl: EnrichS
     stop_at = started + budget - min(RESERVE_MAX_SECONDS, budget * RESERVE_FRACTION)
     reasons: Counter[str] = Counter()
     records: list[ProfileRecord] = []
-    replayed = processed = 0
+    replayed = processed = asked = 0
     words: dict[str, str] = {}
     stopped: ProviderError | None = None
     now = E.iso(engine.o.now())
@@ -208,6 +208,7 @@ def _lookups(engine: Engine, job: Job, run: Run, ctx: StepContext, impl: EnrichS
             reasons[E.MISSING_IDENTIFIER] += 1
         else:
             try:
+                asked += 1
                 found = impl.lookup(ctx, frozen, profile)
             except ProviderError as exc:
                 if exc.transient and processed and i > must_reach:
@@ -243,7 +244,7 @@ def _lookups(engine: Engine, job: Job, run: Run, ctx: StepContext, impl: EnrichS
     cur["next"] = end
     omitted = sum(reasons.values())
     lines = [LogLine("info", "run.step",
-                     f"step {run.step}: looked up {processed - replayed} profiles, {added} enriched, "
+                     f"step {run.step}: {processed} profiles, {asked} looked up, {added} enriched, "
                      f"{omitted} omitted", run_id=run.id,
                      context={"added": added, "removed": 0, "omitted": omitted, "omitted_reasons": dict(reasons),
                               "processed": end, "provider_calls": ctx.counter.total if ctx.counter else 0})]
