@@ -44,6 +44,8 @@ class Settings:
     # OAuth host. Only the local stack and tests point them elsewhere (a fake on 127.0.0.1).
     mailchimp_base_url: str = "https://{dc}.api.mailchimp.com/3.0"
     mailchimp_oauth_url: str = "https://login.mailchimp.com"
+    # FullContact's API origin; tests and the local stack point it at a local fake.
+    fullcontact_base_url: str = "https://api.fullcontact.com"
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -77,6 +79,8 @@ def settings() -> Settings:
         max_body_bytes=int(_env("SWITCHYARD_MAX_BODY_BYTES", str(256 * 1024)) or 262144),
         mailchimp_base_url=_env("SWITCHYARD_MAILCHIMP_BASE_URL", "https://{dc}.api.mailchimp.com/3.0") or "",
         mailchimp_oauth_url=_env("SWITCHYARD_MAILCHIMP_OAUTH_URL", "https://login.mailchimp.com") or "",
+        fullcontact_base_url=(_env("SWITCHYARD_FULLCONTACT_BASE_URL", "https://api.fullcontact.com")
+                              or "").rstrip("/"),
     )
 
 

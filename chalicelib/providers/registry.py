@@ -14,6 +14,8 @@ MODULES: dict[str, str] = {
     "amazon_kinesis": "chalicelib.providers.kinesis",
     "amazon_s3": "chalicelib.providers.s3",
     "amazon_sqs": "chalicelib.providers.sqs",
+    "fullcontact": "chalicelib.providers.fullcontact",
+    "http_enrichment": "chalicelib.providers.http_enrichment",
     "mailchimp": "chalicelib.providers.mailchimp",
     "webhook": "chalicelib.providers.webhook",
 }

@@ -233,6 +233,13 @@ class Engine:
             run_export_step(self, job, run, delivery, started, budget)
             return
         # -- end of export dispatch ---------------------------------------------------------
+        # -- enrichment jobs: services/enrichment.py (docs/providers/enrichment.md) ----------
+        if job.job_type.value == "enrichment":
+            from chalicelib.services.enrichment import run_enrichment_step
+
+            run_enrichment_step(self, job, run, delivery, started, budget)
+            return
+        # -- end of enrichment dispatch ------------------------------------------------------
         calls = CallCounter(authorization_id=job.authorization_id)
         app_calls = self.d.request_counter()
         try:

@@ -474,4 +474,10 @@ def _clean_up(engine: Engine, job: Job, run: Run, cursor: dict[str, Any]) -> Non
         log.warning("export clean-up after run %s failed", run.id, exc_info=True)
 
 
-__all__ = ["ExportStep", "diff", "field_value", "run_export_step", "values_of"]
+# Shared with enrichment runs (services/enrichment.py), which plan and commit the same way.
+StepOutcome = _Outcome
+RunLease = _Lease
+commit_step = _commit
+
+__all__ = ["ExportStep", "RunLease", "StepOutcome", "commit_step", "diff", "field_value", "run_export_step",
+           "values_of"]

@@ -1123,8 +1123,9 @@ class JobRepo:
 
 
 def audience_of(job: Job) -> str | None:
-    """The audience an export job sends (its config names it), else None."""
-    if job.job_type != JobType.EXPORT:
+    """The audience an export job sends, or an enrichment job filters by (its config
+    names it), else None."""
+    if job.job_type not in (JobType.EXPORT, JobType.ENRICHMENT):
         return None
     aud = job.config.get("audience_id")
     return aud if isinstance(aud, str) and aud else None

@@ -544,6 +544,18 @@ class ProfileRepo:
         row = self._get(profile_key(account_id, profile_id), consistent=consistent)
         return _profile(_data(row)) if row else None
 
+    def get_many(self, account_id: str, profile_ids: Sequence[str], *,
+                 step_tag: str | None = None) -> tuple[dict[str, P.Profile], set[str]]:
+        """Profiles by id (BatchGetItem, 100 a request, strongly consistent), and the ids of
+        those that `step_tag` already wrote: an enrichment step replayed after a crash
+        skips them instead of asking the provider again (docs/providers/enrichment.md)."""
+        self.last_stats = StoreStats()
+        wanted = [p for p in dict.fromkeys(profile_ids) if P.PROFILE_ID.match(p)]
+        rows = self._read_profiles(account_id, wanted)
+        written = {pid for pid, d in rows.items()
+                   if step_tag and any(s[0] == step_tag for s in d.get("steps") or [])}
+        return {pid: _profile(d) for pid, d in rows.items()}, written
+
     def find(self, account_id: str, kind: str, value: str) -> P.Profile | None:
         """The profile an identifier points at (the value is normalized first)."""
         self.last_stats = StoreStats()

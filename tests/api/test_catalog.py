@@ -28,7 +28,8 @@ def test_catalog_lists_providers_workflows_and_methods(api):
     assert imp["config_schema"]["additionalProperties"] is False
     assert imp["option_fields"] == ["bucket", "prefix"]
     # by job type, and one provider
-    assert [p["id"] for p in api.get("/providers?job_type=enrichment").json["data"]] == []
+    assert [p["id"] for p in api.get("/providers?job_type=enrichment").json["data"]] == [
+        "fullcontact", "http_enrichment"]
     assert api.get("/providers/amazon_s3").json["data"] == s3
     assert api.get("/providers/no_such_provider").status_code == 404
 

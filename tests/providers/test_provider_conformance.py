@@ -63,6 +63,13 @@ SAMPLE_CREDENTIALS: dict[str, dict[str, dict[str, Any]]] = {
         "api_key": {"api_key": "3f9a1c2b7d4e5f60718293a4b5c6d7e8-us21"},
         "oauth": {"access_token": "f3c2b1a0e9d8c7b6a5f4e3d2c1b0a9f8", "dc": "us21", "account_name": "Acme"},
     },
+    "fullcontact": {
+        "api_key": {"api_key": "fc-sample-3b9d71e2a4c6"},
+    },
+    "http_enrichment": {
+        "none": {"url": "https://enrich.acme.example/v1/people?token=sample-url-token-77"},
+        "bearer": {"url": "https://enrich.acme.example/v1/people", "token": "sample-bearer-token-9c2e"},
+    },
 }
 
 # Methods that store no secret on purpose: the endpoint authenticates nothing.
