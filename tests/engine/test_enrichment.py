@@ -274,10 +274,15 @@ def test_an_audience_limits_who_is_looked_up(api, deps, tenant, drain, fake):
     assert sorted(_asked(fake)) == [f"known{i}@example.com" for i in range(5)]
 
 
-def test_a_deleted_audience_fails_the_job_with_a_clear_line(api, deps, tenant, drain, fake):
+def test_an_audience_in_use_is_kept_and_one_removed_behind_the_apis_back_fails_the_job(
+        api, deps, tenant, drain, fake):
     aud = api.post("/audiences", {"name": "Gone", "filter": {"all": []}}).json["data"]["id"]
     job = _job(api, _fc_auth(api)["id"], audience_id=aud)
-    assert api.delete(f"/audiences/{aud}").status_code == 204
+    # An enrichment job counts on its audience like an export job: deleting it is refused
+    assert api.delete(f"/audiences/{aud}").status_code == 409
+    # Removed out of band (e.g. a restore), the run fails with a clear line
+    deps.table.client.delete_item(TableName=deps.table.name, Key={
+        "PK": {"S": f"ACCT#{tenant.account_id}"}, "SK": {"S": f"AUD#{aud}"}})
     drain.run()
     assert _state(api, job["id"])["status"] == "failed"
     [line] = api.get(f"/jobs/{job['id']}/logs?level=error").json["data"]
