@@ -34,8 +34,7 @@ from chalicelib.domain.profiles import ProfileRecord
 from chalicelib.providers.base import ProviderError, StepContext
 from chalicelib.providers.calls import CallCounter
 from chalicelib.providers.enrichment import EnrichStep
-from chalicelib.services import credentials as creds_svc
-from chalicelib.services.export import RunLease, StepOutcome, commit_step
+from chalicelib.services.export import RunLease, StepOutcome, commit_step, provider_step, step_context
 from chalicelib.store.membership import MissingChunk, PlanRef, PlanRow, new_set_id
 from chalicelib.store.runs import LogLine, Run
 
@@ -65,39 +64,21 @@ def run_enrichment_step(engine: Engine, job: Job, run: Run, delivery: Delivery, 
         if run.step == 0:
             out = _plan(engine, job, run, delivery, budget, impl)
         else:
-            ctx = _context(engine, job, run, started, budget, calls)
+            ctx = step_context(engine, job, run, started, budget, calls)
             out = _lookups(engine, job, run, ctx, impl, started, budget)
     except MissingChunk as exc:
         engine._failed_step(job, run, delivery, ProviderError(
-            f"the enrichment's plan is incomplete ({exc}); resume the job to start a new run"))
+            f"the enrichment's plan is incomplete ({exc}); resume the job to start a new run"), calls)
         return
     except ProviderError as exc:
-        engine._failed_step(job, run, delivery, exc)
+        engine._failed_step(job, run, delivery, exc, calls)
         return
     commit_step(engine, job, run, delivery, started, out, app_calls.by_service(), calls)
 
 
 def _impl(engine: Engine, job: Job) -> EnrichStep:
-    provider = engine.d.registry.get(job.provider)
-    make = getattr(provider, "enrichment_step", None)
-    if make is None:
-        raise ProviderError(f"provider {job.provider!r} has no enrichment step", field="workflow")
-    impl: EnrichStep = make(job.workflow)
+    impl: EnrichStep = provider_step(engine, job, "enrichment_step", "enrichment")
     return impl
-
-
-def _context(engine: Engine, job: Job, run: Run, started: float, budget: float,
-             calls: CallCounter) -> StepContext:
-    auth = engine.d.auths.get(job.account_id, job.authorization_id)
-    if auth is None:
-        raise ProviderError("the job's authorization was deleted; change it, then resume")
-    provider = engine.d.registry.get(job.provider)
-    credentials = creds_svc.load(engine.d, auth, provider.spec)
-    return StepContext(
-        account_id=job.account_id, job_id=job.id, run_id=run.id, step=run.step, method=auth.method,
-        credentials=credentials, config=job.config, cursor=run.cursor, state=job.state,
-        max_records=engine.o.max_records, deadline=started + budget, counter=calls,
-    )
 
 
 def _plan(engine: Engine, job: Job, run: Run, delivery: Delivery, budget: float,

@@ -176,7 +176,7 @@ def run_export_step(engine: Engine, job: Job, run: Run, delivery: Delivery, star
     app_calls = engine.d.request_counter()
     try:
         impl = _impl(engine, job)
-        ctx = _context(engine, job, run, started, budget, calls)
+        ctx = step_context(engine, job, run, started, budget, calls)
         if run.step == 0:
             out = _plan(engine, job, run, delivery, budget, impl)
         else:
@@ -191,17 +191,24 @@ def run_export_step(engine: Engine, job: Job, run: Run, delivery: Delivery, star
     _commit(engine, job, run, delivery, started, out, app_calls.by_service(), calls)
 
 
-def _impl(engine: Engine, job: Job) -> ExportStep:
+def provider_step(engine: Engine, job: Job, factory: str, kind: str) -> Any:
+    """The provider's step object for the job's workflow (`export_step`, `enrichment_step`...)."""
     provider = engine.d.registry.get(job.provider)
-    make = getattr(provider, "export_step", None)
+    make = getattr(provider, factory, None)
     if make is None:
-        raise ProviderError(f"provider {job.provider!r} has no export step", field="workflow")
-    impl: ExportStep = make(job.workflow)
+        raise ProviderError(f"provider {job.provider!r} has no {kind} step", field="workflow")
+    return make(job.workflow)
+
+
+def _impl(engine: Engine, job: Job) -> ExportStep:
+    impl: ExportStep = provider_step(engine, job, "export_step", "export")
     return impl
 
 
-def _context(engine: Engine, job: Job, run: Run, started: float, budget: float,
-             calls: CallCounter) -> StepContext:
+def step_context(engine: Engine, job: Job, run: Run, started: float, budget: float,
+                 calls: CallCounter) -> StepContext:
+    """The StepContext of a run step: the job's authorization and credentials, its config
+    and cursor, and the step's deadline."""
     auth = engine.d.auths.get(job.account_id, job.authorization_id)
     if auth is None:
         raise ProviderError("the job's authorization was deleted; change it, then resume")
