@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.stamp-requirements
 
-.PHONY: venv run test lint bench clean
+.PHONY: venv run test lint bench clean redrive
 
 venv: $(STAMP)
 
@@ -54,6 +54,11 @@ bench: $(BENCH_STAMP)
 	  echo "== $$f"; $(BIN)/python $$f || failed="$$failed $$f"; \
 	done; \
 	if [ -n "$$failed" ]; then echo "benches over budget:$$failed"; exit 1; fi
+
+# Dead letters back to their queues (AWS settings from the environment; QUEUES=runs health alerts).
+# See docs/operations.md first: a message that keeps failing comes back to the DLQ.
+redrive: venv
+	$(BIN)/python infra/redrive.py $(QUEUES)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache dist
