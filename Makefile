@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.stamp-requirements
 
-.PHONY: venv run test lint bench clean redrive
+.PHONY: venv run test lint bench clean redrive package
 
 venv: $(STAMP)
 
@@ -54,6 +54,17 @@ bench: $(BENCH_STAMP)
 	  echo "== $$f"; $(BIN)/python $$f || failed="$$failed $$f"; \
 	done; \
 	if [ -n "$$failed" ]; then echo "benches over budget:$$failed"; exit 1; fi
+
+# The prod stage's merged CloudFormation template and deployment zip in dist/ (no AWS account
+# needed): chalice package + infra/template.json, then cfn-lint.
+STAGE ?= prod
+package: venv
+	rm -rf dist
+	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(BIN)/chalice package --stage $(STAGE) \
+	  --merge-template infra/template.json dist
+	cp dist/sam.json dist/template.json
+	$(BIN)/cfn-lint dist/template.json
+	@ls -l dist/deployment.zip dist/template.json
 
 # Dead letters back to their queues (AWS settings from the environment; QUEUES=runs health alerts).
 # See docs/operations.md first: a message that keeps failing comes back to the DLQ.
