@@ -85,8 +85,11 @@ SPEC = ProviderSpec(
 
 def tag_html(switchyard_account_id: str) -> str:
     """The tag's HTML: load tag.js asynchronously for this Switchyard account; a queue
-    collects calls made before it loads. The id is JSON-quoted, so it cannot break out."""
+    collects calls made before it loads. The id is JSON-quoted with <, > and & escaped, so
+    it can break out of neither the string nor the script element."""
     account = json.dumps(switchyard_account_id)
+    for char, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026")):
+        account = account.replace(char, escaped)
     return (
         "<script>\n"
         "(function(w,d,a){w.switchyard=w.switchyard||function(){(w.switchyard.q=w.switchyard.q||[])"

@@ -116,6 +116,16 @@ class FakeGoogle:
     def fail(self, status: int, times: int = 1, *, retry_after: int | None = None, path: str = "") -> None:
         self.failures.append(Failure(status, times, retry_after, path))
 
+    def grant(self, scopes: tuple[str, ...] = (EDIT, VERSIONS)) -> dict[str, Any]:
+        """Tokens as if a user had consented (for tests that skip the browser): the token
+        answer with `refresh_token` and `expires_at`."""
+        with self._lock:
+            answer = self._access(" ".join(scopes))
+            rt = "1//0fake-refresh-" + secrets.token_urlsafe(32)
+            self.refresh[rt] = answer["scope"]
+        return {"access_token": answer["access_token"], "refresh_token": rt, "scope": answer["scope"],
+                "expires_at": int(time.time()) + self.token_lifetime}
+
     def revoke(self) -> None:
         """The user removed the app's access in their Google account."""
         self.revoked = True
