@@ -57,7 +57,12 @@ def start(principal: Principal, provider: str, query: dict[str, Any]) -> Respons
        tag=TAG, status=302, errors=(404, 503),
        query=(QueryParam("code", description="Authorization code"), QueryParam("state", description="Flow state"),
               QueryParam("error", description="Set when the user declined"),
-              QueryParam("error_description", description="Why")))
+              QueryParam("error_description", description="Why"),
+              # Google adds these to its redirect; they carry nothing Switchyard needs.
+              QueryParam("scope", description="Scopes granted (Google)"),
+              QueryParam("authuser", description="Google account index (Google)"),
+              QueryParam("prompt", description="Prompt shown (Google)"),
+              QueryParam("hd", description="Hosted domain (Google)")))
 def callback(provider: str, query: dict[str, Any]) -> Response:
     from chalicelib.services import oauth
 
