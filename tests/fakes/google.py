@@ -42,6 +42,16 @@ PUBLISH = "https://www.googleapis.com/auth/tagmanager.publish"
 STATUS_NAMES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
                 409: "ABORTED", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE"}
 
+# What Google says with each status (its error documentation's usual messages).
+FAILURE_WORDS = {
+    401: "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or "
+         "other valid authentication credential.",
+    403: "The caller does not have permission",
+    404: "Not found or permission denied.",
+    429: "Quota exceeded for quota metric 'Queries' and limit 'Queries per minute per user'.",
+    503: "The service is currently unavailable.",
+}
+
 
 class ApiError(Exception):
     def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
@@ -216,9 +226,7 @@ class FakeGoogle:
             if f.times > 0 and f.path in path:
                 f.times -= 1
                 headers = {"Retry-After": str(f.retry_after)} if f.retry_after is not None else {}
-                raise ApiError(f.status, "Quota exceeded for quota metric 'Queries' and limit 'Queries per "
-                               "minute per user'." if f.status == 429 else "The service is currently unavailable.",
-                               headers)
+                raise ApiError(f.status, FAILURE_WORDS.get(f.status, "Internal error encountered."), headers)
         if path == "/o/oauth2/v2/auth" and method == "GET":
             return self._authorize(query)
         if path == "/token" and method == "POST":
