@@ -131,7 +131,7 @@ def flow_of(provider: str) -> Flow:
     found = FLOWS.get(provider)
     if found is None:
         raise NotFound(f"provider {provider!r} has no OAuth flow; use one of: {', '.join(PROVIDERS)}",
-                       code="oauth.unknown_provider")
+                       code="oauth.provider_not_found")
     return found
 
 

@@ -162,6 +162,6 @@ def test_declined_and_forged_codes_are_refused_in_googles_words(api, api_for, go
 
 def test_an_unknown_oauth_provider_is_404(api, api_for, google_app):
     r = api.get("/oauth/amazon_s3/start")
-    assert r.status_code == 404 and r.json["error"]["code"] == "oauth.unknown_provider"
+    assert r.status_code == 404 and r.json["error"]["code"] == "oauth.provider_not_found"
     r = api_for(None).get("/oauth/nope/callback?code=x&state=y", headers={"Cookie": "sy_oauth=n"})
     assert r.status_code == 404 and "Set-Cookie" not in r.headers
