@@ -178,3 +178,19 @@ def test_tag_html_quotes_the_account_id():
     html = tag_html("acct_'x\"</script><script>alert(1)")
     assert html.count("</script>") == 1 and html.count("<script>") == 1
     assert "\\u003c/script\\u003e" in html
+
+
+def test_5xx_is_retried_then_succeeds_and_a_lasting_outage_is_transient(fake_google):
+    # GIVEN Google answers create_version with 503 twice
+    fake = fake_google
+    _setup(fake)
+    creds = _creds(fake)
+    fake.fail(503, 2, path=":create_version")
+    # WHEN the task runs THEN the HTTP layer retried and the version exists
+    out = PROVIDER.task_step("gtm_install_tag").run(_ctx(creds, CONFIG))
+    assert "created container version 1" in out.messages
+    # GIVEN Google keeps failing WHEN the task runs THEN a transient error (the run sleeps)
+    fake.fail(503, 10, path="/tags")
+    with pytest.raises(ProviderError) as err:
+        PROVIDER.task_step("gtm_install_tag").run(_ctx(creds, CONFIG, state=out.state))
+    assert err.value.transient and not err.value.auth and "503" in err.value.reason
