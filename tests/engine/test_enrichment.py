@@ -277,7 +277,15 @@ def test_an_audience_limits_who_is_looked_up(api, deps, tenant, drain, fake):
 def test_a_deleted_audience_fails_the_job_with_a_clear_line(api, deps, tenant, drain, fake):
     aud = api.post("/audiences", {"name": "Gone", "filter": {"all": []}}).json["data"]["id"]
     job = _job(api, _fc_auth(api)["id"], audience_id=aud)
-    assert api.delete(f"/audiences/{aud}").status_code == 204
+    # The API refuses to delete an audience an enrichment job counts on (409 audience.in_use)...
+    r = api.delete(f"/audiences/{aud}")
+    assert r.status_code == 409 and r.json["error"]["code"] == "audience.in_use", r.body
+    # ...yet a run must still fail clearly when the item is gone (e.g. removed outside the API).
+    from chalicelib.store import keys as K
+    from chalicelib.store.audiences import audience_sk
+
+    deps.table.client.delete_item(TableName=deps.table.name, Key={
+        "PK": {"S": K.account_pk(tenant.account_id)}, "SK": {"S": audience_sk(aud)}})
     drain.run()
     assert _state(api, job["id"])["status"] == "failed"
     [line] = api.get(f"/jobs/{job['id']}/logs?level=error").json["data"]
