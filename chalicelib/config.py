@@ -46,6 +46,11 @@ class Settings:
     mailchimp_oauth_url: str = "https://login.mailchimp.com"
     # FullContact's API origin; tests and the local stack point it at a local fake.
     fullcontact_base_url: str = "https://api.fullcontact.com"
+    # Google: the Tag Manager API v2 base, the OAuth token host (`/token`) and the consent
+    # page. Only the local stack and tests point them elsewhere (a fake on 127.0.0.1).
+    gtm_base_url: str = "https://tagmanager.googleapis.com/tagmanager/v2"
+    google_oauth_url: str = "https://oauth2.googleapis.com"
+    google_authorize_url: str = "https://accounts.google.com/o/oauth2/v2/auth"
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -81,6 +86,11 @@ def settings() -> Settings:
         mailchimp_oauth_url=_env("SWITCHYARD_MAILCHIMP_OAUTH_URL", "https://login.mailchimp.com") or "",
         fullcontact_base_url=(_env("SWITCHYARD_FULLCONTACT_BASE_URL", "https://api.fullcontact.com")
                               or "").rstrip("/"),
+        gtm_base_url=(_env("SWITCHYARD_GTM_BASE_URL", "https://tagmanager.googleapis.com/tagmanager/v2")
+                      or "").rstrip("/"),
+        google_oauth_url=(_env("SWITCHYARD_GOOGLE_OAUTH_URL", "https://oauth2.googleapis.com") or "").rstrip("/"),
+        google_authorize_url=_env("SWITCHYARD_GOOGLE_AUTHORIZE_URL",
+                                  "https://accounts.google.com/o/oauth2/v2/auth") or "",
     )
 
 

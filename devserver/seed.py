@@ -175,21 +175,25 @@ def seed_bucket() -> bool:
 
 
 def seed_oauth_apps(port: int) -> bool:
-    """Dummy Mailchimp OAuth client credentials for local mode (the real ones are created
-    per stage by whoever registers the app with Mailchimp); True if written. A flow started
-    locally goes to the real login.mailchimp.com, which refuses the dummy client id."""
+    """Dummy OAuth client credentials of every provider with an OAuth flow (Mailchimp,
+    Google) for local mode (the real ones are created per stage by whoever registers the
+    app with the provider); True if any was written. A flow started locally goes to the
+    real provider, which refuses the dummy client id."""
     from botocore.exceptions import ClientError
 
-    from chalicelib.services.oauth import secret_name
+    from chalicelib.services.oauth import PROVIDERS, secret_name
     from chalicelib.store import aws
 
     sm = aws.client("secretsmanager")
-    value = {"client_id": "local-dummy-client-id", "client_secret": "local-dummy-client-secret",
-             "redirect_uri": f"http://127.0.0.1:{port}/api/v1/oauth/mailchimp/callback"}
-    try:
-        sm.create_secret(Name=secret_name("mailchimp"), SecretString=json.dumps(value))
-    except ClientError as exc:
-        if exc.response.get("Error", {}).get("Code") != "ResourceExistsException":
-            raise
-        return False
-    return True
+    written = False
+    for provider in PROVIDERS:
+        value = {"client_id": "local-dummy-client-id", "client_secret": "local-dummy-client-secret",
+                 "redirect_uri": f"http://127.0.0.1:{port}/api/v1/oauth/{provider}/callback"}
+        try:
+            sm.create_secret(Name=secret_name(provider), SecretString=json.dumps(value))
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ResourceExistsException":
+                raise
+            continue
+        written = True
+    return written

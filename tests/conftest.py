@@ -155,3 +155,27 @@ def fake_mailchimp(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         config.reset()
         config.settings()
         http.reset()
+
+
+@pytest.fixture()
+def fake_google(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """A fake Google (OAuth 2.0 and Tag Manager API v2) on 127.0.0.1 (tests/fakes/google.py),
+    reached through the base-URL settings."""
+    from chalicelib import config
+    from chalicelib.providers import http
+    from tests.fakes.google import FakeGoogle
+
+    with FakeGoogle() as fake:
+        monkeypatch.setenv("SWITCHYARD_GTM_BASE_URL", fake.gtm_url)
+        monkeypatch.setenv("SWITCHYARD_GOOGLE_OAUTH_URL", fake.oauth_url)
+        monkeypatch.setenv("SWITCHYARD_GOOGLE_AUTHORIZE_URL", fake.authorize_url)
+        monkeypatch.setenv("SWITCHYARD_ALLOW_PRIVATE_URLS", "1")
+        monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")  # oauthlib refuses http:// URLs otherwise
+        config.reset()
+        config.settings()  # read now, outside any chalice.test request (see devserver/infra.py)
+        http.reset()
+        yield fake
+        monkeypatch.undo()
+        config.reset()
+        config.settings()
+        http.reset()

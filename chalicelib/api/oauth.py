@@ -1,5 +1,7 @@
 """OAuth 2.0 connections: start (authenticated) and the provider's callback (public: the
-browser comes back from the provider without an API token). Docs: docs/providers/mailchimp.md."""
+browser comes back from the provider without an API token), for every provider with an
+OAuth flow (services/oauth.py: Mailchimp, Google Tag Manager). Docs:
+docs/providers/mailchimp.md, docs/providers/gtm.md."""
 
 from __future__ import annotations
 
@@ -15,7 +17,10 @@ from chalicelib.services.deps import deps
 
 bp = Blueprint(__name__)
 TAG = "oauth"
-CALLBACK = "/oauth/mailchimp/callback"
+
+
+def _callback_path(provider: str) -> str:
+    return f"{PREFIX}/oauth/{provider}/callback"
 
 
 def _cookie(request: Any, name: str) -> str | None:
@@ -30,33 +35,41 @@ def _cookie(request: Any, name: str) -> str | None:
     return morsel.value if morsel else None
 
 
-@route(bp, "/oauth/mailchimp/start", "GET", summary="Start connecting Mailchimp with OAuth 2.0", tag=TAG,
-       authorizer=token_authorizer, response="OAuthStartOut", errors=(503,),
+@route(bp, "/oauth/{provider}/start", "GET", summary="Start connecting a provider with OAuth 2.0 (mailchimp, "
+       "google_tag_manager)", tag=TAG,
+       authorizer=token_authorizer, response="OAuthStartOut", errors=(404, 503),
        needs=Capability.MANAGE_INTEGRATIONS,
        query=(QueryParam("label", description="Label of the authorization to create"),))
-def start(principal: Principal, query: dict[str, Any]) -> Response:
+def start(principal: Principal, provider: str, query: dict[str, Any]) -> Response:
     from chalicelib.services import oauth
 
-    started = oauth.start(deps(), principal, "mailchimp", query["label"])
+    started = oauth.start(deps(), principal, provider, query["label"])
     # The nonce binds the flow to this browser: the callback must bring it back.
-    cookie = (f"{oauth.COOKIE}={started.nonce}; Path={PREFIX}{CALLBACK}; Max-Age={oauth.STATE_SECONDS}; "
+    cookie = (f"{oauth.COOKIE}={started.nonce}; Path={_callback_path(provider)}; Max-Age={oauth.STATE_SECONDS}; "
               "HttpOnly; Secure; SameSite=Lax")
     body = {"data": {"authorize_url": started.authorize_url, "expires_at": started.expires_at}}
     return Response(body=json.dumps(body), status_code=200,
                     headers={**JSON_HEADERS, "Set-Cookie": cookie, "Cache-Control": "no-store"})
 
 
-@route(bp, CALLBACK, "GET", summary="Mailchimp sends the browser back here; redirects to the new authorization",
-       tag=TAG, status=302, errors=(503,),
+@route(bp, "/oauth/{provider}/callback", "GET",
+       summary="The provider sends the browser back here; redirects to the new authorization",
+       tag=TAG, status=302, errors=(404, 503),
        query=(QueryParam("code", description="Authorization code"), QueryParam("state", description="Flow state"),
               QueryParam("error", description="Set when the user declined"),
-              QueryParam("error_description", description="Why")))
-def callback(query: dict[str, Any]) -> Response:
+              QueryParam("error_description", description="Why"),
+              # Google adds these to its redirect; they carry nothing Switchyard needs.
+              QueryParam("scope", description="Scopes granted (Google)"),
+              QueryParam("authuser", description="Google account index (Google)"),
+              QueryParam("prompt", description="Prompt shown (Google)"),
+              QueryParam("hd", description="Hosted domain (Google)")))
+def callback(provider: str, query: dict[str, Any]) -> Response:
     from chalicelib.services import oauth
 
-    auth = oauth.callback(deps(), "mailchimp", code=query["code"], state=query["state"],
+    oauth.flow_of(provider)  # an unknown provider is a 404 before its name goes into a header
+    auth = oauth.callback(deps(), provider, code=query["code"], state=query["state"],
                           nonce=_cookie(bp.current_request, oauth.COOKIE), error=query["error"])
-    expired = f"{oauth.COOKIE}=; Path={PREFIX}{CALLBACK}; Max-Age=0; HttpOnly; Secure; SameSite=Lax"
+    expired = f"{oauth.COOKIE}=; Path={_callback_path(provider)}; Max-Age=0; HttpOnly; Secure; SameSite=Lax"
     return Response(body="", status_code=302,
                     headers={"Location": f"/#/authorizations/{auth.id}", "Set-Cookie": expired,
                              "Cache-Control": "no-store"})

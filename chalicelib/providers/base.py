@@ -132,3 +132,18 @@ class ImportStep(Protocol):
         same cursor returns the same rows (a redelivered step re-reads them). Raises
         ProviderError for config/auth problems (transient=False) and outages (transient=True)."""
         ...
+
+
+@dataclass
+class TaskResult:
+    """What a one-step run of an `other` job did (docs/engine.md, "Other jobs")."""
+
+    messages: list[str]  # log lines of the run, plain words (never a credential)
+    state: dict[str, Any]  # job-level state kept for the next run
+
+
+class TaskStep(Protocol):
+    def run(self, ctx: StepContext) -> TaskResult:
+        """Do the whole job in one step, idempotently: a redelivered step runs it again.
+        Raises ProviderError like the other steps."""
+        ...

@@ -15,6 +15,7 @@ MODULES: dict[str, str] = {
     "amazon_s3": "chalicelib.providers.s3",
     "amazon_sqs": "chalicelib.providers.sqs",
     "fullcontact": "chalicelib.providers.fullcontact",
+    "google_tag_manager": "chalicelib.providers.gtm",
     "http_enrichment": "chalicelib.providers.http_enrichment",
     "mailchimp": "chalicelib.providers.mailchimp",
     "webhook": "chalicelib.providers.webhook",

@@ -193,10 +193,15 @@ def check_now(d: Deps, p: Principal, auth_id: str) -> Authorization:
     p.require(Capability.MANAGE_INTEGRATIONS)
     auth = get(d, p, auth_id)
     provider = d.registry.get(auth.provider)
-    credentials = creds_svc.load(d, auth, provider.spec)
     counter = CallCounter(authorization_id=auth.id)
     try:
+        credentials = creds_svc.load(d, auth, provider.spec)
         check = run_check(provider, auth.method, credentials, {}, counter)
+    except ProviderError as exc:
+        if not exc.auth:
+            raise Unavailable(f"{provider.spec.name} could not be checked right now: {exc.reason}; retry shortly",
+                              code="provider.unavailable") from None
+        check = CheckResult(HealthStatus.UNHEALTHY, exc.reason)  # the token refresh was refused
     finally:
         record_requests(d, p.account_id, auth.id, counter)
     from chalicelib.services import health

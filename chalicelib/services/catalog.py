@@ -98,9 +98,9 @@ def options(
             f"authorization {authorization_id!r} was not found for {provider.spec.id}",
             code="authorization.not_found",
         )
-    credentials = creds_svc.load(d, auth, provider.spec)
     counter = CallCounter(authorization_id=auth.id)
     try:
+        credentials = creds_svc.load(d, auth, provider.spec)
         return provider.options(auth.method, credentials, wf.id, field, params, counter)
     except ProviderError as exc:
         if exc.transient:

@@ -30,5 +30,14 @@ def to_secret(model: Any) -> dict[str, Any]:
 
 
 def load(d: Deps, auth: Authorization, spec: ProviderSpec) -> Any:
+    """The authorization's credentials, ready to use: an OAuth access token about to expire
+    is refreshed first (a new secret version). Every use goes through here (run steps,
+    health checks, options), so none of them meets an expired token. Raises ProviderError
+    (auth=True) when the provider refused the refresh."""
     method = spec.method(auth.method)
-    return method.credentials_model.model_validate(d.secrets.read(auth.secret_name))
+    credentials = method.credentials_model.model_validate(d.secrets.read(auth.secret_name))
+    from chalicelib.services import oauth
+
+    if oauth.due(credentials):
+        credentials = method.credentials_model.model_validate(oauth.refresh(d, auth, credentials))
+    return credentials

@@ -240,6 +240,13 @@ class Engine:
             run_enrichment_step(self, job, run, delivery, started, budget)
             return
         # -- end of enrichment dispatch ------------------------------------------------------
+        # -- other jobs: one-step tasks, services/tasks.py (docs/engine.md) -----------------
+        if job.job_type.value == "other":
+            from chalicelib.services.tasks import run_task_step
+
+            run_task_step(self, job, run, delivery, started, budget)
+            return
+        # -- end of other dispatch -----------------------------------------------------------
         calls = CallCounter(authorization_id=job.authorization_id)
         app_calls = self.d.request_counter()
         try:

@@ -474,8 +474,8 @@ def _clean_up(engine: Engine, job: Job, run: Run, cursor: dict[str, Any]) -> Non
         previous = SetRef.from_json(cursor.get("previous"))
         if previous is not None:
             repo.expire_set(job.account_id, job.id, previous)
-        plan_ref = PlanRef.from_json(cursor["plan"])
-        if plan_ref.rows:
+        plan_ref = PlanRef.from_json(cursor["plan"]) if cursor.get("plan") else None
+        if plan_ref is not None and plan_ref.rows:
             repo.delete_plan(job.account_id, run.id, plan_ref)
     except Exception:  # the run is committed: nothing here may fail it
         log.warning("export clean-up after run %s failed", run.id, exc_info=True)

@@ -57,7 +57,12 @@ def _check(d: Deps, auth: Authorization) -> CheckResult:
     spec = provider.spec.method(auth.method)
     if not spec.verifiable:
         return CheckResult(HealthStatus.UNKNOWN, f"{provider.spec.name} offers no way to verify")
-    credentials = creds_svc.load(d, auth, provider.spec)
+    try:
+        credentials = creds_svc.load(d, auth, provider.spec)
+    except ProviderError as exc:
+        if not exc.auth:
+            raise
+        return CheckResult(HealthStatus.UNHEALTHY, exc.reason)  # a refresh refused: access revoked
     return provider.check(auth.method, credentials, {})
 
 

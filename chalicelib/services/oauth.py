@@ -1,37 +1,47 @@
-"""OAuth 2.0 authorization-code flow for providers that offer it (Mailchimp).
+"""OAuth 2.0 authorization-code flow for providers that offer it (Mailchimp, Google Tag
+Manager), and the refresh of tokens that expire (Google).
 
 start:    an authenticated user asks for the provider's authorize URL. A random `state`
           (bound to the account, the user and a browser nonce set as a cookie) is stored
-          for 10 minutes; the URL carries client_id, redirect_uri and state.
+          for 10 minutes; the URL carries client_id, redirect_uri, state and the provider's
+          own parameters (Google: scopes, offline access).
 callback: the browser comes back from the provider with `code` and `state` (no API token:
           it is a top-level navigation). The state is taken in one conditional delete
           (single use, and only with the nonce cookie of the browser that started the
-          flow), the code is exchanged for a token at the provider's token endpoint with the
-          app's client id and secret (Secrets Manager), the account's data center is read
-          from the provider's metadata, and the authorization is created like any other
-          (checked first; the token goes to its secret only).
+          flow), the code is exchanged for tokens at the provider's token endpoint with the
+          app's client id and secret (Secrets Manager), the provider's part turns the
+          answer into the auth method's credentials (Mailchimp: its metadata names the
+          data center), and the authorization is created like any other (checked first;
+          the tokens go to its secret only).
+refresh:  credentials with an `expires_at` less than 5 minutes away are refreshed with the
+          refresh token when they are loaded (services/credentials.py: before a run step,
+          a health check, options); the new token becomes a new secret version. A refusal
+          (`invalid_grant`: revoked or expired) is ProviderError(auth=True).
 
-oauthlib builds the authorize URL and the token request and parses the token answer; the
-requests go through the providers' HTTP layer (timeouts, retries, redaction, SSRF guard).
+What differs per provider is one `Flow` (URLs, extra authorize parameters, turning a token
+answer into credentials); the rest is shared. oauthlib builds the authorize URL and the
+token requests and parses the answers; the requests go through the providers' HTTP layer
+(timeouts, retries, redaction, SSRF guard).
 """
 
 from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.domain.access import Capability, Principal, Role
-from chalicelib.domain.errors import AppError, ErrorKind, Unavailable
+from chalicelib.domain.errors import AppError, ErrorKind, NotFound, Unavailable
 from chalicelib.domain.models import Authorization
 from chalicelib.providers.base import ProviderError
 from chalicelib.services import authorizations as auth_svc
 from chalicelib.services.deps import Deps
 
 STATE_SECONDS = 600
-PROVIDERS = ("mailchimp",)
 COOKIE = "sy_oauth"
+REFRESH_MARGIN_SECONDS = 300  # an access token with less left than this is refreshed first
 
 
 @dataclass(frozen=True)
@@ -46,6 +56,83 @@ class OAuthApp:
     client_id: str
     client_secret: str
     redirect_uri: str
+
+
+@dataclass(frozen=True)
+class Flow:
+    """The provider-specific part of an OAuth flow."""
+
+    provider: str
+    name: str  # in messages: "Mailchimp did not grant access"
+    authorize_url: Callable[[], str]
+    token_url: Callable[[], str]
+    # Turns the token answer (oauthlib's parsed dict) into the auth method's credentials
+    # and a default label; may call the provider (Mailchimp's metadata).
+    credentials: Callable[[dict[str, Any]], tuple[dict[str, Any], str]]
+    extra: Callable[[], dict[str, str]] = dict  # more authorize URL parameters (scope, access_type)
+
+
+def _mailchimp_urls() -> str:
+    from chalicelib.config import settings
+
+    return settings().mailchimp_oauth_url.rstrip("/")
+
+
+def _google_extra() -> dict[str, str]:
+    from chalicelib.providers.gtm import SCOPES
+
+    # offline: a refresh token; consent: Google issues one only when the consent screen is
+    # shown, and a user connecting a second time would otherwise get none.
+    return {"scope": " ".join(SCOPES), "access_type": "offline", "prompt": "consent",
+            "include_granted_scopes": "true"}
+
+
+def _google_credentials(token: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    if not token.get("refresh_token"):
+        raise bad_flow("Google issued no refresh token; remove Switchyard's access in your Google account "
+                       "(Security → Third-party access), then start again", "oauth.exchange_failed")
+    expires_in = int(token.get("expires_in") or 3600)
+    scope = token.get("scope")  # oauthlib hands it over as a list
+    creds = {"access_token": str(token["access_token"]), "refresh_token": str(token["refresh_token"]),
+             "expires_at": int(time.time()) + expires_in,
+             "scope": " ".join(scope) if isinstance(scope, list) else scope}
+    return creds, "Google Tag Manager"
+
+
+def _mailchimp_credentials(token: dict[str, Any]) -> tuple[dict[str, Any], str]:
+    access = str(token["access_token"])
+    meta = _mailchimp_metadata(access)
+    name = str(meta.get("accountname") or "") or None
+    return {"access_token": access, "dc": meta["dc"], "account_name": name}, f"Mailchimp {name or meta['dc']}"
+
+
+def _settings() -> Any:
+    from chalicelib.config import settings
+
+    return settings()
+
+
+FLOWS: dict[str, Flow] = {
+    "mailchimp": Flow(
+        provider="mailchimp", name="Mailchimp",
+        authorize_url=lambda: f"{_mailchimp_urls()}/oauth2/authorize",
+        token_url=lambda: f"{_mailchimp_urls()}/oauth2/token",
+        credentials=_mailchimp_credentials),
+    "google_tag_manager": Flow(
+        provider="google_tag_manager", name="Google",
+        authorize_url=lambda: str(_settings().google_authorize_url),
+        token_url=lambda: f"{_settings().google_oauth_url.rstrip('/')}/token",
+        credentials=_google_credentials, extra=_google_extra),
+}
+PROVIDERS = tuple(FLOWS)
+
+
+def flow_of(provider: str) -> Flow:
+    found = FLOWS.get(provider)
+    if found is None:
+        raise NotFound(f"provider {provider!r} has no OAuth flow; use one of: {', '.join(PROVIDERS)}",
+                       code="oauth.provider_not_found")
+    return found
 
 
 def secret_name(provider: str) -> str:
@@ -72,13 +159,6 @@ def _app(d: Deps, provider: str) -> OAuthApp:
                           "redirect_uri)", code="oauth.not_configured") from None
 
 
-def _urls() -> tuple[str, str, str]:
-    from chalicelib.config import settings
-
-    base = settings().mailchimp_oauth_url.rstrip("/")
-    return f"{base}/oauth2/authorize", f"{base}/oauth2/token", f"{base}/oauth2/metadata"
-
-
 def bad_flow(message: str, code: str, field: str = "state") -> AppError:
     return AppError(message, code=code, kind=ErrorKind.BAD_REQUEST, fields={field: message})
 
@@ -89,6 +169,7 @@ def start(d: Deps, p: Principal, provider: str, label: str | None) -> Started:
     from chalicelib.store.oauth import FlowState, digest
 
     p.require(Capability.MANAGE_INTEGRATIONS)
+    flow = flow_of(provider)
     app = _app(d, provider)
     state = secrets.token_urlsafe(32)
     nonce = secrets.token_urlsafe(32)
@@ -96,9 +177,8 @@ def start(d: Deps, p: Principal, provider: str, label: str | None) -> Started:
     d.oauth_states.put(state, FlowState(provider=provider, account_id=p.account_id, user_id=p.user_id,
                                         role=p.role.value, token_id=p.token_id, nonce_hash=digest(nonce),
                                         label=label or "", expires_at=expires))
-    authorize, _, _ = _urls()
-    url = WebApplicationClient(app.client_id).prepare_request_uri(authorize, redirect_uri=app.redirect_uri,
-                                                                  state=state)
+    url = WebApplicationClient(app.client_id).prepare_request_uri(
+        flow.authorize_url(), redirect_uri=app.redirect_uri, state=state, **flow.extra())
     return Started(authorize_url=url, expires_at=expires, nonce=nonce)
 
 
@@ -106,38 +186,36 @@ def callback(d: Deps, provider: str, *, code: str | None, state: str | None, non
              error: str | None) -> Authorization:
     from chalicelib.store.oauth import StateMismatch, StateUnknown
 
+    flow = flow_of(provider)
     if not state:
         raise bad_flow("the callback has no state", "oauth.invalid_state")
     if not nonce:
         raise bad_flow("this browser did not start this authorization (its cookie is missing); start again "
                        "from Switchyard", "oauth.state_mismatch")
     try:
-        flow = d.oauth_states.take(state, nonce)
+        taken = d.oauth_states.take(state, nonce)
     except StateMismatch:
         raise bad_flow("this authorization was started by another user or browser; start again from "
                        "Switchyard", "oauth.state_mismatch") from None
     except StateUnknown:
         raise bad_flow("unknown or already used state: each authorization link works once; start again "
                        "from Switchyard", "oauth.invalid_state") from None
-    if flow.provider != provider:
+    if taken.provider != provider:
         raise bad_flow("this state belongs to another provider's flow", "oauth.invalid_state")
-    if flow.expires_at < time.time():
+    if taken.expires_at < time.time():
         raise bad_flow(f"the authorization took longer than {STATE_SECONDS // 60} minutes; start again",
                        "oauth.state_expired")
     if error:
-        raise bad_flow(f"Mailchimp did not grant access ({error[:100]})", "oauth.denied", "error")
+        raise bad_flow(f"{flow.name} did not grant access ({error[:100]})", "oauth.denied", "error")
     if not code:
         raise bad_flow("the callback has no code", "oauth.invalid_code", "code")
     app = _app(d, provider)
-    token = _exchange(app, code)
-    meta = _metadata(token)
-    principal = Principal(account_id=flow.account_id, user_id=flow.user_id, role=Role(flow.role),
-                          token_id=flow.token_id)
-    name = str(meta.get("accountname") or "") or None
-    new = auth_svc.NewAuthorization(
-        provider=provider, method="oauth", label=flow.label or f"Mailchimp {name or meta['dc']}",
-        description="Connected with OAuth", credentials={"access_token": token, "dc": meta["dc"],
-                                                        "account_name": name})
+    token = _exchange(flow, app, code)
+    credentials, label = flow.credentials(token)
+    principal = Principal(account_id=taken.account_id, user_id=taken.user_id, role=Role(taken.role),
+                          token_id=taken.token_id)
+    new = auth_svc.NewAuthorization(provider=provider, method="oauth", label=taken.label or label,
+                                    description="Connected with OAuth", credentials=credentials)
     auth, secret_value = auth_svc.prepare(d, principal, new, resources={})
     auth_svc.store_secret(d, auth, secret_value)
     try:
@@ -148,48 +226,54 @@ def callback(d: Deps, provider: str, *, code: str | None, state: str | None, non
     return auth
 
 
-def _client(secrets_: list[str]) -> Any:
+def _client(flow: Flow, secrets_: list[str]) -> Any:
     from chalicelib.providers.http import HttpClient
 
-    return HttpClient("mailchimp", label="Mailchimp", secrets=secrets_)
+    return HttpClient(flow.provider, label=flow.name, secrets=secrets_)
 
 
-def _exchange(app: OAuthApp, code: str) -> str:
+def _post_form(flow: Flow, body: str, operation: str, secrets_: list[str], *, idempotent: bool) -> Any:
+    from oauthlib.oauth2 import WebApplicationClient
+
+    resp = _client(flow, secrets_).request(
+        "POST", flow.token_url(), operation, body=body.encode(), idempotent=idempotent,
+        headers={"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"})
+    return WebApplicationClient("").parse_request_body_response(resp.text)
+
+
+def _exchange(flow: Flow, app: OAuthApp, code: str) -> dict[str, Any]:
     from oauthlib.oauth2 import OAuth2Error, WebApplicationClient
 
     from chalicelib.providers.http import HttpError
 
-    _, token_url, _ = _urls()
-    client = WebApplicationClient(app.client_id)
-    body = client.prepare_request_body(code=code, redirect_uri=app.redirect_uri, client_secret=app.client_secret,
-                                       include_client_id=True)
+    body = WebApplicationClient(app.client_id).prepare_request_body(
+        code=code, redirect_uri=app.redirect_uri, client_secret=app.client_secret, include_client_id=True)
     try:
         # Not idempotent: an authorization code is single use.
-        resp = _client([app.client_secret, code]).request(
-            "POST", token_url, "oauth.token", body=body.encode(), idempotent=False,
-            headers={"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"})
-        token = client.parse_request_body_response(resp.text)
+        token = _post_form(flow, body, "oauth.token", [app.client_secret, code], idempotent=False)
     except HttpError as exc:
         if exc.transient:
-            raise Unavailable(f"Mailchimp could not be reached to finish the authorization: {exc.reason}",
+            raise Unavailable(f"{flow.name} could not be reached to finish the authorization: {exc.reason}",
                               code="provider.unavailable") from None
-        raise bad_flow(f"Mailchimp refused the authorization code: {exc.words or exc.reason}; start again",
+        raise bad_flow(f"{flow.name} refused the authorization code: {exc.words or exc.reason}; start again",
                        "oauth.exchange_failed", "code") from None
     except (OAuth2Error, ValueError) as exc:
         why = getattr(exc, "description", None) or type(exc).__name__
-        raise bad_flow(f"Mailchimp's token answer was not usable ({why})", "oauth.exchange_failed") from None
-    return str(token["access_token"])
+        raise bad_flow(f"{flow.name}'s token answer was not usable ({why})", "oauth.exchange_failed") from None
+    if not token.get("access_token"):
+        raise bad_flow(f"{flow.name}'s token answer had no access token", "oauth.exchange_failed")
+    return dict(token)
 
 
-def _metadata(token: str) -> dict[str, Any]:
+def _mailchimp_metadata(token: str) -> dict[str, Any]:
     import re
 
     from chalicelib.providers.http import HttpError
 
-    _, _, meta_url = _urls()
     try:
-        doc = _client([token]).request("GET", meta_url, "oauth.metadata",
-                                       headers={"Authorization": f"OAuth {token}"}).json() or {}
+        doc = _client(FLOWS["mailchimp"], [token]).request(
+            "GET", f"{_mailchimp_urls()}/oauth2/metadata", "oauth.metadata",
+            headers={"Authorization": f"OAuth {token}"}).json() or {}
     except (HttpError, ProviderError) as exc:
         if exc.transient:
             raise Unavailable(f"Mailchimp's account metadata could not be read: {exc.reason}",
@@ -200,4 +284,57 @@ def _metadata(token: str) -> dict[str, Any]:
     return dict(doc)
 
 
-__all__ = ["COOKIE", "PROVIDERS", "STATE_SECONDS", "Started", "callback", "secret_name", "start"]
+# -- refresh ------------------------------------------------------------------------------------------
+
+
+def due(credentials: Any, now: float | None = None) -> bool:
+    """Credentials with a refresh token whose access token expires within the margin."""
+    expires_at = getattr(credentials, "expires_at", None)
+    if expires_at is None or getattr(credentials, "refresh_token", None) is None:
+        return False
+    return int(expires_at) - (time.time() if now is None else now) < REFRESH_MARGIN_SECONDS
+
+
+def refresh(d: Deps, auth: Authorization, credentials: Any) -> dict[str, Any]:
+    """Refresh the access token; the new credentials become the secret's new version and
+    are returned (plain values). Raises ProviderError: auth=True when the provider refused
+    the refresh token (revoked, expired), transient when it could not be asked."""
+    from oauthlib.oauth2 import OAuth2Error, WebApplicationClient
+
+    from chalicelib.providers.http import HttpError
+
+    flow = flow_of(auth.provider)
+    try:
+        app = _app(d, auth.provider)
+    except AppError as exc:
+        raise ProviderError(f"the access token could not be refreshed: {exc.message}", transient=True) from None
+    refresh_token = credentials.refresh_token.get_secret_value()
+    body = WebApplicationClient(app.client_id).prepare_refresh_body(
+        refresh_token=refresh_token, client_id=app.client_id, client_secret=app.client_secret)
+    try:
+        # Safe to repeat: a refresh token stays valid, each call gives a fresh access token.
+        token = _post_form(flow, body, "oauth.refresh", [app.client_secret, refresh_token], idempotent=True)
+    except HttpError as exc:
+        if exc.transient:
+            raise
+        # invalid_grant (and any other refusal of the grant): no retry helps, a person must
+        # connect again. The flag marks the authorization unhealthy.
+        raise ProviderError(
+            f"{flow.name} refused to refresh the access token ({exc.words or exc.reason}): access was revoked "
+            "or has expired; connect again", auth=True) from None
+    except (OAuth2Error, ValueError) as exc:
+        why = getattr(exc, "description", None) or type(exc).__name__
+        raise ProviderError(f"{flow.name}'s token answer was not usable ({why})", transient=True) from None
+    from chalicelib.services.credentials import to_secret
+
+    value = to_secret(credentials)
+    value["access_token"] = str(token["access_token"])
+    value["expires_at"] = int(time.time()) + int(token.get("expires_in") or 3600)
+    if token.get("refresh_token"):  # Google may rotate it; keep the old one otherwise
+        value["refresh_token"] = str(token["refresh_token"])
+    d.secrets.put_version(auth.secret_name, value)
+    return value
+
+
+__all__ = ["COOKIE", "FLOWS", "PROVIDERS", "REFRESH_MARGIN_SECONDS", "STATE_SECONDS", "Flow", "Started",
+           "callback", "due", "flow_of", "refresh", "secret_name", "start"]

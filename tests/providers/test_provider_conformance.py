@@ -63,6 +63,11 @@ SAMPLE_CREDENTIALS: dict[str, dict[str, dict[str, Any]]] = {
         "api_key": {"api_key": "3f9a1c2b7d4e5f60718293a4b5c6d7e8-us21"},
         "oauth": {"access_token": "f3c2b1a0e9d8c7b6a5f4e3d2c1b0a9f8", "dc": "us21", "account_name": "Acme"},
     },
+    "google_tag_manager": {
+        "oauth": {"access_token": "ya29.sample-access-4b1e9c", "refresh_token": "1//0sample-refresh-7d2a",
+                  "expires_at": 1900000000,
+                  "scope": "https://www.googleapis.com/auth/tagmanager.edit.containers"},
+    },
     "fullcontact": {
         "api_key": {"api_key": "fc-sample-3b9d71e2a4c6"},
     },
