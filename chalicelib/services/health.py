@@ -105,7 +105,8 @@ def check_many(d: Deps, targets: list[tuple[str, str]], *, by: str = "sweep",
     pool.shutdown(wait=False, cancel_futures=True)
     for fut, auth in futures.items():
         if fut not in done:
-            check = CheckResult(HealthStatus.UNKNOWN, f"no answer within {timeout:g} s")
+            # The issue counts a provider that never answers as unreachable, not unknown.
+            check = CheckResult(HealthStatus.UNHEALTHY, f"unreachable: no answer within {timeout:g} s")
         else:
             exc = fut.exception()
             if isinstance(exc, ProviderError):
