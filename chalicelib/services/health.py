@@ -33,6 +33,8 @@ class Verdict:
     status: HealthStatus | None  # None: nothing could be concluded (transient); nothing stored
     reason: str | None
     changed: bool = False
+    timed_out: bool = False
+    crashed: bool = False
 
 
 def sweep(d: Deps) -> tuple[int, int]:
@@ -49,6 +51,9 @@ def sweep(d: Deps) -> tuple[int, int]:
             if not start:
                 break
     log.info("health sweep queued", extra={"authorizations": queued, "sqs_requests": requests})
+    from chalicelib.store import metrics as M
+
+    M.metrics().count(M.SWEEP_QUEUED, queued)
     return queued, requests
 
 
@@ -107,7 +112,9 @@ def check_many(d: Deps, targets: list[tuple[str, str]], *, by: str = "sweep",
         if fut not in done:
             # The issue counts a provider that never answers as unreachable, not unknown.
             check = CheckResult(HealthStatus.UNHEALTHY, f"unreachable: no answer within {timeout:g} s")
+            timed_out = True
         else:
+            timed_out = False
             exc = fut.exception()
             if isinstance(exc, ProviderError):
                 # Throttling or an outage says nothing about the credentials.
@@ -116,7 +123,7 @@ def check_many(d: Deps, targets: list[tuple[str, str]], *, by: str = "sweep",
             if exc is not None:
                 log.error("health check crashed", exc_info=exc,
                           extra={"account_id": auth.account_id, "authorization_id": auth.id})
-                verdicts.append(Verdict(auth.id, None, "the check failed unexpectedly"))
+                verdicts.append(Verdict(auth.id, None, "the check failed unexpectedly", crashed=True))
                 continue
             check = fut.result()
         try:
@@ -124,8 +131,22 @@ def check_many(d: Deps, targets: list[tuple[str, str]], *, by: str = "sweep",
         except AppError:
             verdicts.append(Verdict(auth.id, None, "deleted while being checked"))
             continue
-        verdicts.append(Verdict(auth.id, check.status, check.reason, changed))
+        verdicts.append(Verdict(auth.id, check.status, check.reason, changed, timed_out))
+    _count(verdicts)
     return verdicts
+
+
+def _count(verdicts: list[Verdict]) -> None:
+    from chalicelib.store import metrics as M
+    from chalicelib.store.metrics import metrics
+
+    m = metrics()
+    m.count(M.SWEEP_CHECKED, sum(1 for v in verdicts if v.status is not None))
+    m.count(M.SWEEP_HEALTHY, sum(1 for v in verdicts if v.status == HealthStatus.HEALTHY))
+    m.count(M.SWEEP_UNHEALTHY, sum(1 for v in verdicts if v.status == HealthStatus.UNHEALTHY))
+    m.count(M.SWEEP_INCONCLUSIVE, sum(1 for v in verdicts if v.status in (None, HealthStatus.UNKNOWN)))
+    m.count(M.SWEEP_TIMEOUTS, sum(1 for v in verdicts if v.timed_out))
+    m.count(M.SWEEP_ERRORS, sum(1 for v in verdicts if v.crashed))
 
 
 def mark_unhealthy_from_run(d: Deps, auth: Authorization, reason: str, *, run_id: str) -> bool:
