@@ -23,7 +23,6 @@ from chalicelib.store.dynamo import HEALTH_SHARDS, now_iso
 
 log = logging.getLogger("switchyard.health")
 
-CHECK_TIMEOUT_SECONDS = 20.0
 SWEEP_PAGE = 100
 
 
@@ -91,13 +90,17 @@ def _alert(auth: Authorization, check: CheckResult) -> None:
 
 
 def check_many(d: Deps, targets: list[tuple[str, str]], *, by: str = "sweep",
-               timeout: float = CHECK_TIMEOUT_SECONDS) -> list[Verdict]:
-    """Check (account_id, auth_id) pairs concurrently, each bounded by `timeout`."""
+               timeout: float | None = None) -> list[Verdict]:
+    """Check (account_id, auth_id) pairs concurrently, each bounded by `timeout` (default
+    `d.health_check_timeout`)."""
+    timeout = d.health_check_timeout if timeout is None else timeout
     auths: list[Authorization] = []
     verdicts: list[Verdict] = []
+    # One consistent BatchGetItem for the batch, not a GetItem each.
+    found = d.auths.get_pairs(targets, consistent=True)
     for account_id, auth_id in targets:
-        auth = d.auths.get(account_id, auth_id, consistent=True)
-        if auth is None:
+        auth = found.get(auth_id)
+        if auth is None or auth.account_id != account_id:
             verdicts.append(Verdict(auth_id, None, "deleted since it was queued"))
         else:
             auths.append(auth)
