@@ -19,7 +19,7 @@ The wall time is computed, not measured (moto's timings say nothing about AWS): 
 latencies below, 2 s per provider check, 50 concurrent health Lambdas taking batches in the
 order the sweep sent them.
 
-    .venv/bin/python bench/health_sweep.py
+    .venv/bin/python bench/health_sweep.py [N]      (N defaults to 10,000)
 
 Exit status 0 when the fan-out is within budget and no Scan was sent, 1 otherwise.
 """
@@ -117,12 +117,12 @@ def start_stack() -> tuple[Any, str]:
     return server, f"http://127.0.0.1:{port}"
 
 
-def seed(d: Any) -> None:
+def seed(d: Any, n: int) -> None:
     from chalicelib.domain.models import Authorization, Health, HealthStatus, empty_usage
 
     d.secrets.create("bench/key", {"api_key": "bench-key-0000"}, tags={"bench": "health"})
     puts = []
-    for i in range(N):
+    for i in range(n):
         auth = Authorization(
             id=uuid.uuid4().hex, account_id=f"bench-{i % ACCOUNTS}", provider="bench_probe",
             method="api_key", label=f"auth {i}", description="", owner="bench",
@@ -169,6 +169,7 @@ def main() -> int:
 
 
 def run(wire: Wire, endpoint: str) -> int:
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else N
     import json
 
     from chalicelib.providers.registry import Registry
@@ -179,8 +180,8 @@ def run(wire: Wire, endpoint: str) -> int:
     d = Deps(registry=Registry(extra={"bench_probe": Instant()}))  # type: ignore[dict-item]
     use(d)
     t0 = time.perf_counter()
-    seed(d)
-    print(f"moto at {endpoint}; {N:,} authorizations over {ACCOUNTS} accounts seeded in "
+    seed(d, n)
+    print(f"moto at {endpoint}; {n:,} authorizations over {ACCOUNTS} accounts seeded in "
           f"{time.perf_counter() - t0:.1f} s (not counted)")
 
     # 1. The sweep, in full.
@@ -189,7 +190,8 @@ def run(wire: Wire, endpoint: str) -> int:
     queued, send_requests = health.sweep(d)
     sweep_moto_s = time.perf_counter() - t0
     sweep_ops = wire.take()
-    assert queued == N, queued
+    assert queued == n, queued
+    print(f"sweep done in {sweep_moto_s:.1f} s on moto", flush=True)
 
     # 2. A sample of the health Lambda's batches.
     sqs = aws.client("sqs")
@@ -208,31 +210,31 @@ def run(wire: Wire, endpoint: str) -> int:
     sampled = SAMPLE_BATCHES * 10
     assert checked == sampled, checked
 
-    batches = -(-N // 10)
+    batches = -(-n // 10)
     scale = batches / SAMPLE_BATCHES
     total: Counter[tuple[str, str]] = Counter(sweep_ops)
-    for key, n in batch_ops.items():
-        total[key] += n * scale
-    fan_out = sum(n for (svc, op), n in total.items() if op in FAN_OUT_OPS)
-    check = sum(n for (svc, op), n in total.items() if op not in FAN_OUT_OPS)
-    scans = sum(n for (svc, op), n in total.items() if op == "Scan")
+    for key, count in batch_ops.items():
+        total[key] += count * scale
+    fan_out = sum(c for (_svc, op), c in total.items() if op in FAN_OUT_OPS)
+    check = sum(c for (_svc, op), c in total.items() if op not in FAN_OUT_OPS)
+    scans = sum(c for (_svc, op), c in total.items() if op == "Scan")
 
     print()
-    print(f"requests for a sweep of {N:,} (sweep counted in full; the Lambda side on {SAMPLE_BATCHES} of "
+    print(f"requests for a sweep of {n:,} (sweep counted in full; the Lambda side on {SAMPLE_BATCHES} of "
           f"{batches:,} batches, x{scale:.1f}):")
     print(f"  {'service':<15} {'operation':<20} {'requests':>10} {'per auth':>9}  part")
-    for (svc, op), n in sorted(total.items()):
-        print(f"  {svc:<15} {op:<20} {n:>10,.0f} {n / N:>9.3f}  {'fan-out' if op in FAN_OUT_OPS else 'check'}")
-    print(f"  fan-out {fan_out:,.0f} = {fan_out / N:.3f} per authorization (budget {BUDGET}); "
-          f"checks {check:,.0f} = {check / N:.2f}; total {fan_out + check:,.0f} = {(fan_out + check) / N:.2f}")
+    for (svc, op), count in sorted(total.items()):
+        print(f"  {svc:<15} {op:<20} {count:>10,.0f} {count / n:>9.3f}  {'fan-out' if op in FAN_OUT_OPS else 'check'}")
+    print(f"  fan-out {fan_out:,.0f} = {fan_out / n:.3f} per authorization (budget {BUDGET}); "
+          f"checks {check:,.0f} = {check / n:.2f}; total {fan_out + check:,.0f} = {(fan_out + check) / n:.2f}")
     print(f"  SendMessageBatch reported by the sweep: {send_requests:,}; Scan requests: {scans}")
 
     per_batch: Counter[str] = Counter()
-    for (svc, _op), n in batch_ops.items():
-        per_batch[svc] += n / SAMPLE_BATCHES
+    for (svc, _op), count in batch_ops.items():
+        per_batch[svc] += count / SAMPLE_BATCHES
     sweep_by_service: Counter[str] = Counter()
-    for (svc, _op), n in sweep_ops.items():
-        sweep_by_service[svc] += n
+    for (svc, _op), count in sweep_ops.items():
+        sweep_by_service[svc] += count
     sweep_s, batch_s, wall_s = simulate(batches, sweep_by_service, per_batch)
     print()
     print(f"SIMULATED wall time on AWS (computed, not measured): concurrency {CONCURRENCY}, provider check "
@@ -244,9 +246,9 @@ def run(wire: Wire, endpoint: str) -> int:
           f"{PROVIDER_LATENCY_S:g} s)")
     print(f"  for scale, on moto here: the sweep took {sweep_moto_s:.1f} s (moto times are not AWS times)")
 
-    ok = fan_out / N <= BUDGET and scans == 0
+    ok = fan_out / n <= BUDGET and scans == 0
     print()
-    print("RESULT: " + ("PASS" if ok else f"FAIL: fan-out {fan_out / N:.3f} per authorization > {BUDGET}"
+    print("RESULT: " + ("PASS" if ok else f"FAIL: fan-out {fan_out / n:.3f} per authorization > {BUDGET}"
                         if scans == 0 else f"FAIL: {scans} Scan requests"))
     return 0 if ok else 1
 
