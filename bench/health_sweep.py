@@ -212,9 +212,9 @@ def run(wire: Wire, endpoint: str) -> int:
 
     batches = -(-n // 10)
     scale = batches / SAMPLE_BATCHES
-    total: Counter[tuple[str, str]] = Counter(sweep_ops)
+    total: dict[tuple[str, str], float] = {k: float(v) for k, v in sweep_ops.items()}
     for key, count in batch_ops.items():
-        total[key] += count * scale
+        total[key] = total.get(key, 0.0) + count * scale
     fan_out = sum(c for (_svc, op), c in total.items() if op in FAN_OUT_OPS)
     check = sum(c for (_svc, op), c in total.items() if op not in FAN_OUT_OPS)
     scans = sum(c for (_svc, op), c in total.items() if op == "Scan")
@@ -229,9 +229,9 @@ def run(wire: Wire, endpoint: str) -> int:
           f"checks {check:,.0f} = {check / n:.2f}; total {fan_out + check:,.0f} = {(fan_out + check) / n:.2f}")
     print(f"  SendMessageBatch reported by the sweep: {send_requests:,}; Scan requests: {scans}")
 
-    per_batch: Counter[str] = Counter()
+    per_batch: dict[str, float] = {}
     for (svc, _op), count in batch_ops.items():
-        per_batch[svc] += count / SAMPLE_BATCHES
+        per_batch[svc] = per_batch.get(svc, 0.0) + count / SAMPLE_BATCHES
     sweep_by_service: Counter[str] = Counter()
     for (svc, _op), count in sweep_ops.items():
         sweep_by_service[svc] += count
