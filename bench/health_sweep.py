@@ -223,8 +223,8 @@ def run(wire: Wire, endpoint: str) -> int:
     print(f"requests for a sweep of {n:,} (sweep counted in full; the Lambda side on {SAMPLE_BATCHES} of "
           f"{batches:,} batches, x{scale:.1f}):")
     print(f"  {'service':<15} {'operation':<20} {'requests':>10} {'per auth':>9}  part")
-    for (svc, op), count in sorted(total.items()):
-        print(f"  {svc:<15} {op:<20} {count:>10,.0f} {count / n:>9.3f}  {'fan-out' if op in FAN_OUT_OPS else 'check'}")
+    for (svc, op), amount in sorted(total.items()):
+        print(f"  {svc:<15} {op:<20} {amount:>10,.0f} {amount / n:>9.3f}  {'fan-out' if op in FAN_OUT_OPS else 'check'}")
     print(f"  fan-out {fan_out:,.0f} = {fan_out / n:.3f} per authorization (budget {BUDGET}); "
           f"checks {check:,.0f} = {check / n:.2f}; total {fan_out + check:,.0f} = {(fan_out + check) / n:.2f}")
     print(f"  SendMessageBatch reported by the sweep: {send_requests:,}; Scan requests: {scans}")
