@@ -36,6 +36,14 @@ def test_template_deployed_into_moto_has_every_resource(aws_endpoint):
         assert json.loads(attrs["RedrivePolicy"])["deadLetterTargetArn"].endswith(f"switchyard-{name}-dlq")
     names = [b["Name"] for b in boto3.client("events", region_name="us-east-1").list_event_buses()["EventBuses"]]
     assert "switchyard-test" in names
+    # AND the operations dashboard charts the app's EMF metrics (its alarms are lint-checked only)
+    cw = boto3.client("cloudwatch", region_name="us-east-1")
+    body = json.loads(cw.get_dashboard(DashboardName="switchyard-test")["DashboardBody"])
+    charted = json.dumps(body)
+    for metric in ("SweepChecked", "SweepUnhealthy", "SweepTimeouts", "SweepErrors", "RunFailed",
+                   "RunSucceeded", "ProviderRequests"):
+        assert metric in charted, metric
+    assert "${" not in charted  # every substitution resolved
 
 
 def test_committed_policies_are_least_privilege():
@@ -55,3 +63,12 @@ def test_committed_policies_are_least_privilege():
                 assert "dynamodb:Scan" not in actions
             if any(a.startswith("secretsmanager:") for a in actions):
                 assert resources == [f"arn:aws:secretsmanager:*:*:secret:switchyard/{stage}/*"], st
+
+
+def test_the_sweep_errors_alarm_watches_the_metric_the_app_emits():
+    from chalicelib.store import metrics as M
+
+    template = json.loads((ROOT / "infra" / "template.json").read_text())
+    alarm = template["Resources"]["SweepErrorsAlarm"]["Properties"]
+    assert (alarm["Namespace"], alarm["MetricName"]) == (M.NAMESPACE, M.SWEEP_ERRORS)
+    assert {d["Name"] for d in alarm["Dimensions"]} == {"stage", "service"}

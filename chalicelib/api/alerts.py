@@ -7,11 +7,12 @@ from typing import Any
 from chalice import Blueprint, Response
 
 from chalicelib.api.auth import token_authorizer
-from chalicelib.api.http import ok, route
+from chalicelib.api.http import no_content, ok, route
 from chalicelib.domain.access import Principal
 from chalicelib.services import alerts as svc
 from chalicelib.services.deps import deps
 from chalicelib.services.validation import validate
+from chalicelib.store.alert_rules import AlertRule
 from chalicelib.store.alerts import AlertSettings
 
 bp = Blueprint(__name__)
@@ -47,3 +48,44 @@ def put_alerts(principal: Principal, body: dict[str, Any], query: dict[str, Any]
        authorizer=token_authorizer, response="AlertTestOut", status=202)
 def test_alert(principal: Principal, body: dict[str, Any], query: dict[str, Any]) -> Response:
     return ok({"published": svc.send_test(deps(), principal)}, 202)
+
+
+# -- metric threshold rules per job --------------------------------------------------------
+
+
+def _rule_view(r: AlertRule) -> dict[str, Any]:
+    return {"id": r.id, "job_id": r.job_id, "metric": r.metric, "granularity": r.granularity,
+            "min": r.min, "max": r.max, "allowable_violations": r.allowable_violations,
+            "alert_state": r.alert_state, "state_changed_at": r.state_changed_at,
+            "created_at": r.created_at, "created_by": r.created_by}
+
+
+@route(bp, "/jobs/{job_id}/alert-rules", "POST", summary="Add a metric threshold rule to a job",
+       tag=TAG, authorizer=token_authorizer, body="AlertRuleIn", response="AlertRuleOut", status=201,
+       errors=(404, 409, 422))
+def create_alert_rule(principal: Principal, job_id: str, body: dict[str, Any], query: dict[str, Any]) -> Response:
+    from chalicelib.api import schemas
+    from chalicelib.services import alert_rules
+
+    req = validate(schemas.AlertRuleIn, body)
+    rule = alert_rules.create(deps(), principal, job_id, metric=req.metric, granularity=req.granularity,
+                              min_=req.min, max_=req.max, allowable_violations=req.allowable_violations)
+    return ok(_rule_view(rule), 201)
+
+
+@route(bp, "/jobs/{job_id}/alert-rules", "GET", summary="A job's metric threshold rules", tag=TAG,
+       authorizer=token_authorizer, response="AlertRuleOut", list_response=True, errors=(404,))
+def list_alert_rules(principal: Principal, job_id: str, query: dict[str, Any]) -> Response:
+    from chalicelib.services import alert_rules
+
+    rules = alert_rules.list_(deps(), principal, job_id)
+    return ok([_rule_view(r) for r in rules], next_cursor=None, paged=True)
+
+
+@route(bp, "/jobs/{job_id}/alert-rules/{rule_id}", "DELETE", summary="Delete a metric threshold rule",
+       tag=TAG, authorizer=token_authorizer, status=204, errors=(404,))
+def delete_alert_rule(principal: Principal, job_id: str, rule_id: str, query: dict[str, Any]) -> Response:
+    from chalicelib.services import alert_rules
+
+    alert_rules.delete(deps(), principal, job_id, rule_id)
+    return no_content()

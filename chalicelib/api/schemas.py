@@ -124,6 +124,15 @@ class AlertSettingsPut(Strict):
     version: int = Field(ge=0, description="The version read (0 before the first save)")
 
 
+class AlertRuleIn(Strict):
+    metric: Literal["added", "removed", "omitted"] = Field(description="The job activity metric bounded")
+    granularity: Literal["hour", "day", "week"] = Field(description="The bucket the bounds apply to")
+    min: int | None = Field(None, ge=0, description="Alert when a bucket is below this")
+    max: int | None = Field(None, ge=0, description="Alert when a bucket is above this")
+    allowable_violations: int = Field(
+        0, ge=0, description="Consecutive violating buckets tolerated before the alert fires")
+
+
 class InlineAuthorization(Strict):
     method: Ident
     label: Label
@@ -450,6 +459,20 @@ class AlertSettingsOut(Out):
     updated_at: str | None
     version: int
     signing_secret: str | None = Field(None, description="Only in the answer that added the first webhook")
+
+
+class AlertRuleOut(Out):
+    id: str
+    job_id: str
+    metric: str
+    granularity: str
+    min: int | None
+    max: int | None
+    allowable_violations: int
+    alert_state: Literal["ok", "breached"]
+    state_changed_at: str | None
+    created_at: str
+    created_by: str
 
 
 class AlertTestOut(Out):

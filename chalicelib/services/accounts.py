@@ -8,6 +8,7 @@ import secrets
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from chalicelib.config import settings
 from chalicelib.domain.access import Capability, Principal, Role
@@ -166,6 +167,9 @@ def issue_token(d: Deps, p: Principal, *, label: str, user_id: str | None) -> Is
         raise Invalid("that user does not exist in this account", fields={"user_id": "not found"})
     issued = _mint(p.account_id, user, label)
     d.accounts.put_token(issued.token)
+    # Who the token acts as, never the token (nor its last characters).
+    _audit(d, p, "created", "token", issued.token.id, label,
+           {"user_id": user.id, "role": issued.token.role.value, "label": label})
     return issued
 
 
@@ -178,6 +182,7 @@ def revoke_token(d: Deps, p: Principal, token_id: str) -> None:
     p.require(Capability.ADMINISTER)
     d.accounts.delete_token(p.account_id, token_id)
     token_cache.forget_token(token_id)
+    _audit(d, p, "deleted", "token", token_id, "")
 
 
 def create_user(d: Deps, p: Principal, *, email: str, name: str, role: Role) -> User:
@@ -191,7 +196,17 @@ def create_user(d: Deps, p: Principal, *, email: str, name: str, role: Role) -> 
         created_at=now_iso(),
     )
     d.accounts.create_user(user)
+    _audit(d, p, "created", "user", user.id, name, {"email": email, "name": name, "role": role.value})
     return user
+
+
+def _audit(d: Deps, p: Principal, action: str, object_type: str, object_id: str, label: str,
+           values: dict[str, Any] | None = None) -> None:
+    """Recorded once the change committed (single-item writes)."""
+    from chalicelib.store.audit import AuditEvent, diff
+
+    d.audit.put(AuditEvent(p.account_id, p.user_id, action, object_type, object_id, label,
+                           diff({}, values or {})))
 
 
 def list_users(d: Deps, p: Principal, limit: int, cursor: str | None) -> Page:

@@ -30,8 +30,9 @@ JOB_FAILED = "Job Failed"
 JOB_RECOVERED = "Job Recovered"
 AUTH_UNHEALTHY = "Authorization Unhealthy"
 AUTH_HEALTHY = "Authorization Healthy Again"
+METRIC_BREACHED = "Metric Threshold Breached"
 TEST = "Test Alert"
-TYPES = (JOB_FAILED, JOB_RECOVERED, AUTH_UNHEALTHY, AUTH_HEALTHY, TEST)
+TYPES = (JOB_FAILED, JOB_RECOVERED, AUTH_UNHEALTHY, AUTH_HEALTHY, METRIC_BREACHED, TEST)  # TEST last
 MAX_EMAILS = 10
 MAX_WEBHOOKS = 5
 SIGNATURE_HEADER = "Switchyard-Signature"
@@ -85,10 +86,25 @@ def update_settings(d: Deps, p: Principal, emails: list[str], webhooks: list[str
     for email, arn in current.emails.items():
         if email not in subscribed:
             topic.unsubscribe(arn)
+    _audit(d, p, current, saved)
     secret = None
     if saved.webhooks and not current.webhooks:
         secret = _ensure_secret(d, p.account_id)
     return saved, secret
+
+
+def _audit(d: Deps, p: Principal, before: AlertSettings, after: AlertSettings) -> None:
+    """Addresses as they are; webhooks by host only (a URL may carry a token)."""
+    from urllib.parse import urlsplit
+
+    from chalicelib.store.audit import AuditEvent, diff
+
+    def view(s: AlertSettings) -> dict[str, Any]:
+        hosts = [urlsplit(u).hostname or "?" for u in s.webhooks]  # no user:password@
+        return {"emails": sorted(s.emails), "webhook_hosts": hosts}
+
+    d.audit.put(AuditEvent(p.account_id, p.user_id, "changed", "alert_settings", p.account_id,
+                           "alert settings", diff(view(before), view(after))))
 
 
 def _ensure_secret(d: Deps, account_id: str) -> str | None:

@@ -14,6 +14,7 @@ from chalicelib.domain.access import Capability, Principal
 from chalicelib.domain.errors import Invalid, not_found, stale_version
 from chalicelib.domain.ids import new_id
 from chalicelib.services.deps import Deps
+from chalicelib.store.audit import diff
 from chalicelib.store.dynamo import Page, now_iso
 
 EDITABLE = ("name", "description", "filter")
@@ -42,6 +43,8 @@ def create(d: Deps, p: Principal, new: NewAudience) -> A.Audience:
         updated_at=now,
     )
     d.audiences.create(audience)
+    _audit(d, p, "created", audience.id, audience.name, diff({}, {"name": audience.name, "description": audience.description,
+                                               "filter": audience.filter}))
     return audience
 
 
@@ -84,7 +87,9 @@ def edit(d: Deps, p: Principal, audience_id: str, patch: dict[str, Any], version
         return current
     # The read above only gives early, clear answers; the write itself is conditional
     # on the version, so an edit landing in between still makes this one a 409.
-    return d.audiences.update(p.account_id, audience_id, changes, expected_version=version)
+    saved = d.audiences.update(p.account_id, audience_id, changes, expected_version=version)
+    _audit(d, p, "changed", saved.id, saved.name, diff({k: getattr(current, k) for k in changes}, changes))
+    return saved
 
 
 def delete(d: Deps, p: Principal, audience_id: str) -> None:
@@ -92,6 +97,14 @@ def delete(d: Deps, p: Principal, audience_id: str) -> None:
     DeleteItem, on the count the job writes keep on the audience item."""
     p.require(Capability.MANAGE_INTEGRATIONS)
     d.audiences.delete(p.account_id, audience_id)
+    _audit(d, p, "deleted", audience_id, "", {})
+
+
+def _audit(d: Deps, p: Principal, action: str, audience_id: str, name: str, changes: dict[str, Any]) -> None:
+    """Recorded once the change committed; audiences hold filters, never secrets."""
+    from chalicelib.store.audit import AuditEvent
+
+    d.audit.put(AuditEvent(p.account_id, p.user_id, action, "audience", audience_id, name, changes))
 
 
 def preview(d: Deps, p: Principal, filter_: Any, *, max_scan: int = A.MAX_SCAN) -> A.Estimate:

@@ -36,6 +36,8 @@ class Deps:
     runs_queue: RunQueue = field(default_factory=RunQueue)
     health_queue: HealthQueue = field(default_factory=HealthQueue)
     scheduler: SchedulerStore = field(default_factory=SchedulerStore)
+    # How long the health handler waits for a batch's checks (tests make hangs short).
+    health_check_timeout: float = 20.0
 
     @property
     def accounts(self) -> AccountRepo:

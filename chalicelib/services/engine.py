@@ -87,6 +87,15 @@ def parse_message(body: Any) -> dict[str, Any]:
     return body
 
 
+def count_requests(job: Job, requests: int) -> None:
+    """Provider API requests of a committed step, as a CloudWatch metric per provider (the
+    product's own per-authorization counts are in DynamoDB)."""
+    from chalicelib.store import metrics as M
+
+    if requests:
+        M.metrics().count(M.PROVIDER_REQUESTS, requests, provider=job.provider)
+
+
 def is_one_time(job: Job) -> bool:
     return job.schedule is None or job.schedule.get("type") == "once"
 
@@ -357,6 +366,7 @@ class Engine:
         except (AppError, TransactionFailed) as exc:
             self._commit_refused(job, run, exc)
             return
+        count_requests(job, calls.total)
         if done:
             self.finished(job, run)
         self.o.fault("after_commit")
@@ -366,6 +376,9 @@ class Engine:
 
     def finished(self, job: Job, run: Run) -> None:
         """A run succeeded: a job that had been failing has recovered (one alert)."""
+        from chalicelib.store import metrics as M
+
+        M.metrics().count(M.RUN_SUCCEEDED, provider=job.provider)
         if job.fault_count > 0 or (job.last_run or {}).get("status") in ("failed", "retrying"):
             from chalicelib.services import alerts
 
@@ -434,6 +447,12 @@ class Engine:
         except (AppError, TransactionFailed) as err:
             self._commit_refused(job, run, err)
             return
+        if calls is not None:
+            count_requests(job, calls.total)
+        if give_up:
+            from chalicelib.store import metrics as M
+
+            M.metrics().count(M.RUN_FAILED, provider=job.provider)
         if give_up and job.schedule is not None:
             self.d.scheduler.remove(job.account_id, job.id)  # a failed job waits for a resume
         if give_up:

@@ -455,6 +455,9 @@ def _commit(engine: Engine, job: Job, run: Run, delivery: Delivery, started: flo
     except (AppError, TransactionFailed) as exc:
         engine._commit_refused(job, run, exc)
         return
+    from chalicelib.services.engine import count_requests
+
+    count_requests(job, calls.total)
     if out.done:
         engine.finished(job, run)
     engine.o.fault("after_commit")

@@ -23,7 +23,6 @@ from chalicelib.store.dynamo import HEALTH_SHARDS, now_iso
 
 log = logging.getLogger("switchyard.health")
 
-CHECK_TIMEOUT_SECONDS = 20.0
 SWEEP_PAGE = 100
 
 
@@ -33,6 +32,8 @@ class Verdict:
     status: HealthStatus | None  # None: nothing could be concluded (transient); nothing stored
     reason: str | None
     changed: bool = False
+    timed_out: bool = False
+    crashed: bool = False
 
 
 def sweep(d: Deps) -> tuple[int, int]:
@@ -49,6 +50,9 @@ def sweep(d: Deps) -> tuple[int, int]:
             if not start:
                 break
     log.info("health sweep queued", extra={"authorizations": queued, "sqs_requests": requests})
+    from chalicelib.store import metrics as M
+
+    M.metrics().count(M.SWEEP_QUEUED, queued)
     return queued, requests
 
 
@@ -91,13 +95,17 @@ def _alert(auth: Authorization, check: CheckResult) -> None:
 
 
 def check_many(d: Deps, targets: list[tuple[str, str]], *, by: str = "sweep",
-               timeout: float = CHECK_TIMEOUT_SECONDS) -> list[Verdict]:
-    """Check (account_id, auth_id) pairs concurrently, each bounded by `timeout`."""
+               timeout: float | None = None) -> list[Verdict]:
+    """Check (account_id, auth_id) pairs concurrently, each bounded by `timeout` (default
+    `d.health_check_timeout`)."""
+    timeout = d.health_check_timeout if timeout is None else timeout
     auths: list[Authorization] = []
     verdicts: list[Verdict] = []
+    # One consistent BatchGetItem for the batch, not a GetItem each.
+    found = d.auths.get_pairs(targets, consistent=True)
     for account_id, auth_id in targets:
-        auth = d.auths.get(account_id, auth_id, consistent=True)
-        if auth is None:
+        auth = found.get(auth_id)
+        if auth is None or auth.account_id != account_id:
             verdicts.append(Verdict(auth_id, None, "deleted since it was queued"))
         else:
             auths.append(auth)
@@ -110,8 +118,11 @@ def check_many(d: Deps, targets: list[tuple[str, str]], *, by: str = "sweep",
     pool.shutdown(wait=False, cancel_futures=True)
     for fut, auth in futures.items():
         if fut not in done:
-            check = CheckResult(HealthStatus.UNKNOWN, f"no answer within {timeout:g} s")
+            # The issue counts a provider that never answers as unreachable, not unknown.
+            check = CheckResult(HealthStatus.UNHEALTHY, f"unreachable: no answer within {timeout:g} s")
+            timed_out = True
         else:
+            timed_out = False
             exc = fut.exception()
             if isinstance(exc, ProviderError):
                 # Throttling or an outage says nothing about the credentials.
@@ -120,7 +131,7 @@ def check_many(d: Deps, targets: list[tuple[str, str]], *, by: str = "sweep",
             if exc is not None:
                 log.error("health check crashed", exc_info=exc,
                           extra={"account_id": auth.account_id, "authorization_id": auth.id})
-                verdicts.append(Verdict(auth.id, None, "the check failed unexpectedly"))
+                verdicts.append(Verdict(auth.id, None, "the check failed unexpectedly", crashed=True))
                 continue
             check = fut.result()
         try:
@@ -128,8 +139,22 @@ def check_many(d: Deps, targets: list[tuple[str, str]], *, by: str = "sweep",
         except AppError:
             verdicts.append(Verdict(auth.id, None, "deleted while being checked"))
             continue
-        verdicts.append(Verdict(auth.id, check.status, check.reason, changed))
+        verdicts.append(Verdict(auth.id, check.status, check.reason, changed, timed_out))
+    _count(verdicts)
     return verdicts
+
+
+def _count(verdicts: list[Verdict]) -> None:
+    from chalicelib.store import metrics as M
+    from chalicelib.store.metrics import metrics
+
+    m = metrics()
+    m.count(M.SWEEP_CHECKED, sum(1 for v in verdicts if v.status is not None))
+    m.count(M.SWEEP_HEALTHY, sum(1 for v in verdicts if v.status == HealthStatus.HEALTHY))
+    m.count(M.SWEEP_UNHEALTHY, sum(1 for v in verdicts if v.status == HealthStatus.UNHEALTHY))
+    m.count(M.SWEEP_INCONCLUSIVE, sum(1 for v in verdicts if v.status in (None, HealthStatus.UNKNOWN)))
+    m.count(M.SWEEP_TIMEOUTS, sum(1 for v in verdicts if v.timed_out))
+    m.count(M.SWEEP_ERRORS, sum(1 for v in verdicts if v.crashed))
 
 
 def mark_unhealthy_from_run(d: Deps, auth: Authorization, reason: str, *, run_id: str) -> bool:

@@ -390,7 +390,11 @@ def act(d: Deps, p: Principal, job_id: str, action: Action) -> Job:
 def delete(d: Deps, p: Principal, job_id: str) -> None:
     p.require(Capability.MANAGE_INTEGRATIONS)
     job = get(d, p, job_id)
-    d.jobs.delete(job, extra=[_audit_op(d, p, "deleted", job)])
+    from chalicelib.store.alert_rules import AlertRuleRepo
+
+    # The job's alert rules go in the same transaction: none outlives its job.
+    rules = AlertRuleRepo(d.table).delete_ops_for_job(job.account_id, job.id)
+    d.jobs.delete(job, extra=[_audit_op(d, p, "deleted", job), *rules])
     if job.schedule is not None:
         d.scheduler.remove(job.account_id, job.id)
 

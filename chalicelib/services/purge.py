@@ -15,6 +15,7 @@ from datetime import UTC, datetime
 from chalicelib.domain.errors import AppError
 from chalicelib.domain.statuses import PURGEABLE_STATUSES
 from chalicelib.services.deps import Deps
+from chalicelib.store.alert_rules import AlertRuleRepo
 from chalicelib.store.audit import AuditEvent
 from chalicelib.store.dynamo import PURGE_SHARDS
 
@@ -47,9 +48,10 @@ def purge_due(d: Deps, now: datetime | None = None) -> PurgeReport:
                     report.skipped += 1
                     continue
                 try:
+                    rules = AlertRuleRepo(d.table).delete_ops_for_job(account_id, job.id)
                     d.jobs.delete(job, extra=[d.audit.op(AuditEvent(
                         account_id, "system", "purged", "job", job.id, job.label,
-                        {"status": {"before": job.status.value, "after": None}}))])
+                        {"status": {"before": job.status.value, "after": None}})), *rules])
                 except AppError:
                     report.skipped += 1  # changed meanwhile: it is no longer due
                     continue

@@ -1,4 +1,5 @@
-"""The alerts queue's Lambda: delivers each alert event by e-mail and webhooks."""
+"""The alerts queue's Lambda (delivers each alert event by e-mail and webhooks) and the
+hourly evaluation of metric threshold rules (services/alert_rules.py)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import json
 import logging
 from typing import Any
 
-from chalice import Blueprint
+from chalice import Blueprint, Cron
 
 from chalicelib.config import ALERTS_QUEUE
 
@@ -27,3 +28,12 @@ def deliver_alerts(event: Any) -> None:
             continue
         if isinstance(body, dict):
             deliver(deps(), body)
+
+
+@bp.schedule(Cron(5, "*", "*", "*", "?", "*"), name="evaluate_alert_rules")
+def evaluate_alert_rules(event: Any) -> None:
+    # Five past the hour: the hour just ended is complete and its runs have committed.
+    from chalicelib.services.alert_rules import evaluate
+    from chalicelib.services.deps import deps
+
+    evaluate(deps())

@@ -18,24 +18,33 @@ log = logging.getLogger("switchyard.health")
 def health_sweep(event: Any) -> None:
     from chalicelib.services.deps import deps
     from chalicelib.services.health import sweep
+    from chalicelib.store import metrics as M
 
-    sweep(deps())
+    with M.flushing() as m:
+        try:
+            sweep(deps())
+        except Exception:
+            m.count(M.SWEEP_ERRORS)  # the SweepErrors alarm watches this
+            raise
 
 
 @bp.on_sqs_message(queue=HEALTH_QUEUE, batch_size=10)
 def check_health(event: Any) -> None:
     from chalicelib.services.deps import deps
     from chalicelib.services.health import check_many
+    from chalicelib.store import metrics as M
 
-    targets: list[tuple[str, str]] = []
-    for record in event:
-        try:
-            body = json.loads(record.body)
-            targets.append((str(body["account_id"]), str(body["authorization_id"])))
-        except (ValueError, KeyError, TypeError):
-            log.error("health message dropped: not a health check request")
-    verdicts = check_many(deps(), targets)
-    log.info("health checked", extra={
-        "checked": sum(1 for v in verdicts if v.status is not None),
-        "inconclusive": sum(1 for v in verdicts if v.status is None),
-        "changed": sum(1 for v in verdicts if v.changed)})
+    with M.flushing() as m:
+        targets: list[tuple[str, str]] = []
+        for record in event:
+            try:
+                body = json.loads(record.body)
+                targets.append((str(body["account_id"]), str(body["authorization_id"])))
+            except (ValueError, KeyError, TypeError):
+                log.error("health message dropped: not a health check request")
+                m.count(M.SWEEP_ERRORS)
+        verdicts = check_many(deps(), targets)
+        log.info("health checked", extra={
+            "checked": sum(1 for v in verdicts if v.status is not None),
+            "inconclusive": sum(1 for v in verdicts if v.status is None),
+            "changed": sum(1 for v in verdicts if v.changed)})

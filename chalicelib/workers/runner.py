@@ -16,6 +16,13 @@ log = logging.getLogger("switchyard.runner")
 
 @bp.on_sqs_message(queue=RUNS_QUEUE, batch_size=1)
 def run_step(event: Any) -> None:
+    from chalicelib.store.metrics import flushing
+
+    with flushing():  # run outcomes and provider requests, as EMF lines
+        _run_step(event)
+
+
+def _run_step(event: Any) -> None:
     from chalicelib.services.deps import deps
     from chalicelib.services.engine import Delivery, Engine, PoisonMessage
 

@@ -79,3 +79,71 @@ def test_observers_cannot_read_it_and_other_accounts_see_nothing(api, api_for, n
     user = api.post("/users", {"email": "obs@audited.example", "name": "o", "role": "observer"})
     token = api.post("/tokens", {"label": "o", "user_id": user.json["data"]["id"]}).json["data"]["token"]
     assert api_for(token).get("/audit").status_code == 403
+
+
+# Mutating routes that leave no audit event, and why.
+NOT_AUDITED = {
+    ("POST", "/api/v1/alerts/test"): "publishes a test alert; changes nothing",
+    ("POST", "/api/v1/audiences/preview"): "estimates a filter's size; read-only",
+    ("POST", "/api/v1/authorizations/{auth_id}/check"):
+        "a check's outcome is the authorization's health history, which records who asked (`by`)",
+}
+
+
+def test_every_mutating_route_leaves_an_audit_event_without_secrets(api, tenant) -> None:
+    from chalicelib.api.http import ROUTES
+
+    seen: dict[tuple[str, str], str] = {}
+
+    def step(method: str, template: str, path: str, body: Any = None, *, status: int = 200) -> Any:
+        # WHEN the route is called THEN the newest event is about the object it changed, by the caller
+        before = len(_events(api, "?limit=100"))
+        r = api.call(method, path, body)
+        assert r.status_code == status, (method, path, r.body)
+        events = _events(api, "?limit=100")
+        assert len(events) == before + 1, (method, template, events[:2])
+        assert events[0]["user_id"] == tenant.admin_user_id
+        seen[(method, "/api/v1" + template)] = events[0]["object_id"]
+        return r.json["data"] if r.body else None
+
+    bucket = make_bucket()
+    auth = step("POST", "/authorizations", "/authorizations", {
+        "provider": "amazon_s3", "method": "access_keys", "label": "Keys",
+        "credentials": s3_credentials(bucket=bucket)}, status=201)
+    a = auth["id"]
+    step("PATCH", "/authorizations/{auth_id}", f"/authorizations/{a}", {"label": "Keys v2"})
+    step("PUT", "/authorizations/{auth_id}/credentials", f"/authorizations/{a}/credentials",
+         {"credentials": s3_credentials(secret=CANARY + "-v2", bucket=bucket)})
+    job = step("POST", "/jobs", "/jobs", {
+        "provider": "amazon_s3", "job_type": "import", "workflow": "s3_file_import", "authorization_id": a,
+        "label": "Import", "config": {"bucket": bucket}, "start": False}, status=201)
+    j = job["id"]
+    step("PATCH", "/jobs/{job_id}", f"/jobs/{j}", {"label": "Import 2", "version": job["version"]})
+    step("POST", "/jobs/{job_id}/resume", f"/jobs/{j}/resume")
+    step("POST", "/jobs/{job_id}/run", f"/jobs/{j}/run")
+    step("POST", "/jobs/{job_id}/pause", f"/jobs/{j}/pause")
+    rule = step("POST", "/jobs/{job_id}/alert-rules", f"/jobs/{j}/alert-rules",
+                {"metric": "added", "granularity": "day", "max": 5}, status=201)
+    step("DELETE", "/jobs/{job_id}/alert-rules/{rule_id}", f"/jobs/{j}/alert-rules/{rule['id']}", status=204)
+    aud = step("POST", "/audiences", "/audiences", {"name": "Pro", "filter": {"all": [
+        {"field": "plan", "op": "equals", "value": "pro"}]}}, status=201)
+    step("PATCH", "/audiences/{audience_id}", f"/audiences/{aud['id']}", {"name": "Pro 2", "version": aud["version"]})
+    step("DELETE", "/audiences/{audience_id}", f"/audiences/{aud['id']}", status=204)
+    user = step("POST", "/users", "/users", {"email": "ann@acme.example", "name": "Ann", "role": "observer"},
+                status=201)
+    token = step("POST", "/tokens", "/tokens", {"label": "ci", "user_id": user["id"]}, status=201)
+    step("DELETE", "/tokens/{token_id}", f"/tokens/{token['id']}", status=204)
+    hook = f"https://bot:{CANARY}@hooks.acme.example/alerts?token={CANARY}"
+    settings = step("PUT", "/alerts", "/alerts", {"emails": ["ops@acme.example"], "webhooks": [hook], "version": 0})
+    step("DELETE", "/jobs/{job_id}", f"/jobs/{j}", status=204)
+    step("DELETE", "/authorizations/{auth_id}", f"/authorizations/{a}", status=204)
+
+    # THEN every mutating route was covered, or is listed with its reason
+    mutating = {(r.method, r.path) for r in ROUTES if r.method != "GET" and not r.public}
+    assert mutating - set(seen) == set(NOT_AUDITED), sorted(mutating - set(seen) - set(NOT_AUDITED))
+    assert seen[("POST", "/api/v1/tokens")] == token["id"] and seen[("DELETE", "/api/v1/jobs/{job_id}")] == j
+    # AND no secret is in any event: credentials, the token, the alert signing secret, webhook tokens
+    dump = json.dumps(_events(api, "?limit=100"))
+    for secret in (CANARY, token["token"], token["token"][-4:], settings["signing_secret"]):
+        assert secret not in dump, secret
+    assert "hooks.acme.example" in dump  # webhooks are recorded by host

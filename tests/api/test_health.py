@@ -17,6 +17,7 @@ from chalicelib.domain.models import CheckResult, HealthStatus
 from chalicelib.providers.base import Option, ProviderError
 from chalicelib.providers.registry import Registry
 from chalicelib.services import health
+from chalicelib.store.metrics import metrics
 from tests.engine.sources import Key, ListImportConfig
 
 
@@ -124,8 +125,8 @@ def test_checks_run_concurrently_with_a_hard_timeout_and_record_transitions_once
     # THEN the hanging one did not hold up the others
     assert elapsed < 3.0
     assert verdicts[ids[revoked]].status == HealthStatus.UNHEALTHY and verdicts[ids[revoked]].changed
-    assert verdicts[ids[hung]].status == HealthStatus.UNKNOWN
-    assert "no answer within 1 s" in (verdicts[ids[hung]].reason or "")
+    assert verdicts[ids[hung]].status == HealthStatus.UNHEALTHY and verdicts[ids[hung]].changed
+    assert verdicts[ids[hung]].reason == "unreachable: no answer within 1 s"
     assert verdicts[ids[throttled]].status is None  # inconclusive: nothing stored
     assert verdicts[ids[fine]].status == HealthStatus.HEALTHY and not verdicts[ids[fine]].changed
     # AND the API shows the verdicts and one transition for the revoked key
@@ -169,3 +170,31 @@ def test_another_accounts_health_is_404(api, api_for, new_tenant, probe) -> None
     auth_id = _auth(api, f"key-{uuid.uuid4().hex}")
     other = api_for(new_tenant("Other").admin_token)
     assert other.get(f"/authorizations/{auth_id}/health").status_code == 404
+
+
+def test_the_health_handler_emits_emf_metrics_without_secrets(api, client, deps, tenant, probe, capsys) -> None:
+    # GIVEN a revoked key and a working one, queued with a malformed message
+    bad, good = f"CANARY-bad-{uuid.uuid4().hex}", f"CANARY-good-{uuid.uuid4().hex}"
+    ids = [_auth(api, bad), _auth(api, good)]
+    probe.modes[bad] = "bad"
+    event = client.events.generate_sqs_event(
+        queue_name="switchyard-health",
+        message_bodies=[json.dumps({"account_id": tenant.account_id, "authorization_id": i}) for i in ids]
+        + ["not json"])
+    metrics().flush()  # what earlier direct calls counted
+    capsys.readouterr()
+    # WHEN the Lambda handles the batch
+    client.lambda_.invoke("check_health", event)
+    # THEN it printed one EMF document in the Switchyard namespace with the sweep's counts
+    out = capsys.readouterr().out
+    docs = [json.loads(line) for line in out.splitlines() if line.startswith('{"_aws"')]
+    assert len(docs) == 1, out
+    [doc] = docs
+    [directive] = doc["_aws"]["CloudWatchMetrics"]
+    assert directive["Namespace"] == "Switchyard"
+    assert directive["Dimensions"] == [["stage", "service"]]
+    assert (doc["SweepChecked"], doc["SweepUnhealthy"], doc["SweepHealthy"]) == ([2.0], [1.0], [1.0])
+    assert (doc["SweepTimeouts"], doc["SweepInconclusive"], doc["SweepErrors"]) == ([0.0], [0.0], [1.0])
+    # AND no credential, label or account id in it
+    for secret in (bad, good, bad[:20], tenant.account_id):
+        assert secret not in out

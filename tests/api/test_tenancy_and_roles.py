@@ -14,6 +14,7 @@ BODIES: dict[tuple[str, str], Any] = {
     ("PATCH", "/api/v1/authorizations/{auth_id}"): {"label": "hijack"},
     ("PUT", "/api/v1/authorizations/{auth_id}/credentials"): {"credentials": s3_credentials()},
     ("PATCH", "/api/v1/audiences/{audience_id}"): {"name": "hijack", "version": 1},
+    ("POST", "/api/v1/jobs/{job_id}/alert-rules"): {"metric": "added", "granularity": "hour", "max": 1},
 }
 
 
@@ -32,7 +33,8 @@ def two_accounts(new_tenant, api_for, deps):
     deps.profiles.upsert_batch(a.account_id, [ProfileRecord({"email": "p@acme.example"}, {}, "seed")],
                                step_tag="seed#0")
     profile = next(deps.profiles.iterate(a.account_id))
-    ids = {"profile_id": profile.id, "job_id": job["id"], "auth_id": auth["id"], "token_id": token["id"], "audience_id": audience["id"],
+    rule = api_a.post(f"/jobs/{job['id']}/alert-rules", {"metric": "added", "granularity": "day", "max": 9})
+    ids = {"rule_id": rule.json["data"]["id"], "profile_id": profile.id, "job_id": job["id"], "auth_id": auth["id"], "token_id": token["id"], "audience_id": audience["id"],
            "provider": "amazon_s3", "workflow": "s3_file_import", "field": "bucket"}
     return a, b, api_a, api_for(b.admin_token), ids
 

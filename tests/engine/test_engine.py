@@ -145,6 +145,26 @@ def test_a_failed_job_alerts_once_and_its_recovery_once(api, tenant, drain, make
     assert ours[1]["detail"]["previous_error"] == ours[0]["detail"]["reason"]
 
 
+def test_run_outcomes_are_counted_per_provider_for_cloudwatch(api, drain, make_job, source):
+    from chalicelib.store.metrics import metrics
+
+    # GIVEN nothing counted yet, and a job whose first run hits a configuration error
+    metrics().flush()
+    source.errors = [ProviderError("bucket 'x' does not exist (NoSuchBucket)")]
+    job = make_job(people(10))
+    # WHEN it fails, then is resumed and succeeds
+    drain.run()
+    api.post(f"/jobs/{job['id']}/resume")
+    drain.run()
+    # THEN one failure and one success are waiting for the Lambda's EMF flush, per provider,
+    # with as many provider requests as the authorization's activity counted in DynamoDB
+    pending = metrics().pending()[(("provider", "test_source"),)]
+    counted, _errors = _requests(api, job["authorization_id"])
+    assert counted > 0
+    assert pending == {"RunFailed": 1, "RunSucceeded": 1, "ProviderRequests": counted}
+    metrics().flush()
+
+
 def test_transient_errors_back_off_then_succeed(api, deps, tenant, drain, make_job, source, options):
     # GIVEN a source that fails twice with throttling, then works
     source.errors = [ProviderError("429 slow down", transient=True, retry_after=120),

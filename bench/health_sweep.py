@@ -1,0 +1,257 @@
+"""The daily health sweep of 10,000 authorizations: AWS requests of the fan-out, counted on
+the wire against an in-process moto server, and a SIMULATED wall time on AWS.
+
+What runs:
+1. 10,000 authorizations over 3 accounts are seeded with BatchWriteItem (not counted).
+2. The sweep (services/health.sweep) runs in full: sharded index Queries and
+   SendMessageBatch, every request counted.
+3. The health Lambda's side is measured on a sample of SAMPLE_BATCHES batches taken off
+   the queue (ReceiveMessage, check_many, DeleteMessageBatch), with a provider that answers
+   at once. Its costs per batch do not depend on how many authorizations exist (keys are
+   read by id), so they are scaled to all batches; the rest of the queue is purged.
+
+Fan-out = getting every authorization to its check: the sweep's Queries and
+SendMessageBatch, the event source's ReceiveMessage and DeleteMessageBatch, and the
+handler's BatchGetItem of the batch. Budget: <= 1.3 requests per authorization. The check
+itself (GetSecretValue, the verdict's UpdateItem, a transaction on a change) is shown apart.
+
+The wall time is computed, not measured (moto's timings say nothing about AWS): per-request
+latencies below, 2 s per provider check, 50 concurrent health Lambdas taking batches in the
+order the sweep sent them.
+
+    .venv/bin/python bench/health_sweep.py [N]      (N defaults to 10,000)
+
+Exit status 0 when the fan-out is within budget and no Scan was sent, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import os
+import socket
+import sys
+import threading
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+STAGE = "bench"
+N = 10_000
+ACCOUNTS = 3
+SAMPLE_BATCHES = 30
+BUDGET = 1.3
+CONCURRENCY = 50
+PROVIDER_LATENCY_S = 2.0
+# Assumed AWS latencies per request, seconds (typical in-region p50 figures).
+LATENCY = {"dynamodb": 0.006, "sqs": 0.010, "secretsmanager": 0.015}
+FAN_OUT_OPS = {"Query", "SendMessageBatch", "ReceiveMessage", "DeleteMessageBatch", "BatchGetItem"}
+
+
+class Wire:
+    """Every HTTP attempt botocore makes, from any thread, by (service, operation)."""
+
+    def __init__(self) -> None:
+        self.counts: Counter[tuple[str, str]] = Counter()
+        self.on = False
+        self._lock = threading.Lock()
+
+    def install(self) -> None:
+        from botocore.endpoint import Endpoint
+
+        original = Endpoint._do_get_response
+        wire = self
+
+        def counted(endpoint: Any, request: Any, operation_model: Any, context: Any) -> Any:
+            if wire.on:
+                with wire._lock:
+                    wire.counts[(operation_model.service_model.endpoint_prefix, operation_model.name)] += 1
+            return original(endpoint, request, operation_model, context)
+
+        Endpoint._do_get_response = counted  # type: ignore[method-assign]
+
+    def take(self) -> Counter[tuple[str, str]]:
+        with self._lock:
+            out, self.counts = self.counts, Counter()
+        return out
+
+
+class Instant:
+    """A provider whose check answers healthy at once (the 2 s are added by the simulation)."""
+
+    def __init__(self) -> None:
+        from chalicelib.domain.catalog import AuthMethodSpec, JobType, ProviderSpec, WorkflowSpec
+        from tests.engine.sources import Key, ListImportConfig
+
+        self.spec = ProviderSpec(
+            id="bench_probe", name="Bench probe", description="bench double",
+            auth_methods=(AuthMethodSpec("api_key", "API key", "", Key),),
+            workflows=(WorkflowSpec("list_import", "List import", JobType.IMPORT, "", ("api_key",),
+                                    ListImportConfig),))
+
+    def check(self, method: str, credentials: Any, resources: dict[str, str], counter: Any = None) -> Any:
+        from chalicelib.domain.models import CheckResult, HealthStatus
+
+        return CheckResult(HealthStatus.HEALTHY, None, provider_account="bench")
+
+
+def start_stack() -> tuple[Any, str]:
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = int(s.getsockname()[1])
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    from devserver.infra import deploy_stack, use_local_aws
+
+    use_local_aws(f"http://127.0.0.1:{port}", STAGE)
+    deploy_stack(STAGE)
+    return server, f"http://127.0.0.1:{port}"
+
+
+def seed(d: Any, n: int) -> None:
+    from chalicelib.domain.models import Authorization, Health, HealthStatus, empty_usage
+
+    d.secrets.create("bench/key", {"api_key": "bench-key-0000"}, tags={"bench": "health"})
+    puts = []
+    for i in range(n):
+        auth = Authorization(
+            id=uuid.uuid4().hex, account_id=f"bench-{i % ACCOUNTS}", provider="bench_probe",
+            method="api_key", label=f"auth {i}", description="", owner="bench",
+            created_at="2026-01-01T00:00:00Z", updated_at="2026-01-01T00:00:00Z",
+            secret_name="bench/key", health=Health(HealthStatus.HEALTHY, None, None), usage=empty_usage())
+        puts.append({"PutRequest": {"Item": d.auths.put_new_op(auth)["Put"]["Item"]}})
+    for start in range(0, len(puts), 25):
+        pending: dict[str, Any] = {d.table.name: puts[start:start + 25]}
+        while pending:
+            pending = d.table.client.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+
+
+def simulate(send_batches: int, sweep_requests: Counter[str], per_batch: dict[str, float]
+             ) -> tuple[float, float, float]:
+    """(sweep seconds, one batch's seconds, wall seconds): the sweep sends batch after batch (its Queries spread
+    evenly); 50 workers take each batch when both it and a worker are free."""
+    sweep_s = sum(LATENCY[svc] * n for svc, n in sweep_requests.items())
+    step = sweep_s / max(send_batches, 1)  # when each batch lands on the queue
+    batch_s = (PROVIDER_LATENCY_S + LATENCY["sqs"] * (per_batch.get("sqs", 0))
+               + LATENCY["dynamodb"] * per_batch.get("dynamodb", 0)
+               # the checks of a batch run in parallel: one secret read and one write deep
+               + LATENCY["secretsmanager"] * min(1.0, per_batch.get("secretsmanager", 0)))
+    free = [0.0] * CONCURRENCY
+    heapq.heapify(free)
+    end = 0.0
+    for i in range(send_batches):
+        ready = (i + 1) * step
+        start = max(ready, heapq.heappop(free))
+        finish = start + batch_s
+        heapq.heappush(free, finish)
+        end = max(end, finish)
+    return sweep_s, batch_s, end
+
+
+def main() -> int:
+    os.chdir(ROOT)
+    server, endpoint = start_stack()
+    wire = Wire()
+    wire.install()
+    try:
+        return run(wire, endpoint)
+    finally:
+        server.stop()
+
+
+def run(wire: Wire, endpoint: str) -> int:
+    n = int(sys.argv[1]) if len(sys.argv) > 1 else N
+    import json
+
+    from chalicelib.providers.registry import Registry
+    from chalicelib.services import health
+    from chalicelib.services.deps import Deps, use
+    from chalicelib.store import aws
+
+    d = Deps(registry=Registry(extra={"bench_probe": Instant()}))  # type: ignore[dict-item]
+    use(d)
+    t0 = time.perf_counter()
+    seed(d, n)
+    print(f"moto at {endpoint}; {n:,} authorizations over {ACCOUNTS} accounts seeded in "
+          f"{time.perf_counter() - t0:.1f} s (not counted)")
+
+    # 1. The sweep, in full.
+    wire.on = True
+    t0 = time.perf_counter()
+    queued, send_requests = health.sweep(d)
+    sweep_moto_s = time.perf_counter() - t0
+    sweep_ops = wire.take()
+    assert queued == n, queued
+    print(f"sweep done in {sweep_moto_s:.1f} s on moto", flush=True)
+
+    # 2. A sample of the health Lambda's batches.
+    sqs = aws.client("sqs")
+    url = sqs.get_queue_url(QueueName="switchyard-health")["QueueUrl"]
+    checked = 0
+    for _ in range(SAMPLE_BATCHES):
+        msgs = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
+        targets = [(json.loads(m["Body"])["account_id"], json.loads(m["Body"])["authorization_id"]) for m in msgs]
+        verdicts = health.check_many(d, targets, timeout=30)
+        checked += sum(1 for v in verdicts if v.status is not None)
+        sqs.delete_message_batch(QueueUrl=url, Entries=[
+            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(msgs)])
+    batch_ops = wire.take()
+    wire.on = False
+    sqs.purge_queue(QueueUrl=url)
+    sampled = SAMPLE_BATCHES * 10
+    assert checked == sampled, checked
+
+    batches = -(-n // 10)
+    scale = batches / SAMPLE_BATCHES
+    total: dict[tuple[str, str], float] = {k: float(v) for k, v in sweep_ops.items()}
+    for key, count in batch_ops.items():
+        total[key] = total.get(key, 0.0) + count * scale
+    fan_out = sum(c for (_svc, op), c in total.items() if op in FAN_OUT_OPS)
+    check = sum(c for (_svc, op), c in total.items() if op not in FAN_OUT_OPS)
+    scans = sum(c for (_svc, op), c in total.items() if op == "Scan")
+
+    print()
+    print(f"requests for a sweep of {n:,} (sweep counted in full; the Lambda side on {SAMPLE_BATCHES} of "
+          f"{batches:,} batches, x{scale:.1f}):")
+    print(f"  {'service':<15} {'operation':<20} {'requests':>10} {'per auth':>9}  part")
+    for (svc, op), amount in sorted(total.items()):
+        print(f"  {svc:<15} {op:<20} {amount:>10,.0f} {amount / n:>9.3f}  {'fan-out' if op in FAN_OUT_OPS else 'check'}")
+    print(f"  fan-out {fan_out:,.0f} = {fan_out / n:.3f} per authorization (budget {BUDGET}); "
+          f"checks {check:,.0f} = {check / n:.2f}; total {fan_out + check:,.0f} = {(fan_out + check) / n:.2f}")
+    print(f"  SendMessageBatch reported by the sweep: {send_requests:,}; Scan requests: {scans}")
+
+    per_batch: dict[str, float] = {}
+    for (svc, _op), count in batch_ops.items():
+        per_batch[svc] = per_batch.get(svc, 0.0) + count / SAMPLE_BATCHES
+    sweep_by_service: Counter[str] = Counter()
+    for (svc, _op), count in sweep_ops.items():
+        sweep_by_service[svc] += count
+    sweep_s, batch_s, wall_s = simulate(batches, sweep_by_service, per_batch)
+    print()
+    print(f"SIMULATED wall time on AWS (computed, not measured): concurrency {CONCURRENCY}, provider check "
+          f"{PROVIDER_LATENCY_S:g} s, request latencies {LATENCY}:")
+    print(f"  sweep (one Lambda, sequential requests) {sweep_s:6.1f} s")
+    print(f"  one health batch (10 checks in parallel) {batch_s:6.2f} s")
+    print(f"  last check done after                   {wall_s:6.1f} s  "
+          f"(lower bound {batches / CONCURRENCY * PROVIDER_LATENCY_S:.0f} s = {batches:,} batches / {CONCURRENCY} x "
+          f"{PROVIDER_LATENCY_S:g} s)")
+    print(f"  for scale, on moto here: the sweep took {sweep_moto_s:.1f} s (moto times are not AWS times)")
+
+    ok = fan_out / n <= BUDGET and scans == 0
+    print()
+    print("RESULT: " + ("PASS" if ok else f"FAIL: fan-out {fan_out / n:.3f} per authorization > {BUDGET}"
+                        if scans == 0 else f"FAIL: {scans} Scan requests"))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

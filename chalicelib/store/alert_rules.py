@@ -1,0 +1,221 @@
+"""Metric threshold rules per job (docs/alerts.md): the rule items, their sweep index
+entries and the conditional state changes that make a breach fire once.
+
+Rule:    PK=ACCT#<a>  SK=RULE#<job>#<rule>   GSI2PK=RULES#<crc32(rule) % 16>  GSI2SK=<a>#<job>#<rule>
+Counter: PK=ACCT#<a>  SK=RULE#<job>#         n = the job's rules (capped by a condition); one
+         Query of the prefix reads the rules and their count together
+
+`alert_state` is `ok` or `breached`; the evaluator moves it with an update conditional on
+the state it read, so two evaluators cannot both fire (or re-arm) the same breach.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+import zlib
+from dataclasses import dataclass
+from typing import Any
+
+from chalicelib.store import keys as K
+from chalicelib.store.dynamo import Table, TransactionFailed, _deser, _error_code, _ser, now_iso
+
+RULE_SHARDS = 16
+MAX_RULES_PER_JOB = 10  # keeps a job's delete (rules + counter + job) one transaction
+
+
+@dataclass
+class AlertRule:
+    account_id: str
+    job_id: str
+    metric: str  # added | removed | omitted
+    granularity: str  # hour | day | week
+    min: int | None
+    max: int | None
+    allowable_violations: int
+    id: str = ""
+    created_at: str = ""
+    created_by: str = ""
+    alert_state: str = "ok"  # ok | breached
+    state_changed_at: str | None = None
+
+    def describe(self) -> str:
+        bounds = []
+        if self.min is not None:
+            bounds.append(f"{self.metric} ≥ {self.min}")
+        if self.max is not None:
+            bounds.append(f"{self.metric} ≤ {self.max}")
+        return f"{' and '.join(bounds)} per {self.granularity}"
+
+
+def rule_sk(job_id: str, rule_id: str) -> str:
+    return f"RULE#{job_id}#{rule_id}"
+
+
+def count_sk(job_id: str) -> str:
+    return f"RULE#{job_id}#"
+
+
+def _item(r: AlertRule) -> dict[str, Any]:
+    return {
+        "PK": K.account_pk(r.account_id),
+        "SK": rule_sk(r.job_id, r.id),
+        "type": "alert_rule",
+        "id": r.id,
+        "account_id": r.account_id,
+        "job_id": r.job_id,
+        "metric": r.metric,
+        "granularity": r.granularity,
+        "min": r.min,
+        "max": r.max,
+        "allowable_violations": r.allowable_violations,
+        "created_at": r.created_at,
+        "created_by": r.created_by,
+        "alert_state": r.alert_state,
+        "state_changed_at": r.state_changed_at,
+        "GSI2PK": f"RULES#{zlib.crc32(r.id.encode()) % RULE_SHARDS}",
+        "GSI2SK": f"{r.account_id}#{r.job_id}#{r.id}",
+    }
+
+
+def _rule(row: dict[str, Any]) -> AlertRule:
+    return AlertRule(
+        account_id=row["account_id"], job_id=row["job_id"], metric=row["metric"],
+        granularity=row["granularity"], min=row.get("min"), max=row.get("max"),
+        allowable_violations=int(row.get("allowable_violations", 0)), id=row["id"],
+        created_at=row["created_at"], created_by=row.get("created_by", ""),
+        alert_state=row.get("alert_state", "ok"), state_changed_at=row.get("state_changed_at"))
+
+
+class RuleLimit(Exception):
+    """The job already has MAX_RULES_PER_JOB rules."""
+
+
+class JobGone(Exception):
+    """The job was deleted (or never existed) when the rule was written."""
+
+
+class AlertRuleRepo:
+    def __init__(self, table: Table) -> None:
+        self.t = table
+
+    def _key(self, account_id: str, sk: str) -> dict[str, Any]:
+        return {"PK": {"S": K.account_pk(account_id)}, "SK": {"S": sk}}
+
+    def create(self, rule: AlertRule, *, extra: list[dict[str, Any]]) -> AlertRule:
+        """One transaction: the job still exists, the job's count stays under the cap, the
+        rule, and `extra` (its audit event)."""
+        rule.id = rule.id or uuid.uuid4().hex[:12]
+        rule.created_at = rule.created_at or now_iso()
+        ops = [
+            {"ConditionCheck": {"TableName": self.t.name, "Key": self._key(rule.account_id, K.job_sk(rule.job_id)),
+                                "ConditionExpression": "attribute_exists(PK)"}},
+            {"Update": {"TableName": self.t.name, "Key": self._key(rule.account_id, count_sk(rule.job_id)),
+                        "UpdateExpression": "ADD n :one",
+                        "ConditionExpression": "attribute_not_exists(n) OR n < :max",
+                        "ExpressionAttributeValues": {":one": {"N": "1"}, ":max": {"N": str(MAX_RULES_PER_JOB)}}}},
+            {"Put": {"TableName": self.t.name, "Item": _ser(_item(rule)),
+                     "ConditionExpression": "attribute_not_exists(PK)"}},
+            *extra,
+        ]
+        try:
+            self.t.transact(ops)
+        except TransactionFailed as exc:
+            if exc.reasons and exc.reasons[0] == "ConditionalCheckFailed":
+                raise JobGone(rule.job_id) from None
+            if len(exc.reasons) > 1 and exc.reasons[1] == "ConditionalCheckFailed":
+                raise RuleLimit(rule.job_id) from None
+            raise
+        return rule
+
+    def _rows(self, account_id: str, job_id: str) -> tuple[list[AlertRule], int | None]:
+        rows, _ = self.t.query(key_condition="PK = :pk AND begins_with(SK, :p)", names={},
+                               values={":pk": K.account_pk(account_id), ":p": count_sk(job_id)},
+                               limit=MAX_RULES_PER_JOB + 2, forward=True)
+        counter = next((int(r.get("n", 0)) for r in rows if r["SK"] == count_sk(job_id)), None)
+        return [_rule(r) for r in rows if r["SK"] != count_sk(job_id)], counter
+
+    def list_for_job(self, account_id: str, job_id: str) -> list[AlertRule]:
+        return self._rows(account_id, job_id)[0]
+
+    def get(self, account_id: str, job_id: str, rule_id: str) -> AlertRule | None:
+        row = self.t.get(K.account_pk(account_id), rule_sk(job_id, rule_id), consistent=True)
+        return _rule(row) if row else None
+
+    def delete(self, rule: AlertRule, *, extra: list[dict[str, Any]]) -> bool:
+        """Delete one rule and move the job's count; False if it was already gone."""
+        ops = [
+            {"Delete": {"TableName": self.t.name, "Key": self._key(rule.account_id, rule_sk(rule.job_id, rule.id)),
+                        "ConditionExpression": "attribute_exists(PK)"}},
+            {"Update": {"TableName": self.t.name, "Key": self._key(rule.account_id, count_sk(rule.job_id)),
+                        "UpdateExpression": "ADD n :m", "ExpressionAttributeValues": {":m": {"N": "-1"}}}},
+            *extra,
+        ]
+        try:
+            self.t.transact(ops)
+        except TransactionFailed as exc:
+            if exc.reasons and exc.reasons[0] == "ConditionalCheckFailed":
+                return False
+            raise
+        return True
+
+    def delete_ops_for_job(self, account_id: str, job_id: str) -> list[dict[str, Any]]:
+        """Ops that delete a job's rules with the job, in its transaction. The counter is
+        deleted on the count read, so a rule created meanwhile fails the transaction (the
+        caller's concurrent-change conflict) instead of outliving its job."""
+        rules, count = self._rows(account_id, job_id)
+        ops: list[dict[str, Any]] = [
+            {"Delete": {"TableName": self.t.name, "Key": self._key(account_id, rule_sk(job_id, r.id))}}
+            for r in rules]
+        key = self._key(account_id, count_sk(job_id))
+        if count is None:
+            ops.append({"ConditionCheck": {"TableName": self.t.name, "Key": key,
+                                           "ConditionExpression": "attribute_not_exists(PK)"}})
+        else:
+            ops.append({"Delete": {"TableName": self.t.name, "Key": key, "ConditionExpression": "n = :n",
+                                   "ExpressionAttributeValues": {":n": {"N": str(count)}}}})
+        return ops
+
+    def sweep_page(self, shard: int, start: dict[str, Any] | None, *, limit: int = 100
+                   ) -> tuple[list[AlertRule], dict[str, Any] | None]:
+        """One Query of the sparse sweep index (keys only) and one BatchGetItem of the rules
+        it names: never a Scan; the cost grows with the number of rules only."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.t.name, "IndexName": K.GSI2, "Limit": limit,
+            "KeyConditionExpression": "GSI2PK = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": f"RULES#{shard}"}},
+        }
+        if start:
+            kwargs["ExclusiveStartKey"] = start
+        resp = self.t.client.query(**kwargs)
+        keys = [{"PK": i["PK"], "SK": i["SK"]} for i in resp.get("Items", [])]
+        rules: list[AlertRule] = []
+        while keys:
+            got = self.t.client.batch_get_item(
+                RequestItems={self.t.name: {"Keys": keys, "ConsistentRead": True}})
+            rules += [_rule(_deser(i)) for i in got.get("Responses", {}).get(self.t.name, [])]
+            keys = got.get("UnprocessedKeys", {}).get(self.t.name, {}).get("Keys", [])
+            if keys:
+                time.sleep(0.05)
+        return rules, resp.get("LastEvaluatedKey")
+
+    def move_state(self, rule: AlertRule, to: str, at: str) -> bool:
+        """Move the rule's alert state from the one read to `to`; False if another
+        evaluator (or a delete) got there first."""
+        from botocore.exceptions import ClientError
+
+        try:
+            self.t.client.update_item(
+                TableName=self.t.name, Key=self._key(rule.account_id, rule_sk(rule.job_id, rule.id)),
+                UpdateExpression="SET alert_state = :to, state_changed_at = :at",
+                ConditionExpression="attribute_exists(PK) AND alert_state = :from",
+                ExpressionAttributeValues={":to": {"S": to}, ":at": {"S": at}, ":from": {"S": rule.alert_state}})
+        except ClientError as exc:
+            if _error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise
+        rule.alert_state, rule.state_changed_at = to, at
+        return True
+
+
+__all__ = ["MAX_RULES_PER_JOB", "RULE_SHARDS", "AlertRule", "AlertRuleRepo", "JobGone", "RuleLimit"]
