@@ -1,5 +1,5 @@
 import { useEffect, useMemo, useState } from "preact/hooks";
-import { api, type Granularity, type JobSummary, type Provider, type Run } from "./api";
+import { api, ApiError, type EditPreview, type Granularity, type JobSummary, type Provider, type Run } from "./api";
 import { BarChart } from "./chart";
 import { useCanEdit, loadCatalog } from "./session";
 import { Confirm, ErrorBox, fmtTime, HealthBadge, JOB_TYPES, ProviderMark, Segmented, STATUSES, StatusBadge, useLoad } from "./ui";
@@ -118,10 +118,10 @@ function ChangeAuthorization({ job, onDone }: { job: JobSummary; onDone: (j: Job
   const [error, setError] = useState<unknown>(null);
   const check = async () => {
     setError(null); setPreview(null);
-    try { setPreview(await api.previewJobEdit(job.id, { authorization_id: target, version: job.version })); } catch (e) { setError(e); }
+    try { setPreview(await editJob(job, { authorization_id: target }, true) as EditPreview); } catch (e) { setError(e); }
   };
   const apply = async () => {
-    try { onDone(await api.patchJob(job.id, { authorization_id: target, version: job.version })); } catch (e) { setError(e); }
+    try { onDone(await editJob(job, { authorization_id: target }, false) as JobSummary); } catch (e) { setError(e); }
   };
   return (
     <div class="panel" data-testid="change-auth">
@@ -144,6 +144,20 @@ function ChangeAuthorization({ job, onDone }: { job: JobSummary; onDone: (j: Job
       <ErrorBox error={error} />
     </div>
   );
+}
+
+/** PATCH with the version the user saw. Runs bump the version too: when the stale-version
+ * conflict comes from a change to other fields than the ones edited, retry once on the fresh
+ * version; when someone changed the same fields, the conflict is shown. */
+async function editJob(j: JobSummary, body: Record<string, unknown>, dryRun: boolean): Promise<JobSummary | EditPreview> {
+  const send = (version: number) => (dryRun ? api.previewJobEdit(j.id, { ...body, version }) : api.patchJob(j.id, { ...body, version }));
+  try { return await send(j.version); } catch (e) {
+    if (!(e instanceof ApiError && e.status === 409 && "version" in e.fields)) throw e;
+    const fresh = await api.job(j.id);
+    const key = (k: string) => JSON.stringify((fresh as unknown as Record<string, unknown>)[k]) === JSON.stringify((j as unknown as Record<string, unknown>)[k]);
+    if (!Object.keys(body).every(key)) throw e;
+    return send(fresh.version);
+  }
 }
 
 function RunRow({ run }: { run: Run }) {
@@ -209,22 +223,26 @@ export function JobSummaryPage({ id }: { id: string }) {
   const [confirmDelete, setConfirmDelete] = useState(false);
   const [changingAuth, setChangingAuth] = useState(false);
   const j = job.data;
-  const running = j?.status === "running" || (runs.data?.data ?? []).some((r) => r.status === "running");
-  // While a run is in progress the page refreshes every 2 s (status, progress, activity).
+  const due = !!j?.next_run_at && j.status === "sleeping" && Date.parse(j.next_run_at) - Date.now() < 30_000;
+  const running = j?.status === "running" || due || (runs.data?.data ?? []).some((r) => r.status === "running");
+  // While a run is in progress (or due now) the page refreshes every 2 s: status, progress, activity.
   useEffect(() => {
     if (!running) return;
     const t = setInterval(() => { job.reload(); runs.reload(); setRefresh((r) => r + 1); }, 2000);
     return () => clearInterval(t);
   }, [running]);
   const wasRunning = useMemo(() => ({ v: false }), []);
-  useEffect(() => { if (wasRunning.v && !running) setRefresh((r) => r + 1); wasRunning.v = running; }, [running]);
+  useEffect(() => {
+    if (wasRunning.v && !running) { job.reload(); runs.reload(); setRefresh((r) => r + 1); }
+    wasRunning.v = running;
+  }, [running]);
   if (job.error) return <ErrorBox error={job.error} />;
   if (!j) return <p class="loading">Loading…</p>;
   const act = async (a: "pause" | "resume" | "run") => {
     setError(null);
     try { job.set(await api.jobAction(id, a)); runs.reload(); setRefresh((r) => r + 1); } catch (e) { setError(e); }
   };
-  const patch = async (body: Record<string, unknown>) => { job.set(await api.patchJob(id, { ...body, version: j.version })); };
+  const patch = async (body: Record<string, unknown>) => { job.set(await editJob(j, body, false) as JobSummary); };
   const del = async () => {
     setConfirmDelete(false);
     try { await api.deleteJob(id); location.hash = "#/jobs"; } catch (e) { setError(e); }

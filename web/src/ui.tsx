@@ -17,7 +17,7 @@ export function initials(name: string): string {
 
 export function ProviderMark({ id, name }: { id: string; name?: string }) {
   const label = name ?? id;
-  return <span class="provider"><span class="logo" aria-hidden="true">{initials(label.replace(/^amazon /i, ""))}</span>{label}</span>;
+  return <span class="provider"><span class="logo" aria-hidden="true">{initials(label.replace(/^amazon /i, ""))}</span><span>{label}</span></span>;
 }
 
 export function StatusBadge({ status, faults, warning }: { status: string; faults?: number; warning?: string | null }) {

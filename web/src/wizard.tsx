@@ -86,7 +86,7 @@ export function Wizard() {
         return;
       } catch (e) { return fail(e); } finally { setBusy(false); }
     }
-    setStep(step + 1);
+    setStep((x) => x + 1);
   }
 
   async function create() {
@@ -197,7 +197,7 @@ export function Wizard() {
           <label class="radio"><input type="radio" name="start" checked={!s.start} onChange={() => up({ start: false })} /> Stage (create paused, start later)</label>
         </>)}
         <div class="row end">
-          {step > 0 && <button type="button" onClick={() => { setError(null); setStep(step - 1); }}>Back</button>}
+          {step > 0 && <button type="button" onClick={() => { setError(null); setErrors({}); setStep((x) => Math.max(0, x - 1)); }}>Back</button>}
           <button type="submit" class="primary" disabled={busy}>{name === "Review" ? "Create job" : name === "Credentials" ? "Check and continue" : "Next"}</button>
         </div>
       </form>
