@@ -137,7 +137,7 @@ function ChangeAuthorization({ job, onDone }: { job: JobSummary; onDone: (j: Job
         <div class={preview.allowed ? "ok" : "error"} role="status" data-testid="dry-run">
           <strong>{preview.allowed ? "This change is allowed." : "This change is refused."}</strong>
           {preview.problems.length > 0 && <ul>{preview.problems.map((p) => <li key={p}>{p}</li>)}</ul>}
-          {preview.changes.length > 0 && <ul>{preview.changes.map((p) => <li key={p}>{p}</li>)}</ul>}
+          {preview.changes.length > 0 && <p class="small">Would change: {preview.changes.join(", ")}</p>}
           {preview.allowed && <button type="button" class="primary" onClick={apply}>Confirm change</button>}
         </div>
       )}
