@@ -1,6 +1,8 @@
 import { useEffect, useMemo, useState } from "preact/hooks";
-import { api, ApiError, type EditPreview, type Granularity, type JobSummary, type Provider, type Run } from "./api";
+import { api, ApiError, type Dict, type EditPreview, type Granularity, type JobSummary, type JsonSchema, type Provider, type Run } from "./api";
 import { BarChart } from "./chart";
+import { SchemaForm } from "./schemaForm";
+import { type Schedule, scheduleBody, SchedulePicker, scheduleState } from "./wizard";
 import { useCanEdit, loadCatalog } from "./session";
 import { Confirm, ErrorBox, fmtTime, HealthBadge, JOB_TYPES, ProviderMark, Segmented, STATUSES, StatusBadge, useLoad } from "./ui";
 
@@ -160,6 +162,26 @@ async function editJob(j: JobSummary, body: Record<string, unknown>, dryRun: boo
   }
 }
 
+function EditConfig({ job, schema, onDone, onCancel }: { job: JobSummary; schema: JsonSchema; onDone: (j: JobSummary) => void; onCancel: () => void }) {
+  const [config, setConfig] = useState<Dict>(job.config);
+  const [schedule, setSchedule] = useState<Schedule>(scheduleState(job.schedule));
+  const [error, setError] = useState<unknown>(null);
+  const save = async (e: Event) => {
+    e.preventDefault(); setError(null);
+    try { onDone(await editJob(job, { config, schedule: scheduleBody(schedule) }, false) as JobSummary); } catch (err) { setError(err); }
+  };
+  const fields = error instanceof ApiError ? error.fields : {};
+  return (
+    <form class="panel" onSubmit={save} aria-labelledby="edit-config-h">
+      <h3 id="edit-config-h">Edit configuration</h3>
+      <SchemaForm schema={schema} value={config} onChange={setConfig} errors={fields} prefix="config." idPrefix="edit-cfg" />
+      <SchedulePicker value={schedule} onChange={setSchedule} errors={fields} />
+      <ErrorBox error={error} />
+      <div class="row"><button type="submit" class="primary">Save configuration</button><button type="button" onClick={onCancel}>Cancel</button></div>
+    </form>
+  );
+}
+
 function RunRow({ run }: { run: Run }) {
   const p = run.progress;
   const pct = p.total ? Math.min(100, Math.round((100 * p.read) / p.total)) : null;
@@ -222,6 +244,7 @@ export function JobSummaryPage({ id }: { id: string }) {
   const [error, setError] = useState<unknown>(null);
   const [confirmDelete, setConfirmDelete] = useState(false);
   const [changingAuth, setChangingAuth] = useState(false);
+  const [editingConfig, setEditingConfig] = useState(false);
   const j = job.data;
   const due = !!j?.next_run_at && j.status === "sleeping" && Date.parse(j.next_run_at) - Date.now() < 30_000;
   const running = j?.status === "running" || due || (runs.data?.data ?? []).some((r) => r.status === "running");
@@ -284,10 +307,13 @@ export function JobSummaryPage({ id }: { id: string }) {
         <div class="panel">
           <InlineText label="Label" value={j.label} canEdit={canEdit} onSave={(v) => patch({ label: v })} />
           <InlineText label="Description" value={j.description} multiline canEdit={canEdit} onSave={(v) => patch({ description: v })} />
-          <h3>Configuration</h3>
+          <div class="row between"><h3>Configuration</h3>
+            {canEdit && workflow && !editingConfig && <button type="button" onClick={() => setEditingConfig(true)}>Edit configuration</button>}</div>
           <dl class="meta">{Object.entries(j.config).map(([k, v]) => <><dt key={k}>{k}</dt><dd><code>{typeof v === "string" ? v : JSON.stringify(v)}</code></dd></>)}</dl>
         </div>
       </div>
+      {editingConfig && workflow && <EditConfig job={j} schema={workflow.config_schema}
+        onDone={(nj) => { job.set(nj); setEditingConfig(false); }} onCancel={() => setEditingConfig(false)} />}
       <Activity jobId={id} refresh={refresh} />
       <section class="panel" aria-labelledby="runs-h">
         <h2 id="runs-h">Run history</h2>

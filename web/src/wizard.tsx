@@ -6,7 +6,7 @@ import { defaults, SchemaForm } from "./schemaForm";
 import { loadCatalog } from "./session";
 import { ErrorBox, Field, HealthBadge, ProviderMark, useLoad } from "./ui";
 
-interface Schedule { type: "once" | "interval" | "daily" | "weekly"; every_minutes: number; at: string; day: string }
+export interface Schedule { type: "once" | "interval" | "daily" | "weekly"; every_minutes: number; at: string; day: string }
 interface State {
   provider: string; job_type: string; workflow: string;
   authMode: "existing" | "new"; authorization_id: string;
@@ -18,11 +18,18 @@ const INITIAL: State = {
   credentials: {}, label: "", description: "", config: {}, schedule: { type: "once", every_minutes: 60, at: "06:00", day: "mon" }, start: true,
 };
 
-function scheduleBody(s: Schedule): Dict | null {
+export function scheduleBody(s: Schedule): Dict | null {
   if (s.type === "once") return null;
   if (s.type === "interval") return { type: "interval", every_minutes: s.every_minutes };
   if (s.type === "daily") return { type: "daily", at: s.at };
   return { type: "weekly", day: s.day, at: s.at };
+}
+
+/** The picker's state from a job's schedule as the API returns it. */
+export function scheduleState(api: Record<string, unknown> | null): Schedule {
+  const base: Schedule = { type: "once", every_minutes: 60, at: "06:00", day: "mon" };
+  if (!api) return base;
+  return { ...base, ...(api as Partial<Schedule>), type: (api.type as Schedule["type"]) ?? "once" };
 }
 
 export function SchedulePicker({ value, onChange, errors }: { value: Schedule; onChange: (s: Schedule) => void; errors: Record<string, string> }) {
