@@ -277,7 +277,14 @@ def test_an_audience_limits_who_is_looked_up(api, deps, tenant, drain, fake):
 def test_a_deleted_audience_fails_the_job_with_a_clear_line(api, deps, tenant, drain, fake):
     aud = api.post("/audiences", {"name": "Gone", "filter": {"all": []}}).json["data"]["id"]
     job = _job(api, _fc_auth(api)["id"], audience_id=aud)
-    assert api.delete(f"/audiences/{aud}").status_code == 204
+    # The API refuses while the job counts on the audience; the item going anyway (a
+    # restore, a manual delete) must still fail the job with a clear line.
+    assert api.delete(f"/audiences/{aud}").status_code == 409
+    from chalicelib.store import keys as K
+
+    t = deps.audiences.t
+    t.client.delete_item(TableName=t.name, Key={"PK": {"S": K.account_pk(tenant.account_id)},
+                                                "SK": {"S": K.audience_sk(aud)}})
     drain.run()
     assert _state(api, job["id"])["status"] == "failed"
     [line] = api.get(f"/jobs/{job['id']}/logs?level=error").json["data"]
