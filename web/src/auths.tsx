@@ -154,7 +154,7 @@ export function AuthorizationSummaryPage({ id }: { id: string }) {
       </form>}
       <div class="grid2">
         <dl class="meta panel">
-          <dt>Provider</dt><dd><ProviderMark id={a.provider} /></dd><dt>Method</dt><dd>{method?.name ?? a.method}</dd>
+          <dt>Provider</dt><dd><ProviderMark id={a.provider} name={catalog.data?.find((p) => p.id === a.provider)?.name} /></dd><dt>Method</dt><dd>{method?.name ?? a.method}</dd>
           <dt>Health</dt><dd><HealthBadge health={a.health} /> <span class="small">{a.health.reason}</span> <span class="muted small">checked {fmtTime(a.health.checked_at)}</span></dd>
           <dt>Credential</dt><dd>{a.credential_hint ?? "—"}</dd><dt>Provider account</dt><dd>{a.provider_account ?? "—"}</dd>
           <dt>Description</dt><dd>{a.description || "—"}</dd>

@@ -12,7 +12,9 @@ export function fmtTime(iso: string | null | undefined): string {
 }
 
 export function initials(name: string): string {
-  return name.split(/[\s_]+/).filter(Boolean).slice(0, 2).map((w) => w[0]!.toUpperCase()).join("");
+  const words = name.split(/[\s_]+/).filter(Boolean);
+  if (words.length === 1) return (words[0] ?? "?").slice(0, 2).toUpperCase();
+  return words.slice(0, 2).map((w) => w[0]!.toUpperCase()).join("");
 }
 
 export function ProviderMark({ id, name }: { id: string; name?: string }) {
