@@ -165,10 +165,16 @@ def test_job_actions_and_inline_edit(page: Page, stack: Stack) -> None:
     expect(badge).to_contain_text("paused")
     page.get_by_role("button", name="Resume").click()
     expect(badge).to_contain_text("sleeping")
+    # Resume queues a run; a run now while it runs would be ignored (logged), so wait for it.
+    runs = page.get_by_test_id("runs").locator("tbody tr")
+
+    def trigger(name: str) -> Any:
+        return runs.filter(has=page.locator("td:nth-child(2)", has_text=re.compile(f"^{name}$")))
+
+    expect(trigger("resume")).to_contain_text("succeeded", timeout=30_000)
+    expect(badge).to_contain_text("sleeping")
     page.get_by_role("button", name="Run now").click()
-    # Resume queues a run too; the run-now one shows up, then finishes.
-    run_now = page.get_by_test_id("runs").locator("tbody tr").filter(
-        has=page.locator("td:nth-child(2)", has_text=re.compile(r"^run$")))
+    run_now = trigger("run")
     expect(run_now).to_have_count(1, timeout=30_000)
     expect(run_now).to_contain_text("succeeded", timeout=30_000)
     page.get_by_role("button", name="Edit label").click()
