@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.stamp-requirements
 
-.PHONY: venv run test lint bench clean redrive package
+.PHONY: venv web chromium run test lint bench clean redrive package
 
 venv: $(STAMP)
 
@@ -27,7 +27,28 @@ $(STAMP): requirements.txt requirements-dev.txt
 	$(BIN)/python -m pip install -q -r requirements-dev.txt
 	@touch $@
 
-run: venv
+# The web app (web/, TypeScript + Vite): npm ci only when package-lock.json changed (a stamp
+# like the venv's), a rebuild only when a source changed; the build fails over the JS budget.
+WEB_STAMP := web/node_modules/.stamp-package-lock
+WEB_SRC   := $(shell find web/src -type f 2>/dev/null) web/index.html web/vite.config.ts web/tsconfig.json web/scripts/size.mjs
+
+web: web/dist/index.html
+
+$(WEB_STAMP): web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund
+	@touch $@
+
+web/dist/index.html: $(WEB_STAMP) $(WEB_SRC)
+	cd web && npm run build && npm run size
+
+# Browser tests drive Debian's chromium (playwright cannot download browsers here).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "chromium missing; installing it with apt-get"; \
+	  SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -q && $$SUDO apt-get install -y -q chromium; }
+
+run: venv web
 	$(BIN)/python -m devserver
 
 lint: venv
@@ -36,7 +57,7 @@ lint: venv
 	$(BIN)/mypy devserver
 
 # pytest exit code 5 means "no tests collected": not a failure.
-test: lint
+test: lint web chromium
 	@$(BIN)/pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; exit 0; fi; exit $$rc
 

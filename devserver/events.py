@@ -408,6 +408,10 @@ class EventLoop:
             finally:
                 if not handed:
                     self._slots.release()
+            if not handed:
+                # Let a poller waiting for a slot take it: with more queues than workers, two
+                # idle pollers re-acquiring at once starved the third (runs never delivered).
+                self.stop.wait(0.05)
 
     def _release(self, sqs: Any, url: str, messages: Iterable[dict[str, Any]], delay: int) -> None:
         for m in messages:

@@ -1,0 +1,167 @@
+// Every call to the Switchyard API goes through this module. The token lives in session
+// storage only (gone when the tab closes); nothing here ever returns a credential.
+
+const BASE = "/api/v1";
+const TOKEN_KEY = "switchyard.token";
+
+export type Dict = Record<string, unknown>;
+
+export class ApiError extends Error {
+  constructor(
+    public status: number,
+    public code: string,
+    message: string,
+    public fields: Record<string, string> = {},
+    public details: Dict = {},
+  ) {
+    super(message);
+  }
+}
+
+export interface Page<T> { data: T[]; next_cursor: string | null }
+
+export function getToken(): string | null { return sessionStorage.getItem(TOKEN_KEY); }
+export function setToken(token: string): void { sessionStorage.setItem(TOKEN_KEY, token); }
+export function clearToken(): void { sessionStorage.removeItem(TOKEN_KEY); }
+
+type Query = Record<string, string | number | boolean | null | undefined>;
+
+function qs(query?: Query): string {
+  if (!query) return "";
+  const p = new URLSearchParams();
+  for (const [k, v] of Object.entries(query)) {
+    if (v !== undefined && v !== null && v !== "") p.set(k, String(v));
+  }
+  const s = p.toString();
+  return s ? `?${s}` : "";
+}
+
+let onUnauthorized: () => void = () => {};
+export function setUnauthorizedHandler(fn: () => void): void { onUnauthorized = fn; }
+
+async function request<T>(method: string, path: string, opts: { query?: Query; body?: unknown; token?: string } = {}): Promise<T> {
+  const headers: Record<string, string> = { Accept: "application/json" };
+  const token = opts.token ?? getToken();
+  if (token) headers.Authorization = `Bearer ${token}`;
+  let body: string | undefined;
+  if (opts.body !== undefined) {
+    headers["Content-Type"] = "application/json";
+    body = JSON.stringify(opts.body);
+  }
+  let resp: Response;
+  try {
+    resp = await fetch(BASE + path + qs(opts.query), { method, headers, body });
+  } catch {
+    throw new ApiError(0, "network", "the API cannot be reached; is `make run` still running?");
+  }
+  if (resp.status === 204) return undefined as T;
+  let json: Dict = {};
+  try { json = (await resp.json()) as Dict; } catch { /* not JSON */ }
+  if (!resp.ok) {
+    const e = (json.error ?? {}) as Dict;
+    if (resp.status === 401 && !opts.token) onUnauthorized();
+    throw new ApiError(resp.status, String(e.code ?? "http." + resp.status), String(e.message ?? resp.statusText),
+      (e.fields ?? {}) as Record<string, string>, (e.details ?? {}) as Dict);
+  }
+  return json as T;
+}
+
+async function data<T>(method: string, path: string, opts: { query?: Query; body?: unknown; token?: string } = {}): Promise<T> {
+  return (await request<{ data: T }>(method, path, opts)).data;
+}
+
+function page<T>(path: string, query?: Query): Promise<Page<T>> {
+  return request<Page<T>>("GET", path, { query });
+}
+
+// ---- types (the fields the SPA uses; /api/v1/openapi.json has them all) ----
+export type Role = "admin" | "data_manager" | "observer";
+export interface Me { account: { id: string; name: string }; user: { id: string; email: string; name: string; role: Role }; role: Role }
+export interface JsonSchema {
+  type?: string; title?: string; description?: string; enum?: unknown[]; default?: unknown;
+  properties?: Record<string, JsonSchema>; required?: string[]; anyOf?: JsonSchema[];
+  items?: JsonSchema; format?: string; minimum?: number; maximum?: number; pattern?: string;
+  additionalProperties?: boolean | JsonSchema; "x-secret"?: boolean; writeOnly?: boolean;
+}
+export interface AuthMethod { id: string; name: string; description: string; verifiable: boolean; credentials_schema: JsonSchema; secret_fields: string[] }
+export interface Workflow { id: string; name: string; job_type: string; description: string; auth_methods: string[]; config_schema: JsonSchema; option_fields?: string[] }
+export interface Provider { id: string; name: string; description: string; job_types: string[]; auth_methods: AuthMethod[]; workflows: Workflow[] }
+export interface Health { status: "healthy" | "unhealthy" | "unknown"; reason: string | null; checked_at: string | null }
+export interface Usage { total: number; by_status: Record<string, number> }
+export interface AuthRow {
+  id: string; provider: string; method: string; label: string; description: string; owner: string;
+  created_at: string; updated_at: string; health: Health; last_used_at: string | null; usage: Usage;
+  credential_hint: string | null; provider_account: string | null;
+}
+export interface JobRef { id: string; label: string; status: string }
+export interface AuthSummary extends AuthRow { jobs: JobRef[]; version: number }
+export interface LastRun { id: string | null; status: string | null; started_at: string | null; finished_at: string | null; added: number | null; removed: number | null; omitted: number | null; error: string | null }
+export interface JobRow {
+  id: string; label: string; provider: string; job_type: string; workflow: string; authorization_id: string;
+  status: string; fault_count: number; owner: string; created_at: string; updated_at: string;
+  last_run: LastRun | null; next_run_at: string | null; warning?: string | null;
+}
+export interface JobSummary extends JobRow {
+  description: string; config: Dict; schedule: Dict | null; version: number; failure_window_hours: number;
+  authorization: { id: string; label: string; health: Health | null; deleted: boolean };
+  cost_estimate: Dict;
+}
+export interface EditPreview { dry_run: true; allowed: boolean; problems: string[]; changes: string[]; job: JobSummary }
+export interface Run {
+  id: string; trigger: string; status: string; started_at: string | null; finished_at: string | null;
+  added: number; removed: number; omitted: number; omitted_reasons: Record<string, number>; error?: string | null;
+  progress: { steps: number; processed: number; read: number; total: number | null; unit: string };
+  cost: Record<string, number>; cost_usd: number;
+}
+export interface LogLine { timestamp: string; level: string; code: string; message: string; run_id: string | null; context: Dict }
+export interface JobPoint { start: string; added: number; removed: number; omitted: number }
+export interface AuthPoint { start: string; api_requests: number; errors: number }
+export interface HealthTransition { at: string; from: string; to: string; reason: string | null; by: string }
+export interface Option { value: string; label: string; kind: string | null }
+export interface Audience { id: string; name: string; description: string; filter: Dict; owner: string; created_at: string; version: number; export_jobs?: number }
+export interface AudienceSize { size: number; sample: { id: string; email: string | null }[]; scanned: number; truncated: boolean }
+export interface AuditEvent { at: string; user_id: string; action: string; object_type: string; object_id: string; label: string; diff: Dict }
+export interface AlertSettings { emails: string[]; webhooks: Dict[]; events: string[]; updated_at: string | null; version: number }
+export interface TokenRow { id: string; label: string; user_id: string; role: Role; created_at: string; hint: string }
+export interface UserRow { id: string; email: string; name: string; role: Role }
+export type Granularity = "hour" | "day" | "week";
+
+// ---- calls ----
+export const api = {
+  me: (token?: string) => data<Me>("GET", "/me", { token }),
+  providers: () => data<Provider[]>("GET", "/providers"),
+  options: (provider: string, workflow: string, field: string, query: Query) =>
+    data<Option[]>("GET", `/providers/${provider}/workflows/${workflow}/options/${field}`, { query }),
+
+  jobs: (query: Query) => page<JobRow>("/jobs", query),
+  job: (id: string) => data<JobSummary>("GET", `/jobs/${id}`),
+  createJob: (body: Dict) => data<JobSummary>("POST", "/jobs", { body }),
+  patchJob: (id: string, body: Dict) => data<JobSummary>("PATCH", `/jobs/${id}`, { body }),
+  previewJobEdit: (id: string, body: Dict) => data<EditPreview>("PATCH", `/jobs/${id}`, { body, query: { dry_run: true } }),
+  deleteJob: (id: string) => request<void>("DELETE", `/jobs/${id}`),
+  jobAction: (id: string, action: "pause" | "resume" | "run") => data<JobSummary>("POST", `/jobs/${id}/${action}`),
+  runs: (id: string) => page<Run>(`/jobs/${id}/runs`, { limit: 20 }),
+  logs: (id: string, level: string, cursor?: string | null) => page<LogLine>(`/jobs/${id}/logs`, { level, cursor, limit: 50 }),
+  jobActivity: (id: string, granularity: Granularity) =>
+    data<{ granularity: string; series: JobPoint[] }>("GET", `/jobs/${id}/activity`, { query: { granularity } }),
+
+  authorizations: (query: Query) => page<AuthRow>("/authorizations", query),
+  authorization: (id: string) => data<AuthSummary>("GET", `/authorizations/${id}`),
+  createAuthorization: (body: Dict) => data<AuthSummary>("POST", "/authorizations", { body }),
+  patchAuthorization: (id: string, body: Dict) => data<AuthSummary>("PATCH", `/authorizations/${id}`, { body }),
+  rotateCredentials: (id: string, credentials: Dict) => data<AuthSummary>("PUT", `/authorizations/${id}/credentials`, { body: { credentials } }),
+  checkAuthorization: (id: string) => data<Dict>("POST", `/authorizations/${id}/check`),
+  deleteAuthorization: (id: string) => request<void>("DELETE", `/authorizations/${id}`),
+  authActivity: (id: string, granularity: Granularity) =>
+    data<{ granularity: string; series: AuthPoint[] }>("GET", `/authorizations/${id}/activity`, { query: { granularity } }),
+  authHealth: (id: string) => page<HealthTransition>(`/authorizations/${id}/health`, { limit: 20 }),
+
+  audiences: () => page<Audience>("/audiences", { limit: 200 }),
+  createAudience: (body: Dict) => data<Audience>("POST", "/audiences", { body }),
+  previewAudience: (filter: Dict) => data<AudienceSize>("POST", "/audiences/preview", { body: { filter } }),
+  audit: (cursor?: string | null) => page<AuditEvent>("/audit", { cursor, limit: 50 }),
+  alerts: () => data<AlertSettings>("GET", "/alerts"),
+  putAlerts: (body: Dict) => data<AlertSettings>("PUT", "/alerts", { body }),
+  tokens: () => page<TokenRow>("/tokens", { limit: 200 }),
+  users: () => page<UserRow>("/users", { limit: 200 }),
+};

@@ -1,0 +1,330 @@
+import { useEffect, useMemo, useState } from "preact/hooks";
+import { api, ApiError, type Dict, type EditPreview, type Granularity, type JobSummary, type JsonSchema, type Provider, type Run } from "./api";
+import { BarChart } from "./chart";
+import { SchemaForm } from "./schemaForm";
+import { type Schedule, scheduleBody, SchedulePicker, scheduleState } from "./wizard";
+import { useCanEdit, loadCatalog } from "./session";
+import { Confirm, ErrorBox, fmtTime, HealthBadge, JOB_TYPES, ProviderMark, Segmented, STATUSES, StatusBadge, useLoad } from "./ui";
+
+function useCatalog(): Provider[] {
+  const { data } = useLoad(() => loadCatalog(api.providers), []);
+  return data ?? [];
+}
+
+function providerName(catalog: Provider[], id: string): string {
+  return catalog.find((p) => p.id === id)?.name ?? id;
+}
+
+export function JobsPage() {
+  const canEdit = useCanEdit();
+  const catalog = useCatalog();
+  const [filters, setFilters] = useState({ status: "", provider: "", job_type: "", authorization_id: "" });
+  const [search, setSearch] = useState("");
+  const [cursors, setCursors] = useState<(string | null)[]>([null]);
+  const [sort, setSort] = useState<{ key: "label" | "created_at" | "status"; dir: 1 | -1 }>({ key: "created_at", dir: -1 });
+  const cursor = cursors[cursors.length - 1];
+  const auths = useLoad(() => api.authorizations({ limit: 200 }), []);
+  const { data, error, loading } = useLoad(() => api.jobs({ ...filters, cursor, limit: 25 }), [JSON.stringify(filters), cursor]);
+  const setFilter = (k: keyof typeof filters, v: string) => { setFilters({ ...filters, [k]: v }); setCursors([null]); };
+  const authLabel = (id: string) => auths.data?.data.find((a) => a.id === id)?.label ?? id;
+  const rows = useMemo(() => {
+    const q = search.trim().toLowerCase();
+    const list = (data?.data ?? []).filter((j) => !q || j.label.toLowerCase().includes(q));
+    return [...list].sort((a, b) => (a[sort.key] < b[sort.key] ? -1 : a[sort.key] > b[sort.key] ? 1 : 0) * sort.dir);
+  }, [data, search, sort]);
+  const th = (key: typeof sort.key, label: string) => (
+    <th aria-sort={sort.key === key ? (sort.dir === 1 ? "ascending" : "descending") : "none"}>
+      <button type="button" class="link" onClick={() => setSort({ key, dir: sort.key === key ? (-sort.dir as 1 | -1) : 1 })}>{label}</button>
+    </th>
+  );
+  const filtered = Object.values(filters).some(Boolean) || search;
+  return (
+    <section>
+      <div class="row between">
+        <h1>Jobs</h1>
+        {canEdit && <a class="button primary" href="#/jobs/new">Create job</a>}
+      </div>
+      <div class="filters" role="search">
+        <label>Search by label <input type="search" value={search} onInput={(e) => setSearch((e.target as HTMLInputElement).value)} /></label>
+        <label>Status <select value={filters.status} onChange={(e) => setFilter("status", (e.target as HTMLSelectElement).value)}>
+          <option value="">any</option>{STATUSES.map((s) => <option key={s}>{s}</option>)}</select></label>
+        <label>Provider <select value={filters.provider} onChange={(e) => setFilter("provider", (e.target as HTMLSelectElement).value)}>
+          <option value="">any</option>{catalog.map((p) => <option key={p.id} value={p.id}>{p.name}</option>)}</select></label>
+        <label>Type <select value={filters.job_type} onChange={(e) => setFilter("job_type", (e.target as HTMLSelectElement).value)}>
+          <option value="">any</option>{JOB_TYPES.map((s) => <option key={s}>{s}</option>)}</select></label>
+        <label>Authorization <select value={filters.authorization_id} onChange={(e) => setFilter("authorization_id", (e.target as HTMLSelectElement).value)}>
+          <option value="">any</option>{(auths.data?.data ?? []).map((a) => <option key={a.id} value={a.id}>{a.label}</option>)}</select></label>
+      </div>
+      <ErrorBox error={error} />
+      {loading && !data ? <p class="loading">Loading…</p> : rows.length === 0 ? (
+        <div class="empty">
+          {filtered ? <p>No job matches these filters.</p> : <>
+            <p>No jobs yet. A job moves profiles between Switchyard and a provider.</p>
+            {canEdit && <a class="button primary" href="#/jobs/new">Create job</a>}
+          </>}
+        </div>
+      ) : (
+        <div class="table-wrap"><table class="data">
+          <thead><tr>{th("label", "Label")}<th>Provider</th><th>Type</th><th>Workflow</th><th>Authorization</th>{th("status", "Status")}<th>Owner</th>{th("created_at", "Created")}<th>Last run</th><th>Next run</th></tr></thead>
+          <tbody>{rows.map((j) => (
+            <tr key={j.id}>
+              <td><a href={`#/jobs/${j.id}`}>{j.label}</a></td>
+              <td><ProviderMark id={j.provider} name={providerName(catalog, j.provider)} /></td>
+              <td>{j.job_type}</td><td>{j.workflow}</td>
+              <td><a href={`#/authorizations/${j.authorization_id}`}>{authLabel(j.authorization_id)}</a></td>
+              <td><StatusBadge status={j.status} faults={j.fault_count} warning={j.warning} /></td>
+              <td class="muted">{j.owner}</td>
+              <td>{fmtTime(j.created_at)}</td>
+              <td>{j.last_run ? <>{j.last_run.status} <span class="muted">{fmtTime(j.last_run.finished_at ?? j.last_run.started_at)}</span></> : "—"}</td>
+              <td>{fmtTime(j.next_run_at)}</td>
+            </tr>))}
+          </tbody>
+        </table></div>
+      )}
+      <div class="row pager">
+        <button type="button" disabled={cursors.length < 2} onClick={() => setCursors(cursors.slice(0, -1))}>Previous page</button>
+        <button type="button" disabled={!data?.next_cursor} onClick={() => setCursors([...cursors, data!.next_cursor])}>Next page</button>
+      </div>
+    </section>
+  );
+}
+
+function InlineText({ label, value, multiline, onSave, canEdit }: { label: string; value: string; multiline?: boolean; onSave: (v: string) => Promise<void>; canEdit: boolean }) {
+  const [editing, setEditing] = useState(false);
+  const [draft, setDraft] = useState(value);
+  const [error, setError] = useState<unknown>(null);
+  const id = `edit-${label.toLowerCase()}`;
+  if (!editing) {
+    return <div class="inline-text"><span class="k">{label}</span> <span data-testid={id}>{value || <em class="muted">none</em>}</span>
+      {canEdit && <button type="button" class="link" aria-label={`Edit ${label.toLowerCase()}`} onClick={() => { setDraft(value); setEditing(true); }}>Edit</button>}</div>;
+  }
+  const save = async (e: Event) => {
+    e.preventDefault();
+    try { await onSave(draft); setEditing(false); setError(null); } catch (err) { setError(err); }
+  };
+  return (
+    <form class="inline-text" onSubmit={save}>
+      <label for={id}>{label}</label>
+      {multiline ? <textarea id={id} value={draft} onInput={(e) => setDraft((e.target as HTMLTextAreaElement).value)} />
+        : <input id={id} value={draft} onInput={(e) => setDraft((e.target as HTMLInputElement).value)} />}
+      <button type="submit" class="primary">Save</button><button type="button" onClick={() => setEditing(false)}>Cancel</button>
+      <ErrorBox error={error} />
+    </form>
+  );
+}
+
+function ChangeAuthorization({ job, onDone }: { job: JobSummary; onDone: (j: JobSummary) => void }) {
+  const auths = useLoad(() => api.authorizations({ limit: 200 }), []);
+  const [target, setTarget] = useState("");
+  const [preview, setPreview] = useState<{ allowed: boolean; problems: string[]; changes: string[] } | null>(null);
+  const [error, setError] = useState<unknown>(null);
+  const check = async () => {
+    setError(null); setPreview(null);
+    try { setPreview(await editJob(job, { authorization_id: target }, true) as EditPreview); } catch (e) { setError(e); }
+  };
+  const apply = async () => {
+    try { onDone(await editJob(job, { authorization_id: target }, false) as JobSummary); } catch (e) { setError(e); }
+  };
+  return (
+    <div class="panel" data-testid="change-auth">
+      <h3>Change authorization</h3>
+      <div class="row">
+        <label>New authorization <select value={target} onChange={(e) => { setTarget((e.target as HTMLSelectElement).value); setPreview(null); }}>
+          <option value="">choose…</option>
+          {(auths.data?.data ?? []).filter((a) => a.id !== job.authorization_id).map((a) => <option key={a.id} value={a.id}>{a.label} ({a.provider}, {a.method})</option>)}
+        </select></label>
+        <button type="button" disabled={!target} onClick={check}>Check (dry run)</button>
+      </div>
+      {preview && (
+        <div class={preview.allowed ? "ok" : "error"} role="status" data-testid="dry-run">
+          <strong>{preview.allowed ? "This change is allowed." : "This change is refused."}</strong>
+          {preview.problems.length > 0 && <ul>{preview.problems.map((p) => <li key={p}>{p}</li>)}</ul>}
+          {preview.changes.length > 0 && <p class="small">Would change: {preview.changes.join(", ")}</p>}
+          {preview.allowed && <button type="button" class="primary" onClick={apply}>Confirm change</button>}
+        </div>
+      )}
+      <ErrorBox error={error} />
+    </div>
+  );
+}
+
+/** PATCH with the version the user saw. Runs bump the version too: when the stale-version
+ * conflict comes from a change to other fields than the ones edited, retry once on the fresh
+ * version; when someone changed the same fields, the conflict is shown. */
+async function editJob(j: JobSummary, body: Record<string, unknown>, dryRun: boolean): Promise<JobSummary | EditPreview> {
+  const send = (version: number) => (dryRun ? api.previewJobEdit(j.id, { ...body, version }) : api.patchJob(j.id, { ...body, version }));
+  try { return await send(j.version); } catch (e) {
+    if (!(e instanceof ApiError && e.status === 409 && "version" in e.fields)) throw e;
+    const fresh = await api.job(j.id);
+    const key = (k: string) => JSON.stringify((fresh as unknown as Record<string, unknown>)[k]) === JSON.stringify((j as unknown as Record<string, unknown>)[k]);
+    if (!Object.keys(body).every(key)) throw e;
+    return send(fresh.version);
+  }
+}
+
+function EditConfig({ job, schema, onDone, onCancel }: { job: JobSummary; schema: JsonSchema; onDone: (j: JobSummary) => void; onCancel: () => void }) {
+  const [config, setConfig] = useState<Dict>(job.config);
+  const [schedule, setSchedule] = useState<Schedule>(scheduleState(job.schedule));
+  const [error, setError] = useState<unknown>(null);
+  const save = async (e: Event) => {
+    e.preventDefault(); setError(null);
+    try { onDone(await editJob(job, { config, schedule: scheduleBody(schedule) }, false) as JobSummary); } catch (err) { setError(err); }
+  };
+  const fields = error instanceof ApiError ? error.fields : {};
+  return (
+    <form class="panel" onSubmit={save} aria-labelledby="edit-config-h">
+      <h3 id="edit-config-h">Edit configuration</h3>
+      <SchemaForm schema={schema} value={config} onChange={setConfig} errors={fields} prefix="config." idPrefix="edit-cfg" />
+      <SchedulePicker value={schedule} onChange={setSchedule} errors={fields} />
+      <ErrorBox error={error} />
+      <div class="row"><button type="submit" class="primary">Save configuration</button><button type="button" onClick={onCancel}>Cancel</button></div>
+    </form>
+  );
+}
+
+function RunRow({ run }: { run: Run }) {
+  const p = run.progress;
+  const pct = p.total ? Math.min(100, Math.round((100 * p.read) / p.total)) : null;
+  return (
+    <tr>
+      <td>{fmtTime(run.started_at)}</td><td>{run.trigger}</td>
+      <td><StatusBadge status={run.status} />{run.error && <div class="muted small">{run.error}</div>}</td>
+      <td class="num">{run.added}</td><td class="num">{run.removed}</td>
+      <td class="num" title={Object.entries(run.omitted_reasons).map(([k, v]) => `${k}: ${v}`).join(", ")}>{run.omitted}</td>
+      <td>{run.status === "running" ? (pct !== null
+        ? <progress max={100} value={pct} aria-label="run progress">{pct}%</progress>
+        : <span>{p.processed} {p.unit === "bytes" ? "records" : p.unit}</span>) : `${p.processed} processed`}</td>
+      <td class="num" title={Object.entries(run.cost).map(([k, v]) => `${k}: ${v}`).join("\n")}>${run.cost_usd.toFixed(6)}</td>
+    </tr>
+  );
+}
+
+function Activity({ jobId, refresh }: { jobId: string; refresh: number }) {
+  const [g, setG] = useState<Granularity>("hour");
+  const { data, error } = useLoad(() => api.jobActivity(jobId, g), [jobId, g, refresh]);
+  const series = useMemo(() => data ? [
+    { label: "added", color: "#1a7f37", values: data.series.map((p) => p.added) },
+    { label: "removed", color: "#b42318", values: data.series.map((p) => p.removed) },
+    { label: "omitted", color: "#8a6d00", values: data.series.map((p) => p.omitted) },
+  ] : [], [data]);
+  return (
+    <section class="panel" aria-labelledby="activity-h">
+      <div class="row between"><h2 id="activity-h">Activity</h2><Segmented label="Granularity" value={g} options={["hour", "day", "week"]} onChange={setG} /></div>
+      <ErrorBox error={error} />
+      {data && <BarChart title="Profiles per period" starts={data.series.map((p) => p.start)} series={series} granularity={g} />}
+    </section>
+  );
+}
+
+function Logs({ jobId, refresh }: { jobId: string; refresh: number }) {
+  const [level, setLevel] = useState("");
+  const { data, error } = useLoad(() => api.logs(jobId, level), [jobId, level, refresh]);
+  return (
+    <section class="panel" aria-labelledby="logs-h">
+      <div class="row between"><h2 id="logs-h">Logs</h2>
+        <label>Level <select value={level} onChange={(e) => setLevel((e.target as HTMLSelectElement).value)}>
+          <option value="">all</option><option>debug</option><option>info</option><option>warning</option><option>error</option></select></label></div>
+      <ErrorBox error={error} />
+      <div class="table-wrap"><table class="data small">
+        <thead><tr><th>Time</th><th>Level</th><th>Code</th><th>Message</th><th>Counters</th></tr></thead>
+        <tbody>{(data?.data ?? []).map((l, i) => (
+          <tr key={i} class={`lvl-${l.level}`}><td>{fmtTime(l.timestamp)}</td><td>{l.level}</td><td><code>{l.code}</code></td><td>{l.message}</td>
+            <td class="muted">{["added", "removed", "omitted"].filter((k) => k in l.context).map((k) => `${k} ${String(l.context[k])}`).join(" · ")}</td></tr>))}
+        </tbody></table></div>
+    </section>
+  );
+}
+
+export function JobSummaryPage({ id }: { id: string }) {
+  const canEdit = useCanEdit();
+  const catalog = useCatalog();
+  const job = useLoad(() => api.job(id), [id]);
+  const runs = useLoad(() => api.runs(id), [id]);
+  const [refresh, setRefresh] = useState(0);
+  const [error, setError] = useState<unknown>(null);
+  const [confirmDelete, setConfirmDelete] = useState(false);
+  const [changingAuth, setChangingAuth] = useState(false);
+  const [editingConfig, setEditingConfig] = useState(false);
+  const j = job.data;
+  const due = !!j?.next_run_at && j.status === "sleeping" && Date.parse(j.next_run_at) - Date.now() < 30_000;
+  const running = j?.status === "running" || due || (runs.data?.data ?? []).some((r) => r.status === "running");
+  // While a run is in progress (or due now) the page refreshes every 2 s: status, progress, activity.
+  useEffect(() => {
+    if (!running) return;
+    const t = setInterval(() => { job.reload(); runs.reload(); setRefresh((r) => r + 1); }, 2000);
+    return () => clearInterval(t);
+  }, [running]);
+  const wasRunning = useMemo(() => ({ v: false }), []);
+  useEffect(() => {
+    if (wasRunning.v && !running) { job.reload(); runs.reload(); setRefresh((r) => r + 1); }
+    wasRunning.v = running;
+  }, [running]);
+  if (job.error) return <ErrorBox error={job.error} />;
+  if (!j) return <p class="loading">Loading…</p>;
+  const act = async (a: "pause" | "resume" | "run") => {
+    setError(null);
+    try { job.set(await api.jobAction(id, a)); runs.reload(); setRefresh((r) => r + 1); } catch (e) { setError(e); }
+  };
+  const patch = async (body: Record<string, unknown>) => { job.set(await editJob(j, body, false) as JobSummary); };
+  const del = async () => {
+    setConfirmDelete(false);
+    try { await api.deleteJob(id); location.hash = "#/jobs"; } catch (e) { setError(e); }
+  };
+  const workflow = catalog.find((p) => p.id === j.provider)?.workflows.find((w) => w.id === j.workflow);
+  return (
+    <section>
+      <p><a href="#/jobs">← Jobs</a></p>
+      <div class="row between">
+        <h1 data-testid="job-title">{j.label}</h1>
+        <StatusBadge status={j.status} faults={j.fault_count} warning={j.warning} />
+      </div>
+      {canEdit && (
+        <div class="row actions" role="toolbar" aria-label="Job actions">
+          {(j.status === "running" || j.status === "sleeping") && <button type="button" onClick={() => act("pause")}>Pause</button>}
+          {(j.status === "paused" || j.status === "failed") && <button type="button" onClick={() => act("resume")}>Resume</button>}
+          {j.status === "sleeping" && <button type="button" onClick={() => act("run")}>Run now</button>}
+          <button type="button" onClick={() => setChangingAuth(!changingAuth)}>Change authorization</button>
+          <button type="button" class="danger" onClick={() => setConfirmDelete(true)}>Delete</button>
+        </div>
+      )}
+      <ErrorBox error={error} />
+      {confirmDelete && <Confirm title={`Delete “${j.label}”?`} confirmLabel="Delete job" danger onConfirm={del} onCancel={() => setConfirmDelete(false)}>
+        <p>The job, its schedule and its history are deleted. Profiles it wrote stay.</p></Confirm>}
+      {changingAuth && <ChangeAuthorization job={j} onDone={(nj) => { job.set(nj); setChangingAuth(false); }} />}
+      <div class="grid2">
+        <dl class="meta panel">
+          <dt>Provider</dt><dd><ProviderMark id={j.provider} name={providerName(catalog, j.provider)} /></dd>
+          <dt>Type</dt><dd>{j.job_type}</dd>
+          <dt>Workflow</dt><dd>{workflow?.name ?? j.workflow}</dd>
+          <dt>Authorization</dt><dd><a href={`#/authorizations/${j.authorization.id}`}>{j.authorization.label}</a> <HealthBadge health={j.authorization.health} /></dd>
+          <dt>Owner</dt><dd>{j.owner}</dd>
+          <dt>Created</dt><dd>{fmtTime(j.created_at)}</dd>
+          <dt>Updated</dt><dd>{fmtTime(j.updated_at)}</dd>
+          <dt>Next run</dt><dd>{fmtTime(j.next_run_at)}</dd>
+          <dt>Schedule</dt><dd>{j.schedule ? <code>{JSON.stringify(j.schedule)}</code> : "once"}</dd>
+          <dt>Version</dt><dd>{j.version}</dd>
+        </dl>
+        <div class="panel">
+          <InlineText label="Label" value={j.label} canEdit={canEdit} onSave={(v) => patch({ label: v })} />
+          <InlineText label="Description" value={j.description} multiline canEdit={canEdit} onSave={(v) => patch({ description: v })} />
+          <div class="row between"><h3>Configuration</h3>
+            {canEdit && workflow && !editingConfig && <button type="button" onClick={() => setEditingConfig(true)}>Edit configuration</button>}</div>
+          <dl class="meta">{Object.entries(j.config).map(([k, v]) => <><dt key={k}>{k}</dt><dd><code>{typeof v === "string" ? v : JSON.stringify(v)}</code></dd></>)}</dl>
+        </div>
+      </div>
+      {editingConfig && workflow && <EditConfig job={j} schema={workflow.config_schema}
+        onDone={(nj) => { job.set(nj); setEditingConfig(false); }} onCancel={() => setEditingConfig(false)} />}
+      <Activity jobId={id} refresh={refresh} />
+      <section class="panel" aria-labelledby="runs-h">
+        <h2 id="runs-h">Run history</h2>
+        <ErrorBox error={runs.error} />
+        {(runs.data?.data ?? []).length === 0 ? <p class="muted">No run yet.</p> : (
+          <div class="table-wrap"><table class="data" data-testid="runs">
+            <thead><tr><th>Started</th><th>Trigger</th><th>Status</th><th>Added</th><th>Removed</th><th>Omitted</th><th>Progress</th><th>Cost</th></tr></thead>
+            <tbody>{runs.data!.data.map((r) => <RunRow key={r.id} run={r} />)}</tbody>
+          </table></div>)}
+      </section>
+      <Logs jobId={id} refresh={refresh} />
+    </section>
+  );
+}

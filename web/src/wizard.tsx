@@ -1,0 +1,213 @@
+// Create-job wizard: provider → job type → authorization (→ method → credentials) → configure → review.
+// All answers live in one state object owned by the wizard, so Back and Next keep what was typed.
+import { useState } from "preact/hooks";
+import { api, ApiError, type Dict, type Provider } from "./api";
+import { defaults, SchemaForm } from "./schemaForm";
+import { loadCatalog } from "./session";
+import { ErrorBox, Field, HealthBadge, ProviderMark, useLoad } from "./ui";
+
+export interface Schedule { type: "once" | "interval" | "daily" | "weekly"; every_minutes: number; at: string; day: string }
+interface State {
+  provider: string; job_type: string; workflow: string;
+  authMode: "existing" | "new"; authorization_id: string;
+  method: string; authLabel: string; credentials: Dict;
+  label: string; description: string; config: Dict; schedule: Schedule; start: boolean;
+}
+const INITIAL: State = {
+  provider: "", job_type: "", workflow: "", authMode: "existing", authorization_id: "", method: "", authLabel: "",
+  credentials: {}, label: "", description: "", config: {}, schedule: { type: "once", every_minutes: 60, at: "06:00", day: "mon" }, start: true,
+};
+
+export function scheduleBody(s: Schedule): Dict | null {
+  if (s.type === "once") return null;
+  if (s.type === "interval") return { type: "interval", every_minutes: s.every_minutes };
+  if (s.type === "daily") return { type: "daily", at: s.at };
+  return { type: "weekly", day: s.day, at: s.at };
+}
+
+/** The picker's state from a job's schedule as the API returns it. */
+export function scheduleState(api: Record<string, unknown> | null): Schedule {
+  const base: Schedule = { type: "once", every_minutes: 60, at: "06:00", day: "mon" };
+  if (!api) return base;
+  return { ...base, ...(api as Partial<Schedule>), type: (api.type as Schedule["type"]) ?? "once" };
+}
+
+export function SchedulePicker({ value, onChange, errors }: { value: Schedule; onChange: (s: Schedule) => void; errors: Record<string, string> }) {
+  return (
+    <fieldset class="schedule"><legend>Schedule</legend>
+      <div class="row">
+        {(["once", "interval", "daily", "weekly"] as const).map((t) => (
+          <label key={t} class="radio"><input type="radio" name="sched" checked={value.type === t} onChange={() => onChange({ ...value, type: t })} />
+            {t === "once" ? "Once" : t === "interval" ? "Every N minutes" : t === "daily" ? "Daily" : "Weekly"}</label>))}
+      </div>
+      {value.type === "interval" && <Field id="sched-every" label="Every (minutes)" error={errors["schedule.every_minutes"]}>
+        <input id="sched-every" type="number" min={5} value={value.every_minutes} onInput={(e) => onChange({ ...value, every_minutes: Number((e.target as HTMLInputElement).value) })} /></Field>}
+      {value.type === "weekly" && <Field id="sched-day" label="Day" error={errors["schedule.day"]}>
+        <select id="sched-day" value={value.day} onChange={(e) => onChange({ ...value, day: (e.target as HTMLSelectElement).value })}>
+          {["mon", "tue", "wed", "thu", "fri", "sat", "sun"].map((d) => <option key={d}>{d}</option>)}</select></Field>}
+      {(value.type === "daily" || value.type === "weekly") && <Field id="sched-at" label="At (UTC)" error={errors["schedule.at"]}>
+        <input id="sched-at" type="time" value={value.at} onInput={(e) => onChange({ ...value, at: (e.target as HTMLInputElement).value })} /></Field>}
+    </fieldset>
+  );
+}
+
+export function Wizard() {
+  const catalog = useLoad(() => loadCatalog(api.providers), []);
+  const [s, setS] = useState<State>(INITIAL);
+  const [step, setStep] = useState(0);
+  const [errors, setErrors] = useState<Record<string, string>>({});
+  const [error, setError] = useState<unknown>(null);
+  const [busy, setBusy] = useState(false);
+  const up = (patch: Partial<State>) => setS({ ...s, ...patch });
+  const providers: Provider[] = catalog.data ?? [];
+  const provider = providers.find((p) => p.id === s.provider);
+  const workflow = provider?.workflows.find((w) => w.id === s.workflow);
+  const auths = useLoad(() => (s.provider ? api.authorizations({ provider: s.provider, limit: 200 }) : Promise.resolve({ data: [], next_cursor: null })), [s.provider]);
+  const audiences = useLoad(() => api.audiences(), []);
+  const usable = (auths.data?.data ?? []).filter((a) => !workflow || workflow.auth_methods.includes(a.method));
+  const method = provider?.auth_methods.find((m) => m.id === s.method);
+
+  const steps = ["Provider", "Job type", "Authorization", ...(s.authMode === "new" ? ["Method", "Credentials"] : []), "Configure", "Review"];
+  const name = steps[step]!;
+
+  function fail(e: unknown) {
+    setError(e);
+    setErrors(e instanceof ApiError ? e.fields : {});
+  }
+
+  async function next() {
+    setError(null); setErrors({});
+    if (name === "Provider" && !s.provider) return fail(new ApiError(0, "wizard", "Choose a provider."));
+    if (name === "Job type" && !s.workflow) return fail(new ApiError(0, "wizard", "Choose a job type and workflow."));
+    if (name === "Authorization" && s.authMode === "existing" && !s.authorization_id) return fail(new ApiError(0, "wizard", "Choose an authorization or create a new one."));
+    if (name === "Method" && !s.method) return fail(new ApiError(0, "wizard", "Choose a method."));
+    if (name === "Credentials") {
+      // The credentials are checked (and stored) now, before going on; the wizard then
+      // continues with the new authorization like with an existing one.
+      setBusy(true);
+      try {
+        const created = await api.createAuthorization({ provider: s.provider, method: s.method, label: s.authLabel, credentials: s.credentials });
+        auths.reload();
+        setS({ ...s, authMode: "existing", authorization_id: created.id, credentials: {}, method: "", authLabel: "" });
+        setStep(steps.indexOf("Configure") - 2); // Method and Credentials steps disappear
+        return;
+      } catch (e) { return fail(e); } finally { setBusy(false); }
+    }
+    setStep((x) => x + 1);
+  }
+
+  async function create() {
+    setBusy(true); setError(null); setErrors({});
+    try {
+      const job = await api.createJob({
+        provider: s.provider, job_type: s.job_type, workflow: s.workflow, authorization_id: s.authorization_id,
+        label: s.label, description: s.description, config: s.config, schedule: scheduleBody(s.schedule), start: s.start,
+      });
+      location.hash = `#/jobs/${job.id}`;
+    } catch (e) {
+      fail(e);
+      if (e instanceof ApiError && Object.keys(e.fields).some((k) => k.startsWith("config") || k === "label" || k.startsWith("schedule"))) {
+        setStep(steps.indexOf("Configure"));
+      }
+    } finally { setBusy(false); }
+  }
+
+  const optionLoaders: Record<string, (v: Dict) => Promise<Awaited<ReturnType<typeof api.options>>>> = {};
+  for (const f of workflow?.option_fields ?? []) {
+    optionLoaders[f] = (v) => api.options(s.provider, s.workflow, f, {
+      authorization_id: s.authorization_id, bucket: f === "prefix" ? (v.bucket as string) : undefined,
+      list_id: f !== "list_id" ? (v.list_id as string) : undefined,
+    });
+  }
+  const custom = {
+    audience_id: (id: string, v: unknown, set: (x: unknown) => void) => (
+      <select id={id} value={String(v ?? "")} onChange={(e) => set((e.target as HTMLSelectElement).value)}>
+        <option value="">choose an audience…</option>
+        {(audiences.data?.data ?? []).map((a) => <option key={a.id} value={a.id}>{a.name}</option>)}
+      </select>),
+  };
+
+  return (
+    <section class="wizard">
+      <p><a href="#/jobs">← Jobs</a></p>
+      <h1>Create job</h1>
+      <ol class="steps" aria-label="Steps">
+        {steps.map((t, i) => <li key={t} aria-current={i === step ? "step" : undefined} class={i < step ? "done" : ""}>{t}</li>)}
+      </ol>
+      <ErrorBox error={error} />
+      <form onSubmit={(e) => { e.preventDefault(); if (name === "Review") void create(); else void next(); }}>
+        <h2>{name}</h2>
+        {name === "Provider" && (
+          <div class="tiles" role="radiogroup" aria-label="Provider">
+            {providers.map((p) => (
+              <label key={p.id} class={`tile${s.provider === p.id ? " selected" : ""}`}>
+                <input type="radio" name="provider" value={p.id} checked={s.provider === p.id}
+                  onChange={() => up({ provider: p.id, job_type: "", workflow: "", authorization_id: "", method: "", config: {} })} />
+                <ProviderMark id={p.id} name={p.name} />
+                <span class="muted small">{p.description}</span>
+                <span class="chips">{p.job_types.map((t) => <span key={t} class="chip">{t}</span>)}</span>
+              </label>))}
+          </div>)}
+        {name === "Job type" && provider && (
+          <div class="tiles" role="radiogroup" aria-label="Job type and workflow">
+            {provider.workflows.map((w) => (
+              <label key={w.id} class={`tile${s.workflow === w.id ? " selected" : ""}`}>
+                <input type="radio" name="workflow" value={w.id} checked={s.workflow === w.id}
+                  onChange={() => up({ job_type: w.job_type, workflow: w.id, config: defaults(w.config_schema), authorization_id: "" })} />
+                <strong>{w.job_type}</strong> <span>{w.name}</span><span class="muted small">{w.description}</span>
+              </label>))}
+          </div>)}
+        {name === "Authorization" && (
+          <div role="radiogroup" aria-label="Authorization" class="list">
+            {usable.map((a) => (
+              <label key={a.id} class="radio-row">
+                <input type="radio" name="auth" checked={s.authMode === "existing" && s.authorization_id === a.id}
+                  onChange={() => up({ authMode: "existing", authorization_id: a.id })} />
+                <span>{a.label}</span> <span class="muted">{a.method}</span> <HealthBadge health={a.health} />
+                {a.health.reason && <span class="muted small">{a.health.reason}</span>}
+              </label>))}
+            {usable.length === 0 && <p class="muted">No authorization of this provider enables this workflow yet.</p>}
+            <label class="radio-row"><input type="radio" name="auth" checked={s.authMode === "new"}
+              onChange={() => up({ authMode: "new", authorization_id: "" })} /> New authorization…</label>
+          </div>)}
+        {name === "Method" && provider && workflow && (
+          <div role="radiogroup" aria-label="Authorization method" class="list">
+            {provider.auth_methods.filter((m) => workflow.auth_methods.includes(m.id)).map((m) => (
+              <label key={m.id} class="radio-row"><input type="radio" name="method" checked={s.method === m.id}
+                onChange={() => up({ method: m.id, credentials: defaults(m.credentials_schema) })} />
+                <strong>{m.name}</strong> <span class="muted small">{m.description}</span></label>))}
+          </div>)}
+        {name === "Credentials" && method && (<>
+          <Field id="auth-label" label="Authorization label *" error={errors.label}>
+            <input id="auth-label" required value={s.authLabel} onInput={(e) => up({ authLabel: (e.target as HTMLInputElement).value })} /></Field>
+          <p class="muted small">Credentials are checked with the provider before you go on, then stored in AWS Secrets Manager; they are never shown again.</p>
+          <SchemaForm schema={method.credentials_schema} value={s.credentials} onChange={(v) => up({ credentials: v })}
+            errors={errors} prefix="credentials." idPrefix="cred" />
+        </>)}
+        {name === "Configure" && workflow && (<>
+          <Field id="job-label" label="Job label *" error={errors.label}>
+            <input id="job-label" required value={s.label} onInput={(e) => up({ label: (e.target as HTMLInputElement).value })} /></Field>
+          <Field id="job-description" label="Description" error={errors.description}>
+            <textarea id="job-description" value={s.description} onInput={(e) => up({ description: (e.target as HTMLTextAreaElement).value })} /></Field>
+          <SchemaForm schema={workflow.config_schema} value={s.config} onChange={(v) => up({ config: v })} errors={errors}
+            prefix="config." idPrefix="cfg" options={optionLoaders} custom={custom} />
+          <SchedulePicker value={s.schedule} onChange={(v) => up({ schedule: v })} errors={errors} />
+        </>)}
+        {name === "Review" && (<>
+          <dl class="meta panel">
+            <dt>Provider</dt><dd>{provider?.name}</dd><dt>Job type</dt><dd>{s.job_type}</dd><dt>Workflow</dt><dd>{workflow?.name}</dd>
+            <dt>Authorization</dt><dd>{(auths.data?.data ?? []).find((a) => a.id === s.authorization_id)?.label ?? s.authorization_id}</dd>
+            <dt>Label</dt><dd>{s.label}</dd><dt>Configuration</dt><dd><code>{JSON.stringify(s.config)}</code></dd>
+            <dt>Schedule</dt><dd>{s.schedule.type === "once" ? "once" : <code>{JSON.stringify(scheduleBody(s.schedule))}</code>}</dd>
+          </dl>
+          <label class="radio"><input type="radio" name="start" checked={s.start} onChange={() => up({ start: true })} /> Start now</label>
+          <label class="radio"><input type="radio" name="start" checked={!s.start} onChange={() => up({ start: false })} /> Stage (create paused, start later)</label>
+        </>)}
+        <div class="row end">
+          {step > 0 && <button type="button" onClick={() => { setError(null); setErrors({}); setStep((x) => Math.max(0, x - 1)); }}>Back</button>}
+          <button type="submit" class="primary" disabled={busy}>{name === "Review" ? "Create job" : name === "Credentials" ? "Check and continue" : "Next"}</button>
+        </div>
+      </form>
+    </section>
+  );
+}
