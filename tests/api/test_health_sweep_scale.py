@@ -10,6 +10,7 @@ plus every authorization's `checked_at` shows each was checked exactly once.
 from __future__ import annotations
 
 import json
+import os
 import time
 import uuid
 from collections import Counter
@@ -26,7 +27,9 @@ from chalicelib.store.dynamo import HEALTH_PREFIX
 from tests.api.test_alerts import _take
 from tests.api.test_health import Probe, _drain_health_queue, _health_queue
 
-N = 2000
+# Issue 5 asks for 2,000 authorizations: `SWITCHYARD_SWEEP_SCALE=2000` runs that size (about
+# 2 minutes on an idle machine); `make test` runs 600 to keep CI well inside its 20 minutes.
+N = int(os.environ.get("SWITCHYARD_SWEEP_SCALE", "600"))
 HANGING = 15
 REVOKED = 25
 TIMEOUT = 0.25
