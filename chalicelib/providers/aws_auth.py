@@ -31,13 +31,14 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import Field, SecretStr
 from pydantic.config import JsonDict
 
 from chalicelib.domain.catalog import AuthMethodSpec
 from chalicelib.domain.models import CheckResult, HealthStatus
 from chalicelib.providers.base import ProviderError, mask
 from chalicelib.providers.calls import AwsIdentity, CallCounter, aws_client
+from chalicelib.providers.models import StrictModel
 
 REGION_PATTERN = r"^[a-z]{2}(-[a-z]+)+-\d$"
 ROLE_ARN_PATTERN = r"^arn:aws[a-z\-]*:iam::\d{12}:role/[A-Za-z0-9+=,.@_\-/]+$"
@@ -52,11 +53,7 @@ CACHE_SIZE = 512  # roles remembered per process (least recently used go first)
 now: Callable[[], float] = time.time
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-
-class AccessKeysBase(_Strict):
+class AccessKeysBase(StrictModel):
     """Long-lived IAM access keys of a user in the account that owns the data."""
 
     access_key_id: str = Field(
@@ -68,7 +65,7 @@ class AccessKeysBase(_Strict):
     region: str = Field("us-east-1", pattern=REGION_PATTERN, description="AWS region")
 
 
-class AssumeRoleBase(_Strict):
+class AssumeRoleBase(StrictModel):
     """A role in the customer's account that trusts Switchyard's account, with an external id."""
 
     role_arn: str = Field(

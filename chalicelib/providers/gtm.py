@@ -14,13 +14,14 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import Field, SecretStr
 from pydantic.config import JsonDict
 
 from chalicelib.domain.catalog import AuthMethodSpec, JobType, ProviderSpec, WorkflowSpec
 from chalicelib.domain.models import CheckResult, HealthStatus
 from chalicelib.providers.base import Option, ProviderError, StepContext, TaskResult
 from chalicelib.providers.calls import CallCounter
+from chalicelib.providers.models import StrictModel
 
 if TYPE_CHECKING:
     from chalicelib.providers.http import HttpClient
@@ -38,11 +39,7 @@ DEFAULT_TAG_NAME = "Switchyard web tag"
 RATE = 1.0
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-
-class GoogleOAuth(_Strict):
+class GoogleOAuth(StrictModel):
     """Tokens from Google's OAuth 2.0 web-server flow with offline access."""
 
     access_token: SecretStr = Field(min_length=8, max_length=4096, description="OAuth access token",
@@ -53,7 +50,7 @@ class GoogleOAuth(_Strict):
     scope: str | None = Field(None, max_length=2000, description="Scopes Google granted, space separated")
 
 
-class GtmInstallConfig(_Strict):
+class GtmInstallConfig(StrictModel):
     account_id: str = Field(pattern=GTM_ID, description="Tag Manager account id")
     container_id: str = Field(pattern=GTM_ID, description="Container id (a web container)")
     workspace_id: str = Field(pattern=GTM_ID, description="Workspace to install the tag in")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 
 from chalicelib.domain.catalog import JobType, ProviderSpec, WorkflowSpec
 from chalicelib.domain.models import CheckResult, HealthStatus
@@ -19,6 +19,7 @@ from chalicelib.providers import aws_auth
 from chalicelib.providers.aws_auth import METHODS, AccessKeysBase, AssumeRoleBase
 from chalicelib.providers.base import ImportStep, Option, ProviderError
 from chalicelib.providers.calls import CallCounter
+from chalicelib.providers.models import StrictModel
 
 FIELD_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
 StreamName = Annotated[
@@ -31,10 +32,6 @@ FieldName = Annotated[str, Field(pattern=FIELD_PATTERN)]
 MISSING = ("ResourceNotFoundException",)
 STREAM_PAGE_SIZE = 100  # ListStreams answers at most 100 names a page
 STREAM_LIST_PAGES = 10  # options: at most 1,000 streams
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
 class AccessKeys(AccessKeysBase):
@@ -53,7 +50,7 @@ class AssumeRole(AssumeRoleBase):
     )
 
 
-class KinesisExportConfig(_Strict):
+class KinesisExportConfig(StrictModel):
     audience_id: str = Field(min_length=1, max_length=64, description="Audience to export")
     stream_name: StreamName
     fields: list[FieldName] = Field(
@@ -78,7 +75,7 @@ class KinesisExportConfig(_Strict):
         return value
 
 
-class KinesisImportConfig(_Strict):
+class KinesisImportConfig(StrictModel):
     stream_name: StreamName
     starting_position: Literal["TRIM_HORIZON", "LATEST"] = Field(
         "TRIM_HORIZON",

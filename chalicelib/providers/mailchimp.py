@@ -13,13 +13,14 @@ import hashlib
 import re
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic.config import JsonDict
 
 from chalicelib.domain.catalog import AuthMethodSpec, JobType, ProviderSpec, WorkflowSpec
 from chalicelib.domain.models import CheckResult, HealthStatus
 from chalicelib.providers.base import ImportStep, Option, ProviderError
 from chalicelib.providers.calls import CallCounter
+from chalicelib.providers.models import StrictModel
 
 if TYPE_CHECKING:
     from chalicelib.providers.http import HttpClient, HttpResponse
@@ -41,11 +42,7 @@ def subscriber_hash(email: str) -> str:
     return hashlib.md5(email.strip().lower().encode(), usedforsecurity=False).hexdigest()
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-
-class ApiKey(_Strict):
+class ApiKey(StrictModel):
     """A Mailchimp API key (Account → Extras → API keys); it ends with the data center."""
 
     api_key: SecretStr = Field(description="API key, e.g. 0123…cdef-us21", json_schema_extra=SECRET)
@@ -63,7 +60,7 @@ class ApiKey(_Strict):
         return match.group(1) if match else ""
 
 
-class OAuthToken(_Strict):
+class OAuthToken(StrictModel):
     """An OAuth 2 access token (from the authorization flow; Mailchimp's never expire)."""
 
     access_token: SecretStr = Field(min_length=8, max_length=512, description="OAuth access token",
@@ -80,7 +77,7 @@ DEFAULT_IMPORT_MAPPING: dict[str, str | None] = {
 }
 
 
-class MailchimpImportConfig(_Strict):
+class MailchimpImportConfig(StrictModel):
     list_id: ListId
     field_mapping: dict[
         Annotated[str, Field(min_length=1, max_length=128)],
@@ -100,7 +97,7 @@ class MailchimpImportConfig(_Strict):
         return self
 
 
-class MailchimpExportConfig(_Strict):
+class MailchimpExportConfig(StrictModel):
     audience_id: str = Field(min_length=1, max_length=64, description="Audience to export")
     list_id: ListId
     fields: dict[Annotated[str, Field(pattern=FIELD_NAME)], Annotated[str, Field(pattern=MERGE_TAG)]] = Field(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, Field, StringConstraints
 
 from chalicelib.domain.catalog import JobType, ProviderSpec, WorkflowSpec
 from chalicelib.domain.models import CheckResult, HealthStatus
@@ -18,6 +18,7 @@ from chalicelib.providers import aws_auth
 from chalicelib.providers.aws_auth import METHODS, AccessKeysBase, AssumeRoleBase
 from chalicelib.providers.base import ImportStep, Option, ProviderError
 from chalicelib.providers.calls import AwsIdentity, CallCounter
+from chalicelib.providers.models import StrictModel
 
 BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$"
 
@@ -39,10 +40,6 @@ Bucket = Annotated[
 Prefix = Annotated[str, Field(max_length=512, description="Key prefix (folder)")]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-
 class AccessKeys(AccessKeysBase):
     """IAM access keys (aws_auth), and a bucket the health check may verify."""
 
@@ -59,7 +56,7 @@ class AssumeRole(AssumeRoleBase):
     )
 
 
-class S3ImportConfig(_Strict):
+class S3ImportConfig(StrictModel):
     bucket: Bucket
     prefix: Prefix = Field("", description="Import every file under this prefix (or one key)")
     format: Literal["csv", "jsonl"] = Field("csv", description="File format")
@@ -86,7 +83,7 @@ class S3ImportConfig(_Strict):
     )
 
 
-class S3ExportConfig(_Strict):
+class S3ExportConfig(StrictModel):
     audience_id: str = Field(min_length=1, max_length=64, description="Audience to export")
     bucket: Bucket
     prefix: Prefix = Field("switchyard/exports/", description="Where files are written")

@@ -27,7 +27,7 @@ import re
 from collections.abc import Sequence
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from chalicelib.domain.catalog import JobType, ProviderSpec, WorkflowSpec
 from chalicelib.domain.models import CheckResult, HealthStatus
@@ -37,6 +37,7 @@ from chalicelib.providers.base import Option, ProviderError, StepContext
 from chalicelib.providers.calls import CallCounter
 from chalicelib.providers.event_batches import EventPart, Refused, Retry, event_bytes, pack, send_all
 from chalicelib.providers.events import build_events
+from chalicelib.providers.models import StrictModel
 
 KIB = 1024
 MAX_ENTRIES = 10  # SendMessageBatch: messages per request
@@ -56,10 +57,6 @@ _REFUSED_CHARS = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U
 _REGION_IN_HOST = re.compile(r"^(?:sqs\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?|([a-z0-9-]+)\.queue\.amazonaws\.com)$")
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-
 class AccessKeys(AccessKeysBase):
     """IAM access keys (aws_auth), and a queue the health check may verify."""
 
@@ -76,7 +73,7 @@ class AssumeRole(AssumeRoleBase):
     )
 
 
-class SqsExportConfig(_Strict):
+class SqsExportConfig(StrictModel):
     audience_id: str = Field(min_length=1, max_length=64, description="Audience to export")
     queue_url: QueueUrl
     fields: list[FieldName] = Field(

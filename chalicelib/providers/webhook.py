@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, SecretStr
+from pydantic import AfterValidator, Field, SecretStr
 from pydantic.config import JsonDict
 
 from chalicelib.domain.catalog import AuthMethodSpec, JobType, ProviderSpec, WorkflowSpec
@@ -40,6 +40,7 @@ from chalicelib.providers.base import Option, ProviderError, StepContext
 from chalicelib.providers.calls import CallCounter
 from chalicelib.providers.events import SCHEMA_VERSION, build_events
 from chalicelib.providers.http import HttpClient, HttpError, RateLimit, RetryPolicy, basic_auth_value
+from chalicelib.providers.models import StrictModel
 
 SECRET: JsonDict = {"x-secret": True}
 SIGNATURE_HEADER = "Switchyard-Signature"
@@ -84,17 +85,13 @@ Url = Annotated[
 FieldName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-
-
-class NoAuth(_Strict):
+class NoAuth(StrictModel):
     """An endpoint that authenticates nothing (its URL is the only secret it has)."""
 
     url: Url
 
 
-class BearerToken(_Strict):
+class BearerToken(StrictModel):
     """Sent as `Authorization: Bearer <token>`."""
 
     url: Url
@@ -102,7 +99,7 @@ class BearerToken(_Strict):
                              json_schema_extra=SECRET)
 
 
-class BasicAuth(_Strict):
+class BasicAuth(StrictModel):
     """HTTP Basic authentication."""
 
     url: Url
@@ -111,7 +108,7 @@ class BasicAuth(_Strict):
                                 json_schema_extra=SECRET)
 
 
-class HmacSecret(_Strict):
+class HmacSecret(StrictModel):
     """Every request is signed with HMAC-SHA256 (header Switchyard-Signature)."""
 
     url: Url
@@ -120,7 +117,7 @@ class HmacSecret(_Strict):
                                       json_schema_extra=SECRET)
 
 
-class WebhookExportConfig(_Strict):
+class WebhookExportConfig(StrictModel):
     audience_id: str = Field(min_length=1, max_length=64, description="Audience to export")
     fields: list[FieldName] = Field(
         default_factory=lambda: ["email"], min_length=1, max_length=200,
