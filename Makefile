@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.stamp-requirements
 
-.PHONY: venv web chromium run test lint bench clean redrive package
+.PHONY: venv web chromium run test lint bench clean redrive package proof
 
 venv: $(STAMP)
 
@@ -61,6 +61,12 @@ test: lint web chromium
 	@$(BIN)/pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; exit 0; fi; exit $$rc
 
+# The proof suites (tests/proof/) at full size; docs/proof.md gets the figures of this run.
+proof: venv web chromium
+	rm -rf .proof
+	SWITCHYARD_PROOF=full $(BIN)/pytest tests/proof --timeout=3600; rc=$$?; \
+	$(BIN)/python -m tests.proof.report; exit $$rc
+
 # The benches also need requirements-bench.txt (the peer libraries they time against).
 BENCH_STAMP := $(VENV)/.stamp-requirements-bench
 
@@ -93,5 +99,5 @@ redrive: venv
 	$(BIN)/python infra/redrive.py $(QUEUES)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache dist
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache dist .proof
 	find . \( -name .git -o -name node_modules \) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +
