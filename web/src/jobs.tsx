@@ -2,8 +2,8 @@ import { useEffect, useMemo, useState } from "preact/hooks";
 import { api, ApiError, type Dict, type EditPreview, type Granularity, type JobSummary, type JsonSchema, type Provider, type Run } from "./api";
 import { BarChart } from "./chart";
 import { SchemaForm } from "./schemaForm";
-import { type Schedule, scheduleBody, SchedulePicker, scheduleState } from "./wizard";
-import { useCanEdit, loadCatalog } from "./session";
+import { describeSchedule, type Schedule, scheduleBody, SchedulePicker, scheduleState } from "./schedule";
+import { useCanEdit, loadCatalog, useOwnerName } from "./session";
 import { Confirm, ErrorBox, fmtTime, HealthBadge, JOB_TYPES, ProviderMark, Segmented, STATUSES, StatusBadge, useLoad } from "./ui";
 
 function useCatalog(): Provider[] {
@@ -17,6 +17,7 @@ function providerName(catalog: Provider[], id: string): string {
 
 export function JobsPage() {
   const canEdit = useCanEdit();
+  const owner = useOwnerName();
   const catalog = useCatalog();
   const [filters, setFilters] = useState({ status: "", provider: "", job_type: "", authorization_id: "" });
   const [search, setSearch] = useState("");
@@ -73,7 +74,7 @@ export function JobsPage() {
               <td>{j.job_type}</td><td>{j.workflow}</td>
               <td><a href={`#/authorizations/${j.authorization_id}`}>{authLabel(j.authorization_id)}</a></td>
               <td><StatusBadge status={j.status} faults={j.fault_count} warning={j.warning} /></td>
-              <td class="muted">{j.owner}</td>
+              <td class="muted">{owner(j.owner)}</td>
               <td>{fmtTime(j.created_at)}</td>
               <td>{j.last_run ? <>{j.last_run.status} <span class="muted">{fmtTime(j.last_run.finished_at ?? j.last_run.started_at)}</span></> : "—"}</td>
               <td>{fmtTime(j.next_run_at)}</td>
@@ -165,17 +166,20 @@ async function editJob(j: JobSummary, body: Record<string, unknown>, dryRun: boo
 function EditConfig({ job, schema, onDone, onCancel }: { job: JobSummary; schema: JsonSchema; onDone: (j: JobSummary) => void; onCancel: () => void }) {
   const [config, setConfig] = useState<Dict>(job.config);
   const [schedule, setSchedule] = useState<Schedule>(scheduleState(job.schedule));
+  const [touched, setTouched] = useState(false);
   const [error, setError] = useState<unknown>(null);
   const save = async (e: Event) => {
     e.preventDefault(); setError(null);
-    try { onDone(await editJob(job, { config, schedule: scheduleBody(schedule) }, false) as JobSummary); } catch (err) { setError(err); }
+    // The schedule is sent only when it was edited: what the job has stays as it is.
+    const body = touched ? { config, schedule: scheduleBody(schedule) } : { config };
+    try { onDone(await editJob(job, body, false) as JobSummary); } catch (err) { setError(err); }
   };
   const fields = error instanceof ApiError ? error.fields : {};
   return (
     <form class="panel" onSubmit={save} aria-labelledby="edit-config-h">
       <h3 id="edit-config-h">Edit configuration</h3>
       <SchemaForm schema={schema} value={config} onChange={setConfig} errors={fields} prefix="config." idPrefix="edit-cfg" />
-      <SchedulePicker value={schedule} onChange={setSchedule} errors={fields} />
+      <SchedulePicker value={schedule} onChange={(v) => { setSchedule(v); setTouched(true); }} errors={fields} />
       <ErrorBox error={error} />
       <div class="row"><button type="submit" class="primary">Save configuration</button><button type="button" onClick={onCancel}>Cancel</button></div>
     </form>
@@ -237,6 +241,7 @@ function Logs({ jobId, refresh }: { jobId: string; refresh: number }) {
 
 export function JobSummaryPage({ id }: { id: string }) {
   const canEdit = useCanEdit();
+  const owner = useOwnerName();
   const catalog = useCatalog();
   const job = useLoad(() => api.job(id), [id]);
   const runs = useLoad(() => api.runs(id), [id]);
@@ -297,11 +302,11 @@ export function JobSummaryPage({ id }: { id: string }) {
           <dt>Type</dt><dd>{j.job_type}</dd>
           <dt>Workflow</dt><dd>{workflow?.name ?? j.workflow}</dd>
           <dt>Authorization</dt><dd><a href={`#/authorizations/${j.authorization.id}`}>{j.authorization.label}</a> <HealthBadge health={j.authorization.health} /></dd>
-          <dt>Owner</dt><dd>{j.owner}</dd>
+          <dt>Owner</dt><dd>{owner(j.owner)}</dd>
           <dt>Created</dt><dd>{fmtTime(j.created_at)}</dd>
           <dt>Updated</dt><dd>{fmtTime(j.updated_at)}</dd>
           <dt>Next run</dt><dd>{fmtTime(j.next_run_at)}</dd>
-          <dt>Schedule</dt><dd>{j.schedule ? <code>{JSON.stringify(j.schedule)}</code> : "once"}</dd>
+          <dt>Schedule</dt><dd data-testid="job-schedule">{describeSchedule(j.schedule)}</dd>
           <dt>Version</dt><dd>{j.version}</dd>
         </dl>
         <div class="panel">
