@@ -143,6 +143,7 @@ def test_sign_in_shows_account_and_an_empty_dashboard(page: Page, stack: Stack) 
     page.goto(stack.base + "/")
     expect(page.get_by_role("heading", name="Switchyard")).to_be_visible()
     shot(page, "sign-in")
+    assert_accessible(page)
     sign_in(page, stack.base, "tok_wrong.bm90LWEtdmFsaWQtdG9rZW4tYXQtYWxsLW5vcGU")
     expect(page.get_by_role("alert")).to_contain_text("not valid")
     sign_in(page, stack.base, TOKEN)
@@ -205,6 +206,7 @@ def test_wizard_creates_a_job_with_an_inline_s3_authorization(page: Page, stack:
     expect(page.get_by_test_id("chart-totals")).to_contain_text("added: 200", timeout=10_000)
     assert ACCESS_KEYS["secret_access_key"] not in page.content()
     shot(page, "job-summary")
+    assert_accessible(page)
 
 
 def test_job_actions_and_inline_edit(page: Page, stack: Stack) -> None:
@@ -279,6 +281,7 @@ def test_delete_authorization_refused_then_allowed(page: Page, stack: Stack) -> 
     page.get_by_role("button", name="Check now").click()
     expect(page.get_by_test_id("health-badge").first).to_have_text("healthy")
     shot(page, "authorization-summary")
+    assert_accessible(page)
     # Delete the job (with confirmation), then the authorization can go.
     page.get_by_test_id("delete-blocked").get_by_role("link").click()
     page.get_by_role("button", name="Delete").click()
@@ -367,7 +370,7 @@ def test_oauth_connects_mailchimp_in_a_popup(page: Page, stack: Stack, mailchimp
     mailchimp.client_secret = "rotated-elsewhere"
     with page.expect_popup() as refused:
         page.get_by_role("button", name="Connect with Mailchimp").click()
-    expect(page.locator(".error")).to_be_visible()
+    expect(page.locator(".error")).to_contain_text("Mailchimp refused the authorization code")
     assert refused.value.is_closed()
     assert not [a for a in api(stack, "GET", "/authorizations?provider=mailchimp")]
     # WHEN the user consents (the fake grants at once) THEN the new authorization opens.
@@ -440,6 +443,16 @@ def test_wizard_connects_gtm_inline_and_keeps_the_schedule(page: Page, stack: St
     expect(page.get_by_test_id("job-schedule")).to_have_text("daily at 07:30 (America/New_York), quiet 22:00–06:00")
     schedule = api(stack, "GET", f"/jobs/{job_id}")["schedule"]
     assert schedule["timezone"] == "America/New_York" and schedule["quiet_hours"] == {"start": "22:00", "end": "06:00"}
+    # A metric threshold rule: the API's refusal is shown, then a valid rule is listed.
+    page.get_by_role("button", name="Add alert rule").click()
+    page.get_by_label("Min", exact=True).fill("50")
+    page.get_by_label("Max", exact=True).fill("10")
+    page.get_by_role("button", name="Save rule").click()
+    expect(page.locator("[aria-labelledby=rules-h] .error")).to_contain_text("min")
+    page.get_by_label("Max", exact=True).fill("")
+    page.get_by_role("button", name="Save rule").click()
+    expect(page.get_by_test_id("alert-rules")).to_contain_text("added")
+    assert [(r["metric"], r["min"], r["max"]) for r in api(stack, "GET", f"/jobs/{job_id}/alert-rules")] == [("added", 50, None)]
     shot(page, "job-schedule")
 
 
@@ -526,12 +539,12 @@ def test_alert_settings_webhooks_emails_and_a_test_alert(page: Page, stack: Stac
     secret = secret_box.locator("code").first.inner_text()
     assert len(secret) >= 16
     assert_accessible(page)
-    shot(page, "alerts")
     # ... and never again.
     page.reload()
     expect(page.get_by_text("http://127.0.0.1:9/switchyard-alerts")).to_be_visible()
     expect(page.get_by_test_id("signing-secret")).to_have_count(0)
     assert secret not in page.content()
+    shot(page, "alerts")  # without the secret: screenshots are committed
     page.get_by_role("button", name="Send test alert").click()
     expect(page.get_by_role("status")).to_contain_text("Test alert sent")
     page.get_by_role("button", name="Remove webhook http://127.0.0.1:9/switchyard-alerts").click()
@@ -556,9 +569,9 @@ def test_admin_issues_and_revokes_a_token(page: Page, stack: Stack) -> None:
     expect(row).to_contain_text("Ana Lyst")
     expect(row).to_contain_text("data_manager")
     assert_accessible(page)
-    shot(page, "tokens")
     page.get_by_role("button", name="I copied it").click()
     assert issued not in page.content()
+    shot(page, "tokens")  # without the token: screenshots are committed
     page.get_by_role("button", name="Revoke CI script").click()
     page.get_by_role("dialog").get_by_role("button", name="Revoke token").click()
     expect(page.locator("tr", has_text="CI script")).to_have_count(0)
@@ -566,8 +579,27 @@ def test_admin_issues_and_revokes_a_token(page: Page, stack: Stack) -> None:
     assert status == 401
 
 
-def test_main_screens_are_accessible(page: Page, stack: Stack) -> None:
-    for route in ("#/jobs", "#/authorizations", "#/audit"):
-        page.goto(f"{stack.base}/{route}")
-        expect(page.locator("table.data").first).to_be_visible()
-        assert_accessible(page)
+def test_jobs_search_sort_and_a_laptop_screen(page: Page, stack: Stack) -> None:
+    # A small laptop screen: no screen scrolls sideways (wide tables scroll in their box).
+    page.set_viewport_size({"width": 1024, "height": 700})
+    try:
+        page.goto(f"{stack.base}/#/jobs")
+        rows = page.locator("table.data tbody tr")
+        expect(rows.first).to_be_visible()
+        assert rows.count() >= 2
+        page.get_by_label("Search by label").fill("WEB TAG")
+        expect(rows).to_have_count(1)
+        expect(rows.first).to_contain_text("Install web tag")
+        page.get_by_label("Search by label").fill("")
+        page.get_by_role("button", name="Label", exact=True).click()
+        expect(page.locator("th[aria-sort=ascending]")).to_have_text("Label")
+        labels = rows.locator("td:first-child").all_inner_texts()
+        assert labels == sorted(labels) and len(labels) >= 2
+        for route in ("#/jobs", "#/authorizations", "#/audiences", "#/audit", "#/jobs/new"):
+            page.goto(f"{stack.base}/{route}")
+            expect(page.locator("main h1")).to_be_visible()
+            page.wait_for_load_state("networkidle")
+            assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth"), route
+            assert_accessible(page)
+    finally:
+        page.set_viewport_size({"width": 1366, "height": 900})

@@ -124,6 +124,10 @@ export interface AuditEvent { at: string; user_id: string; action: string; objec
 export interface AlertSettings { emails: string[]; webhooks: string[]; events: string[]; updated_at: string | null; version: number; signing_secret?: string | null }
 export interface TokenRow { id: string; label: string; user_id: string; role: Role; created_at: string; hint: string }
 export interface UserRow { id: string; email: string; name: string; role: Role; created_at?: string }
+export interface AlertRule {
+  id: string; job_id: string; metric: string; granularity: string; min: number | null; max: number | null;
+  allowable_violations: number; alert_state: "ok" | "breached"; state_changed_at: string | null; created_at: string;
+}
 export interface OAuthStart { authorize_url: string; expires_at: number }
 export type Granularity = "hour" | "day" | "week";
 
@@ -167,6 +171,9 @@ export const api = {
   audit: (cursor?: string | null) => page<AuditEvent>("/audit", { cursor, limit: 50 }),
   alerts: () => data<AlertSettings>("GET", "/alerts"),
   putAlerts: (body: Dict) => data<AlertSettings>("PUT", "/alerts", { body }),
+  alertRules: (jobId: string) => page<AlertRule>(`/jobs/${jobId}/alert-rules`),
+  createAlertRule: (jobId: string, body: Dict) => data<AlertRule>("POST", `/jobs/${jobId}/alert-rules`, { body }),
+  deleteAlertRule: (jobId: string, id: string) => request<void>("DELETE", `/jobs/${jobId}/alert-rules/${id}`),
   testAlert: () => data<{ published: boolean }>("POST", "/alerts/test", { body: {} }),
   tokens: () => page<TokenRow>("/tokens", { limit: 200 }),
   createToken: (body: Dict) => data<TokenRow & { token: string }>("POST", "/tokens", { body }),

@@ -164,7 +164,11 @@ export function AuthorizationSummaryPage({ id }: { id: string }) {
         <Field id="a-desc" label="Description"><textarea id="a-desc" value={draft.description} onInput={(e) => setDraft({ ...draft, description: (e.target as HTMLTextAreaElement).value })} /></Field>
         <div class="row"><button class="primary" type="submit">Save</button><button type="button" onClick={() => setEditing(false)}>Cancel</button></div>
       </form>}
-      {rotating && method && <form class="panel" onSubmit={rotate}>
+      {rotating && method && isOAuth(method.id) && <div class="panel" role="status">
+        <h3>Connected with OAuth</h3>
+        <p class="small">Its tokens come from {catalog.data?.find((p) => p.id === a.provider)?.name ?? a.provider}'s consent screen (expiring ones are refreshed by Switchyard). To connect again or another account, <a href="#/authorizations/new">create a new authorization</a> with OAuth, then use “Change authorization” on the jobs.</p>
+      </div>}
+      {rotating && method && !isOAuth(method.id) && <form class="panel" onSubmit={rotate}>
         <h3>New credentials</h3><p class="muted small">They are verified before they replace the current ones; jobs keep using this authorization.</p>
         <SchemaForm schema={method.credentials_schema} value={creds} onChange={setCreds} errors={error instanceof ApiError ? error.fields : {}} prefix="credentials." idPrefix="rot" />
         <button class="primary" type="submit">Verify and rotate</button>
