@@ -12,7 +12,7 @@ const RESUME_KEY = "switchyard.oauth.resume";
 const POLL_MS = 250;
 const GIVE_UP_MS = 10 * 60 * 1000; // the API's flow state lives 10 minutes
 
-interface Resume { back: string; state: Dict }
+interface Resume { back: string; state: Dict; until?: number }
 
 /**
  * Opens the consent popup (call it straight from a click: the popup must open before any
@@ -29,7 +29,9 @@ export async function connectOAuth(provider: string, label: string, resume?: Res
     throw e;
   }
   if (!popup) {
-    if (resume) sessionStorage.setItem(RESUME_KEY, JSON.stringify(resume));
+    // Kept as long as the flow's state lives: a flow that never came back must not send a
+    // later visit to an authorization page back to the wizard.
+    if (resume) sessionStorage.setItem(RESUME_KEY, JSON.stringify({ ...resume, until: Date.now() + GIVE_UP_MS }));
     location.assign(started.authorize_url);
     return new Promise<string>(() => {}); // the page is leaving
   }
@@ -80,6 +82,7 @@ export function resumeAfterRedirect(): void {
   sessionStorage.removeItem(RESUME_KEY);
   try {
     const r = JSON.parse(raw) as Resume;
+    if (!r.until || r.until < Date.now()) return;
     sessionStorage.setItem(RESULT_KEY, JSON.stringify({ id: decodeURIComponent(m[1]!), state: r.state }));
     location.replace(r.back);
   } catch { /* a damaged record: stay on the new authorization */ }
