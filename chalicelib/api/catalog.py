@@ -37,7 +37,9 @@ def get_provider(principal: Principal, provider: str, query: dict[str, Any]) -> 
               QueryParam("bucket", description="S3: bucket whose prefixes to list"),
               QueryParam("prefix", description="S3: list under this prefix; SQS: queue names starting with it"),
               QueryParam("list_id", description="Mailchimp: list whose merge fields or tags to list"),
-              QueryParam("name", description="Mailchimp: tags whose name contains this")))
+              QueryParam("name", description="Mailchimp: tags whose name contains this"),
+              QueryParam("account_id", description="Google Tag Manager: account whose containers to list"),
+              QueryParam("container_id", description="Google Tag Manager: container whose workspaces to list")))
 def options(principal: Principal, provider: str, workflow: str, field: str,
             query: dict[str, Any]) -> Response:
     params = {k: v for k, v in query.items() if k != "authorization_id" and v is not None}

@@ -136,3 +136,11 @@ def test_observers_read_settings_but_cannot_change_them(api, api_for) -> None:
     assert observer.get("/alerts").status_code == 200
     assert observer.put("/alerts", {"emails": [], "version": 0}).status_code == 403
     assert observer.post("/alerts/test", {}).status_code == 403
+
+
+def test_an_admin_sends_a_test_alert(api) -> None:
+    # GIVEN the account's admin (allowed to send); WHEN a test alert is asked for
+    r = api.post("/alerts/test", {})
+    # THEN it is accepted and published on the bus
+    assert r.status_code == 202, r.body
+    assert r.json["data"] == {"published": True}

@@ -121,9 +121,14 @@ export interface Option { value: string; label: string; kind: string | null }
 export interface Audience { id: string; name: string; description: string; filter: Dict; owner: string; created_at: string; version: number; export_jobs?: number }
 export interface AudienceSize { size: number; sample: { id: string; email: string | null }[]; scanned: number; truncated: boolean }
 export interface AuditEvent { at: string; user_id: string; action: string; object_type: string; object_id: string; label: string; diff: Dict }
-export interface AlertSettings { emails: string[]; webhooks: Dict[]; events: string[]; updated_at: string | null; version: number }
+export interface AlertSettings { emails: string[]; webhooks: string[]; events: string[]; updated_at: string | null; version: number; signing_secret?: string | null }
 export interface TokenRow { id: string; label: string; user_id: string; role: Role; created_at: string; hint: string }
-export interface UserRow { id: string; email: string; name: string; role: Role }
+export interface UserRow { id: string; email: string; name: string; role: Role; created_at?: string }
+export interface AlertRule {
+  id: string; job_id: string; metric: string; granularity: string; min: number | null; max: number | null;
+  allowable_violations: number; alert_state: "ok" | "breached"; state_changed_at: string | null; created_at: string;
+}
+export interface OAuthStart { authorize_url: string; expires_at: number }
 export type Granularity = "hour" | "day" | "week";
 
 // ---- calls ----
@@ -156,12 +161,23 @@ export const api = {
     data<{ granularity: string; series: AuthPoint[] }>("GET", `/authorizations/${id}/activity`, { query: { granularity } }),
   authHealth: (id: string) => page<HealthTransition>(`/authorizations/${id}/health`, { limit: 20 }),
 
+  oauthStart: (provider: string, label: string) => data<OAuthStart>("GET", `/oauth/${provider}/start`, { query: { label } }),
+
   audiences: () => page<Audience>("/audiences", { limit: 200 }),
   createAudience: (body: Dict) => data<Audience>("POST", "/audiences", { body }),
+  patchAudience: (id: string, body: Dict) => data<Audience>("PATCH", `/audiences/${id}`, { body }),
+  deleteAudience: (id: string) => request<void>("DELETE", `/audiences/${id}`),
   previewAudience: (filter: Dict) => data<AudienceSize>("POST", "/audiences/preview", { body: { filter } }),
   audit: (cursor?: string | null) => page<AuditEvent>("/audit", { cursor, limit: 50 }),
   alerts: () => data<AlertSettings>("GET", "/alerts"),
   putAlerts: (body: Dict) => data<AlertSettings>("PUT", "/alerts", { body }),
+  alertRules: (jobId: string) => page<AlertRule>(`/jobs/${jobId}/alert-rules`),
+  createAlertRule: (jobId: string, body: Dict) => data<AlertRule>("POST", `/jobs/${jobId}/alert-rules`, { body }),
+  deleteAlertRule: (jobId: string, id: string) => request<void>("DELETE", `/jobs/${jobId}/alert-rules/${id}`),
+  testAlert: () => data<{ published: boolean }>("POST", "/alerts/test", { body: {} }),
   tokens: () => page<TokenRow>("/tokens", { limit: 200 }),
+  createToken: (body: Dict) => data<TokenRow & { token: string }>("POST", "/tokens", { body }),
+  revokeToken: (id: string) => request<void>("DELETE", `/tokens/${id}`),
   users: () => page<UserRow>("/users", { limit: 200 }),
+  createUser: (body: Dict) => data<UserRow>("POST", "/users", { body }),
 };

@@ -2,9 +2,10 @@ import { useMemo, useState } from "preact/hooks";
 import { api, type Dict, type Granularity } from "./api";
 import { BarChart } from "./chart";
 import { defaults, SchemaForm } from "./schemaForm";
-import { loadCatalog, useCanEdit } from "./session";
+import { loadCatalog, useCanEdit, useOwnerName } from "./session";
 import { Confirm, ErrorBox, Field, fmtTime, HealthBadge, ProviderMark, Segmented, StatusBadge, useLoad } from "./ui";
 import { ApiError } from "./api";
+import { connectOAuth, isOAuth } from "./oauth";
 
 function UsageCell({ usage }: { usage: { total: number; by_status: Record<string, number> } }) {
   const parts = Object.entries(usage.by_status).filter(([, n]) => n > 0);
@@ -14,6 +15,7 @@ function UsageCell({ usage }: { usage: { total: number; by_status: Record<string
 
 export function AuthorizationsPage() {
   const canEdit = useCanEdit();
+  const owner = useOwnerName();
   const catalog = useLoad(() => loadCatalog(api.providers), []);
   const [provider, setProvider] = useState("");
   const [health, setHealth] = useState("");
@@ -38,7 +40,7 @@ export function AuthorizationsPage() {
             <tr key={a.id}><td><a href={`#/authorizations/${a.id}`}>{a.label}</a></td>
               <td><ProviderMark id={a.provider} name={pname(a.provider)} /></td><td>{a.method}</td>
               <td><HealthBadge health={a.health} />{a.health.status === "unhealthy" && <div class="muted small">{a.health.reason}</div>}</td>
-              <td><UsageCell usage={a.usage} /></td><td class="muted">{a.owner}</td>
+              <td><UsageCell usage={a.usage} /></td><td class="muted">{owner(a.owner)}</td>
               <td>{fmtTime(a.created_at)}</td><td>{fmtTime(a.last_used_at)}</td></tr>))}
           </tbody></table></div>)}
       <div class="row pager">
@@ -62,9 +64,16 @@ export function NewAuthorizationPage() {
   const fields = error instanceof ApiError ? error.fields : {};
   const submit = async (e: Event) => {
     e.preventDefault(); setBusy(true); setError(null);
-    try { const a = await api.createAuthorization({ provider, method, label, credentials: creds }); location.hash = `#/authorizations/${a.id}`; }
+    try {
+      // OAuth: the provider's consent screen instead of a credentials form (popup, or a
+      // full-page redirect that the callback brings back to the new authorization).
+      const id = isOAuth(method) ? await connectOAuth(provider, label.trim())
+        : (await api.createAuthorization({ provider, method, label, credentials: creds })).id;
+      location.hash = `#/authorizations/${id}`;
+    }
     catch (err) { setError(err); } finally { setBusy(false); }
   };
+  const oauth = isOAuth(method);
   return (
     <section>
       <p><a href="#/authorizations">← Authorizations</a></p>
@@ -74,10 +83,17 @@ export function NewAuthorizationPage() {
           <option value="">choose…</option>{(catalog.data ?? []).map((x) => <option key={x.id} value={x.id}>{x.name}</option>)}</select></Field>
         {p && <Field id="na-method" label="Method"><select id="na-method" value={method} onChange={(e) => { const id = (e.target as HTMLSelectElement).value; setMethod(id); setCreds(defaults(p.auth_methods.find((x) => x.id === id)?.credentials_schema ?? {})); }}>
           <option value="">choose…</option>{p.auth_methods.map((x) => <option key={x.id} value={x.id}>{x.name}</option>)}</select></Field>}
-        {m && <>
+        {m && !oauth && <>
           <Field id="na-label" label="Label *" error={fields.label}><input id="na-label" required value={label} onInput={(e) => setLabel((e.target as HTMLInputElement).value)} /></Field>
           <SchemaForm schema={m.credentials_schema} value={creds} onChange={setCreds} errors={fields} prefix="credentials." idPrefix="na-cred" />
           <button class="primary" type="submit" disabled={busy}>Check and create</button>
+        </>}
+        {m && oauth && p && <>
+          <Field id="na-label" label="Label" hint="Optional: the provider account's name is used when empty." error={fields.label}>
+            <input id="na-label" value={label} onInput={(e) => setLabel((e.target as HTMLInputElement).value)} /></Field>
+          <p class="muted small">A {p.name} window opens: sign in there and allow access. The tokens go straight to AWS Secrets Manager; Switchyard never shows them.</p>
+          <button class="primary" type="submit" disabled={busy}>Connect with {p.name}</button>
+          {busy && <span role="status" class="muted small"> Waiting for {p.name}…</span>}
         </>}
         <ErrorBox error={error} />
       </form>
@@ -103,6 +119,7 @@ function RequestsChart({ id, refresh }: { id: string; refresh: number }) {
 
 export function AuthorizationSummaryPage({ id }: { id: string }) {
   const canEdit = useCanEdit();
+  const owner = useOwnerName();
   const auth = useLoad(() => api.authorization(id), [id]);
   const hist = useLoad(() => api.authHealth(id), [id]);
   const catalog = useLoad(() => loadCatalog(api.providers), []);
@@ -147,7 +164,11 @@ export function AuthorizationSummaryPage({ id }: { id: string }) {
         <Field id="a-desc" label="Description"><textarea id="a-desc" value={draft.description} onInput={(e) => setDraft({ ...draft, description: (e.target as HTMLTextAreaElement).value })} /></Field>
         <div class="row"><button class="primary" type="submit">Save</button><button type="button" onClick={() => setEditing(false)}>Cancel</button></div>
       </form>}
-      {rotating && method && <form class="panel" onSubmit={rotate}>
+      {rotating && method && isOAuth(method.id) && <div class="panel" role="status">
+        <h3>Connected with OAuth</h3>
+        <p class="small">Its tokens come from {catalog.data?.find((p) => p.id === a.provider)?.name ?? a.provider}'s consent screen (expiring ones are refreshed by Switchyard). To connect again or another account, <a href="#/authorizations/new">create a new authorization</a> with OAuth, then use “Change authorization” on the jobs.</p>
+      </div>}
+      {rotating && method && !isOAuth(method.id) && <form class="panel" onSubmit={rotate}>
         <h3>New credentials</h3><p class="muted small">They are verified before they replace the current ones; jobs keep using this authorization.</p>
         <SchemaForm schema={method.credentials_schema} value={creds} onChange={setCreds} errors={error instanceof ApiError ? error.fields : {}} prefix="credentials." idPrefix="rot" />
         <button class="primary" type="submit">Verify and rotate</button>
@@ -158,7 +179,7 @@ export function AuthorizationSummaryPage({ id }: { id: string }) {
           <dt>Health</dt><dd><HealthBadge health={a.health} /> <span class="small">{a.health.reason}</span> <span class="muted small">checked {fmtTime(a.health.checked_at)}</span></dd>
           <dt>Credential</dt><dd>{a.credential_hint ?? "—"}</dd><dt>Provider account</dt><dd>{a.provider_account ?? "—"}</dd>
           <dt>Description</dt><dd>{a.description || "—"}</dd>
-          <dt>Owner</dt><dd>{a.owner}</dd><dt>Created</dt><dd>{fmtTime(a.created_at)}</dd><dt>Last used</dt><dd>{fmtTime(a.last_used_at)}</dd>
+          <dt>Owner</dt><dd>{owner(a.owner)}</dd><dt>Created</dt><dd>{fmtTime(a.created_at)}</dd><dt>Last used</dt><dd>{fmtTime(a.last_used_at)}</dd>
         </dl>
         <div class="panel">
           <h3>Jobs using it</h3>

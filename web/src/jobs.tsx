@@ -1,10 +1,10 @@
 import { useEffect, useMemo, useState } from "preact/hooks";
-import { api, ApiError, type Dict, type EditPreview, type Granularity, type JobSummary, type JsonSchema, type Provider, type Run } from "./api";
+import { api, ApiError, type Dict, type EditPreview, type Granularity, type JobRow, type JobSummary, type JsonSchema, type Page, type Provider, type Run } from "./api";
 import { BarChart } from "./chart";
 import { SchemaForm } from "./schemaForm";
-import { type Schedule, scheduleBody, SchedulePicker, scheduleState } from "./wizard";
-import { useCanEdit, loadCatalog } from "./session";
-import { Confirm, ErrorBox, fmtTime, HealthBadge, JOB_TYPES, ProviderMark, Segmented, STATUSES, StatusBadge, useLoad } from "./ui";
+import { describeSchedule, type Schedule, scheduleBody, SchedulePicker, scheduleState } from "./schedule";
+import { useCanEdit, loadCatalog, useOwnerName } from "./session";
+import { Confirm, ErrorBox, Field, fmtTime, HealthBadge, JOB_TYPES, ProviderMark, Segmented, STATUSES, StatusBadge, useLoad } from "./ui";
 
 function useCatalog(): Provider[] {
   const { data } = useLoad(() => loadCatalog(api.providers), []);
@@ -17,24 +17,32 @@ function providerName(catalog: Provider[], id: string): string {
 
 export function JobsPage() {
   const canEdit = useCanEdit();
+  const owner = useOwnerName();
   const catalog = useCatalog();
   const [filters, setFilters] = useState({ status: "", provider: "", job_type: "", authorization_id: "" });
   const [search, setSearch] = useState("");
   const [cursors, setCursors] = useState<(string | null)[]>([null]);
   const [sort, setSort] = useState<{ key: "label" | "created_at" | "status"; dir: 1 | -1 }>({ key: "created_at", dir: -1 });
   const cursor = cursors[cursors.length - 1];
+  const [pageNo, setPageNo] = useState(0);
   const auths = useLoad(() => api.authorizations({ limit: 200 }), []);
-  const { data, error, loading } = useLoad(() => api.jobs({ ...filters, cursor, limit: 25 }), [JSON.stringify(filters), cursor]);
-  const setFilter = (k: keyof typeof filters, v: string) => { setFilters({ ...filters, [k]: v }); setCursors([null]); };
+  // The API pages jobs newest first and has no label search or other orders: searching or
+  // sorting another way loads every job matching the filters (up to WIDE_MAX) and pages here.
+  const wide = !!search.trim() || !(sort.key === "created_at" && sort.dir === -1);
+  const { data, error, loading } = useLoad(() => (wide ? allJobs(filters) : api.jobs({ ...filters, cursor, limit: PAGE })),
+    [JSON.stringify(filters), wide ? "all" : cursor, wide]);
+  const setFilter = (k: keyof typeof filters, v: string) => { setFilters({ ...filters, [k]: v }); setCursors([null]); setPageNo(0); };
   const authLabel = (id: string) => auths.data?.data.find((a) => a.id === id)?.label ?? id;
-  const rows = useMemo(() => {
+  const matching = useMemo(() => {
     const q = search.trim().toLowerCase();
     const list = (data?.data ?? []).filter((j) => !q || j.label.toLowerCase().includes(q));
     return [...list].sort((a, b) => (a[sort.key] < b[sort.key] ? -1 : a[sort.key] > b[sort.key] ? 1 : 0) * sort.dir);
   }, [data, search, sort]);
+  const rows = wide ? matching.slice(pageNo * PAGE, (pageNo + 1) * PAGE) : matching;
+  const capped = wide && !!data?.next_cursor;
   const th = (key: typeof sort.key, label: string) => (
     <th aria-sort={sort.key === key ? (sort.dir === 1 ? "ascending" : "descending") : "none"}>
-      <button type="button" class="link" onClick={() => setSort({ key, dir: sort.key === key ? (-sort.dir as 1 | -1) : 1 })}>{label}</button>
+      <button type="button" class="link" onClick={() => { setSort({ key, dir: sort.key === key ? (-sort.dir as 1 | -1) : 1 }); setPageNo(0); }}>{label}</button>
     </th>
   );
   const filtered = Object.values(filters).some(Boolean) || search;
@@ -45,7 +53,7 @@ export function JobsPage() {
         {canEdit && <a class="button primary" href="#/jobs/new">Create job</a>}
       </div>
       <div class="filters" role="search">
-        <label>Search by label <input type="search" value={search} onInput={(e) => setSearch((e.target as HTMLInputElement).value)} /></label>
+        <label>Search by label <input type="search" value={search} onInput={(e) => { setSearch((e.target as HTMLInputElement).value); setPageNo(0); }} /></label>
         <label>Status <select value={filters.status} onChange={(e) => setFilter("status", (e.target as HTMLSelectElement).value)}>
           <option value="">any</option>{STATUSES.map((s) => <option key={s}>{s}</option>)}</select></label>
         <label>Provider <select value={filters.provider} onChange={(e) => setFilter("provider", (e.target as HTMLSelectElement).value)}>
@@ -73,7 +81,7 @@ export function JobsPage() {
               <td>{j.job_type}</td><td>{j.workflow}</td>
               <td><a href={`#/authorizations/${j.authorization_id}`}>{authLabel(j.authorization_id)}</a></td>
               <td><StatusBadge status={j.status} faults={j.fault_count} warning={j.warning} /></td>
-              <td class="muted">{j.owner}</td>
+              <td class="muted">{owner(j.owner)}</td>
               <td>{fmtTime(j.created_at)}</td>
               <td>{j.last_run ? <>{j.last_run.status} <span class="muted">{fmtTime(j.last_run.finished_at ?? j.last_run.started_at)}</span></> : "—"}</td>
               <td>{fmtTime(j.next_run_at)}</td>
@@ -81,12 +89,35 @@ export function JobsPage() {
           </tbody>
         </table></div>
       )}
-      <div class="row pager">
-        <button type="button" disabled={cursors.length < 2} onClick={() => setCursors(cursors.slice(0, -1))}>Previous page</button>
-        <button type="button" disabled={!data?.next_cursor} onClick={() => setCursors([...cursors, data!.next_cursor])}>Next page</button>
-      </div>
+      {wide ? (
+        <div class="row pager">
+          <button type="button" disabled={pageNo === 0} onClick={() => setPageNo(pageNo - 1)}>Previous page</button>
+          <button type="button" disabled={(pageNo + 1) * PAGE >= matching.length} onClick={() => setPageNo(pageNo + 1)}>Next page</button>
+          <span class="muted small" role="status">{matching.length} job{matching.length === 1 ? "" : "s"}{capped && ` among the first ${WIDE_MAX}; narrow the filters to search the rest`}</span>
+        </div>
+      ) : (
+        <div class="row pager">
+          <button type="button" disabled={cursors.length < 2} onClick={() => setCursors(cursors.slice(0, -1))}>Previous page</button>
+          <button type="button" disabled={!data?.next_cursor} onClick={() => setCursors([...cursors, data!.next_cursor])}>Next page</button>
+        </div>
+      )}
     </section>
   );
+}
+
+const PAGE = 25;
+const WIDE_MAX = 1000;
+
+/** Every job matching the filters, up to WIDE_MAX (5 requests of 200); next_cursor set when capped. */
+async function allJobs(filters: Record<string, string>): Promise<Page<JobRow>> {
+  const out: JobRow[] = [];
+  let cursor: string | null = null;
+  do {
+    const p: Page<JobRow> = await api.jobs({ ...filters, cursor, limit: 200 });
+    out.push(...p.data);
+    cursor = p.next_cursor;
+  } while (cursor && out.length < WIDE_MAX);
+  return { data: out, next_cursor: cursor };
 }
 
 function InlineText({ label, value, multiline, onSave, canEdit }: { label: string; value: string; multiline?: boolean; onSave: (v: string) => Promise<void>; canEdit: boolean }) {
@@ -165,17 +196,20 @@ async function editJob(j: JobSummary, body: Record<string, unknown>, dryRun: boo
 function EditConfig({ job, schema, onDone, onCancel }: { job: JobSummary; schema: JsonSchema; onDone: (j: JobSummary) => void; onCancel: () => void }) {
   const [config, setConfig] = useState<Dict>(job.config);
   const [schedule, setSchedule] = useState<Schedule>(scheduleState(job.schedule));
+  const [touched, setTouched] = useState(false);
   const [error, setError] = useState<unknown>(null);
   const save = async (e: Event) => {
     e.preventDefault(); setError(null);
-    try { onDone(await editJob(job, { config, schedule: scheduleBody(schedule) }, false) as JobSummary); } catch (err) { setError(err); }
+    // The schedule is sent only when it was edited: what the job has stays as it is.
+    const body = touched ? { config, schedule: scheduleBody(schedule) } : { config };
+    try { onDone(await editJob(job, body, false) as JobSummary); } catch (err) { setError(err); }
   };
   const fields = error instanceof ApiError ? error.fields : {};
   return (
     <form class="panel" onSubmit={save} aria-labelledby="edit-config-h">
       <h3 id="edit-config-h">Edit configuration</h3>
       <SchemaForm schema={schema} value={config} onChange={setConfig} errors={fields} prefix="config." idPrefix="edit-cfg" />
-      <SchedulePicker value={schedule} onChange={setSchedule} errors={fields} />
+      <SchedulePicker value={schedule} onChange={(v) => { setSchedule(v); setTouched(true); }} errors={fields} />
       <ErrorBox error={error} />
       <div class="row"><button type="submit" class="primary">Save configuration</button><button type="button" onClick={onCancel}>Cancel</button></div>
     </form>
@@ -216,6 +250,51 @@ function Activity({ jobId, refresh }: { jobId: string; refresh: number }) {
   );
 }
 
+function AlertRules({ jobId, canEdit }: { jobId: string; canEdit: boolean }) {
+  const rules = useLoad(() => api.alertRules(jobId), [jobId]);
+  const blank = { metric: "added", granularity: "day", min: "", max: "", allowable_violations: "0" };
+  const [draft, setDraft] = useState(blank);
+  const [adding, setAdding] = useState(false);
+  const [error, setError] = useState<unknown>(null);
+  const fields = error instanceof ApiError ? error.fields : {};
+  const num = (v: string) => (v.trim() === "" ? null : Number(v));
+  const add = async (e: Event) => {
+    e.preventDefault(); setError(null);
+    try {
+      await api.createAlertRule(jobId, { metric: draft.metric, granularity: draft.granularity, min: num(draft.min), max: num(draft.max),
+        allowable_violations: num(draft.allowable_violations) ?? 0 });
+      setDraft(blank); setAdding(false); rules.reload();
+    } catch (err) { setError(err); }
+  };
+  const del = async (id: string) => { setError(null); try { await api.deleteAlertRule(jobId, id); rules.reload(); } catch (err) { setError(err); } };
+  const set = (k: keyof typeof blank) => (e: Event) => setDraft({ ...draft, [k]: (e.target as HTMLInputElement).value });
+  const list = rules.data?.data ?? [];
+  return (
+    <section class="panel" aria-labelledby="rules-h">
+      <div class="row between"><h2 id="rules-h">Alert rules</h2>
+        {canEdit && !adding && <button type="button" onClick={() => setAdding(true)}>Add alert rule</button>}</div>
+      <p class="muted small">An alert (e-mail, webhooks: see <a href="#/alerts">Alerts</a>) when a metric per period leaves its bounds more often in a row than allowed.</p>
+      <ErrorBox error={rules.error} />
+      {list.length === 0 ? <p class="muted">No rule.</p> : (
+        <table class="data small" data-testid="alert-rules"><thead><tr><th>Metric</th><th>Per</th><th>Min</th><th>Max</th><th>Allowed in a row</th><th>State</th>{canEdit && <th><span class="sr">Actions</span></th>}</tr></thead>
+          <tbody>{list.map((r) => <tr key={r.id}><td>{r.metric}</td><td>{r.granularity}</td><td>{r.min ?? "—"}</td><td>{r.max ?? "—"}</td><td>{r.allowable_violations}</td>
+            <td><span class={`badge ${r.alert_state === "breached" ? "h-unhealthy" : "h-healthy"}`}>{r.alert_state}</span></td>
+            {canEdit && <td><button type="button" class="link" aria-label={`Delete rule ${r.metric} per ${r.granularity}`} onClick={() => del(r.id)}>Delete</button></td>}</tr>)}</tbody></table>)}
+      {adding && <form onSubmit={add} class="row" aria-label="New alert rule">
+        <Field id="rule-metric" label="Metric" error={fields.metric}><select id="rule-metric" value={draft.metric} onChange={set("metric")}>
+          <option>added</option><option>removed</option><option>omitted</option></select></Field>
+        <Field id="rule-gran" label="Per" error={fields.granularity}><select id="rule-gran" value={draft.granularity} onChange={set("granularity")}>
+          <option>hour</option><option>day</option><option>week</option></select></Field>
+        <Field id="rule-min" label="Min" error={fields.min}><input id="rule-min" type="number" min={0} value={draft.min} onInput={set("min")} /></Field>
+        <Field id="rule-max" label="Max" error={fields.max}><input id="rule-max" type="number" min={0} value={draft.max} onInput={set("max")} /></Field>
+        <Field id="rule-allow" label="Allowed in a row" error={fields.allowable_violations}><input id="rule-allow" type="number" min={0} value={draft.allowable_violations} onInput={set("allowable_violations")} /></Field>
+        <button class="primary" type="submit">Save rule</button><button type="button" onClick={() => { setAdding(false); setError(null); }}>Cancel</button>
+      </form>}
+      <ErrorBox error={error} />
+    </section>
+  );
+}
+
 function Logs({ jobId, refresh }: { jobId: string; refresh: number }) {
   const [level, setLevel] = useState("");
   const { data, error } = useLoad(() => api.logs(jobId, level), [jobId, level, refresh]);
@@ -237,6 +316,7 @@ function Logs({ jobId, refresh }: { jobId: string; refresh: number }) {
 
 export function JobSummaryPage({ id }: { id: string }) {
   const canEdit = useCanEdit();
+  const owner = useOwnerName();
   const catalog = useCatalog();
   const job = useLoad(() => api.job(id), [id]);
   const runs = useLoad(() => api.runs(id), [id]);
@@ -297,11 +377,11 @@ export function JobSummaryPage({ id }: { id: string }) {
           <dt>Type</dt><dd>{j.job_type}</dd>
           <dt>Workflow</dt><dd>{workflow?.name ?? j.workflow}</dd>
           <dt>Authorization</dt><dd><a href={`#/authorizations/${j.authorization.id}`}>{j.authorization.label}</a> <HealthBadge health={j.authorization.health} /></dd>
-          <dt>Owner</dt><dd>{j.owner}</dd>
+          <dt>Owner</dt><dd>{owner(j.owner)}</dd>
           <dt>Created</dt><dd>{fmtTime(j.created_at)}</dd>
           <dt>Updated</dt><dd>{fmtTime(j.updated_at)}</dd>
           <dt>Next run</dt><dd>{fmtTime(j.next_run_at)}</dd>
-          <dt>Schedule</dt><dd>{j.schedule ? <code>{JSON.stringify(j.schedule)}</code> : "once"}</dd>
+          <dt>Schedule</dt><dd data-testid="job-schedule">{describeSchedule(j.schedule)}</dd>
           <dt>Version</dt><dd>{j.version}</dd>
         </dl>
         <div class="panel">
@@ -324,6 +404,7 @@ export function JobSummaryPage({ id }: { id: string }) {
             <tbody>{runs.data!.data.map((r) => <RunRow key={r.id} run={r} />)}</tbody>
           </table></div>)}
       </section>
+      <AlertRules jobId={id} canEdit={canEdit} />
       <Logs jobId={id} refresh={refresh} />
     </section>
   );

@@ -4,6 +4,7 @@ import { api, ApiError, clearToken, getToken, type Me, setToken, setUnauthorized
 import { AuthorizationsPage, AuthorizationSummaryPage, NewAuthorizationPage } from "./auths";
 import { AlertsPage, AudiencesPage, AuditPage, TokensPage } from "./extras";
 import { JobsPage, JobSummaryPage } from "./jobs";
+import { resumeAfterRedirect } from "./oauth";
 import { MeContext } from "./session";
 import { ErrorBox } from "./ui";
 import { Wizard } from "./wizard";
@@ -102,4 +103,5 @@ function App() {
   );
 }
 
+resumeAfterRedirect();
 render(<App />, document.getElementById("app")!);

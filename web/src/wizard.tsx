@@ -2,59 +2,38 @@
 // All answers live in one state object owned by the wizard, so Back and Next keep what was typed.
 import { useState } from "preact/hooks";
 import { api, ApiError, type Dict, type Provider } from "./api";
+import { connectOAuth, isOAuth, takeOAuthResult } from "./oauth";
+import { describeSchedule, newSchedule, type Schedule, scheduleBody, SchedulePicker } from "./schedule";
 import { defaults, SchemaForm } from "./schemaForm";
 import { loadCatalog } from "./session";
 import { ErrorBox, Field, HealthBadge, ProviderMark, useLoad } from "./ui";
 
-export interface Schedule { type: "once" | "interval" | "daily" | "weekly"; every_minutes: number; at: string; day: string }
 interface State {
   provider: string; job_type: string; workflow: string;
   authMode: "existing" | "new"; authorization_id: string;
   method: string; authLabel: string; credentials: Dict;
   label: string; description: string; config: Dict; schedule: Schedule; start: boolean;
 }
-const INITIAL: State = {
+const initial = (): State => ({
   provider: "", job_type: "", workflow: "", authMode: "existing", authorization_id: "", method: "", authLabel: "",
-  credentials: {}, label: "", description: "", config: {}, schedule: { type: "once", every_minutes: 60, at: "06:00", day: "mon" }, start: true,
-};
+  credentials: {}, label: "", description: "", config: {}, schedule: newSchedule(), start: true,
+});
+/** Config values the options routes take to narrow a field's choices (bucket → prefixes ...). */
+const OPTION_PARAMS = ["bucket", "list_id", "account_id", "container_id"];
 
-export function scheduleBody(s: Schedule): Dict | null {
-  if (s.type === "once") return null;
-  if (s.type === "interval") return { type: "interval", every_minutes: s.every_minutes };
-  if (s.type === "daily") return { type: "daily", at: s.at };
-  return { type: "weekly", day: s.day, at: s.at };
-}
-
-/** The picker's state from a job's schedule as the API returns it. */
-export function scheduleState(api: Record<string, unknown> | null): Schedule {
-  const base: Schedule = { type: "once", every_minutes: 60, at: "06:00", day: "mon" };
-  if (!api) return base;
-  return { ...base, ...(api as Partial<Schedule>), type: (api.type as Schedule["type"]) ?? "once" };
-}
-
-export function SchedulePicker({ value, onChange, errors }: { value: Schedule; onChange: (s: Schedule) => void; errors: Record<string, string> }) {
-  return (
-    <fieldset class="schedule"><legend>Schedule</legend>
-      <div class="row">
-        {(["once", "interval", "daily", "weekly"] as const).map((t) => (
-          <label key={t} class="radio"><input type="radio" name="sched" checked={value.type === t} onChange={() => onChange({ ...value, type: t })} />
-            {t === "once" ? "Once" : t === "interval" ? "Every N minutes" : t === "daily" ? "Daily" : "Weekly"}</label>))}
-      </div>
-      {value.type === "interval" && <Field id="sched-every" label="Every (minutes)" error={errors["schedule.every_minutes"]}>
-        <input id="sched-every" type="number" min={5} value={value.every_minutes} onInput={(e) => onChange({ ...value, every_minutes: Number((e.target as HTMLInputElement).value) })} /></Field>}
-      {value.type === "weekly" && <Field id="sched-day" label="Day" error={errors["schedule.day"]}>
-        <select id="sched-day" value={value.day} onChange={(e) => onChange({ ...value, day: (e.target as HTMLSelectElement).value })}>
-          {["mon", "tue", "wed", "thu", "fri", "sat", "sun"].map((d) => <option key={d}>{d}</option>)}</select></Field>}
-      {(value.type === "daily" || value.type === "weekly") && <Field id="sched-at" label="At (UTC)" error={errors["schedule.at"]}>
-        <input id="sched-at" type="time" value={value.at} onInput={(e) => onChange({ ...value, at: (e.target as HTMLInputElement).value })} /></Field>}
-    </fieldset>
-  );
+/** Back from a full-page OAuth redirect: the answers given so far, with the new authorization. */
+function resumed(): { state: State; oauth: boolean } {
+  const r = takeOAuthResult();
+  if (!r) return { state: initial(), oauth: false };
+  return { state: { ...initial(), ...(r.state as Partial<State>), authMode: "existing", authorization_id: r.id, method: "", authLabel: "", credentials: {} }, oauth: true };
 }
 
 export function Wizard() {
   const catalog = useLoad(() => loadCatalog(api.providers), []);
-  const [s, setS] = useState<State>(INITIAL);
-  const [step, setStep] = useState(0);
+  const [start] = useState(resumed);
+  const [s, setS] = useState<State>(start.state);
+  // Steps with an existing authorization: Provider, Job type, Authorization, Configure.
+  const [step, setStep] = useState(start.oauth ? 3 : 0);
   const [errors, setErrors] = useState<Record<string, string>>({});
   const [error, setError] = useState<unknown>(null);
   const [busy, setBusy] = useState(false);
@@ -83,12 +62,15 @@ export function Wizard() {
     if (name === "Method" && !s.method) return fail(new ApiError(0, "wizard", "Choose a method."));
     if (name === "Credentials") {
       // The credentials are checked (and stored) now, before going on; the wizard then
-      // continues with the new authorization like with an existing one.
+      // continues with the new authorization like with an existing one. OAuth: the
+      // provider's consent (popup; or a redirect, back here through session storage).
       setBusy(true);
       try {
-        const created = await api.createAuthorization({ provider: s.provider, method: s.method, label: s.authLabel, credentials: s.credentials });
+        const id = isOAuth(s.method)
+          ? await connectOAuth(s.provider, s.authLabel.trim(), { back: "#/jobs/new", state: { ...s, credentials: {} } as unknown as Dict })
+          : (await api.createAuthorization({ provider: s.provider, method: s.method, label: s.authLabel, credentials: s.credentials })).id;
         auths.reload();
-        setS({ ...s, authMode: "existing", authorization_id: created.id, credentials: {}, method: "", authLabel: "" });
+        setS({ ...s, authMode: "existing", authorization_id: id, credentials: {}, method: "", authLabel: "" });
         setStep(steps.indexOf("Configure") - 2); // Method and Credentials steps disappear
         return;
       } catch (e) { return fail(e); } finally { setBusy(false); }
@@ -115,8 +97,8 @@ export function Wizard() {
   const optionLoaders: Record<string, (v: Dict) => Promise<Awaited<ReturnType<typeof api.options>>>> = {};
   for (const f of workflow?.option_fields ?? []) {
     optionLoaders[f] = (v) => api.options(s.provider, s.workflow, f, {
-      authorization_id: s.authorization_id, bucket: f === "prefix" ? (v.bucket as string) : undefined,
-      list_id: f !== "list_id" ? (v.list_id as string) : undefined,
+      authorization_id: s.authorization_id,
+      ...Object.fromEntries(OPTION_PARAMS.filter((k) => k !== f && typeof v[k] === "string" && v[k]).map((k) => [k, v[k] as string])),
     });
   }
   const custom = {
@@ -177,7 +159,13 @@ export function Wizard() {
                 onChange={() => up({ method: m.id, credentials: defaults(m.credentials_schema) })} />
                 <strong>{m.name}</strong> <span class="muted small">{m.description}</span></label>))}
           </div>)}
-        {name === "Credentials" && method && (<>
+        {name === "Credentials" && method && isOAuth(method.id) && provider && (<>
+          <Field id="auth-label" label="Authorization label" hint="Optional: the provider account's name is used when empty." error={errors.label}>
+            <input id="auth-label" value={s.authLabel} onInput={(e) => up({ authLabel: (e.target as HTMLInputElement).value })} /></Field>
+          <p class="muted small">A {provider.name} window opens: sign in there and allow access. The tokens go straight to AWS Secrets Manager; Switchyard never shows them.</p>
+          {busy && <p role="status" class="muted small">Waiting for {provider.name}…</p>}
+        </>)}
+        {name === "Credentials" && method && !isOAuth(method.id) && (<>
           <Field id="auth-label" label="Authorization label *" error={errors.label}>
             <input id="auth-label" required value={s.authLabel} onInput={(e) => up({ authLabel: (e.target as HTMLInputElement).value })} /></Field>
           <p class="muted small">Credentials are checked with the provider before you go on, then stored in AWS Secrets Manager; they are never shown again.</p>
@@ -198,14 +186,14 @@ export function Wizard() {
             <dt>Provider</dt><dd>{provider?.name}</dd><dt>Job type</dt><dd>{s.job_type}</dd><dt>Workflow</dt><dd>{workflow?.name}</dd>
             <dt>Authorization</dt><dd>{(auths.data?.data ?? []).find((a) => a.id === s.authorization_id)?.label ?? s.authorization_id}</dd>
             <dt>Label</dt><dd>{s.label}</dd><dt>Configuration</dt><dd><code>{JSON.stringify(s.config)}</code></dd>
-            <dt>Schedule</dt><dd>{s.schedule.type === "once" ? "once" : <code>{JSON.stringify(scheduleBody(s.schedule))}</code>}</dd>
+            <dt>Schedule</dt><dd>{describeSchedule(scheduleBody(s.schedule))}</dd>
           </dl>
           <label class="radio"><input type="radio" name="start" checked={s.start} onChange={() => up({ start: true })} /> Start now</label>
           <label class="radio"><input type="radio" name="start" checked={!s.start} onChange={() => up({ start: false })} /> Stage (create paused, start later)</label>
         </>)}
         <div class="row end">
           {step > 0 && <button type="button" onClick={() => { setError(null); setErrors({}); setStep((x) => Math.max(0, x - 1)); }}>Back</button>}
-          <button type="submit" class="primary" disabled={busy}>{name === "Review" ? "Create job" : name === "Credentials" ? "Check and continue" : "Next"}</button>
+          <button type="submit" class="primary" disabled={busy}>{name === "Review" ? "Create job" : name === "Credentials" ? (isOAuth(s.method) ? `Connect with ${provider?.name ?? "provider"}` : "Check and continue") : "Next"}</button>
         </div>
       </form>
     </section>

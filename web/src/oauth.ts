@@ -1,0 +1,97 @@
+// Connecting a provider with OAuth 2.0 (Mailchimp, Google Tag Manager) through the API's
+// /oauth/{provider}/start and /callback routes. The consent happens in a popup; when the
+// browser blocks popups, the whole page goes to the provider and the callback brings it
+// back (the wizard's answers wait in session storage meanwhile).
+import { api, ApiError, type Dict } from "./api";
+
+/** Auth methods with this id are connected through the provider's consent screen. */
+export const OAUTH_METHOD = "oauth";
+export const isOAuth = (method: string): boolean => method === OAUTH_METHOD;
+
+const RESUME_KEY = "switchyard.oauth.resume";
+const POLL_MS = 250;
+const GIVE_UP_MS = 10 * 60 * 1000; // the API's flow state lives 10 minutes
+
+interface Resume { back: string; state: Dict; until?: number }
+
+/**
+ * Opens the consent popup (call it straight from a click: the popup must open before any
+ * await, or the browser blocks it) and resolves with the id of the authorization the
+ * callback created. `resume` is where a full-page redirect comes back to, with state.
+ */
+export async function connectOAuth(provider: string, label: string, resume?: Resume): Promise<string> {
+  const popup = window.open("", "switchyard-oauth", "popup,width=560,height=720");
+  let started;
+  try {
+    started = await api.oauthStart(provider, label);
+  } catch (e) {
+    popup?.close();
+    throw e;
+  }
+  if (!popup) {
+    // Kept as long as the flow's state lives: a flow that never came back must not send a
+    // later visit to an authorization page back to the wizard.
+    if (resume) sessionStorage.setItem(RESUME_KEY, JSON.stringify({ ...resume, until: Date.now() + GIVE_UP_MS }));
+    location.assign(started.authorize_url);
+    return new Promise<string>(() => {}); // the page is leaving
+  }
+  popup.location.href = started.authorize_url;
+  return watch(popup);
+}
+
+function watch(w: Window): Promise<string> {
+  const t0 = Date.now();
+  return new Promise((resolve, reject) => {
+    const done = (fn: () => void) => { clearInterval(timer); if (!w.closed) w.close(); fn(); };
+    const timer = setInterval(() => {
+      if (w.closed) {
+        done(() => reject(new ApiError(0, "oauth.cancelled", "The window was closed before the provider answered; nothing was created.")));
+        return;
+      }
+      if (Date.now() - t0 > GIVE_UP_MS) {
+        done(() => reject(new ApiError(0, "oauth.timeout", "The connection took longer than 10 minutes; start again.")));
+        return;
+      }
+      let href: string;
+      try { href = w.location.href; } catch { return; } // at the provider: another origin
+      if (!href.startsWith(location.origin + "/")) return; // still about:blank
+      const m = /#\/authorizations\/([^/?#]+)/.exec(href);
+      if (m) { done(() => resolve(decodeURIComponent(m[1]!))); return; }
+      if (href.includes("/oauth/") && w.document.readyState === "complete") {
+        // The callback refused (declined, expired, other browser): its body is the API error.
+        let err = new ApiError(400, "oauth.failed", "The provider connection failed.");
+        try {
+          const e = (JSON.parse(w.document.body.innerText) as Dict).error as Dict;
+          err = new ApiError(400, String(e.code), String(e.message), (e.fields ?? {}) as Record<string, string>);
+        } catch { /* not JSON: keep the generic message */ }
+        done(() => reject(err));
+      }
+    }, POLL_MS);
+  });
+}
+
+/**
+ * After a full-page redirect: the callback landed on #/authorizations/<id>. If a flow was
+ * started from somewhere that wants to continue (the wizard), go back there; the caller
+ * reads the state with takeOAuthResult().
+ */
+export function resumeAfterRedirect(): void {
+  const raw = sessionStorage.getItem(RESUME_KEY);
+  const m = /^#\/authorizations\/([^/?#]+)/.exec(location.hash);
+  if (!raw || !m) return;
+  sessionStorage.removeItem(RESUME_KEY);
+  try {
+    const r = JSON.parse(raw) as Resume;
+    if (!r.until || r.until < Date.now()) return;
+    sessionStorage.setItem(RESULT_KEY, JSON.stringify({ id: decodeURIComponent(m[1]!), state: r.state }));
+    location.replace(r.back);
+  } catch { /* a damaged record: stay on the new authorization */ }
+}
+
+const RESULT_KEY = "switchyard.oauth.result";
+export function takeOAuthResult(): { id: string; state: Dict } | null {
+  const raw = sessionStorage.getItem(RESULT_KEY);
+  if (!raw) return null;
+  sessionStorage.removeItem(RESULT_KEY);
+  try { return JSON.parse(raw) as { id: string; state: Dict }; } catch { return null; }
+}

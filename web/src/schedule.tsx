@@ -1,0 +1,106 @@
+// The schedule picker: once (now or at a time), every N minutes, daily, weekly; with the
+// time zone and quiet hours the API supports (chalicelib/api/schemas.py: Schedule).
+import type { Dict } from "./api";
+import { Field } from "./ui";
+
+export interface Schedule {
+  type: "once" | "interval" | "daily" | "weekly";
+  every_minutes: number; at: string; day: string; timezone: string;
+  quiet: boolean; quiet_start: string; quiet_end: string;
+  once_at: string; // a datetime-local value in the browser's zone; "" = run now
+}
+
+export function browserZone(): string {
+  try { return Intl.DateTimeFormat().resolvedOptions().timeZone || "UTC"; } catch { return "UTC"; }
+}
+
+function zones(): string[] {
+  try { return (Intl as unknown as { supportedValuesOf(k: string): string[] }).supportedValuesOf("timeZone"); } catch { return []; }
+}
+
+const pad = (n: number) => String(n).padStart(2, "0");
+function localInput(iso: string): string {
+  const d = new Date(iso);
+  if (Number.isNaN(d.getTime())) return "";
+  return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())}T${pad(d.getHours())}:${pad(d.getMinutes())}`;
+}
+
+export function newSchedule(): Schedule {
+  return { type: "once", every_minutes: 60, at: "06:00", day: "mon", timezone: browserZone(), quiet: false,
+    quiet_start: "22:00", quiet_end: "06:00", once_at: "" };
+}
+
+/** The picker's state from a job's schedule as the API returns it: every part is kept. */
+export function scheduleState(api: Dict | null): Schedule {
+  const base = newSchedule();
+  if (!api) return base;
+  const qh = api.quiet_hours as { start: string; end: string } | null | undefined;
+  return {
+    ...base,
+    type: (api.type as Schedule["type"]) ?? "once",
+    every_minutes: typeof api.every_minutes === "number" ? api.every_minutes : base.every_minutes,
+    at: api.type === "once" ? base.at : String(api.at ?? base.at),
+    day: String(api.day ?? base.day),
+    timezone: String(api.timezone ?? "UTC"),
+    quiet: !!qh, quiet_start: qh?.start ?? base.quiet_start, quiet_end: qh?.end ?? base.quiet_end,
+    once_at: api.type === "once" && api.at ? localInput(String(api.at)) : "",
+  };
+}
+
+export function scheduleBody(s: Schedule): Dict | null {
+  const quiet = s.quiet ? { quiet_hours: { start: s.quiet_start, end: s.quiet_end } } : {};
+  if (s.type === "once") return s.once_at ? { type: "once", at: new Date(s.once_at).toISOString() } : null;
+  if (s.type === "interval") return { type: "interval", every_minutes: s.every_minutes, timezone: s.timezone, ...quiet };
+  if (s.type === "daily") return { type: "daily", at: s.at, timezone: s.timezone, ...quiet };
+  return { type: "weekly", day: s.day, at: s.at, timezone: s.timezone };
+}
+
+/** One line for people: "daily at 06:00 (Europe/Paris), quiet 22:00–06:00". */
+export function describeSchedule(api: Dict | null): string {
+  if (!api || api.type === "once") {
+    return api?.at ? `once, at ${new Date(String(api.at)).toLocaleString()}` : "once";
+  }
+  const qh = api.quiet_hours as { start: string; end: string } | null | undefined;
+  const tz = ` (${String(api.timezone ?? "UTC")})`;
+  const quiet = qh ? `, quiet ${qh.start}–${qh.end}` : "";
+  if (api.type === "interval") return `every ${String(api.every_minutes)} minutes${tz}${quiet}`;
+  if (api.type === "daily") return `daily at ${String(api.at)}${tz}${quiet}`;
+  return `weekly on ${String(api.day)} at ${String(api.at)}${tz}`;
+}
+
+export function SchedulePicker({ value, onChange, errors }: { value: Schedule; onChange: (s: Schedule) => void; errors: Record<string, string> }) {
+  const up = (patch: Partial<Schedule>) => onChange({ ...value, ...patch });
+  const err = (k: string) => errors[`schedule.${k}`];
+  const quietAllowed = value.type === "interval" || value.type === "daily";
+  return (
+    <fieldset class="schedule"><legend>Schedule</legend>
+      <div class="row">
+        {(["once", "interval", "daily", "weekly"] as const).map((t) => (
+          <label key={t} class="radio"><input type="radio" name="sched" checked={value.type === t} onChange={() => up({ type: t })} />
+            {t === "once" ? "Once" : t === "interval" ? "Every N minutes" : t === "daily" ? "Daily" : "Weekly"}</label>))}
+      </div>
+      {errors.schedule && <p class="field-error" role="alert">{errors.schedule}</p>}
+      {value.type === "once" && <Field id="sched-once" label="Run at (empty: now)" hint="Your browser's local time." error={err("at")}>
+        <input id="sched-once" type="datetime-local" value={value.once_at} onInput={(e) => up({ once_at: (e.target as HTMLInputElement).value })} /></Field>}
+      {value.type === "interval" && <Field id="sched-every" label="Every (minutes)" error={err("every_minutes")}>
+        <input id="sched-every" type="number" min={5} max={10080} value={value.every_minutes} onInput={(e) => up({ every_minutes: Number((e.target as HTMLInputElement).value) })} /></Field>}
+      {value.type === "weekly" && <Field id="sched-day" label="Day" error={err("day")}>
+        <select id="sched-day" value={value.day} onChange={(e) => up({ day: (e.target as HTMLSelectElement).value })}>
+          {["mon", "tue", "wed", "thu", "fri", "sat", "sun"].map((d) => <option key={d}>{d}</option>)}</select></Field>}
+      {(value.type === "daily" || value.type === "weekly") && <Field id="sched-at" label="At" hint={`In ${value.timezone}.`} error={err("at")}>
+        <input id="sched-at" type="time" value={value.at} onInput={(e) => up({ at: (e.target as HTMLInputElement).value })} /></Field>}
+      {value.type !== "once" && <Field id="sched-tz" label="Time zone" hint="IANA name, e.g. Europe/Paris" error={err("timezone")}>
+        <input id="sched-tz" list="sched-tz-list" autocomplete="off" value={value.timezone} onInput={(e) => up({ timezone: (e.target as HTMLInputElement).value.trim() })} />
+        <datalist id="sched-tz-list">{zones().map((z) => <option key={z} value={z} />)}</datalist></Field>}
+      {quietAllowed && <div class="quiet">
+        <label class="radio"><input type="checkbox" checked={value.quiet} onChange={(e) => up({ quiet: (e.target as HTMLInputElement).checked })} /> Quiet hours (no run starts)</label>
+        {value.quiet && <div class="row">
+          <Field id="sched-quiet-start" label="Quiet from" error={err("quiet_hours.start") ?? err("quiet_hours")}>
+            <input id="sched-quiet-start" type="time" value={value.quiet_start} onInput={(e) => up({ quiet_start: (e.target as HTMLInputElement).value })} /></Field>
+          <Field id="sched-quiet-end" label="Quiet until" error={err("quiet_hours.end")}>
+            <input id="sched-quiet-end" type="time" value={value.quiet_end} onInput={(e) => up({ quiet_end: (e.target as HTMLInputElement).value })} /></Field>
+        </div>}
+      </div>}
+    </fieldset>
+  );
+}
