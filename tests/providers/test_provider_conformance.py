@@ -6,6 +6,7 @@ of credentials per auth method in SAMPLE_CREDENTIALS (the hint test refuses to g
 
 from __future__ import annotations
 
+import logging
 from collections import Counter
 from collections.abc import Iterator
 from typing import Any
@@ -17,10 +18,12 @@ from chalicelib.providers.base import Provider
 from chalicelib.providers.registry import Registry
 from tests.engine.fresh import forget_moto_models, fresh_deps
 from tests.providers.workflow_fakes import (  # noqa: F401 (fixtures the fakes ask for by name)
+    BAD_CHECKS,
     WORKFLOW_FAKES,
     WorkflowFake,
     fake_fullcontact,
     private_urls,
+    refusing_endpoint,
 )
 
 PROVIDER_IDS = Registry().ids()
@@ -264,3 +267,39 @@ def test_each_workflow_runs_against_its_fake_and_is_resumable(
     assert [str(e) for e in errors2] == [f"crash at {c.split('#')[0]}" for c in crashes.crashed]
     assert counters2 == counters
     assert effect2 == effect
+
+
+def test_every_secret_stays_out_of_the_credentials_repr(provider: Provider) -> None:
+    samples = SAMPLE_CREDENTIALS.get(provider.spec.id, {})
+    for method in provider.spec.auth_methods:
+        # GIVEN sample credentials for the method
+        creds = method.credentials_model(**samples[method.id])
+        secrets = [samples[method.id][name] for name in _secret_fields(method.credentials_model)]
+        # THEN no secret value shows in repr, str or a JSON dump (what a log line would hold)
+        text = repr(creds) + str(creds) + creds.model_dump_json()
+        assert not [s for s in secrets if s in text], method.id
+
+
+@pytest.mark.parametrize("provider_id", PROVIDER_IDS)
+def test_bad_credentials_are_unhealthy_not_an_exception(request: pytest.FixtureRequest, provider_id: str,
+                                                        caplog: pytest.LogCaptureFixture) -> None:
+    from chalicelib.domain.models import HealthStatus
+    from chalicelib.providers.calls import CallCounter
+
+    caplog.set_level(logging.DEBUG, logger="switchyard")
+    # GIVEN credentials the provider's fake refuses, or that name what it does not have
+    entry = BAD_CHECKS.get(provider_id)
+    if entry is None:
+        pytest.fail(f"no refused credentials for {provider_id}: add them to BAD_CHECKS in "
+                    "tests/providers/workflow_fakes.py")
+    fixtures, make = entry
+    method, raw, resources = make({name: request.getfixturevalue(name) for name in fixtures})
+    provider = Registry().get(provider_id)
+    spec = next(m for m in provider.spec.auth_methods if m.id == method)
+    creds = spec.credentials_model(**raw)
+    secrets = [raw[name] for name in _secret_fields(spec.credentials_model)]
+    # WHEN it is checked
+    result = provider.check(method, creds, resources, CallCounter())
+    # THEN a verdict: unhealthy, with the provider's reason, and no secret in it or in the logs
+    assert result.status is HealthStatus.UNHEALTHY and result.reason, result
+    assert not [s for s in secrets if s in repr(result) or s in caplog.text], result

@@ -429,3 +429,45 @@ WORKFLOW_FAKES: dict[tuple[str, str], type[WorkflowFake]] = {
     ("http_enrichment", "http_profile_enrich"): EndpointEnrich,
     ("google_tag_manager", "gtm_install_tag"): GtmInstall,
 }
+
+
+# -- credentials each provider's fake refuses (or resources it does not have) ----------------------
+
+
+@pytest.fixture()
+def refusing_endpoint(private_urls: None) -> Iterator[Any]:
+    """An HTTPS-style endpoint on 127.0.0.1 that refuses every request with 401."""
+    from tests.http_receiver import Answer, Receiver
+
+    with Receiver(default=Answer(401, {"error": "invalid token"})) as r:
+        yield r
+
+
+def _missing(kind: str) -> str:
+    return f"sy-missing-{kind}-{uuid.uuid4().hex[:8]}"
+
+
+# provider -> (fixtures, make(env) -> (method, credentials, resources)). Every registered
+# provider must have one: its check must answer "unhealthy" with a reason, never raise.
+BAD_CHECKS: dict[str, tuple[tuple[str, ...], Callable[[dict[str, Any]], tuple[str, dict[str, Any], dict[str, str]]]]] = {
+    "amazon_s3": (("aws_endpoint",), lambda env: (
+        "access_keys", {"access_key_id": access_key_id(), "secret_access_key": CANARY,
+                        "bucket": _missing("bucket")}, {})),
+    "amazon_kinesis": (("aws_endpoint",), lambda env: (
+        "access_keys", {"access_key_id": access_key_id(), "secret_access_key": CANARY,
+                        "stream_name": _missing("stream")}, {})),
+    "amazon_sqs": (("aws_endpoint",), lambda env: (
+        "access_keys", {"access_key_id": access_key_id(), "secret_access_key": CANARY,
+                        "queue_url": f"https://sqs.us-east-1.amazonaws.com/123456789012/{_missing('queue')}"}, {})),
+    "mailchimp": (("fake_mailchimp",), lambda env: (
+        "api_key", {"api_key": "0123456789abcdef0123456789abcdef-" + env["fake_mailchimp"].dc}, {})),
+    "fullcontact": (("fake_fullcontact",), lambda env: ("api_key", {"api_key": "fc-refused-" + CANARY}, {})),
+    "http_enrichment": (("refusing_endpoint",), lambda env: (
+        "bearer", {"url": env["refusing_endpoint"].url("/enrich"), "token": "tok-" + CANARY}, {})),
+    "webhook": (("refusing_endpoint",), lambda env: (
+        "bearer", {"url": env["refusing_endpoint"].url("/hooks"), "token": "tok-" + CANARY}, {})),
+    "google_tag_manager": (("fake_google",), lambda env: (
+        "oauth", {"access_token": "ya29.refused-" + CANARY, "refresh_token": "1//refused-" + CANARY,
+                  "expires_at": int(time.time()) + 3600,
+                  "scope": "https://www.googleapis.com/auth/tagmanager.edit.containers"}, {})),
+}
