@@ -288,10 +288,11 @@ def run(members: int, destinations: list[Destination]) -> list[Figures]:
 
         # -- one job per destination --------------------------------------------------------
         kinesis = boto3.client("kinesis", region_name="us-east-1")
-        stream = "bench-audience-events"
+        # moto's backends live in the process: names unique per size
+        stream = f"bench-audience-events-{members}"
         kinesis.create_stream(StreamName=stream, ShardCount=2)
         queue_url = boto3.client("sqs", region_name="us-east-1").create_queue(
-            QueueName="bench-audience-events")["QueueUrl"]
+            QueueName=f"bench-audience-events-{members}")["QueueUrl"]
         mailchimp.add_list("L1", "Bench", [("FNAME", "First", "text"), ("LNAME", "Last", "text"),
                                            ("COUNTRY", "Country", "text"), ("PLAN", "Plan", "text")])
 
@@ -388,7 +389,7 @@ def main() -> int:
     sizes = [int(s) for s in args.members.split(",")]
     results: list[Figures] = []
     for n in sizes:
-        print(f"audience of {n:,} members (fresh moto):", flush=True)
+        print(f"audience of {n:,} members (a moto server of its own):", flush=True)
         results += measure(n, sqs=n <= args.sqs_max)
     print()
     head = (f"{'provider':<10}{'members':>8}{'parts':>6}{'provider req':>13}{'per 1,000':>10}"
