@@ -1,7 +1,12 @@
 """The same checks for every registered provider (meltano-style conformance suite).
 
 A provider added to the registry runs these with no new test code, except one sample set
-of credentials per auth method in SAMPLE_CREDENTIALS (the hint test refuses to guess).
+of credentials per auth method in SAMPLE_CREDENTIALS (the hint test refuses to guess), and
+in tests/providers/workflow_fakes.py credentials its fake refuses (BAD_CHECKS) and a fake
+per workflow (WORKFLOW_FAKES): the tests fail for a provider or workflow without them.
+Schemas, hints and reprs need no fake; the check must answer refused credentials with
+"unhealthy"; every workflow runs through the API and the engine against its fake, crashed
+after every write, and ends exactly like an uninterrupted run.
 """
 
 from __future__ import annotations
