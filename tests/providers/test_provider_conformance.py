@@ -24,6 +24,7 @@ from chalicelib.providers.registry import Registry
 from tests.engine.fresh import forget_moto_models, fresh_deps
 from tests.providers.workflow_fakes import (  # noqa: F401 (fixtures the fakes ask for by name)
     BAD_CHECKS,
+    OPTION_FAKES,
     WORKFLOW_FAKES,
     WorkflowFake,
     fake_fullcontact,
@@ -308,3 +309,37 @@ def test_bad_credentials_are_unhealthy_not_an_exception(request: pytest.FixtureR
     # THEN a verdict: unhealthy, with the provider's reason, and no secret in it or in the logs
     assert result.status is HealthStatus.UNHEALTHY and result.reason, result
     assert not [s for s in secrets if s in repr(result) or s in caplog.text], result
+
+
+@pytest.mark.parametrize("provider_id", PROVIDER_IDS)
+def test_options_are_read_live_through_the_credentials(request: pytest.FixtureRequest, provider_id: str) -> None:
+    from chalicelib.providers.base import ProviderError
+    from chalicelib.providers.calls import CallCounter
+
+    provider = Registry().get(provider_id)
+    wanted = {(wf.id, field) for wf in provider.spec.workflows for field in wf.option_fields}
+    entry = OPTION_FAKES.get(provider_id)
+    if not wanted:
+        # THEN a provider without live options says so for any field, naming it
+        method = provider.spec.auth_methods[0]
+        creds = method.credentials_model(**SAMPLE_CREDENTIALS[provider_id][method.id])
+        with pytest.raises(ProviderError) as caught:
+            provider.options(method.id, creds, provider.spec.workflows[0].id, "nothing", {}, CallCounter())
+        assert caught.value.field == "field"
+        return
+    if entry is None:
+        pytest.fail(f"no options fake for {provider_id}: add one to OPTION_FAKES in tests/providers/workflow_fakes.py")
+    # GIVEN the provider's fake holding one resource of each kind, and credentials it accepts
+    fixtures, make = entry
+    method, raw, fields = make({name: request.getfixturevalue(name) for name in fixtures})
+    spec = next(m for m in provider.spec.auth_methods if m.id == method)
+    creds = spec.credentials_model(**raw)
+    assert {f for _, f in wanted} <= set(fields), f"OPTION_FAKES[{provider_id!r}] misses option fields"
+    for workflow, field in sorted(wanted):
+        params, expected = fields[field]
+        counter = CallCounter()
+        # WHEN the wizard asks for the field's choices
+        got = provider.options(method, creds, workflow, field, params, counter)
+        # THEN they come from the provider (requests counted) and hold the resource
+        assert expected in [o.value for o in got], (workflow, field, got)
+        assert counter.total >= 1, (workflow, field)

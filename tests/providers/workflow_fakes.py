@@ -471,3 +471,58 @@ BAD_CHECKS: dict[str, tuple[tuple[str, ...], Callable[[dict[str, Any]], tuple[st
                   "expires_at": int(time.time()) + 3600,
                   "scope": "https://www.googleapis.com/auth/tagmanager.edit.containers"}, {})),
 }
+
+
+# -- live options each provider's fake offers -----------------------------------------------------
+
+Options = tuple[str, dict[str, Any], dict[str, tuple[dict[str, str], str]]]
+
+
+def _kinesis_options(env: dict[str, Any]) -> Options:
+    name = _stream()
+    return ("access_keys", {"access_key_id": access_key_id(), "secret_access_key": CANARY},
+            {"stream_name": ({}, name)})
+
+
+def _s3_options(env: dict[str, Any]) -> Options:
+    bucket = make_bucket()
+    boto3.client("s3", region_name="us-east-1").put_object(Bucket=bucket, Key="in/a.csv", Body=b"email\n")
+    return ("access_keys", {"access_key_id": access_key_id(), "secret_access_key": CANARY},
+            {"bucket": ({}, bucket), "prefix": ({"bucket": bucket}, "in/")})
+
+
+def _sqs_options(env: dict[str, Any]) -> Options:
+    name = f"sy-opt-{uuid.uuid4().hex[:10]}"
+    url = str(boto3.client("sqs", region_name="us-east-1").create_queue(QueueName=name)["QueueUrl"])
+    return ("access_keys", {"access_key_id": access_key_id(), "secret_access_key": CANARY},
+            {"queue_url": ({"prefix": name}, url)})
+
+
+def _mailchimp_options(env: dict[str, Any]) -> Options:
+    fake = env["fake_mailchimp"]
+    fake.add_list("L1", "Customers", [("FNAME", "First", "text")])
+    fake.add_member("L1", "a@x.io", tags=["vip"])
+    in_list = {"list_id": "L1"}
+    return ("api_key", {"api_key": fake.new_api_key()},
+            {"list_id": ({}, "L1"), "fields": (in_list, "FNAME"), "field_mapping": (in_list, "FNAME"),
+             "tag": (in_list, "vip")})
+
+
+def _gtm_options(env: dict[str, Any]) -> Options:
+    fake = env["fake_google"]
+    fake.add_account("6001", "Acme")
+    fake.add_container("6001", "9001", "acme.example", workspace_id="3")
+    return ("oauth", fake.grant(),
+            {"account_id": ({}, "6001"), "container_id": ({"account_id": "6001"}, "9001"),
+             "workspace_id": ({"account_id": "6001", "container_id": "9001"}, "3")})
+
+
+# provider -> (fixtures, make(env) -> (method, credentials, {option field: (params, a value
+# it must offer)})). Every provider whose workflows have option fields must have one.
+OPTION_FAKES: dict[str, tuple[tuple[str, ...], Callable[[dict[str, Any]], Options]]] = {
+    "amazon_kinesis": (("aws_endpoint",), _kinesis_options),
+    "amazon_s3": (("aws_endpoint",), _s3_options),
+    "amazon_sqs": (("aws_endpoint",), _sqs_options),
+    "mailchimp": (("fake_mailchimp",), _mailchimp_options),
+    "google_tag_manager": (("fake_google",), _gtm_options),
+}
