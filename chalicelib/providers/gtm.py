@@ -276,8 +276,15 @@ class GtmInstallTag:
         name = cfg.get("tag_name") or DEFAULT_TAG_NAME
         body = tag_body(name, tag_html(ctx.account_id), ctx.job_id)
         messages: list[str] = []
+        version_name = f"Switchyard web tag ({ctx.run_id})"
         try:
-            same = [t for t in api.all(f"{base}/tags", "tag", "tags.list") if t.get("name") == name]
+            try:
+                same = [t for t in api.all(f"{base}/tags", "tag", "tags.list") if t.get("name") == name]
+            except HttpError as exc:
+                done = self._done_by_earlier_attempt(api, cfg, ctx, ws, version_name, exc) if exc.status == 404 else None
+                if done is None:
+                    raise
+                return done
             if same:
                 tag = same[0]
                 # The fingerprint makes the update fail (409) if someone edits the tag meanwhile.
@@ -289,7 +296,7 @@ class GtmInstallTag:
                 tag = api.send("POST", f"{base}/tags", "tags.create", body)
                 messages.append(f"created tag {name!r} (id {tag.get('tagId')}) in workspace {ws}")
             made = api.send("POST", f"{base}:create_version", "workspaces.create_version",
-                            {"name": f"Switchyard web tag ({ctx.run_id})",
+                            {"name": version_name,
                              "notes": f"Created by Switchyard job {ctx.job_id}, run {ctx.run_id}"})
         except HttpError as exc:
             if exc.status == 404:
@@ -316,6 +323,33 @@ class GtmInstallTag:
         state["workspace"] = {"configured": [account, container, cfg["workspace_id"]], "current": new_ws or ws}
         state["last_version_id"] = version_id
         return TaskResult(messages=messages, state=state)
+
+    @staticmethod
+    def _done_by_earlier_attempt(api: GtmApi, cfg: dict[str, Any], ctx: StepContext, ws: str, version_name: str,
+                                 exc: Exception) -> TaskResult | None:
+        """The workspace this run works in is gone. When an earlier attempt of this very run
+        created its version (create_version deletes the workspace it versions) and crashed
+        before its commit, the run's work is done: follow the workspace Tag Manager made
+        then (the container's newest: ids only grow) and create no second version.
+        None when no version of this run exists (the workspace is really missing)."""
+        account, container = cfg["account_id"], cfg["container_id"]
+        cpath = f"accounts/{account}/containers/{container}"
+        mine = [v for v in api.all(f"{cpath}/version_headers", "containerVersionHeader", "version_headers.list")
+                if v.get("name") == version_name]
+        if not mine:
+            return None
+        spaces = [str(w.get("workspaceId")) for w in api.all(f"{cpath}/workspaces", "workspace", "workspaces.list")
+                  if str(w.get("workspaceId") or "").isdigit()]
+        if not spaces:
+            raise _not_found(f"a workspace of container {container!r} (account {account!r})", "workspace_id") from exc
+        current = max(spaces, key=int)
+        version_id = str(mine[0].get("containerVersionId") or "")
+        state = dict(ctx.state)
+        state["workspace"] = {"configured": [account, container, cfg["workspace_id"]], "current": current}
+        state["last_version_id"] = version_id
+        return TaskResult(messages=[f"container version {version_id} of this run already exists (an earlier "
+                                    f"attempt made it before the run was saved); following workspace {current}"],
+                          state=state)
 
 
 PROVIDER = GtmProvider()

@@ -44,7 +44,10 @@ def run_task_step(engine: Engine, job: Job, run: Run, delivery: Delivery, starte
             credentials=credentials, config=job.config, cursor=run.cursor, state=job.state,
             max_records=engine.o.max_records, deadline=started + budget, counter=calls,
         )
+        # The same crash-injection points as the other steps' writes (docs/engine.md).
+        engine.o.fault("before_write")
         result = impl.run(ctx)
+        engine.o.fault("after_write")
     except ProviderError as exc:
         engine._failed_step(job, run, delivery, exc, calls)
         return

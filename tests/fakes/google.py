@@ -10,7 +10,7 @@ in a thread), in-memory state, deterministic.
   (400, 401 for a bad client). `revoke()` makes every refresh token `invalid_grant` ("Token
   has been expired or revoked.") and every access token 401.
 * Tag Manager under `/tagmanager/v2` with `Authorization: Bearer <token>`: accounts.list,
-  containers.list/get, workspaces.list/get, tags.list/create/update (`fingerprint` checked
+  containers.list/get, workspaces.list/get, version_headers.list, tags.list/create/update (`fingerprint` checked
   when given: 409 on a mismatch), workspaces.create_version (which, as documented, deletes
   the workspace and creates a new one: `newWorkspacePath`), versions.publish. Lists page
   with `pageToken`/`nextPageToken` (`page_size` items a page).
@@ -318,6 +318,10 @@ class FakeGoogle:
             return self._container_doc(account, c)
         if rest == "/workspaces" and method == "GET":
             return self._page([self._ws_doc(cpath, w) for w in c.workspaces.values()], "workspace", q)
+        if rest == "/version_headers" and method == "GET":
+            return self._page([{k: v[k] for k in ("path", "accountId", "containerId", "containerVersionId", "name")}
+                               | {"numTags": str(len(v["tag"]))} for v in c.versions.values()],
+                              "containerVersionHeader", q)
         m = re.fullmatch(r"/versions/(\d+):publish", rest)
         if m and method == "POST":
             if VERSIONS not in scope and PUBLISH not in scope:

@@ -125,3 +125,18 @@ def answer_error(service: str, operation: str, code: str, status: int, message: 
 
     calls._shared_session().events.register(f"before-call.{service}.{operation}", before_call)
     return hits
+
+
+def time_out(service: str, operation: str) -> list[int]:
+    """Every call of `operation` times out waiting for AWS's answer (botocore's
+    ReadTimeoutError, raised before anything reaches moto). Returns one entry per call."""
+    from botocore.exceptions import ReadTimeoutError
+
+    hits: list[int] = []
+
+    def before_call(**kw: Any) -> None:
+        hits.append(1)
+        raise ReadTimeoutError(endpoint_url=f"https://{service}.us-east-1.amazonaws.com/")
+
+    calls._shared_session().events.register(f"before-call.{service}.{operation}", before_call)
+    return hits

@@ -40,7 +40,7 @@ from chalicelib.providers.kinesis import (
 )
 from chalicelib.providers.kinesis_export import KinesisAudienceExport, partition_key
 from chalicelib.providers.kinesis_import import KinesisReader
-from tests.providers.aws_faults import answer_error, refuse_kinesis_records
+from tests.providers.aws_faults import answer_error, refuse_kinesis_records, time_out
 
 KEY_ID = "AKIAIOSFODNN7EXAMPLE"
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
@@ -635,3 +635,16 @@ def test_a_closed_shard_already_read_to_its_end_costs_no_call(aws: None) -> None
     result = KinesisReader(client=lambda sess: fake).read(ctx({"stream_name": "s"}, state=state))
     assert result.done and result.rows == [] and result.state["finished"] == ["shardId-000000000000"]
     assert fake.calls == [("ListShards", "")]
+
+
+def test_a_put_that_times_out_fails_the_step_as_transient(make_stream: Callable[..., str]) -> None:
+    # GIVEN PutRecords timing out
+    name = make_stream()
+    hits = time_out("kinesis", "PutRecords")
+    exp = exporter()
+    frozen = exp.freeze({"audience_id": "aud_1", "stream_name": name})
+    # WHEN a part is written THEN the step fails as transient (the engine retries the part later)
+    with pytest.raises(ProviderError) as caught:
+        exp.write_part(ctx({}), frozen, 1, rows(5))
+    assert caught.value.transient is True and caught.value.auth is False and hits == [1]
+    assert "did not answer in time" in caught.value.reason

@@ -35,7 +35,7 @@ from chalicelib.providers.sqs import (
     body,
     queue_region,
 )
-from tests.providers.aws_faults import answer_error, refuse_sqs_entries
+from tests.providers.aws_faults import answer_error, refuse_sqs_entries, time_out
 
 KEY_ID = "AKIAIOSFODNN7EXAMPLE"
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
@@ -282,3 +282,14 @@ def test_a_missing_queue_is_a_config_error_on_its_field(aws: None) -> None:
     with pytest.raises(ProviderError) as caught:
         exporter().write_part(ctx(), freeze(url), 1, rows(2))
     assert caught.value.transient is False and caught.value.field == "queue_url"
+
+
+def test_a_batch_that_times_out_fails_the_step_as_transient(make_queue: Callable[..., str]) -> None:
+    # GIVEN SendMessageBatch timing out
+    url = make_queue()
+    hits = time_out("sqs", "SendMessageBatch")
+    # WHEN a part is written THEN the step fails as transient (the engine retries the part later)
+    with pytest.raises(ProviderError) as caught:
+        exporter().write_part(ctx(), freeze(url), 1, rows(5))
+    assert caught.value.transient is True and caught.value.auth is False and hits == [1]
+    assert "did not answer in time" in caught.value.reason
