@@ -44,7 +44,13 @@ WITHHELD = "[message withheld: it may quote input or credentials]"
 MIN_SECRET_LENGTH = 6
 MAX_SECRETS = 1024
 
-_lock = threading.Lock()
+# Path parameters logged under the run path's and health path's key names, so one query
+# finds a job's (or an authorization's) API requests and its runs alike.
+PATH_IDS = {"job_id": "job_id", "auth_id": "authorization_id", "audience_id": "audience_id",
+            "profile_id": "profile_id", "rule_id": "rule_id"}
+
+_lock = threading.Lock()  # building the Logger
+_secrets_lock = threading.Lock()  # a separate lock: formatting a line takes it, also while building
 _logger: Logger | None = None
 _secrets: dict[str, None] = {}  # insertion-ordered set: the oldest go first past MAX_SECRETS
 _cold = True
@@ -176,7 +182,7 @@ def _http(request: Any, get_response: Callable[[Any], Any]) -> Any:
     with invocation("api", lambda_context, request_id=request_id, correlation_id=request_id,
                     account_id=authorizer.get("account_id"), user_id=authorizer.get("user_id"),
                     route=f"{request.method} {ctx.get('resourcePath') or request.path}",
-                    **{k: params.get(k) for k in ("job_id", "authorization_id", "run_id") if k in params}):
+                    **{key: params[name] for name, key in PATH_IDS.items() if name in params}):
         response = get_response(request)
         request_log.info("request", extra={"status": getattr(response, "status_code", None),
                                            "duration_ms": round((time.monotonic() - started) * 1000, 1)})
@@ -188,7 +194,7 @@ def _http(request: Any, get_response: Callable[[Any], Any]) -> Any:
 
 def redact(*values: Any) -> None:
     """Never print these values: credentials this process has parsed or loaded."""
-    with _lock:
+    with _secrets_lock:
         for value in values:
             if isinstance(value, str) and len(value) >= MIN_SECRET_LENGTH:
                 _secrets.pop(value, None)
@@ -198,7 +204,7 @@ def redact(*values: Any) -> None:
 
 
 def scrub(text: str) -> str:
-    with _lock:
+    with _secrets_lock:
         known = list(_secrets)
     for secret in known:
         for form in (secret, json.dumps(secret)[1:-1]):  # as is, and as escaped in JSON
