@@ -98,9 +98,8 @@ def test_concurrent_invocations_on_threads_keep_their_own_ids(capsys) -> None:
         t.start()
     for t in threads:
         t.join()
-    with logs.invocation("api", request_id="req_1"):
-        with cf.ThreadPoolExecutor(max_workers=1) as pool:
-            pool.submit(contextvars.copy_context().run, log.info, "in the pool").result()
+    with logs.invocation("api", request_id="req_1"), cf.ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(contextvars.copy_context().run, log.info, "in the pool").result()
     lines = log_lines(capsys.readouterr().out)
     assert sorted(line["job_id"] for line in with_message(lines, "working")) == ["job_a", "job_b"]
     [pooled] = with_message(lines, "in the pool")
