@@ -2,6 +2,7 @@
 
 from chalice import Chalice
 
+from chalicelib import logs
 from chalicelib.api import (
     admin,
     alerts,
@@ -18,7 +19,12 @@ from chalicelib.api import (
 from chalicelib.workers import alerts as alert_worker
 from chalicelib.workers import health, purge, runner
 
-app = Chalice(app_name="switchyard")
+# configure_logs=False: Chalice would give the "switchyard" logger (its app_name, the parent
+# of every switchyard.* logger) a plain-text stdout handler, printing each line twice. The
+# Powertools JSON handler is the only one; each invocation's correlation ids are bound and
+# cleared by the middleware (chalicelib/logs.py).
+app = Chalice(app_name="switchyard", configure_logs=False)
+app.register_middleware(logs.middleware, "all")
 app.register_blueprint(auth.bp)
 app.register_blueprint(meta.bp)
 app.register_blueprint(catalog.bp)

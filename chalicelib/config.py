@@ -51,6 +51,8 @@ class Settings:
     gtm_base_url: str = "https://tagmanager.googleapis.com/tagmanager/v2"
     google_oauth_url: str = "https://oauth2.googleapis.com"
     google_authorize_url: str = "https://accounts.google.com/o/oauth2/v2/auth"
+    # Level of the service's JSON logs (chalicelib/logs.py): DEBUG, INFO, WARNING, ERROR.
+    log_level: str = "INFO"
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -91,6 +93,7 @@ def settings() -> Settings:
         google_oauth_url=(_env("SWITCHYARD_GOOGLE_OAUTH_URL", "https://oauth2.googleapis.com") or "").rstrip("/"),
         google_authorize_url=_env("SWITCHYARD_GOOGLE_AUTHORIZE_URL",
                                   "https://accounts.google.com/o/oauth2/v2/auth") or "",
+        log_level=(_env("SWITCHYARD_LOG_LEVEL", "INFO") or "INFO").strip().upper(),
     )
 
 

@@ -17,6 +17,14 @@ log = logging.getLogger("switchyard.auth")
 
 @bp.authorizer(ttl_seconds=60)
 def token_authorizer(auth_request: AuthRequest) -> AuthResponse:
+    from chalicelib import logs
+
+    # Chalice middleware does not wrap authorizers, and Chalice hands them no context.
+    with logs.invocation("token_authorizer"):
+        return _authorize(auth_request)
+
+
+def _authorize(auth_request: AuthRequest) -> AuthResponse:
     from chalicelib.services.accounts import resolve_token
     from chalicelib.services.deps import deps
 

@@ -15,7 +15,18 @@ def parse(method: AuthMethodSpec, raw: Any, *, prefix: str) -> Any:
         from chalicelib.domain.errors import Invalid
 
         raise Invalid("credentials must be an object", fields={prefix: "must be an object"})
-    return validate(method.credentials_model, raw, prefix=prefix, what="credentials")
+    return _never_logged(validate(method.credentials_model, raw, prefix=prefix, what="credentials"))
+
+
+def _never_logged(model: Any) -> Any:
+    """Tell the logger the secret values (chalicelib/logs.py redacts them from every line),
+    so that an exception quoting one, e.g. a client library's, cannot carry it to CloudWatch."""
+    from pydantic import SecretStr
+
+    from chalicelib import logs
+
+    logs.redact(*(v.get_secret_value() for v in vars(model).values() if isinstance(v, SecretStr)))
+    return model
 
 
 def to_secret(model: Any) -> dict[str, Any]:
@@ -40,4 +51,4 @@ def load(d: Deps, auth: Authorization, spec: ProviderSpec) -> Any:
 
     if oauth.due(credentials):
         credentials = method.credentials_model.model_validate(oauth.refresh(d, auth, credentials))
-    return credentials
+    return _never_logged(credentials)

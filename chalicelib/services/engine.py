@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from chalicelib import logs
 from chalicelib.domain.errors import AppError
 from chalicelib.domain.failures import backoff_seconds, past_failure_window
 from chalicelib.domain.ids import new_id
@@ -109,6 +110,13 @@ class Engine:
 
     def handle(self, delivery: Delivery) -> None:
         msg = parse_message(delivery.body)
+        # Every line about this message carries its job (and run and step once known);
+        # the scope ends with the message, so the next one on this Lambda starts clean.
+        with logs.scope(account_id=msg["account_id"], job_id=msg["job_id"], trigger=msg["trigger"],
+                        run_id=msg.get("run_id"), step=msg.get("step")):
+            self._handle(msg, delivery)
+
+    def _handle(self, msg: dict[str, Any], delivery: Delivery) -> None:
         job = self.d.jobs.get(msg["account_id"], msg["job_id"], consistent=True)
         if job is None:
             log.info("message for a job that no longer exists: %s", msg["job_id"])
@@ -202,6 +210,8 @@ class Engine:
     def _interrupt(self, job: Job, run: Run) -> None:
         """The job was paused (or deleted) while this run was between steps."""
         status = "paused" if job.status is JobStatus.PAUSED else "cancelled"
+        logs.bind(run_id=run.id, step=run.step)
+        log.info("run interrupted: the job is %s", job.status.value)
         # Refused when another delivery settled the run first: nothing left to do then.
         with contextlib.suppress(TransactionFailed):
             self.d.table.transact([
@@ -230,6 +240,7 @@ class Engine:
     # -- one step --------------------------------------------------------------------------
 
     def _step(self, job: Job, run: Run, delivery: Delivery) -> None:
+        logs.bind(run_id=run.id, step=run.step, job_type=job.job_type.value, provider=job.provider)
         started = time.monotonic()
         budget = min(self.o.step_seconds, max(5.0, delivery.remaining_ms() / 1000 - 10))
         if not self.d.runs.acquire(run, delivery.message_id, int(budget) + LEASE_MARGIN):
@@ -367,6 +378,9 @@ class Engine:
             self._commit_refused(job, run, exc)
             return
         count_requests(job, calls.total)
+        log.info("step committed", extra={
+            "read": len(result.rows), "added": added, "omitted": omitted, "done": done,
+            "provider_calls": calls.total, "duration_ms": round(elapsed_ms, 1)})
         if done:
             self.finished(job, run)
         self.o.fault("after_commit")
@@ -449,6 +463,9 @@ class Engine:
             return
         if calls is not None:
             count_requests(job, calls.total)
+        # The reason is the provider's words, redacted: the job's own log shows it to users.
+        log.warning("step failed", extra={"code": code, "reason": exc.reason, "transient": exc.transient,
+                                          "fault_count": after.fault_count})
         if give_up:
             from chalicelib.store import metrics as M
 

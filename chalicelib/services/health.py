@@ -10,10 +10,12 @@ provider that hangs never stalls the others. Only a change of status writes a tr
 from __future__ import annotations
 
 import concurrent.futures as cf
+import contextvars
 import logging
 from dataclasses import dataclass
 from typing import Any
 
+from chalicelib import logs
 from chalicelib.domain.errors import AppError
 from chalicelib.domain.models import Authorization, CheckResult, HealthStatus
 from chalicelib.providers.base import ProviderError
@@ -113,35 +115,43 @@ def check_many(d: Deps, targets: list[tuple[str, str]], *, by: str = "sweep",
         return verdicts
     # Not a `with` block: leaving it would wait for a thread that hangs.
     pool = cf.ThreadPoolExecutor(max_workers=len(auths), thread_name_prefix="health")
-    futures = {pool.submit(_check, d, a): a for a in auths}
+    # Each check runs in a copy of this invocation's context (its log keys) plus its own ids.
+    futures = {pool.submit(contextvars.copy_context().run, _check_logged, d, a): a for a in auths}
     done, _hung = cf.wait(futures, timeout=timeout)
     pool.shutdown(wait=False, cancel_futures=True)
     for fut, auth in futures.items():
-        if fut not in done:
-            # The issue counts a provider that never answers as unreachable, not unknown.
-            check = CheckResult(HealthStatus.UNHEALTHY, f"unreachable: no answer within {timeout:g} s")
-            timed_out = True
-        else:
-            timed_out = False
-            exc = fut.exception()
-            if isinstance(exc, ProviderError):
-                # Throttling or an outage says nothing about the credentials.
-                verdicts.append(Verdict(auth.id, None, exc.reason))
-                continue
-            if exc is not None:
-                log.error("health check crashed", exc_info=exc,
-                          extra={"account_id": auth.account_id, "authorization_id": auth.id})
-                verdicts.append(Verdict(auth.id, None, "the check failed unexpectedly", crashed=True))
-                continue
-            check = fut.result()
-        try:
-            changed = record(d, auth, check, by=by)
-        except AppError:
-            verdicts.append(Verdict(auth.id, None, "deleted while being checked"))
-            continue
-        verdicts.append(Verdict(auth.id, check.status, check.reason, changed, timed_out))
+        with logs.scope(account_id=auth.account_id, authorization_id=auth.id):
+            verdicts.append(_settle(d, fut, auth, fut in done, timeout, by))
     _count(verdicts)
     return verdicts
+
+
+def _check_logged(d: Deps, auth: Authorization) -> CheckResult:
+    with logs.scope(account_id=auth.account_id, authorization_id=auth.id):
+        return _check(d, auth)
+
+
+def _settle(d: Deps, fut: cf.Future[CheckResult], auth: Authorization, finished: bool, timeout: float,
+            by: str) -> Verdict:
+    if not finished:
+        # The issue counts a provider that never answers as unreachable, not unknown.
+        check = CheckResult(HealthStatus.UNHEALTHY, f"unreachable: no answer within {timeout:g} s")
+        timed_out = True
+    else:
+        timed_out = False
+        exc = fut.exception()
+        if isinstance(exc, ProviderError):
+            # Throttling or an outage says nothing about the credentials.
+            return Verdict(auth.id, None, exc.reason)
+        if exc is not None:
+            log.error("health check crashed", exc_info=exc)
+            return Verdict(auth.id, None, "the check failed unexpectedly", crashed=True)
+        check = fut.result()
+    try:
+        changed = record(d, auth, check, by=by)
+    except AppError:
+        return Verdict(auth.id, None, "deleted while being checked")
+    return Verdict(auth.id, check.status, check.reason, changed, timed_out)
 
 
 def _count(verdicts: list[Verdict]) -> None:

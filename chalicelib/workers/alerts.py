@@ -17,17 +17,26 @@ log = logging.getLogger("switchyard.alerts")
 
 @bp.on_sqs_message(queue=ALERTS_QUEUE, batch_size=10)
 def deliver_alerts(event: Any) -> None:
+    from chalicelib import logs
     from chalicelib.services.alerts import deliver
     from chalicelib.services.deps import deps
 
     for record in event:
-        try:
-            body = json.loads(record.body)
-        except ValueError:
-            log.error("alert message dropped: not JSON")
-            continue
-        if isinstance(body, dict):
-            deliver(deps(), body)
+        raw = record.to_dict()
+        # Per record: one alert's ids (account, job or authorization) never tag the next.
+        with logs.scope(message_id=raw.get("messageId")):
+            try:
+                body = json.loads(record.body)
+            except ValueError:
+                log.error("alert message dropped: not JSON")
+                continue
+            if isinstance(body, dict):
+                detail = body.get("detail")
+                detail = detail if isinstance(detail, dict) else {}
+                logs.bind(account_id=detail.get("account_id"), job_id=detail.get("job_id"),
+                          run_id=detail.get("run_id"), authorization_id=detail.get("authorization_id"),
+                          alert=body.get("detail-type"))
+                deliver(deps(), body)
 
 
 @bp.schedule(Cron(5, "*", "*", "*", "?", "*"), name="evaluate_alert_rules")

@@ -23,8 +23,9 @@ def run_step(event: Any) -> None:
 
 
 def _run_step(event: Any) -> None:
+    from chalicelib import logs
     from chalicelib.services.deps import deps
-    from chalicelib.services.engine import Delivery, Engine, PoisonMessage
+    from chalicelib.services.engine import Delivery, Engine, PoisonMessage, StepBusy
 
     context = getattr(event, "context", None)
     engine = Engine(deps())
@@ -41,9 +42,17 @@ def _run_step(event: Any) -> None:
             memory_mb=int(getattr(context, "memory_limit_in_mb", 512) or 512),
             receive_count=int((raw.get("attributes") or {}).get("ApproximateReceiveCount", 1)),
         )
-        try:
-            engine.handle(delivery)
-        except PoisonMessage as exc:
-            # Raised on purpose: after maxReceiveCount, SQS moves it to the DLQ.
-            log.error("poison message %s: %s", delivery.message_id, exc)
-            raise
+        # The engine binds the job's ids inside; the scope drops them with the record.
+        with logs.scope(message_id=delivery.message_id, receive_count=delivery.receive_count):
+            try:
+                engine.handle(delivery)
+            except PoisonMessage as exc:
+                # Raised on purpose: after maxReceiveCount, SQS moves it to the DLQ.
+                log.error("poison message %s: %s", delivery.message_id, exc)
+                raise
+            except StepBusy:
+                log.info("step busy: another delivery holds the run's lease; SQS redelivers")
+                raise
+            except Exception:
+                log.exception("step crashed; SQS redelivers it (resumes from the last commit)")
+                raise

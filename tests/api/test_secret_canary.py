@@ -9,12 +9,14 @@ import logging
 import boto3
 
 from tests.api.helpers import access_key_id, make_bucket
+from tests.log_lines import log_lines, with_message
 
 CANARY = "CANARY-7f3a9c1e5b2d4068"
 EXTERNAL_CANARY = "EXTCANARY-91b2c3d4"
 
 
-def test_canary_never_leaves_secrets_manager(api, tenant, caplog, aws_endpoint):
+def test_canary_never_leaves_secrets_manager(api, tenant, caplog, capsys, aws_endpoint):
+    capsys.readouterr()
     caplog.set_level(logging.INFO)
     caplog.set_level(logging.DEBUG, logger="switchyard")
     bodies: list[str] = []
@@ -62,8 +64,12 @@ def test_canary_never_leaves_secrets_manager(api, tenant, caplog, aws_endpoint):
 
     # responses
     assert not [b for b in bodies if leaks(b)]
-    # logs
+    # logs: the records, and the JSON lines the Powertools handler printed (message, extra
+    # fields and formatted exceptions alike), one per request at least
     assert not [r.getMessage() for r in caplog.records if leaks(r.getMessage())]
+    out = capsys.readouterr().out
+    assert len(with_message(log_lines(out), "request")) == len(bodies)
+    assert not leaks(out)
     # every DynamoDB item (a test may scan; the app never does)
     ddb = boto3.client("dynamodb", region_name="us-east-1")
     items = []
