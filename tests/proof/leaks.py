@@ -47,6 +47,49 @@ class AwsWire:
             emitter.unregister("before-send", unique_id="proof-leaks-wire")
 
 
+class BusCapture:
+    """Every event on the stage's EventBridge bus, copied to a queue of the test's own by a
+    rule of its own (the app's alerts rule and queue are left alone)."""
+
+    def __init__(self, region: str = "us-east-1") -> None:
+        import uuid
+
+        import boto3
+
+        self.sqs = boto3.client("sqs", region_name=region)
+        self.events = boto3.client("events", region_name=region)
+        self.name = f"proof-events-{uuid.uuid4().hex[:8]}"
+        self.url = ""
+        self.bus = ""
+
+    def __enter__(self) -> BusCapture:
+        from chalicelib.config import settings
+
+        self.url = self.sqs.create_queue(QueueName=self.name)["QueueUrl"]
+        arn = self.sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        self.bus = settings().event_bus_name
+        self.events.put_rule(Name=self.name, EventBusName=self.bus,
+                             EventPattern=json.dumps({"source": ["switchyard"]}))
+        self.events.put_targets(Rule=self.name, EventBusName=self.bus, Targets=[{"Id": "capture", "Arn": arn}])
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.events.remove_targets(Rule=self.name, EventBusName=self.bus, Ids=["capture"])
+        self.events.delete_rule(Name=self.name, EventBusName=self.bus)
+        self.sqs.delete_queue(QueueUrl=self.url)
+
+    def take(self) -> list[str]:
+        """The raw events captured since the last take."""
+        out: list[str] = []
+        while True:
+            msgs = self.sqs.receive_message(QueueUrl=self.url, MaxNumberOfMessages=10).get("Messages", [])
+            if not msgs:
+                return out
+            for m in msgs:
+                out.append(m["Body"])
+                self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=m["ReceiptHandle"])
+
+
 def queued_messages(region: str = "us-east-1") -> dict[str, list[str]]:
     """Body and attributes of every message on every queue (DLQs included), as moto holds
     them, by queue name: read from moto's backend, which runs in this process."""
@@ -109,4 +152,4 @@ def forms(secret: str, *, prefix: int = 16) -> list[str]:
     return [secret, secret[:prefix], basic]
 
 
-__all__ = ["AwsWire", "Places", "all_items", "forms", "queued_messages"]
+__all__ = ["AwsWire", "BusCapture", "Places", "all_items", "forms", "queued_messages"]

@@ -31,7 +31,6 @@ import base64
 import json
 import logging
 import secrets
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -40,7 +39,7 @@ import pytest
 
 from tests.fakes.mailchimp import ERROR_TYPE, Seen
 from tests.http_receiver import Receiver
-from tests.proof.leaks import AwsWire, Places, all_items, forms, queued_messages
+from tests.proof.leaks import AwsWire, BusCapture, Places, all_items, forms, queued_messages
 from tests.proof.record import record, size
 
 HOURLY = {"type": "interval", "every_minutes": 60}
@@ -109,33 +108,9 @@ def api(api_for: Any, tenant: Any) -> Any:
 
 
 @pytest.fixture()
-def capture_bus(deps: Any) -> Iterator[tuple[Any, str]]:
-    """Every event on the stage's bus, copied to a queue of this test's own."""
-    from chalicelib.config import settings
-
-    sqs, events = boto3.client("sqs", region_name="us-east-1"), boto3.client("events", region_name="us-east-1")
-    name = f"proof-leaks-events-{uuid.uuid4().hex[:8]}"
-    url = sqs.create_queue(QueueName=name)["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    bus = settings().event_bus_name
-    events.put_rule(Name=name, EventBusName=bus, EventPattern=json.dumps({"source": ["switchyard"]}))
-    events.put_targets(Rule=name, EventBusName=bus, Targets=[{"Id": "capture", "Arn": arn}])
-    yield sqs, url
-    events.remove_targets(Rule=name, EventBusName=bus, Ids=["capture"])
-    events.delete_rule(Name=name, EventBusName=bus)
-    sqs.delete_queue(QueueUrl=url)
-
-
-def _receive_all(sqs: Any, url: str, delete: bool = True) -> list[dict[str, Any]]:
-    out = []
-    while True:
-        msgs = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", [])
-        if not msgs:
-            return out
-        out += msgs
-        if delete:
-            for m in msgs:
-                sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+def capture_bus(deps: Any) -> Iterator[BusCapture]:
+    with BusCapture() as bus:
+        yield bus
 
 
 class Lambdas:
@@ -286,7 +261,7 @@ def test_canary_credentials_are_found_nowhere_but_secrets_manager(
         call("DELETE", f"/authorizations/{auth['id']}", expect=204)
         metrics().flush()
     out, err = capfd.readouterr()
-    events = [m["Body"] for m in _receive_all(*capture_bus)]
+    events = capture_bus.take()
     left_on_queues = queued_messages()
     items = all_items()
 
