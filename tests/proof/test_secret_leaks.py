@@ -113,6 +113,26 @@ def capture_bus(deps: Any) -> Iterator[BusCapture]:
         yield bus
 
 
+class EchoingReceiver:
+    """A webhook endpoint (tests/http_receiver.py handler) that accepts one bearer token and
+    answers any other with a 401 echoing the Authorization header, in JSON and plain text."""
+
+    def __init__(self, token: str) -> None:
+        self.token = token
+        self.echoed = 0
+
+    def __call__(self, req: Any) -> Any:
+        from tests.http_receiver import Answer
+
+        header = req.headers.get("authorization", "")
+        if header == f"Bearer {self.token}":
+            return Answer(200, {"ok": True})
+        self.echoed += 1
+        if self.echoed % 2:
+            return Answer(401, {"error": {"message": f"token refused: {header}"}}, {"X-Echo": header})
+        return Answer(401, f"401 Unauthorized ({header})", {"X-Echo": header})
+
+
 class Lambdas:
     """The runs, health and alerts queues delivered to the app's own Lambda handlers
     (chalice.test), only this account's messages; the others' are dropped, as every test
@@ -173,7 +193,9 @@ def test_canary_credentials_are_found_nowhere_but_secrets_manager(
     fake = fake_mailchimp
     echo = EchoingMailchimp(fake)
     first, second, refused = (_canary(t, fake.dc) for t in ("A", "B", "X"))
-    canaries = {"first key": first, "rotated key": second, "refused key": refused}
+    hook_token = f"whtok{secrets.token_hex(16)}"
+    canaries = {"first key": first, "rotated key": second, "refused key": refused, "webhook token": hook_token}
+    endpoint = EchoingReceiver(hook_token)
     fake.api_keys.update({first, second})
     fake.add_list("L1", "Customers", [("FNAME", "First", "text"), ("PLAN", "Plan", "text")])
     for i in range(members):
@@ -194,7 +216,7 @@ def test_canary_credentials_are_found_nowhere_but_secrets_manager(
 
     metrics().flush()
     capfd.readouterr()
-    with Receiver() as hooks, AwsWire() as wire:
+    with Receiver() as hooks, Receiver(handler=endpoint) as receiver, AwsWire() as wire:
         # -- alerts go to a webhook and an e-mail address (SNS) ---------------------------------
         version = call("GET", "/alerts", expect=200)["data"]["version"]
         call("PUT", "/alerts", {"emails": ["ops@acme.example"], "webhooks": [hooks.url("/alerts")],
@@ -247,6 +269,21 @@ def test_canary_credentials_are_found_nowhere_but_secrets_manager(
         failed = call("GET", f"/jobs/{imp['id']}", expect=200)["data"]
         assert failed["status"] == "failed" and "401" in failed["last_run"]["error"], failed
         lam.alerts()
+        # -- a webhook export with a bearer token: the endpoint refuses it, echoing it --------------
+        hook = call("POST", "/authorizations", {"provider": "webhook", "method": "bearer", "label": "Hook",
+                                                "credentials": {"url": receiver.url("/in"), "token": hook_token}},
+                    expect=201)["data"]
+        hook_job = call("POST", "/jobs", {"provider": "webhook", "job_type": "export",
+                                          "workflow": "webhook_audience_export", "authorization_id": hook["id"],
+                                          "label": "Hook out", "config": {"audience_id": audience["id"]}},
+                        expect=201)["data"]
+        endpoint.token = "rotated-at-the-endpoint"
+        lam.runs()
+        assert call("GET", f"/jobs/{hook_job['id']}", expect=200)["data"]["status"] == "failed"
+        call("POST", f"/authorizations/{hook['id']}/check", expect=200)
+        call("PUT", f"/authorizations/{hook['id']}/credentials",
+             {"credentials": {"url": receiver.url("/in"), "token": hook_token + "x"}}, expect=422)
+        lam.alerts()
         # -- everything a user can read -------------------------------------------------------------
         for path in ("/authorizations", f"/authorizations/{auth['id']}", f"/authorizations/{auth['id']}/health",
                      f"/authorizations/{auth['id']}/activity?granularity=hour", "/jobs", "/alerts",
@@ -259,6 +296,8 @@ def test_canary_credentials_are_found_nowhere_but_secrets_manager(
         call("DELETE", f"/jobs/{exp['id']}", expect=204)
         call("DELETE", f"/jobs/{imp['id']}", expect=204)
         call("DELETE", f"/authorizations/{auth['id']}", expect=204)
+        call("DELETE", f"/jobs/{hook_job['id']}", expect=204)
+        call("DELETE", f"/authorizations/{hook['id']}", expect=204)
         metrics().flush()
     out, err = capfd.readouterr()
     events = capture_bus.take()
@@ -288,6 +327,9 @@ def test_canary_credentials_are_found_nowhere_but_secrets_manager(
         json.dumps(r.headers) + r.body.decode() for r in fake.requests])
     assert stored["first key"] and stored["rotated key"], stored
     assert sent["first key"] and sent["rotated key"] and sent["refused key"], sent
+    heard = in_secrets.search("requests the webhook endpoint received", [
+        json.dumps(r.headers) + r.body.decode() for r in receiver.requests])
+    assert heard["webhook token"] and stored["webhook token"], (heard, stored)
 
     # the life cycle went where it should
     assert echo.echoed >= 4 and lam.handled["check_health"] >= 1 and lam.handled["deliver_alerts"] >= 3
@@ -295,8 +337,10 @@ def test_canary_credentials_are_found_nowhere_but_secrets_manager(
                    if json.loads(e)["detail"].get("account_id") == tenant.account_id)
     # the export recovered from its outage; the sweep found the key refused, check now found it
     # working again; the failing run failed the import and made the authorization unhealthy
+    # (and the webhook export failed on its 401, its authorization unhealthy)
     assert types == sorted(["Job Recovered", "Authorization Unhealthy", "Authorization Healthy Again",
-                            "Authorization Unhealthy", "Job Failed"]), types
+                            "Authorization Unhealthy", "Job Failed", "Job Failed",
+                            "Authorization Unhealthy"]), types
     assert hooks.requests and audit and '"_aws"' in out
     searched = sum(n for _, n, _ in places.rows)
     sqs_sends = len(wire.bodies.get("sqs", []))
@@ -312,12 +356,14 @@ def test_canary_credentials_are_found_nowhere_but_secrets_manager(
         "app AWS requests": sum(len(v) for v in wire.bodies.values()),
         "SQS requests": sqs_sends,
         "events": len(events),
-        "provider answers echoing the key": echo.echoed,
+        "provider answers echoing the secret": echo.echoed + endpoint.echoed,
     }, table=places.table() + "\n\nPositive controls (where the canaries must be):\n\n" + in_secrets.table(),
         summary=("Three canary Mailchimp API keys (the first, the rotated one, one Mailchimp refused) through "
                  "create, check, options, an import and an export run, an outage whose 500s echo the key, "
                  "rotation, the daily sweep while the key is refused, check now, a run failing on a 401 "
-                 "that echoes the key in its body and headers, alert delivery (SNS and webhook) and delete. "
+                 "that echoes the key in its body and headers, alert delivery (SNS and webhook) and delete; and a "
+                 "webhook bearer token whose endpoint refuses it with 401s echoing the Authorization header "
+                 "(JSON and plain text), through create, a failing export, check now and a refused rotation. "
                  "Searched as themselves, their first 16 characters and inside an HTTP Basic header. "
                  "Logs captured at INFO (DEBUG for switchyard and urllib3)."),
         order=30)
