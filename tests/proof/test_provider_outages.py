@@ -228,7 +228,8 @@ def _seed(deps: Any, account_id: str, n: int) -> set[str]:
     return {profile_id_for(account_id, "email", f"o{i}@example.com") for i in range(n)}
 
 
-def _job(api: Any, receiver: Receiver, *, batch_size: int, window_hours: float | None) -> dict[str, Any]:
+def _job(api: Any, receiver: Receiver, *, batch_size: int, window_hours: float | None,
+         schedule: dict[str, Any] | None = None) -> dict[str, Any]:
     auth = api.post("/authorizations", {"provider": "webhook", "method": "hmac", "label": "Hook",
                                         "credentials": {"url": receiver.url("/hooks"), "signing_secret": SIGNING}})
     assert auth.status_code == 201, auth.body
@@ -242,6 +243,8 @@ def _job(api: Any, receiver: Receiver, *, batch_size: int, window_hours: float |
                    "batch_size": batch_size}}
     if window_hours is not None:
         body["failure_window_hours"] = window_hours
+    if schedule is not None:
+        body["schedule"] = schedule
     r = api.post("/jobs", body)
     assert r.status_code == 201, r.body
     return dict(r.json["data"])
@@ -398,3 +401,63 @@ def test_an_outage_longer_than_the_failure_window_fails_once_then_a_resume_recov
         summary=("The same outage (from the run's first batch) against a job that tolerates 15 minutes of "
                  "errors: the first attempt past the window fails the job, nothing is retried while the "
                  "clock runs past the outage, and a user's resume afterwards delivers every member."))
+
+
+def test_a_scheduled_job_keeps_one_retry_chain_through_an_outage(api, deps, tenant, stage) -> None:
+    """Its schedule (every 10 minutes) keeps firing during the outage. A fire while the job
+    backs off must not start an attempt of its own (that would be a second retry chain:
+    attempts no longer back off, and stale retries start extra runs after the recovery)."""
+    clock, queue = stage
+    members = size(10, 200)
+    ids = _seed(deps, tenant.account_id, members)
+    box = Inbox(secret=SIGNING)
+    outage = Outage(box, clock, after_batches=0)
+    every = timedelta(minutes=10)
+    with Receiver(handler=outage) as receiver:
+        job = _job(api, receiver, batch_size=5, window_hours=None, schedule={"type": "interval", "every_minutes": 10})
+        outage.armed = True
+        drain = SimDrain(deps, clock, tenant.account_id, max_records=20)
+        started = clock.now
+        fires = started + every
+        # WHEN the clock runs an hour, EventBridge Scheduler firing every 10 minutes
+        while clock.now - started < timedelta(hours=1):
+            drain.run()
+            due = queue.next_due()
+            if due is not None and due <= fires:
+                clock.now = max(clock.now, due)
+                queue.release()
+            else:
+                clock.now = fires
+                fires += every
+                deps.runs_queue.send({"account_id": tenant.account_id, "job_id": job["id"], "trigger": "schedule"})
+        drain.run()
+    assert drain.errors == []
+    # THEN the attempts inside the outage are the backoff's alone: 0, ~1, ~3, ~7, ~15 minutes...
+    attempts = sorted({at for at, _ in outage.failed})
+    gaps = [(b - a).total_seconds() for a, b in itertools.pairwise(attempts)]
+    assert all(g2 >= g1 * 0.75 for g1, g2 in itertools.pairwise(gaps)), [_mmss(b - started) for b in attempts]
+    assert len(attempts) <= 6, [_mmss(b - started) for b in attempts]
+    # AND after the recovery one run per schedule fire, nothing else: no stale retry starts a run
+    runs = api.get(f"/jobs/{job['id']}/runs?limit=100").json["data"]
+    triggers = Counter(r["trigger"] for r in runs)
+    assert triggers.get("retry", 0) == 0, triggers
+    assert all(r["status"] == "succeeded" for r in runs), [(r["trigger"], r["status"]) for r in runs]
+    got = Counter(e["profile_id"] for e in box.events)
+    assert set(got) == ids and set(got.values()) == {1}, got.most_common(3)
+    skipped = [ln for ln in api.get(f"/jobs/{job['id']}/logs?limit=200").json["data"]
+               if ln["code"] == "run.skipped_backing_off"]
+    assert skipped, "the schedule fired during the backoff"
+    record("provider_outages_schedule", "Provider outages: a job on a 10-minute schedule", {
+        "outage (simulated)": "30 min",
+        "schedule": "every 10 min",
+        "failed attempts": len(attempts),
+        "attempts at (simulated)": ", ".join(_mmss(a - started) for a in attempts),
+        "schedule fires skipped while backing off": len(skipped),
+        "runs": len(runs),
+        "runs started by a stale retry": triggers.get("retry", 0),
+        "members received exactly once": f"{sum(1 for v in got.values() if v == 1)}/{members}",
+    }, order=72, summary=(
+        "EventBridge Scheduler keeps firing during the outage; a fire while the job backs off is skipped "
+        "(logged as run.skipped_backing_off), so the attempts stay the backoff's, and a retry made stale by "
+        "another attempt is dropped. Before this suite found it, each fire started an attempt and a second "
+        "retry chain (decision 250)."))

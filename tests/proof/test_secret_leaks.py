@@ -251,10 +251,14 @@ def test_canary_credentials_are_found_nowhere_but_secrets_manager(
         call("PUT", f"/authorizations/{auth['id']}/credentials", {"credentials": {"api_key": second}},
              expect=200)
         fake.api_keys.discard(first)
-        fire(exp["id"])
-        lam.runs()
-        exp_now = call("GET", f"/jobs/{exp['id']}", expect=200)["data"]
-        assert exp_now["last_run"]["status"] == "succeeded" and exp_now["fault_count"] == 0, exp_now
+        for _ in range(3):  # run now rather than wait for the backoff (again if a step ran out of time)
+            call("POST", f"/jobs/{exp['id']}/run", expect=200)
+            lam.runs()
+            exp_now = call("GET", f"/jobs/{exp['id']}", expect=200)["data"]
+            if exp_now["last_run"]["status"] != "retrying":
+                break
+        assert exp_now["last_run"]["status"] == "succeeded" and exp_now["fault_count"] == 0, (
+            exp_now, api.get(f"/jobs/{exp['id']}/logs").json["data"][:5])
         # -- the daily sweep while Mailchimp refuses the key, then check now once it works ----------
         fake.api_keys.discard(second)
         lam.sweep()
