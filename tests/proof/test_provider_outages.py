@@ -286,7 +286,7 @@ def _alerts(bus: BusCapture, job_id: str) -> list[str]:
 
 def test_a_30_minute_outage_backs_off_then_recovers_with_every_member_once(api, deps, tenant, stage) -> None:
     clock, queue = stage
-    members, batch, step = size(40, 1000), size(5, 50), size(20, 200)
+    members, batch, step = size(20, 1000), size(4, 50), size(10, 200)
     ids = _seed(deps, tenant.account_id, members)
     box = Inbox(secret=SIGNING)
     outage = Outage(box, clock, after_batches=2)
@@ -346,7 +346,7 @@ def test_a_30_minute_outage_backs_off_then_recovers_with_every_member_once(api, 
 def test_an_outage_longer_than_the_failure_window_fails_once_then_a_resume_recovers(
         api, deps, tenant, stage) -> None:
     clock, queue = stage
-    members, batch, step = size(30, 500), size(5, 50), size(15, 200)
+    members, batch, step = size(15, 500), size(5, 50), size(15, 200)
     ids = _seed(deps, tenant.account_id, members)
     box = Inbox(secret=SIGNING)
     outage = Outage(box, clock, after_batches=0)

@@ -190,7 +190,7 @@ def test_canary_credentials_are_found_nowhere_but_secrets_manager(
     caplog.set_level(logging.INFO)
     for name in ("switchyard", "urllib3"):
         caplog.set_level(logging.DEBUG, logger=name)
-    members = size(30, 600)
+    members = size(12, 600)
     fake = fake_mailchimp
     echo = EchoingMailchimp(fake)
     first, second, refused = (_canary(t, fake.dc) for t in ("A", "B", "X"))
