@@ -97,6 +97,18 @@ def count_requests(job: Job, requests: int) -> None:
         M.metrics().count(M.PROVIDER_REQUESTS, requests, provider=job.provider)
 
 
+def stale_retry(job: Job, msg: dict[str, Any]) -> bool:
+    """A retry names the fault it was queued after; the job has moved on when its fault
+    count differs (retries queued before the count was carried are never stale)."""
+    queued_for = msg.get("fault_count")
+    return isinstance(queued_for, int) and queued_for != job.fault_count
+
+
+def backing_off(job: Job, now: datetime) -> bool:
+    """Sleeping after a transient error, its retry not due yet."""
+    return job.fault_count > 0 and bool(job.next_run_at) and _parse(str(job.next_run_at)) > now
+
+
 def is_one_time(job: Job) -> bool:
     return job.schedule is None or job.schedule.get("type") == "once"
 
@@ -135,6 +147,13 @@ class Engine:
                 return
             self._step(job, run, delivery)
             return
+        if msg["trigger"] == "retry" and stale_retry(job, msg):
+            # Another attempt came since this retry was queued (run now, resume, a success):
+            # that attempt queued its own retry if it needed one. Running this one too would
+            # make two retry chains, and a run nobody asked for after the recovery.
+            log.info("stale retry dropped: job %s is at fault %s, the retry was for fault %s",
+                     job.id, job.fault_count, msg["fault_count"])
+            return
         if msg["trigger"] == "retry" and msg.get("not_before"):
             wait = (_parse(msg["not_before"]) - self.o.now()).total_seconds()
             if wait > 1:
@@ -169,6 +188,13 @@ class Engine:
             if in_quiet_hours(job.schedule, now):
                 self._log(job, "info", "run.skipped_quiet_hours",
                           "scheduled run skipped: inside the job's quiet hours")
+                return None
+            if backing_off(job, now):
+                # The retry already queued runs the job when its backoff is over; starting
+                # now would not back off at all (and start a second retry chain).
+                self._log(job, "info", "run.skipped_backing_off",
+                          f"scheduled run skipped: backing off after {job.fault_count} "
+                          f"error{'s' if job.fault_count > 1 else ''}; the retry is due at {job.next_run_at}")
                 return None
         resumed = None
         if job.current_run_id:
@@ -487,7 +513,7 @@ class Engine:
                 health.mark_unhealthy_from_run(self.d, auth, exc.reason, run_id=run.id)
         if delay is not None:
             self._send({"account_id": job.account_id, "job_id": job.id, "trigger": "retry",
-                        "not_before": after.next_run_at}, delay=delay)
+                        "not_before": after.next_run_at, "fault_count": after.fault_count}, delay=delay)
 
     def _log(self, job: Job, level: str, code: str, message: str) -> None:
         self.d.runs.write_logs(job.account_id, job.id, [LogLine(level, code, message)])

@@ -326,3 +326,60 @@ def test_requests_of_a_failed_step_are_counted_with_their_error(
     # THEN one more request, no more errors
     assert _job(api, job["id"])["status"] == "completed"
     assert _requests(api, job["authorization_id"]) == (2, 1)
+
+
+def test_a_schedule_fire_during_backoff_is_skipped_not_a_second_attempt(api, deps, tenant, drain, make_job, source,
+                                                                         options):
+    # GIVEN an every-10-minutes job whose first run hit a transient error: backing off
+    source.errors = [ProviderError("503", transient=True)]
+    job = make_job(people(5), schedule={"type": "interval", "every_minutes": 10})
+    drain.run()
+    state = _job(api, job["id"])
+    assert state["status"] == "sleeping" and state["fault_count"] == 1
+    reads = source.reads
+    # WHEN its schedule fires before the retry is due
+    fire = {"account_id": tenant.account_id, "job_id": job["id"], "trigger": "schedule"}
+    Engine(deps, options).handle(Delivery(body=fire, message_id="fire-1"))
+    # THEN nothing ran: the job still waits for its retry, and the log says why
+    assert source.reads == reads and _job(api, job["id"])["fault_count"] == 1
+    assert _logs(api, job["id"])[0]["code"] == "run.skipped_backing_off"
+    # WHEN a fire comes after the retry was due (the retry itself got lost) THEN it runs
+    options.now = lambda: datetime.now(UTC) + timedelta(hours=2)
+    Engine(deps, options).handle(Delivery(body=fire, message_id="fire-2"))
+    drain.run()
+    final = _job(api, job["id"])
+    assert source.reads == reads + 1 and final["fault_count"] == 0 and final["last_run"]["status"] == "succeeded"
+
+
+def test_a_retry_made_stale_by_another_attempt_is_dropped(api, deps, tenant, drain, make_job, source, options):
+    # GIVEN a scheduled job backing off after a transient error, its retry queued for fault 1
+    source.errors = [ProviderError("503", transient=True)]
+    job = make_job(people(5), schedule={"type": "interval", "every_minutes": 60})
+    drain.run()
+    [queued] = [m for m in _held_retries(drain) if m["job_id"] == job["id"]]
+    assert queued["fault_count"] == 1
+    # WHEN the user runs it now, and that run succeeds
+    assert api.post(f"/jobs/{job['id']}/run").status_code == 200
+    drain.run()
+    assert _job(api, job["id"])["fault_count"] == 0
+    runs = len(_runs(api, job["id"]))
+    # AND the old retry arrives when it was due
+    options.now = lambda: datetime.now(UTC) + timedelta(hours=2)
+    Engine(deps, options).handle(Delivery(body={**queued, "not_before": None}, message_id="late-retry"))
+    drain.run()
+    # THEN it started nothing: no run nobody asked for
+    assert len(_runs(api, job["id"])) == runs and source.reads == 2
+
+
+def _held_retries(drain) -> list[dict]:
+    """The delayed messages of the runs queue, read from moto's backend (a receive cannot
+    see them before their delay is over)."""
+    import json as _json
+
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.sqs.models import sqs_backends
+
+    queue = sqs_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].queues["switchyard-runs"]
+    with queue._messages_lock:
+        bodies = [_json.loads(m.body) for m in queue._messages]
+    return [b for b in bodies if b.get("trigger") == "retry"]
