@@ -127,8 +127,20 @@ def for_moto(template: dict[str, Any], distribution_id: str) -> dict[str, Any]:
         del t["Resources"][name]
 
     def names_gone(value: Any) -> bool:
-        text = json.dumps(value)
-        return any(f'"{n}"' in text or "${" + n in text for n in gone)
+        """Whether a Ref, GetAtt or Sub in `value` names a resource left out."""
+        if isinstance(value, list):
+            return any(names_gone(v) for v in value)
+        if not isinstance(value, dict):
+            return False
+        if value.get("Ref") in gone:
+            return True
+        if "Fn::GetAtt" in value and value["Fn::GetAtt"][0] in gone:
+            return True
+        sub = value.get("Fn::Sub")
+        text = sub if isinstance(sub, str) else (sub[0] if isinstance(sub, list) else "")
+        if any("${" + n + "}" in text or "${" + n + "." in text for n in gone):
+            return True
+        return any(names_gone(v) for v in value.values())
 
     for name in list(t["Outputs"]):
         if names_gone(t["Outputs"][name]):
@@ -222,16 +234,25 @@ def test_make_deploy_creates_then_updates_the_stack_and_publishes_the_spa(
     invalidations = cloudfront.list_invalidations(DistributionId=distribution_id)["InvalidationList"]
     assert invalidations["Quantity"] == 1
 
-    # WHEN it runs again (a new build of the SPA)
+    # WHEN it runs again with a changed template and a new build of the SPA
+    changed = json.loads((dist / "template.json").read_text())
+    changed["Outputs"]["Build"] = {"Value": "2"}
+    (dist / "template.json").write_text(json.dumps(changed))
     (site / "index.html").write_text("<p>v2</p>")
     second = deploy()
     # THEN it is an update, not a failure, and the new index is live
     assert second.returncode == 0, second.stdout + second.stderr
-    assert "updating stack switchyard-prod" in second.stdout
-    status = cfn.describe_stacks(StackName="switchyard-prod")["Stacks"][0]["StackStatus"]
-    assert status in ("UPDATE_COMPLETE", "CREATE_COMPLETE"), status
+    assert "stack switchyard-prod: updated" in second.stdout
+    stack = cfn.describe_stacks(StackName="switchyard-prod")["Stacks"][0]
+    assert stack["StackStatus"] == "UPDATE_COMPLETE"
+    assert {"OutputKey": "Build", "OutputValue": "2"} in [
+        {k: o[k] for k in ("OutputKey", "OutputValue")} for o in stack["Outputs"]]
     assert s3.get_object(Bucket=bucket, Key="index.html")["Body"].read() == b"<p>v2</p>"
     assert cloudfront.list_invalidations(DistributionId=distribution_id)["InvalidationList"]["Quantity"] == 2
+    # AND a third run with nothing changed is "unchanged", still a success
+    third = deploy()
+    assert third.returncode == 0, third.stdout + third.stderr
+    assert "stack switchyard-prod: unchanged" in third.stdout
 
 
 def test_deploy_refuses_without_a_package(moto_env: dict[str, str], tmp_path: Path) -> None:
