@@ -9,7 +9,7 @@
    references chalice's `RestAPI`, so it cannot live in infra/template.json, which is also
    deployed alone into moto by the local stack and the tests.
 3. The `Stage` parameter defaults to the packaged stage (the functions' environment already
-   names it), chalice's resources get the checkov findings accepted for them with their reasons
+   names it), SQS-triggered functions depend on their queues, chalice's resources get the checkov findings accepted for them with their reasons
    (infra/checkov-skips.json), and the result is OUT/template.json.
 """
 
@@ -41,6 +41,25 @@ def merge_edge(template: dict[str, Any], edge: dict[str, Any], stage: str) -> di
     return merged
 
 
+def order_event_sources(template: dict[str, Any]) -> None:
+    """Make each SQS-triggered function depend on its queue. Chalice names the queue by ARN
+    (a Fn::Sub of its name), which CloudFormation cannot see as a dependency: on a first
+    create the event source mapping could be made before the queue, and fail."""
+    queues = {r["Properties"]["QueueName"]: name for name, r in template["Resources"].items()
+              if r["Type"] == "AWS::SQS::Queue" and isinstance(r["Properties"].get("QueueName"), str)}
+    for resource in template["Resources"].values():
+        if resource["Type"] != "AWS::Serverless::Function":
+            continue
+        for event in resource["Properties"].get("Events", {}).values():
+            arn = event["Properties"].get("Queue") if event.get("Type") == "SQS" else None
+            text = arn.get("Fn::Sub", "") if isinstance(arn, dict) else str(arn or "")
+            queue = queues.get(text.rsplit(":", 1)[-1])
+            if queue:
+                depends = resource.setdefault("DependsOn", [])
+                if queue not in depends:
+                    depends.append(queue)
+
+
 def annotate_checkov_skips(template: dict[str, Any], skips: dict[str, Any]) -> None:
     """Give chalice's resources the checkov skips (with their reasons) accepted for their type."""
     for resource in template["Resources"].values():
@@ -58,6 +77,7 @@ def package(stage: str, out: Path) -> Path:
                     str(ROOT / "infra" / "template.json"), str(out)], cwd=ROOT, env=env, check=True)
     sam = json.loads((out / "sam.json").read_text())
     merged = merge_edge(sam, json.loads(EDGE.read_text()), stage)
+    order_event_sources(merged)
     annotate_checkov_skips(merged, json.loads(CHECKOV_SKIPS.read_text()))
     target = out / "template.json"
     target.write_text(json.dumps(merged, indent=2) + "\n")

@@ -80,6 +80,14 @@ def test_the_merged_template_routes_api_to_api_gateway_and_the_rest_to_the_priva
     assert res["RestAPI"]["Properties"]["EndpointConfiguration"] == "REGIONAL"
 
 
+def test_each_queue_exists_before_the_function_it_triggers(packaged: Path) -> None:
+    res = json.loads((packaged / "template.json").read_text())["Resources"]
+    expected = {"RunStep": "RunsQueue", "CheckHealth": "HealthQueue", "DeliverAlerts": "AlertsQueue"}
+    for function, queue in expected.items():
+        assert queue in res[function].get("DependsOn", []), function
+    assert "DependsOn" not in res["APIHandler"]
+
+
 def test_checkov_finds_nothing_unexplained(packaged: Path) -> None:
     if not CHECKOV.exists():
         if os.environ.get("CI"):
