@@ -6,6 +6,8 @@ IAM policies (infra/policies.py) against what the code really does. Not part of 
         tests/api/test_authorizations.py tests/api/test_oauth.py tests/api/test_jobs.py
 
 writes .aws-requests.json: {entry point: [[own credentials?, service, operation, target]]}.
+A few tests that inject faults through botocore themselves fail under it: read the
+recorded requests, not the pass/fail count.
 A request is attributed to the outermost Chalice entry point (or the service function a
 worker calls) on the call stack; requests made with a customer's credentials (provider
 clients) are marked `false`: they are not the Lambda role's.

@@ -254,9 +254,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--site", type=Path, default=ROOT / "web" / "dist")
     parser.add_argument("--stack-name", default=None)
     args = parser.parse_args(argv)
+    import os
+
     import boto3
 
-    session = boto3.session.Session()
+    # AWS_REGION (what Lambda and many CI systems set) first, then boto3's own chain.
+    session = boto3.session.Session(region_name=os.environ.get("AWS_REGION") or None)
     deployer = Deployer(session, args.stage, args.stack_name or f"switchyard-{args.stage}")
     try:
         deployer.run(args.dist, args.site)
