@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.stamp-requirements
 
-.PHONY: venv web chromium run test lint bench clean redrive package proof
+.PHONY: venv web chromium checkov run test lint bench clean redrive package deploy proof
 
 venv: $(STAMP)
 
@@ -41,6 +41,20 @@ $(WEB_STAMP): web/package.json web/package-lock.json
 web/dist/index.html: $(WEB_STAMP) $(WEB_SRC)
 	cd web && npm run build && npm run size
 
+# checkov in its own venv (its dependencies clash with ours), re-installed only when
+# requirements-checkov.txt changes; tests/test_package.py runs it on the merged template.
+CHECKOV_VENV  := .venv-checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.stamp-requirements
+
+checkov: $(CHECKOV_STAMP)
+
+$(CHECKOV_STAMP): requirements-checkov.txt | $(STAMP)
+	@if ! $(CHECKOV_VENV)/bin/python -m pip --version >/dev/null 2>&1; then \
+	  rm -rf $(CHECKOV_VENV); $(PYTHON) -m venv $(CHECKOV_VENV) || exit 1; \
+	fi
+	$(CHECKOV_VENV)/bin/python -m pip install -q -r requirements-checkov.txt
+	@touch $@
+
 # Browser tests drive Debian's chromium (playwright cannot download browsers here).
 chromium:
 	@command -v chromium >/dev/null 2>&1 || { \
@@ -57,7 +71,7 @@ lint: venv
 	$(BIN)/mypy devserver
 
 # pytest exit code 5 means "no tests collected": not a failure.
-test: lint web chromium
+test: lint web chromium checkov
 	@$(BIN)/pytest; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; exit 0; fi; exit $$rc
 
@@ -82,16 +96,20 @@ bench: $(BENCH_STAMP)
 	done; \
 	if [ -n "$$failed" ]; then echo "benches over budget:$$failed"; exit 1; fi
 
-# The prod stage's merged CloudFormation template and deployment zip in dist/ (no AWS account
-# needed): chalice package + infra/template.json, then cfn-lint.
+# The stage's merged CloudFormation template and deployment zip in dist/ (no AWS account
+# needed): chalice package + infra/template.json + infra/edge.json (infra/package.py), then cfn-lint.
 STAGE ?= prod
 package: venv
 	rm -rf dist
-	AWS_DEFAULT_REGION=$${AWS_DEFAULT_REGION:-us-east-1} $(BIN)/chalice package --stage $(STAGE) \
-	  --merge-template infra/template.json dist
-	cp dist/sam.json dist/template.json
+	$(BIN)/python infra/package.py --stage $(STAGE) dist
 	$(BIN)/cfn-lint dist/template.json
 	@ls -l dist/deployment.zip dist/template.json
+
+# One command from a clone to a running stage: needs AWS credentials (boto3's usual chain) and
+# a region (AWS_REGION/AWS_DEFAULT_REGION, us-east-1 by default). CloudFormation stack
+# switchyard-$(STAGE), then the SPA to its bucket and a CloudFront invalidation (infra/deploy.py).
+deploy: package web
+	$(BIN)/python infra/deploy.py --stage $(STAGE)
 
 # Dead letters back to their queues (AWS settings from the environment; QUEUES=runs health alerts).
 # See docs/operations.md first: a message that keeps failing comes back to the DLQ.
@@ -99,5 +117,5 @@ redrive: venv
 	$(BIN)/python infra/redrive.py $(QUEUES)
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache dist .proof
+	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .mypy_cache .ruff_cache dist .proof
 	find . \( -name .git -o -name node_modules \) -prune -o -name __pycache__ -type d -prune -exec rm -rf {} +

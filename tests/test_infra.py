@@ -1,11 +1,13 @@
-"""infra/ and .chalice/: the template lints, deploys into moto, and the policy is least privilege."""
+"""infra/ and .chalice/: the template lints, deploys into moto, and each function's policy is least privilege."""
 
 from __future__ import annotations
 
 import json
 import subprocess
 import sys
+from fnmatch import fnmatchcase
 from pathlib import Path
+from typing import Any
 
 import boto3
 
@@ -46,23 +48,145 @@ def test_template_deployed_into_moto_has_every_resource(aws_endpoint):
     assert "${" not in charted  # every substitution resolved
 
 
-def test_committed_policies_are_least_privilege():
+def _policies() -> dict[str, dict[str, dict[str, Any]]]:
+    """{stage: {function: policy}} as chalice will attach them (the committed files)."""
+    config = json.loads((ROOT / ".chalice" / "config.json").read_text())
+    return {stage: {fn: json.loads((ROOT / ".chalice" / conf["iam_policy_file"]).read_text())
+                    for fn, conf in stage_conf["lambda_functions"].items()}
+            for stage, stage_conf in config["stages"].items()}
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def allowed(policy: dict[str, Any], action: str, resource: str) -> bool:
+    """Whether an Allow statement (without a condition) matches the action on the resource."""
+    return any(st["Effect"] == "Allow" and "Condition" not in st
+               and any(fnmatchcase(action, a) for a in _as_list(st["Action"]))
+               and any(fnmatchcase(resource, r) for r in _as_list(st["Resource"]))
+               for st in policy["Statement"])
+
+
+def test_every_function_has_its_own_committed_policy_rendered_from_infra_policies():
+    import app as chalice_app
+    from infra.policies import policy_file, render
+
+    functions = {"api_handler"} | {e.name for e in chalice_app.app.event_sources} | {
+        a.name for a in chalice_app.app.builtin_auth_handlers}
     config = json.loads((ROOT / ".chalice" / "config.json").read_text())
     for stage, conf in config["stages"].items():
         assert conf["autogen_policy"] is False
-        policy = json.loads((ROOT / ".chalice" / conf["iam_policy_file"]).read_text())
-        for st in policy["Statement"]:
-            actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
-            resources = st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]
-            assert st["Effect"] == "Allow"
-            assert all(a != "*" and not a.endswith(":*") for a in actions), st
-            assert "*" not in resources, st
-            if any(a.startswith("dynamodb:") for a in actions):
-                assert all(f"table/switchyard-{stage}-main" in r or f"table/switchyard-{stage}-profiles" in r
-                           for r in resources), st
-                assert "dynamodb:Scan" not in actions
-            if any(a.startswith("secretsmanager:") for a in actions):
-                assert resources == [f"arn:aws:secretsmanager:*:*:secret:switchyard/{stage}/*"], st
+        assert "iam_policy_file" not in conf  # no stage-wide policy for a function to fall back on
+        assert set(conf["lambda_functions"]) == functions, stage
+        rendered = render(stage)
+        for fn in functions:
+            assert conf["lambda_functions"][fn]["iam_policy_file"] == policy_file(stage, fn)
+            committed = json.loads((ROOT / ".chalice" / policy_file(stage, fn)).read_text())
+            assert committed == rendered[fn], f"run `python infra/policies.py` ({stage} {fn})"
+
+
+def test_each_policy_is_least_privilege_on_data_and_secrets():
+    for stage, policies in _policies().items():
+        tables = tuple(f"arn:aws:dynamodb:*:*:table/switchyard-{stage}-{t}" for t in ("main", "profiles"))
+        for fn, policy in policies.items():
+            for st in policy["Statement"]:
+                actions, resources = _as_list(st["Action"]), _as_list(st["Resource"])
+                assert st["Effect"] == "Allow", (fn, st)
+                assert all("*" not in a for a in actions), (fn, st)
+                assert "*" not in resources, (fn, st)
+                if any(a.startswith("dynamodb:") for a in actions):
+                    assert all(r.startswith(tables) for r in resources), (fn, st)
+                    assert "dynamodb:Scan" not in actions
+                if any(a.startswith("secretsmanager:") for a in actions):
+                    # the app's prefix, and narrower: never the whole prefix
+                    prefix = f"arn:aws:secretsmanager:*:*:secret:switchyard/{stage}/"
+                    assert all(r.startswith(prefix) and r != prefix + "*" for r in resources), (fn, st)
+
+
+STAGE_ARN = {
+    "main": "arn:aws:dynamodb:eu-west-1:111122223333:table/switchyard-prod-main",
+    "index": "arn:aws:dynamodb:eu-west-1:111122223333:table/switchyard-prod-main/index/GSI2",
+    "profiles": "arn:aws:dynamodb:eu-west-1:111122223333:table/switchyard-prod-profiles",
+    "auth_secret": "arn:aws:secretsmanager:eu-west-1:111122223333:secret:switchyard/prod/acct_01x/auth_01y-AbC123",
+    "alert_secret": "arn:aws:secretsmanager:eu-west-1:111122223333:secret:switchyard/prod/acct_01x/alerts-AbC123",
+    "oauth_app": "arn:aws:secretsmanager:eu-west-1:111122223333:secret:switchyard/prod/oauth/mailchimp-AbC123",
+    "other_stage_secret": "arn:aws:secretsmanager:eu-west-1:111122223333:secret:switchyard/dev/acct_01x/auth_01y-AbC123",
+    "runs": "arn:aws:sqs:eu-west-1:111122223333:switchyard-runs",
+    "health": "arn:aws:sqs:eu-west-1:111122223333:switchyard-health",
+    "alerts": "arn:aws:sqs:eu-west-1:111122223333:switchyard-alerts",
+    "schedule": "arn:aws:scheduler:eu-west-1:111122223333:schedule/switchyard-prod/job-job_01x",
+    "bus": "arn:aws:events:eu-west-1:111122223333:event-bus/switchyard-prod",
+    "topic": "arn:aws:sns:eu-west-1:111122223333:switchyard-prod-alerts",
+    "customer_role": "arn:aws:iam::444455556666:role/switchyard-reader",
+}
+
+# What each entry point sends (read from its code paths and seen in the suite's AWS requests,
+# docs/operations.md): every one must be allowed...
+NEEDS = {
+    "token_authorizer": [],  # its GetItem is conditional on the token key: checked below
+    "api_handler": [("dynamodb:TransactWriteItems", None), ("dynamodb:PutItem", "main"),
+                    ("dynamodb:Query", "index"), ("dynamodb:UpdateItem", "profiles"),
+                    ("secretsmanager:CreateSecret", "auth_secret"), ("secretsmanager:CreateSecret", "alert_secret"),
+                    ("secretsmanager:DeleteSecret", "auth_secret"), ("secretsmanager:GetSecretValue", "oauth_app"),
+                    ("sqs:SendMessage", "runs"), ("scheduler:CreateSchedule", "schedule"),
+                    ("events:PutEvents", "bus"), ("sns:Subscribe", "topic"), ("sts:AssumeRole", "customer_role")],
+    "run_step": [("dynamodb:UpdateItem", "main"), ("dynamodb:BatchWriteItem", "profiles"),
+                 ("dynamodb:Query", "profiles"), ("secretsmanager:GetSecretValue", "auth_secret"),
+                 ("secretsmanager:PutSecretValue", "auth_secret"), ("sqs:SendMessage", "runs"),
+                 ("sqs:ReceiveMessage", "runs"), ("scheduler:DeleteSchedule", "schedule"),
+                 ("events:PutEvents", "bus"), ("sts:AssumeRole", "customer_role")],
+    "health_sweep": [("dynamodb:Query", "index"), ("sqs:SendMessage", "health")],
+    "check_health": [("dynamodb:BatchGetItem", "main"), ("dynamodb:UpdateItem", "main"), ("dynamodb:PutItem", "main"),
+                     ("secretsmanager:GetSecretValue", "auth_secret"), ("secretsmanager:GetSecretValue", "oauth_app"),
+                     ("secretsmanager:PutSecretValue", "auth_secret"), ("sqs:DeleteMessage", "health"),
+                     ("events:PutEvents", "bus"), ("sts:AssumeRole", "customer_role")],
+    "deliver_alerts": [("dynamodb:GetItem", "main"), ("secretsmanager:GetSecretValue", "alert_secret"),
+                       ("sns:Publish", "topic"), ("sqs:ReceiveMessage", "alerts")],
+    "evaluate_alert_rules": [("dynamodb:Query", "main"), ("dynamodb:BatchGetItem", "main"),
+                             ("dynamodb:UpdateItem", "main"), ("events:PutEvents", "bus")],
+    "purge_jobs": [("dynamodb:Query", "index"), ("dynamodb:DeleteItem", "main"), ("dynamodb:PutItem", "main"),
+                   ("dynamodb:UpdateItem", "main"), ("scheduler:DeleteSchedule", "schedule")],
+}
+# ...and what it has no business doing must not be.
+MUST_NOT = {
+    "token_authorizer": [("dynamodb:PutItem", "main"), ("dynamodb:Query", "index"),
+                         ("secretsmanager:GetSecretValue", "auth_secret")],
+    "api_handler": [("secretsmanager:GetSecretValue", "other_stage_secret"), ("dynamodb:Scan", "main"),
+                    ("sqs:ReceiveMessage", "runs"), ("sns:Publish", "topic")],
+    "run_step": [("secretsmanager:CreateSecret", "auth_secret"), ("secretsmanager:DeleteSecret", "auth_secret"),
+                 ("secretsmanager:GetSecretValue", "alert_secret"), ("scheduler:CreateSchedule", "schedule"),
+                 ("sqs:ReceiveMessage", "health"), ("sns:Publish", "topic")],
+    "health_sweep": [("dynamodb:PutItem", "main"), ("dynamodb:GetItem", "profiles"),
+                     ("secretsmanager:GetSecretValue", "auth_secret"), ("sqs:SendMessage", "runs")],
+    "check_health": [("dynamodb:PutItem", "profiles"), ("dynamodb:GetItem", "profiles"),
+                     ("dynamodb:DeleteItem", "main"), ("secretsmanager:CreateSecret", "auth_secret"),
+                     ("secretsmanager:DeleteSecret", "auth_secret"), ("secretsmanager:GetSecretValue", "alert_secret"),
+                     ("sqs:SendMessage", "runs"), ("scheduler:DeleteSchedule", "schedule")],
+    "deliver_alerts": [("dynamodb:PutItem", "main"), ("dynamodb:Query", "profiles"),
+                       ("secretsmanager:GetSecretValue", "auth_secret"), ("events:PutEvents", "bus")],
+    "evaluate_alert_rules": [("dynamodb:DeleteItem", "main"), ("dynamodb:Query", "profiles"),
+                             ("secretsmanager:GetSecretValue", "auth_secret")],
+    "purge_jobs": [("dynamodb:DeleteItem", "profiles"), ("secretsmanager:DeleteSecret", "auth_secret"),
+                   ("scheduler:CreateSchedule", "schedule")],
+}
+
+
+def test_each_function_may_do_what_its_code_does_and_nothing_it_does_not():
+    policies = _policies()["prod"]
+    assert set(NEEDS) == set(MUST_NOT) == set(policies)
+    for fn, policy in policies.items():
+        for action, target in NEEDS[fn]:
+            if action == "dynamodb:TransactWriteItems":
+                continue  # authorized per item by PutItem/UpdateItem/DeleteItem/ConditionCheckItem
+            assert allowed(policy, action, STAGE_ARN[target]), (fn, action, target)
+        for action, target in MUST_NOT[fn]:
+            assert not allowed(policy, action, STAGE_ARN[target]), (fn, action, target)
+    # the authorizer reads token items only (dynamodb:LeadingKeys), with nothing else granted
+    [logs, tokens] = policies["token_authorizer"]["Statement"]
+    assert logs["Sid"] == "Logs"
+    assert (tokens["Action"], tokens["Resource"]) == ("dynamodb:GetItem", "arn:aws:dynamodb:*:*:table/switchyard-prod-main")
+    assert tokens["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["TOKEN#*"]}}
 
 
 def test_the_sweep_errors_alarm_watches_the_metric_the_app_emits():
@@ -72,3 +196,16 @@ def test_the_sweep_errors_alarm_watches_the_metric_the_app_emits():
     alarm = template["Resources"]["SweepErrorsAlarm"]["Properties"]
     assert (alarm["Namespace"], alarm["MetricName"]) == (M.NAMESPACE, M.SWEEP_ERRORS)
     assert {d["Name"] for d in alarm["Dimensions"]} == {"stage", "service"}
+
+
+def test_alarms_notify_the_operations_topic_not_the_customers_alerts_topic():
+    template = json.loads((ROOT / "infra" / "template.json").read_text())
+    res = template["Resources"]
+    alarms = [r for r in res.values() if r["Type"] == "AWS::CloudWatch::Alarm"]
+    assert alarms
+    for alarm in alarms:
+        # customers' e-mail subscriptions to AlertsTopic are filtered by account: an alarm
+        # sent there would reach no one
+        assert alarm["Properties"]["AlarmActions"] == [{"Ref": "OperationsTopic"}]
+    # CloudWatch alarms cannot publish to a topic encrypted with the AWS managed aws/sns key
+    assert "KmsMasterKeyId" not in res["OperationsTopic"]["Properties"]

@@ -1,0 +1,97 @@
+"""`make package`: the stage's deployable CloudFormation template and code, offline.
+
+    python infra/package.py [--stage prod] [OUT_DIR]      (default: dist)
+
+1. `chalice package --merge-template infra/template.json` writes the Lambda functions, their
+   roles, the API (SAM) and the stateful resources of infra/template.json to OUT/sam.json and
+   the code to OUT/deployment.zip.
+2. infra/edge.json (the SPA bucket and the CloudFront distribution) is added on top: it
+   references chalice's `RestAPI`, so it cannot live in infra/template.json, which is also
+   deployed alone into moto by the local stack and the tests.
+3. The `Stage` parameter defaults to the packaged stage (the functions' environment already
+   names it), SQS-triggered functions depend on their queues, chalice's resources get the checkov findings accepted for them with their reasons
+   (infra/checkov-skips.json), and the result is OUT/template.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+EDGE = ROOT / "infra" / "edge.json"
+CHECKOV_SKIPS = ROOT / "infra" / "checkov-skips.json"
+
+
+def merge_edge(template: dict[str, Any], edge: dict[str, Any], stage: str) -> dict[str, Any]:
+    """Add edge.json's resources and outputs; a name both define is a mistake, not an override."""
+    merged: dict[str, Any] = json.loads(json.dumps(template))
+    for section in ("Resources", "Outputs"):
+        target = merged.setdefault(section, {})
+        clash = sorted(set(target) & set(edge.get(section, {})))
+        if clash:
+            raise SystemExit(f"infra/edge.json redefines {section} {clash} of the packaged template")
+        target.update(edge.get(section, {}))
+    merged["Parameters"]["Stage"]["Default"] = stage
+    return merged
+
+
+def order_event_sources(template: dict[str, Any]) -> None:
+    """Make each SQS-triggered function depend on its queue. Chalice names the queue by ARN
+    (a Fn::Sub of its name), which CloudFormation cannot see as a dependency: on a first
+    create the event source mapping could be made before the queue, and fail."""
+    queues = {r["Properties"]["QueueName"]: name for name, r in template["Resources"].items()
+              if r["Type"] == "AWS::SQS::Queue" and isinstance(r["Properties"].get("QueueName"), str)}
+    for resource in template["Resources"].values():
+        if resource["Type"] != "AWS::Serverless::Function":
+            continue
+        for event in resource["Properties"].get("Events", {}).values():
+            arn = event["Properties"].get("Queue") if event.get("Type") == "SQS" else None
+            text = arn.get("Fn::Sub", "") if isinstance(arn, dict) else str(arn or "")
+            queue = queues.get(text.rsplit(":", 1)[-1])
+            if queue:
+                depends = resource.setdefault("DependsOn", [])
+                if queue not in depends:
+                    depends.append(queue)
+
+
+def annotate_checkov_skips(template: dict[str, Any], skips: dict[str, Any]) -> None:
+    """Give chalice's resources the checkov skips (with their reasons) accepted for their type."""
+    for resource in template["Resources"].values():
+        accepted = skips.get(resource["Type"])
+        if accepted:
+            listed = resource.setdefault("Metadata", {}).setdefault("checkov", {}).setdefault("skip", [])
+            listed.extend(s for s in accepted if s not in listed)
+
+
+def package(stage: str, out: Path) -> Path:
+    env = {**os.environ, "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"}
+    env.pop("AWS_ENDPOINT_URL", None)  # chalice package is offline; never point it anywhere
+    chalice = Path(sys.executable).parent / "chalice"
+    subprocess.run([str(chalice), "package", "--stage", stage, "--merge-template",
+                    str(ROOT / "infra" / "template.json"), str(out)], cwd=ROOT, env=env, check=True)
+    sam = json.loads((out / "sam.json").read_text())
+    merged = merge_edge(sam, json.loads(EDGE.read_text()), stage)
+    order_event_sources(merged)
+    annotate_checkov_skips(merged, json.loads(CHECKOV_SKIPS.read_text()))
+    target = out / "template.json"
+    target.write_text(json.dumps(merged, indent=2) + "\n")
+    return target
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", nargs="?", default="dist", type=Path)
+    parser.add_argument("--stage", default="prod")
+    args = parser.parse_args(argv)
+    print(package(args.stage, args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
