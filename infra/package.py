@@ -10,7 +10,9 @@
    deployed alone into moto by the local stack and the tests.
 3. The `Stage` parameter defaults to the packaged stage (the functions' environment already
    names it), SQS-triggered functions depend on their queues, chalice's resources get the checkov findings accepted for them with their reasons
-   (infra/checkov-skips.json), and the result is OUT/template.json.
+   (infra/checkov-skips.json), the API is throttled stage-wide (SWITCHYARD_API_RATE_LIMIT
+   requests/s, default 100, burst SWITCHYARD_API_BURST_LIMIT, default 200), and the result
+   is OUT/template.json.
 """
 
 from __future__ import annotations
@@ -60,6 +62,14 @@ def order_event_sources(template: dict[str, Any]) -> None:
                     depends.append(queue)
 
 
+def throttle_api(template: dict[str, Any], rate: float, burst: int) -> None:
+    """Stage-wide API Gateway throttling: past it API Gateway answers 429 itself, in our error
+    envelope (edge.json's ApiThrottledResponse), before any Lambda runs or is paid for."""
+    api = template["Resources"]["RestAPI"]["Properties"]
+    api["MethodSettings"] = [{"ResourcePath": "/*", "HttpMethod": "*",
+                              "ThrottlingRateLimit": rate, "ThrottlingBurstLimit": burst}]
+
+
 def annotate_checkov_skips(template: dict[str, Any], skips: dict[str, Any]) -> None:
     """Give chalice's resources the checkov skips (with their reasons) accepted for their type."""
     for resource in template["Resources"].values():
@@ -78,6 +88,8 @@ def package(stage: str, out: Path) -> Path:
     sam = json.loads((out / "sam.json").read_text())
     merged = merge_edge(sam, json.loads(EDGE.read_text()), stage)
     order_event_sources(merged)
+    throttle_api(merged, float(os.environ.get("SWITCHYARD_API_RATE_LIMIT", "100")),
+                 int(os.environ.get("SWITCHYARD_API_BURST_LIMIT", "200")))
     annotate_checkov_skips(merged, json.loads(CHECKOV_SKIPS.read_text()))
     target = out / "template.json"
     target.write_text(json.dumps(merged, indent=2) + "\n")

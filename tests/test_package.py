@@ -80,6 +80,24 @@ def test_the_merged_template_routes_api_to_api_gateway_and_the_rest_to_the_priva
     assert res["RestAPI"]["Properties"]["EndpointConfiguration"] == "REGIONAL"
 
 
+def test_a_throttled_caller_gets_429_in_the_error_envelope(packaged: Path) -> None:
+    """API.md: 429 when the caller is throttled. API Gateway throttles the stage and answers
+    the 429 itself, so the body comes from the gateway response, in the API's error envelope."""
+    from chalicelib.api.schemas import ErrorOut
+
+    res = json.loads((packaged / "template.json").read_text())["Resources"]
+    [limit] = res["RestAPI"]["Properties"]["MethodSettings"]
+    assert (limit["ResourcePath"], limit["HttpMethod"]) == ("/*", "*")
+    assert limit["ThrottlingRateLimit"] > 0 and limit["ThrottlingBurstLimit"] >= limit["ThrottlingRateLimit"]
+    throttled = [r["Properties"] for r in res.values() if r["Type"] == "AWS::ApiGateway::GatewayResponse"
+                 and r["Properties"]["ResponseType"] == "THROTTLED"]
+    assert len(throttled) == 1 and throttled[0]["RestApiId"] == {"Ref": "RestAPI"}
+    assert throttled[0]["StatusCode"] == "429"
+    assert throttled[0]["ResponseParameters"]["gatewayresponse.header.Retry-After"] == "'1'"
+    body = ErrorOut.model_validate_json(throttled[0]["ResponseTemplates"]["application/json"])
+    assert body.error.code == "api.throttled" and "retry" in body.error.message
+
+
 def test_each_queue_exists_before_the_function_it_triggers(packaged: Path) -> None:
     res = json.loads((packaged / "template.json").read_text())["Resources"]
     expected = {"RunStep": "RunsQueue", "CheckHealth": "HealthQueue", "DeliverAlerts": "AlertsQueue"}
