@@ -46,7 +46,7 @@ def put_alerts(principal: Principal, body: dict[str, Any], query: dict[str, Any]
 
 @route(bp, "/alerts/test", "POST", summary="Send a test alert through every channel", tag=TAG,
        authorizer=token_authorizer, response="AlertTestOut", status=202)
-def test_alert(principal: Principal, body: dict[str, Any], query: dict[str, Any]) -> Response:
+def test_alert(principal: Principal, query: dict[str, Any]) -> Response:
     return ok({"published": svc.send_test(deps(), principal)}, 202)
 
 

@@ -209,7 +209,7 @@ class AuditEventOut(Out):
     user_id: str = Field(description="Who: a user id, or 'system' for the purge")
     action: Literal["created", "changed", "paused", "resumed", "run", "deleted", "rotated",
                     "reauthorized", "purged"]
-    object_type: Literal["job", "authorization", "audience"]
+    object_type: Literal["job", "authorization", "audience", "alert_rule", "alert_settings", "token", "user"]
     object_id: str
     label: str
     diff: dict[str, Any] = Field(description="field -> {before, after}; never a secret")
