@@ -34,8 +34,17 @@ def _param(p: QueryParam) -> dict[str, Any]:
         schema["default"] = p.default
     if p.kind == "string":
         schema["maxLength"] = 2048
-    return {"name": p.name, "in": "query", "required": False, "schema": schema,
-            "description": p.description}
+    # An empty value means "not given" (?status= lists every status): say so, or a client
+    # reading the document would take `?status=` for an invalid request.
+    if p.enum:
+        schema["enum"].append("")
+    elif p.kind != "string":
+        default = schema.pop("default", None)
+        schema = {"anyOf": [schema, {"type": "string", "const": ""}]}
+        if default is not None:
+            schema["default"] = default
+    description = f"{p.description} (empty: not given)" if p.description else "Empty: not given"
+    return {"name": p.name, "in": "query", "required": False, "schema": schema, "description": description}
 
 
 # Modules holding the models that routes name, searched in order (imported on first use).
