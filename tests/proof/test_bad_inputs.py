@@ -212,9 +212,14 @@ def _corpus(ids: dict[str, str], repeat: int) -> list[Probe]:
 # -- what "nothing stored" means -------------------------------------------------------------
 
 
+def _profiles(deps: Any, account_id: str) -> list[str]:
+    return sorted(p.id for p in deps.profiles.iterate(account_id))
+
+
 def _snapshot(deps: Any, account_id: str) -> str:
     """The account's data as the store holds it: its partitions (Query, not Scan), its
-    token index, its profiles and its secrets."""
+    token index and its secrets. (Its profiles, which only imports write, are compared
+    around the whole API corpus and around each file.)"""
     from boto3.dynamodb.conditions import Key
 
     from chalicelib.config import settings
@@ -232,14 +237,13 @@ def _snapshot(deps: Any, account_id: str) -> str:
                 break
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
     tokens = table.query(IndexName=K.GSI1, KeyConditionExpression=Key("GSI1PK").eq(K.account_tokens_gsi(account_id)))
-    profiles = sorted(p.id for p in deps.profiles.iterate(account_id))
     sm = boto3.client("secretsmanager", region_name="us-east-1")
     secrets = sorted(s["Name"] for s in sm.list_secrets(Filters=[{"Key": "name", "Values": [
         f"switchyard/{settings().stage}/{account_id}/"]}])["SecretList"])
     # A token's last use moves on every request: not a change made by the probe.
     for t in tokens["Items"]:
         t.pop("last_used_at", None)
-    return json.dumps({"items": items, "tokens": tokens["Items"], "profiles": profiles, "secrets": secrets},
+    return json.dumps({"items": items, "tokens": tokens["Items"], "secrets": secrets},
                       sort_keys=True, default=str)
 
 
@@ -365,7 +369,7 @@ def _import(api: Any, deps: Any, tenant: Any, auth_id: str, f: FileProbe) -> tup
 
 
 def _check_file(api: Any, deps: Any, tenant: Any, auth_id: str, f: FileProbe, res: Result) -> None:
-    profiles_before = sorted(p.id for p in deps.profiles.iterate(tenant.account_id))
+    profiles_before = _profiles(deps, tenant.account_id)
     try:
         run, logs = _import(api, deps, tenant, auth_id, f)
     except Exception as exc:  # the step crashed: SQS would redeliver it for ever
@@ -381,7 +385,7 @@ def _check_file(api: Any, deps: Any, tenant: Any, auth_id: str, f: FileProbe, re
         problems.append(f"no log line says {f.reason!r}: {logs[:4]}")
     if f in RECORDS and not run.get("omitted"):
         problems.append(f"nothing omitted: {run}")
-    if sorted(p.id for p in deps.profiles.iterate(tenant.account_id)) != profiles_before:
+    if _profiles(deps, tenant.account_id) != profiles_before:
         problems.append("profiles were stored")
     if problems:
         res.failures.append(f"[file] {f.what}: " + "; ".join(problems))
@@ -411,8 +415,11 @@ def test_hostile_inputs_get_clear_errors_store_nothing_and_crash_nothing(world, 
     res = Result()
     with no_outside_network():
         corpus = _corpus(ids, size(1, 8))
+        profiles = _profiles(deps, tenant.account_id)
         for probe in corpus:
             _check(api, deps, tenant.account_id, probe, res)
+        if _profiles(deps, tenant.account_id) != profiles:
+            res.failures.append("the API corpus changed the account's profiles")
         for f in FILES + RECORDS:
             _check_file(api, deps, tenant, ids["auth_id"], f, res)
     cases = len(corpus) + len(FILES) + len(RECORDS)
