@@ -219,6 +219,8 @@ def test_fuzz_every_route_over_http_finds_no_server_error_and_no_schema_violatio
         "routes answered 2xx": f"{len(tally.routes_2xx)} of {operations}",
         "requests on seeded ids": tally.seeded_ids_used,
         "outside connections refused": len(refused),
+        "deletes of the fuzzer's own token diverted to a spare": tally.guarded,
+        "operations with nothing to make invalid": len(tally.no_negative),
         "examples": "random" if full() else "derandomized (the same every run)",
         "seconds": round(elapsed, 1),
     }, summary=("schemathesis " + schemathesis.__version__ + " against the served /api/v1/openapi.json, "
