@@ -131,6 +131,14 @@ def read_json(request: Any) -> dict[str, Any]:
             kind=ErrorKind.UNSUPPORTED_MEDIA,
             fields={"Content-Type": "must be application/json"},
         )
+    charset = _charset(content_type)
+    if charset not in (None, "utf-8", "utf8"):
+        raise AppError(
+            f"send the body as UTF-8 JSON (the Content-Type says charset={charset[:40]!r})",
+            code="request.unsupported_media_type",
+            kind=ErrorKind.UNSUPPORTED_MEDIA,
+            fields={"Content-Type": "charset must be utf-8"},
+        )
     raw: bytes = request.raw_body or b""
     if len(raw) > settings().max_body_bytes:
         raise TooLarge(
@@ -141,7 +149,17 @@ def read_json(request: Any) -> dict[str, Any]:
         raise BadRequest("a JSON object body is required", code="request.malformed_json",
                          fields={"body": "missing"})
     try:
-        value = json.loads(raw)
+        # JSON between systems is UTF-8 (RFC 8259 §8.1); json.loads(bytes) would also take
+        # UTF-16/32. A UTF-8 byte order mark is ignored, as the RFC allows.
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise BadRequest(
+            f"the body is not UTF-8 text (byte {exc.start} is not UTF-8); send JSON encoded as UTF-8",
+            code="request.malformed_json",
+            fields={"body": "not UTF-8"},
+        ) from None
+    try:
+        value = json.loads(text.removeprefix("\ufeff"))
     except (ValueError, RecursionError) as exc:
         where = f" at line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else ""
         raise BadRequest(
@@ -151,7 +169,52 @@ def read_json(request: Any) -> dict[str, Any]:
         ) from None
     if not isinstance(value, dict):
         raise Invalid("the body must be a JSON object", fields={"body": "must be an object"})
+    _check_tree(value)
     return value
+
+
+MAX_BODY_DEPTH = 32  # objects and arrays inside each other; real bodies use fewer than 10
+
+
+def _charset(content_type: str) -> str | None:
+    for param in content_type.split(";")[1:]:
+        name, _, val = param.partition("=")
+        if name.strip().lower() == "charset":
+            return val.strip().strip('"').lower()
+    return None
+
+
+def _check_tree(body: dict[str, Any]) -> None:
+    """Refuse what every field would refuse anyway, before any model sees it: nesting deeper
+    than MAX_BODY_DEPTH (free-form fields such as config or filter would otherwise reach
+    serialisers and recursive checks), and text that is not valid Unicode (an unpaired
+    surrogate such as "\\ud800" is legal JSON but cannot be encoded to store or compare)."""
+    stack: list[tuple[Any, str, int]] = [(body, "", 0)]
+    while stack:
+        node, path, depth = stack.pop()
+        if depth > MAX_BODY_DEPTH:
+            raise BadRequest(f"the body nests deeper than {MAX_BODY_DEPTH} levels at {path}",
+                             code="request.too_deep", fields={path: "nested too deeply"})
+        if isinstance(node, dict):
+            for key, item in node.items():
+                where = f"{path}.{key}" if path else str(key)
+                if not _is_unicode(key):
+                    raise Invalid("a field name is not valid Unicode text",
+                                  fields={path or "body": "a field name is not valid Unicode text"})
+                stack.append((item, where, depth + 1))
+        elif isinstance(node, list):
+            stack.extend((item, f"{path}[{i}]", depth + 1) for i, item in enumerate(node))
+        elif isinstance(node, str) and not _is_unicode(node):
+            raise Invalid(f"{path} is not valid Unicode text (it holds an unpaired surrogate)",
+                          fields={path: "not valid Unicode text"})
+
+
+def _is_unicode(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def read_query(request: Any, params: tuple[QueryParam, ...]) -> dict[str, Any]:

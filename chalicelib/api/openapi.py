@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from chalicelib.api.http import ROUTES, STATUS, QueryParam
+from chalicelib.api.http import ROUTES, STATUS, QueryParam, RouteDoc
 
 REF = "#/components/schemas/{model}"
 REASONS = {
@@ -34,8 +34,17 @@ def _param(p: QueryParam) -> dict[str, Any]:
         schema["default"] = p.default
     if p.kind == "string":
         schema["maxLength"] = 2048
-    return {"name": p.name, "in": "query", "required": False, "schema": schema,
-            "description": p.description}
+    # An empty value means "not given" (?status= lists every status): say so, or a client
+    # reading the document would take `?status=` for an invalid request.
+    if p.enum:
+        schema["enum"].append("")
+    elif p.kind != "string":
+        default = schema.pop("default", None)
+        schema = {"anyOf": [schema, {"type": "string", "const": ""}]}
+        if default is not None:
+            schema["default"] = default
+    description = f"{p.description} (empty: not given)" if p.description else "Empty: not given"
+    return {"name": p.name, "in": "query", "required": False, "schema": schema, "description": description}
 
 
 # Modules holding the models that routes name, searched in order (imported on first use).
@@ -66,7 +75,7 @@ def document() -> dict[str, Any]:
     for r in ROUTES:
         op: dict[str, Any] = {
             "summary": r.summary,
-            "operationId": f"{r.method.lower()}_{r.path.strip('/').replace('/', '_').replace('{', '').replace('}', '')}",
+            "operationId": _operation_id(r),
             "tags": [r.tag],
             "parameters": [
                 {"name": n, "in": "path", "required": True,
@@ -98,6 +107,9 @@ def document() -> dict[str, Any]:
                 "content": {"application/json": {"schema": {
                     "type": "object", "properties": props, "required": required}}},
             }
+            links = _links(r)
+            if links:
+                op["responses"][str(r.status)]["links"] = links
         codes = set(r.errors) | ({400} if r.query or r.body else set()) | ({413, 415} if r.body else set()) | ({401, 403} if not r.public else set())
         for code in sorted(codes | {500}):
             op["responses"][str(code)] = {**error, "description": REASONS.get(code, "Error")}
@@ -113,6 +125,32 @@ def document() -> dict[str, Any]:
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }
+
+
+def _operation_id(r: RouteDoc) -> str:
+    return f"{r.method.lower()}_{r.path.strip('/').replace('/', '_').replace('{', '').replace('}', '')}"
+
+
+def _links(source: RouteDoc) -> dict[str, Any]:
+    """OpenAPI links from a collection to its items, derived from the route table: what a
+    create (201) or a listing returns is the `{id}` of every route under `<collection>/{id}`
+    (clients and stateful fuzzers follow them). A listing links through its first row."""
+    created = source.method == "POST" and source.status == 201
+    if not (created or (source.method == "GET" and source.list_response)):
+        return {}
+    pointer = "$response.body#/data/id" if created else "$response.body#/data/0/id"
+    prefix = source.path + "/{"
+    links: dict[str, Any] = {}
+    for target in ROUTES:
+        if not target.path.startswith(prefix):
+            continue
+        item = target.path[len(prefix):].split("}", 1)[0]
+        params = {p: f"$request.path.{p}" for p in source.path_params}
+        params[item] = pointer
+        if set(target.path_params) - set(params):
+            continue  # a deeper item (e.g. a job's rule): its own collection links to it
+        links[_operation_id(target)] = {"operationId": _operation_id(target), "parameters": params}
+    return links
 
 
 def _is_request(name: str) -> bool:

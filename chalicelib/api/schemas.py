@@ -14,11 +14,17 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from chalicelib.domain.access import Role
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+# Bidirectional embeddings, overrides and isolates reorder how the text around them is
+# displayed ("Trojan Source", CVE-2021-42574): a label could show one name and hold another.
+# Right-to-left text itself (Arabic, Hebrew) and the LRM/RLM marks stay allowed.
+_BIDI_CONTROL = re.compile("[\u202a-\u202e\u2066-\u2069]")
 
 
 def _clean_text(value: str) -> str:
     if _CONTROL.search(value):
         raise ValueError("must not contain control characters")
+    if _BIDI_CONTROL.search(value):
+        raise ValueError("must not contain bidirectional control characters (U+202A-U+202E, U+2066-U+2069)")
     return value
 
 
@@ -30,7 +36,7 @@ Ident = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    @field_validator("label", "description", check_fields=False)
+    @field_validator("label", "description", "name", check_fields=False)
     @classmethod
     def _no_control(cls, v: Any) -> Any:
         return _clean_text(v) if isinstance(v, str) else v
@@ -209,7 +215,7 @@ class AuditEventOut(Out):
     user_id: str = Field(description="Who: a user id, or 'system' for the purge")
     action: Literal["created", "changed", "paused", "resumed", "run", "deleted", "rotated",
                     "reauthorized", "purged"]
-    object_type: Literal["job", "authorization", "audience"]
+    object_type: Literal["job", "authorization", "audience", "alert_rule", "alert_settings", "token", "user"]
     object_id: str
     label: str
     diff: dict[str, Any] = Field(description="field -> {before, after}; never a secret")

@@ -165,6 +165,19 @@ def _is_email_kind(kind: str) -> bool:
     return kind == "email" or kind.endswith("_email")
 
 
+# NUL, line breaks and other C0/C1 controls cannot be part of anyone's identifier.
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def _utf8(text: str, error: type[Exception]) -> bytes:
+    """The UTF-8 bytes of text; `error` when it holds an unpaired surrogate (JSON sources
+    can spell one, "\\ud800", and it can be neither stored nor compared)."""
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        raise error("not valid Unicode text (an unpaired surrogate)") from None
+
+
 def normalize_identifier(kind: str, value: Any) -> str | None:
     """The stored spelling of an identifier value; None when empty.
 
@@ -180,8 +193,10 @@ def normalize_identifier(kind: str, value: Any) -> str | None:
         text = text.lower()
     if not text:
         return None
-    if len(text.encode()) > MAX_IDENTIFIER_BYTES:
+    if len(_utf8(text, ValueError)) > MAX_IDENTIFIER_BYTES:
         raise ValueError(f"longer than {MAX_IDENTIFIER_BYTES} bytes")
+    if _CONTROL_CHARS.search(text):
+        raise ValueError("contains control characters")
     if _is_email_kind(kind):
         local, at, domain = text.rpartition("@")
         if not at or not local or not domain or any(c.isspace() for c in text):
@@ -209,7 +224,7 @@ def _scalar(value: Any) -> Any:
         value = value.strip()
         if not value:
             return None
-        if len(value.encode()) > MAX_VALUE_BYTES:
+        if len(_utf8(value, _Bad)) > MAX_VALUE_BYTES:
             raise _Bad(f"longer than {MAX_VALUE_BYTES // 1024} KB")
         return value
     if isinstance(value, bool | int):

@@ -608,11 +608,22 @@ class S3FileReader:
     def _plain_chunks(
         self, s3: Any, bucket: str, key: str, etag: str, size: int, cur: _Cursor, step: _Step
     ) -> Iterator[bytes]:
+        from botocore.exceptions import ClientError
+
         pos = cur.offset
         window = self._window(cur, step)
         while pos < size:
             end = min(size, pos + window) - 1
-            resp = s3.get_object(Bucket=bucket, Key=key, IfMatch=etag, Range=f"bytes={pos}-{end}")
+            try:
+                resp = s3.get_object(Bucket=bucket, Key=key, IfMatch=etag, Range=f"bytes={pos}-{end}")
+            except ClientError as exc:
+                if str(exc.response.get("Error", {}).get("Code", "")) not in ("InvalidRange", "416"):
+                    raise
+                # The object holds fewer bytes than its listing said: a problem of this object,
+                # not of the job's configuration (the run goes on with the other objects).
+                raise _ObjectProblem(
+                    f"S3 has no byte {pos:,} of an object listed as {size:,} bytes (InvalidRange):"
+                    " it is shorter than its listed size; the next run reads it again", forget=True) from None
             body = resp["Body"]
             start = pos
             try:

@@ -27,7 +27,7 @@ class AuditEvent:
     account_id: str
     user_id: str
     action: str  # created, changed, paused, resumed, run, deleted, rotated, reauthorized, purged
-    object_type: str  # job, authorization, audience
+    object_type: str  # job, authorization, audience, alert_rule, alert_settings, token, user
     object_id: str
     label: str = ""
     diff: dict[str, Any] = field(default_factory=dict)  # field -> {"before", "after"}

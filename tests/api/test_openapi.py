@@ -98,3 +98,25 @@ def test_real_responses_conform(api, crm):
     ]
     for method, path, body in calls:
         _conforms(doc, method, path, api.call(method, path, body))
+
+
+def test_links_lead_from_collections_to_their_items(api):
+    # Clients and the stateful fuzzer (tests/proof/test_fuzz.py) follow these.
+    paths = _doc(api)["paths"]
+    created = paths["/api/v1/jobs"]["post"]["responses"]["201"]["links"]
+    assert created["get_api_v1_jobs_job_id"] == {"operationId": "get_api_v1_jobs_job_id",
+                                                  "parameters": {"job_id": "$response.body#/data/id"}}
+    assert {"patch_api_v1_jobs_job_id", "post_api_v1_jobs_job_id_pause", "delete_api_v1_jobs_job_id"} <= set(created)
+    listed = paths["/api/v1/authorizations"]["get"]["responses"]["200"]["links"]
+    assert listed["get_api_v1_authorizations_auth_id"]["parameters"] == {"auth_id": "$response.body#/data/0/id"}
+    rule = paths["/api/v1/jobs/{job_id}/alert-rules"]["post"]["responses"]["201"]["links"]
+    assert rule["delete_api_v1_jobs_job_id_alert-rules_rule_id"]["parameters"] == {
+        "job_id": "$request.path.job_id", "rule_id": "$response.body#/data/id"}
+    # a deeper item is linked from its own collection only
+    assert "delete_api_v1_jobs_job_id_alert-rules_rule_id" not in created
+    operation_ids = {op["operationId"] for ops in paths.values() for op in ops.values()}
+    for ops in paths.values():
+        for op in ops.values():
+            for resp in op["responses"].values():
+                for link in resp.get("links", {}).values():
+                    assert link["operationId"] in operation_ids
