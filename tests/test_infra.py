@@ -209,3 +209,28 @@ def test_alarms_notify_the_operations_topic_not_the_customers_alerts_topic():
         assert alarm["Properties"]["AlarmActions"] == [{"Ref": "OperationsTopic"}]
     # CloudWatch alarms cannot publish to a topic encrypted with the AWS managed aws/sns key
     assert "KmsMasterKeyId" not in res["OperationsTopic"]["Properties"]
+
+
+def test_every_dead_letter_queue_has_an_alarm_on_its_depth():
+    """A message in any DLQ pages the operators: each queue named as a deadLetterTargetArn has
+    one alarm on its visible messages (> 0 over 5 minutes), and no alarm watches a non-DLQ."""
+    template = json.loads((ROOT / "infra" / "template.json").read_text())
+    res = template["Resources"]
+    dlqs = set()
+    for r in res.values():
+        redrive = r["Properties"].get("RedrivePolicy") if r["Type"] == "AWS::SQS::Queue" else None
+        if redrive:
+            dlqs.add(redrive["deadLetterTargetArn"]["Fn::GetAtt"][0])
+    assert len(dlqs) >= 3, dlqs  # runs, health, alerts
+    watched = {}
+    for name, r in res.items():
+        p = r["Properties"]
+        if r["Type"] != "AWS::CloudWatch::Alarm" or p.get("Namespace") != "AWS/SQS":
+            continue
+        [dim] = p["Dimensions"]
+        assert dim["Name"] == "QueueName" and dim["Value"]["Fn::GetAtt"][1] == "QueueName"
+        assert (p["MetricName"], p["Threshold"], p["ComparisonOperator"]) == (
+            "ApproximateNumberOfMessagesVisible", 0, "GreaterThanThreshold")
+        assert p["Period"] * p["EvaluationPeriods"] <= 300 and p["TreatMissingData"] == "notBreaching"
+        watched[dim["Value"]["Fn::GetAtt"][0]] = name
+    assert set(watched) == dlqs, (watched, dlqs)
