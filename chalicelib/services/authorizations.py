@@ -55,14 +55,15 @@ def run_check(
 
 
 def record_requests(d: Deps, account_id: str, auth_id: str, counter: CallCounter) -> None:
-    """The provider requests of one API call, on the authorization's activity (one
-    UpdateItem, after the calls). A failure to count never fails the user's call."""
-    if not counter.total:
-        return
+    """The provider requests of one API call (a check, options, a job's reach check), on
+    the authorization's activity (one UpdateItem, after the calls), and the call as its
+    last use (decision 280). A failure to count never fails the user's call."""
     from datetime import UTC, datetime
 
     try:
-        d.runs.record_requests(account_id, auth_id, datetime.now(UTC), counter.total, counter.error_total)
+        d.auths.mark_used(account_id, auth_id, now_iso())
+        if counter.total:
+            d.runs.record_requests(account_id, auth_id, datetime.now(UTC), counter.total, counter.error_total)
     except Exception:
         log.warning("could not record %d requests of authorization %s", counter.total, auth_id,
                     exc_info=True)
