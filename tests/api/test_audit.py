@@ -174,7 +174,7 @@ def test_an_authorization_created_inline_in_a_job_is_audited_like_any_other(api,
     assert CANARY not in json.dumps(events)
 
 
-def test_an_authorization_connected_with_oauth_is_audited(api, api_for, tenant, oauth_app) -> None:
+def test_an_authorization_connected_with_oauth_is_audited(api, api_for, tenant, oauth_app) -> None:  # noqa: F811
     from tests.api.test_oauth import _callback, _consent, _start
 
     # WHEN a user connects Mailchimp with OAuth
