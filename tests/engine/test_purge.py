@@ -84,11 +84,17 @@ def test_an_edit_that_keeps_a_job_paused_touches_it_and_failed_and_completed_job
     # 1996-02-15, a job that failed and one that completed
     auth = create_auth(api)
     audience = api.post("/audiences", {"name": "Purge 96", "filter": {"all": []}}).json["data"]["id"]
+    bucket = make_bucket()
+
+    def job(label: str) -> dict[str, Any]:
+        r = api.post("/jobs", {"provider": "amazon_s3", "job_type": "export", "workflow": "s3_audience_export",
+                               "authorization_id": auth["id"], "label": label, "start": False,
+                               "config": {"audience_id": audience, "bucket": bucket}})
+        assert r.status_code == 201, r.body
+        return dict(r.json["data"])
+
     monkeypatch.setattr(dynamo, "_clock", lambda: WRITTEN_96)
-    paused = _job(api, auth["id"], audience, "Paused")
-    edited = _job(api, auth["id"], audience, "Edited while paused")
-    failed = _job(api, auth["id"], audience, "Failed")
-    completed = _job(api, auth["id"], audience, "Completed")
+    paused, edited, failed, completed = (job(x) for x in ("Paused", "Edited while paused", "Failed", "Completed"))
     drive(deps, tenant.account_id, failed["id"], Action.RESUME, Action.RUN_FAILED)
     drive(deps, tenant.account_id, completed["id"], Action.RESUME, Action.RUN_STARTED, Action.RUN_FINISHED_ONCE)
     monkeypatch.setattr(dynamo, "_clock", lambda: EDITED_96)
