@@ -1,4 +1,5 @@
-"""The only reader of the environment. Read lazily, on first use, never at import."""
+"""The only reader of the environment. Read lazily, on first use, never at import (one
+exception: the health sweep's schedule, at the end of this module)."""
 
 from __future__ import annotations
 
@@ -100,3 +101,73 @@ def settings() -> Settings:
 def reset() -> None:
     """Forget the cached settings (tests and the local runner change the environment)."""
     settings.cache_clear()
+
+
+# -- the health sweep's schedule ---------------------------------------------------------
+# The one setting read when the app module is imported: `chalice package` writes the
+# EventBridge rule from the @schedule decorator, so the expression must exist then. It is
+# a string check only (no I/O), and a bad value stops the import (and so the package)
+# with the reason, instead of deploying a sweep that never runs (docs/health.md).
+
+SWEEP_SCHEDULE_VARIABLE = "SWITCHYARD_HEALTH_SWEEP_SCHEDULE"
+DEFAULT_SWEEP_SCHEDULE = "cron(0 5 * * ? *)"  # daily, 05:00 UTC
+
+_RATE_MINUTES = {"minute": 1, "minutes": 1, "hour": 60, "hours": 60, "day": 1440, "days": 1440}
+
+
+def sweep_schedule() -> str:
+    return check_sweep_schedule(_env(SWEEP_SCHEDULE_VARIABLE, DEFAULT_SWEEP_SCHEDULE) or DEFAULT_SWEEP_SCHEDULE)
+
+
+def check_sweep_schedule(text: str) -> str:
+    """An EventBridge expression that sweeps every day (SPEC rule 7: every authorization is
+    checked daily) and at most hourly (each sweep checks every authorization against its
+    provider): `rate(N minutes|hours|day)` from 60 minutes to 1 day, or
+    `cron(M H * * ? *)` with one minute and any hours. Returns it; ValueError otherwise."""
+    expr = " ".join(text.split())
+    problem = _rate_problem(expr) if expr.startswith("rate(") else _cron_problem(expr)
+    if problem:
+        raise ValueError(f"{SWEEP_SCHEDULE_VARIABLE}={text!r}: {problem}")
+    return expr
+
+
+def _rate_problem(expr: str) -> str | None:
+    parts = expr[len("rate("):-1].split(" ") if expr.endswith(")") else []
+    if len(parts) != 2 or not parts[0].isdigit() or parts[1] not in _RATE_MINUTES:
+        return "expected rate(<number> minutes|hours|days)"
+    n = int(parts[0])
+    if (n == 1) != (not parts[1].endswith("s")):
+        return "EventBridge wants the singular unit for 1 (rate(1 day)) and the plural otherwise"
+    minutes = n * _RATE_MINUTES[parts[1]]
+    if not 60 <= minutes <= 1440:
+        return "the sweep must run at least daily and at most hourly (60 minutes to 1 day)"
+    return None
+
+
+def _cron_problem(expr: str) -> str | None:
+    if not (expr.startswith("cron(") and expr.endswith(")")):
+        return "expected cron(...) or rate(...), as EventBridge takes them"
+    fields = expr[len("cron("):-1].split(" ")
+    if len(fields) != 6:
+        return "a cron expression has 6 fields: minutes hours day-of-month month day-of-week year"
+    minute, hour, dom, month, dow, year = fields
+    if not (minute.isdigit() and int(minute) <= 59):
+        return "minutes must be one number 0-59 (the sweep runs at most hourly)"
+    if not _hours_ok(hour):
+        return "hours must be *, a number 0-23, a list (5,17), a range (1-5) or a step (*/6)"
+    if (dom, month, dow, year) not in (("*", "*", "?", "*"), ("?", "*", "*", "*")):
+        return "day-of-month, month, day-of-week and year must be * * ? * (the sweep runs every day)"
+    return None
+
+
+def _hours_ok(hour: str) -> bool:
+    if hour == "*":
+        return True
+    if "/" in hour:
+        start, _, step = hour.partition("/")
+        return (start == "*" or (start.isdigit() and int(start) <= 23)) and step.isdigit() and 1 <= int(step) <= 23
+    for part in hour.split(","):
+        bounds = part.split("-")
+        if len(bounds) > 2 or not all(b.isdigit() and int(b) <= 23 for b in bounds):
+            return False
+    return True

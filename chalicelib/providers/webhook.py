@@ -334,9 +334,10 @@ class WebhookAudienceExport:
             try:
                 ep.post(body, batch_id(ctx.run_id, ctx.first_row + sent, len(chunk)), "events.post")
             except HttpError as exc:
-                if sent and exc.transient:
+                err = _export_error(exc)
+                if sent and err.transient:
                     break  # keep what was delivered; the next step retries the rest
-                raise _export_error(exc) from None
+                raise err from None
             slowest = max(slowest, time.monotonic() - started)
             sent += len(chunk)
             batches += 1
@@ -350,10 +351,16 @@ class WebhookAudienceExport:
 
 
 def _export_error(exc: HttpError) -> ProviderError:
+    """2xx is delivered, 410 stops the job, any other answer is retried (issue 4; decision
+    282): a receiver that refuses (401/403, other 4xx, a redirect) is often mid-deploy or
+    mid-rotation, and batches are idempotent, so the job backs off and resumes the same run;
+    the failure window (10 h) caps the retries, then the job fails in the receiver's words."""
     if exc.status == 410:
         return ProviderError(f"{exc.reason} — the receiver says this endpoint is gone; nothing more "
                              "is sent", transient=False)
-    return exc
+    if exc.transient:
+        return exc
+    return ProviderError(exc.reason, transient=True, retry_after=exc.retry_after)
 
 
 PROVIDER = WebhookProvider()

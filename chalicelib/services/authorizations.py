@@ -55,14 +55,15 @@ def run_check(
 
 
 def record_requests(d: Deps, account_id: str, auth_id: str, counter: CallCounter) -> None:
-    """The provider requests of one API call, on the authorization's activity (one
-    UpdateItem, after the calls). A failure to count never fails the user's call."""
-    if not counter.total:
-        return
+    """The provider requests of one API call (a check, options, a job's reach check), on
+    the authorization's activity (one UpdateItem, after the calls), and the call as its
+    last use (decision 280). A failure to count never fails the user's call."""
     from datetime import UTC, datetime
 
     try:
-        d.runs.record_requests(account_id, auth_id, datetime.now(UTC), counter.total, counter.error_total)
+        d.auths.mark_used(account_id, auth_id, now_iso())
+        if counter.total:
+            d.runs.record_requests(account_id, auth_id, datetime.now(UTC), counter.total, counter.error_total)
     except Exception:
         log.warning("could not record %d requests of authorization %s", counter.total, auth_id,
                     exc_info=True)
@@ -139,8 +140,26 @@ def create(d: Deps, p: Principal, new: NewAuthorization) -> Authorization:
         d.secrets.delete_now(auth.secret_name)
         raise
     record_requests(d, p.account_id, auth.id, counter)
-    _audit(d, p, "created", auth, {"provider": auth.provider, "method": auth.method, "label": auth.label})
+    audit_created(d, p, auth)
     return auth
+
+
+def _created_values(auth: Authorization) -> dict[str, Any]:
+    # Metadata only: the credentials never enter an audit event.
+    return {"provider": auth.provider, "method": auth.method, "label": auth.label}
+
+
+def audit_created(d: Deps, p: Principal, auth: Authorization) -> None:
+    """The `created` event of an authorization written on its own (dashboard, OAuth)."""
+    _audit(d, p, "created", auth, _created_values(auth))
+
+
+def audit_created_op(d: Deps, p: Principal, auth: Authorization) -> dict[str, Any]:
+    """The same event, for the transaction that creates it (inline in a job's create)."""
+    from chalicelib.store.audit import AuditEvent, diff
+
+    return d.audit.op(AuditEvent(p.account_id, p.user_id, "created", "authorization", auth.id, auth.label,
+                                 diff({}, _created_values(auth))))
 
 
 def _audit(d: Deps, p: Principal, action: str, auth: Authorization, values: dict[str, Any] | None = None,
@@ -234,7 +253,8 @@ def rotate(
     counter = CallCounter(authorization_id=auth.id)
     try:
         for resources in resource_sets:
-            check = _rotation_check(provider, auth, method.id, credentials, resources, counter)
+            check = _rotation_check(provider, auth, method.id, credentials, resources, counter,
+                                    [j for j in jobs if _resources_of(provider.spec, j) == resources])
     finally:
         record_requests(d, p.account_id, auth.id, counter)
     assert check is not None
@@ -254,8 +274,20 @@ def rotate(
 
 
 def _rotation_check(provider: Provider, auth: Authorization, method: str, credentials: Any,
-                    resources: dict[str, str], counter: CallCounter) -> CheckResult:
+                    resources: dict[str, str], counter: CallCounter, jobs: list[Job]) -> CheckResult:
     check = run_check(provider, method, credentials, resources, counter)
+    if not check.ok and jobs:
+        # Name what would break: the user must know which job's list/bucket is out of reach.
+        what = ", ".join(f"{k} {v!r}" for k, v in sorted(resources.items()))
+        names = ", ".join(f"{j.label!r} ({j.id})" for j in jobs)
+        raise Invalid(
+            f"{provider.spec.name} did not accept these credentials for {what}, used by job {names}: "
+            f"{check.reason}",
+            code="authorization.check_failed",
+            fields={"credentials": check.reason or "check failed"},
+            details={"reason": check.reason, "resources": resources,
+                     "jobs": [{"id": j.id, "label": j.label} for j in jobs]},
+        )
     if not check.ok:
         raise refuse_check(provider.spec, check, field="credentials")
     if auth.provider_account and check.provider_account not in (None, auth.provider_account):
@@ -269,13 +301,17 @@ def _rotation_check(provider: Provider, auth: Authorization, method: str, creden
     return check
 
 
+def _resources_of(spec: ProviderSpec, job: Job) -> dict[str, str]:
+    wf = next((w for w in spec.workflows if w.id == job.workflow), None)
+    if wf is None:
+        return {}
+    return {f: str(job.config[f]) for f in wf.resource_fields if job.config.get(f)}
+
+
 def _resource_sets(spec: ProviderSpec, jobs: list[Job]) -> list[dict[str, str]]:
     seen: list[dict[str, str]] = []
     for job in jobs:
-        wf = next((w for w in spec.workflows if w.id == job.workflow), None)
-        if wf is None:
-            continue
-        res = {f: str(job.config[f]) for f in wf.resource_fields if job.config.get(f)}
+        res = _resources_of(spec, job)
         if res and res not in seen:
             seen.append(res)
     return seen

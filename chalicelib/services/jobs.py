@@ -153,6 +153,8 @@ def create(d: Deps, p: Principal, new: NewJob) -> tuple[Job, Authorization]:
             _audit_op(d, p, "created", job)]
     logs += d.runs.request_ops(p.account_id, auth.id, datetime.now(UTC), calls.total, calls.error_total)
     if inline is not None:
+        # An inline authorization is audited like one made on the dashboard, in the same write.
+        logs.append(auth_svc.audit_created_op(d, p, inline[0]))
         auth_svc.store_secret(d, inline[0], inline[1])
         try:
             d.jobs.create(job, new_auth=inline[0], auth_provider=provider.spec.id, extra=logs)

@@ -223,6 +223,7 @@ def callback(d: Deps, provider: str, *, code: str | None, state: str | None, non
     except Exception:
         d.secrets.delete_now(auth.secret_name)
         raise
+    auth_svc.audit_created(d, principal, auth)
     return auth
 
 

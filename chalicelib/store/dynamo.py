@@ -504,6 +504,25 @@ class AuthorizationRepo:
     def put_new(self, auth: Authorization) -> None:
         self.t.put(_auth_item(auth), condition="attribute_not_exists(PK)")
 
+    def mark_used(self, account_id: str, auth_id: str, at: str) -> None:
+        """`last_used_at` moves forward only (a slower concurrent writer cannot move it
+        back), and never recreates a deleted authorization. Does not bump `version`: a
+        use is not an edit."""
+        from botocore.exceptions import ClientError
+
+        try:
+            self.t.client.update_item(
+                TableName=self.t.name,
+                Key={"PK": {"S": K.account_pk(account_id)}, "SK": {"S": K.auth_sk(auth_id)}},
+                UpdateExpression="SET #lu = :at",
+                ConditionExpression="attribute_exists(PK) AND (attribute_not_exists(#lu) OR #lu < :at)",
+                ExpressionAttributeNames={"#lu": "last_used_at"},
+                ExpressionAttributeValues={":at": {"S": at}},
+            )
+        except ClientError as exc:
+            if _error_code(exc) != "ConditionalCheckFailedException":
+                raise
+
     def put_new_op(self, auth: Authorization) -> dict[str, Any]:
         return {
             "Put": {

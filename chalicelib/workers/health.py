@@ -6,15 +6,16 @@ import json
 import logging
 from typing import Any
 
-from chalice import Blueprint, Cron
+from chalice import Blueprint
 
-from chalicelib.config import HEALTH_QUEUE
+from chalicelib.config import HEALTH_QUEUE, sweep_schedule
 
 bp = Blueprint(__name__)
 log = logging.getLogger("switchyard.health")
 
 
-@bp.schedule(Cron(0, 5, "*", "*", "?", "*"), name="health_sweep")
+# Daily 05:00 UTC unless SWITCHYARD_HEALTH_SWEEP_SCHEDULE says otherwise (read at import: see config).
+@bp.schedule(sweep_schedule(), name="health_sweep")
 def health_sweep(event: Any) -> None:
     from chalicelib.services.deps import deps
     from chalicelib.services.health import sweep

@@ -161,3 +161,55 @@ def test_rules_are_validated_listed_deleted_audited_and_go_with_their_job(api, a
     job2 = _job(api)
     assert api.post(f"/jobs/{job2['id']}/alert-rules",
                     {"metric": "added", "granularity": "hour", "max": 1}).status_code == 201
+
+
+def test_a_day_rule_sums_the_days_hours_and_judges_only_complete_days(api, deps, tenant) -> None:
+    # GIVEN "at most 100 added per day", no violation tolerated, made now
+    job = _job(api)
+    r = api.post(f"/jobs/{job['id']}/alert-rules", {"metric": "added", "granularity": "day", "max": 100})
+    assert r.status_code == 201, r.body
+    _take("switchyard-alerts")
+    d1 = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
+    # WHEN the first full day after it adds 60 in its 3rd hour and 60 in its 21st (no hour over 100)
+    _record(deps, tenant.account_id, job["id"], d1 + timedelta(hours=3), 60)
+    _record(deps, tenant.account_id, job["id"], d1 + timedelta(hours=20, minutes=30), 60)
+    # THEN nothing is judged while that day is still running
+    assert alert_rules.evaluate(deps, now=d1 + timedelta(hours=23, minutes=5)).fired == 0
+    # AND once it is over, its 120 breach the rule: one alert naming that day
+    assert alert_rules.evaluate(deps, now=d1 + timedelta(days=1, minutes=5)).fired == 1
+    [event] = _alerts_of(tenant.account_id)
+    assert event["detail"]["granularity"] == "day" and event["detail"]["violations"] == 1
+    assert event["detail"]["last_bucket"] == d1.strftime("%Y-%m-%dT00:00:00Z")
+    # WHEN the next day stays in range THEN the rule re-arms, silently
+    _record(deps, tenant.account_id, job["id"], d1 + timedelta(days=1, hours=8), 100)
+    ev = alert_rules.evaluate(deps, now=d1 + timedelta(days=2, minutes=5))
+    assert (ev.fired, ev.rearmed) == (0, 1)
+    assert _alerts_of(tenant.account_id) == []
+
+
+def test_a_week_rule_judges_monday_to_sunday_weeks(api, deps, tenant) -> None:
+    # GIVEN "at least 10 removed per week", made now
+    job = _job(api)
+    r = api.post(f"/jobs/{job['id']}/alert-rules", {"metric": "removed", "granularity": "week", "min": 10})
+    assert r.status_code == 201, r.body
+    _take("switchyard-alerts")
+    today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    w1 = today + timedelta(days=7 - today.weekday())  # the first full week after it: next Monday
+
+    def removed(at: datetime, n: int) -> None:
+        deps.table.transact(deps.runs.activity_ops(tenant.account_id, job["id"], at, 0, n, 0))
+
+    # WHEN that week removes 3 on Monday and 4 on Sunday (7 < 10)
+    removed(w1 + timedelta(hours=1), 3)
+    removed(w1 + timedelta(days=6, hours=22), 4)
+    # THEN nothing is judged on its Sunday evening, and on the next Monday it fires, once
+    assert alert_rules.evaluate(deps, now=w1 + timedelta(days=6, hours=23, minutes=5)).fired == 0
+    assert alert_rules.evaluate(deps, now=w1 + timedelta(days=7, minutes=5)).fired == 1
+    assert alert_rules.evaluate(deps, now=w1 + timedelta(days=7, hours=1, minutes=5)).fired == 0
+    [event] = _alerts_of(tenant.account_id)
+    assert event["detail"]["granularity"] == "week" and event["detail"]["metric"] == "removed"
+    assert event["detail"]["last_bucket"] == w1.strftime("%Y-%m-%dT00:00:00Z")
+    # WHEN the second week removes 12 THEN it re-arms after that week
+    removed(w1 + timedelta(days=9), 12)
+    ev = alert_rules.evaluate(deps, now=w1 + timedelta(days=14, minutes=5))
+    assert (ev.fired, ev.rearmed) == (0, 1)

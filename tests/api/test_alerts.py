@@ -144,3 +144,28 @@ def test_an_admin_sends_a_test_alert(api) -> None:
     # THEN it is accepted and published on the bus
     assert r.status_code == 202, r.body
     assert r.json["data"] == {"published": True}
+
+
+def test_an_authorization_healthy_again_alerts_once(api, deps, tenant, probe) -> None:
+    # GIVEN an authorization whose key was revoked (one "Authorization Unhealthy" alert)
+    key = f"key-{uuid.uuid4().hex}"
+    created = api.post("/authorizations", {"provider": "test_probe", "method": "api_key", "label": "CRM key",
+                                           "credentials": {"api_key": key}})
+    auth_id = created.json["data"]["id"]
+    probe.modes[key] = "bad"
+    health.check_many(deps, [(tenant.account_id, auth_id)], timeout=2)
+    _take("switchyard-alerts")
+
+    # WHEN the key works again and the sweep sees it twice
+    probe.modes[key] = "ok"
+    health.check_many(deps, [(tenant.account_id, auth_id)], timeout=2)
+    health.check_many(deps, [(tenant.account_id, auth_id)], timeout=2)
+
+    # THEN exactly one "Authorization Healthy Again" reached the alerts queue, about it
+    events = [e for e in _take("switchyard-alerts") if e["detail"]["account_id"] == tenant.account_id]
+    assert [e["detail-type"] for e in events] == ["Authorization Healthy Again"]
+    assert events[0]["detail"]["authorization_id"] == auth_id and events[0]["detail"]["label"] == "CRM key"
+    assert key not in json.dumps(events)
+    # AND a check that finds it healthy again later alerts nothing
+    assert api.post(f"/authorizations/{auth_id}/check").status_code == 200
+    assert [e for e in _take("switchyard-alerts") if e["detail"]["account_id"] == tenant.account_id] == []

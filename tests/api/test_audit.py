@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from tests.api.helpers import CANARY, create_auth, create_job, make_bucket, s3_credentials
+from tests.api.test_oauth import oauth_app  # noqa: F401  (a fixture, used by name)
 
 
 def _events(api: Any, query: str = "") -> list[dict[str, Any]]:
@@ -147,3 +148,60 @@ def test_every_mutating_route_leaves_an_audit_event_without_secrets(api, tenant)
     for secret in (CANARY, token["token"], token["token"][-4:], settings["signing_secret"]):
         assert secret not in dump, secret
     assert "hooks.acme.example" in dump  # webhooks are recorded by host
+
+
+CREATED_S3 = {"provider": {"before": None, "after": "amazon_s3"},
+              "method": {"before": None, "after": "access_keys"},
+              "label": {"before": None, "after": "inline keys"}}
+
+
+def test_an_authorization_created_inline_in_a_job_is_audited_like_any_other(api, tenant) -> None:
+    # WHEN a job is created with a new authorization in the same request
+    bucket = make_bucket()
+    r = api.post("/jobs", {"provider": "amazon_s3", "job_type": "import", "workflow": "s3_file_import",
+                           "label": "inline", "config": {"bucket": bucket}, "start": False,
+                           "authorization": {"method": "access_keys", "label": "inline keys",
+                                             "credentials": s3_credentials(bucket=bucket)}})
+    assert r.status_code == 201, r.body
+    job = r.json["data"]
+    # THEN both creations are in the log, by the caller, the authorization's without secrets
+    events = _events(api)
+    assert sorted((e["object_type"], e["action"], e["object_id"]) for e in events) == [
+        ("authorization", "created", job["authorization_id"]), ("job", "created", job["id"])]
+    [auth_event] = [e for e in events if e["object_type"] == "authorization"]
+    assert auth_event["user_id"] == tenant.admin_user_id and auth_event["label"] == "inline keys"
+    assert auth_event["diff"] == CREATED_S3
+    assert CANARY not in json.dumps(events)
+
+
+def test_an_authorization_connected_with_oauth_is_audited(api, api_for, tenant, oauth_app) -> None:  # noqa: F811
+    from tests.api.test_oauth import _callback, _consent, _start
+
+    # WHEN a user connects Mailchimp with OAuth
+    _, nonce, data = _start(api, "Newsletter (OAuth)")
+    r = _callback(api_for(None), _consent(data["authorize_url"]), nonce)
+    assert r.status_code == 302, r.body
+    auth_id = r.headers["Location"].removeprefix("/#/authorizations/")
+    # THEN the creation is recorded for the user who started the flow, with no token in it
+    [event] = _events(api)
+    assert (event["object_type"], event["action"], event["object_id"]) == ("authorization", "created", auth_id)
+    assert event["user_id"] == tenant.admin_user_id
+    assert event["diff"] == {"provider": {"before": None, "after": "mailchimp"},
+                             "method": {"before": None, "after": "oauth"},
+                             "label": {"before": None, "after": "Newsletter (OAuth)"}}
+    assert oauth_app.oauth_token not in json.dumps(event)
+
+
+def test_a_change_of_authorization_is_recorded_as_reauthorized_with_its_diff(api, tenant) -> None:
+    # GIVEN a job on one authorization, and another of the same account
+    bucket = make_bucket()
+    first, second = create_auth(api, label="one"), create_auth(api, label="two")
+    job = create_job(api, first["id"], bucket, start=False)
+    # WHEN the job is moved to the other authorization
+    r = api.patch(f"/jobs/{job['id']}", {"authorization_id": second["id"], "version": job["version"]})
+    assert r.status_code == 200, r.body
+    # THEN the newest job event is "reauthorized", by the caller, naming both authorizations
+    [newest, created] = _events(api, f"?object_id={job['id']}")
+    assert (newest["action"], created["action"]) == ("reauthorized", "created")
+    assert newest["user_id"] == tenant.admin_user_id and newest["object_type"] == "job"
+    assert newest["diff"] == {"authorization_id": {"before": first["id"], "after": second["id"]}}

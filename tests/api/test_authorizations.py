@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import boto3
 
 from chalicelib.domain.statuses import Action
@@ -249,3 +251,105 @@ def test_activity_counts_the_api_requests_made_with_it(api, api_for, new_tenant,
     assert other.get(f"/authorizations/{auth['id']}/activity").status_code == 404
     r = api.get(f"/authorizations/{auth['id']}/activity?granularity=month")
     assert r.status_code == 400 and "granularity" in r.json["error"]["fields"]
+
+
+def test_delete_refused_while_a_job_using_it_is_running(api, deps, tenant):
+    # GIVEN a job with a run in progress (the engine's transition: sleeping -> running)
+    bucket = make_bucket()
+    auth = create_auth(api)
+    job = create_job(api, auth["id"], bucket, label="busy")
+    drive(deps, tenant.account_id, job["id"], Action.RUN_STARTED)
+    assert api.get(f"/jobs/{job['id']}").json["data"]["status"] == "running"
+    assert api.get(f"/authorizations/{auth['id']}").json["data"]["usage"]["by_status"]["running"] == 1
+    # WHEN deleting its authorization
+    r = api.delete(f"/authorizations/{auth['id']}")
+    # THEN 409 names the running job, and nothing was lost: item and secret are there
+    assert r.status_code == 409, r.body
+    assert r.json["error"]["code"] == "authorization.in_use"
+    assert r.json["error"]["details"]["blocking_jobs"] == [{"id": job["id"], "label": "busy", "status": "running"}]
+    assert api.get(f"/authorizations/{auth['id']}").status_code == 200
+    sm = boto3.client("secretsmanager", region_name="us-east-1")
+    desc = sm.describe_secret(SecretId=f"switchyard/test/{tenant.account_id}/{auth['id']}")
+    assert desc.get("DeletedDate") is None
+
+
+def test_delete_schedules_the_secret_with_a_7_day_recovery_window(api, tenant):
+    # GIVEN an unused authorization
+    auth = create_auth(api)
+    # WHEN it is deleted
+    before = datetime.now(UTC)
+    assert api.delete(f"/authorizations/{auth['id']}").status_code == 204
+    # THEN its secret is scheduled for deletion 7 days from now, still recoverable meanwhile
+    sm = boto3.client("secretsmanager", region_name="us-east-1")
+    desc = sm.describe_secret(SecretId=f"switchyard/test/{tenant.account_id}/{auth['id']}")
+    assert abs(desc["DeletedDate"] - (before + timedelta(days=7))) < timedelta(minutes=5), desc["DeletedDate"]
+
+
+def test_the_health_filter_returns_exactly_the_unhealthy_ones(api, deps, tenant):
+    from chalicelib.providers.registry import Registry
+    from tests.api.test_health import Probe
+
+    # GIVEN four authorizations whose checks pass, two of whose keys then get revoked
+    probe = Probe()
+    deps.registry = Registry(extra={"test_probe": probe})
+    ids = {}
+    for key in ("k-ok-1", "k-ok-2", "k-bad-1", "k-bad-2"):
+        r = api.post("/authorizations", {"provider": "test_probe", "method": "api_key", "label": key,
+                                         "credentials": {"api_key": key + "-" + tenant.account_id[-6:]}})
+        assert r.status_code == 201, r.body
+        ids[key] = r.json["data"]["id"]
+        probe.modes[key + "-" + tenant.account_id[-6:]] = "bad" if "bad" in key else "ok"
+    # WHEN each is checked now
+    for auth_id in ids.values():
+        assert api.post(f"/authorizations/{auth_id}/check").status_code == 200
+    # THEN ?health= returns exactly the matching rows, also with the provider filter
+    def listed(query: str) -> set[str]:
+        r = api.get(f"/authorizations?{query}")
+        assert r.status_code == 200, r.body
+        return {a["id"] for a in r.json["data"]}
+
+    assert listed("health=unhealthy") == {ids["k-bad-1"], ids["k-bad-2"]}
+    assert listed("health=healthy") == {ids["k-ok-1"], ids["k-ok-2"]}
+    assert listed("health=unhealthy&provider=test_probe") == {ids["k-bad-1"], ids["k-bad-2"]}
+    assert listed("health=unhealthy&provider=amazon_s3") == set()
+    # AND paging one at a time walks the same two
+    first = api.get("/authorizations?health=unhealthy&limit=1").json
+    second = api.get(f"/authorizations?health=unhealthy&limit=1&cursor={first['next_cursor']}").json
+    assert {a["id"] for a in first["data"] + second["data"]} == {ids["k-bad-1"], ids["k-bad-2"]}
+    r = api.get("/authorizations?health=sick")
+    assert r.status_code == 400 and "health" in r.json["error"]["fields"]
+
+
+def _age_last_used(deps, tenant, auth_id: str) -> str:
+    old = "2020-01-01T00:00:00Z"
+    deps.table.client.update_item(
+        TableName=deps.table.name,
+        Key={"PK": {"S": f"ACCT#{tenant.account_id}"}, "SK": {"S": f"AUTH#{auth_id}"}},
+        UpdateExpression="SET last_used_at = :o", ExpressionAttributeValues={":o": {"S": old}})
+    return old
+
+
+def test_last_used_moves_when_the_credentials_are_used_for_a_check_or_options(api, deps, tenant):
+    # GIVEN an authorization last used long ago
+    bucket = make_bucket()
+    auth = api.post("/authorizations", {"provider": "amazon_s3", "method": "access_keys", "label": "k",
+                                        "credentials": s3_credentials(bucket=bucket)}).json["data"]
+    start = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def last_used() -> str:
+        return str(api.get(f"/authorizations/{auth['id']}").json["data"]["last_used_at"])
+
+    old = _age_last_used(deps, tenant, auth["id"])
+    assert last_used() == old
+    # WHEN it is checked now THEN it was used now
+    assert api.post(f"/authorizations/{auth['id']}/check").status_code == 200
+    assert last_used() >= start
+    # WHEN the wizard lists buckets through it THEN too
+    _age_last_used(deps, tenant, auth["id"])
+    base = "/providers/amazon_s3/workflows/s3_file_import/options"
+    assert api.get(f"{base}/bucket?authorization_id={auth['id']}").status_code == 200
+    assert last_used() >= start
+    # AND a metadata edit is not a use
+    _age_last_used(deps, tenant, auth["id"])
+    assert api.patch(f"/authorizations/{auth['id']}", {"label": "k2"}).status_code == 200
+    assert last_used() == old

@@ -287,3 +287,103 @@ def test_a_new_job_has_history_of_its_creation_only(api, tenant):
     assert all(p["added"] == p["removed"] == p["omitted"] == 0 for p in series)
     assert len(api.get(f"/jobs/{job['id']}/activity?granularity=hour").json["data"]["series"]) == 48
     assert api.get("/jobs/job_missing/runs").status_code == 404
+
+
+def _crm_job(api, *, key: str = "crm1-key", label: str = "CRM export", workflow: str = "bulk_export") -> dict:
+    auth = api.post("/authorizations", {"provider": "test_crm", "method": "api_key", "label": "crm",
+                                        "credentials": {"api_key": key}})
+    assert auth.status_code == 201, auth.body
+    r = api.post("/jobs", {"provider": "test_crm", "job_type": "export", "workflow": workflow, "label": label,
+                           "authorization_id": auth.json["data"]["id"], "config": {"list_id": "l1"},
+                           "start": False})
+    assert r.status_code == 201, r.body
+    return dict(r.json["data"])
+
+
+def test_the_provider_filter_keeps_only_that_providers_jobs(api, crm):
+    # GIVEN jobs of two providers
+    bucket = make_bucket()
+    s3_jobs = {create_job(api, create_auth(api)["id"], bucket, label=f"s3-{i}")["id"] for i in range(2)}
+    crm_job = _crm_job(api)
+    # WHEN filtered by provider THEN each filter returns its provider's jobs only
+    assert {j["id"] for j in api.get("/jobs?provider=amazon_s3").json["data"]} == s3_jobs
+    assert [j["id"] for j in api.get("/jobs?provider=test_crm").json["data"]] == [crm_job["id"]]
+    assert [j["id"] for j in api.get("/jobs?provider=test_crm&job_type=export").json["data"]] == [crm_job["id"]]
+    assert api.get("/jobs?provider=test_crm&job_type=import").json["data"] == []
+    assert api.get("/jobs?provider=mailchimp").json["data"] == []
+    # AND paging within a provider walks only its jobs
+    first = api.get("/jobs?provider=amazon_s3&limit=1").json
+    second = api.get(f"/jobs?provider=amazon_s3&limit=1&cursor={first['next_cursor']}").json
+    assert {j["id"] for j in first["data"] + second["data"]} == s3_jobs
+
+
+def _unchanged(api, job: dict, *auth_ids: str) -> None:
+    now = api.get(f"/jobs/{job['id']}").json["data"]
+    assert (now["authorization_id"], now["version"]) == (job["authorization_id"], job["version"])
+    for auth_id in auth_ids:
+        assert api.get(f"/authorizations/{auth_id}").json["data"]["usage"]["total"] == 0
+    assert [e["action"] for e in api.get(f"/audit?object_id={job['id']}").json["data"]] == ["created"]
+
+
+def test_patch_refuses_an_authorization_whose_method_does_not_enable_the_workflow(api, crm):
+    # GIVEN a bulk export job, and a bearer-token authorization (real-time export only)
+    job = _crm_job(api)
+    r = api.post("/authorizations", {"provider": "test_crm", "method": "bearer", "label": "b",
+                                     "credentials": {"token": "tkn-1234"}})
+    bearer = r.json["data"]["id"]
+    # WHEN a dry run asks THEN it says why, and changes nothing
+    r = api.patch(f"/jobs/{job['id']}?dry_run=true", {"authorization_id": bearer, "version": job["version"]})
+    assert r.status_code == 200, r.body
+    assert r.json["data"]["allowed"] is False
+    assert any("'bearer' does not enable workflow 'bulk_export'" in p for p in r.json["data"]["problems"])
+    _unchanged(api, job, bearer)
+    # WHEN applied THEN refused with that reason, and nothing changed
+    r = api.patch(f"/jobs/{job['id']}", {"authorization_id": bearer, "version": job["version"]})
+    assert r.status_code == 422 and r.json["error"]["code"] == "job.authorization_incompatible"
+    assert "does not enable workflow 'bulk_export'" in r.json["error"]["message"]
+    assert "authorization_id" in r.json["error"]["fields"]
+    _unchanged(api, job, bearer)
+
+
+def test_patch_refuses_an_authorization_of_the_same_account_that_cannot_reach_the_list(api, fake_mailchimp):
+    # GIVEN a Mailchimp import on list L1 through key A, and two keys of the same account:
+    # B sees only list L2, C sees every list
+    fake = fake_mailchimp
+    fake.add_list("L1", "Newsletter")
+    fake.add_list("L2", "Other")
+    key_b, key_c = fake.new_api_key(), fake.new_api_key()
+    fake.scope(key_b, {"L2"})
+
+    def auth(key: str, label: str) -> str:
+        r = api.post("/authorizations", {"provider": "mailchimp", "method": "api_key", "label": label,
+                                         "credentials": {"api_key": key}})
+        assert r.status_code == 201, r.body
+        assert r.json["data"]["provider_account"] == fake.account_id
+        return str(r.json["data"]["id"])
+
+    a, b, c = auth(fake.new_api_key(), "A"), auth(key_b, "B"), auth(key_c, "C")
+    r = api.post("/jobs", {"provider": "mailchimp", "job_type": "import", "workflow": "mailchimp_import",
+                           "authorization_id": a, "label": "Newsletter in", "config": {"list_id": "L1"},
+                           "start": False})
+    assert r.status_code == 201, r.body
+    job = r.json["data"]
+    # WHEN a dry run asks for B THEN it says B cannot reach L1, and nothing changes
+    r = api.patch(f"/jobs/{job['id']}?dry_run=true", {"authorization_id": b, "version": job["version"]})
+    assert r.status_code == 200, r.body
+    assert r.json["data"]["allowed"] is False
+    [problem] = r.json["data"]["problems"]
+    assert "cannot reach" in problem and "'L1'" in problem
+    _unchanged(api, job, b)
+    # WHEN applied THEN refused with the same reason
+    r = api.patch(f"/jobs/{job['id']}", {"authorization_id": b, "version": job["version"]})
+    assert r.status_code == 422 and r.json["error"]["code"] == "job.authorization_incompatible"
+    assert "'L1'" in r.json["error"]["message"]
+    _unchanged(api, job, b)
+    # WHEN a dry run asks for C (allowed) THEN it says so, and still changes nothing
+    r = api.patch(f"/jobs/{job['id']}?dry_run=true", {"authorization_id": c, "version": job["version"]})
+    assert r.status_code == 200, r.body
+    assert r.json["data"]["allowed"] is True and r.json["data"]["problems"] == []
+    _unchanged(api, job, b, c)
+    # AND applying it moves the job
+    r = api.patch(f"/jobs/{job['id']}", {"authorization_id": c, "version": job["version"]})
+    assert r.status_code == 200 and r.json["data"]["authorization_id"] == c

@@ -145,6 +145,11 @@ def test_export_tags_members_and_leavers_lose_the_tag(api, deps, tenant, drain, 
     second = _runs(api, job["id"])[0]
     assert second["status"] == "succeeded" and second["added"] == 2 and second["removed"] == 3, second
     assert _tagged(fake) == {f"p{i}@x.io" for i in range(3, 10)} | {"f0@x.io", "f1@x.io"}
+    # AND the job's activity shows the leavers as "profiles removed" (SPEC rule 5), at every granularity
+    for granularity in ("hour", "day", "week"):
+        series = api.get(f"/jobs/{job['id']}/activity?granularity={granularity}").json["data"]["series"]
+        assert sum(p["removed"] for p in series) == second["removed"] == 3, granularity
+        assert sum(p["added"] for p in series) == run["added"] + second["added"], granularity
     assert fake.member("L1", "p0@x.io").status == "subscribed"
     assert drain.errors == []
 

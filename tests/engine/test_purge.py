@@ -68,3 +68,52 @@ def test_untouched_paused_jobs_are_purged_with_their_counters(api, deps, monkeyp
     assert api.get(f"/audiences/{audience}").json["data"]["export_jobs"] == 2
     # AND running it again finds nothing more
     assert purge_due(deps, now=AFTER_90_DAYS).purged == 0
+
+
+# A year of its own, so no other test's jobs are due at these moments.
+WRITTEN_96 = calendar.timegm((1996, 1, 1, 0, 0, 0))
+EDITED_96 = calendar.timegm((1996, 2, 15, 0, 0, 0))
+
+
+def test_an_edit_that_keeps_a_job_paused_touches_it_and_failed_and_completed_jobs_go_after_90_days(
+        api, deps, tenant, monkeypatch: pytest.MonkeyPatch) -> None:
+    from chalicelib.domain.statuses import Action
+    from tests.api.helpers import drive
+
+    # GIVEN, written on 1996-01-01: a paused job, a paused job edited (still paused) on
+    # 1996-02-15, a job that failed and one that completed
+    auth = create_auth(api)
+    audience = api.post("/audiences", {"name": "Purge 96", "filter": {"all": []}}).json["data"]["id"]
+    bucket = make_bucket()
+
+    def job(label: str) -> dict[str, Any]:
+        r = api.post("/jobs", {"provider": "amazon_s3", "job_type": "export", "workflow": "s3_audience_export",
+                               "authorization_id": auth["id"], "label": label, "start": False,
+                               "config": {"audience_id": audience, "bucket": bucket}})
+        assert r.status_code == 201, r.body
+        return dict(r.json["data"])
+
+    monkeypatch.setattr(dynamo, "_clock", lambda: WRITTEN_96)
+    paused, edited, failed, completed = (job(x) for x in ("Paused", "Edited while paused", "Failed", "Completed"))
+    drive(deps, tenant.account_id, failed["id"], Action.RESUME, Action.RUN_FAILED)
+    drive(deps, tenant.account_id, completed["id"], Action.RESUME, Action.RUN_STARTED, Action.RUN_FINISHED_ONCE)
+    monkeypatch.setattr(dynamo, "_clock", lambda: EDITED_96)
+    r = api.patch(f"/jobs/{edited['id']}", {"label": "Edited, still paused", "version": edited["version"]})
+    assert r.status_code == 200 and r.json["data"]["status"] == "paused", r.body
+    monkeypatch.undo()
+    statuses = {j: api.get(f"/jobs/{j}").json["data"]["status"]
+                for j in (paused["id"], edited["id"], failed["id"], completed["id"])}
+    assert list(statuses.values()) == ["paused", "paused", "failed", "completed"]
+
+    # WHEN the purge runs just after 90 days from the writes
+    report = purge_due(deps, now=datetime(1996, 4, 2, tzinfo=UTC))
+
+    # THEN the untouched paused, the failed and the completed jobs are gone; the edited one stays
+    assert report.purged == 3
+    gone = {j: api.get(f"/jobs/{j}").status_code for j in statuses}
+    assert gone == {paused["id"]: 404, edited["id"]: 200, failed["id"]: 404, completed["id"]: 404}
+    assert api.get(f"/authorizations/{auth['id']}").json["data"]["usage"]["total"] == 1
+    # AND the edited job goes 90 days after its edit
+    assert purge_due(deps, now=datetime(1996, 5, 14, tzinfo=UTC)).purged == 0
+    assert purge_due(deps, now=datetime(1996, 5, 16, tzinfo=UTC)).purged == 1
+    assert api.get(f"/jobs/{edited['id']}").status_code == 404

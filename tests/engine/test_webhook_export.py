@@ -13,7 +13,7 @@ import logging
 import zlib
 from collections import Counter
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
@@ -196,6 +196,45 @@ def test_a_busy_receiver_makes_the_job_back_off_then_nothing_is_lost(
     assert _requests(api, auth["id"]) == (2 + 4 + 2, 4)
 
 
+def test_a_refusing_receiver_is_retried_with_backoff_until_the_failure_window_passes(
+        api, deps, tenant, drain, webhooks, inbox, options):
+    r, box = inbox
+    # GIVEN a receiver that refuses the first batch with a 400 (mid-deploy, say)
+    ids = _seed(deps, tenant.account_id, [_person(i) for i in range(3)])
+    job = _export_job(api, _auth(api, r.url())["id"], _audience(api),
+                      schedule={"type": "interval", "every_minutes": 60})
+    r.then(Answer(400, {"message": "schema v2 not deployed yet"}))
+    # WHEN the run is delivered
+    drain.run()
+    # THEN the job backs off (not failed), saying what the receiver said
+    state = _job(api, job["id"])
+    assert state["status"] == "sleeping" and state["fault_count"] == 1
+    [warning] = api.get(f"/jobs/{job['id']}/logs?level=warning").json["data"]
+    assert warning["code"] == "run.transient_error"
+    assert "400 Bad Request: schema v2 not deployed yet" in warning["message"]
+    # WHEN the retry comes and the receiver takes it THEN the same run delivers everything once
+    retry = {"account_id": tenant.account_id, "job_id": job["id"], "trigger": "retry"}
+    Engine(deps, options).handle(Delivery(body=retry, message_id="retry-400"))
+    drain.run()
+    [run] = _runs(api, job["id"])
+    assert run["status"] == "succeeded" and run["added"] == 3
+    assert _received(box) == Counter({("audience.entered", pid): 1 for pid in ids.values()})
+    # WHEN, on a later run, it keeps refusing past the failure window (10 h)
+    _seed(deps, tenant.account_id, [_person(9)])
+    r.then(*[Answer(403, {"message": "token rotated"})] * 2)
+    _schedule_fires(deps, tenant, job["id"])
+    drain.run()
+    assert _job(api, job["id"])["status"] == "sleeping"
+    options.now = lambda: datetime.now(UTC) + timedelta(hours=11)
+    Engine(deps, options).handle(Delivery(body=retry, message_id="retry-late"))
+    # THEN the job fails, in the receiver's words, saying what to do
+    final = _job(api, job["id"])
+    assert final["status"] == "failed"
+    line = api.get(f"/jobs/{job['id']}/logs?level=error").json["data"][0]
+    assert line["code"] == "run.failure_window_passed"
+    assert "403 Forbidden: token rotated" in line["message"] and "resume" in line["message"]
+
+
 def test_410_fails_the_job_at_once_with_a_clear_line(api, deps, tenant, drain, webhooks, inbox):
     r, box = inbox
     _seed(deps, tenant.account_id, [_person(i) for i in range(3)])
@@ -269,11 +308,11 @@ def test_secrets_never_leave_secrets_manager(api, deps, tenant, drain, webhooks,
                      f"/jobs/{job['id']}", f"/jobs/{inline['id']}/logs", f"/jobs/{job['id']}/logs",
                      f"/jobs/{inline['id']}/runs", "/providers/webhook"):
             call("GET", path)
-    # THEN the secrets did go to the receiver, and the runs failed on its refusal...
+    # THEN the secrets did go to the receiver, and the runs back off on its refusal...
     assert f"Bearer {TOKEN}" in seen and len(bodies) > 12
     for j in (inline, job):
-        assert _job(api, j["id"])["status"] == "failed"
-    lines = api.get(f"/jobs/{inline['id']}/logs?level=error").json["data"]
+        assert _job(api, j["id"])["status"] == "sleeping" and _job(api, j["id"])["fault_count"] == 1
+    lines = api.get(f"/jobs/{inline['id']}/logs?level=warning").json["data"]
     assert "rejected Bearer [redacted]" in lines[0]["message"]
 
     def leaks(text: str) -> bool:

@@ -120,6 +120,8 @@ class FakeMailchimp:
         self.account_id = account_id
         self.account_name = account_name
         self.api_keys: set[str] = set()
+        self.key_lists: dict[str, set[str]] = {}  # key -> the only lists it may see (a scoped key)
+        self._caller = ""  # the API key of the request being served (under the lock)
         self.tokens: set[str] = set()
         self.lists: dict[str, MList] = {}
         self.batches: dict[str, dict[str, Any]] = {}
@@ -181,6 +183,13 @@ class FakeMailchimp:
         key = f"{secrets.token_hex(16)}-{self.dc}"
         self.api_keys.add(key)
         return key
+
+    def revoke(self, key: str) -> None:
+        self.api_keys.discard(key)
+
+    def scope(self, key: str, list_ids: set[str]) -> None:
+        """Let `key` see only these lists (others answer 404, as to a stranger)."""
+        self.key_lists[key] = set(list_ids)
 
     def add_list(self, list_id: str, name: str, merge_fields: list[tuple[str, str, str]] | None = None) -> MList:
         fields = merge_fields or [("FNAME", "First Name", "text"), ("LNAME", "Last Name", "text")]
@@ -268,12 +277,14 @@ class FakeMailchimp:
         value = r.headers.get("authorization", "")
         scheme, _, cred = value.partition(" ")
         ok = False
+        self._caller = ""
         if scheme.lower() == "basic":
             try:
                 _, _, key = base64.b64decode(cred).decode().partition(":")
             except ValueError:
                 key = ""
             ok = key in self.api_keys and key.rsplit("-", 1)[-1] == dc
+            self._caller = key
         elif scheme.lower() in ("bearer", "oauth"):
             ok = cred in self.tokens and dc == self.dc
         if not ok:
@@ -282,7 +293,8 @@ class FakeMailchimp:
 
     def _list(self, list_id: str) -> MList:
         mlist = self.lists.get(list_id)
-        if mlist is None:
+        scoped = self.key_lists.get(self._caller)
+        if mlist is None or (scoped is not None and list_id not in scoped):
             raise Problem(404, "Resource Not Found", "The requested resource could not be found.")
         return mlist
 

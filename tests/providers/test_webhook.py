@@ -294,4 +294,23 @@ def test_a_bearer_token_is_never_in_an_error() -> None:
     with echo as r, pytest.raises(ProviderError) as err:
         export.write_part(ctx(BearerToken(url=r.url(), token=TOKEN), "bearer"), FROZEN, 1, rows(1))
     assert TOKEN not in str(err.value) and "rejected Bearer [redacted]" in err.value.reason
-    assert err.value.transient is False
+    assert err.value.transient is True  # retried by the engine with backoff (decision 282)
+
+
+@pytest.mark.parametrize("answer", [
+    Answer(400, {"detail": "bad schema"}), Answer(401, "bad signature"), Answer(403, "forbidden"),
+    Answer(404, "no such hook"), Answer(422, {"detail": "unprocessable"}),
+    Answer(307, headers={"Location": "https://new.example.com/hook"}),
+])
+def test_any_other_refusal_of_a_batch_is_retried_later_in_the_receivers_words(answer: Answer) -> None:
+    # GIVEN a receiver that refuses the first batch (not 2xx, not 410)
+    export = provider().export_step("webhook_audience_export")
+    with Receiver() as r:
+        r.then(answer)
+        with pytest.raises(ProviderError) as err:
+            export.write_part(ctx(NoAuth(url=r.url()), "none"), FROZEN, 1, rows(10))
+        # THEN one request (no hammering inside the step), and a transient error for the
+        # engine's backoff, in the receiver's words
+        assert len(r.requests) == 1
+    assert err.value.transient is True and err.value.auth is False
+    assert f"answered {answer.status}" in err.value.reason
