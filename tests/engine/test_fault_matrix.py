@@ -467,6 +467,13 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[Clock]:
     calls.reset()  # drop the event hooks an AWS row registered on the shared session
 
 
+def _stop_receiver(fake: WorkflowFake) -> None:
+    # Webhook and endpoint fakes start a receiver in start(); a failed run never reads it back.
+    receiver = getattr(fake, "receiver", None)
+    if receiver is not None and receiver._thread.is_alive():
+        receiver.stop()
+
+
 def _settle(drain: Any, api: Any, deps: Any, tenant: Any, job_id: str) -> tuple[dict[str, Any], int]:
     """Deliver the run; a transient failure's retry is delivered as SQS would after its
     delay (the engine queued it with DelaySeconds). Returns the run and the engine retries."""
@@ -492,6 +499,7 @@ def test_fault(request: pytest.FixtureRequest, provider_id: str, fault: str, dep
     assert isinstance(case, Case)
     # GIVEN the workflow's fake, its tenant, authorization and job (created healthy)
     fake = WORKFLOW_FAKES[(provider_id, case.workflow)](request)
+    request.addfinalizer(lambda: _stop_receiver(fake))
     tenant = new_tenant("Faults")
     api = api_for(tenant.admin_token)
     drain = Drain(deps, EngineOptions(max_records=1000))
