@@ -485,8 +485,11 @@ class HttpClient:
     resolver: Resolver = system_resolver
     limiter: RateLimiter = field(default_factory=lambda: LIMITER)
     ca_certs: str | None = None  # a private CA bundle (tests' TLS receiver)
-    clock: Callable[[], float] = time.monotonic
-    sleep: Callable[[float], None] = time.sleep
+    # The layer's one clock: the module's rate limiter's, unless given. A Retry-After wait
+    # and the limiter's not-before must be measured on the same clock, and a test that
+    # replaces LIMITER's clock and sleep then waits out a whole run without sleeping.
+    clock: Callable[[], float] = field(default_factory=lambda: LIMITER.clock)
+    sleep: Callable[[float], None] = field(default_factory=lambda: LIMITER.sleep)
 
     def __post_init__(self) -> None:
         self.secrets = tuple(self.secrets)  # read twice (redaction, rate-limit key)

@@ -88,6 +88,7 @@ class Failure:
     times: int
     retry_after: int | None
     path: str
+    delay: float = 0.0  # with status 0: answer normally, this many seconds late (timeouts)
 
 
 class FakeGoogle:
@@ -125,6 +126,18 @@ class FakeGoogle:
 
     def fail(self, status: int, times: int = 1, *, retry_after: int | None = None, path: str = "") -> None:
         self.failures.append(Failure(status, times, retry_after, path))
+
+    def stall(self, seconds: float, times: int = 1, *, path: str = "") -> None:
+        """Answer the next `times` requests whose path contains `path` normally, `seconds`
+        late (a timeout)."""
+        self.failures.append(Failure(0, times, None, path, delay=seconds))
+
+    def _stalled(self, path: str) -> float:
+        for f in self.failures:
+            if f.status == 0 and f.times > 0 and f.path in path:
+                f.times -= 1
+                return f.delay
+        return 0.0
 
     def grant(self, scopes: tuple[str, ...] = (EDIT, VERSIONS)) -> dict[str, Any]:
         """Tokens as if a user had consented (for tests that skip the browser): the token
@@ -170,6 +183,7 @@ class FakeGoogle:
                 url = urllib.parse.urlsplit(self.path)
                 query = dict(urllib.parse.parse_qsl(url.query))
                 with fake._lock:
+                    late = fake._stalled(url.path)
                     fake.requests.append((method, url.path))
                     try:
                         status, doc, headers = fake.route(method, url.path, query, body,
@@ -181,6 +195,8 @@ class FakeGoogle:
                     except OAuthError as exc:
                         status, headers = exc.status, {}
                         doc = {"error": exc.error, "error_description": exc.description}
+                if late:
+                    time.sleep(late)  # processed, answered late; outside the lock
                 self._answer(status, doc, headers)
 
             def do_GET(self) -> None:
@@ -223,7 +239,7 @@ class FakeGoogle:
     def route(self, method: str, path: str, query: dict[str, str], body: bytes,
               authorization: str) -> tuple[int, Any, dict[str, str]]:
         for f in self.failures:
-            if f.times > 0 and f.path in path:
+            if f.status and f.times > 0 and f.path in path:
                 f.times -= 1
                 headers = {"Retry-After": str(f.retry_after)} if f.retry_after is not None else {}
                 raise ApiError(f.status, FAILURE_WORDS.get(f.status, "Internal error encountered."), headers)

@@ -32,6 +32,7 @@ import hashlib
 import json
 import secrets
 import threading
+import time
 import urllib.parse
 from collections import Counter
 from dataclasses import dataclass, field
@@ -102,6 +103,7 @@ class Failure:
     retry_after: str | None
     path: str | None
     method: str | None
+    delay: float = 0.0  # with status 0: answer normally, this many seconds late (timeouts)
 
 
 @dataclass
@@ -223,6 +225,11 @@ class FakeMailchimp:
         with self._lock:
             self.failures.append(Failure(status, times, retry_after, path, method))
 
+    def stall(self, seconds: float, times: int = 1, *, path: str | None = None, method: str | None = None) -> None:
+        """Answer the next `times` matching requests normally, `seconds` late (a timeout)."""
+        with self._lock:
+            self.failures.append(Failure(0, times, None, path, method, delay=seconds))
+
     def count(self) -> Counter[str]:
         """Requests by 'METHOD /path-shape' (ids replaced by {id})."""
         out: Counter[str] = Counter()
@@ -250,28 +257,46 @@ class FakeMailchimp:
 
     def handle(self, r: Seen) -> tuple[int, Any, dict[str, str]]:
         with self._lock:
-            self.requests.append(r)
-            try:
-                self._injected(r)
-                if r.path.startswith("/login/"):
-                    return self._oauth(r)
-                return self._api(r)
-            except Problem as p:
-                doc: dict[str, Any] = {"type": ERROR_TYPE, "title": p.title, "status": p.status,
-                                       "detail": p.detail, "instance": secrets.token_hex(8)}
-                if p.errors:
-                    doc["errors"] = p.errors
-                return p.status, doc, p.headers
+            late = self._stalled(r)
+            answer = self._handle(r)
+        if late:
+            time.sleep(late)  # processed, answered late: outside the lock, other requests go on
+        return answer
+
+    def _handle(self, r: Seen) -> tuple[int, Any, dict[str, str]]:
+        self.requests.append(r)
+        try:
+            self._injected(r)
+            if r.path.startswith("/login/"):
+                return self._oauth(r)
+            return self._api(r)
+        except Problem as p:
+            doc: dict[str, Any] = {"type": ERROR_TYPE, "title": p.title, "status": p.status,
+                                   "detail": p.detail, "instance": secrets.token_hex(8)}
+            if p.errors:
+                doc["errors"] = p.errors
+            return p.status, doc, p.headers
+
+    def _matching(self, r: Seen, stalls: bool) -> Failure | None:
+        for f in self.failures:
+            if (f.times > 0 and (f.status == 0) == stalls and (f.path is None or f.path in r.path)
+                    and f.method in (None, r.method)):
+                f.times -= 1
+                return f
+        return None
+
+    def _stalled(self, r: Seen) -> float:
+        f = self._matching(r, stalls=True)
+        return f.delay if f is not None else 0.0
 
     def _injected(self, r: Seen) -> None:
-        for f in self.failures:
-            if f.times > 0 and (f.path is None or f.path in r.path) and (f.method in (None, r.method)):
-                f.times -= 1
-                headers = {"Retry-After": f.retry_after} if f.retry_after else {}
-                titles = {429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable"}
-                detail = ("You have exceeded the limit of 10 simultaneous connections."
-                          if f.status == 429 else "An unexpected internal error has occurred.")
-                raise Problem(f.status, titles.get(f.status, "Error"), detail, headers)
+        f = self._matching(r, stalls=False)
+        if f is not None:
+            headers = {"Retry-After": f.retry_after} if f.retry_after else {}
+            titles = {429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable"}
+            detail = ("You have exceeded the limit of 10 simultaneous connections."
+                      if f.status == 429 else "An unexpected internal error has occurred.")
+            raise Problem(f.status, titles.get(f.status, "Error"), detail, headers)
 
     def _authenticate(self, r: Seen, dc: str) -> None:
         value = r.headers.get("authorization", "")

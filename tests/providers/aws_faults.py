@@ -114,11 +114,15 @@ def refuse_sqs_entries(choose: Callable[[int, list[dict[str, Any]]], set[int]], 
     return seen
 
 
-def answer_error(service: str, operation: str, code: str, status: int, message: str = "") -> list[int]:
-    """Every `operation` call answers this AWS error; returns a list that grows by one per call."""
+def answer_error(service: str, operation: str, code: str, status: int, message: str = "",
+                 times: int | None = None) -> list[int]:
+    """Every `operation` call (or the next `times` ones: later calls reach moto) answers this
+    AWS error; returns a list that grows by one per answered call."""
     hits: list[int] = []
 
-    def before_call(**kw: Any) -> tuple[_Http, dict[str, Any]]:
+    def before_call(**kw: Any) -> tuple[_Http, dict[str, Any]] | None:
+        if times is not None and len(hits) >= times:
+            return None
         hits.append(1)
         return _Http(status), {"Error": {"Code": code, "Message": message or code},
                                "ResponseMetadata": {"HTTPStatusCode": status}}
@@ -127,14 +131,17 @@ def answer_error(service: str, operation: str, code: str, status: int, message: 
     return hits
 
 
-def time_out(service: str, operation: str) -> list[int]:
-    """Every call of `operation` times out waiting for AWS's answer (botocore's
-    ReadTimeoutError, raised before anything reaches moto). Returns one entry per call."""
+def time_out(service: str, operation: str, times: int | None = None) -> list[int]:
+    """Every call of `operation` (or the next `times` ones) times out waiting for AWS's answer
+    (botocore's ReadTimeoutError, raised before anything reaches moto). Returns one entry per
+    call that timed out."""
     from botocore.exceptions import ReadTimeoutError
 
     hits: list[int] = []
 
     def before_call(**kw: Any) -> None:
+        if times is not None and len(hits) >= times:
+            return
         hits.append(1)
         raise ReadTimeoutError(endpoint_url=f"https://{service}.us-east-1.amazonaws.com/")
 
