@@ -334,7 +334,7 @@ class WebhookAudienceExport:
             try:
                 ep.post(body, batch_id(ctx.run_id, ctx.first_row + sent, len(chunk)), "events.post")
             except HttpError as exc:
-                err = _export_error(exc)
+                err = _export_error(exc, ctx.method)
                 if sent and err.transient:
                     break  # keep what was delivered; the next step retries the rest
                 raise err from None
@@ -350,14 +350,19 @@ class WebhookAudienceExport:
         return ""
 
 
-def _export_error(exc: HttpError) -> ProviderError:
+def _export_error(exc: HttpError, method: str) -> ProviderError:
     """2xx is delivered, 410 stops the job, any other answer is retried (issue 4; decision
-    282): a receiver that refuses (401/403, other 4xx, a redirect) is often mid-deploy or
-    mid-rotation, and batches are idempotent, so the job backs off and resumes the same run;
-    the failure window (10 h) caps the retries, then the job fails in the receiver's words."""
+    282): a receiver that refuses (other 4xx, a redirect) is often mid-deploy, and batches
+    are idempotent, so the job backs off and resumes the same run; the failure window (10 h)
+    caps the retries, then the job fails in the receiver's words. Except 401/403 when we send
+    credentials (bearer, basic, signature): those were refused, so the authorization is
+    unhealthy and the job fails at once (issue 4's fault matrix; decision 105)."""
     if exc.status == 410:
         return ProviderError(f"{exc.reason} — the receiver says this endpoint is gone; nothing more "
                              "is sent", transient=False)
+    if exc.status in (401, 403) and method != "none":
+        return ProviderError(f"{exc.reason} — the receiver refused this authorization's credentials",
+                             transient=False, auth=True)
     if exc.transient:
         return exc
     return ProviderError(exc.reason, transient=True, retry_after=exc.retry_after)

@@ -221,7 +221,7 @@ def test_a_refusing_receiver_is_retried_with_backoff_until_the_failure_window_pa
     assert _received(box) == Counter({("audience.entered", pid): 1 for pid in ids.values()})
     # WHEN, on a later run, it keeps refusing past the failure window (10 h)
     _seed(deps, tenant.account_id, [_person(9)])
-    r.then(*[Answer(403, {"message": "token rotated"})] * 2)
+    r.then(*[Answer(404, {"message": "hook not deployed"})] * 2)
     _schedule_fires(deps, tenant, job["id"])
     drain.run()
     assert _job(api, job["id"])["status"] == "sleeping"
@@ -232,7 +232,7 @@ def test_a_refusing_receiver_is_retried_with_backoff_until_the_failure_window_pa
     assert final["status"] == "failed"
     line = api.get(f"/jobs/{job['id']}/logs?level=error").json["data"][0]
     assert line["code"] == "run.failure_window_passed"
-    assert "403 Forbidden: token rotated" in line["message"] and "resume" in line["message"]
+    assert "404 Not Found: hook not deployed" in line["message"] and "resume" in line["message"]
 
 
 def test_410_fails_the_job_at_once_with_a_clear_line(api, deps, tenant, drain, webhooks, inbox):

@@ -297,6 +297,20 @@ def test_a_bearer_token_is_never_in_an_error() -> None:
     assert err.value.transient is True  # retried by the engine with backoff (decision 282)
 
 
+@pytest.mark.parametrize("status", [401, 403])
+def test_a_refusal_of_the_credentials_we_send_is_an_auth_error(status: int) -> None:
+    # GIVEN a receiver that refuses our bearer token
+    export = provider().export_step("webhook_audience_export")
+    with Receiver() as r:
+        r.then(Answer(status, "token revoked"))
+        with pytest.raises(ProviderError) as err:
+            export.write_part(ctx(BearerToken(url=r.url(), token=TOKEN), "bearer"), FROZEN, 1, rows(3))
+    # THEN the credentials are bad: not retried, the authorization becomes unhealthy
+    assert err.value.auth is True and err.value.transient is False
+    assert f"answered {status}" in err.value.reason and "token revoked" in err.value.reason
+    assert TOKEN not in str(err.value)
+
+
 @pytest.mark.parametrize("answer", [
     Answer(400, {"detail": "bad schema"}), Answer(401, "bad signature"), Answer(403, "forbidden"),
     Answer(404, "no such hook"), Answer(422, {"detail": "unprocessable"}),
