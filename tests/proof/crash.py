@@ -52,8 +52,8 @@ class Injector:
 
     @contextmanager
     def delivery(self, kind: str, kill: bool) -> Iterator[None]:
-        """Wrap one handler invocation. With `kill`, the runner dies at a call drawn
-        uniformly among the calls a delivery of this kind made so far at most (+ the ack)."""
+        """Wrap one handler invocation. With `kill`, the runner dies at slot k, drawn uniformly
+        up to the most calls a delivery of this kind made so far (+ 1 for the ack)."""
         horizon = max(self._max_calls.get(kind, 8), 4) + 1
         with self._lock:
             self._kind, self._calls, self._dead, self._active = kind, 0, False, True
@@ -72,7 +72,9 @@ class Injector:
         with self._lock:
             if self._dead:
                 raise Killed("already dead")
-            if self._armed_at is not None and self._armed_at > self._calls:
+            # The ack is the slot after the delivery's last call; a draw past it finds the
+            # delivery over and spares it (so every slot of a delivery is equally likely).
+            if self._armed_at is not None and self._armed_at == self._calls + 1:
                 self._armed_at = None
                 self.points.append(KillPoint(self._kind, ACK, "ack"))
                 self._dead = True

@@ -36,10 +36,11 @@ from tests.engine.fresh import forget_moto_models, fresh_deps, seed
 from tests.proof.crash import Clock, Injector, Killed
 from tests.proof.record import record, size
 
-ALL_KINDS = ("s3_import", "mailchimp_import", "s3_export", "mailchimp_export", "sqs_export", "enrichment")
+ALL_KINDS = ("s3_import", "mailchimp_import", "s3_export", "mailchimp_export", "sqs_export", "webhook_export",
+             "enrichment")
 # SWITCHYARD_CRASH_KINDS=s3_import,enrichment narrows a replay to some kinds (all their kill points).
 KINDS = tuple(k for k in os.environ.get("SWITCHYARD_CRASH_KINDS", ",".join(ALL_KINDS)).split(",") if k)
-RUN_KILLS = size(12, 100)
+RUN_KILLS = size(14, 100)
 SWEEP_KILLS = size(4, 40)
 ROWS_PER_STEP = 10
 RUNS_CAP = 3  # kills per message: the runs queue sends a message to its DLQ at the 5th receive
@@ -442,6 +443,45 @@ class SqsExport(_Export):
                        resent=len(bodies) - len(by_id))
 
 
+class WebhookExport(_Export):
+    kind = "webhook_export"
+    final = "sleeping"
+    SIGNING = "whsec-proof-crash-5b0e7c1d"
+
+    def start(self) -> None:
+        from tests.http_receiver import Receiver
+        from tests.webhook_inbox import Inbox
+
+        aud = self.seed_people()
+        self.box = Inbox(secret=self.SIGNING)
+        self.receiver = Receiver(handler=self.box)
+        self.receiver.start()
+        auth = self.api.post("/authorizations", {
+            "provider": "webhook", "method": "hmac", "label": "Hook",
+            "credentials": {"url": self.receiver.url("/hooks/switchyard"), "signing_secret": self.SIGNING}})
+        assert auth.status_code == 201, auth.body
+        r = self.api.post("/jobs", {"provider": "webhook", "job_type": "export", "workflow": "webhook_audience_export",
+                                    "authorization_id": auth.json["data"]["id"], "label": "Pro to webhook",
+                                    "schedule": {"type": "interval", "every_minutes": 60},
+                                    "config": {"audience_id": aud, "fields": ["email", "first_name"],
+                                               "batch_size": 5}})
+        assert r.status_code == 201, r.body
+        self.job = r.json["data"]
+
+    def check(self) -> Outcome:
+        self.receiver.stop()
+        run = _run_of(self.api, self.job["id"])
+        lost, double = _counts_off(self.api, self.job["id"], run, self.n, {})
+        # The receiver keeps each batch once by its id (a repeat must be byte-identical).
+        seen = Counter((e["type"], e["profile_id"], e["fields"]["email"]) for e in self.box.events)
+        want = Counter({("audience.entered", pid, e): 1 for pid, e in self.members().items()})
+        lost += sum((want - seen).values()) + self.box.refused
+        double += sum((seen - want).values())
+        return Outcome(run["status"] == "succeeded", lost, double,
+                       "webhook: at least once; once per batch id (a resent batch repeats id and bytes)",
+                       resent=len(self.box.repeats))
+
+
 class Enrichment(Scenario):
     kind = "enrichment"
 
@@ -483,7 +523,7 @@ class Enrichment(Scenario):
 
 
 SCENARIOS: dict[str, type[Scenario]] = {s.kind: s for s in (S3Import, MailchimpImport, S3Export, MailchimpExport,
-                                                             SqsExport, Enrichment)}
+                                                             SqsExport, WebhookExport, Enrichment)}
 
 
 # -- the runs ------------------------------------------------------------------------------------
@@ -492,7 +532,15 @@ SCENARIOS: dict[str, type[Scenario]] = {s.kind: s for s in (S3Import, MailchimpI
 def test_runs_killed_at_random_points_lose_nothing_and_count_nothing_twice(
         deps: Any, new_tenant: Any, api_for: Any, fakes: Any, clock: Clock,
         monkeypatch: pytest.MonkeyPatch) -> None:
+    from chalicelib.providers import http as H
+    from chalicelib.providers.registry import Registry
+    from chalicelib.providers.webhook import WebhookProvider
+
     print(f"crash seed {SEED} (SWITCHYARD_CRASH_SEED={SEED} replays it)")
+    # the webhook provider with quick retries (tests/engine/test_webhook_export.py does the same)
+    monkeypatch.setattr(deps, "registry", Registry(extra={"webhook": WebhookProvider(
+        policy=H.RetryPolicy(max_attempts=4, backoff_factor=0.01, backoff_jitter=0.01),
+        check_policy=H.RetryPolicy(max_attempts=2, backoff_factor=0.01))}))
     rng = random.Random(SEED)
     injector = Injector(random.Random(rng.random()))
     _purge("switchyard-runs")
