@@ -51,10 +51,12 @@ class Injector:
     # -- one delivery -------------------------------------------------------------------
 
     @contextmanager
-    def delivery(self, kind: str, kill: bool) -> Iterator[None]:
+    def delivery(self, kind: str, kill: bool, horizon: int | None = None) -> Iterator[None]:
         """Wrap one handler invocation. With `kill`, the runner dies at slot k, drawn uniformly
-        up to the most calls a delivery of this kind made so far (+ 1 for the ack)."""
-        horizon = max(self._max_calls.get(kind, 8), 4) + 1
+        up to `horizon`, by default the most calls a delivery of this kind made so far (+ 1
+        for the ack)."""
+        if horizon is None:
+            horizon = max(self._max_calls.get(kind, 8), 4) + 1
         with self._lock:
             self._kind, self._calls, self._dead, self._active = kind, 0, False, True
             self._armed_at = self.rng.randint(1, horizon) if kill else None
