@@ -216,6 +216,12 @@ def _lookups(engine: Engine, job: Job, run: Run, ctx: StepContext, impl: EnrichS
     rules[marker] = "latest"
     engine.o.fault("before_write")
     outcomes = repo.upsert_batch(acct, records, step_tag=tag, rules=rules) if records else []
+    if not records:
+        # Nothing to write now, but an earlier attempt of this step may have died holding
+        # the account's write lease (after its last write, say): free it now, not when it
+        # lapses, or the next step and every import of the account wait for it. One
+        # conditional DeleteItem, a no-op when this step holds nothing.
+        repo.release(acct, tag)
     engine.o.fault("after_write")
     too_large = sum(1 for o in outcomes if o == "too_large")
     if too_large:

@@ -21,7 +21,7 @@ from chalicelib.domain.models import Authorization, CheckResult, HealthStatus
 from chalicelib.providers.base import ProviderError
 from chalicelib.services import credentials as creds_svc
 from chalicelib.services.deps import Deps
-from chalicelib.store.dynamo import HEALTH_SHARDS, now_iso
+from chalicelib.store.dynamo import HEALTH_SHARDS, PendingHealthAlert, now_iso
 
 log = logging.getLogger("switchyard.health")
 
@@ -73,27 +73,39 @@ def _check(d: Deps, auth: Authorization) -> CheckResult:
 
 
 def record(d: Deps, auth: Authorization, check: CheckResult, *, by: str) -> bool:
-    changed = d.auths.record_health(auth, check.status, check.reason, at=now_iso(), by=by,
-                                    provider_account=check.provider_account)
-    if changed:
+    recorded = d.auths.record_health(auth, check.status, check.reason, at=now_iso(), by=by,
+                                     provider_account=check.provider_account,
+                                     alert_when=lambda prev, new: _alert_kind(prev, new) is not None)
+    if recorded.changed:
         log.info("authorization health changed", extra={
             "account_id": auth.account_id, "authorization_id": auth.id,
             "from": auth.health.status.value, "to": check.status.value})
-        _alert(auth, check)
-    return changed
+    if recorded.pending is not None:
+        # This change's alert, or one an earlier checker recorded but never sent (it died
+        # first, or EventBridge refused): at least once per transition, its id in the event.
+        _alert(d, auth, recorded.pending)
+    return recorded.changed
 
 
-def _alert(auth: Authorization, check: CheckResult) -> None:
+def _alert_kind(prev: HealthStatus, new: HealthStatus) -> str | None:
     from chalicelib.services import alerts
 
-    kind = None
-    if check.status == HealthStatus.UNHEALTHY:
-        kind = alerts.AUTH_UNHEALTHY
-    elif check.status == HealthStatus.HEALTHY and auth.health.status == HealthStatus.UNHEALTHY:
-        kind = alerts.AUTH_HEALTHY
-    if kind:
-        alerts.emit(auth.account_id, kind, {"authorization_id": auth.id, "label": auth.label,
-                                            "provider": auth.provider, "reason": check.reason})
+    if new == HealthStatus.UNHEALTHY:
+        return alerts.AUTH_UNHEALTHY
+    if new == HealthStatus.HEALTHY and prev == HealthStatus.UNHEALTHY:
+        return alerts.AUTH_HEALTHY
+    return None
+
+
+def _alert(d: Deps, auth: Authorization, pending: PendingHealthAlert) -> None:
+    from chalicelib.services import alerts
+
+    kind = _alert_kind(pending.from_status, pending.to_status)
+    sent = kind is None or alerts.emit(auth.account_id, kind, {
+        "authorization_id": auth.id, "label": auth.label, "provider": auth.provider,
+        "reason": pending.reason, "transition_id": pending.transition_id})
+    if sent:
+        d.auths.clear_health_alert(auth.account_id, auth.id, pending.transition_id)
 
 
 def check_many(d: Deps, targets: list[tuple[str, str]], *, by: str = "sweep",

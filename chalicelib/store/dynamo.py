@@ -425,6 +425,30 @@ HEALTH_SHARDS = 16
 HEALTH_PREFIX = "HEALTH#"  # SK prefix of health transitions: HEALTH#<auth>#<at>#<rand>
 
 
+@dataclass(frozen=True)
+class PendingHealthAlert:
+    """A health transition whose alert is not known to have left (services/health.py)."""
+
+    transition_id: str
+    from_status: HealthStatus
+    to_status: HealthStatus
+    reason: str | None
+
+
+@dataclass(frozen=True)
+class HealthRecorded:
+    changed: bool
+    pending: PendingHealthAlert | None  # an alert to send now: this change's, or an earlier one's
+
+
+def _pending_alert(row: dict[str, Any]) -> PendingHealthAlert | None:
+    found = row.get("health_alert")
+    if not isinstance(found, dict) or not found.get("transition_id"):
+        return None
+    return PendingHealthAlert(str(found["transition_id"]), HealthStatus(found["from"]),
+                              HealthStatus(found["to"]), found.get("reason"))
+
+
 def _auth_item(a: Authorization) -> dict[str, Any]:
     return {
         "PK": K.account_pk(a.account_id),
@@ -650,46 +674,52 @@ class AuthorizationRepo:
         return [(a, b) for a, b in found], resp.get("LastEvaluatedKey")
 
     def record_health(self, auth: Authorization, status: HealthStatus, reason: str | None, *,
-                      at: str, by: str, provider_account: str | None = None) -> bool:
+                      at: str, by: str, provider_account: str | None = None,
+                      alert_when: Callable[[HealthStatus, HealthStatus], bool] = lambda prev, new: False,
+                      ) -> HealthRecorded:
         """Store a check's verdict; on a change of status also a transition item, in the
         same transaction, conditional on the status it changes from (so two checkers
         never both record one transition). Not a user edit: the version stays.
-        Returns whether the status changed."""
+
+        A transition that `alert_when(from, to)` leaves its alert pending on the
+        authorization (`health_alert`), in the same transaction: a checker that dies before
+        the alert left, or whose alert EventBridge refused, leaves it for the next check
+        to send (`pending` in the result; `clear_health_alert` once it is out). The newest
+        transition replaces an older pending alert."""
         from botocore.exceptions import ClientError
 
         prev = auth.health.status
         for _ in range(4):
             values: dict[str, Any] = {":s": status.value, ":at": at, ":prev": prev.value}
             sets = ["health_status = :s", "health_checked_at = :at"]
+            removes = []
             if reason is not None:
                 sets.append("health_reason = :r")
                 values[":r"] = reason
+            else:
+                removes.append("health_reason")
             if provider_account:
                 sets.append("provider_account = :pa")
                 values[":pa"] = provider_account
-            remove = "" if reason is not None else " REMOVE health_reason"
-            update = {
-                "Update": {
-                    "TableName": self.t.name,
-                    "Key": {"PK": {"S": K.account_pk(auth.account_id)}, "SK": {"S": K.auth_sk(auth.id)}},
-                    "UpdateExpression": "SET " + ", ".join(sets) + remove,
-                    "ConditionExpression": "attribute_exists(PK) AND (health_status = :prev"
-                                           + (" OR attribute_not_exists(health_status))"
-                                              if prev == HealthStatus.UNKNOWN else ")"),
-                    "ExpressionAttributeValues": {k: _to_attr(v) for k, v in values.items()},
-                }
-            }
-            ops = [update]
+            pending: PendingHealthAlert | None = None
+            transition: dict[str, Any] | None = None
             if status != prev:
                 ns = time.time_ns()  # one reading: the key orders transitions within a second
                 moment = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns / 1e9))
-                ops.append({
+                transition_id = f"{moment}.{ns // 1000 % 10**6:06d}Z#{uuid.uuid4().hex[:6]}"
+                if alert_when(prev, status):
+                    pending = PendingHealthAlert(transition_id, prev, status, reason)
+                    sets.append("health_alert = :alert")
+                    values[":alert"] = {"transition_id": transition_id, "from": prev.value,
+                                        "to": status.value, "reason": reason}
+                else:
+                    removes.append("health_alert")
+                transition = {
                     "Put": {
                         "TableName": self.t.name,
                         "Item": _ser({
                             "PK": K.account_pk(auth.account_id),
-                            "SK": f"{HEALTH_PREFIX}{auth.id}#{moment}.{ns // 1000 % 10**6:06d}Z"
-                                  f"#{uuid.uuid4().hex[:6]}",
+                            "SK": f"{HEALTH_PREFIX}{auth.id}#{transition_id}",
                             "type": "health_transition",
                             "authorization_id": auth.id,
                             "from": prev.value, "to": status.value, "reason": reason,
@@ -697,20 +727,33 @@ class AuthorizationRepo:
                             "expires_at": int(time.time()) + 400 * 86400,
                         }),
                     }
-                })
+                }
+            update = {
+                "Update": {
+                    "TableName": self.t.name,
+                    "Key": {"PK": {"S": K.account_pk(auth.account_id)}, "SK": {"S": K.auth_sk(auth.id)}},
+                    "UpdateExpression": "SET " + ", ".join(sets)
+                                        + (" REMOVE " + ", ".join(removes) if removes else ""),
+                    "ConditionExpression": "attribute_exists(PK) AND (health_status = :prev"
+                                           + (" OR attribute_not_exists(health_status))"
+                                              if prev == HealthStatus.UNKNOWN else ")"),
+                    "ExpressionAttributeValues": {k: _to_attr(v) for k, v in values.items()},
+                }
+            }
             try:
-                if len(ops) == 1:
+                if transition is None:
                     # The daily common case, no change: one conditional UpdateItem (half a
-                    # transaction's write cost), same condition.
+                    # transaction's write cost), same condition. Its answer (no extra cost)
+                    # tells whether an earlier transition's alert is still pending.
                     try:
-                        self.t.client.update_item(**update["Update"])
+                        resp = self.t.client.update_item(**update["Update"], ReturnValues="ALL_NEW")
                     except ClientError as exc:
                         if _error_code(exc) != "ConditionalCheckFailedException":
                             raise
                         raise TransactionFailed(["ConditionalCheckFailed"]) from None
-                else:
-                    self.t.transact(ops)
-                return status != prev
+                    return HealthRecorded(False, _pending_alert(_deser(resp.get("Attributes") or {})))
+                self.t.transact([update, transition])
+                return HealthRecorded(True, pending)
             except TransactionFailed:
                 current = self.get(auth.account_id, auth.id, consistent=True)
                 if current is None:
@@ -718,6 +761,22 @@ class AuthorizationRepo:
                 prev = current.health.status  # someone else recorded first: from theirs
         raise Conflict("the authorization's health changed too often at once; retry",
                        code="conflict.concurrent_change")
+
+    def clear_health_alert(self, account_id: str, auth_id: str, transition_id: str) -> None:
+        """The pending alert of this transition is out (a newer one is left alone)."""
+        from botocore.exceptions import ClientError
+
+        try:
+            self.t.client.update_item(
+                TableName=self.t.name,
+                Key={"PK": {"S": K.account_pk(account_id)}, "SK": {"S": K.auth_sk(auth_id)}},
+                UpdateExpression="REMOVE health_alert",
+                ConditionExpression="health_alert.transition_id = :t",
+                ExpressionAttributeValues={":t": {"S": transition_id}},
+            )
+        except ClientError as exc:
+            if _error_code(exc) != "ConditionalCheckFailedException":
+                raise
 
     def health_history(self, account_id: str, auth_id: str, *, limit: int, cursor: str | None) -> Page:
         return prefix_page(self.t, K.account_pk(account_id), f"{HEALTH_PREFIX}{auth_id}#", limit=limit,

@@ -405,6 +405,11 @@ class ProfileRepo:
             raise ProfilesBusy("the profile write lease was taken over; this step will be retried")
         self._lease = (account_id, owner, self.clock())
 
+    def release(self, account_id: str, owner: str) -> None:
+        """Give up the account's write lease if `owner` still holds it: a replayed step
+        that finds nothing left to write frees the lease its dead first attempt kept."""
+        self._release(account_id, owner)
+
     def _release(self, account_id: str, owner: str) -> None:
         from botocore.exceptions import ClientError
 
