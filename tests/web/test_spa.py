@@ -10,8 +10,12 @@ the authorizations screen, Google Tag Manager inline in the wizard, both in a po
 the full-page redirect when popups are blocked) against the fake Mailchimp and Google
 (tests/fakes/) the stack is pointed at, a schedule with its time zone and quiet hours kept
 through an edit, the audience filter builder with its size preview, alert settings,
-tokens, and an accessibility pass (names of form controls, text contrast). Each main
-screen is saved under docs/screenshots/.
+tokens, and an accessibility pass (names of form controls, text contrast). Last, flows
+that seed their own data through the API: the jobs dashboard's filters and cursor paging,
+the wizard's audience picker and field mapping, a long import's progress bar, cost,
+activity per hour/day/week and log levels, an authorization's health history, requests
+chart and rotation, and the audit log's filters. Each main screen is saved under
+docs/screenshots/.
 """
 
 from __future__ import annotations
@@ -670,9 +674,9 @@ def test_jobs_dashboard_filters_cursor_paging_and_provider_marks(page: Page, sta
     queue_url = sqs.create_queue(QueueName="spa-paging")["QueueUrl"]
     queue_auth = api(stack, "POST", "/authorizations", {"provider": "amazon_sqs", "method": "access_keys",
                                                         "label": "Paging queue keys", "credentials": ACCESS_KEYS})
-    with ThreadPoolExecutor(4) as pool:
+    ran = s3_import(stack, auth["id"], "Paging import 01", "spa-nothing-here/", start=True)  # runs meanwhile
+    with ThreadPoolExecutor(6) as pool:
         staged = list(pool.map(lambda i: s3_import(stack, auth["id"], f"Paging import {i:02}", "imports/"), range(2, 27)))
-    ran = s3_import(stack, auth["id"], "Paging import 01", "spa-nothing-here/", start=True)
     export = api(stack, "POST", "/jobs", {"provider": "amazon_s3", "job_type": "export", "workflow": "s3_audience_export",
                                           "label": "Paging export", "authorization_id": auth["id"], "start": False,
                                           "config": {"bucket": "switchyard-demo", "audience_id": audience["id"]}})
