@@ -10,8 +10,12 @@ the authorizations screen, Google Tag Manager inline in the wizard, both in a po
 the full-page redirect when popups are blocked) against the fake Mailchimp and Google
 (tests/fakes/) the stack is pointed at, a schedule with its time zone and quiet hours kept
 through an edit, the audience filter builder with its size preview, alert settings,
-tokens, and an accessibility pass (names of form controls, text contrast). Each main
-screen is saved under docs/screenshots/.
+tokens, and an accessibility pass (names of form controls, text contrast). Last, flows
+that seed their own data through the API: the jobs dashboard's filters and cursor paging,
+the wizard's audience picker and field mapping, a long import's progress bar, cost,
+activity per hour/day/week and log levels, an authorization's health history, requests
+chart and rotation, and the audit log's filters. Each main screen is saved under
+docs/screenshots/.
 """
 
 from __future__ import annotations
@@ -603,3 +607,404 @@ def test_jobs_search_sort_and_a_laptop_screen(page: Page, stack: Stack) -> None:
             assert_accessible(page)
     finally:
         page.set_viewport_size({"width": 1366, "height": 900})
+
+
+# ---- Dashboards, wizard fields, job and authorization summaries, audit filters ----------
+# These flows seed what they need through the API (unique labels, their own authorizations),
+# so they pass after the tests above or alone.
+
+def aws_client(stack: Stack, service: str) -> Any:
+    """A boto3 client on the stack's moto server (a test's side door to seed S3 and SQS)."""
+    import boto3
+
+    return boto3.client(service, endpoint_url=f"http://127.0.0.1:{stack.aws_port}", region_name="us-east-1",
+                        aws_access_key_id="testing", aws_secret_access_key="testing")
+
+
+def s3_auth(stack: Stack, label: str, bucket: str = "switchyard-demo", keys: dict[str, str] = ACCESS_KEYS) -> Any:
+    return api(stack, "POST", "/authorizations", {"provider": "amazon_s3", "method": "access_keys", "label": label,
+                                                  "credentials": {**keys, "bucket": bucket}})
+
+
+def s3_import(stack: Stack, auth_id: str, label: str, prefix: str, start: bool = False, bucket: str = "switchyard-demo") -> Any:
+    return api(stack, "POST", "/jobs", {"provider": "amazon_s3", "job_type": "import", "workflow": "s3_file_import",
+                                        "label": label, "authorization_id": auth_id, "start": start,
+                                        "config": {"bucket": bucket, "prefix": prefix}})
+
+
+def wait_for(fn: Any, timeout: float = 30.0) -> Any:
+    import time
+
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if out := fn():
+            return out
+        time.sleep(0.3)
+    raise AssertionError(f"not within {timeout} s")
+
+
+def signed_in(page: Page, stack: Stack) -> None:
+    """Sign the module's page in unless an earlier test did (these tests also run alone)."""
+    page.goto(stack.base + "/#/tokens")  # a screen the tests below do not open first
+    if page.get_by_label("API token").or_(page.get_by_test_id("who")).first.get_attribute("data-testid") != "who":
+        sign_in(page, stack.base, TOKEN)
+        expect(page.get_by_test_id("who")).to_contain_text("admin")
+        page.goto(stack.base + "/#/tokens")
+    expect(page.get_by_role("heading", name="API tokens")).to_be_visible()
+
+
+def settled(page: Page) -> None:
+    """The jobs list shows the answer to the current filters and page (not the last one's)."""
+    expect(page.get_by_test_id("jobs-list")).to_have_attribute("aria-busy", "false")
+
+
+def labels(page: Page) -> list[str]:
+    return page.locator("table.data tbody tr td:first-child").all_inner_texts()
+
+
+def test_jobs_dashboard_filters_cursor_paging_and_provider_marks(page: Page, stack: Stack) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    signed_in(page, stack)
+    # GIVEN 27 jobs on one authorization (25 staged imports, one run once, a staged
+    # export), and an SQS export on another
+    auth = s3_auth(stack, "Paging keys")
+    audience = api(stack, "POST", "/audiences", {"name": "Paging audience", "filter": {"all": [{"field": "plan", "op": "equals", "value": "pro"}]}})
+    sqs = aws_client(stack, "sqs")
+    queue_url = sqs.create_queue(QueueName="spa-paging")["QueueUrl"]
+    queue_auth = api(stack, "POST", "/authorizations", {"provider": "amazon_sqs", "method": "access_keys",
+                                                        "label": "Paging queue keys", "credentials": ACCESS_KEYS})
+    ran = s3_import(stack, auth["id"], "Paging import 01", "spa-nothing-here/", start=True)  # runs meanwhile
+    with ThreadPoolExecutor(6) as pool:
+        staged = list(pool.map(lambda i: s3_import(stack, auth["id"], f"Paging import {i:02}", "imports/"), range(2, 27)))
+    export = api(stack, "POST", "/jobs", {"provider": "amazon_s3", "job_type": "export", "workflow": "s3_audience_export",
+                                          "label": "Paging export", "authorization_id": auth["id"], "start": False,
+                                          "config": {"bucket": "switchyard-demo", "audience_id": audience["id"]}})
+    api(stack, "POST", "/jobs", {"provider": "amazon_sqs", "job_type": "export", "workflow": "sqs_audience_export",
+                                 "label": "Paging queue export", "authorization_id": queue_auth["id"], "start": False,
+                                 "config": {"queue_url": queue_url, "audience_id": audience["id"]}})
+    # (no schedule: after its one run it is completed)
+    wait_for(lambda: api(stack, "GET", f"/jobs/{ran['id']}")["status"] == "completed")
+    ours = {j["label"] for j in staged} | {ran["label"], export["label"]}
+    assert len(ours) == 27
+    page.goto(f"{stack.base}/#/jobs")
+    rows = page.locator("table.data tbody tr")
+    expect(rows.first).to_be_visible()
+    # WHEN filtered by the authorization THEN its jobs page by 25 (the API's cursor): the
+    # next page holds the other 2, and Previous comes back to the first.
+    page.get_by_role("combobox", name="Authorization", exact=True).select_option(label="Paging keys")
+    settled(page)
+    expect(rows).to_have_count(25)
+    first = labels(page)
+    next_btn, prev_btn = page.get_by_role("button", name="Next page"), page.get_by_role("button", name="Previous page")
+    expect(prev_btn).to_be_disabled()
+    next_btn.click()
+    settled(page)
+    expect(rows).to_have_count(2)
+    second = labels(page)
+    assert set(first) | set(second) == ours and not set(first) & set(second)
+    expect(next_btn).to_be_disabled()
+    prev_btn.click()
+    settled(page)
+    expect(rows).to_have_count(25)
+    assert labels(page) == first
+    # Each row shows its provider: its initials as a logo, then its name.
+    mark = rows.first.locator(".provider")
+    expect(mark.locator(".logo")).to_have_text("S3")
+    expect(mark.locator(".logo")).to_have_attribute("aria-hidden", "true")
+    expect(mark).to_contain_text("Amazon S3")
+    # Type: exports only.
+    page.get_by_role("combobox", name="Type", exact=True).select_option("export")
+    settled(page)
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("Paging export")
+    page.get_by_role("combobox", name="Type", exact=True).select_option("")
+    settled(page)
+    # Status: the one that ran is completed, the others are staged (paused).
+    page.get_by_role("combobox", name="Status", exact=True).select_option("completed")
+    settled(page)
+    expect(rows).to_have_count(1)
+    expect(rows.first).to_contain_text("Paging import 01")
+    page.get_by_role("combobox", name="Status", exact=True).select_option("paused")
+    settled(page)
+    expect(rows).to_have_count(25)
+    expect(page.locator("table.data")).not_to_contain_text("Paging import 01")
+    expect(rows.locator("[data-testid=status-badge]").filter(has_not_text="paused")).to_have_count(0)
+    page.get_by_role("combobox", name="Status", exact=True).select_option("")
+    settled(page)
+    # Provider (any authorization): only Amazon SQS jobs, with their own mark.
+    page.get_by_role("combobox", name="Authorization", exact=True).select_option("")
+    settled(page)
+    page.get_by_role("combobox", name="Provider", exact=True).select_option(label="Amazon SQS")
+    settled(page)
+    expect(page.locator("table.data")).to_contain_text("Paging queue export")
+    expected = {j["label"] for j in api(stack, "GET", "/jobs?provider=amazon_sqs&limit=200")}
+    assert set(labels(page)) == expected
+    expect(rows.locator(".provider .logo").filter(has_not_text="SQ")).to_have_count(0)
+    # With filters that match nothing, the page says so.
+    page.get_by_role("combobox", name="Status", exact=True).select_option("failed")
+    settled(page)
+    expect(page.get_by_text("No job matches these filters.")).to_be_visible()
+    page.get_by_role("combobox", name="Provider", exact=True).select_option("")
+    settled(page)
+    page.get_by_role("combobox", name="Status", exact=True).select_option("")
+    settled(page)
+    # The authorizations dashboard shows what uses each: jobs by status, with the same marks.
+    page.goto(f"{stack.base}/#/authorizations")
+    row = page.locator("table.data tbody tr", has=page.get_by_role("link", name="Paging keys", exact=True))
+    expect(row.locator("td").nth(4)).to_have_text(re.compile(r"^27 jobs \((?=.*26 paused)(?=.*1 completed).*\)$"))
+    expect(row.locator(".provider .logo")).to_have_text("S3")
+
+
+def test_wizard_audience_picker_and_field_mapping(page: Page, stack: Stack) -> None:
+    signed_in(page, stack)
+    auth = s3_auth(stack, "Wizard fields keys")
+    audience = api(stack, "POST", "/audiences", {"name": "Wizard picker audience", "filter": {"all": [{"field": "plan", "op": "equals", "value": "enterprise"}]}})
+
+    def start(workflow: str) -> None:
+        page.goto(f"{stack.base}/#/jobs/new")
+        page.get_by_text("Amazon S3", exact=True).click()
+        page.get_by_role("button", name="Next").click()
+        page.get_by_text(workflow).click()
+        page.get_by_role("button", name="Next").click()
+        page.get_by_role("radio", name=re.compile("Wizard fields keys")).check()
+        page.get_by_role("button", name="Next").click()
+        expect(page.get_by_role("heading", name="Configure")).to_be_visible()
+
+    def stage() -> str:
+        page.get_by_role("button", name="Next").click()
+        page.get_by_text("Stage (create paused, start later)").click()
+        page.get_by_role("button", name="Create job").click()
+        expect(page.get_by_test_id("job-title")).to_be_visible()
+        return page.url.rsplit("/", 1)[-1]
+
+    # Export: the audience is picked by name; the job keeps its id. Fields are typed key by
+    # key (a comma typed in a list field stays).
+    start("S3 audience export")
+    page.get_by_label("Job label *").fill("Picked audience export")
+    picker = page.get_by_label("Audience Id *")
+    expect(picker.locator("option", has_text="Wizard picker audience")).to_have_count(1)
+    picker.select_option(label="Wizard picker audience")
+    page.get_by_label("Bucket *").fill("switchyard-demo")
+    page.get_by_label("Fields", exact=True).fill("")
+    page.get_by_label("Fields", exact=True).press_sequentially("email, first_name")
+    expect(page.get_by_label("Fields", exact=True)).to_have_value("email, first_name")
+    shot(page, "wizard-export-audience")
+    config = api(stack, "GET", f"/jobs/{stage()}")["config"]
+    assert config["audience_id"] == audience["id"] and config["fields"] == ["email", "first_name"]
+    assert api(stack, "GET", "/jobs?authorization_id=" + auth["id"])[0]["label"] == "Picked audience export"
+    # Import: the field mapping, typed line by line, is the job's field_mapping.
+    start("S3 file import (CSV / JSON Lines)")
+    page.get_by_label("Job label *").fill("Mapped import")
+    page.get_by_label("Bucket *").fill("switchyard-demo")
+    mapping = page.get_by_label("Field Mapping")
+    mapping.press_sequentially("Nom=last_name\nVille=city")
+    expect(mapping).to_have_value("Nom=last_name\nVille=city")
+    shot(page, "wizard-field-mapping")
+    job_id = stage()
+    assert api(stack, "GET", f"/jobs/{job_id}")["config"]["field_mapping"] == {"Nom": "last_name", "Ville": "city"}
+    expect(page.locator("dl.meta").nth(1)).to_contain_text('"Nom":"last_name"')
+
+
+def slow_csv(rows: int, valid_every: int) -> bytes:
+    """Rows most of which are cheap to skip (no e-mail; a malformed line every 1,000), so a
+    run takes several 5,000-record steps without writing many profiles."""
+    out = ["email,first_name,plan"]
+    for i in range(rows):
+        out.append(f"slow{i}@progress.example,P{i},pro" if i % valid_every == 0
+                   else "malformed" if i % 1000 == 1 else f",P{i},free")
+    return ("\n".join(out) + "\n").encode()
+
+
+# The run's <progress> value every 100 ms, as the user would see it (test-side, not an app hook).
+WATCH_PROGRESS = """() => { window.__progress = []; window.__watch = setInterval(() => {
+  const p = document.querySelector('[data-testid=runs] progress'); if (p) window.__progress.push(p.value); }, 100); }"""
+
+
+def test_job_summary_progress_cost_activity_granularity_and_log_levels(page: Page, stack: Stack) -> None:
+    from datetime import datetime, timedelta
+
+    signed_in(page, stack)
+    # GIVEN a 20,000-row file (4 steps, 2,000 valid rows, 20 malformed ones)
+    aws_client(stack, "s3").put_object(Bucket="switchyard-demo", Key="spa-slow/profiles.csv", Body=slow_csv(20_000, 10))
+    auth = s3_auth(stack, "Progress keys")
+    job = s3_import(stack, auth["id"], "Slow import", "spa-slow/", start=True)
+    # WHEN the user watches the job's page while it runs
+    page.goto(f"{stack.base}/#/jobs/{job['id']}")
+    expect(page.get_by_test_id("job-title")).to_have_text("Slow import")
+    page.evaluate(WATCH_PROGRESS)
+    runs = page.get_by_test_id("runs").locator("tbody tr")
+    expect(runs.first.locator("progress")).to_be_visible(timeout=30_000)
+    shot(page, "job-run-progress")
+    expect(runs.first).to_contain_text("succeeded", timeout=60_000)
+    seen = page.evaluate("clearInterval(window.__watch), window.__progress")
+    # THEN the bar moved on its own (the page refreshes), never back, and the run completed.
+    distinct = sorted(set(seen))
+    assert len(distinct) >= 2 and all(0 < v < 100 for v in distinct), distinct
+    assert seen == sorted(seen), seen
+    expect(runs.first.locator("progress")).to_have_count(0)
+    run = api(stack, "GET", f"/jobs/{job['id']}/runs")[0]
+    assert run["added"] == 2000 and run["status"] == "succeeded"
+    expect(runs.first.locator("td").nth(3)).to_have_text("2000")
+    # Per-run cost: the run's estimate, its parts on hover.
+    assert run["cost_usd"] > 0
+    cost = runs.first.locator("td").nth(7)
+    expect(cost).to_have_text(f"${run['cost_usd']:.6f}")
+    expect(cost).to_have_attribute("title", re.compile(r"steps: 4"))
+    # Activity: the same 2,000 per hour, day and week, in periods of that size.
+    activity = page.locator("section[aria-labelledby=activity-h]")
+    expect(activity.get_by_test_id("chart-totals")).to_contain_text("added: 2000")
+    activity.get_by_text("Show the numbers").click()
+    table = activity.get_by_test_id("chart-table")
+    stamps = {datetime.strptime(run[k], "%Y-%m-%dT%H:%M:%SZ") for k in ("started_at", "finished_at")}
+
+    def periods(header: str, caption: re.Pattern[str], expected: set[str]) -> None:
+        expect(table.locator("thead th").first).to_have_text(header)
+        expect(table.locator("caption")).to_have_text(caption)
+        expect(table.locator("tbody tr").first).to_be_visible()
+        got = set(table.locator("tbody th").all_inner_texts())
+        assert got and got <= expected, (got, expected)
+        added = sum(int(t) for t in table.locator("tbody tr td:nth-of-type(1)").all_inner_texts())
+        assert added == 2000
+
+    periods("Hour (UTC)", re.compile(r"48 hours"), {f"{t:%Y-%m-%d %H}:00 UTC" for t in stamps})
+    activity.get_by_role("button", name="day").click()
+    periods("Day (UTC)", re.compile(r"30 days"), {f"{t:%Y-%m-%d}" for t in stamps})
+    activity.get_by_role("button", name="week").click()
+    periods("Week (from Monday, UTC)", re.compile(r"1[23] weeks"),
+            {f"week of {t - timedelta(days=t.weekday()):%Y-%m-%d}" for t in stamps})
+    expect(activity.get_by_role("button", name="week")).to_have_attribute("aria-pressed", "true")
+    # Logs: a minimum level keeps the lines at or above it.
+    logs = page.locator("section[aria-labelledby=logs-h]")
+    level = logs.get_by_role("combobox", name="Minimum level")
+    lines = logs.locator("tbody tr")
+    expect(lines.filter(has_text="run.started")).to_have_count(1)
+    expect(lines.filter(has_text="record.invalid")).to_have_count(20)
+    everything = lines.count()
+    level.select_option("warning")
+    expect(lines).to_have_count(20)
+    assert set(lines.locator("td:nth-child(2)").all_inner_texts()) == {"warning"}
+    expect(lines.first).to_contain_text("expected 3 fields, found 1")
+    level.select_option("error")
+    expect(lines).to_have_count(0)
+    level.select_option("")
+    expect(lines).to_have_count(everything)
+    shot(page, "job-activity-logs")
+
+
+def test_authorization_health_history_rotation_and_api_requests(page: Page, stack: Stack) -> None:
+    signed_in(page, stack)
+    s3 = aws_client(stack, "s3")
+    s3.create_bucket(Bucket="spa-rotation")
+    auth = s3_auth(stack, "Rotation keys", bucket="spa-rotation")
+    old_hint = auth["credential_hint"]
+    page.goto(f"{stack.base}/#/authorizations/{auth['id']}")
+    expect(page.get_by_role("heading", name="Rotation keys")).to_be_visible()
+    history = page.locator("xpath=//h3[.='Health history']/following-sibling::*[1]")
+    expect(history).to_have_text("No transitions recorded.")
+    requests = page.locator("section[aria-labelledby=req-h]")
+    totals = requests.get_by_test_id("chart-totals")
+
+    def made() -> int:
+        text = totals.inner_text()
+        return sum(int(n) for n in re.findall(r":\s*(\d+)", text))
+
+    expect(totals).to_contain_text("API requests")
+    before = made()
+    # GIVEN its bucket is gone WHEN "Check now" THEN it turns unhealthy, a history row says
+    # why, and the check's requests are in the chart (this hour's row of its data table).
+    s3.delete_bucket(Bucket="spa-rotation")
+    page.get_by_role("button", name="Check now").click()
+    expect(page.get_by_test_id("health-badge").first).to_have_text("unhealthy")
+    expect(history.locator("li")).to_have_count(1)
+    expect(history.locator("li").first).to_contain_text("healthy → unhealthy")
+    reason = api(stack, "GET", f"/authorizations/{auth['id']}")["health"]["reason"]
+    assert reason and "spa-rotation" in reason
+    expect(history.locator("li").first).to_contain_text(reason)
+    wait_for(lambda: made() > before, timeout=10)
+    requests.get_by_text("Show the numbers").click()
+    expect(requests.get_by_test_id("chart-table").locator("tbody th")).to_contain_text([re.compile(r"\d{2}:00 UTC$")])
+    # The dashboard shows the reason on hover (the badge's tooltip).
+    page.goto(f"{stack.base}/#/authorizations")
+    row = page.locator("table.data tbody tr", has=page.get_by_role("link", name="Rotation keys", exact=True))
+    badge = row.get_by_test_id("health-badge")
+    expect(badge).to_have_text("unhealthy")
+    badge.hover()
+    expect(badge).to_have_attribute("title", reason)
+    expect(row.locator("td").nth(4)).to_have_text("0 jobs")
+    shot(page, "authorizations-unhealthy")
+    # Rotate: refused while the bucket is missing (shown at the form), accepted once it is back.
+    page.goto(f"{stack.base}/#/authorizations/{auth['id']}")
+    new = {"access_key_id": "AKIAJ7Q2EXAMPLEKEY99", "secret_access_key": "je7MtGbClwBF/2Zp9Utk/h3yCo8nvbEXAMPLEKEY"}
+    page.get_by_role("button", name="Rotate credentials").click()
+    page.get_by_label("Access Key Id *").fill(new["access_key_id"])
+    page.get_by_label("Secret Access Key *").fill(new["secret_access_key"])
+    page.get_by_label("Bucket").fill("spa-rotation")
+    page.get_by_role("button", name="Verify and rotate").click()
+    expect(page.get_by_role("alert").first).to_be_visible()
+    assert api(stack, "GET", f"/authorizations/{auth['id']}")["credential_hint"] == old_hint
+    s3.create_bucket(Bucket="spa-rotation")
+    page.get_by_role("button", name="Verify and rotate").click()
+    expect(page.get_by_role("button", name="Verify and rotate")).to_have_count(0)
+    new_hint = api(stack, "GET", f"/authorizations/{auth['id']}")["credential_hint"]
+    assert new_hint != old_hint and new_hint[-4:] == new["access_key_id"][-4:]
+    meta = page.locator("dl.meta")
+    expect(meta).to_contain_text(new_hint)
+    expect(meta).not_to_contain_text(old_hint)
+    expect(page.get_by_test_id("health-badge").first).to_have_text("healthy")
+    expect(history.locator("li")).to_have_count(2)
+    expect(history.locator("li").first).to_contain_text("unhealthy → healthy")
+    html = page.content()
+    assert new["secret_access_key"] not in html and new["access_key_id"] not in html
+    shot(page, "authorization-rotated")
+
+
+def test_audit_log_filters_by_object_user_and_time(page: Page, stack: Stack) -> None:
+    from datetime import datetime, timedelta
+    from zoneinfo import ZoneInfo
+
+    signed_in(page, stack)
+    # GIVEN a data manager changed a job the admin created
+    user = api(stack, "POST", "/users", {"email": "dana@demo.example", "name": "Dana Manager", "role": "data_manager"})
+    token = api(stack, "POST", "/tokens", {"label": "dana", "user_id": user["id"]})["token"]
+    auth = s3_auth(stack, "Audit keys")
+    job = s3_import(stack, auth["id"], "Audited import", "imports/")
+    api(stack, "PATCH", f"/jobs/{job['id']}", {"label": "Audited import (Dana)", "version": job["version"]}, token=token)
+    event = api(stack, "GET", f"/audit?user_id={user['id']}")[0]
+    at = datetime.strptime(event["at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=ZoneInfo("UTC"))
+    # The browser in Paris: the times typed are local, the API's are UTC.
+    paris = ZoneInfo("Europe/Paris")
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Emulation.setTimezoneOverride", {"timezoneId": "Europe/Paris"})
+    try:
+        page.goto(f"{stack.base}/#/audit")
+        page.reload()
+        rows = page.get_by_test_id("audit").locator("tbody tr")
+        expect(rows.first).to_be_visible()
+        # WHEN filtered by user THEN only Dana's change.
+        page.get_by_role("combobox", name="User").select_option(label="Dana Manager")
+        expect(rows).to_have_count(1)
+        expect(rows.first).to_contain_text("Dana Manager")
+        expect(rows.first).to_contain_text("changed")
+        local = at.astimezone(paris)
+        page.get_by_label("From").fill(f"{local:%Y-%m-%dT%H:%M}")
+        expect(rows).to_have_count(1)
+        page.get_by_label("From").fill(f"{local + timedelta(minutes=1):%Y-%m-%dT%H:%M}")
+        expect(page.get_by_text("No event matches these filters.")).to_be_visible()
+        page.get_by_label("From").fill("")
+        page.get_by_label("Until").fill(f"{local - timedelta(minutes=1):%Y-%m-%dT%H:%M}")
+        expect(page.get_by_text("No event matches these filters.")).to_be_visible()
+        page.get_by_label("Until").fill(f"{local:%Y-%m-%dT%H:%M}")
+        expect(rows).to_have_count(1)
+        page.get_by_role("button", name="Clear filters").click()
+        expect(page.get_by_role("combobox", name="User")).to_have_value("")
+        # By object: this job's events only (created by the admin, changed by Dana).
+        rows.filter(has_text="Audited import (Dana)").first.get_by_role("button", name=re.compile("^Only events of")).click()
+        expect(page.get_by_label("Object id")).to_have_value(job["id"])
+        expect(rows).to_have_count(2)
+        assert [t.strip() for t in rows.locator("td:nth-child(3)").all_inner_texts()] == ["changed", "created"]
+        expect(rows.locator("a", has_text="Audited import")).to_have_count(2)
+        assert_accessible(page)
+        shot(page, "audit-filtered")
+    finally:
+        cdp.send("Emulation.setTimezoneOverride", {"timezoneId": ""})

@@ -168,7 +168,7 @@ export const api = {
   patchAudience: (id: string, body: Dict) => data<Audience>("PATCH", `/audiences/${id}`, { body }),
   deleteAudience: (id: string) => request<void>("DELETE", `/audiences/${id}`),
   previewAudience: (filter: Dict) => data<AudienceSize>("POST", "/audiences/preview", { body: { filter } }),
-  audit: (cursor?: string | null) => page<AuditEvent>("/audit", { cursor, limit: 50 }),
+  audit: (cursor?: string | null, filters: Query = {}) => page<AuditEvent>("/audit", { ...filters, cursor, limit: 50 }),
   alerts: () => data<AlertSettings>("GET", "/alerts"),
   putAlerts: (body: Dict) => data<AlertSettings>("PUT", "/alerts", { body }),
   alertRules: (jobId: string) => page<AlertRule>(`/jobs/${jobId}/alert-rules`),

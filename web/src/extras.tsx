@@ -164,20 +164,49 @@ export function AlertsPage() {
   );
 }
 
+/** A datetime-local value (the browser's time zone) as the API's UTC time, to the second:
+ * "until" takes the whole minute it names (the API's bounds are inclusive). */
+function utc(local: string, endOfMinute: boolean): string | undefined {
+  if (!local) return undefined;
+  const d = new Date(local);
+  if (Number.isNaN(d.getTime())) return undefined;
+  if (endOfMinute && local.length <= 16) d.setSeconds(59);
+  return d.toISOString().replace(/\.\d+Z$/, "Z");
+}
+
 export function AuditPage() {
+  const me = useMe();
   const [cursors, setCursors] = useState<(string | null)[]>([null]);
+  const [filters, setFilters] = useState({ object_id: "", user_id: "", since: "", until: "" });
   const cursor = cursors[cursors.length - 1];
-  const { data, error } = useLoad(() => api.audit(cursor), [cursor]);
+  const query = { object_id: filters.object_id.trim(), user_id: filters.user_id, since: utc(filters.since, false), until: utc(filters.until, true) };
+  const { data, error } = useLoad(() => api.audit(cursor, query), [cursor, JSON.stringify(query)]);
+  const users = useLoad(() => (me.role === "admin" ? api.users() : Promise.resolve({ data: [me.user], next_cursor: null })), [me.role]);
   const owner = useOwnerName();
+  const set = (k: keyof typeof filters, v: string) => { setFilters({ ...filters, [k]: v }); setCursors([null]); };
+  const rows = data?.data ?? [];
+  const any = Object.values(filters).some(Boolean);
   return (
     <section>
       <h1>Audit log</h1>
+      <div class="filters" role="search" aria-label="Filter the audit log">
+        <label>Object id <input value={filters.object_id} placeholder="job_…, auth_…, aud_…" onChange={(e) => set("object_id", text(e))} /></label>
+        <label>User <select value={filters.user_id} onChange={(e) => set("user_id", (e.target as HTMLSelectElement).value)}>
+          <option value="">anyone</option>
+          {(users.data?.data ?? []).map((u) => <option key={u.id} value={u.id}>{u.name || u.email}</option>)}
+          <option value="system">system (purges)</option></select></label>
+        <label>From <input type="datetime-local" value={filters.since} onChange={(e) => set("since", text(e))} /></label>
+        <label>Until <input type="datetime-local" value={filters.until} onChange={(e) => set("until", text(e))} /></label>
+        {any && <button type="button" class="link" onClick={() => { setFilters({ object_id: "", user_id: "", since: "", until: "" }); setCursors([null]); }}>Clear filters</button>}
+      </div>
       <ErrorBox error={error} />
-      <div class="table-wrap"><table class="data small"><thead><tr><th>When</th><th>User</th><th>Action</th><th>Object</th><th>Changes</th></tr></thead>
-        <tbody>{(data?.data ?? []).map((e, i) => (
+      {data && rows.length === 0 ? <div class="empty"><p>{any ? "No event matches these filters." : "No events yet."}</p></div> : (
+      <div class="table-wrap"><table class="data small" data-testid="audit"><thead><tr><th>When</th><th>User</th><th>Action</th><th>Object</th><th>Changes</th></tr></thead>
+        <tbody>{rows.map((e, i) => (
           <tr key={i}><td>{fmtTime(e.at)}</td><td class="muted">{owner(e.user_id)}</td><td>{e.action}</td>
-            <td>{e.object_type} <a href={e.object_type === "job" ? `#/jobs/${e.object_id}` : e.object_type === "authorization" ? `#/authorizations/${e.object_id}` : undefined}>{e.label}</a></td>
-            <td class="muted">{Object.keys(e.diff).join(", ")}</td></tr>))}</tbody></table></div>
+            <td>{e.object_type} <a href={e.object_type === "job" ? `#/jobs/${e.object_id}` : e.object_type === "authorization" ? `#/authorizations/${e.object_id}` : undefined}>{e.label}</a>
+              {" "}<button type="button" class="link small" aria-label={`Only events of ${e.object_type} ${e.label || e.object_id}`} onClick={() => set("object_id", e.object_id)}>only this</button></td>
+            <td class="muted">{Object.keys(e.diff).join(", ")}</td></tr>))}</tbody></table></div>)}
       <div class="row pager">
         <button type="button" disabled={cursors.length < 2} onClick={() => setCursors(cursors.slice(0, -1))}>Previous page</button>
         <button type="button" disabled={!data?.next_cursor} onClick={() => setCursors([...cursors, data!.next_cursor])}>Next page</button>

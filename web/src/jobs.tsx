@@ -29,8 +29,12 @@ export function JobsPage() {
   // The API pages jobs newest first and has no label search or other orders: searching or
   // sorting another way loads every job matching the filters (up to WIDE_MAX) and pages here.
   const wide = !!search.trim() || !(sort.key === "created_at" && sort.dir === -1);
-  const { data, error, loading } = useLoad(() => (wide ? allJobs(filters) : api.jobs({ ...filters, cursor, limit: PAGE })),
-    [JSON.stringify(filters), wide ? "all" : cursor, wide]);
+  // The rows shown stay until the next answer arrives; `stale` marks them (and holds the
+  // pager: the cursor of another filter's page would open a wrong page).
+  const key = JSON.stringify([filters, wide ? "all" : cursor, wide]);
+  const { data: loaded, error, loading } = useLoad(async () => ({ key, page: await (wide ? allJobs(filters) : api.jobs({ ...filters, cursor, limit: PAGE })) }), [key]);
+  const data = loaded?.page;
+  const stale = loaded?.key !== key;
   const setFilter = (k: keyof typeof filters, v: string) => { setFilters({ ...filters, [k]: v }); setCursors([null]); setPageNo(0); };
   const authLabel = (id: string) => auths.data?.data.find((a) => a.id === id)?.label ?? id;
   const matching = useMemo(() => {
@@ -64,6 +68,7 @@ export function JobsPage() {
           <option value="">any</option>{(auths.data?.data ?? []).map((a) => <option key={a.id} value={a.id}>{a.label}</option>)}</select></label>
       </div>
       <ErrorBox error={error} />
+      <div aria-busy={stale} data-testid="jobs-list">
       {loading && !data ? <p class="loading">Loading…</p> : rows.length === 0 ? (
         <div class="empty">
           {filtered ? <p>No job matches these filters.</p> : <>
@@ -89,16 +94,17 @@ export function JobsPage() {
           </tbody>
         </table></div>
       )}
+      </div>
       {wide ? (
         <div class="row pager">
-          <button type="button" disabled={pageNo === 0} onClick={() => setPageNo(pageNo - 1)}>Previous page</button>
-          <button type="button" disabled={(pageNo + 1) * PAGE >= matching.length} onClick={() => setPageNo(pageNo + 1)}>Next page</button>
+          <button type="button" disabled={stale || pageNo === 0} onClick={() => setPageNo(pageNo - 1)}>Previous page</button>
+          <button type="button" disabled={stale || (pageNo + 1) * PAGE >= matching.length} onClick={() => setPageNo(pageNo + 1)}>Next page</button>
           <span class="muted small" role="status">{matching.length} job{matching.length === 1 ? "" : "s"}{capped && ` among the first ${WIDE_MAX}; narrow the filters to search the rest`}</span>
         </div>
       ) : (
         <div class="row pager">
-          <button type="button" disabled={cursors.length < 2} onClick={() => setCursors(cursors.slice(0, -1))}>Previous page</button>
-          <button type="button" disabled={!data?.next_cursor} onClick={() => setCursors([...cursors, data!.next_cursor])}>Next page</button>
+          <button type="button" disabled={stale || cursors.length < 2} onClick={() => setCursors(cursors.slice(0, -1))}>Previous page</button>
+          <button type="button" disabled={stale || !data?.next_cursor} onClick={() => setCursors([...cursors, data!.next_cursor])}>Next page</button>
         </div>
       )}
     </section>
@@ -301,7 +307,7 @@ function Logs({ jobId, refresh }: { jobId: string; refresh: number }) {
   return (
     <section class="panel" aria-labelledby="logs-h">
       <div class="row between"><h2 id="logs-h">Logs</h2>
-        <label>Level <select value={level} onChange={(e) => setLevel((e.target as HTMLSelectElement).value)}>
+        <label>Minimum level <select value={level} onChange={(e) => setLevel((e.target as HTMLSelectElement).value)}>
           <option value="">all</option><option>debug</option><option>info</option><option>warning</option><option>error</option></select></label></div>
       <ErrorBox error={error} />
       <div class="table-wrap"><table class="data small">

@@ -1,5 +1,5 @@
 // A form generated from a JSON Schema (the catalog's config and credentials schemas).
-import { useEffect, useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 import type { Dict, JsonSchema, Option } from "./api";
 import { Field } from "./ui";
 
@@ -66,11 +66,11 @@ export function SchemaForm({ schema, value, onChange, errors, prefix, idPrefix, 
           input = <input type="number" {...common} min={s.minimum} max={s.maximum} value={v === undefined ? "" : String(v)}
             onInput={(e) => { const t = (e.target as HTMLInputElement).value; set(k, t === "" ? undefined : Number(t)); }} />;
         } else if (s.type === "array") {
-          input = <input {...common} value={Array.isArray(v) ? v.join(", ") : ""} placeholder="comma-separated"
-            onInput={(e) => { const t = (e.target as HTMLInputElement).value; set(k, t.trim() ? t.split(",").map((x) => x.trim()).filter(Boolean) : undefined); }} />;
+          input = <TextAs common={common} value={v} show={(x) => (Array.isArray(x) ? x.join(", ") : "")} placeholder="comma-separated"
+            parse={(t) => { const l = t.split(",").map((x) => x.trim()).filter(Boolean); return l.length ? l : undefined; }} onChange={(x) => set(k, x)} />;
         } else if (s.type === "object") {
-          input = <textarea {...common} placeholder="source_column=profile_field, one per line" value={mappingText(v)}
-            onInput={(e) => { const m = parseMapping((e.target as HTMLTextAreaElement).value); set(k, Object.keys(m).length ? m : undefined); }} />;
+          input = <TextAs common={common} multiline value={v} show={mappingText} placeholder="source_column=profile_field, one per line"
+            parse={(t) => { const m = parseMapping(t); return Object.keys(m).length ? m : undefined; }} onChange={(x) => set(k, x)} />;
         } else {
           const secret = s.format === "password" || s["x-secret"] || s.writeOnly;
           input = <OptionInput common={common} secret={!!secret} value={v === undefined || v === null ? "" : String(v)}
@@ -80,6 +80,27 @@ export function SchemaForm({ schema, value, onChange, errors, prefix, idPrefix, 
       })}
     </div>
   );
+}
+
+/** A text box for a list or a mapping: the value is parsed on every keystroke, but the box
+ * keeps what was typed (re-showing the parsed value would eat a trailing comma, "=" or new
+ * line while typing); it shows the value afresh only when it changes from outside. */
+function TextAs({ common, value, show, parse, onChange, placeholder, multiline }: {
+  common: Record<string, unknown>; value: unknown; show: (v: unknown) => string; parse: (t: string) => unknown;
+  onChange: (v: unknown) => void; placeholder: string; multiline?: boolean;
+}) {
+  const cur = useRef({ text: show(value), sent: JSON.stringify(value) });
+  const [, bump] = useState(0);
+  if (JSON.stringify(value) !== cur.current.sent) cur.current = { text: show(value), sent: JSON.stringify(value) };
+  const input = (e: Event) => {
+    const t = (e.target as HTMLInputElement | HTMLTextAreaElement).value;
+    const v = parse(t);
+    cur.current = { text: t, sent: JSON.stringify(v) };
+    bump((n) => n + 1);
+    onChange(v);
+  };
+  return multiline ? <textarea {...common} placeholder={placeholder} value={cur.current.text} onInput={input} />
+    : <input {...common} placeholder={placeholder} value={cur.current.text} onInput={input} />;
 }
 
 function OptionInput({ common, secret, value, onInput, load }: {
