@@ -37,10 +37,14 @@ class _OneAtATime:
         self.app = app
         self.lock = threading.Lock()
         self.done: dict[str, tuple[str, list[tuple[str, str]], bytes]] = {}
+        # Operations whose next answer is lost after the request was applied (a timeout or a
+        # dropped connection on the way back): the caller sees a 500 and the SDK retries.
+        self.lose_answer: set[str] = set()
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         token = None
-        if environ.get("HTTP_X_AMZ_TARGET", "").endswith(".TransactWriteItems"):
+        operation = environ.get("HTTP_X_AMZ_TARGET", "").rpartition(".")[2]
+        if operation == "TransactWriteItems":
             raw = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
             environ["wsgi.input"] = io.BytesIO(raw)
             token = json.loads(raw or b"{}").get("ClientRequestToken")
@@ -52,8 +56,11 @@ class _OneAtATime:
             seen: list[Any] = []
 
             def remember(status: str, headers: list[tuple[str, str]], *exc: Any) -> Any:
-                seen[:] = [status, headers]
-                return start_response(status, headers, *exc)
+                seen[:] = [status, headers]  # answered below, once the body is known
+
+                def write(_data: bytes) -> None:  # pragma: no cover - moto's Flask never writes
+                    raise NotImplementedError
+                return write
 
             body = self.app(environ, remember)
             try:
@@ -64,12 +71,21 @@ class _OneAtATime:
                     close()
             if token and seen and seen[0].startswith("200"):
                 self.done[token] = (seen[0], list(seen[1]), payload)
+            if operation in self.lose_answer:
+                self.lose_answer.discard(operation)
+                lost = json.dumps({"__type": "com.amazonaws.dynamodb.v20120810#InternalServerError",
+                                   "message": "the answer was lost (test)"}).encode()
+                start_response("500 Internal Server Error", [("Content-Type", "application/x-amz-json-1.0"),
+                                                             ("Content-Length", str(len(lost)))])
+                return [lost]
+            start_response(seen[0], seen[1])
             return [payload]
 
 
 @contextmanager
-def serial_dynamodb() -> Iterator[str]:
-    """The app's DynamoDB client goes to a one-request-at-a-time endpoint while inside."""
+def serial_dynamodb() -> Iterator[_OneAtATime]:
+    """The app's DynamoDB client goes to a one-request-at-a-time endpoint while inside;
+    yields the endpoint's middleware (`lose_answer` simulates a lost response)."""
     from moto.moto_server.werkzeug_app import (
         DomainDispatcherApplication,
         MotoRequestHandler,
@@ -79,16 +95,24 @@ def serial_dynamodb() -> Iterator[str]:
 
     from chalicelib.store import aws
 
-    server = make_server("127.0.0.1", 0, _OneAtATime(DomainDispatcherApplication(create_backend_app)),
-                         threaded=True, request_handler=MotoRequestHandler)
+    app = _OneAtATime(DomainDispatcherApplication(create_backend_app))
+    server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=MotoRequestHandler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     endpoint = f"http://127.0.0.1:{server.server_port}"
     saved = os.environ.get("AWS_ENDPOINT_URL_DYNAMODB")
     os.environ["AWS_ENDPOINT_URL_DYNAMODB"] = endpoint
     aws.reset()  # clients are cached per process: the next one reads the new endpoint
+    # The app's client, with one change: a longer read timeout. One request at a time for up
+    # to 100 callers on a shared 2-core machine queues a request longer than the 10 s the
+    # app allows AWS (a timeout there is retried, and then fails the caller).
+    from botocore.config import Config
+
+    aws._clients["dynamodb"] = aws.session().client("dynamodb", config=Config(
+        retries={"mode": "standard", "max_attempts": 4}, connect_timeout=3, read_timeout=120,
+        parameter_validation=False))
     try:
-        yield endpoint
+        yield app
     finally:
         if saved is None:
             os.environ.pop("AWS_ENDPOINT_URL_DYNAMODB", None)

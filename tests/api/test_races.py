@@ -165,11 +165,35 @@ def _fifty_attempts(deps: Any, p: Principal, bucket: str, rng: Any, mode: str) -
 
 
 @pytest.fixture()
-def serial(aws_endpoint: str) -> Iterator[None]:
+def serial(aws_endpoint: str) -> Iterator[Any]:
     from tests.serial_moto import serial_dynamodb
 
-    with serial_dynamodb():
-        yield
+    with serial_dynamodb() as endpoint:
+        yield endpoint
+
+
+def test_a_delete_whose_answer_was_lost_still_completes(serial):
+    """Regression: DeleteItem has no idempotency token, so when its answer was lost after
+    it deleted (a timeout on the way back), the SDK's retry failed the condition on the
+    missing item: the user got 404 and the secret was never scheduled for deletion nor
+    the deletion audited. The delete is now a transaction, whose ClientRequestToken makes
+    the retry answer as the first attempt did."""
+    from tests.race_kit import fresh_round, new_auth
+
+    with fresh_round() as (deps, p):
+        # GIVEN an unused authorization
+        auth_id = new_auth(deps, p)
+        secret = deps.auths.get(p.account_id, auth_id).secret_name
+        # WHEN it is deleted and DynamoDB's answer to the deleting request is lost
+        serial.lose_answer |= {"DeleteItem", "TransactWriteItems"}
+        auth_svc.delete(deps, p, auth_id)
+        serial.lose_answer.clear()
+        # THEN the user sees a success, the secret is scheduled for deletion, the deletion audited
+        assert deps.auths.get(p.account_id, auth_id, consistent=True) is None
+        described = deps.secrets.client.describe_secret(SecretId=secret)
+        assert described.get("DeletedDate"), described
+        events = deps.audit.page(p.account_id, limit=20, cursor=None, object_id=auth_id).items
+        assert [e for e in events if e["action"] == "deleted"], events
 
 
 def test_fifty_concurrent_attempts_delete_or_refuse_exactly_per_rule_10(serial):
