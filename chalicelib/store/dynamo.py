@@ -789,33 +789,47 @@ class AuthorizationRepo:
         Jobs move these counters in the same transaction as their own status, so a job
         created or resumed concurrently either lands first (and blocks this delete) or
         fails its own condition on the missing authorization.
-        """
-        from botocore.exceptions import ClientError
 
-        try:
-            resp = self.t.client.delete_item(
-                TableName=self.t.name,
-                Key={"PK": {"S": K.account_pk(account_id)}, "SK": {"S": K.auth_sk(auth_id)}},
-                ConditionExpression=(
+        A one-item transaction rather than a DeleteItem: botocore sends it with a
+        ClientRequestToken, so when the answer is lost after the item went (a timeout on
+        the way back) the SDK's retry answers success. A retried DeleteItem would fail its
+        condition on the missing item and the caller would read "not found", leaving the
+        secret unscheduled and the deletion unaudited. Transactions return no old image:
+        the item is read first (its secret name never changes).
+        """
+        current = self.get(account_id, auth_id, consistent=True)
+        if current is None:
+            raise not_found("authorization", auth_id)
+        op = {
+            "Delete": {
+                "TableName": self.t.name,
+                "Key": {"PK": {"S": K.account_pk(account_id)}, "SK": {"S": K.auth_sk(auth_id)}},
+                "ConditionExpression": (
                     "attribute_exists(PK) AND #u.#r = :z AND #u.#s = :z AND #u.#p = :z"
                 ),
-                ExpressionAttributeNames={
+                "ExpressionAttributeNames": {
                     "#u": "usage",
                     "#r": JobStatus.RUNNING.value,
                     "#s": JobStatus.SLEEPING.value,
                     "#p": JobStatus.PAUSED.value,
                 },
-                ExpressionAttributeValues={":z": {"N": "0"}},
-                ReturnValues="ALL_OLD",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            )
-        except ClientError as exc:
-            if _error_code(exc) != "ConditionalCheckFailedException":
-                raise
-            if not exc.response.get("Item"):  # type: ignore[union-attr]
-                raise not_found("authorization", auth_id) from None
-            raise AuthorizationInUse(auth_id) from None
-        return _auth(_deser(resp["Attributes"]))
+                "ExpressionAttributeValues": {":z": {"N": "0"}},
+            }
+        }
+        for attempt in range(5):
+            try:
+                self.t.transact([op])
+                return current
+            except TransactionFailed as exc:
+                if exc.reasons[:1] == ["ConditionalCheckFailed"]:
+                    if self.get(account_id, auth_id, consistent=True) is None:
+                        raise not_found("authorization", auth_id) from None
+                    raise AuthorizationInUse(auth_id) from None
+                if exc.reasons[:1] != ["TransactionConflict"]:
+                    raise
+                time.sleep(0.05 * 2**attempt)  # a job's transaction on this item right now
+        raise Conflict("jobs of this authorization changed at the same time; retry",
+                       code="conflict.concurrent_change")
 
 
 class AuthorizationInUse(Exception):
