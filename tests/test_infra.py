@@ -163,7 +163,7 @@ MUST_NOT = {
                      ("dynamodb:DeleteItem", "main"), ("secretsmanager:CreateSecret", "auth_secret"),
                      ("secretsmanager:DeleteSecret", "auth_secret"), ("secretsmanager:GetSecretValue", "alert_secret"),
                      ("sqs:SendMessage", "runs"), ("scheduler:DeleteSchedule", "schedule")],
-    "deliver_alerts": [("dynamodb:PutItem", "main"), ("dynamodb:Query", "profiles"),
+    "deliver_alerts": [("dynamodb:Query", "profiles"),
                        ("secretsmanager:GetSecretValue", "auth_secret"), ("events:PutEvents", "bus")],
     "evaluate_alert_rules": [("dynamodb:DeleteItem", "main"), ("dynamodb:Query", "profiles"),
                              ("secretsmanager:GetSecretValue", "auth_secret")],
