@@ -10,8 +10,6 @@ tests/proof/crash.py's injector (whose `Killed` it raises): nothing in the app c
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import boto3
@@ -20,30 +18,9 @@ import pytest
 from chalicelib.providers.base import ProviderError
 from chalicelib.services import alerts
 from chalicelib.services.engine import Delivery
-from chalicelib.store import aws
 from tests.api.test_alerts import _email_stand_in, _take
 from tests.engine.sources import people
-from tests.proof.crash import Killed
-
-
-@contextmanager
-def killed_at_put_events(phase: str) -> Iterator[list[str]]:
-    """The runner dies at its first PutEvents: `before` it left, or `after` EventBridge took it."""
-    fired: list[str] = []
-
-    def kill(event_name: str = "", **_: Any) -> None:
-        if not fired:
-            fired.append(event_name)
-            raise Killed(f"killed {phase} PutEvents")
-
-    aws.reset()  # clients copy the session's hooks when they are made
-    session = aws.session()
-    session.events.register(f"{phase}-call.events.PutEvents", kill, unique_id="job-alert-kill")
-    try:
-        yield fired
-    finally:
-        session.events.unregister(f"{phase}-call.events.PutEvents", unique_id="job-alert-kill")
-        aws.reset()
+from tests.proof.crash import Killed, killed_at_put_events
 
 
 def _run_until_killed(drain: Any) -> None:
