@@ -182,6 +182,9 @@ def test_each_function_may_do_what_its_code_does_and_nothing_it_does_not():
             assert allowed(policy, action, STAGE_ARN[target]), (fn, action, target)
         for action, target in MUST_NOT[fn]:
             assert not allowed(policy, action, STAGE_ARN[target]), (fn, action, target)
+    # the alerts worker may put its dedup items only (store/alerts.py AlertDeliveries)
+    [puts] = [s for s in policies["deliver_alerts"]["Statement"] if "dynamodb:PutItem" in s["Action"]]
+    assert puts["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["ACCT#*#ALERTSENT"]}}
     # the authorizer reads token items only (dynamodb:LeadingKeys), with nothing else granted
     [logs, tokens] = policies["token_authorizer"]["Statement"]
     assert logs["Sid"] == "Logs"
