@@ -122,6 +122,9 @@ def statements(stage: str) -> dict[str, list[dict[str, Any]]]:
         "deliver_alerts": [
             logs,
             stmt("AlertSettings", "dynamodb:GetItem", main[0]),
+            # One delivery per transition: its dedup items only (store/alerts.py AlertDeliveries).
+            stmt("AlertDeliveries", "dynamodb:PutItem", main[0],
+                 Condition={"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["ACCT#*#ALERTSENT"]}}),
             stmt("SigningSecrets", "secretsmanager:GetSecretValue", alert_secrets),
             stmt("AlertsQueue", CONSUME, queue["alerts"]),
             stmt("AlertEmails", "sns:Publish", topic),

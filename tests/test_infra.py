@@ -163,7 +163,7 @@ MUST_NOT = {
                      ("dynamodb:DeleteItem", "main"), ("secretsmanager:CreateSecret", "auth_secret"),
                      ("secretsmanager:DeleteSecret", "auth_secret"), ("secretsmanager:GetSecretValue", "alert_secret"),
                      ("sqs:SendMessage", "runs"), ("scheduler:DeleteSchedule", "schedule")],
-    "deliver_alerts": [("dynamodb:PutItem", "main"), ("dynamodb:Query", "profiles"),
+    "deliver_alerts": [("dynamodb:Query", "profiles"),
                        ("secretsmanager:GetSecretValue", "auth_secret"), ("events:PutEvents", "bus")],
     "evaluate_alert_rules": [("dynamodb:DeleteItem", "main"), ("dynamodb:Query", "profiles"),
                              ("secretsmanager:GetSecretValue", "auth_secret")],
@@ -182,6 +182,9 @@ def test_each_function_may_do_what_its_code_does_and_nothing_it_does_not():
             assert allowed(policy, action, STAGE_ARN[target]), (fn, action, target)
         for action, target in MUST_NOT[fn]:
             assert not allowed(policy, action, STAGE_ARN[target]), (fn, action, target)
+    # the alerts worker may put its dedup items only (store/alerts.py AlertDeliveries)
+    [puts] = [s for s in policies["deliver_alerts"]["Statement"] if "dynamodb:PutItem" in s["Action"]]
+    assert puts["Condition"] == {"ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["ACCT#*#ALERTSENT"]}}
     # the authorizer reads token items only (dynamodb:LeadingKeys), with nothing else granted
     [logs, tokens] = policies["token_authorizer"]["Statement"]
     assert logs["Sid"] == "Logs"

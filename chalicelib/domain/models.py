@@ -120,3 +120,6 @@ class Job:
     state: dict[str, Any] = field(default_factory=dict)  # e.g. objects already imported
     failure_window_hours: float = 10.0
     first_fault_at: str | None = None
+    # A Job Failed / Job Recovered alert recorded with the state change but not known to
+    # have left yet: {transition_id, type, detail_json} (services/engine.py, send_alert).
+    pending_alert: dict[str, Any] | None = None

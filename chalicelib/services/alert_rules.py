@@ -9,6 +9,7 @@ Threshold Breached` once when they exceed the allowable count; the rule stays `b
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -25,6 +26,7 @@ from chalicelib.store.alert_rules import (
     JobGone,
     RuleLimit,
 )
+from chalicelib.store.dynamo import new_transition_id
 
 log = logging.getLogger("switchyard.alert_rules")
 
@@ -152,29 +154,49 @@ def evaluate(d: Deps, now: datetime | None = None) -> Evaluation:
 
 def _evaluate_one(d: Deps, repo: AlertRuleRepo, rule: AlertRule, series: list[dict[str, Any]],
                   now: datetime, out: Evaluation) -> None:
+    if rule.pending_alert:
+        # An earlier evaluator moved the rule to `breached` and died (or EventBridge
+        # refused) before its alert left: the rule was read anyway, so this costs nothing.
+        _send(repo, rule)
     buckets = watched(rule, series, now)
     if not buckets:
         return
     streak = violations(rule, buckets)
     at = now.strftime("%Y-%m-%dT%H:%M:%SZ")
     if rule.alert_state == "ok" and streak > rule.allowable_violations:
-        if repo.move_state(rule, "breached", at):
+        if repo.move_state(rule, "breached", at, alert=_breach(d, rule, buckets[-1]["start"], streak)):
             out.fired += 1
-            _alert(d, rule, buckets[-1]["start"], streak)
+            _send(repo, rule)
     elif rule.alert_state == "breached" and streak == 0 and repo.move_state(rule, "ok", at):
         out.rearmed += 1
 
 
-def _alert(d: Deps, rule: AlertRule, last_bucket: str, streak: int) -> None:
+def _breach(d: Deps, rule: AlertRule, last_bucket: str, streak: int) -> dict[str, Any]:
+    """The breach alert, recorded with the move to `breached` (at least once, docs/alerts.md)."""
     from chalicelib.services import alerts
 
     job = d.jobs.get(rule.account_id, rule.job_id)
-    alerts.emit(rule.account_id, alerts.METRIC_BREACHED, {
-        "job_id": rule.job_id, "label": job.label if job else rule.job_id, "rule_id": rule.id,
-        "metric": rule.metric, "granularity": rule.granularity, "min": rule.min, "max": rule.max,
-        "allowable_violations": rule.allowable_violations, "violations": streak,
-        "reason": f"{streak} {rule.granularity}(s) in a row outside {rule.describe()}",
-        "last_bucket": last_bucket})
+    return {"transition_id": new_transition_id(), "type": alerts.METRIC_BREACHED,
+            "detail_json": json.dumps({
+                "job_id": rule.job_id, "label": job.label if job else rule.job_id, "rule_id": rule.id,
+                "metric": rule.metric, "granularity": rule.granularity, "min": rule.min, "max": rule.max,
+                "allowable_violations": rule.allowable_violations, "violations": streak,
+                "reason": f"{streak} {rule.granularity}(s) in a row outside {rule.describe()}",
+                "last_bucket": last_bucket}, sort_keys=True)}
+
+
+def _send(repo: AlertRuleRepo, rule: AlertRule) -> None:
+    """Put the rule's pending alert on the bus, then clear it; if EventBridge refused, the
+    next hourly evaluation sends it (the same `transition_id`: the alerts worker delivers one)."""
+    from chalicelib.services import alerts
+
+    pending = rule.pending_alert
+    if not pending:
+        return
+    tid = str(pending["transition_id"])
+    if alerts.emit(rule.account_id, alerts.METRIC_BREACHED, {**json.loads(pending["detail_json"]),
+                                                            "transition_id": tid}):
+        repo.clear_alert(rule, tid)
 
 
 __all__ = ["METRICS", "Evaluation", "create", "delete", "evaluate", "list_", "violations", "watched"]

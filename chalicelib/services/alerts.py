@@ -22,7 +22,7 @@ from typing import Any
 from chalicelib.domain.access import Capability, Principal
 from chalicelib.domain.errors import Invalid
 from chalicelib.services.deps import Deps
-from chalicelib.store.alerts import AlertSettings, AlertSettingsRepo, AlertTopic, EventBus
+from chalicelib.store.alerts import AlertDeliveries, AlertSettings, AlertSettingsRepo, AlertTopic, EventBus
 
 log = logging.getLogger("switchyard.alerts")
 
@@ -149,6 +149,13 @@ def deliver(d: Deps, event: dict[str, Any]) -> dict[str, int]:
     if detail_type not in TYPES or not account_id:
         log.warning("not an alert event; dropped", extra={"type": detail_type})
         return {"emails": 0, "webhooks": 0}
+    transition_id = str(detail.get("transition_id") or "")
+    deliveries = AlertDeliveries(d.table)
+    if transition_id and not deliveries.claim(account_id, detail_type, transition_id, now=time.time()):
+        # A repeat (the sender is at least once): this transition's alert went out already,
+        # or is going out now; if that worker dies, its own message comes back and sends it.
+        log.info("repeated alert dropped", extra={"type": detail_type, "transition_id": transition_id})
+        return {"emails": 0, "webhooks": 0}
     conf = AlertSettingsRepo(d.table).get(account_id)
     sent = {"emails": 0, "webhooks": 0}
     text = _summary(detail_type, detail)
@@ -162,6 +169,8 @@ def deliver(d: Deps, event: dict[str, Any]) -> dict[str, int]:
         for url in conf.webhooks:
             if _post(url, body, secret):
                 sent["webhooks"] += 1
+    if transition_id:
+        deliveries.sent(account_id, detail_type, transition_id, now=time.time())
     return sent
 
 

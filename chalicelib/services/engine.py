@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import logging
 import time
 from collections import Counter
@@ -29,7 +30,7 @@ from chalicelib.providers.base import ProviderError, StepContext
 from chalicelib.providers.calls import CallCounter
 from chalicelib.services import credentials as creds_svc
 from chalicelib.services.deps import Deps
-from chalicelib.store.dynamo import AuthorizationGone, TransactionFailed
+from chalicelib.store.dynamo import AuthorizationGone, TransactionFailed, new_transition_id
 from chalicelib.store.runs import LogLine, Run, StepCommit
 
 log = logging.getLogger("switchyard.engine")
@@ -45,6 +46,11 @@ class PoisonMessage(ValueError):
 
 class StepBusy(RuntimeError):
     """Another delivery holds this run's lease: let SQS redeliver later."""
+
+
+class AlertNotSent(RuntimeError):
+    """The message's work is committed but EventBridge refused its alert: raised at the end
+    of the delivery so SQS brings the message back, and that delivery sends the alert."""
 
 
 @dataclass
@@ -113,26 +119,53 @@ def is_one_time(job: Job) -> bool:
     return job.schedule is None or job.schedule.get("type") == "once"
 
 
+def pending_alert(detail_type: str, detail: dict[str, Any]) -> dict[str, Any]:
+    """A job alert to record in the state change's own transaction (docs/alerts.md)."""
+    return {"transition_id": new_transition_id(), "type": detail_type,
+            "detail_json": json.dumps(detail, sort_keys=True, default=str)}
+
+
+def recovery_alert(job: Job, run: Run) -> dict[str, Any] | None:
+    """A run of `job` succeeded: a job that had been failing has recovered (one alert);
+    otherwise an alert still pending stays so."""
+    if job.fault_count > 0 or (job.last_run or {}).get("status") in ("failed", "retrying"):
+        from chalicelib.services import alerts
+
+        return pending_alert(alerts.JOB_RECOVERED, {
+            "job_id": job.id, "label": job.label, "run_id": run.id,
+            "previous_error": (job.last_run or {}).get("error")})
+    return job.pending_alert
+
+
 class Engine:
     def __init__(self, d: Deps, options: EngineOptions | None = None) -> None:
         self.d = d
         self.o = options or EngineOptions()
+        self._unsent = False  # this delivery's job alert was refused (AlertNotSent)
 
     # -- entry ---------------------------------------------------------------------------
 
     def handle(self, delivery: Delivery) -> None:
         msg = parse_message(delivery.body)
+        self._unsent = False
         # Every line about this message carries its job (and run and step once known);
         # the scope ends with the message, so the next one on this Lambda starts clean.
         with logs.scope(account_id=msg["account_id"], job_id=msg["job_id"], trigger=msg["trigger"],
                         run_id=msg.get("run_id"), step=msg.get("step")):
             self._handle(msg, delivery)
+            if self._unsent:
+                raise AlertNotSent("EventBridge refused the job's alert; it stays pending on the job")
 
     def _handle(self, msg: dict[str, Any], delivery: Delivery) -> None:
         job = self.d.jobs.get(msg["account_id"], msg["job_id"], consistent=True)
         if job is None:
             log.info("message for a job that no longer exists: %s", msg["job_id"])
             return
+        if job.pending_alert:
+            # A delivery that committed the state change died (or EventBridge refused)
+            # before its alert left: this one, usually its redelivery, sends it. The read
+            # above is needed anyway, so finding it costs nothing.
+            self.send_alert(job)
         if msg["trigger"] == "continue":
             run = self.d.runs.get(job.account_id, job.id, msg["run_id"])
             if run is None or run.status != "running":
@@ -396,6 +429,7 @@ class Engine:
                     "finished_at": _iso(now), "added": run.added + added, "removed": run.removed,
                     "omitted": run.omitted + omitted, "error": None, "cost": total_cost,
                 }
+                after.pending_alert = recovery_alert(job, run)
                 self.d.jobs.save(job, after, expected_version=None,
                                  expected_status=JobStatus.RUNNING, extra=ops)
             else:
@@ -408,23 +442,36 @@ class Engine:
             "read": len(result.rows), "added": added, "omitted": omitted, "done": done,
             "provider_calls": calls.total, "duration_ms": round(elapsed_ms, 1)})
         if done:
-            self.finished(job, run)
+            self.finished(after)
         self.o.fault("after_commit")
         if not done:
             run.step += 1
             self._continue(run)
 
-    def finished(self, job: Job, run: Run) -> None:
-        """A run succeeded: a job that had been failing has recovered (one alert)."""
+    def finished(self, after: Job) -> None:
+        """A run succeeded and `after` is the job it committed: send its recovery alert, if
+        the commit recorded one (`recovery_alert`)."""
         from chalicelib.store import metrics as M
 
-        M.metrics().count(M.RUN_SUCCEEDED, provider=job.provider)
-        if job.fault_count > 0 or (job.last_run or {}).get("status") in ("failed", "retrying"):
-            from chalicelib.services import alerts
+        M.metrics().count(M.RUN_SUCCEEDED, provider=after.provider)
+        self.send_alert(after)
 
-            alerts.emit(job.account_id, alerts.JOB_RECOVERED, {
-                "job_id": job.id, "label": job.label, "run_id": run.id,
-                "previous_error": (job.last_run or {}).get("error")})
+    def send_alert(self, job: Job) -> bool:
+        """Put the job's pending alert on the bus, then clear it (conditional on its
+        transition id: a newer one stays). At least once: dying between the two sends it
+        again with the same `transition_id`, which the alerts worker delivers once."""
+        from chalicelib.services import alerts
+
+        pending = job.pending_alert
+        if not pending:
+            return True
+        detail = {**json.loads(pending["detail_json"]), "transition_id": pending["transition_id"]}
+        if not alerts.emit(job.account_id, str(pending["type"]), detail):
+            self._unsent = True
+            return False
+        self.d.jobs.clear_alert(job.account_id, job.id, str(pending["transition_id"]))
+        job.pending_alert = None
+        return True
 
     def _commit_refused(self, job: Job, run: Run, exc: Exception) -> None:
         """The commit's conditions failed: the step was already committed by an earlier
@@ -459,6 +506,11 @@ class Engine:
             code = "run.config_error" if not exc.transient else "run.failure_window_passed"
             run_status, delay = "failed", None
             message = f"run failed: {exc.reason} — {why}; fix it, then resume the job"
+            from chalicelib.services import alerts
+
+            after.pending_alert = pending_alert(alerts.JOB_FAILED, {
+                "job_id": job.id, "label": job.label, "run_id": run.id, "reason": exc.reason,
+                "fault_count": after.fault_count})
         else:
             after.status = transition(job.status, Action.RUN_ERRORED)
             delay = backoff_seconds(after.fault_count, retry_after=exc.retry_after)
@@ -499,11 +551,7 @@ class Engine:
         if give_up and job.schedule is not None:
             self.d.scheduler.remove(job.account_id, job.id)  # a failed job waits for a resume
         if give_up:
-            from chalicelib.services import alerts
-
-            alerts.emit(job.account_id, alerts.JOB_FAILED, {
-                "job_id": job.id, "label": job.label, "run_id": run.id, "reason": exc.reason,
-                "fault_count": after.fault_count})
+            self.send_alert(after)
         if exc.auth:
             # Known-bad credentials: say so on the authorization now, not at the next sweep.
             from chalicelib.services import health

@@ -449,6 +449,9 @@ def _commit(engine: Engine, job: Job, run: Run, delivery: Delivery, started: flo
                 "finished_at": _iso(now), "added": total_added, "removed": total_removed,
                 "omitted": total_omitted, "error": None, "cost": total_cost,
             }
+            from chalicelib.services.engine import recovery_alert
+
+            after.pending_alert = recovery_alert(job, run)
             d.jobs.save(job, after, expected_version=None, expected_status=JobStatus.RUNNING, extra=ops)
         else:
             d.table.transact(ops)
@@ -459,7 +462,7 @@ def _commit(engine: Engine, job: Job, run: Run, delivery: Delivery, started: flo
 
     count_requests(job, calls.total)
     if out.done:
-        engine.finished(job, run)
+        engine.finished(after)
     engine.o.fault("after_commit")
     if not out.done:
         run.step += 1

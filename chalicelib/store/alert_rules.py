@@ -38,6 +38,9 @@ class AlertRule:
     created_by: str = ""
     alert_state: str = "ok"  # ok | breached
     state_changed_at: str | None = None
+    # The breach alert recorded with the move to `breached`, not known to have left yet:
+    # {transition_id, detail_json} (services/alert_rules.py sends and clears it).
+    pending_alert: dict[str, Any] | None = None
 
     def describe(self) -> str:
         bounds = []
@@ -73,6 +76,7 @@ def _item(r: AlertRule) -> dict[str, Any]:
         "created_by": r.created_by,
         "alert_state": r.alert_state,
         "state_changed_at": r.state_changed_at,
+        "pending_alert": r.pending_alert,
         "GSI2PK": f"RULES#{zlib.crc32(r.id.encode()) % RULE_SHARDS}",
         "GSI2SK": f"{r.account_id}#{r.job_id}#{r.id}",
     }
@@ -84,7 +88,8 @@ def _rule(row: dict[str, Any]) -> AlertRule:
         granularity=row["granularity"], min=row.get("min"), max=row.get("max"),
         allowable_violations=int(row.get("allowable_violations", 0)), id=row["id"],
         created_at=row["created_at"], created_by=row.get("created_by", ""),
-        alert_state=row.get("alert_state", "ok"), state_changed_at=row.get("state_changed_at"))
+        alert_state=row.get("alert_state", "ok"), state_changed_at=row.get("state_changed_at"),
+        pending_alert=row.get("pending_alert") or None)
 
 
 class RuleLimit(Exception):
@@ -199,23 +204,46 @@ class AlertRuleRepo:
                 time.sleep(0.05)
         return rules, resp.get("LastEvaluatedKey")
 
-    def move_state(self, rule: AlertRule, to: str, at: str) -> bool:
+    def move_state(self, rule: AlertRule, to: str, at: str, *, alert: dict[str, Any] | None = None) -> bool:
         """Move the rule's alert state from the one read to `to`; False if another
-        evaluator (or a delete) got there first."""
+        evaluator (or a delete) got there first. `alert` is left pending on the rule in the
+        same write (sent, then cleared, by `clear_alert`)."""
         from botocore.exceptions import ClientError
 
+        values = {":to": {"S": to}, ":at": {"S": at}, ":from": {"S": rule.alert_state}}
+        update = "SET alert_state = :to, state_changed_at = :at"
+        if alert is not None:
+            update += ", pending_alert = :alert"
+            values[":alert"] = _ser({"a": alert})["a"]
         try:
             self.t.client.update_item(
                 TableName=self.t.name, Key=self._key(rule.account_id, rule_sk(rule.job_id, rule.id)),
-                UpdateExpression="SET alert_state = :to, state_changed_at = :at",
+                UpdateExpression=update,
                 ConditionExpression="attribute_exists(PK) AND alert_state = :from",
-                ExpressionAttributeValues={":to": {"S": to}, ":at": {"S": at}, ":from": {"S": rule.alert_state}})
+                ExpressionAttributeValues=values)
         except ClientError as exc:
             if _error_code(exc) == "ConditionalCheckFailedException":
                 return False
             raise
         rule.alert_state, rule.state_changed_at = to, at
+        if alert is not None:
+            rule.pending_alert = alert
         return True
+
+    def clear_alert(self, rule: AlertRule, transition_id: str) -> None:
+        """The rule's pending alert of this transition is out (a newer one is left alone)."""
+        from botocore.exceptions import ClientError
+
+        try:
+            self.t.client.update_item(
+                TableName=self.t.name, Key=self._key(rule.account_id, rule_sk(rule.job_id, rule.id)),
+                UpdateExpression="REMOVE pending_alert",
+                ConditionExpression="pending_alert.transition_id = :t",
+                ExpressionAttributeValues={":t": {"S": transition_id}})
+        except ClientError as exc:
+            if _error_code(exc) != "ConditionalCheckFailedException":
+                raise
+        rule.pending_alert = None
 
 
 __all__ = ["MAX_RULES_PER_JOB", "RULE_SHARDS", "AlertRule", "AlertRuleRepo", "JobGone", "RuleLimit"]

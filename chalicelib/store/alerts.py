@@ -62,6 +62,45 @@ class AlertSettingsRepo:
         return AlertSettings(s.account_id, s.emails, s.webhooks, at, expected_version + 1)
 
 
+DELIVERY_LEASE_SECONDS = 150  # under the alerts queue's 180 s visibility timeout
+DELIVERY_TTL_DAYS = 7  # repeats come within minutes (a redelivered step, the next check)
+
+
+class AlertDeliveries:
+    """One delivery per transition: the alerts worker claims `PK=ACCT#<a>#ALERTSENT,
+    SK=<type>#<transition id>` before sending and marks it sent after. A repeat of the same
+    transition finds the claim and is dropped; a claim whose worker died (still `sending`
+    after its lease) may be taken over by the redelivered message, which sends it then."""
+
+    def __init__(self, table: Table) -> None:
+        self.t = table
+
+    def _key(self, account_id: str, detail_type: str, transition_id: str) -> dict[str, Any]:
+        return {"PK": f"{K.account_pk(account_id)}#ALERTSENT", "SK": f"{detail_type}#{transition_id}"}
+
+    def claim(self, account_id: str, detail_type: str, transition_id: str, *, now: float) -> bool:
+        from botocore.exceptions import ClientError
+
+        item = {**self._key(account_id, detail_type, transition_id), "type": "alert_delivery",
+                "delivery": "sending", "lease_until": int(now) + DELIVERY_LEASE_SECONDS,
+                "expires_at": int(now) + DELIVERY_TTL_DAYS * 86400}
+        try:
+            self.t.client.put_item(
+                TableName=self.t.name, Item=_ser(item),
+                ConditionExpression="attribute_not_exists(PK) OR (delivery = :sending AND lease_until < :now)",
+                ExpressionAttributeValues={":sending": {"S": "sending"}, ":now": {"N": str(int(now))}})
+        except ClientError as exc:
+            if _error_code(exc) == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def sent(self, account_id: str, detail_type: str, transition_id: str, *, now: float) -> None:
+        self.t.client.put_item(TableName=self.t.name, Item=_ser({
+            **self._key(account_id, detail_type, transition_id), "type": "alert_delivery",
+            "delivery": "sent", "sent_at": now_iso(), "expires_at": int(now) + DELIVERY_TTL_DAYS * 86400}))
+
+
 class EventBus:
     """Alert events on the stage's EventBridge bus (the alerts rule routes them to SQS)."""
 
@@ -106,4 +145,4 @@ class AlertTopic:
             MessageAttributes={"account_id": {"DataType": "String", "StringValue": account_id}})
 
 
-__all__ = ["AlertSettings", "AlertSettingsRepo", "AlertTopic", "EventBus"]
+__all__ = ["AlertDeliveries", "AlertSettings", "AlertSettingsRepo", "AlertTopic", "EventBus"]

@@ -425,6 +425,14 @@ HEALTH_SHARDS = 16
 HEALTH_PREFIX = "HEALTH#"  # SK prefix of health transitions: HEALTH#<auth>#<at>#<rand>
 
 
+def new_transition_id() -> str:
+    """A state change's id: its time to the microsecond (one reading: it orders transitions
+    within a second) and a random tail. Alerts carry it; the alerts worker delivers one per id."""
+    ns = time.time_ns()
+    moment = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns / 1e9))
+    return f"{moment}.{ns // 1000 % 10**6:06d}Z#{uuid.uuid4().hex[:6]}"
+
+
 @dataclass(frozen=True)
 class PendingHealthAlert:
     """A health transition whose alert is not known to have left (services/health.py)."""
@@ -704,9 +712,7 @@ class AuthorizationRepo:
             pending: PendingHealthAlert | None = None
             transition: dict[str, Any] | None = None
             if status != prev:
-                ns = time.time_ns()  # one reading: the key orders transitions within a second
-                moment = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns / 1e9))
-                transition_id = f"{moment}.{ns // 1000 % 10**6:06d}Z#{uuid.uuid4().hex[:6]}"
+                transition_id = new_transition_id()
                 if alert_when(prev, status):
                     pending = PendingHealthAlert(transition_id, prev, status, reason)
                     sets.append("health_alert = :alert")
@@ -892,6 +898,7 @@ def _job_item(j: Job) -> dict[str, Any]:
         "state_json": json.dumps(j.state, sort_keys=True) if j.state else None,
         "failure_window_hours": Decimal(str(j.failure_window_hours)),
         "first_fault_at": j.first_fault_at,
+        "pending_alert": j.pending_alert,
     }
 
 
@@ -921,6 +928,7 @@ def _job(row: dict[str, Any]) -> Job:
         state=json.loads(row["state_json"]) if row.get("state_json") else {},
         failure_window_hours=float(row.get("failure_window_hours", 10)),
         first_fault_at=row.get("first_fault_at"),
+        pending_alert=row.get("pending_alert") or None,
     )
 
 
@@ -1212,6 +1220,23 @@ class JobRepo:
             audiences=[] if before_aud == after_aud else [(before_aud, -1), (after_aud, 1)],
         )
         return after
+
+    def clear_alert(self, account_id: str, job_id: str, transition_id: str) -> None:
+        """The job's pending alert of this transition is out (a newer one is left alone).
+        Not a user edit: the version stays, so nobody's edit turns stale over it."""
+        from botocore.exceptions import ClientError
+
+        try:
+            self.t.client.update_item(
+                TableName=self.t.name,
+                Key={"PK": {"S": K.account_pk(account_id)}, "SK": {"S": K.job_sk(job_id)}},
+                UpdateExpression="REMOVE pending_alert",
+                ConditionExpression="pending_alert.transition_id = :t",
+                ExpressionAttributeValues={":t": {"S": transition_id}},
+            )
+        except ClientError as exc:
+            if _error_code(exc) != "ConditionalCheckFailedException":
+                raise
 
     def delete(self, job: Job, *, extra: list[dict[str, Any]] | None = None) -> None:
         op = {

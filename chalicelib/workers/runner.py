@@ -25,7 +25,7 @@ def run_step(event: Any) -> None:
 def _run_step(event: Any) -> None:
     from chalicelib import logs
     from chalicelib.services.deps import deps
-    from chalicelib.services.engine import Delivery, Engine, PoisonMessage, StepBusy
+    from chalicelib.services.engine import AlertNotSent, Delivery, Engine, PoisonMessage, StepBusy
 
     context = getattr(event, "context", None)
     engine = Engine(deps())
@@ -52,6 +52,9 @@ def _run_step(event: Any) -> None:
                 raise
             except StepBusy:
                 log.info("step busy: another delivery holds the run's lease; SQS redelivers")
+                raise
+            except AlertNotSent as exc:
+                log.warning("%s; SQS redelivers the message to send it", exc)
                 raise
             except Exception:
                 log.exception("step crashed; SQS redelivers it (resumes from the last commit)")

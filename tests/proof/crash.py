@@ -147,6 +147,29 @@ def _aws_name(event_name: str) -> str:
     return ".".join(parts[1:3]) if len(parts) >= 3 else event_name
 
 
+@contextmanager
+def killed_at_put_events(phase: str) -> Iterator[list[str]]:
+    """The process (runner, checker, evaluator) dies at its first PutEvents: `before` the
+    event left, or `after` EventBridge took it (the answer is lost)."""
+    fired: list[str] = []
+
+    def kill(event_name: str = "", **_: Any) -> None:
+        if not fired:
+            fired.append(event_name)
+            raise Killed(f"killed {phase} PutEvents")
+
+    from chalicelib.store import aws
+
+    aws.reset()  # clients copy the session's hooks when they are made
+    session = aws.session()
+    session.events.register(f"{phase}-call.events.PutEvents", kill, unique_id="put-events-kill")
+    try:
+        yield fired
+    finally:
+        session.events.unregister(f"{phase}-call.events.PutEvents", unique_id="put-events-kill")
+        aws.reset()
+
+
 class Clock:
     """`time` for chalicelib.store.runs: the run lease compares against it. Advancing it
     stands for waiting out a lease a dead delivery left behind (SQS redelivers after its
