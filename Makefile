@@ -70,9 +70,11 @@ lint: venv
 	$(BIN)/mypy
 	$(BIN)/mypy devserver
 
-# pytest exit code 5 means "no tests collected": not a failure.
+# pytest exit code 5 means "no tests collected": not a failure. Two workers (pytest-xdist),
+# each with its own moto server; a file's tests stay on one worker (module fixtures).
+PYTEST_WORKERS ?= 2
 test: lint web chromium checkov
-	@$(BIN)/pytest; rc=$$?; \
+	@$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; exit 0; fi; exit $$rc
 
 # The proof suites (tests/proof/) at full size; docs/proof.md gets the figures of this run.

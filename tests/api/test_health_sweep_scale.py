@@ -32,7 +32,9 @@ from tests.api.test_health import Probe, _drain_health_queue, _health_queue
 N = int(os.environ.get("SWITCHYARD_SWEEP_SCALE", "600"))
 HANGING = 15
 REVOKED = 25
-TIMEOUT = 0.25
+# Generous enough that a healthy check (a GetSecretValue from moto) never misses it on a
+# loaded 2-core machine running two test workers; each batch with a hanging one waits it out.
+TIMEOUT = 1.0
 
 
 @pytest.fixture()

@@ -76,7 +76,7 @@ def test_canary_never_leaves_secrets_manager(api, tenant, caplog, capsys, aws_en
     for table in ("switchyard-test-main", "switchyard-test-profiles"):
         for page in ddb.get_paginator("scan").paginate(TableName=table):
             items += page["Items"]
-    assert items and not [i for i in items if leaks(json.dumps(i))]
+    assert items and not [i for i in items if leaks(json.dumps(i, default=lambda b: b.decode("latin-1")))]
     # every message on the runs queue
     sqs = boto3.client("sqs", region_name="us-east-1")
     url = sqs.get_queue_url(QueueName="switchyard-runs")["QueueUrl"]
