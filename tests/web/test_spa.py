@@ -485,6 +485,8 @@ def test_oauth_falls_back_to_a_redirect_when_popups_are_blocked(browser: Browser
         assert pg.url.startswith(f"{stack.base}/#/authorizations?oauth_error=oauth.exchange_failed")
         assert LOCAL_CLIENT[1] not in pg.url and "rotated-elsewhere" not in pg.url
         assert not [a for a in api(stack, "GET", "/authorizations?provider=mailchimp") if "redirect" in a["label"]]
+        assert_accessible(pg)
+        shot(pg, "oauth-redirect-error")
         pg.get_by_role("button", name="Dismiss").click()
         expect(pg.get_by_test_id("oauth-error")).to_have_count(0)
         pg.goto(f"{stack.base}/#/jobs/new")
