@@ -58,6 +58,9 @@ function watch(w: Window): Promise<string> {
       if (!href.startsWith(location.origin + "/")) return; // still about:blank
       const m = /#\/authorizations\/([^/?#]+)/.exec(href);
       if (m) { done(() => resolve(decodeURIComponent(m[1]!))); return; }
+      // A redirect-mode error (not expected in a popup, but never leave the popup hanging).
+      const failed = oauthErrorIn(new URL(href).hash);
+      if (failed) { done(() => reject(failed)); return; }
       if (href.includes("/oauth/") && w.document.readyState === "complete") {
         // The callback refused (declined, expired, other browser): its body is the API error.
         let err = new ApiError(400, "oauth.failed", "The provider connection failed.");
