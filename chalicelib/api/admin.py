@@ -1,4 +1,4 @@
-"""Who am I, users and API tokens (admins only, except /me)."""
+"""Who am I, users and API tokens (admins only, except /me and /users/names)."""
 
 from __future__ import annotations
 
@@ -38,6 +38,14 @@ def me(principal: Principal, query: dict[str, Any]) -> Response:
 def list_users(principal: Principal, query: dict[str, Any]) -> Response:
     page = svc.list_users(deps(), principal, query["limit"], query["cursor"])
     return ok([views.user(u) for u in page.items], next_cursor=page.next_cursor, paged=True)
+
+
+@route(bp, "/users/names", "GET", summary="Names of the account's users (every role: owners and audit "
+       "entries are shown by name; no e-mails or roles)", tag=TAG, authorizer=token_authorizer,
+       response="UserNameOut", list_response=True, query=PAGING)
+def list_user_names(principal: Principal, query: dict[str, Any]) -> Response:
+    page = svc.list_user_names(deps(), principal, query["limit"], query["cursor"])
+    return ok([{"id": u.id, "name": u.name} for u in page.items], next_cursor=page.next_cursor, paged=True)
 
 
 @route(bp, "/users", "POST", needs=ADMIN, summary="Add a user", tag=TAG, authorizer=token_authorizer,

@@ -39,13 +39,17 @@ def _cookie(request: Any, name: str) -> str | None:
        "google_tag_manager)", tag=TAG,
        authorizer=token_authorizer, response="OAuthStartOut", errors=(404, 503),
        needs=Capability.MANAGE_INTEGRATIONS,
-       query=(QueryParam("label", description="Label of the authorization to create"),))
+       query=(QueryParam("label", description="Label of the authorization to create"),
+              QueryParam("return", enum=("popup", "redirect"), default="popup",
+                         description="How the browser goes to the provider: `popup` (the callback answers "
+                         "errors as JSON) or `redirect` (the whole page; a failed callback redirects to "
+                         "`/#/authorizations?oauth_error=<code>&message=<text>`)"),))
 def start(principal: Principal, provider: str, query: dict[str, Any]) -> Response:
     from chalicelib.services import oauth
 
-    started = oauth.start(deps(), principal, provider, query["label"])
+    started = oauth.start(deps(), principal, provider, query["label"], query["return"])
     # The nonce binds the flow to this browser: the callback must bring it back.
-    cookie = (f"{oauth.COOKIE}={started.nonce}; Path={_callback_path(provider)}; Max-Age={oauth.STATE_SECONDS}; "
+    cookie = (f"{oauth.COOKIE}={started.nonce}; Path={_callback_path(provider)}; Max-Age={oauth.COOKIE_SECONDS}; "
               "HttpOnly; Secure; SameSite=Lax")
     body = {"data": {"authorize_url": started.authorize_url, "expires_at": started.expires_at}}
     return Response(body=json.dumps(body), status_code=200,
@@ -53,7 +57,8 @@ def start(principal: Principal, provider: str, query: dict[str, Any]) -> Respons
 
 
 @route(bp, "/oauth/{provider}/callback", "GET",
-       summary="The provider sends the browser back here; redirects to the new authorization",
+       summary="The provider sends the browser back here; redirects to the new authorization (a flow "
+       "started with return=redirect also redirects its errors to /#/authorizations?oauth_error=&message=)",
        tag=TAG, status=302, errors=(404, 503),
        query=(QueryParam("code", description="Authorization code"), QueryParam("state", description="Flow state"),
               QueryParam("error", description="Set when the user declined"),
@@ -67,9 +72,23 @@ def callback(provider: str, query: dict[str, Any]) -> Response:
     from chalicelib.services import oauth
 
     oauth.flow_of(provider)  # an unknown provider is a 404 before its name goes into a header
-    auth = oauth.callback(deps(), provider, code=query["code"], state=query["state"],
+    done = oauth.callback(deps(), provider, code=query["code"], state=query["state"],
                           nonce=_cookie(bp.current_request, oauth.COOKIE), error=query["error"])
+    if done.auth is not None:
+        location = f"/#/authorizations/{done.auth.id}"
+    else:
+        assert done.error is not None
+        location = _error_location(done.error.code, done.error.message)
     expired = f"{oauth.COOKIE}=; Path={_callback_path(provider)}; Max-Age=0; HttpOnly; Secure; SameSite=Lax"
     return Response(body="", status_code=302,
-                    headers={"Location": f"/#/authorizations/{auth.id}", "Set-Cookie": expired,
-                             "Cache-Control": "no-store"})
+                    headers={"Location": location, "Set-Cookie": expired, "Cache-Control": "no-store"})
+
+
+def _error_location(code: str, message: str) -> str:
+    """Where a failed redirect-mode callback sends the browser: a fixed path of the app's
+    own origin (relative, never taken from the request), the error's code and message in the
+    fragment's query (messages are the API's own words; the provider's reasons in them are
+    redacted by the HTTP layer, like in the JSON error)."""
+    from urllib.parse import urlencode
+
+    return "/#/authorizations?" + urlencode({"oauth_error": code, "message": message[:300]})

@@ -432,6 +432,13 @@ class UserOut(Out):
     created_at: str
 
 
+class UserNameOut(Out):
+    """A user as every role of the account sees them (GET /users/names)."""
+
+    id: str
+    name: str
+
+
 class AccountOut(Out):
     id: str
     name: str

@@ -214,6 +214,13 @@ def list_users(d: Deps, p: Principal, limit: int, cursor: str | None) -> Page:
     return d.accounts.list_users(p.account_id, limit, cursor)
 
 
+def list_user_names(d: Deps, p: Principal, limit: int, cursor: str | None) -> Page:
+    """The caller's account's users for every role; the route shows only id and name (the
+    owner of a job and the actor of an audit entry are people the caller works with)."""
+    p.require(Capability.READ)
+    return d.accounts.list_users(p.account_id, limit, cursor)
+
+
 def me(d: Deps, p: Principal) -> tuple[Account, User]:
     account = d.accounts.get_account(p.account_id)
     user = d.accounts.get_user(p.account_id, p.user_id)

@@ -5,6 +5,12 @@ start:    an authenticated user asks for the provider's authorize URL. A random 
           (bound to the account, the user and a browser nonce set as a cookie) is stored
           for 10 minutes; the URL carries client_id, redirect_uri, state and the provider's
           own parameters (Google: scopes, offline access).
+modes:    `return=popup` (default: the SPA watches a popup and reads the callback's JSON error)
+          or `return=redirect` (popups blocked: the whole page went to the provider). The
+          mode is stored with the state and also marks the browser nonce (prefix "r."), so
+          a callback that fails before its state can be read still knows; in redirect mode
+          a failure comes back to the SPA as `/#/authorizations?oauth_error=<code>&message=`
+          (a fixed path on the app's own origin, never a caller-chosen URL).
 callback: the browser comes back from the provider with `code` and `state` (no API token:
           it is a top-level navigation). The state is taken in one conditional delete
           (single use, and only with the nonce cookie of the browser that started the
@@ -26,6 +32,7 @@ token requests and parses the answers; the requests go through the providers' HT
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -40,7 +47,13 @@ from chalicelib.services import authorizations as auth_svc
 from chalicelib.services.deps import Deps
 
 STATE_SECONDS = 600
+# The cookie outlives the state by an hour so that a late callback still names this browser:
+# it then gets "took longer than 10 minutes" (the state's own expiry) instead of "cookie
+# missing". The state stays single use and expires on the server.
+COOKIE_SECONDS = STATE_SECONDS + 3600
 COOKIE = "sy_oauth"
+MODES = ("popup", "redirect")
+REDIRECT_NONCE = "r."  # token_urlsafe never contains a dot
 REFRESH_MARGIN_SECONDS = 300  # an access token with less left than this is refreshed first
 
 
@@ -49,6 +62,15 @@ class Started:
     authorize_url: str
     expires_at: int
     nonce: str  # goes to the browser as a cookie, never anywhere else
+
+
+@dataclass(frozen=True)
+class Finished:
+    """A callback's outcome: the new authorization, or (redirect mode only) the error to
+    send back to the SPA; popup-mode errors are raised."""
+
+    auth: Authorization | None
+    error: AppError | None = None
 
 
 @dataclass(frozen=True)
@@ -163,7 +185,7 @@ def bad_flow(message: str, code: str, field: str = "state") -> AppError:
     return AppError(message, code=code, kind=ErrorKind.BAD_REQUEST, fields={field: message})
 
 
-def start(d: Deps, p: Principal, provider: str, label: str | None) -> Started:
+def start(d: Deps, p: Principal, provider: str, label: str | None, mode: str | None = None) -> Started:
     from oauthlib.oauth2 import WebApplicationClient
 
     from chalicelib.store.oauth import FlowState, digest
@@ -171,50 +193,75 @@ def start(d: Deps, p: Principal, provider: str, label: str | None) -> Started:
     p.require(Capability.MANAGE_INTEGRATIONS)
     flow = flow_of(provider)
     app = _app(d, provider)
+    mode = mode or "popup"
+    if mode not in MODES:
+        raise bad_flow(f"must be one of: {', '.join(MODES)}", "request.invalid_query", "return")
     state = secrets.token_urlsafe(32)
-    nonce = secrets.token_urlsafe(32)
+    nonce = (REDIRECT_NONCE if mode == "redirect" else "") + secrets.token_urlsafe(32)
     expires = int(time.time()) + STATE_SECONDS
     d.oauth_states.put(state, FlowState(provider=provider, account_id=p.account_id, user_id=p.user_id,
                                         role=p.role.value, token_id=p.token_id, nonce_hash=digest(nonce),
-                                        label=label or "", expires_at=expires))
+                                        label=label or "", expires_at=expires, mode=mode))
     url = WebApplicationClient(app.client_id).prepare_request_uri(
         flow.authorize_url(), redirect_uri=app.redirect_uri, state=state, **flow.extra())
     return Started(authorize_url=url, expires_at=expires, nonce=nonce)
 
 
 def callback(d: Deps, provider: str, *, code: str | None, state: str | None, nonce: str | None,
-             error: str | None) -> Authorization:
-    from chalicelib.store.oauth import StateMismatch, StateUnknown
+             error: str | None) -> Finished:
+    """Finish a flow. Errors of a flow started in redirect mode are returned (the route
+    sends the browser back to the SPA with them); all others are raised (JSON). An unknown
+    provider is always raised."""
+    from chalicelib.store.oauth import FlowState
 
     flow = flow_of(provider)
+    taken: list[FlowState] = []
+    try:
+        return Finished(_finish(d, flow, code=code, state=state, nonce=nonce, error=error, taken=taken))
+    except AppError as exc:
+        # The stored mode once the state was read; before that, the mark on this browser's nonce.
+        redirect = taken[0].mode == "redirect" if taken else (nonce or "").startswith(REDIRECT_NONCE)
+        if not redirect:
+            raise
+        return Finished(None, exc)
+
+
+def _finish(d: Deps, flow: Flow, *, code: str | None, state: str | None, nonce: str | None, error: str | None,
+            taken: list[Any]) -> Authorization:
+    from chalicelib.store.oauth import StateMismatch, StateUnknown
+
+    provider = flow.provider
     if not state:
         raise bad_flow("the callback has no state", "oauth.invalid_state")
     if not nonce:
         raise bad_flow("this browser did not start this authorization (its cookie is missing); start again "
                        "from Switchyard", "oauth.state_mismatch")
     try:
-        taken = d.oauth_states.take(state, nonce)
+        flow_state = d.oauth_states.take(state, nonce)
     except StateMismatch:
         raise bad_flow("this authorization was started by another user or browser; start again from "
                        "Switchyard", "oauth.state_mismatch") from None
     except StateUnknown:
         raise bad_flow("unknown or already used state: each authorization link works once; start again "
                        "from Switchyard", "oauth.invalid_state") from None
-    if taken.provider != provider:
+    taken.append(flow_state)
+    if flow_state.provider != provider:
         raise bad_flow("this state belongs to another provider's flow", "oauth.invalid_state")
-    if taken.expires_at < time.time():
+    if flow_state.expires_at < time.time():
         raise bad_flow(f"the authorization took longer than {STATE_SECONDS // 60} minutes; start again",
                        "oauth.state_expired")
     if error:
-        raise bad_flow(f"{flow.name} did not grant access ({error[:100]})", "oauth.denied", "error")
+        # The provider's error code comes from the URL: only its word characters are repeated.
+        why = re.sub(r"[^A-Za-z0-9_.\- ]", "", error)[:100] or "no reason given"
+        raise bad_flow(f"{flow.name} did not grant access ({why})", "oauth.denied", "error")
     if not code:
         raise bad_flow("the callback has no code", "oauth.invalid_code", "code")
     app = _app(d, provider)
     token = _exchange(flow, app, code)
     credentials, label = flow.credentials(token)
-    principal = Principal(account_id=taken.account_id, user_id=taken.user_id, role=Role(taken.role),
-                          token_id=taken.token_id)
-    new = auth_svc.NewAuthorization(provider=provider, method="oauth", label=taken.label or label,
+    principal = Principal(account_id=flow_state.account_id, user_id=flow_state.user_id,
+                          role=Role(flow_state.role), token_id=flow_state.token_id)
+    new = auth_svc.NewAuthorization(provider=provider, method="oauth", label=flow_state.label or label,
                                     description="Connected with OAuth", credentials=credentials)
     auth, secret_value = auth_svc.prepare(d, principal, new, resources={})
     auth_svc.store_secret(d, auth, secret_value)
@@ -337,5 +384,5 @@ def refresh(d: Deps, auth: Authorization, credentials: Any) -> dict[str, Any]:
     return value
 
 
-__all__ = ["COOKIE", "FLOWS", "PROVIDERS", "REFRESH_MARGIN_SECONDS", "STATE_SECONDS", "Flow", "Started",
-           "callback", "due", "flow_of", "refresh", "secret_name", "start"]
+__all__ = ["COOKIE", "COOKIE_SECONDS", "FLOWS", "MODES", "PROVIDERS", "REFRESH_MARGIN_SECONDS", "STATE_SECONDS",
+           "Finished", "Flow", "Started", "callback", "due", "flow_of", "refresh", "secret_name", "start"]

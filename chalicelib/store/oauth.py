@@ -29,6 +29,7 @@ class FlowState:
     nonce_hash: str
     label: str
     expires_at: int  # epoch seconds
+    mode: str = "popup"  # popup | redirect: how the browser left; a redirect's errors go back to the SPA
 
 
 class StateUnknown(Exception):
@@ -51,7 +52,7 @@ class OAuthStateRepo:
         item = {"PK": f"OAUTH#{digest(state)}", "SK": "STATE", "type": "oauth_state",
                 "provider": flow.provider, "account_id": flow.account_id, "user_id": flow.user_id,
                 "role": flow.role, "token_id": flow.token_id, "nonce_hash": flow.nonce_hash,
-                "label": flow.label, "expires_at": flow.expires_at}
+                "label": flow.label, "expires_at": flow.expires_at, "mode": flow.mode}
         self.table.put(item, condition="attribute_not_exists(PK)")
 
     def take(self, state: str, nonce: str) -> FlowState:
@@ -78,7 +79,7 @@ class OAuthStateRepo:
         return FlowState(provider=str(row["provider"]), account_id=str(row["account_id"]),
                          user_id=str(row["user_id"]), role=str(row["role"]), token_id=str(row.get("token_id", "")),
                          nonce_hash=str(row["nonce_hash"]), label=str(row.get("label", "")),
-                         expires_at=int(row["expires_at"]))
+                         expires_at=int(row["expires_at"]), mode=str(row.get("mode", "popup")))
 
 
 __all__ = ["FlowState", "OAuthStateRepo", "StateMismatch", "StateUnknown", "digest"]

@@ -80,6 +80,14 @@ def _created_in_b(resp: Any, ctx: Ctx) -> None:
     assert ctx.a_account not in resp.body.decode()
 
 
+def _names_of_b_only(resp: Any, ctx: Ctx) -> None:
+    _no_a_ids(resp, ctx)
+    a_users = {u["id"] for u in ctx.api_a.get("/users").json["data"]}
+    rows = resp.json["data"]
+    assert rows and all(set(u) == {"id", "name"} for u in rows), resp.body
+    assert not a_users & {u["id"] for u in rows}, "account A's users visible to account B"
+
+
 def _me_is_b(resp: Any, ctx: Ctx) -> None:
     assert resp.status_code == 200 and resp.json["data"]["account"]["id"] == ctx.b_account, resp.body
 
@@ -115,6 +123,7 @@ PRO = {"all": [{"field": "email", "op": "equals", "value": "p@acme.example"}]}
 CASES: dict[tuple[str, str], Case] = {
     ("GET", "/api/v1/me"): Case("/me", "200: B's own account", _me_is_b),
     ("GET", "/api/v1/users"): Case("/users", "200: B's users only", _no_a_ids),
+    ("GET", "/api/v1/users/names"): Case("/users/names", "200: names of B's users only", _names_of_b_only),
     ("POST", "/api/v1/users"): Case("/users", "201: created in B", _created_in_b,
                                     {"email": "new@globex.example", "name": "N", "role": "observer"}),
     ("GET", "/api/v1/tokens"): Case("/tokens", "200: B's tokens only", _no_a_ids),
@@ -259,7 +268,12 @@ def _snapshot(api_a: Any, ids: dict[str, str]) -> str:
         r = api_a.get(path)
         assert r.status_code == 200, (path, r.body)
         data = r.json["data"]
+        # A's observer legitimately reads options through A's authorization, which moves its
+        # `last_used_at` (in the summary and in the list): not a change of A's objects.
         if path == f"/authorizations/{ids['auth_id']}":
             data.pop("last_used_at", None)
+        if path == "/authorizations":
+            for row in data:
+                row.pop("last_used_at", None)
         out[path] = data
     return json.dumps(out, sort_keys=True)

@@ -319,6 +319,10 @@ def test_an_observer_sees_no_edit_buttons(browser: Browser, stack: Stack) -> Non
         expect(pg.get_by_role("link", name="Tokens")).to_have_count(0)
         pg.goto(f"{stack.base}/#/jobs/{job['id']}")
         expect(pg.get_by_test_id("job-title")).to_have_text("Observed job")
+        # The owner (the admin) by name, read through GET /users/names; never an e-mail.
+        admin = api(stack, "GET", "/me")["user"]
+        expect(pg.locator("dl.meta", has_text="Owner")).to_contain_text(f"Owner{admin['name']}")
+        assert admin["email"] not in pg.locator("dl.meta", has_text="Owner").inner_text()
         for name in ("Pause", "Resume", "Run now", "Delete", "Change authorization", "Edit label"):
             expect(pg.get_by_role("button", name=name)).to_have_count(0)
         pg.goto(f"{stack.base}/#/authorizations/{job['authorization_id']}")
@@ -460,7 +464,8 @@ def test_wizard_connects_gtm_inline_and_keeps_the_schedule(page: Page, stack: St
     shot(page, "job-schedule")
 
 
-def test_oauth_falls_back_to_a_redirect_when_popups_are_blocked(browser: Browser, stack: Stack) -> None:
+def test_oauth_falls_back_to_a_redirect_when_popups_are_blocked(browser: Browser, stack: Stack,
+                                                                 mailchimp: FakeMailchimp) -> None:
     ctx = browser.new_context(viewport={"width": 1280, "height": 800})
     ctx.add_init_script("window.open = () => null;")  # a popup blocker
     pg = ctx.new_page()
@@ -468,6 +473,22 @@ def test_oauth_falls_back_to_a_redirect_when_popups_are_blocked(browser: Browser
     try:
         sign_in(pg, stack.base, TOKEN)
         expect(pg.get_by_test_id("who")).to_contain_text("admin")
+        # GIVEN Mailchimp refuses the code exchange: the callback sends the page back to the
+        # SPA with the error (not the API's JSON), nothing is created.
+        mailchimp.client_secret = "rotated-elsewhere"
+        pg.goto(f"{stack.base}/#/authorizations/new")
+        pg.get_by_label("Provider").select_option(value="mailchimp")
+        pg.get_by_label("Method").select_option(value="oauth")
+        pg.get_by_label("Label", exact=True).fill("Refused (redirect)")
+        pg.get_by_role("button", name="Connect with Mailchimp").click()
+        expect(pg.get_by_test_id("oauth-error")).to_contain_text("Mailchimp refused the authorization code")
+        assert pg.url.startswith(f"{stack.base}/#/authorizations?oauth_error=oauth.exchange_failed")
+        assert LOCAL_CLIENT[1] not in pg.url and "rotated-elsewhere" not in pg.url
+        assert not [a for a in api(stack, "GET", "/authorizations?provider=mailchimp") if "redirect" in a["label"]]
+        assert_accessible(pg)
+        shot(pg, "oauth-redirect-error")
+        pg.get_by_role("button", name="Dismiss").click()
+        expect(pg.get_by_test_id("oauth-error")).to_have_count(0)
         pg.goto(f"{stack.base}/#/jobs/new")
         pg.get_by_text("Mailchimp", exact=True).click()
         pg.get_by_role("button", name="Next").click()
@@ -478,6 +499,11 @@ def test_oauth_falls_back_to_a_redirect_when_popups_are_blocked(browser: Browser
         pg.get_by_text("OAuth 2.0", exact=True).click()
         pg.get_by_role("button", name="Next").click()
         pg.get_by_label("Authorization label").fill("Newsletter (redirect)")
+        # A refusal in the wizard: back at the same step, answers kept, the error shown.
+        pg.get_by_role("button", name="Connect with Mailchimp").click()
+        expect(pg.locator(".error")).to_contain_text("Mailchimp refused the authorization code")
+        expect(pg.get_by_label("Authorization label")).to_have_value("Newsletter (redirect)")
+        mailchimp.client_secret = LOCAL_CLIENT[1]
         pg.get_by_role("button", name="Connect with Mailchimp").click()
         # The whole page went to Mailchimp and came back: the wizard goes on where it was,
         # with the new authorization (live choices are read through it).

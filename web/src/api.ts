@@ -123,6 +123,7 @@ export interface AudienceSize { size: number; sample: { id: string; email: strin
 export interface AuditEvent { at: string; user_id: string; action: string; object_type: string; object_id: string; label: string; diff: Dict }
 export interface AlertSettings { emails: string[]; webhooks: string[]; events: string[]; updated_at: string | null; version: number; signing_secret?: string | null }
 export interface TokenRow { id: string; label: string; user_id: string; role: Role; created_at: string; hint: string }
+export interface UserName { id: string; name: string }
 export interface UserRow { id: string; email: string; name: string; role: Role; created_at?: string }
 export interface AlertRule {
   id: string; job_id: string; metric: string; granularity: string; min: number | null; max: number | null;
@@ -161,7 +162,9 @@ export const api = {
     data<{ granularity: string; series: AuthPoint[] }>("GET", `/authorizations/${id}/activity`, { query: { granularity } }),
   authHealth: (id: string) => page<HealthTransition>(`/authorizations/${id}/health`, { limit: 20 }),
 
-  oauthStart: (provider: string, label: string) => data<OAuthStart>("GET", `/oauth/${provider}/start`, { query: { label } }),
+  /** `redirect`: popups are blocked and the whole page goes; a failed callback comes back as #/authorizations?oauth_error=. */
+  oauthStart: (provider: string, label: string, mode: "popup" | "redirect" = "popup") =>
+    data<OAuthStart>("GET", `/oauth/${provider}/start`, { query: { label, return: mode } }),
 
   audiences: () => page<Audience>("/audiences", { limit: 200 }),
   createAudience: (body: Dict) => data<Audience>("POST", "/audiences", { body }),
@@ -179,5 +182,7 @@ export const api = {
   createToken: (body: Dict) => data<TokenRow & { token: string }>("POST", "/tokens", { body }),
   revokeToken: (id: string) => request<void>("DELETE", `/tokens/${id}`),
   users: () => page<UserRow>("/users", { limit: 200 }),
+  /** Every role: id and name of the account's users (owners, the audit log's user filter). */
+  userNames: () => page<UserName>("/users/names", { limit: 200 }),
   createUser: (body: Dict) => data<UserRow>("POST", "/users", { body }),
 };

@@ -5,7 +5,7 @@ import { defaults, SchemaForm } from "./schemaForm";
 import { loadCatalog, useCanEdit, useOwnerName } from "./session";
 import { Confirm, ErrorBox, Field, fmtTime, HealthBadge, ProviderMark, Segmented, StatusBadge, useLoad } from "./ui";
 import { ApiError } from "./api";
-import { connectOAuth, isOAuth } from "./oauth";
+import { connectOAuth, isOAuth, oauthErrorIn } from "./oauth";
 
 function UsageCell({ usage }: { usage: { total: number; by_status: Record<string, number> } }) {
   const parts = Object.entries(usage.by_status).filter(([, n]) => n > 0);
@@ -23,9 +23,14 @@ export function AuthorizationsPage() {
   const cursor = cursors[cursors.length - 1];
   const { data, error, loading } = useLoad(() => api.authorizations({ provider, health, cursor, limit: 25 }), [provider, health, cursor]);
   const pname = (id: string) => catalog.data?.find((p) => p.id === id)?.name ?? id;
+  // A full-page OAuth flow that failed comes back here with its error (nothing was created).
+  const [oauthError, setOauthError] = useState(() => oauthErrorIn(location.hash));
+  const dismiss = () => { setOauthError(null); history.replaceState(null, "", "#/authorizations"); };
   return (
     <section>
       <div class="row between"><h1>Authorizations</h1>{canEdit && <a class="button primary" href="#/authorizations/new">New authorization</a>}</div>
+      {oauthError && <div data-testid="oauth-error"><ErrorBox error={new ApiError(400, oauthError.code, `Connecting with the provider failed: ${oauthError.message}`)} />
+        <button type="button" class="link" onClick={dismiss}>Dismiss</button></div>}
       <div class="filters">
         <label>Provider <select value={provider} onChange={(e) => { setProvider((e.target as HTMLSelectElement).value); setCursors([null]); }}>
           <option value="">any</option>{(catalog.data ?? []).map((p) => <option key={p.id} value={p.id}>{p.name}</option>)}</select></label>

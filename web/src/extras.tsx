@@ -2,7 +2,7 @@
 import { useState } from "preact/hooks";
 import { api, ApiError, type Audience, type AudienceSize, type Dict, type Role, type TokenRow } from "./api";
 import { emptyGroup, FilterBuilder, fromFilter, type Group, suggestions, toFilter } from "./filterBuilder";
-import { useCanEdit, useMe, useOwnerName } from "./session";
+import { forgetUserNames, loadUserNames, useCanEdit, useMe, useOwnerName } from "./session";
 import { Confirm, ErrorBox, Field, fmtTime, useLoad } from "./ui";
 
 const text = (e: Event) => (e.target as HTMLInputElement).value;
@@ -181,7 +181,7 @@ export function AuditPage() {
   const cursor = cursors[cursors.length - 1];
   const query = { object_id: filters.object_id.trim(), user_id: filters.user_id, since: utc(filters.since, false), until: utc(filters.until, true) };
   const { data, error } = useLoad(() => api.audit(cursor, query), [cursor, JSON.stringify(query)]);
-  const users = useLoad(() => (me.role === "admin" ? api.users() : Promise.resolve({ data: [me.user], next_cursor: null })), [me.role]);
+  const users = useLoad(() => loadUserNames().then((m) => [...m].map(([id, name]) => ({ id, name }))), [me.account.id]);
   const owner = useOwnerName();
   const set = (k: keyof typeof filters, v: string) => { setFilters({ ...filters, [k]: v }); setCursors([null]); };
   const rows = data?.data ?? [];
@@ -193,7 +193,7 @@ export function AuditPage() {
         <label>Object id <input value={filters.object_id} placeholder="job_…, auth_…, aud_…" onChange={(e) => set("object_id", text(e))} /></label>
         <label>User <select value={filters.user_id} onChange={(e) => set("user_id", (e.target as HTMLSelectElement).value)}>
           <option value="">anyone</option>
-          {(users.data?.data ?? []).map((u) => <option key={u.id} value={u.id}>{u.name || u.email}</option>)}
+          {(users.data ?? []).map((u) => <option key={u.id} value={u.id}>{u.name}</option>)}
           <option value="system">system (purges)</option></select></label>
         <label>From <input type="datetime-local" value={filters.since} onChange={(e) => set("since", text(e))} /></label>
         <label>Until <input type="datetime-local" value={filters.until} onChange={(e) => set("until", text(e))} /></label>
@@ -242,7 +242,7 @@ export function TokensPage() {
   };
   const addUser = async (e: Event) => {
     e.preventDefault(); setError(null);
-    try { const u = await api.createUser(newUser); setNewUser({ email: "", name: "", role: "observer" }); users.reload(); setUserId(u.id); }
+    try { const u = await api.createUser(newUser); forgetUserNames(); setNewUser({ email: "", name: "", role: "observer" }); users.reload(); setUserId(u.id); }
     catch (err) { setError(err); }
   };
   return (

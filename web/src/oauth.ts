@@ -1,7 +1,8 @@
 // Connecting a provider with OAuth 2.0 (Mailchimp, Google Tag Manager) through the API's
 // /oauth/{provider}/start and /callback routes. The consent happens in a popup; when the
 // browser blocks popups, the whole page goes to the provider and the callback brings it
-// back (the wizard's answers wait in session storage meanwhile).
+// back (the wizard's answers wait in session storage meanwhile). A flow started that way
+// (`return=redirect`) that fails comes back as #/authorizations?oauth_error=<code>&message=.
 import { api, ApiError, type Dict } from "./api";
 
 /** Auth methods with this id are connected through the provider's consent screen. */
@@ -23,7 +24,7 @@ export async function connectOAuth(provider: string, label: string, resume?: Res
   const popup = window.open("", "switchyard-oauth", "popup,width=560,height=720");
   let started;
   try {
-    started = await api.oauthStart(provider, label);
+    started = await api.oauthStart(provider, label, popup ? "popup" : "redirect");
   } catch (e) {
     popup?.close();
     throw e;
@@ -57,6 +58,9 @@ function watch(w: Window): Promise<string> {
       if (!href.startsWith(location.origin + "/")) return; // still about:blank
       const m = /#\/authorizations\/([^/?#]+)/.exec(href);
       if (m) { done(() => resolve(decodeURIComponent(m[1]!))); return; }
+      // A redirect-mode error (not expected in a popup, but never leave the popup hanging).
+      const failed = oauthErrorIn(new URL(href).hash);
+      if (failed) { done(() => reject(failed)); return; }
       if (href.includes("/oauth/") && w.document.readyState === "complete") {
         // The callback refused (declined, expired, other browser): its body is the API error.
         let err = new ApiError(400, "oauth.failed", "The provider connection failed.");
@@ -70,28 +74,43 @@ function watch(w: Window): Promise<string> {
   });
 }
 
+/** The error a failed full-page flow came back with (#/authorizations?oauth_error=&message=). */
+export function oauthErrorIn(hash: string): ApiError | null {
+  const m = /^#\/authorizations\?(.*)$/.exec(hash);
+  if (!m) return null;
+  const q = new URLSearchParams(m[1]);
+  const code = q.get("oauth_error");
+  if (!code) return null;
+  return new ApiError(400, code, q.get("message") || "The provider connection failed; nothing was created.");
+}
+
 /**
- * After a full-page redirect: the callback landed on #/authorizations/<id>. If a flow was
- * started from somewhere that wants to continue (the wizard), go back there; the caller
- * reads the state with takeOAuthResult().
+ * After a full-page redirect: the callback landed on #/authorizations/<id>, or on
+ * #/authorizations?oauth_error=... when it failed. If a flow was started from somewhere
+ * that wants to continue (the wizard), go back there with the new id or the error; the
+ * caller reads them with takeOAuthResult().
  */
 export function resumeAfterRedirect(): void {
   const raw = sessionStorage.getItem(RESUME_KEY);
   const m = /^#\/authorizations\/([^/?#]+)/.exec(location.hash);
-  if (!raw || !m) return;
+  const failed = oauthErrorIn(location.hash);
+  if (!raw || (!m && !failed)) return;
   sessionStorage.removeItem(RESUME_KEY);
   try {
     const r = JSON.parse(raw) as Resume;
     if (!r.until || r.until < Date.now()) return;
-    sessionStorage.setItem(RESULT_KEY, JSON.stringify({ id: decodeURIComponent(m[1]!), state: r.state }));
+    const result: OAuthResult = m ? { id: decodeURIComponent(m[1]!), state: r.state }
+      : { error: { code: failed!.code, message: failed!.message }, state: r.state };
+    sessionStorage.setItem(RESULT_KEY, JSON.stringify(result));
     location.replace(r.back);
-  } catch { /* a damaged record: stay on the new authorization */ }
+  } catch { /* a damaged record: stay where the callback sent us */ }
 }
 
 const RESULT_KEY = "switchyard.oauth.result";
-export function takeOAuthResult(): { id: string; state: Dict } | null {
+export interface OAuthResult { id?: string; error?: { code: string; message: string }; state: Dict }
+export function takeOAuthResult(): OAuthResult | null {
   const raw = sessionStorage.getItem(RESULT_KEY);
   if (!raw) return null;
   sessionStorage.removeItem(RESULT_KEY);
-  try { return JSON.parse(raw) as { id: string; state: Dict }; } catch { return null; }
+  try { return JSON.parse(raw) as OAuthResult; } catch { return null; }
 }

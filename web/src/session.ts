@@ -15,19 +15,23 @@ export function loadCatalog(fetcher: () => Promise<Provider[]>): Promise<Provide
 }
 
 let names: Promise<Map<string, string>> | null = null;
-/**
- * Owner ids → names. Admins can list the account's users; for the others only their own id
- * resolves ("you") and other owners stay ids (GET /users is admin-only).
- */
+/** The account's user names (GET /users/names, every role), fetched once per page load. */
+export function loadUserNames(): Promise<Map<string, string>> {
+  if (!names) names = api.userNames().then((p) => new Map(p.data.map((u) => [u.id, u.name])), () => { names = null; return new Map(); });
+  return names;
+}
+
+/** After a user was added: the next reader fetches the names again. */
+export function forgetUserNames(): void { names = null; }
+
+/** Owner ids → names, for every role; the caller is "(you)". */
 export function useOwnerName(): (id: string) => string {
   const me = useMe();
   const [map, setMap] = useState<Map<string, string> | null>(null);
   useEffect(() => {
-    if (me.role !== "admin") return;
-    if (!names) names = api.users().then((p) => new Map(p.data.map((u) => [u.id, u.name || u.email])), () => { names = null; return new Map(); });
     let live = true;
-    void names.then((m) => { if (live) setMap(m); });
+    void loadUserNames().then((m) => { if (live) setMap(m); });
     return () => { live = false; };
-  }, [me.role]);
+  }, [me.account.id]);
   return (id: string) => (id === me.user.id ? `${me.user.name || me.user.email} (you)` : map?.get(id) ?? id);
 }

@@ -21,11 +21,17 @@ const initial = (): State => ({
 /** Config values the options routes take to narrow a field's choices (bucket → prefixes ...). */
 const OPTION_PARAMS = ["bucket", "list_id", "account_id", "container_id"];
 
-/** Back from a full-page OAuth redirect: the answers given so far, with the new authorization. */
-function resumed(): { state: State; oauth: boolean } {
+/** Back from a full-page OAuth redirect: the answers given so far, with the new
+ * authorization (on to Configure), or with the callback's error (back at Credentials). */
+function resumed(): { state: State; step: number; error: ApiError | null } {
   const r = takeOAuthResult();
-  if (!r) return { state: initial(), oauth: false };
-  return { state: { ...initial(), ...(r.state as Partial<State>), authMode: "existing", authorization_id: r.id, method: "", authLabel: "", credentials: {} }, oauth: true };
+  if (!r) return { state: initial(), step: 0, error: null };
+  if (r.error) {
+    // Provider, Job type, Authorization, Method, Credentials: the connect button again.
+    return { state: { ...initial(), ...(r.state as Partial<State>), credentials: {} }, step: 4,
+      error: new ApiError(400, r.error.code, r.error.message) };
+  }
+  return { state: { ...initial(), ...(r.state as Partial<State>), authMode: "existing", authorization_id: r.id ?? "", method: "", authLabel: "", credentials: {} }, step: 3, error: null };
 }
 
 export function Wizard() {
@@ -33,9 +39,9 @@ export function Wizard() {
   const [start] = useState(resumed);
   const [s, setS] = useState<State>(start.state);
   // Steps with an existing authorization: Provider, Job type, Authorization, Configure.
-  const [step, setStep] = useState(start.oauth ? 3 : 0);
+  const [step, setStep] = useState(start.step);
   const [errors, setErrors] = useState<Record<string, string>>({});
-  const [error, setError] = useState<unknown>(null);
+  const [error, setError] = useState<unknown>(start.error);
   const [busy, setBusy] = useState(false);
   const up = (patch: Partial<State>) => setS({ ...s, ...patch });
   const providers: Provider[] = catalog.data ?? [];
