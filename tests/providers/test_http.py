@@ -160,9 +160,10 @@ def test_connection_errors_are_retried_then_transient() -> None:
 
 
 def test_slow_answers_time_out_and_are_retried(receiver: Receiver, env: Any) -> None:
-    # GIVEN a read timeout of 0.3 s and a server that takes 1 s, then answers at once
-    env(SWITCHYARD_PROVIDER_TIMEOUT="0.3")
-    receiver.then(Answer(200, delay=1.0), Answer(200, {"late": False}))
+    # GIVEN a read timeout of 1 s (room for a busy machine's immediate answer) and a server
+    # that takes 3 s, then answers at once
+    env(SWITCHYARD_PROVIDER_TIMEOUT="1.0")
+    receiver.then(Answer(200, delay=3.0), Answer(200, {"late": False}))
     counter = CallCounter()
     # WHEN the call is made
     resp = client(counter).get(receiver.url(), "x.get")
