@@ -219,6 +219,15 @@ def _is_unicode(text: str) -> bool:
 
 def read_query(request: Any, params: tuple[QueryParam, ...]) -> dict[str, Any]:
     given: dict[str, str] = dict(request.query_params or {})
+    getlist = getattr(request.query_params, "getlist", None)
+    repeated = sorted(k for k in given if getlist is not None and len(getlist(k)) > 1)
+    if repeated:
+        # Which of two values was meant is a guess (the last one won silently before).
+        raise BadRequest(
+            f"query parameter(s) given more than once: {', '.join(repeated)}",
+            code="request.invalid_query",
+            fields={k: "given more than once" for k in repeated},
+        )
     known = {p.name for p in params}
     unknown = sorted(set(given) - known)
     if unknown:

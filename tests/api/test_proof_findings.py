@@ -49,6 +49,16 @@ def test_an_empty_query_value_means_not_given_and_the_document_says_so(api) -> N
             jsonschema.validate("bogus", param["schema"])
 
 
+def test_a_query_parameter_given_twice_is_refused_naming_it(api) -> None:
+    # `?limit=<garbage>&limit=` was answered 200 (the last, empty value won silently).
+    for query in ("limit=%F1%8C%A3&limit=", "limit=5&limit=6", "job_type=import&job_type=export"):
+        r = api.get(f"/authorizations?{query}") if "job_type" not in query else api.get(f"/jobs?{query}")
+        assert r.status_code == 400, (query, r.body)
+        name = query.split("=")[0]
+        assert r.json["error"]["fields"] == {name: "given more than once"}
+    assert api.get("/authorizations?limit=5").status_code == 200
+
+
 # -- found by the bad-input corpus --------------------------------------------------------
 
 
