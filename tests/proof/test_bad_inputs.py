@@ -400,6 +400,15 @@ def _check_file(api: Any, deps: Any, tenant: Any, auth_id: str, f: FileProbe, re
 
 
 @pytest.fixture()
+def deps(aws_endpoint: str) -> Iterator[Any]:
+    # Fresh tables: "nothing stored" reads the account's profiles after every probe, and
+    # moto's Query slows with everything earlier tests left in the session's shared tables.
+    from tests.tables import fresh_deps
+
+    yield from fresh_deps()
+
+
+@pytest.fixture()
 def world(deps: Any, new_tenant: Any, api_for: Any) -> Iterator[tuple[Any, Any, dict[str, str]]]:
     from chalicelib.domain.profiles import ProfileRecord
 
