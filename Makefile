@@ -78,7 +78,7 @@ test: lint web chromium checkov
 	if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; exit 0; fi; exit $$rc
 
 # The proof suites (tests/proof/) at full size, and the health sweep over 2,000 authorizations
-# (issue 5; make test runs 600); docs/proof.md gets the figures of this run.
+# (issue 5; make test runs 300); docs/proof.md gets the figures of this run.
 proof: venv web chromium
 	rm -rf .proof
 	SWITCHYARD_PROOF=full SWITCHYARD_SWEEP_SCALE=2000 $(BIN)/pytest tests/proof \
