@@ -368,6 +368,13 @@ def assert_accessible(page: Page) -> None:
     assert not problems, "\n".join(problems)
 
 
+def assert_closes(popup: Page) -> None:
+    """The SPA closes the popup; the browser tells Playwright a moment later, so wait for it."""
+    if not popup.is_closed():
+        popup.wait_for_event("close", timeout=10_000)  # raises if the popup stays open
+    assert popup.is_closed()
+
+
 def test_oauth_connects_mailchimp_in_a_popup(page: Page, stack: Stack, mailchimp: FakeMailchimp) -> None:
     page.goto(f"{stack.base}/#/authorizations/new")
     page.get_by_label("Provider").select_option(value="mailchimp")
@@ -379,14 +386,14 @@ def test_oauth_connects_mailchimp_in_a_popup(page: Page, stack: Stack, mailchimp
     with page.expect_popup() as refused:
         page.get_by_role("button", name="Connect with Mailchimp").click()
     expect(page.locator(".error")).to_contain_text("Mailchimp refused the authorization code")
-    assert refused.value.is_closed()
+    assert_closes(refused.value)
     assert not [a for a in api(stack, "GET", "/authorizations?provider=mailchimp")]
     # WHEN the user consents (the fake grants at once) THEN the new authorization opens.
     mailchimp.client_secret = LOCAL_CLIENT[1]
     with page.expect_popup() as granted:
         page.get_by_role("button", name="Connect with Mailchimp").click()
     expect(page.get_by_role("heading", name="Newsletter (OAuth)")).to_be_visible()
-    assert granted.value.is_closed()
+    assert_closes(granted.value)
     expect(page.get_by_test_id("health-badge").first).to_have_text("healthy")
     expect(page.locator("dl.meta")).to_contain_text("OAuth 2.0")
     assert mailchimp.oauth_token not in page.content()
