@@ -140,8 +140,8 @@ def test_a_long_retry_after_ends_the_call_for_the_engine_to_wait(receiver: Recei
     # WHEN the call is made
     with pytest.raises(H.HttpError) as err:
         client().get(receiver.url(), "x.get")
-    # THEN it did not sleep: the error is transient and carries the wait for the engine
-    assert time.monotonic() - started < 1
+    # THEN it did not sleep (minutes): the error is transient and carries the wait for the engine
+    assert time.monotonic() - started < 10
     assert err.value.transient and err.value.retry_after is not None and 119 <= err.value.retry_after <= 120
     assert err.value.kind == "unavailable" and "slow down" in err.value.reason
     assert len(receiver.requests) == 1
@@ -173,15 +173,15 @@ def test_slow_answers_time_out_and_are_retried(receiver: Receiver, env: Any) -> 
 
 
 def test_a_call_never_passes_its_deadline(receiver: Receiver, env: Any) -> None:
-    # GIVEN a server that takes 3 s and a step that must end in 1 s
+    # GIVEN a server that takes 8 s and a step that must end in 1 s
     env(SWITCHYARD_PROVIDER_TIMEOUT="10")
-    receiver.default = Answer(200, delay=3.0)
+    receiver.default = Answer(200, delay=8.0)
     started = time.monotonic()
     # WHEN the call is made
     with pytest.raises(H.HttpError) as err:
         client(deadline=started + 1.0).get(receiver.url(), "x.get")
-    # THEN it gave up at the deadline (not at the 10 s read timeout), transient
-    assert time.monotonic() - started < 1.8
+    # THEN it gave up at the deadline (not at the answer or the 10 s read timeout), transient
+    assert time.monotonic() - started < 4
     assert err.value.transient and err.value.kind in ("unreachable", "deadline")
 
 
@@ -192,8 +192,8 @@ def test_the_call_deadline_setting_bounds_all_retries(receiver: Receiver, env: A
     started = time.monotonic()
     with pytest.raises(H.HttpError) as err:
         client(policy=H.RetryPolicy(max_attempts=10, backoff_factor=0.01)).get(receiver.url(), "x.get")
-    # THEN the retries stopped within the second: 2 or 3 attempts, not 10
-    assert time.monotonic() - started < 1.6
+    # THEN the retries stopped within the second: 2 or 3 attempts, not 10 (4 s)
+    assert time.monotonic() - started < 3
     assert err.value.transient and 2 <= len(receiver.requests) <= 3
 
 
@@ -202,7 +202,7 @@ def test_a_retry_wait_that_would_pass_the_step_deadline_is_not_slept(receiver: R
     started = time.monotonic()
     with pytest.raises(H.HttpError) as err:
         client(deadline=started + 2, policy=H.RetryPolicy(max_sleep=10)).get(receiver.url(), "x.get")
-    assert time.monotonic() - started < 1 and err.value.retry_after == 3
+    assert time.monotonic() - started < 2.5 and err.value.retry_after == 3  # not the 3 s wait
     assert len(receiver.requests) == 1
 
 
