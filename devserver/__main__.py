@@ -94,11 +94,10 @@ def run() -> int:
     # The admin token is checked before anything starts, so a malformed one fails fast.
     token, token_source = seed.admin_token(state_dir)
 
-    # 1. AWS emulation in this process.
-    from moto.server import ThreadedMotoServer
+    # 1. AWS emulation in this process (DynamoDB's requests atomic, as in AWS).
+    from devserver import emulator
 
-    moto = ThreadedMotoServer(ip_address="127.0.0.1", port=aws_port, verbose=False)
-    moto.start()
+    moto = emulator.start(aws_port)
     gate = Gate()
     wsgi = moto._server
     assert wsgi is not None

@@ -25,13 +25,12 @@ def free_port() -> int:
 def aws_endpoint() -> Iterator[str]:
     import logging
 
-    from moto.server import ThreadedMotoServer
+    from devserver import emulator
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request access log
 
     port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
+    server = emulator.start(port)  # the emulator `make run` uses: DynamoDB requests atomic
     endpoint = f"http://127.0.0.1:{port}"
     saved = dict(os.environ)
     from devserver.infra import deploy_stack, use_local_aws

@@ -1,26 +1,18 @@
-"""DynamoDB requests made atomic, as DynamoDB makes them, for tests that race threads.
+"""A DynamoDB endpoint for tests that race threads and lose answers.
 
-moto applies a request in Python with no lock: a conditional UpdateItem checks, then
-writes; a TransactWriteItems snapshots whole tables, applies its items and, when one
-condition fails, puts the snapshots back — erasing whatever another thread committed in
-between. Under 50 threads that lets two conditional writes both "win", or brings a
-deleted authorization back, which real DynamoDB never does (each request is atomic and
-transactions are serializable). Races decided by moto's internals would test moto.
+Every moto endpoint of the tests and of `make run` applies DynamoDB requests one at a time
+and honours TransactWriteItems' ClientRequestToken (`devserver.emulator.AtomicDynamoDB`):
+without that, moto lets two conditional writes both "win" under 50 threads, or brings a
+deleted authorization back, which real DynamoDB never does. Requests still interleave
+freely *between* one another — where the app's races are.
 
-`serial_dynamodb()` starts a second moto endpoint in this process (same backends, same
-tables) that applies one DynamoDB request at a time, and points the app's DynamoDB client
-at it. Requests still interleave freely *between* one another — where the app's races are.
-
-It also keeps DynamoDB's promise for TransactWriteItems retries, which moto ignores:
-botocore sends every transaction with a ClientRequestToken, and a retry with the same token
-(after a read timeout on a loaded machine, say) has no further effect and answers as the
-first call did. Without it, the retry of a transaction that did commit fails its own
-version condition, and a resume that worked reads as "stale version".
+`serial_dynamodb()` adds what only race tests need: a second endpoint (same backends, same
+lock) whose answers a test can lose after the request was applied (`lose_answer`), and an
+app client with a read timeout long enough for 100 callers queued on that lock.
 """
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import threading
@@ -28,58 +20,29 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
+from devserver.emulator import AtomicDynamoDB
 
-class _OneAtATime:
-    """WSGI middleware: a whole request, its response body included, under one lock;
-    committed transactions remembered by their ClientRequestToken."""
+
+class _OneAtATime(AtomicDynamoDB):
+    """The emulator's atomic DynamoDB (one lock and one token memory for the process), plus
+    answers that can be lost after the request was applied."""
 
     def __init__(self, app: Any) -> None:
-        self.app = app
-        self.lock = threading.Lock()
-        self.done: dict[str, tuple[str, list[tuple[str, str]], bytes]] = {}
+        super().__init__(app)
         # Operations whose next answer is lost after the request was applied (a timeout or a
         # dropped connection on the way back): the caller sees a 500 and the SDK retries.
         self.lose_answer: set[str] = set()
 
-    def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
-        token = None
-        operation = environ.get("HTTP_X_AMZ_TARGET", "").rpartition(".")[2]
-        if operation == "TransactWriteItems":
-            raw = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
-            environ["wsgi.input"] = io.BytesIO(raw)
-            token = json.loads(raw or b"{}").get("ClientRequestToken")
-        with self.lock:
-            if token and token in self.done:
-                status, headers, payload = self.done[token]
-                start_response(status, headers)
-                return [payload]
-            seen: list[Any] = []
-
-            def remember(status: str, headers: list[tuple[str, str]], *exc: Any) -> Any:
-                seen[:] = [status, headers]  # answered below, once the body is known
-
-                def write(_data: bytes) -> None:  # pragma: no cover - moto's Flask never writes
-                    raise NotImplementedError
-                return write
-
-            body = self.app(environ, remember)
-            try:
-                payload = b"".join(body)
-            finally:
-                close = getattr(body, "close", None)
-                if close:
-                    close()
-            if token and seen and seen[0].startswith("200"):
-                self.done[token] = (seen[0], list(seen[1]), payload)
-            if operation in self.lose_answer:
-                self.lose_answer.discard(operation)
-                lost = json.dumps({"__type": "com.amazonaws.dynamodb.v20120810#InternalServerError",
-                                   "message": "the answer was lost (test)"}).encode()
-                start_response("500 Internal Server Error", [("Content-Type", "application/x-amz-json-1.0"),
-                                                             ("Content-Length", str(len(lost)))])
-                return [lost]
-            start_response(seen[0], seen[1])
-            return [payload]
+    def answer(self, operation: str, status: str, headers: list[tuple[str, str]], payload: bytes,
+               start_response: Any) -> Iterable[bytes]:
+        if operation in self.lose_answer:
+            self.lose_answer.discard(operation)
+            lost = json.dumps({"__type": "com.amazonaws.dynamodb.v20120810#InternalServerError",
+                               "message": "the answer was lost (test)"}).encode()
+            start_response("500 Internal Server Error", [("Content-Type", "application/x-amz-json-1.0"),
+                                                         ("Content-Length", str(len(lost)))])
+            return [lost]
+        return super().answer(operation, status, headers, payload, start_response)
 
 
 @contextmanager

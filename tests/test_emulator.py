@@ -1,0 +1,151 @@
+"""The local AWS emulation (`make run` and the tests): DynamoDB requests applied one at a time
+and TransactWriteItems retried by token answered once, as DynamoDB does; other services
+concurrent."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import time
+import uuid
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+from devserver import emulator
+
+
+class _Slow:
+    """A WSGI app that takes 50 ms a request and notes how many were inside it at once."""
+
+    def __init__(self) -> None:
+        self.inside = 0
+        self.most: dict[str, int] = {}
+        self.guard = threading.Lock()
+
+    def __call__(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
+        kind = environ.get("HTTP_X_AMZ_TARGET", "other").split(".")[0]
+        with self.guard:
+            self.inside += 1
+            self.most[kind] = max(self.most.get(kind, 0), self.inside)
+        time.sleep(0.05)
+        with self.guard:
+            self.inside -= 1
+        start_response("200 OK", [("Content-Type", "application/json")])
+        return [b"{}"]
+
+
+def _environ(target: str | None) -> dict[str, Any]:
+    env: dict[str, Any] = {"wsgi.input": io.BytesIO(b"{}"), "CONTENT_LENGTH": "2"}
+    if target:
+        env["HTTP_X_AMZ_TARGET"] = target
+    return env
+
+
+def _call_at_once(app: Any, targets: list[str | None]) -> None:
+    threads = [threading.Thread(target=lambda t=t: list(app(_environ(t), lambda *a: None))) for t in targets]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(10)
+
+
+def test_dynamodb_requests_are_applied_one_at_a_time_and_others_are_not() -> None:
+    # GIVEN the middleware around an app that notes how many requests are inside it
+    inner = _Slow()
+    app = emulator.AtomicDynamoDB(inner)
+    # WHEN 8 DynamoDB requests arrive at once
+    _call_at_once(app, ["DynamoDB_20120810.PutItem"] * 4 + ["DynamoDB_20120810.Query"] * 4)
+    # THEN moto saw them one at a time
+    assert inner.most == {"DynamoDB_20120810": 1}
+    # WHEN 8 requests of other services (SQS over JSON, S3 with no target) arrive at once
+    inner.most.clear()
+    _call_at_once(app, ["AmazonSQS.ReceiveMessage"] * 4 + [None] * 4)
+    # THEN they ran side by side
+    assert max(inner.most.values()) > 1
+
+
+@pytest.fixture()
+def table(aws_endpoint: str) -> str:
+    ddb = boto3.client("dynamodb", region_name="us-east-1")
+    name = f"emulator-{uuid.uuid4().hex[:8]}"
+    ddb.create_table(TableName=name, BillingMode="PAY_PER_REQUEST",
+                     KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}],
+                     AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"}])
+    return name
+
+
+def _create_once(table: str, pk: str) -> dict[str, Any]:
+    return {"Put": {"TableName": table, "Item": {"pk": {"S": pk}},
+                    "ConditionExpression": "attribute_not_exists(pk)"}}
+
+
+def test_a_transaction_retried_with_its_token_answers_as_the_first_call(table: str) -> None:
+    ddb = boto3.client("dynamodb", region_name="us-east-1")
+    token = uuid.uuid4().hex
+    # GIVEN a transaction that committed (it creates an item only if absent)
+    ddb.transact_write_items(TransactItems=[_create_once(table, "a")], ClientRequestToken=token)
+    # WHEN the SDK retries it with the same token (its first answer was lost)
+    again = ddb.transact_write_items(TransactItems=[_create_once(table, "a")], ClientRequestToken=token)
+    # THEN it succeeds without applying twice
+    assert again["ResponseMetadata"]["HTTPStatusCode"] == 200
+    # AND the same transaction under a new token is a new request: its condition fails
+    with pytest.raises(ClientError) as err:
+        ddb.transact_write_items(TransactItems=[_create_once(table, "a")], ClientRequestToken=uuid.uuid4().hex)
+    assert err.value.response["Error"]["Code"] == "TransactionCanceledException"
+
+
+def test_a_token_is_forgotten_after_ten_minutes(table: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    ddb = boto3.client("dynamodb", region_name="us-east-1")
+    token = uuid.uuid4().hex
+    ddb.transact_write_items(TransactItems=[_create_once(table, "b")], ClientRequestToken=token)
+    # WHEN the same token comes back 10 minutes later
+    real = time.monotonic
+    monkeypatch.setattr(emulator.time, "monotonic", lambda: real() + emulator.TOKEN_TTL_SECONDS + 1)
+    # THEN it is a new request (and this one's condition fails)
+    with pytest.raises(ClientError) as err:
+        ddb.transact_write_items(TransactItems=[_create_once(table, "b")], ClientRequestToken=token)
+    assert err.value.response["Error"]["Code"] == "TransactionCanceledException"
+
+
+def test_transactions_racing_writes_on_one_table_never_fail_inside_moto(table: str) -> None:
+    # GIVEN 4 threads writing items and 4 running transactions on the same table (moto
+    # copies whole tables inside a transaction: unguarded, that copy races the writes), and
+    # no SDK retries to hide an error
+    ddb = boto3.client("dynamodb", region_name="us-east-1",
+                       config=Config(retries={"mode": "standard", "max_attempts": 1}))
+    # ... on a table big enough that each copy takes a while
+    resource = boto3.resource("dynamodb", region_name="us-east-1").Table(table)
+    with resource.batch_writer() as batch:
+        for i in range(2000):
+            batch.put_item(Item={"pk": f"seed-{i}", "v": "y" * 100})
+    errors: list[str] = []
+
+    def put(n: int) -> None:
+        for i in range(60):
+            try:
+                ddb.put_item(TableName=table, Item={"pk": {"S": f"p{n}-{i}"}, "v": {"S": "x" * 200}})
+            except ClientError as exc:
+                errors.append(json.dumps(exc.response["Error"]))
+
+    def transact(n: int) -> None:
+        for i in range(30):
+            try:
+                ddb.transact_write_items(TransactItems=[_create_once(table, f"t{n}-{i}")])
+            except ClientError as exc:
+                errors.append(json.dumps(exc.response["Error"]))
+
+    threads = [threading.Thread(target=put, args=(n,)) for n in range(4)]
+    threads += [threading.Thread(target=transact, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    # THEN every request was applied, none answered with moto's internal error
+    assert errors == []
+    count = ddb.scan(TableName=table, Select="COUNT")["Count"]
+    assert count == 2000 + 4 * 60 + 4 * 30
