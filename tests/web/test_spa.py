@@ -56,6 +56,10 @@ pytestmark = [
 # the fakes accept them so the flows complete locally.
 LOCAL_CLIENT = ("local-dummy-client-id", "local-dummy-client-secret")
 
+# Assertions wait up to 15 s (Playwright's default is 5): CI may run this beside another
+# suite on two cores, and a screen waits on moto in the server's process.
+expect.set_options(timeout=15_000)
+
 
 class FakedStack(Stack):
     """The local stack with Mailchimp and Google pointed at the fakes (as tests/conftest.py
@@ -115,7 +119,7 @@ def browser() -> Iterator[Browser]:
 def page(browser: Browser, stack: Stack) -> Iterator[Page]:
     ctx = browser.new_context(viewport={"width": 1366, "height": 900})
     pg = ctx.new_page()
-    pg.set_default_timeout(10_000)
+    pg.set_default_timeout(20_000)
     errors: list[str] = []
     pg.on("pageerror", lambda e: errors.append(str(e)))
     yield pg
@@ -205,7 +209,7 @@ def test_wizard_creates_a_job_with_an_inline_s3_authorization(page: Page, stack:
     expect(page.get_by_test_id("job-title")).to_have_text("Demo profiles import")
     STATE["job"] = page.url.rsplit("/", 1)[-1]
     # The first run completes: the history shows its counts and the chart its data.
-    expect(page.get_by_test_id("runs")).to_contain_text("succeeded", timeout=30_000)
+    expect(page.get_by_test_id("runs")).to_contain_text("succeeded", timeout=60_000)
     expect(page.get_by_test_id("runs")).to_contain_text("200")
     expect(page.get_by_test_id("chart-totals")).to_contain_text("added: 200", timeout=10_000)
     assert ACCESS_KEYS["secret_access_key"] not in page.content()
@@ -226,12 +230,12 @@ def test_job_actions_and_inline_edit(page: Page, stack: Stack) -> None:
     def trigger(name: str) -> Any:
         return runs.filter(has=page.locator("td:nth-child(2)", has_text=re.compile(f"^{name}$")))
 
-    expect(trigger("resume")).to_contain_text("succeeded", timeout=30_000)
+    expect(trigger("resume")).to_contain_text("succeeded", timeout=60_000)
     expect(badge).to_contain_text("sleeping")
     page.get_by_role("button", name="Run now").click()
     run_now = trigger("run")
-    expect(run_now).to_have_count(1, timeout=30_000)
-    expect(run_now).to_contain_text("succeeded", timeout=30_000)
+    expect(run_now).to_have_count(1, timeout=60_000)
+    expect(run_now).to_contain_text("succeeded", timeout=60_000)
     page.get_by_role("button", name="Edit label").click()
     page.get_by_label("Label").fill("Demo import (renamed)")
     page.get_by_role("button", name="Save").click()
@@ -310,7 +314,7 @@ def test_an_observer_sees_no_edit_buttons(browser: Browser, stack: Stack) -> Non
         "config": {"bucket": "switchyard-demo", "prefix": "imports/"}, "start": False})
     ctx = browser.new_context(viewport={"width": 1280, "height": 800})
     pg = ctx.new_page()
-    pg.set_default_timeout(10_000)
+    pg.set_default_timeout(20_000)
     try:
         sign_in(pg, stack.base, token)
         expect(pg.get_by_test_id("who")).to_contain_text("observer")
@@ -476,7 +480,7 @@ def test_oauth_falls_back_to_a_redirect_when_popups_are_blocked(browser: Browser
     ctx = browser.new_context(viewport={"width": 1280, "height": 800})
     ctx.add_init_script("window.open = () => null;")  # a popup blocker
     pg = ctx.new_page()
-    pg.set_default_timeout(10_000)
+    pg.set_default_timeout(20_000)
     try:
         sign_in(pg, stack.base, TOKEN)
         expect(pg.get_by_test_id("who")).to_contain_text("admin")
@@ -869,7 +873,7 @@ def test_job_summary_progress_cost_activity_granularity_and_log_levels(page: Pag
     expect(page.get_by_test_id("job-title")).to_have_text("Slow import")
     page.evaluate(WATCH_PROGRESS)
     runs = page.get_by_test_id("runs").locator("tbody tr")
-    expect(runs.first.locator("progress")).to_be_visible(timeout=30_000)
+    expect(runs.first.locator("progress")).to_be_visible(timeout=60_000)
     shot(page, "job-run-progress")
     expect(runs.first).to_contain_text("succeeded", timeout=60_000)
     seen = page.evaluate("clearInterval(window.__watch), window.__progress")
