@@ -121,11 +121,10 @@ def _fifty_attempts(deps: Any, p: Principal, bucket: str, rng: Any, mode: str) -
     """One authorization with 30 failed jobs (they do not block a delete); 5 deletes race
     30 resumes of those jobs and 15 creates of new jobs on it.
 
-    `mode` only shifts the odds: "delete first" (the others start 20-40 ms late),
-    "after a win" (the deletes wait for the first resume or create to commit), "even"
-    (everyone starts within 20 ms)."""
-    import threading
-
+    `mode` sets who goes first: "delete first" (the others wait for a delete to return, then
+    race the other four), "after a win" (the deletes wait for the first resume or create to
+    commit), "even" (everyone starts within 20 ms). The first two do not hang on thread
+    timing, so both outcomes of rule 10 happen however loaded the machine is."""
     from tests.race_kit import new_auth, race, seed_jobs
 
     auth_id = new_auth(deps, p)
@@ -135,6 +134,13 @@ def _fifty_attempts(deps: Any, p: Principal, bucket: str, rng: Any, mode: str) -
     drive(deps, p.account_id, template.id, Action.RUN_FAILED)
     failed = [template, *seed_jobs(deps, template, [JobStatus.FAILED] * (RESUMERS - 1))]
     first_win = threading.Event()
+    first_delete = threading.Event()
+
+    def delete() -> Any:
+        try:
+            return auth_svc.delete(deps, p, auth_id)
+        finally:
+            first_delete.set()
 
     def resume(job_id: str) -> Any:
         out = job_svc.act(deps, p, job_id, Action.RESUME)
@@ -149,15 +155,16 @@ def _fifty_attempts(deps: Any, p: Principal, bucket: str, rng: Any, mode: str) -
         first_win.set()
         return out
 
-    calls = ([lambda: auth_svc.delete(deps, p, auth_id)] * DELETERS
+    calls = ([delete] * DELETERS
              + [lambda j=j: resume(j.id) for j in failed]
              + [create] * CREATORS)
     others = RESUMERS + CREATORS
+    delays = [rng.uniform(0, 0.02) for _ in calls]
+    waits: list[threading.Event | None] | None = None
     if mode == "delete first":
-        delays = [0.0] * DELETERS + [rng.uniform(0.02, 0.04) for _ in range(others)]
-    else:
-        delays = [rng.uniform(0, 0.02) for _ in calls]
-    waits = [first_win] * DELETERS + [None] * others if mode == "after a win" else None
+        waits = [None] * DELETERS + [first_delete] * others
+    elif mode == "after a win":
+        waits = [first_win] * DELETERS + [None] * others
     results = race(calls, delays=delays, waits=waits)
     return {"auth_id": auth_id, "deletes": results[:DELETERS],
             "resumes": results[DELETERS:DELETERS + RESUMERS], "creates": results[DELETERS + RESUMERS:],
