@@ -23,7 +23,7 @@ from typing import Any
 from devserver.emulator import AtomicDynamoDB
 
 
-class _OneAtATime(AtomicDynamoDB):
+class _LosableAnswers(AtomicDynamoDB):
     """The emulator's atomic DynamoDB (one lock and one token memory for the process), plus
     answers that can be lost after the request was applied."""
 
@@ -46,7 +46,7 @@ class _OneAtATime(AtomicDynamoDB):
 
 
 @contextmanager
-def serial_dynamodb() -> Iterator[_OneAtATime]:
+def serial_dynamodb() -> Iterator[_LosableAnswers]:
     """The app's DynamoDB client goes to a one-request-at-a-time endpoint while inside;
     yields the endpoint's middleware (`lose_answer` simulates a lost response)."""
     from moto.moto_server.werkzeug_app import (
@@ -58,7 +58,7 @@ def serial_dynamodb() -> Iterator[_OneAtATime]:
 
     from chalicelib.store import aws
 
-    app = _OneAtATime(DomainDispatcherApplication(create_backend_app))
+    app = _LosableAnswers(DomainDispatcherApplication(create_backend_app))
     server = make_server("127.0.0.1", 0, app, threaded=True, request_handler=MotoRequestHandler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
