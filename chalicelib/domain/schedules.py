@@ -113,6 +113,17 @@ def once_at(schedule: Mapping[str, Any]) -> datetime | None:
         raise ScheduleError(f"once.at is not an ISO 8601 date-time: {raw!r}") from None
 
 
+def pending_start(schedule: Mapping[str, Any] | None, now: datetime) -> datetime | None:
+    """The start time of a one-time schedule while it is still ahead of `now`, else None.
+
+    A job with one waits for it: creating or resuming it queues no run (run now still does).
+    """
+    if schedule is None or _type(schedule) != "once":
+        return None
+    at = once_at(schedule)
+    return at if at is not None and at > _utc(now) else None
+
+
 def _type(schedule: Mapping[str, Any]) -> str:
     kind = schedule.get("type")
     if kind not in ("once", "interval", "daily", "weekly"):

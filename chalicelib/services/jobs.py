@@ -19,6 +19,7 @@ from chalicelib.domain.rules import (
     ensure_mutable,
     resolve_workflow,
 )
+from chalicelib.domain.schedules import pending_start
 from chalicelib.domain.statuses import Action, JobStatus, initial_status, transition
 from chalicelib.providers.base import Provider
 from chalicelib.providers.calls import CallCounter
@@ -128,6 +129,7 @@ def create(d: Deps, p: Principal, new: NewJob) -> tuple[Job, Authorization]:
 
     now = now_iso()
     status = initial_status(new.start)
+    start_at = pending_start(new.schedule, datetime.now(UTC))
     job = Job(
         id=new_id("job"),
         account_id=p.account_id,
@@ -145,7 +147,7 @@ def create(d: Deps, p: Principal, new: NewJob) -> tuple[Job, Authorization]:
         created_at=now,
         updated_at=now,
         provider_account=provider_account,
-        next_run_at=now if new.start else None,
+        next_run_at=(_utc_iso(start_at) if start_at else now) if new.start else None,
         failure_window_hours=new.failure_window_hours,
     )
     verb = "created and started" if new.start else "created (staged, paused)"
@@ -168,7 +170,7 @@ def create(d: Deps, p: Principal, new: NewJob) -> tuple[Job, Authorization]:
             auth_svc.record_requests(d, p.account_id, auth.id, calls)  # the requests were made
             raise
     _sync_schedule(d, job)
-    if new.start:
+    if new.start and start_at is None:
         _queue_run(d, job, "create", p)
     return job, auth
 
@@ -226,6 +228,10 @@ def _create_on_existing(d: Deps, job: Job, provider_id: str, logs: list[dict[str
             code="authorization.not_found",
             fields={"authorization_id": "not found"},
         ) from None
+
+
+def _utc_iso(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _queue_run(d: Deps, job: Job, trigger: str, p: Principal) -> None:
@@ -363,8 +369,10 @@ def act(d: Deps, p: Principal, job_id: str, action: Action) -> Job:
     new_status = transition(job.status, action)
     after = copy.deepcopy(job)
     after.status = new_status
+    # A one-time job resumed before its start time waits for it; run now never waits.
+    start_at = pending_start(job.schedule, datetime.now(UTC)) if action is Action.RESUME else None
     if action in (Action.RESUME, Action.RUN_NOW):
-        after.next_run_at = now_iso()
+        after.next_run_at = _utc_iso(start_at) if start_at else now_iso()
         after.fault_count = 0 if action is Action.RESUME else job.fault_count
     elif action is Action.PAUSE:
         after.next_run_at = None
@@ -384,7 +392,7 @@ def act(d: Deps, p: Principal, job_id: str, action: Action) -> Job:
         ) from None
     if action in (Action.PAUSE, Action.RESUME):
         _sync_schedule(d, saved)
-    if action in (Action.RESUME, Action.RUN_NOW):
+    if action in (Action.RESUME, Action.RUN_NOW) and start_at is None:
         _queue_run(d, saved, action.value, p)
     return saved
 

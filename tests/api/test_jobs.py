@@ -236,6 +236,27 @@ def test_actions_follow_the_transition_table(api):
     assert r.status_code == 409 and r.json["error"]["details"]["status"] == "sleeping"
 
 
+def test_a_one_time_job_with_a_start_time_ahead_waits_for_it(api):
+    # GIVEN a one-time job whose start time is ahead, and one without a start time (the control)
+    bucket = make_bucket()
+    auth = create_auth(api)
+    _run_messages()
+    later = create_job(api, auth["id"], bucket, schedule={"type": "once", "at": "2099-01-01T09:00:00Z"})
+    now = create_job(api, auth["id"], bucket, schedule={"type": "once", "at": None})
+    # THEN only the job without a start time has a run queued; the other sleeps until its time
+    assert later["status"] == "sleeping" and later["next_run_at"] == "2099-01-01T09:00:00Z"
+    assert [m["trigger"] for m in _run_messages() if m["job_id"] in (later["id"], now["id"])] == ["create"]
+    # WHEN it is paused and resumed, THEN it goes back to waiting for its time, no run queued
+    jid = later["id"]
+    assert api.post(f"/jobs/{jid}/pause").json["data"]["next_run_at"] is None
+    resumed = api.post(f"/jobs/{jid}/resume").json["data"]
+    assert resumed["status"] == "sleeping" and resumed["next_run_at"] == "2099-01-01T09:00:00Z"
+    assert not [m for m in _run_messages() if m["job_id"] == jid]
+    # WHEN asked to run now, THEN a run is queued at once
+    assert api.post(f"/jobs/{jid}/run").json["data"]["status"] == "sleeping"
+    assert [m["trigger"] for m in _run_messages() if m["job_id"] == jid] == ["run"]
+
+
 def test_delete_job_releases_the_authorization(api):
     bucket = make_bucket()
     auth = create_auth(api)

@@ -395,3 +395,15 @@ def test_expressions_eventbridge_rejects_are_refused(expression):
     # THEN ScheduleError
     with pytest.raises(ScheduleError):
         next_expression_fire(expression, "UTC", utc(2026, 1, 1))
+
+
+def test_pending_start_is_a_one_time_start_still_ahead():
+    from chalicelib.domain.schedules import pending_start
+
+    now = datetime(2026, 6, 1, 12, 0, tzinfo=UTC)
+    assert pending_start({"type": "once", "at": "2026-06-01T14:00:00+02:00"}, now) is None  # = now
+    assert pending_start({"type": "once", "at": "2026-06-01T12:00:01Z"}, now) == datetime(2026, 6, 1, 12, 0, 1, tzinfo=UTC)
+    assert pending_start({"type": "once", "at": "2026-06-01T11:59:59Z"}, now) is None
+    assert pending_start({"type": "once", "at": None}, now) is None
+    assert pending_start({"type": "daily", "at": "13:00", "timezone": "UTC"}, now) is None
+    assert pending_start(None, now) is None
