@@ -23,6 +23,7 @@ from pathlib import Path
 from types import FrameType
 
 from devserver import seed
+from devserver.console import Console
 from devserver.gateway import ROOT
 
 ACCOUNT_ID = "123456789012"  # moto's default account
@@ -81,12 +82,13 @@ def run() -> int:
     _ensure_free(port, "PORT")
 
     endpoint = f"http://127.0.0.1:{aws_port}"
-    from devserver.infra import deploy_stack, use_local_aws
+    from devserver.infra import deploy_stack, quiet_expected_moto_warnings, use_local_aws
 
     # Webhooks and other user-supplied URLs may point at receivers on this machine (http
     # allowed): the SSRF guard of deployed stages would refuse them.
     os.environ["SWITCHYARD_ALLOW_PRIVATE_URLS"] = "1"
     use_local_aws(endpoint, STAGE, region=REGION)
+    quiet_expected_moto_warnings()
 
     from devserver import events, gateway
     from devserver.state import Gate, GatedApp, PeriodicSaver, Store
@@ -120,7 +122,9 @@ def run() -> int:
 
         # 4. The app behind its local gateway, and the static web app, on one origin.
         app, chalice_config = gateway.load_app(STAGE)
-        http = gateway.make_server(app, chalice_config, "127.0.0.1", port)
+        console = Console()
+        console.install()
+        http = gateway.make_server(app, chalice_config, "127.0.0.1", port, console=console)
         threading.Thread(target=http.server.serve_forever, name="http", daemon=True).start()
         PeriodicSaver(store, SAVE_EVERY_SECONDS, stop).start()
         loop_threads = events.start_event_loop(app, stop)

@@ -31,6 +31,8 @@ from chalice.local import (
     ThreadedHTTPServer,
 )
 
+from devserver.console import Console, begin
+
 ROOT = Path(__file__).resolve().parent.parent
 API_PREFIX = "/api"
 log = logging.getLogger("devserver.gateway")
@@ -72,8 +74,10 @@ class DevRequestHandler(ChaliceRequestHandler):
     server_version = "switchyard-devserver"
     static_dir: Path = ROOT / "web" / "static"
     quiet = False
+    console: Console | None = None  # None: http.server's access lines on stderr
 
     def _generic_handle(self) -> None:
+        begin(self.command, self.path)
         path = urlsplit(self.path).path
         if path == API_PREFIX or path.startswith(API_PREFIX + "/"):
             self._handle_api(path)
@@ -167,11 +171,21 @@ class DevRequestHandler(ChaliceRequestHandler):
             return
         self._send_http_response(200, {"Content-Type": ctype, "Cache-Control": cache}, data)
 
+    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
+        if self.quiet:
+            return
+        if self.console is None:
+            super().log_request(code, size)
+        else:
+            self.console.access(int(code) if isinstance(code, int) else code)
+
     def log_message(self, format: str, *args: Any) -> None:
         if not self.quiet:
             super().log_message(format, *args)
 
 
-def make_server(app: Chalice, config: Config, host: str, port: int, *, quiet: bool = False) -> LocalDevServer:
-    handler = type("Handler", (DevRequestHandler,), {"static_dir": static_root(), "quiet": quiet})
+def make_server(app: Chalice, config: Config, host: str, port: int, *, quiet: bool = False,
+                console: Console | None = None) -> LocalDevServer:
+    handler = type("Handler", (DevRequestHandler,),
+                   {"static_dir": static_root(), "quiet": quiet, "console": console})
     return LocalDevServer(app, config, host, port, handler_cls=handler, server_cls=ThreadedHTTPServer)

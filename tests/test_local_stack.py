@@ -60,11 +60,7 @@ class Stack:
     def start(self) -> float:
         """Start `python -m devserver` (what `make run` runs); seconds until /healthz answered."""
         t0 = time.monotonic()
-        with self.log.open("ab") as out:
-            self.proc = subprocess.Popen(
-                [sys.executable, "-m", "devserver"], cwd=ROOT, env=self.env(),
-                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
-            )
+        self.proc = self.spawn()
         while time.monotonic() - t0 < START_TIMEOUT:
             if self.proc.poll() is not None:
                 pytest.fail(f"devserver exited with {self.proc.returncode}:\n{self.tail()}")
@@ -76,6 +72,14 @@ class Stack:
                 pass
             time.sleep(0.2)
         pytest.fail(f"devserver did not answer /api/v1/healthz within {START_TIMEOUT}s:\n{self.tail()}")
+
+    def spawn(self) -> subprocess.Popen[bytes]:
+        """The process, its stdout and stderr appended to the log (not a terminal)."""
+        with self.log.open("ab") as out:
+            return subprocess.Popen(
+                [sys.executable, "-m", "devserver"], cwd=ROOT, env=self.env(),
+                stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+            )
 
     def stop(self, sig: int = signal.SIGINT) -> int:
         assert self.proc is not None
