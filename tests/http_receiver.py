@@ -26,6 +26,7 @@ class Answer:
     body: Any = b""  # bytes, str, or anything JSON-serialisable
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0  # seconds before answering
+    hold: threading.Event | None = None  # answer only once this is set (or after 5 minutes)
     hang_up: bool = False  # close the connection without answering
 
     def payload(self) -> tuple[bytes, str | None]:
@@ -73,6 +74,8 @@ class Receiver:
                 answer = receiver._answer(req)
                 if answer.delay:
                     time.sleep(answer.delay)
+                if answer.hold is not None:
+                    answer.hold.wait(300)
                 if answer.hang_up:
                     self.close_connection = True
                     self.connection.shutdown(socket.SHUT_RDWR)
