@@ -26,7 +26,7 @@ class Answer:
     body: Any = b""  # bytes, str, or anything JSON-serialisable
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0  # seconds before answering
-    hold: threading.Event | None = None  # answer only once this is set (or after 5 minutes)
+    hold: threading.Event | None = None  # answer once this is set, or the receiver stops
     hang_up: bool = False  # close the connection without answering
 
     def payload(self) -> tuple[bytes, str | None]:
@@ -58,6 +58,7 @@ class Receiver:
         self.default = default or Answer(200, {"ok": True})
         self.requests: list[Received] = []
         self._lock = threading.Lock()
+        self._holds: set[threading.Event] = set()  # held answers, let go when the receiver stops
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -75,6 +76,8 @@ class Receiver:
                 if answer.delay:
                     time.sleep(answer.delay)
                 if answer.hold is not None:
+                    with receiver._lock:
+                        receiver._holds.add(answer.hold)
                     answer.hold.wait(300)
                 if answer.hang_up:
                     self.close_connection = True
@@ -130,6 +133,9 @@ class Receiver:
         return self
 
     def stop(self) -> None:
+        with self._lock:
+            for hold in self._holds:
+                hold.set()
         self.server.shutdown()
         self.server.server_close()
 
