@@ -10,7 +10,9 @@ slowest of a few immediate answers of a local server, measured when it is asked 
 from __future__ import annotations
 
 import http.client
+import threading
 import time
+from collections.abc import Callable
 
 from tests.http_receiver import Receiver
 
@@ -43,3 +45,20 @@ def late(timeout: float) -> float:
     """How long a "too late" answer takes: surely past `timeout`, whatever the load (a
     delay is a lower bound: the answer cannot come sooner)."""
     return 2 * timeout
+
+
+def concurrent_seconds(work: Callable[[], object], n: int = 10) -> float:
+    """Seconds `n` threads took to each do `work` once, started together: the baseline for
+    a bound on a batch of that work done concurrently, measured at the load of the moment."""
+    threads = [threading.Thread(target=work) for _ in range(n)]
+    began = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=300)
+    return time.monotonic() - began
+
+
+def bound(baseline: float, floor: float) -> float:
+    """A wall-clock bound for work whose same-run baseline took `baseline` seconds."""
+    return max(floor, FACTOR * baseline)
