@@ -26,6 +26,7 @@ class Answer:
     body: Any = b""  # bytes, str, or anything JSON-serialisable
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0  # seconds before answering
+    hold: threading.Event | None = None  # answer once this is set, or the receiver stops
     hang_up: bool = False  # close the connection without answering
 
     def payload(self) -> tuple[bytes, str | None]:
@@ -57,6 +58,7 @@ class Receiver:
         self.default = default or Answer(200, {"ok": True})
         self.requests: list[Received] = []
         self._lock = threading.Lock()
+        self._holds: set[threading.Event] = set()  # held answers, let go when the receiver stops
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -73,6 +75,10 @@ class Receiver:
                 answer = receiver._answer(req)
                 if answer.delay:
                     time.sleep(answer.delay)
+                if answer.hold is not None:
+                    with receiver._lock:
+                        receiver._holds.add(answer.hold)
+                    answer.hold.wait(300)
                 if answer.hang_up:
                     self.close_connection = True
                     self.connection.shutdown(socket.SHUT_RDWR)
@@ -127,6 +133,9 @@ class Receiver:
         return self
 
     def stop(self) -> None:
+        with self._lock:
+            for hold in self._holds:
+                hold.set()
         self.server.shutdown()
         self.server.server_close()
 

@@ -104,24 +104,105 @@ def group(aws_endpoint: str) -> str:
     return name
 
 
-@pytest.fixture()
-def start_loop(aws_endpoint: str) -> Iterator[Callable[..., tuple[threading.Event, list[threading.Thread]]]]:
-    running: list[tuple[threading.Event, list[threading.Thread]]] = []
+class Ticks:
+    """Counts the clock's passes, so a test can wait for one that began after a point in time."""
 
-    def start(app: Chalice, **options: Any) -> tuple[threading.Event, list[threading.Thread]]:
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self.started = 0
+        self.finished = 0
+
+    def wrap(self, tick: Callable[[], None]) -> Callable[[], None]:
+        def counted() -> None:
+            with self._cond:
+                self.started += 1
+            try:
+                tick()
+            finally:
+                with self._cond:
+                    self.finished += 1
+                    self._cond.notify_all()
+
+        return counted
+
+    def pass_one(self, timeout: float = 30.0) -> None:
+        """Return once a whole pass that began after this call has ended: what was due at the
+        clock's time by now has been sent (the loop sends synchronously within a pass)."""
+        with self._cond:
+            target = self.started + 1
+            if not self._cond.wait_for(lambda: self.finished >= target, timeout):
+                raise AssertionError(f"the clock did not complete a pass within {timeout}s")
+
+
+@dataclass
+class Running:
+    loop: EventLoop
+    stop: threading.Event
+    threads: list[threading.Thread]
+    ticks: Ticks
+
+
+@pytest.fixture()
+def start_loop(aws_endpoint: str) -> Iterator[Callable[..., Running]]:
+    running: list[Running] = []
+
+    def start(app: Chalice, **options: Any) -> Running:
         stop = threading.Event()
         options.setdefault("retry_delay_seconds", 0)
         options.setdefault("tick_seconds", 0.05)
         options.setdefault("schedule_group", f"evloop-none-{uuid.uuid4().hex[:8]}")
-        threads = EventLoop(app, stop, **options).start()
-        running.append((stop, threads))
-        return stop, threads
+        loop = EventLoop(app, stop, **options)
+        ticks = Ticks()
+        loop.tick = ticks.wrap(loop.tick)  # type: ignore[method-assign]
+        run = Running(loop, stop, loop.start(), ticks)
+        running.append(run)
+        return run
 
     yield start
-    for stop, threads in running:
-        stop.set()
-        for t in threads:
+    for run in running:
+        run.stop.set()
+        for t in run.threads:
             t.join(timeout=5)
+
+
+class SqsCalls:
+    """The SQS requests the loop's client made and AWS answered, by operation, with their
+    parameters: what a test waits for instead of waiting for time to pass."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def _params(self, params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
+        context["evloop_params"] = dict(params)
+
+    def _answered(self, model: Any, context: dict[str, Any], http_response: Any, **_: Any) -> None:
+        if http_response.status_code < 300:
+            with self._cond:
+                self.calls.append((model.name, context.get("evloop_params", {})))
+                self._cond.notify_all()
+
+    def of(self, operation: str) -> list[dict[str, Any]]:
+        with self._cond:
+            return [p for op, p in self.calls if op == operation]
+
+    def wait_for(self, predicate: Callable[[], Any], timeout: float = 30.0) -> None:
+        with self._cond:
+            if not self._cond.wait_for(predicate, timeout):
+                raise AssertionError(f"not seen within {timeout}s: {predicate}")
+
+
+@pytest.fixture()
+def sqs_calls(aws_endpoint: str) -> Iterator[SqsCalls]:
+    from chalicelib.store import aws
+
+    seen = SqsCalls()
+    events = aws.client("sqs").meta.events  # the loop's client (one per process)
+    events.register("provide-client-params.sqs", seen._params, unique_id="evloop-params")
+    events.register("after-call.sqs", seen._answered, unique_id="evloop-answered")
+    yield seen
+    events.unregister("provide-client-params.sqs", unique_id="evloop-params")
+    events.unregister("after-call.sqs", unique_id="evloop-answered")
 
 
 class Recorder:
@@ -202,7 +283,7 @@ def test_a_failed_message_stays_and_is_redelivered(queues, start_loop, caplog):
     assert any("transient trouble" in (r.exc_text or "") for r in caplog.records)
 
 
-def test_poison_goes_to_the_dlq_after_max_receive_count_without_holding_others_up(queues, start_loop):
+def test_poison_goes_to_the_dlq_after_max_receive_count_without_holding_others_up(queues, start_loop, sqs_calls):
     # GIVEN a poison message first in the queue (maxReceiveCount 3), then three good ones
     def behave(body: str, count: int) -> None:
         if body == "poison":
@@ -210,35 +291,65 @@ def test_poison_goes_to_the_dlq_after_max_receive_count_without_holding_others_u
 
     rec = Recorder(queues.name, behave=behave)
     queues.send("poison", "good-1", "good-2", "good-3")
-    # WHEN the loop runs, failed messages coming back after 1 s
-    start_loop(rec.app, retry_delay_seconds=1)
-    # THEN SQS's redrive moves the poison to the DLQ after 3 deliveries
-    wait_until(lambda: queues.dlq_bodies() == ["poison"], timeout=15)
+
+    def released() -> list[dict[str, Any]]:
+        return [p for p in sqs_calls.of("ChangeMessageVisibility") if p["VisibilityTimeout"] == 3600]
+
+    # WHEN the loop runs, a failed message coming back only after an hour
+    start_loop(rec.app, retry_delay_seconds=3600)
+    # THEN the good messages are each handled once while the poison waits out its delay
+    wait_until(lambda: sorted(rec.finished) == ["good-1", "good-2", "good-3"], timeout=30)
+    sqs_calls.wait_for(lambda: len(released()) == 1)
+    assert rec.bodies().count("poison") == 1
+    # AND each time its delay is cut short (as if the hour had passed) it is delivered again,
+    # and SQS's redrive moves it to the DLQ after 3 deliveries
+    sqs = boto3.client("sqs", region_name=REGION)
+    for n in (1, 2, 3):
+        sqs.change_message_visibility(QueueUrl=queues.url, ReceiptHandle=released()[-1]["ReceiptHandle"],
+                                      VisibilityTimeout=0)
+        if n < 3:
+            sqs_calls.wait_for(lambda n=n: len(released()) == n + 1)  # type: ignore[misc]
+    wait_until(lambda: queues.dlq_bodies() == ["poison"], timeout=30)
     assert rec.bodies().count("poison") == 3
-    # AND the good messages were each handled once, before the poison came back
-    assert sorted(rec.finished) == ["good-1", "good-2", "good-3"]
-    # (SQS does not promise order within a receive: only "before it came back" is checked)
-    bodies = rec.bodies()
-    second_poison = [i for i, b in enumerate(bodies) if b == "poison"][1]
-    assert sorted(b for b in bodies[:second_poison] if b != "poison") == ["good-1", "good-2", "good-3"]
+    assert sorted(b for b in rec.bodies() if b != "poison") == ["good-1", "good-2", "good-3"]
     wait_until(queues.empty)
 
 
-def test_a_slow_step_holds_up_neither_other_messages_nor_is_delivered_twice(queues, start_loop):
-    # GIVEN a slow message (longer than the loop's visibility timeout) followed by a quick one
+def test_a_slow_step_holds_up_neither_other_messages_nor_is_delivered_twice(queues, start_loop, sqs_calls):
+    # GIVEN a slow message, held in its handler until the test lets it go, and a quick one
+    entered, go = threading.Event(), threading.Event()
+
     def behave(body: str, count: int) -> None:
         if body == "slow":
-            time.sleep(2.5)
+            entered.set()
+            if not go.wait(60):
+                raise RuntimeError("the test never let the slow step go")
 
     rec = Recorder(queues.name, behave=behave)
     queues.send("slow")
     queues.send("quick")
     # WHEN the loop runs with 2 workers and a 1 s visibility timeout
     start_loop(rec.app, visibility_seconds=1)
-    # THEN the quick one finishes while the slow one is still running
-    wait_until(lambda: rec.finished == ["quick"])
-    assert "slow" in rec.bodies()
-    # AND the slow one, kept invisible by the heartbeat, is delivered once and then deleted
+    try:
+        # THEN the quick one finishes while the slow one is still running
+        assert entered.wait(30), "the slow step was never delivered"
+        held_since = time.monotonic()
+        wait_until(lambda: rec.finished == ["quick"])
+        # AND the heartbeat extends the slow one's visibility while it runs, so once more than
+        # its 1 s timeout has passed since it was received, it is still invisible, not redelivered
+        [slow] = [c["event"]["Records"][0] for c in rec.calls if c["event"]["Records"][0]["body"] == "slow"]
+
+        def extended() -> bool:
+            return any(e["ReceiptHandle"] == slow["receiptHandle"]
+                       for p in sqs_calls.of("ChangeMessageVisibilityBatch") for e in p["Entries"])
+
+        sqs_calls.wait_for(extended)
+        wait_until(lambda: time.monotonic() - held_since > 1.0)  # at least: past the first timeout
+        assert queues.counts() == (0, 1)
+        assert rec.bodies().count("slow") == 1
+    finally:
+        go.set()
+    # AND once let go, it is deleted, having been delivered once
     wait_until(lambda: sorted(rec.finished) == ["quick", "slow"])
     wait_until(queues.empty)
     assert sorted(rec.bodies()) == ["quick", "slow"]
@@ -270,22 +381,52 @@ def test_batch_item_failures_delete_only_the_others(queues, start_loop):
     assert sorted(rec.bodies()) == ["a", "b", "bad", "bad"]
 
 
-def test_the_loop_stops_within_two_seconds(queues, start_loop):
+def test_the_loop_stops_within_about_one_long_poll(queues, start_loop, sqs_calls):
     # GIVEN a running loop long-polling an empty queue
     rec = Recorder(queues.name)
-    stop, threads = start_loop(rec.app)
-    time.sleep(0.3)
-    # WHEN it is told to stop (Ctrl-C in make run)
+    run = start_loop(rec.app)
+    sqs_calls.wait_for(lambda: sqs_calls.of("ReceiveMessage"))
+    # WHEN it is told to stop (Ctrl-C in make run), while a thread of the test starts one long
+    # poll of the same length: the yardstick, measured at the same time under the same load
+    sqs = boto3.client("sqs", region_name=REGION)
+    poll: list[float] = []
+
+    def one_long_poll() -> None:
+        began = time.monotonic()
+        sqs.receive_message(QueueUrl=queues.url, WaitTimeSeconds=run.loop.wait_seconds)
+        poll.append(time.monotonic() - began)
+
+    yardstick = threading.Thread(target=one_long_poll)
     began = time.monotonic()
-    stop.set()
-    for t in threads:
-        t.join(timeout=3)
-    # THEN every thread has ended within about two seconds
-    assert not [t.name for t in threads if t.is_alive()]
-    assert time.monotonic() - began < 2.5
+    run.stop.set()
+    yardstick.start()
+    for t in run.threads:
+        t.join(timeout=60)
+    stopping = time.monotonic() - began
+    yardstick.join(timeout=60)
+    # THEN every thread has ended, within two long polls (the one in flight ends first)
+    assert not [t.name for t in run.threads if t.is_alive()]
+    assert poll and stopping < 2 * poll[0], (stopping, poll)
 
 
 # -- EventBridge Scheduler ---------------------------------------------------------------
+
+
+def jobs(rec: Recorder) -> list[str]:
+    return [json.loads(b)["job_id"] for b in rec.bodies()]
+
+
+def control(store: Any, job_id: str, at: datetime) -> None:
+    """A one-time schedule due at `at` in the loop's group: the positive control a "nothing
+    else was sent" check waits for, proving the clock got past the point in question."""
+    store.sync("acc_ctl", job_id, {"type": "once", "at": at.isoformat()}, True, now=at - timedelta(seconds=1))
+
+
+def settle(run: Running, queues: Queues) -> None:
+    """Let a whole pass of the clock run (everything due by now is sent within it), then let the
+    handler take every message sent: what the handler got is then all it will get for now."""
+    run.ticks.pass_one()
+    wait_until(queues.empty)
 
 
 def test_a_schedule_created_by_the_store_sends_its_run_request_when_due(queues, group, start_loop):
@@ -297,15 +438,18 @@ def test_a_schedule_created_by_the_store_sends_its_run_request_when_due(queues, 
     store.sync("acc_1", "job_1", {"type": "interval", "every_minutes": 5, "timezone": "UTC"}, True, now=clock())
     start_date = store.get("job_1")["StartDate"]
     rec = Recorder(queues.name)
-    start_loop(rec.app, now=clock, schedule_group=group)
-    # WHEN less than an interval has passed THEN nothing is sent
-    time.sleep(0.4)
-    assert rec.bodies() == []
+    run = start_loop(rec.app, now=clock, schedule_group=group)
+    # WHEN less than an interval has passed THEN nothing is sent (a one-time schedule due then is)
+    clock.advance(minutes=1)
+    control(store, "ctl_1", clock())
+    wait_until(lambda: "ctl_1" in jobs(rec))
+    settle(run, queues)
+    assert jobs(rec) == ["ctl_1"]
     # WHEN the clock passes the first occurrence
-    clock.advance(minutes=5, seconds=1)
+    clock.advance(minutes=4, seconds=1)
     # THEN the schedule's input reaches the runs handler, with Scheduler's time filled in
-    wait_until(lambda: len(rec.bodies()) == 1)
-    assert json.loads(rec.bodies()[0]) == {
+    wait_until(lambda: "job_1" in jobs(rec))
+    assert json.loads(rec.bodies()[1]) == {
         "account_id": "acc_1",
         "job_id": "job_1",
         "trigger": "schedule",
@@ -313,16 +457,19 @@ def test_a_schedule_created_by_the_store_sends_its_run_request_when_due(queues, 
     }
     # WHEN an hour goes by at once (twelve occurrences missed)
     clock.advance(hours=1)
-    # THEN it fires once, not twelve times
-    wait_until(lambda: len(rec.bodies()) == 2)
-    time.sleep(0.4)
-    assert len(rec.bodies()) == 2
+    # THEN it fires once, not twelve times (not again in a later pass either)
+    wait_until(lambda: jobs(rec).count("job_1") == 2)
+    control(store, "ctl_2", clock())
+    wait_until(lambda: "ctl_2" in jobs(rec))
+    settle(run, queues)
+    assert jobs(rec).count("job_1") == 2
     # WHEN the job is paused (schedule deleted) and time moves on THEN nothing more is sent
     store.sync("acc_1", "job_1", None, False)
-    time.sleep(0.2)
     clock.advance(minutes=30)
-    time.sleep(0.4)
-    assert len(rec.bodies()) == 2
+    control(store, "ctl_3", clock())
+    wait_until(lambda: "ctl_3" in jobs(rec))
+    settle(run, queues)
+    assert jobs(rec) == ["ctl_1", "job_1", "job_1", "ctl_2", "ctl_3"]
 
 
 def test_a_one_time_schedule_fires_once_and_is_deleted(queues, group, start_loop):
@@ -334,15 +481,18 @@ def test_a_one_time_schedule_fires_once_and_is_deleted(queues, group, start_loop
     at = (clock() + timedelta(minutes=2)).isoformat()
     assert store.sync("acc_2", "job_2", {"type": "once", "at": at}, True, now=clock()) == "created"
     rec = Recorder(queues.name)
-    start_loop(rec.app, now=clock, schedule_group=group)
+    run = start_loop(rec.app, now=clock, schedule_group=group)
     # WHEN its time comes
     clock.advance(minutes=3)
     # THEN the run request is sent once and the schedule deletes itself (ActionAfterCompletion)
     wait_until(lambda: len(rec.bodies()) == 1)
     wait_until(lambda: store.get("job_2") is None)
+    # AND a day later it has not fired again (a control due then has)
     clock.advance(days=1)
-    time.sleep(0.3)
-    assert len(rec.bodies()) == 1
+    control(store, "ctl", clock())
+    wait_until(lambda: "ctl" in jobs(rec))
+    settle(run, queues)
+    assert jobs(rec) == ["job_2", "ctl"]
 
 
 def test_after_a_restart_missed_occurrences_are_not_replayed_but_a_missed_one_time_run_is(
@@ -359,18 +509,21 @@ def test_after_a_restart_missed_occurrences_are_not_replayed_but_a_missed_one_ti
     # WHEN the loop starts a day later (the stack was down meanwhile: 288 occurrences missed)
     clock = Clock(created + timedelta(days=1, minutes=1))
     rec = Recorder(queues.name)
-    start_loop(rec.app, now=clock, schedule_group=group)
-    # THEN only the one-time run is sent, once, late
-    wait_until(lambda: len(rec.bodies()) == 1)
-    time.sleep(0.4)
-    assert [json.loads(b)["job_id"] for b in rec.bodies()] == ["job_once"]
-    # AND the interval fires at its next occurrence on the rate's grid (created + 1 day + 5 min)
+    run = start_loop(rec.app, now=clock, schedule_group=group)
+    # THEN only the one-time run is sent, once, late (in the pass that would replay the others)
+    wait_until(lambda: "job_once" in jobs(rec))
+    settle(run, queues)
+    assert jobs(rec) == ["job_once"]
+    # AND the interval fires at its next occurrence on the rate's grid (created + 1 day + 5 min),
+    # not a second before (a control due a second before fires alone)
     clock.advance(minutes=3, seconds=59)
-    time.sleep(0.3)
-    assert len(rec.bodies()) == 1
+    control(store, "ctl", clock())
+    wait_until(lambda: "ctl" in jobs(rec))
+    settle(run, queues)
+    assert jobs(rec) == ["job_once", "ctl"]
     clock.advance(seconds=1)
-    wait_until(lambda: len(rec.bodies()) == 2)
-    assert json.loads(rec.bodies()[1])["job_id"] == "job_every"
+    wait_until(lambda: len(rec.bodies()) == 3)
+    assert jobs(rec)[2] == "job_every"
 
 
 def test_a_schedule_of_another_group_is_not_fired(queues, group, start_loop):
@@ -382,21 +535,24 @@ def test_a_schedule_of_another_group_is_not_fired(queues, group, start_loop):
     boto3.client("scheduler", region_name=REGION).create_schedule_group(Name=other.group)
     other.sync("acc_3", "job_3", {"type": "interval", "every_minutes": 5, "timezone": "UTC"}, True, now=clock())
     rec = Recorder(queues.name)
-    start_loop(rec.app, now=clock, schedule_group=group)
-    # WHEN its occurrence passes
+    run = start_loop(rec.app, now=clock, schedule_group=group)
+    # WHEN its occurrence passes, and a control's in the loop's own group
     clock.advance(minutes=6)
-    time.sleep(0.5)
-    # THEN nothing is sent
-    assert rec.bodies() == []
+    control(SchedulerStore(group=group, queue_name=queues.name), "ctl", clock())
+    # THEN the control is sent, and in that same pass the other group's schedule was not
+    wait_until(lambda: "ctl" in jobs(rec))
+    settle(run, queues)
+    assert jobs(rec) == ["ctl"]
 
 
 # -- @app.schedule handlers (EventBridge rules) --------------------------------------------
 
 
 def test_scheduled_handlers_fire_at_their_rate_and_cron(start_loop):
-    # GIVEN an app with an hourly handler and a 06:00 UTC cron handler, at 05:30 UTC
+    # GIVEN an app with an hourly handler, a 06:00 UTC cron handler and a control that fires
+    # every minute (once per pass of the clock that crosses a minute), at 05:30 UTC
     app = Chalice(app_name="evloop")
-    got: dict[str, list[dict[str, Any]]] = {"hourly": [], "morning": []}
+    got: dict[str, list[dict[str, Any]]] = {"hourly": [], "morning": [], "ctl": []}
 
     @app.schedule(Rate(1, unit=Rate.HOURS))
     def hourly(event: Any) -> None:
@@ -406,14 +562,31 @@ def test_scheduled_handlers_fire_at_their_rate_and_cron(start_loop):
     def morning(event: Any) -> None:
         got["morning"].append(event.to_dict())
 
+    @app.schedule("cron(* * * * ? *)")
+    def ctl(event: Any) -> None:
+        got["ctl"].append(event.to_dict())
+
     clock = Clock(datetime(2026, 5, 4, 5, 30, tzinfo=UTC))
-    start_loop(app, now=clock)
-    time.sleep(0.3)
-    assert got == {"hourly": [], "morning": []}
+    run = start_loop(app, now=clock)
+    handlers = {f"events-rule-{name}" for name in got}
+
+    def settle_rules(controls: int) -> None:
+        """Wait for the control's n-th call, a whole pass after it, and every handler call
+        started by then (each runs in a thread of its own) to have returned."""
+        wait_until(lambda: len(got["ctl"]) >= controls)
+        run.ticks.pass_one()
+        wait_until(lambda: not [t for t in threading.enumerate() if t.name in handlers])
+        assert len(got["ctl"]) == controls  # once per pass, missed minutes not replayed
+
+    # WHEN a minute passes THEN only the control fires
+    clock.advance(minutes=1)
+    settle_rules(1)
+    assert (got["hourly"], got["morning"]) == ([], [])
     # WHEN the clock passes 06:00
-    clock.advance(minutes=31)
+    clock.advance(minutes=30)
     # THEN the cron handler gets EventBridge's scheduled event, once
-    wait_until(lambda: len(got["morning"]) == 1)
+    settle_rules(2)
+    assert len(got["morning"]) == 1
     event = got["morning"][0]
     assert event["detail-type"] == "Scheduled Event" and event["source"] == "aws.events"
     assert event["time"] == "2026-05-04T06:00:00Z"
@@ -421,6 +594,8 @@ def test_scheduled_handlers_fire_at_their_rate_and_cron(start_loop):
     assert got["hourly"] == []
     # WHEN an hour after the start has passed THEN the rate handler fires too, once
     clock.advance(minutes=30)
-    wait_until(lambda: len(got["hourly"]) == 1)
-    time.sleep(0.3)
+    settle_rules(3)
+    assert len(got["hourly"]) == 1
+    clock.advance(minutes=1)
+    settle_rules(4)
     assert len(got["hourly"]) == 1 and len(got["morning"]) == 1

@@ -49,12 +49,11 @@ from tests.providers.workflow_fakes import (  # noqa: F401 (fixtures the fakes a
     fake_fullcontact,
     private_urls,
 )
+from tests.timing import late, read_timeout
 
 ROOT = Path(__file__).resolve().parents[2]
 FAULTS = ("auth", "throttled", "outage", "timeout", "partial")
 RETRY_AFTER = 2  # seconds a 429 asks for
-SLOW = 1.5  # seconds a timed-out answer takes (the read timeout is lowered below it)
-READ_TIMEOUT = "0.5"
 
 
 class Clock:
@@ -115,13 +114,19 @@ Cell = Case | NotApplicable
 
 
 def _slow_client(scene: Scene) -> None:
-    """A read timeout below SLOW, read outside any request (chalice's test client swaps the
-    environment inside one)."""
+    """A read timeout no healthy answer reaches on this machine now (tests/timing.py), read
+    outside any request (chalice's test client swaps the environment inside one)."""
     from chalicelib import config
 
-    scene.monkeypatch.setenv("SWITCHYARD_PROVIDER_TIMEOUT", READ_TIMEOUT)
+    scene.notes["read_timeout"] = timeout = read_timeout()
+    scene.monkeypatch.setenv("SWITCHYARD_PROVIDER_TIMEOUT", str(timeout))
     config.reset()
     config.settings()
+
+
+def _slow(scene: Scene) -> float:
+    """Seconds a timed-out answer takes: surely past the read timeout `_slow_client` set."""
+    return late(scene.notes["read_timeout"])
 
 
 def _waited_retry_after(scene: Scene, run: dict[str, Any]) -> None:
@@ -181,7 +186,7 @@ def _mc_500(scene: Scene) -> None:
 
 def _mc_slow(scene: Scene) -> None:
     _slow_client(scene)
-    _mc(scene).stall(SLOW, path=_mc_path(scene), method="POST")
+    _mc(scene).stall(_slow(scene), path=_mc_path(scene), method="POST")
 
 
 def _mc_sent_twice(scene: Scene, run: dict[str, Any]) -> None:
@@ -218,7 +223,7 @@ def _fc_lookups(scene: Scene) -> int:
 def _fc_slow(scene: Scene) -> None:
     _slow_client(scene)
     # The first lookup answers late (not at all, as far as the client is concerned).
-    _fc(scene).receiver.then(Answer(404, {"status": 404, "message": "Profile not found"}, delay=SLOW))
+    _fc(scene).receiver.then(Answer(404, {"status": 404, "message": "Profile not found"}, delay=_slow(scene)))
 
 
 # Webhook and generic enrichment endpoint: tests/http_receiver.py
@@ -237,7 +242,7 @@ def _script(*answers: Answer) -> Callable[[Scene], None]:
 
 def _slow_receiver(scene: Scene) -> None:
     _slow_client(scene)
-    _receiver(scene).then(Answer(200, {"ok": True}, delay=SLOW))
+    _receiver(scene).then(Answer(200, {"ok": True}, delay=_slow(scene)))
 
 
 WEBHOOK = "webhook_audience_export"
@@ -342,7 +347,7 @@ MATRIX: dict[str, dict[str, Cell]] = {
         "outage": Case(GTM, lambda s: _google(s).fail(503, path=GTM_PATH), _retried,
                        proven_by="tests/providers/test_gtm.py::"
                                  "test_5xx_is_retried_then_succeeds_and_a_lasting_outage_is_transient"),
-        "timeout": Case(GTM, lambda s: (_slow_client(s), _google(s).stall(SLOW, path="/tagmanager/v2/")),
+        "timeout": Case(GTM, lambda s: (_slow_client(s), _google(s).stall(_slow(s), path="/tagmanager/v2/")),
                         _retried),
         "partial": NotApplicable("one tag and one version per run: nothing is batched"),
     },

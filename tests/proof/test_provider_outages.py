@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -39,12 +40,12 @@ from chalicelib.store.queues import RunQueue
 from tests.http_receiver import Answer, Received, Receiver
 from tests.proof.leaks import BusCapture
 from tests.proof.record import record, size
+from tests.timing import read_timeout
 from tests.webhook_inbox import Inbox
 
 SIGNING = "whsec-outage-7c1e9a3b5d2f4068"
 OUTAGE = timedelta(minutes=30)
 FAST = H.RetryPolicy(max_attempts=4, backoff_factor=0.01, backoff_jitter=0.01)
-TIMEOUT = 0.3  # the provider read timeout during this suite; a "too late" answer takes 1 s
 _tags = itertools.count()
 
 
@@ -96,6 +97,8 @@ class Outage:
     armed: bool = False
     kinds: tuple[str, ...] = ("500", "502", "503 Retry-After 240", "504", "hang-up", "too late")
     failed: list[tuple[datetime, str]] = field(default_factory=list)
+    # "too late" answers come only after the client gave up: when the receiver stops
+    late: threading.Event = field(default_factory=threading.Event)
 
     def end(self) -> datetime:
         assert self.start is not None, "the outage has not started"
@@ -117,7 +120,7 @@ class Outage:
                 "503 Retry-After 240": Answer(503, {"message": "maintenance"}, {"Retry-After": "240"}),
                 "504": Answer(504, {"message": "upstream timed out"}),
                 "hang-up": Answer(hang_up=True),
-                "too late": Answer(200, {"ok": True}, delay=1.0),
+                "too late": Answer(200, {"ok": True}, hold=self.late),
             }[kind]
         return self.inbox(req)
 
@@ -196,15 +199,17 @@ def api(api_for: Any, tenant: Any) -> Any:
 @pytest.fixture()
 def stage(deps: Any, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[SimClock, SimQueue]]:
     """Receivers on 127.0.0.1 (http), the real webhook provider with quick HTTP retries (the
-    engine's backoff is what this suite is about), a short read timeout, the simulated clock."""
+    engine's backoff is what this suite is about), a read timeout as short as this machine
+    allows now (healthy answers must not reach it), the simulated clock."""
     from chalicelib import config
     from chalicelib.providers.registry import Registry
     from chalicelib.providers.webhook import WebhookProvider
 
     monkeypatch.setenv("SWITCHYARD_ALLOW_PRIVATE_URLS", "1")
-    monkeypatch.setenv("SWITCHYARD_PROVIDER_TIMEOUT", str(TIMEOUT))
+    timeout = read_timeout()
+    monkeypatch.setenv("SWITCHYARD_PROVIDER_TIMEOUT", str(timeout))
     config.reset()
-    assert config.settings().provider_timeout_seconds == TIMEOUT and config.settings().stage == "test"
+    assert config.settings().provider_timeout_seconds == timeout and config.settings().stage == "test"
     H.reset()
     deps.registry = Registry(extra={"webhook": WebhookProvider(
         policy=FAST, check_policy=H.RetryPolicy(max_attempts=2, backoff_factor=0.01))})

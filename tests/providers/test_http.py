@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -19,6 +20,7 @@ from chalicelib.providers import http as H
 from chalicelib.providers.base import ProviderError
 from chalicelib.providers.calls import CallCounter
 from tests.http_receiver import Answer, Receiver, closed_port, self_signed
+from tests.timing import read_timeout
 
 FAST = H.RetryPolicy(max_attempts=4, backoff_factor=0.01, backoff_jitter=0.01)
 TOKEN = "tok-CANARY-5e1d7a09c3b24f68"
@@ -124,24 +126,28 @@ def test_retry_after_in_seconds_is_honoured(receiver: Receiver) -> None:
     assert counter.total == 2 and counter.error_total == 1
 
 
-def test_retry_after_as_an_http_date_is_honoured(receiver: Receiver) -> None:
-    # GIVEN a 503 asking to come back at a date 2 seconds from now (1-second resolution)
-    when = email.utils.formatdate(time.time() + 2, usegmt=True)
+def test_retry_after_as_an_http_date_is_honoured(receiver: Receiver, env: Any) -> None:
+    # GIVEN a 503 asking to come back at a date a minute from now (1-second resolution)
+    env(SWITCHYARD_PROVIDER_CALL_SECONDS="300")
+    when = email.utils.formatdate(time.time() + 60, usegmt=True)
     receiver.then(Answer(503, headers={"Retry-After": when}), Answer(200))
-    client(policy=H.RetryPolicy(backoff_factor=0.01, max_sleep=5)).get(receiver.url(), "x.get")
-    first, second = receiver.requests
-    assert second.at - first.at >= 0.9
+    clock = FakeClock()
+    # WHEN the call is made by a client allowed to wait that long
+    timed_client(clock, policy=H.RetryPolicy(backoff_factor=0.01, max_sleep=120)).get(receiver.url(), "x.get")
+    # THEN it waited until about that date (what is left of the minute), then asked again
+    assert len(clock.slept) == 1 and 30 < clock.slept[0] <= 60, clock.slept
+    assert len(receiver.requests) == 2
 
 
 def test_a_long_retry_after_ends_the_call_for_the_engine_to_wait(receiver: Receiver) -> None:
     # GIVEN a 429 asking to wait 2 minutes
     receiver.then(Answer(429, {"detail": "slow down"}, headers={"Retry-After": "120"}))
-    started = time.monotonic()
+    clock = FakeClock()
     # WHEN the call is made
     with pytest.raises(H.HttpError) as err:
-        client().get(receiver.url(), "x.get")
+        timed_client(clock).get(receiver.url(), "x.get")
     # THEN it did not sleep (minutes): the error is transient and carries the wait for the engine
-    assert time.monotonic() - started < 10
+    assert clock.slept == []
     assert err.value.transient and err.value.retry_after is not None and 119 <= err.value.retry_after <= 120
     assert err.value.kind == "unavailable" and "slow down" in err.value.reason
     assert len(receiver.requests) == 1
@@ -160,63 +166,88 @@ def test_connection_errors_are_retried_then_transient() -> None:
 
 
 def test_slow_answers_time_out_and_are_retried(receiver: Receiver, env: Any) -> None:
-    # GIVEN a read timeout of 1 s (room for a busy machine's immediate answer) and a server
-    # that takes 3 s, then answers at once
-    env(SWITCHYARD_PROVIDER_TIMEOUT="1.0")
-    receiver.then(Answer(200, delay=3.0), Answer(200, {"late": False}))
+    # GIVEN a read timeout no healthy answer reaches on this machine now, and a server whose
+    # first answer is held until the test lets it go, then answers at once
+    env(SWITCHYARD_PROVIDER_TIMEOUT=str(read_timeout()))
+    held = threading.Event()
+    receiver.then(Answer(200, hold=held), Answer(200, {"late": False}))
     counter = CallCounter()
-    # WHEN the call is made
-    resp = client(counter).get(receiver.url(), "x.get")
+    try:
+        # WHEN the call is made
+        resp = client(counter).get(receiver.url(), "x.get")
+    finally:
+        held.set()
     # THEN the first attempt timed out, the second answered
     assert resp.json() == {"late": False}
     assert len(receiver.requests) == 2 and counter.total == 2 and counter.error_total == 1
 
 
 def test_a_call_never_passes_its_deadline(receiver: Receiver, env: Any) -> None:
-    # GIVEN a server that takes 8 s and a step that must end in 1 s
-    env(SWITCHYARD_PROVIDER_TIMEOUT="10")
-    receiver.default = Answer(200, delay=8.0)
-    started = time.monotonic()
+    # GIVEN a server that answers only when the test lets it, a read timeout of an hour, and a
+    # step that must end in 1 s
+    env(SWITCHYARD_PROVIDER_TIMEOUT="3600")
+    held = threading.Event()
+    receiver.default = Answer(200, hold=held)
+    outcome: list[BaseException] = []
+
+    def call() -> None:
+        try:
+            client(deadline=time.monotonic() + 1.0).get(receiver.url(), "x.get")
+        except BaseException as exc:  # the outcome is checked below
+            outcome.append(exc)
+
     # WHEN the call is made
-    with pytest.raises(H.HttpError) as err:
-        client(deadline=started + 1.0).get(receiver.url(), "x.get")
-    # THEN it gave up at the deadline (not at the answer or the 10 s read timeout), transient
-    assert time.monotonic() - started < 4
-    assert err.value.transient and err.value.kind in ("unreachable", "deadline")
+    caller = threading.Thread(target=call)
+    caller.start()
+    caller.join(timeout=60)  # neither the answer nor the read timeout would end it this side of an hour
+    held.set()
+    # THEN it gave up at the deadline, with the answer still held: transient
+    assert not caller.is_alive(), "the call waited past its deadline"
+    [err] = outcome
+    assert isinstance(err, H.HttpError) and err.transient and err.kind in ("unreachable", "deadline")
 
 
 def test_the_call_deadline_setting_bounds_all_retries(receiver: Receiver, env: Any) -> None:
-    # GIVEN calls may take 1 s in all, and a server answering 503 after 0.4 s each time
+    # GIVEN calls may take 1 s in all, and a server answering 503, each answer taking 0.5 s
+    # of the client's clock
     env(SWITCHYARD_PROVIDER_CALL_SECONDS="1")
-    receiver.default = Answer(503, delay=0.4)
-    started = time.monotonic()
+    clock = FakeClock()
+
+    def answer(req: Any) -> Answer:
+        clock.now += 0.5
+        return Answer(503)
+
+    receiver.handler = answer
     with pytest.raises(H.HttpError) as err:
-        client(policy=H.RetryPolicy(max_attempts=10, backoff_factor=0.01)).get(receiver.url(), "x.get")
-    # THEN the retries stopped within the second: 2 or 3 attempts, not 10 (4 s)
-    assert time.monotonic() - started < 3
-    assert err.value.transient and 2 <= len(receiver.requests) <= 3
+        timed_client(clock, policy=H.RetryPolicy(max_attempts=10, backoff_factor=0.01)).get(receiver.url(), "x.get")
+    # THEN the retries stopped at the second: 2 attempts, not 10
+    assert err.value.transient and len(receiver.requests) == 2
 
 
 def test_a_retry_wait_that_would_pass_the_step_deadline_is_not_slept(receiver: Receiver) -> None:
     receiver.then(Answer(503, headers={"Retry-After": "3"}))
-    started = time.monotonic()
+    clock = FakeClock()
     with pytest.raises(H.HttpError) as err:
-        client(deadline=started + 2, policy=H.RetryPolicy(max_sleep=10)).get(receiver.url(), "x.get")
-    assert time.monotonic() - started < 2.5 and err.value.retry_after == 3  # not the 3 s wait
+        timed_client(clock, deadline=clock.now + 2, policy=H.RetryPolicy(max_sleep=10)).get(receiver.url(), "x.get")
+    assert clock.slept == [] and err.value.retry_after == 3  # not the 3 s wait
     assert len(receiver.requests) == 1
 
 
 def test_a_post_that_may_have_been_processed_is_not_repeated(receiver: Receiver, env: Any) -> None:
-    # GIVEN a server that times out once; a plain POST is not idempotent
+    # GIVEN a server that holds its answer past the read timeout; a plain POST is not idempotent
     env(SWITCHYARD_PROVIDER_TIMEOUT="0.3")
-    receiver.then(Answer(200, delay=1.0))
+    held = threading.Event()
+    receiver.then(Answer(200, hold=held))
     counter = CallCounter()
-    with pytest.raises(H.HttpError) as err:
-        client(counter).post(receiver.url(), "things.create", json_body={})
-    # THEN one attempt only: the server may have created the thing
+    try:
+        with pytest.raises(H.HttpError) as err:
+            client(counter).post(receiver.url(), "things.create", json_body={})
+    finally:
+        held.set()
+    # THEN one attempt only: the server may have created the thing (a second one would have
+    # been answered at once, and the call would have succeeded)
     assert err.value.kind == "unreachable" and err.value.transient
     assert counter.total == 1
-    time.sleep(0.8)  # let the slow answer finish before counting what the server saw
     assert len(receiver.requests) == 1
 
 
@@ -334,6 +365,11 @@ class FakeClock:
     def sleep(self, seconds: float) -> None:
         self.slept.append(seconds)
         self.now += seconds
+
+
+def timed_client(clock: FakeClock, **kw: Any) -> H.HttpClient:
+    """A client whose clock is `clock` (rate limiter and retry waits too): sleeping moves it."""
+    return client(clock=clock, sleep=clock.sleep, limiter=H.RateLimiter(clock=clock, sleep=clock.sleep), **kw)
 
 
 def test_the_bucket_allows_a_burst_then_the_rate() -> None:
