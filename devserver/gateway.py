@@ -31,6 +31,8 @@ from chalice.local import (
     ThreadedHTTPServer,
 )
 
+from devserver import holds as dev_holds
+
 ROOT = Path(__file__).resolve().parent.parent
 API_PREFIX = "/api"
 log = logging.getLogger("devserver.gateway")
@@ -72,11 +74,15 @@ class DevRequestHandler(ChaliceRequestHandler):
     server_version = "switchyard-devserver"
     static_dir: Path = ROOT / "web" / "static"
     quiet = False
+    holds: dev_holds.Holds | None = None  # the test-only control API, when enabled
 
     def _generic_handle(self) -> None:
-        path = urlsplit(self.path).path
+        url = urlsplit(self.path)
+        path = url.path
         if path == API_PREFIX or path.startswith(API_PREFIX + "/"):
             self._handle_api(path)
+        elif path.startswith(dev_holds.PREFIX + "/"):
+            self._handle_control(path, url.query)
         elif self.command in ("GET", "HEAD"):
             self._handle_static(path)
         else:
@@ -136,6 +142,17 @@ class DevRequestHandler(ChaliceRequestHandler):
         headers = {"Content-Type": "application/json", "Cache-Control": "no-store", **extra}
         self._send_http_response(status, headers, envelope(code, message))
 
+    # --- the devserver's own control API (devserver/holds.py) ------------------------------
+
+    def _handle_control(self, path: str, query: str) -> None:
+        if self.holds is None:
+            self._send_http_response(404, {"Content-Type": "text/plain"}, b"not found\n")
+            return
+        _, body = self._parse_payload()
+        status, out = self.holds.control(self.command, path, query, body or b"")
+        headers = {"Content-Type": "application/json", "Cache-Control": "no-store"}
+        self._send_http_response(status, headers, json.dumps(out).encode() if out is not None else b"")
+
     # --- static files -----------------------------------------------------------------------
 
     def _handle_static(self, path: str) -> None:
@@ -172,6 +189,7 @@ class DevRequestHandler(ChaliceRequestHandler):
             super().log_message(format, *args)
 
 
-def make_server(app: Chalice, config: Config, host: str, port: int, *, quiet: bool = False) -> LocalDevServer:
-    handler = type("Handler", (DevRequestHandler,), {"static_dir": static_root(), "quiet": quiet})
+def make_server(app: Chalice, config: Config, host: str, port: int, *, quiet: bool = False,
+                holds: dev_holds.Holds | None = None) -> LocalDevServer:
+    handler = type("Handler", (DevRequestHandler,), {"static_dir": static_root(), "quiet": quiet, "holds": holds})
     return LocalDevServer(app, config, host, port, handler_cls=handler, server_cls=ThreadedHTTPServer)
