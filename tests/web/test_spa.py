@@ -32,25 +32,23 @@ from typing import Any
 import pytest
 
 from devserver.seed import profiles_csv
+from tests import requires
 from tests.fakes.google import FakeGoogle
 from tests.fakes.mailchimp import FakeMailchimp
 from tests.test_local_stack import TOKEN, Stack
 
-playwright_sync = pytest.importorskip("playwright.sync_api")
+playwright_sync = requires.module("playwright.sync_api", "run `make venv` (requirements-dev.txt pins playwright)")
 from playwright.sync_api import Browser, Page, expect  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
-DIST = ROOT / "web" / "dist" / "index.html"
 SHOTS = ROOT / "docs" / "screenshots"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+CHROMIUM = requires.path(Path(shutil.which("chromium") or "/usr/bin/chromium"), "chromium",
+                         "run `make chromium` (apt-get install chromium; make test does)")
+requires.path(ROOT / "web" / "dist" / "index.html", "the built web app", "run `make web` (make test does)")
 ACCESS_KEYS = {"access_key_id": "AKIAIOSFODNN7EXAMPLE",
                "secret_access_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"}
 
-pytestmark = [
-    pytest.mark.smoke,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="chromium is not installed (make test installs it)"),
-    pytest.mark.skipif(not DIST.exists(), reason="web/dist is not built (make web)"),
-]
+pytestmark = pytest.mark.smoke
 
 
 # devserver seeds these dummy OAuth client credentials (devserver/seed.py: seed_oauth_apps);
@@ -111,7 +109,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, mailchimp: FakeMailchimp, go
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     with playwright_sync.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM,
+        b = p.chromium.launch(executable_path=str(CHROMIUM),
                               args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
         yield b
         b.close()
