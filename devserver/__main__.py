@@ -6,7 +6,8 @@ a demo account and bucket, and one HTTP origin on 127.0.0.1:$PORT: /api/* is the
 Chalice app behind its local API Gateway, everything else the static web app.
 
 Environment: PORT (8000), AWS_PORT (4566), SWITCHYARD_STATE_DIR (./.local),
-SWITCHYARD_ADMIN_TOKEN (optional, 'tok_<id>.<secret>').
+SWITCHYARD_ADMIN_TOKEN (optional, 'tok_<id>.<secret>'), SWITCHYARD_DEV_CONTROL (tests only:
+1 serves /__devserver/holds, which parks chosen SQS deliveries; see devserver/holds.py).
 """
 
 from __future__ import annotations
@@ -90,7 +91,7 @@ def run() -> int:
     use_local_aws(endpoint, STAGE, region=REGION)
     quiet_expected_moto_warnings()
 
-    from devserver import events, gateway
+    from devserver import events, gateway, holds
     from devserver.state import Gate, GatedApp, PeriodicSaver, Store
 
     # The admin token is checked before anything starts, so a malformed one fails fast.
@@ -124,10 +125,14 @@ def run() -> int:
         app, chalice_config = gateway.load_app(STAGE)
         console = Console()
         console.install()
-        http = gateway.make_server(app, chalice_config, "127.0.0.1", port, console=console)
+        brakes = holds.Holds() if holds.enabled(dict(os.environ)) else None
+        if brakes is not None:
+            logging.getLogger("devserver").warning(
+                "%s=1: test control API on %s/ (holds SQS deliveries on request)", holds.ENV_FLAG, holds.PREFIX)
+        http = gateway.make_server(app, chalice_config, "127.0.0.1", port, console=console, holds=brakes)
         threading.Thread(target=http.server.serve_forever, name="http", daemon=True).start()
         PeriodicSaver(store, SAVE_EVERY_SECONDS, stop).start()
-        loop_threads = events.start_event_loop(app, stop)
+        loop_threads = events.start_event_loop(app, stop, holds=brakes)
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
             if stop.is_set():

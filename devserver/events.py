@@ -26,7 +26,8 @@ and this module plays each of them, with no business logic of its own:
   (UTC) with the "Scheduled Event" event, each in a thread of its own.
 
 Errors are logged (with tracebacks) and the loop carries on. The clock is injectable
-(`now`) so tests can move time forward instead of waiting.
+(`now`) so tests can move time forward instead of waiting, and with `holds`
+(devserver/holds.py, test-only) a test parks chosen SQS messages until it lets them go.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ from pathlib import Path
 from typing import Any
 
 from chalice.app import Chalice, ScheduledEventConfig, SQSEventConfig
+
+from devserver.holds import PARK_SECONDS, Holds
 
 log = logging.getLogger("devserver.events")
 
@@ -253,6 +256,7 @@ class EventLoop:
         tick_seconds: float = 1.0,
         schedule_group: str | None = None,
         chalice_config: dict[str, Any] | None = None,
+        holds: Holds | None = None,
     ) -> None:
         from chalicelib.config import settings
 
@@ -269,6 +273,7 @@ class EventLoop:
         self.tick_seconds = tick_seconds
         self.schedule_group = schedule_group or f"switchyard-{self.stage}"
         self.chalice_config = chalice_config or {}
+        self.holds = holds
         self._work: queue.Queue[Callable[[], None]] = queue.Queue()
         self._slots = threading.Semaphore(self.workers)
         self._schedules: dict[str, _Tracked] = {}
@@ -389,6 +394,11 @@ class EventLoop:
                 continue
             handed = False
             try:
+                released = self.holds.take_ready(source.queue, source.batch_size) if self.holds else []
+                if released:
+                    self._work.put(functools.partial(self._deliver, source, url, arn, released))
+                    handed = True
+                    continue
                 messages = sqs.receive_message(
                     QueueUrl=url,
                     MaxNumberOfMessages=source.batch_size,
@@ -397,6 +407,9 @@ class EventLoop:
                     MessageSystemAttributeNames=["All"],
                     MessageAttributeNames=["All"],
                 ).get("Messages", [])
+                if messages and self.holds is not None:
+                    messages, parked = self.holds.screen(source.queue, messages)
+                    self._release(sqs, url, parked, PARK_SECONDS)
                 if messages and self.stop.is_set():
                     self._release(sqs, url, messages, 0)
                 elif messages:
@@ -422,6 +435,13 @@ class EventLoop:
                 log.exception("could not reset the visibility of message %s", m.get("MessageId"))
 
     def _deliver(self, source: SqsSource, url: str, arn: str, messages: list[dict[str, Any]]) -> None:
+        try:
+            self._deliver_batch(source, url, arn, messages)
+        finally:
+            if self.holds is not None:
+                self.holds.finished(messages)
+
+    def _deliver_batch(self, source: SqsSource, url: str, arn: str, messages: list[dict[str, Any]]) -> None:
         sqs = self._client("sqs")
         handler = self.app.handler_map.get(source.handler)
         if handler is None:
@@ -633,6 +653,6 @@ def _chalice_config() -> dict[str, Any]:
     return loaded
 
 
-def start_event_loop(app: Chalice, stop: threading.Event) -> list[threading.Thread]:
+def start_event_loop(app: Chalice, stop: threading.Event, holds: Holds | None = None) -> list[threading.Thread]:
     """Start the local event loop; return its threads (joined on shutdown after `stop` is set)."""
-    return EventLoop(app, stop, chalice_config=_chalice_config()).start()
+    return EventLoop(app, stop, chalice_config=_chalice_config(), holds=holds).start()

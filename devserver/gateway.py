@@ -31,6 +31,7 @@ from chalice.local import (
     ThreadedHTTPServer,
 )
 
+from devserver import holds as dev_holds
 from devserver.console import Console, begin
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -75,12 +76,16 @@ class DevRequestHandler(ChaliceRequestHandler):
     static_dir: Path = ROOT / "web" / "static"
     quiet = False
     console: Console | None = None  # None: http.server's access lines on stderr
+    holds: dev_holds.Holds | None = None  # the test-only control API, when enabled
 
     def _generic_handle(self) -> None:
         begin(self.command, self.path)
-        path = urlsplit(self.path).path
+        url = urlsplit(self.path)
+        path = url.path
         if path == API_PREFIX or path.startswith(API_PREFIX + "/"):
             self._handle_api(path)
+        elif path.startswith(dev_holds.PREFIX + "/"):
+            self._handle_control(path, url.query)
         elif self.command in ("GET", "HEAD"):
             self._handle_static(path)
         else:
@@ -140,6 +145,17 @@ class DevRequestHandler(ChaliceRequestHandler):
         headers = {"Content-Type": "application/json", "Cache-Control": "no-store", **extra}
         self._send_http_response(status, headers, envelope(code, message))
 
+    # --- the devserver's own control API (devserver/holds.py) ------------------------------
+
+    def _handle_control(self, path: str, query: str) -> None:
+        if self.holds is None:
+            self._send_http_response(404, {"Content-Type": "text/plain"}, b"not found\n")
+            return
+        _, body = self._parse_payload()
+        status, out = self.holds.control(self.command, path, query, body or b"")
+        headers = {"Content-Type": "application/json", "Cache-Control": "no-store"}
+        self._send_http_response(status, headers, json.dumps(out).encode() if out is not None else b"")
+
     # --- static files -----------------------------------------------------------------------
 
     def _handle_static(self, path: str) -> None:
@@ -185,7 +201,7 @@ class DevRequestHandler(ChaliceRequestHandler):
 
 
 def make_server(app: Chalice, config: Config, host: str, port: int, *, quiet: bool = False,
-                console: Console | None = None) -> LocalDevServer:
+                console: Console | None = None, holds: dev_holds.Holds | None = None) -> LocalDevServer:
     handler = type("Handler", (DevRequestHandler,),
-                   {"static_dir": static_root(), "quiet": quiet, "console": console})
+                   {"static_dir": static_root(), "quiet": quiet, "console": console, "holds": holds})
     return LocalDevServer(app, config, host, port, handler_cls=handler, server_cls=ThreadedHTTPServer)

@@ -25,7 +25,6 @@ from tests.http_receiver import Receiver
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "tok_smoketest.bG9jYWwtc3RhY2stc21va2UtdGVzdC10b2tlbg"
-START_TIMEOUT = 30.0
 STOP_TIMEOUT = 15.0
 
 
@@ -61,17 +60,23 @@ class Stack:
         """Start `python -m devserver` (what `make run` runs); seconds until /healthz answered."""
         t0 = time.monotonic()
         self.proc = self.spawn()
-        while time.monotonic() - t0 < START_TIMEOUT:
-            if self.proc.poll() is not None:
-                pytest.fail(f"devserver exited with {self.proc.returncode}:\n{self.tail()}")
-            try:
-                status, _ = self.call("GET", "/api/v1/healthz", token=None)
-                if status == 200:
-                    return time.monotonic() - t0
-            except OSError:
-                pass
-            time.sleep(0.2)
-        pytest.fail(f"devserver did not answer /api/v1/healthz within {START_TIMEOUT}s:\n{self.tail()}")
+        # No bound on how long a start may take on a loaded machine: the stack either answers
+        # or exits (a failure, with its log); a hang is caught by pytest's own timeout, and
+        # whatever ends the wait early ends the process too.
+        try:
+            while True:
+                if self.proc.poll() is not None:
+                    pytest.fail(f"devserver exited with {self.proc.returncode}:\n{self.tail()}")
+                try:
+                    status, _ = self.call("GET", "/api/v1/healthz", token=None)
+                    if status == 200:
+                        return time.monotonic() - t0
+                except OSError:
+                    pass
+                time.sleep(0.2)
+        except BaseException:
+            self.kill()
+            raise
 
     def spawn(self) -> subprocess.Popen[bytes]:
         """The process, its stdout and stderr appended to the log (not a terminal)."""

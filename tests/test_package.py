@@ -17,6 +17,7 @@ from typing import Any
 import boto3
 import pytest
 
+from tests import requires
 from tests.conftest import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -107,10 +108,7 @@ def test_each_queue_exists_before_the_function_it_triggers(packaged: Path) -> No
 
 
 def test_checkov_finds_nothing_unexplained(packaged: Path) -> None:
-    if not CHECKOV.exists():
-        if os.environ.get("CI"):
-            pytest.fail("checkov is not installed: `make test` installs it into .venv-checkov")
-        pytest.skip("checkov is not installed: run `make checkov` (make test does)")
+    requires.path(CHECKOV, "checkov", "run `make checkov` (make test does): it installs it into .venv-checkov")
     # GIVEN the merged template; WHEN checkov runs with the repo's .checkov.yaml
     done = subprocess.run([str(CHECKOV), "--config-file", str(ROOT / ".checkov.yaml"), "-f",
                            str(packaged / "template.json"), "-o", "json"], cwd=ROOT,

@@ -26,14 +26,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import boto3
-import pytest
 import requests
 
+from tests import requires
 from tests.api.helpers import create_auth, create_job, make_bucket
 from tests.proof.record import full, record, size
 from tests.proof.served import no_outside_network, serve_app
 
-schemathesis = pytest.importorskip("schemathesis")
+schemathesis = requires.module("schemathesis", "run `make venv` (requirements-dev.txt pins schemathesis)")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from hypothesis.errors import Unsatisfiable  # noqa: E402

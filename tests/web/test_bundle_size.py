@@ -5,13 +5,13 @@ from __future__ import annotations
 import gzip
 from pathlib import Path
 
-import pytest
+from tests import requires
 
-ASSETS = Path(__file__).resolve().parents[2] / "web" / "dist" / "assets"
+ASSETS = requires.path(Path(__file__).resolve().parents[2] / "web" / "dist" / "assets", "the built web app",
+                       "run `make web`")
 BUDGET = 300 * 1024  # bytes of gzipped JS (issue 6); web/scripts/size.mjs checks the same
 
 
-@pytest.mark.skipif(not ASSETS.is_dir(), reason="web/dist is not built (make web)")
 def test_first_load_js_is_within_300_kb_gzipped() -> None:
     # GIVEN the built app; WHEN every JS asset is gzipped; THEN the total fits the budget.
     sizes = {p.name: len(gzip.compress(p.read_bytes(), compresslevel=9)) for p in ASSETS.glob("*.js")}
