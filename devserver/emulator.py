@@ -1,11 +1,17 @@
-"""moto's AWS emulation on loopback, with the two DynamoDB guarantees moto leaves out.
+"""moto's AWS emulation on loopback, with DynamoDB's atomicity: no more, no less.
 
 moto applies a DynamoDB request in Python with no lock. A TransactWriteItems deep-copies
 whole tables while another thread may be writing to them ("dictionary changed size during
 iteration", a 500), and a conditional write checks and then writes with room for another
-request in between. Real DynamoDB applies each request atomically, so `AtomicDynamoDB`
-applies one DynamoDB request at a time; other services stay concurrent (an SQS long poll
-never waits on a table).
+request in between. Real DynamoDB applies each single-item write and each transaction
+atomically, so `AtomicDynamoDB` applies those (and reads) one at a time; other services stay
+concurrent (an SQS long poll never waits on a table).
+
+BatchWriteItem is not atomic in DynamoDB: each put or delete is its own write, and a Query
+or BatchGetItem running meanwhile may see some of the batch and not the rest. So the
+emulator validates the whole batch first (as DynamoDB rejects a bad batch before writing
+anything), then applies it item by item, letting other requests in between items.
+`AtomicDynamoDB.between_items` lets a test hold a batch there.
 
 It also keeps DynamoDB's promise for TransactWriteItems retries: a retry with the same
 ClientRequestToken within 10 minutes has no further effect and answers as the first call
@@ -19,6 +25,8 @@ import io
 import json
 import threading
 import time
+import uuid
+import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from typing import Any, ClassVar
@@ -27,16 +35,21 @@ from moto.server import ThreadedMotoServer
 
 TOKEN_TTL_SECONDS = 600  # DynamoDB's idempotency window for ClientRequestToken
 _TARGET_PREFIX = "DynamoDB_20120810."
+MAX_BATCH_WRITE = 25  # DynamoDB's limit of put/delete requests in one BatchWriteItem
 
 
 class AtomicDynamoDB:
-    """WSGI middleware around moto's app: one DynamoDB request at a time, its body included;
-    committed transactions remembered by ClientRequestToken."""
+    """WSGI middleware around moto's app: one DynamoDB request at a time, its body included,
+    except BatchWriteItem, applied one item at a time; committed transactions remembered by
+    ClientRequestToken."""
 
     # Shared by every instance: moto's backends are one per process, whichever endpoint
     # (server) a request came through.
     lock: ClassVar[threading.Lock] = threading.Lock()
     committed: ClassVar[OrderedDict[str, tuple[float, str, list[tuple[str, str]], bytes]]] = OrderedDict()
+    # Called, outside the lock, after each item of a BatchWriteItem but its last, with the
+    # number of items applied so far and the batch's size: a test can hold a batch half-applied.
+    between_items: ClassVar[Callable[[int, int], None] | None] = None
 
     def __init__(self, app: Callable[..., Any]) -> None:
         self.app = app
@@ -46,6 +59,9 @@ class AtomicDynamoDB:
         if not target.startswith(_TARGET_PREFIX):
             return self.app(environ, start_response)  # type: ignore[no-any-return]
         operation = target[len(_TARGET_PREFIX):]
+        if operation == "BatchWriteItem":
+            status, headers, payload = self.batch_write(environ)
+            return self.answer(operation, status, headers, payload, start_response)
         token = self._token(environ) if operation == "TransactWriteItems" else None
         with self.lock:
             if token:
@@ -78,6 +94,105 @@ class AtomicDynamoDB:
                 close()
         return seen[0], seen[1], payload
 
+    def batch_write(self, environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes]:
+        """Validate the batch as a whole, then apply it item by item (each a one-item
+        BatchWriteItem to moto, under the lock), with the lock free between items."""
+        raw = self._body(environ)
+        try:
+            request = json.loads(raw or b"{}")
+            tables = request["RequestItems"]
+            items = [(name, entry) for name, entries in tables.items() for entry in entries]
+        except (ValueError, KeyError, TypeError, AttributeError):
+            items = []
+        if not items:  # malformed: moto answers it, atomically
+            with self.lock:
+                return self.apply(self._sub_request(environ, "BatchWriteItem", raw), "BatchWriteItem")
+        problem = self._batch_problem(environ, items)
+        if problem is not None:
+            return problem
+        options = {k: v for k, v in request.items() if k != "RequestItems"}
+        answers: list[dict[str, Any]] = []
+        for n, (name, entry) in enumerate(items, start=1):
+            body = json.dumps(dict(options, RequestItems={name: [entry]})).encode()
+            with self.lock:
+                status, headers, payload = self.apply(self._sub_request(environ, "BatchWriteItem", body),
+                                                      "BatchWriteItem")
+            if not status.startswith("200"):
+                return status, headers, payload  # the items before it stay written, as in DynamoDB
+            answers.append(json.loads(payload or b"{}"))
+            hook = AtomicDynamoDB.between_items
+            if hook is not None and n < len(items):
+                hook(n, len(items))
+        return self._json_answer("200 OK", self._merged(answers))
+
+    def _batch_problem(self, environ: dict[str, Any],
+                       items: list[tuple[str, Any]]) -> tuple[str, list[tuple[str, str]], bytes] | None:
+        """The ValidationException DynamoDB gives a batch before writing any of it, or None."""
+        if len(items) > MAX_BATCH_WRITE:
+            return self._validation("Too many items requested for the BatchWriteItem call")
+        schemas: dict[str, list[str]] = {}
+        seen: set[tuple[str, str]] = set()
+        for name, entry in items:
+            if name not in schemas:
+                with self.lock:
+                    status, headers, payload = self.apply(self._sub_request(
+                        environ, "DescribeTable", json.dumps({"TableName": name}).encode()), "DescribeTable")
+                if not status.startswith("200"):
+                    return status, headers, payload  # ResourceNotFoundException, as DynamoDB answers
+                schemas[name] = [k["AttributeName"] for k in json.loads(payload)["Table"]["KeySchema"]]
+            if not isinstance(entry, dict) or len(entry) != 1:
+                return self._validation("Supplied AttributeValue has more than one datatypes set, must contain "
+                                        "exactly one of the supported datatypes")
+            kind, spec = next(iter(entry.items()))
+            attrs = (spec or {}).get("Item" if kind == "PutRequest" else "Key") if isinstance(spec, dict) else None
+            if kind not in ("PutRequest", "DeleteRequest") or not isinstance(attrs, dict):
+                return self._validation("Supplied AttributeValue has more than one datatypes set, must contain "
+                                        "exactly one of the supported datatypes")
+            key = {k: attrs.get(k) for k in schemas[name]}
+            if any(not isinstance(v, dict) or not v or not next(iter(v.values())) for v in key.values()):
+                return self._validation("The provided key element does not match the schema")
+            marker = (name, json.dumps(key, sort_keys=True))
+            if marker in seen:
+                return self._validation("Provided list of item keys contains duplicates")
+            seen.add(marker)
+        return None
+
+    @staticmethod
+    def _merged(answers: list[dict[str, Any]]) -> dict[str, Any]:
+        """One BatchWriteItem answer from the answers of its items."""
+        unprocessed: dict[str, list[Any]] = {}
+        capacity: dict[str, float] = {}
+        for a in answers:
+            for name, entries in (a.get("UnprocessedItems") or {}).items():
+                unprocessed.setdefault(name, []).extend(entries)
+            for c in a.get("ConsumedCapacity") or []:
+                capacity[c["TableName"]] = capacity.get(c["TableName"], 0.0) + float(c.get("CapacityUnits", 0))
+        doc: dict[str, Any] = {"UnprocessedItems": unprocessed}
+        if capacity:
+            doc["ConsumedCapacity"] = [{"TableName": t, "CapacityUnits": u} for t, u in capacity.items()]
+        return doc
+
+    def _validation(self, message: str) -> tuple[str, list[tuple[str, str]], bytes]:
+        return self._json_answer("400 Bad Request", {
+            "__type": "com.amazon.coral.validate#ValidationException", "message": message})
+
+    @staticmethod
+    def _json_answer(status: str, doc: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes]:
+        payload = json.dumps(doc).encode()
+        # botocore checks DynamoDB answers against their CRC32 header.
+        return status, [("Content-Type", "application/x-amz-json-1.0"), ("Content-Length", str(len(payload))),
+                        ("x-amz-crc32", str(zlib.crc32(payload))), ("x-amzn-RequestId", uuid.uuid4().hex)], payload
+
+    @staticmethod
+    def _sub_request(environ: dict[str, Any], operation: str, body: bytes) -> dict[str, Any]:
+        """A copy of the request (same signature headers, so the same account and region)
+        with another operation and body."""
+        sub = dict(environ)
+        sub["HTTP_X_AMZ_TARGET"] = _TARGET_PREFIX + operation
+        sub["wsgi.input"] = io.BytesIO(body)
+        sub["CONTENT_LENGTH"] = str(len(body))
+        return sub
+
     def answer(self, operation: str, status: str, headers: list[tuple[str, str]], payload: bytes,
                start_response: Callable[..., Any]) -> Iterable[bytes]:
         """Where a subclass may change the answer after the request was applied."""
@@ -85,9 +200,13 @@ class AtomicDynamoDB:
         return [payload]
 
     @staticmethod
-    def _token(environ: dict[str, Any]) -> str | None:
-        raw = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
+    def _body(environ: dict[str, Any]) -> bytes:
+        raw: bytes = environ["wsgi.input"].read(int(environ.get("CONTENT_LENGTH") or 0))
         environ["wsgi.input"] = io.BytesIO(raw)  # moto reads the body again
+        return raw
+
+    def _token(self, environ: dict[str, Any]) -> str | None:
+        raw = self._body(environ)
         try:
             token = json.loads(raw or b"{}").get("ClientRequestToken")
         except (ValueError, AttributeError):

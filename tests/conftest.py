@@ -178,6 +178,10 @@ def fake_google(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         monkeypatch.setenv("SWITCHYARD_GOOGLE_AUTHORIZE_URL", fake.authorize_url)
         monkeypatch.setenv("SWITCHYARD_ALLOW_PRIVATE_URLS", "1")
         monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")  # oauthlib refuses http:// URLs otherwise
+        # Google's real quota (0.25 requests/s for the whole app) would make every test wait
+        # 4 s a request: tests of behaviour go fast; tests/engine/test_gtm_quota.py puts the
+        # real rate back on a simulated clock.
+        monkeypatch.setattr("chalicelib.providers.gtm.PROJECT_RATE", 1000.0)
         config.reset()
         config.settings()  # read now, outside any chalice.test request (see devserver/infra.py)
         http.reset()

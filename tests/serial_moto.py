@@ -1,10 +1,11 @@
 """A DynamoDB endpoint for tests that race threads and lose answers.
 
 Every moto endpoint of the tests and of `make run` applies DynamoDB requests one at a time
-and honours TransactWriteItems' ClientRequestToken (`devserver.emulator.AtomicDynamoDB`):
+(a BatchWriteItem one item at a time, as DynamoDB does not apply a batch atomically) and
+honours TransactWriteItems' ClientRequestToken (`devserver.emulator.AtomicDynamoDB`):
 without that, moto lets two conditional writes both "win" under 50 threads, or brings a
 deleted authorization back, which real DynamoDB never does. Requests still interleave
-freely *between* one another — where the app's races are.
+freely *between* one another, and between a batch's items — where the app's races are.
 
 `serial_dynamodb()` adds what only race tests need: a second endpoint (same backends, same
 lock) whose answers a test can lose after the request was applied (`lose_answer`), and an

@@ -1,6 +1,6 @@
-"""The local AWS emulation (`make run` and the tests): DynamoDB requests applied one at a time
-and TransactWriteItems retried by token answered once, as DynamoDB does; other services
-concurrent."""
+"""The local AWS emulation (`make run` and the tests): DynamoDB requests applied one at a time,
+except BatchWriteItem, applied item by item with other requests between items; TransactWriteItems
+retried by token answered once, as DynamoDB does; other services concurrent."""
 
 from __future__ import annotations
 
@@ -149,3 +149,83 @@ def test_transactions_racing_writes_on_one_table_never_fail_inside_moto(table: s
     assert errors == []
     count = ddb.scan(TableName=table, Select="COUNT")["Count"]
     assert count == 2000 + 4 * 60 + 4 * 30
+
+
+@pytest.fixture()
+def sorted_table(aws_endpoint: str) -> str:
+    ddb = boto3.client("dynamodb", region_name="us-east-1")
+    name = f"emulator-{uuid.uuid4().hex[:8]}"
+    ddb.create_table(TableName=name, BillingMode="PAY_PER_REQUEST",
+                     KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"},
+                                {"AttributeName": "sk", "KeyType": "RANGE"}],
+                     AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                                           {"AttributeName": "sk", "AttributeType": "S"}])
+    return name
+
+
+def _puts(n: int, pk: str = "batch") -> list[dict[str, Any]]:
+    return [{"PutRequest": {"Item": {"pk": {"S": pk}, "sk": {"S": f"{i:02d}"}}}} for i in range(n)]
+
+
+class _Hold:
+    """A `between_items` hook that holds a batch after `after` items until released."""
+
+    def __init__(self, after: int) -> None:
+        self.after, self.reached, self.release = after, threading.Event(), threading.Event()
+
+    def __call__(self, done: int, total: int) -> None:
+        if done == self.after:
+            self.reached.set()
+            assert self.release.wait(60), "the test never released the batch"
+
+
+def test_a_query_and_a_batch_get_can_see_a_batch_write_half_applied(
+        sorted_table: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    ddb = boto3.client("dynamodb", region_name="us-east-1")
+    # GIVEN a BatchWriteItem of 4 items held after its second item
+    hold = _Hold(after=2)
+    monkeypatch.setattr(emulator.AtomicDynamoDB, "between_items", hold)
+    answers: list[dict[str, Any]] = []
+    writer = threading.Thread(target=lambda: answers.append(
+        ddb.batch_write_item(RequestItems={sorted_table: _puts(4)})))
+    writer.start()
+    try:
+        assert hold.reached.wait(60)
+        # WHEN a Query, a BatchGetItem and a single-item write run meanwhile
+        seen = ddb.query(TableName=sorted_table, KeyConditionExpression="pk = :p",
+                         ExpressionAttributeValues={":p": {"S": "batch"}}, ConsistentRead=True)["Items"]
+        got = ddb.batch_get_item(RequestItems={sorted_table: {
+            "Keys": [{"pk": {"S": "batch"}, "sk": {"S": f"{i:02d}"}} for i in range(4)],
+            "ConsistentRead": True}})["Responses"][sorted_table]
+        ddb.put_item(TableName=sorted_table, Item={"pk": {"S": "other"}, "sk": {"S": "x"}})
+    finally:
+        hold.release.set()
+        writer.join(60)
+    # THEN they saw the first two items and not the others (the batch was half-applied)
+    assert sorted(i["sk"]["S"] for i in seen) == ["00", "01"]
+    assert sorted(i["sk"]["S"] for i in got) == ["00", "01"]
+    # AND the batch then finished, answering as DynamoDB does
+    assert answers and answers[0]["UnprocessedItems"] == {}
+    after = ddb.query(TableName=sorted_table, KeyConditionExpression="pk = :p",
+                      ExpressionAttributeValues={":p": {"S": "batch"}}, ConsistentRead=True)["Items"]
+    assert len(after) == 4
+
+
+def test_a_bad_batch_is_rejected_before_any_item_is_written(sorted_table: str) -> None:
+    ddb = boto3.client("dynamodb", region_name="us-east-1")
+    duplicate = [*_puts(3), {"DeleteRequest": {"Key": {"pk": {"S": "batch"}, "sk": {"S": "01"}}}}]
+    no_key = [*_puts(3), {"PutRequest": {"Item": {"pk": {"S": "batch"}}}}]
+    for bad, words in ((duplicate, "duplicates"), (no_key, "does not match the schema"),
+                       (_puts(26), "Too many items")):
+        with pytest.raises(ClientError) as err:
+            ddb.batch_write_item(RequestItems={sorted_table: bad})
+        assert err.value.response["Error"]["Code"] == "ValidationException"
+        assert words in err.value.response["Error"]["Message"]
+    with pytest.raises(ClientError) as err:
+        ddb.batch_write_item(RequestItems={"no-such-table": _puts(2)})
+    assert err.value.response["Error"]["Code"] == "ResourceNotFoundException"
+    assert ddb.scan(TableName=sorted_table, Select="COUNT")["Count"] == 0
+    # positive control: the same items without the bad one are written, deletes included
+    ddb.batch_write_item(RequestItems={sorted_table: _puts(3)})
+    ddb.batch_write_item(RequestItems={sorted_table: duplicate[3:]})
+    assert ddb.scan(TableName=sorted_table, Select="COUNT")["Count"] == 2

@@ -10,9 +10,19 @@ import sys
 import threading
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from chalicelib.config import settings
+
+
+class SharedRates(Protocol):
+    """Request rates shared by every process (the store keeps them in DynamoDB)."""
+
+    def reserve(self, key: str, interval: float, now: float, latest: float) -> tuple[bool, float]:
+        """Reserve the next free slot of `key` (slots `interval` seconds apart; `now` in
+        wall-clock seconds) if it comes within `latest` seconds: (True, seconds until it).
+        Else (False, seconds until the next free slot), reserving nothing."""
+        ...
 
 
 @dataclass
@@ -28,6 +38,9 @@ class CallCounter:
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     errors: Counter[str] = field(default_factory=Counter)
     authorization_id: str | None = None
+    # Where rates shared by every tenant are reserved (providers whose quota is per app,
+    # not per customer); None: the per-container rate limit only.
+    rates: SharedRates | None = None
 
     def add(self, key: str) -> None:
         with self._lock:

@@ -28,15 +28,25 @@ if TYPE_CHECKING:
 
 SECRET: JsonDict = {"x-secret": True}
 GTM_ID = r"^[0-9]{1,20}$"
+PUBLISH_SCOPE = "https://www.googleapis.com/auth/tagmanager.publish"
+# Editing the workspace and creating versions, and publishing them (versions.publish takes
+# tagmanager.publish only). Asked for at connect time, when no job says yet whether it
+# publishes: docs/providers/gtm.md, "Scopes".
 SCOPES = ("https://www.googleapis.com/auth/tagmanager.edit.containers",
-          "https://www.googleapis.com/auth/tagmanager.edit.containerversions")
+          "https://www.googleapis.com/auth/tagmanager.edit.containerversions",
+          PUBLISH_SCOPE)
 # GTM's built-in "All Pages" trigger (Page View, every page) has this fixed id in every
 # web container; it is not listed among the workspace's triggers.
 ALL_PAGES_TRIGGER = "2147479553"
 TAG_SCRIPT = "https://cdn.switchyard.example/tag.js"
 DEFAULT_TAG_NAME = "Switchyard web tag"
-# Tag Manager quotas are per Google Cloud project and small; a run makes about 5 calls.
-RATE = 1.0
+# Tag Manager allows a Google Cloud project 0.25 requests/s (on a 100 s sliding window),
+# shared by every tenant: the rate is reserved across Lambdas (providers/http.py,
+# SharedRates), and no single authorization goes faster either.
+PROJECT_RATE = 0.25
+# Google's quota answers: 403 with one of these reasons (in error.errors[].reason, or
+# error.details[].reason for the newer error shape).
+QUOTA_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded", "RATE_LIMIT_EXCEEDED"})
 
 
 class GoogleOAuth(StrictModel):
@@ -78,6 +88,28 @@ SPEC = ProviderSpec(
                      option_fields=("account_id", "container_id", "workspace_id")),
     ),
 )
+
+
+def quota_exceeded(status: int, body: bytes) -> bool:
+    """A 403 that is Google's rate limit (wait and retry), not a refusal of the credentials."""
+    if status != 403:
+        return False
+    try:
+        error = json.loads(body).get("error") or {}
+    except (ValueError, AttributeError):
+        return False
+    if not isinstance(error, dict):
+        return False
+    reasons = [e.get("reason") for e in (error.get("errors") or []) + (error.get("details") or [])
+               if isinstance(e, dict)]
+    return any(r in QUOTA_REASONS for r in reasons)
+
+
+def can_publish(credentials: Any) -> bool | None:
+    """Whether the grant includes tagmanager.publish; None when Google did not say."""
+    if not credentials.scope:
+        return None
+    return PUBLISH_SCOPE in credentials.scope.split()
 
 
 def tag_html(switchyard_account_id: str) -> str:
@@ -123,7 +155,8 @@ class GtmApi:
         self.http: HttpClient = HttpClient(
             "google_tag_manager", label="Google Tag Manager", secrets=[token], counter=counter,
             deadline=deadline, headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
-            rate_limit=RateLimit(rate=RATE, burst=10),
+            rate_limit=RateLimit(rate=PROJECT_RATE, burst=1, min_rate=PROJECT_RATE / 8, shared_rate=PROJECT_RATE),
+            throttled=quota_exceeded,
         )
 
     def url(self, path: str, query: dict[str, Any] | None = None) -> str:
@@ -152,6 +185,15 @@ class GtmApi:
              query: dict[str, Any] | None = None) -> dict[str, Any]:
         doc = self.http.request(method, self.url(path, query), operation, json_body=body).json()
         return doc if isinstance(doc, dict) else {}
+
+
+def _cannot_publish() -> ProviderError:
+    # The authorization is fine for everything else: a config problem of publishing jobs,
+    # not an auth failure that would mark it unhealthy.
+    return ProviderError("this Google authorization may not publish container versions (it was connected "
+                         "before Switchyard asked for the tagmanager.publish permission): connect Google Tag "
+                         "Manager again, allow publishing, and use the new authorization for this job; or set "
+                         "publish to false", field="publish")
 
 
 def _not_found(what: str, field: str) -> ProviderError:
@@ -269,6 +311,8 @@ class GtmInstallTag:
         from chalicelib.providers.http import HttpError
 
         cfg = ctx.config
+        if cfg.get("publish") and can_publish(ctx.credentials) is False:
+            raise _cannot_publish()  # before any change: nothing half done
         account, container = cfg["account_id"], cfg["container_id"]
         ws = self.workspace(cfg, ctx.state)
         base = f"accounts/{account}/containers/{container}/workspaces/{ws}"
@@ -314,7 +358,12 @@ class GtmInstallTag:
         messages.append(f"created container version {version_id}")
         new_ws = str(made.get("newWorkspacePath") or "").rstrip("/").rsplit("/", 1)[-1]
         if cfg.get("publish"):
-            published = api.send("POST", f"{version.get('path')}:publish", "versions.publish", None)
+            try:
+                published = api.send("POST", f"{version.get('path')}:publish", "versions.publish", None)
+            except HttpError as exc:
+                if exc.status == 403 and "scope" in exc.words.lower():
+                    raise _cannot_publish() from None
+                raise
             if published.get("compilerError"):
                 raise ProviderError(f"Tag Manager could not publish version {version_id} (compiler error)",
                                     field="publish")
@@ -354,5 +403,20 @@ class GtmInstallTag:
 
 PROVIDER = GtmProvider()
 
-__all__ = ["ALL_PAGES_TRIGGER", "PROVIDER", "SCOPES", "SPEC", "GoogleOAuth", "GtmApi", "GtmInstallConfig",
-           "GtmInstallTag", "GtmProvider", "tag_body", "tag_html"]
+__all__ = [
+    "ALL_PAGES_TRIGGER",
+    "PROJECT_RATE",
+    "PROVIDER",
+    "PUBLISH_SCOPE",
+    "SCOPES",
+    "SPEC",
+    "GoogleOAuth",
+    "GtmApi",
+    "GtmInstallConfig",
+    "GtmInstallTag",
+    "GtmProvider",
+    "can_publish",
+    "quota_exceeded",
+    "tag_body",
+    "tag_html",
+]

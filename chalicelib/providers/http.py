@@ -6,12 +6,16 @@ Every request a provider sends over HTTP goes through `HttpClient.request`, whic
   public, unless `allow_private_urls` is set (local stack, tests); the connection is then
   made to the address that was checked (no second DNS lookup an attacker could answer);
 * waits for a token of the authorization's adaptive rate limit (halved by a 429, raised
-  slowly by successes), never past the call's deadline;
+  slowly by successes), never past the call's deadline; a provider whose quota is shared by
+  every tenant (Google Tag Manager's per Cloud project) also reserves a slot of that shared
+  rate (`CallCounter.rates`, kept in DynamoDB) so concurrent Lambdas together stay under it;
 * sends one attempt with connect/read timeouts, counting it in the `CallCounter`
   (`<provider>.<operation>`, errors apart);
 * retries connection errors, timeouts, 429, 500, 502, 503 and 504 with urllib3's `Retry`
   (exponential backoff with jitter, `Retry-After` in seconds or as an HTTP date), a
   bounded number of attempts, within one deadline per call that never passes the step's;
+  a provider may name other answers that mean "slow down" (Google's quota 403s): they are
+  handled as a 429 without Retry-After;
 * turns what is left into a `ProviderError` (`HttpError`) the engine understands: 401/403
   are auth errors, 400/404/409/410/422 (and other 4xx) config errors, the rest transient
   with `retry_after`, always in the provider's own words, redacted and truncated.
@@ -253,6 +257,9 @@ class RateLimit:
     min_rate: float = 0.2
     # What one success adds back to a lowered rate, as a fraction of `rate` (slow recovery).
     recover: float = 0.05
+    # Requests per second the provider allows all of Switchyard together (every tenant, every
+    # Lambda), keyed by provider; None: no shared limit.
+    shared_rate: float | None = None
 
 
 @dataclass
@@ -292,6 +299,11 @@ class RateLimiter:
             b.tokens = min(float(limit.burst), b.tokens + (now - b.updated) * b.rate)
             b.updated = now
         return b
+
+    def wall(self) -> float:
+        """Wall-clock seconds on this limiter's clock (for rates shared between machines):
+        a test that moves the clock moves this too."""
+        return time.time() - time.monotonic() + self.clock()
 
     def rate(self, key: str) -> float | None:
         with self._lock:
@@ -490,6 +502,8 @@ class HttpClient:
     # replaces LIMITER's clock and sleep then waits out a whole run without sleeping.
     clock: Callable[[], float] = field(default_factory=lambda: LIMITER.clock)
     sleep: Callable[[float], None] = field(default_factory=lambda: LIMITER.sleep)
+    # Answers (status, body) that mean "too many requests" although their status is not 429.
+    throttled: Callable[[int, bytes], bool] | None = None
 
     def __post_init__(self) -> None:
         self.secrets = tuple(self.secrets)  # read twice (redaction, rate-limit key)
@@ -531,6 +545,7 @@ class HttpClient:
         while True:
             target = check_url(url, allow_private=self.allow_private, resolver=self.resolver, field=None)
             self.limiter.acquire(limit_key, self.rate_limit, until)
+            self._shared_slot(until)
             remaining = until - self.clock()
             if remaining <= 0.05:
                 raise HttpError(f"{self.label} was not called: no time was left in this step",
@@ -554,8 +569,11 @@ class HttpClient:
                 url, sent_headers = self._redirect(method, url, target, raw, sent_headers, hops)
                 hops += 1
                 continue
+            if raw is not None and self.throttled is not None and raw.status != 429 \
+                    and self.throttled(raw.status, raw.data):
+                raw = _Raw(raw.status, raw.headers, raw.data, raw.response, throttle=True)
             retry_after = self._retry_after(retry, raw)
-            if raw is not None and raw.status == 429:
+            if raw is not None and (raw.status == 429 or raw.throttle):
                 self.limiter.throttled(limit_key, self.rate_limit, retry_after)
             log.debug("%s %s: %s", method, key, raw.status if raw is not None else type(error).__name__)
             nxt, wait = self._next(retry, method, raw, error, retry_after)
@@ -569,6 +587,21 @@ class HttpClient:
                 self.sleep(wait)
 
     # -- internals -------------------------------------------------------------------------------
+
+    def _shared_slot(self, until: float) -> None:
+        """Wait for a slot of the provider's shared rate, if it has one."""
+        rates = self.counter.rates if self.counter is not None else None
+        shared = self.rate_limit.shared_rate
+        if rates is None or not shared:
+            return
+        latest = until - self.clock() - 0.05
+        granted, wait = rates.reserve(self.provider, 1.0 / shared, self.limiter.wall(), latest)
+        if not granted:
+            raise HttpError(f"rate limited: {self.label} allows Switchyard {shared:g} requests a second in all, "
+                            f"and other runs are using them; the next is free in {wait:.0f} s",
+                            kind="deadline", transient=True, retry_after=max(1.0, wait))
+        if wait > 0:
+            self.sleep(wait)
 
     def _deadline(self, deadline: float | None) -> float:
         until = self.clock() + settings().provider_call_seconds
@@ -659,7 +692,7 @@ class HttpClient:
 
         if isinstance(error, SSLError):
             return None, None  # a certificate does not fix itself in a second
-        if raw is not None:
+        if raw is not None and not raw.throttle:
             if raw.status not in RETRY_STATUSES:
                 return None, None
             # urllib3 retries statuses of allowed methods only; a refused request (429/503)
@@ -679,7 +712,7 @@ class HttpClient:
     def _failure(self, raw: _Raw | None, error: Exception | None, retry_after: float | None) -> HttpError:
         if raw is not None:
             return classify(raw.status, raw.headers, raw.data, label=self.label, redact=self.redact,
-                            retry_after=retry_after)
+                            retry_after=retry_after, throttled=raw.throttle)
         return self._unreachable(error, retry_after)
 
     def _unreachable(self, error: Exception | None, retry_after: float | None) -> HttpError:
@@ -712,6 +745,7 @@ class _Raw:
     headers: Mapping[str, str]
     data: bytes
     response: BaseHTTPResponse  # read and released; for urllib3's Retry
+    throttle: bool = False  # the provider said "too many requests" with another status
 
 
 def _refused(error: Exception) -> bool:
@@ -751,7 +785,7 @@ def provider_words(body: bytes, headers: Mapping[str, str], redact: Redactor) ->
 
 
 def classify(status: int, headers: Mapping[str, str], body: bytes, *, label: str, redact: Redactor,
-             retry_after: float | None = None) -> HttpError:
+             retry_after: float | None = None, throttled: bool = False) -> HttpError:
     """An HTTP status (after retries) as the error a user reads and the engine acts on."""
     try:
         phrase = http.HTTPStatus(status).phrase
@@ -759,6 +793,9 @@ def classify(status: int, headers: Mapping[str, str], body: bytes, *, label: str
         phrase = "error"
     words = provider_words(body, headers, redact)
     said = f"{label} answered {status} {phrase}" + (f": {words}" if words else "")
+    if throttled:
+        return HttpError(said, kind="unavailable", transient=True, status=status, words=words,
+                         retry_after=retry_after)
     if status in AUTH_STATUSES:
         return HttpError(said, kind="auth", transient=False, status=status, words=words)
     if 400 <= status < 500 and status not in RETRY_STATUSES and status != 408:

@@ -131,7 +131,7 @@ def store_secret(d: Deps, auth: Authorization, secret: dict[str, Any]) -> None:
 
 def create(d: Deps, p: Principal, new: NewAuthorization) -> Authorization:
     p.require(Capability.MANAGE_INTEGRATIONS)
-    counter = CallCounter()
+    counter = d.calls()
     auth, secret = prepare(d, p, new, resources={}, counter=counter)
     store_secret(d, auth, secret)
     try:
@@ -212,7 +212,7 @@ def check_now(d: Deps, p: Principal, auth_id: str) -> Authorization:
     p.require(Capability.MANAGE_INTEGRATIONS)
     auth = get(d, p, auth_id)
     provider = d.registry.get(auth.provider)
-    counter = CallCounter(authorization_id=auth.id)
+    counter = d.calls(auth.id)
     try:
         credentials = creds_svc.load(d, auth, provider.spec)
         check = run_check(provider, auth.method, credentials, {}, counter)
@@ -250,7 +250,7 @@ def rotate(
     jobs = d.jobs.jobs_of_authorization(p.account_id, auth_id)
     resource_sets = _resource_sets(provider.spec, jobs) or [{}]
     check: CheckResult | None = None
-    counter = CallCounter(authorization_id=auth.id)
+    counter = d.calls(auth.id)
     try:
         for resources in resource_sets:
             check = _rotation_check(provider, auth, method.id, credentials, resources, counter,
@@ -343,7 +343,7 @@ def check_for_job(
         raise
     if counter is not None:
         return run_check(provider, auth.method, credentials, resources, counter)
-    counter = CallCounter(authorization_id=auth.id)
+    counter = d.calls(auth.id)
     try:
         return run_check(provider, auth.method, credentials, resources, counter)
     finally:

@@ -8,7 +8,6 @@ from chalicelib.domain.access import Capability, Principal
 from chalicelib.domain.catalog import ProviderSpec
 from chalicelib.domain.errors import Invalid, NotFound, Unavailable
 from chalicelib.providers.base import Option, ProviderError
-from chalicelib.providers.calls import CallCounter
 from chalicelib.services import credentials as creds_svc
 from chalicelib.services.authorizations import record_requests
 from chalicelib.services.deps import Deps
@@ -98,7 +97,7 @@ def options(
             f"authorization {authorization_id!r} was not found for {provider.spec.id}",
             code="authorization.not_found",
         )
-    counter = CallCounter(authorization_id=auth.id)
+    counter = d.calls(auth.id)
     try:
         credentials = creds_svc.load(d, auth, provider.spec)
         return provider.options(auth.method, credentials, wf.id, field, params, counter)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from chalicelib.providers.calls import CallCounter
 from chalicelib.providers.registry import Registry, default_registry
 from chalicelib.store import aws
 from chalicelib.store.audiences import AudienceRepo
@@ -38,6 +39,13 @@ class Deps:
     scheduler: SchedulerStore = field(default_factory=SchedulerStore)
     # How long the health handler waits for a batch's checks (tests make hangs short).
     health_check_timeout: float = 20.0
+
+    def calls(self, authorization_id: str | None = None) -> CallCounter:
+        """A counter of provider requests on behalf of one authorization, carrying where
+        rates shared by every tenant are kept (this stage's table)."""
+        from chalicelib.store.rates import SharedRateStore
+
+        return CallCounter(authorization_id=authorization_id, rates=SharedRateStore(self.table))
 
     @property
     def accounts(self) -> AccountRepo:

@@ -326,7 +326,7 @@ class Engine:
             run_task_step(self, job, run, delivery, started, budget)
             return
         # -- end of other dispatch -----------------------------------------------------------
-        calls = CallCounter(authorization_id=job.authorization_id)
+        calls = self.d.calls(job.authorization_id)
         app_calls = self.d.request_counter()
         try:
             provider = self.d.registry.get(job.provider)

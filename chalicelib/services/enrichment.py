@@ -32,7 +32,6 @@ from chalicelib.domain import enrichment as E
 from chalicelib.domain.models import Job
 from chalicelib.domain.profiles import ProfileRecord
 from chalicelib.providers.base import ProviderError, StepContext
-from chalicelib.providers.calls import CallCounter
 from chalicelib.providers.enrichment import EnrichStep
 from chalicelib.services.export import RunLease, StepOutcome, commit_step, provider_step, step_context
 from chalicelib.store.membership import MissingChunk, PlanRef, PlanRow, new_set_id
@@ -57,7 +56,7 @@ RESERVE_MAX_SECONDS = 10.0
 def run_enrichment_step(engine: Engine, job: Job, run: Run, delivery: Delivery, started: float,
                         budget: float) -> None:
     """One step of an enrichment run, under the lease the engine took."""
-    calls = CallCounter(authorization_id=job.authorization_id)
+    calls = engine.d.calls(job.authorization_id)
     app_calls = engine.d.request_counter()
     try:
         impl = _impl(engine, job)

@@ -172,7 +172,7 @@ class _Outcome:
 def run_export_step(engine: Engine, job: Job, run: Run, delivery: Delivery, started: float,
                     budget: float) -> None:
     """One step of an export run, under the lease the engine took (docs/export.md)."""
-    calls = CallCounter(authorization_id=job.authorization_id)
+    calls = engine.d.calls(job.authorization_id)
     app_calls = engine.d.request_counter()
     try:
         impl = _impl(engine, job)

@@ -22,7 +22,6 @@ from chalicelib.domain.rules import (
 from chalicelib.domain.schedules import pending_start
 from chalicelib.domain.statuses import Action, JobStatus, initial_status, transition
 from chalicelib.providers.base import Provider
-from chalicelib.providers.calls import CallCounter
 from chalicelib.services import authorizations as auth_svc
 from chalicelib.services.deps import Deps
 from chalicelib.services.validation import validate
@@ -86,7 +85,7 @@ def create(d: Deps, p: Principal, new: NewJob) -> tuple[Job, Authorization]:
     resources = _resources(wf, config)
     inline: tuple[Authorization, dict[str, Any]] | None = None
     # The check's provider requests, recorded in the create's own transaction (no extra write).
-    calls = CallCounter()
+    calls = d.calls()
     if new.authorization is not None:
         ensure_method_enables(wf, new.authorization.method, field_name="authorization.method")
         inline = auth_svc.prepare(

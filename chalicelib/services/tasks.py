@@ -14,7 +14,6 @@ from typing import TYPE_CHECKING
 
 from chalicelib.domain.models import Job
 from chalicelib.providers.base import ProviderError, StepContext, TaskStep
-from chalicelib.providers.calls import CallCounter
 from chalicelib.services import credentials as creds_svc
 from chalicelib.services.export import StepOutcome, commit_step
 from chalicelib.store.runs import LogLine, Run
@@ -26,7 +25,7 @@ if TYPE_CHECKING:
 def run_task_step(engine: Engine, job: Job, run: Run, delivery: Delivery, started: float,
                   budget: float) -> None:
     """The one step of a task run, under the lease the engine took."""
-    calls = CallCounter(authorization_id=job.authorization_id)
+    calls = engine.d.calls(job.authorization_id)
     app_calls = engine.d.request_counter()
     try:
         provider = engine.d.registry.get(job.provider)

@@ -13,7 +13,7 @@ from typing import Any
 import boto3
 import pytest
 
-from tests.fakes.google import EDIT, VERSIONS, FakeGoogle
+from tests.fakes.google import EDIT, PUBLISH, VERSIONS, FakeGoogle
 
 REDIRECT = "https://switchyard.example/api/v1/oauth/google_tag_manager/callback"
 SECRET_NAME = "switchyard/test/oauth/google_tag_manager"
@@ -84,12 +84,12 @@ def test_google_flow_asks_offline_access_and_stores_both_tokens_in_the_secret_on
     fake = google_app
     # WHEN the user starts the flow
     state, nonce, data = start(api, "Tag Manager")
-    # THEN the authorize URL asks Google for the two Tag Manager scopes and offline access
+    # THEN the authorize URL asks Google for the Tag Manager scopes (publishing included) and offline access
     url = urllib.parse.urlsplit(data["authorize_url"])
     query = {k: v[0] for k, v in urllib.parse.parse_qs(url.query).items()}
     assert url.path == "/o/oauth2/v2/auth" and query["response_type"] == "code"
     assert query["client_id"] == fake.client_id and query["redirect_uri"] == REDIRECT
-    assert query["scope"].split() == [EDIT, VERSIONS]
+    assert query["scope"].split() == [EDIT, VERSIONS, PUBLISH]
     assert query["access_type"] == "offline" and query["prompt"] == "consent" and query["state"] == state
     # WHEN the user consents and the browser comes back
     back = consent(data["authorize_url"])
@@ -107,7 +107,7 @@ def test_google_flow_asks_offline_access_and_stores_both_tokens_in_the_secret_on
     secret = json.loads(boto3.client("secretsmanager", region_name="us-east-1").get_secret_value(
         SecretId=f"switchyard/test/{tenant.account_id}/{auth_id}")["SecretString"])
     assert (secret["access_token"], secret["refresh_token"]) == tokens
-    assert secret["expires_at"] > 0 and secret["scope"].split() == [EDIT, VERSIONS]
+    assert secret["expires_at"] > 0 and secret["scope"].split() == [EDIT, VERSIONS, PUBLISH]
     listing = api.get("/authorizations").body.decode()
     ddb = boto3.client("dynamodb", region_name="us-east-1")
     items = json.dumps([i for p in ddb.get_paginator("scan").paginate(TableName="switchyard-test-main")

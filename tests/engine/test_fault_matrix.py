@@ -8,9 +8,10 @@ injects ONE fault at the destination after the job was created:
 * auth      — the provider refuses the credentials (401/403, AccessDenied, an unknown key):
               the job fails at once, its error log quotes the provider's words, and the
               authorization is unhealthy;
-* throttled — a 429 with `Retry-After` (AWS: a throttling code, no Retry-After): the wait is
-              the one asked for (on the client layer's clock: nothing sleeps) and the run
-              succeeds;
+* throttled — a 429 with `Retry-After` (AWS: a throttling code, no Retry-After; Google Tag
+              Manager: a 403 whose reason is rateLimitExceeded, no Retry-After): the wait is
+              the one asked for, or a backoff (on the client layer's clock: nothing sleeps),
+              and the run succeeds;
 * outage    — one 5xx, then success: retried, the run succeeds, nothing twice at the
               destination;
 * timeout   — one answer comes too late: retried as transient, the run succeeds;
@@ -132,6 +133,14 @@ def _slow(scene: Scene) -> float:
 def _waited_retry_after(scene: Scene, run: dict[str, Any]) -> None:
     assert float(RETRY_AFTER) in scene.clock.slept, scene.clock.slept
     assert scene.notes["retries"] == 0  # the client waited; the engine had nothing to retry
+
+
+def _backed_off(scene: Scene, run: dict[str, Any]) -> None:
+    """No Retry-After to honour: the client waited on its own (its rate was lowered) and
+    sent again; the engine had nothing to retry."""
+    assert sum(scene.clock.slept) > 0, scene.clock.slept
+    assert scene.notes["retries"] == 0
+    assert run["cost"]["provider_calls"] >= 2, run["cost"]
 
 
 def _engine_retried(scene: Scene, run: dict[str, Any]) -> None:
@@ -341,9 +350,9 @@ MATRIX: dict[str, dict[str, Cell]] = {
                      words="Request had invalid authentication credentials",
                      proven_by="tests/engine/test_gtm.py::"
                                "test_a_401_during_the_run_fails_the_job_and_marks_the_authorization"),
-        "throttled": Case(GTM, lambda s: _google(s).fail(429, retry_after=RETRY_AFTER, path=GTM_PATH),
-                          _waited_retry_after,
-                          proven_by="tests/providers/test_gtm.py::test_429_with_retry_after_is_honoured_then_succeeds"),
+        "throttled": Case(GTM, lambda s: _google(s).quota(path=GTM_PATH), _backed_off,
+                          proven_by="tests/providers/test_gtm.py::"
+                                    "test_a_quota_403_is_retried_with_backoff_and_a_lasting_one_is_transient_not_auth"),
         "outage": Case(GTM, lambda s: _google(s).fail(503, path=GTM_PATH), _retried,
                        proven_by="tests/providers/test_gtm.py::"
                                  "test_5xx_is_retried_then_succeeds_and_a_lasting_outage_is_transient"),

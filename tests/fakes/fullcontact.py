@@ -9,8 +9,11 @@ answering the documented shapes.
 * 404 `{"status": 404, "message": ...}` when none is;
 * 401 for a key it does not know, 403 for a key it was told is over its quota;
 * 400 for a body without an email;
+* 202 `{"status": 202, "message": ...}` for a person `queue()`d: FullContact has not seen
+  the query before and is searching; the same query later answers 200 (or 404);
 * 429 with `Retry-After` and the legacy `X-Rate-Limit-*` headers for the next requests
-  `throttle()` asked for.
+  `throttle()` asked for; `throttle(retry_after=None)` answers 429 with neither (FullContact
+  documents the 429 without promising a Retry-After).
 
 It records every request (`requests`), so tests count calls and check headers and bodies.
 """
@@ -53,7 +56,8 @@ class FakeFullContact:
         self.keys = set(keys)
         self.over_quota: set[str] = set()
         self.people: dict[str, dict[str, Any]] = {}
-        self._throttle: list[int] = []  # Retry-After seconds of the next 429 answers
+        self._throttle: list[int | None] = []  # Retry-After seconds of the next 429 answers
+        self.searching: set[str] = set()  # emails whose next lookup answers 202
         self._lock = threading.Lock()
         self.receiver = Receiver(handler=self._handle)
         # Headers and body leave in two writes: without TCP_NODELAY, Nagle holds the body
@@ -66,7 +70,11 @@ class FakeFullContact:
         self.people[email.lower()] = person(email, **extra)
         return self.people[email.lower()]
 
-    def throttle(self, times: int = 1, retry_after: int = 1) -> None:
+    def queue(self, email: str) -> None:
+        """The next lookup of `email` answers 202 (searching); later ones find the person."""
+        self.searching.add(email.lower())
+
+    def throttle(self, times: int = 1, retry_after: int | None = 1) -> None:
         with self._lock:
             self._throttle += [retry_after] * times
 
@@ -93,7 +101,9 @@ class FakeFullContact:
         if key in self.over_quota:
             return Answer(403, {"status": 403, "message": "Usage limit exceeded for this API key"})
         with self._lock:
-            wait = self._throttle.pop(0) if self._throttle else None
+            throttled, wait = (True, self._throttle.pop(0)) if self._throttle else (False, None)
+        if throttled and wait is None:
+            return Answer(429, {"status": 429, "message": "Too many requests"})
         if wait is not None:
             return Answer(429, {"status": 429, "message": "Too many requests"},
                           headers={"Retry-After": str(wait), "X-Rate-Limit": "600",
@@ -105,6 +115,11 @@ class FakeFullContact:
         emails = body.get("emails") or ([body["email"]] if body.get("email") else [])
         if not emails or not all(isinstance(e, str) and "@" in e for e in emails):
             return Answer(422, {"status": 422, "message": "Invalid email address"})
+        with self._lock:
+            queued = [e for e in emails if e.lower() in self.searching]
+            self.searching -= {e.lower() for e in queued}
+        if queued:
+            return Answer(202, {"status": 202, "message": "Queued for search. Please retry your query later."})
         for email in emails:
             found = self.people.get(email.lower())
             if found is not None:

@@ -14,9 +14,16 @@ in a thread), in-memory state, deterministic.
   when given: 409 on a mismatch), workspaces.create_version (which, as documented, deletes
   the workspace and creates a new one: `newWorkspacePath`), versions.publish. Lists page
   with `pageToken`/`nextPageToken` (`page_size` items a page).
-* Errors in Google's JSON error shape `{"error": {"code", "message", "status"}}`: 401
+* Every Tag Manager request is checked against Google's discovery document of the API
+  (tests/fakes/google_discovery.py): method and path, query parameters, body fields and
+  their types, and the scopes the method lists (versions.publish takes tagmanager.publish
+  only). `calls` has the method id of every request that passed.
+* Errors in Google's JSON error shape `{"error": {"code", "message", "errors": [{"message",
+  "domain", "reason"}], "status"}}`: 400 INVALID_ARGUMENT (not what the API takes), 401
   UNAUTHENTICATED (bad or expired token), 403 PERMISSION_DENIED (missing scope), 404
-  NOT_FOUND, 429 RESOURCE_EXHAUSTED (with Retry-After, injected by `fail`).
+  NOT_FOUND, and the quota answer, 403 with reason `rateLimitExceeded` (no Retry-After):
+  injected by `quota()`, or earned by going over `limit_project()` (requests per sliding
+  window for the whole fake, on a clock the test gives).
 
 URLs for the settings: `fake.oauth_url` (SWITCHYARD_GOOGLE_OAUTH_URL), `fake.authorize_url`
 (SWITCHYARD_GOOGLE_AUTHORIZE_URL), `fake.gtm_url` (SWITCHYARD_GTM_BASE_URL). Nothing in it
@@ -32,9 +39,13 @@ import secrets
 import threading
 import time
 import urllib.parse
+from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from tests.fakes import google_discovery
 
 EDIT = "https://www.googleapis.com/auth/tagmanager.edit.containers"
 VERSIONS = "https://www.googleapis.com/auth/tagmanager.edit.containerversions"
@@ -53,10 +64,23 @@ FAILURE_WORDS = {
 }
 
 
+QUOTA_WORDS = ("Quota exceeded for quota metric 'Queries' and limit 'Queries per minute' of service "
+               "'tagmanager.googleapis.com'.")
+
+
 class ApiError(Exception):
-    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None, *,
+                 reason: str = "", domain: str = "global") -> None:
         super().__init__(message)
         self.status, self.message, self.headers = status, message, headers or {}
+        self.reason, self.domain = reason, domain
+
+    def doc(self) -> dict[str, Any]:
+        error: dict[str, Any] = {"code": self.status, "message": self.message,
+                                 "status": STATUS_NAMES.get(self.status, "UNKNOWN")}
+        if self.reason:
+            error["errors"] = [{"message": self.message, "domain": self.domain, "reason": self.reason}]
+        return {"error": error}
 
 
 class OAuthError(Exception):
@@ -89,6 +113,7 @@ class Failure:
     retry_after: int | None
     path: str
     delay: float = 0.0  # with status 0: answer normally, this many seconds late (timeouts)
+    reason: str = ""  # Google's error reason (rateLimitExceeded for the quota 403)
 
 
 class FakeGoogle:
@@ -104,6 +129,12 @@ class FakeGoogle:
         self.revoked = False
         self.failures: list[Failure] = []
         self.requests: list[tuple[str, str]] = []  # (method, path) in order
+        self.calls: list[str] = []  # discovery method ids of the requests that passed its checks
+        self.refused: list[tuple[int, str]] = []  # (status, message) of requests the API refused
+        self.quota_refused = 0  # requests over limit_project()
+        self._window: deque[float] | None = None
+        self._window_limit = (0, 0.0)
+        self._quota_clock: Callable[[], float] = time.monotonic
         self.issued: list[dict[str, Any]] = []  # every token answer, for assertions
         self._ids = itertools.count(10)
         self._lock = threading.Lock()
@@ -127,6 +158,30 @@ class FakeGoogle:
     def fail(self, status: int, times: int = 1, *, retry_after: int | None = None, path: str = "") -> None:
         self.failures.append(Failure(status, times, retry_after, path))
 
+    def quota(self, times: int = 1, *, path: str = "", reason: str = "rateLimitExceeded") -> None:
+        """The next `times` requests whose path contains `path` get Google's quota answer:
+        403, reason `rateLimitExceeded` (or `userRateLimitExceeded`), no Retry-After."""
+        self.failures.append(Failure(403, times, None, path, reason=reason))
+
+    def limit_project(self, requests: int = 25, window: float = 100.0,
+                      clock: Callable[[], float] = time.monotonic) -> None:
+        """Tag Manager's per-project quota: at most `requests` accepted in any `window`
+        seconds of `clock` (Google: 0.25/s on a 100 s sliding window), for every token."""
+        self._window, self._window_limit, self._quota_clock = deque(), (requests, window), clock
+
+    def _over_quota(self) -> bool:
+        if self._window is None:
+            return False
+        now = self._quota_clock()
+        limit, window = self._window_limit
+        while self._window and self._window[0] <= now - window:
+            self._window.popleft()
+        if len(self._window) >= limit:
+            self.quota_refused += 1
+            return True
+        self._window.append(now)
+        return False
+
     def stall(self, seconds: float, times: int = 1, *, path: str = "") -> None:
         """Answer the next `times` requests whose path contains `path` normally, `seconds`
         late (a timeout)."""
@@ -139,7 +194,7 @@ class FakeGoogle:
                 return f.delay
         return 0.0
 
-    def grant(self, scopes: tuple[str, ...] = (EDIT, VERSIONS)) -> dict[str, Any]:
+    def grant(self, scopes: tuple[str, ...] = (EDIT, VERSIONS, PUBLISH)) -> dict[str, Any]:
         """Tokens as if a user had consented (for tests that skip the browser): the token
         answer with `refresh_token` and `expires_at`."""
         with self._lock:
@@ -189,9 +244,7 @@ class FakeGoogle:
                         status, doc, headers = fake.route(method, url.path, query, body,
                                                           self.headers.get("Authorization") or "")
                     except ApiError as exc:
-                        status, headers = exc.status, exc.headers
-                        doc = {"error": {"code": exc.status, "message": exc.message,
-                                         "status": STATUS_NAMES.get(exc.status, "UNKNOWN")}}
+                        status, headers, doc = exc.status, exc.headers, exc.doc()
                     except OAuthError as exc:
                         status, headers = exc.status, {}
                         doc = {"error": exc.error, "error_description": exc.description}
@@ -207,6 +260,12 @@ class FakeGoogle:
 
             def do_PUT(self) -> None:
                 self._handle("PUT")
+
+            def do_DELETE(self) -> None:
+                self._handle("DELETE")
+
+            def do_PATCH(self) -> None:
+                self._handle("PATCH")
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
@@ -242,6 +301,8 @@ class FakeGoogle:
             if f.status and f.times > 0 and f.path in path:
                 f.times -= 1
                 headers = {"Retry-After": str(f.retry_after)} if f.retry_after is not None else {}
+                if f.reason:
+                    raise ApiError(f.status, QUOTA_WORDS, headers, reason=f.reason, domain="usageLimits")
                 raise ApiError(f.status, FAILURE_WORDS.get(f.status, "Internal error encountered."), headers)
         if path == "/o/oauth2/v2/auth" and method == "GET":
             return self._authorize(query)
@@ -250,6 +311,8 @@ class FakeGoogle:
             return 200, self._token(form), {"Cache-Control": "no-store"}
         if path.startswith("/tagmanager/v2/"):
             scope = self._bearer(authorization)
+            if self._over_quota():
+                raise ApiError(403, QUOTA_WORDS, reason="rateLimitExceeded", domain="usageLimits")
             doc = self._gtm(method, path.removeprefix("/tagmanager/v2/"), query,
                             json.loads(body) if body else None, scope)
             return 200, doc, {}
@@ -313,9 +376,12 @@ class FakeGoogle:
         return doc
 
     def _gtm(self, method: str, path: str, q: dict[str, str], body: Any, scope: set[str]) -> Any:
-        if EDIT not in scope and not (method == "GET" and "https://www.googleapis.com/auth/tagmanager.readonly"
-                                      in scope):
-            raise ApiError(403, "Request had insufficient authentication scopes.")
+        try:
+            called = google_discovery.check(method, path, q, body, scope)
+        except google_discovery.Refused as exc:
+            self.refused.append((exc.status, exc.message))
+            raise ApiError(exc.status, exc.message, reason=exc.reason) from None
+        self.calls.append(called.id)
         if path == "accounts" and method == "GET":
             return self._page([{"path": f"accounts/{a}", "accountId": a, "name": v["name"]}
                                for a, v in self.accounts.items()], "account", q)
@@ -340,8 +406,6 @@ class FakeGoogle:
                               "containerVersionHeader", q)
         m = re.fullmatch(r"/versions/(\d+):publish", rest)
         if m and method == "POST":
-            if VERSIONS not in scope and PUBLISH not in scope:
-                raise ApiError(403, "Request had insufficient authentication scopes.")
             if m.group(1) not in c.versions:
                 raise ApiError(404, "Not found or permission denied.")
             c.live = m.group(1)
@@ -366,8 +430,6 @@ class FakeGoogle:
                 raise ApiError(409, "Fingerprint does not match the stored entity.")
             return self._put_tag(wpath, ws, m.group(1), body)
         if tail == ":create_version" and method == "POST":
-            if VERSIONS not in scope:
-                raise ApiError(403, "Request had insufficient authentication scopes.")
             vid = str(len(c.versions) + 1)
             version = {"path": f"{cpath}/versions/{vid}", "accountId": account, "containerId": cid,
                        "containerVersionId": vid, "name": (body or {}).get("name", ""),

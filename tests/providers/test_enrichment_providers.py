@@ -92,6 +92,44 @@ def test_fullcontact_refusing_an_identifier_is_per_profile_but_a_key_is_for_the_
     assert str(err.value) == "FullContact answered 401 Unauthorized: Invalid access token [redacted]"
 
 
+def test_fullcontact_202_is_unmatched_now_and_found_when_asked_again(fake):
+    # GIVEN a person FullContact has not searched for yet: its first answer is 202 (queued)
+    fake.know("grace@work.example", title="Admiral")
+    fake.queue("grace@work.example")
+    step = FULLCONTACT.enrichment_step("fullcontact_person_enrich")
+    frozen = step.freeze({"field_mapping": {"fullName": "full_name"}})
+    ctx = _ctx("api_key", ApiKey(api_key=KEY))
+    # WHEN the profile is looked up THEN nothing is filled, nothing failed, one request sent
+    first = step.lookup(ctx, frozen, _profile(email=["grace@work.example"]))
+    assert (first.fields, first.reason) == (None, "unmatched")
+    assert ctx.counter is not None and ctx.counter.counts == {"fullcontact.person.enrich": 1}
+    assert ctx.counter.errors == {}
+    # AND the same lookup later (the next run) gets the person
+    again = step.lookup(ctx, frozen, _profile(email=["grace@work.example"]))
+    assert again.fields == {"full_name": "Grace"}
+
+
+def test_fullcontact_429_without_retry_after_backs_off_and_lowers_the_rate(fake):
+    from chalicelib.providers import http as H
+
+    fake.know("ada@work.example")
+    step = FULLCONTACT.enrichment_step("fullcontact_person_enrich")
+    frozen = step.freeze({"field_mapping": {"fullName": "full_name"}})
+    ctx = _ctx("api_key", ApiKey(api_key=KEY))
+    step.lookup(ctx, frozen, _profile(email=["ada@work.example"]))
+    full = H.LIMITER.rate("fullcontact:auth_x")
+    # GIVEN FullContact answers the next lookup 429 with no Retry-After (nor rate headers)
+    fake.throttle(1, retry_after=None)
+    # WHEN the profile is looked up THEN the layer backed off on its own and sent it again
+    found = step.lookup(ctx, frozen, _profile(email=["ada@work.example"]))
+    assert found.fields == {"full_name": "Ada"}
+    assert ctx.counter is not None and ctx.counter.counts == {"fullcontact.person.enrich": 3}
+    assert ctx.counter.errors == {"fullcontact.person.enrich": 1}
+    # AND the authorization's rate was lowered (halved, then a success's small recovery)
+    lowered = H.LIMITER.rate("fullcontact:auth_x")
+    assert full is not None and lowered is not None and lowered < full
+
+
 def test_fullcontact_check_is_one_unbillable_lookup(fake):
     counter = CallCounter()
     result = FULLCONTACT.check("api_key", ApiKey(api_key=KEY), {}, counter)

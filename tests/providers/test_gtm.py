@@ -19,7 +19,7 @@ from chalicelib.providers.gtm import (
     GtmInstallConfig,
     tag_html,
 )
-from tests.fakes.google import EDIT, FakeGoogle
+from tests.fakes.google import EDIT, VERSIONS, FakeGoogle
 
 
 def _creds(fake: FakeGoogle, **kw: Any) -> GoogleOAuth:
@@ -33,9 +33,9 @@ def _setup(fake: FakeGoogle) -> None:
 
 
 def _ctx(creds: Any, config: dict[str, Any], state: dict[str, Any] | None = None,
-         counter: CallCounter | None = None) -> StepContext:
+         counter: CallCounter | None = None, run_id: str = "run_1") -> StepContext:
     cfg = GtmInstallConfig.model_validate(config).model_dump(mode="json")
-    return StepContext(account_id="acct_7", job_id="job_1", run_id="run_1", step=0, method="oauth",
+    return StepContext(account_id="acct_7", job_id="job_1", run_id=run_id, step=0, method="oauth",
                        credentials=creds, config=cfg, cursor=None, state=state or {}, max_records=1000,
                        deadline=time.monotonic() + 60, counter=counter)
 
@@ -159,18 +159,121 @@ def test_missing_version_scope_is_an_auth_error(fake_google):
     assert err.value.auth and "insufficient authentication scopes" in err.value.reason
 
 
-def test_429_with_retry_after_is_honoured_then_succeeds(fake_google):
-    # GIVEN Google throttles the tag listing once, asking for 1 s
+def test_a_quota_403_is_retried_with_backoff_and_a_lasting_one_is_transient_not_auth(fake_google):
+    # GIVEN Google answers the tag listing once with its quota 403 (rateLimitExceeded, no Retry-After)
     fake = fake_google
     _setup(fake)
-    fake.fail(429, 1, retry_after=1, path="/tags")
+    fake.quota(1, path="/tags")
     counter = CallCounter()
-    started = time.monotonic()
-    # WHEN the task runs THEN it waited and finished
+    # WHEN the task runs THEN the HTTP layer retried it and the run finished
     out = PROVIDER.task_step("gtm_install_tag").run(_ctx(_creds(fake), CONFIG, counter=counter))
-    assert time.monotonic() - started >= 1.0
     assert "created container version 1" in out.messages
     assert counter.errors["google_tag_manager.tags.list"] == 1
+    assert counter.counts["google_tag_manager.tags.list"] == 2
+    # GIVEN the per-user variant keeps coming WHEN the task runs THEN a transient error in
+    # Google's words: the run waits and retries, the authorization stays healthy
+    fake.quota(10, path="/tags", reason="userRateLimitExceeded")
+    with pytest.raises(ProviderError) as err:
+        PROVIDER.task_step("gtm_install_tag").run(_ctx(_creds(fake), CONFIG, state=out.state))
+    assert err.value.transient and not err.value.auth, err.value.reason
+    assert "403" in err.value.reason and "Quota exceeded" in err.value.reason
+    # AND a 403 that is not about quota is still an auth error (positive control)
+    fake.failures.clear()
+    fake.fail(403, 1, path="/tags")
+    with pytest.raises(ProviderError) as err:
+        PROVIDER.task_step("gtm_install_tag").run(_ctx(_creds(fake), CONFIG, state=out.state))
+    assert err.value.auth and not err.value.transient
+
+
+def test_publishing_needs_the_publish_scope(fake_google):
+    fake = fake_google
+    _setup(fake)
+    publish = {**CONFIG, "publish": True}
+    # GIVEN an authorization granted before Switchyard asked for tagmanager.publish
+    old = _creds(fake, scopes=(EDIT, VERSIONS))
+    # WHEN a publishing run starts THEN it stops before changing anything, telling the user
+    # to connect again; a config error of the job, not an auth failure
+    with pytest.raises(ProviderError) as err:
+        PROVIDER.task_step("gtm_install_tag").run(_ctx(old, publish))
+    assert err.value.field == "publish" and not err.value.auth and not err.value.transient
+    assert "connect Google Tag Manager again" in err.value.reason
+    assert fake.calls == [] and fake.container("6001", "9001").versions == {}
+    # AND when the grant's scopes are unknown, Google's refusal of the publish call (the
+    # fake checks the scope the discovery document lists for it) says the same
+    unknown = old.model_copy(update={"scope": None})
+    with pytest.raises(ProviderError) as err:
+        PROVIDER.task_step("gtm_install_tag").run(_ctx(unknown, publish))
+    assert err.value.field == "publish" and not err.value.auth
+    assert fake.refused == [(403, "Request had insufficient authentication scopes.")]
+    # AND a grant with the scope publishes (positive control; a new run, in the workspace
+    # Tag Manager made when the failed run's version was created)
+    current = fake.workspace("6001", "9001").id
+    out = PROVIDER.task_step("gtm_install_tag").run(_ctx(_creds(fake), {**publish, "workspace_id": current},
+                                                         run_id="run_2"))
+    assert any(m.startswith("published container version") for m in out.messages)
+    assert "tagmanager.accounts.containers.versions.publish" in fake.calls
+
+
+def test_every_request_the_provider_sends_matches_googles_discovery_document(fake_google):
+    # GIVEN a container with a Switchyard tag already (so the run updates it)
+    fake = fake_google
+    _setup(fake)
+    creds = _creds(fake)
+    first = PROVIDER.task_step("gtm_install_tag").run(_ctx(creds, {**CONFIG, "publish": True}))
+    # WHEN check, options and a second run (update, version, publish) go through the fake
+    PROVIDER.check("oauth", creds, {"account_id": "6001", "container_id": "9001", "workspace_id": "3"})
+    for field, params in (("account_id", {}), ("container_id", {"account_id": "6001"}),
+                          ("workspace_id", {"account_id": "6001", "container_id": "9001"})):
+        PROVIDER.options("oauth", creds, "gtm_install_tag", field, params)
+    PROVIDER.task_step("gtm_install_tag").run(_ctx(creds, {**CONFIG, "publish": True}, state=first.state))
+    # THEN the fake refused none of them, and every method the provider uses was exercised
+    assert fake.refused == []
+    assert {c.removeprefix("tagmanager.accounts.") for c in fake.calls} >= {
+        "list", "containers.get", "containers.list", "containers.workspaces.get", "containers.workspaces.list",
+        "containers.workspaces.tags.list", "containers.workspaces.tags.create",
+        "containers.workspaces.tags.update", "containers.workspaces.create_version",
+        "containers.versions.publish"}
+
+
+@pytest.mark.parametrize(("method", "path", "body", "scopes", "status", "words"), [
+    ("POST", "accounts/6001/containers/9001/workspaces/3/tags", {"name": "t", "type": "html", "colour": "red"},
+     None, 400, 'Unknown name "colour"'),
+    ("POST", "accounts/6001/containers/9001/workspaces/3/tags", {"name": "t", "type": "html",
+                                                                "tagFiringOption": "always"},
+     None, 400, "tagFiringOption"),
+    ("POST", "accounts/6001/containers/9001/workspaces/3/tags", {"name": "t", "paused": "yes"},
+     None, 400, "expected a boolean"),
+    ("GET", "accounts/6001/containers/9001/workspaces/3/tags?pageSize=5", None, None, 400, "pageSize"),
+    ("DELETE", "accounts/6001/containers/9001", None, None, 403, "scopes"),
+    ("PATCH", "accounts/6001/containers/9001", {}, None, 405, "not allowed"),
+    ("GET", "accounts/6001/containers/9001/widgets", None, None, 404, "was not found"),
+    ("POST", "accounts/6001/containers/9001/versions/1:publish", None, (EDIT, VERSIONS), 403, "scopes"),
+    ("POST", "accounts/6001/containers/9001/workspaces/3:create_version", None, (EDIT,), 403, "scopes"),
+])
+def test_the_fake_refuses_what_the_discovery_document_does_not_allow(fake_google, method, path, body, scopes,
+                                                                       status, words):
+    import json
+    import urllib.error
+    import urllib.request
+
+    fake = fake_google
+    _setup(fake)
+    token = fake.grant(**({"scopes": scopes} if scopes else {}))["access_token"]
+
+    def send(method: str, path: str, body: Any) -> tuple[int, str]:
+        req = urllib.request.Request(f"{fake.gtm_url}/{path}", method=method,
+                                     data=None if body is None else json.dumps(body).encode(),
+                                     headers={"Authorization": f"Bearer {token}"})
+        try:
+            with urllib.request.urlopen(req) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as exc:
+            return exc.code, json.loads(exc.read())["error"]["message"]
+
+    got, text = send(method, path, body)
+    assert got == status and words in text, (got, text)
+    # positive control: the container itself is there and readable with the same token
+    assert send("GET", "accounts/6001/containers/9001", None)[0] == 200
 
 
 def test_tag_html_quotes_the_account_id():

@@ -1,0 +1,69 @@
+"""Request rates shared by every Lambda: one item per key in the main table, holding the
+time the key's next request may go (a token bucket of one token, kept as its "theoretical
+arrival time").
+
+A caller reads the item, takes the next free slot (now, or that time if later) and moves
+the time one interval on with a conditional write that names the value it read: of two
+containers reserving at once, one wins and the other reads again and takes the slot after.
+Two DynamoDB requests per provider request; used only where a provider's quota is small
+and shared by every tenant (Google Tag Manager: 0.25 requests/s per Cloud project).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalicelib.store.dynamo import Table
+
+RATE_SK = "RATE"
+MAX_RACES = 20  # reservations lost to other containers before this one gives up for now
+
+
+def rate_pk(key: str) -> str:
+    return f"RATE#{key}"
+
+
+class SharedRateStore:
+    """`providers.calls.SharedRates` in DynamoDB (slots in wall-clock milliseconds)."""
+
+    def __init__(self, table: Table) -> None:
+        self.t = table
+
+    def reserve(self, key: str, interval: float, now: float, latest: float) -> tuple[bool, float]:
+        from botocore.exceptions import ClientError
+
+        step = max(1, round(interval * 1000))
+        for _ in range(MAX_RACES):
+            got = self.t.client.get_item(TableName=self.t.name, Key=self._key(key), ConsistentRead=True,
+                                         ProjectionExpression="next_ms").get("Item")
+            seen = int(got["next_ms"]["N"]) if got and "next_ms" in got else None
+            now_ms = round(now * 1000)
+            slot = max(now_ms, seen or now_ms)
+            wait = (slot - now_ms) / 1000
+            if wait > latest:
+                return False, wait
+            update: dict[str, Any] = {
+                "TableName": self.t.name, "Key": self._key(key),
+                "UpdateExpression": "SET next_ms = :next",
+                "ExpressionAttributeValues": {":next": {"N": str(slot + step)}},
+            }
+            if seen is None:
+                update["ConditionExpression"] = "attribute_not_exists(next_ms)"
+            else:
+                update["ConditionExpression"] = "next_ms = :seen"
+                update["ExpressionAttributeValues"][":seen"] = {"N": str(seen)}
+            try:
+                self.t.client.update_item(**update)
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                    continue  # another container took this slot: read again
+                raise
+            return True, wait
+        return False, interval
+
+    @staticmethod
+    def _key(key: str) -> dict[str, Any]:
+        return {"PK": {"S": rate_pk(key)}, "SK": {"S": RATE_SK}}
+
+
+__all__ = ["SharedRateStore", "rate_pk"]
