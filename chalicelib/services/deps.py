@@ -14,7 +14,7 @@ from chalicelib.providers.registry import Registry, default_registry
 from chalicelib.store import aws
 from chalicelib.store.audiences import AudienceRepo
 from chalicelib.store.audit import AuditRepo
-from chalicelib.store.dynamo import AccountRepo, AuthorizationRepo, JobRepo, Table
+from chalicelib.store.dynamo import AccountRepo, AuthorizationRepo, JobRepo, Table, Transaction
 from chalicelib.store.membership import MembershipRepo
 from chalicelib.store.profiles import ProfileRepo
 from chalicelib.store.queues import HealthQueue, RunQueue
@@ -78,6 +78,10 @@ class Deps:
         from chalicelib.store.oauth import OAuthStateRepo
 
         return OAuthStateRepo(self.table)
+
+    def transaction(self) -> Transaction:
+        """Writes to the main table that commit together (repositories add to it)."""
+        return Transaction(self.table)
 
     def request_counter(self) -> aws.RequestTally:
         return aws.track_requests()

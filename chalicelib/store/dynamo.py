@@ -33,13 +33,29 @@ from chalicelib.domain.statuses import PURGE_AFTER_DAYS, PURGEABLE_STATUSES, Job
 from chalicelib.store import aws
 from chalicelib.store import keys as K
 
+CONDITION_FAILED = "ConditionalCheckFailed"  # a cancellation reason: that write's condition refused
+CONFLICT = "TransactionConflict"  # a cancellation reason: another transaction held the item
+
 
 class TransactionFailed(Exception):
-    """A transaction was cancelled; `reasons` holds one code per item ('None' = fine)."""
+    """A transaction was cancelled. `reasons` holds one code per write ("None" = fine) and,
+    for a `Transaction`, `names` the name each write was added under."""
 
-    def __init__(self, reasons: list[str]) -> None:
-        super().__init__(", ".join(reasons))
-        self.reasons = reasons
+    def __init__(self, reasons: list[str], names: list[str] | None = None) -> None:
+        self.names = list(names or [])
+        self.reasons = reasons + ["None"] * (len(self.names) - len(reasons))
+        super().__init__(", ".join(f"{n}: {r}" for n, r in zip(self.names, self.reasons, strict=False)
+                                   if r != "None") if self.names else ", ".join(reasons))
+
+    @property
+    def refused(self) -> list[str]:
+        """The names of the writes whose condition refused, in the order they were added."""
+        return [n for n, r in zip(self.names, self.reasons, strict=False) if r == CONDITION_FAILED]
+
+    @property
+    def conflict(self) -> bool:
+        """Another transaction held one of the items: the same writes may succeed again."""
+        return CONFLICT in self.reasons
 
 
 def _decimals(value: Any) -> Any:
@@ -163,6 +179,63 @@ class Table:
             raise TransactionFailed(reasons) from None
 
 
+class Transaction:
+    """Writes that commit together, once, as one TransactWriteItems. Repositories add their
+    writes under a name unique in the transaction; a cancelled commit raises
+    TransactionFailed whose `refused` lists the names whose condition refused."""
+
+    def __init__(self, table: Table) -> None:
+        self.table = table
+        self._writes: dict[str, dict[str, Any]] = {}  # in the order added
+        self.committed = False
+
+    def add(self, name: str, write: dict[str, Any]) -> None:
+        """A raw TransactWriteItems element ({"Put": ...}, {"Update": ...}, ...)."""
+        if self.committed:
+            raise RuntimeError("the transaction was committed already")
+        if name in self._writes:
+            raise ValueError(f"a write named {name!r} is in the transaction already")
+        self._writes[name] = write
+
+    def put(self, name: str, item: dict[str, Any], *, condition: str | None = None) -> None:
+        """A plain item for this transaction's table."""
+        put: dict[str, Any] = {"TableName": self.table.name, "Item": _ser(item)}
+        if condition:
+            put["ConditionExpression"] = condition
+        self.add(name, {"Put": put})
+
+    def drop(self, name: str) -> None:
+        del self._writes[name]
+
+    def numbered(self, prefix: str) -> str:
+        """The first free name `prefix0`, `prefix1`, ... (writes of which there are several)."""
+        n = sum(1 for name in self._writes if name.startswith(prefix))
+        while f"{prefix}{n}" in self._writes:
+            n += 1
+        return f"{prefix}{n}"
+
+    @property
+    def names(self) -> list[str]:
+        return list(self._writes)
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._writes
+
+    def __len__(self) -> int:
+        return len(self._writes)
+
+    def commit(self) -> None:
+        if self.committed:
+            raise RuntimeError("the transaction was committed already")
+        if self._writes:
+            names = list(self._writes)
+            try:
+                self.table.transact(list(self._writes.values()))
+            except TransactionFailed as exc:
+                raise TransactionFailed(exc.reasons, names) from None
+        self.committed = True
+
+
 MAX_READS = 5  # Queries one filtered listing request may spend
 FILTER_BATCH = 100  # items per Query when filtering in memory
 
@@ -265,34 +338,18 @@ class AccountRepo:
 
     def create_account(self, account: Account, admin: User, token: Token) -> None:
         """Account, first admin and first token together: never an account nobody can reach."""
-        self.t.transact(
-            [
-                {
-                    "Put": {
-                        "TableName": self.t.name,
-                        "Item": _ser(
-                            {
-                                "PK": K.account_pk(account.id),
-                                "SK": K.ACCOUNT_SK,
-                                "type": "account",
-                                "id": account.id,
-                                "name": account.name,
-                                "created_at": account.created_at,
-                            }
-                        ),
-                        "ConditionExpression": "attribute_not_exists(PK)",
-                    }
-                },
-                {"Put": {"TableName": self.t.name, "Item": _ser(self._user_item(admin))}},
-                {
-                    "Put": {
-                        "TableName": self.t.name,
-                        "Item": _ser(self._token_item(token)),
-                        "ConditionExpression": "attribute_not_exists(PK)",
-                    }
-                },
-            ]
-        )
+        tx = Transaction(self.t)
+        tx.put("account", {
+            "PK": K.account_pk(account.id),
+            "SK": K.ACCOUNT_SK,
+            "type": "account",
+            "id": account.id,
+            "name": account.name,
+            "created_at": account.created_at,
+        }, condition="attribute_not_exists(PK)")
+        tx.put("admin", self._user_item(admin))
+        tx.put("token", self._token_item(token), condition="attribute_not_exists(PK)")
+        tx.commit()
 
     def get_account(self, account_id: str) -> Account | None:
         row = self.t.get(K.account_pk(account_id), K.ACCOUNT_SK)
@@ -564,6 +621,9 @@ class AuthorizationRepo:
             }
         }
 
+    def add_new(self, tx: Transaction, auth: Authorization) -> None:
+        tx.add("authorization", self.put_new_op(auth))
+
     def get(self, account_id: str, auth_id: str, *, consistent: bool = False) -> Authorization | None:
         row = self.t.get(K.account_pk(account_id), K.auth_sk(auth_id), consistent=consistent)
         return _auth(row) if row else None
@@ -758,7 +818,10 @@ class AuthorizationRepo:
                             raise
                         raise TransactionFailed(["ConditionalCheckFailed"]) from None
                     return HealthRecorded(False, _pending_alert(_deser(resp.get("Attributes") or {})))
-                self.t.transact([update, transition])
+                tx = Transaction(self.t)
+                tx.add("authorization", update)
+                tx.add("health_transition", transition)
+                tx.commit()
                 return HealthRecorded(True, pending)
             except TransactionFailed:
                 current = self.get(auth.account_id, auth.id, consistent=True)
@@ -823,15 +886,17 @@ class AuthorizationRepo:
             }
         }
         for attempt in range(5):
+            tx = Transaction(self.t)
+            tx.add("authorization", op)
             try:
-                self.t.transact([op])
+                tx.commit()
                 return current
             except TransactionFailed as exc:
-                if exc.reasons[:1] == ["ConditionalCheckFailed"]:
+                if exc.refused:
                     if self.get(account_id, auth_id, consistent=True) is None:
                         raise not_found("authorization", auth_id) from None
                     raise AuthorizationInUse(auth_id) from None
-                if exc.reasons[:1] != ["TransactionConflict"]:
+                if not exc.conflict:
                     raise
                 time.sleep(0.05 * 2**attempt)  # a job's transaction on this item right now
         raise Conflict("jobs of this authorization changed at the same time; retry",
@@ -1050,18 +1115,17 @@ class JobRepo:
 
     def _run(
         self,
+        tx: Transaction,
         job_op: dict[str, Any],
         account_id: str,
         moves: Iterable[UsageMove],
         *,
-        extra: list[dict[str, Any]] | None = None,
         job_id: str,
         version: int | None,
-        job_missing_is: Callable[[], Exception] | None = None,
         audiences: list[tuple[str | None, int]] | None = None,
     ) -> None:
-        """One transaction: the job write, the usage moves, the audience counts and any
-        extra items. An export job counts on its audience item (`jobs_using`), so an
+        """Commit `tx` with the job write, the usage moves and the audience counts added to
+        it: one transaction. An export job counts on its audience item (`jobs_using`), so an
         audience in use cannot be deleted and a job cannot point at a missing audience.
 
         Decrements against an authorization that no longer exists are dropped and the
@@ -1069,28 +1133,29 @@ class JobRepo:
         Increments never are: a job cannot become active on a deleted authorization.
         """
         moves = [m for m in moves if m.leave != m.enter]
-        extra = extra or []
         counted = [(aud, delta) for aud, delta in (audiences or []) if aud and delta]
+        others = set(tx.names)  # what the caller added: its audit event, log lines, a run's commit
+        tx.add("job", job_op)
+        for aud, delta in counted:
+            tx.add(f"audience:{aud}", self._audience_op(account_id, aud, delta))
+        for m in moves:
+            tx.add(f"usage:{m.auth_id}", self._usage_op(account_id, m))
         while True:
-            aud_ops = [self._audience_op(account_id, aud, delta) for aud, delta in counted]
-            ops = [job_op] + extra + aud_ops + [self._usage_op(account_id, m) for m in moves]
             try:
-                self.t.transact(ops)
+                tx.commit()
                 return
             except TransactionFailed as exc:
-                reasons = exc.reasons + ["None"] * (len(ops) - len(exc.reasons))
-                if reasons[0] == "ConditionalCheckFailed":
-                    current = self.get(account_id, job_id, consistent=True)
-                    if current is None:
-                        raise (job_missing_is() if job_missing_is else not_found("job", job_id)) from None
+                refused = set(exc.refused)
+                if "job" in refused:
+                    if self.get(account_id, job_id, consistent=True) is None:
+                        raise not_found("job", job_id) from None
                     raise stale_version("job", version) from None
-                if any(r == "ConditionalCheckFailed" for r in reasons[1 : 1 + len(extra)]):
+                if refused & others:
                     raise Conflict(
                         "a related object changed at the same time; retry",
                         code="conflict.concurrent_change",
                     ) from None
-                start = 1 + len(extra)
-                gone = [a for a, r in zip(counted, reasons[start:], strict=False) if r == "ConditionalCheckFailed"]
+                gone = [(aud, delta) for aud, delta in counted if f"audience:{aud}" in refused]
                 for aud, delta in gone:
                     if delta > 0:
                         raise Invalid(
@@ -1100,21 +1165,21 @@ class JobRepo:
                         ) from None
                 if gone:
                     # Only a job saved before audiences were counted can lose its audience.
+                    for aud, _ in gone:
+                        tx.drop(f"audience:{aud}")
                     counted = [a for a in counted if a not in gone]
                     continue
-                failed = [
-                    m
-                    for m, r in zip(moves, reasons[start + len(aud_ops) :], strict=False)
-                    if r == "ConditionalCheckFailed"
-                ]
+                failed = [m for m in moves if f"usage:{m.auth_id}" in refused]
                 if not failed:
-                    if "TransactionConflict" in reasons:
+                    if exc.conflict:
                         time.sleep(0.05)
                         continue
                     raise
                 for m in failed:
                     if m.enter is not None:
                         raise AuthorizationGone(m.auth_id) from None
+                for m in failed:
+                    tx.drop(f"usage:{m.auth_id}")
                 moves = [m for m in moves if m not in failed]
 
     def due_for_purge(self, shard: int, now_iso_: str, *, limit: int = 100) -> list[tuple[str, str]]:
@@ -1139,8 +1204,10 @@ class JobRepo:
         *,
         new_auth: Authorization | None = None,
         auth_provider: str,
-        extra: list[dict[str, Any]] | None = None,
+        tx: Transaction | None = None,
     ) -> None:
+        """Create the job, in `tx` with whatever the caller added to it (its audit event)."""
+        tx = tx if tx is not None else Transaction(self.t)
         op = {
             "Put": {
                 "TableName": self.t.name,
@@ -1151,21 +1218,22 @@ class JobRepo:
         if new_auth is not None:
             # The inline authorization is born with this job's weight on it.
             new_auth.usage[job.status.value] += 1
+            AuthorizationRepo(self.t).add_new(tx, new_auth)
             self._run(
+                tx,
                 op,
                 job.account_id,
                 [],
-                extra=[AuthorizationRepo(self.t).put_new_op(new_auth), *(extra or [])],
                 job_id=job.id,
                 version=None,
                 audiences=[(audience_of(job), 1)],
             )
             return
         self._run(
+            tx,
             op,
             job.account_id,
             [UsageMove(job.authorization_id, None, job.status, provider=auth_provider)],
-            extra=extra,
             job_id=job.id,
             version=None,
             audiences=[(audience_of(job), 1)],
@@ -1178,12 +1246,13 @@ class JobRepo:
         *,
         expected_version: int | None,
         expected_status: JobStatus | None = None,
-        extra: list[dict[str, Any]] | None = None,
+        tx: Transaction | None = None,
     ) -> Job:
         """Write `after` over `before` if nobody changed it since; move usage counters.
 
-        `extra` operations (a run's commit, log lines) land in the same transaction.
+        What the caller added to `tx` (a run's commit, log lines) lands in the same transaction.
         """
+        tx = tx if tx is not None else Transaction(self.t)
         after.version = before.version + 1
         after.updated_at = now_iso()
         values: dict[str, Any] = {":v": {"N": str(before.version)}}
@@ -1211,10 +1280,10 @@ class JobRepo:
             ]
         before_aud, after_aud = audience_of(before), audience_of(after)
         self._run(
+            tx,
             op,
             after.account_id,
             moves,
-            extra=extra,
             job_id=after.id,
             version=expected_version if expected_version is not None else before.version,
             audiences=[] if before_aud == after_aud else [(before_aud, -1), (after_aud, 1)],
@@ -1238,7 +1307,9 @@ class JobRepo:
             if _error_code(exc) != "ConditionalCheckFailedException":
                 raise
 
-    def delete(self, job: Job, *, extra: list[dict[str, Any]] | None = None) -> None:
+    def delete(self, job: Job, *, tx: Transaction | None = None) -> None:
+        """Delete the job, in `tx` with whatever the caller added (its audit event, its rules)."""
+        tx = tx if tx is not None else Transaction(self.t)
         op = {
             "Delete": {
                 "TableName": self.t.name,
@@ -1248,10 +1319,10 @@ class JobRepo:
             }
         }
         self._run(
+            tx,
             op,
             job.account_id,
             [UsageMove(job.authorization_id, job.status, None)],
-            extra=extra,
             job_id=job.id,
             version=job.version,
             audiences=[(audience_of(job), -1)],
@@ -1282,6 +1353,7 @@ __all__ = [
     "NotFound",
     "Page",
     "Table",
+    "Transaction",
     "TransactionFailed",
     "UsageMove",
     "now_iso",

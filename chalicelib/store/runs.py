@@ -7,8 +7,8 @@ Keys (see docs/data-model.md):
   requests  PK=ACCT#<a>#AUTH#<auth>#ACT  SK=H#<yyyy-mm-ddThh>  (API requests made with an
             authorization, hourly only: one write per step or API call)
 
-A step's effects are *operations* (dicts for TransactWriteItems) built here and committed
-together by the engine, conditional on the step number: that is what makes redelivery safe.
+A step's effects are writes added here to the engine's `Transaction` and committed together,
+conditional on the step number: that is what makes redelivery safe.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from chalicelib.store import keys as K
-from chalicelib.store.dynamo import Page, Table, _deser, _error_code, _ser, _to_attr, paged_query
+from chalicelib.store.dynamo import Page, Table, Transaction, _deser, _error_code, _ser, _to_attr, paged_query
 
 RUN_TTL_DAYS = 90
 LOG_TTL_DAYS = 30
@@ -186,6 +186,9 @@ class RunRepo:
             }
         }
 
+    def add_new_run(self, tx: Transaction, run: Run) -> None:
+        tx.add("run", self.new_run_op(run))
+
     def get(self, account_id: str, job_id: str, run_id: str) -> Run | None:
         row = self.t.get(K.account_pk(account_id), run_sk(job_id, run_id), consistent=True)
         return _run(row) if row else None
@@ -238,9 +241,12 @@ class RunRepo:
             raise
         return True
 
-    def commit_op(self, run: Run, owner: str, c: StepCommit, now: str) -> dict[str, Any]:
+    def add_commit(self, tx: Transaction, run: Run, owner: str, c: StepCommit, now: str) -> None:
         """Move the run from step n to n+1, conditional on it still being at step n under
         this lease: a step that was already committed can never be committed twice."""
+        tx.add("run", self._commit_op(run, owner, c, now))
+
+    def _commit_op(self, run: Run, owner: str, c: StepCommit, now: str) -> dict[str, Any]:
         names: dict[str, str] = {"#st": "step", "#cur": "cursor_json", "#pr": "processed",
                                  "#tu": "total_unit", "#rd": "read"}
         if c.omitted_reasons:
@@ -297,8 +303,14 @@ class RunRepo:
             }
         }
 
-    def set_status_op(self, run: Run, status: str, *, error: str | None, now: str,
-                      expect_step: int | None = None, origin: str | None = None) -> dict[str, Any]:
+    def add_status(self, tx: Transaction, run: Run, status: str, *, error: str | None, now: str,
+                   expect_step: int | None = None, origin: str | None = None) -> None:
+        """Set the run's status (ending its lease), conditional on its step when given."""
+        tx.add("run", self._status_op(run, status, error=error, now=now, expect_step=expect_step,
+                                      origin=origin))
+
+    def _status_op(self, run: Run, status: str, *, error: str | None, now: str,
+                   expect_step: int | None = None, origin: str | None = None) -> dict[str, Any]:
         names = {"#status": "status", "#e": "error"}
         values: dict[str, Any] = {":s": status, ":e": error, ":now": now}
         extra_set = ""
@@ -346,7 +358,14 @@ class RunRepo:
 
     # -- log lines ---------------------------------------------------------------------
 
-    def log_op(self, account_id: str, job_id: str, line: LogLine, at: datetime) -> dict[str, Any]:
+    def add_logs(self, tx: Transaction, account_id: str, job_id: str, lines: list[LogLine],
+                 at: datetime) -> None:
+        """Log lines in the transaction of the change they tell of. A millisecond apart, so
+        newest-first listings keep the order they were written in."""
+        for i, line in enumerate(lines):
+            tx.add(tx.numbered("log:"), self._log_op(account_id, job_id, line, at + timedelta(milliseconds=i)))
+
+    def _log_op(self, account_id: str, job_id: str, line: LogLine, at: datetime) -> dict[str, Any]:
         ts = _iso(at)
         item = {
             "PK": K.account_pk(account_id),
@@ -393,10 +412,16 @@ class RunRepo:
         """Log lines outside a step's transaction (state changes made by users)."""
         now = datetime.now(UTC)
         for line in lines:
-            op = self.log_op(account_id, job_id, line, now)["Put"]
+            op = self._log_op(account_id, job_id, line, now)["Put"]
             self.t.client.put_item(TableName=op["TableName"], Item=op["Item"])
 
     # -- activity ----------------------------------------------------------------------
+
+    def add_activity(self, tx: Transaction, account_id: str, job_id: str, at: datetime, added: int,
+                     removed: int, omitted: int) -> None:
+        """A step's counts ADDed to the job's hour and day, with the step's commit."""
+        for op in self.activity_ops(account_id, job_id, at, added, removed, omitted):
+            tx.add(tx.numbered("activity:"), op)
 
     def activity_ops(self, account_id: str, job_id: str, at: datetime, added: int, removed: int,
                      omitted: int) -> list[dict[str, Any]]:
@@ -461,11 +486,17 @@ class RunRepo:
 
     # -- API requests per authorization -------------------------------------------------
 
-    def request_ops(self, account_id: str, auth_id: str, at: datetime, requests: int,
-                    errors: int) -> list[dict[str, Any]]:
-        """At most ONE Update: ADD a step's (or an API call's) provider requests to the
-        authorization's hour. In a step's commit it moves with the checkpoint, so a
-        redelivered step never counts twice. Day and week series add hours up on read."""
+    def add_requests(self, tx: Transaction, account_id: str, auth_id: str, at: datetime, requests: int,
+                     errors: int) -> None:
+        """ADD a step's (or an API call's) provider requests to the authorization's hour. In a
+        step's commit it moves with the checkpoint, so a redelivered step never counts twice.
+        Day and week series add hours up on read."""
+        for op in self._request_ops(account_id, auth_id, at, requests, errors):
+            tx.add("requests", op)
+
+    def _request_ops(self, account_id: str, auth_id: str, at: datetime, requests: int,
+                     errors: int) -> list[dict[str, Any]]:
+        """At most ONE Update (see add_requests)."""
         if not (requests or errors):
             return []
         return [{
@@ -484,7 +515,7 @@ class RunRepo:
     def record_requests(self, account_id: str, auth_id: str, at: datetime, requests: int,
                         errors: int) -> None:
         """Requests made outside runs (checks, options): one UpdateItem, after the calls."""
-        for op in self.request_ops(account_id, auth_id, at, requests, errors):
+        for op in self._request_ops(account_id, auth_id, at, requests, errors):
             self.t.client.update_item(**op["Update"])
 
     def request_activity(self, account_id: str, auth_id: str, granularity: str,
