@@ -17,6 +17,7 @@ from typing import Any
 
 from chalicelib.domain.access import Capability, Principal
 from chalicelib.domain.errors import Conflict, Invalid, not_found
+from chalicelib.domain.ids import new_transition_id
 from chalicelib.services.deps import Deps
 from chalicelib.store.alert_rules import (
     MAX_RULES_PER_JOB,
@@ -26,7 +27,7 @@ from chalicelib.store.alert_rules import (
     JobGone,
     RuleLimit,
 )
-from chalicelib.store.dynamo import Transaction, new_transition_id
+from chalicelib.store.dynamo import Transaction
 
 log = logging.getLogger("switchyard.alert_rules")
 

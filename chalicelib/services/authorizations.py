@@ -23,7 +23,8 @@ from chalicelib.providers.base import Provider, ProviderError
 from chalicelib.providers.calls import CallCounter
 from chalicelib.services import credentials as creds_svc
 from chalicelib.services.deps import Deps
-from chalicelib.store.dynamo import AuthorizationInUse, Page, Transaction, now_iso
+from chalicelib.store.authorizations import AuthorizationInUse
+from chalicelib.store.dynamo import Page, Transaction, now_iso
 
 log = logging.getLogger("switchyard.authorizations")
 

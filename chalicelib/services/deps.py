@@ -12,9 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 from chalicelib.providers.registry import Registry, default_registry
 from chalicelib.store import aws
+from chalicelib.store.accounts import AccountRepo
 from chalicelib.store.audiences import AudienceRepo
 from chalicelib.store.audit import AuditRepo
-from chalicelib.store.dynamo import AccountRepo, AuthorizationRepo, JobRepo, Table, Transaction
+from chalicelib.store.authorizations import AuthorizationRepo
+from chalicelib.store.dynamo import Table, Transaction
+from chalicelib.store.jobs import JobRepo
 from chalicelib.store.membership import MembershipRepo
 from chalicelib.store.profiles import ProfileRepo
 from chalicelib.store.queues import HealthQueue, RunQueue

@@ -23,14 +23,15 @@ from typing import Any
 from chalicelib import logs
 from chalicelib.domain.errors import AppError
 from chalicelib.domain.failures import backoff_seconds, past_failure_window
-from chalicelib.domain.ids import new_id
+from chalicelib.domain.ids import new_id, new_transition_id
 from chalicelib.domain.models import Job
 from chalicelib.domain.statuses import Action, JobStatus, transition
 from chalicelib.providers.base import ProviderError, StepContext
 from chalicelib.providers.calls import CallCounter
 from chalicelib.services import credentials as creds_svc
 from chalicelib.services.deps import Deps
-from chalicelib.store.dynamo import AuthorizationGone, TransactionFailed, new_transition_id
+from chalicelib.store.dynamo import TransactionFailed
+from chalicelib.store.jobs import AuthorizationGone
 from chalicelib.store.runs import LogLine, Run, StepCommit
 
 log = logging.getLogger("switchyard.engine")

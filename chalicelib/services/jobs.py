@@ -27,7 +27,8 @@ from chalicelib.services.deps import Deps
 from chalicelib.services.validation import validate
 from chalicelib.store.alert_rules import AlertRuleRepo
 from chalicelib.store.audit import AuditEvent, diff
-from chalicelib.store.dynamo import AuthorizationGone, Page, Transaction, now_iso
+from chalicelib.store.dynamo import Page, Transaction, now_iso
+from chalicelib.store.jobs import AuthorizationGone
 from chalicelib.store.runs import LogLine
 
 

@@ -17,7 +17,7 @@ from chalicelib.domain.statuses import PURGEABLE_STATUSES
 from chalicelib.services.deps import Deps
 from chalicelib.store.alert_rules import AlertRuleRepo
 from chalicelib.store.audit import AuditEvent
-from chalicelib.store.dynamo import PURGE_SHARDS
+from chalicelib.store.jobs import PURGE_SHARDS
 
 log = logging.getLogger("switchyard.purge")
 

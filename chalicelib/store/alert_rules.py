@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.store import keys as K
-from chalicelib.store.dynamo import Table, Transaction, TransactionFailed, _deser, _error_code, _ser, now_iso
+from chalicelib.store.dynamo import Table, Transaction, TransactionFailed, deser, error_code, now_iso, ser
 
 RULE_SHARDS = 16
 MAX_RULES_PER_JOB = 10  # keeps a job's delete (rules + counter + job) one transaction
@@ -195,7 +195,7 @@ class AlertRuleRepo:
         while keys:
             got = self.t.client.batch_get_item(
                 RequestItems={self.t.name: {"Keys": keys, "ConsistentRead": True}})
-            rules += [_rule(_deser(i)) for i in got.get("Responses", {}).get(self.t.name, [])]
+            rules += [_rule(deser(i)) for i in got.get("Responses", {}).get(self.t.name, [])]
             keys = got.get("UnprocessedKeys", {}).get(self.t.name, {}).get("Keys", [])
             if keys:
                 time.sleep(0.05)
@@ -211,7 +211,7 @@ class AlertRuleRepo:
         update = "SET alert_state = :to, state_changed_at = :at"
         if alert is not None:
             update += ", pending_alert = :alert"
-            values[":alert"] = _ser({"a": alert})["a"]
+            values[":alert"] = ser({"a": alert})["a"]
         try:
             self.t.client.update_item(
                 TableName=self.t.name, Key=self._key(rule.account_id, rule_sk(rule.job_id, rule.id)),
@@ -219,7 +219,7 @@ class AlertRuleRepo:
                 ConditionExpression="attribute_exists(PK) AND alert_state = :from",
                 ExpressionAttributeValues=values)
         except ClientError as exc:
-            if _error_code(exc) == "ConditionalCheckFailedException":
+            if error_code(exc) == "ConditionalCheckFailedException":
                 return False
             raise
         rule.alert_state, rule.state_changed_at = to, at
@@ -238,7 +238,7 @@ class AlertRuleRepo:
                 ConditionExpression="pending_alert.transition_id = :t",
                 ExpressionAttributeValues={":t": {"S": transition_id}})
         except ClientError as exc:
-            if _error_code(exc) != "ConditionalCheckFailedException":
+            if error_code(exc) != "ConditionalCheckFailedException":
                 raise
         rule.pending_alert = None
 

@@ -19,12 +19,12 @@ from chalicelib.store import keys as K
 from chalicelib.store.dynamo import (
     Page,
     Table,
-    _deser,
-    _error_code,
-    _guard_update,
-    _to_attr,
+    deser,
+    error_code,
+    guard_update,
     now_iso,
     paged_query,
+    to_attr,
 )
 
 PREFIX = "AUD#"
@@ -117,14 +117,14 @@ class AudienceRepo:
             names[f"#f{i}"] = attr
             values[f":f{i}"] = value
             sets.append(f"#f{i} = :f{i}")
-        resp = _guard_update(
+        resp = guard_update(
             lambda: self.t.client.update_item(
                 TableName=self.t.name,
                 Key={"PK": {"S": K.account_pk(account_id)}, "SK": {"S": audience_sk(audience_id)}},
                 UpdateExpression="SET " + ", ".join(sets) + " ADD #v :one",
                 ConditionExpression="attribute_exists(PK) AND #v = :ev",
                 ExpressionAttributeNames=names,
-                ExpressionAttributeValues={k: _to_attr(v) for k, v in values.items()},
+                ExpressionAttributeValues={k: to_attr(v) for k, v in values.items()},
                 ReturnValues="ALL_NEW",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             ),
@@ -132,7 +132,7 @@ class AudienceRepo:
             ident=audience_id,
             version=expected_version,
         )
-        return _audience(_deser(resp["Attributes"]))
+        return _audience(deser(resp["Attributes"]))
 
     def delete(self, account_id: str, audience_id: str) -> Audience:
         """Delete and return the audience; 404 when it does not exist (or is another
@@ -150,18 +150,18 @@ class AudienceRepo:
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
         except ClientError as exc:
-            if _error_code(exc) == "ConditionalCheckFailedException":
+            if error_code(exc) == "ConditionalCheckFailedException":
                 old = exc.response.get("Item")
                 if not old:
                     raise not_found("audience", audience_id) from None
-                n = int(_deser(old).get("jobs_using", 0))
+                n = int(deser(old).get("jobs_using", 0))
                 raise Conflict(
                     f"audience {audience_id!r} is used by {n} export job{'s' if n != 1 else ''}; "
                     "delete them or point them at another audience first",
                     code="audience.in_use",
                 ) from None
             raise
-        return _audience(_deser(resp["Attributes"]))
+        return _audience(deser(resp["Attributes"]))
 
 
 __all__ = ["PREFIX", "AudienceRepo", "audience_sk"]

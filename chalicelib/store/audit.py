@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chalicelib.store import keys as K
-from chalicelib.store.dynamo import Page, Table, Transaction, _deser, _ser
+from chalicelib.store.dynamo import Page, Table, Transaction, deser, ser
 
 TTL_DAYS = 400
 MAX_READS = 5  # Queries one filtered listing may spend (like paged_query)
@@ -83,10 +83,10 @@ class AuditRepo:
 
     def add(self, tx: Transaction, event: AuditEvent) -> None:
         """The event, in the transaction of the change it records."""
-        tx.add(tx.numbered("audit:"), {"Put": {"TableName": self.t.name, "Item": _ser(_item(event))}})
+        tx.add(tx.numbered("audit:"), {"Put": {"TableName": self.t.name, "Item": ser(_item(event))}})
 
     def put(self, event: AuditEvent) -> None:
-        self.t.client.put_item(TableName=self.t.name, Item=_ser(_item(event)))
+        self.t.client.put_item(TableName=self.t.name, Item=ser(_item(event)))
 
     def page(self, account_id: str, *, limit: int, cursor: str | None, object_id: str | None = None,
              user_id: str | None = None, since: str | None = None, until: str | None = None) -> Page:
@@ -110,7 +110,7 @@ class AuditRepo:
             if start:
                 kwargs["ExclusiveStartKey"] = {k: {"S": v} for k, v in start.items()}
             resp = self.t.client.query(**kwargs)
-            rows = [_deser(i) for i in resp.get("Items", [])]
+            rows = [deser(i) for i in resp.get("Items", [])]
             for row in rows:
                 if (object_id and row["object_id"] != object_id) or (user_id and row["user_id"] != user_id):
                     last = row

@@ -12,7 +12,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib.store.dynamo import Table, _deser
+from chalicelib.store.dynamo import Table, deser
 
 
 def digest(value: str) -> str:
@@ -73,7 +73,7 @@ class OAuthStateRepo:
             if exc.response.get("Item"):
                 raise StateMismatch() from None
             raise StateUnknown() from None
-        row = _deser(resp.get("Attributes") or {})
+        row = deser(resp.get("Attributes") or {})
         if not row:
             raise StateUnknown()
         return FlowState(provider=str(row["provider"]), account_id=str(row["account_id"]),

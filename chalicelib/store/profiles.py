@@ -39,7 +39,7 @@ from typing import Any
 from chalicelib.domain import profiles as P
 from chalicelib.domain.errors import BadRequest
 from chalicelib.store import keys as K
-from chalicelib.store.dynamo import Page, Table, _deser, _error_code, _ser, now_iso
+from chalicelib.store.dynamo import Page, Table, deser, error_code, now_iso, ser
 
 SHARDS = 16
 PROFILE_PREFIX = "PROF#"
@@ -319,7 +319,7 @@ class ProfileRepo:
             }
             for attempt in range(MAX_ATTEMPTS):
                 resp = self._call("BatchGetItem", write=False, RequestItems=pending)
-                found += [_deser(i) for i in resp.get("Responses", {}).get(self.t.name, [])]
+                found += [deser(i) for i in resp.get("Responses", {}).get(self.t.name, [])]
                 pending = resp.get("UnprocessedKeys") or {}
                 if not pending:
                     break
@@ -332,7 +332,7 @@ class ProfileRepo:
         for start in range(0, len(items), self.write_batch):
             self._keep_lease()
             pending: dict[str, Any] = {
-                self.t.name: [{"PutRequest": {"Item": _ser(i)}} for i in items[start : start + self.write_batch]]
+                self.t.name: [{"PutRequest": {"Item": ser(i)}} for i in items[start : start + self.write_batch]]
             }
             for attempt in range(MAX_ATTEMPTS):
                 resp = self._call("BatchWriteItem", write=True, RequestItems=pending)
@@ -389,7 +389,7 @@ class ProfileRepo:
                 },
             )
         except ClientError as exc:
-            if _error_code(exc) == "ConditionalCheckFailedException":
+            if error_code(exc) == "ConditionalCheckFailedException":
                 return False
             raise
         return True
@@ -424,7 +424,7 @@ class ProfileRepo:
                 ExpressionAttributeValues={":me": {"S": owner}},
             )
         except ClientError as exc:
-            if _error_code(exc) != "ConditionalCheckFailedException":
+            if error_code(exc) != "ConditionalCheckFailedException":
                 raise
 
     # -- upsert ---------------------------------------------------------------------------
@@ -540,7 +540,7 @@ class ProfileRepo:
         resp = self._call("GetItem", write=False, TableName=self.t.name, Key=_attr_key(key),
                           ConsistentRead=consistent)
         item = resp.get("Item")
-        return _deser(item) if item else None
+        return deser(item) if item else None
 
     def get(self, account_id: str, profile_id: str, *, consistent: bool = False) -> P.Profile | None:
         self.last_stats = StoreStats()
@@ -607,7 +607,7 @@ class ProfileRepo:
             while True:
                 resp = self._query(profiles_pk(account_id, shard), limit=page_size, start=start)
                 for item in resp.get("Items", []):
-                    yield _profile(_data(_deser(item)))
+                    yield _profile(_data(deser(item)))
                 start = resp.get("LastEvaluatedKey")
                 if not start:
                     break
@@ -641,7 +641,7 @@ class ProfileRepo:
             need = limit - len(out)
             # One extra item tells whether this shard has more, without an empty read.
             resp = self._query(pks[shard], limit=need + 1, start=start)
-            rows = [_profile(_data(_deser(i))) for i in resp.get("Items", [])]
+            rows = [_profile(_data(deser(i))) for i in resp.get("Items", [])]
             out += rows[:need]
             if len(rows) > need:
                 break

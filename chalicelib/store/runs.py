@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from chalicelib.store import keys as K
-from chalicelib.store.dynamo import Page, Table, Transaction, _deser, _error_code, _ser, _to_attr, paged_query
+from chalicelib.store.dynamo import Page, Table, Transaction, deser, error_code, paged_query, ser, to_attr
 
 RUN_TTL_DAYS = 90
 LOG_TTL_DAYS = 30
@@ -181,7 +181,7 @@ class RunRepo:
         return {
             "Put": {
                 "TableName": self.t.name,
-                "Item": _ser(item),
+                "Item": ser(item),
                 "ConditionExpression": "attribute_not_exists(PK)",
             }
         }
@@ -236,7 +236,7 @@ class RunRepo:
                 },
             )
         except ClientError as exc:
-            if _error_code(exc) == "ConditionalCheckFailedException":
+            if error_code(exc) == "ConditionalCheckFailedException":
                 return False
             raise
         return True
@@ -299,7 +299,7 @@ class RunRepo:
                 + " REMOVE lease_owner, lease_until",
                 "ConditionExpression": "#st = :n AND lease_owner = :me",
                 "ExpressionAttributeNames": names,
-                "ExpressionAttributeValues": {k: _to_attr(v) for k, v in values.items()},
+                "ExpressionAttributeValues": {k: to_attr(v) for k, v in values.items()},
             }
         }
 
@@ -333,7 +333,7 @@ class RunRepo:
                 "ConditionExpression": condition,
                 "ExpressionAttributeNames": names,
                 "ExpressionAttributeValues": {
-                    k: _to_attr(v) for k, v in values.items() if k != ":now" or ended
+                    k: to_attr(v) for k, v in values.items() if k != ":now" or ended
                 },
             }
         }
@@ -351,7 +351,7 @@ class RunRepo:
                 ExpressionAttributeValues={":s": {"N": str(step)}},
             )
         except ClientError as exc:
-            if _error_code(exc) == "ConditionalCheckFailedException":
+            if error_code(exc) == "ConditionalCheckFailedException":
                 return False
             raise
         return True
@@ -380,7 +380,7 @@ class RunRepo:
             "context_json": json.dumps(line.context, sort_keys=True, default=str),
             "expires_at": int(at.timestamp()) + LOG_TTL_DAYS * 86400,
         }
-        return {"Put": {"TableName": self.t.name, "Item": _ser(item)}}
+        return {"Put": {"TableName": self.t.name, "Item": ser(item)}}
 
     def logs(self, account_id: str, job_id: str, *, limit: int, cursor: str | None,
              level: str | None) -> Page:
@@ -470,7 +470,7 @@ class RunRepo:
             ExpressionAttributeValues={":pk": {"S": activity_pk(account_id, job_id)},
                                        ":lo": {"S": lo}, ":hi": {"S": hi}},
         )
-        found = {row["SK"]: row for row in (_deser(i) for i in resp.get("Items", []))}
+        found = {row["SK"]: row for row in (deser(i) for i in resp.get("Items", []))}
         series = []
         for b in buckets:
             point: dict[str, Any] = {"start": b.strftime(label), "added": 0, "removed": 0, "omitted": 0}
@@ -535,7 +535,7 @@ class RunRepo:
         }
         for _ in range(REQUEST_PAGES):
             resp = self.t.client.query(**kwargs)
-            for row in (_deser(i) for i in resp.get("Items", [])):
+            for row in (deser(i) for i in resp.get("Items", [])):
                 hour = datetime.strptime(row["SK"][2:], "%Y-%m-%dT%H").replace(tzinfo=UTC)
                 i = int((hour - buckets[0]) / span)
                 if 0 <= i < len(points):
