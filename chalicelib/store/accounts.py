@@ -8,7 +8,7 @@ from chalicelib.domain.access import Role
 from chalicelib.domain.errors import not_found
 from chalicelib.domain.models import Account, Token, User
 from chalicelib.store import keys as K
-from chalicelib.store.dynamo import Page, Table, Transaction, error_code, paged_query
+from chalicelib.store.dynamo import ConditionFailed, Page, Table, Transaction, paged_query
 
 
 class AccountRepo:
@@ -137,20 +137,16 @@ class AccountRepo:
         )
 
     def delete_token(self, account_id: str, token_id: str) -> None:
-        from botocore.exceptions import ClientError
-
         try:
-            self.t.client.delete_item(
-                TableName=self.t.name,
+            self.t.write(
+                "delete_item",
                 Key={"PK": {"S": K.token_pk(token_id)}, "SK": {"S": K.ACCOUNT_SK}},
                 # Scoped to the caller's account: another account's token is "not found".
                 ConditionExpression="account_id = :a",
                 ExpressionAttributeValues={":a": {"S": account_id}},
             )
-        except ClientError as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                raise not_found("token", token_id) from None
-            raise
+        except ConditionFailed:
+            raise not_found("token", token_id) from None
 
 
 __all__ = ["AccountRepo"]

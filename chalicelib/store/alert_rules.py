@@ -11,14 +11,23 @@ the state it read, so two evaluators cannot both fire (or re-arm) the same breac
 
 from __future__ import annotations
 
-import time
 import uuid
 import zlib
 from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.store import keys as K
-from chalicelib.store.dynamo import Table, Transaction, TransactionFailed, deser, error_code, now_iso, ser
+from chalicelib.store.dynamo import (
+    UNPROCESSED,
+    IncompleteBatch,
+    Table,
+    Transaction,
+    TransactionFailed,
+    attempts,
+    deser,
+    now_iso,
+    ser,
+)
 
 RULE_SHARDS = 16
 MAX_RULES_PER_JOB = 10  # keeps a job's delete (rules + counter + job) one transaction
@@ -192,36 +201,32 @@ class AlertRuleRepo:
         resp = self.t.client.query(**kwargs)
         keys = [{"PK": i["PK"], "SK": i["SK"]} for i in resp.get("Items", [])]
         rules: list[AlertRule] = []
-        while keys:
+        for _ in attempts(UNPROCESSED):
+            if not keys:
+                break
             got = self.t.client.batch_get_item(
                 RequestItems={self.t.name: {"Keys": keys, "ConsistentRead": True}})
             rules += [_rule(deser(i)) for i in got.get("Responses", {}).get(self.t.name, [])]
             keys = got.get("UnprocessedKeys", {}).get(self.t.name, {}).get("Keys", [])
-            if keys:
-                time.sleep(0.05)
+        else:
+            raise IncompleteBatch("DynamoDB left alert rules unread; the next evaluation reads them")
         return rules, resp.get("LastEvaluatedKey")
 
     def move_state(self, rule: AlertRule, to: str, at: str, *, alert: dict[str, Any] | None = None) -> bool:
         """Move the rule's alert state from the one read to `to`; False if another
         evaluator (or a delete) got there first. `alert` is left pending on the rule in the
         same write (sent, then cleared, by `clear_alert`)."""
-        from botocore.exceptions import ClientError
-
         values = {":to": {"S": to}, ":at": {"S": at}, ":from": {"S": rule.alert_state}}
         update = "SET alert_state = :to, state_changed_at = :at"
         if alert is not None:
             update += ", pending_alert = :alert"
             values[":alert"] = ser({"a": alert})["a"]
-        try:
-            self.t.client.update_item(
-                TableName=self.t.name, Key=self._key(rule.account_id, rule_sk(rule.job_id, rule.id)),
+        if not self.t.write_if(
+                "update_item", Key=self._key(rule.account_id, rule_sk(rule.job_id, rule.id)),
                 UpdateExpression=update,
                 ConditionExpression="attribute_exists(PK) AND alert_state = :from",
-                ExpressionAttributeValues=values)
-        except ClientError as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                return False
-            raise
+                ExpressionAttributeValues=values):
+            return False
         rule.alert_state, rule.state_changed_at = to, at
         if alert is not None:
             rule.pending_alert = alert
@@ -229,17 +234,11 @@ class AlertRuleRepo:
 
     def clear_alert(self, rule: AlertRule, transition_id: str) -> None:
         """The rule's pending alert of this transition is out (a newer one is left alone)."""
-        from botocore.exceptions import ClientError
-
-        try:
-            self.t.client.update_item(
-                TableName=self.t.name, Key=self._key(rule.account_id, rule_sk(rule.job_id, rule.id)),
-                UpdateExpression="REMOVE pending_alert",
-                ConditionExpression="pending_alert.transition_id = :t",
-                ExpressionAttributeValues={":t": {"S": transition_id}})
-        except ClientError as exc:
-            if error_code(exc) != "ConditionalCheckFailedException":
-                raise
+        self.t.write_if(
+            "update_item", Key=self._key(rule.account_id, rule_sk(rule.job_id, rule.id)),
+            UpdateExpression="REMOVE pending_alert",
+            ConditionExpression="pending_alert.transition_id = :t",
+            ExpressionAttributeValues={":t": {"S": transition_id}})
         rule.pending_alert = None
 
 

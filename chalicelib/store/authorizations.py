@@ -15,18 +15,21 @@ from chalicelib.domain.models import Authorization, Health, HealthStatus, empty_
 from chalicelib.domain.statuses import JobStatus
 from chalicelib.store import keys as K
 from chalicelib.store.dynamo import (
+    CONTENDED,
+    ConditionFailed,
     Page,
     Table,
     Transaction,
     TransactionFailed,
+    attempts,
+    conditional,
     deser,
-    error_code,
-    guard_update,
     now_iso,
     paged_query,
     prefix_page,
     ser,
     to_attr,
+    update_versioned,
 )
 
 HEALTH_SHARDS = 16
@@ -125,20 +128,14 @@ class AuthorizationRepo:
         """`last_used_at` moves forward only (a slower concurrent writer cannot move it
         back), and never recreates a deleted authorization. Does not bump `version`: a
         use is not an edit."""
-        from botocore.exceptions import ClientError
-
-        try:
-            self.t.client.update_item(
-                TableName=self.t.name,
-                Key={"PK": {"S": K.account_pk(account_id)}, "SK": {"S": K.auth_sk(auth_id)}},
-                UpdateExpression="SET #lu = :at",
-                ConditionExpression="attribute_exists(PK) AND (attribute_not_exists(#lu) OR #lu < :at)",
-                ExpressionAttributeNames={"#lu": "last_used_at"},
-                ExpressionAttributeValues={":at": {"S": at}},
-            )
-        except ClientError as exc:
-            if error_code(exc) != "ConditionalCheckFailedException":
-                raise
+        self.t.write_if(
+            "update_item",
+            Key={"PK": {"S": K.account_pk(account_id)}, "SK": {"S": K.auth_sk(auth_id)}},
+            UpdateExpression="SET #lu = :at",
+            ConditionExpression="attribute_exists(PK) AND (attribute_not_exists(#lu) OR #lu < :at)",
+            ExpressionAttributeNames={"#lu": "last_used_at"},
+            ExpressionAttributeValues={":at": {"S": at}},
+        )
 
     def put_new_op(self, auth: Authorization) -> dict[str, Any]:
         return {
@@ -208,22 +205,17 @@ class AuthorizationRepo:
         if expected_version is not None:
             condition += " AND #v = :ev"
             values[":ev"] = expected_version
-        resp = guard_update(
-            lambda: self.t.client.update_item(
-                TableName=self.t.name,
-                Key={"PK": {"S": K.account_pk(account_id)}, "SK": {"S": K.auth_sk(auth_id)}},
-                UpdateExpression="SET " + ", ".join(sets) + " ADD #v :one",
-                ConditionExpression=condition,
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues={k: to_attr(v) for k, v in values.items()},
-                ReturnValues="ALL_NEW",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            ),
+        return _auth(update_versioned(
+            self.t,
+            {"PK": {"S": K.account_pk(account_id)}, "SK": {"S": K.auth_sk(auth_id)}},
             kind="authorization",
             ident=auth_id,
             version=expected_version,
-        )
-        return _auth(deser(resp["Attributes"]))
+            UpdateExpression="SET " + ", ".join(sets) + " ADD #v :one",
+            ConditionExpression=condition,
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues={k: to_attr(v) for k, v in values.items()},
+        ))
 
     def get_many(self, account_id: str, auth_ids: Iterable[str], *,
                  consistent: bool = False) -> dict[str, Authorization]:
@@ -240,7 +232,7 @@ class AuthorizationRepo:
             pending: dict[str, Any] = {self.t.name: {"ConsistentRead": consistent, "Keys": [
                 {"PK": {"S": K.account_pk(a)}, "SK": {"S": K.auth_sk(i)}}
                 for a, i in ids[start:start + 100]]}}
-            for _attempt in range(5):
+            for _ in attempts(CONTENDED):
                 resp = self.t.client.batch_get_item(RequestItems=pending)
                 for row in resp.get("Responses", {}).get(self.t.name, []):
                     auth = _auth(deser(row))
@@ -248,7 +240,6 @@ class AuthorizationRepo:
                 pending = resp.get("UnprocessedKeys") or {}
                 if not pending:
                     break
-                time.sleep(0.05 * 2**_attempt)
         return out
 
     # -- health -------------------------------------------------------------------------
@@ -282,8 +273,6 @@ class AuthorizationRepo:
         the alert left, or whose alert EventBridge refused, leaves it for the next check
         to send (`pending` in the result; `clear_health_alert` once it is out). The newest
         transition replaces an older pending alert."""
-        from botocore.exceptions import ClientError
-
         prev = auth.health.status
         for _ in range(4):
             values: dict[str, Any] = {":s": status.value, ":at": at, ":prev": prev.value}
@@ -339,19 +328,14 @@ class AuthorizationRepo:
                     # The daily common case, no change: one conditional UpdateItem (half a
                     # transaction's write cost), same condition. Its answer (no extra cost)
                     # tells whether an earlier transition's alert is still pending.
-                    try:
-                        resp = self.t.client.update_item(**update["Update"], ReturnValues="ALL_NEW")
-                    except ClientError as exc:
-                        if error_code(exc) != "ConditionalCheckFailedException":
-                            raise
-                        raise TransactionFailed(["ConditionalCheckFailed"]) from None
+                    resp = conditional(self.t.client.update_item, **update["Update"], ReturnValues="ALL_NEW")
                     return HealthRecorded(False, _pending_alert(deser(resp.get("Attributes") or {})))
                 tx = Transaction(self.t)
                 tx.add("authorization", update)
                 tx.add("health_transition", transition)
                 tx.commit()
                 return HealthRecorded(True, pending)
-            except TransactionFailed:
+            except (ConditionFailed, TransactionFailed):
                 current = self.get(auth.account_id, auth.id, consistent=True)
                 if current is None:
                     raise not_found("authorization", auth.id) from None
@@ -361,19 +345,13 @@ class AuthorizationRepo:
 
     def clear_health_alert(self, account_id: str, auth_id: str, transition_id: str) -> None:
         """The pending alert of this transition is out (a newer one is left alone)."""
-        from botocore.exceptions import ClientError
-
-        try:
-            self.t.client.update_item(
-                TableName=self.t.name,
-                Key={"PK": {"S": K.account_pk(account_id)}, "SK": {"S": K.auth_sk(auth_id)}},
-                UpdateExpression="REMOVE health_alert",
-                ConditionExpression="health_alert.transition_id = :t",
-                ExpressionAttributeValues={":t": {"S": transition_id}},
-            )
-        except ClientError as exc:
-            if error_code(exc) != "ConditionalCheckFailedException":
-                raise
+        self.t.write_if(
+            "update_item",
+            Key={"PK": {"S": K.account_pk(account_id)}, "SK": {"S": K.auth_sk(auth_id)}},
+            UpdateExpression="REMOVE health_alert",
+            ConditionExpression="health_alert.transition_id = :t",
+            ExpressionAttributeValues={":t": {"S": transition_id}},
+        )
 
     def health_history(self, account_id: str, auth_id: str, *, limit: int, cursor: str | None) -> Page:
         return prefix_page(self.t, K.account_pk(account_id), f"{HEALTH_PREFIX}{auth_id}#", limit=limit,
@@ -413,7 +391,7 @@ class AuthorizationRepo:
                 "ExpressionAttributeValues": {":z": {"N": "0"}},
             }
         }
-        for attempt in range(5):
+        for _ in attempts(CONTENDED):  # a job's transaction on this item right now: again
             tx = Transaction(self.t)
             tx.add("authorization", op)
             try:
@@ -426,7 +404,6 @@ class AuthorizationRepo:
                     raise AuthorizationInUse(auth_id) from None
                 if not exc.conflict:
                     raise
-                time.sleep(0.05 * 2**attempt)  # a job's transaction on this item right now
         raise Conflict("jobs of this authorization changed at the same time; retry",
                        code="conflict.concurrent_change")
 

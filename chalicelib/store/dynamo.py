@@ -7,19 +7,45 @@ protects an invariant is conditional or transactional; nothing reads-then-writes
 
 from __future__ import annotations
 
+import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import Any, TypeVar
 
 from chalicelib.config import settings
 from chalicelib.domain.errors import not_found, stale_version
 from chalicelib.store import aws
 from chalicelib.store import keys as K
 
+T = TypeVar("T")
+
 CONDITION_FAILED = "ConditionalCheckFailed"  # a cancellation reason: that write's condition refused
 CONFLICT = "TransactionConflict"  # a cancellation reason: another transaction held the item
+
+
+class ConditionFailed(Exception):
+    """DynamoDB refused a conditional write. `old` is the item as it stood, when the request
+    asked for it (ReturnValuesOnConditionCheckFailure=ALL_OLD) and it existed."""
+
+    def __init__(self, old: dict[str, Any] | None = None) -> None:
+        super().__init__("the write's condition was not met")
+        self.old = old
+
+
+def conditional(call: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """Make one conditional request. The only place ConditionalCheckFailedException is
+    recognised: it becomes ConditionFailed, which each repository turns into its answer."""
+    from botocore.exceptions import ClientError
+
+    try:
+        return call(*args, **kwargs)
+    except ClientError as exc:
+        if error_code(exc) != f"{CONDITION_FAILED}Exception":
+            raise
+        old = exc.response.get("Item")  # type: ignore[union-attr]
+        raise ConditionFailed(deser(old) if old else None) from None
 
 
 class TransactionFailed(Exception):
@@ -90,6 +116,40 @@ def error_code(exc: Exception) -> str:
     return str(response.get("Error", {}).get("Code", ""))
 
 
+@dataclass(frozen=True)
+class Backoff:
+    """How a store loop paces its attempts: `base` doubling per attempt, at most `cap`,
+    jittered (so that loops that collided do not collide again)."""
+
+    attempts: int
+    base: float = 0.05
+    cap: float = 2.0
+    jitter: bool = True
+
+    def delay(self, attempt: int) -> float:
+        wait = min(self.cap, self.base * 2**attempt)
+        return wait * random.uniform(0.5, 1.0) if self.jitter else wait
+
+
+# botocore's own retry configuration (store/aws.py) already covers throttling and
+# transient errors; these cover what it cannot see: items a batch request left unprocessed
+# and transactions cancelled by a concurrent one.
+UNPROCESSED = Backoff(attempts=8)
+CONTENDED = Backoff(attempts=5)
+
+
+def attempts(policy: Backoff, *, sleep: Callable[[float], None] = time.sleep) -> Iterator[int]:
+    """The attempt numbers of a retry loop: `break` once done; an attempt that does not
+    break is followed by the policy's wait. All spent, the loop's `else` runs."""
+    for attempt in range(policy.attempts):
+        yield attempt
+        sleep(policy.delay(attempt))
+
+
+class IncompleteBatch(RuntimeError):
+    """DynamoDB kept keys or items unprocessed after every retry. Replaying the step is safe."""
+
+
 class Table:
     """The table and the few primitive calls the repositories need."""
 
@@ -119,6 +179,20 @@ class Table:
         if condition:
             kwargs["ConditionExpression"] = condition
         self.client.put_item(**kwargs)
+
+    def write(self, operation: str, **kwargs: Any) -> dict[str, Any]:
+        """One conditional request on this table (`put_item`, `update_item`, `delete_item`);
+        ConditionFailed when its condition refused."""
+        resp: dict[str, Any] = conditional(getattr(self.client, operation), TableName=self.name, **kwargs)
+        return resp
+
+    def write_if(self, operation: str, **kwargs: Any) -> bool:
+        """Like `write`, for writes whose refusal is an ordinary answer: False then."""
+        try:
+            self.write(operation, **kwargs)
+        except ConditionFailed:
+            return False
+        return True
 
     def query(
         self,
@@ -317,33 +391,39 @@ def now_iso() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
-def guard_update(fn: Callable[[], Any], *, kind: str, ident: str, version: int | None) -> Any:
-    """Run a conditional update and turn a failed condition into the domain's answer."""
-    from botocore.exceptions import ClientError
-
+def update_versioned(table: Table, key: dict[str, Any], *, kind: str, ident: str, version: int | None,
+                     **kwargs: Any) -> dict[str, Any]:
+    """An UpdateItem conditional on the item existing (and on its version): a refusal
+    becomes the domain's answer, 404 when the item is gone, else 409 stale. The new item."""
     try:
-        return fn()
-    except ClientError as exc:
-        if error_code(exc) != "ConditionalCheckFailedException":
-            raise
-        old = exc.response.get("Item")  # type: ignore[union-attr]
-        if not old:
+        resp = table.write("update_item", Key=key, ReturnValues="ALL_NEW",
+                           ReturnValuesOnConditionCheckFailure="ALL_OLD", **kwargs)
+    except ConditionFailed as refused:
+        if not refused.old:
             raise not_found(kind, ident) from None
         raise stale_version(kind, version) from None
+    return deser(resp["Attributes"])
 
 
 __all__ = [
     "CONDITION_FAILED",
+    "CONTENDED",
+    "UNPROCESSED",
+    "Backoff",
+    "ConditionFailed",
+    "IncompleteBatch",
     "Page",
     "Table",
     "Transaction",
     "TransactionFailed",
+    "attempts",
+    "conditional",
     "deser",
     "error_code",
-    "guard_update",
     "now_iso",
     "paged_query",
     "prefix_page",
     "ser",
     "to_attr",
+    "update_versioned",
 ]

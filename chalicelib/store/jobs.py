@@ -19,11 +19,12 @@ from chalicelib.domain.statuses import PURGE_AFTER_DAYS, PURGEABLE_STATUSES, Job
 from chalicelib.store import keys as K
 from chalicelib.store.authorizations import AuthorizationRepo
 from chalicelib.store.dynamo import (
+    CONTENDED,
     Page,
     Table,
     Transaction,
     TransactionFailed,
-    error_code,
+    attempts,
     now_iso,
     paged_query,
     ser,
@@ -256,6 +257,8 @@ class JobRepo:
             tx.add(f"audience:{aud}", self._audience_op(account_id, aud, delta))
         for m in moves:
             tx.add(f"usage:{m.auth_id}", self._usage_op(account_id, m))
+        waits = attempts(CONTENDED)
+        next(waits)  # the first commit is attempt 0
         while True:
             try:
                 tx.commit()
@@ -287,10 +290,14 @@ class JobRepo:
                     continue
                 failed = [m for m in moves if f"usage:{m.auth_id}" in refused]
                 if not failed:
-                    if exc.conflict:
-                        time.sleep(0.05)
-                        continue
-                    raise
+                    if not exc.conflict:
+                        raise
+                    if next(waits, None) is None:  # another transaction kept holding an item
+                        raise Conflict(
+                            "a related object changed at the same time; retry",
+                            code="conflict.concurrent_change",
+                        ) from None
+                    continue
                 for m in failed:
                     if m.enter is not None:
                         raise AuthorizationGone(m.auth_id) from None
@@ -409,19 +416,13 @@ class JobRepo:
     def clear_alert(self, account_id: str, job_id: str, transition_id: str) -> None:
         """The job's pending alert of this transition is out (a newer one is left alone).
         Not a user edit: the version stays, so nobody's edit turns stale over it."""
-        from botocore.exceptions import ClientError
-
-        try:
-            self.t.client.update_item(
-                TableName=self.t.name,
-                Key={"PK": {"S": K.account_pk(account_id)}, "SK": {"S": K.job_sk(job_id)}},
-                UpdateExpression="REMOVE pending_alert",
-                ConditionExpression="pending_alert.transition_id = :t",
-                ExpressionAttributeValues={":t": {"S": transition_id}},
-            )
-        except ClientError as exc:
-            if error_code(exc) != "ConditionalCheckFailedException":
-                raise
+        self.t.write_if(
+            "update_item",
+            Key={"PK": {"S": K.account_pk(account_id)}, "SK": {"S": K.job_sk(job_id)}},
+            UpdateExpression="REMOVE pending_alert",
+            ConditionExpression="pending_alert.transition_id = :t",
+            ExpressionAttributeValues={":t": {"S": transition_id}},
+        )
 
     def delete(self, job: Job, *, tx: Transaction | None = None) -> None:
         """Delete the job, in `tx` with whatever the caller added (its audit event, its rules)."""

@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from chalicelib.store import keys as K
-from chalicelib.store.dynamo import Page, Table, Transaction, deser, error_code, paged_query, ser, to_attr
+from chalicelib.store.dynamo import Page, Table, Transaction, deser, paged_query, ser, to_attr
 
 RUN_TTL_DAYS = 90
 LOG_TTL_DAYS = 30
@@ -215,31 +215,23 @@ class RunRepo:
         The owner is the SQS message id, so a redelivery of the very message that crashed
         takes the lease back at once, while a duplicate waits for the lease to lapse.
         """
-        from botocore.exceptions import ClientError
-
         now = int(time.time())
-        try:
-            self.t.client.update_item(
-                TableName=self.t.name,
-                Key={"PK": {"S": K.account_pk(run.account_id)}, "SK": {"S": run_sk(run.job_id, run.id)}},
-                UpdateExpression="SET lease_owner = :me, lease_until = :until",
-                ConditionExpression=(
-                    "#st = :step AND (attribute_not_exists(lease_until) OR lease_until < :now "
-                    "OR lease_owner = :me)"
-                ),
-                ExpressionAttributeNames={"#st": "step"},
-                ExpressionAttributeValues={
-                    ":me": {"S": owner},
-                    ":until": {"N": str(now + lease_seconds)},
-                    ":now": {"N": str(now)},
-                    ":step": {"N": str(run.step)},
-                },
-            )
-        except ClientError as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        return self.t.write_if(
+            "update_item",
+            Key={"PK": {"S": K.account_pk(run.account_id)}, "SK": {"S": run_sk(run.job_id, run.id)}},
+            UpdateExpression="SET lease_owner = :me, lease_until = :until",
+            ConditionExpression=(
+                "#st = :step AND (attribute_not_exists(lease_until) OR lease_until < :now "
+                "OR lease_owner = :me)"
+            ),
+            ExpressionAttributeNames={"#st": "step"},
+            ExpressionAttributeValues={
+                ":me": {"S": owner},
+                ":until": {"N": str(now + lease_seconds)},
+                ":now": {"N": str(now)},
+                ":step": {"N": str(run.step)},
+            },
+        )
 
     def add_commit(self, tx: Transaction, run: Run, owner: str, c: StepCommit, now: str) -> None:
         """Move the run from step n to n+1, conditional on it still being at step n under
@@ -340,21 +332,13 @@ class RunRepo:
 
     def mark_enqueued(self, run: Run, step: int) -> bool:
         """Record that step `step` was queued; true only for the first caller."""
-        from botocore.exceptions import ClientError
-
-        try:
-            self.t.client.update_item(
-                TableName=self.t.name,
-                Key={"PK": {"S": K.account_pk(run.account_id)}, "SK": {"S": run_sk(run.job_id, run.id)}},
-                UpdateExpression="SET enqueued_step = :s",
-                ConditionExpression="attribute_exists(PK) AND enqueued_step < :s",
-                ExpressionAttributeValues={":s": {"N": str(step)}},
-            )
-        except ClientError as exc:
-            if error_code(exc) == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        return self.t.write_if(
+            "update_item",
+            Key={"PK": {"S": K.account_pk(run.account_id)}, "SK": {"S": run_sk(run.job_id, run.id)}},
+            UpdateExpression="SET enqueued_step = :s",
+            ConditionExpression="attribute_exists(PK) AND enqueued_step < :s",
+            ExpressionAttributeValues={":s": {"N": str(step)}},
+        )
 
     # -- log lines ---------------------------------------------------------------------
 
