@@ -8,7 +8,7 @@ from chalicelib.domain.access import Role
 from chalicelib.domain.errors import not_found
 from chalicelib.domain.models import Account, Token, User
 from chalicelib.store import keys as K
-from chalicelib.store.dynamo import ConditionFailed, Page, Table, Transaction, paged_query
+from chalicelib.store.dynamo import ConditionFailed, Page, Table, Transaction, paged_query, prefix_page
 
 
 class AccountRepo:
@@ -69,18 +69,8 @@ class AccountRepo:
         return self._user(row) if row else None
 
     def list_users(self, account_id: str, limit: int, cursor: str | None) -> Page:
-        return paged_query(
-            self.t,
-            key_condition="PK = :pk AND begins_with(SK, :p)",
-            names={},
-            values={":pk": K.account_pk(account_id), ":p": "USER#"},
-            key_names=("PK", "SK"),
-            expect={"PK": K.account_pk(account_id)},
-            sk_prefix="USER#",
-            limit=limit,
-            cursor=cursor,
-            convert=self._user,
-        )
+        return prefix_page(self.t, K.account_pk(account_id), "USER#", limit=limit, cursor=cursor,
+                           convert=self._user)
 
     @staticmethod
     def _token(row: dict[str, Any]) -> Token:

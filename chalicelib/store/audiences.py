@@ -22,7 +22,7 @@ from chalicelib.store.dynamo import (
     Table,
     deser,
     now_iso,
-    paged_query,
+    prefix_page,
     to_attr,
     update_versioned,
 )
@@ -84,18 +84,8 @@ class AudienceRepo:
     def page(self, account_id: str, *, limit: int, cursor: str | None) -> Page:
         """Newest first; one Query per page. Cursors only work within this account's audiences."""
         pk = K.account_pk(account_id)
-        return paged_query(
-            self.t,
-            key_condition="PK = :pk AND begins_with(SK, :p)",
-            names={},
-            values={":pk": pk, ":p": PREFIX},
-            key_names=("PK", "SK"),
-            expect={"PK": pk},
-            sk_prefix=PREFIX,
-            limit=limit,
-            cursor=cursor,
-            convert=_audience,
-        )
+        return prefix_page(self.t, pk, PREFIX, limit=limit, cursor=cursor,
+                           convert=_audience)
 
     def update(
         self,

@@ -25,7 +25,6 @@ from chalicelib.store.dynamo import (
     conditional,
     deser,
     now_iso,
-    paged_query,
     prefix_page,
     ser,
     to_attr,
@@ -171,19 +170,8 @@ class AuthorizationRepo:
                 )
 
         pk = K.account_pk(account_id)
-        return paged_query(
-            self.t,
-            key_condition="PK = :pk AND begins_with(SK, :p)",
-            names={},
-            values={":pk": pk, ":p": "AUTH#"},
-            key_names=("PK", "SK"),
-            expect={"PK": pk},
-            sk_prefix="AUTH#",
-            limit=limit,
-            cursor=cursor,
-            convert=_auth,
-            keep=keep,
-        )
+        return prefix_page(self.t, pk, "AUTH#", limit=limit, cursor=cursor,
+                           convert=_auth, keep=keep)
 
     def update(
         self,

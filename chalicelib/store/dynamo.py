@@ -371,7 +371,8 @@ def paged_query(
 
 
 def prefix_page(table: Table, pk: str, prefix: str, *, limit: int, cursor: str | None,
-                convert: Callable[[dict[str, Any]], Any]) -> Page:
+                convert: Callable[[dict[str, Any]], Any], keep: Callable[[Any], bool] | None = None,
+                ) -> Page:
     """Newest-first pages of the items of `pk` whose SK starts with `prefix`."""
     return paged_query(
         table,
@@ -384,6 +385,7 @@ def prefix_page(table: Table, pk: str, prefix: str, *, limit: int, cursor: str |
         limit=limit,
         cursor=cursor,
         convert=convert,
+        keep=keep,
     )
 
 

@@ -27,6 +27,7 @@ from chalicelib.store.dynamo import (
     attempts,
     now_iso,
     paged_query,
+    prefix_page,
     ser,
 )
 
@@ -170,19 +171,8 @@ class JobRepo:
                 convert=_job,
                 keep=keep,
             )
-        return paged_query(
-            self.t,
-            key_condition="PK = :pk AND begins_with(SK, :p)",
-            names={},
-            values={":pk": pk, ":p": "JOB#"},
-            key_names=("PK", "SK"),
-            expect={"PK": pk},
-            sk_prefix="JOB#",
-            limit=limit,
-            cursor=cursor,
-            convert=_job,
-            keep=keep,
-        )
+        return prefix_page(self.t, pk, "JOB#", limit=limit, cursor=cursor,
+                           convert=_job, keep=keep)
 
     def jobs_of_authorization(self, account_id: str, auth_id: str, limit: int = 200) -> list[Job]:
         return list(self.page(account_id, limit=limit, cursor=None, authorization_id=auth_id).items)

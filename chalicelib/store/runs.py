@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from chalicelib.store import keys as K
-from chalicelib.store.dynamo import Page, Table, Transaction, deser, paged_query, ser, to_attr
+from chalicelib.store.dynamo import Page, Table, Transaction, deser, prefix_page, ser, to_attr
 
 RUN_TTL_DAYS = 90
 LOG_TTL_DAYS = 30
@@ -196,18 +196,8 @@ class RunRepo:
     def page(self, account_id: str, job_id: str, *, limit: int, cursor: str | None) -> Page:
         pk = K.account_pk(account_id)
         prefix = f"RUN#{job_id}#"
-        return paged_query(
-            self.t,
-            key_condition="PK = :pk AND begins_with(SK, :p)",
-            names={},
-            values={":pk": pk, ":p": prefix},
-            key_names=("PK", "SK"),
-            expect={"PK": pk},
-            sk_prefix=prefix,
-            limit=limit,
-            cursor=cursor,
-            convert=_run,
-        )
+        return prefix_page(self.t, pk, prefix, limit=limit, cursor=cursor,
+                           convert=_run)
 
     def acquire(self, run: Run, owner: str, lease_seconds: int) -> bool:
         """Take the run's lease for its current step: never two steps of one job at once.
@@ -378,19 +368,8 @@ class RunRepo:
             def keep(row: dict[str, Any]) -> bool:
                 return order.index(row["level"]) >= floor if row["level"] in order else True
 
-        return paged_query(
-            self.t,
-            key_condition="PK = :pk AND begins_with(SK, :p)",
-            names={},
-            values={":pk": pk, ":p": prefix},
-            key_names=("PK", "SK"),
-            expect={"PK": pk},
-            sk_prefix=prefix,
-            limit=limit,
-            cursor=cursor,
-            convert=lambda row: row,
-            keep=keep,
-        )
+        return prefix_page(self.t, pk, prefix, limit=limit, cursor=cursor,
+                           convert=lambda row: row, keep=keep)
 
     def write_logs(self, account_id: str, job_id: str, lines: list[LogLine]) -> None:
         """Log lines outside a step's transaction (state changes made by users)."""
