@@ -447,7 +447,8 @@ def instrument_engine(meter: Meter) -> None:
     from chalicelib.providers.s3_files import S3FileReader
     from chalicelib.services import credentials as creds_svc
     from chalicelib.services.engine import Engine
-    from chalicelib.store.dynamo import JobRepo, Table
+    from chalicelib.store.dynamo import Table
+    from chalicelib.store.jobs import JobRepo
     from chalicelib.store.profiles import ProfileRepo
 
     meter.wrap(Drain, "run", "delivery (SQS receive/delete, as Lambda's poller)")

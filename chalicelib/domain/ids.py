@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 import time
+import uuid
 
 _ALPHABET = "0123456789abcdefghjkmnpqrstvwxyz"  # Crockford base32, lower case
 
@@ -33,3 +34,11 @@ def created_ms(value: str) -> int | None:
             return None
         millis = millis * 32 + digit
     return millis
+
+
+def new_transition_id() -> str:
+    """A state change's id: its time to the microsecond (one reading: it orders transitions
+    within a second) and a random tail. Alerts carry it; the alerts worker delivers one per id."""
+    ns = time.time_ns()
+    moment = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ns / 1e9))
+    return f"{moment}.{ns // 1000 % 10**6:06d}Z#{uuid.uuid4().hex[:6]}"

@@ -17,6 +17,7 @@ from typing import Any
 
 from chalicelib.domain.access import Capability, Principal
 from chalicelib.domain.errors import Conflict, Invalid, not_found
+from chalicelib.domain.ids import new_transition_id
 from chalicelib.services.deps import Deps
 from chalicelib.store.alert_rules import (
     MAX_RULES_PER_JOB,
@@ -26,7 +27,7 @@ from chalicelib.store.alert_rules import (
     JobGone,
     RuleLimit,
 )
-from chalicelib.store.dynamo import new_transition_id
+from chalicelib.store.dynamo import Transaction
 
 log = logging.getLogger("switchyard.alert_rules")
 
@@ -40,15 +41,17 @@ def _repo(d: Deps) -> AlertRuleRepo:
     return AlertRuleRepo(d.table)
 
 
-def _audit_op(d: Deps, p: Principal, action: str, rule: AlertRule) -> dict[str, Any]:
+def _audited(d: Deps, p: Principal, action: str, rule: AlertRule) -> Transaction:
+    """A transaction holding the audit event of a user's change to a rule, for the change."""
     from chalicelib.store.audit import AuditEvent
 
     fields = {"job_id": rule.job_id, "metric": rule.metric, "granularity": rule.granularity,
               "min": rule.min, "max": rule.max, "allowable_violations": rule.allowable_violations}
     changes = {k: ({"before": None, "after": v} if action == "created" else {"before": v, "after": None})
                for k, v in fields.items() if v is not None}
-    return d.audit.op(AuditEvent(p.account_id, p.user_id, action, "alert_rule", rule.id,
-                                 rule.describe(), changes))
+    tx = d.transaction()
+    d.audit.add(tx, AuditEvent(p.account_id, p.user_id, action, "alert_rule", rule.id, rule.describe(), changes))
+    return tx
 
 
 def create(d: Deps, p: Principal, job_id: str, *, metric: str, granularity: str, min_: int | None,
@@ -70,7 +73,7 @@ def create(d: Deps, p: Principal, job_id: str, *, metric: str, granularity: str,
                      id=uuid.uuid4().hex[:12], created_by=p.user_id,
                      created_at=(now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ"))
     try:
-        return _repo(d).create(rule, extra=[_audit_op(d, p, "created", rule)])
+        return _repo(d).create(rule, tx=_audited(d, p, "created", rule))
     except JobGone:
         raise not_found("job", job_id) from None
     except RuleLimit:
@@ -88,7 +91,7 @@ def list_(d: Deps, p: Principal, job_id: str) -> list[AlertRule]:
 def delete(d: Deps, p: Principal, job_id: str, rule_id: str) -> None:
     p.require(Capability.MANAGE_INTEGRATIONS)
     rule = _repo(d).get(p.account_id, job_id, rule_id)
-    if rule is None or not _repo(d).delete(rule, extra=[_audit_op(d, p, "deleted", rule)]):
+    if rule is None or not _repo(d).delete(rule, tx=_audited(d, p, "deleted", rule)):
         raise not_found("alert_rule", rule_id)
 
 

@@ -23,7 +23,8 @@ from chalicelib.providers.base import Provider, ProviderError
 from chalicelib.providers.calls import CallCounter
 from chalicelib.services import credentials as creds_svc
 from chalicelib.services.deps import Deps
-from chalicelib.store.dynamo import AuthorizationInUse, Page, now_iso
+from chalicelib.store.authorizations import AuthorizationInUse
+from chalicelib.store.dynamo import Page, Transaction, now_iso
 
 log = logging.getLogger("switchyard.authorizations")
 
@@ -154,12 +155,12 @@ def audit_created(d: Deps, p: Principal, auth: Authorization) -> None:
     _audit(d, p, "created", auth, _created_values(auth))
 
 
-def audit_created_op(d: Deps, p: Principal, auth: Authorization) -> dict[str, Any]:
-    """The same event, for the transaction that creates it (inline in a job's create)."""
+def audit_created_in(d: Deps, tx: Transaction, p: Principal, auth: Authorization) -> None:
+    """The same event, in the transaction that creates it (inline in a job's create)."""
     from chalicelib.store.audit import AuditEvent, diff
 
-    return d.audit.op(AuditEvent(p.account_id, p.user_id, "created", "authorization", auth.id, auth.label,
-                                 diff({}, _created_values(auth))))
+    d.audit.add(tx, AuditEvent(p.account_id, p.user_id, "created", "authorization", auth.id, auth.label,
+                               diff({}, _created_values(auth))))
 
 
 def _audit(d: Deps, p: Principal, action: str, auth: Authorization, values: dict[str, Any] | None = None,

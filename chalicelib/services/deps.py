@@ -13,9 +13,12 @@ from typing import TYPE_CHECKING, Any
 from chalicelib.providers.calls import CallCounter
 from chalicelib.providers.registry import Registry, default_registry
 from chalicelib.store import aws
+from chalicelib.store.accounts import AccountRepo
 from chalicelib.store.audiences import AudienceRepo
 from chalicelib.store.audit import AuditRepo
-from chalicelib.store.dynamo import AccountRepo, AuthorizationRepo, JobRepo, Table
+from chalicelib.store.authorizations import AuthorizationRepo
+from chalicelib.store.dynamo import Table, Transaction
+from chalicelib.store.jobs import JobRepo
 from chalicelib.store.membership import MembershipRepo
 from chalicelib.store.profiles import ProfileRepo
 from chalicelib.store.queues import HealthQueue, RunQueue
@@ -86,6 +89,10 @@ class Deps:
         from chalicelib.store.oauth import OAuthStateRepo
 
         return OAuthStateRepo(self.table)
+
+    def transaction(self) -> Transaction:
+        """Writes to the main table that commit together (repositories add to it)."""
+        return Transaction(self.table)
 
     def request_counter(self) -> aws.RequestTally:
         return aws.track_requests()

@@ -23,14 +23,15 @@ from typing import Any
 from chalicelib import logs
 from chalicelib.domain.errors import AppError
 from chalicelib.domain.failures import backoff_seconds, past_failure_window
-from chalicelib.domain.ids import new_id
+from chalicelib.domain.ids import new_id, new_transition_id
 from chalicelib.domain.models import Job
 from chalicelib.domain.statuses import Action, JobStatus, transition
 from chalicelib.providers.base import ProviderError, StepContext
 from chalicelib.providers.calls import CallCounter
 from chalicelib.services import credentials as creds_svc
 from chalicelib.services.deps import Deps
-from chalicelib.store.dynamo import AuthorizationGone, TransactionFailed, new_transition_id
+from chalicelib.store.dynamo import TransactionFailed
+from chalicelib.store.jobs import AuthorizationGone
 from chalicelib.store.runs import LogLine, Run, StepCommit
 
 log = logging.getLogger("switchyard.engine")
@@ -241,7 +242,8 @@ class Engine:
             run = resumed
             run.status = "running"
             run.origin = origin
-            ops = [self.d.runs.set_status_op(run, "running", error=None, now=_iso(now), origin=origin)]
+            tx = self.d.transaction()
+            self.d.runs.add_status(tx, run, "running", error=None, now=_iso(now), origin=origin)
             lines.append(LogLine("info", "run.resumed",
                                  f"run resumed at step {run.step} ({msg['trigger']})",
                                  run_id=run.id, user=who))
@@ -249,15 +251,14 @@ class Engine:
             run = Run(id=new_id("run"), job_id=job.id, account_id=job.account_id,
                       trigger=msg["trigger"], status="running", started_at=_iso(now),
                       requested_by=who, origin=origin)
-            ops = [self.d.runs.new_run_op(run)]
+            tx = self.d.transaction()
+            self.d.runs.add_new_run(tx, run)
             lines.append(LogLine("info", "run.started", f"run started ({msg['trigger']})",
                                  run_id=run.id, user=who))
         after.current_run_id = run.id
-        ops += [self.d.runs.log_op(job.account_id, job.id, ln, now + timedelta(milliseconds=i))
-                for i, ln in enumerate(lines)]
+        self.d.runs.add_logs(tx, job.account_id, job.id, lines, now)
         try:
-            self.d.jobs.save(job, after, expected_version=None, expected_status=JobStatus.SLEEPING,
-                             extra=ops)
+            self.d.jobs.save(job, after, expected_version=None, expected_status=JobStatus.SLEEPING, tx=tx)
         except AuthorizationGone:
             self._log(job, "error", "run.authorization_deleted",
                       "the job's authorization was deleted; change it, then resume the job")
@@ -272,14 +273,13 @@ class Engine:
         logs.bind(run_id=run.id, step=run.step)
         log.info("run interrupted: the job is %s", job.status.value)
         # Refused when another delivery settled the run first: nothing left to do then.
+        tx = self.d.transaction()
+        self.d.runs.add_status(tx, run, status, error=None, now=_iso(self.o.now()), expect_step=run.step)
+        self.d.runs.add_logs(tx, job.account_id, job.id,
+                             [LogLine("info", f"run.{status}", f"run {status} at step {run.step}", run_id=run.id)],
+                             self.o.now())
         with contextlib.suppress(TransactionFailed):
-            self.d.table.transact([
-                self.d.runs.set_status_op(run, status, error=None, now=_iso(self.o.now()),
-                                          expect_step=run.step),
-                self.d.runs.log_op(job.account_id, job.id,
-                                   LogLine("info", f"run.{status}", f"run {status} at step {run.step}",
-                                           run_id=run.id), self.o.now()),
-            ])
+            tx.commit()
 
     def _requeue_if_lost(self, job: Job, run: Run) -> None:
         # The step was committed but its successor may not have been queued (crash between).
@@ -396,10 +396,10 @@ class Engine:
                                   "omitted_reasons": dict(reasons), "processed": result.processed})]
         for ref, why in result.invalid[:5]:
             lines.append(LogLine("warning", "record.invalid", f"{ref}: {why}", run_id=run.id))
-        ops = [self.d.runs.commit_op(run, delivery.message_id, commit, _iso(now))]
-        ops += self.d.runs.activity_ops(job.account_id, job.id, now, added, 0, omitted)
-        ops += self.d.runs.request_ops(job.account_id, job.authorization_id, now, calls.total,
-                                       calls.error_total)
+        tx = self.d.transaction()
+        self.d.runs.add_commit(tx, run, delivery.message_id, commit, _iso(now))
+        self.d.runs.add_activity(tx, job.account_id, job.id, now, added, 0, omitted)
+        self.d.runs.add_requests(tx, job.account_id, job.authorization_id, now, calls.total, calls.error_total)
         if done:
             total_added = run.added + added
             total_omitted = run.omitted + omitted
@@ -407,9 +407,7 @@ class Engine:
                                  f"run finished: {total_added} added, {total_omitted} omitted",
                                  run_id=run.id, context={"added": total_added, "removed": run.removed,
                                                          "omitted": total_omitted}))
-        # A millisecond apart, so newest-first listings keep the order they were written in.
-        ops += [self.d.runs.log_op(job.account_id, job.id, ln, now + timedelta(milliseconds=i))
-                for i, ln in enumerate(lines)]
+        self.d.runs.add_logs(tx, job.account_id, job.id, lines, now)
         try:
             if done:
                 after = copy.deepcopy(job)
@@ -430,10 +428,9 @@ class Engine:
                     "omitted": run.omitted + omitted, "error": None, "cost": total_cost,
                 }
                 after.pending_alert = recovery_alert(job, run)
-                self.d.jobs.save(job, after, expected_version=None,
-                                 expected_status=JobStatus.RUNNING, extra=ops)
+                self.d.jobs.save(job, after, expected_version=None, expected_status=JobStatus.RUNNING, tx=tx)
             else:
-                self.d.table.transact(ops)
+                tx.commit()
         except (AppError, TransactionFailed) as exc:
             self._commit_refused(job, run, exc)
             return
@@ -521,21 +518,18 @@ class Engine:
         after.last_run = {"id": run.id, "status": run_status, "started_at": run.started_at,
                           "finished_at": _iso(now) if give_up else None, "added": run.added,
                           "removed": run.removed, "omitted": run.omitted, "error": exc.reason}
-        ops = [
-            self.d.runs.set_status_op(run, run_status, error=exc.reason, now=_iso(now),
-                                      expect_step=run.step),
-            self.d.runs.log_op(job.account_id, job.id,
-                               LogLine("error" if give_up else "warning", code, message, run_id=run.id,
-                                       context={"fault_count": after.fault_count}), now),
-        ]
+        tx = self.d.transaction()
+        self.d.runs.add_status(tx, run, run_status, error=exc.reason, now=_iso(now), expect_step=run.step)
+        self.d.runs.add_logs(tx, job.account_id, job.id,
+                             [LogLine("error" if give_up else "warning", code, message, run_id=run.id,
+                                      context={"fault_count": after.fault_count})], now)
         if calls is not None:
             # The failed step's requests were made too; this transaction is conditional on
             # the step like a commit, so a redelivery cannot count them twice.
-            ops += self.d.runs.request_ops(job.account_id, job.authorization_id, now, calls.total,
-                                           calls.error_total)
+            self.d.runs.add_requests(tx, job.account_id, job.authorization_id, now, calls.total,
+                                     calls.error_total)
         try:
-            self.d.jobs.save(job, after, expected_version=None, expected_status=JobStatus.RUNNING,
-                             extra=ops)
+            self.d.jobs.save(job, after, expected_version=None, expected_status=JobStatus.RUNNING, tx=tx)
         except (AppError, TransactionFailed) as err:
             self._commit_refused(job, run, err)
             return

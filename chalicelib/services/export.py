@@ -30,7 +30,6 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Protocol
 
 from chalicelib.domain.errors import AppError
@@ -415,9 +414,10 @@ def _commit(engine: Engine, job: Job, run: Run, delivery: Delivery, started: flo
         read=out.processed, added=out.added, removed=out.removed, omitted_reasons=dict(out.omitted_reasons),
         cost=cost, status="succeeded" if out.done else None,
     )
-    ops = [d.runs.commit_op(run, delivery.message_id, commit, _iso(now))]
-    ops += d.runs.activity_ops(job.account_id, job.id, now, out.added, out.removed, omitted)
-    ops += d.runs.request_ops(job.account_id, job.authorization_id, now, calls.total, calls.error_total)
+    tx = d.transaction()
+    d.runs.add_commit(tx, run, delivery.message_id, commit, _iso(now))
+    d.runs.add_activity(tx, job.account_id, job.id, now, out.added, out.removed, omitted)
+    d.runs.add_requests(tx, job.account_id, job.authorization_id, now, calls.total, calls.error_total)
     lines = list(out.lines)
     total_added, total_removed = run.added + out.added, run.removed + out.removed
     total_omitted = run.omitted + omitted
@@ -427,8 +427,7 @@ def _commit(engine: Engine, job: Job, run: Run, delivery: Delivery, started: flo
                              f"{total_omitted} omitted", run_id=run.id,
                              context={"added": total_added, "removed": total_removed,
                                       "omitted": total_omitted}))
-    ops += [d.runs.log_op(job.account_id, job.id, ln, now + timedelta(milliseconds=i))
-            for i, ln in enumerate(lines)]
+    d.runs.add_logs(tx, job.account_id, job.id, lines, now)
     try:
         if out.done:
             after = copy.deepcopy(job)
@@ -452,9 +451,9 @@ def _commit(engine: Engine, job: Job, run: Run, delivery: Delivery, started: flo
             from chalicelib.services.engine import recovery_alert
 
             after.pending_alert = recovery_alert(job, run)
-            d.jobs.save(job, after, expected_version=None, expected_status=JobStatus.RUNNING, extra=ops)
+            d.jobs.save(job, after, expected_version=None, expected_status=JobStatus.RUNNING, tx=tx)
         else:
-            d.table.transact(ops)
+            tx.commit()
     except (AppError, TransactionFailed) as exc:
         engine._commit_refused(job, run, exc)
         return

@@ -21,7 +21,8 @@ from chalicelib.domain.models import Authorization, CheckResult, HealthStatus
 from chalicelib.providers.base import ProviderError
 from chalicelib.services import credentials as creds_svc
 from chalicelib.services.deps import Deps
-from chalicelib.store.dynamo import HEALTH_SHARDS, PendingHealthAlert, now_iso
+from chalicelib.store.authorizations import HEALTH_SHARDS, PendingHealthAlert
+from chalicelib.store.dynamo import now_iso
 
 log = logging.getLogger("switchyard.health")
 

@@ -25,7 +25,11 @@ from chalicelib.providers.base import Provider
 from chalicelib.services import authorizations as auth_svc
 from chalicelib.services.deps import Deps
 from chalicelib.services.validation import validate
-from chalicelib.store.dynamo import AuthorizationGone, Page, now_iso
+from chalicelib.store.alert_rules import AlertRuleRepo
+from chalicelib.store.audit import AuditEvent, diff
+from chalicelib.store.dynamo import Page, Transaction, now_iso
+from chalicelib.store.jobs import AuthorizationGone
+from chalicelib.store.runs import LogLine
 
 
 @dataclass(frozen=True)
@@ -150,21 +154,20 @@ def create(d: Deps, p: Principal, new: NewJob) -> tuple[Job, Authorization]:
         failure_window_hours=new.failure_window_hours,
     )
     verb = "created and started" if new.start else "created (staged, paused)"
-    logs = [_log_op(d, job, "job.created", f"job {verb} by {p.user_id}", p),
-            _audit_op(d, p, "created", job)]
-    logs += d.runs.request_ops(p.account_id, auth.id, datetime.now(UTC), calls.total, calls.error_total)
+    tx = _recorded(d, job, "job.created", f"job {verb} by {p.user_id}", p, "created")
+    d.runs.add_requests(tx, p.account_id, auth.id, datetime.now(UTC), calls.total, calls.error_total)
     if inline is not None:
         # An inline authorization is audited like one made on the dashboard, in the same write.
-        logs.append(auth_svc.audit_created_op(d, p, inline[0]))
+        auth_svc.audit_created_in(d, tx, p, inline[0])
         auth_svc.store_secret(d, inline[0], inline[1])
         try:
-            d.jobs.create(job, new_auth=inline[0], auth_provider=provider.spec.id, extra=logs)
+            d.jobs.create(job, new_auth=inline[0], auth_provider=provider.spec.id, tx=tx)
         except Exception:
             d.secrets.delete_now(inline[0].secret_name)
             raise
     else:
         try:
-            _create_on_existing(d, job, provider.spec.id, logs)
+            _create_on_existing(d, job, provider.spec.id, tx)
         except Exception:
             auth_svc.record_requests(d, p.account_id, auth.id, calls)  # the requests were made
             raise
@@ -187,25 +190,20 @@ def _sync_schedule(d: Deps, job: Job, *, was_scheduled: bool = False) -> None:
     d.scheduler.sync(job.account_id, job.id, job.schedule, active)
 
 
-def _log_op(d: Deps, job: Job, code: str, message: str, p: Principal,
-            context: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A log line recording a user's state change, written in the change's own transaction."""
-    from datetime import UTC, datetime
-
-    from chalicelib.store.runs import LogLine
-
+def _recorded(d: Deps, job: Job, code: str, message: str, p: Principal, action: str | None,
+              context: dict[str, Any] | None = None, *, audited: Job | None = None,
+              before: Job | None = None) -> Transaction:
+    """A transaction for a user's change to a job, holding the log line that tells of it and
+    (unless `action` is None) its audit event: both are written with the change."""
+    tx = d.transaction()
     line = LogLine("info", code, message, user=p.user_id, context=context or {})
-    return d.runs.log_op(job.account_id, job.id, line, datetime.now(UTC))
-
-
-def _audit_op(d: Deps, p: Principal, action: str, job: Job,
-              before: Job | None = None) -> dict[str, Any]:
-    """The audit event of a user's change to a job, for the change's own transaction."""
-    from chalicelib.store.audit import AuditEvent, diff
-
-    # A creation records the values it started with; other events what changed.
-    changes = diff(_audited(before), _audited(job)) if (before or action == "created") else {}
-    return d.audit.op(AuditEvent(p.account_id, p.user_id, action, "job", job.id, job.label, changes))
+    d.runs.add_logs(tx, job.account_id, job.id, [line], datetime.now(UTC))
+    if action is not None:
+        after = audited or job
+        # A creation records the values it started with; other events what changed.
+        changes = diff(_audited(before), _audited(after)) if (before or action == "created") else {}
+        d.audit.add(tx, AuditEvent(p.account_id, p.user_id, action, "job", after.id, after.label, changes))
+    return tx
 
 
 def _audited(job: Job | None) -> dict[str, Any]:
@@ -217,9 +215,9 @@ def _audited(job: Job | None) -> dict[str, Any]:
             "status": job.status.value}
 
 
-def _create_on_existing(d: Deps, job: Job, provider_id: str, logs: list[dict[str, Any]]) -> None:
+def _create_on_existing(d: Deps, job: Job, provider_id: str, tx: Transaction) -> None:
     try:
-        d.jobs.create(job, auth_provider=provider_id, extra=logs)
+        d.jobs.create(job, auth_provider=provider_id, tx=tx)
     except AuthorizationGone:
         # Deleted between our read and our write: the transaction refused to link them.
         raise Invalid(
@@ -344,12 +342,11 @@ def edit(
         )
     if not changes:
         return EditResult(job=job)
-    log = _log_op(d, job, "job.edited", f"{', '.join(changes)} changed by {p.user_id}", p,
-                  {"changes": changes})
+    action = "reauthorized" if "authorization_id" in changes else "changed"
+    tx = _recorded(d, job, "job.edited", f"{', '.join(changes)} changed by {p.user_id}", p, action,
+                   {"changes": changes}, audited=after, before=job)
     try:
-        action = "reauthorized" if "authorization_id" in changes else "changed"
-        saved = d.jobs.save(job, after, expected_version=version,
-                            extra=[log, _audit_op(d, p, action, after, before=job)])
+        saved = d.jobs.save(job, after, expected_version=version, tx=tx)
     except AuthorizationGone:
         raise Invalid(
             f"authorization {after.authorization_id!r} was deleted meanwhile",
@@ -376,12 +373,11 @@ def act(d: Deps, p: Principal, job_id: str, action: Action) -> Job:
     elif action is Action.PAUSE:
         after.next_run_at = None
     past = {"pause": "paused", "resume": "resumed", "run": "asked to run now"}[action.value]
-    log = _log_op(d, job, f"job.{action.value}", f"job {past} by {p.user_id}", p,
-                  {"from": job.status.value, "to": new_status.value})
+    tx = _recorded(d, job, f"job.{action.value}", f"job {past} by {p.user_id}", p,
+                   past.split()[0] if action is not Action.RUN_NOW else "run",
+                   {"from": job.status.value, "to": new_status.value}, audited=after, before=job)
     try:
-        saved = d.jobs.save(job, after, expected_version=None, expected_status=job.status,
-                            extra=[log, _audit_op(d, p, past.split()[0] if action is not Action.RUN_NOW else "run",
-                                                  after, before=job)])
+        saved = d.jobs.save(job, after, expected_version=None, expected_status=job.status, tx=tx)
     except AuthorizationGone:
         raise Conflict(
             f"the job's authorization {job.authorization_id!r} was deleted; "
@@ -399,11 +395,11 @@ def act(d: Deps, p: Principal, job_id: str, action: Action) -> Job:
 def delete(d: Deps, p: Principal, job_id: str) -> None:
     p.require(Capability.MANAGE_INTEGRATIONS)
     job = get(d, p, job_id)
-    from chalicelib.store.alert_rules import AlertRuleRepo
-
+    tx = d.transaction()
+    d.audit.add(tx, AuditEvent(p.account_id, p.user_id, "deleted", "job", job.id, job.label, {}))
     # The job's alert rules go in the same transaction: none outlives its job.
-    rules = AlertRuleRepo(d.table).delete_ops_for_job(job.account_id, job.id)
-    d.jobs.delete(job, extra=[_audit_op(d, p, "deleted", job), *rules])
+    AlertRuleRepo(d.table).add_deletes_for_job(tx, job.account_id, job.id)
+    d.jobs.delete(job, tx=tx)
     if job.schedule is not None:
         d.scheduler.remove(job.account_id, job.id)
 

@@ -17,7 +17,7 @@ from chalicelib.domain.statuses import PURGEABLE_STATUSES
 from chalicelib.services.deps import Deps
 from chalicelib.store.alert_rules import AlertRuleRepo
 from chalicelib.store.audit import AuditEvent
-from chalicelib.store.dynamo import PURGE_SHARDS
+from chalicelib.store.jobs import PURGE_SHARDS
 
 log = logging.getLogger("switchyard.purge")
 
@@ -48,10 +48,11 @@ def purge_due(d: Deps, now: datetime | None = None) -> PurgeReport:
                     report.skipped += 1
                     continue
                 try:
-                    rules = AlertRuleRepo(d.table).delete_ops_for_job(account_id, job.id)
-                    d.jobs.delete(job, extra=[d.audit.op(AuditEvent(
-                        account_id, "system", "purged", "job", job.id, job.label,
-                        {"status": {"before": job.status.value, "after": None}})), *rules])
+                    tx = d.transaction()
+                    d.audit.add(tx, AuditEvent(account_id, "system", "purged", "job", job.id, job.label,
+                                               {"status": {"before": job.status.value, "after": None}}))
+                    AlertRuleRepo(d.table).add_deletes_for_job(tx, account_id, job.id)
+                    d.jobs.delete(job, tx=tx)
                 except AppError:
                     report.skipped += 1  # changed meanwhile: it is no longer due
                     continue

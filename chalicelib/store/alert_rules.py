@@ -11,14 +11,23 @@ the state it read, so two evaluators cannot both fire (or re-arm) the same breac
 
 from __future__ import annotations
 
-import time
 import uuid
 import zlib
 from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.store import keys as K
-from chalicelib.store.dynamo import Table, TransactionFailed, _deser, _error_code, _ser, now_iso
+from chalicelib.store.dynamo import (
+    UNPROCESSED,
+    IncompleteBatch,
+    Table,
+    Transaction,
+    TransactionFailed,
+    attempts,
+    deser,
+    now_iso,
+    ser,
+)
 
 RULE_SHARDS = 16
 MAX_RULES_PER_JOB = 10  # keeps a job's delete (rules + counter + job) one transaction
@@ -107,28 +116,26 @@ class AlertRuleRepo:
     def _key(self, account_id: str, sk: str) -> dict[str, Any]:
         return {"PK": {"S": K.account_pk(account_id)}, "SK": {"S": sk}}
 
-    def create(self, rule: AlertRule, *, extra: list[dict[str, Any]]) -> AlertRule:
+    def create(self, rule: AlertRule, *, tx: Transaction) -> AlertRule:
         """One transaction: the job still exists, the job's count stays under the cap, the
-        rule, and `extra` (its audit event)."""
+        rule, and what the caller added to `tx` (its audit event)."""
         rule.id = rule.id or uuid.uuid4().hex[:12]
         rule.created_at = rule.created_at or now_iso()
-        ops = [
-            {"ConditionCheck": {"TableName": self.t.name, "Key": self._key(rule.account_id, K.job_sk(rule.job_id)),
-                                "ConditionExpression": "attribute_exists(PK)"}},
-            {"Update": {"TableName": self.t.name, "Key": self._key(rule.account_id, count_sk(rule.job_id)),
-                        "UpdateExpression": "ADD n :one",
-                        "ConditionExpression": "attribute_not_exists(n) OR n < :max",
-                        "ExpressionAttributeValues": {":one": {"N": "1"}, ":max": {"N": str(MAX_RULES_PER_JOB)}}}},
-            {"Put": {"TableName": self.t.name, "Item": _ser(_item(rule)),
-                     "ConditionExpression": "attribute_not_exists(PK)"}},
-            *extra,
-        ]
+        tx.add("job", {"ConditionCheck": {
+            "TableName": self.t.name, "Key": self._key(rule.account_id, K.job_sk(rule.job_id)),
+            "ConditionExpression": "attribute_exists(PK)"}})
+        tx.add("rule_count", {"Update": {
+            "TableName": self.t.name, "Key": self._key(rule.account_id, count_sk(rule.job_id)),
+            "UpdateExpression": "ADD n :one",
+            "ConditionExpression": "attribute_not_exists(n) OR n < :max",
+            "ExpressionAttributeValues": {":one": {"N": "1"}, ":max": {"N": str(MAX_RULES_PER_JOB)}}}})
+        tx.put("rule", _item(rule), condition="attribute_not_exists(PK)")
         try:
-            self.t.transact(ops)
+            tx.commit()
         except TransactionFailed as exc:
-            if exc.reasons and exc.reasons[0] == "ConditionalCheckFailed":
+            if "job" in exc.refused:
                 raise JobGone(rule.job_id) from None
-            if len(exc.reasons) > 1 and exc.reasons[1] == "ConditionalCheckFailed":
+            if "rule_count" in exc.refused:
                 raise RuleLimit(rule.job_id) from None
             raise
         return rule
@@ -147,39 +154,38 @@ class AlertRuleRepo:
         row = self.t.get(K.account_pk(account_id), rule_sk(job_id, rule_id), consistent=True)
         return _rule(row) if row else None
 
-    def delete(self, rule: AlertRule, *, extra: list[dict[str, Any]]) -> bool:
-        """Delete one rule and move the job's count; False if it was already gone."""
-        ops = [
-            {"Delete": {"TableName": self.t.name, "Key": self._key(rule.account_id, rule_sk(rule.job_id, rule.id)),
-                        "ConditionExpression": "attribute_exists(PK)"}},
-            {"Update": {"TableName": self.t.name, "Key": self._key(rule.account_id, count_sk(rule.job_id)),
-                        "UpdateExpression": "ADD n :m", "ExpressionAttributeValues": {":m": {"N": "-1"}}}},
-            *extra,
-        ]
+    def delete(self, rule: AlertRule, *, tx: Transaction) -> bool:
+        """Delete one rule and move the job's count, with what the caller added to `tx` (its
+        audit event); False if it was already gone."""
+        tx.add("rule", {"Delete": {
+            "TableName": self.t.name, "Key": self._key(rule.account_id, rule_sk(rule.job_id, rule.id)),
+            "ConditionExpression": "attribute_exists(PK)"}})
+        tx.add("rule_count", {"Update": {
+            "TableName": self.t.name, "Key": self._key(rule.account_id, count_sk(rule.job_id)),
+            "UpdateExpression": "ADD n :m", "ExpressionAttributeValues": {":m": {"N": "-1"}}}})
         try:
-            self.t.transact(ops)
+            tx.commit()
         except TransactionFailed as exc:
-            if exc.reasons and exc.reasons[0] == "ConditionalCheckFailed":
+            if "rule" in exc.refused:
                 return False
             raise
         return True
 
-    def delete_ops_for_job(self, account_id: str, job_id: str) -> list[dict[str, Any]]:
-        """Ops that delete a job's rules with the job, in its transaction. The counter is
-        deleted on the count read, so a rule created meanwhile fails the transaction (the
-        caller's concurrent-change conflict) instead of outliving its job."""
+    def add_deletes_for_job(self, tx: Transaction, account_id: str, job_id: str) -> None:
+        """Delete a job's rules with the job, in its transaction. The counter is deleted on
+        the count read, so a rule created meanwhile fails the transaction (the caller's
+        concurrent-change conflict) instead of outliving its job."""
         rules, count = self._rows(account_id, job_id)
-        ops: list[dict[str, Any]] = [
-            {"Delete": {"TableName": self.t.name, "Key": self._key(account_id, rule_sk(job_id, r.id))}}
-            for r in rules]
+        for r in rules:
+            tx.add(f"rule:{r.id}", {"Delete": {"TableName": self.t.name,
+                                               "Key": self._key(account_id, rule_sk(job_id, r.id))}})
         key = self._key(account_id, count_sk(job_id))
         if count is None:
-            ops.append({"ConditionCheck": {"TableName": self.t.name, "Key": key,
-                                           "ConditionExpression": "attribute_not_exists(PK)"}})
+            tx.add("rule_count", {"ConditionCheck": {"TableName": self.t.name, "Key": key,
+                                                     "ConditionExpression": "attribute_not_exists(PK)"}})
         else:
-            ops.append({"Delete": {"TableName": self.t.name, "Key": key, "ConditionExpression": "n = :n",
-                                   "ExpressionAttributeValues": {":n": {"N": str(count)}}}})
-        return ops
+            tx.add("rule_count", {"Delete": {"TableName": self.t.name, "Key": key, "ConditionExpression": "n = :n",
+                                             "ExpressionAttributeValues": {":n": {"N": str(count)}}}})
 
     def sweep_page(self, shard: int, start: dict[str, Any] | None, *, limit: int = 100
                    ) -> tuple[list[AlertRule], dict[str, Any] | None]:
@@ -195,36 +201,32 @@ class AlertRuleRepo:
         resp = self.t.client.query(**kwargs)
         keys = [{"PK": i["PK"], "SK": i["SK"]} for i in resp.get("Items", [])]
         rules: list[AlertRule] = []
-        while keys:
+        for _ in attempts(UNPROCESSED):
+            if not keys:
+                break
             got = self.t.client.batch_get_item(
                 RequestItems={self.t.name: {"Keys": keys, "ConsistentRead": True}})
-            rules += [_rule(_deser(i)) for i in got.get("Responses", {}).get(self.t.name, [])]
+            rules += [_rule(deser(i)) for i in got.get("Responses", {}).get(self.t.name, [])]
             keys = got.get("UnprocessedKeys", {}).get(self.t.name, {}).get("Keys", [])
-            if keys:
-                time.sleep(0.05)
+        else:
+            raise IncompleteBatch("DynamoDB left alert rules unread; the next evaluation reads them")
         return rules, resp.get("LastEvaluatedKey")
 
     def move_state(self, rule: AlertRule, to: str, at: str, *, alert: dict[str, Any] | None = None) -> bool:
         """Move the rule's alert state from the one read to `to`; False if another
         evaluator (or a delete) got there first. `alert` is left pending on the rule in the
         same write (sent, then cleared, by `clear_alert`)."""
-        from botocore.exceptions import ClientError
-
         values = {":to": {"S": to}, ":at": {"S": at}, ":from": {"S": rule.alert_state}}
         update = "SET alert_state = :to, state_changed_at = :at"
         if alert is not None:
             update += ", pending_alert = :alert"
-            values[":alert"] = _ser({"a": alert})["a"]
-        try:
-            self.t.client.update_item(
-                TableName=self.t.name, Key=self._key(rule.account_id, rule_sk(rule.job_id, rule.id)),
+            values[":alert"] = ser({"a": alert})["a"]
+        if not self.t.write_if(
+                "update_item", Key=self._key(rule.account_id, rule_sk(rule.job_id, rule.id)),
                 UpdateExpression=update,
                 ConditionExpression="attribute_exists(PK) AND alert_state = :from",
-                ExpressionAttributeValues=values)
-        except ClientError as exc:
-            if _error_code(exc) == "ConditionalCheckFailedException":
-                return False
-            raise
+                ExpressionAttributeValues=values):
+            return False
         rule.alert_state, rule.state_changed_at = to, at
         if alert is not None:
             rule.pending_alert = alert
@@ -232,17 +234,11 @@ class AlertRuleRepo:
 
     def clear_alert(self, rule: AlertRule, transition_id: str) -> None:
         """The rule's pending alert of this transition is out (a newer one is left alone)."""
-        from botocore.exceptions import ClientError
-
-        try:
-            self.t.client.update_item(
-                TableName=self.t.name, Key=self._key(rule.account_id, rule_sk(rule.job_id, rule.id)),
-                UpdateExpression="REMOVE pending_alert",
-                ConditionExpression="pending_alert.transition_id = :t",
-                ExpressionAttributeValues={":t": {"S": transition_id}})
-        except ClientError as exc:
-            if _error_code(exc) != "ConditionalCheckFailedException":
-                raise
+        self.t.write_if(
+            "update_item", Key=self._key(rule.account_id, rule_sk(rule.job_id, rule.id)),
+            UpdateExpression="REMOVE pending_alert",
+            ConditionExpression="pending_alert.transition_id = :t",
+            ExpressionAttributeValues={":t": {"S": transition_id}})
         rule.pending_alert = None
 
 

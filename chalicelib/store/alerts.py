@@ -15,7 +15,7 @@ from chalicelib.config import settings
 from chalicelib.domain.errors import stale_version
 from chalicelib.store import aws
 from chalicelib.store import keys as K
-from chalicelib.store.dynamo import Table, _error_code, _ser, now_iso
+from chalicelib.store.dynamo import ConditionFailed, Table, error_code, now_iso, ser
 
 SOURCE = "switchyard"
 
@@ -43,8 +43,6 @@ class AlertSettingsRepo:
 
     def save(self, s: AlertSettings, *, expected_version: int) -> AlertSettings:
         """Conditional on the version read (0 = not saved yet): no lost update."""
-        from botocore.exceptions import ClientError
-
         at = now_iso()
         item = {"PK": K.account_pk(s.account_id), "SK": "ALERTS", "type": "alert_settings",
                 "emails_json": json.dumps(s.emails, sort_keys=True),
@@ -54,11 +52,9 @@ class AlertSettingsRepo:
                                 {"ConditionExpression": "version = :v",
                                  "ExpressionAttributeValues": {":v": {"N": str(expected_version)}}})
         try:
-            self.t.client.put_item(TableName=self.t.name, Item=_ser(item), **cond)
-        except ClientError as exc:
-            if _error_code(exc) == "ConditionalCheckFailedException":
-                raise stale_version("alert settings", expected_version) from None
-            raise
+            self.t.write("put_item", Item=ser(item), **cond)
+        except ConditionFailed:
+            raise stale_version("alert settings", expected_version) from None
         return AlertSettings(s.account_id, s.emails, s.webhooks, at, expected_version + 1)
 
 
@@ -79,24 +75,16 @@ class AlertDeliveries:
         return {"PK": f"{K.account_pk(account_id)}#ALERTSENT", "SK": f"{detail_type}#{transition_id}"}
 
     def claim(self, account_id: str, detail_type: str, transition_id: str, *, now: float) -> bool:
-        from botocore.exceptions import ClientError
-
         item = {**self._key(account_id, detail_type, transition_id), "type": "alert_delivery",
                 "delivery": "sending", "lease_until": int(now) + DELIVERY_LEASE_SECONDS,
                 "expires_at": int(now) + DELIVERY_TTL_DAYS * 86400}
-        try:
-            self.t.client.put_item(
-                TableName=self.t.name, Item=_ser(item),
-                ConditionExpression="attribute_not_exists(PK) OR (delivery = :sending AND lease_until < :now)",
-                ExpressionAttributeValues={":sending": {"S": "sending"}, ":now": {"N": str(int(now))}})
-        except ClientError as exc:
-            if _error_code(exc) == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        return self.t.write_if(
+            "put_item", Item=ser(item),
+            ConditionExpression="attribute_not_exists(PK) OR (delivery = :sending AND lease_until < :now)",
+            ExpressionAttributeValues={":sending": {"S": "sending"}, ":now": {"N": str(int(now))}})
 
     def sent(self, account_id: str, detail_type: str, transition_id: str, *, now: float) -> None:
-        self.t.client.put_item(TableName=self.t.name, Item=_ser({
+        self.t.client.put_item(TableName=self.t.name, Item=ser({
             **self._key(account_id, detail_type, transition_id), "type": "alert_delivery",
             "delivery": "sent", "sent_at": now_iso(), "expires_at": int(now) + DELIVERY_TTL_DAYS * 86400}))
 
@@ -136,7 +124,7 @@ class AlertTopic:
         try:
             aws.client("sns").unsubscribe(SubscriptionArn=subscription_arn)
         except ClientError as exc:
-            if _error_code(exc) not in ("NotFound", "InvalidParameter"):
+            if error_code(exc) not in ("NotFound", "InvalidParameter"):
                 raise
 
     def publish(self, account_id: str, subject: str, message: str) -> None:

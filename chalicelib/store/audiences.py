@@ -17,14 +17,14 @@ from chalicelib.domain.audiences import Audience
 from chalicelib.domain.errors import Conflict, not_found
 from chalicelib.store import keys as K
 from chalicelib.store.dynamo import (
+    ConditionFailed,
     Page,
     Table,
-    _deser,
-    _error_code,
-    _guard_update,
-    _to_attr,
+    deser,
     now_iso,
-    paged_query,
+    prefix_page,
+    to_attr,
+    update_versioned,
 )
 
 PREFIX = "AUD#"
@@ -84,18 +84,8 @@ class AudienceRepo:
     def page(self, account_id: str, *, limit: int, cursor: str | None) -> Page:
         """Newest first; one Query per page. Cursors only work within this account's audiences."""
         pk = K.account_pk(account_id)
-        return paged_query(
-            self.t,
-            key_condition="PK = :pk AND begins_with(SK, :p)",
-            names={},
-            values={":pk": pk, ":p": PREFIX},
-            key_names=("PK", "SK"),
-            expect={"PK": pk},
-            sk_prefix=PREFIX,
-            limit=limit,
-            cursor=cursor,
-            convert=_audience,
-        )
+        return prefix_page(self.t, pk, PREFIX, limit=limit, cursor=cursor,
+                           convert=_audience)
 
     def update(
         self,
@@ -117,51 +107,41 @@ class AudienceRepo:
             names[f"#f{i}"] = attr
             values[f":f{i}"] = value
             sets.append(f"#f{i} = :f{i}")
-        resp = _guard_update(
-            lambda: self.t.client.update_item(
-                TableName=self.t.name,
-                Key={"PK": {"S": K.account_pk(account_id)}, "SK": {"S": audience_sk(audience_id)}},
-                UpdateExpression="SET " + ", ".join(sets) + " ADD #v :one",
-                ConditionExpression="attribute_exists(PK) AND #v = :ev",
-                ExpressionAttributeNames=names,
-                ExpressionAttributeValues={k: _to_attr(v) for k, v in values.items()},
-                ReturnValues="ALL_NEW",
-                ReturnValuesOnConditionCheckFailure="ALL_OLD",
-            ),
+        return _audience(update_versioned(
+            self.t,
+            {"PK": {"S": K.account_pk(account_id)}, "SK": {"S": audience_sk(audience_id)}},
             kind="audience",
             ident=audience_id,
             version=expected_version,
-        )
-        return _audience(_deser(resp["Attributes"]))
+            UpdateExpression="SET " + ", ".join(sets) + " ADD #v :one",
+            ConditionExpression="attribute_exists(PK) AND #v = :ev",
+            ExpressionAttributeNames=names,
+            ExpressionAttributeValues={k: to_attr(v) for k, v in values.items()},
+        ))
 
     def delete(self, account_id: str, audience_id: str) -> Audience:
         """Delete and return the audience; 404 when it does not exist (or is another
         account's), 409 while an export job counts on it (`jobs_using`, moved by the job
         writes' transactions in JobRepo)."""
-        from botocore.exceptions import ClientError
-
         try:
-            resp = self.t.client.delete_item(
-                TableName=self.t.name,
+            resp = self.t.write(
+                "delete_item",
                 Key={"PK": {"S": K.account_pk(account_id)}, "SK": {"S": audience_sk(audience_id)}},
                 ConditionExpression="attribute_exists(PK) AND (attribute_not_exists(jobs_using) OR jobs_using <= :z)",
                 ExpressionAttributeValues={":z": {"N": "0"}},
                 ReturnValues="ALL_OLD",
                 ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
-        except ClientError as exc:
-            if _error_code(exc) == "ConditionalCheckFailedException":
-                old = exc.response.get("Item")
-                if not old:
-                    raise not_found("audience", audience_id) from None
-                n = int(_deser(old).get("jobs_using", 0))
-                raise Conflict(
-                    f"audience {audience_id!r} is used by {n} export job{'s' if n != 1 else ''}; "
-                    "delete them or point them at another audience first",
-                    code="audience.in_use",
-                ) from None
-            raise
-        return _audience(_deser(resp["Attributes"]))
+        except ConditionFailed as refused:
+            if not refused.old:
+                raise not_found("audience", audience_id) from None
+            n = int(refused.old.get("jobs_using", 0))
+            raise Conflict(
+                f"audience {audience_id!r} is used by {n} export job{'s' if n != 1 else ''}; "
+                "delete them or point them at another audience first",
+                code="audience.in_use",
+            ) from None
+        return _audience(deser(resp["Attributes"]))
 
 
 __all__ = ["PREFIX", "AudienceRepo", "audience_sk"]

@@ -2,7 +2,7 @@
 
 Item: PK=ACCT#<a>#AUDIT  SK=<at>#<rand>   (time order is key order; TTL 400 days)
 
-Job events are written in the job write's own transaction (`op`); other objects' events
+Job events are written in the job write's own transaction (`add`); other objects' events
 right after their change commits (`put`). Secrets never reach an event: diffs are built
 from metadata and config only, and credential changes are recorded as "rotated".
 """
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chalicelib.store import keys as K
-from chalicelib.store.dynamo import Page, Table, _deser, _ser
+from chalicelib.store.dynamo import Page, Table, Transaction, deser, ser
 
 TTL_DAYS = 400
 MAX_READS = 5  # Queries one filtered listing may spend (like paged_query)
@@ -81,11 +81,12 @@ class AuditRepo:
     def __init__(self, table: Table) -> None:
         self.t = table
 
-    def op(self, event: AuditEvent) -> dict[str, Any]:
-        return {"Put": {"TableName": self.t.name, "Item": _ser(_item(event))}}
+    def add(self, tx: Transaction, event: AuditEvent) -> None:
+        """The event, in the transaction of the change it records."""
+        tx.add(tx.numbered("audit:"), {"Put": {"TableName": self.t.name, "Item": ser(_item(event))}})
 
     def put(self, event: AuditEvent) -> None:
-        self.t.client.put_item(TableName=self.t.name, Item=_ser(_item(event)))
+        self.t.client.put_item(TableName=self.t.name, Item=ser(_item(event)))
 
     def page(self, account_id: str, *, limit: int, cursor: str | None, object_id: str | None = None,
              user_id: str | None = None, since: str | None = None, until: str | None = None) -> Page:
@@ -109,7 +110,7 @@ class AuditRepo:
             if start:
                 kwargs["ExclusiveStartKey"] = {k: {"S": v} for k, v in start.items()}
             resp = self.t.client.query(**kwargs)
-            rows = [_deser(i) for i in resp.get("Items", [])]
+            rows = [deser(i) for i in resp.get("Items", [])]
             for row in rows:
                 if (object_id and row["object_id"] != object_id) or (user_id and row["user_id"] != user_id):
                     last = row

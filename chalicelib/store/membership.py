@@ -19,7 +19,6 @@ nothing points at. Those, and superseded generations, get `expires_at` (TTL) and
 from __future__ import annotations
 
 import json
-import random
 import secrets
 import time
 import zlib
@@ -29,14 +28,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.store import keys as K
-from chalicelib.store.dynamo import Table
+from chalicelib.store.dynamo import UNPROCESSED, IncompleteBatch, Table, attempts
 
 MEMBER_CHUNK_BYTES = 300_000  # raw "\n"-joined ids per membership chunk (compressed: less)
 PLAN_CHUNK_RAW_BYTES = 1_000_000  # raw JSON rows per plan chunk, before compression...
 PLAN_CHUNK_BYTES = 300_000  # ...and at most this much once compressed (items stop at 400 KB)
 SUPERSEDED_TTL_SECONDS = 7 * 86400  # old generations and orphaned sets linger a week
 PLAN_TTL_SECONDS = 90 * 86400  # like runs: a paused run can be resumed as long as it exists
-MAX_ATTEMPTS = 8  # per BatchWriteItem, for unprocessed items
 
 # One change of a plan: (action "add" | "remove", profile id, values of the exported fields).
 PlanRow = tuple[str, str, list[Any]]
@@ -177,14 +175,13 @@ class MembershipRepo:
             pending: dict[str, Any] = {
                 self.t.name: [{"PutRequest": {"Item": i}} for i in items[start:start + 25]]
             }
-            for attempt in range(MAX_ATTEMPTS):
+            for _ in attempts(UNPROCESSED, sleep=self.sleep):
                 resp = self.t.client.batch_write_item(RequestItems=pending)
                 pending = resp.get("UnprocessedItems") or {}
                 if not pending:
                     break
-                self.sleep(min(2.0, 0.05 * 2**attempt) * random.uniform(0.5, 1.0))
             else:
-                raise RuntimeError("DynamoDB left export bookkeeping unprocessed; the step will be retried")
+                raise IncompleteBatch("DynamoDB left export bookkeeping unprocessed; the step will be retried")
 
     def _query(self, pk: str, prefix: str, *, projection: str | None = None,
                only_live: bool = False) -> list[dict[str, Any]]:
@@ -216,20 +213,14 @@ class MembershipRepo:
         return n
 
     def _expire_one(self, pk: str, sk: str, until: str) -> None:
-        from botocore.exceptions import ClientError
-
-        try:
-            # Conditional: never recreate an item TTL already deleted.
-            self.t.client.update_item(
-                TableName=self.t.name,
-                Key={"PK": {"S": pk}, "SK": {"S": sk}},
-                UpdateExpression="SET expires_at = :x",
-                ConditionExpression="attribute_exists(PK)",
-                ExpressionAttributeValues={":x": {"N": until}},
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                raise
+        # Conditional: never recreate an item TTL already deleted.
+        self.t.write_if(
+            "update_item",
+            Key={"PK": {"S": pk}, "SK": {"S": sk}},
+            UpdateExpression="SET expires_at = :x",
+            ConditionExpression="attribute_exists(PK)",
+            ExpressionAttributeValues={":x": {"N": until}},
+        )
 
     # -- membership sets ------------------------------------------------------------------
 
@@ -327,12 +318,11 @@ class MembershipRepo:
         keys = [{"PK": {"S": pk}, "SK": {"S": plan_sk(ref.set_id, n)}} for n in range(len(ref.starts))]
         for start in range(0, len(keys), 25):
             pending: dict[str, Any] = {self.t.name: [{"DeleteRequest": {"Key": k}} for k in keys[start:start + 25]]}
-            for attempt in range(MAX_ATTEMPTS):
+            for _ in attempts(UNPROCESSED, sleep=self.sleep):
                 resp = self.t.client.batch_write_item(RequestItems=pending)
                 pending = resp.get("UnprocessedItems") or {}
                 if not pending:
                     break
-                self.sleep(min(2.0, 0.05 * 2**attempt) * random.uniform(0.5, 1.0))
 
 
 __all__ = [

@@ -12,7 +12,7 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib.store.dynamo import Table, _deser
+from chalicelib.store.dynamo import ConditionFailed, Table, deser
 
 
 def digest(value: str) -> str:
@@ -58,22 +58,18 @@ class OAuthStateRepo:
     def take(self, state: str, nonce: str) -> FlowState:
         """Delete the state and return it, only if this browser's nonce matches: one
         conditional DeleteItem, so two callbacks with the same state cannot both win."""
-        from botocore.exceptions import ClientError
-
         try:
-            resp = self.table.client.delete_item(
-                TableName=self.table.name, Key=self._key(state),
+            resp = self.table.write(
+                "delete_item", Key=self._key(state),
                 ConditionExpression="attribute_exists(PK) AND nonce_hash = :n",
                 ExpressionAttributeValues={":n": {"S": digest(nonce)}},
                 ReturnValues="ALL_OLD", ReturnValuesOnConditionCheckFailure="ALL_OLD",
             )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") != "ConditionalCheckFailedException":
-                raise
-            if exc.response.get("Item"):
+        except ConditionFailed as refused:
+            if refused.old:
                 raise StateMismatch() from None
             raise StateUnknown() from None
-        row = _deser(resp.get("Attributes") or {})
+        row = deser(resp.get("Attributes") or {})
         if not row:
             raise StateUnknown()
         return FlowState(provider=str(row["provider"]), account_id=str(row["account_id"]),

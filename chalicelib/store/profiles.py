@@ -27,8 +27,8 @@ data itself:
 
 from __future__ import annotations
 
+import contextlib
 import json
-import random
 import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -39,7 +39,19 @@ from typing import Any
 from chalicelib.domain import profiles as P
 from chalicelib.domain.errors import BadRequest
 from chalicelib.store import keys as K
-from chalicelib.store.dynamo import Page, Table, _deser, _error_code, _ser, now_iso
+from chalicelib.store.dynamo import (
+    UNPROCESSED,
+    Backoff,
+    ConditionFailed,
+    IncompleteBatch,
+    Page,
+    Table,
+    attempts,
+    conditional,
+    deser,
+    now_iso,
+    ser,
+)
 
 SHARDS = 16
 PROFILE_PREFIX = "PROF#"
@@ -47,7 +59,7 @@ ID_SK = "ID"
 WRITER_SK = "WRITER"
 STEP_HISTORY = 4  # steps whose outcomes a profile remembers
 MAX_PROFILE_BYTES = 350_000  # DynamoDB items stop at 400 KB
-MAX_ATTEMPTS = 8  # per BatchGet/BatchWrite chunk, for unprocessed keys/items
+LEASE_WAIT = Backoff(attempts=0, base=0.1, jitter=False)  # paces the wait; lease_wait_seconds bounds it
 _LETTER = {"added": "a", "updated": "u", "unchanged": "n"}
 _OUTCOME = {v: k for k, v in _LETTER.items()}
 DATA = "d"  # the one attribute that holds a profile (JSON)
@@ -89,10 +101,6 @@ def _dumps(value: Any) -> str:
 
 class ProfilesBusy(RuntimeError):
     """Another step holds the account's profile write lease (or took it over): retry later."""
-
-
-class IncompleteBatch(RuntimeError):
-    """DynamoDB kept keys or items unprocessed after every retry. Replaying the step is safe."""
 
 
 @dataclass
@@ -299,10 +307,10 @@ class ProfileRepo:
         self.last_stats.add(op, units, write=write)
         return resp
 
-    def _backoff(self, attempt: int) -> None:
+    def _backoff(self, seconds: float) -> None:
         self.stats.retries += 1
         self.last_stats.retries += 1
-        self.sleep(min(2.0, 0.05 * 2**attempt) * random.uniform(0.5, 1.0))
+        self.sleep(seconds)
 
     def _batch_get(self, keys: Sequence[Mapping[str, str]], attributes: Sequence[str]) -> list[dict[str, Any]]:
         """`attributes` of every item that exists among `keys` (strongly consistent), any order."""
@@ -317,13 +325,12 @@ class ProfileRepo:
                     "ExpressionAttributeNames": names,
                 }
             }
-            for attempt in range(MAX_ATTEMPTS):
+            for _ in attempts(UNPROCESSED, sleep=self._backoff):
                 resp = self._call("BatchGetItem", write=False, RequestItems=pending)
-                found += [_deser(i) for i in resp.get("Responses", {}).get(self.t.name, [])]
+                found += [deser(i) for i in resp.get("Responses", {}).get(self.t.name, [])]
                 pending = resp.get("UnprocessedKeys") or {}
                 if not pending:
                     break
-                self._backoff(attempt)
             else:
                 raise IncompleteBatch("identifiers or profiles could not be read; retry the step")
         return found
@@ -332,14 +339,13 @@ class ProfileRepo:
         for start in range(0, len(items), self.write_batch):
             self._keep_lease()
             pending: dict[str, Any] = {
-                self.t.name: [{"PutRequest": {"Item": _ser(i)}} for i in items[start : start + self.write_batch]]
+                self.t.name: [{"PutRequest": {"Item": ser(i)}} for i in items[start : start + self.write_batch]]
             }
-            for attempt in range(MAX_ATTEMPTS):
+            for _ in attempts(UNPROCESSED, sleep=self._backoff):
                 resp = self._call("BatchWriteItem", write=True, RequestItems=pending)
                 pending = resp.get("UnprocessedItems") or {}
                 if not pending:
                     break
-                self._backoff(attempt)
             else:
                 raise IncompleteBatch("DynamoDB left profile writes unprocessed; retry the step")
             self._writes += 1
@@ -356,7 +362,7 @@ class ProfileRepo:
         while not self._take(account_id, owner, "attribute_not_exists(PK) OR #u < :now OR #o = :me"):
             if waited >= self.lease_wait_seconds:
                 raise ProfilesBusy("another import is writing this account's profiles; retry shortly")
-            pause = min(2.0, 0.1 * 2**attempt)
+            pause = LEASE_WAIT.delay(attempt)
             self.sleep(pause)
             waited += pause
             attempt += 1
@@ -368,12 +374,11 @@ class ProfileRepo:
             self._release(account_id, owner)
 
     def _take(self, account_id: str, owner: str, condition: str) -> bool:
-        from botocore.exceptions import ClientError
-
         now = self.clock()
         until = now + self.lease_seconds
         try:
-            self._call(
+            conditional(
+                self._call,
                 "UpdateItem",
                 write=True,
                 TableName=self.t.name,
@@ -388,10 +393,8 @@ class ProfileRepo:
                     **({":now": {"N": f"{now:.3f}"}} if ":now" in condition else {}),
                 },
             )
-        except ClientError as exc:
-            if _error_code(exc) == "ConditionalCheckFailedException":
-                return False
-            raise
+        except ConditionFailed:
+            return False
         return True
 
     def _keep_lease(self) -> None:
@@ -411,10 +414,9 @@ class ProfileRepo:
         self._release(account_id, owner)
 
     def _release(self, account_id: str, owner: str) -> None:
-        from botocore.exceptions import ClientError
-
-        try:
-            self._call(
+        with contextlib.suppress(ConditionFailed):  # not (or no longer) ours: nothing to give up
+            conditional(
+                self._call,
                 "DeleteItem",
                 write=True,
                 TableName=self.t.name,
@@ -423,9 +425,6 @@ class ProfileRepo:
                 ExpressionAttributeNames={"#o": "owner"},
                 ExpressionAttributeValues={":me": {"S": owner}},
             )
-        except ClientError as exc:
-            if _error_code(exc) != "ConditionalCheckFailedException":
-                raise
 
     # -- upsert ---------------------------------------------------------------------------
 
@@ -540,7 +539,7 @@ class ProfileRepo:
         resp = self._call("GetItem", write=False, TableName=self.t.name, Key=_attr_key(key),
                           ConsistentRead=consistent)
         item = resp.get("Item")
-        return _deser(item) if item else None
+        return deser(item) if item else None
 
     def get(self, account_id: str, profile_id: str, *, consistent: bool = False) -> P.Profile | None:
         self.last_stats = StoreStats()
@@ -607,7 +606,7 @@ class ProfileRepo:
             while True:
                 resp = self._query(profiles_pk(account_id, shard), limit=page_size, start=start)
                 for item in resp.get("Items", []):
-                    yield _profile(_data(_deser(item)))
+                    yield _profile(_data(deser(item)))
                 start = resp.get("LastEvaluatedKey")
                 if not start:
                     break
@@ -641,7 +640,7 @@ class ProfileRepo:
             need = limit - len(out)
             # One extra item tells whether this shard has more, without an empty read.
             resp = self._query(pks[shard], limit=need + 1, start=start)
-            rows = [_profile(_data(_deser(i))) for i in resp.get("Items", [])]
+            rows = [_profile(_data(deser(i))) for i in resp.get("Items", [])]
             out += rows[:need]
             if len(rows) > need:
                 break

@@ -7,8 +7,8 @@ Keys (see docs/data-model.md):
   requests  PK=ACCT#<a>#AUTH#<auth>#ACT  SK=H#<yyyy-mm-ddThh>  (API requests made with an
             authorization, hourly only: one write per step or API call)
 
-A step's effects are *operations* (dicts for TransactWriteItems) built here and committed
-together by the engine, conditional on the step number: that is what makes redelivery safe.
+A step's effects are writes added here to the engine's `Transaction` and committed together,
+conditional on the step number: that is what makes redelivery safe.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from chalicelib.store import keys as K
-from chalicelib.store.dynamo import Page, Table, _deser, _error_code, _ser, _to_attr, paged_query
+from chalicelib.store.dynamo import Page, Table, Transaction, deser, prefix_page, ser, to_attr
 
 RUN_TTL_DAYS = 90
 LOG_TTL_DAYS = 30
@@ -181,10 +181,13 @@ class RunRepo:
         return {
             "Put": {
                 "TableName": self.t.name,
-                "Item": _ser(item),
+                "Item": ser(item),
                 "ConditionExpression": "attribute_not_exists(PK)",
             }
         }
+
+    def add_new_run(self, tx: Transaction, run: Run) -> None:
+        tx.add("run", self.new_run_op(run))
 
     def get(self, account_id: str, job_id: str, run_id: str) -> Run | None:
         row = self.t.get(K.account_pk(account_id), run_sk(job_id, run_id), consistent=True)
@@ -193,18 +196,8 @@ class RunRepo:
     def page(self, account_id: str, job_id: str, *, limit: int, cursor: str | None) -> Page:
         pk = K.account_pk(account_id)
         prefix = f"RUN#{job_id}#"
-        return paged_query(
-            self.t,
-            key_condition="PK = :pk AND begins_with(SK, :p)",
-            names={},
-            values={":pk": pk, ":p": prefix},
-            key_names=("PK", "SK"),
-            expect={"PK": pk},
-            sk_prefix=prefix,
-            limit=limit,
-            cursor=cursor,
-            convert=_run,
-        )
+        return prefix_page(self.t, pk, prefix, limit=limit, cursor=cursor,
+                           convert=_run)
 
     def acquire(self, run: Run, owner: str, lease_seconds: int) -> bool:
         """Take the run's lease for its current step: never two steps of one job at once.
@@ -212,35 +205,30 @@ class RunRepo:
         The owner is the SQS message id, so a redelivery of the very message that crashed
         takes the lease back at once, while a duplicate waits for the lease to lapse.
         """
-        from botocore.exceptions import ClientError
-
         now = int(time.time())
-        try:
-            self.t.client.update_item(
-                TableName=self.t.name,
-                Key={"PK": {"S": K.account_pk(run.account_id)}, "SK": {"S": run_sk(run.job_id, run.id)}},
-                UpdateExpression="SET lease_owner = :me, lease_until = :until",
-                ConditionExpression=(
-                    "#st = :step AND (attribute_not_exists(lease_until) OR lease_until < :now "
-                    "OR lease_owner = :me)"
-                ),
-                ExpressionAttributeNames={"#st": "step"},
-                ExpressionAttributeValues={
-                    ":me": {"S": owner},
-                    ":until": {"N": str(now + lease_seconds)},
-                    ":now": {"N": str(now)},
-                    ":step": {"N": str(run.step)},
-                },
-            )
-        except ClientError as exc:
-            if _error_code(exc) == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        return self.t.write_if(
+            "update_item",
+            Key={"PK": {"S": K.account_pk(run.account_id)}, "SK": {"S": run_sk(run.job_id, run.id)}},
+            UpdateExpression="SET lease_owner = :me, lease_until = :until",
+            ConditionExpression=(
+                "#st = :step AND (attribute_not_exists(lease_until) OR lease_until < :now "
+                "OR lease_owner = :me)"
+            ),
+            ExpressionAttributeNames={"#st": "step"},
+            ExpressionAttributeValues={
+                ":me": {"S": owner},
+                ":until": {"N": str(now + lease_seconds)},
+                ":now": {"N": str(now)},
+                ":step": {"N": str(run.step)},
+            },
+        )
 
-    def commit_op(self, run: Run, owner: str, c: StepCommit, now: str) -> dict[str, Any]:
+    def add_commit(self, tx: Transaction, run: Run, owner: str, c: StepCommit, now: str) -> None:
         """Move the run from step n to n+1, conditional on it still being at step n under
         this lease: a step that was already committed can never be committed twice."""
+        tx.add("run", self._commit_op(run, owner, c, now))
+
+    def _commit_op(self, run: Run, owner: str, c: StepCommit, now: str) -> dict[str, Any]:
         names: dict[str, str] = {"#st": "step", "#cur": "cursor_json", "#pr": "processed",
                                  "#tu": "total_unit", "#rd": "read"}
         if c.omitted_reasons:
@@ -293,12 +281,18 @@ class RunRepo:
                 + " REMOVE lease_owner, lease_until",
                 "ConditionExpression": "#st = :n AND lease_owner = :me",
                 "ExpressionAttributeNames": names,
-                "ExpressionAttributeValues": {k: _to_attr(v) for k, v in values.items()},
+                "ExpressionAttributeValues": {k: to_attr(v) for k, v in values.items()},
             }
         }
 
-    def set_status_op(self, run: Run, status: str, *, error: str | None, now: str,
-                      expect_step: int | None = None, origin: str | None = None) -> dict[str, Any]:
+    def add_status(self, tx: Transaction, run: Run, status: str, *, error: str | None, now: str,
+                   expect_step: int | None = None, origin: str | None = None) -> None:
+        """Set the run's status (ending its lease), conditional on its step when given."""
+        tx.add("run", self._status_op(run, status, error=error, now=now, expect_step=expect_step,
+                                      origin=origin))
+
+    def _status_op(self, run: Run, status: str, *, error: str | None, now: str,
+                   expect_step: int | None = None, origin: str | None = None) -> dict[str, Any]:
         names = {"#status": "status", "#e": "error"}
         values: dict[str, Any] = {":s": status, ":e": error, ":now": now}
         extra_set = ""
@@ -321,32 +315,31 @@ class RunRepo:
                 "ConditionExpression": condition,
                 "ExpressionAttributeNames": names,
                 "ExpressionAttributeValues": {
-                    k: _to_attr(v) for k, v in values.items() if k != ":now" or ended
+                    k: to_attr(v) for k, v in values.items() if k != ":now" or ended
                 },
             }
         }
 
     def mark_enqueued(self, run: Run, step: int) -> bool:
         """Record that step `step` was queued; true only for the first caller."""
-        from botocore.exceptions import ClientError
-
-        try:
-            self.t.client.update_item(
-                TableName=self.t.name,
-                Key={"PK": {"S": K.account_pk(run.account_id)}, "SK": {"S": run_sk(run.job_id, run.id)}},
-                UpdateExpression="SET enqueued_step = :s",
-                ConditionExpression="attribute_exists(PK) AND enqueued_step < :s",
-                ExpressionAttributeValues={":s": {"N": str(step)}},
-            )
-        except ClientError as exc:
-            if _error_code(exc) == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        return self.t.write_if(
+            "update_item",
+            Key={"PK": {"S": K.account_pk(run.account_id)}, "SK": {"S": run_sk(run.job_id, run.id)}},
+            UpdateExpression="SET enqueued_step = :s",
+            ConditionExpression="attribute_exists(PK) AND enqueued_step < :s",
+            ExpressionAttributeValues={":s": {"N": str(step)}},
+        )
 
     # -- log lines ---------------------------------------------------------------------
 
-    def log_op(self, account_id: str, job_id: str, line: LogLine, at: datetime) -> dict[str, Any]:
+    def add_logs(self, tx: Transaction, account_id: str, job_id: str, lines: list[LogLine],
+                 at: datetime) -> None:
+        """Log lines in the transaction of the change they tell of. A millisecond apart, so
+        newest-first listings keep the order they were written in."""
+        for i, line in enumerate(lines):
+            tx.add(tx.numbered("log:"), self._log_op(account_id, job_id, line, at + timedelta(milliseconds=i)))
+
+    def _log_op(self, account_id: str, job_id: str, line: LogLine, at: datetime) -> dict[str, Any]:
         ts = _iso(at)
         item = {
             "PK": K.account_pk(account_id),
@@ -361,7 +354,7 @@ class RunRepo:
             "context_json": json.dumps(line.context, sort_keys=True, default=str),
             "expires_at": int(at.timestamp()) + LOG_TTL_DAYS * 86400,
         }
-        return {"Put": {"TableName": self.t.name, "Item": _ser(item)}}
+        return {"Put": {"TableName": self.t.name, "Item": ser(item)}}
 
     def logs(self, account_id: str, job_id: str, *, limit: int, cursor: str | None,
              level: str | None) -> Page:
@@ -375,28 +368,23 @@ class RunRepo:
             def keep(row: dict[str, Any]) -> bool:
                 return order.index(row["level"]) >= floor if row["level"] in order else True
 
-        return paged_query(
-            self.t,
-            key_condition="PK = :pk AND begins_with(SK, :p)",
-            names={},
-            values={":pk": pk, ":p": prefix},
-            key_names=("PK", "SK"),
-            expect={"PK": pk},
-            sk_prefix=prefix,
-            limit=limit,
-            cursor=cursor,
-            convert=lambda row: row,
-            keep=keep,
-        )
+        return prefix_page(self.t, pk, prefix, limit=limit, cursor=cursor,
+                           convert=lambda row: row, keep=keep)
 
     def write_logs(self, account_id: str, job_id: str, lines: list[LogLine]) -> None:
         """Log lines outside a step's transaction (state changes made by users)."""
         now = datetime.now(UTC)
         for line in lines:
-            op = self.log_op(account_id, job_id, line, now)["Put"]
+            op = self._log_op(account_id, job_id, line, now)["Put"]
             self.t.client.put_item(TableName=op["TableName"], Item=op["Item"])
 
     # -- activity ----------------------------------------------------------------------
+
+    def add_activity(self, tx: Transaction, account_id: str, job_id: str, at: datetime, added: int,
+                     removed: int, omitted: int) -> None:
+        """A step's counts ADDed to the job's hour and day, with the step's commit."""
+        for op in self.activity_ops(account_id, job_id, at, added, removed, omitted):
+            tx.add(tx.numbered("activity:"), op)
 
     def activity_ops(self, account_id: str, job_id: str, at: datetime, added: int, removed: int,
                      omitted: int) -> list[dict[str, Any]]:
@@ -445,7 +433,7 @@ class RunRepo:
             ExpressionAttributeValues={":pk": {"S": activity_pk(account_id, job_id)},
                                        ":lo": {"S": lo}, ":hi": {"S": hi}},
         )
-        found = {row["SK"]: row for row in (_deser(i) for i in resp.get("Items", []))}
+        found = {row["SK"]: row for row in (deser(i) for i in resp.get("Items", []))}
         series = []
         for b in buckets:
             point: dict[str, Any] = {"start": b.strftime(label), "added": 0, "removed": 0, "omitted": 0}
@@ -461,11 +449,17 @@ class RunRepo:
 
     # -- API requests per authorization -------------------------------------------------
 
-    def request_ops(self, account_id: str, auth_id: str, at: datetime, requests: int,
-                    errors: int) -> list[dict[str, Any]]:
-        """At most ONE Update: ADD a step's (or an API call's) provider requests to the
-        authorization's hour. In a step's commit it moves with the checkpoint, so a
-        redelivered step never counts twice. Day and week series add hours up on read."""
+    def add_requests(self, tx: Transaction, account_id: str, auth_id: str, at: datetime, requests: int,
+                     errors: int) -> None:
+        """ADD a step's (or an API call's) provider requests to the authorization's hour. In a
+        step's commit it moves with the checkpoint, so a redelivered step never counts twice.
+        Day and week series add hours up on read."""
+        for op in self._request_ops(account_id, auth_id, at, requests, errors):
+            tx.add("requests", op)
+
+    def _request_ops(self, account_id: str, auth_id: str, at: datetime, requests: int,
+                     errors: int) -> list[dict[str, Any]]:
+        """At most ONE Update (see add_requests)."""
         if not (requests or errors):
             return []
         return [{
@@ -484,7 +478,7 @@ class RunRepo:
     def record_requests(self, account_id: str, auth_id: str, at: datetime, requests: int,
                         errors: int) -> None:
         """Requests made outside runs (checks, options): one UpdateItem, after the calls."""
-        for op in self.request_ops(account_id, auth_id, at, requests, errors):
+        for op in self._request_ops(account_id, auth_id, at, requests, errors):
             self.t.client.update_item(**op["Update"])
 
     def request_activity(self, account_id: str, auth_id: str, granularity: str,
@@ -504,7 +498,7 @@ class RunRepo:
         }
         for _ in range(REQUEST_PAGES):
             resp = self.t.client.query(**kwargs)
-            for row in (_deser(i) for i in resp.get("Items", [])):
+            for row in (deser(i) for i in resp.get("Items", [])):
                 hour = datetime.strptime(row["SK"][2:], "%Y-%m-%dT%H").replace(tzinfo=UTC)
                 i = int((hour - buckets[0]) / span)
                 if 0 <= i < len(points):

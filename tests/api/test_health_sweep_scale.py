@@ -23,7 +23,7 @@ from chalicelib.domain.models import Authorization, Health, HealthStatus, empty_
 from chalicelib.providers.registry import Registry
 from chalicelib.services import health
 from chalicelib.store import keys as K
-from chalicelib.store.dynamo import HEALTH_PREFIX
+from chalicelib.store.authorizations import HEALTH_PREFIX
 from tests.api.test_alerts import _take
 from tests.api.test_health import Probe, _drain_health_queue, _health_queue
 from tests.timing import bound, concurrent_seconds
@@ -48,7 +48,7 @@ def deps(aws_endpoint: str) -> Iterator[Any]:
 
 def _seed(deps: Any, accounts: list[str], keys: dict[str, str]) -> dict[str, tuple[str, str]]:
     """N healthy authorizations, round-robin over the accounts; returns id -> (account, mode)."""
-    from chalicelib.store.dynamo import AuthorizationRepo
+    from chalicelib.store.authorizations import AuthorizationRepo
 
     for key in keys.values():
         deps.secrets.create(f"scale/{key}", {"api_key": key}, tags={"test": "scale"})

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from chalicelib.services.purge import purge_due
-from chalicelib.store import dynamo
+from chalicelib.store import jobs as dynamo
 from tests.api.helpers import create_auth, make_bucket
 
 # Jobs written "on" this day are due for purge 90 days later (2001-04-01): far before any

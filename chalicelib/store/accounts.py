@@ -1,0 +1,142 @@
+"""Accounts, their users and API tokens in the main table (see docs/data-model.md)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from chalicelib.domain.access import Role
+from chalicelib.domain.errors import not_found
+from chalicelib.domain.models import Account, Token, User
+from chalicelib.store import keys as K
+from chalicelib.store.dynamo import ConditionFailed, Page, Table, Transaction, paged_query, prefix_page
+
+
+class AccountRepo:
+    def __init__(self, table: Table) -> None:
+        self.t = table
+
+    def create_account(self, account: Account, admin: User, token: Token) -> None:
+        """Account, first admin and first token together: never an account nobody can reach."""
+        tx = Transaction(self.t)
+        tx.put("account", {
+            "PK": K.account_pk(account.id),
+            "SK": K.ACCOUNT_SK,
+            "type": "account",
+            "id": account.id,
+            "name": account.name,
+            "created_at": account.created_at,
+        }, condition="attribute_not_exists(PK)")
+        tx.put("admin", self._user_item(admin))
+        tx.put("token", self._token_item(token), condition="attribute_not_exists(PK)")
+        tx.commit()
+
+    def get_account(self, account_id: str) -> Account | None:
+        row = self.t.get(K.account_pk(account_id), K.ACCOUNT_SK)
+        if not row:
+            return None
+        return Account(id=row["id"], name=row["name"], created_at=row["created_at"])
+
+    @staticmethod
+    def _user_item(user: User) -> dict[str, Any]:
+        return {
+            "PK": K.account_pk(user.account_id),
+            "SK": K.user_sk(user.id),
+            "type": "user",
+            "id": user.id,
+            "account_id": user.account_id,
+            "email": user.email,
+            "name": user.name,
+            "role": user.role.value,
+            "created_at": user.created_at,
+        }
+
+    @staticmethod
+    def _user(row: dict[str, Any]) -> User:
+        return User(
+            id=row["id"],
+            account_id=row["account_id"],
+            email=row["email"],
+            name=row["name"],
+            role=Role(row["role"]),
+            created_at=row["created_at"],
+        )
+
+    def create_user(self, user: User) -> None:
+        self.t.put(self._user_item(user), condition="attribute_not_exists(PK)")
+
+    def get_user(self, account_id: str, user_id: str) -> User | None:
+        row = self.t.get(K.account_pk(account_id), K.user_sk(user_id))
+        return self._user(row) if row else None
+
+    def list_users(self, account_id: str, limit: int, cursor: str | None) -> Page:
+        return prefix_page(self.t, K.account_pk(account_id), "USER#", limit=limit, cursor=cursor,
+                           convert=self._user)
+
+    @staticmethod
+    def _token(row: dict[str, Any]) -> Token:
+        return Token(
+            id=row["id"],
+            account_id=row["account_id"],
+            user_id=row["user_id"],
+            role=Role(row["role"]),
+            label=row["label"],
+            token_hash=row["token_hash"],
+            created_at=row["created_at"],
+            last4=row["last4"],
+        )
+
+    @staticmethod
+    def _token_item(token: Token) -> dict[str, Any]:
+        return {
+            "PK": K.token_pk(token.id),
+            "SK": K.ACCOUNT_SK,
+            "GSI1PK": K.account_tokens_gsi(token.account_id),
+            "GSI1SK": f"TOKEN#{token.id}",
+            "type": "token",
+            "id": token.id,
+            "account_id": token.account_id,
+            "user_id": token.user_id,
+            "role": token.role.value,
+            "label": token.label,
+            "token_hash": token.token_hash,
+            "created_at": token.created_at,
+            "last4": token.last4,
+        }
+
+    def put_token(self, token: Token) -> None:
+        self.t.put(self._token_item(token), condition="attribute_not_exists(PK)")
+
+    def get_token(self, token_id: str) -> Token | None:
+        row = self.t.get(K.token_pk(token_id), K.ACCOUNT_SK)
+        return self._token(row) if row else None
+
+    def list_tokens(self, account_id: str, limit: int, cursor: str | None) -> Page:
+        gpk = K.account_tokens_gsi(account_id)
+        return paged_query(
+            self.t,
+            index=K.GSI1,
+            key_condition="GSI1PK = :g",
+            names={},
+            values={":g": gpk},
+            key_names=("PK", "SK", "GSI1PK", "GSI1SK"),
+            expect={"GSI1PK": gpk},
+            sk_prefix="META",
+            limit=limit,
+            cursor=cursor,
+            convert=self._token,
+        )
+
+    def delete_token(self, account_id: str, token_id: str) -> None:
+        try:
+            self.t.write(
+                "delete_item",
+                Key={"PK": {"S": K.token_pk(token_id)}, "SK": {"S": K.ACCOUNT_SK}},
+                # Scoped to the caller's account: another account's token is "not found".
+                ConditionExpression="account_id = :a",
+                ExpressionAttributeValues={":a": {"S": account_id}},
+            )
+        except ConditionFailed:
+            raise not_found("token", token_id) from None
+
+
+__all__ = ["AccountRepo"]

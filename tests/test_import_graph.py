@@ -1,0 +1,262 @@
+"""The shape of chalicelib/'s imports, read with ast from every import statement: at module
+level AND inside functions (a function-level import hides a cycle from the interpreter, not
+from a reader).
+
+Run as a script to print the figures:  python -m tests.test_import_graph
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGE = "chalicelib"
+
+# Ceilings: these may only go down. Lower them when a change removes cycles or function-level
+# imports; the target for cycles is zero.
+MAX_CYCLES = 5
+MAX_FUNCTION_IMPORTS = 124
+MAX_PRIVATE_IMPORTS = 11
+
+
+@dataclass
+class Graph:
+    edges: dict[str, set[str]] = field(default_factory=dict)
+    # import statements inside functions that name at least one of our modules: (module, line)
+    function_imports: list[tuple[str, int]] = field(default_factory=list)
+    # private names of another module, imported or reached as `module._name`: (module, line, "mod._name")
+    private_imports: list[tuple[str, int, str]] = field(default_factory=list)
+
+
+def module_name(path: Path, root: Path = ROOT) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _resolve(module: str, is_package: bool, node: ast.ImportFrom) -> str:
+    if not node.level:
+        return node.module or ""
+    base = module.split(".") if is_package else module.split(".")[:-1]
+    base = base[: len(base) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+def _walk(tree: ast.AST) -> Iterator[tuple[ast.AST, bool]]:
+    """Every node with whether it sits inside a function body."""
+    stack: list[tuple[ast.AST, bool]] = [(tree, False)]
+    while stack:
+        node, inside = stack.pop()
+        yield node, inside
+        nested = inside or isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda))
+        stack.extend((child, nested) for child in ast.iter_child_nodes(node))
+
+
+def _type_checking_only(tree: ast.Module) -> set[int]:
+    """Ids of import nodes under `if TYPE_CHECKING:`: they never run, so they make no cycle."""
+    ids: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            ids.update(id(n) for stmt in node.body for n in ast.walk(stmt))
+    return ids
+
+
+@functools.cache
+def build(root: Path = ROOT) -> Graph:
+    files = sorted((root / PACKAGE).rglob("*.py"))
+    modules = {module_name(f, root): f for f in files}
+    graph = Graph(edges={m: set() for m in modules})
+
+    def own(name: str) -> str | None:
+        # the longest prefix that is one of our modules (`from a.b import c` may name module a.b.c)
+        while name:
+            if name in modules:
+                return name
+            name = name.rpartition(".")[0]
+        return None
+
+    for module, path in modules.items():
+        tree = ast.parse(path.read_text(), str(path))
+        skip = _type_checking_only(tree)
+        is_package = path.name == "__init__.py"
+        aliases: dict[str, str] = {}  # local name -> our module it is bound to
+        imported: dict[str, str] = {}  # local name -> "module.Name" taken from our modules
+        for node, inside in _walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                base = _resolve(module, is_package, node)
+                if own(base) not in (None, module):
+                    imported.update((a.asname or a.name, f"{base}.{a.name}") for a in node.names)
+            if id(node) in skip:
+                continue
+            if not isinstance(node, (ast.Import, ast.ImportFrom)):
+                continue
+            targets: list[tuple[str, str | None]] = []  # (module imported, name taken from it)
+            if isinstance(node, ast.Import):
+                targets = [(alias.name, None) for alias in node.names]
+                aliases.update((a.asname, a.name) for a in node.names if a.asname and a.name in modules)
+            else:
+                base = _resolve(module, is_package, node)
+                for alias in node.names:
+                    sub = f"{base}.{alias.name}"
+                    if sub in modules:
+                        targets.append((sub, None))
+                        aliases[alias.asname or alias.name] = sub
+                    else:
+                        targets.append((base, alias.name))
+            named_own = False
+            for name, taken in targets:
+                target = own(name)
+                if target is None or target == module:
+                    continue
+                named_own = True
+                graph.edges[module].add(target)
+                if taken and _private(taken):
+                    graph.private_imports.append((module, node.lineno, f"{target}.{taken}"))
+            if inside and named_own:
+                graph.function_imports.append((module, node.lineno))
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                    and node.value.id in aliases and _private(node.attr)):
+                graph.private_imports.append((module, node.lineno, f"{aliases[node.value.id]}.{node.attr}"))
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                # a parameter typed with another module's class: `engine: Engine` then `engine._x`
+                typed = {a.arg: imported[_annotation(a)] for a in node.args.args + node.args.kwonlyargs
+                         if _annotation(a) in imported}
+                graph.private_imports.extend(
+                    (module, n.lineno, f"{typed[n.value.id]}.{n.attr}") for n in ast.walk(node)
+                    if isinstance(n, ast.Attribute) and isinstance(n.value, ast.Name)
+                    and n.value.id in typed and _private(n.attr))
+    return graph
+
+
+def _annotation(arg: ast.arg) -> str:
+    ann = arg.annotation
+    if isinstance(ann, ast.Constant) and isinstance(ann.value, str):
+        return ann.value
+    return ann.id if isinstance(ann, ast.Name) else ""
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def cycles(edges: dict[str, set[str]]) -> list[list[str]]:
+    """Strongly connected components of more than one module (Tarjan, iterative)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    on_stack: set[str] = set()
+    stack: list[str] = []
+    found: list[list[str]] = []
+    counter = 0
+    for start in sorted(edges):
+        if start in index:
+            continue
+        work: list[tuple[str, Iterator[str]]] = [(start, iter(sorted(edges[start])))]
+        index[start] = low[start] = counter
+        counter += 1
+        stack.append(start)
+        on_stack.add(start)
+        while work:
+            node, children = work[-1]
+            for child in children:
+                if child not in index:
+                    index[child] = low[child] = counter
+                    counter += 1
+                    stack.append(child)
+                    on_stack.add(child)
+                    work.append((child, iter(sorted(edges.get(child, ())))))
+                    break
+                if child in on_stack:
+                    low[node] = min(low[node], index[child])
+            else:
+                work.pop()
+                if work:
+                    parent = work[-1][0]
+                    low[parent] = min(low[parent], low[node])
+                if low[node] == index[node]:
+                    component: list[str] = []
+                    while True:
+                        member = stack.pop()
+                        on_stack.discard(member)
+                        component.append(member)
+                        if member == node:
+                            break
+                    if len(component) > 1:
+                        found.append(sorted(component))
+    return sorted(found)
+
+
+def largest_module(root: Path = ROOT) -> tuple[int, str]:
+    return max((len(p.read_text().splitlines()), str(p.relative_to(root))) for p in (root / PACKAGE).rglob("*.py"))
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def test_the_cycle_finder_finds_a_planted_cycle_and_nothing_else() -> None:
+    # GIVEN a -> b -> c -> a, plus d -> a outside the cycle
+    edges = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    # THEN exactly one component, without d
+    assert cycles(edges) == [["a", "b", "c"]]
+    assert cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_function_level_imports_are_seen(tmp_path: Path) -> None:
+    # GIVEN a package whose only cycle runs through an import inside a function
+    pkg = tmp_path / PACKAGE
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("from chalicelib import b\n")
+    (pkg / "b.py").write_text("def f():\n    from chalicelib.a import _x\n    return _x\n")
+    (pkg / "c.py").write_text("from chalicelib import a\nfrom chalicelib.a import A\n\n"
+                              "def g(x: A):\n    return a._y, x._z\n")
+    # WHEN the graph is built
+    graph = build(tmp_path)
+    # THEN the cycle, the function-level import and the private name are all reported
+    assert cycles(graph.edges) == [["chalicelib.a", "chalicelib.b"]]
+    assert graph.function_imports == [("chalicelib.b", 2)]
+    assert sorted(n for _, _, n in graph.private_imports) == ["chalicelib.a.A._z", "chalicelib.a._x", "chalicelib.a._y"]
+
+
+def test_import_cycles_do_not_grow() -> None:
+    found = cycles(build().edges)
+    assert len(found) <= MAX_CYCLES, found
+
+
+def test_function_level_imports_do_not_grow() -> None:
+    graph = build()
+    assert len(graph.function_imports) <= MAX_FUNCTION_IMPORTS, len(graph.function_imports)
+
+
+def test_private_names_taken_across_modules_do_not_grow() -> None:
+    private = build().private_imports
+    assert len(private) <= MAX_PRIVATE_IMPORTS, private
+
+
+def test_the_store_takes_no_private_name_from_another_module() -> None:
+    private = [p for p in build().private_imports if p[0].startswith(f"{PACKAGE}.store")]
+    assert private == []
+
+
+def main() -> None:
+    graph = build()
+    found = cycles(graph.edges)
+    size, path = largest_module()
+    print(f"import cycles (strongly connected components): {len(found)}")
+    for component in found:
+        print("   ", " <-> ".join(component))
+    print(f"imports of own modules inside functions: {len(graph.function_imports)}")
+    print(f"private names imported across modules: {len(graph.private_imports)}")
+    for module, line, name in graph.private_imports:
+        print(f"    {module}:{line} {name}")
+    print(f"largest module: {path} ({size} lines)")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
