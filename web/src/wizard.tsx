@@ -102,8 +102,10 @@ export function Wizard({ hash }: { hash: string }) {
   const reachable = (i: number): boolean => (i < 1 || !!s.provider) && (i < 2 || !!s.workflow)
     && (steps[i] !== "Credentials" || !!s.method)
     && (!["Configure", "Review"].includes(steps[i]!) || !!s.authorization_id);
-  const wanted = steps.findIndex((t) => SLUGS[t] === (stepIn(hash) ?? start.slug));
-  let step = wanted < 0 ? (stepIn(hash) === "credentials" || stepIn(hash) === "method" ? steps.indexOf("Authorization") : 0) : wanted;
+  // The address itself, not the router's copy: a step just pushed is there before its event.
+  const asked = stepIn(location.hash) ?? stepIn(hash) ?? start.slug;
+  const wanted = steps.findIndex((t) => SLUGS[t] === asked);
+  let step = wanted < 0 ? (asked === "credentials" || asked === "method" ? steps.indexOf("Authorization") : 0) : wanted;
   while (step > 0 && !reachable(step)) step -= 1;
   const name = steps[step]!;
   const setStep = (i: number) => goTo(SLUGS[steps[Math.max(0, Math.min(i, steps.length - 1))]!]!);
