@@ -63,7 +63,7 @@ class _TZ(Strict):
         try:
             ZoneInfo(v)
         except (ZoneInfoNotFoundError, ValueError):
-            raise ValueError("unknown time zone") from None
+            raise ValueError("must be an IANA time zone name such as Europe/Paris") from None
         return v
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -287,7 +288,7 @@ class _Parser:
 
     def node(self, raw: Any, path: str, depth: int) -> tuple[dict[str, Any], Predicate] | None:
         if not isinstance(raw, dict):
-            self.bad(path, "must be an object: a condition {field, op, value} or a group {all: [...]} or {any: [...]}")
+            self.bad(path, "must be an object: a condition (field, op and value) or a group (all or any)")
             return None
         groups = [k for k in GROUPS if k in raw]
         if groups:
@@ -361,7 +362,7 @@ def parse_filter(raw: Any, *, path: str = "filter") -> CompiledFilter:
     parser = _Parser()
     parsed = None
     if not isinstance(raw, dict) or not any(k in raw for k in GROUPS):
-        parser.bad(path, "must be a group: {\"all\": [...]} or {\"any\": [...]}")
+        parser.bad(path, "must be a group: an object with all or any, holding a list of conditions")
     else:
         parsed = parser.node(raw, path, 1)
     if parser.conditions > MAX_CONDITIONS:
@@ -376,12 +377,25 @@ def parse_filter(raw: Any, *, path: str = "filter") -> CompiledFilter:
             if len(fields) >= MAX_ERRORS:
                 break
             fields.setdefault(where, msg)
+        said = " ".join(f"{_where(k)} {v}." for k, v in list(fields.items())[:3])
         raise Invalid(
-            f"the filter is not valid: {', '.join(fields)}",
+            f"Check the filter: {said}",
             code="audience.invalid_filter",
             fields=fields,
         )
     return CompiledFilter(tree=parsed[0], predicate=parsed[1], conditions=parser.conditions)
+
+
+_PART_WORDS = {"op": "operator", "field": "field", "value": "value"}
+
+
+def _where(path: str) -> str:
+    """`filter.all[0].any[1].op` -> "Condition 1.2, operator": where a problem is, in words."""
+    numbers = [str(int(i) + 1) for i in re.findall(r"\[(\d+)\]", path)]
+    last = path.rsplit(".", 1)[-1]
+    part = _PART_WORDS.get(last, "")
+    where = f"Condition {'.'.join(numbers)}" if numbers else "The filter"
+    return f"{where}, {part}" if part and numbers else where
 
 
 def matches(filter_: CompiledFilter | dict[str, Any], profile: Profile) -> bool:

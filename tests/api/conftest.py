@@ -4,7 +4,7 @@ from typing import Any
 
 import pytest
 
-from tests.api.helpers import CrmProvider
+from tests.api.helpers import CrmProvider, create_auth, create_job, make_bucket
 
 
 @pytest.fixture()
@@ -25,3 +25,12 @@ def tenant(new_tenant: Any) -> Any:
 @pytest.fixture()
 def api(api_for: Any, tenant: Any) -> Any:
     return api_for(tenant.admin_token)
+
+
+@pytest.fixture()
+def world(api: Any) -> dict[str, Any]:
+    """A bucket, an S3 authorization and a job importing from it: what bad input is sent to."""
+    bucket = make_bucket()
+    auth = create_auth(api)
+    job = create_job(api, auth["id"], bucket)
+    return {"auth": auth, "job": job, "bucket": bucket}

@@ -4,10 +4,6 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
-from tests.api.helpers import create_auth, create_job, make_bucket
-
 
 def _envelope(r, status: int) -> dict:
     assert r.status_code == status, r.body
@@ -15,14 +11,6 @@ def _envelope(r, status: int) -> dict:
     assert set(err) == {"code", "message", "fields", "details"}
     assert isinstance(err["message"], str) and err["message"]
     return err
-
-
-@pytest.fixture()
-def world(api):
-    bucket = make_bucket()
-    auth = create_auth(api)
-    job = create_job(api, auth["id"], bucket)
-    return {"auth": auth, "job": job, "bucket": bucket}
 
 
 def _snapshot(api, world) -> str:

@@ -561,7 +561,7 @@ def test_an_endpoint_on_a_private_address_is_refused_when_private_urls_are_off(a
         plain = api.post("/authorizations", {"provider": "http_enrichment", "method": "none", "label": "x",
                                              "credentials": {"url": "http://127.0.0.1:9/enrich"}})
         assert plain.status_code == 422 and plain.json["error"]["fields"] == {
-            "credentials.url": "Value error, must be an https:// URL"}
+            "credentials.url": "must be an https:// URL"}
         private = api.post("/authorizations", {"provider": "http_enrichment", "method": "none", "label": "x",
                                                "credentials": {"url": "https://127.0.0.1:9/enrich"}})
         assert private.status_code == 422

@@ -6,6 +6,7 @@ import { loadCatalog, useCanEdit, useOwnerName } from "./session";
 import { Confirm, ErrorBox, Field, fmtTime, HealthBadge, ProviderMark, Segmented, StatusBadge, useLoad } from "./ui";
 import { ApiError } from "./api";
 import { connectOAuth, isOAuth, oauthErrorIn } from "./oauth";
+import { methodName, plainDescription, withNames } from "./words";
 
 function UsageCell({ usage }: { usage: { total: number; by_status: Record<string, number> } }) {
   const parts = Object.entries(usage.by_status).filter(([, n]) => n > 0);
@@ -29,7 +30,7 @@ export function AuthorizationsPage() {
   return (
     <section>
       <div class="row between"><h1>Authorizations</h1>{canEdit && <a class="button primary" href="#/authorizations/new">New authorization</a>}</div>
-      {oauthError && <div data-testid="oauth-error"><ErrorBox error={new ApiError(400, oauthError.code, `Connecting with the provider failed: ${oauthError.message}`)} />
+      {oauthError && <div data-testid="oauth-error"><ErrorBox error={oauthError} />
         <button type="button" class="link" onClick={dismiss}>Dismiss</button></div>}
       <div class="filters">
         <label>Provider <select value={provider} onChange={(e) => { setProvider((e.target as HTMLSelectElement).value); setCursors([null]); }}>
@@ -43,7 +44,7 @@ export function AuthorizationsPage() {
           <thead><tr><th>Label</th><th>Provider</th><th>Method</th><th>Health</th><th>Usage</th><th>Owner</th><th>Created</th><th>Last used</th></tr></thead>
           <tbody>{data!.data.map((a) => (
             <tr key={a.id}><td><a href={`#/authorizations/${a.id}`}>{a.label}</a></td>
-              <td><ProviderMark id={a.provider} name={pname(a.provider)} /></td><td>{a.method}</td>
+              <td><ProviderMark id={a.provider} name={pname(a.provider)} /></td><td>{methodName(catalog.data ?? [], a.provider, a.method)}</td>
               <td><HealthBadge health={a.health} />{a.health.status === "unhealthy" && <div class="muted small">{a.health.reason}</div>}</td>
               <td><UsageCell usage={a.usage} /></td><td class="muted">{owner(a.owner)}</td>
               <td>{fmtTime(a.created_at)}</td><td>{fmtTime(a.last_used_at)}</td></tr>))}
@@ -61,6 +62,7 @@ export function NewAuthorizationPage() {
   const [provider, setProvider] = useState("");
   const [method, setMethod] = useState("");
   const [label, setLabel] = useState("");
+  const [description, setDescription] = useState("");
   const [creds, setCreds] = useState<Dict>({});
   const [error, setError] = useState<unknown>(null);
   const [busy, setBusy] = useState(false);
@@ -72,8 +74,8 @@ export function NewAuthorizationPage() {
     try {
       // OAuth: the provider's consent screen instead of a credentials form (popup, or a
       // full-page redirect that the callback brings back to the new authorization).
-      const id = isOAuth(method) ? await connectOAuth(provider, label.trim())
-        : (await api.createAuthorization({ provider, method, label, credentials: creds })).id;
+      const id = isOAuth(method) ? await connectOAuth(provider, label.trim(), undefined, p?.name)
+        : (await api.createAuthorization({ provider, method, label, description, credentials: creds })).id;
       location.hash = `#/authorizations/${id}`;
     }
     catch (err) { setError(err); } finally { setBusy(false); }
@@ -90,6 +92,9 @@ export function NewAuthorizationPage() {
           <option value="">choose…</option>{p.auth_methods.map((x) => <option key={x.id} value={x.id}>{x.name}</option>)}</select></Field>}
         {m && !oauth && <>
           <Field id="na-label" label="Label *" error={fields.label}><input id="na-label" required value={label} onInput={(e) => setLabel((e.target as HTMLInputElement).value)} /></Field>
+          <Field id="na-desc" label="Description" hint="Optional: what it is for, whose keys they are." error={fields.description}>
+            <textarea id="na-desc" value={description} onInput={(e) => setDescription((e.target as HTMLTextAreaElement).value)} /></Field>
+          {m.description && <p class="muted small">{plainDescription(m.description)}</p>}
           <SchemaForm schema={m.credentials_schema} value={creds} onChange={setCreds} errors={fields} prefix="credentials." idPrefix="na-cred" />
           <button class="primary" type="submit" disabled={busy}>Check and create</button>
         </>}
@@ -191,7 +196,7 @@ export function AuthorizationSummaryPage({ id }: { id: string }) {
           {a.jobs.length === 0 ? <p class="muted">None.</p> : <ul>{a.jobs.map((j) => <li key={j.id}><a href={`#/jobs/${j.id}`}>{j.label}</a> <StatusBadge status={j.status} /></li>)}</ul>}
           <h3>Health history</h3>
           {(hist.data?.data ?? []).length === 0 ? <p class="muted">No transitions recorded.</p> :
-            <ul class="small">{hist.data!.data.map((h, i) => <li key={i}>{fmtTime(h.at)}: {h.from} → <strong>{h.to}</strong> {h.reason && `(${h.reason})`} <span class="muted">by {h.by}</span></li>)}</ul>}
+            <ul class="small">{hist.data!.data.map((h, i) => <li key={i}>{fmtTime(h.at)}: {h.from} → <strong>{h.to}</strong> {h.reason && `(${h.reason})`} <span class="muted">by {withNames(h.by, owner)}</span></li>)}</ul>}
         </div>
       </div>
       <RequestsChart id={id} refresh={refresh} />

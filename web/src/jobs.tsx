@@ -4,6 +4,7 @@ import { BarChart } from "./chart";
 import { SchemaForm } from "./schemaForm";
 import { describeSchedule, type Schedule, scheduleBody, SchedulePicker, scheduleState } from "./schedule";
 import { useCanEdit, loadCatalog, useOwnerName } from "./session";
+import { changeWords, methodName, providerName, withNames, workflowName } from "./words";
 import { Confirm, ErrorBox, Field, fmtTime, HealthBadge, JOB_TYPES, ProviderMark, Segmented, STATUSES, StatusBadge, useLoad } from "./ui";
 
 function useCatalog(): Provider[] {
@@ -11,9 +12,6 @@ function useCatalog(): Provider[] {
   return data ?? [];
 }
 
-function providerName(catalog: Provider[], id: string): string {
-  return catalog.find((p) => p.id === id)?.name ?? id;
-}
 
 export function JobsPage() {
   const canEdit = useCanEdit();
@@ -36,7 +34,8 @@ export function JobsPage() {
   const data = loaded?.page;
   const stale = loaded?.key !== key;
   const setFilter = (k: keyof typeof filters, v: string) => { setFilters({ ...filters, [k]: v }); setCursors([null]); setPageNo(0); };
-  const authLabel = (id: string) => auths.data?.data.find((a) => a.id === id)?.label ?? id;
+  // An authorization missing from the account's list was deleted (the job keeps its id).
+  const authOf = (id: string) => auths.data?.data.find((a) => a.id === id);
   const matching = useMemo(() => {
     const q = search.trim().toLowerCase();
     const list = (data?.data ?? []).filter((j) => !q || j.label.toLowerCase().includes(q));
@@ -83,8 +82,9 @@ export function JobsPage() {
             <tr key={j.id}>
               <td><a href={`#/jobs/${j.id}`}>{j.label}</a></td>
               <td><ProviderMark id={j.provider} name={providerName(catalog, j.provider)} /></td>
-              <td>{j.job_type}</td><td>{j.workflow}</td>
-              <td><a href={`#/authorizations/${j.authorization_id}`}>{authLabel(j.authorization_id)}</a></td>
+              <td>{j.job_type}</td><td>{workflowName(catalog, j.provider, j.workflow)}</td>
+              <td>{authOf(j.authorization_id) ? <a href={`#/authorizations/${j.authorization_id}`}>{authOf(j.authorization_id)!.label}</a>
+                : auths.data ? <span class="muted" data-testid="auth-deleted">deleted</span> : "…"}</td>
               <td><StatusBadge status={j.status} faults={j.fault_count} warning={j.warning} /></td>
               <td class="muted">{owner(j.owner)}</td>
               <td>{fmtTime(j.created_at)}</td>
@@ -151,6 +151,7 @@ function InlineText({ label, value, multiline, onSave, canEdit }: { label: strin
 }
 
 function ChangeAuthorization({ job, onDone }: { job: JobSummary; onDone: (j: JobSummary) => void }) {
+  const catalog = useCatalog();
   const auths = useLoad(() => api.authorizations({ limit: 200 }), []);
   const [target, setTarget] = useState("");
   const [preview, setPreview] = useState<{ allowed: boolean; problems: string[]; changes: string[] } | null>(null);
@@ -168,7 +169,7 @@ function ChangeAuthorization({ job, onDone }: { job: JobSummary; onDone: (j: Job
       <div class="row">
         <label>New authorization <select value={target} onChange={(e) => { setTarget((e.target as HTMLSelectElement).value); setPreview(null); }}>
           <option value="">choose…</option>
-          {(auths.data?.data ?? []).filter((a) => a.id !== job.authorization_id).map((a) => <option key={a.id} value={a.id}>{a.label} ({a.provider}, {a.method})</option>)}
+          {(auths.data?.data ?? []).filter((a) => a.id !== job.authorization_id).map((a) => <option key={a.id} value={a.id}>{a.label} ({providerName(catalog, a.provider)}, {methodName(catalog, a.provider, a.method)})</option>)}
         </select></label>
         <button type="button" disabled={!target} onClick={check}>Check (dry run)</button>
       </div>
@@ -176,7 +177,7 @@ function ChangeAuthorization({ job, onDone }: { job: JobSummary; onDone: (j: Job
         <div class={preview.allowed ? "ok" : "error"} role="status" data-testid="dry-run">
           <strong>{preview.allowed ? "This change is allowed." : "This change is refused."}</strong>
           {preview.problems.length > 0 && <ul>{preview.problems.map((p) => <li key={p}>{p}</li>)}</ul>}
-          {preview.changes.length > 0 && <p class="small">Would change: {preview.changes.join(", ")}</p>}
+          {preview.changes.length > 0 && <p class="small">Would change: {changeWords(preview.changes)}</p>}
           {preview.allowed && <button type="button" class="primary" onClick={apply}>Confirm change</button>}
         </div>
       )}
@@ -302,6 +303,7 @@ function AlertRules({ jobId, canEdit }: { jobId: string; canEdit: boolean }) {
 }
 
 function Logs({ jobId, refresh }: { jobId: string; refresh: number }) {
+  const owner = useOwnerName();
   const [level, setLevel] = useState("");
   const { data, error } = useLoad(() => api.logs(jobId, level), [jobId, level, refresh]);
   return (
@@ -313,7 +315,7 @@ function Logs({ jobId, refresh }: { jobId: string; refresh: number }) {
       <div class="table-wrap"><table class="data small">
         <thead><tr><th>Time</th><th>Level</th><th>Code</th><th>Message</th><th>Counters</th></tr></thead>
         <tbody>{(data?.data ?? []).map((l, i) => (
-          <tr key={i} class={`lvl-${l.level}`}><td>{fmtTime(l.timestamp)}</td><td>{l.level}</td><td><code>{l.code}</code></td><td>{l.message}</td>
+          <tr key={i} class={`lvl-${l.level}`}><td>{fmtTime(l.timestamp)}</td><td>{l.level}</td><td><code>{l.code}</code></td><td>{withNames(l.message, owner)}</td>
             <td class="muted">{["added", "removed", "omitted"].filter((k) => k in l.context).map((k) => `${k} ${String(l.context[k])}`).join(" · ")}</td></tr>))}
         </tbody></table></div>
     </section>
@@ -330,6 +332,7 @@ export function JobSummaryPage({ id }: { id: string }) {
   const [error, setError] = useState<unknown>(null);
   const [confirmDelete, setConfirmDelete] = useState(false);
   const [changingAuth, setChangingAuth] = useState(false);
+  const [notice, setNotice] = useState("");
   const [editingConfig, setEditingConfig] = useState(false);
   const j = job.data;
   const due = !!j?.next_run_at && j.status === "sleeping" && Date.parse(j.next_run_at) - Date.now() < 30_000;
@@ -348,8 +351,10 @@ export function JobSummaryPage({ id }: { id: string }) {
   if (job.error) return <ErrorBox error={job.error} />;
   if (!j) return <p class="loading">Loading…</p>;
   const act = async (a: "pause" | "resume" | "run") => {
-    setError(null);
-    try { job.set(await api.jobAction(id, a)); runs.reload(); setRefresh((r) => r + 1); } catch (e) { setError(e); }
+    setError(null); setNotice("");
+    try {
+      job.set(await api.jobAction(id, a));
+      setNotice({ pause: "Paused: no run starts until you resume.", resume: "Resumed: a run starts now, then the schedule goes on.", run: "A run starts now." }[a]); runs.reload(); setRefresh((r) => r + 1); } catch (e) { setError(e); }
   };
   const patch = async (body: Record<string, unknown>) => { job.set(await editJob(j, body, false) as JobSummary); };
   const del = async () => {
@@ -374,21 +379,23 @@ export function JobSummaryPage({ id }: { id: string }) {
         </div>
       )}
       <ErrorBox error={error} />
+      {notice && <p class="ok" role="status" data-testid="job-notice">{notice}</p>}
       {confirmDelete && <Confirm title={`Delete “${j.label}”?`} confirmLabel="Delete job" danger onConfirm={del} onCancel={() => setConfirmDelete(false)}>
         <p>The job, its schedule and its history are deleted. Profiles it wrote stay.</p></Confirm>}
-      {changingAuth && <ChangeAuthorization job={j} onDone={(nj) => { job.set(nj); setChangingAuth(false); }} />}
+      {changingAuth && <ChangeAuthorization job={j} onDone={(nj) => { job.set(nj); setChangingAuth(false); setNotice(`The job now uses the authorization “${nj.authorization.label}”.`); }} />}
       <div class="grid2">
         <dl class="meta panel">
           <dt>Provider</dt><dd><ProviderMark id={j.provider} name={providerName(catalog, j.provider)} /></dd>
           <dt>Type</dt><dd>{j.job_type}</dd>
           <dt>Workflow</dt><dd>{workflow?.name ?? j.workflow}</dd>
-          <dt>Authorization</dt><dd><a href={`#/authorizations/${j.authorization.id}`}>{j.authorization.label}</a> <HealthBadge health={j.authorization.health} /></dd>
+          <dt>Authorization</dt><dd>{j.authorization.deleted
+            ? <span data-testid="auth-deleted">{j.authorization.label} <span class="badge h-unknown">deleted</span></span>
+            : <><a href={`#/authorizations/${j.authorization.id}`}>{j.authorization.label}</a> <HealthBadge health={j.authorization.health} /></>}</dd>
           <dt>Owner</dt><dd>{owner(j.owner)}</dd>
           <dt>Created</dt><dd>{fmtTime(j.created_at)}</dd>
           <dt>Updated</dt><dd>{fmtTime(j.updated_at)}</dd>
           <dt>Next run</dt><dd>{fmtTime(j.next_run_at)}</dd>
           <dt>Schedule</dt><dd data-testid="job-schedule">{describeSchedule(j.schedule)}</dd>
-          <dt>Version</dt><dd>{j.version}</dd>
         </dl>
         <div class="panel">
           <InlineText label="Label" value={j.label} canEdit={canEdit} onSave={(v) => patch({ label: v })} />

@@ -60,7 +60,7 @@ function Route({ hash }: { hash: string }) {
   const [path] = hash.slice(1).split("?");
   const parts = (path ?? "").split("/").filter(Boolean);
   const [a, b] = parts;
-  if (a === "jobs" && b === "new") return <Wizard />;
+  if (a === "jobs" && b === "new") return <Wizard hash={hash} />;
   if (a === "jobs" && b) return <JobSummaryPage id={b} />;
   if (a === "authorizations" && b === "new") return <NewAuthorizationPage />;
   if (a === "authorizations" && b) return <AuthorizationSummaryPage id={b} />;

@@ -4,12 +4,15 @@
 // back (the wizard's answers wait in session storage meanwhile). A flow started that way
 // (`return=redirect`) that fails comes back as #/authorizations?oauth_error=<code>&message=.
 import { api, ApiError, type Dict } from "./api";
+import { oauthErrorMessage } from "./words";
 
 /** Auth methods with this id are connected through the provider's consent screen. */
 export const OAUTH_METHOD = "oauth";
 export const isOAuth = (method: string): boolean => method === OAUTH_METHOD;
 
 const RESUME_KEY = "switchyard.oauth.resume";
+/** The name of the provider a full-page flow went to, for the words of its error. */
+const PROVIDER_KEY = "switchyard.oauth.provider";
 const POLL_MS = 250;
 const GIVE_UP_MS = 10 * 60 * 1000; // the API's flow state lives 10 minutes
 
@@ -20,7 +23,7 @@ interface Resume { back: string; state: Dict; until?: number }
  * await, or the browser blocks it) and resolves with the id of the authorization the
  * callback created. `resume` is where a full-page redirect comes back to, with state.
  */
-export async function connectOAuth(provider: string, label: string, resume?: Resume): Promise<string> {
+export async function connectOAuth(provider: string, label: string, resume?: Resume, providerName?: string): Promise<string> {
   const popup = window.open("", "switchyard-oauth", "popup,width=560,height=720");
   let started;
   try {
@@ -32,6 +35,7 @@ export async function connectOAuth(provider: string, label: string, resume?: Res
   if (!popup) {
     // Kept as long as the flow's state lives: a flow that never came back must not send a
     // later visit to an authorization page back to the wizard.
+    sessionStorage.setItem(PROVIDER_KEY, providerName ?? provider);
     if (resume) sessionStorage.setItem(RESUME_KEY, JSON.stringify({ ...resume, until: Date.now() + GIVE_UP_MS }));
     location.assign(started.authorize_url);
     return new Promise<string>(() => {}); // the page is leaving
@@ -81,7 +85,9 @@ export function oauthErrorIn(hash: string): ApiError | null {
   const q = new URLSearchParams(m[1]);
   const code = q.get("oauth_error");
   if (!code) return null;
-  return new ApiError(400, code, q.get("message") || "The provider connection failed; nothing was created.");
+  // The code alone picks the words: the message in the address is not shown (anyone can
+  // send a link to #/authorizations?oauth_error=x&message=<any text>).
+  return new ApiError(400, code, oauthErrorMessage(code, sessionStorage.getItem(PROVIDER_KEY)));
 }
 
 /**

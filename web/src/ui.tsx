@@ -1,6 +1,7 @@
 import type { ComponentChildren } from "preact";
 import { useEffect, useRef, useState } from "preact/hooks";
 import { ApiError } from "./api";
+import { fieldLabel } from "./words";
 
 export const STATUSES = ["running", "sleeping", "paused", "failed", "completed"];
 export const JOB_TYPES = ["import", "export", "enrichment", "other"];
@@ -45,7 +46,7 @@ export function ErrorBox({ error }: { error: unknown }) {
   return (
     <div class="error" role="alert">
       <strong>{e.message || String(error)}</strong>
-      {fields && <ul>{Object.entries(fields).map(([k, v]) => <li key={k}><code>{k}</code>: {v}</li>)}</ul>}
+      {fields && <ul>{Object.entries(fields).map(([k, v]) => <li key={k}>{fieldLabel(k)}: {v}</li>)}</ul>}
       {blocking && <ul>{blocking.map((j) => <li key={j.id}><a href={`#/jobs/${j.id}`}>{j.label}</a> ({j.status})</li>)}</ul>}
     </div>
   );

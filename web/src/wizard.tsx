@@ -1,12 +1,13 @@
 // Create-job wizard: provider → job type → authorization (→ method → credentials) → configure → review.
 // All answers live in one state object owned by the wizard, so Back and Next keep what was typed.
-import { useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 import { api, ApiError, type Dict, type Provider } from "./api";
 import { connectOAuth, isOAuth, takeOAuthResult } from "./oauth";
 import { describeSchedule, newSchedule, type Schedule, scheduleBody, SchedulePicker } from "./schedule";
 import { defaults, SchemaForm } from "./schemaForm";
 import { loadCatalog } from "./session";
 import { ErrorBox, Field, HealthBadge, ProviderMark, useLoad } from "./ui";
+import { fieldLabel, methodName, plainDescription } from "./words";
 
 interface State {
   provider: string; job_type: string; workflow: string;
@@ -21,25 +22,69 @@ const initial = (): State => ({
 /** Config values the options routes take to narrow a field's choices (bucket → prefixes ...). */
 const OPTION_PARAMS = ["bucket", "list_id", "account_id", "container_id"];
 
-/** Back from a full-page OAuth redirect: the answers given so far, with the new
- * authorization (on to Configure), or with the callback's error (back at Credentials). */
-function resumed(): { state: State; step: number; error: ApiError | null } {
+// The wizard keeps its place: the step is in the address (#/jobs/new?step=configure, one
+// history entry per step, so the browser's Back goes to the previous step) and the answers
+// are in session storage (never credentials), so a refresh or Back loses nothing.
+const DRAFT_KEY = "switchyard.wizard.draft";
+const SLUGS: Record<string, string> = { Provider: "provider", "Job type": "job-type", Authorization: "authorization",
+  Method: "method", Credentials: "credentials", Configure: "configure", Review: "review" };
+
+function stepIn(hash: string): string | null {
+  return new URLSearchParams(hash.split("?")[1] ?? "").get("step");
+}
+function goTo(slug: string, replace = false): void {
+  const target = `#/jobs/new?step=${slug}`;
+  if (location.hash === target) return;
+  if (!replace) { location.hash = target; return; }
+  history.replaceState(null, "", target);
+  dispatchEvent(new HashChangeEvent("hashchange")); // the router reads the address again
+}
+function loadDraft(): State | null {
+  try {
+    const raw = sessionStorage.getItem(DRAFT_KEY);
+    return raw ? { ...initial(), ...(JSON.parse(raw) as Partial<State>), credentials: {} } : null;
+  } catch { return null; }
+}
+function saveDraft(s: State): void {
+  sessionStorage.setItem(DRAFT_KEY, JSON.stringify({ ...s, credentials: {} }));
+}
+export function clearDraft(): void { sessionStorage.removeItem(DRAFT_KEY); }
+const dirty = (s: State): boolean => JSON.stringify({ ...s, schedule: null }) !== JSON.stringify({ ...initial(), schedule: null });
+
+/** Where the wizard opens: back from a full-page OAuth redirect (the answers given so far,
+ * with the new authorization, on to Configure, or with the callback's error, back at
+ * Credentials); a refresh or Back (a step in the address: the saved draft); or a new job. */
+function resumed(hash: string): { state: State; slug: string; error: ApiError | null; draft: State | null } {
   const r = takeOAuthResult();
-  if (!r) return { state: initial(), step: 0, error: null };
-  if (r.error) {
-    // Provider, Job type, Authorization, Method, Credentials: the connect button again.
-    return { state: { ...initial(), ...(r.state as Partial<State>), credentials: {} }, step: 4,
-      error: new ApiError(400, r.error.code, r.error.message) };
+  if (r?.error) {
+    return { state: { ...initial(), ...(r.state as Partial<State>), credentials: {} }, slug: "credentials",
+      error: new ApiError(400, r.error.code, r.error.message), draft: null };
   }
-  return { state: { ...initial(), ...(r.state as Partial<State>), authMode: "existing", authorization_id: r.id ?? "", method: "", authLabel: "", credentials: {} }, step: 3, error: null };
+  if (r) {
+    return { state: { ...initial(), ...(r.state as Partial<State>), authMode: "existing", authorization_id: r.id ?? "", method: "", authLabel: "", credentials: {} },
+      slug: "configure", error: null, draft: null };
+  }
+  const draft = loadDraft();
+  const slug = stepIn(hash);
+  if (slug && draft) return { state: draft, slug, error: null, draft: null };
+  // "Create job" opens a new job; an unfinished one is offered, not imposed.
+  return { state: initial(), slug: "provider", error: null, draft: draft && dirty(draft) ? draft : null };
 }
 
-export function Wizard() {
+/** A config value in words: lists joined, mappings as "from → to", audiences by name. */
+function summary(key: string, value: unknown, audienceName: (id: string) => string): string {
+  if (key === "audience_id" && typeof value === "string") return audienceName(value);
+  if (Array.isArray(value)) return value.map(String).join(", ");
+  if (typeof value === "boolean") return value ? "yes" : "no";
+  if (value && typeof value === "object") return Object.entries(value as Dict).map(([k, v]) => `${k} → ${typeof v === "object" ? JSON.stringify(v) : String(v)}`).join("; ");
+  return String(value);
+}
+
+export function Wizard({ hash }: { hash: string }) {
   const catalog = useLoad(() => loadCatalog(api.providers), []);
-  const [start] = useState(resumed);
+  const [start] = useState(() => resumed(hash));
   const [s, setS] = useState<State>(start.state);
-  // Steps with an existing authorization: Provider, Job type, Authorization, Configure.
-  const [step, setStep] = useState(start.step);
+  const [offered, setOffered] = useState<State | null>(start.draft);
   const [errors, setErrors] = useState<Record<string, string>>({});
   const [error, setError] = useState<unknown>(start.error);
   const [busy, setBusy] = useState(false);
@@ -53,7 +98,37 @@ export function Wizard() {
   const method = provider?.auth_methods.find((m) => m.id === s.method);
 
   const steps = ["Provider", "Job type", "Authorization", ...(s.authMode === "new" ? ["Method", "Credentials"] : []), "Configure", "Review"];
+  // The step named in the address, if the answers reach it; else the first one missing.
+  const reachable = (i: number): boolean => (i < 1 || !!s.provider) && (i < 2 || !!s.workflow)
+    && (steps[i] !== "Credentials" || !!s.method)
+    && (!["Configure", "Review"].includes(steps[i]!) || !!s.authorization_id);
+  // The address itself, not the router's copy: a step just pushed is there before its event.
+  const asked = stepIn(location.hash) ?? stepIn(hash) ?? start.slug;
+  const wanted = steps.findIndex((t) => SLUGS[t] === asked);
+  let step = wanted < 0 ? (asked === "credentials" || asked === "method" ? steps.indexOf("Authorization") : 0) : wanted;
+  while (step > 0 && !reachable(step)) step -= 1;
   const name = steps[step]!;
+  const setStep = (i: number) => goTo(SLUGS[steps[Math.max(0, Math.min(i, steps.length - 1))]!]!);
+  useEffect(() => { goTo(SLUGS[name]!, true); }, [name]);
+  useEffect(() => { if (dirty(s)) saveDraft(s); }, [s]);
+  // Leaving the page (closing the tab) loses the draft and typed credentials: ask first.
+  useEffect(() => {
+    if (!dirty(s)) return;
+    const warn = (e: BeforeUnloadEvent) => { e.preventDefault(); e.returnValue = ""; };
+    addEventListener("beforeunload", warn);
+    return () => removeEventListener("beforeunload", warn);
+  }, [dirty(s)]);
+  // "Create job" (#/jobs/new without a step) clicked inside the wizard: a new job, the
+  // unfinished one offered.
+  const lastHash = useRef(hash);
+  useEffect(() => {
+    const had = stepIn(lastHash.current);
+    lastHash.current = hash;
+    if (had && !stepIn(hash)) {
+      const d = loadDraft();
+      setS(initial()); setOffered(d && dirty(d) ? d : null); setError(null); setErrors({});
+    }
+  }, [hash]);
 
   function fail(e: unknown) {
     setError(e);
@@ -73,15 +148,15 @@ export function Wizard() {
       setBusy(true);
       try {
         const id = isOAuth(s.method)
-          ? await connectOAuth(s.provider, s.authLabel.trim(), { back: "#/jobs/new", state: { ...s, credentials: {} } as unknown as Dict })
+          ? await connectOAuth(s.provider, s.authLabel.trim(), { back: "#/jobs/new", state: { ...s, credentials: {} } as unknown as Dict }, provider?.name)
           : (await api.createAuthorization({ provider: s.provider, method: s.method, label: s.authLabel, credentials: s.credentials })).id;
         auths.reload();
         setS({ ...s, authMode: "existing", authorization_id: id, credentials: {}, method: "", authLabel: "" });
-        setStep(steps.indexOf("Configure") - 2); // Method and Credentials steps disappear
+        goTo("configure"); // Method and Credentials steps disappear
         return;
       } catch (e) { return fail(e); } finally { setBusy(false); }
     }
-    setStep((x) => x + 1);
+    setStep(step + 1);
   }
 
   async function create() {
@@ -91,6 +166,8 @@ export function Wizard() {
         provider: s.provider, job_type: s.job_type, workflow: s.workflow, authorization_id: s.authorization_id,
         label: s.label, description: s.description, config: s.config, schedule: scheduleBody(s.schedule), start: s.start,
       });
+      clearDraft();
+      setS(initial());
       location.hash = `#/jobs/${job.id}`;
     } catch (e) {
       fail(e);
@@ -122,6 +199,10 @@ export function Wizard() {
       <ol class="steps" aria-label="Steps">
         {steps.map((t, i) => <li key={t} aria-current={i === step ? "step" : undefined} class={i < step ? "done" : ""}>{t}</li>)}
       </ol>
+      {offered && <div class="panel row between" role="status" data-testid="draft-offer">
+        <span>You have an unfinished job{offered.label ? ` “${offered.label}”` : ""}{offered.provider ? ` (${providers.find((p) => p.id === offered.provider)?.name ?? offered.provider})` : ""}.</span>
+        <span class="row"><button type="button" onClick={() => { setS(offered); setOffered(null); goTo("review"); }}>Continue it</button>
+          <button type="button" class="link" onClick={() => { clearDraft(); setOffered(null); }}>Discard it</button></span></div>}
       <ErrorBox error={error} />
       <form onSubmit={(e) => { e.preventDefault(); if (name === "Review") void create(); else void next(); }}>
         <h2>{name}</h2>
@@ -151,7 +232,7 @@ export function Wizard() {
               <label key={a.id} class="radio-row">
                 <input type="radio" name="auth" checked={s.authMode === "existing" && s.authorization_id === a.id}
                   onChange={() => up({ authMode: "existing", authorization_id: a.id })} />
-                <span>{a.label}</span> <span class="muted">{a.method}</span> <HealthBadge health={a.health} />
+                <span>{a.label}</span> <span class="muted">{methodName(providers, a.provider, a.method)}</span> <HealthBadge health={a.health} />
                 {a.health.reason && <span class="muted small">{a.health.reason}</span>}
               </label>))}
             {usable.length === 0 && <p class="muted">No authorization of this provider enables this workflow yet.</p>}
@@ -163,7 +244,7 @@ export function Wizard() {
             {provider.auth_methods.filter((m) => workflow.auth_methods.includes(m.id)).map((m) => (
               <label key={m.id} class="radio-row"><input type="radio" name="method" checked={s.method === m.id}
                 onChange={() => up({ method: m.id, credentials: defaults(m.credentials_schema) })} />
-                <strong>{m.name}</strong> <span class="muted small">{m.description}</span></label>))}
+                <strong>{m.name}</strong> <span class="muted small">{plainDescription(m.description)}</span></label>))}
           </div>)}
         {name === "Credentials" && method && isOAuth(method.id) && provider && (<>
           <Field id="auth-label" label="Authorization label" hint="Optional: the provider account's name is used when empty." error={errors.label}>
@@ -191,14 +272,16 @@ export function Wizard() {
           <dl class="meta panel">
             <dt>Provider</dt><dd>{provider?.name}</dd><dt>Job type</dt><dd>{s.job_type}</dd><dt>Workflow</dt><dd>{workflow?.name}</dd>
             <dt>Authorization</dt><dd>{(auths.data?.data ?? []).find((a) => a.id === s.authorization_id)?.label ?? s.authorization_id}</dd>
-            <dt>Label</dt><dd>{s.label}</dd><dt>Configuration</dt><dd><code>{JSON.stringify(s.config)}</code></dd>
+            <dt>Label</dt><dd>{s.label}</dd>
+            {Object.entries(s.config).filter(([, v]) => v !== "" && v !== null && v !== undefined).map(([k, v]) => <><dt key={k}>{workflow?.config_schema.properties?.[k]?.title ?? fieldLabel(k)}</dt><dd>{summary(k, v, (id) => (audiences.data?.data ?? []).find((a) => a.id === id)?.name ?? id)}</dd></>)}
             <dt>Schedule</dt><dd>{describeSchedule(scheduleBody(s.schedule))}</dd>
           </dl>
           <label class="radio"><input type="radio" name="start" checked={s.start} onChange={() => up({ start: true })} /> Start now</label>
           <label class="radio"><input type="radio" name="start" checked={!s.start} onChange={() => up({ start: false })} /> Stage (create paused, start later)</label>
         </>)}
         <div class="row end">
-          {step > 0 && <button type="button" onClick={() => { setError(null); setErrors({}); setStep((x) => Math.max(0, x - 1)); }}>Back</button>}
+          {step > 0 && <button type="button" onClick={() => { setError(null); setErrors({}); setStep(step - 1); }}>Back</button>}
+          {dirty(s) && <button type="button" class="link" onClick={() => { if (confirm("Discard this job's answers?")) { clearDraft(); setS(initial()); goTo("provider"); } }}>Start over</button>}
           <button type="submit" class="primary" disabled={busy}>{name === "Review" ? "Create job" : name === "Credentials" ? (isOAuth(s.method) ? `Connect with ${provider?.name ?? "provider"}` : "Check and continue") : "Next"}</button>
         </div>
       </form>
