@@ -22,6 +22,7 @@ from chalicelib.store.jobs import JobRepo
 from chalicelib.store.membership import MembershipRepo
 from chalicelib.store.profiles import ProfileRepo
 from chalicelib.store.queues import HealthQueue, RunQueue
+from chalicelib.store.rates import SharedRateStore
 from chalicelib.store.runs import RunRepo
 from chalicelib.store.scheduler import SchedulerStore
 from chalicelib.store.secrets import SecretsStore
@@ -46,8 +47,6 @@ class Deps:
     def calls(self, authorization_id: str | None = None) -> CallCounter:
         """A counter of provider requests on behalf of one authorization, carrying where
         rates shared by every tenant are kept (this stage's table)."""
-        from chalicelib.store.rates import SharedRateStore
-
         return CallCounter(authorization_id=authorization_id, rates=SharedRateStore(self.table))
 
     @property
