@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator
 from typing import Any, TypeVar
 
 import pytest
@@ -57,6 +57,15 @@ def fresh() -> int:
     return random.SystemRandom().randrange(1, 2**31)
 
 
+def single(fixed: int, *, fresh_instead: bool = False) -> int:
+    """The seed of a test too slow to run twice in every run: `fixed` (or a fresh one when
+    `fresh_instead`, e.g. at full size); SWITCHYARD_SEED replays either."""
+    again = replayed()
+    if again is not None:
+        return again
+    return fresh() if fresh_instead else fixed
+
+
 def replay_hint(seed: int) -> str:
     return f"seed {seed} ({ENV}={seed} replays it)"
 
@@ -73,11 +82,12 @@ def seed(request: pytest.FixtureRequest, record_property: Callable[[str, object]
     return int(value)
 
 
-@pytest.hookimpl(hookwrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
-    outcome = yield
-    report = outcome.get_result()
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Generator[
+        None, pytest.TestReport, pytest.TestReport]:
+    report = yield
     value = item.stash.get(_KEY, None)
     if value is not None and report.failed:
         test = item.nodeid.split("[")[0]  # replayed, the test's ids name that seed instead
         report.sections.append(("seed", f"{replay_hint(value)}: {ENV}={value} pytest '{test}'"))
+    return report
