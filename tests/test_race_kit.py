@@ -48,8 +48,14 @@ def test_a_call_that_never_returns_fails_the_race() -> None:
 def test_an_order_that_never_comes_is_a_crash_not_a_go_ahead() -> None:
     never = threading.Event()
     ran: list[str] = []
-    results = race([lambda: ran.append("waited")], waits=[never], timeout=1)
-    assert ran == [] and "never set" in (results[0].crash or "")
+    try:
+        results = race([lambda: ran.append("waited")], waits=[never], timeout=1)
+    except AssertionError as exc:  # so loaded a machine that the thread had not got there yet
+        reported = str(exc)
+    else:
+        reported = results[0].crash or ""
+    # the call never ran, and the race says why
+    assert ran == [] and ("never set" in reported or "still running" in reported), reported
 
 
 def test_an_imposed_order_holds_however_the_threads_are_scheduled() -> None:
