@@ -135,6 +135,36 @@ def test_concurrent_edits_with_the_same_version_lose_no_update(api, deps, tenant
     assert final.version == 2 and final.label == winners[0].job.label
 
 
+def test_a_create_whose_authorization_is_deleted_while_it_checks_it_is_told_not_found(
+        api, deps, tenant, monkeypatch):
+    """Regression: a create that read the authorization, then found its secret scheduled for
+    deletion by a delete that committed meanwhile, answered 503 "credentials could not be
+    read" instead of the not-found it gets when the delete comes first."""
+    from chalicelib.domain.errors import AppError
+    from chalicelib.services import credentials as creds_svc
+
+    p = Principal(tenant.account_id, tenant.admin_user_id, Role.ADMIN, "t")
+    auth = create_auth(api)
+    original = creds_svc.load
+
+    def deleted_meanwhile(d: Any, a: Any, spec: Any) -> Any:
+        auth_svc.delete(deps, p, a.id)  # the delete commits between the read and the check
+        return original(d, a, spec)
+
+    # GIVEN a create of a job on an authorization that is deleted while the create checks it
+    monkeypatch.setattr(creds_svc, "load", deleted_meanwhile)
+    # WHEN the create goes on
+    with pytest.raises(AppError) as refused:
+        job_svc.create(deps, p, job_svc.NewJob(
+            provider="amazon_s3", job_type="import", workflow="s3_file_import", label="late",
+            description="", config={"bucket": make_bucket()}, schedule=None, start=True,
+            authorization_id=auth["id"]))
+    # THEN it is told the authorization is gone, on its field, and no job was made
+    assert (refused.value.code, refused.value.fields) == ("authorization.not_found", {"authorization_id": "not found"})
+    assert "deleted meanwhile" in refused.value.message
+    assert deps.jobs.page(tenant.account_id, limit=10, cursor=None).items == []
+
+
 # -- SPEC rule 10 under 50 concurrent attempts (issue 5) ------------------------------------
 
 DELETERS, RESUMERS, CREATORS = 5, 30, 15  # 50 attempts a round
