@@ -12,6 +12,9 @@ from typing import Any
 
 import pytest
 
+# The `seed` fixture and @seeded(...) of tests that make random choices.
+pytest_plugins = ["tests.seeds"]
+
 STAGE = "test"
 
 

@@ -4,8 +4,8 @@ start many calls at once, collect what each returned, and read the invariants ba
 from __future__ import annotations
 
 import copy
-import random
 import threading
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -60,42 +60,68 @@ class Outcome:
     value: Any = None
     error: AppError | None = None
     crash: str | None = None  # anything that is not an AppError: a 500 in the API
+    returned: bool = False  # the call's thread got to the end (a dead thread leaves this False)
 
     @property
     def ok(self) -> bool:
-        return self.error is None and self.crash is None
+        return self.returned and self.error is None and self.crash is None
+
+
+def _where(exc: BaseException) -> str:
+    # Our frames and the error: where it broke, without pages of urllib3.
+    ours = [f"{f.filename.rsplit('/', 2)[-1]}:{f.lineno} {f.name}" for f in traceback.extract_tb(exc.__traceback__)
+            if "/chalicelib/" in f.filename or "/tests/" in f.filename]
+    return " < ".join(reversed(ours)) + f": {exc!r}"
 
 
 def race(calls: list[Callable[[], Any]], *, delays: list[float] | None = None,
          waits: list[threading.Event | None] | None = None, timeout: float = 120) -> list[Outcome]:
-    """Run every call in its own thread, all released together by a barrier. A call may
-    first sleep `delays[i]` seconds, or wait for `waits[i]` to be set (at most 10 s)."""
+    """Run every call in its own thread, all released together by a barrier, and return what
+    each returned (`value`), refused (`error`: an AppError) or crashed with (`crash`: any
+    other exception). A call may first wait for `waits[i]` to be set: an order the test
+    imposes, held however slow the machine is; or sleep `delays[i]` seconds of jitter, which
+    mixes the order without deciding any outcome.
+
+    Fails the test when a thread is still running after `timeout` seconds or died without
+    an outcome. A wait that is never set is that call's crash, not a silent go-ahead."""
+    deadline = time.monotonic() + timeout
     barrier = threading.Barrier(len(calls))
     results = [Outcome() for _ in calls]
 
     def run(i: int, fn: Callable[[], Any]) -> None:
-        barrier.wait()
-        if waits and waits[i] is not None:
-            waits[i].wait(10)  # type: ignore[union-attr]
-        if delays and delays[i] > 0:
-            threading.Event().wait(delays[i])
+        out = results[i]
         try:
-            results[i].value = fn()
+            barrier.wait(max(0.0, deadline - time.monotonic()))
+            turn = waits[i] if waits else None
+            if turn is not None and not turn.wait(max(0.0, deadline - time.monotonic())):
+                raise TimeoutError("the event this call waits for was never set")
+            if delays and delays[i] > 0:
+                threading.Event().wait(delays[i])
+            out.value = fn()
         except AppError as exc:
-            results[i].error = exc
-        except Exception as exc:
-            # Our frames and the error: where it broke, without pages of urllib3.
-            ours = [f"{f.filename.rsplit('/', 2)[-1]}:{f.lineno} {f.name}" for f in traceback.extract_tb(exc.__traceback__)
-                    if "/chalicelib/" in f.filename or "/tests/" in f.filename]
-            results[i].crash = " < ".join(reversed(ours)) + f": {exc!r}"
+            out.error = exc
+        except BaseException as exc:  # a crash of any kind, a killed "process" included
+            out.crash = _where(exc)
+        out.returned = True
 
-    threads = [threading.Thread(target=run, args=(i, f), daemon=True) for i, f in enumerate(calls)]
+    threads = [threading.Thread(target=run, args=(i, f), daemon=True, name=f"racer-{i}")
+               for i, f in enumerate(calls)]
     for t in threads:
         t.start()
     for t in threads:
-        t.join(timeout)
-    assert not any(t.is_alive() for t in threads), "a racing call did not return"
+        # a little past the deadline: a call whose wait ran out at the deadline reports that
+        # itself instead of reading as a hang
+        t.join(max(0.0, deadline + min(10.0, timeout) - time.monotonic()))
+    hung = [t.name for t in threads if t.is_alive()]
+    assert not hung, f"{len(hung)} racing call(s) still running after {timeout:.0f} s: {hung[:5]}"
+    dead = [i for i, o in enumerate(results) if not o.returned]
+    assert not dead, f"racing call(s) {dead[:5]} ended without an outcome"
     return results
+
+
+def crashes(results: list[Outcome]) -> list[str]:
+    """The crashes of a race, each with the index of its call."""
+    return [f"call {i}: {o.crash}" for i, o in enumerate(results) if o.crash]
 
 
 def seed_jobs(deps: Any, template: Job, statuses: list[JobStatus]) -> list[Job]:
@@ -149,7 +175,3 @@ def audit(deps: Any, account_id: str, auth_ids: list[str]) -> Audit:
                 found.usage_mismatch.append(f"{auth_id} {status.value}: counter "
                                             f"{auth.usage[status.value]}, jobs {real}")
     return found
-
-
-def jitter(rng: random.Random, n: int, low: float, high: float) -> list[float]:
-    return [rng.uniform(low, high) for _ in range(n)]

@@ -17,22 +17,30 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from devserver import emulator
+from tests.race_kit import crashes, race
 
 
 class _Slow:
-    """A WSGI app that takes 50 ms a request and notes how many were inside it at once."""
+    """A WSGI app that notes how many requests were inside it at once. Each request stays
+    50 ms, or, with `meet`, until `meet` requests are inside together: requests the middleware
+    lets run side by side all get there however slow the machine is (one it holds back
+    breaks the barrier instead)."""
 
-    def __init__(self) -> None:
+    def __init__(self, meet: int = 0) -> None:
         self.inside = 0
         self.most: dict[str, int] = {}
         self.guard = threading.Lock()
+        self.meet = threading.Barrier(meet) if meet else None
 
     def __call__(self, environ: dict[str, Any], start_response: Any) -> list[bytes]:
         kind = environ.get("HTTP_X_AMZ_TARGET", "other").split(".")[0]
         with self.guard:
             self.inside += 1
             self.most[kind] = max(self.most.get(kind, 0), self.inside)
-        time.sleep(0.05)
+        if self.meet:
+            self.meet.wait(60)
+        else:
+            time.sleep(0.05)
         with self.guard:
             self.inside -= 1
         start_response("200 OK", [("Content-Type", "application/json")])
@@ -47,11 +55,8 @@ def _environ(target: str | None) -> dict[str, Any]:
 
 
 def _call_at_once(app: Any, targets: list[str | None]) -> None:
-    threads = [threading.Thread(target=lambda t=t: list(app(_environ(t), lambda *a: None))) for t in targets]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(10)
+    results = race([lambda t=t: list(app(_environ(t), lambda *a: None)) for t in targets])
+    assert not crashes(results), crashes(results)
 
 
 def test_dynamodb_requests_are_applied_one_at_a_time_and_others_are_not() -> None:
@@ -63,10 +68,10 @@ def test_dynamodb_requests_are_applied_one_at_a_time_and_others_are_not() -> Non
     # THEN moto saw them one at a time
     assert inner.most == {"DynamoDB_20120810": 1}
     # WHEN 8 requests of other services (SQS over JSON, S3 with no target) arrive at once
-    inner.most.clear()
-    _call_at_once(app, ["AmazonSQS.ReceiveMessage"] * 4 + [None] * 4)
-    # THEN they ran side by side
-    assert max(inner.most.values()) > 1
+    meeting = _Slow(meet=8)
+    _call_at_once(emulator.AtomicDynamoDB(meeting), ["AmazonSQS.ReceiveMessage"] * 4 + [None] * 4)
+    # THEN they ran side by side: all 8 were inside together
+    assert meeting.inside == 0 and max(meeting.most.values()) == 8
 
 
 @pytest.fixture()
@@ -139,13 +144,9 @@ def test_transactions_racing_writes_on_one_table_never_fail_inside_moto(table: s
             except ClientError as exc:
                 errors.append(json.dumps(exc.response["Error"]))
 
-    threads = [threading.Thread(target=put, args=(n,)) for n in range(4)]
-    threads += [threading.Thread(target=transact, args=(n,)) for n in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(120)
+    results = race([lambda n=n: put(n) for n in range(4)] + [lambda n=n: transact(n) for n in range(4)])
     # THEN every request was applied, none answered with moto's internal error
+    assert not crashes(results), crashes(results)
     assert errors == []
     count = ddb.scan(TableName=table, Select="COUNT")["Count"]
     assert count == 2000 + 4 * 60 + 4 * 30

@@ -18,6 +18,7 @@ from chalicelib import logs
 from chalicelib.domain.errors import Invalid
 from chalicelib.providers.base import ProviderError
 from tests.log_lines import log_lines, with_message
+from tests.race_kit import crashes, race
 
 ROOT = Path(__file__).resolve().parent.parent
 log = logging.getLogger("switchyard.tests")
@@ -88,16 +89,17 @@ def test_concurrent_invocations_on_threads_keep_their_own_ids(capsys) -> None:
     barrier = threading.Barrier(2)
 
     def handle(job_id: str) -> None:
-        with logs.invocation("run_step", job_id=job_id):
-            barrier.wait(timeout=5)  # both bound before either logs
-            log.info("working")
-            barrier.wait(timeout=5)
+        try:
+            with logs.invocation("run_step", job_id=job_id):
+                barrier.wait()  # both bound before either logs
+                log.info("working")
+                barrier.wait()
+        except BaseException:
+            barrier.abort()  # the other thread stops waiting (and fails) too
+            raise
 
-    threads = [threading.Thread(target=handle, args=(j,)) for j in ("job_a", "job_b")]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = race([lambda j=j: handle(j) for j in ("job_a", "job_b")])
+    assert not crashes(results), crashes(results)
     with logs.invocation("api", request_id="req_1"), cf.ThreadPoolExecutor(max_workers=1) as pool:
         pool.submit(contextvars.copy_context().run, log.info, "in the pool").result()
     lines = log_lines(capsys.readouterr().out)

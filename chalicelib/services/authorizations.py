@@ -338,10 +338,18 @@ def check_for_job(
     (and records them in its own write)."""
     try:
         credentials = creds_svc.load(d, auth, provider.spec)
-    except Exception as exc:  # a secret that cannot be read is an outage, not bad input
-        if getattr(exc, "response", None):
-            raise Unavailable("the authorization's credentials could not be read") from None
-        raise
+    except Exception as exc:  # a secret that cannot be read is an outage, not bad input...
+        if not getattr(exc, "response", None):
+            raise
+        if d.auths.get(auth.account_id, auth.id, consistent=True) is None:
+            # ...unless the authorization was deleted since the caller read it (its secret
+            # went with it): the caller is told so, as when the delete comes first
+            raise Invalid(
+                f"authorization {auth.id!r} was deleted meanwhile",
+                code="authorization.not_found",
+                fields={"authorization_id": "not found"},
+            ) from None
+        raise Unavailable("the authorization's credentials could not be read") from None
     if counter is not None:
         return run_check(provider, auth.method, credentials, resources, counter)
     counter = d.calls(auth.id)

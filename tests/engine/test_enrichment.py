@@ -27,6 +27,7 @@ from chalicelib.services.engine import Delivery, Engine
 from tests.engine.test_s3_export import _clone, _forget_moto_models
 from tests.fakes.fullcontact import FakeFullContact
 from tests.http_receiver import Answer, Received, Receiver
+from tests.seeds import replay_hint, seeded
 
 KEY = "fc-key-0123456789abcdef"
 CANARY = "FCCANARY-4e1d9b7a2c58"
@@ -406,13 +407,14 @@ class _Crashes:
         raise RuntimeError(f"crash at {point}")
 
 
-def test_crash_anywhere_never_loses_or_double_counts(api, deps, tenant, drain, options, fake):
+@seeded(11)
+def test_crash_anywhere_never_loses_or_double_counts(api, deps, tenant, drain, options, fake, seed):
     # GIVEN 200 known people, 100 unknown and 20 without an email, 10 lookups a step, and
     # 40 crashes at random points of the steps
     ids = _seed(deps, tenant.account_id, _people(200, 100, 20))
     for i in range(200):
         fake.know(f"known{i}@example.com")
-    crashes = _Crashes(40, 0.25, seed=11)
+    crashes = _Crashes(40, 0.25, seed=seed)
     options.max_records = 10
     options.fault = crashes
     drain.engine = crashes.engine(deps, options)
@@ -420,9 +422,9 @@ def test_crash_anywhere_never_loses_or_double_counts(api, deps, tenant, drain, o
     # WHEN the run is delivered, crashing again and again
     _drain_until(api, drain, job["id"], runs=1)
     # THEN every crash fired, at every point
-    assert crashes.left == 0
+    assert crashes.left == 0, replay_hint(seed)
     assert crashes.seen == {"after_lease", "before_write", "after_write", "after_commit", "before_enqueue",
-                            "after_enqueue"}, crashes.seen
+                            "after_enqueue"}, (replay_hint(seed), crashes.seen)
     # AND the counters are exact
     [run] = _runs(api, job["id"])
     assert (run["status"], run["added"], run["omitted"]) == ("succeeded", 200, 120), run

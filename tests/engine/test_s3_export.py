@@ -43,6 +43,7 @@ from chalicelib.store.membership import (
     new_set_id,
 )
 from tests.api.helpers import create_auth, make_bucket
+from tests.seeds import replay_hint, seeded
 
 PREFIX = "switchyard/exports/"
 PRO = {"all": [{"field": "plan", "op": "equals", "value": "pro"}]}
@@ -215,9 +216,10 @@ def test_diff_adds_removes_and_what_the_membership_becomes():
     assert quiet.rows == [] and quiet.members == {"d", "e"}
 
 
-def test_plan_chunks_fit_an_item_and_keep_row_order():
+@seeded(3)
+def test_plan_chunks_fit_an_item_and_keep_row_order(seed):
     # GIVEN 3,000 changes of ~400 bytes of incompressible values
-    rng = random.Random(3)
+    rng = random.Random(seed)
     rows = [("add", f"prof_{i:026d}", ["".join(rng.choices("abcdefghijklmnopqrstuvwxyz0123456789", k=400))])
             for i in range(3000)]
     # WHEN cut into chunks
@@ -601,12 +603,13 @@ def _check_run(api, bucket: str, job_id: str, run: dict[str, Any], expected: Cou
         "succeeded", adds, sum(expected.values()) - adds, 0), run
 
 
+@seeded(5)
 def test_crash_anywhere_never_loses_or_double_counts_a_5000_member_export(
-        api, deps, tenant, drain, options):
+        api, deps, tenant, drain, options, seed):
     # GIVEN 5,000 members, a gzip CSV export of 200 rows a part, and 50 crashes to spread over
     # every fault point (step 0 only after its lease: reading 5,000 profiles again takes moto
     # 10 s; the next test crashes step 0 everywhere)
-    crashes = _Crashes(50, 0.45, seed=5, first=("after_commit", "before_enqueue", "after_enqueue"),
+    crashes = _Crashes(50, 0.45, seed=seed, first=("after_commit", "before_enqueue", "after_enqueue"),
                        at_step_0=frozenset({"after_lease"}))
     ids = _seed(deps, tenant.account_id, [_person(i) for i in range(5000)])
     bucket = make_bucket()
@@ -617,7 +620,7 @@ def test_crash_anywhere_never_loses_or_double_counts_a_5000_member_export(
     # WHEN the run is delivered, crashing again and again
     _drain_until(api, drain, job["id"], runs=1)
     # THEN every crash fired, at every point
-    assert crashes.left == 0 and set(crashes.seen) == ALL_POINTS, crashes.seen
+    assert crashes.left == 0 and set(crashes.seen) == ALL_POINTS, (replay_hint(seed), crashes.seen)
     # AND the files hold every member once, and the counters say so
     [run] = _runs(api, job["id"])
     email_of = {pid: email for email, pid in ids.items()}
@@ -630,7 +633,8 @@ def test_crash_anywhere_never_loses_or_double_counts_a_5000_member_export(
     assert ref is not None and deps.memberships.read_set(tenant.account_id, job["id"], ref) == set(ids.values())
 
 
-def test_crash_anywhere_never_loses_or_double_counts_adds_and_removes(api, deps, tenant, drain, options):
+@seeded(8)
+def test_crash_anywhere_never_loses_or_double_counts_adds_and_removes(api, deps, tenant, drain, options, seed):
     # GIVEN an hourly export whose first run sent 400 members
     ids = _seed(deps, tenant.account_id, [_person(i) for i in range(400)])
     bucket = make_bucket()
@@ -640,7 +644,7 @@ def test_crash_anywhere_never_loses_or_double_counts_adds_and_removes(api, deps,
     # WHEN 150 leave and 200 join, and the next run (20 rows a part) crashes 25 times
     _seed(deps, tenant.account_id, [_person(i, "free") for i in range(150)]
           + [_person(i) for i in range(400, 600)], ids)
-    crashes = _Crashes(25, 0.3, seed=8, first=("before_write", "after_write", "after_commit", "before_enqueue",
+    crashes = _Crashes(25, 0.3, seed=seed, first=("before_write", "after_write", "after_commit", "before_enqueue",
                                                "after_enqueue", "after_lease"))
     options.max_records = 20
     options.fault = crashes
@@ -648,7 +652,7 @@ def test_crash_anywhere_never_loses_or_double_counts_adds_and_removes(api, deps,
     _schedule_fires(deps, tenant, job["id"])
     _drain_until(api, drain, job["id"], runs=2)
     # THEN every crash fired, and the run sent exactly who joined and who left
-    assert crashes.left == 0 and set(crashes.seen) == ALL_POINTS, crashes.seen
+    assert crashes.left == 0 and set(crashes.seen) == ALL_POINTS, (replay_hint(seed), crashes.seen)
     second = _runs(api, job["id"])[0]
     expected = Counter({("add", ids[f"p{i}@example.com"]): 1 for i in range(400, 600)})
     expected.update({("remove", ids[f"p{i}@example.com"]): 1 for i in range(150)})

@@ -12,7 +12,8 @@ The same for the health sweep: its fan-out and the health handler are killed at 
 points and redelivered; every authorization is checked, each status change is recorded
 once and alerted at least once, duplicates sharing the transition's id.
 
-The seed is printed and recorded: SWITCHYARD_CRASH_SEED=<seed> replays a failure.
+Each test runs with fixed seeds and one drawn fresh (tests/seeds.py); the seed is printed,
+recorded and named in a failure: SWITCHYARD_SEED=<seed> replays it.
 Size: tests/proof/record.py (small in make test, 100 kill points with SWITCHYARD_PROOF=full).
 """
 
@@ -35,6 +36,7 @@ from chalicelib.services.engine import Delivery, Engine, EngineOptions, StepBusy
 from tests.engine.fresh import forget_moto_models, fresh_deps, seed
 from tests.proof.crash import Clock, Injector, Killed
 from tests.proof.record import record, size
+from tests.seeds import replay_hint, seeded
 
 ALL_KINDS = ("s3_import", "mailchimp_import", "s3_export", "mailchimp_export", "sqs_export", "webhook_export",
              "enrichment")
@@ -48,11 +50,8 @@ HEALTH_CAP = 2  # the health queue's DLQ takes a message at its 3rd receive
 FC_KEY = "fc-key-0123456789abcdef"
 
 
-def _seed_value() -> int:
-    return int(os.environ.get("SWITCHYARD_CRASH_SEED") or random.SystemRandom().randrange(1, 10**6))
-
-
-SEED = _seed_value()
+# The fixed seeds every run covers (each test also runs with one drawn fresh).
+FIXED_SEEDS = (101, 908264)
 
 
 # -- fixtures ------------------------------------------------------------------------------------
@@ -128,9 +127,9 @@ class Runner:
     message becomes visible again (its visibility timeout, at once here); a message whose
     run is leased by a dead delivery waits for the lease to lapse (the clock jumps)."""
 
-    def __init__(self, deps: Any, injector: Injector, clock: Clock, rng: random.Random) -> None:
+    def __init__(self, deps: Any, injector: Injector, clock: Clock, rng: random.Random, hint: str) -> None:
         self.engine = Engine(deps, EngineOptions(max_records=ROWS_PER_STEP))
-        self.inj, self.clock, self.rng = injector, clock, rng
+        self.inj, self.clock, self.rng, self.hint = injector, clock, rng, hint
         self.sqs, self.url = _queue("switchyard-runs")
         self.tally = Tally()
 
@@ -141,7 +140,7 @@ class Runner:
             msgs = self.sqs.receive_message(QueueUrl=self.url, MaxNumberOfMessages=1, VisibilityTimeout=120,
                                             AttributeNames=["ApproximateReceiveCount"]).get("Messages", [])
             if not msgs:
-                assert finished(), f"{kind}: the queue is empty but the run did not finish (seed {SEED})"
+                assert finished(), f"{kind}: the queue is empty but the run did not finish ({self.hint})"
                 return killed
             m = msgs[0]
             mid = m["MessageId"]
@@ -177,7 +176,7 @@ class Runner:
             self.tally.redeliveries += 1
             self.sqs.change_message_visibility(QueueUrl=self.url, ReceiptHandle=m["ReceiptHandle"],
                                                VisibilityTimeout=0)
-        raise AssertionError(f"{kind}: still delivering after {limit} messages (seed {SEED})")
+        raise AssertionError(f"{kind}: still delivering after {limit} messages ({self.hint})")
 
 
 # -- scenarios: each builds a job and knows the truth ------------------------------------------------
@@ -525,23 +524,55 @@ SCENARIOS: dict[str, type[Scenario]] = {s.kind: s for s in (S3Import, MailchimpI
                                                              SqsExport, WebhookExport, Enrichment)}
 
 
+# -- the seed ------------------------------------------------------------------------------------
+
+
+def _draws(seed: int) -> tuple[random.Random, Injector]:
+    """The test's random source and its injector's, both from the seed."""
+    rng = random.Random(seed)
+    return rng, Injector(random.Random(rng.random()))
+
+
+def _kill_points(seed: int) -> list[tuple[str, str, str]]:
+    """Where the injector kills, over 30 deliveries of 6 calls each."""
+    rng, injector = _draws(seed)
+    for _ in range(30):
+        with injector.delivery("s3_import", kill=rng.random() < 0.8):
+            try:
+                for c in range(6):
+                    injector.hit(f"dynamodb.Call{c}", "before")
+                    injector.hit(f"dynamodb.Call{c}", "after")
+                injector.ack()
+            except Killed:
+                pass
+    return [(p.kind, p.call, p.phase) for p in injector.points]
+
+
+def test_the_same_seed_kills_at_the_same_points() -> None:
+    first = _kill_points(101)
+    # the same seed: the same deliveries killed, at the same call and phase
+    assert len(first) > 10 and _kill_points(101) == first
+    # and the seed matters (else replaying it would prove nothing)
+    assert _kill_points(102) != first
+
+
 # -- the runs ------------------------------------------------------------------------------------
 
 
+@seeded(*FIXED_SEEDS)
 def test_runs_killed_at_random_points_lose_nothing_and_count_nothing_twice(
         deps: Any, new_tenant: Any, api_for: Any, fakes: Any, clock: Clock,
-        monkeypatch: pytest.MonkeyPatch) -> None:
+        monkeypatch: pytest.MonkeyPatch, seed: int) -> None:
     from chalicelib.providers import http as H
     from chalicelib.providers.registry import Registry
     from chalicelib.providers.webhook import WebhookProvider
 
-    print(f"crash seed {SEED} (SWITCHYARD_CRASH_SEED={SEED} replays it)")
+    hint = replay_hint(seed)
     # the webhook provider with quick retries (tests/engine/test_webhook_export.py does the same)
     monkeypatch.setattr(deps, "registry", Registry(extra={"webhook": WebhookProvider(
         policy=H.RetryPolicy(max_attempts=4, backoff_factor=0.01, backoff_jitter=0.01),
         check_policy=H.RetryPolicy(max_attempts=2, backoff_factor=0.01))}))
-    rng = random.Random(SEED)
-    injector = Injector(random.Random(rng.random()))
+    rng, injector = _draws(seed)
     _purge("switchyard-runs")
     _purge("switchyard-runs-dlq")
     per_kind: Counter[str] = Counter()
@@ -551,11 +582,11 @@ def test_runs_killed_at_random_points_lose_nothing_and_count_nothing_twice(
     quotas = {k: RUN_KILLS // len(KINDS) + (i < RUN_KILLS % len(KINDS)) for i, k in enumerate(KINDS)}
     started = time.monotonic()
     with injector.installed(monkeypatch):
-        runner = Runner(deps, injector, clock, random.Random(rng.random()))
+        runner = Runner(deps, injector, clock, random.Random(rng.random()), hint)
         rounds = 0
         while sum(per_kind.values()) < RUN_KILLS:
             rounds += 1
-            assert rounds <= 6, f"the kill points were not reached: {dict(per_kind)} (seed {SEED})"
+            assert rounds <= 6, f"the kill points were not reached: {dict(per_kind)} ({hint})"
             for kind in KINDS:
                 # each kind its share; a run that finished before its share was reached leaves
                 # the rest to another run of that kind in the next round
@@ -577,7 +608,7 @@ def test_runs_killed_at_random_points_lose_nothing_and_count_nothing_twice(
     elapsed = time.monotonic() - started
     # the DLQ got nothing: no message needed more receives than the queue allows
     sqs, dlq = _queue("switchyard-runs-dlq")
-    assert not sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10).get("Messages")
+    assert not sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10).get("Messages"), hint
 
     outcomes = [o for os_ in results.values() for o in os_]
     lost = sum(o.lost for o in outcomes)
@@ -596,7 +627,7 @@ def test_runs_killed_at_random_points_lose_nothing_and_count_nothing_twice(
         "kill points": sum(per_kind.values()),
         "runs finished": f"{runs_finished} of {len(outcomes)}",
         "profiles lost": lost, "double counts": double,
-        "seed": SEED,
+        "seed": seed,
         **{f"kill points, {k}": per_kind[k] for k in KINDS},
         "kill points before a call / after a call / before the ack":
             f"{phases['before']} / {phases['after']} / {phases['ack']}",
@@ -612,10 +643,10 @@ def test_runs_killed_at_random_points_lose_nothing_and_count_nothing_twice(
         "enrichment runs; each killed message redelivered until the run finished. Truth from the inputs."),
         order=40)
     print(table)
-    assert sum(per_kind.values()) >= RUN_KILLS
-    assert runner.tally.errors == [], runner.tally.errors
-    assert runs_finished == len(outcomes), [o for o in outcomes if not o.finished]
-    assert (lost, double) == (0, 0), {k: [(o.lost, o.double) for o in v] for k, v in results.items()}
+    assert sum(per_kind.values()) >= RUN_KILLS, hint
+    assert runner.tally.errors == [], (hint, runner.tally.errors)
+    assert runs_finished == len(outcomes), (hint, [o for o in outcomes if not o.finished])
+    assert (lost, double) == (0, 0), (hint, {k: [(o.lost, o.double) for o in v] for k, v in results.items()})
 
 
 # -- the health sweep ------------------------------------------------------------------------------
@@ -654,16 +685,17 @@ def _alert_events(account_id: str) -> list[dict[str, Any]]:
     return out
 
 
+@seeded(*FIXED_SEEDS)
 def test_the_health_sweep_killed_at_random_points_checks_everyone_and_records_each_change_once(
-        deps: Any, new_tenant: Any, api_for: Any, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+        deps: Any, new_tenant: Any, api_for: Any, clock: Clock, monkeypatch: pytest.MonkeyPatch,
+        seed: int) -> None:
     from chalicelib.domain.models import HealthStatus
     from chalicelib.providers.registry import Registry
     from chalicelib.services import health
     from chalicelib.store.dynamo import now_iso
 
-    print(f"crash seed {SEED} (SWITCHYARD_CRASH_SEED={SEED} replays it)")
-    rng = random.Random(SEED + 1)
-    injector = Injector(random.Random(rng.random()))
+    hint = replay_hint(seed)
+    rng, injector = _draws(seed)
     probe = KillableProbe(injector)
     monkeypatch.setattr(deps, "registry", Registry(extra={"test_probe": probe}))
     t_setup = time.monotonic()
@@ -717,7 +749,7 @@ def test_the_health_sweep_killed_at_random_points_checks_everyone_and_records_ea
                     break
                 kills["sweep"] += 1
                 tally.redeliveries += 1
-            assert not injector.dead, "the sweep never finished"
+            assert not injector.dead, f"the sweep never finished ({hint})"
             # AND the health handler is killed at random points, its batch redelivered each time
             for _ in range(500):
                 msgs = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=rng.randint(2, 10),
@@ -751,7 +783,7 @@ def test_the_health_sweep_killed_at_random_points_checks_everyone_and_records_ea
 
     # THEN every authorization was checked, and holds the status its key deserves
     dlq, dlq_url = _queue("switchyard-health-dlq")
-    assert not dlq.receive_message(QueueUrl=dlq_url, MaxNumberOfMessages=10).get("Messages")
+    assert not dlq.receive_message(QueueUrl=dlq_url, MaxNumberOfMessages=10).get("Messages"), hint
     unchecked = wrong = 0
     for key, group in keys.items():
         auth = deps.auths.get(tenant.account_id, ids[key], consistent=True)
@@ -784,7 +816,7 @@ def test_the_health_sweep_killed_at_random_points_checks_everyone_and_records_ea
         "transitions recorded": f"{sum(transitions.values())} of {sum(want_transitions.values())} (twice: "
                                 f"{double_transitions})",
         "alerts lost": lost_alerts,
-        "seed": SEED,
+        "seed": seed,
         "authorizations": len(keys),
         "daily sweeps": sweeps,
         "kill points, sweep fan-out": kills["sweep"],
@@ -805,7 +837,7 @@ def test_the_health_sweep_killed_at_random_points_checks_everyone_and_records_ea
         "seconds": round(elapsed, 1),
     }, summary=("The sweep's fan-out and the health handler killed at random AWS calls and provider checks, "
                 "each killed invocation retried / batch redelivered."), order=41)
-    assert sum(kills.values()) >= SWEEP_KILLS, kills
-    assert (unchecked, wrong) == (0, 0)
-    assert (missing_transitions, double_transitions) == (0, 0)
-    assert (lost_alerts, wrong_alerts, double_alerts) == (0, 0, 0), by_auth
+    assert sum(kills.values()) >= SWEEP_KILLS, (hint, kills)
+    assert (unchecked, wrong) == (0, 0), hint
+    assert (missing_transitions, double_transitions) == (0, 0), hint
+    assert (lost_alerts, wrong_alerts, double_alerts) == (0, 0, 0), (hint, by_auth)

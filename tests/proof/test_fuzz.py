@@ -15,7 +15,9 @@ a body that conforms to the declared schema; negative requests must be refused (
 Nothing leaves this machine: credential checks against made-up hosts are refused at the
 socket (served.no_outside_network).
 
-Size: make test ≈ 300 requests, derandomized (the same every run); make proof ≥ 2,000, random.
+Size: make test ≈ 300 requests drawn from a fixed seed (the same every run); make proof
+≥ 2,000, from a seed drawn fresh. The seed is printed and recorded; SWITCHYARD_SEED=<seed>
+replays either (tests/seeds.py).
 """
 
 from __future__ import annotations
@@ -32,9 +34,10 @@ from tests import requires
 from tests.api.helpers import create_auth, create_job, make_bucket
 from tests.proof.record import full, record, size
 from tests.proof.served import no_outside_network, serve_app
+from tests.seeds import replay_hint, single
 
 schemathesis = requires.module("schemathesis", "run `make venv` (requirements-dev.txt pins schemathesis)")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import HealthCheck, given, seed, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from hypothesis.errors import Unsatisfiable  # noqa: E402
 from schemathesis import GenerationMode  # noqa: E402
@@ -45,6 +48,9 @@ EXAMPLES = size(2, 15)
 SCENARIOS = size(25, 220)
 TARGET = size(250, 2000)
 REQUEST_TIMEOUT = 60
+# make test's seed. One run only: the fuzz is too slow to repeat in every run with a fresh
+# seed too; make proof draws a fresh one.
+FIXED_SEED = 20260101
 
 # What "a response that violates the schema" means here (schemathesis check names).
 RESPONSE_CHECKS = ("not_a_server_error", "status_code_conformance", "content_type_conformance",
@@ -140,12 +146,18 @@ def _guard_own_token(case: Any, world: World, tally: Tally) -> None:
         tally.guarded += 1
 
 
+def _settings(max_examples: int, **extra: Any) -> settings:
+    # No database and no derandomizing: the seed alone decides what is drawn.
+    return settings(max_examples=max_examples, deadline=None, database=None, derandomize=False,
+                    suppress_health_check=list(HealthCheck), **extra)
+
+
 def _fuzz_operation(op: Any, mode: Any, checks: list[Any], world: World, tally: Tally,
-                    session: requests.Session) -> None:
+                    session: requests.Session, fuzz_seed: int) -> None:
     names = [p.name for p in op.path_parameters]
 
-    @settings(max_examples=EXAMPLES, deadline=None, database=None, derandomize=not full(),
-              suppress_health_check=list(HealthCheck))
+    @seed(fuzz_seed)
+    @_settings(EXAMPLES)
     @given(drawn=st.tuples(op.as_strategy(generation_mode=mode), st.booleans()))
     def run(drawn: tuple[Any, bool]) -> None:
         case, use_seeded = drawn
@@ -161,21 +173,23 @@ def _fuzz_operation(op: Any, mode: Any, checks: list[Any], world: World, tally: 
     run()
 
 
-def _stateless(schema: Any, world: World, tally: Tally, session: requests.Session) -> None:
+def _stateless(schema: Any, world: World, tally: Tally, session: requests.Session, fuzz_seed: int) -> None:
     positive, negative = _checks(RESPONSE_CHECKS), _checks(RESPONSE_CHECKS + NEGATIVE_CHECKS)
     for result in schema.get_all_operations():
         op = result.ok()
-        _fuzz_operation(op, GenerationMode.POSITIVE, positive, world, tally, session)
+        _fuzz_operation(op, GenerationMode.POSITIVE, positive, world, tally, session, fuzz_seed)
         try:
-            _fuzz_operation(op, GenerationMode.NEGATIVE, negative, world, tally, session)
+            _fuzz_operation(op, GenerationMode.NEGATIVE, negative, world, tally, session, fuzz_seed)
         except (Unsatisfiable, schemathesis.errors.SchemathesisError):
             tally.no_negative.append(op.label)  # nothing in it can be made invalid (no parameters)
 
 
-def _stateful(schema: Any, world: World, tally: Tally, session: requests.Session) -> None:
+def _stateful(schema: Any, world: World, tally: Tally, session: requests.Session, fuzz_seed: int) -> None:
     checks = _checks(RESPONSE_CHECKS)
 
+    @seed(fuzz_seed)
     class Machine(schema.as_state_machine()):  # type: ignore[misc]
+        rule_order_seed = fuzz_seed  # schemathesis' shuffle of the first steps
         def get_call_kwargs(self, case: Any) -> dict[str, Any]:
             _guard_own_token(case, world, tally)
             return {"base_url": world.base, "session": session, "headers": world.headers}
@@ -184,13 +198,15 @@ def _stateful(schema: Any, world: World, tally: Tally, session: requests.Session
                               **kwargs: Any) -> None:
             _observe(tally, "stateful", case, response, checks, world)
 
-    Machine.run(settings=settings(max_examples=SCENARIOS, stateful_step_count=6, deadline=None,
-                                  database=None, derandomize=not full(),
-                                  suppress_health_check=list(HealthCheck)))
+    Machine.run(settings=_settings(SCENARIOS, stateful_step_count=6))
 
 
 def test_fuzz_every_route_over_http_finds_no_server_error_and_no_schema_violation(
-        deps, new_tenant, api_for) -> None:
+        deps, new_tenant, api_for, record_property) -> None:
+    fuzz = single(FIXED_SEED, fresh_instead=full())
+    hint = replay_hint(fuzz)
+    print(hint)
+    record_property("seed", fuzz)
     started = time.monotonic()
     tenant = new_tenant("Fuzz")
     with no_outside_network() as refused, serve_app() as base:
@@ -204,9 +220,9 @@ def test_fuzz_every_route_over_http_finds_no_server_error_and_no_schema_violatio
         operations = sum(len(ops) for ops in doc["paths"].values())
         tally = Tally()
         print(f"seeded in {time.monotonic() - started:.1f}s")
-        _stateless(schema, world, tally, session)
+        _stateless(schema, world, tally, session, fuzz)
         print(f"stateless done at {time.monotonic() - started:.1f}s: {tally.requests} requests")
-        _stateful(schema, world, tally, session)
+        _stateful(schema, world, tally, session, fuzz)
         # The fuzzer's own token survived, so every request above was an admin's.
         assert session.get(base + "/api/v1/me", headers=world.headers, timeout=10).status_code == 200
     elapsed = time.monotonic() - started
@@ -226,7 +242,8 @@ def test_fuzz_every_route_over_http_finds_no_server_error_and_no_schema_violatio
         "outside connections refused": len(refused),
         "deletes of the fuzzer's own token diverted to a spare": tally.guarded,
         "operations with nothing to make invalid": len(tally.no_negative),
-        "examples": "random" if full() else "derandomized (the same every run)",
+        "seed": fuzz,
+        "examples": "a fresh seed" if full() else "a fixed seed (the same every run)",
         "slowest answer": f"{tally.slowest[0]:.1f} s ({tally.slowest[1]})",
         "seconds": round(elapsed, 1),
     }, summary=("schemathesis " + schemathesis.__version__ + " against the served /api/v1/openapi.json, "
@@ -235,7 +252,39 @@ def test_fuzz_every_route_over_http_finds_no_server_error_and_no_schema_violatio
         order=10)
     print(f"\nfuzz: {tally.requests} requests, {dict(tally.by_class)}, {len(tally.routes)}/{operations} routes, "
           f"{elapsed:.1f}s")
-    assert not tally.failures, f"{len(tally.failures)} failures:\n" + "\n".join(tally.failures[:30])
-    assert server_errors == 0
-    assert len(tally.routes) == operations, sorted(tally.routes)
-    assert tally.requests >= TARGET, tally.requests
+    assert not tally.failures, f"{hint}: {len(tally.failures)} failures:\n" + "\n".join(tally.failures[:30])
+    assert server_errors == 0, hint
+    assert len(tally.routes) == operations, (hint, sorted(tally.routes))
+    assert tally.requests >= TARGET, (hint, tally.requests)
+
+
+# -- the seed ------------------------------------------------------------------------------------
+
+_TINY = {"openapi": "3.0.3", "info": {"title": "seed", "version": "1"}, "paths": {"/items": {"post": {
+    "requestBody": {"required": True, "content": {"application/json": {"schema": {
+        "type": "object", "required": ["name"],
+        "properties": {"name": {"type": "string"}, "n": {"type": "integer"}}}}}},
+    "responses": {"201": {"description": "created"}}}}}}
+
+
+def _drawn(fuzz_seed: int) -> list[str]:
+    """The request bodies the fuzzer draws for one operation, seeded as the fuzz test seeds."""
+    op = next(iter(schemathesis.openapi.from_dict(_TINY).get_all_operations())).ok()
+    bodies: list[str] = []
+
+    @seed(fuzz_seed)
+    @_settings(12)
+    @given(case=op.as_strategy(generation_mode=GenerationMode.POSITIVE))
+    def draw(case: Any) -> None:
+        bodies.append(repr(case.body))
+
+    draw()
+    return bodies
+
+
+def test_the_same_seed_draws_the_same_requests() -> None:
+    first = _drawn(FIXED_SEED)
+    # the same seed: the same requests
+    assert len(first) == 12 and _drawn(FIXED_SEED) == first
+    # and the seed matters (else replaying it would prove nothing)
+    assert _drawn(FIXED_SEED + 1) != first

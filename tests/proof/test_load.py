@@ -26,7 +26,8 @@ from typing import Any
 import pytest
 
 from tests.proof.load_client import KINDS
-from tests.proof.record import record, size
+from tests.proof.record import full, record, size
+from tests.seeds import replay_hint, single
 from tests.test_local_stack import ROOT, TOKEN, Stack
 
 S3_KEYS = {"access_key_id": "AKIAIOSFODNN7EXAMPLE", "secret_access_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"}
@@ -88,8 +89,10 @@ def test_the_local_api_under_concurrent_dashboard_users_answers_without_error(
         started = stack.start()
         job_ids = _populate(lambda m, p, b=None: stack.call(m, p, b), "switchyard-demo", auths, jobs)
         conf = tmp_path / "load.json"
+        seed = single(1, fresh_instead=full())
+        print(replay_hint(seed))
         conf.write_text(json.dumps({"base": stack.base, "token": TOKEN, "users": users, "seconds": seconds,
-                                    "job_ids": job_ids}))
+                                    "job_ids": job_ids, "seed": seed}))
         proc = subprocess.run([sys.executable, "-m", "tests.proof.load_client", str(conf)], cwd=ROOT,
                               capture_output=True, text=True, timeout=seconds + 120)
         assert proc.returncode == 0, proc.stderr[-3000:]
@@ -111,7 +114,7 @@ def test_the_local_api_under_concurrent_dashboard_users_answers_without_error(
     figures: dict[str, Any] = {
         "users": users, "seconds": seconds, "requests": total, "errors": 0,
         "requests/s": round(total / seconds, 1),
-        "machine load average (1 min) before": round(load_before, 1),
+        "machine load average (1 min) before": round(load_before, 1), "seed": seed,
     }
     for kind in KINDS[1:]:
         figures[f"{kind} p50 / GET /healthz p50"] = round(kinds[kind]["p50_ms"] / floor, 1)

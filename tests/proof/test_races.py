@@ -20,6 +20,7 @@ from __future__ import annotations
 import random
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -30,6 +31,7 @@ from chalicelib.services import jobs as job_svc
 from tests.api.helpers import make_bucket
 from tests.proof.record import record, size
 from tests.race_kit import audit, fresh_round, new_auth, race, seed_jobs
+from tests.seeds import replay_hint, seeded
 
 OPS = size(30, 100)
 ROUNDS = size(2, 10)
@@ -50,6 +52,24 @@ def serial(aws_endpoint: str) -> Iterator[None]:
         yield
 
 
+@dataclass(frozen=True)
+class Step:
+    kind: str
+    auth_id: str  # the authorization it deletes, creates a job on or moves a job to
+    job_id: str  # the job it resumes, pauses, moves or edits
+    start: bool  # a created job starts at once
+    label: str  # a stale edit's new label
+    delay: float  # jitter before it goes, to mix the order (it decides no outcome)
+
+
+def draw_plan(rng: random.Random, auth_ids: list[str], job_ids: list[str]) -> list[Step]:
+    """Every random choice of a round, drawn before any thread starts: the same seed, the
+    same operations on the same objects (only their interleaving is the machine's)."""
+    return [Step(kind=rng.choice(KINDS), auth_id=rng.choice(auth_ids), job_id=rng.choice(job_ids),
+                 start=rng.random() < 0.7, label=f"edit {rng.randrange(10**6)}", delay=rng.uniform(0, 0.03))
+            for _ in range(OPS)]
+
+
 def _round(rng: random.Random, bucket: str, tally: dict[str, Counter[str]]) -> dict[str, Any]:
     with fresh_round() as (d, p):
         auths = {name: new_auth(d, p, name) for name in LAYOUT}
@@ -62,38 +82,30 @@ def _round(rng: random.Random, bucket: str, tally: dict[str, Counter[str]]) -> d
             d.jobs.delete(template)  # only the template's shape is wanted
             jobs += seed_jobs(d, template, statuses)
         start_version = {j.id: j.version for j in jobs}
+        plan = draw_plan(rng, list(auths.values()), [j.id for j in jobs])
 
-        def pick_job() -> Any:
-            return rng.choice(jobs)
-
-        def op(kind: str) -> Callable[[], Any]:
+        def op(step: Step) -> Callable[[], Any]:
+            kind, job_id, a = step.kind, step.job_id, step.auth_id
             if kind == "delete authorization":
-                a = rng.choice(list(auths.values()))
                 return lambda: auth_svc.delete(d, p, a)
             if kind == "create job":
-                a = rng.choice(list(auths.values()))
                 return lambda: job_svc.create(d, p, job_svc.NewJob(
                     provider="amazon_s3", job_type="import", workflow="s3_file_import", label="raced in",
-                    description="", config={"bucket": bucket}, schedule=None, start=rng.random() < 0.7,
+                    description="", config={"bucket": bucket}, schedule=None, start=step.start,
                     authorization_id=a))[0]
-            job = pick_job()
             if kind == "resume job":
-                return lambda: job_svc.act(d, p, job.id, Action.RESUME)
+                return lambda: job_svc.act(d, p, job_id, Action.RESUME)
             if kind == "pause job":
-                return lambda: job_svc.act(d, p, job.id, Action.PAUSE)
+                return lambda: job_svc.act(d, p, job_id, Action.PAUSE)
             if kind == "change authorization":
-                a = rng.choice(list(auths.values()))
-
                 def move() -> Any:
-                    current = job_svc.get(d, p, job.id)  # the version a client just read
-                    return job_svc.edit(d, p, job.id, {"authorization_id": a}, current.version)
+                    current = job_svc.get(d, p, job_id)  # the version a client just read
+                    return job_svc.edit(d, p, job_id, {"authorization_id": a}, current.version)
                 return move
-            label = f"edit {rng.randrange(10**6)}"
-            return lambda: job_svc.edit(d, p, job.id, {"label": label}, start_version[job.id])
+            return lambda: job_svc.edit(d, p, job_id, {"label": step.label}, start_version[job_id])
 
-        kinds = [rng.choice(KINDS) for _ in range(OPS)]
-        calls = [op(k) for k in kinds]
-        results = race(calls, delays=[rng.uniform(0, 0.03) for _ in calls])
+        kinds = [step.kind for step in plan]
+        results = race([op(step) for step in plan], delays=[step.delay for step in plan])
 
         # Every successful write of a job, as the caller saw it.
         writes: dict[str, list[Any]] = defaultdict(list)
@@ -128,9 +140,18 @@ def _round(rng: random.Random, bucket: str, tally: dict[str, Counter[str]]) -> d
         return {"crashes": crashes, "lost": lost, "audit": found, "deleted": deleted}
 
 
-def test_concurrent_mixed_operations_keep_every_invariant(serial):
+def test_the_same_seed_draws_the_same_operations():
+    auths, jobs = [f"auth_{i}" for i in range(3)], [f"job_{i}" for i in range(12)]
+    first = draw_plan(random.Random(8005), auths, jobs)
+    # the same seed: the same operations, objects, labels and jitter
+    assert draw_plan(random.Random(8005), auths, jobs) == first
+    # and the seed matters (else replaying it would prove nothing)
+    assert draw_plan(random.Random(8006), auths, jobs) != first
+
+
+@seeded(8005)
+def test_concurrent_mixed_operations_keep_every_invariant(serial, seed):
     # GIVEN fresh accounts with authorizations and jobs in every status (one per round)
-    seed = 8005
     rng = random.Random(seed)
     bucket = make_bucket()
     tally: dict[str, Counter[str]] = {k: Counter() for k in KINDS}
@@ -164,6 +185,7 @@ def test_concurrent_mixed_operations_keep_every_invariant(serial):
         "no lost update, usage counters equal to the jobs. Outcomes: " + repr(outcomes)), order=50)
 
     # THEN no invariant was broken, in any round
-    assert problems == [], problems[:10]
+    assert problems == [], (replay_hint(seed), problems[:10])
     # and the race really mixed outcomes: some operations won, some were refused
-    assert sum(tally[k]["ok"] for k in KINDS) and any(n.startswith("refused") for k in KINDS for n in tally[k])
+    assert sum(tally[k]["ok"] for k in KINDS) and any(n.startswith("refused") for k in KINDS for n in tally[k]), (
+        replay_hint(seed), outcomes)

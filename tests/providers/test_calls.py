@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 
 from chalicelib.providers.calls import AwsIdentity, CallCounter, _operation
+from tests.race_kit import crashes, race
 
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 SESSION_TOKEN = "FwoGZXIvYXdzEXAMPLESESSIONTOKEN"
@@ -49,11 +48,8 @@ def test_counter_is_safe_across_threads() -> None:
         for _ in range(2000):
             counter.add("s3.GetObject")
 
-    threads = [threading.Thread(target=work) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    results = race([work] * 8)
+    assert not crashes(results), crashes(results)
 
     # THEN none is lost
     assert counter.total == 16_000

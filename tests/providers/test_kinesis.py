@@ -41,6 +41,7 @@ from chalicelib.providers.kinesis import (
 from chalicelib.providers.kinesis_export import KinesisAudienceExport, partition_key
 from chalicelib.providers.kinesis_import import KinesisReader
 from tests.providers.aws_faults import answer_error, refuse_kinesis_records, time_out
+from tests.seeds import seeded
 
 KEY_ID = "AKIAIOSFODNN7EXAMPLE"
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
@@ -119,8 +120,8 @@ class Sleeps:
         self.waits.append(seconds)
 
 
-def exporter(sleeps: Sleeps | None = None, attempts: int = 5) -> KinesisAudienceExport:
-    return KinesisAudienceExport(Retry(attempts=attempts, sleep=sleeps or Sleeps(), rng=random.Random(7)))
+def exporter(sleeps: Sleeps | None = None, attempts: int = 5, seed: int = 7) -> KinesisAudienceExport:
+    return KinesisAudienceExport(Retry(attempts=attempts, sleep=sleeps or Sleeps(), rng=random.Random(seed)))
 
 
 # --- spec and config ---------------------------------------------------------------------------
@@ -302,12 +303,14 @@ def test_batches_stay_under_5_mib_and_a_record_over_1_mib_is_skipped(
     assert len(stored) == 300 and "prof_big" not in {r["data"]["profile_id"] for r in stored}
 
 
-def test_refused_records_are_retried_alone_with_backoff(kinesis: Any, make_stream: Callable[..., str]) -> None:
+@seeded(7)
+def test_refused_records_are_retried_alone_with_backoff(kinesis: Any, make_stream: Callable[..., str],
+                                                        seed: int) -> None:
     # GIVEN Kinesis refusing 3 records of the first call and 1 of the first retry (throttling)
     name = make_stream(2)
     seen = refuse_kinesis_records(lambda n, records: {0: {2, 250, 499}, 1: {1}}.get(n, set()))
     sleeps = Sleeps()
-    exp = exporter(sleeps)
+    exp = exporter(sleeps, seed=seed)  # the jitter's random source
     frozen = exp.freeze({"audience_id": "aud_1", "stream_name": name})
     counter = CallCounter()
     # WHEN 600 events are written

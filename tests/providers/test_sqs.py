@@ -36,6 +36,7 @@ from chalicelib.providers.sqs import (
     queue_region,
 )
 from tests.providers.aws_faults import answer_error, refuse_sqs_entries, time_out
+from tests.seeds import seeded
 
 KEY_ID = "AKIAIOSFODNN7EXAMPLE"
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
@@ -95,8 +96,8 @@ class Sleeps:
         self.waits.append(seconds)
 
 
-def exporter(sleeps: Sleeps | None = None, attempts: int = 5) -> SqsAudienceExport:
-    return SqsAudienceExport(Retry(attempts=attempts, sleep=sleeps or Sleeps(), rng=random.Random(3)))
+def exporter(sleeps: Sleeps | None = None, attempts: int = 5, seed: int = 3) -> SqsAudienceExport:
+    return SqsAudienceExport(Retry(attempts=attempts, sleep=sleeps or Sleeps(), rng=random.Random(seed)))
 
 
 def freeze(url: str, **extra: Any) -> dict[str, Any]:
@@ -243,14 +244,15 @@ def test_a_replayed_part_is_deduplicated_by_a_fifo_queue(sqs: Any, make_queue: C
     assert len(drain_queue(sqs, url)) == 15
 
 
-def test_failed_entries_are_retried_alone(sqs: Any, make_queue: Callable[..., str]) -> None:
+@seeded(3)
+def test_failed_entries_are_retried_alone(sqs: Any, make_queue: Callable[..., str], seed: int) -> None:
     # GIVEN SQS failing 2 entries of the first batch, then 1 of them again
     url = make_queue()
     seen = refuse_sqs_entries(lambda n, entries: {0: {3, 7}, 1: {0}}.get(n, set()))
     sleeps = Sleeps()
     counter = CallCounter()
     # WHEN 15 events are written
-    exporter(sleeps).write_part(ctx(counter=counter), freeze(url), 1, rows(15))
+    exporter(sleeps, seed=seed).write_part(ctx(counter=counter), freeze(url), 1, rows(15))  # seed: the jitter's
     # THEN only the failed entries were re-sent, after jittered waits, and every event is there once
     assert seen.sent == [[f"e{i}" for i in range(10)], ["e3", "e7"], ["e3"], [f"e{i}" for i in range(10, 15)]]
     assert counter.counts == {"sqs.SendMessageBatch": 4} and len(sleeps.waits) == 2
