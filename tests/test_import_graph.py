@@ -19,9 +19,9 @@ PACKAGE = "chalicelib"
 
 # Ceilings: these may only go down. Lower them when a change removes cycles or function-level
 # imports; the target for cycles is zero.
-MAX_CYCLES = 5
-MAX_FUNCTION_IMPORTS = 124
-MAX_PRIVATE_IMPORTS = 11
+MAX_CYCLES = 4
+MAX_FUNCTION_IMPORTS = 103
+MAX_PRIVATE_IMPORTS = 3
 
 
 @dataclass
@@ -242,6 +242,19 @@ def test_private_names_taken_across_modules_do_not_grow() -> None:
 def test_the_store_takes_no_private_name_from_another_module() -> None:
     private = [p for p in build().private_imports if p[0].startswith(f"{PACKAGE}.store")]
     assert private == []
+
+
+RUN_PATH = ("chalicelib.runs", "chalicelib.services.engine", "chalicelib.services.imports",
+            "chalicelib.services.export", "chalicelib.services.enrichment", "chalicelib.services.tasks")
+
+
+def test_the_run_path_is_in_no_cycle_and_takes_no_private_name() -> None:
+    graph = build()
+    # positive control: the engine does reach its stages and the commit
+    assert {"chalicelib.services.export", "chalicelib.runs.commit"} <= graph.edges["chalicelib.services.engine"]
+    in_cycles = [m for component in cycles(graph.edges) for m in component if m.startswith(RUN_PATH)]
+    assert in_cycles == []
+    assert [p for p in graph.private_imports if p[0].startswith(RUN_PATH)] == []
 
 
 def main() -> None:

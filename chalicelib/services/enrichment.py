@@ -2,7 +2,7 @@
 (docs/providers/enrichment.md).
 
 The engine (chalicelib/services/engine.py) hands every step of an `enrichment` job to
-`run_enrichment_step` once it holds the run's lease. A run is:
+`enrichment_stage` once it holds the run's lease. A run is:
 
 * step 0 — the plan: read the account's profiles (Query per shard page, never a Scan),
   keep those in the job's audience (optional) that this job has not enriched in the last
@@ -13,8 +13,8 @@ The engine (chalicelib/services/engine.py) hands every step of an `enrichment` j
   many as the step's deadline allows) is re-read from the store, looked up one profile at
   a time through the provider, and what it returned is merged with
   `ProfileRepo.upsert_batch(step_tag="<run>#<step>")`, together with the job's marker
-  field (`enriched_at_<job>`). Then the engine's one-transaction commit moves the
-  checkpoint and the counters.
+  field (`enriched_at_<job>`). Then the run's one-transaction commit (runs/commit.py)
+  moves the checkpoint and the counters.
 
 Exactly once: a replayed step re-reads its slice; the profiles its first attempt already
 wrote carry its step tag, so they are counted from the store and not looked up (nor
@@ -26,19 +26,20 @@ from __future__ import annotations
 import logging
 import time
 from collections import Counter
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from chalicelib.domain import enrichment as E
+from chalicelib.domain.audiences import parse_filter
+from chalicelib.domain.errors import Invalid
 from chalicelib.domain.models import Job
 from chalicelib.domain.profiles import ProfileRecord
 from chalicelib.providers.base import ProviderError, StepContext
+from chalicelib.providers.calls import CallCounter
 from chalicelib.providers.enrichment import EnrichStep
-from chalicelib.services.export import RunLease, StepOutcome, commit_step, provider_step, step_context
+from chalicelib.runs.control import Delivery, RunControl, RunLease, provider_step, step_context
+from chalicelib.runs.outcome import StepOutcome
 from chalicelib.store.membership import MissingChunk, PlanRef, PlanRow, new_set_id
 from chalicelib.store.runs import LogLine, Run
-
-if TYPE_CHECKING:
-    from chalicelib.services.engine import Delivery, Engine
 
 log = logging.getLogger("switchyard.enrichment")
 
@@ -53,39 +54,24 @@ RESERVE_MAX_SECONDS = 10.0
 # -- one step ---------------------------------------------------------------------------------
 
 
-def run_enrichment_step(engine: Engine, job: Job, run: Run, delivery: Delivery, started: float,
-                        budget: float) -> None:
-    """One step of an enrichment run, under the lease the engine took."""
-    calls = engine.d.calls(job.authorization_id)
-    app_calls = engine.d.request_counter()
+def enrichment_stage(ctl: RunControl, job: Job, run: Run, delivery: Delivery, started: float, budget: float,
+                     calls: CallCounter) -> StepOutcome:
+    """One step of an enrichment run, under the lease the engine took; the engine commits
+    what it returns."""
     try:
-        impl = _impl(engine, job)
+        impl: EnrichStep = provider_step(ctl, job, "enrichment_step", "enrichment")
         if run.step == 0:
-            out = _plan(engine, job, run, delivery, budget, impl)
-        else:
-            ctx = step_context(engine, job, run, started, budget, calls)
-            out = _lookups(engine, job, run, ctx, impl, started, budget)
+            return _plan(ctl, job, run, delivery, budget, impl)
+        ctx = step_context(ctl, job, run, started, budget, calls)
+        return _lookups(ctl, job, run, ctx, impl, started, budget)
     except MissingChunk as exc:
-        engine._failed_step(job, run, delivery, ProviderError(
-            f"the enrichment's plan is incomplete ({exc}); resume the job to start a new run"), calls)
-        return
-    except ProviderError as exc:
-        engine._failed_step(job, run, delivery, exc, calls)
-        return
-    commit_step(engine, job, run, delivery, started, out, app_calls.by_service(), calls)
+        raise ProviderError(
+            f"the enrichment's plan is incomplete ({exc}); resume the job to start a new run") from exc
 
 
-def _impl(engine: Engine, job: Job) -> EnrichStep:
-    impl: EnrichStep = provider_step(engine, job, "enrichment_step", "enrichment")
-    return impl
-
-
-def _plan(engine: Engine, job: Job, run: Run, delivery: Delivery, budget: float,
+def _plan(ctl: RunControl, job: Job, run: Run, delivery: Delivery, budget: float,
           impl: EnrichStep) -> StepOutcome:
-    from chalicelib.domain.audiences import parse_filter
-    from chalicelib.domain.errors import Invalid
-
-    d = engine.d
+    d = ctl.d
     acct = job.account_id
     frozen = impl.freeze(job.config)
     audience_id = str(job.config.get("audience_id") or "")
@@ -105,9 +91,9 @@ def _plan(engine: Engine, job: Job, run: Run, delivery: Delivery, budget: float,
         audience_name = audience.name
     days = float(job.config.get("refresh_after_days", E.DEFAULT_REFRESH_DAYS))
     marker = E.marker_field(job.id)
-    since = E.fresh_since(engine.o.now(), days)
+    since = E.fresh_since(ctl.o.now(), days)
 
-    lease = RunLease(engine, run, delivery.message_id, budget)
+    lease = RunLease(ctl, run, delivery.message_id, budget)
     ids: list[str] = []
     omitted: Counter[str] = Counter()
     scanned = selected = 0
@@ -127,15 +113,15 @@ def _plan(engine: Engine, job: Job, run: Run, delivery: Delivery, budget: float,
     ids.sort()
     rows: list[PlanRow] = [("add", pid, []) for pid in ids]
     set_id = new_set_id()
-    engine.o.fault("before_write")
+    ctl.o.fault("before_write")
     plan_ref = d.memberships.write_plan(acct, run.id, set_id, rows) if rows else PlanRef(set_id, 0, ())
-    engine.o.fault("after_write")
+    ctl.o.fault("after_write")
     cursor = {
         "v": CURSOR_VERSION,
         "kind": CURSOR_KIND,
         "frozen": frozen,
         "marker": marker,
-        "rows_per_step": max(1, engine.o.max_records),
+        "rows_per_step": max(1, ctl.o.max_records),
         "plan": plan_ref.to_json(),
         "next": 0,
         "state": job.state,  # enrichment keeps no job state: the markers live on the profiles
@@ -148,16 +134,16 @@ def _plan(engine: Engine, job: Job, run: Run, delivery: Delivery, budget: float,
                      context={"profiles_read": scanned, "selected": selected, "to_look_up": len(ids),
                               "omitted": n_omitted, "omitted_reasons": dict(omitted),
                               "refresh_after_days": days})]
-    return StepOutcome(cursor=cursor, processed=0, total=len(ids), done=not ids,
+    return StepOutcome(cursor=cursor, processed=0, total=len(ids), done=not ids, state=job.state,
                        omitted_reasons=dict(omitted), lines=lines)
 
 
-def _lookups(engine: Engine, job: Job, run: Run, ctx: StepContext, impl: EnrichStep, started: float,
+def _lookups(ctl: RunControl, job: Job, run: Run, ctx: StepContext, impl: EnrichStep, started: float,
              budget: float) -> StepOutcome:
     cur = dict(run.cursor or {})
     if cur.get("kind") != CURSOR_KIND or cur.get("v") != CURSOR_VERSION:
         raise ProviderError("this run's checkpoint is not an enrichment checkpoint; resume to start a new run")
-    d = engine.d
+    d = ctl.d
     acct = job.account_id
     frozen: dict[str, Any] = cur["frozen"]
     marker: str = cur["marker"]
@@ -174,7 +160,7 @@ def _lookups(engine: Engine, job: Job, run: Run, ctx: StepContext, impl: EnrichS
     replayed = processed = asked = 0
     words: dict[str, str] = {}
     stopped: ProviderError | None = None
-    now = E.iso(engine.o.now())
+    now = E.iso(ctl.o.now())
     # A replay may not stop before the last profile its first attempt merged: the next step
     # (another tag) would merge and count that one again.
     must_reach = max((i for i, (_, pid, _) in enumerate(rows) if pid in written), default=-1)
@@ -213,7 +199,7 @@ def _lookups(engine: Engine, job: Job, run: Run, ctx: StepContext, impl: EnrichS
     rules = {name: ("latest" if frozen.get("overwrite", True) else "first")
              for r in records for name in r.fields}
     rules[marker] = "latest"
-    engine.o.fault("before_write")
+    ctl.o.fault("before_write")
     outcomes = repo.upsert_batch(acct, records, step_tag=tag, rules=rules) if records else []
     if not records:
         # Nothing to write now, but an earlier attempt of this step may have died holding
@@ -221,7 +207,7 @@ def _lookups(engine: Engine, job: Job, run: Run, ctx: StepContext, impl: EnrichS
         # lapses, or the next step and every import of the account wait for it. One
         # conditional DeleteItem, a no-op when this step holds nothing.
         repo.release(acct, tag)
-    engine.o.fault("after_write")
+    ctl.o.fault("after_write")
     too_large = sum(1 for o in outcomes if o == "too_large")
     if too_large:
         reasons[E.TOO_LARGE] += too_large
@@ -241,8 +227,8 @@ def _lookups(engine: Engine, job: Job, run: Run, ctx: StepContext, impl: EnrichS
         lines.append(LogLine("warning", "enrichment.stopped_early",
                              f"lookups stopped after {processed} profiles: {stopped.reason}; the next step "
                              "carries on", run_id=run.id))
-    return StepOutcome(cursor=cur, processed=end, total=plan_ref.rows, done=end >= plan_ref.rows,
+    return StepOutcome(cursor=cur, processed=end, total=plan_ref.rows, done=end >= plan_ref.rows, state=cur["state"],
                        added=added, omitted_reasons=dict(reasons), lines=lines)
 
 
-__all__ = ["run_enrichment_step"]
+__all__ = ["enrichment_stage"]

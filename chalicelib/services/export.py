@@ -2,7 +2,7 @@
 sent as adds and removes (docs/export.md).
 
 The engine (chalicelib/services/engine.py) hands every step of an export job to
-`run_export_step` once it holds the run's lease. A run is:
+`export_stage` once it holds the run's lease, and commits what it returns. A run is:
 
 * step 0 — the plan: load the audience, read the account's profiles (Query per shard page,
   never a Scan), evaluate the filter, diff the members against the job's confirmed
@@ -18,33 +18,29 @@ The engine (chalicelib/services/engine.py) hands every step of an export job to
   the same transaction as the run's counters: the confirmed membership is exactly what the
   destination was sent.
 
-Every commit is the engine's: run counters, activity and log lines in one transaction
-conditional on the step and the lease; the end of the run saves the job in it too.
+Every commit is the run's one commit (chalicelib/runs/commit.py): run counters, activity and
+log lines in one transaction conditional on the step and the lease; the end of the run saves
+the job in it too.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
-import time
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
 
-from chalicelib.domain.errors import AppError
+from chalicelib.domain.audiences import parse_filter
+from chalicelib.domain.errors import Invalid
 from chalicelib.domain.models import Job
 from chalicelib.domain.profiles import Profile
-from chalicelib.domain.statuses import Action, JobStatus, transition
 from chalicelib.providers.base import ProviderError, StepContext
 from chalicelib.providers.calls import CallCounter
-from chalicelib.services import credentials as creds_svc
-from chalicelib.store.dynamo import TransactionFailed
-from chalicelib.store.membership import MissingChunk, PlanRef, PlanRow, SetRef, new_set_id
-from chalicelib.store.runs import LogLine, Run, StepCommit
-
-if TYPE_CHECKING:
-    from chalicelib.services.engine import Delivery, Engine
+from chalicelib.runs.control import Delivery, RunControl, RunLease, provider_step, step_context
+from chalicelib.runs.outcome import StepOutcome
+from chalicelib.store.membership import MembershipRepo, MissingChunk, PlanRef, PlanRow, SetRef, new_set_id
+from chalicelib.store.runs import LogLine, Run
 
 log = logging.getLogger("switchyard.export")
 
@@ -156,96 +152,24 @@ def diff(
 # -- one step ----------------------------------------------------------------------------------
 
 
-@dataclass
-class _Outcome:
-    cursor: dict[str, Any]
-    processed: int
-    total: int
-    done: bool
-    added: int = 0
-    removed: int = 0
-    omitted_reasons: dict[str, int] = field(default_factory=dict)
-    lines: list[LogLine] = field(default_factory=list)
-
-
-def run_export_step(engine: Engine, job: Job, run: Run, delivery: Delivery, started: float,
-                    budget: float) -> None:
-    """One step of an export run, under the lease the engine took (docs/export.md)."""
-    calls = engine.d.calls(job.authorization_id)
-    app_calls = engine.d.request_counter()
+def export_stage(ctl: RunControl, job: Job, run: Run, delivery: Delivery, started: float, budget: float,
+                 calls: CallCounter) -> StepOutcome:
+    """One step of an export run, under the lease the engine took (docs/export.md); the
+    engine commits what it returns."""
     try:
-        impl = _impl(engine, job)
-        ctx = step_context(engine, job, run, started, budget, calls)
+        impl: ExportStep = provider_step(ctl, job, "export_step", "export")
+        ctx = step_context(ctl, job, run, started, budget, calls)
         if run.step == 0:
-            out = _plan(engine, job, run, delivery, budget, impl)
-        else:
-            out = _part(engine, job, run, ctx, impl)
+            return _plan(ctl, job, run, delivery, budget, impl)
+        return _part(ctl, job, run, ctx, impl)
     except MissingChunk as exc:
-        engine._failed_step(job, run, delivery, ProviderError(
-            f"the export's bookkeeping is incomplete ({exc}); resume the job to start a new run"), calls)
-        return
-    except ProviderError as exc:
-        engine._failed_step(job, run, delivery, exc, calls)
-        return
-    _commit(engine, job, run, delivery, started, out, app_calls.by_service(), calls)
+        raise ProviderError(
+            f"the export's bookkeeping is incomplete ({exc}); resume the job to start a new run") from exc
 
 
-def provider_step(engine: Engine, job: Job, factory: str, kind: str) -> Any:
-    """The provider's step object for the job's workflow (`export_step`, `enrichment_step`...)."""
-    provider = engine.d.registry.get(job.provider)
-    make = getattr(provider, factory, None)
-    if make is None:
-        raise ProviderError(f"provider {job.provider!r} has no {kind} step", field="workflow")
-    return make(job.workflow)
-
-
-def _impl(engine: Engine, job: Job) -> ExportStep:
-    impl: ExportStep = provider_step(engine, job, "export_step", "export")
-    return impl
-
-
-def step_context(engine: Engine, job: Job, run: Run, started: float, budget: float,
-                 calls: CallCounter) -> StepContext:
-    """The StepContext of a run step: the job's authorization and credentials, its config
-    and cursor, and the step's deadline."""
-    auth = engine.d.auths.get(job.account_id, job.authorization_id)
-    if auth is None:
-        raise ProviderError("the job's authorization was deleted; change it, then resume")
-    provider = engine.d.registry.get(job.provider)
-    credentials = creds_svc.load(engine.d, auth, provider.spec)
-    return StepContext(
-        account_id=job.account_id, job_id=job.id, run_id=run.id, step=run.step, method=auth.method,
-        credentials=credentials, config=job.config, cursor=run.cursor, state=job.state,
-        max_records=engine.o.max_records, deadline=started + budget, counter=calls,
-    )
-
-
-class _Lease:
-    """Keeps the run's lease while step 0 reads every profile (it may outlast one lease)."""
-
-    def __init__(self, engine: Engine, run: Run, owner: str, budget: float) -> None:
-        from chalicelib.services.engine import LEASE_MARGIN
-
-        self.engine, self.run, self.owner = engine, run, owner
-        self.seconds = int(budget) + LEASE_MARGIN
-        self.renewed = time.monotonic()
-
-    def keep(self) -> None:
-        if time.monotonic() - self.renewed < self.seconds / 3:
-            return
-        if not self.engine.d.runs.acquire(self.run, self.owner, self.seconds):
-            from chalicelib.services.engine import StepBusy
-
-            raise StepBusy(f"run {self.run.id} step 0 was taken over by another delivery")
-        self.renewed = time.monotonic()
-
-
-def _plan(engine: Engine, job: Job, run: Run, delivery: Delivery, budget: float,
-          impl: ExportStep) -> _Outcome:
-    from chalicelib.domain.audiences import parse_filter
-    from chalicelib.domain.errors import Invalid
-
-    d = engine.d
+def _plan(ctl: RunControl, job: Job, run: Run, delivery: Delivery, budget: float,
+          impl: ExportStep) -> StepOutcome:
+    d = ctl.d
     acct = job.account_id
     frozen = impl.freeze(job.config)
     fields = list(frozen["fields"])
@@ -269,7 +193,7 @@ def _plan(engine: Engine, job: Job, run: Run, delivery: Delivery, budget: float,
     confirmed = repo.read_set(acct, job.id, confirmed_ref) if confirmed_ref else set()
     need_values = backfill or not first
 
-    lease = _Lease(engine, run, delivery.message_id, budget)
+    lease = RunLease(ctl, run, delivery.message_id, budget)
     stay: set[str] = set()
     joining: dict[str, list[Any] | None] = {}
     leaving: dict[str, list[Any]] = {}
@@ -295,10 +219,10 @@ def _plan(engine: Engine, job: Job, run: Run, delivery: Delivery, budget: float,
     # Superseded generations and sets of attempts that never committed get their TTL.
     repo.sweep(acct, job.id, keep=confirmed_ref)
     set_id = new_set_id()
-    engine.o.fault("before_write")
+    ctl.o.fault("before_write")
     plan_ref = repo.write_plan(acct, run.id, set_id, plan.rows) if plan.rows else PlanRef(set_id, 0, ())
     new_ref = repo.write_set(acct, job.id, generation, set_id, plan.members) if changed else confirmed_ref
-    engine.o.fault("after_write")
+    ctl.o.fault("after_write")
 
     if new_ref is None:  # unreachable: a first run always writes a set
         raise RuntimeError("export step 0 produced no membership")
@@ -306,7 +230,7 @@ def _plan(engine: Engine, job: Job, run: Run, delivery: Delivery, budget: float,
     cursor = {
         "v": CURSOR_VERSION,
         "frozen": frozen,
-        "rows_per_part": max(1, engine.o.max_records),
+        "rows_per_part": max(1, ctl.o.max_records),
         "plan": plan_ref.to_json(),
         "next": 0,
         "adds": plan.adds,
@@ -330,20 +254,20 @@ def _plan(engine: Engine, job: Job, run: Run, delivery: Delivery, budget: float,
         lines.append(LogLine("info", "export.no_backfill",
                              f"first run without backfill: {len(plan.members)} current members recorded, "
                              "none sent; later runs send who joins and leaves", run_id=run.id))
-    return _Outcome(cursor=cursor, processed=0, total=len(plan.rows), done=not plan.rows,
-                    omitted_reasons=dict(plan.omitted), lines=lines)
+    return StepOutcome(cursor=cursor, processed=0, total=len(plan.rows), done=not plan.rows, state=state,
+                       omitted_reasons=dict(plan.omitted), lines=lines, after_success=_clean_up(ctl, job, run, cursor))
 
 
-def _part(engine: Engine, job: Job, run: Run, ctx: StepContext, impl: ExportStep) -> _Outcome:
+def _part(ctl: RunControl, job: Job, run: Run, ctx: StepContext, impl: ExportStep) -> StepOutcome:
     cur = dict(run.cursor or {})
     if cur.get("v") != CURSOR_VERSION:
         raise ProviderError("this run's checkpoint is not an export checkpoint; resume to start a new run")
     frozen = cur["frozen"]
     plan_ref = PlanRef.from_json(cur["plan"])
     start = int(cur["next"])
-    rows = engine.d.memberships.read_plan(job.account_id, run.id, plan_ref, start, int(cur["rows_per_part"]))
+    rows = ctl.d.memberships.read_plan(job.account_id, run.id, plan_ref, start, int(cur["rows_per_part"]))
     ctx.first_row = start
-    engine.o.fault("before_write")
+    ctl.o.fault("before_write")
     part = impl.write_part(ctx, frozen, run.step, rows)
     end = start + part.rows
     done = end >= plan_ref.rows
@@ -353,7 +277,7 @@ def _part(engine: Engine, job: Job, run: Run, ctx: StepContext, impl: ExportStep
             "added": cur["adds"], "removed": cur["removes"],
             "membership_generation": cur["state"]["membership_generation"],
         })
-    engine.o.fault("after_write")
+    ctl.o.fault("after_write")
     skipped = set(getattr(part, "skipped", ()) or ())
     # Members the destination refused one by one (e.g. Mailchimp: a fake-looking address)
     # are counted as omitted ("rejected"), not as sent; they never fail the run.
@@ -387,94 +311,23 @@ def _part(engine: Engine, job: Job, run: Run, ctx: StepContext, impl: ExportStep
                              f"{len(rejected)} members were refused by the destination: {sample}",
                              run_id=run.id, context={"rejected": len(rejected)}))
     lines += [LogLine("warning", "export.note", note, run_id=run.id) for note in getattr(part, "notes", ()) or ()]
-    return _Outcome(cursor=cur, processed=end, total=plan_ref.rows, done=done, added=added,
-                    removed=removed, omitted_reasons=omitted, lines=lines)
+    # The membership the destination now has becomes the confirmed one.
+    return StepOutcome(cursor=cur, processed=end, total=plan_ref.rows, done=done, state=cur["state"], added=added,
+                       removed=removed, omitted_reasons=omitted, lines=lines,
+                       after_success=_clean_up(ctl, job, run, cur))
 
 
-# -- the commit (mirrors the engine's import commit) ---------------------------------------------
+# -- after the run ------------------------------------------------------------------------------
 
 
-def _commit(engine: Engine, job: Job, run: Run, delivery: Delivery, started: float, out: _Outcome,
-            app_calls: dict[str, int], calls: CallCounter) -> None:
-    from chalicelib.services.engine import _iso, is_one_time
-
-    d = engine.d
-    now = engine.o.now()
-    elapsed_ms = (time.monotonic() - started) * 1000
-    cost = {f"aws_{k}": float(v) for k, v in app_calls.items()}
-    cost.update({
-        "provider_calls": float(calls.total),
-        "lambda_ms": round(elapsed_ms, 1),
-        "lambda_gb_s": round(elapsed_ms / 1000 * delivery.memory_mb / 1024, 4),
-        "steps": 1.0,
-    })
-    omitted = sum(out.omitted_reasons.values())
-    commit = StepCommit(
-        step=run.step, cursor=out.cursor, processed=out.processed, total=out.total, total_unit="rows",
-        read=out.processed, added=out.added, removed=out.removed, omitted_reasons=dict(out.omitted_reasons),
-        cost=cost, status="succeeded" if out.done else None,
-    )
-    tx = d.transaction()
-    d.runs.add_commit(tx, run, delivery.message_id, commit, _iso(now))
-    d.runs.add_activity(tx, job.account_id, job.id, now, out.added, out.removed, omitted)
-    d.runs.add_requests(tx, job.account_id, job.authorization_id, now, calls.total, calls.error_total)
-    lines = list(out.lines)
-    total_added, total_removed = run.added + out.added, run.removed + out.removed
-    total_omitted = run.omitted + omitted
-    if out.done:
-        lines.append(LogLine("info", "run.succeeded",
-                             f"run finished: {total_added} added, {total_removed} removed, "
-                             f"{total_omitted} omitted", run_id=run.id,
-                             context={"added": total_added, "removed": total_removed,
-                                      "omitted": total_omitted}))
-    d.runs.add_logs(tx, job.account_id, job.id, lines, now)
-    try:
-        if out.done:
-            after = copy.deepcopy(job)
-            after.status = transition(
-                job.status, Action.RUN_FINISHED_ONCE if is_one_time(job) else Action.RUN_SUCCEEDED
-            )
-            # The membership the destination now has becomes the confirmed one.
-            after.state = out.cursor["state"]
-            after.current_run_id = None
-            after.fault_count = 0
-            after.first_fault_at = None
-            after.next_run_at = d.next_run(job, now)
-            total_cost = dict(run.cost)
-            for k, v in cost.items():
-                total_cost[k] = round(total_cost.get(k, 0) + v, 4)
-            after.last_run = {
-                "id": run.id, "status": "succeeded", "started_at": run.started_at,
-                "finished_at": _iso(now), "added": total_added, "removed": total_removed,
-                "omitted": total_omitted, "error": None, "cost": total_cost,
-            }
-            from chalicelib.services.engine import recovery_alert
-
-            after.pending_alert = recovery_alert(job, run)
-            d.jobs.save(job, after, expected_version=None, expected_status=JobStatus.RUNNING, tx=tx)
-        else:
-            tx.commit()
-    except (AppError, TransactionFailed) as exc:
-        engine._commit_refused(job, run, exc)
-        return
-    from chalicelib.services.engine import count_requests
-
-    count_requests(job, calls.total)
-    if out.done:
-        engine.finished(after)
-    engine.o.fault("after_commit")
-    if not out.done:
-        run.step += 1
-        engine._continue(run)
-        return
-    _clean_up(engine, job, run, out.cursor)
+def _clean_up(ctl: RunControl, job: Job, run: Run, cursor: dict[str, Any]) -> Callable[[], None]:
+    """What runs after the run's last commit: the superseded membership gets its TTL and the
+    plan (a copy of exported values) goes. Best effort: the next run's sweep and the plan's
+    own TTL catch whatever a crash here leaves."""
+    return lambda: _clean(ctl.d.memberships, job, run, cursor)
 
 
-def _clean_up(engine: Engine, job: Job, run: Run, cursor: dict[str, Any]) -> None:
-    """After the run's last commit: the superseded membership gets its TTL and the plan (a
-    copy of exported values) goes. Best effort: the next run's sweep and the plan's own TTL
-    catch whatever a crash here leaves."""
-    repo = engine.d.memberships
+def _clean(repo: MembershipRepo, job: Job, run: Run, cursor: dict[str, Any]) -> None:
     try:
         previous = SetRef.from_json(cursor.get("previous"))
         if previous is not None:
@@ -486,10 +339,4 @@ def _clean_up(engine: Engine, job: Job, run: Run, cursor: dict[str, Any]) -> Non
         log.warning("export clean-up after run %s failed", run.id, exc_info=True)
 
 
-# Shared with enrichment runs (services/enrichment.py), which plan and commit the same way.
-StepOutcome = _Outcome
-RunLease = _Lease
-commit_step = _commit
-
-__all__ = ["ExportStep", "RunLease", "StepOutcome", "commit_step", "diff", "field_value", "run_export_step",
-           "values_of"]
+__all__ = ["ExportStep", "diff", "export_stage", "field_value", "values_of"]
