@@ -5,6 +5,7 @@ that the policy is enforced and that violations are seen)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 import urllib.error
@@ -25,7 +26,17 @@ POLICY = "default-src 'self'; object-src 'none'; frame-ancestors 'none'"
 
 @pytest.fixture(scope="module")
 def chalice_app() -> tuple[object, object]:
-    return gateway.load_app("local")  # once per process: it rewires the app's class
+    # Once per process: it rewires the app's class. It also sets the local stage's
+    # environment, which the static files do not need and later tests must not inherit.
+    from chalicelib import config
+
+    saved = dict(os.environ)
+    try:
+        return gateway.load_app("local")
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        config.reset()
 
 
 def _serve(root: Path, monkeypatch: pytest.MonkeyPatch, loaded: tuple[object, object]) -> Iterator[str]:
