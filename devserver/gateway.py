@@ -45,6 +45,13 @@ NO_ROUTE = ("route.not_found", "no such route: {method} {path}")
 AUTHORIZER_FAILED = ("internal", "something went wrong on our side; it was logged")
 
 
+# The SPA's Content-Security-Policy, the same as CloudFront's (infra/edge.json, checked by
+# tests/test_infra.py): scripts, styles, images and API calls from this origin only, no
+# plugins, and no page may frame the app (clickjacking).
+CONTENT_SECURITY_POLICY = "default-src 'self'; object-src 'none'; frame-ancestors 'none'"
+STATIC_HEADERS = {"Content-Security-Policy": CONTENT_SECURITY_POLICY, "X-Content-Type-Options": "nosniff"}
+
+
 def static_root() -> Path:
     dist = ROOT / "web" / "dist"
     return dist if (dist / "index.html").exists() else ROOT / "web" / "static"
@@ -165,12 +172,12 @@ class DevRequestHandler(ChaliceRequestHandler):
         if target.is_dir():
             target = target / "index.html"
         if not target.is_relative_to(root):
-            self._send_http_response(404, {"Content-Type": "text/plain"}, b"not found\n")
+            self._send_http_response(404, {"Content-Type": "text/plain", **STATIC_HEADERS}, b"not found\n")
             return
         if not target.is_file():
             last = rel.rsplit("/", 1)[-1]
             if "." in last or not (root / "index.html").is_file():
-                self._send_http_response(404, {"Content-Type": "text/plain"}, b"not found\n")
+                self._send_http_response(404, {"Content-Type": "text/plain", **STATIC_HEADERS}, b"not found\n")
                 return
             target = root / "index.html"  # client-side routes of the SPA
         ctype = mimetypes.guess_type(target.name)[0] or "application/octet-stream"
@@ -183,9 +190,11 @@ class DevRequestHandler(ChaliceRequestHandler):
             self.send_header("Content-Type", ctype)
             self.send_header("Content-Length", str(len(data)))
             self.send_header("Cache-Control", cache)
+            for name, value in STATIC_HEADERS.items():
+                self.send_header(name, value)
             self.end_headers()
             return
-        self._send_http_response(200, {"Content-Type": ctype, "Cache-Control": cache}, data)
+        self._send_http_response(200, {"Content-Type": ctype, "Cache-Control": cache, **STATIC_HEADERS}, data)
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         if self.quiet:

@@ -11,7 +11,6 @@ import io
 import json
 import os
 import random
-import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -38,39 +37,25 @@ class Seeded:
     token_source: str  # "env", "file" or "generated"
 
 
-def _token_well_formed(raw: str) -> bool:
-    head, dot, tail = raw.partition(".")
-    return (
-        bool(dot)
-        and head.startswith("tok_")
-        and len(head) > len("tok_")
-        and len(tail) >= 24
-        and len(raw) <= 256
-        and raw.isascii()
-        and not any(c.isspace() for c in raw)
-    )
-
-
 def admin_token(state_dir: Path) -> tuple[str, str]:
     """The admin token to seed: $SWITCHYARD_ADMIN_TOKEN, else one generated once and kept."""
+    from chalicelib.domain import tokens
     from chalicelib.domain.ids import new_id
 
     env = os.environ.get(TOKEN_ENV, "").strip()
     if env:
-        if not _token_well_formed(env):
-            raise SeedError(
-                f"{TOKEN_ENV} must look like 'tok_<id>.<secret>' with at least 24 characters of"
-                " secret after the dot (no spaces), e.g. tok_local.$(python3 -c"
-                " 'import secrets; print(secrets.token_urlsafe(32))')"
-            )
+        why = tokens.chosen_token_problem(env)
+        if why is not None:
+            raise SeedError(f"{TOKEN_ENV} {why}; e.g. tok_local.$({tokens.GENERATE_HINT}),"
+                            " or leave it unset and one is generated")
         return env, "env"
     path = state_dir / TOKEN_FILE
     if path.exists():
         saved = path.read_text().strip()
-        if _token_well_formed(saved):
+        if tokens.looks_like_token(saved):
             return saved, "file"
         raise SeedError(f"{path} does not hold a well-formed token; delete it to generate a new one")
-    token = f"{new_id('tok')}.{secrets.token_urlsafe(32)}"
+    token = f"{new_id('tok')}.{tokens.new_secret()}"
     state_dir.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     # Local development only: the file is readable by its owner alone.

@@ -9,7 +9,8 @@
    references chalice's `RestAPI`, so it cannot live in infra/template.json, which is also
    deployed alone into moto by the local stack and the tests.
 3. The `Stage` parameter defaults to the packaged stage (the functions' environment already
-   names it), SQS-triggered functions depend on their queues, chalice's resources get the checkov findings accepted for them with their reasons
+   names it), SQS-triggered functions depend on their queues, policy resources are pinned
+   to the stack's region and account, chalice's resources get the checkov findings accepted for them with their reasons
    (infra/checkov-skips.json), the API is throttled stage-wide (SWITCHYARD_API_RATE_LIMIT
    requests/s, default 100, burst SWITCHYARD_API_BURST_LIMIT, default 200), and the result
    is OUT/template.json.
@@ -79,6 +80,34 @@ def annotate_checkov_skips(template: dict[str, Any], skips: dict[str, Any]) -> N
             listed.extend(s for s in accepted if s not in listed)
 
 
+def pin_policy_resources(template: dict[str, Any]) -> None:
+    """The committed policies name resources by the stage (`arn:aws:sqs:*:*:switchyard-runs`)
+    because chalice's policy files cannot hold CloudFormation functions; here, where they can,
+    the region and account become the stack's own, so a role can never reach a same-named
+    resource of another region or account. `arn:aws:iam::*:role/*` (the customers' roles,
+    in their accounts) stays open on purpose."""
+    def pin(resource: Any) -> Any:
+        if not isinstance(resource, str) or not resource.startswith("arn:aws:"):
+            return resource
+        _, _, service, region, account, rest = resource.split(":", 5)
+        if service == "iam":
+            if account != "*" or rest == "role/*":
+                return resource
+            return {"Fn::Sub": f"arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:{rest}"}
+        if region != "*" or account != "*":
+            return resource
+        return {"Fn::Sub": f"arn:${{AWS::Partition}}:{service}:${{AWS::Region}}:${{AWS::AccountId}}:{rest}"}
+
+    for r in template["Resources"].values():
+        if r["Type"] != "AWS::IAM::Role":
+            continue
+        for policy in r["Properties"].get("Policies", []):
+            for st in policy["PolicyDocument"]["Statement"]:
+                if "Resource" in st:
+                    res = st["Resource"]
+                    st["Resource"] = [pin(x) for x in res] if isinstance(res, list) else pin(res)
+
+
 def package(stage: str, out: Path) -> Path:
     env = {**os.environ, "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"}
     env.pop("AWS_ENDPOINT_URL", None)  # chalice package is offline; never point it anywhere
@@ -88,6 +117,7 @@ def package(stage: str, out: Path) -> Path:
     sam = json.loads((out / "sam.json").read_text())
     merged = merge_edge(sam, json.loads(EDGE.read_text()), stage)
     order_event_sources(merged)
+    pin_policy_resources(merged)
     throttle_api(merged, float(os.environ.get("SWITCHYARD_API_RATE_LIMIT", "100")),
                  int(os.environ.get("SWITCHYARD_API_BURST_LIMIT", "200")))
     annotate_checkov_skips(merged, json.loads(CHECKOV_SKIPS.read_text()))

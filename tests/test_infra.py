@@ -237,3 +237,25 @@ def test_every_dead_letter_queue_has_an_alarm_on_its_depth():
         assert p["Period"] * p["EvaluationPeriods"] <= 300 and p["TreatMissingData"] == "notBreaching"
         watched[dim["Value"]["Fn::GetAtt"][0]] = name
     assert set(watched) == dlqs, (watched, dlqs)
+
+
+def test_cloudfront_sends_the_spas_content_security_policy_on_every_behavior():
+    from devserver.gateway import CONTENT_SECURITY_POLICY
+
+    res = json.loads((ROOT / "infra" / "edge.json").read_text())["Resources"]
+    # GIVEN the edge's response headers policies
+    policies = {name: r["Properties"]["ResponseHeadersPolicyConfig"] for name, r in res.items()
+                if r["Type"] == "AWS::CloudFront::ResponseHeadersPolicy"}
+    assert list(policies) == ["SiteSecurityHeaders"]
+    headers = policies["SiteSecurityHeaders"]["SecurityHeadersConfig"]
+    # THEN the CSP is the local server's, and it overrides whatever an origin sends
+    assert headers["ContentSecurityPolicy"] == {"ContentSecurityPolicy": CONTENT_SECURITY_POLICY, "Override": True}
+    assert CONTENT_SECURITY_POLICY == "default-src 'self'; object-src 'none'; frame-ancestors 'none'"
+    # AND the managed SecurityHeadersPolicy's protections are kept (framing now refused outright)
+    assert headers["FrameOptions"]["FrameOption"] == "DENY" and headers["ContentTypeOptions"]["Override"]
+    assert headers["StrictTransportSecurity"]["AccessControlMaxAgeSec"] >= 31536000
+    assert headers["ReferrerPolicy"]["ReferrerPolicy"] == "strict-origin-when-cross-origin"
+    # AND every behavior (the SPA and /api/*) uses it, none the managed policy without a CSP
+    [dist] = [r["Properties"]["DistributionConfig"] for r in res.values() if r["Type"] == "AWS::CloudFront::Distribution"]
+    behaviors = [dist["DefaultCacheBehavior"], *dist.get("CacheBehaviors", [])]
+    assert [b["ResponseHeadersPolicyId"] for b in behaviors] == [{"Ref": "SiteSecurityHeaders"}] * len(behaviors)

@@ -24,7 +24,7 @@ import pytest
 from tests.http_receiver import Receiver
 
 ROOT = Path(__file__).resolve().parent.parent
-TOKEN = "tok_smoketest.bG9jYWwtc3RhY2stc21va2UtdGVzdC10b2tlbg"
+TOKEN = "tok_smoketest.Lqtv34pRIiNErUg2U93PmfHmh1grhF8bYpjz5PP0owU"
 STOP_TIMEOUT = 15.0
 
 

@@ -285,3 +285,44 @@ def test_deploy_refuses_without_a_package(moto_env: dict[str, str], tmp_path: Pa
                           cwd=ROOT, env=moto_env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 1
     assert "run `make package` and `make web` first" in done.stderr
+
+
+def _policy_resources(template: dict[str, Any]) -> list[tuple[str, str, Any]]:
+    """(role, statement sid, resource) of every statement of every IAM role's inline policies."""
+    found = []
+    for name, r in template["Resources"].items():
+        if r["Type"] != "AWS::IAM::Role":
+            continue
+        for policy in r["Properties"].get("Policies", []):
+            for st in policy["PolicyDocument"]["Statement"]:
+                resources = st.get("Resource", [])
+                for res in resources if isinstance(resources, list) else [resources]:
+                    found.append((name, st.get("Sid", ""), res))
+    return found
+
+
+def test_policy_resources_name_the_stacks_region_and_account(packaged: Path) -> None:
+    template = json.loads((packaged / "template.json").read_text())
+    found = _policy_resources(template)
+    assert len(found) > 20  # the functions' roles are there (not a vacuous pass)
+    # THEN no resource is left open to any region or account, except the customers' roles,
+    # which live in any account by design (their trust policy and external id decide)
+    for role, sid, res in found:
+        if isinstance(res, dict) and set(res) <= {"Fn::GetAtt", "Ref"}:
+            continue  # a resource of this stack: pinned by construction
+        text = res["Fn::Sub"] if isinstance(res, dict) else res
+        if sid == "AssumeCustomerRoles":
+            assert text == "arn:aws:iam::*:role/*"
+            continue
+        if res == "*":  # actions that take no resource (e.g. cloudwatch:PutMetricData)
+            continue
+        assert isinstance(res, dict) and set(res) == {"Fn::Sub"}, (role, sid, res)
+        assert text.startswith("arn:${AWS::Partition}:"), (role, sid, text)
+        service, rest = text.removeprefix("arn:${AWS::Partition}:").split(":", 1)
+        if service == "iam":
+            assert rest.startswith(":${AWS::AccountId}:"), (role, sid, text)
+        else:
+            assert rest.startswith("${AWS::Region}:${AWS::AccountId}:"), (role, sid, text)
+    # AND the committed per-function files (what the pinning starts from) name the stage
+    tables = [res for _, sid, res in found if sid == "Tables"]
+    assert all("switchyard-prod-" in r["Fn::Sub"] for r in tables)

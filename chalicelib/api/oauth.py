@@ -45,9 +45,12 @@ def _cookie(request: Any, name: str) -> str | None:
                          "errors as JSON) or `redirect` (the whole page; a failed callback redirects to "
                          "`/#/authorizations?oauth_error=<code>&message=<text>`)"),))
 def start(principal: Principal, provider: str, query: dict[str, Any]) -> Response:
+    from chalicelib.api import schemas
     from chalicelib.services import oauth
+    from chalicelib.services.validation import validate
 
-    started = oauth.start(deps(), principal, provider, query["label"], query["return"])
+    label = validate(schemas.OAuthStartQuery, {"label": query["label"] or None}, what="query").label
+    started = oauth.start(deps(), principal, provider, label, query["return"])
     # The nonce binds the flow to this browser: the callback must bring it back.
     cookie = (f"{oauth.COOKIE}={started.nonce}; Path={_callback_path(provider)}; Max-Age={oauth.COOKIE_SECONDS}; "
               "HttpOnly; Secure; SameSite=Lax")

@@ -183,6 +183,12 @@ class TokenCreate(Strict):
     user_id: Ident | None = Field(None, description="Whose token; the caller's when omitted")
 
 
+class OAuthStartQuery(Strict):
+    """The start route's query, checked like a body: the label becomes an authorization's."""
+
+    label: Label | None = None
+
+
 class UserCreate(Strict):
     email: Annotated[str, Field(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
     name: Label

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
 
 from chalicelib.domain import enrichment as E
@@ -22,6 +22,7 @@ from chalicelib.domain.profiles import Profile
 from chalicelib.providers.base import Option, ProviderError, StepContext, mask
 from chalicelib.providers.calls import CallCounter
 from chalicelib.providers.enrichment import EnrichmentConfig, Lookup, ProfileField, frozen_settings
+from chalicelib.providers.models import HeaderSecret
 
 SECRET: JsonDict = {"x-secret": True}
 PATH = "/v3/person.enrich"
@@ -44,7 +45,7 @@ DEFAULT_MAPPING: dict[str, str] = {
 class ApiKey(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    api_key: SecretStr = Field(
+    api_key: HeaderSecret = Field(
         min_length=8, max_length=512, description="FullContact API key (sent as a bearer token)",
         json_schema_extra=SECRET,
     )

@@ -3,7 +3,8 @@
 Every request a provider sends over HTTP goes through `HttpClient.request`, which:
 
 * checks the URL (SSRF guard): https only, and every address the host resolves to must be
-  public, unless `allow_private_urls` is set (local stack, tests); the connection is then
+  public (IPv6 tunnels such as 6to4 and Teredo never are; an IPv6 translation of an IPv4
+  address is judged by that IPv4 address; docs/security.md), unless `allow_private_urls` is set (local stack, tests); the connection is then
   made to the address that was checked (no second DNS lookup an attacker could answer);
 * waits for a token of the authorization's adaptive rate limit (halved by a 429, raised
   slowly by successes), never past the call's deadline; a provider whose quota is shared by
@@ -161,11 +162,32 @@ def system_resolver(host: str, port: int) -> list[str]:
     return seen
 
 
+# IPv6 forms that a relay turns into a call to whatever IPv4 address they carry (169.254.169.254
+# fits): refused whole, whatever they carry, and whatever the stdlib's tables say this year.
+_TUNNELS = (
+    (ipaddress.IPv6Network("2002::/16"), "a 6to4 address"),
+    (ipaddress.IPv6Network("2001::/32"), "a Teredo address"),
+    (ipaddress.IPv6Network("64:ff9b:1::/48"), "a local-use NAT64 address"),
+    (ipaddress.IPv6Network("fec0::/10"), "a site-local address"),
+)
+# Translations of one IPv4 address (a DNS64 resolver answers 64:ff9b::<IPv4> for IPv4-only
+# hosts): judged by the IPv4 address, so public hosts stay reachable and private ones do not.
+_TRANSLATIONS = (
+    ipaddress.IPv6Network("::ffff:0:0/96"),  # IPv4-mapped
+    ipaddress.IPv6Network("::ffff:0:0:0/96"),  # IPv4-translated
+    ipaddress.IPv6Network("64:ff9b::/96"),  # NAT64, well-known prefix
+)
+
+
 def blocked_reason(address: str) -> str | None:
     """Why an address may not be called from a deployed stage, or None if it is public."""
     ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped  # ::ffff:127.0.0.1 is 127.0.0.1
+    if isinstance(ip, ipaddress.IPv6Address):
+        for net, name in _TUNNELS:
+            if ip in net:
+                return name
+        if any(ip in net for net in _TRANSLATIONS):
+            ip = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)  # ::ffff:127.0.0.1 is 127.0.0.1
     if ip.is_loopback:
         return "a loopback address"
     if ip.is_link_local:

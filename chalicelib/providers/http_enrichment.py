@@ -25,6 +25,7 @@ from chalicelib.domain.profiles import Profile
 from chalicelib.providers.base import Option, ProviderError, StepContext
 from chalicelib.providers.calls import CallCounter
 from chalicelib.providers.enrichment import EnrichmentConfig, Lookup, ProfileField, frozen_settings
+from chalicelib.providers.models import HeaderSecret
 
 SECRET: JsonDict = {"x-secret": True}
 
@@ -54,8 +55,8 @@ class Endpoint(BaseModel):
 
 
 class EndpointBearer(Endpoint):
-    token: SecretStr = Field(min_length=8, max_length=4096, json_schema_extra=SECRET,
-                             description="Sent as 'Authorization: Bearer <token>'")
+    token: HeaderSecret = Field(min_length=8, max_length=4096, json_schema_extra=SECRET,
+                                description="Sent as 'Authorization: Bearer <token>'")
 
 
 class HttpEnrichConfig(EnrichmentConfig):

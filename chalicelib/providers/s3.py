@@ -98,6 +98,10 @@ class S3ExportConfig(StrictModel):
         True, description="The first run writes every member; off: it only records who is a member"
     )
     compression: Literal["none", "gzip"] = Field("none", description="gzip every file (.gz)")
+    escape_formulas: bool = Field(
+        True, description="CSV: start text cells that begin with = + - @ tab or CR with a ' so a "
+                          "spreadsheet shows them as text instead of running them"
+    )
     max_part_mb: int = Field(
         16, ge=1, le=64, description="Split: a file holds at most this many MB (before compression)"
     )

@@ -48,20 +48,28 @@ class Part:
     skipped: tuple[int, ...] = ()  # a file takes any row: nothing is ever skipped
 
 
-def _cell(value: Any) -> str:
+# A spreadsheet runs a cell that starts with one of these as a formula (=HYPERLINK(...),
+# -2+3+cmd|...); tab and CR shift what it sees as the first character.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: Any, escape_formulas: bool) -> str:
     """A CSV cell: empty when missing; lists (append fields, identifiers with several
-    values) as JSON arrays; booleans as true/false; numbers as JSON writes them."""
+    values) as JSON arrays; booleans as true/false; numbers as JSON writes them. Text that
+    a spreadsheet would run gets a leading ' when `escape_formulas` (numbers never need it:
+    -12.5 is a number to a spreadsheet, and JSON numbers cannot carry a formula)."""
     if value is None:
         return ""
     if isinstance(value, str):
-        return value
+        return "'" + value if escape_formulas and value.startswith(FORMULA_STARTS) else value
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 class _Encoder:
-    def __init__(self, fmt: str, fields: Sequence[str]) -> None:
+    def __init__(self, fmt: str, fields: Sequence[str], escape_formulas: bool) -> None:
         self.fmt = fmt
         self.fields = list(fields)
+        self.escape_formulas = escape_formulas
 
     def header(self) -> bytes:
         if self.fmt != "csv":
@@ -70,7 +78,7 @@ class _Encoder:
 
     def row(self, action: str, profile_id: str, values: Sequence[Any]) -> bytes:
         if self.fmt == "csv":
-            return self._csv([action, profile_id, *(_cell(v) for v in values)])
+            return self._csv([action, profile_id, *(_cell(v, self.escape_formulas) for v in values)])
         obj = {"_action": action, "_profile_id": profile_id, **dict(zip(self.fields, values, strict=True))}
         return (json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
 
@@ -99,6 +107,7 @@ class S3AudienceExport:
             "prefix": cfg.prefix,
             "format": cfg.format,
             "compression": cfg.compression,
+            "escape_formulas": cfg.escape_formulas,
             "fields": list(cfg.fields),
             "max_part_bytes": cfg.max_part_mb * MB,
         }
@@ -114,7 +123,9 @@ class S3AudienceExport:
     def encode(self, frozen: dict[str, Any], rows: Sequence[tuple[str, str, list[Any]]]) -> tuple[bytes, int]:
         """The file for the first rows of `rows` that fit `max_part_bytes` (always one at
         least), and how many rows it holds. Deterministic."""
-        enc = _Encoder(frozen["format"], frozen["fields"])
+        # A run frozen before the option existed wrote values as stored: its redelivered
+        # steps must write the same bytes.
+        enc = _Encoder(frozen["format"], frozen["fields"], bool(frozen.get("escape_formulas", False)))
         limit = int(frozen["max_part_bytes"])
         chunks = [enc.header()]
         size = len(chunks[0])

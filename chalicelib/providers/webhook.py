@@ -40,7 +40,7 @@ from chalicelib.providers.base import Option, ProviderError, StepContext
 from chalicelib.providers.calls import CallCounter
 from chalicelib.providers.events import SCHEMA_VERSION, build_events
 from chalicelib.providers.http import HttpClient, HttpError, RateLimit, RetryPolicy, basic_auth_value
-from chalicelib.providers.models import StrictModel
+from chalicelib.providers.models import HeaderSecret, StrictModel
 
 SECRET: JsonDict = {"x-secret": True}
 SIGNATURE_HEADER = "Switchyard-Signature"
@@ -95,8 +95,9 @@ class BearerToken(StrictModel):
     """Sent as `Authorization: Bearer <token>`."""
 
     url: Url
-    token: SecretStr = Field(min_length=8, max_length=4096, description="Bearer token",
-                             json_schema_extra=SECRET)
+    token: HeaderSecret = Field(
+        min_length=8, max_length=4096, description="Bearer token (printable ASCII, no spaces)",
+        json_schema_extra=SECRET)
 
 
 class BasicAuth(StrictModel):

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import secrets
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.config import settings
+from chalicelib.domain import tokens
 from chalicelib.domain.access import Capability, Principal, Role
 from chalicelib.domain.errors import Conflict, Invalid, not_found
 from chalicelib.domain.ids import new_id
@@ -20,7 +20,8 @@ from chalicelib.store.dynamo import Page, TransactionFailed, now_iso
 
 
 def _hash(raw: str) -> str:
-    # Tokens carry 256 random bits, so a fast hash is enough: nothing to brute-force.
+    # Tokens carry 256 random bits (chosen ones too: domain/tokens.py), so a fast unsalted
+    # hash is enough: nothing to brute-force.
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
@@ -32,7 +33,7 @@ class IssuedToken:
 
 def _mint(account_id: str, user: User, label: str, plaintext: str | None = None) -> IssuedToken:
     token_id = new_id("tok")
-    raw = plaintext or f"{token_id}.{secrets.token_urlsafe(32)}"
+    raw = plaintext or f"{token_id}.{tokens.new_secret()}"
     if plaintext is not None:
         token_id = raw.split(".", 1)[0]
     return IssuedToken(
@@ -60,11 +61,8 @@ def create_account(
     admin_token: str | None = None,
 ) -> tuple[Account, User, IssuedToken]:
     """Bootstrap a tenant with one admin user and a first admin token."""
-    if admin_token is not None and not _well_formed(admin_token):
-        raise Invalid(
-            "an admin token must look like 'tok_<id>.<secret>' with at least 24 secret characters",
-            fields={"admin_token": "malformed"},
-        )
+    if admin_token is not None:
+        _refuse_weak(admin_token, "admin_token")
     account = Account(id=account_id or new_id("acct"), name=name, created_at=now_iso())
     admin = User(
         id=new_id("usr"),
@@ -89,17 +87,17 @@ def register_token(d: Deps, account_id: str, user_id: str, plaintext: str, label
     user = d.accounts.get_user(account_id, user_id)
     if user is None:
         raise not_found("user", user_id)
-    if not _well_formed(plaintext):
-        raise Invalid("a token must look like 'tok_<id>.<secret>'", fields={"token": "malformed"})
+    _refuse_weak(plaintext, "token")
     issued = _mint(account_id, user, label, plaintext)
     d.accounts.put_token(issued.token)
     token_cache.clear()
     return issued.token
 
 
-def _well_formed(raw: str) -> bool:
-    head, _, tail = raw.partition(".")
-    return head.startswith("tok_") and len(tail) >= 24 and len(raw) <= 256
+def _refuse_weak(raw: str, field: str) -> None:
+    why = tokens.chosen_token_problem(raw)
+    if why is not None:
+        raise Invalid(f"the {field.replace('_', ' ')} {why}", fields={field: why})
 
 
 class _TokenCache:
@@ -144,7 +142,7 @@ def resolve_token(d: Deps, raw: str | None) -> Principal | None:
     raw = raw.strip()
     if raw.lower().startswith("bearer "):
         raw = raw[7:].strip()
-    if not _well_formed(raw):
+    if not tokens.looks_like_token(raw):
         return None
     digest = _hash(raw)
     cached, principal = token_cache.get(digest)

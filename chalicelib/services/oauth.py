@@ -39,7 +39,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib.domain.access import Capability, Principal, Role
+from chalicelib.domain.access import GRANTS, Capability, Principal, Role
 from chalicelib.domain.errors import AppError, ErrorKind, NotFound, Unavailable
 from chalicelib.domain.models import Authorization
 from chalicelib.providers.base import ProviderError
@@ -256,11 +256,12 @@ def _finish(d: Deps, flow: Flow, *, code: str | None, state: str | None, nonce: 
         raise bad_flow(f"{flow.name} did not grant access ({why})", "oauth.denied", "error")
     if not code:
         raise bad_flow("the callback has no code", "oauth.invalid_code", "code")
+    # Before the code is spent: the token that started the flow must still be live, and its
+    # role (read now, not at the start) must still allow connecting providers.
+    principal = _starter(d, flow_state)
     app = _app(d, provider)
     token = _exchange(flow, app, code)
     credentials, label = flow.credentials(token)
-    principal = Principal(account_id=flow_state.account_id, user_id=flow_state.user_id,
-                          role=Role(flow_state.role), token_id=flow_state.token_id)
     new = auth_svc.NewAuthorization(provider=provider, method="oauth", label=flow_state.label or label,
                                     description="Connected with OAuth", credentials=credentials)
     auth, secret_value = auth_svc.prepare(d, principal, new, resources={})
@@ -272,6 +273,19 @@ def _finish(d: Deps, flow: Flow, *, code: str | None, state: str | None, nonce: 
         raise
     auth_svc.audit_created(d, principal, auth)
     return auth
+
+
+def _starter(d: Deps, flow_state: Any) -> Principal:
+    token = d.accounts.get_token(flow_state.token_id) if flow_state.token_id else None
+    if token is None or (token.account_id, token.user_id) != (flow_state.account_id, flow_state.user_id):
+        raise AppError("the API token that started this authorization was revoked before it finished; "
+                       "nothing was connected", code="oauth.token_revoked", kind=ErrorKind.FORBIDDEN)
+    principal = Principal(account_id=token.account_id, user_id=token.user_id, role=Role(token.role),
+                          token_id=token.id)
+    if Capability.MANAGE_INTEGRATIONS not in GRANTS[principal.role]:
+        raise AppError("the API token that started this authorization may no longer connect providers; "
+                       "nothing was connected", code="oauth.token_revoked", kind=ErrorKind.FORBIDDEN)
+    return principal
 
 
 def _client(flow: Flow, secrets_: list[str]) -> Any:

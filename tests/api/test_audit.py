@@ -205,3 +205,25 @@ def test_a_change_of_authorization_is_recorded_as_reauthorized_with_its_diff(api
     assert (newest["action"], created["action"]) == ("reauthorized", "created")
     assert newest["user_id"] == tenant.admin_user_id and newest["object_type"] == "job"
     assert newest["diff"] == {"authorization_id": {"before": first["id"], "after": second["id"]}}
+
+
+def test_data_managers_see_user_and_token_events_without_emails_or_token_owners(api, api_for) -> None:
+    # GIVEN an admin who added a user and issued that user a token, and a data manager
+    dm = api.post("/users", {"email": "dm@audited.example", "name": "Dana", "role": "data_manager"}).json["data"]
+    dm_token = api.post("/tokens", {"label": "dana", "user_id": dm["id"]}).json["data"]
+    create_auth(api, label="Shared")
+    # WHEN each reads the log
+    as_admin = {(e["object_type"], e["object_id"]): e for e in _events(api)}
+    as_dm = {(e["object_type"], e["object_id"]): e for e in _events(api_for(dm_token["token"]))}
+    # THEN both see the same events (who did what, when)
+    assert as_dm.keys() == as_admin.keys()
+    user_key, token_key = ("user", dm["id"]), ("token", dm_token["id"])
+    # AND the admin sees the email and whose token it is (the positive control)
+    assert as_admin[user_key]["diff"]["email"]["after"] == "dm@audited.example"
+    assert as_admin[token_key]["diff"]["user_id"]["after"] == dm["id"]
+    # AND the data manager sees neither: no diff on user and token events, nowhere an email
+    assert as_dm[user_key]["diff"] == {} and as_dm[token_key]["diff"] == {}
+    assert "@audited.example" not in json.dumps(list(as_dm.values()))
+    # AND other events keep their diffs
+    auth_key = next(k for k in as_dm if k[0] == "authorization")
+    assert as_dm[auth_key]["diff"] == as_admin[auth_key]["diff"] != {}

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import boto3
+import pytest
 
+from chalicelib import config
 from chalicelib.domain.statuses import Action
 from tests.api.helpers import (
     CANARY,
@@ -15,6 +18,7 @@ from tests.api.helpers import (
     make_bucket,
     s3_credentials,
 )
+from tests.http_receiver import Receiver
 
 
 def _secrets(prefix: str) -> list[dict]:
@@ -353,3 +357,38 @@ def test_last_used_moves_when_the_credentials_are_used_for_a_check_or_options(ap
     _age_last_used(deps, tenant, auth["id"])
     assert api.patch(f"/authorizations/{auth['id']}", {"label": "k2"}).status_code == 200
     assert last_used() == old
+
+
+
+@pytest.fixture()
+def reachable_receiver() -> Iterator[Receiver]:
+    # A receiver on 127.0.0.1 over http, allowed only with this (test/local) setting, so the
+    # save reaches the code that builds the request headers. Flipped on the cached settings:
+    # Chalice's test client would re-read its own stage's variables.
+    conf = config.settings()
+    object.__setattr__(conf, "allow_private_urls", True)
+    with Receiver() as r:
+        yield r
+    object.__setattr__(conf, "allow_private_urls", False)
+
+
+@pytest.mark.parametrize("token", ["tok-1234\r\nX-Injected: 1", "tok-1234\nmore", "tok-1234\x00", "tok 1234"])
+def test_a_webhook_bearer_token_with_a_line_break_or_control_character_is_422_naming_it(
+        api, reachable_receiver, token):
+    url = reachable_receiver.url("/in")
+    # GIVEN a positive control: a plain token to the same receiver is saved (and pinged)
+    good = api.post("/authorizations", {"provider": "webhook", "method": "bearer", "label": "good",
+                                        "credentials": {"url": url, "token": "tok-1234-plain"}})
+    assert good.status_code == 201, good.body
+    pinged = len(reachable_receiver.requests)
+    assert pinged == 1
+    # WHEN a bearer token that cannot go into an HTTP header as it is gets saved
+    r = api.post("/authorizations", {"provider": "webhook", "method": "bearer", "label": "hook",
+                                     "credentials": {"url": url, "token": token}})
+    # THEN 422 names the field (never a 500), nothing was sent and nothing created
+    assert r.status_code == 422, r.body
+    assert "credentials.token" in r.json["error"]["fields"], r.body
+    assert token.encode() not in r.body
+    assert "line breaks" in r.json["error"]["fields"]["credentials.token"]
+    assert len(reachable_receiver.requests) == pinged
+    assert [a["label"] for a in api.get("/authorizations").json["data"]] == ["good"]

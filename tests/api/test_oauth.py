@@ -166,3 +166,36 @@ def test_start_needs_a_token_and_the_routes_are_documented(api, api_for, oauth_a
     assert "302" in callback["responses"] and "400" in callback["responses"]
     assert start["responses"]["200"]["content"]["application/json"]["schema"]["properties"]["data"]["$ref"].endswith(
         "/OAuthStartOut")
+
+
+@pytest.mark.parametrize(("label", "why"), [("x" * 201, "200"), ("bad\x07label", "control characters"),
+                                             ("a\u202eb", "bidirectional")])
+def test_the_label_is_validated_like_any_label_and_nothing_is_started(api, oauth_app, label, why):
+    # WHEN a flow is started with a label no authorization may have
+    r = api.get(f"/oauth/mailchimp/start?label={urllib.parse.quote(label)}")
+    # THEN 422 names the query parameter, and no flow (no cookie) was started
+    assert r.status_code == 422, r.body
+    assert why in r.json["error"]["fields"]["label"], r.body
+    assert "Set-Cookie" not in r.headers
+    # AND a positive control: a fine label (trimmed, like everywhere) starts one
+    assert _start(api, "  Newsletter  ")[2]["authorize_url"]
+
+
+def test_a_token_revoked_while_the_user_was_at_the_provider_creates_nothing(api, api_for, tenant, oauth_app):
+    browser = api_for(None)
+    # GIVEN a second admin token that starts a flow
+    issued = api.post("/tokens", {"label": "laptop"}).json["data"]
+    laptop = api_for(issued["token"])
+    _, nonce, data = _start(laptop, "Revoked on the way")
+    back = _consent(data["authorize_url"])
+    # WHEN the token is revoked before the browser comes back
+    assert api.delete(f"/tokens/{issued['id']}").status_code == 204
+    r = _callback(browser, back, nonce)
+    # THEN the callback is refused and no authorization exists
+    assert r.status_code == 403, r.body
+    assert r.json["error"]["code"] == "oauth.token_revoked"
+    assert api.get("/authorizations").json["data"] == []
+    # AND a positive control: the same flow with a live token creates one
+    _, nonce2, data2 = _start(api, "Live token")
+    assert _callback(browser, _consent(data2["authorize_url"]), nonce2).status_code == 302
+    assert [a["label"] for a in api.get("/authorizations").json["data"]] == ["Live token"]

@@ -166,3 +166,28 @@ def test_account_token_and_admin_are_created_together(deps, new_tenant):
     assert deps.accounts.get_account("acct_second_fixed") is None
     assert deps.accounts.list_users("acct_second_fixed", 50, None).items == []
     assert deps.accounts.get_token(t.admin_token.split(".")[0]).account_id == t.account_id
+
+
+def test_an_operator_chosen_token_must_be_as_random_as_an_issued_one(deps, new_tenant):
+    from chalicelib.domain.errors import Invalid
+    from chalicelib.services.accounts import create_account, register_token, resolve_token
+
+    t = new_tenant("Chooser")
+    admin = deps.accounts.list_users(t.account_id, 50, None).items[0]
+    weak = "tok_chosen.correcthorsebatterystaple2024"  # 24+ characters: accepted before
+    # WHEN an operator registers or bootstraps with a weak token
+    for attempt in (lambda: register_token(deps, t.account_id, admin.id, weak, "ops"),
+                    lambda: create_account(deps, "Weak", "a@weak.example", account_id="acct_weak_fixed",
+                                           admin_token=weak)):
+        with pytest.raises(Invalid) as err:
+            attempt()
+        # THEN it is refused naming the field, without quoting the secret
+        assert set(err.value.fields) <= {"token", "admin_token"} and err.value.fields
+        assert "correcthorse" not in str(err.value) and "correcthorse" not in str(err.value.fields)
+    # AND nothing was stored: the weak token resolves to nobody, the account does not exist
+    assert resolve_token(deps, weak) is None
+    assert deps.accounts.get_account("acct_weak_fixed") is None
+    # GIVEN a positive control: a random chosen token is registered and resolves
+    strong = "tok_chosen2.9Jr2w1cXzP0bLq7KfT3nVh8sYd4mGe6uAoWiRjNkCtE"
+    register_token(deps, t.account_id, admin.id, strong, "ops")
+    assert resolve_token(deps, strong).user_id == admin.id

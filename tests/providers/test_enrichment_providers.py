@@ -175,3 +175,19 @@ def test_the_endpoint_check_and_its_hint():
         assert result.reason == "the endpoint 127.0.0.1 answered 401 Unauthorized: token expired"
         assert endpoint.requests[0].json() == {"check": True}
         assert ENDPOINT.credential_hint("none", creds) == "http://127.0.0.1/…"
+
+
+@pytest.mark.parametrize("bad", ["key-1234\r\nX-Injected: 1", "key-1234\x00", "key 1234", "key-1234-é"])
+def test_a_key_or_token_sent_in_a_header_refuses_what_a_header_cannot_carry(bad: str) -> None:
+    from pydantic import ValidationError
+
+    # GIVEN a positive control: plain printable keys are accepted
+    assert ApiKey(api_key="key-1234-plain").api_key.get_secret_value() == "key-1234-plain"
+    assert EndpointBearer(url="https://enrich.example.com/x", token="tok-1234-plain")
+    # WHEN / THEN a line break, control character, space or non-ASCII character is refused, by field
+    with pytest.raises(ValidationError) as fc:
+        ApiKey(api_key=bad)
+    assert fc.value.errors()[0]["loc"] == ("api_key",)
+    with pytest.raises(ValidationError) as ep:
+        EndpointBearer(url="https://enrich.example.com/x", token=bad)
+    assert ep.value.errors()[0]["loc"] == ("token",)

@@ -476,6 +476,43 @@ def test_the_guard_refuses_what_is_not_a_public_https_endpoint(url: str, why: st
     assert "meta-data" not in err.value.reason  # paths (which may hold tokens) are never quoted
 
 
+@pytest.mark.parametrize(("address", "why"), [
+    # tunnels: a relay calls whatever IPv4 address they carry, so they are refused whole
+    ("2002:a9fe:a9fe::1", "a 6to4 address"),                     # 169.254.169.254 inside
+    ("2002:0808:0808::1", "a 6to4 address"),                     # even a public one (8.8.8.8)
+    ("2001:0:4136:e378:8000:63bf:5601:5601", "a Teredo address"),
+    ("2001:0:4136:e378:8000:63bf:3f57:fefe", "a Teredo address"),  # client 192.168.1.1
+    ("64:ff9b:1::a9fe:a9fe", "a local-use NAT64 address"),
+    ("fec0::1", "a site-local address"),
+    # translations: judged by the IPv4 address they embed
+    ("::ffff:a9fe:a9fe", "a link-local address"),                 # IPv4-mapped
+    ("::ffff:0:a9fe:a9fe", "a link-local address"),               # IPv4-translated
+    ("64:ff9b::a9fe:a9fe", "a link-local address"),               # NAT64 (well-known prefix)
+    ("64:ff9b::a00:5", "a private address"),
+    ("64:ff9b::7f00:1", "a loopback address"),
+    ("::a9fe:a9fe", "a reserved address"),                        # IPv4-compatible (deprecated)
+])
+def test_the_guard_refuses_ipv6_transition_addresses_that_reach_past_it(address: str, why: str) -> None:
+    # GIVEN a public name that answers with the address (as a hostile DNS server would)
+    table = {"hooks.example.com": [address]}
+    # WHEN / THEN the guard refuses it, in words that name what it is
+    with pytest.raises(H.HttpError) as err:
+        H.check_url("https://hooks.example.com/", allow_private=False, resolver=resolver(table))
+    assert err.value.kind == "blocked" and why in err.value.reason, err.value.reason
+    # AND written literally in the URL too
+    with pytest.raises(H.HttpError):
+        H.check_url(f"https://[{address}]/", allow_private=False, resolver=resolver({}))
+
+
+@pytest.mark.parametrize("address", ["64:ff9b::808:808", "::ffff:808:808", "2001:4860:4860::8888",
+                                     "2620:fe::fe"])
+def test_the_guard_passes_a_translation_of_a_public_ipv4_address_and_public_ipv6(address: str) -> None:
+    # A DNS64 resolver answers 64:ff9b::<IPv4> for IPv4-only hosts: those stay reachable.
+    t = H.check_url("https://hooks.example.com/", allow_private=False,
+                    resolver=resolver({"hooks.example.com": [address]}))
+    assert t.addresses == (address,)
+
+
 def test_the_guard_passes_public_hosts_and_keeps_what_was_checked() -> None:
     t = H.check_url("https://Hooks.Example.com:8443/in?x=1", allow_private=False,
                     resolver=resolver({"hooks.example.com": [PUBLIC]}))

@@ -640,3 +640,51 @@ def test_credential_hint_of_a_role_is_its_arn() -> None:
     # THEN it is the role ARN (not secret), never the external id
     assert hint == ROLE_ARN
     assert EXTERNAL_ID not in (hint or "")
+
+
+# -- CSV cells a spreadsheet would run ----------------------------------------------------------
+
+
+def _csv_rows(frozen: dict[str, Any], values: list[Any]) -> list[list[str]]:
+    import csv
+    import io
+
+    from chalicelib.providers.s3_export import S3AudienceExport
+
+    body, taken = S3AudienceExport(PROVIDER).encode(frozen, [("add", "prof_1", values)])
+    assert taken == 1
+    return list(csv.reader(io.StringIO(body.decode(), newline="")))
+
+
+FORMULAS = ["=HYPERLINK(\"https://evil.example\",\"x\")", "+1 415 555 0100", "-2+3+cmd|' /C calc'!A0",
+            "@SUM(A1)", "\tindented", "\rreturn"]
+
+
+def test_csv_export_neutralises_cells_a_spreadsheet_would_read_as_formulas_by_default() -> None:
+    from chalicelib.providers.s3_export import S3AudienceExport
+
+    fields = [f"f{i}" for i in range(len(FORMULAS) + 3)]
+    # GIVEN an export job configured without mentioning the option
+    frozen = S3AudienceExport(PROVIDER).freeze(
+        {"audience_id": "aud_1", "bucket": "bkt-exports", "fields": fields})
+    assert frozen["escape_formulas"] is True
+    # WHEN values starting with = + - @ tab or CR are written, next to plain ones and typed ones
+    header, row = _csv_rows(frozen, [*FORMULAS, "plain", -12.5, ["=a", "b"]])
+    # THEN each such cell starts with a quote (a spreadsheet shows it as text), the rest unchanged
+    assert header == ["_action", "_profile_id", *fields]
+    assert row[2:2 + len(FORMULAS)] == ["'" + v for v in FORMULAS]
+    assert row[2 + len(FORMULAS):] == ["plain", "-12.5", '["=a","b"]']
+
+
+def test_csv_export_writes_values_as_stored_when_the_option_is_off() -> None:
+    from chalicelib.providers.s3_export import S3AudienceExport
+
+    export = S3AudienceExport(PROVIDER)
+    fields = [f"f{i}" for i in range(len(FORMULAS))]
+    frozen = export.freeze({"audience_id": "aud_1", "bucket": "bkt-exports", "fields": fields,
+                            "escape_formulas": False})
+    assert _csv_rows(frozen, FORMULAS)[1][2:] == FORMULAS
+    # AND a run frozen before the option existed keeps writing the bytes it wrote (redelivery)
+    old = {k: v for k, v in export.freeze({"audience_id": "aud_1", "bucket": "bkt-exports",
+                                           "fields": fields}).items() if k != "escape_formulas"}
+    assert _csv_rows(old, FORMULAS)[1][2:] == FORMULAS

@@ -122,6 +122,8 @@ def page(browser: Browser, stack: Stack) -> Iterator[Page]:
     pg.set_default_timeout(20_000)
     errors: list[str] = []
     pg.on("pageerror", lambda e: errors.append(str(e)))
+    # Every screen runs under the Content-Security-Policy: a refusal is a failure too.
+    pg.on("console", lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None)
     yield pg
     ctx.close()
     assert not errors, errors
