@@ -39,12 +39,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from chalicelib.config import settings
 from chalicelib.domain.access import GRANTS, Capability, Principal, Role
 from chalicelib.domain.errors import AppError, ErrorKind, NotFound, Unavailable
 from chalicelib.domain.models import Authorization
 from chalicelib.providers.base import ProviderError
 from chalicelib.services import authorizations as auth_svc
 from chalicelib.services.deps import Deps
+from chalicelib.store.oauth import FlowState, StateMismatch, StateUnknown, digest
 
 STATE_SECONDS = 600
 # The cookie outlives the state by an hour so that a late callback still names this browser:
@@ -95,8 +97,6 @@ class Flow:
 
 
 def _mailchimp_urls() -> str:
-    from chalicelib.config import settings
-
     return settings().mailchimp_oauth_url.rstrip("/")
 
 
@@ -129,8 +129,6 @@ def _mailchimp_credentials(token: dict[str, Any]) -> tuple[dict[str, Any], str]:
 
 
 def _settings() -> Any:
-    from chalicelib.config import settings
-
     return settings()
 
 
@@ -158,8 +156,6 @@ def flow_of(provider: str) -> Flow:
 
 
 def secret_name(provider: str) -> str:
-    from chalicelib.config import settings
-
     return f"{settings().secret_prefix}/oauth/{provider}"
 
 
@@ -188,8 +184,6 @@ def bad_flow(message: str, code: str, field: str = "state") -> AppError:
 def start(d: Deps, p: Principal, provider: str, label: str | None, mode: str | None = None) -> Started:
     from oauthlib.oauth2 import WebApplicationClient
 
-    from chalicelib.store.oauth import FlowState, digest
-
     p.require(Capability.MANAGE_INTEGRATIONS)
     flow = flow_of(provider)
     app = _app(d, provider)
@@ -212,8 +206,6 @@ def callback(d: Deps, provider: str, *, code: str | None, state: str | None, non
     """Finish a flow. Errors of a flow started in redirect mode are returned (the route
     sends the browser back to the SPA with them); all others are raised (JSON). An unknown
     provider is always raised."""
-    from chalicelib.store.oauth import FlowState
-
     flow = flow_of(provider)
     taken: list[FlowState] = []
     try:
@@ -228,8 +220,6 @@ def callback(d: Deps, provider: str, *, code: str | None, state: str | None, non
 
 def _finish(d: Deps, flow: Flow, *, code: str | None, state: str | None, nonce: str | None, error: str | None,
             taken: list[Any]) -> Authorization:
-    from chalicelib.store.oauth import StateMismatch, StateUnknown
-
     provider = flow.provider
     if not state:
         raise bad_flow("the callback has no state", "oauth.invalid_state")
