@@ -245,10 +245,9 @@ def measure(aws: Emulation, runs: int) -> int:
     for i in range(runs):
         for name, make in kinds.items():
             event = json.dumps(make())
-            pair = [("app", lambda: run_child(APP, [event, "plain"])),
-                    ("bare", lambda: run_child(BARE, [], stdin=recorded[name]))]
-            for who, call in pair if i % 2 == 0 else pair[::-1]:
-                got = call()
+            pair = [("app", APP, [event, "plain"], None), ("bare", BARE, [], recorded[name])]
+            for who, code, argv, stdin in pair if i % 2 == 0 else pair[::-1]:
+                got = run_child(code, argv, stdin)
                 if not 200 <= got["status"] < 300:
                     raise SystemExit(f"{name} ({who}): status {got['status']}")
                 samples[name][who].append(got["s"])

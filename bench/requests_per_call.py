@@ -414,7 +414,8 @@ def run(log: RequestLog, endpoint: str) -> int:
 
     failed = [label for label, ok, _ in results if not ok] + (["cross-check"] if mismatches else [])
     print()
-    print("RESULT: " + ("PASS" if not failed else "FAIL: " + "; ".join(failed)))
+    print(f"RESULT {'PASS' if not failed else 'FAIL'} {len(results) - len(failed)}/{len(results)} budgets hold"
+          + ("" if not failed else ": " + "; ".join(failed)))
     return 0 if not failed else 1
 
 
