@@ -27,6 +27,7 @@ Also runnable on its own: `python bench/awsnet.py --port 5123` serves until inte
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
 import re
@@ -130,6 +131,12 @@ class LatencyMiddleware:
         with self.lock:
             self.requests += 1
             self.delay_s += pause
+            if self.requests % 200 == 0:
+                # moto registers every model instance it creates for its dashboard (a copy of
+                # the table per transaction item): dropped now and then, or memory and time grow.
+                from moto.core.model_instances import reset_model_data
+
+                reset_model_data()
         if pause > 0:
             time.sleep(pause)
         start_response(*captured)
@@ -150,8 +157,20 @@ def serve(port: int, model: dict[str, float]) -> None:
     app = LatencyMiddleware(DomainDispatcherApplication(create_backend_app), model)
     server = make_server("127.0.0.1", port, app, threaded=True, request_handler=MotoRequestHandler)
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
+    parent = os.getppid()
+
+    def orphaned() -> None:
+        # A bench killed outright (SIGKILL, a CI timeout) runs no cleanup: stop with it.
+        while os.getppid() == parent:
+            time.sleep(1)
+        server.shutdown()
+
+    threading.Thread(target=orphaned, daemon=True).start()
     print(f"awsnet ready on 127.0.0.1:{port}", flush=True)
-    server.serve_forever()
+    try:
+        server.serve_forever()
+    finally:
+        server.server_close()
 
 
 def free_port() -> int:
@@ -186,6 +205,9 @@ class Emulation:
                 time.sleep(0.05)
         else:
             raise RuntimeError("the AWS emulation did not start within 60 s")
+        # Also at interpreter exit, for a bench that leaves without __exit__ (sys.exit in a
+        # thread's excepthook, os._exit excepted).
+        atexit.register(self.__exit__)
         for key in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
             os.environ[key] = "local"
         os.environ.update({"AWS_ENDPOINT_URL": self.endpoint, "AWS_DEFAULT_REGION": "us-east-1",
@@ -193,13 +215,15 @@ class Emulation:
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self.proc is not None:
-            self.proc.terminate()
+        proc, self.proc = self.proc, None
+        if proc is not None:
+            atexit.unregister(self.__exit__)
+            proc.terminate()
             try:
-                self.proc.wait(10)
+                proc.wait(10)
             except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+                proc.kill()
+                proc.wait()
 
     def stats(self, path: str = "/_bench/stats") -> dict[str, Any]:
         """Requests served and latency added so far (for a window: the difference)."""
@@ -227,6 +251,34 @@ class Emulation:
 def emulation() -> Iterator[Emulation]:
     with Emulation() as aws:
         yield aws
+
+
+def counting_moto() -> Emulation:
+    """moto in a child process with no latency, for benches that count requests on the
+    client's side. Not moto's in-process ThreadedMotoServer: there moto shares the bench's
+    interpreter lock with the bench's threads (a health check starved past its timeout
+    keeps a thread waiting on moto), and stopping it leaves its daemon handler threads
+    serving kept-alive connections. A killed child answers nothing: a request still in
+    flight fails at once."""
+    return Emulation(model={})
+
+
+def exit_code(rc: int) -> int:
+    """`rc`, or 1 when a non-daemon thread is still running once the bench is done: the
+    interpreter would wait for it at exit (a bench that printed RESULT and never ended)."""
+    me = threading.current_thread()
+    deadline = time.monotonic() + 10  # idle pool workers need a moment to see shutdown
+    for t in threading.enumerate():
+        if t is not me and not t.daemon:
+            t.join(max(0.0, deadline - time.monotonic()))
+    left = [t.name for t in threading.enumerate() if t is not me and not t.daemon and t.is_alive()]
+    if not left:
+        return rc
+    print(f"FAIL: threads still running after the bench: {', '.join(left)}; exiting without them",
+          file=sys.stderr, flush=True)
+    sys.stderr.flush()
+    sys.stdout.flush()
+    os._exit(1)
 
 
 def quick() -> bool:

@@ -46,11 +46,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import math
 import os
 import secrets
-import socket
 import string
 import sys
 import time
@@ -64,6 +62,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.awsnet import counting_moto, exit_code  # noqa: E402
+
 STAGE = "benchbatch"
 RATIO = 1.1  # measured provider requests may exceed the minimum by 10 % ...
 SLACK = 1  # ... plus one request
@@ -71,12 +71,6 @@ AWS_BUDGET = 50.0  # AWS control-plane requests per 1,000 members (issue 3: 0.05
 FIELDS = ["email", "first_name", "last_name", "country", "plan"]
 AUDIENCE = {"all": [{"field": "plan", "op": "in", "value": ["pro", "team"]}]}
 SIGNING = "whsec-bench-" + "7c" * 10
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def key_id() -> str:
@@ -189,20 +183,14 @@ class Wire:
 
 
 def measure(members: int, sqs: bool) -> list[Figures]:
-    from moto.server import ThreadedMotoServer
 
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
+
+    with counting_moto() as moto:
         from devserver.infra import deploy_stack, use_local_aws
 
-        use_local_aws(f"http://127.0.0.1:{port}", STAGE)
+        use_local_aws(moto.endpoint, STAGE)
         deploy_stack(STAGE)
         return run(members, [d for d in DESTINATIONS if sqs or d.provider != "amazon_sqs"])
-    finally:
-        server.stop()
 
 
 def run(members: int, destinations: list[Destination]) -> list[Figures]:
@@ -276,9 +264,6 @@ def run(members: int, destinations: list[Destination]) -> list[Figures]:
                 if not msgs:
                     break
                 m = msgs[0]
-                from moto.core.model_instances import reset_model_data
-
-                reset_model_data()  # moto keeps a copy of the table per transaction item otherwise
                 engine.handle(Delivery(body=json.loads(m["Body"]), message_id=m["MessageId"],
                                        remaining_ms=lambda: 900_000))
                 sqs.delete_message(QueueUrl=runs_url, ReceiptHandle=m["ReceiptHandle"])
@@ -429,4 +414,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_code(main()))

@@ -32,9 +32,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
-import socket
 import sys
 import time
 from collections import Counter
@@ -46,6 +44,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.awsnet import counting_moto, exit_code  # noqa: E402
+
 STAGE = "benchexport"
 BUDGET = 0.05  # AWS requests per member
 TARGET = 100_000
@@ -54,12 +54,6 @@ BUCKET = "bench-export"
 S3_KEYS = {"access_key_id": "AKIABENCHABCDEFGHIJK", "secret_access_key": "benchSECRETbench1234567890"}
 FIELDS = ["email", "first_name", "last_name", "country", "plan"]
 AUDIENCE = {"all": [{"field": "plan", "op": "in", "value": ["pro", "team"]}]}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -123,26 +117,19 @@ def seed(repo: Any, account_id: str, records: list[Any], tag: str) -> None:
 
 
 def measure(members: int) -> tuple[RunFigures, RunFigures]:
-    from moto.server import ThreadedMotoServer
 
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    try:
+
+    with counting_moto() as moto:
         from devserver.infra import deploy_stack, use_local_aws
 
-        use_local_aws(f"http://127.0.0.1:{port}", STAGE)
+        use_local_aws(moto.endpoint, STAGE)
         deploy_stack(STAGE)
         return run(members)
-    finally:
-        server.stop()
 
 
 def run(members: int) -> tuple[RunFigures, RunFigures]:
     import boto3
     from chalice.test import Client
-    from moto.core.model_instances import reset_model_data
 
     from app import app
     from chalicelib.providers import calls
@@ -203,7 +190,6 @@ def run(members: int) -> tuple[RunFigures, RunFigures]:
             if not msgs:
                 break
             m = msgs[0]
-            reset_model_data()  # moto keeps a copy of the table per transaction item otherwise
             engine.handle(Delivery(body=json.loads(m["Body"]), message_id=m["MessageId"],
                                    remaining_ms=lambda: 900_000))
             sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
@@ -286,4 +272,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_code(main()))

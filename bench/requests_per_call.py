@@ -30,9 +30,7 @@ Exit status 0 when every budget holds and no Scan was sent, 1 otherwise.
 from __future__ import annotations
 
 import json
-import logging
 import os
-import socket
 import statistics
 import sys
 import threading
@@ -46,6 +44,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+from bench.awsnet import counting_moto, exit_code  # noqa: E402
 
 STAGE = "bench"
 N_JOBS = 60
@@ -141,24 +141,6 @@ def batch_keys(operation: str, body: Any) -> int:
 # The stack
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_stack() -> tuple[Any, str]:
-    from moto.server import ThreadedMotoServer
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
-    port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    endpoint = f"http://127.0.0.1:{port}"
-    from devserver.infra import use_local_aws
-
-    use_local_aws(endpoint, STAGE)
-    return server, endpoint
 
 
 class Api:
@@ -231,17 +213,15 @@ def print_table(rows: list[Row]) -> None:
 
 def main() -> int:
     os.chdir(ROOT)
-    server, endpoint = start_stack()
-    log = RequestLog()
-    try:
-        log.install_endpoint_wrapper()
-        from devserver.infra import deploy_stack
+    from devserver.infra import deploy_stack, use_local_aws
 
+    with counting_moto() as moto:
+        use_local_aws(moto.endpoint, STAGE)
+        log = RequestLog()
+        log.install_endpoint_wrapper()
         deploy_stack(STAGE)
         log.install_event_hooks()
-        return run(log, endpoint)
-    finally:
-        server.stop()
+        return run(log, moto.endpoint)
 
 
 def run(log: RequestLog, endpoint: str) -> int:
@@ -451,4 +431,4 @@ def run(log: RequestLog, endpoint: str) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(exit_code(main()))
