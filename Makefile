@@ -99,12 +99,16 @@ $(BENCH_STAMP): $(STAMP) requirements-bench.txt
 # AWS emulation the timing benches share, not a bench. A bench that ends without a RESULT
 # line (it crashed) fails too.
 BENCH_QUICK ?=
+# A bench that never ends (a thread left running) is killed and fails rather than hold CI.
+BENCH_TIMEOUT ?= 600
 bench: $(BENCH_STAMP)
 	@failed=""; start=$$(date +%s); for f in bench/*.py; do \
 	  [ "$$f" = bench/awsnet.py ] && continue; \
 	  echo "== $$f"; t0=$$(date +%s); \
-	  BENCH_QUICK=$(BENCH_QUICK) $(BIN)/python $$f > .bench-out.txt 2>&1; rc=$$?; \
+	  BENCH_QUICK=$(BENCH_QUICK) timeout -k 10 $(BENCH_TIMEOUT) $(BIN)/python $$f > .bench-out.txt 2>&1; rc=$$?; \
 	  grep -v '^{"level"' .bench-out.txt; \
+	  [ $$rc -eq 124 ] && echo "   killed after $(BENCH_TIMEOUT) s"; \
+	  grep -q '^RESULT ' .bench-out.txt || echo "   no RESULT line: the bench crashed"; \
 	  grep -q '^RESULT PASS' .bench-out.txt && [ $$rc -eq 0 ] || failed="$$failed $$f"; \
 	  echo "   ($$(( $$(date +%s) - t0 )) s)"; \
 	done; rm -f .bench-out.txt; \

@@ -19,7 +19,7 @@ map, upsert, commit). app and bare samples alternate; medians and min/max.
 
 Budget: median(app) <= 1.3 x median(bare) for every kind.
 
-    .venv/bin/python bench/cold_start.py [--runs 11]        (BENCH_QUICK=1: 5 runs)
+    .venv/bin/python bench/cold_start.py [--runs 11]        (BENCH_QUICK=1: 3 runs)
 
 Prints `RESULT PASS|FAIL ...`; exit status 1 on FAIL.
 """
@@ -168,7 +168,7 @@ def sqs_event(message: dict[str, Any], queue_arn: str) -> dict[str, Any]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--runs", type=int, default=5 if quick() else 11)
+    parser.add_argument("--runs", type=int, default=3 if quick() else 11)
     args = parser.parse_args()
     os.chdir(ROOT)
     logging.getLogger("werkzeug").setLevel(logging.ERROR)

@@ -226,7 +226,7 @@ def fit(xs: list[int], ys: list[int]) -> tuple[float, float]:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--members", default="1000,4000" if os.environ.get("BENCH_QUICK", "") not in ("", "0") else "5000,20000", help="comma-separated audience sizes")
+    parser.add_argument("--members", default="1000,2000" if os.environ.get("BENCH_QUICK", "") not in ("", "0") else "5000,20000", help="comma-separated audience sizes")
     sizes = [int(s) for s in parser.parse_args().members.split(",")]
     results: list[tuple[RunFigures, RunFigures]] = []
     for n in sizes:

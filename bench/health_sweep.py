@@ -51,7 +51,7 @@ if str(ROOT) not in sys.path:
 from bench.awsnet import counting_moto, exit_code  # noqa: E402
 
 STAGE = "bench"
-N = 1_000 if os.environ.get("BENCH_QUICK", "") not in ("", "0") else 10_000  # quick: same budgets
+N = 300 if os.environ.get("BENCH_QUICK", "") not in ("", "0") else 10_000  # quick: same budgets
 ACCOUNTS = 3
 WORKERS = 6  # threads running the handler's checks (moto is one process: more do not help)
 BUDGET = 1.3

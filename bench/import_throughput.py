@@ -31,7 +31,7 @@ re-import rows/s >= 1.2 x the script; data requests (profile store + S3) <= 1.2 
 script's (the floor), merge and re-import. Control-plane requests (jobs, runs, queue) are
 shown apart: they are per job, not per profile.
 
-    .venv/bin/python bench/import_throughput.py          (BENCH_QUICK=1: 4,000 rows, 3 rounds)
+    .venv/bin/python bench/import_throughput.py          (BENCH_QUICK=1: 3,000 rows, 3 rounds)
 
 Prints `RESULT PASS|FAIL ...`; exit status 1 on FAIL.
 """
@@ -63,7 +63,7 @@ if str(ROOT) not in sys.path:
 from bench.awsnet import Emulation, quick, result  # noqa: E402
 
 STAGE = "benchimport"
-N = 4_000 if quick() else 20_000
+N = 3_000 if quick() else 20_000
 ROUNDS = 3 if quick() else 5
 MAX_RECORDS = 5_000  # the engine's production step size
 BUCKET = "bench-import-throughput"

@@ -37,8 +37,8 @@ from bench.awsnet import counting_moto, exit_code  # noqa: E402
 
 STAGE = "benchprofiles"
 QUICK = os.environ.get("BENCH_QUICK", "") not in ("", "0")  # BENCH_QUICK: the same budgets on fewer rows
-N = 2_000 if QUICK else 20_000
-N_TWO_IDS = 500 if QUICK else 5_000
+N = 1_000 if QUICK else 20_000
+N_TWO_IDS = 250 if QUICK else 5_000
 STEP = 1_000  # records per upsert_batch, like one engine step
 BUDGET = 100  # requests per 1,000 profiles
 

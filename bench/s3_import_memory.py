@@ -207,7 +207,7 @@ def measure(endpoint: str, key: str, step_rows: int, trace: bool) -> dict[str, A
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--sizes", default="2,20" if os.environ.get("BENCH_QUICK", "") not in ("", "0") else "20,200", help="file sizes in MB (first one is the base)")
+    parser.add_argument("--sizes", default="1,5" if os.environ.get("BENCH_QUICK", "") not in ("", "0") else "20,200", help="file sizes in MB (first one is the base)")
     parser.add_argument("--step", type=int, default=5000, help="rows per step")
     parser.add_argument("--worker", action="store_true")
     parser.add_argument("--trace", action="store_true")
