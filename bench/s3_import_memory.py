@@ -207,7 +207,7 @@ def measure(endpoint: str, key: str, step_rows: int, trace: bool) -> dict[str, A
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--sizes", default="20,200", help="file sizes in MB (first one is the base)")
+    parser.add_argument("--sizes", default="1,5" if os.environ.get("BENCH_QUICK", "") not in ("", "0") else "20,200", help="file sizes in MB (first one is the base)")
     parser.add_argument("--step", type=int, default=5000, help="rows per step")
     parser.add_argument("--worker", action="store_true")
     parser.add_argument("--trace", action="store_true")
@@ -266,6 +266,8 @@ def main() -> int:
     ok = trace_ratio <= BUDGET_RATIO and rss_ratio <= BUDGET_RATIO
     print(f"peak ratio {big[0]} MB / {base[0]} MB: tracemalloc {trace_ratio:.2f}, "
           f"max RSS {rss_ratio:.2f} (budget {BUDGET_RATIO}) -> {'OK' if ok else 'OVER BUDGET'}")
+    print(f"RESULT {'PASS' if ok else 'FAIL'} peak memory ratio tracemalloc {trace_ratio:.2f}, "
+          f"RSS {rss_ratio:.2f} (budget <= {BUDGET_RATIO})")
     return 0 if ok else 1
 
 

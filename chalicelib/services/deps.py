@@ -27,6 +27,8 @@ from chalicelib.store.runs import RunRepo
 from chalicelib.store.scheduler import SchedulerStore
 from chalicelib.store.secrets import SecretsStore
 
+PROFILE_BATCHES_IN_FLIGHT = 8
+
 if TYPE_CHECKING:  # pragma: no cover
     from chalicelib.domain.models import Job
     from chalicelib.store.oauth import OAuthStateRepo
@@ -71,7 +73,9 @@ class Deps:
 
     @property
     def profiles(self) -> ProfileRepo:
-        return ProfileRepo(self.profiles_table)
+        # Batches in flight at once: an import step mostly waits on DynamoDB (the botocore
+        # client's pool holds 10 connections).
+        return ProfileRepo(self.profiles_table, parallel=PROFILE_BATCHES_IN_FLIGHT)
 
     @property
     def runs(self) -> RunRepo:

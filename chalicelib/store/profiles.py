@@ -29,9 +29,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 import time
 import zlib
+from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -270,6 +273,13 @@ class ProfileRepo:
 
     `checkpoint(writes_done)` is called before the first write request (0) and after each
     one; raising there simulates a crash at that point (tests inject it; no patching).
+
+    `parallel` > 1 keeps that many batch requests in flight at once: a step's time is mostly
+    waiting on DynamoDB, one request after another. Identifier writes still all finish
+    before the first profile write; within one kind the items are independent, so any
+    subset written before a crash is a state the replay completes. The lease is checked
+    before each request is sent, so at most `parallel - 1` requests already sent finish
+    after the lease was lost (one request with `parallel` 1).
     """
 
     def __init__(
@@ -279,6 +289,7 @@ class ProfileRepo:
         checkpoint: Callable[[int], None] | None = None,
         write_batch: int = 25,
         read_batch: int = 100,
+        parallel: int = 1,
         lease_seconds: float = 60.0,
         lease_wait_seconds: float = 20.0,
         sleep: Callable[[float], None] = time.sleep,
@@ -288,6 +299,8 @@ class ProfileRepo:
         self.checkpoint = checkpoint
         self.write_batch = max(1, min(25, write_batch))
         self.read_batch = max(1, min(100, read_batch))
+        self.parallel = max(1, parallel)
+        self._stats_lock = threading.Lock()
         self.lease_seconds = lease_seconds
         self.lease_wait_seconds = lease_wait_seconds
         self.sleep = sleep
@@ -303,23 +316,27 @@ class ProfileRepo:
         method = "".join("_" + c.lower() if c.isupper() else c for c in op).lstrip("_")
         resp: dict[str, Any] = getattr(self.t.client, method)(ReturnConsumedCapacity="TOTAL", **kwargs)
         units = _units(resp)
-        self.stats.add(op, units, write=write)
-        self.last_stats.add(op, units, write=write)
+        with self._stats_lock:
+            self.stats.add(op, units, write=write)
+            self.last_stats.add(op, units, write=write)
         return resp
 
     def _backoff(self, seconds: float) -> None:
-        self.stats.retries += 1
-        self.last_stats.retries += 1
+        with self._stats_lock:
+            self.stats.retries += 1
+            self.last_stats.retries += 1
         self.sleep(seconds)
 
     def _batch_get(self, keys: Sequence[Mapping[str, str]], attributes: Sequence[str]) -> list[dict[str, Any]]:
         """`attributes` of every item that exists among `keys` (strongly consistent), any order."""
-        found: list[dict[str, Any]] = []
         names = {f"#a{n}": a for n, a in enumerate(attributes)}
-        for start in range(0, len(keys), self.read_batch):
+        chunks = [keys[start : start + self.read_batch] for start in range(0, len(keys), self.read_batch)]
+
+        def read(chunk: Sequence[Mapping[str, str]]) -> list[dict[str, Any]]:
+            found: list[dict[str, Any]] = []
             pending: dict[str, Any] = {
                 self.t.name: {
-                    "Keys": [_attr_key(k) for k in keys[start : start + self.read_batch]],
+                    "Keys": [_attr_key(k) for k in chunk],
                     "ConsistentRead": True,
                     "ProjectionExpression": ", ".join(names),
                     "ExpressionAttributeNames": names,
@@ -330,27 +347,53 @@ class ProfileRepo:
                 found += [deser(i) for i in resp.get("Responses", {}).get(self.t.name, [])]
                 pending = resp.get("UnprocessedKeys") or {}
                 if not pending:
-                    break
-            else:
-                raise IncompleteBatch("identifiers or profiles could not be read; retry the step")
-        return found
+                    return found
+            raise IncompleteBatch("identifiers or profiles could not be read; retry the step")
+
+        if self.parallel == 1 or len(chunks) < 2:
+            return [item for chunk in chunks for item in read(chunk)]
+        with ThreadPoolExecutor(min(self.parallel, len(chunks))) as pool:
+            return [item for part in pool.map(read, chunks) for item in part]
+
+    def _send(self, chunk: Sequence[dict[str, Any]]) -> None:
+        pending: dict[str, Any] = {self.t.name: [{"PutRequest": {"Item": ser(i)}} for i in chunk]}
+        for _ in attempts(UNPROCESSED, sleep=self._backoff):
+            resp = self._call("BatchWriteItem", write=True, RequestItems=pending)
+            pending = resp.get("UnprocessedItems") or {}
+            if not pending:
+                return
+        raise IncompleteBatch("DynamoDB left profile writes unprocessed; retry the step")
+
+    def _sent(self) -> None:
+        self._writes += 1
+        if self.checkpoint is not None:
+            self.checkpoint(self._writes)
 
     def _batch_write(self, items: Sequence[dict[str, Any]]) -> None:
-        for start in range(0, len(items), self.write_batch):
-            self._keep_lease()
-            pending: dict[str, Any] = {
-                self.t.name: [{"PutRequest": {"Item": ser(i)}} for i in items[start : start + self.write_batch]]
-            }
-            for _ in attempts(UNPROCESSED, sleep=self._backoff):
-                resp = self._call("BatchWriteItem", write=True, RequestItems=pending)
-                pending = resp.get("UnprocessedItems") or {}
-                if not pending:
-                    break
-            else:
-                raise IncompleteBatch("DynamoDB left profile writes unprocessed; retry the step")
-            self._writes += 1
-            if self.checkpoint is not None:
-                self.checkpoint(self._writes)
+        chunks = [items[start : start + self.write_batch] for start in range(0, len(items), self.write_batch)]
+        if self.parallel == 1 or len(chunks) < 2:
+            for chunk in chunks:
+                self._keep_lease()
+                self._send(chunk)
+                self._sent()
+            return
+        # A sliding window: the lease check and the checkpoints stay on this thread, in order.
+        with ThreadPoolExecutor(min(self.parallel, len(chunks))) as pool:
+            inflight: deque[Future[None]] = deque()
+            try:
+                for chunk in chunks:
+                    if len(inflight) >= self.parallel:
+                        inflight.popleft().result()
+                        self._sent()
+                    self._keep_lease()
+                    inflight.append(pool.submit(self._send, chunk))
+                while inflight:
+                    inflight.popleft().result()
+                    self._sent()
+            except BaseException:
+                for f in inflight:
+                    f.cancel()
+                raise
 
     # -- the write lease ------------------------------------------------------------------
 

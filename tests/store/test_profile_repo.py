@@ -242,7 +242,10 @@ def reference(table: Table) -> Reference:
     return Reference(acct, outcomes, snapshot(counting, acct), writes[-1])
 
 
-def test_replaying_a_step_after_a_crash_at_any_point_changes_nothing(table: Table, reference: Reference) -> None:
+@pytest.mark.parametrize("parallel", [1, 4])
+def test_replaying_a_step_after_a_crash_at_any_point_changes_nothing(
+    table: Table, reference: Reference, parallel: int
+) -> None:
     # GIVEN a crash-free run's outcomes and state, written one item per request so that
     # every prefix of the writes is a possible crash point
     expected, expected_state, total = reference.outcomes, reference.state, reference.writes
@@ -258,9 +261,9 @@ def test_replaying_a_step_after_a_crash_at_any_point_changes_nothing(table: Tabl
 
         # WHEN the step crashes at that point, then is delivered again with the same tag
         with pytest.raises(Crash):
-            ProfileRepo(table, write_batch=1, checkpoint=die).upsert_batch(
+            ProfileRepo(table, write_batch=1, checkpoint=die, parallel=parallel).upsert_batch(
                 acct, _batch(), step_tag="run#1", rules=MAPPING.merge_rules)
-        replay = ProfileRepo(table)
+        replay = ProfileRepo(table, parallel=parallel)
         got = replay.upsert_batch(acct, _batch(), step_tag="run#1", rules=MAPPING.merge_rules)
 
         # THEN outcomes and profiles are those of the crash-free run
