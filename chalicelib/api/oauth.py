@@ -37,7 +37,7 @@ def _cookie(request: Any, name: str) -> str | None:
 
 @route(bp, "/oauth/{provider}/start", "GET", summary="Start connecting a provider with OAuth 2.0 (mailchimp, "
        "google_tag_manager)", tag=TAG,
-       authorizer=token_authorizer, response="OAuthStartOut", errors=(404, 503),
+       authorizer=token_authorizer, response="OAuthStartOut", errors=(404, 422, 503),
        needs=Capability.MANAGE_INTEGRATIONS,
        query=(QueryParam("label", description="Label of the authorization to create"),
               QueryParam("return", enum=("popup", "redirect"), default="popup",
@@ -62,7 +62,7 @@ def start(principal: Principal, provider: str, query: dict[str, Any]) -> Respons
 @route(bp, "/oauth/{provider}/callback", "GET",
        summary="The provider sends the browser back here; redirects to the new authorization (a flow "
        "started with return=redirect also redirects its errors to /#/authorizations?oauth_error=&message=)",
-       tag=TAG, status=302, errors=(404, 503),
+       tag=TAG, status=302, errors=(403, 404, 503),
        query=(QueryParam("code", description="Authorization code"), QueryParam("state", description="Flow state"),
               QueryParam("error", description="Set when the user declined"),
               QueryParam("error_description", description="Why"),

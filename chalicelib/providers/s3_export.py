@@ -23,6 +23,7 @@ import csv
 import gzip
 import io
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -51,6 +52,9 @@ class Part:
 # A spreadsheet runs a cell that starts with one of these as a formula (=HYPERLINK(...),
 # -2+3+cmd|...); tab and CR shift what it sees as the first character.
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+# A signed number or a phone number ("+33 1 23 45 67 89", "-12.5") calls no function in any
+# spreadsheet; escaping it would put a quote into every E.164 phone number a CRM receives.
+NUMBER_LIKE = re.compile(r"[+-]?[0-9][0-9 ().-]*")
 
 
 def _cell(value: Any, escape_formulas: bool) -> str:
@@ -61,7 +65,8 @@ def _cell(value: Any, escape_formulas: bool) -> str:
     if value is None:
         return ""
     if isinstance(value, str):
-        return "'" + value if escape_formulas and value.startswith(FORMULA_STARTS) else value
+        risky = value.startswith(FORMULA_STARTS) and not NUMBER_LIKE.fullmatch(value)
+        return "'" + value if escape_formulas and risky else value
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 

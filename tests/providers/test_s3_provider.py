@@ -656,24 +656,26 @@ def _csv_rows(frozen: dict[str, Any], values: list[Any]) -> list[list[str]]:
     return list(csv.reader(io.StringIO(body.decode(), newline="")))
 
 
-FORMULAS = ["=HYPERLINK(\"https://evil.example\",\"x\")", "+1 415 555 0100", "-2+3+cmd|' /C calc'!A0",
+FORMULAS = ["=HYPERLINK(\"https://evil.example\",\"x\")", "+1+cmd|' /C calc'!A0", "-2+3+cmd|' /C calc'!A0",
             "@SUM(A1)", "\tindented", "\rreturn"]
+NUMBERS = ["+1 415 555 0100", "-12.5", "+33 (0)1 23-45-67-89"]  # phone numbers and signed numbers
 
 
 def test_csv_export_neutralises_cells_a_spreadsheet_would_read_as_formulas_by_default() -> None:
     from chalicelib.providers.s3_export import S3AudienceExport
 
-    fields = [f"f{i}" for i in range(len(FORMULAS) + 3)]
+    fields = [f"f{i}" for i in range(len(FORMULAS) + 3 + len(NUMBERS))]
     # GIVEN an export job configured without mentioning the option
     frozen = S3AudienceExport(PROVIDER).freeze(
         {"audience_id": "aud_1", "bucket": "bkt-exports", "fields": fields})
     assert frozen["escape_formulas"] is True
     # WHEN values starting with = + - @ tab or CR are written, next to plain ones and typed ones
-    header, row = _csv_rows(frozen, [*FORMULAS, "plain", -12.5, ["=a", "b"]])
-    # THEN each such cell starts with a quote (a spreadsheet shows it as text), the rest unchanged
+    header, row = _csv_rows(frozen, [*FORMULAS, "plain", -12.5, ["=a", "b"], *NUMBERS])
+    # THEN each such cell starts with a quote (a spreadsheet shows it as text), the rest unchanged,
+    # phone numbers and signed numbers as text included (they call no function)
     assert header == ["_action", "_profile_id", *fields]
     assert row[2:2 + len(FORMULAS)] == ["'" + v for v in FORMULAS]
-    assert row[2 + len(FORMULAS):] == ["plain", "-12.5", '["=a","b"]']
+    assert row[2 + len(FORMULAS):] == ["plain", "-12.5", '["=a","b"]', *NUMBERS]
 
 
 def test_csv_export_writes_values_as_stored_when_the_option_is_off() -> None:
