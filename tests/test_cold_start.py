@@ -31,6 +31,7 @@ LAZY_MODULES = (
     "urllib3",
     "chalicelib.providers.mailchimp",
     "chalicelib.api.schemas",
+    "chalicelib.api.response_schemas",
     "oauthlib",
 )
 
@@ -186,3 +187,26 @@ def test_every_blueprint_imports_alone_without_environment() -> None:
         "print(json.dumps(bad))\n"
     )
     assert _python(code, env=env) == {}
+
+
+def test_the_app_and_provider_sessions_read_service_data_through_one_loader() -> None:
+    """A second loader would parse the endpoint data and service models again on the first
+    provider request (POST /jobs checks the customer's S3 access)."""
+    from chalicelib.providers import calls
+    from chalicelib.store import aws
+
+    calls.reset()
+    aws.reset()
+    app_loader = aws.session()._session.get_component("data_loader")
+    provider_loader = calls._shared_session()._session.get_component("data_loader")
+    assert provider_loader is app_loader
+    # boto3 adds its data folder to the search path per session: resets do not grow it
+    aws.reset()
+    aws.session()
+    before = list(app_loader.search_paths)
+    for _ in range(3):
+        aws.reset()
+        aws.session()
+    paths = app_loader.search_paths
+    assert paths == before and len(paths) <= len(set(paths)) + 1, paths
+    assert any(p.endswith("boto3/data") or p.endswith("boto3\\data") for p in paths), paths

@@ -84,7 +84,7 @@ def test_the_merged_template_routes_api_to_api_gateway_and_the_rest_to_the_priva
 def test_a_throttled_caller_gets_429_in_the_error_envelope(packaged: Path) -> None:
     """API.md: 429 when the caller is throttled. API Gateway throttles the stage and answers
     the 429 itself, so the body comes from the gateway response, in the API's error envelope."""
-    from chalicelib.api.schemas import ErrorOut
+    from chalicelib.api.response_schemas import ErrorOut
 
     res = json.loads((packaged / "template.json").read_text())["Resources"]
     [limit] = res["RestAPI"]["Properties"]["MethodSettings"]

@@ -11,7 +11,8 @@ from typing import Annotated, Any
 
 from pydantic import Field, field_validator
 
-from chalicelib.api.schemas import Description, Out, Strict, _clean_text
+from chalicelib.api.response_schemas import Out
+from chalicelib.api.schemas import Description, Strict, _clean_text
 
 Name = Annotated[str, Field(min_length=1, max_length=200, description="Human name of the audience")]
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import Field
 
-from chalicelib.api.schemas import Out
+from chalicelib.api.response_schemas import Out
 
 
 class ProfileOut(Out):

@@ -17,6 +17,7 @@ from collections.abc import Iterable
 from collections.abc import Mapping as MappingABC
 from dataclasses import dataclass, field
 from decimal import Decimal
+from functools import lru_cache
 from typing import Any, Literal
 
 # -- limits -------------------------------------------------------------------------------
@@ -72,6 +73,8 @@ class Profile:
     version: int = 1
 
 
+# Every row of a file repeats the same few column names: normalize each once.
+@lru_cache(maxsize=4096)
 def field_name(name: str) -> str:
     """A column or field name as a profile field: lower snake_case ASCII, <= 64 chars.
 

@@ -12,6 +12,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from chalicelib.awsdata import botocore_session
 from chalicelib.config import settings
 
 
@@ -81,7 +82,7 @@ def _shared_session() -> Any:
     if _shared is None:
         import boto3
 
-        _shared = boto3.session.Session()
+        _shared = boto3.session.Session(botocore_session=botocore_session())
     return _shared
 
 

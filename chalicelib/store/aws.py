@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from typing import TYPE_CHECKING, Any
 
+from chalicelib.awsdata import botocore_session
 from chalicelib.config import settings
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -49,7 +50,7 @@ def session() -> boto3.session.Session:
     if _session is None:
         import boto3
 
-        _session = boto3.session.Session(region_name=settings().region)
+        _session = boto3.session.Session(region_name=settings().region, botocore_session=botocore_session())
         # Counted once per HTTP attempt (retries included): what AWS bills.
         _session.events.register("before-send", _count)
     return _session

@@ -33,7 +33,7 @@ import threading
 import time
 import zlib
 from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -369,19 +369,30 @@ class ProfileRepo:
         if self.checkpoint is not None:
             self.checkpoint(self._writes)
 
-    def _batch_write(self, items: Sequence[dict[str, Any]]) -> None:
-        chunks = [items[start : start + self.write_batch] for start in range(0, len(items), self.write_batch)]
-        if self.parallel == 1 or len(chunks) < 2:
-            for chunk in chunks:
+    def _chunks(self, items: Iterable[dict[str, Any]]) -> Iterator[list[dict[str, Any]]]:
+        chunk: list[dict[str, Any]] = []
+        for item in items:
+            chunk.append(item)
+            if len(chunk) == self.write_batch:
+                yield chunk
+                chunk = []
+        if chunk:
+            yield chunk
+
+    def _batch_write(self, items: Iterable[dict[str, Any]]) -> None:
+        """Write `items`, 25 a request. `items` may be produced lazily: with `parallel` > 1,
+        the next chunk is built on this thread while the previous ones are in flight."""
+        if self.parallel == 1:
+            for chunk in self._chunks(items):
                 self._keep_lease()
                 self._send(chunk)
                 self._sent()
             return
         # A sliding window: the lease check and the checkpoints stay on this thread, in order.
-        with ThreadPoolExecutor(min(self.parallel, len(chunks))) as pool:
+        with ThreadPoolExecutor(self.parallel) as pool:
             inflight: deque[Future[None]] = deque()
             try:
-                for chunk in chunks:
+                for chunk in self._chunks(items):
                     if len(inflight) >= self.parallel:
                         inflight.popleft().result()
                         self._sent()
@@ -539,11 +550,9 @@ class ProfileRepo:
         )
 
         now = now_iso()
-        id_items: list[dict[str, Any]] = []
-        profile_items: list[dict[str, Any]] = []
-        for g in groups.values():
-            if not g.dirty:
-                continue
+
+        def item(g: _Group) -> dict[str, Any] | None:
+            """The profile item of a dirty group; None (outcomes: too_large) past 350 KB."""
             letters = "".join(_LETTER[o] for o in g.outcomes)
             steps = [*(s for s in g.steps if s[0] != step_tag), [step_tag, letters]][-STEP_HISTORY:]
             data = _dumps({
@@ -559,13 +568,33 @@ class ProfileRepo:
             if len(data.encode()) > MAX_PROFILE_BYTES:
                 for i, o in zip(g.members, g.outcomes, strict=True):
                     outcomes[i] = "too_large" if o != "unchanged" else o
+                return None
+            return {**profile_key(account_id, g.id), DATA: data}
+
+        # A profile that links new identifiers is encoded now: whether it fits decides
+        # whether its identifier items are written. The others (most) are encoded while
+        # the writes before them are in flight.
+        id_items: list[dict[str, Any]] = []
+        ready: list[dict[str, Any]] = []
+        later: list[_Group] = []
+        for g in groups.values():
+            if not g.dirty:
                 continue
-            item = {**profile_key(account_id, g.id), DATA: data}
-            profile_items.append(item)
-            id_items += [
-                {**identifier_key(account_id, kind, value), "profile_id": g.id}
-                for kind, value in g.new_links
-            ]
+            if not g.new_links:
+                later.append(g)
+                continue
+            found = item(g)
+            if found is not None:
+                ready.append(found)
+                id_items += [{**identifier_key(account_id, kind, value), "profile_id": g.id}
+                             for kind, value in g.new_links]
+
+        def profile_items() -> Iterator[dict[str, Any]]:
+            yield from ready
+            for g in later:
+                found = item(g)
+                if found is not None:
+                    yield found
 
         self._writes = 0
         if self.checkpoint is not None:
@@ -573,7 +602,7 @@ class ProfileRepo:
         # Identifiers first: a crash between the two leaves identifiers pointing at a
         # profile the replay writes, never a profile that no identifier reaches.
         self._batch_write(id_items)
-        self._batch_write(profile_items)
+        self._batch_write(profile_items())
         return outcomes
 
     # -- reads ----------------------------------------------------------------------------
