@@ -99,8 +99,17 @@ def _request_lines(stack: Stack, path: str, *, token: str | None) -> list[str]:
 
 
 def _startup(stack: Stack) -> str:
+    """Everything printed up to the banner's last line. The stack answers /healthz before it
+    prints the banner, and a terminal's output reaches the log through a copying thread, so
+    the banner is waited for (a bound only on something that must happen)."""
+    marker = "Ctrl-C stops everything"
+    for _ in range(FENCE_POLLS):
+        if marker in stack.tail(10**9):
+            break
+        threading.Event().wait(0.05)
     text = stack.tail(10**9)
-    return text[: text.index("Ctrl-C stops everything")]
+    assert marker in text, f"the banner was never printed:\n{text}"
+    return text[: text.index(marker)]
 
 
 def _check_startup(stack: Stack) -> None:
