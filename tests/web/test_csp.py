@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from devserver import gateway
+from tests import requires
 
 ROOT = Path(__file__).resolve().parents[2]
 DIST = ROOT / "web" / "dist"
@@ -57,8 +58,7 @@ def _serve(root: Path, monkeypatch: pytest.MonkeyPatch, loaded: tuple[object, ob
 def origin(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch,
            chalice_app: tuple[object, object]) -> Iterator[tuple[str, Path]]:
     root = DIST if request.param == "dist" else FALLBACK
-    if not (root / "index.html").exists():
-        pytest.skip("web/dist is not built (make web)")
+    requires.path(root / "index.html", "the built web app", "run `make web`")
     for base in _serve(root, monkeypatch, chalice_app):
         yield base, root
 
@@ -85,9 +85,9 @@ def test_every_static_answer_carries_the_policy(origin: tuple[str, Path]) -> Non
     assert gateway.CONTENT_SECURITY_POLICY == POLICY
 
 
-@pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="chromium is not installed (make test installs it)")
 def test_the_page_works_under_the_policy_and_inline_code_is_refused(origin: tuple[str, Path]) -> None:
-    playwright_sync = pytest.importorskip("playwright.sync_api")
+    requires.path(Path(CHROMIUM), "chromium", "run `make chromium`")
+    playwright_sync = requires.module("playwright.sync_api", "run `make venv`")
     base, root = origin
     with playwright_sync.sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM,
