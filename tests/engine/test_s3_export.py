@@ -609,7 +609,8 @@ def test_crash_anywhere_never_loses_or_double_counts_a_5000_member_export(
     # GIVEN 5,000 members, a gzip CSV export of 200 rows a part, and 50 crashes to spread over
     # every fault point (step 0 only after its lease: reading 5,000 profiles again takes moto
     # 10 s; the next test crashes step 0 everywhere)
-    crashes = _Crashes(50, 0.45, seed=seed, first=("after_commit", "before_enqueue", "after_enqueue"),
+    crashes = _Crashes(50, 0.45, seed=seed, first=("after_lease", "before_write", "after_write", "after_commit",
+                                                          "before_enqueue", "after_enqueue"),
                        at_step_0=frozenset({"after_lease"}))
     ids = _seed(deps, tenant.account_id, [_person(i) for i in range(5000)])
     bucket = make_bucket()
