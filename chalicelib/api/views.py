@@ -6,8 +6,8 @@ from typing import Any
 
 from chalicelib.domain.models import Authorization, Health, Job, Token, User
 from chalicelib.domain.pricing import monthly_estimate, run_cost_usd
+from chalicelib.domain.runs import Run
 from chalicelib.domain.statuses import JobStatus
-from chalicelib.store.runs import Run
 
 
 def health(h: Health) -> dict[str, Any]:

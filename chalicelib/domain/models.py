@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from chalicelib.domain.access import Role
 from chalicelib.domain.catalog import JobType
-from chalicelib.domain.statuses import JobStatus
+from chalicelib.domain.statuses import Action, JobStatus, transition
 
 
 class HealthStatus(StrEnum):
@@ -123,3 +124,71 @@ class Job:
     # A Job Failed / Job Recovered alert recorded with the state change but not known to
     # have left yet: {transition_id, type, detail_json} (services/engine.py, send_alert).
     pending_alert: dict[str, Any] | None = None
+
+    # -- state changes: each returns the job as it is after the change (the store saves it
+    # conditionally on the status it had); the job itself is left as read.
+
+    @property
+    def one_time(self) -> bool:
+        return self.schedule is None or self.schedule.get("type") == "once"
+
+    def acted(self, action: Action, now: str, start_at: str | None = None) -> Job:
+        """A user paused, resumed or asked to run it now. Resume and run now are due at
+        `start_at` (a one-time job's future start) or now; resume forgets past faults."""
+        after = copy.deepcopy(self)
+        after.status = transition(self.status, action)
+        if action in (Action.RESUME, Action.RUN_NOW):
+            after.next_run_at = start_at or now
+            if action is Action.RESUME:
+                after.fault_count = 0
+        elif action is Action.PAUSE:
+            after.next_run_at = None
+        return after
+
+    def run_started(self, run_id: str) -> Job:
+        after = copy.deepcopy(self)
+        after.status = transition(self.status, Action.RUN_STARTED)
+        after.current_run_id = run_id
+        return after
+
+    def run_succeeded(self, *, state: dict[str, Any], last_run: dict[str, Any], next_run_at: str | None,
+                      pending_alert: dict[str, Any] | None) -> Job:
+        """Its run succeeded: a one-time job is completed, a scheduled one sleeps until
+        `next_run_at`; past faults are forgotten."""
+        after = copy.deepcopy(self)
+        after.status = transition(self.status, Action.RUN_FINISHED_ONCE if self.one_time else Action.RUN_SUCCEEDED)
+        after.state = state
+        after.current_run_id = None
+        after.fault_count = 0
+        after.first_fault_at = None
+        after.next_run_at = next_run_at
+        after.last_run = last_run
+        after.pending_alert = pending_alert
+        return after
+
+    def step_faulted(self, first_fault_at: str) -> Job:
+        """A step met a provider error: one more fault, counted from the first of the series."""
+        after = copy.deepcopy(self)
+        after.fault_count = self.fault_count + 1
+        after.first_fault_at = first_fault_at
+        return after
+
+    def gave_up(self, last_run: dict[str, Any], pending_alert: dict[str, Any]) -> Job:
+        """After `step_faulted`: no retry can help (a permanent error, or past the failure
+        window), so the job fails until a user resumes it."""
+        after = copy.deepcopy(self)
+        after.status = transition(self.status, Action.RUN_FAILED)
+        after.current_run_id = None
+        after.next_run_at = None
+        after.last_run = last_run
+        after.pending_alert = pending_alert
+        return after
+
+    def retries_at(self, next_run_at: str, last_run: dict[str, Any]) -> Job:
+        """After `step_faulted`: back off, and resume the run from its checkpoint then."""
+        after = copy.deepcopy(self)
+        after.status = transition(self.status, Action.RUN_ERRORED)
+        after.next_run_at = next_run_at
+        after.last_run = last_run
+        return after
+

@@ -6,19 +6,18 @@ replays the step; a refused commit is settled by `RunControl.commit_refused`."""
 
 from __future__ import annotations
 
-import copy
 import logging
 import time
 from datetime import datetime
 
 from chalicelib.domain.errors import AppError
 from chalicelib.domain.models import Job
-from chalicelib.domain.statuses import Action, JobStatus, transition
+from chalicelib.domain.runs import LogLine, Run, RunStatus, StepCommit
+from chalicelib.domain.statuses import JobStatus
 from chalicelib.providers.calls import CallCounter
-from chalicelib.runs.control import Delivery, RunControl, count_requests, is_one_time, iso, recovery_alert
+from chalicelib.runs.control import Delivery, RunControl, count_requests, iso, recovery_alert
 from chalicelib.runs.outcome import StepOutcome
 from chalicelib.store.dynamo import TransactionFailed
-from chalicelib.store.runs import LogLine, Run, StepCommit
 
 log = logging.getLogger("switchyard.engine")
 
@@ -52,23 +51,10 @@ def _succeeded(ctl: RunControl, job: Job, run: Run, out: StepOutcome, cost: dict
                now: datetime) -> Job:
     """The job once this run succeeded: its state, `last_run` with the run's total cost, the
     fault count reset and its next run."""
-    after = copy.deepcopy(job)
-    after.status = transition(job.status, Action.RUN_FINISHED_ONCE if is_one_time(job) else Action.RUN_SUCCEEDED)
-    after.state = out.state
-    after.current_run_id = None
-    after.fault_count = 0
-    after.first_fault_at = None
-    after.next_run_at = ctl.d.next_run(job, now)
-    total_cost = dict(run.cost)
-    for k, v in cost.items():
-        total_cost[k] = round(total_cost.get(k, 0) + v, 4)
-    after.last_run = {
-        "id": run.id, "status": "succeeded", "started_at": run.started_at, "finished_at": iso(now),
-        "added": run.added + out.added, "removed": run.removed + out.removed,
-        "omitted": run.omitted + out.omitted, "error": None, "cost": total_cost,
-    }
-    after.pending_alert = recovery_alert(job, run)
-    return after
+    last = run.summary(RunStatus.SUCCEEDED, iso(now), added=out.added, removed=out.removed,
+                       omitted=out.omitted, cost=cost)
+    return job.run_succeeded(state=out.state, last_run=last, next_run_at=ctl.d.next_run(job, now),
+                             pending_alert=recovery_alert(job, run))
 
 
 def commit_step(ctl: RunControl, job: Job, run: Run, delivery: Delivery, started: float, out: StepOutcome,
@@ -80,7 +66,7 @@ def commit_step(ctl: RunControl, job: Job, run: Run, delivery: Delivery, started
     commit = StepCommit(
         step=run.step, cursor=out.cursor, processed=out.processed, total=out.total, total_unit=out.total_unit,
         read=out.processed if out.read is None else out.read, added=out.added, removed=out.removed,
-        omitted_reasons=dict(out.omitted_reasons), cost=cost, status="succeeded" if out.done else None,
+        omitted_reasons=dict(out.omitted_reasons), cost=cost, status=RunStatus.SUCCEEDED if out.done else None,
     )
     tx = d.transaction()
     d.runs.add_commit(tx, run, delivery.message_id, commit, iso(now))

@@ -5,7 +5,6 @@ a refused commit: re-read and settle), queues the next step and sends the job's 
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import logging
 import time
@@ -17,9 +16,9 @@ from typing import Any
 from chalicelib import logs
 from chalicelib.domain.errors import AppError
 from chalicelib.domain.failures import backoff_seconds, past_failure_window
-from chalicelib.domain.ids import new_transition_id
 from chalicelib.domain.models import Job
-from chalicelib.domain.statuses import Action, JobStatus, transition
+from chalicelib.domain.runs import LogLine, Run, RunStatus, pending_alert
+from chalicelib.domain.statuses import JobStatus
 from chalicelib.providers.base import ProviderError, StepContext
 from chalicelib.providers.calls import CallCounter
 from chalicelib.services import alerts, health
@@ -27,7 +26,6 @@ from chalicelib.services import credentials as creds_svc
 from chalicelib.services.deps import Deps
 from chalicelib.store import metrics as M
 from chalicelib.store.dynamo import TransactionFailed
-from chalicelib.store.runs import LogLine, Run
 
 log = logging.getLogger("switchyard.engine")
 
@@ -79,16 +77,6 @@ def count_requests(job: Job, requests: int) -> None:
     product's own per-authorization counts are in DynamoDB)."""
     if requests:
         M.metrics().count(M.PROVIDER_REQUESTS, requests, provider=job.provider)
-
-
-def is_one_time(job: Job) -> bool:
-    return job.schedule is None or job.schedule.get("type") == "once"
-
-
-def pending_alert(detail_type: str, detail: dict[str, Any]) -> dict[str, Any]:
-    """A job alert to record in the state change's own transaction (docs/alerts.md)."""
-    return {"transition_id": new_transition_id(), "type": detail_type,
-            "detail_json": json.dumps(detail, sort_keys=True, default=str)}
 
 
 def recovery_alert(job: Job, run: Run) -> dict[str, Any] | None:
@@ -184,33 +172,26 @@ class RunControl:
         error, or errors for longer than the failure window)."""
         now = self.o.now()
         first = parse_iso(job.first_fault_at) if job.first_fault_at else now
-        after = copy.deepcopy(job)
-        after.fault_count = job.fault_count + 1
-        after.first_fault_at = iso(first)
+        faulted = job.step_faulted(iso(first))
         give_up = (not exc.transient) or past_failure_window(first, now, job.failure_window_hours)
         if give_up:
-            after.status = transition(job.status, Action.RUN_FAILED)
-            after.current_run_id = None
-            after.next_run_at = None
             why = ("a configuration or authorization error: no retry can fix it"
                    if not exc.transient else
                    f"errors kept happening for {job.failure_window_hours:g} h (the failure window)")
             code = "run.config_error" if not exc.transient else "run.failure_window_passed"
-            run_status, delay = "failed", None
+            run_status, delay = RunStatus.FAILED, None
             message = f"run failed: {exc.reason} — {why}; fix it, then resume the job"
-            after.pending_alert = pending_alert(alerts.JOB_FAILED, {
-                "job_id": job.id, "label": job.label, "run_id": run.id, "reason": exc.reason,
-                "fault_count": after.fault_count})
+            after = faulted.gave_up(run.summary(run_status, iso(now), error=exc.reason),
+                                    pending_alert(alerts.JOB_FAILED, {
+                                        "job_id": job.id, "label": job.label, "run_id": run.id,
+                                        "reason": exc.reason, "fault_count": faulted.fault_count}))
         else:
-            after.status = transition(job.status, Action.RUN_ERRORED)
-            delay = backoff_seconds(after.fault_count, retry_after=exc.retry_after)
-            after.next_run_at = iso(now + timedelta(seconds=delay))
-            code, run_status = "run.transient_error", "retrying"
-            message = (f"transient error: {exc.reason}; retry {after.fault_count} in "
+            delay = backoff_seconds(faulted.fault_count, retry_after=exc.retry_after)
+            code, run_status = "run.transient_error", RunStatus.RETRYING
+            message = (f"transient error: {exc.reason}; retry {faulted.fault_count} in "
                        f"{delay:.0f} s (run resumes from its last checkpoint)")
-        after.last_run = {"id": run.id, "status": run_status, "started_at": run.started_at,
-                          "finished_at": iso(now) if give_up else None, "added": run.added,
-                          "removed": run.removed, "omitted": run.omitted, "error": exc.reason}
+            after = faulted.retries_at(iso(now + timedelta(seconds=delay)),
+                                       run.summary(run_status, None, error=exc.reason))
         tx = self.d.transaction()
         self.d.runs.add_status(tx, run, run_status, error=exc.reason, now=iso(now), expect_step=run.step)
         self.d.runs.add_logs(tx, job.account_id, job.id,

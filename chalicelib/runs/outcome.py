@@ -6,7 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from chalicelib.store.runs import LogLine
+from chalicelib.domain.runs import LogLine
 
 
 @dataclass

@@ -14,7 +14,6 @@ job type's stage (an import, export, enrichment or task step, which returns a
 
 from __future__ import annotations
 
-import copy
 import logging
 import time
 from collections.abc import Callable
@@ -25,8 +24,9 @@ from chalicelib import logs
 from chalicelib.domain.errors import AppError
 from chalicelib.domain.ids import new_id
 from chalicelib.domain.models import Job
+from chalicelib.domain.runs import RESUMABLE, LogLine, Run, RunStatus
 from chalicelib.domain.schedules import in_quiet_hours
-from chalicelib.domain.statuses import Action, JobStatus, transition
+from chalicelib.domain.statuses import JobStatus
 from chalicelib.providers.base import ProviderError
 from chalicelib.providers.calls import CallCounter
 from chalicelib.runs.commit import commit_step
@@ -48,7 +48,6 @@ from chalicelib.services.export import export_stage
 from chalicelib.services.imports import import_stage
 from chalicelib.services.tasks import task_stage
 from chalicelib.store.jobs import AuthorizationGone
-from chalicelib.store.runs import LogLine, Run
 
 log = logging.getLogger("switchyard.engine")
 
@@ -179,15 +178,12 @@ class Engine:
         resumed = None
         if job.current_run_id:
             prev = self.d.runs.get(job.account_id, job.id, job.current_run_id)
-            if prev is not None and prev.status in ("paused", "retrying"):
+            if prev is not None and prev.status in RESUMABLE:
                 resumed = prev
-        after = copy.deepcopy(job)
-        after.status = transition(job.status, Action.RUN_STARTED)
         lines = []
         if resumed is not None:
             run = resumed
-            run.status = "running"
-            run.origin = origin
+            run.resume(origin)
             tx = self.d.transaction()
             self.d.runs.add_status(tx, run, "running", error=None, now=iso(now), origin=origin)
             lines.append(LogLine("info", "run.resumed",
@@ -195,13 +191,13 @@ class Engine:
                                  run_id=run.id, user=who))
         else:
             run = Run(id=new_id("run"), job_id=job.id, account_id=job.account_id,
-                      trigger=msg["trigger"], status="running", started_at=iso(now),
+                      trigger=msg["trigger"], status=RunStatus.RUNNING, started_at=iso(now),
                       requested_by=who, origin=origin)
             tx = self.d.transaction()
             self.d.runs.add_new_run(tx, run)
             lines.append(LogLine("info", "run.started", f"run started ({msg['trigger']})",
                                  run_id=run.id, user=who))
-        after.current_run_id = run.id
+        after = job.run_started(run.id)
         self.d.runs.add_logs(tx, job.account_id, job.id, lines, now)
         try:
             self.d.jobs.save(job, after, expected_version=None, expected_status=JobStatus.SLEEPING, tx=tx)

@@ -33,13 +33,13 @@ from chalicelib.domain.audiences import parse_filter
 from chalicelib.domain.errors import Invalid
 from chalicelib.domain.models import Job
 from chalicelib.domain.profiles import ProfileRecord
+from chalicelib.domain.runs import LogLine, Run
 from chalicelib.providers.base import ProviderError, StepContext
 from chalicelib.providers.calls import CallCounter
 from chalicelib.providers.enrichment import EnrichStep
 from chalicelib.runs.control import Delivery, RunControl, RunLease, provider_step, step_context
 from chalicelib.runs.outcome import StepOutcome
 from chalicelib.store.membership import MissingChunk, PlanRef, PlanRow, new_set_id
-from chalicelib.store.runs import LogLine, Run
 
 log = logging.getLogger("switchyard.enrichment")
 

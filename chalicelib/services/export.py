@@ -35,12 +35,12 @@ from chalicelib.domain.audiences import parse_filter
 from chalicelib.domain.errors import Invalid
 from chalicelib.domain.models import Job
 from chalicelib.domain.profiles import Profile
+from chalicelib.domain.runs import LogLine, Run
 from chalicelib.providers.base import ProviderError, StepContext
 from chalicelib.providers.calls import CallCounter
 from chalicelib.runs.control import Delivery, RunControl, RunLease, provider_step, step_context
 from chalicelib.runs.outcome import StepOutcome
 from chalicelib.store.membership import MembershipRepo, MissingChunk, PlanRef, PlanRow, SetRef, new_set_id
-from chalicelib.store.runs import LogLine, Run
 
 log = logging.getLogger("switchyard.export")
 

@@ -9,10 +9,10 @@ from collections import Counter
 
 from chalicelib.domain import profiles as P
 from chalicelib.domain.models import Job
+from chalicelib.domain.runs import LogLine, Run
 from chalicelib.providers.calls import CallCounter
 from chalicelib.runs.control import Delivery, RunControl, step_context
 from chalicelib.runs.outcome import StepOutcome
-from chalicelib.store.runs import LogLine, Run
 
 
 def import_stage(ctl: RunControl, job: Job, run: Run, delivery: Delivery, started: float, budget: float,

@@ -19,8 +19,9 @@ from chalicelib.domain.rules import (
     ensure_mutable,
     resolve_workflow,
 )
+from chalicelib.domain.runs import LogLine
 from chalicelib.domain.schedules import pending_start
-from chalicelib.domain.statuses import Action, JobStatus, initial_status, transition
+from chalicelib.domain.statuses import Action, JobStatus, initial_status
 from chalicelib.providers.base import Provider
 from chalicelib.services import authorizations as auth_svc
 from chalicelib.services.deps import Deps
@@ -29,7 +30,6 @@ from chalicelib.store.alert_rules import AlertRuleRepo
 from chalicelib.store.audit import AuditEvent, diff
 from chalicelib.store.dynamo import Page, Transaction, now_iso
 from chalicelib.store.jobs import AuthorizationGone
-from chalicelib.store.runs import LogLine
 
 
 @dataclass(frozen=True)
@@ -362,16 +362,10 @@ def act(d: Deps, p: Principal, job_id: str, action: Action) -> Job:
     """Pause, resume, run now: transitions declared in domain.statuses, written conditionally."""
     p.require(Capability.MANAGE_INTEGRATIONS)
     job = get(d, p, job_id)
-    new_status = transition(job.status, action)
-    after = copy.deepcopy(job)
-    after.status = new_status
     # A one-time job resumed before its start time waits for it; run now never waits.
     start_at = pending_start(job.schedule, datetime.now(UTC)) if action is Action.RESUME else None
-    if action in (Action.RESUME, Action.RUN_NOW):
-        after.next_run_at = _utc_iso(start_at) if start_at else now_iso()
-        after.fault_count = 0 if action is Action.RESUME else job.fault_count
-    elif action is Action.PAUSE:
-        after.next_run_at = None
+    after = job.acted(action, now_iso(), _utc_iso(start_at) if start_at else None)
+    new_status = after.status
     past = {"pause": "paused", "resume": "resumed", "run": "asked to run now"}[action.value]
     tx = _recorded(d, job, f"job.{action.value}", f"job {past} by {p.user_id}", p,
                    past.split()[0] if action is not Action.RUN_NOW else "run",

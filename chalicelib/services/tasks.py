@@ -10,11 +10,11 @@ step is done in one go; a redelivered step runs the task again, so tasks are ide
 from __future__ import annotations
 
 from chalicelib.domain.models import Job
+from chalicelib.domain.runs import LogLine, Run
 from chalicelib.providers.base import TaskStep
 from chalicelib.providers.calls import CallCounter
 from chalicelib.runs.control import Delivery, RunControl, provider_step, step_context
 from chalicelib.runs.outcome import StepOutcome
-from chalicelib.store.runs import LogLine, Run
 
 
 def task_stage(ctl: RunControl, job: Job, run: Run, delivery: Delivery, started: float, budget: float,

@@ -16,10 +16,10 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from chalicelib.domain.runs import LogLine, Run, RunStatus, StepCommit
 from chalicelib.store import keys as K
 from chalicelib.store.dynamo import Page, Table, Transaction, deser, prefix_page, ser, to_attr
 
@@ -62,32 +62,6 @@ def series_buckets(granularity: str, now: datetime) -> tuple[list[datetime], tim
     return buckets, timedelta(days=step), "%Y-%m-%dT00:00:00Z"
 
 
-@dataclass
-class Run:
-    id: str
-    job_id: str
-    account_id: str
-    trigger: str
-    status: str  # running | retrying | paused | succeeded | failed | cancelled
-    started_at: str
-    requested_by: str | None = None
-    finished_at: str | None = None
-    step: int = 0
-    cursor: dict[str, Any] | None = None
-    processed: int = 0
-    total: int | None = None
-    total_unit: str = "rows"
-    read: int = 0  # progress in total_unit (rows, or bytes of the source)
-    added: int = 0
-    removed: int = 0
-    omitted: int = 0
-    omitted_reasons: dict[str, int] = field(default_factory=dict)
-    error: str | None = None
-    cost: dict[str, float] = field(default_factory=dict)
-    lease_owner: str | None = None
-    enqueued_step: int = 0
-    origin: str | None = None  # id of the message that started (or resumed) it
-
 
 def _run(row: dict[str, Any]) -> Run:
     return Run(
@@ -95,7 +69,7 @@ def _run(row: dict[str, Any]) -> Run:
         job_id=row["job_id"],
         account_id=row["account_id"],
         trigger=row["trigger"],
-        status=row["status"],
+        status=RunStatus(row["status"]),
         started_at=row["started_at"],
         requested_by=row.get("requested_by"),
         finished_at=row.get("finished_at"),
@@ -117,32 +91,6 @@ def _run(row: dict[str, Any]) -> Run:
     )
 
 
-@dataclass
-class StepCommit:
-    """What one step adds to its run; turned into one UpdateItem."""
-
-    step: int  # the step being committed (its number before the commit)
-    cursor: dict[str, Any] | None
-    processed: int
-    total: int | None
-    total_unit: str
-    read: int = 0
-    added: int = 0
-    removed: int = 0
-    omitted_reasons: dict[str, int] = field(default_factory=dict)
-    cost: dict[str, float] = field(default_factory=dict)
-    status: str | None = None  # set when the run ends with this step
-    error: str | None = None
-
-
-@dataclass
-class LogLine:
-    level: str  # debug | info | warning | error
-    code: str
-    message: str
-    run_id: str | None = None
-    context: dict[str, Any] = field(default_factory=dict)
-    user: str | None = None
 
 
 def _iso(dt: datetime) -> str:

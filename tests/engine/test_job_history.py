@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from chalicelib.domain.ids import new_id
-from chalicelib.store.runs import LogLine, Run
+from chalicelib.domain.runs import LogLine, Run
 from tests.engine.sources import people
 
 HOURLY = {"type": "interval", "every_minutes": 60}
