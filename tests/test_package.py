@@ -1,4 +1,4 @@
-"""`make package` and `make deploy` (issue 7): the merged template lints clean and passes
+"""`make package` and `make deploy`: the merged template lints clean and passes
 checkov, the deployment zip stays within its budget, and infra/deploy.py deploys the stage
 and the SPA into moto, twice (the second time is an update)."""
 

@@ -352,12 +352,12 @@ class WebhookAudienceExport:
 
 
 def _export_error(exc: HttpError, method: str) -> ProviderError:
-    """2xx is delivered, 410 stops the job, any other answer is retried (issue 4; decision
-    282): a receiver that refuses (other 4xx, a redirect) is often mid-deploy, and batches
+    """2xx is delivered, 410 stops the job, any other answer is retried: a
+    receiver that refuses (other 4xx, a redirect) is often mid-deploy, and batches
     are idempotent, so the job backs off and resumes the same run; the failure window (10 h)
     caps the retries, then the job fails in the receiver's words. Except 401/403 when we send
     credentials (bearer, basic, signature): those were refused, so the authorization is
-    unhealthy and the job fails at once (issue 4's fault matrix; decision 105)."""
+    unhealthy and the job fails at once (the fault matrix, docs/providers/http.md)."""
     if exc.status == 410:
         return ProviderError(f"{exc.reason} — the receiver says this endpoint is gone; nothing more "
                              "is sent", transient=False)

@@ -1,4 +1,4 @@
-"""Metric threshold rules per job (issue 5, item 7; docs/alerts.md).
+"""Metric threshold rules per job (docs/alerts.md).
 
 A rule bounds one of a job's activity metrics (added, removed, omitted) per hour, day or
 week. The hourly evaluator reads each rule's series (RunRepo.activity), counts the

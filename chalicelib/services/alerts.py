@@ -1,4 +1,4 @@
-"""Alerts (issue 5, item 7; docs/alerts.md): events on state changes, delivered by e-mail
+"""Alerts (docs/alerts.md): events on state changes, delivered by e-mail
 (SNS) and signed webhooks.
 
 1. Where a state changes (a job fails or recovers, an authorization turns unhealthy or

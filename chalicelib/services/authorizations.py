@@ -58,7 +58,7 @@ def run_check(
 def record_requests(d: Deps, account_id: str, auth_id: str, counter: CallCounter) -> None:
     """The provider requests of one API call (a check, options, a job's reach check), on
     the authorization's activity (one UpdateItem, after the calls), and the call as its
-    last use (decision 280). A failure to count never fails the user's call."""
+    last use. A failure to count never fails the user's call."""
     from datetime import UTC, datetime
 
     try:

@@ -1,4 +1,4 @@
-"""The health sweep at scale (issue 5, Tests): 2,000 authorizations of 3 accounts, some
+"""The health sweep at scale: 2,000 authorizations of 3 accounts, some
 with a provider that hangs, all swept through the health queue and its Lambda.
 
 Seeded straight through the store (BatchWriteItem) on tables of this test's own, so the
@@ -28,7 +28,7 @@ from tests.api.test_alerts import _take
 from tests.api.test_health import Probe, _drain_health_queue, _health_queue
 from tests.timing import bound, concurrent_seconds
 
-# Issue 5 asks for 2,000 authorizations: `SWITCHYARD_SWEEP_SCALE=2000` runs that size (about
+# The full proof is 2,000 authorizations: `SWITCHYARD_SWEEP_SCALE=2000` runs that size (about
 # 2 minutes on an idle machine); `make test` runs 300 to keep CI well inside its 20 minutes.
 N = int(os.environ.get("SWITCHYARD_SWEEP_SCALE", "300"))
 HANGING = 15
@@ -157,7 +157,7 @@ def test_a_sweep_of_2000_checks_each_once_and_hanging_providers_end_unreachable(
     print(f"sweep of {N}: {elapsed:.1f} s on moto")
     from tests.proof.record import record
 
-    record("health_sweep", "Health sweep at scale (issue 5)", {
+    record("health_sweep", "Health sweep at scale", {
         "authorizations": N, "accounts": len(accounts), "hanging providers": HANGING,
         "revoked keys": REVOKED, "check timeout (s)": round(timeout, 1),
         "checked exactly once": len(delivered), "hanging ended unreachable": HANGING,

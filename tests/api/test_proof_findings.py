@@ -1,4 +1,4 @@
-"""Regressions for the defects the proof suites found (issue 8): the API fuzzer
+"""Regressions for the defects the proof suites found: the API fuzzer
 (tests/proof/test_fuzz.py) and the bad-input corpus (tests/proof/test_bad_inputs.py).
 
 Each test replays what failed: a 500, an answer the OpenAPI document does not describe, or

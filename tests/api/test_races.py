@@ -165,7 +165,7 @@ def test_a_create_whose_authorization_is_deleted_while_it_checks_it_is_told_not_
     assert deps.jobs.page(tenant.account_id, limit=10, cursor=None).items == []
 
 
-# -- SPEC rule 10 under 50 concurrent attempts (issue 5) ------------------------------------
+# -- SPEC rule 10 under 50 concurrent attempts --------------------------------------------
 
 DELETERS, RESUMERS, CREATORS = 5, 30, 15  # 50 attempts a round
 

@@ -1,4 +1,4 @@
-"""Audience filters (issue 3 item 8): grammar, operators, validation paths, limits, estimates."""
+"""Audience filters: grammar, operators, validation paths, limits, estimates."""
 
 from __future__ import annotations
 

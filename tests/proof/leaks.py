@@ -1,4 +1,4 @@
-"""Where a secret could end up, and how the leak suite looks there (issue 8, item 3).
+"""Where a secret could end up, and how the leak suite looks there.
 
 `AwsWire` records every request body the app's boto3 session sends (by service), before it
 leaves the process; `queued_messages` peeks at every message moto still holds, without

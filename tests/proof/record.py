@@ -1,4 +1,4 @@
-"""Figures of the proof suites (issue 8).
+"""Figures of the proof suites.
 
 Each suite runs in `make test` at a small size and in `make proof` at full size
 (SWITCHYARD_PROOF=full). Every suite calls `record()` once with its figures; the figures go to

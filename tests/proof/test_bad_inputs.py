@@ -1,4 +1,4 @@
-"""Issue 8, item 8: a corpus of malformed and hostile inputs, through the API and through
+"""Proof suite: a corpus of malformed and hostile inputs, through the API and through
 the S3 import, and what each one gets.
 
 Every API probe ends in one of three outcomes, and which one is part of the case:

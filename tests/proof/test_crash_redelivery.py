@@ -1,4 +1,4 @@
-"""Proof suite, issue 8 item 4: crash and redelivery.
+"""Proof suite: crash and redelivery.
 
 The runner is killed at random points (tests/proof/crash.py: the k-th AWS call or provider
 HTTP attempt of a delivery, before it left or after it came back, or after the handler

@@ -1,4 +1,4 @@
-"""Issue 8, item 1: API fuzzing with schemathesis against /api/v1/openapi.json over HTTP.
+"""Proof suite: API fuzzing with schemathesis against /api/v1/openapi.json over HTTP.
 
 The app is served over real HTTP by devserver's gateway (tests/proof/served.py) on the
 session's moto; the fuzzer reads the document the server serves and calls every operation

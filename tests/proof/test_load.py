@@ -1,4 +1,4 @@
-"""Proof suite: load (issue 8, item 6).
+"""Proof suite: load.
 
 The local stack as `make run` starts it (`python -m devserver`: moto, the app behind its
 local API Gateway, the event loop) under concurrent dashboard users — locust as a library,

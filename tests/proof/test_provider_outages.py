@@ -1,4 +1,4 @@
-"""Proof suite: provider outages (issue 8, item 7; SPEC rule 4, docs/engine.md "Errors",
+"""Proof suite: provider outages (SPEC rule 4, docs/engine.md "Errors",
 docs/providers/webhook.md "Answers", docs/alerts.md).
 
 A webhook receiver (tests/webhook_inbox.py: verifies signatures, keeps each batch once)
@@ -465,4 +465,4 @@ def test_a_scheduled_job_keeps_one_retry_chain_through_an_outage(api, deps, tena
         "EventBridge Scheduler keeps firing during the outage; a fire while the job backs off is skipped "
         "(logged as run.skipped_backing_off), so the attempts stay the backoff's, and a retry made stale by "
         "another attempt is dropped. Before this suite found it, each fire started an attempt and a second "
-        "retry chain (decision 250)."))
+        "retry chain."))

@@ -1,4 +1,4 @@
-"""Proof suite: races (issue 8, item 5).
+"""Proof suite: races.
 
 Each round: three authorizations, a dozen jobs on them in every status that matters to
 SPEC rule 10, then N concurrent operations drawn at random — delete an authorization,

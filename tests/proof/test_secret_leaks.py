@@ -1,4 +1,4 @@
-"""Proof suite: secret leaks (issue 8, item 3; SPEC rule 12).
+"""Proof suite: secret leaks (SPEC rule 12).
 
 Canary Mailchimp API keys (random, unique to the run) go through an authorization's whole
 life cycle against the fake Mailchimp over real HTTP — create (and a refused create),

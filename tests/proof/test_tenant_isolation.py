@@ -1,4 +1,4 @@
-"""Issue 8, item 2: tenant isolation and roles on every route and method of the app.
+"""Proof suite: tenant isolation and roles on every route and method of the app.
 
 The routes come from the Chalice app's own routing table (`app.routes`), so a new route is
 part of this suite the day it is added:

@@ -294,7 +294,7 @@ def test_a_bearer_token_is_never_in_an_error() -> None:
     with echo as r, pytest.raises(ProviderError) as err:
         export.write_part(ctx(BearerToken(url=r.url(), token=TOKEN), "bearer"), FROZEN, 1, rows(1))
     assert TOKEN not in str(err.value) and "rejected Bearer [redacted]" in err.value.reason
-    assert err.value.transient is True  # retried by the engine with backoff (decision 282)
+    assert err.value.transient is True  # retried by the engine with backoff
 
 
 @pytest.mark.parametrize("status", [401, 403])

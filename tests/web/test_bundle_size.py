@@ -9,7 +9,7 @@ from tests import requires
 
 ASSETS = requires.path(Path(__file__).resolve().parents[2] / "web" / "dist" / "assets", "the built web app",
                        "run `make web`")
-BUDGET = 300 * 1024  # bytes of gzipped JS (issue 6); web/scripts/size.mjs checks the same
+BUDGET = 300 * 1024  # bytes of gzipped JS; web/scripts/size.mjs checks the same
 
 
 def test_first_load_js_is_within_300_kb_gzipped() -> None:

@@ -1,4 +1,4 @@
-"""Every API call of the SPA goes through one client module, web/src/api.ts (issue 6, item 8):
+"""Every API call of the SPA goes through one client module, web/src/api.ts:
 no other source file of the app makes an HTTP request of its own."""
 
 from __future__ import annotations

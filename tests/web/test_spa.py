@@ -713,7 +713,7 @@ def test_jobs_dashboard_filters_cursor_paging_and_provider_marks(page: Page, sta
     ran_steps.let_go()
     api(stack, "POST", f"/jobs/{ran['id']}/resume")  # runs meanwhile
     # Two at a time: moto's transactions take no lock, so many concurrent creates on one
-    # authorization can fail in moto in ways DynamoDB does not (decision 210).
+    # authorization can fail in moto in ways DynamoDB does not (tests/README.md).
     with ThreadPoolExecutor(2) as pool:
         staged = list(pool.map(lambda i: s3_import(stack, auth["id"], f"Paging import {i:02}", "imports/"), range(2, 27)))
     export = api(stack, "POST", "/jobs", {"provider": "amazon_s3", "job_type": "export", "workflow": "s3_audience_export",
