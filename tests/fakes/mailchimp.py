@@ -145,7 +145,7 @@ class FakeMailchimp:
         self.batches: dict[str, dict[str, Any]] = {}
         self.batch_polls = 1  # GETs of a batch before it reports "finished"
         self.results_per_file = 500  # operation results per JSON file of a batch's archive
-        self.expired: set[str] = set()  # batches whose results URL has expired
+        self.results_expired = False  # batch results URLs answer 403, as once expired
         self.failures: list[Failure] = []
         self.op_failures: list[Failure] = []  # for operations inside a batch
         self.calls: list[str] = []  # client method ids of the API requests that passed the checks
@@ -257,11 +257,6 @@ class FakeMailchimp:
         """Make the next `times` batch operations whose path contains `path` end with `status`."""
         with self._lock:
             self.op_failures.append(Failure(status, times, None, path, None))
-
-    def expire_results(self, batch_id: str) -> None:
-        """The batch's results URL expires (storage answers 403)."""
-        with self._lock:
-            self.expired.add(batch_id)
 
     def count(self) -> Counter[str]:
         """Requests by 'METHOD /path-shape' (ids replaced by {id})."""
@@ -608,7 +603,7 @@ class FakeMailchimp:
         if batch is None or r.method != "GET" or not batch.get("_signature") \
                 or r.query.get("X-Amz-Signature") != batch["_signature"]:
             return 403, b"<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>", xml
-        if batch_id in self.expired:
+        if self.results_expired:
             return 403, b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>", xml
         return 200, results_archive(batch_id, batch["_results"], self.results_per_file), \
             {"Content-Type": "application/x-gzip"}
