@@ -268,6 +268,9 @@ class FakeMailchimp:
         return out
 
     def start(self) -> FakeMailchimp:
+        # Read the client's description before serving: the first request must not wait for
+        # it (a test with a short read timeout would see a timeout the real API never gives).
+        mailchimp_client.methods()
         self._thread.start()
         return self
 
@@ -389,8 +392,13 @@ class FakeMailchimp:
             return self._lists(r, m, q, rest[1:])
         if rest[:1] == ["batches"]:
             return self._batches(r, m, rest[1:])
-        # A request the client can send but this fake does not serve: say so, not "not found".
-        raise Problem(501, "Not Implemented", f"the fake Mailchimp does not serve {m} /{'/'.join(rest)}")
+        raise self._unserved(r)
+
+    @staticmethod
+    def _unserved(r: Seen) -> Problem:
+        # A request the client can send (it passed the check) but this fake does not serve:
+        # say so, rather than answer as Mailchimp would not.
+        return Problem(501, "Not Implemented", f"the fake Mailchimp does not serve {r.method} {r.path}")
 
     @staticmethod
     def _page(q: dict[str, str], default: int = 10) -> tuple[int, int]:
@@ -433,7 +441,7 @@ class FakeMailchimp:
                 raise Problem(404, "Resource Not Found", "The requested resource could not be found.")
             self._tags(mlist, member, _json(r.body).get("tags") or [])
             return 204, None, {}
-        raise Problem(404, "Resource Not Found", "The requested resource could not be found.")
+        raise self._unserved(r)
 
     def _members(self, mlist: MList, q: dict[str, str]) -> dict[str, Any]:
         count, offset = self._page(q)
@@ -502,7 +510,7 @@ class FakeMailchimp:
             member, _ = self._upsert(mlist, body, status_new=body.get("status_if_new") or body.get("status"),
                                      status_existing=body.get("status"))
             return 200, member.to_json(mlist.tag_ids) | {"list_id": mlist.id}, {}
-        raise Problem(405, "Method Not Allowed", "The requested method and resource are not compatible.")
+        raise Problem(501, "Not Implemented", f"the fake Mailchimp does not serve {m} on a member")
 
     def _tags(self, mlist: MList, member: Member, tags: list[dict[str, Any]]) -> None:
         changed = False
@@ -570,7 +578,7 @@ class FakeMailchimp:
             else:
                 batch["status"] = "started"
             return 200, _public(batch), {}
-        raise Problem(404, "Resource Not Found", "The requested resource could not be found.")
+        raise self._unserved(r)
 
     def _operation(self, r: Seen, op: dict[str, Any]) -> dict[str, Any]:
         """Run one batch operation as the request it describes; its result as the archive has it."""

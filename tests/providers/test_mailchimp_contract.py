@@ -137,6 +137,17 @@ def test_the_fake_refuses_what_the_official_client_cannot_send(fake_mailchimp, m
     assert _raw(fake, key, "GET", "/lists/L1/members?count=5")[0] == 200
 
 
+def test_a_request_the_client_can_send_but_the_fake_does_not_serve_says_so(fake_mailchimp):
+    fake = fake_mailchimp
+    fake.add_list("L1", "N")
+    key = fake.new_api_key()
+    # the client has these methods: the fake answers 501 naming the request, never a made-up 404
+    for method, path in (("GET", "/lists/L1/members/" + "0" * 32 + "/notes"), ("GET", "/batches"),
+                         ("DELETE", "/lists/L1/members/" + "0" * 32)):
+        status, doc = _raw(fake, key, method, path)
+        assert status == 501 and "does not serve" in doc["detail"], (method, path, doc)
+
+
 def test_fields_and_exclude_fields_trim_the_answer(fake_mailchimp):
     fake = fake_mailchimp
     fake.add_list("L1", "N")
