@@ -12,7 +12,9 @@ and calls `write_part` with the next slice. For Mailchimp a part is:
 3. the membership tag: `active` for adds, `inactive` for removes — one
    `POST /lists/{id}/members/{hash}/tags` per member when the part has at most
    `DIRECT_TAG_LIMIT` of them, else one `POST /batches` with every tag operation, polled
-   (`GET /batches/{id}`) until Mailchimp reports it finished.
+   (`GET /batches/{id}`) until Mailchimp reports it finished; when some operations failed,
+   their results are read from the batch's `response_body_url` (mailchimp_batches.py) and
+   each failed member is rejected with Mailchimp's reason, as a direct call would be.
 
 Every request is idempotent in effect (upserts by hash, tag states), so a redelivered step
 sends the same part again without changing the outcome. Per-member errors (a fake-looking
@@ -31,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 
 from chalicelib.providers.base import ProviderError, StepContext
 from chalicelib.providers.mailchimp import subscriber_hash
+from chalicelib.providers.mailchimp_batches import read_results
 
 if TYPE_CHECKING:
     from chalicelib.providers.mailchimp import MailchimpApi, MailchimpProvider
@@ -66,7 +69,7 @@ def merge_value(value: Any) -> Any:
 
 def _without_address(text: str, email: str) -> str:
     # Mailchimp quotes the address in per-member errors; logs keep the reason, not the PII.
-    return (text or "rejected").replace(email, "the address")
+    return (text or "rejected").replace(email, "the address") if email else (text or "rejected")
 
 
 class MailchimpAudienceExport:
@@ -190,8 +193,10 @@ class MailchimpAudienceExport:
         result = self._wait(ctx, api, batch_id)
         errored = int(result.get("errored_operations") or 0)
         if errored:
-            notes.append(f"Mailchimp batch {batch_id}: {errored} of {len(ops)} tag operations failed "
-                         "(e.g. members no longer in the list); details in the batch's results")
+            failed = batch_rejections(ctx, result, changes, by_email)
+            rejected.extend(failed)
+            notes.append(f"Mailchimp batch {batch_id}: {errored} of {len(ops)} tag operations failed, "
+                         f"{len(failed)} rejected (the rest untagged members no longer in the list)")
         return len(json.dumps(body))
 
     def _wait(self, ctx: StepContext, api: MailchimpApi, batch_id: str) -> dict[str, Any]:
@@ -207,6 +212,29 @@ class MailchimpAudienceExport:
                 raise ProviderError(f"Mailchimp is still processing batch {batch_id} ({doc.get('status')}); "
                                     "the part is sent again shortly", transient=True, retry_after=30.0)
             time.sleep(wait)
+
+
+def batch_rejections(ctx: StepContext, batch: dict[str, Any], changes: list[tuple[str, str]],
+                     by_email: dict[str, str]) -> list[tuple[str, str]]:
+    """(profile id, Mailchimp's reason) of each failed tag operation of a finished batch, read
+    from its results. As with a direct tag call, a 404 for an untag means the member is gone
+    (nothing to do), and 429/5xx leave the part to be sent again; any other failure rejects
+    the member."""
+    status_of = {by_email.get(e, ""): (e, s) for e, s in changes}
+    out: list[tuple[str, str]] = []
+    for res in read_results(str(batch.get("response_body_url") or ""), ctx.counter, ctx.deadline):
+        if res.status < 400:
+            continue
+        email, status = status_of.get(res.operation_id, ("", ""))
+        if res.status == 404 and status == "inactive":
+            continue
+        if res.status == 429 or res.status >= 500:
+            why = _without_address(res.words, email)
+            raise ProviderError(f"Mailchimp could not run a tag operation of batch {batch.get('id')} "
+                                f"({res.status}: {why}); the part is sent again shortly",
+                                transient=True, retry_after=30.0)
+        out.append((res.operation_id, _without_address(res.words, email)))
+    return out
 
 
 def _lookup(by_email: dict[str, str], email: str) -> str:
@@ -226,4 +254,4 @@ def _on_list(list_id: str, call: Any) -> Any:
         raise
 
 
-__all__ = ["BATCH_SUBSCRIBE_MAX", "DIRECT_TAG_LIMIT", "MailchimpAudienceExport", "Part"]
+__all__ = ["BATCH_SUBSCRIBE_MAX", "DIRECT_TAG_LIMIT", "MailchimpAudienceExport", "Part", "batch_rejections"]

@@ -185,6 +185,27 @@ def test_a_429_then_200_loses_no_member(api, deps, tenant, drain, fake_mailchimp
     assert run["cost"]["provider_calls"] >= 4  # 2 batch subscribe attempts + /batches + its poll
 
 
+def test_failed_batch_tag_operations_are_counted_as_rejected_not_sent(api, deps, tenant, drain, fake_mailchimp):
+    # GIVEN 30 pro profiles (a part large enough for /batches) and Mailchimp failing 3 of the
+    # tag operations inside the batch, which the batch itself reports only as a count
+    fake = fake_mailchimp
+    fake.add_list("L1", "Customers", [("FNAME", "First", "text"), ("PLAN", "Plan", "text")])
+    _seed(deps, tenant.account_id, [{"email": f"b{i}@x.io", "plan": "pro"} for i in range(30)])
+    job = _export_job(api, _auth(api, fake.new_api_key())["id"], _audience(api))
+    fake.fail_operations(400, times=3, path="/tags")
+    # WHEN the run is delivered
+    drain.run()
+    # THEN the run read the batch's results: 27 added, 3 rejected with Mailchimp's reason
+    [run] = _runs(api, job["id"])
+    assert run["status"] == "succeeded", run
+    assert run["added"] == 27 and run["omitted_reasons"] == {"rejected": 3}, run
+    assert len(_tagged(fake)) == 27
+    logs = api.get(f"/jobs/{job['id']}/logs").json["data"]
+    rejected = [ln for ln in logs if ln["code"] == "export.rejected"]
+    assert rejected and "could not be validated" in rejected[0]["message"]
+    assert [r for r in fake.requests if r.path.endswith(".tar.gz")] and drain.errors == []
+
+
 def test_a_revoked_key_fails_the_job_at_once_in_mailchimps_words(api, deps, tenant, drain, fake_mailchimp):
     # GIVEN an import job whose key is revoked after the job was created
     fake = fake_mailchimp

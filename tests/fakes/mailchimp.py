@@ -14,11 +14,21 @@ error body (`type`, `title`, `status`, `detail`, `instance`, JSON problem docume
   `GET|PUT /lists/{id}/members/{hash}`, `POST /lists/{id}/members/{hash}/tags`,
   batch subscribe `POST /lists/{id}` (<= 500 members, `update_existing`),
   `POST /batches` + `GET /batches/{id}` (accepted, then finished after `batch_polls`
-  polls, with operation counts);
+  polls, with operation counts); each operation runs as the request it describes, and a
+  finished batch's `response_body_url` serves its results as Mailchimp does: a gzipped tar
+  of JSON files, each an array of `{status_code, operation_id, response}` (the response
+  body as a JSON string), fetched without the API's credentials (a presigned storage URL:
+  an Authorization header is refused, an expired URL answers 403);
+* every API request (batch operations too) is checked against what the official client
+  can send (tests/fakes/mailchimp_client.py): an unknown path 404, another method 405, a
+  query parameter or body key the client does not have 400;
+* `fields` / `exclude_fields` (dot paths into objects and the items of arrays) trim every
+  answer to what was asked, so a reader that uses a field it did not ask for sees it missing;
 * OAuth under `/login`: `/oauth2/authorize` (issues a code at once: redirect back),
   `/oauth2/token`, `/oauth2/metadata`;
 * failures injected per test: `fail(status, times, retry_after=, path=)` answers the next
-  matching requests with that status (429 with Retry-After, 5xx...).
+  matching requests with that status (429 with Retry-After, 5xx...);
+  `fail_operations(status, times, path=)` does the same to operations inside a batch.
 
 Base URL for the provider: `fake.base_url` (a template with `{dc}`, like the setting
 SWITCHYARD_MAILCHIMP_BASE_URL) and `fake.oauth_url` (SWITCHYARD_MAILCHIMP_OAUTH_URL).
@@ -28,9 +38,12 @@ Nothing in it knows about Switchyard.
 from __future__ import annotations
 
 import base64
+import copy
 import hashlib
+import io
 import json
 import secrets
+import tarfile
 import threading
 import time
 import urllib.parse
@@ -40,7 +53,10 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from tests.fakes import mailchimp_client
+
 ERROR_TYPE = "https://mailchimp.com/developer/marketing/docs/errors/"
+RESULTS_PATH = "/batch-results/"  # where the fake's storage serves batch results
 
 
 def subscriber_hash(email: str) -> str:
@@ -128,7 +144,11 @@ class FakeMailchimp:
         self.lists: dict[str, MList] = {}
         self.batches: dict[str, dict[str, Any]] = {}
         self.batch_polls = 1  # GETs of a batch before it reports "finished"
+        self.results_per_file = 500  # operation results per JSON file of a batch's archive
+        self.results_expired = False  # batch results URLs answer 403, as once expired
         self.failures: list[Failure] = []
+        self.op_failures: list[Failure] = []  # for operations inside a batch
+        self.calls: list[str] = []  # client method ids of the API requests that passed the checks
         self.requests: list[Seen] = []
         self.now: Any = lambda: datetime.now(UTC)
         # OAuth
@@ -152,7 +172,10 @@ class FakeMailchimp:
                 seen = Seen(self.command, parts.path, dict(urllib.parse.parse_qsl(parts.query)),
                             {k.lower(): v for k, v in self.headers.items()}, body)
                 status, payload, headers = fake.handle(seen)
-                data = b"" if payload is None else json.dumps(payload).encode()
+                if isinstance(payload, bytes):
+                    data = payload
+                else:
+                    data = b"" if payload is None else json.dumps(payload).encode()
                 self.send_response(status)
                 for k, v in headers.items():
                     self.send_header(k, v)
@@ -230,6 +253,11 @@ class FakeMailchimp:
         with self._lock:
             self.failures.append(Failure(0, times, None, path, method, delay=seconds))
 
+    def fail_operations(self, status: int, times: int = 1, *, path: str | None = None) -> None:
+        """Make the next `times` batch operations whose path contains `path` end with `status`."""
+        with self._lock:
+            self.op_failures.append(Failure(status, times, None, path, None))
+
     def count(self) -> Counter[str]:
         """Requests by 'METHOD /path-shape' (ids replaced by {id})."""
         out: Counter[str] = Counter()
@@ -240,6 +268,9 @@ class FakeMailchimp:
         return out
 
     def start(self) -> FakeMailchimp:
+        # Read the client's description before serving: the first request must not wait for
+        # it (a test with a short read timeout would see a timeout the real API never gives).
+        mailchimp_client.methods()
         self._thread.start()
         return self
 
@@ -269,6 +300,8 @@ class FakeMailchimp:
             self._injected(r)
             if r.path.startswith("/login/"):
                 return self._oauth(r)
+            if r.path.startswith(RESULTS_PATH):
+                return self._results(r)
             return self._api(r)
         except Problem as p:
             doc: dict[str, Any] = {"type": ERROR_TYPE, "title": p.title, "status": p.status,
@@ -329,6 +362,26 @@ class FakeMailchimp:
             raise Problem(404, "Resource Not Found", "The requested resource could not be found.")
         dc, rest = segs[0], segs[2:]
         self._authenticate(r, dc)
+        return self._call(r, rest)
+
+    def _call(self, r: Seen, rest: list[str]) -> tuple[int, Any, dict[str, str]]:
+        """An authenticated API request (or batch operation): checked against the client,
+        served, then trimmed to its `fields` / `exclude_fields`."""
+        try:
+            body = json.loads(r.body) if r.body.strip() else None
+        except ValueError:
+            raise Problem(400, "JSON Parse Exception", "We encountered an unspecified JSON parsing error.") from None
+        try:
+            called = mailchimp_client.check(r.method, "/" + "/".join(rest), r.query, body)
+        except mailchimp_client.Refused as exc:
+            raise Problem(exc.status, exc.title, exc.detail) from None
+        self.calls.append(called.id)
+        status, payload, headers = self._route(r, rest)
+        if isinstance(payload, dict) and status < 300:
+            payload = trimmed(payload, r.query.get("fields"), r.query.get("exclude_fields"))
+        return status, payload, headers
+
+    def _route(self, r: Seen, rest: list[str]) -> tuple[int, Any, dict[str, str]]:
         m, q = r.method, r.query
         if m == "GET" and rest == ["ping"]:
             return 200, {"health_status": "Everything's Chimpy!"}, {}
@@ -339,7 +392,13 @@ class FakeMailchimp:
             return self._lists(r, m, q, rest[1:])
         if rest[:1] == ["batches"]:
             return self._batches(r, m, rest[1:])
-        raise Problem(404, "Resource Not Found", "The requested resource could not be found.")
+        raise self._unserved(r)
+
+    @staticmethod
+    def _unserved(r: Seen) -> Problem:
+        # A request the client can send (it passed the check) but this fake does not serve:
+        # say so, rather than answer as Mailchimp would not.
+        return Problem(501, "Not Implemented", f"the fake Mailchimp does not serve {r.method} {r.path}")
 
     @staticmethod
     def _page(q: dict[str, str], default: int = 10) -> tuple[int, int]:
@@ -382,7 +441,7 @@ class FakeMailchimp:
                 raise Problem(404, "Resource Not Found", "The requested resource could not be found.")
             self._tags(mlist, member, _json(r.body).get("tags") or [])
             return 204, None, {}
-        raise Problem(404, "Resource Not Found", "The requested resource could not be found.")
+        raise self._unserved(r)
 
     def _members(self, mlist: MList, q: dict[str, str]) -> dict[str, Any]:
         count, offset = self._page(q)
@@ -451,7 +510,7 @@ class FakeMailchimp:
             member, _ = self._upsert(mlist, body, status_new=body.get("status_if_new") or body.get("status"),
                                      status_existing=body.get("status"))
             return 200, member.to_json(mlist.tag_ids) | {"list_id": mlist.id}, {}
-        raise Problem(405, "Method Not Allowed", "The requested method and resource are not compatible.")
+        raise Problem(501, "Not Implemented", f"the fake Mailchimp does not serve {m} on a member")
 
     def _tags(self, mlist: MList, member: Member, tags: list[dict[str, Any]]) -> None:
         changed = False
@@ -495,15 +554,7 @@ class FakeMailchimp:
         if not rest and m == "POST":
             ops = _json(r.body).get("operations") or []
             batch_id = secrets.token_hex(5)
-            results = []
-            for op in ops:
-                seen = Seen(str(op.get("method", "GET")).upper(), f"/{self.dc}/3.0" + str(op.get("path", "")),
-                            {}, r.headers, str(op.get("body") or "").encode())
-                try:
-                    status, _, _ = self._api(seen)
-                except Problem as p:
-                    status = p.status
-                results.append(status)
+            results = [self._operation(r, op) for op in ops]
             batch = {"id": batch_id, "status": "pending", "total_operations": len(ops),
                      "finished_operations": 0, "errored_operations": 0, "_results": results, "_polls": 0,
                      "submitted_at": iso(self.now()), "completed_at": "", "response_body_url": ""}
@@ -516,14 +567,54 @@ class FakeMailchimp:
             batch["_polls"] += 1
             if batch["_polls"] >= self.batch_polls:
                 results = batch["_results"]
+                # Like a presigned storage URL: its own credential in the query, fresh at each read.
+                signature = secrets.token_hex(16)
+                batch["_signature"] = signature
                 batch.update(status="finished", finished_operations=len(results),
-                             errored_operations=sum(1 for s in results if s >= 400),
+                             errored_operations=sum(1 for x in results if x["status_code"] >= 400),
                              completed_at=iso(self.now()),
-                             response_body_url=f"http://127.0.0.1:{self.port}/results/{batch['id']}.tar.gz")
+                             response_body_url=f"http://127.0.0.1:{self.port}{RESULTS_PATH}{batch['id']}.tar.gz"
+                                               f"?X-Amz-Expires=600&X-Amz-Signature={signature}")
             else:
                 batch["status"] = "started"
             return 200, _public(batch), {}
-        raise Problem(404, "Resource Not Found", "The requested resource could not be found.")
+        raise self._unserved(r)
+
+    def _operation(self, r: Seen, op: dict[str, Any]) -> dict[str, Any]:
+        """Run one batch operation as the request it describes; its result as the archive has it."""
+        params = op.get("params") or {}
+        seen = Seen(str(op.get("method", "GET")).upper(), str(op.get("path", "")),
+                    {str(k): str(v) for k, v in params.items()}, r.headers, str(op.get("body") or "").encode())
+        try:
+            f = next((x for x in self.op_failures if x.times > 0 and (x.path is None or x.path in seen.path)), None)
+            if f is not None:
+                f.times -= 1
+                raise Problem(f.status, "Error", "An unexpected internal error has occurred."
+                              if f.status >= 500 else "The resource submitted could not be validated.")
+            status, payload, _ = self._call(seen, [s for s in seen.path.split("/") if s])
+        except Problem as p:
+            status, payload = p.status, {"type": ERROR_TYPE, "title": p.title, "status": p.status,
+                                         "detail": p.detail, "instance": secrets.token_hex(8)}
+            if p.errors:
+                payload["errors"] = p.errors
+        return {"status_code": status, "operation_id": op.get("operation_id"),
+                "response": json.dumps(payload) if payload is not None else ""}
+
+    def _results(self, r: Seen) -> tuple[int, Any, dict[str, str]]:
+        """The storage that serves a batch's results (no Mailchimp credentials: the URL is one)."""
+        xml = {"Content-Type": "application/xml"}
+        if r.headers.get("authorization"):
+            return 400, (b"<Error><Code>InvalidArgument</Code><Message>Only one auth mechanism allowed"
+                         b"</Message></Error>"), xml
+        batch_id = r.path[len(RESULTS_PATH):].removesuffix(".tar.gz")
+        batch = self.batches.get(batch_id)
+        if batch is None or r.method != "GET" or not batch.get("_signature") \
+                or r.query.get("X-Amz-Signature") != batch["_signature"]:
+            return 403, b"<Error><Code>AccessDenied</Code><Message>Access Denied</Message></Error>", xml
+        if self.results_expired:
+            return 403, b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>", xml
+        return 200, results_archive(batch_id, batch["_results"], self.results_per_file), \
+            {"Content-Type": "application/x-gzip"}
 
     # -- OAuth ----------------------------------------------------------------------------
 
@@ -574,6 +665,58 @@ def _json(body: bytes) -> dict[str, Any]:
     if not isinstance(doc, dict):
         raise Problem(400, "JSON Parse Exception", "The request body must be a JSON object.")
     return doc
+
+
+def results_archive(batch_id: str, results: list[dict[str, Any]], per_file: int) -> bytes:
+    """A gzipped tar of JSON files, each an array of operation results."""
+    out = io.BytesIO()
+    with tarfile.open(fileobj=out, mode="w:gz") as tar:
+        folder = tarfile.TarInfo(batch_id)
+        folder.type = tarfile.DIRTYPE
+        tar.addfile(folder)
+        for n, start in enumerate(range(0, len(results), max(1, per_file))):
+            data = json.dumps(results[start:start + per_file]).encode()
+            info = tarfile.TarInfo(f"{batch_id}/{secrets.token_hex(8)}-{n}.json")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    return out.getvalue()
+
+
+def trimmed(doc: dict[str, Any], fields: str | None, exclude: str | None) -> dict[str, Any]:
+    """The answer with only `fields` (comma-separated dot paths; a path into an array applies
+    to each item), then without `exclude_fields`."""
+    out: Any = copy.deepcopy(doc)  # answers may share the fake's own state
+    if fields:
+        out = _only(doc, [f.strip().split(".") for f in fields.split(",") if f.strip()])
+    for path in (exclude or "").split(","):
+        if path.strip():
+            _drop(out, path.strip().split("."))
+    return dict(out)
+
+
+def _only(value: Any, paths: list[list[str]]) -> Any:
+    if isinstance(value, list):
+        return [_only(v, paths) for v in value]
+    if not isinstance(value, dict):
+        return value
+    out: dict[str, Any] = {}
+    for key in dict.fromkeys(p[0] for p in paths):
+        if key not in value:
+            continue
+        rests = [p[1:] for p in paths if p[0] == key]
+        out[key] = value[key] if any(not r for r in rests) else _only(value[key], rests)
+    return out
+
+
+def _drop(value: Any, path: list[str]) -> None:
+    if isinstance(value, list):
+        for v in value:
+            _drop(v, path)
+    elif isinstance(value, dict) and path[0] in value:
+        if len(path) == 1:
+            del value[path[0]]
+        else:
+            _drop(value[path[0]], path[1:])
 
 
 def _public(batch: dict[str, Any]) -> dict[str, Any]:
