@@ -11,6 +11,7 @@ from chalicelib.api.auth import token_authorizer
 from chalicelib.api.http import PAGING, no_content, ok, route
 from chalicelib.domain.access import Capability, Principal
 from chalicelib.services import accounts as svc
+from chalicelib.services import credentials as creds_svc
 from chalicelib.services.deps import deps
 from chalicelib.services.validation import validate
 
@@ -31,6 +32,13 @@ def me(principal: Principal, query: dict[str, Any]) -> Response:
     account, user = svc.me(deps(), principal)
     return ok({"account": {"id": account.id, "name": account.name}, "user": views.user(user),
                "role": principal.role.value})
+
+
+@route(bp, "/account/aws-trust", "GET", needs=Capability.MANAGE_INTEGRATIONS,
+       summary="The external id and trust policy for AWS roles Switchyard assumes", tag=TAG,
+       authorizer=token_authorizer, response="AwsTrustOut", errors=(403,))
+def aws_trust(principal: Principal, query: dict[str, Any]) -> Response:
+    return ok(creds_svc.aws_trust(deps(), principal))
 
 
 @route(bp, "/users", "GET", needs=ADMIN, summary="Users of the account", tag=TAG, authorizer=token_authorizer,

@@ -153,6 +153,7 @@ class AuthMethodOut(Out):
     verifiable: bool
     credentials_schema: dict[str, Any]
     secret_fields: list[str]
+    generated_fields: list[str] = Field(description="Credentials fields Switchyard sets itself (never sent)")
 
 
 class WorkflowOut(Out):
@@ -263,6 +264,13 @@ class UserNameOut(Out):
 class AccountOut(Out):
     id: str
     name: str
+
+
+class AwsTrustOut(Out):
+    external_id: str = Field(description="The account's external id: the role's trust policy must require it")
+    principal: str = Field(description="Switchyard's AWS account, to trust")
+    session_name: str = Field(description="The session name Switchyard's role sessions carry")
+    trust_policy: dict[str, Any] = Field(description="A trust policy to paste on the role")
 
 
 class MeOut(Out):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from chalicelib.domain.access import Role
@@ -35,6 +36,25 @@ class AccountRepo:
         if not row:
             return None
         return Account(id=row["id"], name=row["name"], created_at=row["created_at"])
+
+    def aws_external_id(self, account_id: str) -> str:
+        """The account's AWS external id, created on first use: one UpdateItem that keeps a
+        value already there, so concurrent first uses all get the same id."""
+        row = self.t.get(K.account_pk(account_id), K.ACCOUNT_SK)
+        if row and row.get("aws_external_id"):
+            return str(row["aws_external_id"])
+        try:
+            resp = self.t.write(
+                "update_item",
+                Key={"PK": {"S": K.account_pk(account_id)}, "SK": {"S": K.ACCOUNT_SK}},
+                UpdateExpression="SET aws_external_id = if_not_exists(aws_external_id, :e)",
+                ConditionExpression="attribute_exists(PK)",
+                ExpressionAttributeValues={":e": {"S": f"switchyard-{secrets.token_urlsafe(24)}"}},
+                ReturnValues="ALL_NEW",
+            )
+        except ConditionFailed:
+            raise not_found("account", account_id) from None
+        return str(resp["Attributes"]["aws_external_id"]["S"])
 
     @staticmethod
     def _user_item(user: User) -> dict[str, Any]:

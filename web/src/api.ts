@@ -83,7 +83,8 @@ export interface JsonSchema {
   items?: JsonSchema; format?: string; minimum?: number; maximum?: number; pattern?: string;
   additionalProperties?: boolean | JsonSchema; "x-secret"?: boolean; writeOnly?: boolean;
 }
-export interface AuthMethod { id: string; name: string; description: string; verifiable: boolean; credentials_schema: JsonSchema; secret_fields: string[] }
+export interface AuthMethod { id: string; name: string; description: string; verifiable: boolean; credentials_schema: JsonSchema; secret_fields: string[]; generated_fields?: string[] }
+export interface AwsTrust { external_id: string; principal: string; session_name: string; trust_policy: Dict }
 export interface Workflow { id: string; name: string; job_type: string; description: string; auth_methods: string[]; config_schema: JsonSchema; option_fields?: string[] }
 export interface Provider { id: string; name: string; description: string; job_types: string[]; auth_methods: AuthMethod[]; workflows: Workflow[] }
 export interface Health { status: "healthy" | "unhealthy" | "unknown"; reason: string | null; checked_at: string | null }
@@ -135,6 +136,7 @@ export type Granularity = "hour" | "day" | "week";
 // ---- calls ----
 export const api = {
   me: (token?: string) => data<Me>("GET", "/me", { token }),
+  awsTrust: () => data<AwsTrust>("GET", "/account/aws-trust"),
   providers: () => data<Provider[]>("GET", "/providers"),
   options: (provider: string, workflow: string, field: string, query: Query) =>
     data<Option[]>("GET", `/providers/${provider}/workflows/${workflow}/options/${field}`, { query }),
