@@ -29,6 +29,8 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 EDGE = ROOT / "infra" / "edge.json"
 CHECKOV_SKIPS = ROOT / "infra" / "checkov-skips.json"
+if str(ROOT) not in sys.path:  # run as a script: the app's own constants are read from chalicelib
+    sys.path.insert(0, str(ROOT))
 
 
 def merge_edge(template: dict[str, Any], edge: dict[str, Any], stage: str) -> dict[str, Any]:
@@ -69,6 +71,19 @@ def throttle_api(template: dict[str, Any], rate: float, burst: int) -> None:
     api = template["Resources"]["RestAPI"]["Properties"]
     api["MethodSettings"] = [{"ResourcePath": "/*", "HttpMethod": "*",
                               "ThrottlingRateLimit": rate, "ThrottlingBurstLimit": burst}]
+
+
+def validate_bearer(template: dict[str, Any]) -> None:
+    """API Gateway itself refuses an Authorization header that is not `Bearer <token>` (401,
+    before the authorizer runs): one cache entry per token, and garbage costs neither a
+    Lambda invocation nor a DynamoDB read."""
+    from chalicelib.domain.tokens import HEADER_PATTERN
+
+    body = template["Resources"]["RestAPI"]["Properties"]["DefinitionBody"]
+    for definition in body.get("securityDefinitions", {}).values():
+        authorizer = definition.get("x-amazon-apigateway-authorizer")
+        if authorizer and authorizer.get("type") == "token":
+            authorizer["identityValidationExpression"] = HEADER_PATTERN
 
 
 def annotate_checkov_skips(template: dict[str, Any], skips: dict[str, Any]) -> None:
@@ -118,6 +133,7 @@ def package(stage: str, out: Path) -> Path:
     merged = merge_edge(sam, json.loads(EDGE.read_text()), stage)
     order_event_sources(merged)
     pin_policy_resources(merged)
+    validate_bearer(merged)
     throttle_api(merged, float(os.environ.get("SWITCHYARD_API_RATE_LIMIT", "100")),
                  int(os.environ.get("SWITCHYARD_API_BURST_LIMIT", "200")))
     annotate_checkov_skips(merged, json.loads(CHECKOV_SKIPS.read_text()))

@@ -64,6 +64,15 @@ def create_user(principal: Principal, body: dict[str, Any], query: dict[str, Any
     return ok(views.user(user), 201)
 
 
+@route(bp, "/users/{user_id}", "PATCH", needs=ADMIN, summary="Change a user's role, or disable them (their "
+       "tokens are revoked)", tag=TAG, authorizer=token_authorizer, body="UserPatch", response="UserOut",
+       errors=(403, 404, 409, 422))
+def update_user(principal: Principal, user_id: str, body: dict[str, Any], query: dict[str, Any]) -> Response:
+    req = validate(_schemas().UserPatch, body)
+    user = svc.update_user(deps(), principal, user_id, role=req.role, disabled=req.disabled)
+    return ok(views.user(user))
+
+
 @route(bp, "/tokens", "GET", needs=ADMIN, summary="API tokens of the account (never their values)", tag=TAG,
        authorizer=token_authorizer, response="TokenOut", list_response=True, errors=(403,),
        query=PAGING)

@@ -252,6 +252,7 @@ class UserOut(Out):
     name: str
     role: Role
     created_at: str
+    disabled: bool
 
 
 class UserNameOut(Out):

@@ -194,3 +194,8 @@ class UserCreate(Strict):
     email: Annotated[str, Field(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
     name: Label
     role: Role
+
+
+class UserPatch(Strict):
+    role: Role | None = Field(None, description="The new role: every token of the user acts with it")
+    disabled: bool | None = Field(None, description="true: the user's tokens are revoked and no new one is issued")

@@ -134,6 +134,7 @@ def test_every_mutating_route_leaves_an_audit_event_without_secrets(api, tenant)
                 status=201)
     token = step("POST", "/tokens", "/tokens", {"label": "ci", "user_id": user["id"]}, status=201)
     step("DELETE", "/tokens/{token_id}", f"/tokens/{token['id']}", status=204)
+    step("PATCH", "/users/{user_id}", f"/users/{user['id']}", {"role": "data_manager"})
     hook = f"https://bot:{CANARY}@hooks.acme.example/alerts?token={CANARY}"
     settings = step("PUT", "/alerts", "/alerts", {"emails": ["ops@acme.example"], "webhooks": [hook], "version": 0})
     step("DELETE", "/jobs/{job_id}", f"/jobs/{j}", status=204)
