@@ -295,13 +295,25 @@ class ErrorOut(Out):
     error: ErrorBody
 
 
+class WebhookOut(Out):
+    id: str
+    host: str = Field(description="The URL's host only: the URL is kept in Secrets Manager")
+    created_at: str | None
+
+
 class AlertSettingsOut(Out):
     emails: list[str]
-    webhooks: list[str]
+    webhooks: list[WebhookOut]
     events: list[str] = Field(description="The alert types delivered")
     updated_at: str | None
     version: int
-    signing_secret: str | None = Field(None, description="Only in the answer that added the first webhook")
+    signing_secrets: dict[str, str] | None = Field(
+        None, description="Only in the answer that added webhooks: each one's signing secret, by id")
+
+
+class WebhookSecretOut(Out):
+    id: str
+    signing_secret: str = Field(description="Shown once")
 
 
 class AlertRuleOut(Out):

@@ -125,9 +125,10 @@ _EMAIL = r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{2,63}$"
 class AlertSettingsPut(Strict):
     emails: list[Annotated[str, Field(pattern=_EMAIL, max_length=254)]] = Field(
         default_factory=list, max_length=10, description="Addresses that get alert e-mails (SNS asks each to confirm)")
-    webhooks: list[Annotated[str, Field(pattern=r"^https?://", max_length=2048)]] = Field(
+    webhooks: list[Annotated[str, Field(pattern=r"^(https?://|whk_)", max_length=2048)]] = Field(
         default_factory=list, max_length=5,
-        description="URLs that get signed JSON alerts (https; the signing secret is shown once)")
+        description="The id of each webhook to keep, and the URL of each to add (https; it gets signed "
+                    "JSON alerts; its signing secret is shown once)")
     version: int = Field(ge=0, description="The version read (0 before the first save)")
 
 

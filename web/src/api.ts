@@ -122,7 +122,8 @@ export interface Option { value: string; label: string; kind: string | null }
 export interface Audience { id: string; name: string; description: string; filter: Dict; owner: string; created_at: string; version: number; export_jobs?: number }
 export interface AudienceSize { size: number; sample: { id: string; email: string | null }[]; scanned: number; truncated: boolean }
 export interface AuditEvent { at: string; user_id: string; action: string; object_type: string; object_id: string; label: string; diff: Dict }
-export interface AlertSettings { emails: string[]; webhooks: string[]; events: string[]; updated_at: string | null; version: number; signing_secret?: string | null }
+export interface Webhook { id: string; host: string; created_at: string | null }
+export interface AlertSettings { emails: string[]; webhooks: Webhook[]; events: string[]; updated_at: string | null; version: number; signing_secrets?: Record<string, string> | null }
 export interface TokenRow { id: string; label: string; user_id: string; role: Role; created_at: string; hint: string }
 export interface UserName { id: string; name: string }
 export interface UserRow { id: string; email: string; name: string; role: Role; created_at?: string }
@@ -179,6 +180,7 @@ export const api = {
   alertRules: (jobId: string) => page<AlertRule>(`/jobs/${jobId}/alert-rules`),
   createAlertRule: (jobId: string, body: Dict) => data<AlertRule>("POST", `/jobs/${jobId}/alert-rules`, { body }),
   deleteAlertRule: (jobId: string, id: string) => request<void>("DELETE", `/jobs/${jobId}/alert-rules/${id}`),
+  rotateWebhookSecret: (id: string) => data<{ id: string; signing_secret: string }>("POST", `/alerts/webhooks/${id}/rotate-secret`),
   testAlert: () => data<{ published: boolean }>("POST", "/alerts/test", { body: {} }),
   tokens: () => page<TokenRow>("/tokens", { limit: 200 }),
   createToken: (body: Dict) => data<TokenRow & { token: string }>("POST", "/tokens", { body }),
