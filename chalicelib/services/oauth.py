@@ -32,6 +32,9 @@ token requests and parses the answers; the requests go through the providers' HT
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import re
 import secrets
 import time
@@ -181,6 +184,20 @@ def bad_flow(message: str, code: str, field: str = "state") -> AppError:
     return AppError(message, code=code, kind=ErrorKind.BAD_REQUEST, fields={field: message})
 
 
+def pkce_verifier(nonce: str, state: str) -> str:
+    """The PKCE code verifier of a flow (RFC 7636), derived from the browser's nonce and the
+    state, so nothing new is stored: only the browser that started the flow (its cookie)
+    and this server can produce it; a code intercepted on its way back is useless without
+    it. 43 URL-safe characters, as the RFC asks."""
+    mac = hmac.new(nonce.encode(), state.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
+
+
+def pkce_challenge(verifier: str) -> str:
+    """S256: BASE64URL(SHA256(verifier)), without padding."""
+    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+
+
 def start(d: Deps, p: Principal, provider: str, label: str | None, mode: str | None = None) -> Started:
     from oauthlib.oauth2 import WebApplicationClient
 
@@ -197,7 +214,8 @@ def start(d: Deps, p: Principal, provider: str, label: str | None, mode: str | N
                                         role=p.role.value, token_id=p.token_id, nonce_hash=digest(nonce),
                                         label=label or "", expires_at=expires, mode=mode))
     url = WebApplicationClient(app.client_id).prepare_request_uri(
-        flow.authorize_url(), redirect_uri=app.redirect_uri, state=state, **flow.extra())
+        flow.authorize_url(), redirect_uri=app.redirect_uri, state=state,
+        code_challenge=pkce_challenge(pkce_verifier(nonce, state)), code_challenge_method="S256", **flow.extra())
     return Started(authorize_url=url, expires_at=expires, nonce=nonce)
 
 
@@ -250,7 +268,7 @@ def _finish(d: Deps, flow: Flow, *, code: str | None, state: str | None, nonce: 
     # role (read now, not at the start) must still allow connecting providers.
     principal = _starter(d, flow_state)
     app = _app(d, provider)
-    token = _exchange(flow, app, code)
+    token = _exchange(flow, app, code, pkce_verifier(nonce, state))
     credentials, label = flow.credentials(token)
     new = auth_svc.NewAuthorization(provider=provider, method="oauth", label=flow_state.label or label,
                                     description="Connected with OAuth", credentials=credentials)
@@ -293,16 +311,17 @@ def _post_form(flow: Flow, body: str, operation: str, secrets_: list[str], *, id
     return WebApplicationClient("").parse_request_body_response(resp.text)
 
 
-def _exchange(flow: Flow, app: OAuthApp, code: str) -> dict[str, Any]:
+def _exchange(flow: Flow, app: OAuthApp, code: str, verifier: str) -> dict[str, Any]:
     from oauthlib.oauth2 import OAuth2Error, WebApplicationClient
 
     from chalicelib.providers.http import HttpError
 
     body = WebApplicationClient(app.client_id).prepare_request_body(
-        code=code, redirect_uri=app.redirect_uri, client_secret=app.client_secret, include_client_id=True)
+        code=code, redirect_uri=app.redirect_uri, client_secret=app.client_secret, include_client_id=True,
+        code_verifier=verifier)
     try:
         # Not idempotent: an authorization code is single use.
-        token = _post_form(flow, body, "oauth.token", [app.client_secret, code], idempotent=False)
+        token = _post_form(flow, body, "oauth.token", [app.client_secret, code, verifier], idempotent=False)
     except HttpError as exc:
         if exc.transient:
             raise Unavailable(f"{flow.name} could not be reached to finish the authorization: {exc.reason}",
