@@ -36,6 +36,7 @@ from chalicelib.store.alerts import (
     Webhook,
     host_of,
 )
+from chalicelib.store.audit import AuditEvent, diff
 from chalicelib.store.dynamo import now_iso
 
 log = logging.getLogger("switchyard.alerts")
@@ -184,8 +185,6 @@ def rotate_webhook_secret(d: Deps, p: Principal, webhook_id: str) -> str:
     d.secrets.put_version(name, {"url": stored["url"], "signing_secret": secret,
                                  "previous_secret": stored["signing_secret"],
                                  "previous_until": int(time.time()) + ROTATION_OVERLAP_SECONDS})
-    from chalicelib.store.audit import AuditEvent
-
     d.audit.put(AuditEvent(p.account_id, p.user_id, "rotated", "alert_settings", p.account_id,
                            "alert settings", {"webhook": {"before": hook.host, "after": hook.host}}))
     return secret
@@ -193,8 +192,6 @@ def rotate_webhook_secret(d: Deps, p: Principal, webhook_id: str) -> str:
 
 def _audit(d: Deps, p: Principal, before: AlertSettings, after: AlertSettings) -> None:
     """Addresses as they are; webhooks by host only (a URL may carry a token)."""
-    from chalicelib.store.audit import AuditEvent, diff
-
     def view(s: AlertSettings) -> dict[str, Any]:
         return {"emails": sorted(s.emails), "webhook_hosts": [w.host for w in s.webhooks]}
 
