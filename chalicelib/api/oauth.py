@@ -74,7 +74,7 @@ def start(principal: Principal, provider: str, query: dict[str, Any]) -> Respons
 def callback(provider: str, query: dict[str, Any]) -> Response:
     from chalicelib.services import oauth
 
-    oauth.flow_of(provider)  # an unknown provider is a 404 before its name goes into a header
+    # oauth.callback refuses an unknown provider (404) first, before its name goes into a header
     done = oauth.callback(deps(), provider, code=query["code"], state=query["state"],
                           nonce=_cookie(bp.current_request, oauth.COOKIE), error=query["error"])
     if done.auth is not None:

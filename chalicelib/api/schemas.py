@@ -20,7 +20,7 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _BIDI_CONTROL = re.compile("[\u202a-\u202e\u2066-\u2069]")
 
 
-def _clean_text(value: str) -> str:
+def clean_text(value: str) -> str:
     if _CONTROL.search(value):
         raise ValueError("must not contain control characters")
     if _BIDI_CONTROL.search(value):
@@ -40,7 +40,7 @@ class Strict(BaseModel):
     @field_validator("label", "description", "name", check_fields=False)
     @classmethod
     def _no_control(cls, v: Any) -> Any:
-        return _clean_text(v) if isinstance(v, str) else v
+        return clean_text(v) if isinstance(v, str) else v
 
 
 # -- schedules ------------------------------------------------------------------------

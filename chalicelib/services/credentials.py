@@ -8,6 +8,7 @@ from chalicelib.domain.access import Capability, Principal
 from chalicelib.domain.catalog import AuthMethodSpec, ProviderSpec
 from chalicelib.domain.ids import role_session_name
 from chalicelib.domain.models import Authorization
+from chalicelib.services import oauth_clients
 from chalicelib.services.deps import Deps
 from chalicelib.services.validation import validate
 from chalicelib.store.scheduler import own_identity
@@ -99,10 +100,9 @@ def load(d: Deps, auth: Authorization, spec: ProviderSpec) -> Any:
             # Stored before the field existed: fill it now (nothing rewritten).
             stored = {**stored, name: auth.account_id}
     credentials = method.credentials_model.model_validate(stored)
-    from chalicelib.services import oauth
-
-    if oauth.due(credentials):
-        credentials = method.credentials_model.model_validate(oauth.refresh(d, auth, credentials))
+    if oauth_clients.due(credentials):
+        credentials = method.credentials_model.model_validate(
+            oauth_clients.refresh(d, auth, credentials, to_secret(credentials)))
     return _never_logged(credentials)
 
 
