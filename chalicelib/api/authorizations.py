@@ -44,7 +44,10 @@ def create_authorization(principal: Principal, body: dict[str, Any], query: dict
     auth = svc.create(deps(), principal, svc.NewAuthorization(
         provider=req.provider, method=req.method, label=req.label,
         description=req.description, credentials=req.credentials))
-    return ok(views.authorization_summary(auth, []), 201)
+    body = views.authorization_summary(auth, [])
+    if auth.issued_key:
+        body["write_key"] = auth.issued_key  # shown this once; only its hint afterwards
+    return ok(body, 201)
 
 
 @route(bp, "/authorizations/{auth_id}", "GET", summary="Authorization summary", tag=TAG,

@@ -137,7 +137,12 @@ def create(d: Deps, p: Principal, new: NewAuthorization) -> Authorization:
     auth, secret = prepare(d, p, new, resources={}, counter=counter)
     store_secret(d, auth, secret)
     try:
-        d.auths.put_new(auth)
+        if d.registry.get(auth.provider).spec.method(auth.method).issued:
+            from chalicelib.services.collect import create_with_key
+
+            create_with_key(d, auth)
+        else:
+            d.auths.put_new(auth)
     except Exception:
         d.secrets.delete_now(auth.secret_name)
         raise
