@@ -10,6 +10,8 @@ from typing import Any
 from chalice import Blueprint, Response
 
 from chalicelib.api.http import JSON_HEADERS, route
+from chalicelib.services import collect as svc
+from chalicelib.services.deps import deps
 
 bp = Blueprint(__name__)
 TAG = "collection"
@@ -17,9 +19,6 @@ ERRORS = (400, 401, 409, 429)
 
 
 def _collect(forced_type: str | None) -> Response:
-    from chalicelib.services import collect as svc
-    from chalicelib.services.deps import deps
-
     request = bp.current_request
     try:
         raw = request.raw_body or b""

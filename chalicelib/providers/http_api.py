@@ -12,7 +12,7 @@ from pydantic import Field
 
 from chalicelib.domain.catalog import AuthMethodSpec, JobType, ProviderSpec, WorkflowSpec
 from chalicelib.domain.models import CheckResult, HealthStatus
-from chalicelib.providers.base import Option
+from chalicelib.providers.base import Option, ProviderError
 from chalicelib.providers.calls import CallCounter
 from chalicelib.providers.models import StrictModel
 
@@ -68,7 +68,7 @@ class HttpApiProvider:
 
     def options(self, method: str, credentials: Any, workflow: str, field: str, params: dict[str, str],
                 counter: CallCounter | None = None) -> list[Option]:
-        return []
+        raise ProviderError(f"{field!r} has no choices to read: nothing here is read from a provider", field="field")
 
     def credential_hint(self, method: str, credentials: Any) -> str | None:
         return None  # the key's last four characters are set when it is issued

@@ -22,6 +22,7 @@ from chalicelib.domain.rules import in_use_error
 from chalicelib.providers.base import Provider, ProviderError
 from chalicelib.providers.calls import CallCounter
 from chalicelib.services import credentials as creds_svc
+from chalicelib.services.collect import create_with_key
 from chalicelib.services.deps import Deps
 from chalicelib.store.authorizations import AuthorizationInUse
 from chalicelib.store.dynamo import Page, Transaction, now_iso
@@ -138,8 +139,6 @@ def create(d: Deps, p: Principal, new: NewAuthorization) -> Authorization:
     store_secret(d, auth, secret)
     try:
         if d.registry.get(auth.provider).spec.method(auth.method).issued:
-            from chalicelib.services.collect import create_with_key
-
             create_with_key(d, auth)
         else:
             d.auths.put_new(auth)

@@ -24,6 +24,7 @@ from chalicelib.domain.schedules import pending_start
 from chalicelib.domain.statuses import Action, JobStatus, initial_status
 from chalicelib.providers.base import Provider
 from chalicelib.services import authorizations as auth_svc
+from chalicelib.services.collect import bind_write_key, key_in_use
 from chalicelib.services.deps import Deps
 from chalicelib.services.validation import validate
 from chalicelib.store.alert_rules import AlertRuleRepo
@@ -156,8 +157,6 @@ def create(d: Deps, p: Principal, new: NewJob) -> tuple[Job, Authorization]:
     verb = "created and started" if new.start else "created (staged, paused)"
     tx = _recorded(d, job, "job.created", f"job {verb} by {p.user_id}", p, "created")
     if wf.pushed:
-        from chalicelib.services.collect import bind_write_key
-
         bind_write_key(d, tx, job, auth, inline=inline is not None)
     d.runs.add_requests(tx, p.account_id, auth.id, datetime.now(UTC), calls.total, calls.error_total)
     if inline is not None:
@@ -175,8 +174,6 @@ def create(d: Deps, p: Principal, new: NewJob) -> tuple[Job, Authorization]:
         except Conflict as exc:
             auth_svc.record_requests(d, p.account_id, auth.id, calls)
             if wf.pushed and exc.code == "conflict.concurrent_change":
-                from chalicelib.services.collect import key_in_use
-
                 raise key_in_use(auth) from None
             raise
         except Exception:

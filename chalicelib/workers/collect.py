@@ -11,6 +11,8 @@ from typing import Any
 
 from chalice import Blueprint
 
+from chalicelib.services.collect import apply_handoff
+from chalicelib.services.deps import deps
 from chalicelib.store.collect import COLLECT_QUEUE
 
 bp = Blueprint(__name__)
@@ -19,9 +21,6 @@ log = logging.getLogger("switchyard.collect")
 
 @bp.on_sqs_message(queue=COLLECT_QUEUE, batch_size=10)
 def collect_handoffs(event: Any) -> dict[str, Any]:
-    from chalicelib.services.collect import apply_handoff
-    from chalicelib.services.deps import deps
-
     failures: list[dict[str, str]] = []
     blocked: set[str] = set()
     for record in event:
