@@ -44,6 +44,9 @@ KEY_CACHE_SECONDS = 60.0  # like API tokens: a revoked key works at most this mu
 BURST_SECONDS = 10.0
 ACCEPTING = (JobStatus.RUNNING, JobStatus.SLEEPING)
 
+# The clock the per-job rate is kept on (tests move it).
+rate_clock: Callable[[], float] = time.time
+
 
 # -- write keys ---------------------------------------------------------------------------
 
@@ -202,7 +205,9 @@ def accept(d: Deps, headers: Mapping[str, str], raw_body: bytes, forced_type: st
     job = _job_for(d, key)
     batch = [body] if forced_type else C.batch_of(body)
     rate = int(job.config.get("max_messages_per_second") or 1000)
-    ok, wait = SharedRateStore(d.table).take(f"collect#{job.id}", rate, BURST_SECONDS, len(batch), time.time())
+    # A request larger than the whole bucket takes all of it (else it could never pass).
+    cost = min(len(batch), int(rate * BURST_SECONDS))
+    ok, wait = SharedRateStore(d.table).take(f"collect#{job.id}", rate, BURST_SECONDS, cost, rate_clock())
     if not ok:
         raise RateLimited(wait)
     received = now or datetime.now(UTC)
