@@ -276,7 +276,10 @@ def apply_handoff(d: Deps, entry: Mapping[str, Any], *, fault: Callable[[str], N
     if job is None:
         return "job deleted"
     repo = CollectRepo(d.table)
+    tag = f"{job_id}#{handoff}"
     if repo.applied(account_id, job_id, handoff):
+        # An attempt that died after its commit may still hold the account's write lease.
+        d.profiles.release(account_id, tag)
         return "already applied"
     messages = unpack(str(entry["messages"]))
     now = time.time()
@@ -296,8 +299,7 @@ def apply_handoff(d: Deps, entry: Mapping[str, Any], *, fault: Callable[[str], N
     plan = C.apply_plan(fresh, C.mapping_of(job.config))
     outcomes: list[str] = []
     if plan.records:
-        outcomes = d.profiles.upsert_batch(account_id, plan.records, step_tag=f"{job_id}#{handoff}",
-                                           rules=plan.rules)
+        outcomes = d.profiles.upsert_batch(account_id, plan.records, step_tag=tag, rules=plan.rules)
     fault("after_profiles")
     omitted = Counter(plan.omitted)
     omitted.update({str(k): int(v) for k, v in (entry.get("rejected") or {}).items()})
