@@ -84,8 +84,10 @@ def rotate_credentials(principal: Principal, auth_id: str, body: dict[str, Any],
     version = version_of(bp.current_request, body)
     req = validate(_schemas().CredentialsPut, body)
     auth = svc.rotate(deps(), principal, auth_id, req.credentials, version)
-    return ok(views.authorization_summary(auth, deps().jobs.jobs_of_authorization(
-        principal.account_id, auth_id)))
+    body = views.authorization_summary(auth, deps().jobs.jobs_of_authorization(principal.account_id, auth_id))
+    if auth.issued_key:
+        body["write_key"] = auth.issued_key  # a rotated write key, shown this once
+    return ok(body)
 
 
 @route(bp, "/authorizations/{auth_id}/check", "POST", summary="Run the health check now", tag=TAG,

@@ -43,9 +43,10 @@ KEY_PREFIX = "wk_"
 KEY_CACHE_SECONDS = 60.0  # like API tokens: a revoked key works at most this much longer
 BURST_SECONDS = 10.0
 ACCEPTING = (JobStatus.RUNNING, JobStatus.SLEEPING)
+ROTATION_GRACE_SECONDS = 24 * 3600
 
-# The clock the per-job rate is kept on (tests move it).
-rate_clock: Callable[[], float] = time.time
+# The clock of per-job rates and of rotated keys' ends (tests move it).
+clock: Callable[[], float] = time.time
 
 
 # -- write keys ---------------------------------------------------------------------------
@@ -82,7 +83,37 @@ def bind_write_key(d: Deps, tx: Transaction, job: Job, auth: Authorization, *, i
         raise Invalid("a write key is issued by POST /authorizations and shown once there; create it first, "
                       "then give its authorization_id", code="authorization.write_key_first",
                       fields={"authorization": "create the write key with POST /authorizations"})
-    tx.add("write_key", WriteKeyRepo(d.table).bind_op(auth.provider_account, job.account_id, job.id))
+    repo = WriteKeyRepo(d.table)
+    key = repo.get(auth.provider_account)
+    # A key whose job was deleted may feed a new one (the condition holds if nothing moved).
+    old = key.job_id if key is not None and key.job_id and d.jobs.get(job.account_id, key.job_id) is None else None
+    tx.add("write_key", repo.bind_op(auth.provider_account, job.account_id, job.id, replacing=old))
+
+
+def rotate_key(d: Deps, auth: Authorization, version: int | None) -> Authorization:
+    """A new key for the authorization (shown once); the old one keeps working for a grace
+    period, so apps can be redeployed without losing events. New key first, then the
+    authorization, then the old key's end: a crash in between leaves the old key working."""
+    repo = WriteKeyRepo(d.table)
+    old = repo.get(auth.provider_account or "")
+    key_id = new_id("wk")
+    raw = f"{key_id}.{tokens.new_secret()}"
+    repo.put(WriteKey(key_id, _hash(raw), auth.account_id, auth.id, old.job_id if old else None, "active"),
+             now_iso())
+    updated = d.auths.update(auth.account_id, auth.id, {"provider_account": key_id, "credential_hint": "…" + raw[-4:]},
+                             expected_version=version)
+    if old is not None:
+        repo.expire(old.id, clock() + ROTATION_GRACE_SECONDS)
+    key_cache.clear()
+    updated.issued_key = raw
+    return updated
+
+
+def revoke_key(d: Deps, auth: Authorization) -> None:
+    """The authorization is gone: its key stops now (containers' caches: within a minute)."""
+    if auth.provider_account:
+        WriteKeyRepo(d.table).expire(auth.provider_account, clock())
+        key_cache.clear()
 
 
 class _KeyCache:
@@ -151,7 +182,7 @@ def resolve_key(d: Deps, raw: str | None) -> WriteKey:
         if key is not None and not hmac.compare_digest(key.key_hash, digest):
             key = None
         key_cache.put(digest, key)
-    if key is None or key.status != "active":
+    if key is None or key.status != "active" or (key.not_after is not None and key.not_after <= clock()):
         raise _invalid_key()
     return key
 
@@ -207,7 +238,7 @@ def accept(d: Deps, headers: Mapping[str, str], raw_body: bytes, forced_type: st
     rate = int(job.config.get("max_messages_per_second") or 1000)
     # A request larger than the whole bucket takes all of it (else it could never pass).
     cost = min(len(batch), int(rate * BURST_SECONDS))
-    ok, wait = SharedRateStore(d.table).take(f"collect#{job.id}", rate, BURST_SECONDS, cost, rate_clock())
+    ok, wait = SharedRateStore(d.table).take(f"collect#{job.id}", rate, BURST_SECONDS, cost, clock())
     if not ok:
         raise RateLimited(wait)
     received = now or datetime.now(UTC)

@@ -42,6 +42,7 @@ class WriteKey:
     authorization_id: str
     job_id: str | None
     status: str  # active | revoked
+    not_after: float | None = None  # a rotated key keeps working until then (epoch seconds)
 
 
 class WriteKeyRepo:
@@ -52,6 +53,8 @@ class WriteKeyRepo:
         item = {"PK": write_key_pk(key.id), "SK": "META", "type": "write_key", "key_hash": key.key_hash,
                 "account_id": key.account_id, "authorization_id": key.authorization_id,
                 "status": key.status, "created_at": created_at}
+        if key.job_id:
+            item["job_id"] = key.job_id
         return {"Put": {"TableName": self.t.name, "Item": ser(item),
                         "ConditionExpression": "attribute_not_exists(PK)"}}
 
@@ -61,16 +64,36 @@ class WriteKeyRepo:
             return None
         return WriteKey(id=key_id, key_hash=row["key_hash"], account_id=row["account_id"],
                         authorization_id=row["authorization_id"], job_id=row.get("job_id"),
-                        status=row.get("status", "active"))
+                        status=row.get("status", "active"),
+                        not_after=float(row["not_after"]) if row.get("not_after") is not None else None)
 
-    def bind_op(self, key_id: str, account_id: str, job_id: str) -> dict[str, Any]:
-        """One write key feeds one job: the job's create transaction names it, once."""
+    def put(self, key: WriteKey, created_at: str) -> None:
+        op = self.new_op(key, created_at)["Put"]
+        self.t.client.put_item(**op)
+
+    def expire(self, key_id: str, not_after: float) -> None:
+        """The key stops working at `not_after` (now, for a deleted authorization); never
+        later than a time already set."""
+        self.t.write_if(
+            "update_item", Key={"PK": {"S": write_key_pk(key_id)}, "SK": {"S": "META"}},
+            UpdateExpression="SET not_after = :t",
+            ConditionExpression="attribute_exists(PK) AND (attribute_not_exists(not_after) OR not_after > :t)",
+            ExpressionAttributeValues={":t": {"N": f"{not_after:.3f}"}})
+
+    def bind_op(self, key_id: str, account_id: str, job_id: str, *, replacing: str | None) -> dict[str, Any]:
+        """One write key feeds one job: the job's create transaction names it, conditional
+        on the key feeding no job, or still feeding the deleted one it replaces."""
+        values = {":j": {"S": job_id}, ":a": {"S": account_id}}
+        free = "attribute_not_exists(job_id)"
+        if replacing:
+            free = "job_id = :old"
+            values[":old"] = {"S": replacing}
         return {"Update": {
             "TableName": self.t.name,
             "Key": {"PK": {"S": write_key_pk(key_id)}, "SK": {"S": "META"}},
             "UpdateExpression": "SET job_id = :j",
-            "ConditionExpression": "attribute_exists(PK) AND account_id = :a AND attribute_not_exists(job_id)",
-            "ExpressionAttributeValues": {":j": {"S": job_id}, ":a": {"S": account_id}},
+            "ConditionExpression": f"attribute_exists(PK) AND account_id = :a AND {free}",
+            "ExpressionAttributeValues": values,
         }}
 
 

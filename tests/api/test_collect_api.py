@@ -159,8 +159,8 @@ def test_a_paused_job_answers_409_and_stores_nothing(api: Any, client: Any) -> N
 def test_the_rate_limit_answers_429_with_retry_after(api: Any, client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
     from chalicelib.services import collect
 
-    frozen = collect.rate_clock()
-    monkeypatch.setattr(collect, "rate_clock", lambda: frozen)  # no time passes between the requests
+    frozen = collect.clock()
+    monkeypatch.setattr(collect, "clock", lambda: frozen)  # no time passes between the requests
     key, _ = write_key_job(api, config={"max_messages_per_second": 1})
     batch = {"batch": [{"type": "track", "userId": "u", "event": "e", "messageId": f"r{i}"} for i in range(10)]}
     assert send(client, key, batch).status_code == 200  # 10 s of burst at 1 a second
@@ -184,3 +184,47 @@ def test_a_write_key_enables_only_collection_and_feeds_one_job(api: Any) -> None
     assert inline.status_code == 422 and "authorization" in inline.json["error"]["fields"]
     run_now = api.post(f"/jobs/{job['id']}/run")
     assert run_now.status_code == 409 and run_now.json["error"]["code"] == "job.continuous"
+
+
+def test_a_rotated_key_is_shown_once_and_the_old_one_works_for_a_grace_period(
+        api: Any, client: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from chalicelib.services import collect
+
+    old, job = write_key_job(api)
+    resp = api.put(f"/authorizations/{job['authorization_id']}/credentials", {"credentials": {}})
+    assert resp.status_code == 200, resp.json
+    new = resp.json["data"]["write_key"]
+    assert new != old and resp.json["data"]["credential_hint"] == "…" + new[-4:]
+    body = {"batch": [{"type": "track", "userId": "u", "event": "e"}]}
+    assert send(client, new, body).status_code == 200
+    assert send(client, old, body).status_code == 200  # redeploys have a day
+    # A day later the old key is refused, the new one still works.
+    later = collect.clock() + collect.ROTATION_GRACE_SECONDS + 1
+    monkeypatch.setattr(collect, "clock", lambda: later)
+    collect.key_cache.clear()
+    assert send(client, old, body).status_code == 401
+    assert send(client, new, body).status_code == 200
+    monkeypatch.undo()
+    receive()
+
+
+def test_a_deleted_jobs_key_feeds_a_new_job_and_a_deleted_authorizations_key_nothing(
+        api: Any, client: Any) -> None:
+    key, job = write_key_job(api)
+    body = {"batch": [{"type": "track", "userId": "u", "event": "e"}]}
+    assert api.delete(f"/jobs/{job['id']}").status_code == 204
+    assert send(client, key, body).status_code == 401  # it feeds nothing now
+    again = api.post("/jobs", {"provider": "http_api", "job_type": "import", "workflow": "http_collect",
+                               "authorization_id": job["authorization_id"], "label": "again", "config": {},
+                               "start": True})
+    assert again.status_code == 201, again.json
+    from chalicelib.services.collect import key_cache
+
+    key_cache.clear()  # another container, or a minute later
+    assert send(client, key, body).status_code == 200
+    assert api.delete(f"/jobs/{again.json['data']['id']}").status_code == 204
+    assert api.delete(f"/authorizations/{job['authorization_id']}").status_code == 204
+    key_cache.clear()
+    refused = send(client, key, body)
+    assert refused.status_code == 401 and refused.json["error"]["code"] == "write_key.invalid"
+    receive()

@@ -87,8 +87,8 @@ def test_the_sdk_waits_out_a_429_and_its_retry_is_accepted(base: str, deps: Any,
 
     # The rate's clock stands still but for the wait each 429 asks for: whatever the
     # machine's speed, the second flush finds the bucket full and its retry finds room.
-    clock = [collect.rate_clock()]
-    monkeypatch.setattr(collect, "rate_clock", lambda: clock[0])
+    clock = [collect.clock()]
+    monkeypatch.setattr(collect, "clock", lambda: clock[0])
     tenant = new_tenant("Sdk")
     receive()
     # GIVEN a job taking 10 messages a second (a bucket of 100) and a first flush that fills it
