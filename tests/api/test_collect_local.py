@@ -15,19 +15,14 @@ from typing import Any
 import pytest
 
 from tests import requires
+from tests.api import test_collect_sdk
 from tests.api.test_collect_sdk import HttpApi
 from tests.collect.helpers import receive, write_key_job
 from tests.proof.record import record, size
+from tests.test_event_loop import wait_until
 
 EVENTS = size(10, 200)
-
-
-@pytest.fixture()
-def base(deps: Any) -> Iterator[str]:
-    from tests.proof.served import serve_app
-
-    with serve_app() as url:
-        yield url
+base = test_collect_sdk.base  # the app served over HTTP (a fixture)
 
 
 @pytest.fixture()
@@ -43,17 +38,6 @@ def loop(deps: Any) -> Iterator[None]:
     stop.set()
     for t in threads:
         t.join(timeout=10)
-
-
-def _until(found: Any, what: str, timeout: float = 60.0) -> Any:
-    # A bound on waiting for something that must happen, not a measure of speed.
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = found()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError(f"{what} did not happen within {timeout} s")
 
 
 def test_events_reach_profiles_through_the_queue_and_the_event_loop(
@@ -74,7 +58,7 @@ def test_events_reach_profiles_through_the_queue_and_the_event_loop(
             prof = deps.profiles.find(tenant.account_id, "user_id", user)
             return prof is not None and prof.fields.get("event_signed_up_count") == 1
 
-        _until(seen, f"{user}'s event reaching its profile")
+        wait_until(seen, timeout=60.0)  # a bound on something that must happen, not a pass mark
         latencies.append(time.monotonic() - flushed)
     sdk.shutdown()
     assert errors == []
