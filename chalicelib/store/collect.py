@@ -15,7 +15,7 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from chalicelib.store import aws
@@ -158,8 +158,28 @@ class CollectRepo:
                 "started_at": started_at, "step": 0, "processed": 0, "read": 0, "added": 0, "removed": 0,
                 "omitted": 0, "omitted_reasons": {}, "cost": {}, "enqueued_step": 0, "duplicates": 0,
                 "expires_at": int(at.timestamp()) + RUN_TTL_DAYS * 86400}
-        self.t.write_if("put_item", Item=ser(item), ConditionExpression="attribute_not_exists(PK)")
+        if self.t.write_if("put_item", Item=ser(item), ConditionExpression="attribute_not_exists(PK)"):
+            self._close_before(account_id, job_id, run_id)
         return run_id
+
+    def _close_before(self, account_id: str, job_id: str, run_id: str) -> None:
+        """A new hour's window closes the job's earlier open ones (their hour is over): one
+        Query an hour per job. Windows of hours without a later event stay open until one
+        comes."""
+        rows, _ = self.t.query(key_condition="PK = :pk AND begins_with(SK, :p)",
+                               names={"#s": "status"},
+                               values={":pk": K.account_pk(account_id), ":p": f"RUN#{job_id}#win_", ":r": "running"},
+                               filter_expression="#s = :r", limit=24)
+        for row in rows:
+            if row["id"] >= run_id:
+                continue
+            hour = datetime.strptime(row["id"].removeprefix("win_"), "%Y%m%d%H").replace(tzinfo=UTC)
+            self.t.write_if(
+                "update_item", Key={"PK": {"S": K.account_pk(account_id)}, "SK": {"S": row["SK"]}},
+                UpdateExpression="SET #s = :done, finished_at = :end",
+                ConditionExpression="#s = :r", ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={":done": {"S": "succeeded"}, ":r": {"S": "running"},
+                                           ":end": {"S": (hour + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")}})
 
     def add_window_counts(self, tx: Transaction, account_id: str, job_id: str, run_id: str, *, processed: int,
                           added: int, duplicates: int, omitted: dict[str, int]) -> None:

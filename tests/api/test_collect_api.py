@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
-from tests.collect.helpers import drain, receive, send, write_key_job
+from tests.collect.helpers import basic, drain, receive, send, write_key_job
 
 
 @pytest.fixture(autouse=True)
@@ -228,3 +229,21 @@ def test_a_deleted_jobs_key_feeds_a_new_job_and_a_deleted_authorizations_key_not
     refused = send(client, key, body)
     assert refused.status_code == 401 and refused.json["error"]["code"] == "write_key.invalid"
     receive()
+
+
+def test_each_hour_is_a_window_run_and_a_new_hour_closes_the_last(api: Any, client: Any, deps: Any) -> None:
+    from datetime import UTC, datetime
+
+    from chalicelib.services import collect
+
+    key, job = write_key_job(api)
+    for n, hour in enumerate((9, 9, 10)):
+        at = datetime(2026, 3, 1, hour, 30, tzinfo=UTC)
+        body = {"batch": [{"type": "track", "userId": "u", "event": "e", "messageId": f"w{n}"}]}
+        collect.accept(deps, {"authorization": basic(key)}, json.dumps(body).encode(), None, now=at)
+        drain(deps)
+    runs = {r["id"]: r for r in api.get(f"/jobs/{job['id']}/runs").json["data"]}
+    assert set(runs) == {"win_2026030109", "win_2026030110"}
+    assert runs["win_2026030109"]["added"] == 2 and runs["win_2026030109"]["status"] == "succeeded"
+    assert runs["win_2026030109"]["finished_at"] == "2026-03-01T10:00:00Z"
+    assert runs["win_2026030110"]["added"] == 1 and runs["win_2026030110"]["status"] == "running"
