@@ -191,6 +191,7 @@ def check(index: int, msg: Any, *, forced_type: str | None, defaults: dict[str, 
 @dataclass
 class Applied:
     records: list[P.ProfileRecord] = field(default_factory=list)
+    aliases: list[int] = field(default_factory=list)  # indexes in `records` of alias records
     rules: dict[str, str] = field(default_factory=dict)
     omitted: dict[str, int] = field(default_factory=dict)
     invalid: list[str] = field(default_factory=list)  # why, naming the message (never a value)
@@ -251,9 +252,38 @@ def apply_plan(messages: list[dict[str, Any]], mapping: P.Mapping) -> Applied:
             out.omit(mapped.reason)
             out.invalid.append(f"{ref}: {mapped.field or 'record'} {mapped.detail}".strip())
             continue
+        if kind == "alias":
+            out.aliases.append(len(out.records))
         out.records.append(mapped)
     return out
 
 
-__all__ = ["Applied", "Rejection", "apply_plan", "batch_of", "check", "inflate", "iso", "mapping_of",
-           "parse_body"]
+def drop_conflicts(applied: Applied, found: dict[tuple[str, str], str]) -> Applied:
+    """Alias records whose two identities already reach different profiles: profiles are
+    never merged, so they are omitted as `alias_conflict` instead of linking nothing silently.
+    `found` is what the store says each identifier reaches now."""
+    keep: list[P.ProfileRecord] = []
+    aliases = set(applied.aliases)
+    for i, rec in enumerate(applied.records):
+        if i in aliases and len({found[k] for k in rec.identifiers.items() if k in found}) > 1:
+            applied.omit("alias_conflict")
+            applied.invalid.append(f"{rec.ref}: its two identities belong to different profiles; not linked")
+            continue
+        keep.append(rec)
+    applied.records = keep
+    applied.aliases = []
+    return applied
+
+
+__all__ = [
+    "Applied",
+    "Rejection",
+    "apply_plan",
+    "batch_of",
+    "check",
+    "drop_conflicts",
+    "inflate",
+    "iso",
+    "mapping_of",
+    "parse_body",
+]

@@ -328,6 +328,9 @@ def apply_handoff(d: Deps, entry: Mapping[str, Any], *, fault: Callable[[str], N
     repo.put_claims(account_id, job_id, [m for m in seen if m not in claims], handoff, now)
     fault("after_claims")
     plan = C.apply_plan(fresh, C.mapping_of(job.config))
+    if plan.aliases:
+        wanted = list(dict.fromkeys(k for i in plan.aliases for k in plan.records[i].identifiers.items()))
+        plan = C.drop_conflicts(plan, d.profiles.lookup(account_id, wanted))
     outcomes: list[str] = []
     if plan.records:
         outcomes = d.profiles.upsert_batch(account_id, plan.records, step_tag=tag, rules=plan.rules)

@@ -247,3 +247,20 @@ def test_each_hour_is_a_window_run_and_a_new_hour_closes_the_last(api: Any, clie
     assert runs["win_2026030109"]["added"] == 2 and runs["win_2026030109"]["status"] == "succeeded"
     assert runs["win_2026030109"]["finished_at"] == "2026-03-01T10:00:00Z"
     assert runs["win_2026030110"]["added"] == 1 and runs["win_2026030110"]["status"] == "running"
+
+
+def test_an_alias_between_two_existing_profiles_is_omitted_as_a_conflict(
+        api: Any, client: Any, deps: Any, tenant: Any) -> None:
+    key, job = write_key_job(api)
+    send(client, key, {"batch": [{"type": "track", "anonymousId": "anon-c", "event": "Viewed", "messageId": "a"},
+                                 {"type": "track", "userId": "user-c", "event": "Viewed", "messageId": "b"}]})
+    drain(deps)
+    send(client, key, {"previousId": "anon-c", "userId": "user-c", "messageId": "al"}, path="/alias")
+    assert drain(deps) == ["0 added, 1 omitted, 0 duplicates"]
+    by_user = deps.profiles.find(tenant.account_id, "user_id", "user-c")
+    by_anon = deps.profiles.find(tenant.account_id, "anonymous_id", "anon-c")
+    assert by_user is not None and by_anon is not None and by_user.id != by_anon.id  # never merged
+    runs = api.get(f"/jobs/{job['id']}/runs").json["data"]
+    assert runs[0]["omitted_reasons"] == {"alias_conflict": 1}
+    logs = api.get(f"/jobs/{job['id']}/logs").json["data"]
+    assert any("different profiles" in line["message"] for line in logs)
