@@ -35,7 +35,7 @@ from chalicelib.store.collect import (
 )
 from chalicelib.store.dynamo import Transaction, TransactionFailed, now_iso
 from chalicelib.store.rates import SharedRateStore
-from chalicelib.store.runs import LogLine
+from chalicelib.domain.runs import LogLine
 
 log = logging.getLogger("switchyard.collect")
 
