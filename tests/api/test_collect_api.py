@@ -264,3 +264,26 @@ def test_an_alias_between_two_existing_profiles_is_omitted_as_a_conflict(
     assert runs[0]["omitted_reasons"] == {"alias_conflict": 1}
     logs = api.get(f"/jobs/{job['id']}/logs").json["data"]
     assert any("different profiles" in line["message"] for line in logs)
+
+
+def test_a_100_message_call_costs_five_aws_requests_whatever_its_size(api: Any, deps: Any) -> None:
+    from chalicelib.services import collect
+    from chalicelib.store import aws
+
+    key, _ = write_key_job(api)
+    headers = {"authorization": basic(key)}
+
+    def call(n: int, tag: str) -> dict[str, int]:
+        body = {"batch": [{"type": "track", "userId": f"u{i % 7}", "event": "e", "messageId": f"{tag}{i}"}
+                          for i in range(n)]}
+        tally = aws.track_requests()
+        out = collect.accept(deps, headers, json.dumps(body).encode(), None)
+        assert out.accepted == n
+        return tally.by_service()
+
+    call(1, "warm")  # the key's lookup and the queue's URL are cached per container
+    # the job, the rate (read + conditional write), the claims (one BatchGetItem per 100 ids),
+    # one SendMessageBatch
+    assert call(100, "a") == {"dynamodb": 4, "sqs": 1}
+    assert call(10, "b") == {"dynamodb": 4, "sqs": 1}
+    receive()
