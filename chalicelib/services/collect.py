@@ -22,6 +22,7 @@ from chalicelib.domain import tokens
 from chalicelib.domain.errors import Conflict, Invalid, Unauthenticated
 from chalicelib.domain.ids import new_id
 from chalicelib.domain.models import Authorization, Job
+from chalicelib.domain.runs import LogLine
 from chalicelib.domain.statuses import JobStatus
 from chalicelib.services.deps import Deps
 from chalicelib.store.collect import (
@@ -35,7 +36,6 @@ from chalicelib.store.collect import (
 )
 from chalicelib.store.dynamo import Transaction, TransactionFailed, now_iso
 from chalicelib.store.rates import SharedRateStore
-from chalicelib.domain.runs import LogLine
 
 log = logging.getLogger("switchyard.collect")
 
