@@ -315,6 +315,10 @@ def edit(
     problems: list[str] = []
     new_auth_id = patch.get("authorization_id")
     target: Authorization | None = None
+    if new_auth_id and new_auth_id != job.authorization_id and wf.pushed:
+        raise Invalid("a collection job keeps the write key it was created with: rotate that key instead "
+                      "(PUT /authorizations/{id}/credentials)", code="job.write_key_fixed",
+                      fields={"authorization_id": "cannot change on a collection job; rotate its key"})
     if new_auth_id and new_auth_id != job.authorization_id:
         target = d.auths.get(p.account_id, new_auth_id)
         if target is None:

@@ -287,3 +287,15 @@ def test_a_100_message_call_costs_five_aws_requests_whatever_its_size(api: Any, 
     assert call(100, "a") == {"dynamodb": 4, "sqs": 1}
     assert call(10, "b") == {"dynamodb": 4, "sqs": 1}
     receive()
+
+
+def test_a_collection_job_keeps_its_write_key(api: Any) -> None:
+    _, job = write_key_job(api)
+    other = api.post("/authorizations", {"provider": "http_api", "method": "write_key", "label": "other",
+                                         "credentials": {}}).json["data"]
+    current = api.get(f"/jobs/{job['id']}").json["data"]
+    resp = api.patch(f"/jobs/{job['id']}", {"authorization_id": other["id"], "version": current["version"]})
+    assert resp.status_code == 422 and resp.json["error"]["fields"] == {
+        "authorization_id": "cannot change on a collection job; rotate its key"}
+    # Positive control: the same PATCH of its label goes through.
+    assert api.patch(f"/jobs/{job['id']}", {"label": "renamed", "version": current["version"]}).status_code == 200
