@@ -299,3 +299,45 @@ def test_a_collection_job_keeps_its_write_key(api: Any) -> None:
         "authorization_id": "cannot change on a collection job; rotate its key"}
     # Positive control: the same PATCH of its label goes through.
     assert api.patch(f"/jobs/{job['id']}", {"label": "renamed", "version": current["version"]}).status_code == 200
+
+
+def _record(entry: dict[str, Any], ident: str, group: str, received: int) -> dict[str, Any]:
+    return {"messageId": ident, "receiptHandle": ident, "body": json.dumps(entry), "md5OfBody": "",
+            "attributes": {"MessageGroupId": group, "ApproximateReceiveCount": str(received)},
+            "messageAttributes": {}, "eventSource": "aws:sqs",
+            "eventSourceARN": "arn:aws:sqs:eu-west-1:123456789012:switchyard-collect.fifo", "awsRegion": "eu-west-1"}
+
+
+def test_a_failing_hand_off_holds_its_jobs_later_ones_and_says_so_in_the_log(
+        api: Any, client: Any, deps: Any, tenant: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from chalicelib.workers import collect as worker
+
+    key, job = write_key_job(api)
+    for tag in ("first", "second"):
+        send(client, key, {"batch": [{"type": "track", "userId": "u", "event": "e", "messageId": tag}]})
+    first, second = receive()
+    key2, job2 = write_key_job(api)
+    send(client, key2, {"batch": [{"type": "track", "userId": "u2", "event": "e", "messageId": "other"}]})
+    [third] = receive()
+    real = worker.apply_handoff
+
+    def failing_first(d: Any, entry: dict[str, Any]) -> str:
+        if entry["handoff"] == first["handoff"]:
+            raise RuntimeError("DynamoDB unavailable")
+        return real(d, entry)
+
+    monkeypatch.setattr(worker, "apply_handoff", failing_first)
+    event = {"Records": [_record(first, "m1", job["id"], 3), _record(second, "m2", job["id"], 3),
+                         _record(third, "m3", job2["id"], 1)]}
+    # the second hand-off of the same job waits behind the first; another job's is not held
+    out = worker.collect_handoffs(event, None)
+    assert out == {"batchItemFailures": [{"itemIdentifier": "m1"}, {"itemIdentifier": "m2"}]}
+    logs = api.get(f"/jobs/{job['id']}/logs").json["data"]
+    assert any(line["code"] == "collect.blocked" and "3 times" in line["message"] for line in logs)
+    monkeypatch.undo()
+    # Redelivered once the trouble is over: both apply, in order, once.
+    out = worker.collect_handoffs({"Records": [_record(first, "m1", job["id"], 4),
+                                               _record(second, "m2", job["id"], 4)]}, None)
+    assert out == {"batchItemFailures": []}
+    prof = deps.profiles.find(tenant.account_id, "user_id", "u")
+    assert prof is not None and prof.fields["event_e_count"] == 2
