@@ -46,7 +46,10 @@ OBSERVER_REFUSED_READS = {
     ("GET", "/api/v1/oauth/{provider}/start"): "starts a connection: creating is not for observers",
     ("GET", "/api/v1/account/aws-trust"): "the trust policy to connect an AWS role: creating is not for observers",
 }
-PUBLIC = {("GET", "/api/v1/healthz"), ("GET", "/api/v1/openapi.json"), ("GET", "/api/v1/oauth/{provider}/callback")}
+# The tracking API's routes take a write key, never an API token (its key names its job).
+COLLECT = {("POST", f"/api/v1/{kind}") for kind in ("batch", "identify", "track", "alias")}
+PUBLIC = {("GET", "/api/v1/healthz"), ("GET", "/api/v1/openapi.json"), ("GET", "/api/v1/oauth/{provider}/callback"),
+          *COLLECT}
 
 
 @dataclass
@@ -127,6 +130,10 @@ def _state_mismatch(resp: Any, ctx: Ctx) -> None:
     assert resp.status_code == 400 and resp.json["error"]["code"] == "oauth.state_mismatch", resp.body
 
 
+def _token_refused(resp: Any, ctx: Ctx) -> None:
+    assert resp.status_code == 401 and resp.json["error"]["code"] == "auth.api_token_not_write_key", resp.body
+
+
 PRO = {"all": [{"field": "email", "op": "equals", "value": "p@acme.example"}]}
 
 # Routes without an object id in their path: (method, path) → what account B gets.
@@ -173,6 +180,9 @@ CASES: dict[tuple[str, str], Case] = {
                                                     _created_in_b),
     ("GET", "/api/v1/oauth/{provider}/callback"): Case(
         "/oauth/mailchimp/callback", "400: A's flow brought back by B's browser", _state_mismatch),
+    **{key: Case(key[1].removeprefix("/api/v1"), "401: an API token is not a write key (a key names its job)",
+                 _token_refused, {"batch": [{"type": "track", "userId": "u", "event": "e"}], "userId": "u",
+                                  "event": "e", "previousId": "p"}) for key in COLLECT},
 }
 
 
