@@ -149,7 +149,7 @@ _NAMES = {"at": "time", "timezone": "time zone", "every_minutes": "minutes betwe
           "dc": "data center", "failure_window_hours": "hours of errors before failing"}
 _GENERIC = {"start", "end", "value", "field", "min", "max", "type", "day", "at", "op", "name"}
 # Discriminated unions put the member's tag in the error's location; it is never a field.
-_UNION_TAGS = {"once", "interval", "daily", "weekly"}
+_UNION_TAGS = {"once", "interval", "daily", "weekly", "cron"}
 
 
 def _humanize(part: str) -> str:

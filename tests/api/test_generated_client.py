@@ -59,7 +59,7 @@ def test_generated_client_runs_the_readme_walkthrough(deps, new_tenant, tmp_path
             grouped = {p.parent.name: sorted(m.stem for m in p.parent.glob("*.py") if m.stem != "__init__")
                        for p in (tmp_path / PACKAGE / "api").glob("*/__init__.py")}
             assert {"list_jobs", "create_job", "get_job", "update_job", "delete_job", "pause_job", "resume_job",
-                    "run_job", "list_job_runs", "list_job_logs", "get_job_activity"} == set(grouped["jobs"])
+                    "run_job", "list_job_runs", "list_job_logs", "get_job_activity", "preview_job"} == set(grouped["jobs"])
             assert "create_authorization" in grouped["authorizations"]
             assert "list_field_choices" in grouped["providers"]
             _walkthrough(pkg, pkg.AuthenticatedClient(base_url=base, token=tenant.admin_token,

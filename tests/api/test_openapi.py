@@ -139,7 +139,7 @@ def test_operation_ids_name_actions_and_are_grouped_by_tag(api):
         ("DELETE", "/tokens/{token_id}"): "revoke_token",
         ("GET", "/providers/{provider}/workflows/{workflow}/options/{field}"): "list_field_choices",
         ("POST", "/jobs/{job_id}/alert-rules"): "create_job_alert_rule",
-        ("GET", "/oauth/{provider}/start"): "start_oauth",
+        ("GET", "/oauth/{provider}/start"): "start_oauth", ("POST", "/jobs/preview"): "preview_job",
     }
     assert {k: names[k] for k in expected} == expected
     verbs = {"list", "get", "create", "update", "delete", "replace", "rotate", "revoke", "pause", "resume", "run",
