@@ -211,6 +211,9 @@ def test_time_zone_search_and_a_cron_schedule_checked_before_review(page: Page, 
     _to_configure(page, "Cron keys")
     page.get_by_label("Job label *").fill("Weekday mornings")
     page.get_by_label("Bucket *").fill("switchyard-demo")
+    # The Incremental checkbox sits under its label, at the start of the field, not mid-row.
+    check, label = page.locator("#cfg-incremental").bounding_box(), page.locator("label[for=cfg-incremental]").bounding_box()
+    assert check and label and abs(check["x"] - label["x"]) < 8, (check, label)
     page.get_by_text("Daily", exact=True).click()
     # The time zone: a list of IANA zones narrowed by typing; a made-up zone cannot be chosen.
     zone = page.get_by_label("Time zone", exact=True)
