@@ -160,7 +160,7 @@ function CronField({ value, onChange, error, nextRuns }: { value: string; onChan
           onInput={(e) => { onChange((e.target as HTMLInputElement).value); setRuns(null); setProblem(""); }} />
         {nextRuns && <button type="button" onClick={show} disabled={busy}>Show next runs</button>}
       </div>
-      {runs && <p class="small" role="status" data-testid="next-runs">Next runs: {runs.map((r) => new Date(r).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" })).join(" · ")}</p>}
+      {runs && <p class="small" role="status" data-testid="next-runs">Next runs (your time): {runs.map((r) => new Date(r).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" })).join(" · ")}</p>}
       {problem && <p class="field-error small" role="alert">{problem}</p>}
     </Field>
   );

@@ -165,7 +165,11 @@ export function Wizard({ hash }: { hash: string }) {
   }
   /** "Show next runs" of a cron schedule: only the schedule's own problems matter there. */
   async function scheduleRuns(): Promise<string[]> {
-    try { return (await api.previewJob({ ...jobBody(), label: s.label || "preview" })).next_runs; } catch (e) {
+    try {
+      const runs = (await api.previewJob({ ...jobBody(), label: s.label || "preview" })).next_runs;
+      setError(null); setErrors({}); // the whole job passed: an earlier refusal no longer holds
+      return runs;
+    } catch (e) {
       if (!(e instanceof ApiError)) throw e;
       const own = Object.entries(e.fields).filter(([k]) => k.startsWith("schedule"));
       throw new Error(own.length ? own.map(([, v]) => v).join("; ") : `Fill in the other fields first: ${e.message}`);

@@ -20,7 +20,7 @@ export function plainDescription(text: string): string {
 const ACRONYMS: Record<string, string> = { id: "ID", url: "URL", aws: "AWS", arn: "ARN", api: "API", dc: "data center" };
 const NAMES: Record<string, string> = {
   authorization_id: "authorization", config: "configuration", timezone: "time zone", at: "time",
-  every_minutes: "minutes between runs", failure_window_hours: "failure window", op: "operator",
+  every_minutes: "minutes between runs", failure_window_hours: "failure window", op: "operator", expression: "cron expression",
 };
 const UNION_TAGS = new Set(["once", "interval", "daily", "weekly", "cron"]);
 
