@@ -170,7 +170,7 @@ export function AlertsPage() {
         <div class="panel">
           <h2>Webhooks</h2>
           {cur.webhooks.length === 0 ? <p class="muted">None.</p> : <ul class="plain">{cur.webhooks.map((w) => <li key={w.id}><code>{w.host}</code> <span class="muted small">(the full URL is kept secret)</span>
-            {canEdit && <button type="button" class="link" aria-label={`New signing secret for ${w.host}`} onClick={() => rotate(w.id, w.host)}>New secret</button>}
+            {canEdit && <button type="button" class="link" aria-label={`New secret for signing ${w.host} webhooks`} onClick={() => rotate(w.id, w.host)}>New secret</button>}
             {canEdit && <button type="button" class="link" aria-label={`Remove webhook ${w.host}`} onClick={() => put(cur.emails, ids.filter((x) => x !== w.id), "Webhook removed.")}>Remove</button>}</li>)}</ul>}
           {canEdit && <form class="row" onSubmit={addHook}>
             <Field id="al-hook" label="Add a webhook URL" hint="Gets signed JSON: POST {id, type, time, detail}." error={fields["webhooks"] ?? Object.entries(fields).find(([k]) => k.startsWith("webhooks"))?.[1]}>
