@@ -154,7 +154,7 @@ class KinesisProvider:
             err = stream_error(sess, exc, name)
             if err.transient:
                 raise err from None
-            return CheckResult(HealthStatus.UNHEALTHY, err.reason, provider_account=account)
+            return CheckResult(HealthStatus.UNHEALTHY, err.reason, provider_account=account, resource="stream_name")
         status = str(summary.get("StreamStatus", ""))
         if status == "DELETING":
             return CheckResult(HealthStatus.UNHEALTHY, f"stream {name!r} is being deleted (StreamStatus DELETING)",

@@ -230,7 +230,7 @@ class MailchimpProvider:
                     raise
                 why = f"list {list_id!r} was not found in this Mailchimp account" if exc.status == 404 \
                     else exc.reason
-                return CheckResult(HealthStatus.UNHEALTHY, why, provider_account=account)
+                return CheckResult(HealthStatus.UNHEALTHY, why, provider_account=account, resource="list_id")
             checked["list_id"] = list_id
         return CheckResult(
             HealthStatus.HEALTHY,

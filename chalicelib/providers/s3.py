@@ -175,7 +175,7 @@ class S3Provider:
                 err = _classify(exc, f"bucket {bucket!r}")
                 if err.transient:
                     raise err from None
-                return CheckResult(HealthStatus.UNHEALTHY, err.reason, provider_account=account)
+                return CheckResult(HealthStatus.UNHEALTHY, err.reason, provider_account=account, resource="bucket")
             checked["bucket"] = bucket
         return CheckResult(
             HealthStatus.HEALTHY,

@@ -179,7 +179,7 @@ class SqsProvider:
             err = queue_error(sess, exc, url)
             if err.transient:
                 raise err from None
-            return CheckResult(HealthStatus.UNHEALTHY, err.reason, provider_account=account)
+            return CheckResult(HealthStatus.UNHEALTHY, err.reason, provider_account=account, resource="queue_url")
         return CheckResult(
             HealthStatus.HEALTHY,
             f"reaches AWS account {account} and queue {attrs.get('QueueArn', queue_name(url))}",
