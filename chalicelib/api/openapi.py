@@ -143,6 +143,11 @@ OPERATION_NAMES: dict[tuple[str, str], str] = {
     ("GET", "/providers/{provider}/workflows/{workflow}/options/{field}"): "list_field_choices",
     ("GET", "/oauth/{provider}/start"): "start_oauth",
     ("GET", "/oauth/{provider}/callback"): "finish_oauth",
+    # The Segment-compatible collection endpoints (write key, not an API token)
+    ("POST", "/batch"): "send_event_batch",
+    ("POST", "/identify"): "send_identify_event",
+    ("POST", "/track"): "send_track_event",
+    ("POST", "/alias"): "send_alias_event",
 }
 
 # Tags group operations (a generated client gets one module per tag).
@@ -151,6 +156,7 @@ TAGS: dict[str, str] = {
     "alerts": "Where alerts go, and metric threshold rules of jobs",
     "audiences": "Saved filters over profiles",
     "audit": "Who changed what, and when",
+    "collection": "Profiles pushed in over HTTP with a write key (Segment-compatible tracking API)",
     "authorizations": "Credentials for a provider, stored in Secrets Manager and checked",
     "providers": "The catalog: providers, their job types and the live choices of config fields",
     "jobs": "Imports and exports: their schedules, runs, logs and activity",
