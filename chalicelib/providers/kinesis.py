@@ -13,11 +13,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from chalicelib.domain.catalog import JobType, ProviderSpec, WorkflowSpec
+from chalicelib.domain.catalog import JobType, ProviderSpec, Role, StepRef, WorkflowSpec
 from chalicelib.domain.models import CheckResult, HealthStatus
 from chalicelib.providers import aws_auth
 from chalicelib.providers.aws_auth import METHODS, AccessKeysBase, AssumeRoleBase
-from chalicelib.providers.base import ImportStep, Option, ProviderError
+from chalicelib.providers.base import Option, ProviderError
 from chalicelib.providers.calls import CallCounter
 from chalicelib.providers.models import StrictModel
 
@@ -104,6 +104,7 @@ SPEC = ProviderSpec(
             id="kinesis_audience_export",
             name="Kinesis audience events",
             job_type=JobType.EXPORT,
+            step=StepRef(Role.DESTINATION, "chalicelib.providers.kinesis_export:destination"),
             description="Puts one event per member who entered (first run: every member) or left the audience.",
             auth_methods=METHODS,
             config_model=KinesisExportConfig,
@@ -114,6 +115,7 @@ SPEC = ProviderSpec(
             id="kinesis_import",
             name="Kinesis JSON import",
             job_type=JobType.IMPORT,
+            step=StepRef(Role.SOURCE, "chalicelib.providers.kinesis_import:source"),
             description="Reads JSON records from every shard and upserts a profile per record; "
                         "later runs read what arrived since.",
             auth_methods=METHODS,
@@ -195,22 +197,6 @@ class KinesisProvider:
         except (ClientError, BotoCoreError) as exc:
             raise sess.error(exc, "the stream list", words=True) from None
         return [Option(value=n, label=n) for n in names]
-
-    def import_step(self, workflow_id: str) -> ImportStep:
-        """The reader of the kinesis_import workflow (the job engine calls its read())."""
-        if workflow_id != "kinesis_import":
-            raise ProviderError(f"workflow {workflow_id!r} has no import step", field="workflow")
-        from chalicelib.providers.kinesis_import import KinesisReader
-
-        return KinesisReader()
-
-    def export_step(self, workflow_id: str) -> Any:
-        """The part writer of kinesis_audience_export (chalicelib/services/export.py calls it)."""
-        if workflow_id != "kinesis_audience_export":
-            raise ProviderError(f"workflow {workflow_id!r} has no export step", field="workflow")
-        from chalicelib.providers.kinesis_export import KinesisAudienceExport
-
-        return KinesisAudienceExport()
 
     def credential_hint(self, method: str, credentials: Any) -> str | None:
         return aws_auth.hint(method, credentials)

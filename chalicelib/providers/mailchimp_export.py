@@ -31,9 +31,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from chalicelib.providers.base import ProviderError, StepContext
+from chalicelib.providers.base import ProviderError
 from chalicelib.providers.mailchimp import subscriber_hash
 from chalicelib.providers.mailchimp_batches import read_results
+from chalicelib.providers.roles import StepContext
 
 if TYPE_CHECKING:
     from chalicelib.providers.mailchimp import MailchimpApi, MailchimpProvider

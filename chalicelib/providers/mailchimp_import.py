@@ -15,7 +15,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from chalicelib.providers.base import ProviderError, ReadResult, SourceRow, StepContext
+from chalicelib.providers.base import ProviderError
+from chalicelib.providers.roles import ReadResult, SourceRow, StepContext
 
 if TYPE_CHECKING:
     from chalicelib.providers.mailchimp import MailchimpProvider

@@ -12,11 +12,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, Field, StringConstraints
 
-from chalicelib.domain.catalog import JobType, ProviderSpec, WorkflowSpec
+from chalicelib.domain.catalog import JobType, ProviderSpec, Role, StepRef, WorkflowSpec
 from chalicelib.domain.models import CheckResult, HealthStatus
 from chalicelib.providers import aws_auth
 from chalicelib.providers.aws_auth import METHODS, AccessKeysBase, AssumeRoleBase
-from chalicelib.providers.base import ImportStep, Option, ProviderError
+from chalicelib.providers.base import Option, ProviderError
 from chalicelib.providers.calls import AwsIdentity, CallCounter
 from chalicelib.providers.models import StrictModel
 
@@ -119,6 +119,7 @@ SPEC = ProviderSpec(
             id="s3_file_import",
             name="S3 file import (CSV / JSON Lines)",
             job_type=JobType.IMPORT,
+            step=StepRef(Role.SOURCE, "chalicelib.providers.s3_files:S3FileReader"),
             description="Reads files under a prefix and upserts a profile per record.",
             auth_methods=METHODS,
             config_model=S3ImportConfig,
@@ -129,6 +130,7 @@ SPEC = ProviderSpec(
             id="s3_audience_export",
             name="S3 audience export",
             job_type=JobType.EXPORT,
+            step=StepRef(Role.DESTINATION, "chalicelib.providers.s3_export:S3AudienceExport"),
             description="Writes an audience's members, then who entered and left, as files.",
             auth_methods=METHODS,
             config_model=S3ExportConfig,
@@ -220,22 +222,6 @@ class S3Provider:
             what = f"bucket {params.get('bucket')!r}" if field == "prefix" else "the bucket list"
             raise _classify(exc, what) from None
         raise ProviderError(f"field {field!r} has no live options", field="field")
-
-    def import_step(self, workflow_id: str) -> ImportStep:
-        """The step reader of an import workflow (the job engine calls its read())."""
-        if workflow_id != "s3_file_import":
-            raise ProviderError(f"workflow {workflow_id!r} has no import step", field="workflow")
-        from chalicelib.providers.s3_files import S3FileReader
-
-        return S3FileReader(self)
-
-    def export_step(self, workflow_id: str) -> Any:
-        """The part writer of an export workflow (chalicelib/services/export.py calls it)."""
-        if workflow_id != "s3_audience_export":
-            raise ProviderError(f"workflow {workflow_id!r} has no export step", field="workflow")
-        from chalicelib.providers.s3_export import S3AudienceExport
-
-        return S3AudienceExport(self)
 
     def credential_hint(self, method: str, credentials: Any) -> str | None:
         return aws_auth.hint(method, credentials)

@@ -28,8 +28,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from chalicelib.providers.base import ProviderError, StepContext
+from chalicelib.providers.base import ProviderError
 from chalicelib.providers.calls import aws_client
+from chalicelib.providers.roles import StepContext
 from chalicelib.providers.s3 import S3ExportConfig, _classify
 
 if TYPE_CHECKING:

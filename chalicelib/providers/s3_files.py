@@ -44,8 +44,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from chalicelib.providers.base import ProviderError, ReadResult, SourceRow, StepContext
+from chalicelib.providers.base import ProviderError
 from chalicelib.providers.calls import aws_client
+from chalicelib.providers.roles import ReadResult, SourceRow, StepContext
 from chalicelib.providers.s3 import S3ImportConfig, _classify
 
 if TYPE_CHECKING:
@@ -396,7 +397,7 @@ class _Listed:
 
 
 class S3FileReader:
-    """`ImportStep` of the s3_file_import workflow.
+    """`Source` of the s3_file_import workflow.
 
     Cursor (JSON, < 100 KB; `plan` is paged to stay inside the budget):
         {"v": 1,

@@ -29,15 +29,16 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from chalicelib.domain.catalog import JobType, ProviderSpec, WorkflowSpec
+from chalicelib.domain.catalog import JobType, ProviderSpec, Role, StepRef, WorkflowSpec
 from chalicelib.domain.models import CheckResult, HealthStatus
 from chalicelib.providers import aws_auth
 from chalicelib.providers.aws_auth import METHODS, AccessKeysBase, AssumeRoleBase
-from chalicelib.providers.base import Option, ProviderError, StepContext
+from chalicelib.providers.base import Option, ProviderError
 from chalicelib.providers.calls import CallCounter
 from chalicelib.providers.event_batches import EventPart, Refused, Retry, event_bytes, pack, send_all
 from chalicelib.providers.events import build_events
 from chalicelib.providers.models import StrictModel
+from chalicelib.providers.roles import StepContext
 
 KIB = 1024
 MAX_ENTRIES = 10  # SendMessageBatch: messages per request
@@ -101,6 +102,7 @@ SPEC = ProviderSpec(
             id="sqs_audience_export",
             name="SQS audience events",
             job_type=JobType.EXPORT,
+            step=StepRef(Role.DESTINATION, "chalicelib.providers.sqs:destination"),
             description="Sends one message per member who entered (first run: every member) or left the audience.",
             auth_methods=METHODS,
             config_model=SqsExportConfig,
@@ -217,12 +219,6 @@ class SqsProvider:
             raise sess.error(exc, "the queue list", words=True) from None
         return [Option(value=u, label=queue_name(u), kind="fifo" if is_fifo(u) else "standard") for u in urls]
 
-    def export_step(self, workflow_id: str) -> Any:
-        """The part writer of sqs_audience_export (chalicelib/services/export.py calls it)."""
-        if workflow_id != "sqs_audience_export":
-            raise ProviderError(f"workflow {workflow_id!r} has no export step", field="workflow")
-        return SqsAudienceExport()
-
     def credential_hint(self, method: str, credentials: Any) -> str | None:
         return aws_auth.hint(method, credentials)
 
@@ -296,6 +292,11 @@ class SqsAudienceExport:
     def write_manifest(self, ctx: StepContext, frozen: dict[str, Any], summary: dict[str, Any]) -> str:
         """Nothing to send: every message stands alone (no end-of-run marker in the queue)."""
         return ""
+
+
+def destination(provider: object) -> SqsAudienceExport:
+    """The step of sqs_audience_export (declared in SPEC)."""
+    return SqsAudienceExport()
 
 
 PROVIDER = SqsProvider()
