@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 from chalicelib.providers.base import ProviderError
 from chalicelib.providers.calls import aws_client
 from chalicelib.providers.roles import StepContext
-from chalicelib.providers.s3 import S3ExportConfig, _classify
+from chalicelib.providers.s3 import S3ExportConfig, s3_error
 
 if TYPE_CHECKING:
     from chalicelib.providers.s3 import S3Provider
@@ -148,13 +148,13 @@ class S3AudienceExport:
     def _put(self, ctx: StepContext, bucket: str, key: str, body: bytes, content_type: str) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        session = self.provider._session(ctx.method, ctx.credentials, ctx.counter)
+        session = self.provider.identity(ctx.method, ctx.credentials, ctx.counter)
         try:
             aws_client(session, "s3", ctx.counter).put_object(
                 Bucket=bucket, Key=key, Body=body, ContentType=content_type
             )
         except (ClientError, BotoCoreError) as exc:
-            raise _classify(exc, f"bucket {bucket!r}") from None
+            raise s3_error(exc, f"bucket {bucket!r}") from None
 
     def write_part(self, ctx: StepContext, frozen: dict[str, Any], part: int,
                    rows: Sequence[tuple[str, str, list[Any]]]) -> Part:

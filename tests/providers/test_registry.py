@@ -193,7 +193,7 @@ def test_a_declaration_names_a_role_its_job_type_runs_and_a_factory() -> None:
     with pytest.raises(ValueError, match="its step must be a source, not a destination"):
         WorkflowSpec("w", "W", JobType.IMPORT, "", (), object, step=StepRef(Role.DESTINATION, "m:f"))
     for bad in ("module", ":f", "m:", "m:f.g"):
-        with pytest.raises(ValueError, match="package.module:attribute"):
+        with pytest.raises(ValueError, match=r"package\.module:attribute"):
             StepRef(Role.SOURCE, bad)
     assert WorkflowSpec("w", "W", JobType.EXPORT, "", (), object, step=StepRef(Role.DESTINATION, "m:f")).step
 
