@@ -26,15 +26,12 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from chalicelib.providers.base import ProviderError
 from chalicelib.providers.calls import aws_client
 from chalicelib.providers.roles import StepContext
-from chalicelib.providers.s3 import S3ExportConfig, s3_error
-
-if TYPE_CHECKING:
-    from chalicelib.providers.s3 import S3Provider
+from chalicelib.providers.s3 import S3ExportConfig, S3Provider, s3_error
 
 MB = 1024 * 1024
 COLUMNS = ("_action", "_profile_id")

@@ -42,15 +42,12 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from chalicelib.providers.base import ProviderError
 from chalicelib.providers.calls import aws_client
 from chalicelib.providers.roles import ReadResult, SourceRow, StepContext
-from chalicelib.providers.s3 import S3ImportConfig, s3_error
-
-if TYPE_CHECKING:
-    from chalicelib.providers.s3 import S3Provider
+from chalicelib.providers.s3 import S3ImportConfig, S3Provider, s3_error
 
 CURSOR_VERSION = 1
 STATE_VERSION = 1
