@@ -13,7 +13,7 @@ from pydantic import Field, ValidationError
 from chalicelib.domain.catalog import JobType, ProviderSpec, WorkflowSpec
 from chalicelib.domain.models import HealthStatus
 from chalicelib.providers import aws_auth
-from chalicelib.providers.aws_auth import AwsSession
+from chalicelib.providers.aws_auth import AccessKeysBase, AssumeRoleBase, AwsSession
 from chalicelib.providers.aws_connector import AwsConnector, credentials_models
 from chalicelib.providers.base import Option, ProviderError
 from chalicelib.providers.calls import CallCounter
@@ -29,8 +29,10 @@ KEYS = {"access_key_id": "AKIAIOSFODNN7EXAMPLE", "secret_access_key": "x" * 40}
 def test_the_credentials_models_are_the_shared_fields_plus_an_optional_resource() -> None:
     keys, role = Keys.model_json_schema(), Role.model_json_schema()
     assert (keys["title"], role["title"]) == ("AccessKeys", "AssumeRole")
-    assert list(keys["properties"]) == ["access_key_id", "secret_access_key", "region", "widget"]
-    assert list(role["properties"]) == ["role_arn", "external_id", "region", "widget"]
+    assert list(keys["properties"]) == [*AccessKeysBase.model_fields, "widget"]
+    assert list(role["properties"]) == [*AssumeRoleBase.model_fields, "widget"]
+    assert {"access_key_id", "secret_access_key", "role_arn", "external_id"} <= {*keys["properties"],
+                                                                              *role["properties"]}
     assert keys["description"] == "IAM access keys (aws_auth), and a widget the health check may verify."
     assert keys["properties"]["widget"]["description"] == "Optional: a widget the health check must be able to reach"
     assert Keys.__module__ == __name__
