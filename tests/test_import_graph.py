@@ -19,9 +19,9 @@ PACKAGE = "chalicelib"
 
 # Ceilings: these may only go down. Lower them when a change removes cycles or function-level
 # imports; the target for cycles is zero.
-MAX_CYCLES = 3
-MAX_FUNCTION_IMPORTS = 97
-MAX_PRIVATE_IMPORTS = 2
+MAX_CYCLES = 0
+MAX_FUNCTION_IMPORTS = 86
+MAX_PRIVATE_IMPORTS = 0
 
 
 @dataclass
