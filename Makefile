@@ -70,13 +70,25 @@ lint: venv
 	$(BIN)/mypy
 	$(BIN)/mypy devserver
 
+# The benches also need requirements-bench.txt (the peer libraries they time against).
+BENCH_STAMP := $(VENV)/.stamp-requirements-bench
+
+$(BENCH_STAMP): $(STAMP) requirements-bench.txt
+	$(BIN)/python -m pip install -q -r requirements-bench.txt
+	@touch $@
+
 # pytest exit code 5 means "no tests collected": not a failure. Two workers (pytest-xdist),
 # each with its own moto server; a file's tests stay on one worker (module fixtures).
+# The benches that count requests (or compare memory) run inside pytest (tests/bench/), beside
+# the suite; the timed ones run after it, in quick mode, once the suite no longer loads the
+# machine (bench/README.md). A budget that fails, or a bench that crashes, fails the target;
+# the benches run even when pytest failed, so one CI run reports both.
 PYTEST_WORKERS ?= 2
-# Then the benches in quick mode (bench/README.md): a budget that fails fails the target.
-test: lint web chromium checkov
+test: lint web chromium checkov $(BENCH_STAMP)
 	@$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile; rc=$$?; \
-	if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; exit 0; fi; exit $$rc
+	if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; rc=0; fi; \
+	$(MAKE) --no-print-directory bench BENCH_QUICK=1 BENCHES="$(TIMED_BENCHES)"; brc=$$?; \
+	[ $$rc -eq 0 ] && [ $$brc -eq 0 ]
 
 # The proof suites (tests/proof/) at full size, and the health sweep over 2,000 authorizations
 # (issue 5; make test runs 300); docs/proof.md gets the figures of this run.
@@ -86,23 +98,18 @@ proof: venv web chromium
 	  tests/api/test_health_sweep_scale.py --timeout=3600; rc=$$?; \
 	$(BIN)/python -m tests.proof.report; exit $$rc
 
-# The benches also need requirements-bench.txt (the peer libraries they time against).
-BENCH_STAMP := $(VENV)/.stamp-requirements-bench
-
-$(BENCH_STAMP): $(STAMP) requirements-bench.txt
-	$(BIN)/python -m pip install -q -r requirements-bench.txt
-	@touch $@
-
 # Every bench runs even when one misses its budget; the target fails at the end if any did.
-# BENCH_QUICK=1 (what `make test` runs): small sizes, the same budgets. bench/awsnet.py is the
-# AWS emulation the timing benches share, not a bench. A bench that ends without a RESULT
-# line (it crashed) fails too.
+# BENCH_QUICK=1 (what `make test` runs): small sizes, the same budgets. bench/awsnet.py (the
+# AWS emulation the benches share) and bench/moto_speed.py are not benches. A bench that
+# ends without a RESULT line (it crashed) fails too. BENCHES picks some: make bench BENCHES=bench/cold_start.py
 BENCH_QUICK ?=
+BENCHES ?= $(filter-out bench/awsnet.py bench/moto_speed.py,$(sort $(wildcard bench/*.py)))
+# Timed against a peer on this machine: run after pytest, not beside it.
+TIMED_BENCHES := bench/cold_start.py bench/http_overhead.py bench/import_throughput.py
 # A bench that never ends (a thread left running) is killed and fails rather than hold CI.
 BENCH_TIMEOUT ?= 600
 bench: $(BENCH_STAMP)
-	@failed=""; start=$$(date +%s); for f in bench/*.py; do \
-	  [ "$$f" = bench/awsnet.py ] && continue; \
+	@failed=""; start=$$(date +%s); for f in $(BENCHES); do \
 	  echo "== $$f"; t0=$$(date +%s); \
 	  BENCH_QUICK=$(BENCH_QUICK) timeout -k 10 $(BENCH_TIMEOUT) $(BIN)/python $$f > .bench-out.txt 2>&1; rc=$$?; \
 	  grep -v '^{"level"' .bench-out.txt; \

@@ -153,7 +153,12 @@ def serve(port: int, model: dict[str, float]) -> None:
     )
     from werkzeug.serving import make_server
 
+    if str(ROOT) not in sys.path:  # run as a script: bench/ is on the path, not the repo
+        sys.path.insert(0, str(ROOT))
+    from bench import moto_speed
+
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    moto_speed.install()  # moto's own CPU per answer is not what a bench compares
     app = LatencyMiddleware(DomainDispatcherApplication(create_backend_app), model)
     server = make_server("127.0.0.1", port, app, threaded=True, request_handler=MotoRequestHandler)
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())

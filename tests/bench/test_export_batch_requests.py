@@ -1,0 +1,10 @@
+"""bench/export_batch_requests.py in quick mode: its budgets hold (see the bench's docstring)."""
+
+import pytest
+
+from tests.bench.runner import TIMEOUT_S, assert_bench_passes
+
+
+@pytest.mark.timeout(TIMEOUT_S + 60)
+def test_export_batch_requests_budgets_hold() -> None:
+    assert_bench_passes("export_batch_requests.py")

@@ -1,0 +1,10 @@
+"""bench/requests_per_call.py in quick mode: its budgets hold (see the bench's docstring)."""
+
+import pytest
+
+from tests.bench.runner import TIMEOUT_S, assert_bench_passes
+
+
+@pytest.mark.timeout(TIMEOUT_S + 60)
+def test_requests_per_call_budgets_hold() -> None:
+    assert_bench_passes("requests_per_call.py")
