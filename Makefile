@@ -112,10 +112,10 @@ bench: $(BENCH_STAMP)
 	@failed=""; start=$$(date +%s); for f in $(BENCHES); do \
 	  echo "== $$f"; t0=$$(date +%s); \
 	  BENCH_QUICK=$(BENCH_QUICK) timeout -k 10 $(BENCH_TIMEOUT) $(BIN)/python $$f > .bench-out.txt 2>&1; rc=$$?; \
-	  grep -v '^{"level"' .bench-out.txt; \
+	  grep -av '^{"level"' .bench-out.txt; \
 	  [ $$rc -eq 124 ] && echo "   killed after $(BENCH_TIMEOUT) s"; \
-	  grep -q '^RESULT ' .bench-out.txt || echo "   no RESULT line: the bench crashed"; \
-	  grep -q '^RESULT PASS' .bench-out.txt && [ $$rc -eq 0 ] || failed="$$failed $$f"; \
+	  grep -aq '^RESULT ' .bench-out.txt || echo "   no RESULT line: the bench crashed"; \
+	  grep -aq '^RESULT PASS' .bench-out.txt && [ $$rc -eq 0 ] || failed="$$failed $$f"; \
 	  echo "   ($$(( $$(date +%s) - t0 )) s)"; \
 	done; rm -f .bench-out.txt; \
 	echo "benches took $$(( $$(date +%s) - start )) s"; \
