@@ -170,6 +170,8 @@ def _is_email_kind(kind: str) -> bool:
 
 # NUL, line breaks and other C0/C1 controls cannot be part of anyone's identifier.
 _CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Unicode whitespace: the same characters as str.isspace(), in one C-level scan per value.
+_SPACE = re.compile(r"\s")
 
 
 def _utf8(text: str, error: type[Exception]) -> bytes:
@@ -202,7 +204,7 @@ def normalize_identifier(kind: str, value: Any) -> str | None:
         raise ValueError("contains control characters")
     if _is_email_kind(kind):
         local, at, domain = text.rpartition("@")
-        if not at or not local or not domain or any(c.isspace() for c in text):
+        if not at or not local or not domain or _SPACE.search(text):
             raise ValueError("not an email address")
     return text
 
@@ -387,7 +389,22 @@ def merge(
             out[name] = value if _empty(old) or _order(value) > _order(old) else old
         else:
             out[name] = value
-    return out, _dumps(out) != _dumps(existing)
+    return out, not _same_fields(out, existing)
+
+
+def _same_fields(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Equal as stored (JSON). Text values equal as Python values are equal as JSON too,
+    so most records skip encoding both sides; numbers and lists go through JSON
+    (1, 1.0 and True are == but are stored apart)."""
+    if a.keys() != b.keys():
+        return False
+    for key, value in a.items():
+        other = b[key]
+        if type(value) is not str or type(other) is not str:
+            return _dumps(a) == _dumps(b)
+        if value != other:
+            return False
+    return True
 
 
 def same(a: Any, b: Any) -> bool:

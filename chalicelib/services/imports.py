@@ -6,6 +6,7 @@ writes with the same tag, so nothing counts twice."""
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Iterator
 
 from chalicelib.domain import profiles as P
 from chalicelib.domain.models import Job
@@ -22,18 +23,22 @@ def import_stage(ctl: RunControl, job: Job, run: Run, delivery: Delivery, starte
     impl = ctl.d.registry.source(job.provider, job.workflow)
     result = impl.read(ctx)
     mapping = P.Mapping.from_config(job.config)
-    records = []
     reasons: Counter[str] = Counter()
     reasons["invalid"] += len(result.invalid)
-    for row in result.rows:
-        mapped = P.map_record(row.data, mapping, row.ref)
-        if isinstance(mapped, P.Omitted):
-            reasons[mapped.reason] += 1
-        else:
-            records.append(mapped)
+
+    def records() -> Iterator[P.ProfileRecord]:
+        # Mapped as the store takes them: it reads the profiles of the first records while
+        # the later ones are mapped.
+        for row in result.rows:
+            mapped = P.map_record(row.data, mapping, row.ref)
+            if isinstance(mapped, P.Omitted):
+                reasons[mapped.reason] += 1
+            else:
+                yield mapped
+
     ctl.o.fault("before_write")
     repo = ctl.d.profiles
-    outcomes = repo.upsert_batch(job.account_id, records, step_tag=f"{run.id}#{run.step}", rules=mapping.merge_rules)
+    outcomes = repo.upsert_batch(job.account_id, records(), step_tag=f"{run.id}#{run.step}", rules=mapping.merge_rules)
     ctl.o.fault("after_write")
     added = sum(1 for o in outcomes if o in ("added", "updated"))
     reasons["unchanged"] += sum(1 for o in outcomes if o == "unchanged")

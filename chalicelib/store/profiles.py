@@ -28,6 +28,7 @@ data itself:
 from __future__ import annotations
 
 import contextlib
+import itertools
 import json
 import threading
 import time
@@ -327,33 +328,46 @@ class ProfileRepo:
             self.last_stats.retries += 1
         self.sleep(seconds)
 
-    def _batch_get(self, keys: Sequence[Mapping[str, str]], attributes: Sequence[str]) -> list[dict[str, Any]]:
-        """`attributes` of every item that exists among `keys` (strongly consistent), any order."""
-        names = {f"#a{n}": a for n, a in enumerate(attributes)}
+    def _batch_get(
+        self,
+        keys: Sequence[Mapping[str, str]],
+        attributes: Sequence[str],
+        convert: Callable[[dict[str, Any]], dict[str, Any]] = lambda item: item,
+    ) -> list[dict[str, Any]]:
+        """`attributes` of every item that exists among `keys` (strongly consistent), any
+        order, each passed through `convert` on the thread that read it (decoding overlaps
+        the requests still in flight)."""
         chunks = [keys[start : start + self.read_batch] for start in range(0, len(keys), self.read_batch)]
-
-        def read(chunk: Sequence[Mapping[str, str]]) -> list[dict[str, Any]]:
-            found: list[dict[str, Any]] = []
-            pending: dict[str, Any] = {
-                self.t.name: {
-                    "Keys": [_attr_key(k) for k in chunk],
-                    "ConsistentRead": True,
-                    "ProjectionExpression": ", ".join(names),
-                    "ExpressionAttributeNames": names,
-                }
-            }
-            for _ in attempts(UNPROCESSED, sleep=self._backoff):
-                resp = self._call("BatchGetItem", write=False, RequestItems=pending)
-                found += [deser(i) for i in resp.get("Responses", {}).get(self.t.name, [])]
-                pending = resp.get("UnprocessedKeys") or {}
-                if not pending:
-                    return found
-            raise IncompleteBatch("identifiers or profiles could not be read; retry the step")
-
         if self.parallel == 1 or len(chunks) < 2:
-            return [item for chunk in chunks for item in read(chunk)]
+            return [item for chunk in chunks for item in self._read_chunk(chunk, attributes, convert)]
         with ThreadPoolExecutor(min(self.parallel, len(chunks))) as pool:
-            return [item for part in pool.map(read, chunks) for item in part]
+            parts = pool.map(lambda chunk: self._read_chunk(chunk, attributes, convert), chunks)
+            return [item for part in parts for item in part]
+
+    def _read_chunk(
+        self,
+        chunk: Sequence[Mapping[str, str]],
+        attributes: Sequence[str],
+        convert: Callable[[dict[str, Any]], dict[str, Any]],
+    ) -> list[dict[str, Any]]:
+        """One BatchGetItem of at most `read_batch` keys, and its unprocessed keys again."""
+        names = {f"#a{n}": a for n, a in enumerate(attributes)}
+        found: list[dict[str, Any]] = []
+        pending: dict[str, Any] = {
+            self.t.name: {
+                "Keys": [_attr_key(k) for k in chunk],
+                "ConsistentRead": True,
+                "ProjectionExpression": ", ".join(names),
+                "ExpressionAttributeNames": names,
+            }
+        }
+        for _ in attempts(UNPROCESSED, sleep=self._backoff):
+            resp = self._call("BatchGetItem", write=False, RequestItems=pending)
+            found += [convert(deser(i)) for i in resp.get("Responses", {}).get(self.t.name, [])]
+            pending = resp.get("UnprocessedKeys") or {}
+            if not pending:
+                return found
+        raise IncompleteBatch("identifiers or profiles could not be read; retry the step")
 
     def _send(self, chunk: Sequence[dict[str, Any]]) -> None:
         pending: dict[str, Any] = {self.t.name: [{"PutRequest": {"Item": ser(i)}} for i in chunk]}
@@ -485,7 +499,7 @@ class ProfileRepo:
     def upsert_batch(
         self,
         account_id: str,
-        records: Sequence[P.ProfileRecord],
+        records: Iterable[P.ProfileRecord],
         *,
         step_tag: str,
         rules: Mapping[str, str] | None = None,
@@ -497,16 +511,20 @@ class ProfileRepo:
         Exactly once per step_tag: replaying the same batch with the same tag, after a
         crash anywhere inside an earlier attempt (or after it finished), returns the same
         outcomes and leaves the same profiles.
+
+        `records` may be a generator (an import maps its rows as it goes): it is consumed
+        once the lease is held, and the profiles of the records seen so far are read while
+        the rest are made. Nothing is written before the last record is planned.
         """
         self.last_stats = StoreStats()
         if not step_tag or len(step_tag) > 256:
             raise ValueError("step_tag must be 1 to 256 characters")
-        if not records:
+        rest = iter(records)
+        first = next(rest, None)
+        if first is None:
             return []
-        if any(not r.identifiers for r in records):
-            raise ValueError("every record needs an identifier (map_record omits the others)")
         with self.lease(account_id, step_tag):
-            return self._upsert(account_id, records, step_tag, dict(rules or {}), default)
+            return self._upsert(account_id, itertools.chain((first,), rest), step_tag, dict(rules or {}), default)
 
     def lookup(self, account_id: str, identifiers: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
         """(kind, normalized value) -> profile id, for those that reach a profile: the one
@@ -524,21 +542,62 @@ class ProfileRepo:
         return {keys[i["PK"]]: i["profile_id"] for i in items}
 
     def _read_profiles(self, account_id: str, pids: Sequence[str]) -> dict[str, dict[str, Any]]:
-        rows = self._batch_get([profile_key(account_id, p) for p in pids], (DATA,))
-        return {d["id"]: d for d in map(_data, rows)}
+        rows = self._batch_get([profile_key(account_id, p) for p in pids], (DATA,), _data)
+        return {d["id"]: d for d in rows}
+
+    def _take_records(
+        self, account_id: str, source: Iterable[P.ProfileRecord]
+    ) -> tuple[list[P.ProfileRecord], dict[tuple[str, str], str], dict[str, dict[str, Any]]]:
+        """The records, the profile id each identifier would create, and those profiles as
+        stored: every `read_batch` new ids are read (on the pool) while later records are
+        still being taken from `source`."""
+        records: list[P.ProfileRecord] = []
+        derived: dict[tuple[str, str], str] = {}
+        pids: dict[str, None] = {}  # distinct ids, first seen first
+        chunk: list[Mapping[str, str]] = []
+        parts: list[Future[list[dict[str, Any]]] | list[dict[str, Any]]] = []
+        pool = ThreadPoolExecutor(self.parallel) if self.parallel > 1 else None
+
+        def read(keys: list[Mapping[str, str]]) -> None:
+            if pool is None:
+                parts.append(self._read_chunk(keys, (DATA,), _data))
+            else:
+                parts.append(pool.submit(self._read_chunk, keys, (DATA,), _data))
+
+        try:
+            for rec in source:
+                if not rec.identifiers:
+                    raise ValueError("every record needs an identifier (map_record omits the others)")
+                records.append(rec)
+                for k in rec.identifiers.items():
+                    if k in derived:
+                        continue
+                    pid = derived[k] = P.profile_id_for(account_id, *k)
+                    if pid not in pids:
+                        pids[pid] = None
+                        chunk.append(profile_key(account_id, pid))
+                        if len(chunk) == self.read_batch:
+                            read(chunk)
+                            chunk = []
+            if chunk:
+                read(chunk)
+            rows = [row for part in parts for row in (part if isinstance(part, list) else part.result())]
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
+        return records, derived, {d["id"]: d for d in rows}
 
     def _upsert(
         self,
         account_id: str,
-        records: Sequence[P.ProfileRecord],
+        source: Iterable[P.ProfileRecord],
         step_tag: str,
         rules: dict[str, str],
         default: str,
     ) -> list[str]:
-        wanted = list(dict.fromkeys(k for r in records for k in r.identifiers.items()))
         # 1. The profiles the batch's identifiers would have created: most records hit here.
-        derived = {k: P.profile_id_for(account_id, *k) for k in wanted}
-        stored = self._read_profiles(account_id, list(dict.fromkeys(derived.values())))
+        records, derived, stored = self._take_records(account_id, source)
+        wanted = list(derived)
         known = {k: pid for k, pid in derived.items() if pid in stored}
         # 2. The others are new, or were linked to a profile another identifier created.
         linked = self._lookup(account_id, [k for k in wanted if k not in known])
