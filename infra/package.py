@@ -9,7 +9,8 @@
    references chalice's `RestAPI`, so it cannot live in infra/template.json, which is also
    deployed alone into moto by the local stack and the tests.
 3. The `Stage` parameter defaults to the packaged stage (the functions' environment already
-   names it), SQS-triggered functions depend on their queues, policy resources are pinned
+   names it), SQS-triggered functions depend on their queues, those that answer with
+   `batchItemFailures` get ReportBatchItemFailures on their event source, policy resources are pinned
    to the stack's region and account, chalice's resources get the checkov findings accepted for them with their reasons
    (infra/checkov-skips.json), the API is throttled stage-wide (SWITCHYARD_API_RATE_LIMIT
    requests/s, default 100, burst SWITCHYARD_API_BURST_LIMIT, default 200), and the result
@@ -29,6 +30,10 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 EDGE = ROOT / "infra" / "edge.json"
 CHECKOV_SKIPS = ROOT / "infra" / "checkov-skips.json"
+# The SQS-triggered functions whose handler answers with `batchItemFailures` (Powertools'
+# BatchProcessor: chalicelib/workers/events.py). Chalice has no switch for it; without it,
+# Lambda ignores the answer and deletes the whole batch.
+PARTIAL_BATCH_RESPONSES = ("DeliverAlerts",)
 
 
 def merge_edge(template: dict[str, Any], edge: dict[str, Any], stage: str) -> dict[str, Any]:
@@ -61,6 +66,14 @@ def order_event_sources(template: dict[str, Any]) -> None:
                 depends = resource.setdefault("DependsOn", [])
                 if queue not in depends:
                     depends.append(queue)
+
+
+def report_batch_item_failures(template: dict[str, Any], functions: tuple[str, ...] = PARTIAL_BATCH_RESPONSES) -> None:
+    """Enable ReportBatchItemFailures on the SQS event source of each of `functions`."""
+    for name in functions:
+        events = template["Resources"][name]["Properties"]["Events"]
+        [sqs] = [e for e in events.values() if e.get("Type") == "SQS"]
+        sqs["Properties"]["FunctionResponseTypes"] = ["ReportBatchItemFailures"]
 
 
 def throttle_api(template: dict[str, Any], rate: float, burst: int) -> None:
@@ -117,6 +130,7 @@ def package(stage: str, out: Path) -> Path:
     sam = json.loads((out / "sam.json").read_text())
     merged = merge_edge(sam, json.loads(EDGE.read_text()), stage)
     order_event_sources(merged)
+    report_batch_item_failures(merged)
     pin_policy_resources(merged)
     throttle_api(merged, float(os.environ.get("SWITCHYARD_API_RATE_LIMIT", "100")),
                  int(os.environ.get("SWITCHYARD_API_BURST_LIMIT", "200")))

@@ -11,23 +11,22 @@ import logging
 from chalice import AuthResponse, Blueprint
 from chalice.app import AuthRequest
 
+from chalicelib import logs
+from chalicelib.bootstrap import deps
+from chalicelib.services.accounts import resolve_token
+
 bp = Blueprint(__name__)
 log = logging.getLogger("switchyard.auth")
 
 
 @bp.authorizer(ttl_seconds=60)
 def token_authorizer(auth_request: AuthRequest) -> AuthResponse:
-    from chalicelib import logs
-
     # Chalice middleware does not wrap authorizers, and Chalice hands them no context.
     with logs.invocation("token_authorizer"):
         return _authorize(auth_request)
 
 
 def _authorize(auth_request: AuthRequest) -> AuthResponse:
-    from chalicelib.services.accounts import resolve_token
-    from chalicelib.services.deps import deps
-
     try:
         principal = resolve_token(deps(), auth_request.token)
     except Exception:

@@ -12,8 +12,9 @@ from chalice import Blueprint, Response
 
 from chalicelib.api.auth import token_authorizer
 from chalicelib.api.http import JSON_HEADERS, PREFIX, QueryParam, route
+from chalicelib.bootstrap import deps
 from chalicelib.domain.access import Capability, Principal
-from chalicelib.services.deps import deps
+from chalicelib.services.validation import validate
 
 bp = Blueprint(__name__)
 TAG = "oauth"
@@ -47,7 +48,6 @@ def _cookie(request: Any, name: str) -> str | None:
 def start(principal: Principal, provider: str, query: dict[str, Any]) -> Response:
     from chalicelib.api import schemas
     from chalicelib.services import oauth
-    from chalicelib.services.validation import validate
 
     label = validate(schemas.OAuthStartQuery, {"label": query["label"] or None}, what="query").label
     started = oauth.start(deps(), principal, provider, label, query["return"])

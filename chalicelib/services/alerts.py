@@ -18,11 +18,13 @@ import logging
 import secrets as pysecrets
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
+from chalicelib.bootstrap import Deps
 from chalicelib.domain.access import Capability, Principal
-from chalicelib.domain.errors import Invalid
-from chalicelib.services.deps import Deps
-from chalicelib.store.alerts import AlertDeliveries, AlertSettings, AlertSettingsRepo, AlertTopic, EventBus
+from chalicelib.domain.errors import Invalid, stale_version
+from chalicelib.store.alerts import AlertSettings
+from chalicelib.store.audit import AuditEvent, diff
 
 log = logging.getLogger("switchyard.alerts")
 
@@ -38,11 +40,11 @@ MAX_WEBHOOKS = 5
 SIGNATURE_HEADER = "Switchyard-Signature"
 
 
-def emit(account_id: str, detail_type: str, detail: dict[str, Any]) -> bool:
+def emit(d: Deps, account_id: str, detail_type: str, detail: dict[str, Any]) -> bool:
     """Best effort: a state change is never undone because its alert could not be sent
     (the failure is logged; the state itself is in DynamoDB and the logs)."""
     try:
-        EventBus().publish(account_id, detail_type, detail)
+        d.event_bus.publish(account_id, detail_type, detail)
         return True
     except Exception:
         log.exception("alert event not published", extra={"account_id": account_id, "type": detail_type})
@@ -58,7 +60,7 @@ def _secret_name(d: Deps, account_id: str) -> str:
 
 def get_settings(d: Deps, p: Principal) -> AlertSettings:
     p.require(Capability.READ)
-    return AlertSettingsRepo(d.table).get(p.account_id)
+    return d.alert_settings.get(p.account_id)
 
 
 def update_settings(d: Deps, p: Principal, emails: list[str], webhooks: list[str],
@@ -70,13 +72,11 @@ def update_settings(d: Deps, p: Principal, emails: list[str], webhooks: list[str
         raise Invalid(f"at most {MAX_EMAILS} e-mail addresses", fields={"emails": "too many"})
     if len(webhooks) > MAX_WEBHOOKS:
         raise Invalid(f"at most {MAX_WEBHOOKS} webhooks", fields={"webhooks": "too many"})
-    repo = AlertSettingsRepo(d.table)
+    repo = d.alert_settings
     current = repo.get(p.account_id)
     if current.version != version:
-        from chalicelib.domain.errors import stale_version
-
         raise stale_version("alert settings", version)
-    topic = AlertTopic()
+    topic = d.alert_topic
     subscribed = {e: arn for e, arn in current.emails.items() if e in emails}
     for email in emails:
         if email not in subscribed:
@@ -95,10 +95,6 @@ def update_settings(d: Deps, p: Principal, emails: list[str], webhooks: list[str
 
 def _audit(d: Deps, p: Principal, before: AlertSettings, after: AlertSettings) -> None:
     """Addresses as they are; webhooks by host only (a URL may carry a token)."""
-    from urllib.parse import urlsplit
-
-    from chalicelib.store.audit import AuditEvent, diff
-
     def view(s: AlertSettings) -> dict[str, Any]:
         hosts = [urlsplit(u).hostname or "?" for u in s.webhooks]  # no user:password@
         return {"emails": sorted(s.emails), "webhook_hosts": hosts}
@@ -124,7 +120,7 @@ def _ensure_secret(d: Deps, account_id: str) -> str | None:
 
 def send_test(d: Deps, p: Principal) -> bool:
     p.require(Capability.MANAGE_INTEGRATIONS)
-    return emit(p.account_id, TEST, {"message": f"test alert requested by {p.user_id}"})
+    return emit(d, p.account_id, TEST, {"message": f"test alert requested by {p.user_id}"})
 
 
 # -- delivery --------------------------------------------------------------------------------
@@ -150,17 +146,17 @@ def deliver(d: Deps, event: dict[str, Any]) -> dict[str, int]:
         log.warning("not an alert event; dropped", extra={"type": detail_type})
         return {"emails": 0, "webhooks": 0}
     transition_id = str(detail.get("transition_id") or "")
-    deliveries = AlertDeliveries(d.table)
+    deliveries = d.alert_deliveries
     if transition_id and not deliveries.claim(account_id, detail_type, transition_id, now=time.time()):
         # A repeat (the sender is at least once): this transition's alert went out already,
         # or is going out now; if that worker dies, its own message comes back and sends it.
         log.info("repeated alert dropped", extra={"type": detail_type, "transition_id": transition_id})
         return {"emails": 0, "webhooks": 0}
-    conf = AlertSettingsRepo(d.table).get(account_id)
+    conf = d.alert_settings.get(account_id)
     sent = {"emails": 0, "webhooks": 0}
     text = _summary(detail_type, detail)
     if conf.emails:
-        AlertTopic().publish(account_id, text, text + "\n\n" + json.dumps(detail, indent=2, sort_keys=True))
+        d.alert_topic.publish(account_id, text, text + "\n\n" + json.dumps(detail, indent=2, sort_keys=True))
         sent["emails"] = 1
     if conf.webhooks:
         secret = d.secrets.read(_secret_name(d, account_id))["signing_secret"]

@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from chalicelib import logs
+from chalicelib.bootstrap import Deps
 from chalicelib.domain.catalog import AuthMethodSpec, ProviderSpec
+from chalicelib.domain.errors import Invalid
 from chalicelib.domain.models import Authorization
-from chalicelib.services.deps import Deps
 from chalicelib.services.validation import validate
 
 
 def parse(method: AuthMethodSpec, raw: Any, *, prefix: str) -> Any:
     if not isinstance(raw, dict):
-        from chalicelib.domain.errors import Invalid
-
         raise Invalid("credentials must be an object", fields={prefix: "must be an object"})
     return _never_logged(validate(method.credentials_model, raw, prefix=prefix, what="credentials"))
 
@@ -22,8 +22,6 @@ def _never_logged(model: Any) -> Any:
     """Tell the logger the secret values (chalicelib/logs.py redacts them from every line),
     so that an exception quoting one, e.g. a client library's, cannot carry it to CloudWatch."""
     from pydantic import SecretStr
-
-    from chalicelib import logs
 
     logs.redact(*(v.get_secret_value() for v in vars(model).values() if isinstance(v, SecretStr)))
     return model

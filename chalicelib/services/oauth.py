@@ -39,13 +39,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from chalicelib.bootstrap import Deps
 from chalicelib.config import settings
 from chalicelib.domain.access import GRANTS, Capability, Principal, Role
 from chalicelib.domain.errors import AppError, ErrorKind, NotFound, Unavailable
 from chalicelib.domain.models import Authorization
 from chalicelib.providers.base import ProviderError
 from chalicelib.services import authorizations as auth_svc
-from chalicelib.services.deps import Deps
 from chalicelib.store.oauth import FlowState, StateMismatch, StateUnknown, digest
 
 STATE_SECONDS = 600
