@@ -24,16 +24,20 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from chalice.utils import to_cfn_resource_name
+
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script: the app's own package next to infra/
+    sys.path.insert(0, str(ROOT))
+
+from chalicelib.workers import PARTIAL_BATCH_RESPONSES  # noqa: E402
+
 EDGE = ROOT / "infra" / "edge.json"
 CHECKOV_SKIPS = ROOT / "infra" / "checkov-skips.json"
-# The SQS-triggered functions whose handler answers with `batchItemFailures` (Powertools'
-# BatchProcessor: chalicelib/workers/events.py). Chalice has no switch for it; without it,
-# Lambda ignores the answer and deletes the whole batch.
-PARTIAL_BATCH_RESPONSES = ("DeliverAlerts",)
 
 
 def merge_edge(template: dict[str, Any], edge: dict[str, Any], stage: str) -> dict[str, Any]:
@@ -68,10 +72,11 @@ def order_event_sources(template: dict[str, Any]) -> None:
                     depends.append(queue)
 
 
-def report_batch_item_failures(template: dict[str, Any], functions: tuple[str, ...] = PARTIAL_BATCH_RESPONSES) -> None:
-    """Enable ReportBatchItemFailures on the SQS event source of each of `functions`."""
-    for name in functions:
-        events = template["Resources"][name]["Properties"]["Events"]
+def report_batch_item_failures(template: dict[str, Any], handlers: Iterable[str]) -> None:
+    """Enable ReportBatchItemFailures on the SQS event source of each of `handlers` (Chalice
+    has no switch for it)."""
+    for handler in handlers:
+        events = template["Resources"][to_cfn_resource_name(handler)]["Properties"]["Events"]
         [sqs] = [e for e in events.values() if e.get("Type") == "SQS"]
         sqs["Properties"]["FunctionResponseTypes"] = ["ReportBatchItemFailures"]
 
@@ -130,7 +135,7 @@ def package(stage: str, out: Path) -> Path:
     sam = json.loads((out / "sam.json").read_text())
     merged = merge_edge(sam, json.loads(EDGE.read_text()), stage)
     order_event_sources(merged)
-    report_batch_item_failures(merged)
+    report_batch_item_failures(merged, PARTIAL_BATCH_RESPONSES)
     pin_policy_resources(merged)
     throttle_api(merged, float(os.environ.get("SWITCHYARD_API_RATE_LIMIT", "100")),
                  int(os.environ.get("SWITCHYARD_API_BURST_LIMIT", "200")))
