@@ -14,6 +14,7 @@ from chalicelib.api.auth import token_authorizer
 from chalicelib.api.http import JSON_HEADERS, PREFIX, QueryParam, route
 from chalicelib.bootstrap import deps
 from chalicelib.domain.access import Capability, Principal
+from chalicelib.services import oauth
 from chalicelib.services.validation import validate
 
 bp = Blueprint(__name__)
@@ -47,7 +48,6 @@ def _cookie(request: Any, name: str) -> str | None:
                          "`/#/authorizations?oauth_error=<code>&message=<text>`)"),))
 def start(principal: Principal, provider: str, query: dict[str, Any]) -> Response:
     from chalicelib.api import schemas
-    from chalicelib.services import oauth
 
     label = validate(schemas.OAuthStartQuery, {"label": query["label"] or None}, what="query").label
     started = oauth.start(deps(), principal, provider, label, query["return"])
@@ -72,8 +72,6 @@ def start(principal: Principal, provider: str, query: dict[str, Any]) -> Respons
               QueryParam("prompt", description="Prompt shown (Google)"),
               QueryParam("hd", description="Hosted domain (Google)")))
 def callback(provider: str, query: dict[str, Any]) -> Response:
-    from chalicelib.services import oauth
-
     oauth.flow_of(provider)  # an unknown provider is a 404 before its name goes into a header
     done = oauth.callback(deps(), provider, code=query["code"], state=query["state"],
                           nonce=_cookie(bp.current_request, oauth.COOKIE), error=query["error"])

@@ -23,6 +23,7 @@ from chalicelib.domain.rules import in_use_error
 from chalicelib.providers.base import Provider, ProviderError
 from chalicelib.providers.calls import CallCounter
 from chalicelib.services import credentials as creds_svc
+from chalicelib.services import health
 from chalicelib.store.audit import AuditEvent, diff
 from chalicelib.store.authorizations import AuthorizationInUse
 from chalicelib.store.dynamo import Page, Transaction, now_iso
@@ -221,8 +222,6 @@ def check_now(d: Deps, p: Principal, auth_id: str) -> Authorization:
         check = CheckResult(HealthStatus.UNHEALTHY, exc.reason)  # the token refresh was refused
     finally:
         record_requests(d, p.account_id, auth.id, counter)
-    from chalicelib.services import health
-
     health.record(d, auth, check, by=p.user_id)
     return d.auths.get(p.account_id, auth_id, consistent=True) or auth
 
@@ -263,8 +262,6 @@ def rotate(
         {"credential_hint": provider.credential_hint(method.id, credentials)},
         expected_version=version,
     )
-    from chalicelib.services import health
-
     health.record(d, updated, check, by=p.user_id)
     _audit(d, p, "rotated", updated, {"credential_hint": updated.credential_hint},
            before={"credential_hint": auth.credential_hint})

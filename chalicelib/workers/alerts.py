@@ -13,6 +13,7 @@ from chalice import Blueprint, Cron
 from chalicelib import logs
 from chalicelib.bootstrap import Deps, deps
 from chalicelib.config import ALERTS_QUEUE
+from chalicelib.services.alert_rules import evaluate
 from chalicelib.services.alerts import deliver
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -59,7 +60,6 @@ def deliver_record(d: Deps, record: SqsRecordModel,
 @bp.schedule(Cron(5, "*", "*", "*", "?", "*"), name="evaluate_alert_rules")
 def evaluate_alert_rules(event: Any) -> None:
     # Five past the hour: the hour just ended is complete and its runs have committed.
-    from chalicelib.services.alert_rules import evaluate
     from chalicelib.workers.events import scheduled
 
     with logs.scope(**scheduled(event)):

@@ -11,6 +11,7 @@ from chalice import Blueprint
 from chalicelib import logs
 from chalicelib.bootstrap import deps
 from chalicelib.config import HEALTH_QUEUE, sweep_schedule
+from chalicelib.services.health import check_many, sweep
 from chalicelib.store import metrics as M
 
 bp = Blueprint(__name__)
@@ -20,7 +21,6 @@ log = logging.getLogger("switchyard.health")
 # Daily 05:00 UTC unless SWITCHYARD_HEALTH_SWEEP_SCHEDULE says otherwise (read at import: see config).
 @bp.schedule(sweep_schedule(), name="health_sweep")
 def health_sweep(event: Any) -> None:
-    from chalicelib.services.health import sweep
     from chalicelib.workers.events import scheduled
 
     with M.flushing() as m, logs.scope(**scheduled(event)):
@@ -35,7 +35,6 @@ def health_sweep(event: Any) -> None:
 def check_health(event: Any) -> None:
     # The batch's checks run side by side (check_many), not one record after another, and a
     # check that fails is a verdict, never a redelivery: the batch succeeds or fails whole.
-    from chalicelib.services.health import check_many
     from chalicelib.workers.events import records
 
     with M.flushing() as m:

@@ -9,6 +9,7 @@ from chalice import Blueprint, Cron
 
 from chalicelib import logs
 from chalicelib.bootstrap import deps
+from chalicelib.services.purge import purge_due
 
 bp = Blueprint(__name__)
 log = logging.getLogger("switchyard.purge")
@@ -16,7 +17,6 @@ log = logging.getLogger("switchyard.purge")
 
 @bp.schedule(Cron(40, 3, "*", "*", "?", "*"), name="purge_jobs")
 def purge_jobs(event: Any) -> None:
-    from chalicelib.services.purge import purge_due
     from chalicelib.workers.events import scheduled
 
     with logs.scope(**scheduled(event)):
