@@ -17,7 +17,7 @@ from chalicelib.services.alert_rules import evaluate
 from chalicelib.services.alerts import deliver
 
 if TYPE_CHECKING:  # pragma: no cover
-    from chalicelib.workers.events import EventBridgeModel, SqsRecordModel
+    from chalicelib.workers.events import SqsRecordModel, TargetEvent
 
 bp = Blueprint(__name__)
 log = logging.getLogger("switchyard.alerts")
@@ -33,7 +33,7 @@ def deliver_alerts(event: Any) -> dict[str, Any]:
 
 
 def deliver_record(d: Deps, record: SqsRecordModel,
-                   eventbridge: Callable[[dict[str, Any]], EventBridgeModel | None]) -> None:
+                   eventbridge: Callable[[dict[str, Any]], TargetEvent | None]) -> None:
     # Per record: one alert's ids (account, job or authorization) never tag the next.
     with logs.scope(message_id=record.messageId):
         try:

@@ -18,8 +18,8 @@ from pydantic import ValidationError
 
 log = logging.getLogger("switchyard.workers")
 
-__all__ = ["EventBridgeModel", "SqsRecordModel", "ValidationError", "each_record", "eventbridge", "records",
-           "scheduled"]
+__all__ = ["EventBridgeModel", "SqsRecordModel", "TargetEvent", "ValidationError", "each_record", "eventbridge",
+           "records", "scheduled"]
 
 
 def each_record(event: Any, handle: Callable[[SqsRecordModel], None]) -> dict[str, Any]:
@@ -39,10 +39,17 @@ def records(event: Any) -> list[SqsRecordModel]:
     return list(SqsModel.model_validate(event.to_dict()).Records)
 
 
-def eventbridge(body: dict[str, Any]) -> EventBridgeModel | None:
+class TargetEvent(EventBridgeModel):
+    """An EventBridge event as a rule's target receives it. `account` may be missing: no
+    worker reads it, and the local emulation (moto) leaves it out of what it delivers."""
+
+    account: str | None = None  # type: ignore[assignment]
+
+
+def eventbridge(body: dict[str, Any]) -> TargetEvent | None:
     """An EventBridge event as a target receives it, or None when `body` is not one."""
     try:
-        return EventBridgeModel.model_validate(body)
+        return TargetEvent.model_validate(body)
     except ValidationError:
         return None
 

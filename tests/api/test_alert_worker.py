@@ -69,6 +69,18 @@ def test_messages_that_are_not_alert_events_are_dropped_not_retried(client, deps
     assert _delivery(deps, account, tid) == "sent"
 
 
+def test_an_event_without_its_account_field_is_delivered(client, deps) -> None:
+    # GIVEN an alert event as the local EventBridge (moto) delivers it: no `account` field
+    account = f"acct_{uuid.uuid4().hex[:10]}"
+    tid = uuid.uuid4().hex
+    event = json.loads(_alert(account, tid))
+    del event["account"]
+    # WHEN the Lambda handles it, THEN it is delivered, not dropped
+    answer = client.lambda_.invoke("deliver_alerts", {"Records": [_record(json.dumps(event))]}).payload
+    assert answer == {"batchItemFailures": []}
+    assert _delivery(deps, account, tid) == "sent"
+
+
 def test_a_batch_whose_every_delivery_failed_fails_whole(client, deps, monkeypatch) -> None:
     # GIVEN settings that cannot be read for anyone
     def get(account_id: str) -> Any:
