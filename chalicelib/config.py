@@ -83,7 +83,7 @@ def settings() -> Settings:
         provider_connect_timeout_seconds=float(_env("SWITCHYARD_PROVIDER_CONNECT_TIMEOUT", "5") or 5),
         provider_call_seconds=float(_env("SWITCHYARD_PROVIDER_CALL_SECONDS", "25") or 25),
         allow_private_urls=_flag(_env("SWITCHYARD_ALLOW_PRIVATE_URLS")),
-        token_cache_seconds=int(_env("SWITCHYARD_TOKEN_CACHE_SECONDS", "60") or 60),
+        token_cache_seconds=int(_env("SWITCHYARD_TOKEN_CACHE_SECONDS", "1") or 1),
         max_body_bytes=int(_env("SWITCHYARD_MAX_BODY_BYTES", str(256 * 1024)) or 262144),
         mailchimp_base_url=_env("SWITCHYARD_MAILCHIMP_BASE_URL", "https://{dc}.api.mailchimp.com/3.0") or "",
         mailchimp_oauth_url=_env("SWITCHYARD_MAILCHIMP_OAUTH_URL", "https://login.mailchimp.com") or "",

@@ -166,7 +166,7 @@ def seed_oauth_apps(port: int) -> bool:
     real provider, which refuses the dummy client id."""
     from botocore.exceptions import ClientError
 
-    from chalicelib.services.oauth import PROVIDERS, secret_name
+    from chalicelib.services.oauth_clients import PROVIDERS, secret_name
     from chalicelib.store import aws
 
     sm = aws.client("secretsmanager")

@@ -38,6 +38,8 @@ from chalicelib.workers import PARTIAL_BATCH_RESPONSES  # noqa: E402
 
 EDGE = ROOT / "infra" / "edge.json"
 CHECKOV_SKIPS = ROOT / "infra" / "checkov-skips.json"
+if str(ROOT) not in sys.path:  # run as a script: the app's own constants are read from chalicelib
+    sys.path.insert(0, str(ROOT))
 
 
 def merge_edge(template: dict[str, Any], edge: dict[str, Any], stage: str) -> dict[str, Any]:
@@ -89,6 +91,19 @@ def throttle_api(template: dict[str, Any], rate: float, burst: int) -> None:
                               "ThrottlingRateLimit": rate, "ThrottlingBurstLimit": burst}]
 
 
+def validate_bearer(template: dict[str, Any]) -> None:
+    """API Gateway itself refuses an Authorization header that is not `Bearer <token>` (401,
+    before the authorizer runs): one cache entry per token, and garbage costs neither a
+    Lambda invocation nor a DynamoDB read."""
+    from chalicelib.domain.tokens import HEADER_PATTERN
+
+    body = template["Resources"]["RestAPI"]["Properties"]["DefinitionBody"]
+    for definition in body.get("securityDefinitions", {}).values():
+        authorizer = definition.get("x-amazon-apigateway-authorizer")
+        if authorizer and authorizer.get("type") == "token":
+            authorizer["identityValidationExpression"] = HEADER_PATTERN
+
+
 def annotate_checkov_skips(template: dict[str, Any], skips: dict[str, Any]) -> None:
     """Give chalice's resources the checkov skips (with their reasons) accepted for their type."""
     for resource in template["Resources"].values():
@@ -137,6 +152,7 @@ def package(stage: str, out: Path) -> Path:
     order_event_sources(merged)
     report_batch_item_failures(merged, PARTIAL_BATCH_RESPONSES)
     pin_policy_resources(merged)
+    validate_bearer(merged)
     throttle_api(merged, float(os.environ.get("SWITCHYARD_API_RATE_LIMIT", "100")),
                  int(os.environ.get("SWITCHYARD_API_BURST_LIMIT", "200")))
     annotate_checkov_skips(merged, json.loads(CHECKOV_SKIPS.read_text()))

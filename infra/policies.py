@@ -57,6 +57,11 @@ def statements(stage: str) -> dict[str, list[dict[str, Any]]]:
     # the AWS providers (S3, SQS, Kinesis); the customer's trust policy (with its external
     # id) decides, so the resource cannot be narrower than any role.
     assume = stmt("AssumeCustomerRoles", "sts:AssumeRole", "arn:aws:iam::*:role/*")
+    # ...but never a role of Switchyard's own account, whatever its trust policy says: a
+    # tenant naming one of ours would otherwise borrow Switchyard's own powers.
+    no_own_roles = {"Sid": "NoRolesOfOwnAccount", "Effect": "Deny", "Action": "sts:AssumeRole",
+                    "Resource": "arn:aws:iam::*:role/*",
+                    "Condition": {"StringEquals": {"aws:ResourceAccount": "${aws:PrincipalAccount}"}}}
     alert_events = stmt("AlertEvents", "events:PutEvents", bus)
     read_credentials = stmt("ReadCredentials", "secretsmanager:GetSecretValue", [auth_secrets, oauth_apps])
     # A refreshed OAuth access token is a new version of the authorization's secret.
@@ -80,6 +85,7 @@ def statements(stage: str) -> dict[str, list[dict[str, Any]]]:
             alert_events,
             stmt("AlertEmails", ["sns:Subscribe", "sns:Unsubscribe"], topic),
             assume,
+            no_own_roles,
         ],
         # The API Gateway authorizer: one GetItem of a token item, nothing else.
         "token_authorizer": [
@@ -98,6 +104,7 @@ def statements(stage: str) -> dict[str, list[dict[str, Any]]]:
             stmt("FailedJobSchedules", "scheduler:DeleteSchedule", schedules),
             alert_events,
             assume,
+            no_own_roles,
         ],
         # The daily sweep: pages of the sweep index, fanned out to the health queue.
         "health_sweep": [
@@ -116,6 +123,7 @@ def statements(stage: str) -> dict[str, list[dict[str, Any]]]:
             stmt("HealthQueue", CONSUME, queue["health"]),
             alert_events,
             assume,
+            no_own_roles,
         ],
         # The alerts queue's handler: the account's alert settings, its webhook signing
         # secret, and the SNS topic for e-mails.

@@ -92,6 +92,9 @@ def test_each_policy_is_least_privilege_on_data_and_secrets():
         for fn, policy in policies.items():
             for st in policy["Statement"]:
                 actions, resources = _as_list(st["Action"]), _as_list(st["Resource"])
+                if st["Effect"] == "Deny":  # the one Deny: roles of Switchyard's own account
+                    assert st["Sid"] == "NoRolesOfOwnAccount", (fn, st)
+                    continue
                 assert st["Effect"] == "Allow", (fn, st)
                 assert all("*" not in a for a in actions), (fn, st)
                 assert "*" not in resources, (fn, st)
@@ -259,3 +262,38 @@ def test_cloudfront_sends_the_spas_content_security_policy_on_every_behavior():
     [dist] = [r["Properties"]["DistributionConfig"] for r in res.values() if r["Type"] == "AWS::CloudFront::Distribution"]
     behaviors = [dist["DefaultCacheBehavior"], *dist.get("CacheBehaviors", [])]
     assert [b["ResponseHeadersPolicyId"] for b in behaviors] == [{"Ref": "SiteSecurityHeaders"}] * len(behaviors)
+
+
+def _decide(policy: dict[str, Any], action: str, resource: str, context: dict[str, str]) -> bool:
+    """IAM's order for one identity policy: an explicit Deny wins, then any Allow. Conditions
+    are StringEquals with ${...} policy variables resolved from `context`."""
+    def applies(st: dict[str, Any]) -> bool:
+        if not (any(fnmatchcase(action, a) for a in _as_list(st["Action"]))
+                and any(fnmatchcase(resource, r) for r in _as_list(st["Resource"]))):
+            return False
+        for op, tests in st.get("Condition", {}).items():
+            assert op == "StringEquals", op  # the only operator these statements use
+            for key, want in tests.items():
+                for name, value in context.items():
+                    want = want.replace("${" + name + "}", value)
+                if context.get(key) != want:
+                    return False
+        return True
+
+    matching = [st for st in policy["Statement"] if applies(st)]
+    return bool(matching) and all(st["Effect"] == "Allow" for st in matching)
+
+
+def test_functions_that_assume_customer_roles_never_assume_one_of_switchyards_own():
+    own = "111122223333"
+    for stage, policies in _policies().items():
+        assuming = {fn: p for fn, p in policies.items() if allowed(p, "sts:AssumeRole", STAGE_ARN["customer_role"])}
+        assert set(assuming) == {"api_handler", "run_step", "check_health"}, stage
+        for fn, policy in assuming.items():
+            # a customer's role (another account): allowed
+            ctx = {"aws:PrincipalAccount": own, "aws:ResourceAccount": "444455556666"}
+            assert _decide(policy, "sts:AssumeRole", STAGE_ARN["customer_role"], ctx), (stage, fn)
+            # a role in Switchyard's own account, e.g. another function's: denied
+            ctx = {"aws:PrincipalAccount": own, "aws:ResourceAccount": own}
+            assert not _decide(policy, "sts:AssumeRole", f"arn:aws:iam::{own}:role/switchyard-{stage}-api_handler",
+                               ctx), (stage, fn)

@@ -12,6 +12,7 @@ from chalicelib.api.http import PAGING, no_content, ok, route
 from chalicelib.bootstrap import deps
 from chalicelib.domain.access import Capability, Principal
 from chalicelib.services import accounts as svc
+from chalicelib.services import credentials as creds_svc
 from chalicelib.services.validation import validate
 
 bp = Blueprint(__name__)
@@ -31,6 +32,13 @@ def me(principal: Principal, query: dict[str, Any]) -> Response:
     account, user = svc.me(deps(), principal)
     return ok({"account": {"id": account.id, "name": account.name}, "user": views.user(user),
                "role": principal.role.value})
+
+
+@route(bp, "/account/aws-trust", "GET", needs=Capability.MANAGE_INTEGRATIONS,
+       summary="The external id and trust policy for AWS roles Switchyard assumes", tag=TAG,
+       authorizer=token_authorizer, response="AwsTrustOut", errors=(403,))
+def aws_trust(principal: Principal, query: dict[str, Any]) -> Response:
+    return ok(creds_svc.aws_trust(deps(), principal))
 
 
 @route(bp, "/users", "GET", needs=ADMIN, summary="Users of the account", tag=TAG, authorizer=token_authorizer,
@@ -54,6 +62,15 @@ def create_user(principal: Principal, body: dict[str, Any], query: dict[str, Any
     req = validate(_schemas().UserCreate, body)
     user = svc.create_user(deps(), principal, email=req.email, name=req.name, role=req.role)
     return ok(views.user(user), 201)
+
+
+@route(bp, "/users/{user_id}", "PATCH", needs=ADMIN, summary="Change a user's role, or disable them (their "
+       "tokens are revoked)", tag=TAG, authorizer=token_authorizer, body="UserPatch", response="UserOut",
+       errors=(403, 404, 409, 422))
+def update_user(principal: Principal, user_id: str, body: dict[str, Any], query: dict[str, Any]) -> Response:
+    req = validate(_schemas().UserPatch, body)
+    user = svc.update_user(deps(), principal, user_id, role=req.role, disabled=req.disabled)
+    return ok(views.user(user))
 
 
 @route(bp, "/tokens", "GET", needs=ADMIN, summary="API tokens of the account (never their values)", tag=TAG,

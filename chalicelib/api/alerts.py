@@ -20,11 +20,13 @@ bp = Blueprint(__name__)
 TAG = "alerts"
 
 
-def _view(s: AlertSettings, secret: str | None = None) -> dict[str, Any]:
-    out: dict[str, Any] = {"emails": sorted(s.emails), "webhooks": s.webhooks, "events": list(svc.TYPES[:-1]),
-                           "updated_at": s.updated_at, "version": s.version}
-    if secret:
-        out["signing_secret"] = secret  # shown once, when the first webhook is added
+def _view(s: AlertSettings, secrets: dict[str, str] | None = None) -> dict[str, Any]:
+    # Webhooks by id and host: a URL may carry a token, and observers read this too.
+    out: dict[str, Any] = {"emails": sorted(s.emails),
+                           "webhooks": [{"id": w.id, "host": w.host, "created_at": w.created_at} for w in s.webhooks],
+                           "events": list(svc.TYPES[:-1]), "updated_at": s.updated_at, "version": s.version}
+    if secrets:
+        out["signing_secrets"] = secrets  # shown once, in the answer that added the webhooks
     return out
 
 
@@ -41,8 +43,16 @@ def put_alerts(principal: Principal, body: dict[str, Any], query: dict[str, Any]
     from chalicelib.api import schemas
 
     req = validate(schemas.AlertSettingsPut, body)
-    saved, secret = svc.update_settings(deps(), principal, req.emails, req.webhooks, req.version)
-    return ok(_view(saved, secret))
+    saved, secrets = svc.update_settings(deps(), principal, req.emails, req.webhooks, req.version)
+    return ok(_view(saved, secrets))
+
+
+@route(bp, "/alerts/webhooks/{webhook_id}/rotate-secret", "POST", summary="A new signing secret for a webhook "
+       "(shown once; the previous one also signs for 24 h)", tag=TAG, authorizer=token_authorizer,
+       response="WebhookSecretOut", errors=(404,))
+def rotate_webhook_secret(principal: Principal, webhook_id: str, query: dict[str, Any]) -> Response:
+    secret = svc.rotate_webhook_secret(deps(), principal, webhook_id)
+    return ok({"id": webhook_id, "signing_secret": secret})
 
 
 @route(bp, "/alerts/test", "POST", summary="Send a test alert through every channel", tag=TAG,

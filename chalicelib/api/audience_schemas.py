@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from pydantic import Field, field_validator
 
 from chalicelib.api.response_schemas import Out
-from chalicelib.api.schemas import Description, Strict, _clean_text
+from chalicelib.api.schemas import Description, Strict, clean_text
 
 Name = Annotated[str, Field(min_length=1, max_length=200, description="Human name of the audience")]
 
@@ -36,7 +36,7 @@ class _Named(Strict):
     @field_validator("name", check_fields=False)
     @classmethod
     def _no_control_in_name(cls, v: Any) -> Any:
-        return _clean_text(v) if isinstance(v, str) else v
+        return clean_text(v) if isinstance(v, str) else v
 
 
 class AudienceCreate(_Named):

@@ -72,7 +72,7 @@ def start(principal: Principal, provider: str, query: dict[str, Any]) -> Respons
               QueryParam("prompt", description="Prompt shown (Google)"),
               QueryParam("hd", description="Hosted domain (Google)")))
 def callback(provider: str, query: dict[str, Any]) -> Response:
-    oauth.flow_of(provider)  # an unknown provider is a 404 before its name goes into a header
+    # oauth.callback refuses an unknown provider (404) first, before its name goes into a header
     done = oauth.callback(deps(), provider, code=query["code"], state=query["state"],
                           nonce=_cookie(bp.current_request, oauth.COOKIE), error=query["error"])
     if done.auth is not None:

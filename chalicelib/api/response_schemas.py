@@ -153,6 +153,7 @@ class AuthMethodOut(Out):
     verifiable: bool
     credentials_schema: dict[str, Any]
     secret_fields: list[str]
+    generated_fields: list[str] = Field(description="Credentials fields Switchyard sets itself (never sent)")
 
 
 class WorkflowOut(Out):
@@ -251,6 +252,7 @@ class UserOut(Out):
     name: str
     role: Role
     created_at: str
+    disabled: bool
 
 
 class UserNameOut(Out):
@@ -263,6 +265,13 @@ class UserNameOut(Out):
 class AccountOut(Out):
     id: str
     name: str
+
+
+class AwsTrustOut(Out):
+    external_id: str = Field(description="The account's external id: the role's trust policy must require it")
+    principal: str = Field(description="Switchyard's AWS account, to trust")
+    session_name: str = Field(description="The session name Switchyard's role sessions carry")
+    trust_policy: dict[str, Any] = Field(description="A trust policy to paste on the role")
 
 
 class MeOut(Out):
@@ -286,13 +295,25 @@ class ErrorOut(Out):
     error: ErrorBody
 
 
+class WebhookOut(Out):
+    id: str
+    host: str = Field(description="The URL's host only: the URL is kept in Secrets Manager")
+    created_at: str | None
+
+
 class AlertSettingsOut(Out):
     emails: list[str]
-    webhooks: list[str]
+    webhooks: list[WebhookOut]
     events: list[str] = Field(description="The alert types delivered")
     updated_at: str | None
     version: int
-    signing_secret: str | None = Field(None, description="Only in the answer that added the first webhook")
+    signing_secrets: dict[str, str] | None = Field(
+        None, description="Only in the answer that added webhooks: each one's signing secret, by id")
+
+
+class WebhookSecretOut(Out):
+    id: str
+    signing_secret: str = Field(description="Shown once")
 
 
 class AlertRuleOut(Out):

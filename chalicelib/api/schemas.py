@@ -20,7 +20,7 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 _BIDI_CONTROL = re.compile("[\u202a-\u202e\u2066-\u2069]")
 
 
-def _clean_text(value: str) -> str:
+def clean_text(value: str) -> str:
     if _CONTROL.search(value):
         raise ValueError("must not contain control characters")
     if _BIDI_CONTROL.search(value):
@@ -40,7 +40,7 @@ class Strict(BaseModel):
     @field_validator("label", "description", "name", check_fields=False)
     @classmethod
     def _no_control(cls, v: Any) -> Any:
-        return _clean_text(v) if isinstance(v, str) else v
+        return clean_text(v) if isinstance(v, str) else v
 
 
 # -- schedules ------------------------------------------------------------------------
@@ -125,9 +125,10 @@ _EMAIL = r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{2,63}$"
 class AlertSettingsPut(Strict):
     emails: list[Annotated[str, Field(pattern=_EMAIL, max_length=254)]] = Field(
         default_factory=list, max_length=10, description="Addresses that get alert e-mails (SNS asks each to confirm)")
-    webhooks: list[Annotated[str, Field(pattern=r"^https?://", max_length=2048)]] = Field(
+    webhooks: list[Annotated[str, Field(pattern=r"^(https?://|whk_)", max_length=2048)]] = Field(
         default_factory=list, max_length=5,
-        description="URLs that get signed JSON alerts (https; the signing secret is shown once)")
+        description="The id of each webhook to keep, and the URL of each to add (https; it gets signed "
+                    "JSON alerts; its signing secret is shown once)")
     version: int = Field(ge=0, description="The version read (0 before the first save)")
 
 
@@ -194,3 +195,8 @@ class UserCreate(Strict):
     email: Annotated[str, Field(max_length=254, pattern=r"^[^@\s]+@[^@\s]+\.[^@\s]+$")]
     name: Label
     role: Role
+
+
+class UserPatch(Strict):
+    role: Role | None = Field(None, description="The new role: every token of the user acts with it")
+    disabled: bool | None = Field(None, description="true: the user's tokens are revoked and no new one is issued")

@@ -98,7 +98,8 @@ def token(t: Token) -> dict[str, Any]:
 
 
 def user(u: User) -> dict[str, Any]:
-    return {"id": u.id, "email": u.email, "name": u.name, "role": u.role.value, "created_at": u.created_at}
+    return {"id": u.id, "email": u.email, "name": u.name, "role": u.role.value, "created_at": u.created_at,
+            "disabled": u.disabled}
 
 
 def run(r: Run) -> dict[str, Any]:

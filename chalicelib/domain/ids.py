@@ -22,6 +22,12 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{_b32(millis, 10)}{_b32(secrets.randbits(80), 16)}"
 
 
+def role_session_name(account_id: str | None) -> str:
+    """The session name of a role Switchyard assumes for an account: `switchyard-<account>`,
+    so the customer's CloudTrail shows which tenant assumed it (64 characters at most)."""
+    return f"switchyard-{account_id}"[:64] if account_id else "switchyard"
+
+
 def created_ms(value: str) -> int | None:
     """When an id made by new_id() was minted (epoch milliseconds); None for other ids."""
     _, _, body = value.rpartition("_")

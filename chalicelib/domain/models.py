@@ -56,6 +56,18 @@ class User:
     name: str
     role: Role
     created_at: str
+    disabled: bool = False
+
+
+@dataclass(frozen=True)
+class UserAccess:
+    """What a token of the user may do now: the user's current role, or nothing when the
+    user is disabled. Read by the authorizer next to the token."""
+
+    account_id: str
+    user_id: str
+    role: Role
+    disabled: bool
 
 
 @dataclass

@@ -31,6 +31,21 @@ _SHAPE = re.compile(r"^tok_[A-Za-z0-9_]{1,64}\.[A-Za-z0-9_-]+$")
 GENERATE_HINT = "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
 
 
+# The one spelling of the Authorization header the API accepts. API Gateway caches an
+# authorizer's answer per header value: one spelling per token means one cache entry to
+# expire, and anything else is refused by API Gateway itself (identityValidationExpression,
+# infra/package.py), before the authorizer or DynamoDB is called.
+HEADER_PATTERN = r"^Bearer tok_[A-Za-z0-9_]{1,64}\.[A-Za-z0-9_-]{24,191}$"
+_HEADER = re.compile(HEADER_PATTERN)
+
+
+def from_header(value: str | None) -> str | None:
+    """The token of a canonical `Authorization: Bearer <token>` header, else None."""
+    if not value or len(value) > MAX_LENGTH + 7 or not _HEADER.match(value):
+        return None
+    return value[7:]
+
+
 def new_secret() -> str:
     return secrets.token_urlsafe(SECRET_BYTES)
 

@@ -13,7 +13,7 @@ from chalicelib.bootstrap import Deps
 from chalicelib.config import settings
 from chalicelib.domain import tokens
 from chalicelib.domain.access import Capability, Principal, Role
-from chalicelib.domain.errors import Conflict, Invalid, not_found
+from chalicelib.domain.errors import Conflict, Invalid, NotFound, not_found
 from chalicelib.domain.ids import new_id
 from chalicelib.domain.models import Account, Token, User
 from chalicelib.store.audit import AuditEvent, diff
@@ -102,16 +102,21 @@ def _refuse_weak(raw: str, field: str) -> None:
 
 
 class _TokenCache:
-    """Resolved tokens for a short while, like API Gateway's authorizer cache."""
+    """Resolved tokens for a short while: the authorizer Lambda's own cache, behind API
+    Gateway's. Its lifetime (SWITCHYARD_TOKEN_CACHE_SECONDS, 1 s) plus API Gateway's
+    (AUTHORIZER_TTL_SECONDS) bound how long a revoked token, a disabled user or an old role
+    keeps working: another process's revocation cannot reach this cache."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._items: dict[str, tuple[float, Principal | None]] = {}
+        # The clock entries expire by (a deployed-style test drives a simulated one).
+        self.clock: Any = time.monotonic
 
     def get(self, key: str) -> tuple[bool, Principal | None]:
         with self._lock:
             hit = self._items.get(key)
-            if hit is None or hit[0] < time.monotonic():
+            if hit is None or hit[0] <= self.clock():
                 return False, None
             return True, hit[1]
 
@@ -122,7 +127,12 @@ class _TokenCache:
         with self._lock:
             if len(self._items) > 10_000:
                 self._items.clear()
-            self._items[key] = (time.monotonic() + ttl, value)
+            self._items[key] = (self.clock() + ttl, value)
+
+    def forget_user(self, user_id: str) -> None:
+        with self._lock:
+            for k in [k for k, (_, p) in self._items.items() if p and p.user_id == user_id]:
+                del self._items[k]
 
     def forget_token(self, token_id: str) -> None:
         with self._lock:
@@ -137,13 +147,18 @@ class _TokenCache:
 token_cache = _TokenCache()
 
 
+def resolve_header(d: Deps, header: str | None) -> Principal | None:
+    """The caller of an `Authorization` header: only `Bearer <token>` is read (anything
+    else costs no DynamoDB request, and API Gateway refuses it before the authorizer)."""
+    token = tokens.from_header(header)
+    return resolve_token(d, token) if token is not None else None
+
+
 def resolve_token(d: Deps, raw: str | None) -> Principal | None:
-    if not raw:
-        return None
-    raw = raw.strip()
-    if raw.lower().startswith("bearer "):
-        raw = raw[7:].strip()
-    if not tokens.looks_like_token(raw):
+    """The principal of a token, with its user's current role; None when the token is
+    unknown or revoked, or its user is disabled. Two strongly consistent GetItems (the
+    token, then its user's access item) when not cached."""
+    if not raw or not tokens.looks_like_token(raw):
         return None
     digest = _hash(raw)
     cached, principal = token_cache.get(digest)
@@ -152,9 +167,12 @@ def resolve_token(d: Deps, raw: str | None) -> Principal | None:
     token = d.accounts.get_token(raw.split(".", 1)[0])
     principal = None
     if token is not None and hmac.compare_digest(token.token_hash, digest):
-        principal = Principal(
-            account_id=token.account_id, user_id=token.user_id, role=token.role, token_id=token.id
-        )
+        access = d.accounts.get_access(token.user_id)
+        if access is None or access.account_id == token.account_id:
+            role = access.role if access is not None else token.role
+            if access is None or not access.disabled:
+                principal = Principal(account_id=token.account_id, user_id=token.user_id, role=role,
+                                      token_id=token.id)
     token_cache.put(digest, principal)
     return principal
 
@@ -164,8 +182,11 @@ def issue_token(d: Deps, p: Principal, *, label: str, user_id: str | None) -> Is
     user = d.accounts.get_user(p.account_id, user_id or p.user_id)
     if user is None:
         raise Invalid("that user does not exist in this account", fields={"user_id": "not found"})
+    if user.disabled:
+        raise Conflict("that user is disabled: enable them first", code="user.disabled")
     issued = _mint(p.account_id, user, label)
-    d.accounts.put_token(issued.token)
+    if not d.accounts.put_token_of_active_user(issued.token):
+        raise Conflict("that user was disabled or removed meanwhile", code="user.disabled")
     # Who the token acts as, never the token (nor its last characters).
     _audit(d, p, "created", "token", issued.token.id, label,
            {"user_id": user.id, "role": issued.token.role.value, "label": label})
@@ -199,11 +220,46 @@ def create_user(d: Deps, p: Principal, *, email: str, name: str, role: Role) -> 
     return user
 
 
+def update_user(d: Deps, p: Principal, user_id: str, *, role: Role | None, disabled: bool | None) -> User:
+    """Change a user's role or disable them. Their tokens follow at once in this process and
+    within the revocation window everywhere (the authorizer reads the user's access item);
+    disabling also deletes every token of the user."""
+    p.require(Capability.ADMINISTER)
+    if user_id == p.user_id:
+        raise Conflict("you cannot change your own role or disable yourself: ask another admin",
+                       code="user.self")
+    user = d.accounts.get_user(p.account_id, user_id)
+    if user is None:
+        raise not_found("user", user_id)
+    before = {"role": user.role.value, "disabled": user.disabled}
+    if role is not None:
+        user.role = role
+    if disabled is not None:
+        user.disabled = disabled
+    d.accounts.update_user(user)
+    token_cache.forget_user(user.id)
+    revoked = []
+    if user.disabled:
+        # The access item already refuses them; deleting the tokens makes it final
+        # (enabling the user again does not bring them back).
+        for token in d.accounts.tokens_of_user(p.account_id, user.id):
+            try:
+                d.accounts.delete_token(p.account_id, token.id)
+            except NotFound:
+                continue  # revoked meanwhile
+            revoked.append(token.id)
+    _audit(d, p, "updated", "user", user.id, user.name, {"role": user.role.value, "disabled": user.disabled},
+           before=before)
+    for token_id in revoked:
+        _audit(d, p, "deleted", "token", token_id, "")
+    return user
+
+
 def _audit(d: Deps, p: Principal, action: str, object_type: str, object_id: str, label: str,
-           values: dict[str, Any] | None = None) -> None:
+           values: dict[str, Any] | None = None, *, before: dict[str, Any] | None = None) -> None:
     """Recorded once the change committed (single-item writes)."""
     d.audit.put(AuditEvent(p.account_id, p.user_id, action, object_type, object_id, label,
-                           diff({}, values or {})))
+                           diff(before or {}, values or {})))
 
 
 def list_users(d: Deps, p: Principal, limit: int, cursor: str | None) -> Page:

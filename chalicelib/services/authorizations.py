@@ -98,7 +98,8 @@ def prepare(
     """
     provider = d.registry.for_request(new.provider, field=f"{field_prefix}provider")
     method = provider.spec.method(new.method, field_name=f"{field_prefix}method")
-    credentials = creds_svc.parse(method, new.credentials, prefix=f"{field_prefix}credentials")
+    credentials = creds_svc.parse(method, new.credentials, prefix=f"{field_prefix}credentials",
+                                  generated=creds_svc.generated_values(d, p.account_id, method))
     check = run_check(provider, method.id, credentials, resources, counter)
     if not check.ok:
         raise refuse_check(provider.spec, check, field=f"{field_prefix}credentials")
@@ -243,7 +244,10 @@ def rotate(
     auth = get(d, p, auth_id)
     provider = d.registry.get(auth.provider)
     method = provider.spec.method(auth.method)
-    credentials = creds_svc.parse(method, raw_credentials, prefix="credentials")
+    # Rotating is also how an authorization made with a customer-chosen external id moves
+    # to the account's generated one.
+    credentials = creds_svc.parse(method, raw_credentials, prefix="credentials",
+                                  generated=creds_svc.generated_values(d, p.account_id, method))
     jobs = d.jobs.jobs_of_authorization(p.account_id, auth_id)
     resource_sets = _resource_sets(provider.spec, jobs) or [{}]
     check: CheckResult | None = None

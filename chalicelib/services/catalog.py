@@ -25,8 +25,10 @@ def describe(spec: ProviderSpec) -> dict[str, Any]:
                 "name": m.name,
                 "description": m.description,
                 "verifiable": m.verifiable,
-                "credentials_schema": m.credentials_model.model_json_schema(),
-                "secret_fields": secret_fields(m.credentials_model),
+                "credentials_schema": creds_svc.input_schema(m.credentials_model),
+                "secret_fields": [f for f in secret_fields(m.credentials_model)
+                                  if f not in creds_svc.generated_fields(m.credentials_model)],
+                "generated_fields": sorted(creds_svc.generated_fields(m.credentials_model)),
             }
             for m in spec.auth_methods
         ],

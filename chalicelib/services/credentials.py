@@ -6,16 +6,64 @@ from typing import Any
 
 from chalicelib import logs
 from chalicelib.bootstrap import Deps
+from chalicelib.domain.access import Capability, Principal
 from chalicelib.domain.catalog import AuthMethodSpec, ProviderSpec
 from chalicelib.domain.errors import Invalid
+from chalicelib.domain.ids import role_session_name
 from chalicelib.domain.models import Authorization
+from chalicelib.services import oauth_clients
 from chalicelib.services.validation import validate
+from chalicelib.store.scheduler import own_identity
 
 
-def parse(method: AuthMethodSpec, raw: Any, *, prefix: str) -> Any:
+def generated_fields(model: Any) -> dict[str, str]:
+    """Fields Switchyard fills itself ({field: what fills it}), never taken from a request."""
+    out = {}
+    for name, f in model.model_fields.items():
+        extra = f.json_schema_extra if isinstance(f.json_schema_extra, dict) else {}
+        if extra.get("x-generated"):
+            out[name] = str(extra["x-generated"])
+    return out
+
+
+def input_schema(model: Any) -> dict[str, Any]:
+    """The JSON schema a client fills: the model's, without the generated fields."""
+    schema = model.model_json_schema()
+    hidden = generated_fields(model)
+    if hidden:
+        schema["properties"] = {k: v for k, v in schema.get("properties", {}).items() if k not in hidden}
+        if "required" in schema:
+            schema["required"] = [k for k in schema["required"] if k not in hidden]
+    return schema
+
+
+def generated_values(d: Deps, account_id: str, method: AuthMethodSpec) -> dict[str, str]:
+    """The values of the method's generated fields for this account (the account's AWS
+    external id is created on first use)."""
+    wanted = generated_fields(method.credentials_model)
+    out = {}
+    for name, source in wanted.items():
+        if source == "account_id":
+            out[name] = account_id
+        elif source == "aws_external_id":
+            out[name] = d.accounts.aws_external_id(account_id)
+        else:  # a model naming a source nobody fills is a programming error
+            raise ValueError(f"no generator for {source!r} ({name})")
+    return out
+
+
+def parse(method: AuthMethodSpec, raw: Any, *, prefix: str, generated: dict[str, str] | None = None) -> Any:
+    """Validate credentials from a request; `generated` holds the values of the fields
+    Switchyard sets itself (generated_values), which the request must leave out."""
     if not isinstance(raw, dict):
         raise Invalid("credentials must be an object", fields={prefix: "must be an object"})
-    return _never_logged(validate(method.credentials_model, raw, prefix=prefix, what="credentials"))
+    for name in generated_fields(method.credentials_model):
+        if name in raw:
+            why = "is set by Switchyard, not sent: leave it out"
+            raise Invalid(f"the {name.replace('_', ' ')} {why} of the credentials",
+                          fields={f"{prefix}.{name}": why})
+    return _never_logged(validate(method.credentials_model, {**raw, **(generated or {})},
+                                  prefix=prefix, what="credentials"))
 
 
 def _never_logged(model: Any) -> Any:
@@ -44,9 +92,37 @@ def load(d: Deps, auth: Authorization, spec: ProviderSpec) -> Any:
     health checks, options), so none of them meets an expired token. Raises ProviderError
     (auth=True) when the provider refused the refresh."""
     method = spec.method(auth.method)
-    credentials = method.credentials_model.model_validate(d.secrets.read(auth.secret_name))
-    from chalicelib.services import oauth
-
-    if oauth.due(credentials):
-        credentials = method.credentials_model.model_validate(oauth.refresh(d, auth, credentials))
+    stored = d.secrets.read(auth.secret_name)
+    for name, source in generated_fields(method.credentials_model).items():
+        if source == "account_id" and not stored.get(name):
+            # Stored before the field existed: fill it now (nothing rewritten).
+            stored = {**stored, name: auth.account_id}
+    credentials = method.credentials_model.model_validate(stored)
+    if oauth_clients.due(credentials):
+        credentials = method.credentials_model.model_validate(
+            oauth_clients.refresh(d, auth, credentials, to_secret(credentials)))
     return _never_logged(credentials)
+
+
+def aws_trust(d: Deps, p: Principal) -> dict[str, Any]:
+    """What a customer puts on a role Switchyard assumes: the account's generated external
+    id, and Switchyard's AWS account as the principal."""
+    p.require(Capability.MANAGE_INTEGRATIONS)
+    external_id = d.accounts.aws_external_id(p.account_id)
+    partition, own_account = own_identity()
+    principal = f"arn:{partition}:iam::{own_account}:root"
+    return {
+        "external_id": external_id,
+        "principal": principal,
+        "session_name": role_session_name(p.account_id),
+        "trust_policy": {
+            "Version": "2012-10-17",
+            "Statement": [{
+                "Sid": "SwitchyardAssumesThisRole",
+                "Effect": "Allow",
+                "Principal": {"AWS": principal},
+                "Action": "sts:AssumeRole",
+                "Condition": {"StringEquals": {"sts:ExternalId": external_id}},
+            }],
+        },
+    }

@@ -19,10 +19,7 @@ callback: the browser comes back from the provider with `code` and `state` (no A
           answer into the auth method's credentials (Mailchimp: its metadata names the
           data center), and the authorization is created like any other (checked first;
           the tokens go to its secret only).
-refresh:  credentials with an `expires_at` less than 5 minutes away are refreshed with the
-          refresh token when they are loaded (services/credentials.py: before a run step,
-          a health check, options); the new token becomes a new secret version. A refusal
-          (`invalid_grant`: revoked or expired) is ProviderError(auth=True).
+refresh:  services/oauth_clients.py, with the flows' apps and token endpoints.
 
 What differs per provider is one `Flow` (URLs, extra authorize parameters, turning a token
 answer into credentials); the rest is shared. oauthlib builds the authorize URL and the
@@ -32,20 +29,21 @@ token requests and parses the answers; the requests go through the providers' HT
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import re
 import secrets
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.bootstrap import Deps
-from chalicelib.config import settings
 from chalicelib.domain.access import GRANTS, Capability, Principal, Role
-from chalicelib.domain.errors import AppError, ErrorKind, NotFound, Unavailable
+from chalicelib.domain.errors import AppError, ErrorKind, Unavailable
 from chalicelib.domain.models import Authorization
-from chalicelib.providers.base import ProviderError
 from chalicelib.services import authorizations as auth_svc
+from chalicelib.services.oauth_clients import Flow, OAuthApp, app_of, bad_flow, flow_of, post_form
 from chalicelib.store.oauth import FlowState, StateMismatch, StateUnknown, digest
 
 STATE_SECONDS = 600
@@ -56,7 +54,6 @@ COOKIE_SECONDS = STATE_SECONDS + 3600
 COOKIE = "sy_oauth"
 MODES = ("popup", "redirect")
 REDIRECT_NONCE = "r."  # token_urlsafe never contains a dot
-REFRESH_MARGIN_SECONDS = 300  # an access token with less left than this is refreshed first
 
 
 @dataclass(frozen=True)
@@ -75,110 +72,18 @@ class Finished:
     error: AppError | None = None
 
 
-@dataclass(frozen=True)
-class OAuthApp:
-    client_id: str
-    client_secret: str
-    redirect_uri: str
+def pkce_verifier(nonce: str, state: str) -> str:
+    """The PKCE code verifier of a flow (RFC 7636), derived from the browser's nonce and the
+    state, so nothing new is stored: only the browser that started the flow (its cookie)
+    and this server can produce it; a code intercepted on its way back is useless without
+    it. 43 URL-safe characters, as the RFC asks."""
+    mac = hmac.new(nonce.encode(), state.encode(), hashlib.sha256).digest()
+    return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
 
 
-@dataclass(frozen=True)
-class Flow:
-    """The provider-specific part of an OAuth flow."""
-
-    provider: str
-    name: str  # in messages: "Mailchimp did not grant access"
-    authorize_url: Callable[[], str]
-    token_url: Callable[[], str]
-    # Turns the token answer (oauthlib's parsed dict) into the auth method's credentials
-    # and a default label; may call the provider (Mailchimp's metadata).
-    credentials: Callable[[dict[str, Any]], tuple[dict[str, Any], str]]
-    extra: Callable[[], dict[str, str]] = dict  # more authorize URL parameters (scope, access_type)
-
-
-def _mailchimp_urls() -> str:
-    return settings().mailchimp_oauth_url.rstrip("/")
-
-
-def _google_extra() -> dict[str, str]:
-    from chalicelib.providers.gtm import SCOPES
-
-    # offline: a refresh token; consent: Google issues one only when the consent screen is
-    # shown, and a user connecting a second time would otherwise get none.
-    return {"scope": " ".join(SCOPES), "access_type": "offline", "prompt": "consent",
-            "include_granted_scopes": "true"}
-
-
-def _google_credentials(token: dict[str, Any]) -> tuple[dict[str, Any], str]:
-    if not token.get("refresh_token"):
-        raise bad_flow("Google issued no refresh token; remove Switchyard's access in your Google account "
-                       "(Security → Third-party access), then start again", "oauth.exchange_failed")
-    expires_in = int(token.get("expires_in") or 3600)
-    scope = token.get("scope")  # oauthlib hands it over as a list
-    creds = {"access_token": str(token["access_token"]), "refresh_token": str(token["refresh_token"]),
-             "expires_at": int(time.time()) + expires_in,
-             "scope": " ".join(scope) if isinstance(scope, list) else scope}
-    return creds, "Google Tag Manager"
-
-
-def _mailchimp_credentials(token: dict[str, Any]) -> tuple[dict[str, Any], str]:
-    access = str(token["access_token"])
-    meta = _mailchimp_metadata(access)
-    name = str(meta.get("accountname") or "") or None
-    return {"access_token": access, "dc": meta["dc"], "account_name": name}, f"Mailchimp {name or meta['dc']}"
-
-
-def _settings() -> Any:
-    return settings()
-
-
-FLOWS: dict[str, Flow] = {
-    "mailchimp": Flow(
-        provider="mailchimp", name="Mailchimp",
-        authorize_url=lambda: f"{_mailchimp_urls()}/oauth2/authorize",
-        token_url=lambda: f"{_mailchimp_urls()}/oauth2/token",
-        credentials=_mailchimp_credentials),
-    "google_tag_manager": Flow(
-        provider="google_tag_manager", name="Google",
-        authorize_url=lambda: str(_settings().google_authorize_url),
-        token_url=lambda: f"{_settings().google_oauth_url.rstrip('/')}/token",
-        credentials=_google_credentials, extra=_google_extra),
-}
-PROVIDERS = tuple(FLOWS)
-
-
-def flow_of(provider: str) -> Flow:
-    found = FLOWS.get(provider)
-    if found is None:
-        raise NotFound(f"provider {provider!r} has no OAuth flow; use one of: {', '.join(PROVIDERS)}",
-                       code="oauth.provider_not_found")
-    return found
-
-
-def secret_name(provider: str) -> str:
-    return f"{settings().secret_prefix}/oauth/{provider}"
-
-
-def _app(d: Deps, provider: str) -> OAuthApp:
-    from botocore.exceptions import ClientError
-
-    try:
-        raw = d.secrets.read(secret_name(provider))
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code")
-        if code == "ResourceNotFoundException":
-            raise Unavailable(f"{provider} OAuth is not configured for this stage (no client credentials in "
-                              f"Secrets Manager at {secret_name(provider)})", code="oauth.not_configured") from None
-        raise Unavailable("the OAuth client credentials could not be read right now") from None
-    try:
-        return OAuthApp(str(raw["client_id"]), str(raw["client_secret"]), str(raw["redirect_uri"]))
-    except KeyError:
-        raise Unavailable(f"{provider} OAuth client credentials are incomplete (client_id, client_secret, "
-                          "redirect_uri)", code="oauth.not_configured") from None
-
-
-def bad_flow(message: str, code: str, field: str = "state") -> AppError:
-    return AppError(message, code=code, kind=ErrorKind.BAD_REQUEST, fields={field: message})
+def pkce_challenge(verifier: str) -> str:
+    """S256: BASE64URL(SHA256(verifier)), without padding."""
+    return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
 
 
 def start(d: Deps, p: Principal, provider: str, label: str | None, mode: str | None = None) -> Started:
@@ -186,7 +91,7 @@ def start(d: Deps, p: Principal, provider: str, label: str | None, mode: str | N
 
     p.require(Capability.MANAGE_INTEGRATIONS)
     flow = flow_of(provider)
-    app = _app(d, provider)
+    app = app_of(d, provider)
     mode = mode or "popup"
     if mode not in MODES:
         raise bad_flow(f"must be one of: {', '.join(MODES)}", "request.invalid_query", "return")
@@ -197,7 +102,8 @@ def start(d: Deps, p: Principal, provider: str, label: str | None, mode: str | N
                                         role=p.role.value, token_id=p.token_id, nonce_hash=digest(nonce),
                                         label=label or "", expires_at=expires, mode=mode))
     url = WebApplicationClient(app.client_id).prepare_request_uri(
-        flow.authorize_url(), redirect_uri=app.redirect_uri, state=state, **flow.extra())
+        flow.authorize_url(), redirect_uri=app.redirect_uri, state=state,
+        code_challenge=pkce_challenge(pkce_verifier(nonce, state)), code_challenge_method="S256", **flow.extra())
     return Started(authorize_url=url, expires_at=expires, nonce=nonce)
 
 
@@ -249,8 +155,8 @@ def _finish(d: Deps, flow: Flow, *, code: str | None, state: str | None, nonce: 
     # Before the code is spent: the token that started the flow must still be live, and its
     # role (read now, not at the start) must still allow connecting providers.
     principal = _starter(d, flow_state)
-    app = _app(d, provider)
-    token = _exchange(flow, app, code)
+    app = app_of(d, provider)
+    token = _exchange(flow, app, code, pkce_verifier(nonce, state))
     credentials, label = flow.credentials(token)
     new = auth_svc.NewAuthorization(provider=provider, method="oauth", label=flow_state.label or label,
                                     description="Connected with OAuth", credentials=credentials)
@@ -278,31 +184,17 @@ def _starter(d: Deps, flow_state: Any) -> Principal:
     return principal
 
 
-def _client(flow: Flow, secrets_: list[str]) -> Any:
-    from chalicelib.providers.http import HttpClient
-
-    return HttpClient(flow.provider, label=flow.name, secrets=secrets_)
-
-
-def _post_form(flow: Flow, body: str, operation: str, secrets_: list[str], *, idempotent: bool) -> Any:
-    from oauthlib.oauth2 import WebApplicationClient
-
-    resp = _client(flow, secrets_).request(
-        "POST", flow.token_url(), operation, body=body.encode(), idempotent=idempotent,
-        headers={"Content-Type": "application/x-www-form-urlencoded", "Accept": "application/json"})
-    return WebApplicationClient("").parse_request_body_response(resp.text)
-
-
-def _exchange(flow: Flow, app: OAuthApp, code: str) -> dict[str, Any]:
+def _exchange(flow: Flow, app: OAuthApp, code: str, verifier: str) -> dict[str, Any]:
     from oauthlib.oauth2 import OAuth2Error, WebApplicationClient
 
     from chalicelib.providers.http import HttpError
 
     body = WebApplicationClient(app.client_id).prepare_request_body(
-        code=code, redirect_uri=app.redirect_uri, client_secret=app.client_secret, include_client_id=True)
+        code=code, redirect_uri=app.redirect_uri, client_secret=app.client_secret, include_client_id=True,
+        code_verifier=verifier)
     try:
         # Not idempotent: an authorization code is single use.
-        token = _post_form(flow, body, "oauth.token", [app.client_secret, code], idempotent=False)
+        token = post_form(flow, body, "oauth.token", [app.client_secret, code, verifier], idempotent=False)
     except HttpError as exc:
         if exc.transient:
             raise Unavailable(f"{flow.name} could not be reached to finish the authorization: {exc.reason}",
@@ -317,76 +209,3 @@ def _exchange(flow: Flow, app: OAuthApp, code: str) -> dict[str, Any]:
     return dict(token)
 
 
-def _mailchimp_metadata(token: str) -> dict[str, Any]:
-    import re
-
-    from chalicelib.providers.http import HttpError
-
-    try:
-        doc = _client(FLOWS["mailchimp"], [token]).request(
-            "GET", f"{_mailchimp_urls()}/oauth2/metadata", "oauth.metadata",
-            headers={"Authorization": f"OAuth {token}"}).json() or {}
-    except (HttpError, ProviderError) as exc:
-        if exc.transient:
-            raise Unavailable(f"Mailchimp's account metadata could not be read: {exc.reason}",
-                              code="provider.unavailable") from None
-        raise bad_flow(f"Mailchimp refused the new token: {exc.reason}", "oauth.exchange_failed") from None
-    if not re.fullmatch(r"[a-z]{2,4}[0-9]{1,3}", str(doc.get("dc") or "")):
-        raise bad_flow("Mailchimp's metadata named no data center", "oauth.exchange_failed")
-    return dict(doc)
-
-
-# -- refresh ------------------------------------------------------------------------------------------
-
-
-def due(credentials: Any, now: float | None = None) -> bool:
-    """Credentials with a refresh token whose access token expires within the margin."""
-    expires_at = getattr(credentials, "expires_at", None)
-    if expires_at is None or getattr(credentials, "refresh_token", None) is None:
-        return False
-    return int(expires_at) - (time.time() if now is None else now) < REFRESH_MARGIN_SECONDS
-
-
-def refresh(d: Deps, auth: Authorization, credentials: Any) -> dict[str, Any]:
-    """Refresh the access token; the new credentials become the secret's new version and
-    are returned (plain values). Raises ProviderError: auth=True when the provider refused
-    the refresh token (revoked, expired), transient when it could not be asked."""
-    from oauthlib.oauth2 import OAuth2Error, WebApplicationClient
-
-    from chalicelib.providers.http import HttpError
-
-    flow = flow_of(auth.provider)
-    try:
-        app = _app(d, auth.provider)
-    except AppError as exc:
-        raise ProviderError(f"the access token could not be refreshed: {exc.message}", transient=True) from None
-    refresh_token = credentials.refresh_token.get_secret_value()
-    body = WebApplicationClient(app.client_id).prepare_refresh_body(
-        refresh_token=refresh_token, client_id=app.client_id, client_secret=app.client_secret)
-    try:
-        # Safe to repeat: a refresh token stays valid, each call gives a fresh access token.
-        token = _post_form(flow, body, "oauth.refresh", [app.client_secret, refresh_token], idempotent=True)
-    except HttpError as exc:
-        if exc.transient:
-            raise
-        # invalid_grant (and any other refusal of the grant): no retry helps, a person must
-        # connect again. The flag marks the authorization unhealthy.
-        raise ProviderError(
-            f"{flow.name} refused to refresh the access token ({exc.words or exc.reason}): access was revoked "
-            "or has expired; connect again", auth=True) from None
-    except (OAuth2Error, ValueError) as exc:
-        why = getattr(exc, "description", None) or type(exc).__name__
-        raise ProviderError(f"{flow.name}'s token answer was not usable ({why})", transient=True) from None
-    from chalicelib.services.credentials import to_secret
-
-    value = to_secret(credentials)
-    value["access_token"] = str(token["access_token"])
-    value["expires_at"] = int(time.time()) + int(token.get("expires_in") or 3600)
-    if token.get("refresh_token"):  # Google may rotate it; keep the old one otherwise
-        value["refresh_token"] = str(token["refresh_token"])
-    d.secrets.put_version(auth.secret_name, value)
-    return value
-
-
-__all__ = ["COOKIE", "COOKIE_SECONDS", "FLOWS", "MODES", "PROVIDERS", "REFRESH_MARGIN_SECONDS", "STATE_SECONDS",
-           "Finished", "Flow", "Started", "callback", "due", "flow_of", "refresh", "secret_name", "start"]

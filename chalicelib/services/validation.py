@@ -38,6 +38,7 @@ PATTERN_WORDS: dict[str, str] = {
     r"^[^@\s]{1,64}@[^@\s]{1,255}\.[^@\s]{2,63}$": "must be an e-mail address",
     r"^[^@\s]+@[^@\s]+\.[^@\s]+$": "must be an e-mail address",
     r"^https?://": "must be a web address starting with https:// or http://",
+    r"^(https?://|whk_)": "must be a web address starting with https://, or the id of a webhook to keep",
     r"^[^:]*$": "must not contain a colon (:)",
     r"^[a-zA-Z0-9_.\-]+$": "must hold only letters, digits, _, . or -",
     r"^[A-Za-z0-9_]+(\.[A-Za-z0-9_]+){0,5}$":

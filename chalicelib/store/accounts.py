@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import secrets
 from typing import Any
 
 from chalicelib.domain.access import Role
 from chalicelib.domain.errors import not_found
-from chalicelib.domain.models import Account, Token, User
+from chalicelib.domain.models import Account, Token, User, UserAccess
 from chalicelib.store import keys as K
-from chalicelib.store.dynamo import ConditionFailed, Page, Table, Transaction, paged_query, prefix_page
+from chalicelib.store.dynamo import (
+    ConditionFailed,
+    Page,
+    Table,
+    Transaction,
+    TransactionFailed,
+    paged_query,
+    prefix_page,
+)
 
 
 class AccountRepo:
@@ -27,6 +36,7 @@ class AccountRepo:
             "created_at": account.created_at,
         }, condition="attribute_not_exists(PK)")
         tx.put("admin", self._user_item(admin))
+        tx.put("admin_access", self._access_item(admin))
         tx.put("token", self._token_item(token), condition="attribute_not_exists(PK)")
         tx.commit()
 
@@ -35,6 +45,25 @@ class AccountRepo:
         if not row:
             return None
         return Account(id=row["id"], name=row["name"], created_at=row["created_at"])
+
+    def aws_external_id(self, account_id: str) -> str:
+        """The account's AWS external id, created on first use: one UpdateItem that keeps a
+        value already there, so concurrent first uses all get the same id."""
+        row = self.t.get(K.account_pk(account_id), K.ACCOUNT_SK)
+        if row and row.get("aws_external_id"):
+            return str(row["aws_external_id"])
+        try:
+            resp = self.t.write(
+                "update_item",
+                Key={"PK": {"S": K.account_pk(account_id)}, "SK": {"S": K.ACCOUNT_SK}},
+                UpdateExpression="SET aws_external_id = if_not_exists(aws_external_id, :e)",
+                ConditionExpression="attribute_exists(PK)",
+                ExpressionAttributeValues={":e": {"S": f"switchyard-{secrets.token_urlsafe(24)}"}},
+                ReturnValues="ALL_NEW",
+            )
+        except ConditionFailed:
+            raise not_found("account", account_id) from None
+        return str(resp["Attributes"]["aws_external_id"]["S"])
 
     @staticmethod
     def _user_item(user: User) -> dict[str, Any]:
@@ -48,6 +77,19 @@ class AccountRepo:
             "name": user.name,
             "role": user.role.value,
             "created_at": user.created_at,
+            "disabled": user.disabled,
+        }
+
+    @staticmethod
+    def _access_item(user: User) -> dict[str, Any]:
+        return {
+            "PK": K.user_access_pk(user.id),
+            "SK": K.ACCOUNT_SK,
+            "type": "user_access",
+            "account_id": user.account_id,
+            "user_id": user.id,
+            "role": user.role.value,
+            "disabled": user.disabled,
         }
 
     @staticmethod
@@ -59,10 +101,32 @@ class AccountRepo:
             name=row["name"],
             role=Role(row["role"]),
             created_at=row["created_at"],
+            disabled=bool(row.get("disabled", False)),
         )
 
     def create_user(self, user: User) -> None:
-        self.t.put(self._user_item(user), condition="attribute_not_exists(PK)")
+        tx = Transaction(self.t)
+        tx.put("user", self._user_item(user), condition="attribute_not_exists(PK)")
+        tx.put("access", self._access_item(user))
+        tx.commit()
+
+    def update_user(self, user: User) -> None:
+        """The user's role or disabled flag, and the access item the authorizer reads, together."""
+        tx = Transaction(self.t)
+        tx.put("user", self._user_item(user), condition="attribute_exists(PK)")
+        tx.put("access", self._access_item(user))
+        try:
+            tx.commit()
+        except TransactionFailed:
+            raise not_found("user", user.id) from None
+
+    def get_access(self, user_id: str) -> UserAccess | None:
+        """Strongly consistent: a change committed before this read is seen by it."""
+        row = self.t.get(K.user_access_pk(user_id), K.ACCOUNT_SK, consistent=True)
+        if not row:
+            return None  # users created before access items: their tokens' own role holds
+        return UserAccess(account_id=row["account_id"], user_id=row["user_id"], role=Role(row["role"]),
+                          disabled=bool(row.get("disabled", False)))
 
     def get_user(self, account_id: str, user_id: str) -> User | None:
         row = self.t.get(K.account_pk(account_id), K.user_sk(user_id))
@@ -103,11 +167,40 @@ class AccountRepo:
             "last4": token.last4,
         }
 
+    def put_token_of_active_user(self, token: Token) -> bool:
+        """The token, only while its user exists and is not disabled (False otherwise):
+        a token cannot be issued to a user being disabled at the same moment."""
+        tx = Transaction(self.t)
+        tx.add("user", {"ConditionCheck": {
+            "TableName": self.t.name,
+            "Key": {"PK": {"S": K.account_pk(token.account_id)}, "SK": {"S": K.user_sk(token.user_id)}},
+            "ConditionExpression": "attribute_exists(PK) AND (attribute_not_exists(disabled) OR disabled = :f)",
+            "ExpressionAttributeValues": {":f": {"BOOL": False}},
+        }})
+        tx.put("token", self._token_item(token), condition="attribute_not_exists(PK)")
+        try:
+            tx.commit()
+        except TransactionFailed:
+            return False
+        return True
+
+    def tokens_of_user(self, account_id: str, user_id: str) -> list[Token]:
+        """Every token of one user: Queries of the account's token index (no Scan)."""
+        out: list[Token] = []
+        cursor: str | None = None
+        while True:
+            page = self.list_tokens(account_id, 100, cursor)
+            out += [t for t in page.items if t.user_id == user_id]
+            if not page.next_cursor:
+                return out
+            cursor = page.next_cursor
+
     def put_token(self, token: Token) -> None:
         self.t.put(self._token_item(token), condition="attribute_not_exists(PK)")
 
     def get_token(self, token_id: str) -> Token | None:
-        row = self.t.get(K.token_pk(token_id), K.ACCOUNT_SK)
+        # Strongly consistent: a revocation committed before this read is seen by it.
+        row = self.t.get(K.token_pk(token_id), K.ACCOUNT_SK, consistent=True)
         return self._token(row) if row else None
 
     def list_tokens(self, account_id: str, limit: int, cursor: str | None) -> Page:

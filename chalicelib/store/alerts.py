@@ -1,15 +1,19 @@
 """Alerts: the account's delivery settings, the EventBridge bus, the SNS topic (docs/alerts.md).
 
-Settings item: PK=ACCT#<a>  SK=ALERTS   emails (with their SNS subscription ARNs), webhook
-URLs, version. The webhook signing secret lives in Secrets Manager
-(`<prefix>/<account>/alerts`), never here.
+Settings item: PK=ACCT#<a>  SK=ALERTS   emails (with their SNS subscription ARNs), webhooks
+by id and host, version. A webhook's URL (which may carry a token) and its signing secret
+live in Secrets Manager (`<prefix>/<account>/alerts-<webhook id>`), never here. Items saved
+before that rule hold the URLs themselves (read as legacy webhooks, signed with the
+account's one secret `<prefix>/<account>/alerts`) until the next save moves them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from chalicelib.config import settings
 from chalicelib.domain.errors import stale_version
@@ -20,11 +24,30 @@ from chalicelib.store.dynamo import ConditionFailed, Table, error_code, now_iso,
 SOURCE = "switchyard"
 
 
+@dataclass(frozen=True)
+class Webhook:
+    id: str
+    host: str
+    created_at: str | None = None
+    legacy_url: str | None = None  # only for items saved before URLs moved to Secrets Manager
+
+
+def host_of(url: str) -> str:
+    return urlsplit(url).hostname or "?"  # never user:password@, path or query
+
+
+def _webhook(value: Any) -> Webhook:
+    if isinstance(value, str):  # a legacy URL: a stable id derived from it
+        return Webhook(id="whk_legacy_" + hashlib.sha256(value.encode()).hexdigest()[:16], host=host_of(value),
+                       legacy_url=value)
+    return Webhook(id=value["id"], host=value["host"], created_at=value.get("created_at"))
+
+
 @dataclass
 class AlertSettings:
     account_id: str
     emails: dict[str, str] = field(default_factory=dict)  # address -> SNS subscription ARN
-    webhooks: list[str] = field(default_factory=list)
+    webhooks: list[Webhook] = field(default_factory=list)
     updated_at: str | None = None
     version: int = 0  # 0: never saved
 
@@ -38,7 +61,8 @@ class AlertSettingsRepo:
         if not row:
             return AlertSettings(account_id)
         return AlertSettings(account_id, json.loads(row.get("emails_json") or "{}"),
-                             json.loads(row.get("webhooks_json") or "[]"), row.get("updated_at"),
+                             [_webhook(w) for w in json.loads(row.get("webhooks_json") or "[]")],
+                             row.get("updated_at"),
                              int(row.get("version", 1)))
 
     def save(self, s: AlertSettings, *, expected_version: int) -> AlertSettings:
@@ -46,7 +70,8 @@ class AlertSettingsRepo:
         at = now_iso()
         item = {"PK": K.account_pk(s.account_id), "SK": "ALERTS", "type": "alert_settings",
                 "emails_json": json.dumps(s.emails, sort_keys=True),
-                "webhooks_json": json.dumps(s.webhooks), "updated_at": at,
+                "webhooks_json": json.dumps([{"id": w.id, "host": w.host, "created_at": w.created_at}
+                                             for w in s.webhooks]), "updated_at": at,
                 "version": expected_version + 1}
         cond: dict[str, Any] = ({"ConditionExpression": "attribute_not_exists(PK)"} if expected_version == 0 else
                                 {"ConditionExpression": "version = :v",

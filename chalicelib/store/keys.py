@@ -27,6 +27,11 @@ def token_pk(token_id: str) -> str:
     return f"TOKEN#{token_id}"
 
 
+def user_access_pk(user_id: str) -> str:
+    # Under TOKEN#, the only keys the authorizer may read; never a token id (tok_...).
+    return f"TOKEN#USER#{user_id}"
+
+
 def account_tokens_gsi(account_id: str) -> str:
     return f"ACCT#{account_id}#TOKENS"
 

@@ -61,6 +61,11 @@ def _caller() -> tuple[str, str]:
     return found
 
 
+def own_identity() -> tuple[str, str]:
+    """(partition, AWS account id) of the stage's own identity, read once per process."""
+    return _caller()
+
+
 def _error_code(exc: Exception) -> str:
     return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
 

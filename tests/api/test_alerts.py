@@ -81,9 +81,9 @@ def test_an_unhealthy_authorization_alerts_by_email_and_signed_webhook_once(
     # GIVEN alert settings with an e-mail and a webhook (the signing secret is shown once)
     r = api.put("/alerts", {"emails": ["ops@acme.example"], "webhooks": [receiver.url("/alerts")], "version": 0})
     assert r.status_code == 200, r.body
-    secret = r.json["data"]["signing_secret"]
+    [secret] = r.json["data"]["signing_secrets"].values()
     assert secret.startswith("whsec_")
-    assert "signing_secret" not in api.get("/alerts").json["data"]
+    assert "signing_secrets" not in api.get("/alerts").json["data"]
     inbox = _email_stand_in(tenant.account_id)
     key = f"key-{uuid.uuid4().hex}"
     created = api.post("/authorizations", {"provider": "test_probe", "method": "api_key", "label": "CRM key",

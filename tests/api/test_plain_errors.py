@@ -71,7 +71,10 @@ CASES: list[tuple[str, str, str, Any]] = [
     ("bad region", "POST", "/authorizations", {**S3, "credentials": {
         "access_key_id": "AKIA" + "A" * 16, "secret_access_key": "s" * 20, "region": "mars"}}),
     ("bad role arn", "POST", "/authorizations", {"provider": "amazon_s3", "method": "assume_role", "label": "R",
-                                                 "credentials": {"role_arn": "nope", "external_id": "x"}}),
+                                                 "credentials": {"role_arn": "nope"}}),
+    ("external id sent", "POST", "/authorizations", {"provider": "amazon_s3", "method": "assume_role", "label": "R",
+                                                     "credentials": {"role_arn": "arn:aws:iam::210987654321:role/R",
+                                                                     "external_id": "chosen"}}),
     ("control characters", "POST", "/authorizations", {**S3, "label": "a\x00b", "credentials": {}}),
     ("label too long", "POST", "/authorizations", {**S3, "label": "x" * 201, "credentials": {}}),
     ("both authorizations", "POST", "/jobs", "both"),

@@ -46,6 +46,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from tests.fakes import google_discovery
+from tests.fakes.pkce import pkce_ok
 
 EDIT = "https://www.googleapis.com/auth/tagmanager.edit.containers"
 VERSIONS = "https://www.googleapis.com/auth/tagmanager.edit.containerversions"
@@ -325,7 +326,8 @@ class FakeGoogle:
             raise OAuthError(400, "invalid_request", "Required parameter is missing: response_type")
         code = "4/0Afake" + secrets.token_urlsafe(24)
         self.codes[code] = {"redirect_uri": q["redirect_uri"], "scope": q.get("scope", ""),
-                            "offline": q.get("access_type") == "offline"}
+                            "offline": q.get("access_type") == "offline",
+                            "challenge": (q.get("code_challenge", ""), q.get("code_challenge_method", ""))}
         back = q["redirect_uri"] + "?" + urllib.parse.urlencode({"state": q.get("state", ""), "code": code,
                                                                   "scope": q.get("scope", "")})
         return 302, None, {"Location": back}
@@ -338,6 +340,8 @@ class FakeGoogle:
             issued = self.codes.pop(form.get("code", ""), None)
             if issued is None or issued["redirect_uri"] != form.get("redirect_uri"):
                 raise OAuthError(400, "invalid_grant", "Bad Request")
+            if not pkce_ok(*issued["challenge"], form.get("code_verifier", "")):
+                raise OAuthError(400, "invalid_grant", "Missing code verifier.")
             answer = self._access(issued["scope"])
             if issued["offline"]:
                 rt = "1//0fake-refresh-" + secrets.token_urlsafe(32)

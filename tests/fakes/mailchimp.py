@@ -54,6 +54,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from tests.fakes import mailchimp_client
+from tests.fakes.pkce import pkce_ok
 
 ERROR_TYPE = "https://mailchimp.com/developer/marketing/docs/errors/"
 RESULTS_PATH = "/batch-results/"  # where the fake's storage serves batch results
@@ -155,6 +156,8 @@ class FakeMailchimp:
         self.client_id = "fake-client-id"
         self.client_secret = "fake-client-secret"
         self.codes: dict[str, str] = {}  # code -> redirect_uri
+        # code -> (code_challenge, method): an exchange must prove S256 (RFC 7636)
+        self.challenges: dict[str, tuple[str, str]] = {}
         self.oauth_token = "fake-oauth-token-" + secrets.token_hex(8)
         self._lock = threading.RLock()
         fake = self
@@ -626,6 +629,7 @@ class FakeMailchimp:
                 return 400, {"error": "invalid_request"}, {}
             code = secrets.token_hex(12)
             self.codes[code] = q.get("redirect_uri", "")
+            self.challenges[code] = (q.get("code_challenge", ""), q.get("code_challenge_method", ""))
             sep = "&" if "?" in q.get("redirect_uri", "") else "?"
             location = q.get("redirect_uri", "") + sep + urllib.parse.urlencode(
                 {"code": code, "state": q.get("state", "")})
@@ -643,6 +647,8 @@ class FakeMailchimp:
             if form.get("grant_type") != "authorization_code" or code not in self.codes \
                     or self.codes[code] != form.get("redirect_uri"):
                 return 400, {"error": "invalid_grant", "error_description": "Invalid authorization code"}, {}
+            if not pkce_ok(*self.challenges.get(code, ("", "")), form.get("code_verifier", "")):
+                return 400, {"error": "invalid_grant", "error_description": "PKCE verification failed"}, {}
             del self.codes[code]  # single use
             self.tokens.add(self.oauth_token)
             return 200, {"access_token": self.oauth_token, "expires_in": 0, "scope": None}, {}

@@ -45,7 +45,7 @@ def test_a_provider_composes_its_credentials_from_the_shared_parts() -> None:
 
     # THEN the shared fields come first, the secret is marked, unknown fields are refused
     assert list(keys["properties"]) == ["access_key_id", "secret_access_key", "region", "stream_name"]
-    assert list(role_["properties"]) == ["role_arn", "external_id", "region", "stream_name"]
+    assert list(role_["properties"]) == ["role_arn", "external_id", "region", "switchyard_account", "stream_name"]
     assert keys["properties"]["secret_access_key"]["x-secret"] is True
     assert role_["properties"]["external_id"]["x-secret"] is True
     assert keys["additionalProperties"] is False and role_["additionalProperties"] is False
@@ -200,3 +200,23 @@ def test_kinesis_and_sqs_throttling_is_transient(code: str) -> None:
 def test_hint_never_shows_a_secret() -> None:
     assert aws_auth.hint("access_keys", _keys()) == "AKIA…MPLE"
     assert aws_auth.hint("assume_role", role()) == ROLE_ARN
+
+
+def test_the_session_names_the_switchyard_account_and_tenants_never_share_one(aws: None) -> None:
+    # GIVEN the same role and external id used for two Switchyard accounts
+    mine = AssumeRole(role_arn=ROLE_ARN, external_id="ext-shared-1", switchyard_account="acct_mine")
+    theirs = AssumeRole(role_arn=ROLE_ARN, external_id="ext-shared-1", switchyard_account="acct_theirs")
+    counter = CallCounter()
+    # WHEN each assumes it
+    a = aws_auth.session("assume_role", mine, counter)
+    b = aws_auth.session("assume_role", theirs, counter)
+    # THEN each session is named by its account (the customer's CloudTrail shows who)
+    assert a.client("sts").get_caller_identity()["Arn"].endswith("/switchyard-acct_mine")
+    assert b.client("sts").get_caller_identity()["Arn"].endswith("/switchyard-acct_theirs")
+    # AND the cache never hands one account's session to the other
+    assert counter.counts["sts.AssumeRole"] == 2
+    assert a.identity.access_key_id != b.identity.access_key_id
+    # AND credentials without an account (built directly) keep the old name
+    from chalicelib.domain.ids import role_session_name
+
+    assert role_session_name(None) == "switchyard"

@@ -584,13 +584,15 @@ def test_alert_settings_webhooks_emails_and_a_test_alert(page: Page, stack: Stac
     assert_accessible(page)
     # ... and never again.
     page.reload()
-    expect(page.get_by_text("http://127.0.0.1:9/switchyard-alerts")).to_be_visible()
+    # the webhook is shown by host: its URL (which may carry a token) is kept secret
+    expect(page.get_by_text("127.0.0.1", exact=True)).to_be_visible()
+    assert "switchyard-alerts" not in page.content()
     expect(page.get_by_test_id("signing-secret")).to_have_count(0)
     assert secret not in page.content()
     shot(page, "alerts")  # without the secret: screenshots are committed
     page.get_by_role("button", name="Send test alert").click()
     expect(page.get_by_role("status")).to_contain_text("Test alert sent")
-    page.get_by_role("button", name="Remove webhook http://127.0.0.1:9/switchyard-alerts").click()
+    page.get_by_role("button", name="Remove webhook 127.0.0.1").click()
     expect(page.get_by_role("status")).to_contain_text("Webhook removed")
     assert api(stack, "GET", "/alerts")["webhooks"] == []
     assert api(stack, "GET", "/alerts")["emails"] == ["ops@demo.example"]

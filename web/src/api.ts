@@ -83,7 +83,8 @@ export interface JsonSchema {
   items?: JsonSchema; format?: string; minimum?: number; maximum?: number; pattern?: string;
   additionalProperties?: boolean | JsonSchema; "x-secret"?: boolean; writeOnly?: boolean;
 }
-export interface AuthMethod { id: string; name: string; description: string; verifiable: boolean; credentials_schema: JsonSchema; secret_fields: string[] }
+export interface AuthMethod { id: string; name: string; description: string; verifiable: boolean; credentials_schema: JsonSchema; secret_fields: string[]; generated_fields?: string[] }
+export interface AwsTrust { external_id: string; principal: string; session_name: string; trust_policy: Dict }
 export interface Workflow { id: string; name: string; job_type: string; description: string; auth_methods: string[]; config_schema: JsonSchema; option_fields?: string[] }
 export interface Provider { id: string; name: string; description: string; job_types: string[]; auth_methods: AuthMethod[]; workflows: Workflow[] }
 export interface Health { status: "healthy" | "unhealthy" | "unknown"; reason: string | null; checked_at: string | null }
@@ -121,7 +122,8 @@ export interface Option { value: string; label: string; kind: string | null }
 export interface Audience { id: string; name: string; description: string; filter: Dict; owner: string; created_at: string; version: number; export_jobs?: number }
 export interface AudienceSize { size: number; sample: { id: string; email: string | null }[]; scanned: number; truncated: boolean }
 export interface AuditEvent { at: string; user_id: string; action: string; object_type: string; object_id: string; label: string; diff: Dict }
-export interface AlertSettings { emails: string[]; webhooks: string[]; events: string[]; updated_at: string | null; version: number; signing_secret?: string | null }
+export interface Webhook { id: string; host: string; created_at: string | null }
+export interface AlertSettings { emails: string[]; webhooks: Webhook[]; events: string[]; updated_at: string | null; version: number; signing_secrets?: Record<string, string> | null }
 export interface TokenRow { id: string; label: string; user_id: string; role: Role; created_at: string; hint: string }
 export interface UserName { id: string; name: string }
 export interface UserRow { id: string; email: string; name: string; role: Role; created_at?: string }
@@ -135,6 +137,7 @@ export type Granularity = "hour" | "day" | "week";
 // ---- calls ----
 export const api = {
   me: (token?: string) => data<Me>("GET", "/me", { token }),
+  awsTrust: () => data<AwsTrust>("GET", "/account/aws-trust"),
   providers: () => data<Provider[]>("GET", "/providers"),
   options: (provider: string, workflow: string, field: string, query: Query) =>
     data<Option[]>("GET", `/providers/${provider}/workflows/${workflow}/options/${field}`, { query }),
@@ -177,6 +180,7 @@ export const api = {
   alertRules: (jobId: string) => page<AlertRule>(`/jobs/${jobId}/alert-rules`),
   createAlertRule: (jobId: string, body: Dict) => data<AlertRule>("POST", `/jobs/${jobId}/alert-rules`, { body }),
   deleteAlertRule: (jobId: string, id: string) => request<void>("DELETE", `/jobs/${jobId}/alert-rules/${id}`),
+  rotateWebhookSecret: (id: string) => data<{ id: string; signing_secret: string }>("POST", `/alerts/webhooks/${id}/rotate-secret`),
   testAlert: () => data<{ published: boolean }>("POST", "/alerts/test", { body: {} }),
   tokens: () => page<TokenRow>("/tokens", { limit: 200 }),
   createToken: (body: Dict) => data<TokenRow & { token: string }>("POST", "/tokens", { body }),

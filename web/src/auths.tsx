@@ -5,6 +5,7 @@ import { defaults, SchemaForm } from "./schemaForm";
 import { loadCatalog, useCanEdit, useOwnerName } from "./session";
 import { Confirm, ErrorBox, Field, fmtTime, HealthBadge, ProviderMark, Segmented, StatusBadge, useLoad } from "./ui";
 import { ApiError } from "./api";
+import { AwsTrustPanel } from "./awsTrust";
 import { connectOAuth, isOAuth, oauthErrorIn } from "./oauth";
 import { methodName, plainDescription, withNames } from "./words";
 
@@ -95,6 +96,7 @@ export function NewAuthorizationPage() {
           <Field id="na-desc" label="Description" hint="Optional: what it is for, whose keys they are." error={fields.description}>
             <textarea id="na-desc" value={description} onInput={(e) => setDescription((e.target as HTMLTextAreaElement).value)} /></Field>
           {m.description && <p class="muted small">{plainDescription(m.description)}</p>}
+          <AwsTrustPanel method={m} />
           <SchemaForm schema={m.credentials_schema} value={creds} onChange={setCreds} errors={fields} prefix="credentials." idPrefix="na-cred" />
           <button class="primary" type="submit" disabled={busy}>Check and create</button>
         </>}
@@ -180,6 +182,7 @@ export function AuthorizationSummaryPage({ id }: { id: string }) {
       </div>}
       {rotating && method && !isOAuth(method.id) && <form class="panel" onSubmit={rotate}>
         <h3>New credentials</h3><p class="muted small">They are verified before they replace the current ones; jobs keep using this authorization.</p>
+        <AwsTrustPanel method={method} />
         <SchemaForm schema={method.credentials_schema} value={creds} onChange={setCreds} errors={error instanceof ApiError ? error.fields : {}} prefix="credentials." idPrefix="rot" />
         <button class="primary" type="submit">Verify and rotate</button>
       </form>}

@@ -108,23 +108,30 @@ export function AlertsPage() {
   const [hook, setHook] = useState("");
   const [error, setError] = useState<unknown>(null);
   const [note, setNote] = useState("");
-  // Shown once: the answer that added the first webhook carries it; it is kept only in
-  // this component's state and gone when the page is left.
+  // Shown once: the answer that added a webhook (or rotated its secret) carries it; it is
+  // kept only in this component's state and gone when the page is left.
   const [secret, setSecret] = useState<string | null>(null);
   if (s.error) return <ErrorBox error={s.error} />;
   if (!s.data) return <p class="loading">Loading…</p>;
   const cur = s.data;
   const fields = error instanceof ApiError ? error.fields : {};
+  // Webhooks are sent back by id (their URLs are never shown); a new one by its URL.
+  const ids = cur.webhooks.map((w) => w.id);
   const put = async (emails: string[], webhooks: string[], what: string) => {
     setError(null); setNote("");
     try {
       const out = await api.putAlerts({ emails, webhooks, version: cur.version });
-      if (out.signing_secret) setSecret(out.signing_secret);
-      s.set({ ...out, signing_secret: null }); setNote(what); return true;
+      const added = Object.values(out.signing_secrets ?? {});
+      if (added.length) setSecret(added[0] ?? null);
+      s.set({ ...out, signing_secrets: null }); setNote(what); return true;
     } catch (err) { setError(err); if (err instanceof ApiError && err.status === 409) s.reload(); return false; }
   };
-  const addEmail = async (e: Event) => { e.preventDefault(); if (await put([...cur.emails, email.trim()], cur.webhooks, `Added ${email.trim()}.`)) setEmail(""); };
-  const addHook = async (e: Event) => { e.preventDefault(); if (await put(cur.emails, [...cur.webhooks, hook.trim()], "Webhook added.")) setHook(""); };
+  const rotate = async (id: string, host: string) => {
+    setError(null); setNote("");
+    try { setSecret((await api.rotateWebhookSecret(id)).signing_secret); setNote(`New signing secret for ${host}; the previous one also signs for 24 hours.`); } catch (err) { setError(err); }
+  };
+  const addEmail = async (e: Event) => { e.preventDefault(); if (await put([...cur.emails, email.trim()], ids, `Added ${email.trim()}.`)) setEmail(""); };
+  const addHook = async (e: Event) => { e.preventDefault(); if (await put(cur.emails, [...ids, hook.trim()], "Webhook added.")) setHook(""); };
   const test = async () => {
     setError(null); setNote("");
     try { const r = await api.testAlert(); setNote(r.published ? "Test alert sent to every channel." : "The test alert could not be published; see the logs."); } catch (e) { setError(e); }
@@ -143,7 +150,7 @@ export function AlertsPage() {
         <div class="panel">
           <h2>E-mail recipients</h2>
           {cur.emails.length === 0 ? <p class="muted">None.</p> : <ul class="plain">{cur.emails.map((m) => <li key={m}>{m}
-            {canEdit && <button type="button" class="link" aria-label={`Remove ${m}`} onClick={() => put(cur.emails.filter((x) => x !== m), cur.webhooks, `Removed ${m}.`)}>Remove</button>}</li>)}</ul>}
+            {canEdit && <button type="button" class="link" aria-label={`Remove ${m}`} onClick={() => put(cur.emails.filter((x) => x !== m), ids, `Removed ${m}.`)}>Remove</button>}</li>)}</ul>}
           {canEdit && <form class="row" onSubmit={addEmail}>
             <Field id="al-email" label="Add an address" hint="The address gets a confirmation e-mail first." error={fields["emails"] ?? Object.entries(fields).find(([k]) => k.startsWith("emails"))?.[1]}>
               <input id="al-email" type="email" required value={email} onInput={(e) => setEmail(text(e))} /></Field>
@@ -151,8 +158,9 @@ export function AlertsPage() {
         </div>
         <div class="panel">
           <h2>Webhooks</h2>
-          {cur.webhooks.length === 0 ? <p class="muted">None.</p> : <ul class="plain">{cur.webhooks.map((w) => <li key={w}><code>{w}</code>
-            {canEdit && <button type="button" class="link" aria-label={`Remove webhook ${w}`} onClick={() => put(cur.emails, cur.webhooks.filter((x) => x !== w), "Webhook removed.")}>Remove</button>}</li>)}</ul>}
+          {cur.webhooks.length === 0 ? <p class="muted">None.</p> : <ul class="plain">{cur.webhooks.map((w) => <li key={w.id}><code>{w.host}</code> <span class="muted small">(the full URL is kept secret)</span>
+            {canEdit && <button type="button" class="link" aria-label={`New signing secret for ${w.host}`} onClick={() => rotate(w.id, w.host)}>New secret</button>}
+            {canEdit && <button type="button" class="link" aria-label={`Remove webhook ${w.host}`} onClick={() => put(cur.emails, ids.filter((x) => x !== w.id), "Webhook removed.")}>Remove</button>}</li>)}</ul>}
           {canEdit && <form class="row" onSubmit={addHook}>
             <Field id="al-hook" label="Add a webhook URL" hint="Gets signed JSON: POST {id, type, time, detail}." error={fields["webhooks"] ?? Object.entries(fields).find(([k]) => k.startsWith("webhooks"))?.[1]}>
               <input id="al-hook" type="url" required placeholder="https://…" value={hook} onInput={(e) => setHook(text(e))} /></Field>

@@ -4,6 +4,7 @@ import { useEffect, useRef, useState } from "preact/hooks";
 import { api, ApiError, type Dict, type Provider } from "./api";
 import { connectOAuth, isOAuth, takeOAuthResult } from "./oauth";
 import { describeSchedule, newSchedule, type Schedule, scheduleBody, SchedulePicker } from "./schedule";
+import { AwsTrustPanel } from "./awsTrust";
 import { defaults, SchemaForm } from "./schemaForm";
 import { loadCatalog } from "./session";
 import { ErrorBox, Field, HealthBadge, ProviderMark, useLoad } from "./ui";
@@ -256,6 +257,7 @@ export function Wizard({ hash }: { hash: string }) {
           <Field id="auth-label" label="Authorization label *" error={errors.label}>
             <input id="auth-label" required value={s.authLabel} onInput={(e) => up({ authLabel: (e.target as HTMLInputElement).value })} /></Field>
           <p class="muted small">Credentials are checked with the provider before you go on, then stored in AWS Secrets Manager; they are never shown again.</p>
+          <AwsTrustPanel method={method} />
           <SchemaForm schema={method.credentials_schema} value={s.credentials} onChange={(v) => up({ credentials: v })}
             errors={errors} prefix="credentials." idPrefix="cred" />
         </>)}
