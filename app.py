@@ -11,12 +11,14 @@ from chalicelib.api import (
     auth,
     authorizations,
     catalog,
+    collect,
     jobs,
     meta,
     oauth,
     profiles,
 )
 from chalicelib.workers import alerts as alert_worker
+from chalicelib.workers import collect as collect_worker
 from chalicelib.workers import health, purge, runner
 
 # configure_logs=False: Chalice would give the "switchyard" logger (its app_name, the parent
@@ -40,3 +42,5 @@ app.register_blueprint(runner.bp)
 app.register_blueprint(purge.bp)
 app.register_blueprint(health.bp)
 app.register_blueprint(alert_worker.bp)
+app.register_blueprint(collect.bp)
+app.register_blueprint(collect_worker.bp)

@@ -28,6 +28,7 @@ from chalicelib.store.alerts import AlertDeliveries, AlertSettingsRepo, AlertTop
 from chalicelib.store.audiences import AudienceRepo
 from chalicelib.store.audit import AuditRepo
 from chalicelib.store.authorizations import AuthorizationRepo
+from chalicelib.store.collect import CollectQueue, CollectRepo, WriteKeyRepo
 from chalicelib.store.dynamo import Table, Transaction
 from chalicelib.store.jobs import JobRepo
 from chalicelib.store.membership import MembershipRepo
@@ -55,6 +56,7 @@ class Deps:
     scheduler: SchedulerStore = field(default_factory=SchedulerStore)
     event_bus: EventBus = field(default_factory=EventBus)
     alert_topic: AlertTopic = field(default_factory=AlertTopic)
+    collect_queue: CollectQueue = field(default_factory=CollectQueue)
     # How long the health handler waits for a batch's checks (tests make hangs short).
     health_check_timeout: float = 20.0
 
@@ -119,6 +121,16 @@ class Deps:
     @cached_property
     def alert_rules(self) -> AlertRuleRepo:
         return AlertRuleRepo(self.table)
+
+    @cached_property
+    def write_keys(self) -> WriteKeyRepo:
+        """The collect endpoint's write keys."""
+        return WriteKeyRepo(self.table)
+
+    @cached_property
+    def collect(self) -> CollectRepo:
+        """Collected messages' claims and hand-offs."""
+        return CollectRepo(self.table)
 
     def transaction(self) -> Transaction:
         """Writes to the main table that commit together (repositories add to it)."""

@@ -55,6 +55,10 @@ def merge_edge(template: dict[str, Any], edge: dict[str, Any], stage: str) -> di
     return merged
 
 
+# Queues whose handler reports failed records one by one (the collect queue: FIFO order).
+PARTIAL_BATCH_QUEUES = ("CollectQueue",)
+
+
 def order_event_sources(template: dict[str, Any]) -> None:
     """Make each SQS-triggered function depend on its queue. Chalice names the queue by ARN
     (a Fn::Sub of its name), which CloudFormation cannot see as a dependency: on a first
@@ -72,6 +76,10 @@ def order_event_sources(template: dict[str, Any]) -> None:
                 depends = resource.setdefault("DependsOn", [])
                 if queue not in depends:
                     depends.append(queue)
+            if queue in PARTIAL_BATCH_QUEUES:
+                # Chalice has no switch for it: without it, a handler's batchItemFailures are
+                # ignored and the failed hand-offs deleted with the others.
+                event["Properties"]["FunctionResponseTypes"] = ["ReportBatchItemFailures"]
 
 
 def report_batch_item_failures(template: dict[str, Any], handlers: Iterable[str]) -> None:

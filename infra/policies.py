@@ -44,6 +44,7 @@ def statements(stage: str) -> dict[str, list[dict[str, Any]]]:
     alert_secrets = _arn("secretsmanager", f"secret:switchyard/{stage}/acct_*/alerts-*")
     oauth_apps = _arn("secretsmanager", f"secret:switchyard/{stage}/oauth/*")
     queue = {name: _arn("sqs", f"switchyard-{name}") for name in ("runs", "health", "alerts")}
+    queue["collect"] = _arn("sqs", "switchyard-collect.fifo")
     schedules = _arn("scheduler", f"schedule/switchyard-{stage}/*")
     bus = _arn("events", f"event-bus/switchyard-{stage}")
     topic = _arn("sns", f"switchyard-{stage}-alerts")
@@ -78,6 +79,8 @@ def statements(stage: str) -> dict[str, list[dict[str, Any]]]:
                                        "secretsmanager:TagResource"], [auth_secrets, alert_secrets]),
             stmt("OAuthApps", "secretsmanager:GetSecretValue", oauth_apps),
             stmt("RunsQueue", SEND, queue["runs"]),
+            # The tracking API hands accepted messages to the engine (SendMessageBatch).
+            stmt("CollectQueue", SEND, queue["collect"]),
             stmt("JobSchedules", ["scheduler:CreateSchedule", "scheduler:DeleteSchedule",
                                   "scheduler:GetSchedule", "scheduler:UpdateSchedule"], schedules),
             stmt("PassSchedulerRole", "iam:PassRole", f"arn:aws:iam::*:role/switchyard-{stage}-scheduler",
@@ -105,6 +108,13 @@ def statements(stage: str) -> dict[str, list[dict[str, Any]]]:
             alert_events,
             assume,
             no_own_roles,
+        ],
+        # The collect queue's handler: claims, applied markers, window runs, activity and
+        # logs in the main table, profiles in theirs.
+        "collect_handoffs": [
+            logs,
+            stmt("Tables", READ + WRITE, main + profiles),
+            stmt("CollectQueue", CONSUME, queue["collect"]),
         ],
         # The daily sweep: pages of the sweep index, fanned out to the health queue.
         "health_sweep": [

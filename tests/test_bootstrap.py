@@ -48,6 +48,7 @@ def test_a_deps_builds_each_repository_once_and_another_deps_its_own() -> None:
     other = Deps(table=Table("t-two"), profiles_table=Table("t-profiles"))
     # THEN each repository is built once per Deps, on its own table
     for name in ("accounts", "auths", "jobs", "audit", "audiences", "runs", "memberships", "oauth_states",
+                 "write_keys", "collect",
                  "alert_settings", "alert_deliveries", "alert_rules", "shared_rates"):
         first = getattr(d, name)
         assert getattr(d, name) is first, name

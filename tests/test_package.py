@@ -123,9 +123,15 @@ def test_a_throttled_caller_gets_429_in_the_error_envelope(packaged: Path) -> No
 
 def test_each_queue_exists_before_the_function_it_triggers(packaged: Path) -> None:
     res = json.loads((packaged / "template.json").read_text())["Resources"]
-    expected = {"RunStep": "RunsQueue", "CheckHealth": "HealthQueue", "DeliverAlerts": "AlertsQueue"}
+    expected = {"RunStep": "RunsQueue", "CheckHealth": "HealthQueue", "DeliverAlerts": "AlertsQueue",
+                "CollectHandoffs": "CollectQueue"}
     for function, queue in expected.items():
         assert queue in res[function].get("DependsOn", []), function
+    # The collect handler reports failed hand-offs one by one (the rest of its job's group after them).
+    [event] = res["CollectHandoffs"]["Properties"]["Events"].values()
+    assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    [event] = res["RunStep"]["Properties"]["Events"].values()
+    assert "FunctionResponseTypes" not in event["Properties"]
     assert "DependsOn" not in res["APIHandler"]
 
 

@@ -45,7 +45,10 @@ def create_authorization(principal: Principal, body: dict[str, Any], query: dict
     auth = svc.create(deps(), principal, svc.NewAuthorization(
         provider=req.provider, method=req.method, label=req.label,
         description=req.description, credentials=req.credentials))
-    return ok(views.authorization_summary(auth, []), 201)
+    body = views.authorization_summary(auth, [])
+    if auth.issued_key:
+        body["write_key"] = auth.issued_key  # shown this once; only its hint afterwards
+    return ok(body, 201)
 
 
 @route(bp, "/authorizations/{auth_id}", "GET", summary="Authorization summary", tag=TAG,
@@ -80,8 +83,10 @@ def rotate_credentials(principal: Principal, auth_id: str, body: dict[str, Any],
     version = version_of(bp.current_request, body)
     req = validate(_schemas().CredentialsPut, body)
     auth = svc.rotate(deps(), principal, auth_id, req.credentials, version)
-    return ok(views.authorization_summary(auth, deps().jobs.jobs_of_authorization(
-        principal.account_id, auth_id)))
+    body = views.authorization_summary(auth, deps().jobs.jobs_of_authorization(principal.account_id, auth_id))
+    if auth.issued_key:
+        body["write_key"] = auth.issued_key  # a rotated write key, shown this once
+    return ok(body)
 
 
 @route(bp, "/authorizations/{auth_id}/check", "POST", summary="Run the health check now", tag=TAG,

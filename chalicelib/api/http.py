@@ -110,6 +110,11 @@ def principal_of(request: Any) -> Principal:
         raise Unavailable("the token could not be checked right now; retry shortly",
                           code="auth.unavailable")
     if not ctx.get("account_id"):
+        given = ((getattr(request, "headers", None) or {}).get("authorization") or "").strip()
+        if given.lower().startswith("bearer wk_"):
+            raise Unauthenticated("this is a write key; API routes take an API token (tok_…)",
+                                  code="auth.write_key_not_api_token",
+                                  fields={"Authorization": "a write key, not an API token"})
         raise Unauthenticated(
             "a valid API token is required: send 'Authorization: Bearer <token>'",
             code="auth.invalid_token",

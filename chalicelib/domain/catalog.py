@@ -28,6 +28,8 @@ class AuthMethodSpec:
     credentials_model: type[Any]
     # False when the provider offers no way to verify: health is then "unknown".
     verifiable: bool = True
+    # True when Switchyard issues the credential (a write key), shown once at creation.
+    issued: bool = False
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,9 @@ class WorkflowSpec:
     resource_fields: tuple[str, ...] = ()
     # Config fields whose choices are read live through an authorization.
     option_fields: tuple[str, ...] = ()
+    # Data is pushed to Switchyard (collection): no scheduled or queued runs; its runs are
+    # hourly windows of what arrived.
+    pushed: bool = False
 
 
 @dataclass(frozen=True)

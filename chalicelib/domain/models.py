@@ -104,6 +104,9 @@ class Authorization:
     last_used_at: str | None = None
     usage: dict[str, int] = field(default_factory=empty_usage)
     version: int = 1
+    # A credential Switchyard issued (a write key), only on the object that created it:
+    # never stored, never read back.
+    issued_key: str | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass

@@ -346,6 +346,10 @@ def union(existing: Any, incoming: Any) -> list[Any]:
     return sorted(kept, key=_order)
 
 
+def _number(v: Any) -> int | float:
+    return v if isinstance(v, int | float) and not isinstance(v, bool) else 0
+
+
 def _empty(v: Any) -> bool:
     return v is None or v == "" or v == []
 
@@ -359,7 +363,8 @@ def merge(
     """Merge an incoming record's fields into a profile's fields.
 
     latest: the incoming value replaces the stored one. first: a stored non-empty value
-    stays. append: the field becomes the sorted set of stored and incoming values.
+    stays. append: the field becomes the sorted set of stored and incoming values. add and
+    max (set by collection jobs, not offered to imports): the sum, the greater value.
     Fields the record does not carry are left alone. Returns (merged, changed).
     """
     out = dict(existing)
@@ -372,6 +377,14 @@ def merge(
                 out[name] = value
         elif rule == "append":
             out[name] = union(out.get(name), value)
+        elif rule == "add":
+            # Event counters (collection jobs only): exactly once because a replayed step
+            # is recognised by its tag before any merge.
+            out[name] = _number(out.get(name)) + _number(value)
+        elif rule == "max":
+            # Event times arrive out of order; one ISO spelling sorts as time does.
+            old = out.get(name)
+            out[name] = value if _empty(old) or _order(value) > _order(old) else old
         else:
             out[name] = value
     return out, _dumps(out) != _dumps(existing)

@@ -16,6 +16,7 @@ MODULES: dict[str, str] = {
     "amazon_sqs": "chalicelib.providers.sqs",
     "fullcontact": "chalicelib.providers.fullcontact",
     "google_tag_manager": "chalicelib.providers.gtm",
+    "http_api": "chalicelib.providers.http_api",
     "http_enrichment": "chalicelib.providers.http_enrichment",
     "mailchimp": "chalicelib.providers.mailchimp",
     "webhook": "chalicelib.providers.webhook",

@@ -24,6 +24,7 @@ from chalicelib.providers.base import Provider, ProviderError
 from chalicelib.providers.calls import CallCounter
 from chalicelib.services import credentials as creds_svc
 from chalicelib.services import health
+from chalicelib.services.collect import create_with_key, revoke_key, rotate_key
 from chalicelib.store.audit import AuditEvent, diff
 from chalicelib.store.authorizations import AuthorizationInUse
 from chalicelib.store.dynamo import Page, Transaction, now_iso
@@ -139,7 +140,10 @@ def create(d: Deps, p: Principal, new: NewAuthorization) -> Authorization:
     auth, secret = prepare(d, p, new, resources={}, counter=counter)
     store_secret(d, auth, secret)
     try:
-        d.auths.put_new(auth)
+        if d.registry.get(auth.provider).spec.method(auth.method).issued:
+            create_with_key(d, auth)
+        else:
+            d.auths.put_new(auth)
     except Exception:
         d.secrets.delete_now(auth.secret_name)
         raise
@@ -248,6 +252,11 @@ def rotate(
     # to the account's generated one.
     credentials = creds_svc.parse(method, raw_credentials, prefix="credentials",
                                   generated=creds_svc.generated_values(d, p.account_id, method))
+    if method.issued:
+        rotated = rotate_key(d, auth, version)
+        _audit(d, p, "rotated", rotated, {"credential_hint": rotated.credential_hint},
+               before={"credential_hint": auth.credential_hint})
+        return rotated
     jobs = d.jobs.jobs_of_authorization(p.account_id, auth_id)
     resource_sets = _resource_sets(provider.spec, jobs) or [{}]
     check: CheckResult | None = None
@@ -323,6 +332,8 @@ def delete(d: Deps, p: Principal, auth_id: str) -> None:
     except AuthorizationInUse:
         raise in_use_error(auth_id, d.jobs.jobs_of_authorization(p.account_id, auth_id)) from None
     d.secrets.schedule_deletion(auth.secret_name)
+    if d.registry.get(auth.provider).spec.method(auth.method).issued:
+        revoke_key(d, auth)
     _audit(d, p, "deleted", auth)
 
 

@@ -25,6 +25,7 @@ from chalicelib.domain.schedules import pending_start
 from chalicelib.domain.statuses import Action, JobStatus, initial_status
 from chalicelib.providers.base import Provider
 from chalicelib.services import authorizations as auth_svc
+from chalicelib.services.collect import bind_write_key, key_in_use
 from chalicelib.services.validation import validate
 from chalicelib.store.audit import AuditEvent, diff
 from chalicelib.store.dynamo import Page, Transaction, now_iso
@@ -154,6 +155,8 @@ def create(d: Deps, p: Principal, new: NewJob) -> tuple[Job, Authorization]:
     )
     verb = "created and started" if new.start else "created (staged, paused)"
     tx = _recorded(d, job, "job.created", f"job {verb} by {p.user_id}", p, "created")
+    if wf.pushed:
+        bind_write_key(d, tx, job, auth, inline=inline is not None)
     d.runs.add_requests(tx, p.account_id, auth.id, datetime.now(UTC), calls.total, calls.error_total)
     if inline is not None:
         # An inline authorization is audited like one made on the dashboard, in the same write.
@@ -167,11 +170,16 @@ def create(d: Deps, p: Principal, new: NewJob) -> tuple[Job, Authorization]:
     else:
         try:
             _create_on_existing(d, job, provider.spec.id, tx)
+        except Conflict as exc:
+            auth_svc.record_requests(d, p.account_id, auth.id, calls)
+            if wf.pushed and exc.code == "conflict.concurrent_change":
+                raise key_in_use(auth) from None
+            raise
         except Exception:
             auth_svc.record_requests(d, p.account_id, auth.id, calls)  # the requests were made
             raise
     _sync_schedule(d, job)
-    if new.start and start_at is None:
+    if new.start and start_at is None and not wf.pushed:
         _queue_run(d, job, "create", p)
     return job, auth
 
@@ -304,6 +312,10 @@ def edit(
     problems: list[str] = []
     new_auth_id = patch.get("authorization_id")
     target: Authorization | None = None
+    if new_auth_id and new_auth_id != job.authorization_id and wf.pushed:
+        raise Invalid("a collection job keeps the write key it was created with: rotate that key instead "
+                      "(PUT /authorizations/{id}/credentials)", code="job.write_key_fixed",
+                      fields={"authorization_id": "cannot change on a collection job; rotate its key"})
     if new_auth_id and new_auth_id != job.authorization_id:
         target = d.auths.get(p.account_id, new_auth_id)
         if target is None:
@@ -359,6 +371,10 @@ def act(d: Deps, p: Principal, job_id: str, action: Action) -> Job:
     """Pause, resume, run now: transitions declared in domain.statuses, written conditionally."""
     p.require(Capability.MANAGE_INTEGRATIONS)
     job = get(d, p, job_id)
+    pushed = d.registry.get(job.provider).spec.workflow(job.workflow).pushed
+    if pushed and action is Action.RUN_NOW:
+        raise Conflict("a collection job runs as events arrive; it cannot be run now",
+                       code="job.continuous", details={"status": job.status.value})
     # A one-time job resumed before its start time waits for it; run now never waits.
     start_at = pending_start(job.schedule, datetime.now(UTC)) if action is Action.RESUME else None
     after = job.acted(action, now_iso(), _utc_iso(start_at) if start_at else None)
@@ -378,7 +394,7 @@ def act(d: Deps, p: Principal, job_id: str, action: Action) -> Job:
         ) from None
     if action in (Action.PAUSE, Action.RESUME):
         _sync_schedule(d, saved)
-    if action in (Action.RESUME, Action.RUN_NOW) and start_at is None:
+    if action in (Action.RESUME, Action.RUN_NOW) and start_at is None and not pushed:
         _queue_run(d, saved, action.value, p)
     return saved
 

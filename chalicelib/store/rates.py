@@ -30,36 +30,61 @@ class SharedRateStore:
         self.t = table
 
     def reserve(self, key: str, interval: float, now: float, latest: float) -> tuple[bool, float]:
-        from botocore.exceptions import ClientError
-
         step = max(1, round(interval * 1000))
         for _ in range(MAX_RACES):
-            got = self.t.client.get_item(TableName=self.t.name, Key=self._key(key), ConsistentRead=True,
-                                         ProjectionExpression="next_ms").get("Item")
-            seen = int(got["next_ms"]["N"]) if got and "next_ms" in got else None
+            seen = self._read(key)
             now_ms = round(now * 1000)
             slot = max(now_ms, seen or now_ms)
             wait = (slot - now_ms) / 1000
             if wait > latest:
                 return False, wait
-            update: dict[str, Any] = {
-                "TableName": self.t.name, "Key": self._key(key),
-                "UpdateExpression": "SET next_ms = :next",
-                "ExpressionAttributeValues": {":next": {"N": str(slot + step)}},
-            }
-            if seen is None:
-                update["ConditionExpression"] = "attribute_not_exists(next_ms)"
-            else:
-                update["ConditionExpression"] = "next_ms = :seen"
-                update["ExpressionAttributeValues"][":seen"] = {"N": str(seen)}
-            try:
-                self.t.client.update_item(**update)
-            except ClientError as exc:
-                if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                    continue  # another container took this slot: read again
-                raise
+            if not self._swap(key, seen, slot + step):
+                continue  # another container took this slot: read again
             return True, wait
         return False, interval
+
+    def take(self, key: str, rate: float, burst_seconds: float, cost: int, now: float) -> tuple[bool, float]:
+        """A bucket of `rate` units a second that holds `burst_seconds` of them (GCRA):
+        take `cost` units now, or say how long to wait. Same item and race rule as
+        `reserve`; a refusal writes nothing."""
+        for _ in range(MAX_RACES):
+            seen = self._read(key)
+            now_ms = round(now * 1000)
+            tat = max(now_ms, seen or now_ms) + round(cost / rate * 1000)
+            over = (tat - now_ms) / 1000 - burst_seconds
+            if over > 0:
+                return False, over
+            if self._swap(key, seen, tat):
+                return True, 0.0
+        return False, 1.0
+
+    def _swap(self, key: str, seen: int | None, next_ms: int) -> bool:
+        """Move the key's time from what was read to `next_ms`; False when another
+        container moved it first."""
+        from botocore.exceptions import ClientError
+
+        update: dict[str, Any] = {
+            "TableName": self.t.name, "Key": self._key(key),
+            "UpdateExpression": "SET next_ms = :next",
+            "ExpressionAttributeValues": {":next": {"N": str(next_ms)}},
+        }
+        if seen is None:
+            update["ConditionExpression"] = "attribute_not_exists(next_ms)"
+        else:
+            update["ConditionExpression"] = "next_ms = :seen"
+            update["ExpressionAttributeValues"][":seen"] = {"N": str(seen)}
+        try:
+            self.t.client.update_item(**update)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
+                return False
+            raise
+        return True
+
+    def _read(self, key: str) -> int | None:
+        got = self.t.client.get_item(TableName=self.t.name, Key=self._key(key), ConsistentRead=True,
+                                     ProjectionExpression="next_ms").get("Item")
+        return int(got["next_ms"]["N"]) if got and "next_ms" in got else None
 
     @staticmethod
     def _key(key: str) -> dict[str, Any]:

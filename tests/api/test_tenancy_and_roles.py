@@ -15,6 +15,7 @@ BODIES: dict[tuple[str, str], Any] = {
     ("PUT", "/api/v1/authorizations/{auth_id}/credentials"): {"credentials": s3_credentials()},
     ("PATCH", "/api/v1/audiences/{audience_id}"): {"name": "hijack", "version": 1},
     ("POST", "/api/v1/jobs/{job_id}/alert-rules"): {"metric": "added", "granularity": "hour", "max": 1},
+    ("PATCH", "/api/v1/users/{user_id}"): {"role": "observer"},
 }
 
 
@@ -34,7 +35,9 @@ def two_accounts(new_tenant, api_for, deps):
                                step_tag="seed#0")
     profile = next(deps.profiles.iterate(a.account_id))
     rule = api_a.post(f"/jobs/{job['id']}/alert-rules", {"metric": "added", "granularity": "day", "max": 9})
-    ids = {"rule_id": rule.json["data"]["id"], "profile_id": profile.id, "job_id": job["id"], "auth_id": auth["id"], "token_id": token["id"], "audience_id": audience["id"],
+    hooks = api_a.put("/alerts", {"webhooks": ["https://93.184.216.34/hook"], "version": 0})
+    assert hooks.status_code == 200, hooks.body
+    ids = {"webhook_id": hooks.json["data"]["webhooks"][0]["id"], "rule_id": rule.json["data"]["id"], "profile_id": profile.id, "job_id": job["id"], "auth_id": auth["id"], "token_id": token["id"], "audience_id": audience["id"], "user_id": a.admin_user_id,
            "provider": "amazon_s3", "workflow": "s3_file_import", "field": "bucket"}
     return a, b, api_a, api_for(b.admin_token), ids
 

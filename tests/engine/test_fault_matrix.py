@@ -303,7 +303,12 @@ def _only_refused_resent(scene: Scene, run: dict[str, Any]) -> None:
 
 NO_BATCH = "one request per profile: nothing is batched, so nothing can be partly refused"
 
+# Collection calls no provider: data is pushed to Switchyard, so a provider fault cannot happen.
+PUSHED = NotApplicable("collection calls no provider: SDKs push to Switchyard; its own faults are the "
+                       "collector's 429/409/401 and the crash proof (tests/proof/test_collect_crash.py)")
+
 MATRIX: dict[str, dict[str, Cell]] = {
+    "http_api": dict.fromkeys(FAULTS, PUSHED),
     "mailchimp": {
         "auth": Case(MAILCHIMP, _mc_revoke, words="Your API key may be invalid"),
         "throttled": Case(MAILCHIMP, _mc_429, _also(_waited_retry_after, _mc_sent_twice),

@@ -31,7 +31,8 @@ from tests.proof.record import record
 __all__ = ["oauth_app", "two_accounts"]  # fixtures used by the test below
 
 # Path parameters that name an object of one account: their routes get the 404 case.
-TENANT_IDS = {"job_id", "auth_id", "audience_id", "rule_id", "profile_id", "token_id"}
+TENANT_IDS = {"job_id", "auth_id", "audience_id", "rule_id", "profile_id", "token_id", "user_id",
+              "webhook_id"}
 # Path parameters that are not account data (the shared catalog).
 CATALOG_PARAMS = {"provider", "workflow", "field"}
 MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
@@ -43,8 +44,12 @@ OBSERVER_REFUSED_READS = {
     ("GET", "/api/v1/tokens"): "API tokens: admins only",
     ("GET", "/api/v1/audit"): "the audit log: admins and data managers",
     ("GET", "/api/v1/oauth/{provider}/start"): "starts a connection: creating is not for observers",
+    ("GET", "/api/v1/account/aws-trust"): "the trust policy to connect an AWS role: creating is not for observers",
 }
-PUBLIC = {("GET", "/api/v1/healthz"), ("GET", "/api/v1/openapi.json"), ("GET", "/api/v1/oauth/{provider}/callback")}
+# The tracking API's routes take a write key, never an API token (its key names its job).
+COLLECT = {("POST", f"/api/v1/{kind}") for kind in ("batch", "identify", "track", "alias")}
+PUBLIC = {("GET", "/api/v1/healthz"), ("GET", "/api/v1/openapi.json"), ("GET", "/api/v1/oauth/{provider}/callback"),
+          *COLLECT}
 
 
 @dataclass
@@ -65,6 +70,14 @@ class Case:
     outcome: str
     check: Callable[[Any, Ctx], None]
     body: Any = None
+
+
+def _own_external_id(resp: Any, ctx: Ctx) -> None:
+    """B's trust policy names B's external id and session, never A's."""
+    assert resp.status_code == 200, resp.body
+    a_trust = ctx.api_a.get("/account/aws-trust").json["data"]
+    assert a_trust["external_id"] not in resp.body.decode(), "account A's external id visible to account B"
+    _no_a_ids(resp, ctx)
 
 
 def _no_a_ids(resp: Any, ctx: Ctx) -> None:
@@ -117,12 +130,18 @@ def _state_mismatch(resp: Any, ctx: Ctx) -> None:
     assert resp.status_code == 400 and resp.json["error"]["code"] == "oauth.state_mismatch", resp.body
 
 
+def _token_refused(resp: Any, ctx: Ctx) -> None:
+    assert resp.status_code == 401 and resp.json["error"]["code"] == "auth.api_token_not_write_key", resp.body
+
+
 PRO = {"all": [{"field": "email", "op": "equals", "value": "p@acme.example"}]}
 
 # Routes without an object id in their path: (method, path) → what account B gets.
 CASES: dict[tuple[str, str], Case] = {
     ("GET", "/api/v1/me"): Case("/me", "200: B's own account", _me_is_b),
     ("GET", "/api/v1/users"): Case("/users", "200: B's users only", _no_a_ids),
+    ("GET", "/api/v1/account/aws-trust"): Case("/account/aws-trust", "200: B's own external id",
+                                               _own_external_id),
     ("GET", "/api/v1/users/names"): Case("/users/names", "200: names of B's users only", _names_of_b_only),
     ("POST", "/api/v1/users"): Case("/users", "201: created in B", _created_in_b,
                                     {"email": "new@globex.example", "name": "N", "role": "observer"}),
@@ -161,6 +180,9 @@ CASES: dict[tuple[str, str], Case] = {
                                                     _created_in_b),
     ("GET", "/api/v1/oauth/{provider}/callback"): Case(
         "/oauth/mailchimp/callback", "400: A's flow brought back by B's browser", _state_mismatch),
+    **{key: Case(key[1].removeprefix("/api/v1"), "401: an API token is not a write key (a key names its job)",
+                 _token_refused, {"batch": [{"type": "track", "userId": "u", "event": "e"}], "userId": "u",
+                                  "event": "e", "previousId": "p"}) for key in COLLECT},
 }
 
 

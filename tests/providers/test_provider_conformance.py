@@ -47,6 +47,7 @@ SAMPLE_CREDENTIALS: dict[str, dict[str, dict[str, Any]]] = {
             "external_id": "sy-ext-kin-77a1",
         },
     },
+    "http_api": {"write_key": {}},
     "amazon_sqs": {
         "access_keys": {
             "access_key_id": "AKIAIOSFODNN7EXAMPLE",
@@ -95,8 +96,11 @@ SAMPLE_CREDENTIALS: dict[str, dict[str, dict[str, Any]]] = {
     },
 }
 
-# Methods that store no secret on purpose: the endpoint authenticates nothing.
-SECRETLESS_METHODS = {("webhook", "none")}
+# Methods that store no secret on purpose: the endpoint authenticates nothing, or Switchyard
+# issues the credential itself and keeps only its hash (write keys).
+SECRETLESS_METHODS = {("webhook", "none"), ("http_api", "write_key")}
+# Methods whose credential Switchyard issues: nothing to type in, nothing to refuse.
+ISSUED = {(p.spec.id, m.id) for p in Registry().all() for m in p.spec.auth_methods if m.issued}
 
 
 @pytest.fixture(params=PROVIDER_IDS)
@@ -105,7 +109,7 @@ def provider(request: pytest.FixtureRequest) -> Provider:
 
 
 def _secret_fields(model: type[BaseModel]) -> set[str]:
-    props = model.model_json_schema()["properties"]
+    props = model.model_json_schema().get("properties", {})
     return {name for name, prop in props.items() if prop.get("x-secret")}
 
 
@@ -137,12 +141,17 @@ def test_every_workflow_is_enabled_by_existing_methods(provider: Provider) -> No
 
 def test_every_model_produces_a_json_schema(provider: Provider) -> None:
     # THEN credentials and config models all render as object schemas with properties
-    models = [m.credentials_model for m in provider.spec.auth_methods]
+    models = [m.credentials_model for m in provider.spec.auth_methods if (provider.spec.id, m.id) not in ISSUED]
     models += [w.config_model for w in provider.spec.workflows]
     for model in models:
         schema = model.model_json_schema()
         assert schema["type"] == "object", model.__name__
         assert schema["properties"], model.__name__
+    # An issued credential's model takes nothing, and refuses anything given.
+    for m in provider.spec.auth_methods:
+        if (provider.spec.id, m.id) in ISSUED:
+            schema = m.credentials_model.model_json_schema()
+            assert not schema.get("properties") and schema.get("additionalProperties") is False, m.id
 
 
 def test_config_models_refuse_unknown_fields(provider: Provider) -> None:
@@ -161,7 +170,7 @@ def test_option_and_resource_fields_are_config_fields(provider: Provider) -> Non
 def test_secret_fields_are_write_only(provider: Provider) -> None:
     # THEN a field marked secret is also write-only (SecretStr), and the reverse
     for method in provider.spec.auth_methods:
-        props = method.credentials_model.model_json_schema()["properties"]
+        props = method.credentials_model.model_json_schema().get("properties", {})
         for name, prop in props.items():
             assert bool(prop.get("x-secret")) == bool(prop.get("writeOnly")), f"{method.id}.{name}"
 
@@ -202,7 +211,9 @@ def test_credential_hint_never_contains_a_secret(provider: Provider) -> None:
 # message was deleted. Both runs must end the same: same counters, same activity, and the
 # same state at the destination (tests/providers/workflow_fakes.py says how each is read).
 
-WORKFLOWS = sorted((p.spec.id, w.id) for p in Registry().all() for w in p.spec.workflows)
+# Pushed workflows (collection) have no runs to drain: their crash proof is
+# tests/proof/test_collect_crash.py.
+WORKFLOWS = sorted((p.spec.id, w.id) for p in Registry().all() for w in p.spec.workflows if not w.pushed)
 
 
 @pytest.fixture()
@@ -293,6 +304,12 @@ def test_bad_credentials_are_unhealthy_not_an_exception(request: pytest.FixtureR
     from chalicelib.providers.calls import CallCounter
 
     caplog.set_level(logging.DEBUG, logger="switchyard")
+    provider = Registry().get(provider_id)
+    if all((provider_id, m.id) in ISSUED for m in provider.spec.auth_methods):
+        # THEN a provider whose only credential Switchyard issues has nothing to refuse: an
+        # unknown or revoked write key is refused at the endpoint (tests/api/test_collect_api.py)
+        assert provider.check(provider.spec.auth_methods[0].id, None, {}, CallCounter()).ok
+        return
     # GIVEN credentials the provider's fake refuses, or that name what it does not have
     entry = BAD_CHECKS.get(provider_id)
     if entry is None:
@@ -300,7 +317,6 @@ def test_bad_credentials_are_unhealthy_not_an_exception(request: pytest.FixtureR
                     "tests/providers/workflow_fakes.py")
     fixtures, make = entry
     method, raw, resources = make({name: request.getfixturevalue(name) for name in fixtures})
-    provider = Registry().get(provider_id)
     spec = next(m for m in provider.spec.auth_methods if m.id == method)
     creds = spec.credentials_model(**raw)
     secrets = [raw[name] for name in _secret_fields(spec.credentials_model)]

@@ -1,0 +1,239 @@
+"""Collection's records in the main table, and its hand-off queue (docs/realtime.md).
+
+Keys:
+  write key   PK=WKEY#<key id>                     SK=META   (hash, account, authorization, job)
+  claim       PK=ACCT#<a>#MSG#<job>#<messageId>    SK=CLAIM  (which hand-off took it; 24 h)
+  applied     PK=ACCT#<a>                          SK=COLLECTED#<job>#<hand-off>  (14 days)
+  window run  PK=ACCT#<a>                          SK=RUN#<job>#win_<yyyymmddhh>  (an hour of events)
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from chalicelib.store import aws
+from chalicelib.store import keys as K
+from chalicelib.store.dynamo import Table, Transaction, ser
+from chalicelib.store.queues import queue_url
+from chalicelib.store.runs import RUN_TTL_DAYS, run_sk
+
+COLLECT_QUEUE = "switchyard-collect.fifo"
+CLAIM_SECONDS = 24 * 3600  # messageId dedup window
+APPLIED_SECONDS = 14 * 86400  # SQS's longest retention: a hand-off is never redelivered later
+ENTRY_BYTES = 200 * 1024  # one hand-off, gzip + base64, under SQS's 256 KB
+
+
+def write_key_pk(key_id: str) -> str:
+    return f"WKEY#{key_id}"
+
+
+@dataclass(frozen=True)
+class WriteKey:
+    id: str
+    key_hash: str
+    account_id: str
+    authorization_id: str
+    job_id: str | None
+    status: str  # active | revoked
+    not_after: float | None = None  # a rotated key keeps working until then (epoch seconds)
+
+
+class WriteKeyRepo:
+    def __init__(self, table: Table) -> None:
+        self.t = table
+
+    def new_op(self, key: WriteKey, created_at: str) -> dict[str, Any]:
+        item = {"PK": write_key_pk(key.id), "SK": "META", "type": "write_key", "key_hash": key.key_hash,
+                "account_id": key.account_id, "authorization_id": key.authorization_id,
+                "status": key.status, "created_at": created_at}
+        if key.job_id:
+            item["job_id"] = key.job_id
+        return {"Put": {"TableName": self.t.name, "Item": ser(item),
+                        "ConditionExpression": "attribute_not_exists(PK)"}}
+
+    def get(self, key_id: str) -> WriteKey | None:
+        row = self.t.get(write_key_pk(key_id), "META")
+        if row is None:
+            return None
+        return WriteKey(id=key_id, key_hash=row["key_hash"], account_id=row["account_id"],
+                        authorization_id=row["authorization_id"], job_id=row.get("job_id"),
+                        status=row.get("status", "active"),
+                        not_after=float(row["not_after"]) if row.get("not_after") is not None else None)
+
+    def put(self, key: WriteKey, created_at: str) -> None:
+        op = self.new_op(key, created_at)["Put"]
+        self.t.client.put_item(**op)
+
+    def expire(self, key_id: str, not_after: float) -> None:
+        """The key stops working at `not_after` (now, for a deleted authorization); never
+        later than a time already set."""
+        self.t.write_if(
+            "update_item", Key={"PK": {"S": write_key_pk(key_id)}, "SK": {"S": "META"}},
+            UpdateExpression="SET not_after = :t",
+            ConditionExpression="attribute_exists(PK) AND (attribute_not_exists(not_after) OR not_after > :t)",
+            ExpressionAttributeValues={":t": {"N": f"{not_after:.3f}"}})
+
+    def bind_op(self, key_id: str, account_id: str, job_id: str, *, replacing: str | None) -> dict[str, Any]:
+        """One write key feeds one job: the job's create transaction names it, conditional
+        on the key feeding no job, or still feeding the deleted one it replaces."""
+        values = {":j": {"S": job_id}, ":a": {"S": account_id}}
+        free = "attribute_not_exists(job_id)"
+        if replacing:
+            free = "job_id = :old"
+            values[":old"] = {"S": replacing}
+        return {"Update": {
+            "TableName": self.t.name,
+            "Key": {"PK": {"S": write_key_pk(key_id)}, "SK": {"S": "META"}},
+            "UpdateExpression": "SET job_id = :j",
+            "ConditionExpression": f"attribute_exists(PK) AND account_id = :a AND {free}",
+            "ExpressionAttributeValues": values,
+        }}
+
+
+def claim_key(account_id: str, job_id: str, message_id: str) -> dict[str, str]:
+    return {"PK": f"ACCT#{account_id}#MSG#{job_id}#{message_id}", "SK": "CLAIM"}
+
+
+class CollectRepo:
+    """Claims of message ids, applied hand-offs and window runs."""
+
+    def __init__(self, table: Table) -> None:
+        self.t = table
+
+    def claims(self, account_id: str, job_id: str, message_ids: Sequence[str], now: float) -> dict[str, str]:
+        """messageId -> the hand-off holding a live claim on it (BatchGetItem, 100 keys a request)."""
+        found: dict[str, str] = {}
+        keys = [claim_key(account_id, job_id, m) for m in dict.fromkeys(message_ids)]
+        client = self.t.client
+        for start in range(0, len(keys), 100):
+            pending: dict[str, Any] = {self.t.name: {
+                "Keys": [{k: {"S": v} for k, v in key.items()} for key in keys[start:start + 100]],
+                "ConsistentRead": True, "ProjectionExpression": "PK, h, expires_at"}}
+            while pending:
+                resp = client.batch_get_item(RequestItems=pending)
+                for row in resp.get("Responses", {}).get(self.t.name, []):
+                    # TTL deletes late (moto never): an expired claim is no claim.
+                    if int(row["expires_at"]["N"]) > now:
+                        found[row["PK"]["S"].rsplit("#", 1)[1]] = row["h"]["S"]
+                pending = resp.get("UnprocessedKeys") or {}
+        return found
+
+    def put_claims(self, account_id: str, job_id: str, message_ids: Sequence[str], handoff: str,
+                   now: float) -> None:
+        """Unconditional: a job's hand-offs are applied one at a time (FIFO group = job)."""
+        expires = int(now) + CLAIM_SECONDS
+        items = [{"PutRequest": {"Item": ser({**claim_key(account_id, job_id, m), "h": handoff,
+                                               "expires_at": expires})}} for m in dict.fromkeys(message_ids)]
+        client = self.t.client
+        for start in range(0, len(items), 25):
+            pending: dict[str, Any] = {self.t.name: items[start:start + 25]}
+            while pending:
+                pending = client.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+
+    def applied(self, account_id: str, job_id: str, handoff: str) -> bool:
+        return self.t.get(K.account_pk(account_id), f"COLLECTED#{job_id}#{handoff}", consistent=True) is not None
+
+    def add_applied(self, tx: Transaction, account_id: str, job_id: str, handoff: str, now: float) -> None:
+        item = {"PK": K.account_pk(account_id), "SK": f"COLLECTED#{job_id}#{handoff}",
+                "expires_at": int(now) + APPLIED_SECONDS}
+        tx.add("applied", {"Put": {"TableName": self.t.name, "Item": ser(item),
+                                   "ConditionExpression": "attribute_not_exists(PK)"}})
+
+    @staticmethod
+    def window_id(at: datetime) -> str:
+        return f"win_{at:%Y%m%d%H}"
+
+    def open_window(self, account_id: str, job_id: str, at: datetime, started_at: str) -> str:
+        """The hour's window run, created once (a later hand-off of the hour finds it)."""
+        run_id = self.window_id(at)
+        item = {"PK": K.account_pk(account_id), "SK": run_sk(job_id, run_id), "type": "run", "id": run_id,
+                "job_id": job_id, "account_id": account_id, "trigger": "collect", "status": "running",
+                "started_at": started_at, "step": 0, "processed": 0, "read": 0, "added": 0, "removed": 0,
+                "omitted": 0, "omitted_reasons": {}, "cost": {}, "enqueued_step": 0, "duplicates": 0,
+                "expires_at": int(at.timestamp()) + RUN_TTL_DAYS * 86400}
+        if self.t.write_if("put_item", Item=ser(item), ConditionExpression="attribute_not_exists(PK)"):
+            self._close_before(account_id, job_id, run_id)
+        return run_id
+
+    def _close_before(self, account_id: str, job_id: str, run_id: str) -> None:
+        """A new hour's window closes the job's earlier open ones (their hour is over): one
+        Query an hour per job. Windows of hours without a later event stay open until one
+        comes."""
+        rows, _ = self.t.query(key_condition="PK = :pk AND begins_with(SK, :p)",
+                               names={"#s": "status"},
+                               values={":pk": K.account_pk(account_id), ":p": f"RUN#{job_id}#win_", ":r": "running"},
+                               filter_expression="#s = :r", limit=24)
+        for row in rows:
+            if row["id"] >= run_id:
+                continue
+            hour = datetime.strptime(row["id"].removeprefix("win_"), "%Y%m%d%H").replace(tzinfo=UTC)
+            self.t.write_if(
+                "update_item", Key={"PK": {"S": K.account_pk(account_id)}, "SK": {"S": row["SK"]}},
+                UpdateExpression="SET #s = :done, finished_at = :end",
+                ConditionExpression="#s = :r", ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={":done": {"S": "succeeded"}, ":r": {"S": "running"},
+                                           ":end": {"S": (hour + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")}})
+
+    def add_window_counts(self, tx: Transaction, account_id: str, job_id: str, run_id: str, *, processed: int,
+                          added: int, duplicates: int, omitted: dict[str, int]) -> None:
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {":p": {"N": str(processed)}, ":a": {"N": str(added)},
+                                  ":d": {"N": str(duplicates)}, ":o": {"N": str(sum(omitted.values()))}}
+        adds = ["#processed :p", "#read :p", "#added :a", "#duplicates :d", "#omitted :o"]
+        names.update({f"#{n}": n for n in ("processed", "read", "added", "duplicates", "omitted")})
+        for i, (reason, n) in enumerate(sorted(omitted.items())):
+            names["#reasons"] = "omitted_reasons"
+            names[f"#r{i}"] = reason
+            values[f":r{i}"] = {"N": str(n)}
+            adds.append(f"#reasons.#r{i} :r{i}")
+        tx.add("window", {"Update": {
+            "TableName": self.t.name, "Key": {"PK": {"S": K.account_pk(account_id)},
+                                              "SK": {"S": run_sk(job_id, run_id)}},
+            "UpdateExpression": "ADD " + ", ".join(adds),
+            "ConditionExpression": "attribute_exists(PK)",
+            "ExpressionAttributeNames": names, "ExpressionAttributeValues": values}})
+
+
+def pack(messages: list[dict[str, Any]]) -> str:
+    return base64.b64encode(gzip.compress(json.dumps(messages, separators=(",", ":")).encode(), 6)).decode()
+
+
+def unpack(blob: str) -> list[dict[str, Any]]:
+    value = json.loads(gzip.decompress(base64.b64decode(blob)))
+    if not isinstance(value, list):
+        raise ValueError("a hand-off holds a list of messages")
+    return value
+
+
+class CollectQueue:
+    """The hand-off to the engine: FIFO, one group per job, so a job's hand-offs are
+    applied one at a time and in order."""
+
+    def send(self, job_id: str, entries: list[dict[str, Any]], dedup_prefix: str) -> None:
+        sqs = aws.client("sqs")
+        url = queue_url(COLLECT_QUEUE)
+        batch = [{"Id": str(i), "MessageBody": json.dumps(e, separators=(",", ":")), "MessageGroupId": job_id,
+                  "MessageDeduplicationId": f"{dedup_prefix}#{i}"} for i, e in enumerate(entries)]
+        for start in range(0, len(batch), 10):
+            chunk = batch[start:start + 10]
+            for _attempt in range(3):
+                failed = {f["Id"] for f in sqs.send_message_batch(QueueUrl=url, Entries=chunk).get("Failed", [])}
+                chunk = [e for e in chunk if e["Id"] in failed]
+                if not chunk:
+                    break
+            if chunk:
+                raise RuntimeError(f"the collect queue refused {len(chunk)} hand-offs")
+
+
+def now() -> float:
+    return time.time()
+
+
+__all__ = ["COLLECT_QUEUE", "CollectQueue", "CollectRepo", "WriteKey", "WriteKeyRepo", "pack", "unpack"]

@@ -1,0 +1,153 @@
+"""Proof suite: collection is exactly once from acceptance to the profile write.
+
+Requests carrying identify and track messages go through the collector, which is killed at
+a random AWS call of a request (before it left or after it came back) or after it finished
+but before the client got the answer; the client (as the SDKs do) sends the same request
+again until it is answered. The collect handler is killed the same way while it applies
+hand-offs, and SQS redelivers them. Then, against a truth computed from the messages sent:
+every message reached its profile once (event counts exact, the latest identify's trait
+kept), the window runs and activity count each message once as added, and nothing is lost.
+
+Seeded (tests/seeds.py): SWITCHYARD_SEED=<seed> replays a run's kills and messages.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from chalicelib.services.collect import accept, apply_handoff
+from chalicelib.store import aws
+from chalicelib.store.collect import COLLECT_QUEUE
+from chalicelib.store.queues import queue_url
+from tests.collect.helpers import basic, receive, write_key_job
+from tests.engine.fresh import fresh_deps
+from tests.proof.crash import Injector, Killed
+from tests.proof.record import record, size
+from tests.seeds import replay_hint, seeded
+
+REQUESTS = size(12, 120)
+USERS = 4
+KILL_CAP = 3  # kills per request or hand-off, then it goes through
+
+
+@pytest.fixture()
+def deps(aws_endpoint: str) -> Iterator[Any]:
+    yield from fresh_deps()
+
+
+def _requests(rng: random.Random) -> list[list[dict[str, Any]]]:
+    out: list[list[dict[str, Any]]] = []
+    n = 0
+    for r in range(REQUESTS):
+        batch = []
+        for _ in range(rng.randint(1, 5)):
+            n += 1
+            user = f"u{rng.randrange(USERS)}"
+            if rng.random() < 0.4:
+                batch.append({"type": "identify", "messageId": f"m{n}", "userId": user, "traits": {"n": n}})
+            else:
+                batch.append({"type": "track", "messageId": f"m{n}", "userId": user,
+                              "event": rng.choice(("Viewed", "Bought"))})
+        if r and rng.random() < 0.2:
+            batch.append(rng.choice(out[-1]))  # a message sent again (an app's own retry)
+        out.append(batch)
+    return out
+
+
+@seeded(3, 77)
+def test_a_crash_anywhere_neither_loses_nor_double_counts_a_message(
+        seed: int, deps: Any, new_tenant: Any, api_for: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    hint = replay_hint(seed)
+    tenant = new_tenant("Crash")
+    api = api_for(tenant.admin_token)
+    account = tenant.account_id
+    rng = random.Random(seed)
+    injector = Injector(random.Random(rng.random()))
+    receive()  # hand-offs of earlier tests
+    key, job = write_key_job(api)
+    requests = _requests(rng)
+    headers = {"authorization": basic(key)}
+    answered = 0
+    with injector.installed(monkeypatch):
+        sqs = aws.client("sqs")
+        for batch in requests:
+            raw = json.dumps({"batch": batch}).encode()
+            for attempt in range(KILL_CAP + 1):
+                with injector.delivery("accept", kill=attempt < KILL_CAP and rng.random() < 0.5):
+                    try:
+                        accept(deps, headers, raw, None)
+                        injector.ack()  # the answer reached the client
+                        answered += 1
+                        break
+                    except Killed:
+                        continue  # the client sends the same request again
+        url = queue_url(COLLECT_QUEUE)
+        kills: Counter[str] = Counter()
+        applied = 0
+        for _ in range(20 * REQUESTS):
+            got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1, VisibilityTimeout=60,
+                                      AttributeNames=["All"]).get("Messages", [])
+            if not got:
+                break
+            [msg] = got
+            entry = json.loads(msg["Body"])
+            kill = kills[entry["handoff"]] < KILL_CAP and rng.random() < 0.6
+            died = False
+            with injector.delivery("apply", kill=kill):
+                try:
+                    apply_handoff(deps, entry)
+                    injector.ack()
+                except Killed:
+                    died = True
+            if died:
+                # SQS hands it out again once its visibility timeout is over (now, here).
+                kills[entry["handoff"]] += 1
+                sqs.change_message_visibility(QueueUrl=url, ReceiptHandle=msg["ReceiptHandle"], VisibilityTimeout=0)
+                continue
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=msg["ReceiptHandle"])
+            applied += 1
+        assert receive() == [], f"hand-offs left on the queue ({hint})"
+    # The truth: each distinct message once, in the order first sent.
+    unique: dict[str, dict[str, Any]] = {}
+    for batch in requests:
+        for m in batch:
+            unique.setdefault(m["messageId"], m)
+    events: Counter[tuple[str, str]] = Counter()
+    latest: dict[str, int] = {}
+    for m in unique.values():
+        if m["type"] == "track":
+            events[(m["userId"], m["event"])] += 1
+        else:
+            latest[m["userId"]] = m["traits"]["n"]
+    for u in range(USERS):
+        user = f"u{u}"
+        prof = deps.profiles.find(account, "user_id", user)
+        if not any(k[0] == user for k in events) and user not in latest:
+            assert prof is None, hint
+            continue
+        assert prof is not None, f"{user} lost ({hint})"
+        for event in ("Viewed", "Bought"):
+            got = prof.fields.get(f"event_{event.lower()}_count", 0)
+            assert got == events[(user, event)], f"{user} {event}: {got} != {events[(user, event)]} ({hint})"
+        assert prof.fields.get("n") == latest.get(user), f"{user}: latest identify lost ({hint})"
+    runs = api.get(f"/jobs/{job['id']}/runs").json["data"]
+    added = sum(r["added"] for r in runs)
+    assert added == len(unique), f"{added} added for {len(unique)} distinct messages ({hint})"
+    assert sum(r["omitted"] for r in runs) == 0, hint
+    series = api.get(f"/jobs/{job['id']}/activity?granularity=day").json["data"]["series"]
+    assert sum(b["added"] for b in series) == len(unique), hint
+    # Positive control: kills did happen on both sides, before and after calls.
+    sides = Counter(p.kind for p in injector.points)
+    assert sides["accept"] >= 2 and sides["apply"] >= 2, (injector.points, hint)
+    record("collect_crash", "Collection: crash from acceptance to profile write", {
+        "seed": seed, "requests": len(requests), "distinct messages": len(unique), "answered": answered,
+        "hand-offs applied": applied, "kills (accept)": sides["accept"], "kills (apply)": sides["apply"],
+        "kill points": len({(p.kind, p.call, p.phase) for p in injector.points}),
+    }, order=61)
+
