@@ -38,8 +38,6 @@ from chalicelib.workers import PARTIAL_BATCH_RESPONSES  # noqa: E402
 
 EDGE = ROOT / "infra" / "edge.json"
 CHECKOV_SKIPS = ROOT / "infra" / "checkov-skips.json"
-if str(ROOT) not in sys.path:  # run as a script: the app's own constants are read from chalicelib
-    sys.path.insert(0, str(ROOT))
 
 
 def merge_edge(template: dict[str, Any], edge: dict[str, Any], stage: str) -> dict[str, Any]:
@@ -53,10 +51,6 @@ def merge_edge(template: dict[str, Any], edge: dict[str, Any], stage: str) -> di
         target.update(edge.get(section, {}))
     merged["Parameters"]["Stage"]["Default"] = stage
     return merged
-
-
-# Queues whose handler reports failed records one by one (the collect queue: FIFO order).
-PARTIAL_BATCH_QUEUES = ("CollectQueue",)
 
 
 def order_event_sources(template: dict[str, Any]) -> None:
@@ -76,10 +70,6 @@ def order_event_sources(template: dict[str, Any]) -> None:
                 depends = resource.setdefault("DependsOn", [])
                 if queue not in depends:
                     depends.append(queue)
-            if queue in PARTIAL_BATCH_QUEUES:
-                # Chalice has no switch for it: without it, a handler's batchItemFailures are
-                # ignored and the failed hand-offs deleted with the others.
-                event["Properties"]["FunctionResponseTypes"] = ["ReportBatchItemFailures"]
 
 
 def report_batch_item_failures(template: dict[str, Any], handlers: Iterable[str]) -> None:

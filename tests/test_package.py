@@ -135,9 +135,10 @@ def test_each_queue_exists_before_the_function_it_triggers(packaged: Path) -> No
     assert "DependsOn" not in res["APIHandler"]
 
 
-def test_only_the_alerts_worker_reports_partial_batch_failures(packaged: Path) -> None:
-    # The alerts worker answers with batchItemFailures (one failed delivery is redelivered
-    # alone); the run and health workers succeed or fail whole, so Lambda must not read an answer.
+def test_only_the_alerts_and_collect_workers_report_partial_batch_failures(packaged: Path) -> None:
+    # The alerts and collect workers answer with batchItemFailures (one failed record is
+    # redelivered alone); the run and health workers succeed or fail whole, so Lambda must not
+    # read an answer.
     res = json.loads((packaged / "template.json").read_text())["Resources"]
 
     def response_types(function: str) -> list[str] | None:
@@ -145,6 +146,7 @@ def test_only_the_alerts_worker_reports_partial_batch_failures(packaged: Path) -
         return sqs["Properties"].get("FunctionResponseTypes")
 
     assert response_types("DeliverAlerts") == ["ReportBatchItemFailures"]
+    assert response_types("CollectHandoffs") == ["ReportBatchItemFailures"]
     assert response_types("RunStep") is None and response_types("CheckHealth") is None
 
 
