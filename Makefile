@@ -30,7 +30,7 @@ $(STAMP): requirements.txt requirements-dev.txt
 # The web app (web/, TypeScript + Vite): npm ci only when package-lock.json changed (a stamp
 # like the venv's), a rebuild only when a source changed; the build fails over the JS budget.
 WEB_STAMP := web/node_modules/.stamp-package-lock
-WEB_SRC   := $(shell find web/src -type f 2>/dev/null) web/index.html web/vite.config.ts web/tsconfig.json web/scripts/size.mjs
+WEB_SRC   := $(shell find web/src web/public -type f 2>/dev/null) web/index.html web/vite.config.ts web/tsconfig.json web/scripts/size.mjs
 
 web: web/dist/index.html
 

@@ -145,10 +145,11 @@ def upload(s3: Any, key: str, target_bytes: int) -> tuple[int, int]:
 def read_all(key: str, step_rows: int) -> tuple[int, int, int, float, float]:
     """Read the object through S3FileReader until done: (rows, invalid, steps, wall
     seconds and CPU seconds spent inside read())."""
-    from chalicelib.providers.base import StepContext
-    from chalicelib.providers.s3 import PROVIDER, AccessKeys
+    from chalicelib.providers.registry import Registry
+    from chalicelib.providers.roles import StepContext
+    from chalicelib.providers.s3 import AccessKeys
 
-    reader = PROVIDER.import_step("s3_file_import")
+    reader = Registry().source("amazon_s3", "s3_file_import")
     creds = AccessKeys.model_validate({"access_key_id": KEY_ID, "secret_access_key": SECRET})
     cfg = {"bucket": BUCKET, "prefix": key}
     cursor: dict[str, Any] | None = None

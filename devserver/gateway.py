@@ -66,9 +66,11 @@ def load_app(stage: str = "local") -> tuple[Chalice, Config]:
     config = factory.create_config_obj(chalice_stage_name=stage)
     app = config.chalice_app  # imports app.py after applying the stage's environment variables
     validate_routes(app.routes)
-    # Same trick as chalice.local.create_local_server: a thread-local current_request.
-    CustomLocalChalice.__bases__ = (LocalChalice, app.__class__)
-    app.__class__ = CustomLocalChalice
+    # Same trick as chalice.local.create_local_server: a thread-local current_request. Once
+    # per app object: patching it twice would make CustomLocalChalice its own base.
+    if not isinstance(app, LocalChalice):
+        CustomLocalChalice.__bases__ = (LocalChalice, app.__class__)
+        app.__class__ = CustomLocalChalice
     return app, config
 
 

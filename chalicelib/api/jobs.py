@@ -44,23 +44,36 @@ def list_jobs(principal: Principal, query: dict[str, Any]) -> Response:
               next_cursor=page.next_cursor, paged=True)
 
 
-@route(bp, "/jobs", "POST", summary="Create a job (provider, job type, authorization, config)",
-       tag=TAG, authorizer=token_authorizer, body="JobCreate", response="JobSummary", status=201,
-       errors=(400, 413, 422))
-def create_job(principal: Principal, body: dict[str, Any], query: dict[str, Any]) -> Response:
+def _new_job(body: dict[str, Any]) -> svc.NewJob:
     req = validate(_schemas().JobCreate, body)
     inline = None
     if req.authorization is not None:
         inline = auth_svc.NewAuthorization(
             provider=req.provider, method=req.authorization.method, label=req.authorization.label,
             description=req.authorization.description, credentials=req.authorization.credentials)
-    job, auth = svc.create(deps(), principal, svc.NewJob(
+    return svc.NewJob(
         provider=req.provider, job_type=req.job_type, workflow=req.workflow,
         label=req.label, description=req.description, config=req.config,
         schedule=req.schedule.model_dump(mode="json") if req.schedule else None,
         start=req.start, authorization_id=req.authorization_id, authorization=inline,
-        failure_window_hours=req.failure_window_hours))
+        failure_window_hours=req.failure_window_hours)
+
+
+@route(bp, "/jobs", "POST", summary="Create a job (provider, job type, authorization, config)",
+       tag=TAG, authorizer=token_authorizer, body="JobCreate", response="JobSummary", status=201,
+       errors=(400, 413, 422))
+def create_job(principal: Principal, body: dict[str, Any], query: dict[str, Any]) -> Response:
+    job, auth = svc.create(deps(), principal, _new_job(body))
     return ok(views.job_summary(job, auth), 201)
+
+
+@route(bp, "/jobs/preview", "POST",
+       summary="Check a job before creating it: the refusal a create would give (422, at the fields), "
+               "or the next 3 run starts of its schedule; nothing is written",
+       tag=TAG, authorizer=token_authorizer, body="JobCreate", response="JobCheckOut",
+       errors=(400, 413, 422, 503))
+def preview_job(principal: Principal, body: dict[str, Any], query: dict[str, Any]) -> Response:
+    return ok({"valid": True, "next_runs": svc.preview(deps(), principal, _new_job(body))})
 
 
 @route(bp, "/jobs/{job_id}", "GET", summary="Job summary", tag=TAG, authorizer=token_authorizer,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any
 
-from chalicelib.api.http import ROUTES, STATUS, QueryParam, RouteDoc
+from chalicelib.api.http import PREFIX, ROUTES, STATUS, QueryParam, RouteDoc
 
 REF = "#/components/schemas/{model}"
 REASONS = {
@@ -120,6 +120,7 @@ def document() -> dict[str, Any]:
         "info": {"title": "Switchyard API", "version": "1",
                  "description": "Jobs and authorizations of the Switchyard integration control plane."},
         "servers": [{"url": "/"}],
+        "tags": [{"name": t, "description": TAGS.get(t, "")} for t in sorted({r.tag for r in ROUTES})],
         "paths": paths,
         "components": {
             "schemas": components,
@@ -128,8 +129,75 @@ def document() -> dict[str, Any]:
     }
 
 
+# Operation ids become the method names of generated clients, so they name the action.
+# Most follow from the method and the path (see _operation_id); these read better said outright.
+OPERATION_NAMES: dict[tuple[str, str], str] = {
+    ("GET", "/healthz"): "get_liveness",
+    ("GET", "/alerts"): "get_alert_settings",
+    ("PUT", "/alerts"): "replace_alert_settings",
+    ("POST", "/alerts/test"): "send_test_alert",
+    ("DELETE", "/tokens/{token_id}"): "revoke_token",
+    ("GET", "/audit"): "list_audit_events",
+    ("PUT", "/authorizations/{auth_id}/credentials"): "rotate_authorization_credentials",
+    ("GET", "/authorizations/{auth_id}/health"): "list_authorization_health_changes",
+    ("GET", "/providers/{provider}/workflows/{workflow}/options/{field}"): "list_field_choices",
+    ("GET", "/oauth/{provider}/start"): "start_oauth",
+    ("GET", "/oauth/{provider}/callback"): "finish_oauth",
+    # The Segment-compatible collection endpoints (write key, not an API token)
+    ("POST", "/batch"): "send_event_batch",
+    ("POST", "/identify"): "send_identify_event",
+    ("POST", "/track"): "send_track_event",
+    ("POST", "/alias"): "send_alias_event",
+}
+
+# Tags group operations (a generated client gets one module per tag).
+TAGS: dict[str, str] = {
+    "access": "The caller, users of the account and API tokens",
+    "alerts": "Where alerts go, and metric threshold rules of jobs",
+    "audiences": "Saved filters over profiles",
+    "audit": "Who changed what, and when",
+    "collection": "Profiles pushed in over HTTP with a write key (Segment-compatible tracking API)",
+    "authorizations": "Credentials for a provider, stored in Secrets Manager and checked",
+    "providers": "The catalog: providers, their job types and the live choices of config fields",
+    "jobs": "Imports and exports: their schedules, runs, logs and activity",
+    "meta": "Liveness",
+    "oauth": "Connecting a provider with OAuth 2.0",
+    "profiles": "Customer profiles built by imports",
+}
+
+
+def _singular(noun: str) -> str:
+    if noun.endswith("ies"):
+        return noun[:-3] + "y"
+    return noun[:-1] if noun.endswith("s") and not noun.endswith("ss") else noun
+
+
 def _operation_id(r: RouteDoc) -> str:
-    return f"{r.method.lower()}_{r.path.strip('/').replace('/', '_').replace('{', '').replace('}', '')}"
+    """verb_[owner_]noun: GET /jobs -> list_jobs, GET /jobs/{job_id} -> get_job,
+    POST /jobs/{job_id}/pause -> pause_job, GET /jobs/{job_id}/runs -> list_job_runs."""
+    path = r.path.removeprefix(PREFIX)
+    if (r.method, path) in OPERATION_NAMES:
+        return OPERATION_NAMES[(r.method, path)]
+    parts: list[tuple[str, bool]] = []  # (noun, followed by an id)
+    for seg in path.strip("/").split("/"):
+        if seg.startswith("{"):
+            parts[-1] = (parts[-1][0], True)
+        else:
+            parts.append((seg.replace("-", "_"), False))
+    noun, item = parts[-1]
+    owners = [_singular(n) for n, _ in parts[:-1]]
+    if item:
+        verb = {"GET": "get", "PATCH": "update", "DELETE": "delete", "PUT": "replace"}.get(r.method, "post")
+        words = [verb, *owners, _singular(noun)]
+    elif r.method == "GET":
+        words = ["list" if r.list_response else "get", *owners, noun]
+    elif r.method == "POST" and r.status == 201:
+        words = ["create", *owners, _singular(noun)]
+    elif r.method == "PUT":
+        words = ["replace", *owners, noun]
+    else:  # an action on its owner: POST /jobs/{job_id}/pause
+        words = [noun, *owners]
+    return "_".join(words)
 
 
 def _links(source: RouteDoc) -> dict[str, Any]:

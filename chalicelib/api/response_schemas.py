@@ -135,6 +135,11 @@ class JobEditPreview(Out):
     job: JobSummary
 
 
+class JobCheckOut(Out):
+    valid: bool
+    next_runs: list[str] = Field(description="The next run starts (UTC, at most 3); now when there is no schedule")
+
+
 class OAuthStartOut(Out):
     authorize_url: str = Field(description="Send the browser here; Mailchimp sends it back to the callback")
     expires_at: int = Field(description="The link works once, until this time (epoch seconds)")

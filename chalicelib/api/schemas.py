@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from chalicelib.domain.access import Role
+from chalicelib.domain.schedules import ScheduleError, parse_cron
 
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
 # Bidirectional embeddings, overrides and isolates reorder how the text around them is
@@ -91,8 +92,33 @@ class WeeklySchedule(_TZ):
     at: HHMM
 
 
+class CronSchedule(_TZ):
+    """For power users: an EventBridge cron expression, evaluated in `timezone`."""
+
+    type: Literal["cron"]
+    expression: str = Field(min_length=6, max_length=256,
+                            description="EventBridge cron, e.g. cron(0 9 ? * MON-FRI *)")
+
+    @field_validator("expression")
+    @classmethod
+    def _cron(cls, v: str) -> str:
+        try:
+            parsed = parse_cron(v)
+        except ScheduleError as exc:
+            raise ValueError(f"must be a valid EventBridge cron expression ({_cron_reason(exc)})") from None
+        if parsed is None:
+            raise ValueError("must be an EventBridge cron expression: cron(minutes hours day-of-month month "
+                             "day-of-week year), e.g. cron(0 9 ? * MON-FRI *)")
+        return v.strip()
+
+
+def _cron_reason(exc: Exception) -> str:
+    # The domain's message quotes the whole expression back; the field is already named.
+    return str(exc).split(": '", 1)[0].split(' in "', 1)[0]
+
+
 Schedule = Annotated[
-    OnceSchedule | IntervalSchedule | DailySchedule | WeeklySchedule,
+    OnceSchedule | IntervalSchedule | DailySchedule | WeeklySchedule | CronSchedule,
     Field(discriminator="type"),
 ]
 

@@ -1,4 +1,4 @@
-"""What a provider declares: auth methods, workflows, job types. Pure data.
+"""What a provider declares: auth methods, workflows, job types, step roles. Pure data.
 
 Credentials and config models are pydantic classes defined by each provider module;
 the catalog only holds references to them, so importing the domain stays cheap.
@@ -18,6 +18,38 @@ class JobType(StrEnum):
     EXPORT = "export"
     ENRICHMENT = "enrichment"
     OTHER = "other"
+
+
+class Role(StrEnum):
+    """What a workflow's step is to the job engine (the protocols: providers/roles.py)."""
+
+    SOURCE = "source"
+    DESTINATION = "destination"
+    ENRICHER = "enricher"
+    TASK = "task"
+
+
+# The one role each job type's runs drive.
+ROLE_OF: dict[JobType, Role] = {
+    JobType.IMPORT: Role.SOURCE,
+    JobType.EXPORT: Role.DESTINATION,
+    JobType.ENRICHMENT: Role.ENRICHER,
+    JobType.OTHER: Role.TASK,
+}
+
+
+@dataclass(frozen=True)
+class StepRef:
+    """A workflow's step: its role, and the factory that builds it from the provider, named
+    "package.module:attribute" so that its module is imported on first use only."""
+
+    role: Role
+    factory: str
+
+    def __post_init__(self) -> None:
+        module, _, name = self.factory.partition(":")
+        if not module or not name.isidentifier():
+            raise ValueError(f"a step factory is 'package.module:attribute', not {self.factory!r}")
 
 
 @dataclass(frozen=True)
@@ -48,6 +80,14 @@ class WorkflowSpec:
     # Data is pushed to Switchyard (collection): no scheduled or queued runs; its runs are
     # hourly windows of what arrived.
     pushed: bool = False
+    # What runs its jobs' steps; None for a workflow no run can drive.
+    step: StepRef | None = None
+
+    def __post_init__(self) -> None:
+        # A role the job type's runs never ask for would fail every run: refuse it at import.
+        if self.step is not None and self.step.role is not ROLE_OF[self.job_type]:
+            raise ValueError(f"workflow {self.id!r} is a {self.job_type.value} workflow; its step must be a "
+                             f"{ROLE_OF[self.job_type].value}, not a {self.step.role.value}")
 
 
 @dataclass(frozen=True)

@@ -35,6 +35,9 @@ class CheckResult:
     provider_account: str | None = None
     # Named resources that were verified, e.g. {"bucket": "acme-exports"}.
     resources: dict[str, str] = field(default_factory=dict)
+    # When unhealthy: the configured resource that could not be reached ("bucket"), which makes
+    # it a configuration problem; None means the credentials themselves were refused.
+    resource: str | None = None
 
     @property
     def ok(self) -> bool:

@@ -8,7 +8,10 @@ billed to the customer's account and shown as counts, not dollars.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
+
+from chalicelib.domain.schedules import ScheduleError, fires_per_month
 
 PRICES_USD: dict[str, float] = {
     "dynamodb_write_unit": 0.625 / 1_000_000,
@@ -53,6 +56,11 @@ def runs_per_month(schedule: dict[str, Any] | None) -> float:
         return 30.0
     if kind == "weekly":
         return 30 / 7
+    if kind == "cron":
+        try:
+            return fires_per_month(schedule, datetime.now(UTC))
+        except ScheduleError:
+            return 0.0
     return 0.0
 
 

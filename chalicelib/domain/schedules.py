@@ -6,6 +6,7 @@ A job's schedule is the JSON of `chalicelib.api.schemas.Schedule`:
     {"type": "interval", "every_minutes": N, "timezone": tz, "quiet_hours": {"start", "end"} | None}
     {"type": "daily", "at": "HH:MM", "timezone": tz, "quiet_hours": ... | None}
     {"type": "weekly", "day": "mon".."sun", "at": "HH:MM", "timezone": tz}
+    {"type": "cron", "expression": "cron(0 9 ? * MON-FRI *)", "timezone": tz}
 
 No schedule (None) means one run now: nothing to schedule.
 
@@ -126,7 +127,7 @@ def pending_start(schedule: Mapping[str, Any] | None, now: datetime) -> datetime
 
 def _type(schedule: Mapping[str, Any]) -> str:
     kind = schedule.get("type")
-    if kind not in ("once", "interval", "daily", "weekly"):
+    if kind not in ("once", "interval", "daily", "weekly", "cron"):
         raise ScheduleError(f"unknown schedule type {kind!r}")
     return str(kind)
 
@@ -156,6 +157,11 @@ def scheduler_expression(schedule: Mapping[str, Any] | None) -> SchedulerExpress
     tz = _tz_name(schedule)
     if kind == "interval":
         return SchedulerExpression(rate_expression(schedule.get("every_minutes")), tz)  # type: ignore[arg-type]
+    if kind == "cron":
+        expression = schedule.get("expression")
+        if not isinstance(expression, str) or parse_cron(expression) is None:
+            raise ScheduleError("cron.expression must look like cron(minutes hours day-of-month month day-of-week year)")
+        return SchedulerExpression(expression.strip(), tz)
     hour, minute = _hhmm(schedule.get("at"))
     if kind == "daily":
         return SchedulerExpression(f"cron({minute} {hour} * * ? *)", tz)
@@ -442,3 +448,51 @@ def next_fire(
             return found
         cursor = max(found, _quiet_ends(schedule, found) - _EPSILON)
     return None
+
+
+def next_fires(schedule: Mapping[str, Any] | None, after: datetime, count: int) -> list[datetime]:
+    """The next `count` run starts of a job's schedule (fewer when it stops firing)."""
+    out: list[datetime] = []
+    cursor = after
+    while len(out) < count:
+        found = next_fire(schedule, cursor, anchor=after if schedule and _type(schedule) == "interval" else None)
+        if found is None:
+            break
+        out.append(found)
+        cursor = found
+    return out
+
+
+def fires_per_month(schedule: Mapping[str, Any], after: datetime) -> float:
+    """How often a cron schedule fires in 30 days, counted over the coming week (over the
+    coming year when nothing fires in a week) with one cron iterator; at most
+    _MAX_CANDIDATES starts are counted, past that the rate seen is scaled up."""
+    expr = scheduler_expression(schedule)
+    cron = parse_cron(expr.expression) if expr is not None else None
+    if expr is None or cron is None:
+        raise ScheduleError("fires_per_month counts cron schedules only")
+    start = _utc(after)
+    for days in (7, 366):
+        n, last = _count_cron(cron, _zone(expr.timezone), start, start + timedelta(days=days))
+        if n >= _MAX_CANDIDATES:
+            return n * (timedelta(days=30) / (last - start))
+        if n:
+            return n * 30 / days
+    return 0.0
+
+
+def _count_cron(cron: _Cron, tz: ZoneInfo, start: datetime, end: datetime) -> tuple[int, datetime]:
+    """Fires in (start, end], stopping at _MAX_CANDIDATES; and the last one counted."""
+    from cronsim import CronSim
+
+    n, last = 0, start
+    for local in CronSim(cron.vixie, start.astimezone(tz)):
+        at = local.astimezone(UTC)
+        if at > end or (cron.years is not None and local.year > max(cron.years)):
+            break
+        if (cron.years is not None and local.year not in cron.years) or _repeated_wall_time(local):
+            continue
+        n, last = n + 1, at
+        if n >= _MAX_CANDIDATES:
+            break
+    return n, last

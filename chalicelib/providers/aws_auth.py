@@ -6,11 +6,9 @@ Two authorization methods, the same for every AWS service:
 * `assume_role` — Switchyard's own identity calls sts:AssumeRole on a role in the
   customer's account, with the external id the role's trust policy requires.
 
-Each provider declares its own credentials models, composed from the bases here plus the
-resource its health check may verify (S3 `bucket`, Kinesis `stream_name`, SQS `queue_url`):
-
-    class AccessKeys(AccessKeysBase):
-        bucket: Bucket | None = Field(None, description=...)
+Each provider's credentials models are the bases here plus the resource its health check
+may verify (S3 `bucket`, Kinesis `stream_name`, SQS `queue_url`), made by
+providers/aws_connector.py, which also holds the check and options every AWS provider shares.
 
 `session()` turns credentials into the identity clients are built with. Assumed-role
 credentials are cached per process until `REFRESH_MARGIN` before they expire, so the

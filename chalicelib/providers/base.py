@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 from chalicelib.domain.catalog import ProviderSpec
@@ -81,69 +81,3 @@ def mask(value: str, keep: int = 4) -> str:
     if len(value) <= keep * 2:
         return "…" + value[-2:] if len(value) > 2 else "…"
     return f"{value[:keep]}…{value[-keep:]}"
-
-
-# -- run steps (the job engine calls these; see docs/engine.md) -------------------------
-
-
-@dataclass
-class StepContext:
-    """Everything one step of one run may use. No AWS client of the app's own is in here:
-    providers reach their service through `credentials` and providers.calls only."""
-
-    account_id: str
-    job_id: str
-    run_id: str
-    step: int  # 0 for the first step of a run
-    method: str
-    credentials: Any  # the auth method's validated credentials model
-    config: dict[str, Any]  # the workflow's validated config (model_dump)
-    cursor: dict[str, Any] | None  # where this step starts; None at step 0
-    state: dict[str, Any]  # job-level state left by the last finished run (e.g. what was imported)
-    max_records: int  # read at most this many rows in this step
-    deadline: float  # time.monotonic() by which the step must return
-    counter: CallCounter | None = None
-    # Export parts: where the rows given start in the run's plan. A destination that sends a
-    # part in several requests names each row by it (stable ids however parts are split).
-    first_row: int = 0
-
-
-@dataclass
-class SourceRow:
-    data: dict[str, Any]  # one record as read (CSV row or JSON object), before mapping
-    ref: str  # where it came from, for log lines: "s3://bucket/key#line"
-
-
-@dataclass
-class ReadResult:
-    rows: list[SourceRow]
-    cursor: dict[str, Any]  # where the next step starts (JSON-serialisable, < 100 KB)
-    done: bool  # True when this run has read everything it will read
-    state: dict[str, Any]  # job-level state to keep once the run finishes (incremental imports)
-    processed: int  # rows read so far in this run, this step included
-    total: int | None = None  # rows (or bytes, see total_unit) this run will read, when known
-    total_unit: str = "rows"
-    invalid: list[tuple[str, str]] = field(default_factory=list)  # (ref, why) for unparseable rows
-
-
-class ImportStep(Protocol):
-    def read(self, ctx: StepContext) -> ReadResult:
-        """Read the next rows from ctx.cursor. Must be deterministic: reading again from the
-        same cursor returns the same rows (a redelivered step re-reads them). Raises
-        ProviderError for config/auth problems (transient=False) and outages (transient=True)."""
-        ...
-
-
-@dataclass
-class TaskResult:
-    """What a one-step run of an `other` job did (docs/engine.md, "Other jobs")."""
-
-    messages: list[str]  # log lines of the run, plain words (never a credential)
-    state: dict[str, Any]  # job-level state kept for the next run
-
-
-class TaskStep(Protocol):
-    def run(self, ctx: StepContext) -> TaskResult:
-        """Do the whole job in one step, idempotently: a redelivered step runs it again.
-        Raises ProviderError like the other steps."""
-        ...

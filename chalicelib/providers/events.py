@@ -16,7 +16,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from chalicelib.providers.base import StepContext
+from chalicelib.providers.roles import StepContext
 
 EVENT_TYPES = {"add": "audience.entered", "remove": "audience.exited"}
 SCHEMA_VERSION = 1

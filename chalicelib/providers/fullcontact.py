@@ -16,13 +16,14 @@ from pydantic import BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
 
 from chalicelib.domain import enrichment as E
-from chalicelib.domain.catalog import AuthMethodSpec, JobType, ProviderSpec, WorkflowSpec
+from chalicelib.domain.catalog import AuthMethodSpec, JobType, ProviderSpec, Role, StepRef, WorkflowSpec
 from chalicelib.domain.models import CheckResult, HealthStatus
 from chalicelib.domain.profiles import Profile
-from chalicelib.providers.base import Option, ProviderError, StepContext, mask
+from chalicelib.providers.base import Option, ProviderError, mask
 from chalicelib.providers.calls import CallCounter
-from chalicelib.providers.enrichment import EnrichmentConfig, Lookup, ProfileField, frozen_settings
+from chalicelib.providers.enrichment import EnrichmentConfig, ProfileField, frozen_settings
 from chalicelib.providers.models import HeaderSecret
+from chalicelib.providers.roles import Lookup, StepContext
 
 SECRET: JsonDict = {"x-secret": True}
 PATH = "/v3/person.enrich"
@@ -75,6 +76,7 @@ SPEC = ProviderSpec(
             id="fullcontact_person_enrich",
             name="FullContact person enrichment",
             job_type=JobType.ENRICHMENT,
+            step=StepRef(Role.ENRICHER, "chalicelib.providers.fullcontact:enricher"),
             description="Looks up each profile's emails and merges the person's returned fields.",
             auth_methods=("api_key",),
             config_model=PersonEnrichConfig,
@@ -164,13 +166,13 @@ class FullContactProvider:
                 counter: CallCounter | None = None) -> list[Option]:
         raise ProviderError(f"field {field!r} has no live options", field="field")
 
-    def enrichment_step(self, workflow_id: str) -> PersonEnrich:
-        if workflow_id != "fullcontact_person_enrich":
-            raise ProviderError(f"workflow {workflow_id!r} has no enrichment step", field="workflow")
-        return PersonEnrich()
-
     def credential_hint(self, method: str, credentials: Any) -> str | None:
         return mask(credentials.api_key.get_secret_value(), keep=2)
+
+
+def enricher(provider: object) -> PersonEnrich:
+    """The step of fullcontact_person_enrich (declared in SPEC)."""
+    return PersonEnrich()
 
 
 PROVIDER = FullContactProvider()

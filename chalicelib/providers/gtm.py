@@ -17,11 +17,12 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field, SecretStr
 from pydantic.config import JsonDict
 
-from chalicelib.domain.catalog import AuthMethodSpec, JobType, ProviderSpec, WorkflowSpec
+from chalicelib.domain.catalog import AuthMethodSpec, JobType, ProviderSpec, Role, StepRef, WorkflowSpec
 from chalicelib.domain.models import CheckResult, HealthStatus
-from chalicelib.providers.base import Option, ProviderError, StepContext, TaskResult
+from chalicelib.providers.base import Option, ProviderError
 from chalicelib.providers.calls import CallCounter
 from chalicelib.providers.models import StrictModel
+from chalicelib.providers.roles import StepContext, TaskResult
 
 if TYPE_CHECKING:
     from chalicelib.providers.http import HttpClient
@@ -81,6 +82,7 @@ SPEC = ProviderSpec(
     ),
     workflows=(
         WorkflowSpec(id="gtm_install_tag", name="Install the Switchyard web tag", job_type=JobType.OTHER,
+                     step=StepRef(Role.TASK, "chalicelib.providers.gtm:GtmInstallTag"),
                      description="Installs (or updates) the Switchyard web tag as a Custom HTML tag firing "
                                  "on All Pages, then creates a container version and optionally publishes it.",
                      auth_methods=("oauth",), config_model=GtmInstallConfig,
@@ -279,11 +281,6 @@ class GtmProvider:
                 raise _not_found(f"{what} {params.get(what + '_id')!r}", f"{what}_id") from None
             raise
         raise ProviderError(f"field {field!r} has no live options", field="field")
-
-    def task_step(self, workflow_id: str) -> GtmInstallTag:
-        if workflow_id != "gtm_install_tag":
-            raise ProviderError(f"workflow {workflow_id!r} has no task step", field="workflow")
-        return GtmInstallTag(self)
 
     def credential_hint(self, method: str, credentials: Any) -> str | None:
         granted = (credentials.scope or "").split()

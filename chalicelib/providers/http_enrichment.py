@@ -19,13 +19,14 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic.config import JsonDict
 
 from chalicelib.domain import enrichment as E
-from chalicelib.domain.catalog import AuthMethodSpec, JobType, ProviderSpec, WorkflowSpec
+from chalicelib.domain.catalog import AuthMethodSpec, JobType, ProviderSpec, Role, StepRef, WorkflowSpec
 from chalicelib.domain.models import CheckResult, HealthStatus
 from chalicelib.domain.profiles import Profile
-from chalicelib.providers.base import Option, ProviderError, StepContext
+from chalicelib.providers.base import Option, ProviderError
 from chalicelib.providers.calls import CallCounter
-from chalicelib.providers.enrichment import EnrichmentConfig, Lookup, ProfileField, frozen_settings
+from chalicelib.providers.enrichment import EnrichmentConfig, ProfileField, frozen_settings
 from chalicelib.providers.models import HeaderSecret
+from chalicelib.providers.roles import Lookup, StepContext
 
 SECRET: JsonDict = {"x-secret": True}
 
@@ -86,6 +87,7 @@ SPEC = ProviderSpec(
             id="http_profile_enrich",
             name="Endpoint enrichment",
             job_type=JobType.ENRICHMENT,
+            step=StepRef(Role.ENRICHER, "chalicelib.providers.http_enrichment:enricher"),
             description="POSTs each profile to your endpoint and merges the fields it returns.",
             auth_methods=("none", "bearer"),
             config_model=HttpEnrichConfig,
@@ -178,14 +180,14 @@ class HttpEnrichmentProvider:
                 counter: CallCounter | None = None) -> list[Option]:
         raise ProviderError(f"field {field!r} has no live options", field="field")
 
-    def enrichment_step(self, workflow_id: str) -> EndpointEnrich:
-        if workflow_id != "http_profile_enrich":
-            raise ProviderError(f"workflow {workflow_id!r} has no enrichment step", field="workflow")
-        return EndpointEnrich()
-
     def credential_hint(self, method: str, credentials: Any) -> str | None:
         url = credentials.url.get_secret_value()
         return f"{urllib.parse.urlsplit(url).scheme}://{_host(url)}/…"
+
+
+def enricher(provider: object) -> EndpointEnrich:
+    """The step of http_profile_enrich (declared in SPEC)."""
+    return EndpointEnrich()
 
 
 PROVIDER = HttpEnrichmentProvider()

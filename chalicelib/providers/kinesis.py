@@ -3,7 +3,8 @@
 Speaks the real AWS APIs through boto3: STS GetCallerIdentity / AssumeRole, Kinesis
 DescribeStreamSummary / ListStreams (check, options), PutRecords (export,
 providers/kinesis_export.py), ListShards / GetShardIterator / GetRecords (import,
-providers/kinesis_import.py). Credentials are the shared AWS ones (providers/aws_auth.py).
+providers/kinesis_import.py). Credentials, sessions and the check are the shared AWS ones
+(providers/aws_connector.py, providers/aws_auth.py).
 Import-time cost: pydantic models only. docs/providers/kinesis.md says how it behaves.
 """
 
@@ -13,12 +14,10 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, ValidationInfo, field_validator
 
-from chalicelib.domain.catalog import JobType, ProviderSpec, WorkflowSpec
-from chalicelib.domain.models import CheckResult, HealthStatus
-from chalicelib.providers import aws_auth
-from chalicelib.providers.aws_auth import METHODS, AccessKeysBase, AssumeRoleBase
-from chalicelib.providers.base import ImportStep, Option, ProviderError
-from chalicelib.providers.calls import CallCounter
+from chalicelib.domain.catalog import JobType, ProviderSpec, Role, StepRef, WorkflowSpec
+from chalicelib.providers.aws_auth import METHODS, AwsSession, auth_methods
+from chalicelib.providers.aws_connector import AwsConnector, credentials_models
+from chalicelib.providers.base import Option, ProviderError
 from chalicelib.providers.models import StrictModel
 
 FIELD_PATTERN = r"^[a-z][a-z0-9_]{0,63}$"
@@ -34,20 +33,7 @@ STREAM_PAGE_SIZE = 100  # ListStreams answers at most 100 names a page
 STREAM_LIST_PAGES = 10  # options: at most 1,000 streams
 
 
-class AccessKeys(AccessKeysBase):
-    """IAM access keys (aws_auth), and a stream the health check may verify."""
-
-    stream_name: StreamName | None = Field(
-        None, description="Optional: a stream the health check must be able to reach"
-    )
-
-
-class AssumeRole(AssumeRoleBase):
-    """A role to assume (aws_auth), and a stream the health check may verify."""
-
-    stream_name: StreamName | None = Field(
-        None, description="Optional: a stream the health check must be able to reach"
-    )
+AccessKeys, AssumeRole = credentials_models(__name__, "stream_name", StreamName, "a stream")
 
 
 class KinesisExportConfig(StrictModel):
@@ -98,12 +84,13 @@ SPEC = ProviderSpec(
     name="Amazon Kinesis",
     description="Send audience enter/exit events to a data stream, and import profiles from JSON records.",
     tags=("aws", "streaming", "events"),
-    auth_methods=aws_auth.auth_methods(AccessKeys, AssumeRole),
+    auth_methods=auth_methods(AccessKeys, AssumeRole),
     workflows=(
         WorkflowSpec(
             id="kinesis_audience_export",
             name="Kinesis audience events",
             job_type=JobType.EXPORT,
+            step=StepRef(Role.DESTINATION, "chalicelib.providers.kinesis_export:destination"),
             description="Puts one event per member who entered (first run: every member) or left the audience.",
             auth_methods=METHODS,
             config_model=KinesisExportConfig,
@@ -114,6 +101,7 @@ SPEC = ProviderSpec(
             id="kinesis_import",
             name="Kinesis JSON import",
             job_type=JobType.IMPORT,
+            step=StepRef(Role.SOURCE, "chalicelib.providers.kinesis_import:source"),
             description="Reads JSON records from every shard and upserts a profile per record; "
                         "later runs read what arrived since.",
             auth_methods=METHODS,
@@ -125,95 +113,39 @@ SPEC = ProviderSpec(
 )
 
 
-def stream_error(sess: aws_auth.AwsSession, exc: Exception, name: str) -> ProviderError:
+def stream_error(sess: AwsSession, exc: Exception, name: str) -> ProviderError:
     return sess.error(exc, f"stream {name!r}", missing=MISSING, field="stream_name", words=True)
 
 
-class KinesisProvider:
+class KinesisProvider(AwsConnector):
     spec = SPEC
+    resource = "stream_name"
 
-    def check(
-        self,
-        method: str,
-        credentials: Any,
-        resources: dict[str, str],
-        counter: CallCounter | None = None,
-    ) -> CheckResult:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        verified = aws_auth.verify(method, credentials, counter)
-        if isinstance(verified, CheckResult):
-            return verified
-        sess, account = verified
-        name = resources.get("stream_name") or getattr(credentials, "stream_name", None)
-        if not name:
-            return CheckResult(HealthStatus.HEALTHY, f"reaches AWS account {account}", provider_account=account)
-        try:
-            summary = sess.client("kinesis").describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]
-        except (ClientError, BotoCoreError) as exc:
-            err = stream_error(sess, exc, name)
-            if err.transient:
-                raise err from None
-            return CheckResult(HealthStatus.UNHEALTHY, err.reason, provider_account=account)
+    def reach(self, sess: AwsSession, name: str) -> str:
+        summary = sess.client("kinesis").describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]
         status = str(summary.get("StreamStatus", ""))
         if status == "DELETING":
-            return CheckResult(HealthStatus.UNHEALTHY, f"stream {name!r} is being deleted (StreamStatus DELETING)",
-                               provider_account=account)
+            raise ProviderError(f"stream {name!r} is being deleted (StreamStatus DELETING)")
         shards = summary.get("OpenShardCount")
-        return CheckResult(
-            HealthStatus.HEALTHY,
-            f"reaches AWS account {account} and stream {name!r} ({status}"
-            + (f", {shards} open shards)" if shards is not None else ")"),
-            provider_account=account,
-            resources={"stream_name": name},
-        )
+        return f"stream {name!r} ({status}" + (f", {shards} open shards)" if shards is not None else ")")
 
-    def options(
-        self,
-        method: str,
-        credentials: Any,
-        workflow: str,
-        field: str,
-        params: dict[str, str],
-        counter: CallCounter | None = None,
-    ) -> list[Option]:
-        from botocore.exceptions import BotoCoreError, ClientError
+    def resource_error(self, sess: AwsSession, exc: Exception, name: str) -> ProviderError:
+        return stream_error(sess, exc, name)
 
-        if field != "stream_name":
-            raise ProviderError(f"field {field!r} has no live options", field="field")
-        sess = aws_auth.session(method, credentials, counter)
+    def list_options(self, sess: AwsSession, field: str, params: dict[str, str]) -> list[Option]:
         kinesis = sess.client("kinesis")
         names: list[str] = []
-        try:
-            kwargs: dict[str, Any] = {"Limit": STREAM_PAGE_SIZE}
-            for _ in range(STREAM_LIST_PAGES):
-                page = kinesis.list_streams(**kwargs)
-                names += page.get("StreamNames", [])
-                if not page.get("HasMoreStreams") or not names:
-                    break
-                kwargs["ExclusiveStartStreamName"] = names[-1]
-        except (ClientError, BotoCoreError) as exc:
-            raise sess.error(exc, "the stream list", words=True) from None
+        kwargs: dict[str, Any] = {"Limit": STREAM_PAGE_SIZE}
+        for _ in range(STREAM_LIST_PAGES):
+            page = kinesis.list_streams(**kwargs)
+            names += page.get("StreamNames", [])
+            if not page.get("HasMoreStreams") or not names:
+                break
+            kwargs["ExclusiveStartStreamName"] = names[-1]
         return [Option(value=n, label=n) for n in names]
 
-    def import_step(self, workflow_id: str) -> ImportStep:
-        """The reader of the kinesis_import workflow (the job engine calls its read())."""
-        if workflow_id != "kinesis_import":
-            raise ProviderError(f"workflow {workflow_id!r} has no import step", field="workflow")
-        from chalicelib.providers.kinesis_import import KinesisReader
-
-        return KinesisReader()
-
-    def export_step(self, workflow_id: str) -> Any:
-        """The part writer of kinesis_audience_export (chalicelib/services/export.py calls it)."""
-        if workflow_id != "kinesis_audience_export":
-            raise ProviderError(f"workflow {workflow_id!r} has no export step", field="workflow")
-        from chalicelib.providers.kinesis_export import KinesisAudienceExport
-
-        return KinesisAudienceExport()
-
-    def credential_hint(self, method: str, credentials: Any) -> str | None:
-        return aws_auth.hint(method, credentials)
+    def options_error(self, sess: AwsSession, exc: Exception, field: str, params: dict[str, str]) -> ProviderError:
+        return sess.error(exc, "the stream list", words=True)
 
 
 PROVIDER = KinesisProvider()

@@ -24,10 +24,11 @@ from collections.abc import Sequence
 from typing import Any
 
 from chalicelib.providers import aws_auth
-from chalicelib.providers.base import ProviderError, StepContext
+from chalicelib.providers.base import ProviderError
 from chalicelib.providers.event_batches import EventPart, Refused, Retry, event_bytes, pack, send_all
 from chalicelib.providers.events import build_events
 from chalicelib.providers.kinesis import KinesisExportConfig, stream_error
+from chalicelib.providers.roles import StepContext
 
 MIB = 1024 * 1024
 MAX_RECORDS = 500  # PutRecords: records per request
@@ -109,4 +110,9 @@ class KinesisAudienceExport:
         return ""
 
 
-__all__ = ["KinesisAudienceExport", "partition_key"]
+def destination(provider: object) -> KinesisAudienceExport:
+    """The step of kinesis_audience_export (declared in providers/kinesis.py)."""
+    return KinesisAudienceExport()
+
+
+__all__ = ["KinesisAudienceExport", "destination", "partition_key"]

@@ -43,8 +43,9 @@ from typing import Any
 
 from chalicelib.domain.ids import created_ms
 from chalicelib.providers import aws_auth
-from chalicelib.providers.base import ProviderError, ReadResult, SourceRow, StepContext
+from chalicelib.providers.base import ProviderError
 from chalicelib.providers.kinesis import KinesisImportConfig, stream_error
+from chalicelib.providers.roles import ReadResult, SourceRow, StepContext
 
 CURSOR_VERSION = 1
 STATE_VERSION = 1
@@ -123,7 +124,7 @@ class _Step:
 
 
 class KinesisReader:
-    """`ImportStep` of the kinesis_import workflow. `client` builds the Kinesis client from
+    """`Source` of the kinesis_import workflow. `client` builds the Kinesis client from
     a session (tests hand in a double where moto departs from AWS: resharding)."""
 
     def __init__(self, *, client: Callable[[aws_auth.AwsSession], Any] | None = None,
@@ -342,4 +343,9 @@ def _json_kind(value: Any) -> str:
     return "number"
 
 
-__all__ = ["KinesisReader"]
+def source(provider: object) -> KinesisReader:
+    """The step of kinesis_import (declared in providers/kinesis.py)."""
+    return KinesisReader()
+
+
+__all__ = ["KinesisReader", "source"]

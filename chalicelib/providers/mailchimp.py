@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic.config import JsonDict
 
-from chalicelib.domain.catalog import AuthMethodSpec, JobType, ProviderSpec, WorkflowSpec
+from chalicelib.domain.catalog import AuthMethodSpec, JobType, ProviderSpec, Role, StepRef, WorkflowSpec
 from chalicelib.domain.models import CheckResult, HealthStatus
-from chalicelib.providers.base import ImportStep, Option, ProviderError
+from chalicelib.providers.base import Option, ProviderError
 from chalicelib.providers.calls import CallCounter
 from chalicelib.providers.models import StrictModel
 
@@ -136,10 +136,12 @@ SPEC = ProviderSpec(
     ),
     workflows=(
         WorkflowSpec(id="mailchimp_import", name="Mailchimp list import", job_type=JobType.IMPORT,
+                     step=StepRef(Role.SOURCE, "chalicelib.providers.mailchimp_import:MailchimpImport"),
                      description="Reads a list's members (incrementally) and upserts a profile per member.",
                      auth_methods=METHODS, config_model=MailchimpImportConfig,
                      resource_fields=("list_id",), option_fields=("list_id", "field_mapping")),
         WorkflowSpec(id="mailchimp_audience_export", name="Mailchimp audience export",
+                     step=StepRef(Role.DESTINATION, "chalicelib.providers.mailchimp_export:MailchimpAudienceExport"),
                      job_type=JobType.EXPORT,
                      description="Keeps a list's members tagged with an audience's membership.",
                      auth_methods=METHODS, config_model=MailchimpExportConfig,
@@ -230,7 +232,7 @@ class MailchimpProvider:
                     raise
                 why = f"list {list_id!r} was not found in this Mailchimp account" if exc.status == 404 \
                     else exc.reason
-                return CheckResult(HealthStatus.UNHEALTHY, why, provider_account=account)
+                return CheckResult(HealthStatus.UNHEALTHY, why, provider_account=account, resource="list_id")
             checked["list_id"] = list_id
         return CheckResult(
             HealthStatus.HEALTHY,
@@ -262,20 +264,6 @@ class MailchimpProvider:
                 raise ProviderError(f"list {params.get('list_id')!r} was not found", field="list_id") from None
             raise
         raise ProviderError(f"field {field!r} has no live options", field="field")
-
-    def import_step(self, workflow_id: str) -> ImportStep:
-        if workflow_id != "mailchimp_import":
-            raise ProviderError(f"workflow {workflow_id!r} has no import step", field="workflow")
-        from chalicelib.providers.mailchimp_import import MailchimpImport
-
-        return MailchimpImport(self)
-
-    def export_step(self, workflow_id: str) -> Any:
-        if workflow_id != "mailchimp_audience_export":
-            raise ProviderError(f"workflow {workflow_id!r} has no export step", field="workflow")
-        from chalicelib.providers.mailchimp_export import MailchimpAudienceExport
-
-        return MailchimpAudienceExport(self)
 
     def credential_hint(self, method: str, credentials: Any) -> str | None:
         if method == "api_key":

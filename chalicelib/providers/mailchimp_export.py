@@ -29,14 +29,18 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from chalicelib.providers.base import ProviderError, StepContext
-from chalicelib.providers.mailchimp import subscriber_hash
+from chalicelib.providers.base import ProviderError
+from chalicelib.providers.http import HttpError
+from chalicelib.providers.mailchimp import (
+    MailchimpApi,
+    MailchimpExportConfig,
+    MailchimpProvider,
+    subscriber_hash,
+)
 from chalicelib.providers.mailchimp_batches import read_results
-
-if TYPE_CHECKING:
-    from chalicelib.providers.mailchimp import MailchimpApi, MailchimpProvider
+from chalicelib.providers.roles import StepContext
 
 BATCH_SUBSCRIBE_MAX = 500  # Mailchimp's limit per batch subscribe call
 DIRECT_TAG_LIMIT = 10  # up to this many tag changes: one call each; more: one /batches
@@ -77,8 +81,6 @@ class MailchimpAudienceExport:
         self.provider = provider
 
     def freeze(self, config: dict[str, Any]) -> dict[str, Any]:
-        from chalicelib.providers.mailchimp import MailchimpExportConfig
-
         try:
             cfg = MailchimpExportConfig.model_validate(config)
         except ValueError as exc:
@@ -163,8 +165,6 @@ class MailchimpAudienceExport:
 
     def _tag(self, ctx: StepContext, api: MailchimpApi, list_id: str, tag: str, changes: list[tuple[str, str]],
              by_email: dict[str, str], rejected: list[tuple[str, str]], notes: list[str]) -> int:
-        from chalicelib.providers.http import HttpError
-
         if not changes:
             return 0
         if len(changes) <= DIRECT_TAG_LIMIT:
@@ -243,8 +243,6 @@ def _lookup(by_email: dict[str, str], email: str) -> str:
 
 
 def _on_list(list_id: str, call: Any) -> Any:
-    from chalicelib.providers.http import HttpError
-
     try:
         return call()
     except HttpError as exc:

@@ -13,12 +13,12 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from chalicelib.providers.base import ProviderError, ReadResult, SourceRow, StepContext
-
-if TYPE_CHECKING:
-    from chalicelib.providers.mailchimp import MailchimpProvider
+from chalicelib.providers.base import ProviderError
+from chalicelib.providers.http import HttpError
+from chalicelib.providers.mailchimp import MailchimpImportConfig, MailchimpProvider
+from chalicelib.providers.roles import ReadResult, SourceRow, StepContext
 
 PAGE = 1000  # Mailchimp's maximum `count`
 CURSOR_VERSION = 1
@@ -62,9 +62,6 @@ class MailchimpImport:
                 "offset": 0, "total": None, "read": 0}
 
     def read(self, ctx: StepContext) -> ReadResult:
-        from chalicelib.providers.http import HttpError
-        from chalicelib.providers.mailchimp import MailchimpImportConfig
-
         try:
             cfg = MailchimpImportConfig.model_validate(ctx.config)
         except ValueError as exc:

@@ -1,13 +1,18 @@
-"""Provider id -> module, imported on first use so cold start never pays for all of them."""
+"""Provider id -> module, imported on first use so cold start never pays for all of them;
+and each workflow's step, typed by its role (providers/roles.py), its module imported on
+the first run that needs it."""
 
 from __future__ import annotations
 
 import importlib
 import threading
 from collections.abc import Mapping
+from typing import cast
 
+from chalicelib.domain.catalog import Role
 from chalicelib.domain.errors import Invalid, NotFound
-from chalicelib.providers.base import Provider
+from chalicelib.providers.base import Provider, ProviderError
+from chalicelib.providers.roles import Destination, Enricher, Source, Task
 
 # A provider is listed here only once its check, options and workflows work.
 MODULES: dict[str, str] = {
@@ -60,6 +65,39 @@ class Registry:
 
     def all(self) -> list[Provider]:
         return [self.get(i) for i in self.ids()]
+
+    # -- steps, by role -------------------------------------------------------------------
+    # Each is checked against its protocol when built (_build), so the cast cannot lie.
+
+    def source(self, provider_id: str, workflow_id: str) -> Source:
+        return cast(Source, self._build(provider_id, workflow_id, Role.SOURCE))
+
+    def destination(self, provider_id: str, workflow_id: str) -> Destination:
+        return cast(Destination, self._build(provider_id, workflow_id, Role.DESTINATION))
+
+    def enricher(self, provider_id: str, workflow_id: str) -> Enricher:
+        return cast(Enricher, self._build(provider_id, workflow_id, Role.ENRICHER))
+
+    def task(self, provider_id: str, workflow_id: str) -> Task:
+        return cast(Task, self._build(provider_id, workflow_id, Role.TASK))
+
+    def _build(self, provider_id: str, workflow_id: str, role: Role) -> object:
+        provider = self.get(provider_id)
+        ref = next((w.step for w in provider.spec.workflows if w.id == workflow_id), None)
+        if ref is None or ref.role is not role:
+            raise ProviderError(f"workflow {workflow_id!r} has no {STEP_WORDS[role]} step", field="workflow")
+        module, _, name = ref.factory.partition(":")
+        step: object = getattr(importlib.import_module(module), name)(provider)
+        if not isinstance(step, PROTOCOLS[role]):
+            # A declaration naming the wrong factory: a bug of ours, not the user's configuration.
+            raise TypeError(f"{type(step).__name__} does not implement the {role.value} role")
+        return step
+
+
+PROTOCOLS: dict[Role, type] = {Role.SOURCE: Source, Role.DESTINATION: Destination, Role.ENRICHER: Enricher,
+                               Role.TASK: Task}
+# How run logs have always named each role's step.
+STEP_WORDS = {Role.SOURCE: "import", Role.DESTINATION: "export", Role.ENRICHER: "enrichment", Role.TASK: "task"}
 
 
 _default: Registry | None = None

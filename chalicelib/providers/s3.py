@@ -1,23 +1,23 @@
 """Amazon S3: import profiles from CSV / JSON Lines files, export audiences as files.
 
 Speaks the real AWS APIs through boto3: STS GetCallerIdentity / AssumeRole, S3
-HeadBucket / ListBuckets / ListObjectsV2. Credentials and sessions are the shared AWS ones
-(chalicelib/providers/aws_auth.py). Import-time cost: pydantic models only.
+HeadBucket / ListBuckets / ListObjectsV2. Credentials, sessions and the check are the
+shared AWS ones (providers/aws_connector.py, providers/aws_auth.py). Import-time cost:
+pydantic models only.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, StringConstraints
 
-from chalicelib.domain.catalog import JobType, ProviderSpec, WorkflowSpec
-from chalicelib.domain.models import CheckResult, HealthStatus
+from chalicelib.domain.catalog import JobType, ProviderSpec, Role, StepRef, WorkflowSpec
 from chalicelib.providers import aws_auth
-from chalicelib.providers.aws_auth import METHODS, AccessKeysBase, AssumeRoleBase
-from chalicelib.providers.base import ImportStep, Option, ProviderError
-from chalicelib.providers.calls import AwsIdentity, CallCounter
+from chalicelib.providers.aws_auth import METHODS, AwsSession
+from chalicelib.providers.aws_connector import AwsConnector, credentials_models
+from chalicelib.providers.base import Option, ProviderError
 from chalicelib.providers.models import StrictModel
 
 BUCKET_PATTERN = r"^[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]$"
@@ -40,20 +40,7 @@ Bucket = Annotated[
 Prefix = Annotated[str, Field(max_length=512, description="Key prefix (folder)")]
 
 
-class AccessKeys(AccessKeysBase):
-    """IAM access keys (aws_auth), and a bucket the health check may verify."""
-
-    bucket: Bucket | None = Field(
-        None, description="Optional: a bucket the health check must be able to reach"
-    )
-
-
-class AssumeRole(AssumeRoleBase):
-    """A role to assume (aws_auth), and a bucket the health check may verify."""
-
-    bucket: Bucket | None = Field(
-        None, description="Optional: a bucket the health check must be able to reach"
-    )
+AccessKeys, AssumeRole = credentials_models(__name__, "bucket", Bucket, "a bucket")
 
 
 class S3ImportConfig(StrictModel):
@@ -119,6 +106,7 @@ SPEC = ProviderSpec(
             id="s3_file_import",
             name="S3 file import (CSV / JSON Lines)",
             job_type=JobType.IMPORT,
+            step=StepRef(Role.SOURCE, "chalicelib.providers.s3_files:S3FileReader"),
             description="Reads files under a prefix and upserts a profile per record.",
             auth_methods=METHODS,
             config_model=S3ImportConfig,
@@ -129,6 +117,7 @@ SPEC = ProviderSpec(
             id="s3_audience_export",
             name="S3 audience export",
             job_type=JobType.EXPORT,
+            step=StepRef(Role.DESTINATION, "chalicelib.providers.s3_export:S3AudienceExport"),
             description="Writes an audience's members, then who entered and left, as files.",
             auth_methods=METHODS,
             config_model=S3ExportConfig,
@@ -141,104 +130,40 @@ SPEC = ProviderSpec(
 _MISSING_BUCKET = ("NoSuchBucket", "404", "NotFound")
 
 
-def _classify(exc: Exception, what: str) -> ProviderError:
+def s3_error(exc: Exception, what: str) -> ProviderError:
     """A botocore error as users read it; a missing bucket is on the `bucket` field."""
     return aws_auth.classify(exc, what, missing=_MISSING_BUCKET, field="bucket")
 
 
-class S3Provider:
+class S3Provider(AwsConnector):
     spec = SPEC
+    resource = "bucket"
 
-    def _session(self, method: str, creds: Any, counter: CallCounter | None) -> AwsIdentity:
-        """The identity calls use (aws_auth.session: assumed roles are cached)."""
-        return aws_auth.session(method, creds, counter).identity
+    def reach(self, sess: AwsSession, name: str) -> str:
+        sess.client("s3").head_bucket(Bucket=name)
+        return f"bucket {name!r}"
 
-    def check(
-        self,
-        method: str,
-        credentials: Any,
-        resources: dict[str, str],
-        counter: CallCounter | None = None,
-    ) -> CheckResult:
-        from botocore.exceptions import BotoCoreError, ClientError
+    def resource_error(self, sess: AwsSession, exc: Exception, name: str) -> ProviderError:
+        return s3_error(exc, f"bucket {name!r}")
 
-        verified = aws_auth.verify(method, credentials, counter)
-        if isinstance(verified, CheckResult):
-            return verified
-        sess, account = verified
-        bucket = resources.get("bucket") or getattr(credentials, "bucket", None)
-        checked: dict[str, str] = {}
-        if bucket:
-            try:
-                sess.client("s3").head_bucket(Bucket=bucket)
-            except (ClientError, BotoCoreError) as exc:
-                err = _classify(exc, f"bucket {bucket!r}")
-                if err.transient:
-                    raise err from None
-                return CheckResult(HealthStatus.UNHEALTHY, err.reason, provider_account=account)
-            checked["bucket"] = bucket
-        return CheckResult(
-            HealthStatus.HEALTHY,
-            f"reaches AWS account {account}" + (f" and bucket {bucket!r}" if bucket else ""),
-            provider_account=account,
-            resources=checked,
-        )
+    def list_options(self, sess: AwsSession, field: str, params: dict[str, str]) -> list[Option]:
+        s3 = sess.client("s3")
+        if field == "bucket":
+            buckets = s3.list_buckets().get("Buckets", [])
+            return [Option(value=b["Name"], label=b["Name"]) for b in buckets]
+        bucket = params.get("bucket")
+        if not bucket:
+            raise ProviderError("choose a bucket first", field="bucket")
+        resp = s3.list_objects_v2(Bucket=bucket, Prefix=params.get("prefix", ""), Delimiter="/", MaxKeys=200)
+        out = [Option(value=p["Prefix"], label=p["Prefix"], kind="prefix") for p in resp.get("CommonPrefixes", [])]
+        out += [
+            Option(value=o["Key"], label=f"{o['Key']} ({o['Size']} bytes)", kind="object")
+            for o in resp.get("Contents", [])
+        ]
+        return out
 
-    def options(
-        self,
-        method: str,
-        credentials: Any,
-        workflow: str,
-        field: str,
-        params: dict[str, str],
-        counter: CallCounter | None = None,
-    ) -> list[Option]:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        s3 = aws_auth.session(method, credentials, counter).client("s3")
-        try:
-            if field == "bucket":
-                buckets = s3.list_buckets().get("Buckets", [])
-                return [Option(value=b["Name"], label=b["Name"]) for b in buckets]
-            if field == "prefix":
-                bucket = params.get("bucket")
-                if not bucket:
-                    raise ProviderError("choose a bucket first", field="bucket")
-                resp = s3.list_objects_v2(
-                    Bucket=bucket, Prefix=params.get("prefix", ""), Delimiter="/", MaxKeys=200
-                )
-                out = [
-                    Option(value=p["Prefix"], label=p["Prefix"], kind="prefix")
-                    for p in resp.get("CommonPrefixes", [])
-                ]
-                out += [
-                    Option(value=o["Key"], label=f"{o['Key']} ({o['Size']} bytes)", kind="object")
-                    for o in resp.get("Contents", [])
-                ]
-                return out
-        except (ClientError, BotoCoreError) as exc:
-            what = f"bucket {params.get('bucket')!r}" if field == "prefix" else "the bucket list"
-            raise _classify(exc, what) from None
-        raise ProviderError(f"field {field!r} has no live options", field="field")
-
-    def import_step(self, workflow_id: str) -> ImportStep:
-        """The step reader of an import workflow (the job engine calls its read())."""
-        if workflow_id != "s3_file_import":
-            raise ProviderError(f"workflow {workflow_id!r} has no import step", field="workflow")
-        from chalicelib.providers.s3_files import S3FileReader
-
-        return S3FileReader(self)
-
-    def export_step(self, workflow_id: str) -> Any:
-        """The part writer of an export workflow (chalicelib/services/export.py calls it)."""
-        if workflow_id != "s3_audience_export":
-            raise ProviderError(f"workflow {workflow_id!r} has no export step", field="workflow")
-        from chalicelib.providers.s3_export import S3AudienceExport
-
-        return S3AudienceExport(self)
-
-    def credential_hint(self, method: str, credentials: Any) -> str | None:
-        return aws_auth.hint(method, credentials)
+    def options_error(self, sess: AwsSession, exc: Exception, field: str, params: dict[str, str]) -> ProviderError:
+        return s3_error(exc, f"bucket {params.get('bucket')!r}" if field == "prefix" else "the bucket list")
 
 
 PROVIDER = S3Provider()

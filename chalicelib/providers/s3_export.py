@@ -26,14 +26,12 @@ import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from chalicelib.providers.base import ProviderError, StepContext
+from chalicelib.providers.base import ProviderError
 from chalicelib.providers.calls import aws_client
-from chalicelib.providers.s3 import S3ExportConfig, _classify
-
-if TYPE_CHECKING:
-    from chalicelib.providers.s3 import S3Provider
+from chalicelib.providers.roles import StepContext
+from chalicelib.providers.s3 import S3ExportConfig, S3Provider, s3_error
 
 MB = 1024 * 1024
 COLUMNS = ("_action", "_profile_id")
@@ -147,13 +145,13 @@ class S3AudienceExport:
     def _put(self, ctx: StepContext, bucket: str, key: str, body: bytes, content_type: str) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        session = self.provider._session(ctx.method, ctx.credentials, ctx.counter)
+        session = self.provider.identity(ctx.method, ctx.credentials, ctx.counter)
         try:
             aws_client(session, "s3", ctx.counter).put_object(
                 Bucket=bucket, Key=key, Body=body, ContentType=content_type
             )
         except (ClientError, BotoCoreError) as exc:
-            raise _classify(exc, f"bucket {bucket!r}") from None
+            raise s3_error(exc, f"bucket {bucket!r}") from None
 
     def write_part(self, ctx: StepContext, frozen: dict[str, Any], part: int,
                    rows: Sequence[tuple[str, str, list[Any]]]) -> Part:

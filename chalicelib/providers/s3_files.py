@@ -42,14 +42,12 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from chalicelib.providers.base import ProviderError, ReadResult, SourceRow, StepContext
+from chalicelib.providers.base import ProviderError
 from chalicelib.providers.calls import aws_client
-from chalicelib.providers.s3 import S3ImportConfig, _classify
-
-if TYPE_CHECKING:
-    from chalicelib.providers.s3 import S3Provider
+from chalicelib.providers.roles import ReadResult, SourceRow, StepContext
+from chalicelib.providers.s3 import S3ImportConfig, S3Provider, s3_error
 
 CURSOR_VERSION = 1
 STATE_VERSION = 1
@@ -396,7 +394,7 @@ class _Listed:
 
 
 class S3FileReader:
-    """`ImportStep` of the s3_file_import workflow.
+    """`Source` of the s3_file_import workflow.
 
     Cursor (JSON, < 100 KB; `plan` is paged to stay inside the budget):
         {"v": 1,
@@ -447,7 +445,7 @@ class S3FileReader:
             cfg = S3ImportConfig.model_validate(ctx.config)
         except ValidationError as exc:
             raise ProviderError(f"the job's config is not valid: {exc.errors()[0]['msg']}") from None
-        identity = self._provider._session(ctx.method, ctx.credentials, ctx.counter)
+        identity = self._provider.identity(ctx.method, ctx.credentials, ctx.counter)
         s3 = aws_client(identity, "s3", ctx.counter)
         seen = _Seen.from_state(ctx.state, cfg) if cfg.incremental else _Seen()
 
@@ -496,7 +494,7 @@ class S3FileReader:
                         continue  # a "folder" marker or an empty object: nothing to read
                     yield _Listed(key, str(o["ETag"]), size, o["LastModified"])
         except (ClientError, BotoCoreError) as exc:
-            raise _classify(exc, f"bucket {cfg.bucket!r}") from None
+            raise s3_error(exc, f"bucket {cfg.bucket!r}") from None
 
     def _start(self, s3: Any, cfg: S3ImportConfig, seen: _Seen) -> _Cursor:
         """Step 0: list everything once for the totals and the next state; keep the first
@@ -577,9 +575,9 @@ class S3FileReader:
                 ended = True
             else:
                 what = f"bucket {cfg.bucket!r}" if code == "NoSuchBucket" else where
-                raise _classify(exc, what) from None
+                raise s3_error(exc, what) from None
         except BotoCoreError as exc:
-            raise _classify(exc, where) from None
+            raise s3_error(exc, where) from None
         finally:
             stream.close()
         if ended:

@@ -1,8 +1,9 @@
 """Amazon SQS: export audiences as enter/exit events, one message each.
 
 Speaks the real AWS APIs through boto3: STS GetCallerIdentity / AssumeRole, SQS
-GetQueueAttributes / ListQueues (check, options), SendMessageBatch (export). Credentials
-are the shared AWS ones (providers/aws_auth.py). Import-time cost: pydantic models only.
+GetQueueAttributes / ListQueues (check, options), SendMessageBatch (export). Credentials,
+sessions and the check are the shared AWS ones (providers/aws_connector.py,
+providers/aws_auth.py). Import-time cost: pydantic models only.
 
 Each change of an export run's plan becomes one event (providers/events.py) and one
 message, its body the event's JSON:
@@ -29,15 +30,15 @@ from typing import Annotated, Any
 
 from pydantic import Field
 
-from chalicelib.domain.catalog import JobType, ProviderSpec, WorkflowSpec
-from chalicelib.domain.models import CheckResult, HealthStatus
+from chalicelib.domain.catalog import JobType, ProviderSpec, Role, StepRef, WorkflowSpec
 from chalicelib.providers import aws_auth
-from chalicelib.providers.aws_auth import METHODS, AccessKeysBase, AssumeRoleBase
-from chalicelib.providers.base import Option, ProviderError, StepContext
-from chalicelib.providers.calls import CallCounter
+from chalicelib.providers.aws_auth import METHODS, AwsSession
+from chalicelib.providers.aws_connector import AwsConnector, credentials_models
+from chalicelib.providers.base import Option, ProviderError
 from chalicelib.providers.event_batches import EventPart, Refused, Retry, event_bytes, pack, send_all
 from chalicelib.providers.events import build_events
 from chalicelib.providers.models import StrictModel
+from chalicelib.providers.roles import StepContext
 
 KIB = 1024
 MAX_ENTRIES = 10  # SendMessageBatch: messages per request
@@ -57,20 +58,7 @@ _REFUSED_CHARS = re.compile("[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\U00010000-\U
 _REGION_IN_HOST = re.compile(r"^(?:sqs\.([a-z0-9-]+)\.amazonaws\.com(?:\.cn)?|([a-z0-9-]+)\.queue\.amazonaws\.com)$")
 
 
-class AccessKeys(AccessKeysBase):
-    """IAM access keys (aws_auth), and a queue the health check may verify."""
-
-    queue_url: QueueUrl | None = Field(
-        None, description="Optional: a queue the health check must be able to reach"
-    )
-
-
-class AssumeRole(AssumeRoleBase):
-    """A role to assume (aws_auth), and a queue the health check may verify."""
-
-    queue_url: QueueUrl | None = Field(
-        None, description="Optional: a queue the health check must be able to reach"
-    )
+AccessKeys, AssumeRole = credentials_models(__name__, "queue_url", QueueUrl, "a queue")
 
 
 class SqsExportConfig(StrictModel):
@@ -101,6 +89,7 @@ SPEC = ProviderSpec(
             id="sqs_audience_export",
             name="SQS audience events",
             job_type=JobType.EXPORT,
+            step=StepRef(Role.DESTINATION, "chalicelib.providers.sqs:destination"),
             description="Sends one message per member who entered (first run: every member) or left the audience.",
             auth_methods=METHODS,
             config_model=SqsExportConfig,
@@ -131,7 +120,7 @@ def queue_region(url: str, default: str) -> str:
     return default
 
 
-def _client(sess: aws_auth.AwsSession, url: str) -> Any:
+def _client(sess: AwsSession, url: str) -> Any:
     from dataclasses import replace
 
     region = queue_region(url, sess.identity.region or "us-east-1")
@@ -140,7 +129,7 @@ def _client(sess: aws_auth.AwsSession, url: str) -> Any:
     return sess.client("sqs")
 
 
-def queue_error(sess: aws_auth.AwsSession, exc: Exception, url: str) -> ProviderError:
+def queue_error(sess: AwsSession, exc: Exception, url: str) -> ProviderError:
     return sess.error(exc, f"queue {queue_name(url)!r}", missing=MISSING, field="queue_url", words=True)
 
 
@@ -153,78 +142,33 @@ def body(event: dict[str, Any]) -> str:
     return text
 
 
-class SqsProvider:
+class SqsProvider(AwsConnector):
     spec = SPEC
+    resource = "queue_url"
 
-    def check(
-        self,
-        method: str,
-        credentials: Any,
-        resources: dict[str, str],
-        counter: CallCounter | None = None,
-    ) -> CheckResult:
-        from botocore.exceptions import BotoCoreError, ClientError
+    def reach(self, sess: AwsSession, name: str) -> str:
+        attrs = _client(sess, name).get_queue_attributes(QueueUrl=name, AttributeNames=["QueueArn"])["Attributes"]
+        return f"queue {attrs.get('QueueArn', queue_name(name))}"
 
-        verified = aws_auth.verify(method, credentials, counter)
-        if isinstance(verified, CheckResult):
-            return verified
-        sess, account = verified
-        url = resources.get("queue_url") or getattr(credentials, "queue_url", None)
-        if not url:
-            return CheckResult(HealthStatus.HEALTHY, f"reaches AWS account {account}", provider_account=account)
-        try:
-            attrs = _client(sess, url).get_queue_attributes(
-                QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]
-        except (ClientError, BotoCoreError) as exc:
-            err = queue_error(sess, exc, url)
-            if err.transient:
-                raise err from None
-            return CheckResult(HealthStatus.UNHEALTHY, err.reason, provider_account=account)
-        return CheckResult(
-            HealthStatus.HEALTHY,
-            f"reaches AWS account {account} and queue {attrs.get('QueueArn', queue_name(url))}",
-            provider_account=account,
-            resources={"queue_url": url},
-        )
+    def resource_error(self, sess: AwsSession, exc: Exception, name: str) -> ProviderError:
+        return queue_error(sess, exc, name)
 
-    def options(
-        self,
-        method: str,
-        credentials: Any,
-        workflow: str,
-        field: str,
-        params: dict[str, str],
-        counter: CallCounter | None = None,
-    ) -> list[Option]:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        if field != "queue_url":
-            raise ProviderError(f"field {field!r} has no live options", field="field")
-        sess = aws_auth.session(method, credentials, counter)
+    def list_options(self, sess: AwsSession, field: str, params: dict[str, str]) -> list[Option]:
         sqs = sess.client("sqs")
         urls: list[str] = []
         kwargs: dict[str, Any] = {"MaxResults": 1000}
         if params.get("prefix"):
             kwargs["QueueNamePrefix"] = params["prefix"]
-        try:
-            for _ in range(QUEUE_LIST_PAGES):
-                page = sqs.list_queues(**kwargs)
-                urls += page.get("QueueUrls", [])
-                if not page.get("NextToken"):
-                    break
-                kwargs["NextToken"] = page["NextToken"]
-        except (ClientError, BotoCoreError) as exc:
-            raise sess.error(exc, "the queue list", words=True) from None
+        for _ in range(QUEUE_LIST_PAGES):
+            page = sqs.list_queues(**kwargs)
+            urls += page.get("QueueUrls", [])
+            if not page.get("NextToken"):
+                break
+            kwargs["NextToken"] = page["NextToken"]
         return [Option(value=u, label=queue_name(u), kind="fifo" if is_fifo(u) else "standard") for u in urls]
 
-    def export_step(self, workflow_id: str) -> Any:
-        """The part writer of sqs_audience_export (chalicelib/services/export.py calls it)."""
-        if workflow_id != "sqs_audience_export":
-            raise ProviderError(f"workflow {workflow_id!r} has no export step", field="workflow")
-        return SqsAudienceExport()
-
-    def credential_hint(self, method: str, credentials: Any) -> str | None:
-        return aws_auth.hint(method, credentials)
+    def options_error(self, sess: AwsSession, exc: Exception, field: str, params: dict[str, str]) -> ProviderError:
+        return sess.error(exc, "the queue list", words=True)
 
 
 class SqsAudienceExport:
@@ -296,6 +240,11 @@ class SqsAudienceExport:
     def write_manifest(self, ctx: StepContext, frozen: dict[str, Any], summary: dict[str, Any]) -> str:
         """Nothing to send: every message stands alone (no end-of-run marker in the queue)."""
         return ""
+
+
+def destination(provider: object) -> SqsAudienceExport:
+    """The step of sqs_audience_export (declared in SPEC)."""
+    return SqsAudienceExport()
 
 
 PROVIDER = SqsProvider()

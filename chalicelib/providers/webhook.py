@@ -34,13 +34,14 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, Field, SecretStr
 from pydantic.config import JsonDict
 
-from chalicelib.domain.catalog import AuthMethodSpec, JobType, ProviderSpec, WorkflowSpec
+from chalicelib.domain.catalog import AuthMethodSpec, JobType, ProviderSpec, Role, StepRef, WorkflowSpec
 from chalicelib.domain.models import CheckResult, HealthStatus
-from chalicelib.providers.base import Option, ProviderError, StepContext
+from chalicelib.providers.base import Option, ProviderError
 from chalicelib.providers.calls import CallCounter
 from chalicelib.providers.events import SCHEMA_VERSION, build_events
 from chalicelib.providers.http import HttpClient, HttpError, RateLimit, RetryPolicy, basic_auth_value
 from chalicelib.providers.models import HeaderSecret, StrictModel
+from chalicelib.providers.roles import StepContext
 
 SECRET: JsonDict = {"x-secret": True}
 SIGNATURE_HEADER = "Switchyard-Signature"
@@ -149,6 +150,7 @@ SPEC = ProviderSpec(
             id="webhook_audience_export",
             name="Webhook audience export",
             job_type=JobType.EXPORT,
+            step=StepRef(Role.DESTINATION, "chalicelib.providers.webhook:WebhookAudienceExport"),
             description="POSTs who entered and left an audience as batches of JSON events.",
             auth_methods=METHODS,
             config_model=WebhookExportConfig,
@@ -284,10 +286,6 @@ class WebhookProvider:
         host = _host(str(credentials.url))
         return f"{credentials.username} @ {host}" if method == "basic" else host
 
-    def export_step(self, workflow_id: str) -> WebhookAudienceExport:
-        if workflow_id != "webhook_audience_export":
-            raise ProviderError(f"workflow {workflow_id!r} has no export step", field="workflow")
-        return WebhookAudienceExport(self)
 
 
 # -- the export (protocol: chalicelib/services/export.py) ------------------------------------

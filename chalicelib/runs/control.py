@@ -20,8 +20,9 @@ from chalicelib.domain.failures import backoff_seconds, past_failure_window
 from chalicelib.domain.models import Job
 from chalicelib.domain.runs import LogLine, Run, RunStatus, pending_alert
 from chalicelib.domain.statuses import JobStatus
-from chalicelib.providers.base import ProviderError, StepContext
+from chalicelib.providers.base import ProviderError
 from chalicelib.providers.calls import CallCounter
+from chalicelib.providers.roles import StepContext
 from chalicelib.services import alerts, health
 from chalicelib.services import credentials as creds_svc
 from chalicelib.store import metrics as M
@@ -233,15 +234,6 @@ class RunControl:
 
 
 # -- what a stage reads with ----------------------------------------------------------------
-
-
-def provider_step(ctl: RunControl, job: Job, factory: str, kind: str) -> Any:
-    """The provider's step object for the job's workflow (`export_step`, `enrichment_step`...)."""
-    provider = ctl.d.registry.get(job.provider)
-    make = getattr(provider, factory, None)
-    if make is None:
-        raise ProviderError(f"provider {job.provider!r} has no {kind} step", field="workflow")
-    return make(job.workflow)
 
 
 def step_context(ctl: RunControl, job: Job, run: Run, started: float, budget: float,

@@ -17,7 +17,7 @@ class StepOutcome:
 
     cursor: dict[str, Any]
     processed: int
-    total: int
+    total: int | None  # None while a source cannot tell how much it will read
     done: bool
     state: dict[str, Any]
     added: int = 0

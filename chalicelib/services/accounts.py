@@ -248,7 +248,7 @@ def update_user(d: Deps, p: Principal, user_id: str, *, role: Role | None, disab
             except NotFound:
                 continue  # revoked meanwhile
             revoked.append(token.id)
-    _audit(d, p, "updated", "user", user.id, user.name, {"role": user.role.value, "disabled": user.disabled},
+    _audit(d, p, "changed", "user", user.id, user.name, {"role": user.role.value, "disabled": user.disabled},
            before=before)
     for token_id in revoked:
         _audit(d, p, "deleted", "token", token_id, "")

@@ -73,12 +73,26 @@ def record_requests(d: Deps, account_id: str, auth_id: str, counter: CallCounter
                     exc_info=True)
 
 
-def refuse_check(provider: ProviderSpec, check: CheckResult, *, field: str) -> Invalid:
+def refuse_check(provider: ProviderSpec, check: CheckResult, *, field: str,
+                 config_resources: dict[str, str] | None = None) -> Invalid:
+    """The refusal of a failed check, saying whose fault it is: the credentials (auth), or a
+    resource they were given that cannot be reached (config: the bucket, the list), marked
+    at that field. Transient trouble never gets here (run_check answers 503)."""
+    if check.resource:
+        # The resource came from the job's configuration, or from the credentials themselves.
+        where = "config" if check.resource in (config_resources or {}) else field
+        return Invalid(
+            f"{provider.name} accepted these credentials, but {check.reason}: check the "
+            f"{check.resource.replace('_', ' ')}",
+            code="authorization.check_failed",
+            fields={f"{where}.{check.resource}": check.reason or "cannot be reached"},
+            details={"reason": check.reason, "problem": "config"},
+        )
     return Invalid(
         f"{provider.name} did not accept these credentials: {check.reason}",
         code="authorization.check_failed",
         fields={field: check.reason or "check failed"},
-        details={"reason": check.reason},
+        details={"reason": check.reason, "problem": "auth"},
     )
 
 
@@ -103,7 +117,7 @@ def prepare(
                                   generated=creds_svc.generated_values(d, p.account_id, method))
     check = run_check(provider, method.id, credentials, resources, counter)
     if not check.ok:
-        raise refuse_check(provider.spec, check, field=f"{field_prefix}credentials")
+        raise refuse_check(provider.spec, check, field=f"{field_prefix}credentials", config_resources=resources)
     auth_id = new_id("auth")
     now = now_iso()
     auth = Authorization(

@@ -34,10 +34,10 @@ from chalicelib.domain.errors import Invalid
 from chalicelib.domain.models import Job
 from chalicelib.domain.profiles import ProfileRecord
 from chalicelib.domain.runs import LogLine, Run
-from chalicelib.providers.base import ProviderError, StepContext
+from chalicelib.providers.base import ProviderError
 from chalicelib.providers.calls import CallCounter
-from chalicelib.providers.enrichment import EnrichStep
-from chalicelib.runs.control import Delivery, RunControl, RunLease, provider_step, step_context
+from chalicelib.providers.roles import Enricher, StepContext
+from chalicelib.runs.control import Delivery, RunControl, RunLease, step_context
 from chalicelib.runs.outcome import StepOutcome
 from chalicelib.store.membership import MissingChunk, PlanRef, PlanRow, new_set_id
 
@@ -59,7 +59,7 @@ def enrichment_stage(ctl: RunControl, job: Job, run: Run, delivery: Delivery, st
     """One step of an enrichment run, under the lease the engine took; the engine commits
     what it returns."""
     try:
-        impl: EnrichStep = provider_step(ctl, job, "enrichment_step", "enrichment")
+        impl = ctl.d.registry.enricher(job.provider, job.workflow)
         if run.step == 0:
             return _plan(ctl, job, run, delivery, budget, impl)
         ctx = step_context(ctl, job, run, started, budget, calls)
@@ -70,7 +70,7 @@ def enrichment_stage(ctl: RunControl, job: Job, run: Run, delivery: Delivery, st
 
 
 def _plan(ctl: RunControl, job: Job, run: Run, delivery: Delivery, budget: float,
-          impl: EnrichStep) -> StepOutcome:
+          impl: Enricher) -> StepOutcome:
     d = ctl.d
     acct = job.account_id
     frozen = impl.freeze(job.config)
@@ -138,7 +138,7 @@ def _plan(ctl: RunControl, job: Job, run: Run, delivery: Delivery, budget: float
                        omitted_reasons=dict(omitted), lines=lines)
 
 
-def _lookups(ctl: RunControl, job: Job, run: Run, ctx: StepContext, impl: EnrichStep, started: float,
+def _lookups(ctl: RunControl, job: Job, run: Run, ctx: StepContext, impl: Enricher, started: float,
              budget: float) -> StepOutcome:
     cur = dict(run.cursor or {})
     if cur.get("kind") != CURSOR_KIND or cur.get("v") != CURSOR_VERSION:

@@ -29,16 +29,17 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from chalicelib.domain.audiences import parse_filter
 from chalicelib.domain.errors import Invalid
 from chalicelib.domain.models import Job
 from chalicelib.domain.profiles import Profile
 from chalicelib.domain.runs import LogLine, Run
-from chalicelib.providers.base import ProviderError, StepContext
+from chalicelib.providers.base import ProviderError
 from chalicelib.providers.calls import CallCounter
-from chalicelib.runs.control import Delivery, RunControl, RunLease, provider_step, step_context
+from chalicelib.providers.roles import Destination, StepContext
+from chalicelib.runs.control import Delivery, RunControl, RunLease, step_context
 from chalicelib.runs.outcome import StepOutcome
 from chalicelib.store.membership import MembershipRepo, MissingChunk, PlanRef, PlanRow, SetRef, new_set_id
 
@@ -48,37 +49,6 @@ CURSOR_VERSION = 1
 PAGE_SIZE = 1000  # profiles per Query while computing the membership
 OMITTED_NO_VALUES = "missing_identifier"  # an add with none of the exported fields
 OMITTED_TOO_LARGE = "too_large"  # a change whose event is over the destination's size limit
-
-
-# -- what a destination provides -------------------------------------------------------------
-
-
-class PartResult(Protocol):
-    key: str
-    rows: int  # how many of the rows given the part holds (the first ones)
-    bytes: int
-    # Positions (among those rows) the destination was not sent because one row is over
-    # its size limit (an event destination's 1 MB record): counted as omitted `too_large`.
-    skipped: tuple[int, ...]
-
-
-class ExportStep(Protocol):
-    """A provider's side of an export workflow (S3: providers/s3_export.py)."""
-
-    def freeze(self, config: dict[str, Any]) -> dict[str, Any]:
-        """Destination settings a run keeps from its step 0 (small JSON); "fields" names
-        the profile values captured for each change. ProviderError when unusable."""
-        ...
-
-    def write_part(self, ctx: StepContext, frozen: dict[str, Any], part: int,
-                   rows: Sequence[PlanRow]) -> PartResult:
-        """Write part `part` (idempotent: same part, same rows, same result) with the first
-        rows that fit; returning means the destination has them."""
-        ...
-
-    def write_manifest(self, ctx: StepContext, frozen: dict[str, Any], summary: dict[str, Any]) -> str:
-        """Tell the destination the run's parts are complete."""
-        ...
 
 
 # -- the values sent -------------------------------------------------------------------------
@@ -157,7 +127,7 @@ def export_stage(ctl: RunControl, job: Job, run: Run, delivery: Delivery, starte
     """One step of an export run, under the lease the engine took (docs/export.md); the
     engine commits what it returns."""
     try:
-        impl: ExportStep = provider_step(ctl, job, "export_step", "export")
+        impl = ctl.d.registry.destination(job.provider, job.workflow)
         ctx = step_context(ctl, job, run, started, budget, calls)
         if run.step == 0:
             return _plan(ctl, job, run, delivery, budget, impl)
@@ -168,7 +138,7 @@ def export_stage(ctl: RunControl, job: Job, run: Run, delivery: Delivery, starte
 
 
 def _plan(ctl: RunControl, job: Job, run: Run, delivery: Delivery, budget: float,
-          impl: ExportStep) -> StepOutcome:
+          impl: Destination) -> StepOutcome:
     d = ctl.d
     acct = job.account_id
     frozen = impl.freeze(job.config)
@@ -258,7 +228,7 @@ def _plan(ctl: RunControl, job: Job, run: Run, delivery: Delivery, budget: float
                        omitted_reasons=dict(plan.omitted), lines=lines, after_success=_clean_up(ctl, job, run, cursor))
 
 
-def _part(ctl: RunControl, job: Job, run: Run, ctx: StepContext, impl: ExportStep) -> StepOutcome:
+def _part(ctl: RunControl, job: Job, run: Run, ctx: StepContext, impl: Destination) -> StepOutcome:
     cur = dict(run.cursor or {})
     if cur.get("v") != CURSOR_VERSION:
         raise ProviderError("this run's checkpoint is not an export checkpoint; resume to start a new run")
@@ -339,4 +309,4 @@ def _clean(repo: MembershipRepo, job: Job, run: Run, cursor: dict[str, Any]) -> 
         log.warning("export clean-up after run %s failed", run.id, exc_info=True)
 
 
-__all__ = ["ExportStep", "diff", "export_stage", "field_value", "values_of"]
+__all__ = ["diff", "export_stage", "field_value", "values_of"]

@@ -19,7 +19,7 @@ def import_stage(ctl: RunControl, job: Job, run: Run, delivery: Delivery, starte
                  calls: CallCounter) -> StepOutcome:
     """One step of an import run: read a page from the source, write its profiles."""
     ctx = step_context(ctl, job, run, started, budget, calls)
-    impl = ctl.d.registry.get(job.provider).import_step(job.workflow)  # type: ignore[attr-defined]
+    impl = ctl.d.registry.source(job.provider, job.workflow)
     result = impl.read(ctx)
     mapping = P.Mapping.from_config(job.config)
     records = []

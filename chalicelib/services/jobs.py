@@ -21,9 +21,10 @@ from chalicelib.domain.rules import (
     resolve_workflow,
 )
 from chalicelib.domain.runs import LogLine
-from chalicelib.domain.schedules import pending_start
+from chalicelib.domain.schedules import next_fires, pending_start
 from chalicelib.domain.statuses import Action, JobStatus, initial_status
 from chalicelib.providers.base import Provider
+from chalicelib.providers.calls import CallCounter
 from chalicelib.services import authorizations as auth_svc
 from chalicelib.services.collect import bind_write_key, key_in_use
 from chalicelib.services.validation import validate
@@ -66,17 +67,37 @@ def _resources(wf: WorkflowSpec, config: dict[str, Any]) -> dict[str, str]:
 
 
 def _refuse_unreachable(provider: Provider, check: CheckResult, field_name: str) -> Invalid:
+    """A configured resource out of reach is the configuration's fault (marked at its field);
+    refused credentials are the authorization's."""
+    if check.resource:
+        return Invalid(
+            f"the authorization cannot reach what this job is configured with: {check.reason}",
+            code="job.config_unreachable",
+            fields={f"{field_name}.{check.resource}": check.reason or "cannot be reached"},
+            details={"reason": check.reason, "provider": provider.spec.id, "problem": "config"},
+        )
     return Invalid(
-        f"the authorization cannot reach what this job is configured with: {check.reason}",
+        f"{provider.spec.name} no longer accepts this authorization's credentials: {check.reason}",
         code="job.config_unreachable",
-        fields={field_name: check.reason or "unreachable"},
-        details={"reason": check.reason, "provider": provider.spec.id},
+        fields={"authorization_id": check.reason or "credentials refused"},
+        details={"reason": check.reason, "provider": provider.spec.id, "problem": "auth"},
     )
 
 
-def create(d: Deps, p: Principal, new: NewJob) -> tuple[Job, Authorization]:
-    """Provider -> job type -> authorization -> configure (SPEC rule 2), then start or stage."""
-    p.require(Capability.MANAGE_INTEGRATIONS)
+@dataclass
+class _Checked:
+    """A new job that passed every check a create makes, nothing written yet."""
+
+    provider: Provider
+    wf: WorkflowSpec
+    config: dict[str, Any]
+    auth: Authorization
+    inline: tuple[Authorization, dict[str, Any]] | None
+    calls: CallCounter
+    provider_account: str | None
+
+
+def _check_new(d: Deps, p: Principal, new: NewJob) -> _Checked:
     provider = d.registry.for_request(new.provider)
     wf = resolve_workflow(provider.spec, new.job_type, new.workflow)
     if (new.authorization_id is None) == (new.authorization is None):
@@ -129,6 +150,29 @@ def create(d: Deps, p: Principal, new: NewJob) -> tuple[Job, Authorization]:
             auth_svc.record_requests(d, p.account_id, auth.id, calls)
             raise _refuse_unreachable(provider, check, "config")
         provider_account = check.provider_account or auth.provider_account
+
+    return _Checked(provider, wf, config, auth, inline, calls, provider_account)
+
+
+def preview(d: Deps, p: Principal, new: NewJob, *, count: int = 3) -> list[str]:
+    """Every check a create makes, nothing written: the refusal a create would give, or the
+    next `count` run starts of the schedule (UTC). The wizard calls it before Review."""
+    p.require(Capability.MANAGE_INTEGRATIONS)
+    checked = _check_new(d, p, new)
+    if checked.inline is None:
+        auth_svc.record_requests(d, p.account_id, checked.auth.id, checked.calls)  # the check's requests
+    now = datetime.now(UTC)
+    if new.schedule is None:
+        return [_utc_iso(now)]
+    return [_utc_iso(at) for at in next_fires(new.schedule, now, count)]
+
+
+def create(d: Deps, p: Principal, new: NewJob) -> tuple[Job, Authorization]:
+    """Provider -> job type -> authorization -> configure (SPEC rule 2), then start or stage."""
+    p.require(Capability.MANAGE_INTEGRATIONS)
+    checked = _check_new(d, p, new)
+    provider, wf, config, auth = checked.provider, checked.wf, checked.config, checked.auth
+    inline, calls, provider_account = checked.inline, checked.calls, checked.provider_account
 
     now = now_iso()
     status = initial_status(new.start)

@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from chalicelib.domain.models import Job
 from chalicelib.domain.runs import LogLine, Run
-from chalicelib.providers.base import TaskStep
 from chalicelib.providers.calls import CallCounter
-from chalicelib.runs.control import Delivery, RunControl, provider_step, step_context
+from chalicelib.runs.control import Delivery, RunControl, step_context
 from chalicelib.runs.outcome import StepOutcome
 
 
@@ -21,7 +20,7 @@ def task_stage(ctl: RunControl, job: Job, run: Run, delivery: Delivery, started:
                calls: CallCounter) -> StepOutcome:
     """The one step of a task run, under the lease the engine took; the engine commits what
     it returns."""
-    impl: TaskStep = provider_step(ctl, job, "task_step", "task")
+    impl = ctl.d.registry.task(job.provider, job.workflow)
     ctx = step_context(ctl, job, run, started, budget, calls)
     # The same crash-injection points as the other steps' writes (docs/engine.md).
     ctl.o.fault("before_write")

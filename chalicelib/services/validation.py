@@ -146,10 +146,11 @@ _FAMILIES: tuple[tuple[str, str], ...] = (
 _COLLECTIONS = {"List", "Tuple", "Set", "Frozenset", "Dictionary", "Iterable"}
 # Field names that read badly alone, said in words; GENERIC ones also need their parent.
 _NAMES = {"at": "time", "timezone": "time zone", "every_minutes": "minutes between runs", "op": "operator",
+          "expression": "cron expression",
           "dc": "data center", "failure_window_hours": "hours of errors before failing"}
 _GENERIC = {"start", "end", "value", "field", "min", "max", "type", "day", "at", "op", "name"}
 # Discriminated unions put the member's tag in the error's location; it is never a field.
-_UNION_TAGS = {"once", "interval", "daily", "weekly"}
+_UNION_TAGS = {"once", "interval", "daily", "weekly", "cron"}
 
 
 def _humanize(part: str) -> str:

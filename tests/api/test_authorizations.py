@@ -58,7 +58,10 @@ def test_failing_check_is_422_with_reason_and_stores_nothing(api, tenant):
     assert r.status_code == 422
     err = r.json["error"]
     assert err["code"] == "authorization.check_failed"
-    assert "does not exist" in err["message"] and "credentials" in err["fields"]
+    assert "does not exist" in err["message"] and list(err["fields"]) == ["credentials.bucket"]
+    # The class of the problem in words: the keys work, the bucket is wrong.
+    assert err["message"].startswith("Amazon S3 accepted these credentials, but bucket")
+    assert err["details"]["problem"] == "config"
     # AND nothing was stored: no item, no secret
     assert api.get("/authorizations").json["data"] == []
     assert _secrets(f"switchyard/test/{tenant.account_id}/") == []

@@ -70,7 +70,9 @@ def test_inline_authorization_failing_check_stores_nothing(api):
                                              "credentials": s3_credentials()}})
     assert r.status_code == 422
     assert r.json["error"]["code"] == "authorization.check_failed"
-    assert "authorization.credentials" in r.json["error"]["fields"]
+    # The keys were accepted: the bucket of the configuration is at fault, and marked.
+    assert list(r.json["error"]["fields"]) == ["config.bucket"], r.json
+    assert r.json["error"]["message"].startswith("Amazon S3 accepted these credentials, but ")
     assert api.get("/jobs").json["data"] == [] and api.get("/authorizations").json["data"] == []
 
 
@@ -88,7 +90,7 @@ def test_wizard_rules_name_the_field(api, crm):
         ({"config": {"bucket": "Bad_Bucket!"}}, "validation.invalid", "config.bucket"),
         ({"config": {"bucket": bucket, "colour": "red"}}, "validation.invalid", "config.colour"),
         ({"config": {}}, "validation.invalid", "config.bucket"),
-        ({"config": {"bucket": "not-a-real-bucket"}}, "job.config_unreachable", "config"),
+        ({"config": {"bucket": "not-a-real-bucket"}}, "job.config_unreachable", "config.bucket"),
         ({"authorization_id": "auth_missing"}, "authorization.not_found", "authorization_id"),
         ({"schedule": {"type": "daily", "at": "25:00"}}, "validation.invalid", "schedule.daily.at"),
         ({"schedule": {"type": "interval", "every_minutes": 10, "timezone": "Mars/Olympus"}},

@@ -104,19 +104,51 @@ def test_links_lead_from_collections_to_their_items(api):
     # Clients and the stateful fuzzer (tests/proof/test_fuzz.py) follow these.
     paths = _doc(api)["paths"]
     created = paths["/api/v1/jobs"]["post"]["responses"]["201"]["links"]
-    assert created["get_api_v1_jobs_job_id"] == {"operationId": "get_api_v1_jobs_job_id",
-                                                  "parameters": {"job_id": "$response.body#/data/id"}}
-    assert {"patch_api_v1_jobs_job_id", "post_api_v1_jobs_job_id_pause", "delete_api_v1_jobs_job_id"} <= set(created)
+    assert created["get_job"] == {"operationId": "get_job", "parameters": {"job_id": "$response.body#/data/id"}}
+    assert {"update_job", "pause_job", "delete_job"} <= set(created)
     listed = paths["/api/v1/authorizations"]["get"]["responses"]["200"]["links"]
-    assert listed["get_api_v1_authorizations_auth_id"]["parameters"] == {"auth_id": "$response.body#/data/0/id"}
+    assert listed["get_authorization"]["parameters"] == {"auth_id": "$response.body#/data/0/id"}
     rule = paths["/api/v1/jobs/{job_id}/alert-rules"]["post"]["responses"]["201"]["links"]
-    assert rule["delete_api_v1_jobs_job_id_alert-rules_rule_id"]["parameters"] == {
+    assert rule["delete_job_alert_rule"]["parameters"] == {
         "job_id": "$request.path.job_id", "rule_id": "$response.body#/data/id"}
     # a deeper item is linked from its own collection only
-    assert "delete_api_v1_jobs_job_id_alert-rules_rule_id" not in created
+    assert "delete_job_alert_rule" not in created
     operation_ids = {op["operationId"] for ops in paths.values() for op in ops.values()}
     for ops in paths.values():
         for op in ops.values():
             for resp in op["responses"].values():
                 for link in resp.get("links", {}).values():
                     assert link["operationId"] in operation_ids
+
+
+def test_operation_ids_name_actions_and_are_grouped_by_tag(api):
+    # Generated clients take their method names from these (tests/api/test_generated_client.py).
+    doc = _doc(api)
+    ops = {(m.upper(), p.removeprefix("/api/v1")): op for p, by_method in doc["paths"].items()
+           for m, op in by_method.items()}
+    names = {key: op["operationId"] for key, op in ops.items()}
+    assert len(set(names.values())) == len(names), "operation ids must be unique"
+    expected = {
+        ("GET", "/jobs"): "list_jobs", ("POST", "/jobs"): "create_job", ("GET", "/jobs/{job_id}"): "get_job",
+        ("PATCH", "/jobs/{job_id}"): "update_job", ("DELETE", "/jobs/{job_id}"): "delete_job",
+        ("POST", "/jobs/{job_id}/pause"): "pause_job", ("POST", "/jobs/{job_id}/resume"): "resume_job",
+        ("POST", "/jobs/{job_id}/run"): "run_job", ("GET", "/jobs/{job_id}/runs"): "list_job_runs",
+        ("GET", "/jobs/{job_id}/logs"): "list_job_logs", ("GET", "/jobs/{job_id}/activity"): "get_job_activity",
+        ("POST", "/authorizations/{auth_id}/check"): "check_authorization",
+        ("PUT", "/authorizations/{auth_id}/credentials"): "rotate_authorization_credentials",
+        ("DELETE", "/tokens/{token_id}"): "revoke_token",
+        ("GET", "/providers/{provider}/workflows/{workflow}/options/{field}"): "list_field_choices",
+        ("POST", "/jobs/{job_id}/alert-rules"): "create_job_alert_rule",
+        ("GET", "/oauth/{provider}/start"): "start_oauth", ("POST", "/jobs/preview"): "preview_job",
+    }
+    assert {k: names[k] for k in expected} == expected
+    verbs = {"list", "get", "create", "update", "delete", "replace", "rotate", "revoke", "pause", "resume", "run",
+             "check", "preview", "send", "start", "finish"}
+    for key, name in names.items():
+        assert re.fullmatch(r"[a-z]+(_[a-z]+)+", name) and name.split("_")[0] in verbs, (key, name)
+        assert "api" not in name.split("_") and "v1" not in name, (key, name)
+    # Every operation has exactly one tag, and each tag is declared with a description.
+    declared = {t["name"]: t["description"] for t in doc["tags"]}
+    for key, op in ops.items():
+        [tag] = op["tags"]
+        assert declared.get(tag), (key, tag)

@@ -81,6 +81,9 @@ CASES: list[tuple[str, str, str, Any]] = [
     ("bad bucket", "POST", "/jobs", "bucket"),
     ("interval too short", "POST", "/jobs", "interval"),
     ("unknown schedule type", "POST", "/jobs", "schedule_type"),
+    ("bad cron expression", "POST", "/jobs", "cron"),
+    ("cron out of range", "POST", "/jobs", "cron_range"),
+    ("preview of a bad job", "POST", "/jobs/preview", "cron"),
     ("bad start flag", "POST", "/jobs", "start"),
     ("failure window", "POST", "/jobs", "window"),
     ("null label", "PATCH", "/jobs/{job}", {"label": None, "version": 1}),
@@ -109,6 +112,8 @@ def test_each_kind_of_refused_input_is_plain(api, world, name, method, path, bod
         "bucket": _job(world, config={"bucket": "Not_A_Bucket"}),
         "interval": _job(world, schedule={"type": "interval", "every_minutes": 1}),
         "schedule_type": _job(world, schedule={"type": "hourly"}),
+        "cron": _job(world, schedule={"type": "cron", "expression": "every monday at nine"}),
+        "cron_range": _job(world, schedule={"type": "cron", "expression": "cron(0 24 ? * MON *)"}),
         "start": _job(world, start="maybe"),
         "window": _job(world, failure_window_hours=0),
     }

@@ -407,3 +407,35 @@ def test_pending_start_is_a_one_time_start_still_ahead():
     assert pending_start({"type": "once", "at": None}, now) is None
     assert pending_start({"type": "daily", "at": "13:00", "timezone": "UTC"}, now) is None
     assert pending_start(None, now) is None
+
+
+# -- cron schedules (power users) -------------------------------------------------------------
+
+
+def test_a_cron_schedule_is_stored_as_written_and_fires_in_its_time_zone() -> None:
+    from chalicelib.domain.schedules import next_fires
+
+    sched = {"type": "cron", "expression": " cron(30 9 ? * MON-FRI *) ", "timezone": "Europe/Paris"}
+    assert scheduler_expression(sched) == SchedulerExpression("cron(30 9 ? * MON-FRI *)", "Europe/Paris")
+    # Friday 2026-12-04 10:00 Paris: the next three weekday mornings skip the weekend.
+    after = local(PARIS, 2026, 12, 4, 10, 0)
+    assert next_fires(sched, after, 3) == [local(PARIS, 2026, 12, d, 9, 30).astimezone(UTC) for d in (7, 8, 9)]
+    # Across the spring DST change the wall-clock time holds (08:30 UTC, then 07:30 UTC).
+    spring = next_fires(sched, local(PARIS, 2027, 3, 25, 10, 0), 2)
+    assert [t.hour for t in spring] == [8, 7]
+
+
+def test_a_cron_schedule_with_a_bad_expression_is_refused() -> None:
+    for bad in ("cron(0 9 * * MON *)", "rate(5 minutes)", "cron(61 9 ? * MON *)", None):
+        with pytest.raises(ScheduleError):
+            scheduler_expression({"type": "cron", "expression": bad, "timezone": "UTC"})
+
+
+def test_runs_per_month_of_a_cron_schedule_counts_its_fires() -> None:
+    from chalicelib.domain.schedules import fires_per_month
+
+    start = utc(2026, 12, 7)  # a Monday
+    weekdays = fires_per_month({"type": "cron", "expression": "cron(0 9 ? * MON-FRI *)", "timezone": "UTC"}, start)
+    assert weekdays == pytest.approx(5 * 30 / 7)
+    every_minute = fires_per_month({"type": "cron", "expression": "cron(* * * * ? *)", "timezone": "UTC"}, start)
+    assert every_minute == pytest.approx(30 * 24 * 60)  # counted past the cap, then scaled

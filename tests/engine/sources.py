@@ -10,9 +10,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
-from chalicelib.domain.catalog import AuthMethodSpec, JobType, ProviderSpec, WorkflowSpec
+from chalicelib.domain.catalog import AuthMethodSpec, JobType, ProviderSpec, Role, StepRef, WorkflowSpec
 from chalicelib.domain.models import CheckResult, HealthStatus
-from chalicelib.providers.base import Option, ProviderError, ReadResult, SourceRow, StepContext
+from chalicelib.providers.base import Option, ProviderError
+from chalicelib.providers.roles import ReadResult, SourceRow, StepContext
 
 
 class Key(BaseModel):
@@ -37,7 +38,7 @@ class MemorySource:
         auth_methods=(AuthMethodSpec("api_key", "API key", "", Key),),
         workflows=(
             WorkflowSpec("list_import", "List import", JobType.IMPORT, "", ("api_key",),
-                         ListImportConfig),
+                         ListImportConfig, step=StepRef(Role.SOURCE, "tests.engine.sources:itself")),
         ),
     )
 
@@ -54,9 +55,6 @@ class MemorySource:
 
     def credential_hint(self, method: str, credentials: Any) -> str | None:
         return None
-
-    def import_step(self, workflow_id: str) -> MemorySource:
-        return self
 
     def read(self, ctx: StepContext) -> ReadResult:
         self.reads += 1
@@ -75,6 +73,11 @@ class MemorySource:
                  for i, r in enumerate(rows[start:end], start)]
         return ReadResult(rows=batch, cursor={"i": end}, done=end >= len(rows),
                           state={"imported": len(rows)}, processed=end, total=len(rows))
+
+
+def itself(provider: MemorySource) -> MemorySource:
+    """The source's step is the source itself: the test sees every read it is asked for."""
+    return provider
 
 
 def people(n: int, *, offset: int = 0, missing_every: int = 0) -> list[dict[str, Any]]:

@@ -18,9 +18,11 @@ from typing import Any
 
 import pytest
 
-from chalicelib.providers.base import ProviderError, StepContext
+from chalicelib.providers.base import ProviderError
 from chalicelib.providers.calls import CallCounter
-from chalicelib.providers.gtm import PROVIDER, GoogleOAuth, GtmInstallConfig
+from chalicelib.providers.gtm import GoogleOAuth, GtmInstallConfig
+from chalicelib.providers.registry import Registry
+from chalicelib.providers.roles import StepContext
 from chalicelib.store.rates import SharedRateStore
 from tests.engine.fresh import fresh_deps
 from tests.fakes.google import FakeGoogle
@@ -123,7 +125,7 @@ def _steps(fake: FakeGoogle, clock: EventClock, tenants: int, rates: SharedRateS
                               method="oauth", credentials=creds, config=cfg, cursor=None, state={},
                               max_records=1000, deadline=clock.now() + 900,
                               counter=CallCounter(authorization_id=f"auth_{i}", rates=rates))
-            results[i] = PROVIDER.task_step("gtm_install_tag").run(ctx)
+            results[i] = Registry().task("google_tag_manager", "gtm_install_tag").run(ctx)
         except ProviderError as exc:
             results[i] = exc
         finally:

@@ -260,4 +260,4 @@ def test_stream_options_and_a_missing_stream_through_the_api(api, stream):
     r = api.post("/jobs", {"provider": "amazon_kinesis", "job_type": "import", "workflow": "kinesis_import",
                            "authorization_id": auth["id"], "label": "x", "config": {"stream_name": "sy-nope"}})
     assert r.status_code == 422, r.body
-    assert "ResourceNotFoundException" in r.body.decode() and "config" in r.json["error"]["fields"]
+    assert "ResourceNotFoundException" in r.body.decode() and "config.stream_name" in r.json["error"]["fields"]

@@ -85,9 +85,12 @@ def serve_app() -> Iterator[str]:
     config = Config.create(chalice_stage="local", app_name="switchyard", chalice_app=app,
                            api_gateway_stage="api")
     # Requests arrive on server threads: a thread-local current_request, as devserver does.
+    # An app already served in this process (devserver.gateway.load_app, another test) is
+    # already patched: patching it again would make CustomLocalChalice its own base.
     original = app.__class__
-    CustomLocalChalice.__bases__ = (LocalChalice, original)
-    app.__class__ = CustomLocalChalice
+    if not isinstance(app, LocalChalice):
+        CustomLocalChalice.__bases__ = (LocalChalice, original)
+        app.__class__ = CustomLocalChalice
     port = free_port()
     server = make_server(app, config, "127.0.0.1", port, quiet=True)
     thread = threading.Thread(target=server.server.serve_forever, name="proof-http", daemon=True)

@@ -106,7 +106,9 @@ def _seed(api: Any, deps: Any, tenant: Any, base: str) -> World:
     rule = api.post(f"/jobs/{job['id']}/alert-rules", {"metric": "added", "granularity": "day", "max": 9})
     user = api.post("/users", {"email": "obs@fuzz.example", "name": "Obs", "role": "observer"}).json["data"]
     spare = [api.post("/tokens", {"label": f"spare {i}"}).json["data"]["id"] for i in range(3)]
-    ids = {"job_id": job["id"], "auth_id": auth["id"], "audience_id": audience["id"],
+    hooks = api.put("/alerts", {"webhooks": ["https://93.184.216.34/hook"], "version": 0})
+    assert hooks.status_code == 200, hooks.body
+    ids = {"webhook_id": hooks.json["data"]["webhooks"][0]["id"], "job_id": job["id"], "auth_id": auth["id"], "audience_id": audience["id"],
            "rule_id": rule.json["data"]["id"], "profile_id": profile.id, "token_id": spare[0],
            "user_id": user["id"], "provider": "amazon_s3", "workflow": "s3_file_import", "field": "prefix"}
     return World(base=base, headers={"Authorization": f"Bearer {tenant.admin_token}"},

@@ -11,12 +11,14 @@ import pytest
 
 from chalicelib.domain.models import HealthStatus
 from chalicelib.domain.profiles import Profile, profile_id_for
-from chalicelib.providers.base import ProviderError, StepContext
+from chalicelib.providers.base import ProviderError
 from chalicelib.providers.calls import CallCounter
 from chalicelib.providers.fullcontact import PROVIDER as FULLCONTACT
 from chalicelib.providers.fullcontact import ApiKey
 from chalicelib.providers.http_enrichment import PROVIDER as ENDPOINT
 from chalicelib.providers.http_enrichment import Endpoint, EndpointBearer
+from chalicelib.providers.registry import Registry
+from chalicelib.providers.roles import StepContext
 from tests.fakes.fullcontact import FakeFullContact
 from tests.http_receiver import Answer, Receiver
 
@@ -62,7 +64,7 @@ def _ctx(method: str, credentials: Any) -> StepContext:
 def test_fullcontact_sends_every_email_and_maps_the_person(fake):
     # GIVEN a person FullContact knows by their second email
     fake.know("ada@work.example", title="CTO")
-    step = FULLCONTACT.enrichment_step("fullcontact_person_enrich")
+    step = Registry().enricher("fullcontact", "fullcontact_person_enrich")
     frozen = step.freeze({"field_mapping": {"fullName": "full_name", "details.name.given": "first_name"}})
     ctx = _ctx("api_key", ApiKey(api_key=KEY))
     # WHEN a profile with two emails is looked up
@@ -77,7 +79,7 @@ def test_fullcontact_sends_every_email_and_maps_the_person(fake):
 
 
 def test_fullcontact_refusing_an_identifier_is_per_profile_but_a_key_is_for_the_job(fake):
-    step = FULLCONTACT.enrichment_step("fullcontact_person_enrich")
+    step = Registry().enricher("fullcontact", "fullcontact_person_enrich")
     frozen = step.freeze({})
     # GIVEN an email FullContact refuses (422): omitted as rejected, in FullContact's words
     fake.receiver.then(Answer(422, {"status": 422, "message": "Invalid email address"}))
@@ -86,7 +88,7 @@ def test_fullcontact_refusing_an_identifier_is_per_profile_but_a_key_is_for_the_
     # AND a key it does not know raises for the engine (auth: not transient), key redacted
     fake.receiver.then(Answer(401, {"status": 401, "message": f"Invalid access token {KEY}"}))
     with pytest.raises(ProviderError) as err:
-        FULLCONTACT.enrichment_step("fullcontact_person_enrich").lookup(
+        Registry().enricher("fullcontact", "fullcontact_person_enrich").lookup(
             _ctx("api_key", ApiKey(api_key=KEY)), frozen, _profile(email=["a@b.example"]))
     assert not err.value.transient and KEY not in str(err.value)
     assert str(err.value) == "FullContact answered 401 Unauthorized: Invalid access token [redacted]"
@@ -96,7 +98,7 @@ def test_fullcontact_202_is_unmatched_now_and_found_when_asked_again(fake):
     # GIVEN a person FullContact has not searched for yet: its first answer is 202 (queued)
     fake.know("grace@work.example", title="Admiral")
     fake.queue("grace@work.example")
-    step = FULLCONTACT.enrichment_step("fullcontact_person_enrich")
+    step = Registry().enricher("fullcontact", "fullcontact_person_enrich")
     frozen = step.freeze({"field_mapping": {"fullName": "full_name"}})
     ctx = _ctx("api_key", ApiKey(api_key=KEY))
     # WHEN the profile is looked up THEN nothing is filled, nothing failed, one request sent
@@ -113,7 +115,7 @@ def test_fullcontact_429_without_retry_after_backs_off_and_lowers_the_rate(fake)
     from chalicelib.providers import http as H
 
     fake.know("ada@work.example")
-    step = FULLCONTACT.enrichment_step("fullcontact_person_enrich")
+    step = Registry().enricher("fullcontact", "fullcontact_person_enrich")
     frozen = step.freeze({"field_mapping": {"fullName": "full_name"}})
     ctx = _ctx("api_key", ApiKey(api_key=KEY))
     step.lookup(ctx, frozen, _profile(email=["ada@work.example"]))
@@ -148,7 +150,7 @@ def test_the_endpoint_contract():
                Answer(422, {"message": "bad identifier"}), Answer(200, {"score": 7})]
     with Receiver().then(*answers) as endpoint:
         creds = EndpointBearer(url=endpoint.url("/hook?sig=abc"), token="tok-abcdefgh")
-        step = ENDPOINT.enrichment_step("http_profile_enrich")
+        step = Registry().enricher("http_enrichment", "http_profile_enrich")
         frozen = step.freeze({"send_fields": ["ltv", "missing"], "field_mapping": {"tags": "interests"}})
         ctx = _ctx("bearer", creds)
         profile = _profile(user_id=["u1"])

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from chalicelib.domain.models import HealthStatus
-from chalicelib.providers.base import ProviderError, StepContext
+from chalicelib.providers.base import ProviderError
 from chalicelib.providers.calls import CallCounter
 from chalicelib.providers.gtm import (
     ALL_PAGES_TRIGGER,
@@ -19,6 +19,8 @@ from chalicelib.providers.gtm import (
     GtmInstallConfig,
     tag_html,
 )
+from chalicelib.providers.registry import Registry
+from chalicelib.providers.roles import StepContext
 from tests.fakes.google import EDIT, VERSIONS, FakeGoogle
 
 
@@ -111,7 +113,7 @@ def test_install_creates_one_tag_then_updates_it_and_follows_the_new_workspace(f
     fake = fake_google
     _setup(fake)
     creds = _creds(fake)
-    task = PROVIDER.task_step("gtm_install_tag")
+    task = Registry().task("google_tag_manager", "gtm_install_tag")
     # WHEN the task runs
     first = task.run(_ctx(creds, CONFIG))
     # THEN one Custom HTML tag firing on All Pages loads tag.js for the Switchyard account
@@ -144,7 +146,7 @@ def test_a_missing_workspace_is_a_config_error_naming_the_field(fake_google):
     fake = fake_google
     _setup(fake)
     with pytest.raises(ProviderError) as err:
-        PROVIDER.task_step("gtm_install_tag").run(_ctx(_creds(fake), {**CONFIG, "workspace_id": "404"}))
+        Registry().task("google_tag_manager", "gtm_install_tag").run(_ctx(_creds(fake), {**CONFIG, "workspace_id": "404"}))
     assert err.value.field == "workspace_id" and not err.value.transient and not err.value.auth
 
 
@@ -155,7 +157,7 @@ def test_missing_version_scope_is_an_auth_error(fake_google):
     creds = _creds(fake, scopes=(EDIT,))
     # WHEN the task creates the version THEN Google's 403 is an auth error, in its words
     with pytest.raises(ProviderError) as err:
-        PROVIDER.task_step("gtm_install_tag").run(_ctx(creds, CONFIG))
+        Registry().task("google_tag_manager", "gtm_install_tag").run(_ctx(creds, CONFIG))
     assert err.value.auth and "insufficient authentication scopes" in err.value.reason
 
 
@@ -166,7 +168,7 @@ def test_a_quota_403_is_retried_with_backoff_and_a_lasting_one_is_transient_not_
     fake.quota(1, path="/tags")
     counter = CallCounter()
     # WHEN the task runs THEN the HTTP layer retried it and the run finished
-    out = PROVIDER.task_step("gtm_install_tag").run(_ctx(_creds(fake), CONFIG, counter=counter))
+    out = Registry().task("google_tag_manager", "gtm_install_tag").run(_ctx(_creds(fake), CONFIG, counter=counter))
     assert "created container version 1" in out.messages
     assert counter.errors["google_tag_manager.tags.list"] == 1
     assert counter.counts["google_tag_manager.tags.list"] == 2
@@ -174,14 +176,14 @@ def test_a_quota_403_is_retried_with_backoff_and_a_lasting_one_is_transient_not_
     # Google's words: the run waits and retries, the authorization stays healthy
     fake.quota(10, path="/tags", reason="userRateLimitExceeded")
     with pytest.raises(ProviderError) as err:
-        PROVIDER.task_step("gtm_install_tag").run(_ctx(_creds(fake), CONFIG, state=out.state))
+        Registry().task("google_tag_manager", "gtm_install_tag").run(_ctx(_creds(fake), CONFIG, state=out.state))
     assert err.value.transient and not err.value.auth, err.value.reason
     assert "403" in err.value.reason and "Quota exceeded" in err.value.reason
     # AND a 403 that is not about quota is still an auth error (positive control)
     fake.failures.clear()
     fake.fail(403, 1, path="/tags")
     with pytest.raises(ProviderError) as err:
-        PROVIDER.task_step("gtm_install_tag").run(_ctx(_creds(fake), CONFIG, state=out.state))
+        Registry().task("google_tag_manager", "gtm_install_tag").run(_ctx(_creds(fake), CONFIG, state=out.state))
     assert err.value.auth and not err.value.transient
 
 
@@ -194,7 +196,7 @@ def test_publishing_needs_the_publish_scope(fake_google):
     # WHEN a publishing run starts THEN it stops before changing anything, telling the user
     # to connect again; a config error of the job, not an auth failure
     with pytest.raises(ProviderError) as err:
-        PROVIDER.task_step("gtm_install_tag").run(_ctx(old, publish))
+        Registry().task("google_tag_manager", "gtm_install_tag").run(_ctx(old, publish))
     assert err.value.field == "publish" and not err.value.auth and not err.value.transient
     assert "connect Google Tag Manager again" in err.value.reason
     assert fake.calls == [] and fake.container("6001", "9001").versions == {}
@@ -202,13 +204,13 @@ def test_publishing_needs_the_publish_scope(fake_google):
     # fake checks the scope the discovery document lists for it) says the same
     unknown = old.model_copy(update={"scope": None})
     with pytest.raises(ProviderError) as err:
-        PROVIDER.task_step("gtm_install_tag").run(_ctx(unknown, publish))
+        Registry().task("google_tag_manager", "gtm_install_tag").run(_ctx(unknown, publish))
     assert err.value.field == "publish" and not err.value.auth
     assert fake.refused == [(403, "Request had insufficient authentication scopes.")]
     # AND a grant with the scope publishes (positive control; a new run, in the workspace
     # Tag Manager made when the failed run's version was created)
     current = fake.workspace("6001", "9001").id
-    out = PROVIDER.task_step("gtm_install_tag").run(_ctx(_creds(fake), {**publish, "workspace_id": current},
+    out = Registry().task("google_tag_manager", "gtm_install_tag").run(_ctx(_creds(fake), {**publish, "workspace_id": current},
                                                          run_id="run_2"))
     assert any(m.startswith("published container version") for m in out.messages)
     assert "tagmanager.accounts.containers.versions.publish" in fake.calls
@@ -219,13 +221,13 @@ def test_every_request_the_provider_sends_matches_googles_discovery_document(fak
     fake = fake_google
     _setup(fake)
     creds = _creds(fake)
-    first = PROVIDER.task_step("gtm_install_tag").run(_ctx(creds, {**CONFIG, "publish": True}))
+    first = Registry().task("google_tag_manager", "gtm_install_tag").run(_ctx(creds, {**CONFIG, "publish": True}))
     # WHEN check, options and a second run (update, version, publish) go through the fake
     PROVIDER.check("oauth", creds, {"account_id": "6001", "container_id": "9001", "workspace_id": "3"})
     for field, params in (("account_id", {}), ("container_id", {"account_id": "6001"}),
                           ("workspace_id", {"account_id": "6001", "container_id": "9001"})):
         PROVIDER.options("oauth", creds, "gtm_install_tag", field, params)
-    PROVIDER.task_step("gtm_install_tag").run(_ctx(creds, {**CONFIG, "publish": True}, state=first.state))
+    Registry().task("google_tag_manager", "gtm_install_tag").run(_ctx(creds, {**CONFIG, "publish": True}, state=first.state))
     # THEN the fake refused none of them, and every method the provider uses was exercised
     assert fake.refused == []
     assert {c.removeprefix("tagmanager.accounts.") for c in fake.calls} >= {
@@ -290,10 +292,10 @@ def test_5xx_is_retried_then_succeeds_and_a_lasting_outage_is_transient(fake_goo
     creds = _creds(fake)
     fake.fail(503, 2, path=":create_version")
     # WHEN the task runs THEN the HTTP layer retried and the version exists
-    out = PROVIDER.task_step("gtm_install_tag").run(_ctx(creds, CONFIG))
+    out = Registry().task("google_tag_manager", "gtm_install_tag").run(_ctx(creds, CONFIG))
     assert "created container version 1" in out.messages
     # GIVEN Google keeps failing WHEN the task runs THEN a transient error (the run sleeps)
     fake.fail(503, 10, path="/tags")
     with pytest.raises(ProviderError) as err:
-        PROVIDER.task_step("gtm_install_tag").run(_ctx(creds, CONFIG, state=out.state))
+        Registry().task("google_tag_manager", "gtm_install_tag").run(_ctx(creds, CONFIG, state=out.state))
     assert err.value.transient and not err.value.auth and "503" in err.value.reason

@@ -25,8 +25,10 @@ from moto.core import enable_iam_authentication
 
 from chalicelib.domain.ids import new_id
 from chalicelib.domain.models import HealthStatus
-from chalicelib.providers.base import ProviderError, StepContext
+from chalicelib.providers.base import ProviderError
 from chalicelib.providers.calls import CallCounter
+from chalicelib.providers.registry import Registry
+from chalicelib.providers.roles import StepContext
 
 IAM_DIR = Path(__file__).resolve().parents[2] / "docs" / "providers" / "iam"
 MOTO_ACCOUNT = "123456789012"
@@ -115,13 +117,13 @@ def test_the_kinesis_export_example_is_enough_to_export(user_with: Any, stream: 
     with enable_iam_authentication():
         checked = PROVIDER.check("access_keys", creds, {}, counter)
         options = PROVIDER.options("access_keys", creds, "kinesis_audience_export", "stream_name", {}, counter)
-        exp = PROVIDER.export_step("kinesis_audience_export")
+        exp = Registry().destination("amazon_kinesis", "kinesis_audience_export")
         exp.write_part(_ctx(creds, {}, counter), exp.freeze({"audience_id": "a", "stream_name": stream}), 1,
                        [("add", "prof_1", ["a@x.io"])])
         # AND it does not let Switchyard read the stream
         time.sleep(0.002)
         with pytest.raises(ProviderError) as caught:
-            PROVIDER.import_step("kinesis_import").read(_ctx(creds, {"stream_name": stream}, CallCounter()))
+            Registry().source("amazon_kinesis", "kinesis_import").read(_ctx(creds, {"stream_name": stream}, CallCounter()))
     assert checked.status is HealthStatus.HEALTHY and stream in {o.value for o in options}
     assert "missing permission" in caught.value.reason
     assert {k.split(".")[1] for k in counter.counts} == {"GetCallerIdentity", "DescribeStreamSummary",
@@ -135,7 +137,7 @@ def test_the_kinesis_import_example_is_enough_to_import(user_with: Any, stream: 
     time.sleep(0.002)
     with enable_iam_authentication():
         checked = PROVIDER.check("access_keys", creds, {}, CallCounter())
-        result = PROVIDER.import_step("kinesis_import").read(_ctx(creds, {"stream_name": stream}, CallCounter()))
+        result = Registry().source("amazon_kinesis", "kinesis_import").read(_ctx(creds, {"stream_name": stream}, CallCounter()))
     assert checked.status is HealthStatus.HEALTHY
     assert result.done and [r.data for r in result.rows] == [{"email": "a@x.io"}]
 
@@ -156,7 +158,7 @@ def test_the_sqs_example_allows_every_operation_the_export_sends(aws: None) -> N
     try:
         PROVIDER.check("access_keys", creds, {}, counter)
         PROVIDER.options("access_keys", creds, "sqs_audience_export", "queue_url", {}, counter)
-        exp = PROVIDER.export_step("sqs_audience_export")
+        exp = Registry().destination("amazon_sqs", "sqs_audience_export")
         exp.write_part(_ctx(creds, {}, counter), exp.freeze({"audience_id": "a", "queue_url": url}), 1,
                        [("add", "prof_1", ["a@x.io"])])
     finally:

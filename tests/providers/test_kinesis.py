@@ -26,7 +26,7 @@ from pydantic import ValidationError
 from chalicelib.domain.catalog import JobType
 from chalicelib.domain.ids import new_id
 from chalicelib.domain.models import HealthStatus
-from chalicelib.providers.base import ProviderError, StepContext
+from chalicelib.providers.base import ProviderError
 from chalicelib.providers.calls import CallCounter
 from chalicelib.providers.event_batches import Retry
 from chalicelib.providers.events import event_id
@@ -40,6 +40,7 @@ from chalicelib.providers.kinesis import (
 )
 from chalicelib.providers.kinesis_export import KinesisAudienceExport, partition_key
 from chalicelib.providers.kinesis_import import KinesisReader
+from chalicelib.providers.roles import StepContext
 from tests.providers.aws_faults import answer_error, refuse_kinesis_records, time_out
 from tests.seeds import seeded
 

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from chalicelib.domain.models import HealthStatus
-from chalicelib.providers.base import ProviderError, StepContext
+from chalicelib.providers.base import ProviderError
 from chalicelib.providers.calls import CallCounter
 from chalicelib.providers.mailchimp import (
     PROVIDER,
@@ -19,6 +19,8 @@ from chalicelib.providers.mailchimp import (
     subscriber_hash,
 )
 from chalicelib.providers.mailchimp_import import MailchimpImport
+from chalicelib.providers.registry import Registry
+from chalicelib.providers.roles import StepContext
 from tests.fakes.mailchimp import FakeMailchimp
 
 OLD = "2026-01-01T00:00:00+00:00"
@@ -281,13 +283,13 @@ def test_429_with_retry_after_then_success_loses_nothing(fake_mailchimp):
 
 def _export(fake: FakeMailchimp, key: Any, rows: list[tuple[str, str, list[Any]]], counter: CallCounter | None = None,
             **config: Any) -> Any:
-    impl = PROVIDER.export_step("mailchimp_audience_export")
+    impl = Registry().destination("mailchimp", "mailchimp_audience_export")
     frozen = impl.freeze({"audience_id": "aud_1", "list_id": "L1", **config})
     return impl.write_part(_ctx(key, {}, counter=counter), frozen, 1, rows)
 
 
 def test_freeze_keeps_the_audience_the_fields_and_requires_an_email():
-    impl = PROVIDER.export_step("mailchimp_audience_export")
+    impl = Registry().destination("mailchimp", "mailchimp_audience_export")
     frozen = impl.freeze({"audience_id": "aud_1", "list_id": "L1", "fields": {"plan": "PLAN"}})
     assert frozen["audience_id"] == "aud_1" and frozen["fields"] == ["email", "plan"]
     assert frozen["merge_tags"] == ["PLAN"] and frozen["required"] == ["email"]

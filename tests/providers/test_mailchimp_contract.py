@@ -16,11 +16,13 @@ from typing import Any
 import pytest
 
 from chalicelib import config
-from chalicelib.providers.base import ProviderError, StepContext
+from chalicelib.providers.base import ProviderError
 from chalicelib.providers.calls import CallCounter
 from chalicelib.providers.mailchimp import PROVIDER, ApiKey, MailchimpImportConfig
 from chalicelib.providers.mailchimp_batches import parse_results, read_results
 from chalicelib.providers.mailchimp_import import MailchimpImport
+from chalicelib.providers.registry import Registry
+from chalicelib.providers.roles import StepContext
 from tests.fakes import mailchimp_client
 from tests.fakes.mailchimp import FakeMailchimp, results_archive, subscriber_hash
 
@@ -34,7 +36,7 @@ def _ctx(key: ApiKey, cfg: dict[str, Any], counter: CallCounter | None = None,
 
 def _export(key: ApiKey, rows: list[tuple[str, str, list[Any]]], counter: CallCounter | None = None,
             **cfg: Any) -> Any:
-    impl = PROVIDER.export_step("mailchimp_audience_export")
+    impl = Registry().destination("mailchimp", "mailchimp_audience_export")
     frozen = impl.freeze({"audience_id": "aud_1", "list_id": "L1", **cfg})
     return impl.write_part(_ctx(key, {}, counter), frozen, 1, rows)
 

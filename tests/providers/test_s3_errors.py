@@ -1,4 +1,4 @@
-"""How botocore errors become the reasons users read (s3._classify), from real error shapes.
+"""How botocore errors become the reasons users read (s3.s3_error), from real error shapes.
 
 The shapes are what botocore parses from AWS: query-protocol STS errors carry a Code and
 Message; HeadBucket has no body, so its Code is the bare HTTP status ("404", "403").
@@ -14,7 +14,7 @@ from botocore.exceptions import (
     ReadTimeoutError,
 )
 
-from chalicelib.providers.s3 import _classify
+from chalicelib.providers.s3 import s3_error
 
 SECRET = "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 
@@ -52,7 +52,7 @@ def client_error(
 )
 def test_credential_errors_say_what_is_wrong(code: str, status: int, expected: str) -> None:
     # WHEN AWS refuses the credentials
-    err = _classify(client_error(code, status), "AWS STS")
+    err = s3_error(client_error(code, status), "AWS STS")
 
     # THEN the user reads what is wrong with them; waiting will not help
     assert err.reason == expected
@@ -65,7 +65,7 @@ def test_credential_errors_say_what_is_wrong(code: str, status: int, expected: s
 )
 def test_missing_bucket(code: str, status: int, operation: str) -> None:
     # WHEN S3 says the bucket is not there
-    err = _classify(client_error(code, status, operation), "bucket 'acme-data'")
+    err = s3_error(client_error(code, status, operation), "bucket 'acme-data'")
 
     # THEN the reason names the bucket, on the bucket field, and is final
     assert err.reason == f"bucket 'acme-data' does not exist ({code})"
@@ -76,7 +76,7 @@ def test_missing_bucket(code: str, status: int, operation: str) -> None:
 @pytest.mark.parametrize("code", ["AccessDenied", "403", "Forbidden", "AllAccessDisabled"])
 def test_denied_is_a_missing_permission(code: str) -> None:
     # WHEN AWS denies the request
-    err = _classify(client_error(code, 403, "HeadBucket"), "bucket 'acme-data'")
+    err = s3_error(client_error(code, 403, "HeadBucket"), "bucket 'acme-data'")
 
     # THEN the user is told a permission is missing, and on what
     assert err.reason == f"missing permission: access to bucket 'acme-data' was denied ({code})"
@@ -100,7 +100,7 @@ def test_denied_is_a_missing_permission(code: str) -> None:
 )
 def test_throttling_and_outages_are_transient(code: str, status: int) -> None:
     # WHEN AWS throttles or fails
-    err = _classify(client_error(code, status), "AWS STS")
+    err = s3_error(client_error(code, status), "AWS STS")
 
     # THEN the error is marked transient: retry later
     assert err.transient is True
@@ -109,7 +109,7 @@ def test_throttling_and_outages_are_transient(code: str, status: int) -> None:
 
 def test_other_errors_name_the_target_and_code() -> None:
     # WHEN an error nobody mapped comes back
-    err = _classify(client_error("InvalidBucketName", 400, "HeadBucket"), "bucket 'acme-data'")
+    err = s3_error(client_error("InvalidBucketName", 400, "HeadBucket"), "bucket 'acme-data'")
 
     # THEN the reason names what was accessed and the AWS code, and is final
     assert err.reason == "bucket 'acme-data': InvalidBucketName"
@@ -121,7 +121,7 @@ def test_the_aws_message_is_never_copied_into_the_reason() -> None:
     exc = client_error("SignatureDoesNotMatch", 403, message=f"The canonical string ... {SECRET}")
 
     # WHEN it is classified
-    err = _classify(exc, "AWS STS")
+    err = s3_error(exc, "AWS STS")
 
     # THEN only the code reaches the user
     assert SECRET not in err.reason
@@ -137,7 +137,7 @@ def test_the_aws_message_is_never_copied_into_the_reason() -> None:
     ids=["endpoint-connection", "read-timeout"],
 )
 def test_unreachable_is_transient(exc: Exception) -> None:
-    err = _classify(exc, "AWS STS")
+    err = s3_error(exc, "AWS STS")
     assert err.reason == "unreachable: AWS did not answer in time"
     assert err.transient is True
 
@@ -147,7 +147,7 @@ def test_other_botocore_errors_are_switchyards_own_transient_trouble() -> None:
     exc = NoCredentialsError()
 
     # WHEN it is classified
-    err = _classify(exc, "AWS STS")
+    err = s3_error(exc, "AWS STS")
 
     # THEN it is transient (nothing is concluded about the user's credentials) and says whose
     assert err.transient is True

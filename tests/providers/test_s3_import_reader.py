@@ -29,8 +29,10 @@ from moto import mock_aws
 
 from chalicelib import config
 from chalicelib.providers import calls
-from chalicelib.providers.base import ProviderError, ReadResult, StepContext
+from chalicelib.providers.base import ProviderError
 from chalicelib.providers.calls import CallCounter
+from chalicelib.providers.registry import Registry
+from chalicelib.providers.roles import ReadResult, StepContext
 from chalicelib.providers.s3 import PROVIDER, AccessKeys
 from chalicelib.providers.s3_files import S3FileReader, _digest, _NextState, _Seen
 
@@ -151,7 +153,7 @@ def run_all(
     max_steps: int = 2_000,
 ) -> Run:
     """Steps until done, the cursor stored as JSON between them, like the engine."""
-    reader = reader or PROVIDER.import_step("s3_file_import")
+    reader = reader or Registry().source("amazon_s3", "s3_file_import")
     run = Run()
     cursor: dict[str, Any] | None = None
     for n in range(max_steps):
@@ -479,7 +481,7 @@ def test_reading_again_from_a_saved_cursor_returns_the_same_rows(s3: Any, bucket
     text = profile_csv(30)
     put(s3, bucket, key, gzip.compress(text.encode()) if key.endswith(".gz") else text)
     cfg = {"bucket": bucket}
-    reader = PROVIDER.import_step("s3_file_import")
+    reader = Registry().source("amazon_s3", "s3_file_import")
     first = reader.read(context(cfg, max_records=5))
     saved = json.loads(json.dumps(first.cursor))
 
@@ -623,7 +625,7 @@ def test_an_unreachable_s3_is_transient(aws: None, monkeypatch: pytest.MonkeyPat
 
     # WHEN a step runs
     with pytest.raises(ProviderError) as err:
-        PROVIDER.import_step("s3_file_import").read(context({"bucket": "sy-some-bucket"}))
+        Registry().source("amazon_s3", "s3_file_import").read(context({"bucket": "sy-some-bucket"}))
 
     # THEN waiting may help
     assert err.value.transient is True
@@ -673,7 +675,7 @@ def test_a_file_changed_during_its_reading_is_read_again_next_run(s3: Any, bucke
 
 def test_the_export_workflow_has_no_import_step() -> None:
     with pytest.raises(ProviderError):
-        PROVIDER.import_step("s3_audience_export")
+        Registry().source("amazon_s3", "s3_audience_export")
 
 
 # --- requests ------------------------------------------------------------------------------

@@ -21,10 +21,11 @@ from pydantic import ValidationError
 from chalicelib.domain.catalog import JobType
 from chalicelib.domain.ids import new_id
 from chalicelib.domain.models import HealthStatus
-from chalicelib.providers.base import ProviderError, StepContext
+from chalicelib.providers.base import ProviderError
 from chalicelib.providers.calls import CallCounter
 from chalicelib.providers.event_batches import Retry
 from chalicelib.providers.events import event_id
+from chalicelib.providers.roles import StepContext
 from chalicelib.providers.sqs import (
     PROVIDER,
     SPEC,

@@ -15,9 +15,11 @@ from pydantic import ValidationError
 
 from chalicelib.domain.models import HealthStatus
 from chalicelib.providers import http as H
-from chalicelib.providers.base import ProviderError, StepContext
+from chalicelib.providers.base import ProviderError
 from chalicelib.providers.calls import CallCounter
 from chalicelib.providers.events import row_event_id
+from chalicelib.providers.registry import Registry
+from chalicelib.providers.roles import StepContext
 from chalicelib.providers.webhook import (
     SPEC,
     BasicAuth,
@@ -221,7 +223,7 @@ def test_a_busy_receiver_is_inconclusive() -> None:
 
 def test_a_part_is_posted_in_signed_batches_of_events() -> None:
     box = Inbox(secret=SIGNING)
-    export = provider().export_step("webhook_audience_export")
+    export = Registry(extra={"webhook": provider()}).destination("webhook", "webhook_audience_export")
     frozen = export.freeze({"audience_id": "aud_1", "fields": ["email", "plan"], "batch_size": 100})
     assert frozen == FROZEN
     counter = CallCounter()
@@ -245,7 +247,7 @@ def test_a_part_is_posted_in_signed_batches_of_events() -> None:
 def test_a_replayed_or_resplit_part_sends_the_same_batches() -> None:
     # GIVEN a part of 300 rows sent whole once
     box = Inbox()
-    export = provider().export_step("webhook_audience_export")
+    export = Registry(extra={"webhook": provider()}).destination("webhook", "webhook_audience_export")
     with Receiver(handler=box) as r:
         creds = NoAuth(url=r.url())
         export.write_part(ctx(creds, "none"), FROZEN, 1, rows(300))
@@ -263,7 +265,7 @@ def test_a_replayed_or_resplit_part_sends_the_same_batches() -> None:
 
 
 def test_410_stops_the_export_with_a_clear_error() -> None:
-    export = provider().export_step("webhook_audience_export")
+    export = Registry(extra={"webhook": provider()}).destination("webhook", "webhook_audience_export")
     with Receiver() as r:
         r.then(Answer(410, {"message": "hook deleted"}))
         with pytest.raises(ProviderError) as err:
@@ -274,7 +276,7 @@ def test_410_stops_the_export_with_a_clear_error() -> None:
 
 
 def test_a_failing_receiver_keeps_what_was_delivered_or_fails_transient() -> None:
-    export = provider().export_step("webhook_audience_export")
+    export = Registry(extra={"webhook": provider()}).destination("webhook", "webhook_audience_export")
     with Receiver() as r:
         # GIVEN the first batch is taken, then the receiver answers 503 to every retry
         r.then(Answer(200))
@@ -289,7 +291,7 @@ def test_a_failing_receiver_keeps_what_was_delivered_or_fails_transient() -> Non
 
 
 def test_a_bearer_token_is_never_in_an_error() -> None:
-    export = provider().export_step("webhook_audience_export")
+    export = Registry(extra={"webhook": provider()}).destination("webhook", "webhook_audience_export")
     echo = Receiver(handler=lambda req: Answer(422, {"detail": f"rejected {req.headers['authorization']}"}))
     with echo as r, pytest.raises(ProviderError) as err:
         export.write_part(ctx(BearerToken(url=r.url(), token=TOKEN), "bearer"), FROZEN, 1, rows(1))
@@ -300,7 +302,7 @@ def test_a_bearer_token_is_never_in_an_error() -> None:
 @pytest.mark.parametrize("status", [401, 403])
 def test_a_refusal_of_the_credentials_we_send_is_an_auth_error(status: int) -> None:
     # GIVEN a receiver that refuses our bearer token
-    export = provider().export_step("webhook_audience_export")
+    export = Registry(extra={"webhook": provider()}).destination("webhook", "webhook_audience_export")
     with Receiver() as r:
         r.then(Answer(status, "token revoked"))
         with pytest.raises(ProviderError) as err:
@@ -318,7 +320,7 @@ def test_a_refusal_of_the_credentials_we_send_is_an_auth_error(status: int) -> N
 ])
 def test_any_other_refusal_of_a_batch_is_retried_later_in_the_receivers_words(answer: Answer) -> None:
     # GIVEN a receiver that refuses the first batch (not 2xx, not 410)
-    export = provider().export_step("webhook_audience_export")
+    export = Registry(extra={"webhook": provider()}).destination("webhook", "webhook_audience_export")
     with Receiver() as r:
         r.then(answer)
         with pytest.raises(ProviderError) as err:

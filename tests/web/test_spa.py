@@ -36,6 +36,7 @@ from tests import requires
 from tests.fakes.google import FakeGoogle
 from tests.fakes.mailchimp import FakeMailchimp
 from tests.test_local_stack import TOKEN, Stack
+from tests.web import axe
 
 playwright_sync = requires.module("playwright.sync_api", "run `make venv` (requirements-dev.txt pins playwright)")
 from playwright.sync_api import Browser, Page, expect  # noqa: E402
@@ -130,6 +131,9 @@ def page(browser: Browser, stack: Stack) -> Iterator[Page]:
 
 
 def shot(page: Page, name: str) -> None:
+    """Save the screen under docs/screenshots/, after the accessibility audit passed on it
+    (every screen the tests show gets both)."""
+    axe.check(page, name)
     SHOTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
@@ -191,11 +195,10 @@ def test_wizard_creates_a_job_with_an_inline_s3_authorization(page: Page, stack:
     # Live choices come through the new authorization.
     prefix_row = page.locator(".field", has=page.get_by_label("Prefix"))
     prefix_row.get_by_role("button", name="Load choices").click()
-    expect(prefix_row).to_contain_text("choice")
-    page.get_by_label("Prefix").fill("imports/")
-    # Chromium's popup of choices (a datalist) swallows the next click: close it first.
-    page.get_by_label("Prefix").press("Escape")
-    page.get_by_role("heading", name="Configure").click()
+    # The choices show as a select (not a hidden list behind an empty box).
+    expect(prefix_row).to_contain_text("1 choice")
+    expect(page.get_by_role("combobox", name="Prefix")).to_be_visible()
+    page.get_by_label("Prefix").select_option("imports/")
     page.get_by_text("Every N minutes").click()
     page.get_by_label("Every (minutes)").fill("60")
     page.get_by_label("Every (minutes)").blur()
@@ -224,8 +227,11 @@ def test_job_actions_and_inline_edit(page: Page, stack: Stack) -> None:
     expect(badge).to_contain_text("sleeping")
     page.get_by_role("button", name="Pause").click()
     expect(badge).to_contain_text("paused")
+    # Resume says first what it does (this job has no start time: it runs at once).
     page.get_by_role("button", name="Resume").click()
-    expect(badge).to_contain_text("sleeping")
+    expect(page.get_by_test_id("resume-what")).to_contain_text("A run starts as soon as you resume")
+    page.get_by_role("dialog").get_by_role("button", name="Resume job").click()
+    expect(badge).to_contain_text(re.compile("sleeping|running"))
     # Resume queues a run; a run now while it runs would be ignored (logged), so wait for it.
     runs = page.get_by_test_id("runs").locator("tbody tr")
 
@@ -428,14 +434,15 @@ def test_wizard_connects_gtm_inline_and_keeps_the_schedule(page: Page, stack: St
     for field, value in (("account_id", "6001"), ("container_id", "7001")):
         row = page.locator(".field", has=page.locator(f"#cfg-{field}"))
         row.get_by_role("button", name="Load choices").click()
-        expect(row).to_contain_text("1 choice(s)")
-        page.locator(f"#cfg-{field}").fill(value)
-        page.locator(f"#cfg-{field}").press("Escape")
+        expect(row).to_contain_text("1 choice")
+        page.locator(f"#cfg-{field}").select_option(value)
     page.locator("#cfg-workspace_id").fill("1")
     page.get_by_text("Daily", exact=True).click()
     page.get_by_label("At", exact=True).fill("07:30")
-    page.get_by_label("Time zone").fill("Europe/Paris")
-    page.get_by_label("Time zone").press("Escape")
+    # The time zone is a searchable select of IANA zones: typing narrows it, nothing else can be chosen.
+    page.get_by_label("Search time zones").fill("paris")
+    expect(page.get_by_role("combobox", name="Time zone").locator("option")).to_have_count(1)
+    expect(page.get_by_label("Time zone", exact=True)).to_have_value("Europe/Paris")
     page.get_by_label("Quiet hours (no run starts)").check()
     page.get_by_label("Quiet from").fill("22:00")
     page.get_by_label("Quiet until").fill("06:00")
@@ -450,16 +457,15 @@ def test_wizard_connects_gtm_inline_and_keeps_the_schedule(page: Page, stack: St
     job_id = page.url.rsplit("/", 1)[-1]
     # An edit of the configuration alone keeps the time zone and quiet hours ...
     page.get_by_role("button", name="Edit configuration").click()
-    expect(page.get_by_label("Time zone")).to_have_value("Europe/Paris")
+    expect(page.get_by_label("Time zone", exact=True)).to_have_value("Europe/Paris")
     expect(page.get_by_label("Quiet from")).to_have_value("22:00")
     page.get_by_label("Tag Name").fill("Switchyard tag v2")
     page.get_by_role("button", name="Save configuration").click()
-    expect(page.locator("dl.meta").nth(1)).to_contain_text("Switchyard tag v2")
+    expect(page.get_by_test_id("job-config")).to_contain_text("Switchyard tag v2")
     expect(page.get_by_test_id("job-schedule")).to_have_text(described)
     # ... and a schedule edit changes only what was changed.
     page.get_by_role("button", name="Edit configuration").click()
-    page.get_by_label("Time zone").fill("America/New_York")
-    page.get_by_label("Time zone").press("Escape")
+    page.get_by_label("Time zone", exact=True).select_option("America/New_York")
     page.get_by_role("button", name="Save configuration").click()
     expect(page.get_by_test_id("job-schedule")).to_have_text("daily at 07:30 (America/New_York), quiet 22:00–06:00")
     schedule = api(stack, "GET", f"/jobs/{job_id}")["schedule"]
@@ -523,7 +529,8 @@ def test_oauth_falls_back_to_a_redirect_when_popups_are_blocked(browser: Browser
         expect(pg.get_by_role("heading", name="Configure")).to_be_visible()
         row = pg.locator(".field", has=pg.locator("#cfg-list_id"))
         row.get_by_role("button", name="Load choices").click()
-        expect(row).to_contain_text("1 choice(s)")
+        expect(row).to_contain_text("1 choice")
+        expect(pg.locator("#cfg-list_id")).to_have_js_property("tagName", "SELECT")
         pg.get_by_role("button", name="Back").click()
         expect(pg.get_by_role("radio", name=re.compile("Newsletter \\(redirect\\)"))).to_be_checked()
     finally:
@@ -538,6 +545,10 @@ def test_audience_filter_builder_with_size_preview(page: Page, stack: Stack) -> 
     page.get_by_role("button", name="New audience").click()
     page.get_by_label("Name *").fill("Pro customers in France or Germany")
     page.get_by_role("button", name="Add condition").click()
+    # The field box suggests the fields the import wrote (plan, country), not only the usual ones.
+    for imported in ("plan", "country", "first_name"):
+        expect(page.locator(f"#fb-fields option[value='{imported}']")).to_have_count(1)
+    expect(page.locator("#fb-filter-all-0-field")).to_have_attribute("list", "fb-fields")
     page.locator("#fb-filter-all-0-op").select_option("in")
     page.locator("#fb-filter-all-0-value").fill("pro, enterprise")
     # An incomplete condition: the API's error is shown at it.
@@ -557,6 +568,12 @@ def test_audience_filter_builder_with_size_preview(page: Page, stack: Stack) -> 
     page.get_by_role("button", name="Create audience").click()
     table = page.locator("table.data")
     expect(table).to_contain_text("Pro customers in France or Germany")
+    # The list says the filter in words and how many profiles it selects now.
+    row = table.locator("tbody tr", has_text="Pro customers in France or Germany")
+    expect(row.get_by_test_id("audience-filter")).to_have_text(
+        "plan is one of pro, enterprise and (country is FR or country is DE)")
+    expect(row.get_by_test_id("audience-size-cell")).to_have_text(f"{expected:,}")
+    expect(table.locator("th", has_text="Size")).to_have_count(1)
     saved = api(stack, "GET", "/audiences")[0]["filter"]
     assert saved == {"all": [{"field": "plan", "op": "in", "value": ["pro", "enterprise"]},
                              {"any": [{"field": "country", "op": "equals", "value": "FR"},
@@ -832,8 +849,18 @@ def test_wizard_audience_picker_and_field_mapping(page: Page, stack: Stack) -> N
     page.get_by_label("Fields", exact=True).press_sequentially("email, first_name")
     expect(page.get_by_label("Fields", exact=True)).to_have_value("email, first_name")
     shot(page, "wizard-export-audience")
-    config = api(stack, "GET", f"/jobs/{stage()}")["config"]
+    export_id = stage()
+    config = api(stack, "GET", f"/jobs/{export_id}")["config"]
     assert config["audience_id"] == audience["id"] and config["fields"] == ["email", "first_name"]
+    # The job page: the audience by name, the fields as a list in words.
+    expect(page.get_by_test_id("config-audience_id")).to_have_text("Wizard picker audience")
+    expect(page.get_by_test_id("config-fields")).to_have_text("email, first_name")
+    # Edit configuration picks the audience by name too (no free-text id box).
+    page.get_by_role("button", name="Edit configuration").click()
+    edit_picker = page.locator("#edit-cfg-audience_id")
+    expect(edit_picker).to_have_js_property("tagName", "SELECT")
+    expect(edit_picker.locator("option:checked")).to_have_text("Wizard picker audience")
+    page.get_by_role("button", name="Cancel").click()
     assert api(stack, "GET", "/jobs?authorization_id=" + auth["id"])[0]["label"] == "Picked audience export"
     # Import: the field mapping, typed line by line, is the job's field_mapping.
     start("S3 file import (CSV / JSON Lines)")
@@ -845,7 +872,17 @@ def test_wizard_audience_picker_and_field_mapping(page: Page, stack: Stack) -> N
     shot(page, "wizard-field-mapping")
     job_id = stage()
     assert api(stack, "GET", f"/jobs/{job_id}")["config"]["field_mapping"] == {"Nom": "last_name", "Ville": "city"}
-    expect(page.locator("dl.meta").nth(1)).to_contain_text('"Nom":"last_name"')
+    # The job page says the configuration in words: no JSON.
+    expect(page.get_by_test_id("config-field_mapping")).to_have_text("Nom → last_name; Ville → city")
+    assert "{" not in page.get_by_test_id("job-config").inner_text()
+    # Edit configuration loads live choices through the job's authorization, as a select.
+    page.get_by_role("button", name="Edit configuration").click()
+    row = page.locator(".field", has=page.locator("#edit-cfg-prefix"))
+    row.get_by_role("button", name="Load choices").click()
+    expect(page.locator("#edit-cfg-prefix")).to_have_js_property("tagName", "SELECT")
+    page.locator("#edit-cfg-prefix").select_option("imports/")
+    page.get_by_role("button", name="Save configuration").click()
+    expect(page.get_by_test_id("config-prefix")).to_have_text("imports/")
 
 
 def slow_csv(rows: int, valid_every: int) -> bytes:
@@ -1117,11 +1154,13 @@ def test_audit_log_filters_by_object_user_and_time(page: Page, stack: Stack) -> 
         page.get_by_role("button", name="Clear filters").click()
         expect(page.get_by_role("combobox", name="User")).to_have_value("")
         # By object: this job's events only (created by the admin, changed by Dana).
-        rows.filter(has_text="Audited import (Dana)").first.get_by_role("button", name=re.compile("^Only events of")).click()
+        rows.filter(has_text="Audited import (Dana)").first.get_by_role("button", name=re.compile("^only this: events of")).click()
         expect(page.get_by_label("Object id")).to_have_value(job["id"])
         expect(rows).to_have_count(2)
         assert [t.strip() for t in rows.locator("td:nth-child(3)").all_inner_texts()] == ["changed", "created"]
         expect(rows.locator("a", has_text="Audited import")).to_have_count(2)
+        # The change says old → new, not only which field changed.
+        expect(rows.first.get_by_test_id("audit-changes")).to_contain_text("Label: Audited import → Audited import (Dana)")
         assert_accessible(page)
         shot(page, "audit-filtered")
     finally:

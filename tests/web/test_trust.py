@@ -22,7 +22,7 @@ mailchimp, google, stack, browser, page = spa.mailchimp, spa.google, spa.stack, 
 JARGON = re.compile(r"should|String |Value error|pattern|\^|\$|\{\d|usr_|auth_0|access_keys|s3_file_import|authorization_id")
 
 
-def _wizard_to_credentials(page: Page) -> None:
+def wizard_to_credentials(page: Page) -> None:
     page.get_by_text("Amazon S3", exact=True).click()
     page.get_by_role("button", name="Next").click()
     page.get_by_text("S3 file import (CSV / JSON Lines)").click()
@@ -37,7 +37,7 @@ def _wizard_to_credentials(page: Page) -> None:
 def test_api_errors_show_in_plain_words_at_the_field(page: Page, stack: Stack) -> None:
     signed_in(page, stack)
     page.goto(f"{stack.base}/#/jobs/new")
-    _wizard_to_credentials(page)
+    wizard_to_credentials(page)
     page.get_by_label("Authorization label *").fill("Plain words")
     page.get_by_label("Access Key Id *").fill("not-a-key")
     page.get_by_label("Secret Access Key *").fill("short")

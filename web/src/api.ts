@@ -24,6 +24,28 @@ export function getToken(): string | null { return sessionStorage.getItem(TOKEN_
 export function setToken(token: string): void { sessionStorage.setItem(TOKEN_KEY, token); }
 export function clearToken(): void { sessionStorage.removeItem(TOKEN_KEY); }
 
+// A new tab asks the app's open tabs for the token over a BroadcastChannel (same origin
+// only, in memory: never written to disk or to localStorage), so it needs no new sign-in;
+// signing out in one tab signs out every tab. With no tab open, the token is gone.
+type SessionMessage = { type: "ask" } | { type: "token"; token: string } | { type: "signout" };
+const channel: BroadcastChannel | null = typeof BroadcastChannel === "function" ? new BroadcastChannel("switchyard.session") : null;
+
+/** Answers other tabs' asks while signed in; calls `onToken` with a token another tab
+ * sends while this one has none, and `onSignOut` when another tab signs out. */
+export function shareSession(onToken: (token: string) => void, onSignOut: () => void): () => void {
+  if (!channel) return () => {};
+  const on = (e: MessageEvent<SessionMessage>) => {
+    const m = e.data;
+    if (m.type === "ask" && getToken()) channel.postMessage({ type: "token", token: getToken()! } satisfies SessionMessage);
+    else if (m.type === "token" && !getToken() && typeof m.token === "string") onToken(m.token);
+    else if (m.type === "signout" && getToken()) { clearToken(); onSignOut(); }
+  };
+  channel.addEventListener("message", on);
+  return () => channel.removeEventListener("message", on);
+}
+export function askOtherTabs(): void { channel?.postMessage({ type: "ask" } satisfies SessionMessage); }
+export function signOutEverywhere(): void { clearToken(); channel?.postMessage({ type: "signout" } satisfies SessionMessage); }
+
 type Query = Record<string, string | number | boolean | null | undefined>;
 
 function qs(query?: Query): string {
@@ -145,6 +167,8 @@ export const api = {
   jobs: (query: Query) => page<JobRow>("/jobs", query),
   job: (id: string) => data<JobSummary>("GET", `/jobs/${id}`),
   createJob: (body: Dict) => data<JobSummary>("POST", "/jobs", { body }),
+  /** Every check a create makes, nothing written: a 422 at the fields, or the next run starts. */
+  previewJob: (body: Dict) => data<{ valid: boolean; next_runs: string[] }>("POST", "/jobs/preview", { body }),
   patchJob: (id: string, body: Dict) => data<JobSummary>("PATCH", `/jobs/${id}`, { body }),
   previewJobEdit: (id: string, body: Dict) => data<EditPreview>("PATCH", `/jobs/${id}`, { body, query: { dry_run: true } }),
   deleteJob: (id: string) => request<void>("DELETE", `/jobs/${id}`),
@@ -173,6 +197,9 @@ export const api = {
   createAudience: (body: Dict) => data<Audience>("POST", "/audiences", { body }),
   patchAudience: (id: string, body: Dict) => data<Audience>("PATCH", `/audiences/${id}`, { body }),
   deleteAudience: (id: string) => request<void>("DELETE", `/audiences/${id}`),
+  audienceSize: (id: string) => data<AudienceSize>("GET", `/audiences/${id}/size`),
+  /** A page of profiles: the audience builder suggests the fields imports wrote. */
+  profiles: (limit: number) => page<{ id: string; fields: Dict }>("/profiles", { limit }),
   previewAudience: (filter: Dict) => data<AudienceSize>("POST", "/audiences/preview", { body: { filter } }),
   audit: (cursor?: string | null, filters: Query = {}) => page<AuditEvent>("/audit", { ...filters, cursor, limit: 50 }),
   alerts: () => data<AlertSettings>("GET", "/alerts"),

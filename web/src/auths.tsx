@@ -44,7 +44,7 @@ export function AuthorizationsPage() {
         <div class="table-wrap"><table class="data">
           <thead><tr><th>Label</th><th>Provider</th><th>Method</th><th>Health</th><th>Usage</th><th>Owner</th><th>Created</th><th>Last used</th></tr></thead>
           <tbody>{data!.data.map((a) => (
-            <tr key={a.id}><td><a href={`#/authorizations/${a.id}`}>{a.label}</a></td>
+            <tr key={a.id}><td><a class="trunc" href={`#/authorizations/${a.id}`} title={a.label}>{a.label}</a></td>
               <td><ProviderMark id={a.provider} name={pname(a.provider)} /></td><td>{methodName(catalog.data ?? [], a.provider, a.method)}</td>
               <td><HealthBadge health={a.health} />{a.health.status === "unhealthy" && <div class="muted small">{a.health.reason}</div>}</td>
               <td><UsageCell usage={a.usage} /></td><td class="muted">{owner(a.owner)}</td>

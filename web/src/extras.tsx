@@ -4,6 +4,7 @@ import { api, ApiError, type Audience, type AudienceSize, type Dict, type Role, 
 import { emptyGroup, FilterBuilder, fromFilter, type Group, suggestions, toFilter } from "./filterBuilder";
 import { forgetUserNames, loadUserNames, useCanEdit, useMe, useOwnerName } from "./session";
 import { Confirm, ErrorBox, Field, fmtTime, useLoad } from "./ui";
+import { fieldLabel, filterWords, valueWords } from "./words";
 
 const text = (e: Event) => (e.target as HTMLInputElement).value;
 
@@ -45,6 +46,7 @@ function AudienceEditor({ editing, others, onDone, onCancel }: {
     } catch (err) { setError(err); }
   };
   const change = (g: Group) => { setGroup(g); setSize(null); };
+  const imported = useLoad(() => api.profiles(100).then((pg) => [...new Set(pg.data.flatMap((x) => Object.keys(x.fields)))]), []);
   return (
     <form class="panel" onSubmit={save} aria-labelledby="aud-h">
       <h2 id="aud-h">{editing ? `Edit “${editing.name}”` : "New audience"}</h2>
@@ -53,7 +55,7 @@ function AudienceEditor({ editing, others, onDone, onCancel }: {
       <div class="row between"><h3>Filter</h3>
         <label class="radio"><input type="checkbox" checked={raw !== null} onChange={toggleRaw} /> Edit as JSON</label></div>
       {raw === null
-        ? <FilterBuilder value={group} onChange={change} errors={fields} fields={suggestions(others)} />
+        ? <FilterBuilder value={group} onChange={change} errors={fields} fields={suggestions(others, imported.data ?? [])} />
         : <Field id="aud-filter" label="Filter (JSON)" error={fields.filter} hint='e.g. {"all": [{"field": "plan", "op": "equals", "value": "pro"}]}'>
             <textarea id="aud-filter" rows={8} value={raw} onInput={(e) => { setRaw((e.target as HTMLTextAreaElement).value); setSize(null); }} /></Field>}
       <div class="row">
@@ -67,6 +69,15 @@ function AudienceEditor({ editing, others, onDone, onCancel }: {
         <button class="primary" type="submit">{editing ? "Save audience" : "Create audience"}</button></div>
     </form>
   );
+}
+
+/** How many profiles an audience selects now (read when the list shows it). */
+function AudienceSizeCell({ id }: { id: string }) {
+  const { data, error } = useLoad(() => api.audienceSize(id), [id]);
+  if (error) return <span class="muted" title={(error as Error).message}>unknown</span>;
+  if (!data) return <span class="muted">…</span>;
+  return <span data-testid="audience-size-cell" title={data.truncated ? `estimate: the first ${data.scanned} profiles read` : undefined}>
+    {data.truncated ? "≈ " : ""}{data.size.toLocaleString()}</span>;
 }
 
 export function AudiencesPage() {
@@ -92,9 +103,9 @@ export function AudiencesPage() {
       {deleting && <Confirm title={`Delete “${deleting.name}”?`} confirmLabel="Delete audience" danger onConfirm={del} onCancel={() => setDeleting(null)}>
         <p>Export jobs using it must be deleted first.</p></Confirm>}
       {rows.length === 0 && !list.loading ? <div class="empty"><p>No audiences yet. An audience is a saved filter over your profiles, sent by export jobs.</p></div> :
-        <div class="table-wrap"><table class="data"><thead><tr><th>Name</th><th>Filter</th><th>Export jobs</th><th>Owner</th><th>Created</th>{canEdit && <th><span class="sr">Actions</span></th>}</tr></thead>
+        <div class="table-wrap"><table class="data"><thead><tr><th>Name</th><th>Filter</th><th>Size</th><th>Export jobs</th><th>Owner</th><th>Created</th>{canEdit && <th><span class="sr">Actions</span></th>}</tr></thead>
           <tbody>{rows.map((a) => <tr key={a.id}><td>{a.name}{a.description && <div class="muted small">{a.description}</div>}</td>
-            <td><code>{JSON.stringify(a.filter)}</code></td><td>{a.export_jobs ?? 0}</td><td class="muted">{owner(a.owner)}</td><td>{fmtTime(a.created_at)}</td>
+            <td data-testid="audience-filter">{filterWords(a.filter) || "a filter the builder cannot show"}</td><td class="num"><AudienceSizeCell id={a.id} /></td><td>{a.export_jobs ?? 0}</td><td class="muted">{owner(a.owner)}</td><td>{fmtTime(a.created_at)}</td>
             {canEdit && <td class="nowrap"><button type="button" class="link" aria-label={`Edit ${a.name}`} onClick={() => setEditing(a)}>Edit</button>
               <button type="button" class="link" aria-label={`Delete ${a.name}`} onClick={() => setDeleting(a)}>Delete</button></td>}</tr>)}</tbody></table></div>}
     </section>
@@ -159,7 +170,7 @@ export function AlertsPage() {
         <div class="panel">
           <h2>Webhooks</h2>
           {cur.webhooks.length === 0 ? <p class="muted">None.</p> : <ul class="plain">{cur.webhooks.map((w) => <li key={w.id}><code>{w.host}</code> <span class="muted small">(the full URL is kept secret)</span>
-            {canEdit && <button type="button" class="link" aria-label={`New signing secret for ${w.host}`} onClick={() => rotate(w.id, w.host)}>New secret</button>}
+            {canEdit && <button type="button" class="link" aria-label={`New secret for signing ${w.host} webhooks`} onClick={() => rotate(w.id, w.host)}>New secret</button>}
             {canEdit && <button type="button" class="link" aria-label={`Remove webhook ${w.host}`} onClick={() => put(cur.emails, ids.filter((x) => x !== w.id), "Webhook removed.")}>Remove</button>}</li>)}</ul>}
           {canEdit && <form class="row" onSubmit={addHook}>
             <Field id="al-hook" label="Add a webhook URL" hint="Gets signed JSON: POST {id, type, time, detail}." error={fields["webhooks"] ?? Object.entries(fields).find(([k]) => k.startsWith("webhooks"))?.[1]}>
@@ -180,6 +191,18 @@ function utc(local: string, endOfMinute: boolean): string | undefined {
   if (Number.isNaN(d.getTime())) return undefined;
   if (endOfMinute && local.length <= 16) d.setSeconds(59);
   return d.toISOString().replace(/\.\d+Z$/, "Z");
+}
+
+/** What an event changed: "label: Old → New", one line per field (values in words). */
+function AuditChanges({ diff }: { diff: Dict }) {
+  const rows = Object.entries(diff);
+  if (rows.length === 0) return <span class="muted">—</span>;
+  return <ul class="plain changes" data-testid="audit-changes">{rows.map(([k, d]) => {
+    const c = (d ?? {}) as { before?: unknown; after?: unknown };
+    const both = c.before !== undefined && c.before !== null && c.after !== undefined && c.after !== null;
+    return <li key={k}><span class="muted">{fieldLabel(k)}:</span> {both ? <>{valueWords(c.before)} → {valueWords(c.after)}</>
+      : c.after !== undefined && c.after !== null ? <>set to {valueWords(c.after)}</> : <>{valueWords(c.before)} removed</>}</li>;
+  })}</ul>;
 }
 
 export function AuditPage() {
@@ -213,8 +236,8 @@ export function AuditPage() {
         <tbody>{rows.map((e, i) => (
           <tr key={i}><td>{fmtTime(e.at)}</td><td class="muted">{owner(e.user_id)}</td><td>{e.action}</td>
             <td>{e.object_type} <a href={e.object_type === "job" ? `#/jobs/${e.object_id}` : e.object_type === "authorization" ? `#/authorizations/${e.object_id}` : undefined}>{e.label}</a>
-              {" "}<button type="button" class="link small" aria-label={`Only events of ${e.object_type} ${e.label || e.object_id}`} onClick={() => set("object_id", e.object_id)}>only this</button></td>
-            <td class="muted">{Object.keys(e.diff).join(", ")}</td></tr>))}</tbody></table></div>)}
+              {" "}<button type="button" class="link small" aria-label={`only this: events of ${e.object_type} ${e.label || e.object_id}`} onClick={() => set("object_id", e.object_id)}>only this</button></td>
+            <td><AuditChanges diff={e.diff} /></td></tr>))}</tbody></table></div>)}
       <div class="row pager">
         <button type="button" disabled={cursors.length < 2} onClick={() => setCursors(cursors.slice(0, -1))}>Previous page</button>
         <button type="button" disabled={!data?.next_cursor} onClick={() => setCursors([...cursors, data!.next_cursor])}>Next page</button>

@@ -73,9 +73,10 @@ function fieldsIn(g: Group, out: Set<string>): Set<string> {
   return out;
 }
 
-/** Field suggestions: the usual references plus the fields other audiences use. */
-export function suggestions(filters: unknown[]): string[] {
-  const out = new Set(SUGGESTED);
+/** Field suggestions: the fields imports wrote (read from a sample of profiles), the usual
+ * references, and the fields other audiences use. */
+export function suggestions(filters: unknown[], imported: string[] = []): string[] {
+  const out = new Set([...SUGGESTED, ...imported]);
   for (const f of filters) { const g = fromFilter(f); if (g) fieldsIn(g, out); }
   return [...out].sort();
 }

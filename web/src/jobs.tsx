@@ -1,10 +1,11 @@
 import { useEffect, useMemo, useState } from "preact/hooks";
-import { api, ApiError, type Dict, type EditPreview, type Granularity, type JobRow, type JobSummary, type JsonSchema, type Page, type Provider, type Run } from "./api";
+import { api, ApiError, type Dict, type EditPreview, type Granularity, type JobRow, type JobSummary, type Page, type Provider, type Run, type Workflow } from "./api";
 import { BarChart } from "./chart";
+import { ConfigSummary, useConfigSupport } from "./configForm";
 import { SchemaForm } from "./schemaForm";
 import { describeSchedule, type Schedule, scheduleBody, SchedulePicker, scheduleState } from "./schedule";
 import { useCanEdit, loadCatalog, useOwnerName } from "./session";
-import { changeWords, methodName, providerName, withNames, workflowName } from "./words";
+import { changeWords, methodName, omittedWords, providerName, withNames, workflowName } from "./words";
 import { Confirm, ErrorBox, Field, fmtTime, HealthBadge, JOB_TYPES, ProviderMark, Segmented, STATUSES, StatusBadge, useLoad } from "./ui";
 
 function useCatalog(): Provider[] {
@@ -80,7 +81,7 @@ export function JobsPage() {
           <thead><tr>{th("label", "Label")}<th>Provider</th><th>Type</th><th>Workflow</th><th>Authorization</th>{th("status", "Status")}<th>Owner</th>{th("created_at", "Created")}<th>Last run</th><th>Next run</th></tr></thead>
           <tbody>{rows.map((j) => (
             <tr key={j.id}>
-              <td><a href={`#/jobs/${j.id}`}>{j.label}</a></td>
+              <td><a class="trunc" href={`#/jobs/${j.id}`} title={j.label}>{j.label}</a></td>
               <td><ProviderMark id={j.provider} name={providerName(catalog, j.provider)} /></td>
               <td>{j.job_type}</td><td>{workflowName(catalog, j.provider, j.workflow)}</td>
               <td>{authOf(j.authorization_id) ? <a href={`#/authorizations/${j.authorization_id}`}>{authOf(j.authorization_id)!.label}</a>
@@ -200,7 +201,9 @@ async function editJob(j: JobSummary, body: Record<string, unknown>, dryRun: boo
   }
 }
 
-function EditConfig({ job, schema, onDone, onCancel }: { job: JobSummary; schema: JsonSchema; onDone: (j: JobSummary) => void; onCancel: () => void }) {
+function EditConfig({ job, workflow, onDone, onCancel }: { job: JobSummary; workflow: Workflow; onDone: (j: JobSummary) => void; onCancel: () => void }) {
+  // The same choices as in the wizard: audiences by name, "Load choices" through the job's authorization.
+  const support = useConfigSupport(job.provider, workflow, job.authorization_id);
   const [config, setConfig] = useState<Dict>(job.config);
   const [schedule, setSchedule] = useState<Schedule>(scheduleState(job.schedule));
   const [touched, setTouched] = useState(false);
@@ -215,12 +218,23 @@ function EditConfig({ job, schema, onDone, onCancel }: { job: JobSummary; schema
   return (
     <form class="panel" onSubmit={save} aria-labelledby="edit-config-h">
       <h3 id="edit-config-h">Edit configuration</h3>
-      <SchemaForm schema={schema} value={config} onChange={setConfig} errors={fields} prefix="config." idPrefix="edit-cfg" />
+      <SchemaForm schema={workflow.config_schema} value={config} onChange={setConfig} errors={fields} prefix="config." idPrefix="edit-cfg"
+        options={support.options} custom={support.custom} />
       <SchedulePicker value={schedule} onChange={(v) => { setSchedule(v); setTouched(true); }} errors={fields} />
       <ErrorBox error={error} />
       <div class="row"><button type="submit" class="primary">Save configuration</button><button type="button" onClick={onCancel}>Cancel</button></div>
     </form>
   );
+}
+
+/** What resuming does, said before it is done (services/jobs.py `act`): a one-time job whose
+ * start time is ahead waits for it; any other job runs at once, then follows its schedule. */
+function resumeWords(j: JobSummary): string {
+  const sched = j.schedule;
+  const at = sched?.type === "once" && sched.at ? Date.parse(String(sched.at)) : NaN;
+  if (at > Date.now()) return `It waits for its start time, ${fmtTime(String(sched!.at))}: no run starts now.`;
+  const then = sched && sched.type !== "once" ? `, then the schedule goes on (${describeSchedule(sched)})` : "";
+  return `A run starts as soon as you resume${then}.`;
 }
 
 function RunRow({ run }: { run: Run }) {
@@ -231,7 +245,7 @@ function RunRow({ run }: { run: Run }) {
       <td>{fmtTime(run.started_at)}</td><td>{run.trigger}</td>
       <td><StatusBadge status={run.status} />{run.error && <div class="muted small">{run.error}</div>}</td>
       <td class="num">{run.added}</td><td class="num">{run.removed}</td>
-      <td class="num" title={Object.entries(run.omitted_reasons).map(([k, v]) => `${k}: ${v}`).join(", ")}>{run.omitted}</td>
+      <td class="num">{run.omitted}{omittedWords(run.omitted_reasons) && <div class="muted small" data-testid="omitted-reasons">{omittedWords(run.omitted_reasons)}</div>}</td>
       <td>{run.status === "running" ? (pct !== null
         ? <progress max={100} value={pct} aria-label="run progress">{pct}%</progress>
         : <span>{p.processed} {p.unit === "bytes" ? "records" : p.unit}</span>) : `${p.processed} processed`}</td>
@@ -331,6 +345,7 @@ export function JobSummaryPage({ id }: { id: string }) {
   const [refresh, setRefresh] = useState(0);
   const [error, setError] = useState<unknown>(null);
   const [confirmDelete, setConfirmDelete] = useState(false);
+  const [confirmResume, setConfirmResume] = useState(false);
   const [changingAuth, setChangingAuth] = useState(false);
   const [notice, setNotice] = useState("");
   const [editingConfig, setEditingConfig] = useState(false);
@@ -348,31 +363,36 @@ export function JobSummaryPage({ id }: { id: string }) {
     if (wasRunning.v && !running) { job.reload(); runs.reload(); setRefresh((r) => r + 1); }
     wasRunning.v = running;
   }, [running]);
+  const workflow = j ? catalog.find((p) => p.id === j.provider)?.workflows.find((w) => w.id === j.workflow) : undefined;
+  const support = useConfigSupport(j?.provider ?? "", workflow, j?.authorization_id ?? "");
   if (job.error) return <ErrorBox error={job.error} />;
   if (!j) return <p class="loading">Loading…</p>;
   const act = async (a: "pause" | "resume" | "run") => {
     setError(null); setNotice("");
     try {
-      job.set(await api.jobAction(id, a));
-      setNotice({ pause: "Paused: no run starts until you resume.", resume: "Resumed: a run starts now, then the schedule goes on.", run: "A run starts now." }[a]); runs.reload(); setRefresh((r) => r + 1); } catch (e) { setError(e); }
+      const after = await api.jobAction(id, a);
+      job.set(after);
+      // Said from what the job is now, not guessed: a resumed job may run at once or wait.
+      const resumed = after.status === "running" ? "Resumed: a run started."
+        : after.next_run_at ? `Resumed: the next run is ${fmtTime(after.next_run_at)}.` : "Resumed.";
+      setNotice({ pause: "Paused: no run starts until you resume.", resume: resumed, run: "A run starts now." }[a]); runs.reload(); setRefresh((r) => r + 1); } catch (e) { setError(e); }
   };
   const patch = async (body: Record<string, unknown>) => { job.set(await editJob(j, body, false) as JobSummary); };
   const del = async () => {
     setConfirmDelete(false);
     try { await api.deleteJob(id); location.hash = "#/jobs"; } catch (e) { setError(e); }
   };
-  const workflow = catalog.find((p) => p.id === j.provider)?.workflows.find((w) => w.id === j.workflow);
   return (
     <section>
       <p><a href="#/jobs">← Jobs</a></p>
       <div class="row between">
-        <h1 data-testid="job-title">{j.label}</h1>
+        <h1 data-testid="job-title" class="long">{j.label}</h1>
         <StatusBadge status={j.status} faults={j.fault_count} warning={j.warning} />
       </div>
       {canEdit && (
         <div class="row actions" role="toolbar" aria-label="Job actions">
           {(j.status === "running" || j.status === "sleeping") && <button type="button" onClick={() => act("pause")}>Pause</button>}
-          {(j.status === "paused" || j.status === "failed") && <button type="button" onClick={() => act("resume")}>Resume</button>}
+          {(j.status === "paused" || j.status === "failed") && <button type="button" onClick={() => setConfirmResume(true)}>Resume</button>}
           {j.status === "sleeping" && <button type="button" onClick={() => act("run")}>Run now</button>}
           <button type="button" onClick={() => setChangingAuth(!changingAuth)}>Change authorization</button>
           <button type="button" class="danger" onClick={() => setConfirmDelete(true)}>Delete</button>
@@ -380,6 +400,8 @@ export function JobSummaryPage({ id }: { id: string }) {
       )}
       <ErrorBox error={error} />
       {notice && <p class="ok" role="status" data-testid="job-notice">{notice}</p>}
+      {confirmResume && <Confirm title={`Resume “${j.label}”?`} confirmLabel="Resume job" onConfirm={() => { setConfirmResume(false); void act("resume"); }} onCancel={() => setConfirmResume(false)}>
+        <p data-testid="resume-what">{resumeWords(j)}</p></Confirm>}
       {confirmDelete && <Confirm title={`Delete “${j.label}”?`} confirmLabel="Delete job" danger onConfirm={del} onCancel={() => setConfirmDelete(false)}>
         <p>The job, its schedule and its history are deleted. Profiles it wrote stay.</p></Confirm>}
       {changingAuth && <ChangeAuthorization job={j} onDone={(nj) => { job.set(nj); setChangingAuth(false); setNotice(`The job now uses the authorization “${nj.authorization.label}”.`); }} />}
@@ -402,10 +424,10 @@ export function JobSummaryPage({ id }: { id: string }) {
           <InlineText label="Description" value={j.description} multiline canEdit={canEdit} onSave={(v) => patch({ description: v })} />
           <div class="row between"><h3>Configuration</h3>
             {canEdit && workflow && !editingConfig && <button type="button" onClick={() => setEditingConfig(true)}>Edit configuration</button>}</div>
-          <dl class="meta">{Object.entries(j.config).map(([k, v]) => <><dt key={k}>{k}</dt><dd><code>{typeof v === "string" ? v : JSON.stringify(v)}</code></dd></>)}</dl>
+          <dl class="meta" data-testid="job-config"><ConfigSummary config={j.config} schema={workflow?.config_schema} audienceName={support.audienceName} /></dl>
         </div>
       </div>
-      {editingConfig && workflow && <EditConfig job={j} schema={workflow.config_schema}
+      {editingConfig && workflow && <EditConfig job={j} workflow={workflow}
         onDone={(nj) => { job.set(nj); setEditingConfig(false); }} onCancel={() => setEditingConfig(false)} />}
       <Activity jobId={id} refresh={refresh} />
       <section class="panel" aria-labelledby="runs-h">

@@ -1,6 +1,7 @@
 import { render } from "preact";
 import { useEffect, useState } from "preact/hooks";
-import { api, ApiError, clearToken, getToken, type Me, setToken, setUnauthorizedHandler } from "./api";
+import { api, ApiError, askOtherTabs, clearToken, getToken, type Me, setToken, setUnauthorizedHandler, shareSession, signOutEverywhere } from "./api";
+import { CatalogPage } from "./catalog";
 import { AuthorizationsPage, AuthorizationSummaryPage, NewAuthorizationPage } from "./auths";
 import { AlertsPage, AudiencesPage, AuditPage, TokensPage } from "./extras";
 import { JobsPage, JobSummaryPage } from "./jobs";
@@ -52,7 +53,7 @@ function SignIn({ onSignedIn }: { onSignedIn: (me: Me) => void }) {
 }
 
 const NAV: [string, string, boolean][] = [
-  ["#/jobs", "Jobs", false], ["#/authorizations", "Authorizations", false], ["#/audiences", "Audiences", false],
+  ["#/jobs", "Jobs", false], ["#/authorizations", "Authorizations", false], ["#/catalog", "Catalog", false], ["#/audiences", "Audiences", false],
   ["#/alerts", "Alerts", false], ["#/audit", "Audit log", false], ["#/tokens", "Tokens", true],
 ];
 
@@ -65,6 +66,7 @@ function Route({ hash }: { hash: string }) {
   if (a === "authorizations" && b === "new") return <NewAuthorizationPage />;
   if (a === "authorizations" && b) return <AuthorizationSummaryPage id={b} />;
   if (a === "authorizations") return <AuthorizationsPage />;
+  if (a === "catalog") return <CatalogPage />;
   if (a === "audiences") return <AudiencesPage />;
   if (a === "alerts") return <AlertsPage />;
   if (a === "audit") return <AuditPage />;
@@ -79,6 +81,12 @@ function App() {
   useEffect(() => {
     setUnauthorizedHandler(() => { clearToken(); setMe(null); });
     if (getToken()) api.me().then(setMe, () => clearToken()).finally(() => setChecking(false));
+    // A token from another open tab is checked like a typed one before it is kept.
+    const stop = shareSession((token) => {
+      api.me(token).then((m) => { if (!getToken()) { setToken(token); setMe(m); } }, () => {});
+    }, () => setMe(null));
+    if (!getToken()) askOtherTabs();
+    return stop;
   }, []);
   if (checking) return <p class="loading">Loading…</p>;
   if (!me) return <SignIn onSignedIn={setMe} />;
@@ -95,7 +103,7 @@ function App() {
         </nav>
         <span class="who" data-testid="who">
           <span>{me.account.name}</span> · <span>{me.user.email}</span> <span class="role">{me.role}</span>
-          <button type="button" class="link" onClick={() => { clearToken(); setMe(null); location.hash = "#/jobs"; }}>Sign out</button>
+          <button type="button" class="link" onClick={() => { signOutEverywhere(); setMe(null); location.hash = "#/jobs"; }}>Sign out</button>
         </span>
       </header>
       <main id="main" tabIndex={-1}><Route hash={hash} /></main>

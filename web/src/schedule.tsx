@@ -1,10 +1,12 @@
 // The schedule picker: once (now or at a time), every N minutes, daily, weekly; with the
 // time zone and quiet hours the API supports (chalicelib/api/schemas.py: Schedule).
+import { useState } from "preact/hooks";
 import type { Dict } from "./api";
 import { Field } from "./ui";
 
 export interface Schedule {
-  type: "once" | "interval" | "daily" | "weekly";
+  type: "once" | "interval" | "daily" | "weekly" | "cron";
+  cron: string; // an EventBridge cron expression, for power users
   every_minutes: number; at: string; day: string; timezone: string;
   quiet: boolean; quiet_start: string; quiet_end: string;
   once_at: string; // a datetime-local value in the browser's zone; "" = run now
@@ -27,7 +29,7 @@ function localInput(iso: string): string {
 
 export function newSchedule(): Schedule {
   return { type: "once", every_minutes: 60, at: "06:00", day: "mon", timezone: browserZone(), quiet: false,
-    quiet_start: "22:00", quiet_end: "06:00", once_at: "" };
+    quiet_start: "22:00", quiet_end: "06:00", once_at: "", cron: "cron(0 9 ? * MON-FRI *)" };
 }
 
 /** The picker's state from a job's schedule as the API returns it: every part is kept. */
@@ -44,6 +46,7 @@ export function scheduleState(api: Dict | null): Schedule {
     timezone: String(api.timezone ?? "UTC"),
     quiet: !!qh, quiet_start: qh?.start ?? base.quiet_start, quiet_end: qh?.end ?? base.quiet_end,
     once_at: api.type === "once" && api.at ? localInput(String(api.at)) : "",
+    cron: api.type === "cron" ? String(api.expression ?? base.cron) : base.cron,
   };
 }
 
@@ -52,6 +55,7 @@ export function scheduleBody(s: Schedule): Dict | null {
   if (s.type === "once") return s.once_at ? { type: "once", at: new Date(s.once_at).toISOString() } : null;
   if (s.type === "interval") return { type: "interval", every_minutes: s.every_minutes, timezone: s.timezone, ...quiet };
   if (s.type === "daily") return { type: "daily", at: s.at, timezone: s.timezone, ...quiet };
+  if (s.type === "cron") return { type: "cron", expression: s.cron.trim(), timezone: s.timezone };
   return { type: "weekly", day: s.day, at: s.at, timezone: s.timezone };
 }
 
@@ -65,19 +69,26 @@ export function describeSchedule(api: Dict | null): string {
   const quiet = qh ? `, quiet ${qh.start}–${qh.end}` : "";
   if (api.type === "interval") return `every ${String(api.every_minutes)} minutes${tz}${quiet}`;
   if (api.type === "daily") return `daily at ${String(api.at)}${tz}${quiet}`;
+  if (api.type === "cron") return `${String(api.expression)}${tz}`;
   return `weekly on ${String(api.day)} at ${String(api.at)}${tz}`;
 }
 
-export function SchedulePicker({ value, onChange, errors }: { value: Schedule; onChange: (s: Schedule) => void; errors: Record<string, string> }) {
+/** The next run starts of a schedule as the API computes them (POST /jobs/preview). */
+export type NextRuns = () => Promise<string[]>;
+
+export function SchedulePicker({ value, onChange, errors, nextRuns }: {
+  value: Schedule; onChange: (s: Schedule) => void; errors: Record<string, string>; nextRuns?: NextRuns;
+}) {
   const up = (patch: Partial<Schedule>) => onChange({ ...value, ...patch });
-  const err = (k: string) => errors[`schedule.${k}`];
+  // The API names a schedule's fields with its type ("schedule.daily.timezone").
+  const err = (k: string) => errors[`schedule.${value.type}.${k}`] ?? errors[`schedule.${k}`];
   const quietAllowed = value.type === "interval" || value.type === "daily";
   return (
     <fieldset class="schedule"><legend>Schedule</legend>
       <div class="row">
-        {(["once", "interval", "daily", "weekly"] as const).map((t) => (
+        {(["once", "interval", "daily", "weekly", "cron"] as const).map((t) => (
           <label key={t} class="radio"><input type="radio" name="sched" checked={value.type === t} onChange={() => up({ type: t })} />
-            {t === "once" ? "Once" : t === "interval" ? "Every N minutes" : t === "daily" ? "Daily" : "Weekly"}</label>))}
+            {t === "once" ? "Once" : t === "interval" ? "Every N minutes" : t === "daily" ? "Daily" : t === "weekly" ? "Weekly" : "Cron (advanced)"}</label>))}
       </div>
       {errors.schedule && <p class="field-error" role="alert">{errors.schedule}</p>}
       {value.type === "once" && <Field id="sched-once" label="Run at (empty: now)" hint="Your browser's local time." error={err("at")}>
@@ -89,9 +100,8 @@ export function SchedulePicker({ value, onChange, errors }: { value: Schedule; o
           {["mon", "tue", "wed", "thu", "fri", "sat", "sun"].map((d) => <option key={d}>{d}</option>)}</select></Field>}
       {(value.type === "daily" || value.type === "weekly") && <Field id="sched-at" label="At" hint={`In ${value.timezone}.`} error={err("at")}>
         <input id="sched-at" type="time" value={value.at} onInput={(e) => up({ at: (e.target as HTMLInputElement).value })} /></Field>}
-      {value.type !== "once" && <Field id="sched-tz" label="Time zone" hint="IANA name, e.g. Europe/Paris" error={err("timezone")}>
-        <input id="sched-tz" list="sched-tz-list" autocomplete="off" value={value.timezone} onInput={(e) => up({ timezone: (e.target as HTMLInputElement).value.trim() })} />
-        <datalist id="sched-tz-list">{zones().map((z) => <option key={z} value={z} />)}</datalist></Field>}
+      {value.type === "cron" && <CronField value={value.cron} onChange={(cron) => up({ cron })} error={err("expression")} nextRuns={nextRuns} />}
+      {value.type !== "once" && <ZonePicker value={value.timezone} onChange={(timezone) => up({ timezone })} error={err("timezone")} />}
       {quietAllowed && <div class="quiet">
         <label class="radio"><input type="checkbox" checked={value.quiet} onChange={(e) => up({ quiet: (e.target as HTMLInputElement).checked })} /> Quiet hours (no run starts)</label>
         {value.quiet && <div class="row">
@@ -102,5 +112,56 @@ export function SchedulePicker({ value, onChange, errors }: { value: Schedule; o
         </div>}
       </div>}
     </fieldset>
+  );
+}
+
+/** A select of the IANA zones the browser knows (so nothing else can be chosen), with a box
+ * that narrows it: typing "par" leaves Europe/Paris. The current zone is always listed. */
+function ZonePicker({ value, onChange, error }: { value: string; onChange: (z: string) => void; error?: string }) {
+  const [q, setQ] = useState("");
+  const all = zones();
+  const words = q.trim().toLowerCase().replace(/\s+/g, "_");
+  const shown = all.filter((z) => !words || z.toLowerCase().includes(words));
+  const list = shown.includes(value) || !value ? shown : [value, ...shown];
+  return (
+    <Field id="sched-tz" label="Time zone" hint={`${shown.length} of ${all.length} zones listed`} error={error}>
+      <div class="row tight">
+        <input type="search" aria-label="Search time zones" placeholder="Search, e.g. Paris" value={q}
+          onInput={(e) => {
+            const t = (e.target as HTMLInputElement).value;
+            setQ(t);
+            const w = t.trim().toLowerCase().replace(/\s+/g, "_");
+            const first = all.find((z) => z.toLowerCase().includes(w));
+            if (w && first && !value.toLowerCase().includes(w)) onChange(first); // the select shows the first match
+          }} />
+        <select id="sched-tz" value={value} onChange={(e) => onChange((e.target as HTMLSelectElement).value)} aria-describedby="sched-tz-hint">
+          {list.map((z) => <option key={z} value={z}>{z.replace(/_/g, " ")}</option>)}
+        </select>
+      </div>
+    </Field>
+  );
+}
+
+/** An EventBridge cron expression, checked by the API, with its next three run starts. */
+function CronField({ value, onChange, error, nextRuns }: { value: string; onChange: (v: string) => void; error?: string; nextRuns?: NextRuns }) {
+  const [runs, setRuns] = useState<string[] | null>(null);
+  const [problem, setProblem] = useState("");
+  const [busy, setBusy] = useState(false);
+  const show = async () => {
+    if (!nextRuns) return;
+    setBusy(true); setProblem(""); setRuns(null);
+    try { setRuns(await nextRuns()); } catch (e) { setProblem((e as Error).message); } finally { setBusy(false); }
+  };
+  return (
+    <Field id="sched-cron" label="Cron expression" error={error}
+      hint="EventBridge syntax: cron(minutes hours day-of-month month day-of-week year), one of the two days '?'. E.g. cron(0 9 ? * MON-FRI *): 09:00 on weekdays.">
+      <div class="row tight">
+        <input id="sched-cron" value={value} spellcheck={false} aria-describedby="sched-cron-hint"
+          onInput={(e) => { onChange((e.target as HTMLInputElement).value); setRuns(null); setProblem(""); }} />
+        {nextRuns && <button type="button" onClick={show} disabled={busy}>Show next runs</button>}
+      </div>
+      {runs && <p class="small" role="status" data-testid="next-runs">Next runs (your time): {runs.map((r) => new Date(r).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" })).join(" · ")}</p>}
+      {problem && <p class="field-error small" role="alert">{problem}</p>}
+    </Field>
   );
 }

@@ -103,26 +103,40 @@ function TextAs({ common, value, show, parse, onChange, placeholder, multiline }
     : <input {...common} placeholder={placeholder} value={cur.current.text} onInput={input} />;
 }
 
+/** A text box with "Load choices": the choices read through the authorization replace the
+ * box with a select (the typed value stays one of its options); "Type a value" goes back. */
 function OptionInput({ common, secret, value, onInput, load }: {
   common: Record<string, unknown>; secret: boolean; value: string; onInput: (v: string) => void; load?: () => Promise<Option[]>;
 }) {
   const [opts, setOpts] = useState<Option[] | null>(null);
   const [note, setNote] = useState("");
-  const listId = `${String(common.id)}-options`;
   useEffect(() => { setOpts(null); }, [load === undefined]);
   const fetchOpts = async () => {
     if (!load) return;
     setNote("loading…");
-    try { const o = await load(); setOpts(o); setNote(o.length ? `${o.length} choice(s)` : "no choices found"); }
-    catch (e) { setNote((e as Error).message); }
+    try {
+      const o = await load();
+      setOpts(o.length ? o : null);
+      setNote(o.length ? `${o.length} choice${o.length === 1 ? "" : "s"}` : "no choices found: type a value");
+    } catch (e) { setNote((e as Error).message); }
   };
+  const typed = (e: Event) => onInput((e.target as HTMLInputElement).value);
+  let box;
+  if (secret) box = <input {...common} type="password" autocomplete="new-password" value={value} onInput={typed} />;
+  else if (opts) {
+    const known = opts.some((o) => o.value === value);
+    box = <select {...common} value={value} onChange={(e) => onInput((e.target as HTMLSelectElement).value)}>
+      {!value && <option value="">choose…</option>}
+      {!known && value && <option value={value}>{value}</option>}
+      {opts.map((o) => <option key={o.value} value={o.value}>{o.label}</option>)}
+    </select>;
+  } else box = <input {...common} type="text" autocomplete="off" value={value} onInput={typed} />;
   return (
     <div class="row tight">
-      {secret
-        ? <input {...common} type="password" autocomplete="new-password" value={value} onInput={(e) => onInput((e.target as HTMLInputElement).value)} />
-        : <input {...common} type="text" autocomplete="off" list={opts ? listId : undefined} value={value} onInput={(e) => onInput((e.target as HTMLInputElement).value)} />}
-      {opts && <datalist id={listId}>{opts.map((o) => <option key={o.value} value={o.value}>{o.label}</option>)}</datalist>}
-      {load && <button type="button" onClick={fetchOpts}>Load choices</button>}
+      {box}
+      {load && (opts
+        ? <button type="button" onClick={() => { setOpts(null); setNote(""); }}>Type a value</button>
+        : <button type="button" onClick={fetchOpts}>Load choices</button>)}
       {note && <small aria-live="polite">{note}</small>}
     </div>
   );

@@ -7,21 +7,20 @@ import { describeSchedule, newSchedule, type Schedule, scheduleBody, SchedulePic
 import { AwsTrustPanel } from "./awsTrust";
 import { defaults, SchemaForm } from "./schemaForm";
 import { loadCatalog } from "./session";
-import { ErrorBox, Field, HealthBadge, ProviderMark, useLoad } from "./ui";
-import { fieldLabel, methodName, plainDescription } from "./words";
+import { ErrorBox, Field, fmtTime, HealthBadge, ProviderMark, useLoad } from "./ui";
+import { methodName, plainDescription } from "./words";
+import { ConfigSummary, useConfigSupport } from "./configForm";
 
 interface State {
   provider: string; job_type: string; workflow: string;
   authMode: "existing" | "new"; authorization_id: string;
-  method: string; authLabel: string; credentials: Dict;
+  method: string; authLabel: string; authDescription: string; credentials: Dict;
   label: string; description: string; config: Dict; schedule: Schedule; start: boolean;
 }
 const initial = (): State => ({
-  provider: "", job_type: "", workflow: "", authMode: "existing", authorization_id: "", method: "", authLabel: "",
+  provider: "", job_type: "", workflow: "", authMode: "existing", authorization_id: "", method: "", authLabel: "", authDescription: "",
   credentials: {}, label: "", description: "", config: {}, schedule: newSchedule(), start: true,
 });
-/** Config values the options routes take to narrow a field's choices (bucket → prefixes ...). */
-const OPTION_PARAMS = ["bucket", "list_id", "account_id", "container_id"];
 
 // The wizard keeps its place: the step is in the address (#/jobs/new?step=configure, one
 // history entry per step, so the browser's Back goes to the previous step) and the answers
@@ -72,29 +71,23 @@ function resumed(hash: string): { state: State; slug: string; error: ApiError | 
   return { state: initial(), slug: "provider", error: null, draft: draft && dirty(draft) ? draft : null };
 }
 
-/** A config value in words: lists joined, mappings as "from → to", audiences by name. */
-function summary(key: string, value: unknown, audienceName: (id: string) => string): string {
-  if (key === "audience_id" && typeof value === "string") return audienceName(value);
-  if (Array.isArray(value)) return value.map(String).join(", ");
-  if (typeof value === "boolean") return value ? "yes" : "no";
-  if (value && typeof value === "object") return Object.entries(value as Dict).map(([k, v]) => `${k} → ${typeof v === "object" ? JSON.stringify(v) : String(v)}`).join("; ");
-  return String(value);
-}
-
 export function Wizard({ hash }: { hash: string }) {
   const catalog = useLoad(() => loadCatalog(api.providers), []);
   const [start] = useState(() => resumed(hash));
-  const [s, setS] = useState<State>(start.state);
+  const [s, setState] = useState<State>(start.state);
+  // Saved with the change itself, not in an effect after the next paint: a refresh right
+  // after a keystroke must not lose it.
+  const setS = (next: State) => { if (dirty(next)) saveDraft(next); setState(next); };
   const [offered, setOffered] = useState<State | null>(start.draft);
   const [errors, setErrors] = useState<Record<string, string>>({});
   const [error, setError] = useState<unknown>(start.error);
   const [busy, setBusy] = useState(false);
+  const [nextRuns, setNextRuns] = useState<string[] | null>(null);
   const up = (patch: Partial<State>) => setS({ ...s, ...patch });
   const providers: Provider[] = catalog.data ?? [];
   const provider = providers.find((p) => p.id === s.provider);
   const workflow = provider?.workflows.find((w) => w.id === s.workflow);
   const auths = useLoad(() => (s.provider ? api.authorizations({ provider: s.provider, limit: 200 }) : Promise.resolve({ data: [], next_cursor: null })), [s.provider]);
-  const audiences = useLoad(() => api.audiences(), []);
   const usable = (auths.data?.data ?? []).filter((a) => !workflow || workflow.auth_methods.includes(a.method));
   const method = provider?.auth_methods.find((m) => m.id === s.method);
 
@@ -150,23 +143,43 @@ export function Wizard({ hash }: { hash: string }) {
       try {
         const id = isOAuth(s.method)
           ? await connectOAuth(s.provider, s.authLabel.trim(), { back: "#/jobs/new", state: { ...s, credentials: {} } as unknown as Dict }, provider?.name)
-          : (await api.createAuthorization({ provider: s.provider, method: s.method, label: s.authLabel, credentials: s.credentials })).id;
+          : (await api.createAuthorization({ provider: s.provider, method: s.method, label: s.authLabel, description: s.authDescription, credentials: s.credentials })).id;
         auths.reload();
-        setS({ ...s, authMode: "existing", authorization_id: id, credentials: {}, method: "", authLabel: "" });
+        setS({ ...s, authMode: "existing", authorization_id: id, credentials: {}, method: "", authLabel: "", authDescription: "" });
         goTo("configure"); // Method and Credentials steps disappear
         return;
       } catch (e) { return fail(e); } finally { setBusy(false); }
     }
+    if (name === "Configure") {
+      // The API checks the whole job now (config, reach of the bucket or list, schedule), so
+      // a wrong field is marked here, not after Review; the answer also gives the next runs.
+      setBusy(true);
+      try { setNextRuns((await api.previewJob(jobBody())).next_runs); } catch (e) { return fail(e); } finally { setBusy(false); }
+    }
     setStep(step + 1);
+  }
+
+  function jobBody(): Dict {
+    return { provider: s.provider, job_type: s.job_type, workflow: s.workflow, authorization_id: s.authorization_id,
+      label: s.label, description: s.description, config: s.config, schedule: scheduleBody(s.schedule), start: s.start };
+  }
+  /** "Show next runs" of a cron schedule: only the schedule's own problems matter there. */
+  async function scheduleRuns(): Promise<string[]> {
+    try {
+      const runs = (await api.previewJob({ ...jobBody(), label: s.label || "preview" })).next_runs;
+      setError(null); setErrors({}); // the whole job passed: an earlier refusal no longer holds
+      return runs;
+    } catch (e) {
+      if (!(e instanceof ApiError)) throw e;
+      const own = Object.entries(e.fields).filter(([k]) => k.startsWith("schedule"));
+      throw new Error(own.length ? own.map(([, v]) => v).join("; ") : `Fill in the other fields first: ${e.message}`);
+    }
   }
 
   async function create() {
     setBusy(true); setError(null); setErrors({});
     try {
-      const job = await api.createJob({
-        provider: s.provider, job_type: s.job_type, workflow: s.workflow, authorization_id: s.authorization_id,
-        label: s.label, description: s.description, config: s.config, schedule: scheduleBody(s.schedule), start: s.start,
-      });
+      const job = await api.createJob(jobBody());
       clearDraft();
       setS(initial());
       location.hash = `#/jobs/${job.id}`;
@@ -178,20 +191,7 @@ export function Wizard({ hash }: { hash: string }) {
     } finally { setBusy(false); }
   }
 
-  const optionLoaders: Record<string, (v: Dict) => Promise<Awaited<ReturnType<typeof api.options>>>> = {};
-  for (const f of workflow?.option_fields ?? []) {
-    optionLoaders[f] = (v) => api.options(s.provider, s.workflow, f, {
-      authorization_id: s.authorization_id,
-      ...Object.fromEntries(OPTION_PARAMS.filter((k) => k !== f && typeof v[k] === "string" && v[k]).map((k) => [k, v[k] as string])),
-    });
-  }
-  const custom = {
-    audience_id: (id: string, v: unknown, set: (x: unknown) => void) => (
-      <select id={id} value={String(v ?? "")} onChange={(e) => set((e.target as HTMLSelectElement).value)}>
-        <option value="">choose an audience…</option>
-        {(audiences.data?.data ?? []).map((a) => <option key={a.id} value={a.id}>{a.name}</option>)}
-      </select>),
-  };
+  const support = useConfigSupport(s.provider, workflow, s.authorization_id);
 
   return (
     <section class="wizard">
@@ -256,6 +256,8 @@ export function Wizard({ hash }: { hash: string }) {
         {name === "Credentials" && method && !isOAuth(method.id) && (<>
           <Field id="auth-label" label="Authorization label *" error={errors.label}>
             <input id="auth-label" required value={s.authLabel} onInput={(e) => up({ authLabel: (e.target as HTMLInputElement).value })} /></Field>
+          <Field id="auth-description" label="Authorization description" hint="Optional: what it is for, whose keys they are." error={errors.description}>
+            <textarea id="auth-description" value={s.authDescription} onInput={(e) => up({ authDescription: (e.target as HTMLTextAreaElement).value })} /></Field>
           <p class="muted small">Credentials are checked with the provider before you go on, then stored in AWS Secrets Manager; they are never shown again.</p>
           <AwsTrustPanel method={method} />
           <SchemaForm schema={method.credentials_schema} value={s.credentials} onChange={(v) => up({ credentials: v })}
@@ -267,16 +269,17 @@ export function Wizard({ hash }: { hash: string }) {
           <Field id="job-description" label="Description" error={errors.description}>
             <textarea id="job-description" value={s.description} onInput={(e) => up({ description: (e.target as HTMLTextAreaElement).value })} /></Field>
           <SchemaForm schema={workflow.config_schema} value={s.config} onChange={(v) => up({ config: v })} errors={errors}
-            prefix="config." idPrefix="cfg" options={optionLoaders} custom={custom} />
-          <SchedulePicker value={s.schedule} onChange={(v) => up({ schedule: v })} errors={errors} />
+            prefix="config." idPrefix="cfg" options={support.options} custom={support.custom} />
+          <SchedulePicker value={s.schedule} onChange={(v) => up({ schedule: v })} errors={errors} nextRuns={scheduleRuns} />
         </>)}
         {name === "Review" && (<>
           <dl class="meta panel">
             <dt>Provider</dt><dd>{provider?.name}</dd><dt>Job type</dt><dd>{s.job_type}</dd><dt>Workflow</dt><dd>{workflow?.name}</dd>
             <dt>Authorization</dt><dd>{(auths.data?.data ?? []).find((a) => a.id === s.authorization_id)?.label ?? s.authorization_id}</dd>
             <dt>Label</dt><dd>{s.label}</dd>
-            {Object.entries(s.config).filter(([, v]) => v !== "" && v !== null && v !== undefined).map(([k, v]) => <><dt key={k}>{workflow?.config_schema.properties?.[k]?.title ?? fieldLabel(k)}</dt><dd>{summary(k, v, (id) => (audiences.data?.data ?? []).find((a) => a.id === id)?.name ?? id)}</dd></>)}
+            <ConfigSummary config={s.config} schema={workflow?.config_schema} audienceName={support.audienceName} />
             <dt>Schedule</dt><dd>{describeSchedule(scheduleBody(s.schedule))}</dd>
+            {nextRuns && nextRuns.length > 0 && <><dt>Next runs</dt><dd data-testid="review-next-runs">{nextRuns.map((r) => fmtTime(r)).join(" · ")}</dd></>}
           </dl>
           <label class="radio"><input type="radio" name="start" checked={s.start} onChange={() => up({ start: true })} /> Start now</label>
           <label class="radio"><input type="radio" name="start" checked={!s.start} onChange={() => up({ start: false })} /> Stage (create paused, start later)</label>

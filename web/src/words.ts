@@ -20,9 +20,9 @@ export function plainDescription(text: string): string {
 const ACRONYMS: Record<string, string> = { id: "ID", url: "URL", aws: "AWS", arn: "ARN", api: "API", dc: "data center" };
 const NAMES: Record<string, string> = {
   authorization_id: "authorization", config: "configuration", timezone: "time zone", at: "time",
-  every_minutes: "minutes between runs", failure_window_hours: "failure window", op: "operator",
+  every_minutes: "minutes between runs", failure_window_hours: "failure window", op: "operator", expression: "cron expression",
 };
-const UNION_TAGS = new Set(["once", "interval", "daily", "weekly"]);
+const UNION_TAGS = new Set(["once", "interval", "daily", "weekly", "cron"]);
 
 /** `credentials.access_key_id` → "Access key ID"; `schedule.daily.at` → "Schedule time". */
 export function fieldLabel(path: string): string {
@@ -61,4 +61,45 @@ export function oauthErrorMessage(code: string, provider: string | null): string
     "oauth.provider_not_found": "This provider cannot be connected with OAuth; nothing was created.",
   };
   return messages[code] ?? "The connection failed; nothing was created. Connect again.";
+}
+
+/** Any value in words, never JSON: lists joined, mappings as "from → to", booleans yes/no. */
+export function valueWords(value: unknown): string {
+  if (value === null || value === undefined || value === "") return "—";
+  if (Array.isArray(value)) return value.map(valueWords).join(", ");
+  if (typeof value === "boolean") return value ? "yes" : "no";
+  if (typeof value === "object") {
+    const f = filterWords(value);
+    if (f) return f;
+    return Object.entries(value as Record<string, unknown>).map(([k, v]) => `${k} → ${valueWords(v)}`).join("; ");
+  }
+  return String(value);
+}
+
+const OP_WORDS: Record<string, string> = {
+  equals: "is", not_equals: "is not", in: "is one of", contains: "contains", gt: "is more than", gte: "is at least",
+  lt: "is less than", lte: "is at most", exists: "has a value", not_exists: "has no value",
+};
+
+/** An audience filter as a sentence: `plan is pro and (country is FR or country is DE)`;
+ * "" when the value is not a filter. */
+export function filterWords(filter: unknown, nested = false): string {
+  if (!filter || typeof filter !== "object" || Array.isArray(filter)) return "";
+  const f = filter as Record<string, unknown>;
+  const mode = "all" in f ? "all" : "any" in f ? "any" : null;
+  if (!mode || !Array.isArray(f[mode])) return "";
+  const parts = (f[mode] as unknown[]).map((n) => {
+    const c = (n ?? {}) as Record<string, unknown>;
+    if ("all" in c || "any" in c) return filterWords(c, true);
+    const value = "value" in c ? ` ${Array.isArray(c.value) ? c.value.map(String).join(", ") : String(c.value)}` : "";
+    return `${String(c.field)} ${OP_WORDS[String(c.op)] ?? String(c.op)}${value}`;
+  });
+  if (parts.length === 0) return mode === "all" ? "every profile" : "no profile";
+  const text = parts.join(mode === "all" ? " and " : " or ");
+  return nested && parts.length > 1 ? `(${text})` : text;
+}
+
+/** Why records were omitted, in words: "unchanged: 200, missing identifier: 1". */
+export function omittedWords(reasons: Record<string, number>): string {
+  return Object.entries(reasons).filter(([, n]) => n > 0).map(([k, n]) => `${k.replace(/_/g, " ")}: ${n}`).join(", ");
 }
