@@ -192,9 +192,9 @@ def measure(aws: Emulation, runs: int) -> int:
     from chalice.test import Client
 
     from app import app
+    from chalicelib.bootstrap import deps
     from chalicelib.config import RUNS_QUEUE
     from chalicelib.services.accounts import resolve_token
-    from chalicelib.services.deps import deps
 
     with aws.no_latency():
         s3 = boto3.client("s3")

@@ -199,10 +199,10 @@ def run(members: int, destinations: list[Destination]) -> list[Figures]:
 
     from app import app
     from chalicelib import config
+    from chalicelib.bootstrap import Deps, use
     from chalicelib.domain.profiles import ProfileRecord
     from chalicelib.providers import calls, http
     from chalicelib.services.accounts import create_account
-    from chalicelib.services.deps import Deps, use
     from chalicelib.services.engine import Delivery, Engine, EngineOptions
     from chalicelib.store import aws
     from tests.fakes.mailchimp import FakeMailchimp

@@ -132,9 +132,9 @@ def run(members: int) -> tuple[RunFigures, RunFigures]:
     from chalice.test import Client
 
     from app import app
+    from chalicelib.bootstrap import Deps, use
     from chalicelib.providers import calls
     from chalicelib.services.accounts import create_account
-    from chalicelib.services.deps import Deps, use
     from chalicelib.services.engine import Delivery, Engine, EngineOptions
     from chalicelib.store import aws
 

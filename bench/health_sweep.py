@@ -268,9 +268,9 @@ def part(op: str) -> str:
 def run(wire: Wire, endpoint: str) -> int:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else N
 
+    from chalicelib.bootstrap import Deps, use
     from chalicelib.providers.registry import Registry
     from chalicelib.services import health
-    from chalicelib.services.deps import Deps, use
     from chalicelib.store import aws
 
     d = Deps(registry=Registry(extra={"bench_probe": Instant()}))  # type: ignore[dict-item]

@@ -456,8 +456,8 @@ def run(aws: Emulation) -> int:
     from chalice.test import Client
 
     from app import app
+    from chalicelib.bootstrap import Deps, use
     from chalicelib.config import settings
-    from chalicelib.services.deps import Deps, use
 
     rows = make_rows()
     body = to_csv(rows)

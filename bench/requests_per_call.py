@@ -229,8 +229,8 @@ def run(log: RequestLog, endpoint: str) -> int:
     from chalice.test import Client
 
     from app import app
+    from chalicelib.bootstrap import Deps
     from chalicelib.services.accounts import create_account, token_cache
-    from chalicelib.services.deps import Deps
     from chalicelib.store import queues
 
     t_setup = time.perf_counter()

@@ -33,6 +33,10 @@ import traceback
 from collections.abc import Callable, Iterator
 from typing import IO, TYPE_CHECKING, Any, cast
 
+from chalicelib.config import settings
+from chalicelib.domain.errors import AppError
+from chalicelib.providers.base import ProviderError
+
 if TYPE_CHECKING:
     from aws_lambda_powertools.logging import Logger
 
@@ -81,8 +85,6 @@ def logger() -> Logger:
 
 def _build() -> Logger:
     from aws_lambda_powertools.logging import Logger
-
-    from chalicelib.config import settings
 
     level = settings().log_level.upper()
     built = Logger(service=SERVICE, level=level if level in LEVELS else "INFO", stream=cast("IO[str]", _Stdout()),
@@ -215,9 +217,6 @@ def scrub(text: str) -> str:
 
 def _loggable_message(exc: BaseException) -> bool:
     """Ours, and written never to quote input or credentials (users see these texts)."""
-    from chalicelib.domain.errors import AppError
-    from chalicelib.providers.base import ProviderError
-
     return isinstance(exc, AppError | ProviderError) or getattr(type(exc), "loggable", False) is True
 
 

@@ -7,8 +7,11 @@ and this module plays each of them, with no business logic of its own:
   `app.event_sources`), a poller long-polls the handler's queue and hands each batch, as the
   Lambda SQS event, to `app.handler_map[name](event, context)` on a small worker pool (two
   threads by default, so one slow step does not hold the others up). A batch that returns
-  normally is deleted; one that returns `{"batchItemFailures": [...]}` has only the others
-  deleted; one that raises stays on the queue and comes back after `retry_delay_seconds`.
+  normally is deleted; one whose handler has ReportBatchItemFailures on
+  (`chalicelib.workers.PARTIAL_BATCH_RESPONSES`, as packaged) and returns
+  `{"batchItemFailures": [...]}` has only the others deleted (any other handler's answer is
+  ignored, as Lambda ignores it); one that raises stays on the queue and comes back after
+  `retry_delay_seconds`.
   The queue's redrive policy moves it to the DLQ after `maxReceiveCount` receives (moto does
   that on receive, as SQS does). Messages are received with a short visibility timeout that a
   heartbeat extends while the handler runs, so local retries are quick and a long step is
@@ -257,8 +260,10 @@ class EventLoop:
         schedule_group: str | None = None,
         chalice_config: dict[str, Any] | None = None,
         holds: Holds | None = None,
+        partial_batch: Iterable[str] | None = None,
     ) -> None:
         from chalicelib.config import settings
+        from chalicelib.workers import PARTIAL_BATCH_RESPONSES
 
         conf = settings()
         self.app = app
@@ -274,6 +279,8 @@ class EventLoop:
         self.schedule_group = schedule_group or f"switchyard-{self.stage}"
         self.chalice_config = chalice_config or {}
         self.holds = holds
+        # the SQS handlers whose `batchItemFailures` answer counts (ReportBatchItemFailures)
+        self.partial_batch = frozenset(PARTIAL_BATCH_RESPONSES if partial_batch is None else partial_batch)
         self._work: queue.Queue[Callable[[], None]] = queue.Queue()
         self._slots = threading.Semaphore(self.workers)
         self._schedules: dict[str, _Tracked] = {}
@@ -462,7 +469,11 @@ class EventLoop:
                 ",".join(str((m.get("Attributes") or {}).get("ApproximateReceiveCount", "?")) for m in messages),
             )
         else:
-            failed = batch_failures(result, ids)
+            failed = batch_failures(result, ids) if source.handler in self.partial_batch else set()
+            if source.handler not in self.partial_batch and isinstance(result, dict) and "batchItemFailures" in result:
+                self._warn_once(f"partial:{source.handler}", "%s answered batchItemFailures, but "
+                                "ReportBatchItemFailures is off for it: Lambda deletes the whole batch",
+                                source.handler)
             if failed:
                 log.warning("%s reported %d of %d message(s) from %s as failed", source.handler,
                             len(failed), len(ids), source.queue)

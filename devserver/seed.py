@@ -68,8 +68,8 @@ def admin_token(state_dir: Path) -> tuple[str, str]:
 
 def seed_account(meta: dict[str, Any], token: str, token_source: str) -> Seeded:
     """Create the demo account unless the restored state has it; make sure `token` works."""
+    from chalicelib.bootstrap import Deps
     from chalicelib.services import accounts
-    from chalicelib.services.deps import Deps
 
     d = Deps()
     known = meta.get("demo_account")

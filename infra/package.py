@@ -9,7 +9,8 @@
    references chalice's `RestAPI`, so it cannot live in infra/template.json, which is also
    deployed alone into moto by the local stack and the tests.
 3. The `Stage` parameter defaults to the packaged stage (the functions' environment already
-   names it), SQS-triggered functions depend on their queues, policy resources are pinned
+   names it), SQS-triggered functions depend on their queues, those that answer with
+   `batchItemFailures` get ReportBatchItemFailures on their event source, policy resources are pinned
    to the stack's region and account, chalice's resources get the checkov findings accepted for them with their reasons
    (infra/checkov-skips.json), the API is throttled stage-wide (SWITCHYARD_API_RATE_LIMIT
    requests/s, default 100, burst SWITCHYARD_API_BURST_LIMIT, default 200), and the result
@@ -23,14 +24,20 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from chalice.utils import to_cfn_resource_name
+
 ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:  # run as a script: the app's own package next to infra/
+    sys.path.insert(0, str(ROOT))
+
+from chalicelib.workers import PARTIAL_BATCH_RESPONSES  # noqa: E402
+
 EDGE = ROOT / "infra" / "edge.json"
 CHECKOV_SKIPS = ROOT / "infra" / "checkov-skips.json"
-if str(ROOT) not in sys.path:  # run as a script: the app's own constants are read from chalicelib
-    sys.path.insert(0, str(ROOT))
 
 
 def merge_edge(template: dict[str, Any], edge: dict[str, Any], stage: str) -> dict[str, Any]:
@@ -44,10 +51,6 @@ def merge_edge(template: dict[str, Any], edge: dict[str, Any], stage: str) -> di
         target.update(edge.get(section, {}))
     merged["Parameters"]["Stage"]["Default"] = stage
     return merged
-
-
-# Queues whose handler reports failed records one by one (the collect queue: FIFO order).
-PARTIAL_BATCH_QUEUES = ("CollectQueue",)
 
 
 def order_event_sources(template: dict[str, Any]) -> None:
@@ -67,10 +70,15 @@ def order_event_sources(template: dict[str, Any]) -> None:
                 depends = resource.setdefault("DependsOn", [])
                 if queue not in depends:
                     depends.append(queue)
-            if queue in PARTIAL_BATCH_QUEUES:
-                # Chalice has no switch for it: without it, a handler's batchItemFailures are
-                # ignored and the failed hand-offs deleted with the others.
-                event["Properties"]["FunctionResponseTypes"] = ["ReportBatchItemFailures"]
+
+
+def report_batch_item_failures(template: dict[str, Any], handlers: Iterable[str]) -> None:
+    """Enable ReportBatchItemFailures on the SQS event source of each of `handlers` (Chalice
+    has no switch for it)."""
+    for handler in handlers:
+        events = template["Resources"][to_cfn_resource_name(handler)]["Properties"]["Events"]
+        [sqs] = [e for e in events.values() if e.get("Type") == "SQS"]
+        sqs["Properties"]["FunctionResponseTypes"] = ["ReportBatchItemFailures"]
 
 
 def throttle_api(template: dict[str, Any], rate: float, burst: int) -> None:
@@ -140,6 +148,7 @@ def package(stage: str, out: Path) -> Path:
     sam = json.loads((out / "sam.json").read_text())
     merged = merge_edge(sam, json.loads(EDGE.read_text()), stage)
     order_event_sources(merged)
+    report_batch_item_failures(merged, PARTIAL_BATCH_RESPONSES)
     pin_policy_resources(merged)
     validate_bearer(merged)
     throttle_api(merged, float(os.environ.get("SWITCHYARD_API_RATE_LIMIT", "100")),

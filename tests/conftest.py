@@ -59,8 +59,8 @@ class Tenant:
 
 @pytest.fixture()
 def deps(aws_endpoint: str) -> Any:
+    from chalicelib.bootstrap import Deps, use
     from chalicelib.services.accounts import token_cache
-    from chalicelib.services.deps import Deps, use
 
     token_cache.clear()
     d = Deps()

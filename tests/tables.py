@@ -31,8 +31,8 @@ def clone(table: Any) -> str:
 
 def fresh_deps() -> Iterator[Any]:
     """Body of a `deps` fixture: Deps on fresh main and profile tables, dropped after."""
+    from chalicelib.bootstrap import Deps, use
     from chalicelib.services.accounts import token_cache
-    from chalicelib.services.deps import Deps, use
     from chalicelib.store.dynamo import Table
 
     base = Deps()

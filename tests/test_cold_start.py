@@ -33,6 +33,10 @@ LAZY_MODULES = (
     "chalicelib.api.schemas",
     "chalicelib.api.response_schemas",
     "oauthlib",
+    # Powertools' parser and batch: only the worker handlers load them (chalicelib/workers/events.py)
+    "chalicelib.workers.events",
+    "aws_lambda_powertools.utilities.parser",
+    "aws_lambda_powertools.utilities.batch",
 )
 
 
@@ -63,6 +67,22 @@ def test_import_app_loads_no_heavy_module() -> None:
         f"`import app` loads {out['loaded']}; import them inside the function that needs them "
         "(find the culprit with: python -X importtime -c 'import app')"
     )
+
+
+def test_the_worker_events_module_is_what_loads_powertools_parser_and_batch() -> None:
+    # positive control for the names above: a worker handler's import does load them
+    out = _python(
+        "import json, sys\n"
+        "import app\n"
+        "before = [m for m in ('aws_lambda_powertools.utilities.parser', 'aws_lambda_powertools.utilities.batch')"
+        " if m in sys.modules]\n"
+        "import chalicelib.workers.events\n"
+        "after = [m for m in ('aws_lambda_powertools.utilities.parser', 'aws_lambda_powertools.utilities.batch')"
+        " if m in sys.modules]\n"
+        "print(json.dumps({'before': before, 'after': after}))\n"
+    )
+    assert out == {"before": [], "after": ["aws_lambda_powertools.utilities.parser",
+                                           "aws_lambda_powertools.utilities.batch"]}
 
 
 # boto3/botocore are imported *before* app here on purpose, so that a client or session

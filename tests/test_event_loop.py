@@ -372,13 +372,34 @@ def test_batch_item_failures_delete_only_the_others(queues, start_loop):
 
     rec.app.handler_map["run_step"] = partial
     queues.send("a", "bad", "b")
-    # WHEN the loop delivers them (one batch)
-    start_loop(rec.app)
+    # WHEN the loop delivers them (one batch), ReportBatchItemFailures being on for the handler
+    start_loop(rec.app, partial_batch={"run_step"})
     # THEN only "bad" comes back; "a" and "b" were deleted after the first batch
     wait_until(lambda: rec.bodies().count("bad") == 2)
     wait_until(queues.empty)
     assert sorted(rec.calls[0]["event"]["Records"][i]["body"] for i in range(3)) == ["a", "b", "bad"]
     assert sorted(rec.bodies()) == ["a", "b", "bad", "bad"]
+
+
+def test_batch_item_failures_of_a_handler_without_the_setting_are_ignored_like_lambda(queues, start_loop):
+    # GIVEN a batching handler reporting "bad" as failed, without ReportBatchItemFailures
+    rec = Recorder(queues.name, batch_size=10)
+    handler = rec.app.handler_map["run_step"]
+
+    def partial(event: dict[str, Any], context: Any) -> Any:
+        handler(event, context)
+        return {"batchItemFailures": [{"itemIdentifier": r["messageId"]} for r in event["Records"]
+                                      if r["body"] == "bad"]}
+
+    rec.app.handler_map["run_step"] = partial
+    queues.send("a", "bad", "b")
+    # WHEN the loop delivers them
+    start_loop(rec.app, partial_batch=set())
+    # THEN the whole batch was handled once and deleted: Lambda does not read the answer
+    wait_until(lambda: len(rec.bodies()) == 3)
+    wait_until(queues.empty)
+    assert sorted(rec.bodies()) == ["a", "b", "bad"]
+    assert len(rec.calls) == 1
 
 
 def test_the_loop_stops_within_about_one_long_poll(queues, start_loop, sqs_calls):

@@ -135,6 +135,21 @@ def test_each_queue_exists_before_the_function_it_triggers(packaged: Path) -> No
     assert "DependsOn" not in res["APIHandler"]
 
 
+def test_only_the_alerts_and_collect_workers_report_partial_batch_failures(packaged: Path) -> None:
+    # The alerts and collect workers answer with batchItemFailures (one failed record is
+    # redelivered alone); the run and health workers succeed or fail whole, so Lambda must not
+    # read an answer.
+    res = json.loads((packaged / "template.json").read_text())["Resources"]
+
+    def response_types(function: str) -> list[str] | None:
+        [sqs] = [e for e in res[function]["Properties"]["Events"].values() if e["Type"] == "SQS"]
+        return sqs["Properties"].get("FunctionResponseTypes")
+
+    assert response_types("DeliverAlerts") == ["ReportBatchItemFailures"]
+    assert response_types("CollectHandoffs") == ["ReportBatchItemFailures"]
+    assert response_types("RunStep") is None and response_types("CheckHealth") is None
+
+
 def test_checkov_finds_nothing_unexplained(packaged: Path) -> None:
     requires.path(CHECKOV, "checkov", "run `make checkov` (make test does): it installs it into .venv-checkov")
     # GIVEN the merged template; WHEN checkov runs with the repo's .checkov.yaml

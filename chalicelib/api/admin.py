@@ -9,10 +9,10 @@ from chalice import Blueprint, Response
 from chalicelib.api import views
 from chalicelib.api.auth import token_authorizer
 from chalicelib.api.http import PAGING, no_content, ok, route
+from chalicelib.bootstrap import deps
 from chalicelib.domain.access import Capability, Principal
 from chalicelib.services import accounts as svc
 from chalicelib.services import credentials as creds_svc
-from chalicelib.services.deps import deps
 from chalicelib.services.validation import validate
 
 bp = Blueprint(__name__)

@@ -8,9 +8,10 @@ from chalice import Blueprint, Response
 
 from chalicelib.api.auth import token_authorizer
 from chalicelib.api.http import no_content, ok, route
+from chalicelib.bootstrap import deps
 from chalicelib.domain.access import Principal
+from chalicelib.services import alert_rules
 from chalicelib.services import alerts as svc
-from chalicelib.services.deps import deps
 from chalicelib.services.validation import validate
 from chalicelib.store.alert_rules import AlertRule
 from chalicelib.store.alerts import AlertSettings
@@ -77,7 +78,6 @@ def _rule_view(r: AlertRule) -> dict[str, Any]:
        errors=(404, 409, 422))
 def create_alert_rule(principal: Principal, job_id: str, body: dict[str, Any], query: dict[str, Any]) -> Response:
     from chalicelib.api import schemas
-    from chalicelib.services import alert_rules
 
     req = validate(schemas.AlertRuleIn, body)
     rule = alert_rules.create(deps(), principal, job_id, metric=req.metric, granularity=req.granularity,
@@ -88,8 +88,6 @@ def create_alert_rule(principal: Principal, job_id: str, body: dict[str, Any], q
 @route(bp, "/jobs/{job_id}/alert-rules", "GET", summary="A job's metric threshold rules", tag=TAG,
        authorizer=token_authorizer, response="AlertRuleOut", list_response=True, errors=(404,))
 def list_alert_rules(principal: Principal, job_id: str, query: dict[str, Any]) -> Response:
-    from chalicelib.services import alert_rules
-
     rules = alert_rules.list_(deps(), principal, job_id)
     return ok([_rule_view(r) for r in rules], next_cursor=None, paged=True)
 
@@ -97,7 +95,5 @@ def list_alert_rules(principal: Principal, job_id: str, query: dict[str, Any]) -
 @route(bp, "/jobs/{job_id}/alert-rules/{rule_id}", "DELETE", summary="Delete a metric threshold rule",
        tag=TAG, authorizer=token_authorizer, status=204, errors=(404,))
 def delete_alert_rule(principal: Principal, job_id: str, rule_id: str, query: dict[str, Any]) -> Response:
-    from chalicelib.services import alert_rules
-
     alert_rules.delete(deps(), principal, job_id, rule_id)
     return no_content()

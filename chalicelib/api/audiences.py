@@ -8,11 +8,11 @@ from chalice import Blueprint, Response
 
 from chalicelib.api.auth import token_authorizer
 from chalicelib.api.http import PAGING, no_content, ok, route, version_of
+from chalicelib.bootstrap import deps
 from chalicelib.domain.access import Capability, Principal
 from chalicelib.domain.audiences import Audience, Estimate
 from chalicelib.domain.errors import Invalid
 from chalicelib.services import audiences as svc
-from chalicelib.services.deps import deps
 from chalicelib.services.validation import validate
 
 bp = Blueprint(__name__)

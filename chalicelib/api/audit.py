@@ -9,10 +9,10 @@ from chalice import Blueprint, Response
 
 from chalicelib.api.auth import token_authorizer
 from chalicelib.api.http import PAGING, QueryParam, ok, route
+from chalicelib.bootstrap import deps
 from chalicelib.domain.access import Capability, Principal
 from chalicelib.domain.errors import BadRequest
 from chalicelib.services import audit as svc
-from chalicelib.services.deps import deps
 
 bp = Blueprint(__name__)
 TAG = "audit"

@@ -18,6 +18,10 @@ import logging
 from chalice import AuthResponse, Blueprint
 from chalice.app import AuthRequest
 
+from chalicelib import logs
+from chalicelib.bootstrap import deps
+from chalicelib.services.accounts import resolve_header
+
 bp = Blueprint(__name__)
 log = logging.getLogger("switchyard.auth")
 
@@ -27,17 +31,12 @@ AUTHORIZER_TTL_SECONDS = 3
 
 @bp.authorizer(ttl_seconds=AUTHORIZER_TTL_SECONDS)
 def token_authorizer(auth_request: AuthRequest) -> AuthResponse:
-    from chalicelib import logs
-
     # Chalice middleware does not wrap authorizers, and Chalice hands them no context.
     with logs.invocation("token_authorizer"):
         return _authorize(auth_request)
 
 
 def _authorize(auth_request: AuthRequest) -> AuthResponse:
-    from chalicelib.services.accounts import resolve_header
-    from chalicelib.services.deps import deps
-
     try:
         principal = resolve_header(deps(), auth_request.token)
     except Exception:

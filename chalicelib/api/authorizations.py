@@ -9,9 +9,10 @@ from chalice import Blueprint, Response
 from chalicelib.api import views
 from chalicelib.api.auth import token_authorizer
 from chalicelib.api.http import PAGING, QueryParam, no_content, ok, route, version_of
+from chalicelib.bootstrap import deps
 from chalicelib.domain.access import Principal
+from chalicelib.domain.errors import Invalid
 from chalicelib.services import authorizations as svc
-from chalicelib.services.deps import deps
 from chalicelib.services.validation import validate
 
 bp = Blueprint(__name__)
@@ -67,8 +68,6 @@ def patch_authorization(principal: Principal, auth_id: str, body: dict[str, Any]
     changes = req.model_dump(exclude_unset=True)
     null = [k for k, v in changes.items() if v is None]
     if null:
-        from chalicelib.domain.errors import Invalid
-
         raise Invalid("these fields cannot be null", fields={k: "cannot be null" for k in null})
     auth = svc.edit(deps(), principal, auth_id, changes, version)
     return ok(views.authorization_summary(auth, deps().jobs.jobs_of_authorization(

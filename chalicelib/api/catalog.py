@@ -8,9 +8,9 @@ from chalice import Blueprint, Response
 
 from chalicelib.api.auth import token_authorizer
 from chalicelib.api.http import QueryParam, ok, route
+from chalicelib.bootstrap import deps
 from chalicelib.domain.access import Principal
 from chalicelib.services import catalog
-from chalicelib.services.deps import deps
 
 bp = Blueprint(__name__)
 TAG = "providers"

@@ -10,8 +10,8 @@ from typing import Any
 from chalice import Blueprint, Response
 
 from chalicelib.api.http import JSON_HEADERS, route
+from chalicelib.bootstrap import deps
 from chalicelib.services import collect as svc
-from chalicelib.services.deps import deps
 
 bp = Blueprint(__name__)
 TAG = "collection"

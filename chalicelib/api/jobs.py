@@ -9,13 +9,13 @@ from chalice import Blueprint, Response
 from chalicelib.api import views
 from chalicelib.api.auth import token_authorizer
 from chalicelib.api.http import PAGING, QueryParam, no_content, ok, route, version_of
+from chalicelib.bootstrap import deps
 from chalicelib.domain.access import Principal
 from chalicelib.domain.errors import Invalid
 from chalicelib.domain.rules import ensure_mutable
 from chalicelib.domain.statuses import Action
 from chalicelib.services import authorizations as auth_svc
 from chalicelib.services import jobs as svc
-from chalicelib.services.deps import deps
 from chalicelib.services.validation import validate
 
 bp = Blueprint(__name__)

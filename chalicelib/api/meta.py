@@ -7,6 +7,7 @@ from typing import Any
 from chalice import Blueprint, Response
 
 from chalicelib.api.http import JSON_HEADERS, ok, route
+from chalicelib.api.openapi import document
 
 bp = Blueprint(__name__)
 
@@ -19,7 +20,5 @@ def healthz(query: dict[str, Any]) -> Response:
 @bp.route("/api/v1/openapi.json", methods=["GET"])
 def openapi() -> Response:
     import json
-
-    from chalicelib.api.openapi import document
 
     return Response(body=json.dumps(document()), status_code=200, headers=JSON_HEADERS)

@@ -12,8 +12,10 @@ from chalice import Blueprint, Response
 
 from chalicelib.api.auth import token_authorizer
 from chalicelib.api.http import JSON_HEADERS, PREFIX, QueryParam, route
+from chalicelib.bootstrap import deps
 from chalicelib.domain.access import Capability, Principal
-from chalicelib.services.deps import deps
+from chalicelib.services import oauth
+from chalicelib.services.validation import validate
 
 bp = Blueprint(__name__)
 TAG = "oauth"
@@ -46,8 +48,6 @@ def _cookie(request: Any, name: str) -> str | None:
                          "`/#/authorizations?oauth_error=<code>&message=<text>`)"),))
 def start(principal: Principal, provider: str, query: dict[str, Any]) -> Response:
     from chalicelib.api import schemas
-    from chalicelib.services import oauth
-    from chalicelib.services.validation import validate
 
     label = validate(schemas.OAuthStartQuery, {"label": query["label"] or None}, what="query").label
     started = oauth.start(deps(), principal, provider, label, query["return"])
@@ -72,8 +72,6 @@ def start(principal: Principal, provider: str, query: dict[str, Any]) -> Respons
               QueryParam("prompt", description="Prompt shown (Google)"),
               QueryParam("hd", description="Hosted domain (Google)")))
 def callback(provider: str, query: dict[str, Any]) -> Response:
-    from chalicelib.services import oauth
-
     # oauth.callback refuses an unknown provider (404) first, before its name goes into a header
     done = oauth.callback(deps(), provider, code=query["code"], state=query["state"],
                           nonce=_cookie(bp.current_request, oauth.COOKIE), error=query["error"])

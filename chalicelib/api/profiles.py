@@ -8,11 +8,11 @@ from chalice import Blueprint, Response
 
 from chalicelib.api.auth import token_authorizer
 from chalicelib.api.http import PAGING, QueryParam, ok, route
+from chalicelib.bootstrap import deps
 from chalicelib.domain.access import Principal
 from chalicelib.domain.errors import BadRequest
 from chalicelib.domain.profiles import Profile
 from chalicelib.services import profiles as svc
-from chalicelib.services.deps import deps
 
 bp = Blueprint(__name__)
 TAG = "profiles"

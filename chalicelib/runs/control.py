@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from chalicelib import logs
+from chalicelib.bootstrap import Deps
 from chalicelib.domain.errors import AppError
 from chalicelib.domain.failures import backoff_seconds, past_failure_window
 from chalicelib.domain.models import Job
@@ -24,7 +25,6 @@ from chalicelib.providers.calls import CallCounter
 from chalicelib.providers.roles import StepContext
 from chalicelib.services import alerts, health
 from chalicelib.services import credentials as creds_svc
-from chalicelib.services.deps import Deps
 from chalicelib.store import metrics as M
 from chalicelib.store.dynamo import TransactionFailed
 
@@ -160,7 +160,7 @@ class RunControl:
         if not pending:
             return True
         detail = {**json.loads(pending["detail_json"]), "transition_id": pending["transition_id"]}
-        if not alerts.emit(job.account_id, str(pending["type"]), detail):
+        if not alerts.emit(self.d, job.account_id, str(pending["type"]), detail):
             self.unsent = True
             return False
         self.d.jobs.clear_alert(job.account_id, job.id, str(pending["transition_id"]))

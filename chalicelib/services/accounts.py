@@ -9,13 +9,14 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from chalicelib.bootstrap import Deps
 from chalicelib.config import settings
 from chalicelib.domain import tokens
 from chalicelib.domain.access import Capability, Principal, Role
 from chalicelib.domain.errors import Conflict, Invalid, NotFound, not_found
 from chalicelib.domain.ids import new_id
 from chalicelib.domain.models import Account, Token, User
-from chalicelib.services.deps import Deps
+from chalicelib.store.audit import AuditEvent, diff
 from chalicelib.store.dynamo import Page, TransactionFailed, now_iso
 
 
@@ -257,8 +258,6 @@ def update_user(d: Deps, p: Principal, user_id: str, *, role: Role | None, disab
 def _audit(d: Deps, p: Principal, action: str, object_type: str, object_id: str, label: str,
            values: dict[str, Any] | None = None, *, before: dict[str, Any] | None = None) -> None:
     """Recorded once the change committed (single-item writes)."""
-    from chalicelib.store.audit import AuditEvent, diff
-
     d.audit.put(AuditEvent(p.account_id, p.user_id, action, object_type, object_id, label,
                            diff(before or {}, values or {})))
 

@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from chalicelib.bootstrap import Deps
 from chalicelib.domain.access import Capability, Principal
 from chalicelib.domain.errors import Conflict, Invalid, not_found
 from chalicelib.domain.ids import new_transition_id
-from chalicelib.services.deps import Deps
+from chalicelib.services import alerts, jobs
 from chalicelib.store.alert_rules import (
     MAX_RULES_PER_JOB,
     RULE_SHARDS,
@@ -27,6 +28,7 @@ from chalicelib.store.alert_rules import (
     JobGone,
     RuleLimit,
 )
+from chalicelib.store.audit import AuditEvent
 from chalicelib.store.dynamo import Transaction
 
 log = logging.getLogger("switchyard.alert_rules")
@@ -37,14 +39,8 @@ SPAN = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(
 MAX_ALLOWABLE = {"hour": 46, "day": 28, "week": 10}
 
 
-def _repo(d: Deps) -> AlertRuleRepo:
-    return AlertRuleRepo(d.table)
-
-
 def _audited(d: Deps, p: Principal, action: str, rule: AlertRule) -> Transaction:
     """A transaction holding the audit event of a user's change to a rule, for the change."""
-    from chalicelib.store.audit import AuditEvent
-
     fields = {"job_id": rule.job_id, "metric": rule.metric, "granularity": rule.granularity,
               "min": rule.min, "max": rule.max, "allowable_violations": rule.allowable_violations}
     changes = {k: ({"before": None, "after": v} if action == "created" else {"before": v, "after": None})
@@ -56,8 +52,6 @@ def _audited(d: Deps, p: Principal, action: str, rule: AlertRule) -> Transaction
 
 def create(d: Deps, p: Principal, job_id: str, *, metric: str, granularity: str, min_: int | None,
            max_: int | None, allowable_violations: int, now: datetime | None = None) -> AlertRule:
-    from chalicelib.services import jobs
-
     p.require(Capability.MANAGE_INTEGRATIONS)
     jobs.get(d, p, job_id)
     if min_ is None and max_ is None:
@@ -73,7 +67,7 @@ def create(d: Deps, p: Principal, job_id: str, *, metric: str, granularity: str,
                      id=uuid.uuid4().hex[:12], created_by=p.user_id,
                      created_at=(now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ"))
     try:
-        return _repo(d).create(rule, tx=_audited(d, p, "created", rule))
+        return d.alert_rules.create(rule, tx=_audited(d, p, "created", rule))
     except JobGone:
         raise not_found("job", job_id) from None
     except RuleLimit:
@@ -82,16 +76,14 @@ def create(d: Deps, p: Principal, job_id: str, *, metric: str, granularity: str,
 
 
 def list_(d: Deps, p: Principal, job_id: str) -> list[AlertRule]:
-    from chalicelib.services import jobs
-
     jobs.get(d, p, job_id)
-    return _repo(d).list_for_job(p.account_id, job_id)
+    return d.alert_rules.list_for_job(p.account_id, job_id)
 
 
 def delete(d: Deps, p: Principal, job_id: str, rule_id: str) -> None:
     p.require(Capability.MANAGE_INTEGRATIONS)
-    rule = _repo(d).get(p.account_id, job_id, rule_id)
-    if rule is None or not _repo(d).delete(rule, tx=_audited(d, p, "deleted", rule)):
+    rule = d.alert_rules.get(p.account_id, job_id, rule_id)
+    if rule is None or not d.alert_rules.delete(rule, tx=_audited(d, p, "deleted", rule)):
         raise not_found("alert_rule", rule_id)
 
 
@@ -134,7 +126,7 @@ def evaluate(d: Deps, now: datetime | None = None) -> Evaluation:
     sweep index, a Query per 100 and one BatchGetItem each; each job's series is read once
     per granularity."""
     now = now or datetime.now(UTC)
-    repo = _repo(d)
+    repo = d.alert_rules
     out = Evaluation()
     series: dict[tuple[str, str, str], list[dict[str, Any]]] = {}
     for shard in range(RULE_SHARDS):
@@ -160,7 +152,7 @@ def _evaluate_one(d: Deps, repo: AlertRuleRepo, rule: AlertRule, series: list[di
     if rule.pending_alert:
         # An earlier evaluator moved the rule to `breached` and died (or EventBridge
         # refused) before its alert left: the rule was read anyway, so this costs nothing.
-        _send(repo, rule)
+        _send(d, rule)
     buckets = watched(rule, series, now)
     if not buckets:
         return
@@ -169,15 +161,13 @@ def _evaluate_one(d: Deps, repo: AlertRuleRepo, rule: AlertRule, series: list[di
     if rule.alert_state == "ok" and streak > rule.allowable_violations:
         if repo.move_state(rule, "breached", at, alert=_breach(d, rule, buckets[-1]["start"], streak)):
             out.fired += 1
-            _send(repo, rule)
+            _send(d, rule)
     elif rule.alert_state == "breached" and streak == 0 and repo.move_state(rule, "ok", at):
         out.rearmed += 1
 
 
 def _breach(d: Deps, rule: AlertRule, last_bucket: str, streak: int) -> dict[str, Any]:
     """The breach alert, recorded with the move to `breached` (at least once, docs/alerts.md)."""
-    from chalicelib.services import alerts
-
     job = d.jobs.get(rule.account_id, rule.job_id)
     return {"transition_id": new_transition_id(), "type": alerts.METRIC_BREACHED,
             "detail_json": json.dumps({
@@ -188,18 +178,16 @@ def _breach(d: Deps, rule: AlertRule, last_bucket: str, streak: int) -> dict[str
                 "last_bucket": last_bucket}, sort_keys=True)}
 
 
-def _send(repo: AlertRuleRepo, rule: AlertRule) -> None:
+def _send(d: Deps, rule: AlertRule) -> None:
     """Put the rule's pending alert on the bus, then clear it; if EventBridge refused, the
     next hourly evaluation sends it (the same `transition_id`: the alerts worker delivers one)."""
-    from chalicelib.services import alerts
-
     pending = rule.pending_alert
     if not pending:
         return
     tid = str(pending["transition_id"])
-    if alerts.emit(rule.account_id, alerts.METRIC_BREACHED, {**json.loads(pending["detail_json"]),
+    if alerts.emit(d, rule.account_id, alerts.METRIC_BREACHED, {**json.loads(pending["detail_json"]),
                                                             "transition_id": tid}):
-        repo.clear_alert(rule, tid)
+        d.alert_rules.clear_alert(rule, tid)
 
 
 __all__ = ["METRICS", "Evaluation", "create", "delete", "evaluate", "list_", "violations", "watched"]

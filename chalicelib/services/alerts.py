@@ -23,19 +23,11 @@ import secrets as pysecrets
 import time
 from typing import Any
 
+from chalicelib.bootstrap import Deps
 from chalicelib.domain.access import Capability, Principal
-from chalicelib.domain.errors import Invalid, not_found
+from chalicelib.domain.errors import Invalid, not_found, stale_version
 from chalicelib.domain.ids import new_id
-from chalicelib.services.deps import Deps
-from chalicelib.store.alerts import (
-    AlertDeliveries,
-    AlertSettings,
-    AlertSettingsRepo,
-    AlertTopic,
-    EventBus,
-    Webhook,
-    host_of,
-)
+from chalicelib.store.alerts import AlertSettings, Webhook, host_of
 from chalicelib.store.audit import AuditEvent, diff
 from chalicelib.store.dynamo import now_iso
 
@@ -56,11 +48,11 @@ SIGNATURE_HEADER = "Switchyard-Signature"
 ROTATION_OVERLAP_SECONDS = 24 * 3600
 
 
-def emit(account_id: str, detail_type: str, detail: dict[str, Any]) -> bool:
+def emit(d: Deps, account_id: str, detail_type: str, detail: dict[str, Any]) -> bool:
     """Best effort: a state change is never undone because its alert could not be sent
     (the failure is logged; the state itself is in DynamoDB and the logs)."""
     try:
-        EventBus().publish(account_id, detail_type, detail)
+        d.event_bus.publish(account_id, detail_type, detail)
         return True
     except Exception:
         log.exception("alert event not published", extra={"account_id": account_id, "type": detail_type})
@@ -85,7 +77,7 @@ def _new_signing_secret() -> str:
 
 def get_settings(d: Deps, p: Principal) -> AlertSettings:
     p.require(Capability.READ)
-    return AlertSettingsRepo(d.table).get(p.account_id)
+    return d.alert_settings.get(p.account_id)
 
 
 def update_settings(d: Deps, p: Principal, emails: list[str], webhooks: list[str],
@@ -98,11 +90,9 @@ def update_settings(d: Deps, p: Principal, emails: list[str], webhooks: list[str
         raise Invalid(f"at most {MAX_EMAILS} e-mail addresses", fields={"emails": "too many"})
     if len(webhooks) > MAX_WEBHOOKS:
         raise Invalid(f"at most {MAX_WEBHOOKS} webhooks", fields={"webhooks": "too many"})
-    repo = AlertSettingsRepo(d.table)
+    repo = d.alert_settings
     current = repo.get(p.account_id)
     if current.version != version:
-        from chalicelib.domain.errors import stale_version
-
         raise stale_version("alert settings", version)
     by_id = {w.id: w for w in current.webhooks}
     _vet(webhooks, by_id)
@@ -130,7 +120,7 @@ def update_settings(d: Deps, p: Principal, emails: list[str], webhooks: list[str
             kept.append(hook)
             if found is None:
                 added[hook.id] = secret
-        topic = AlertTopic()
+        topic = d.alert_topic
         subscribed = {e: arn for e, arn in current.emails.items() if e in emails}
         for email in emails:
             if email not in subscribed:
@@ -175,7 +165,7 @@ def rotate_webhook_secret(d: Deps, p: Principal, webhook_id: str) -> str:
     """A new signing secret for one webhook (shown once). The previous one keeps signing
     alongside it for ROTATION_OVERLAP_SECONDS."""
     p.require(Capability.MANAGE_INTEGRATIONS)
-    hook = next((w for w in AlertSettingsRepo(d.table).get(p.account_id).webhooks if w.id == webhook_id), None)
+    hook = next((w for w in d.alert_settings.get(p.account_id).webhooks if w.id == webhook_id), None)
     if hook is None or hook.legacy_url is not None:
         # A legacy webhook gets its own secret on the next save of the settings.
         raise not_found("webhook", webhook_id)
@@ -201,7 +191,7 @@ def _audit(d: Deps, p: Principal, before: AlertSettings, after: AlertSettings) -
 
 def send_test(d: Deps, p: Principal) -> bool:
     p.require(Capability.MANAGE_INTEGRATIONS)
-    return emit(p.account_id, TEST, {"message": f"test alert requested by {p.user_id}"})
+    return emit(d, p.account_id, TEST, {"message": f"test alert requested by {p.user_id}"})
 
 
 # -- delivery --------------------------------------------------------------------------------
@@ -230,17 +220,17 @@ def deliver(d: Deps, event: dict[str, Any]) -> dict[str, int]:
         log.warning("not an alert event; dropped", extra={"type": detail_type})
         return {"emails": 0, "webhooks": 0}
     transition_id = str(detail.get("transition_id") or "")
-    deliveries = AlertDeliveries(d.table)
+    deliveries = d.alert_deliveries
     if transition_id and not deliveries.claim(account_id, detail_type, transition_id, now=time.time()):
         # A repeat (the sender is at least once): this transition's alert went out already,
         # or is going out now; if that worker dies, its own message comes back and sends it.
         log.info("repeated alert dropped", extra={"type": detail_type, "transition_id": transition_id})
         return {"emails": 0, "webhooks": 0}
-    conf = AlertSettingsRepo(d.table).get(account_id)
+    conf = d.alert_settings.get(account_id)
     sent = {"emails": 0, "webhooks": 0}
     text = _summary(detail_type, detail)
     if conf.emails:
-        AlertTopic().publish(account_id, text, text + "\n\n" + json.dumps(detail, indent=2, sort_keys=True))
+        d.alert_topic.publish(account_id, text, text + "\n\n" + json.dumps(detail, indent=2, sort_keys=True))
         sent["emails"] = 1
     if conf.webhooks:
         body = json.dumps({"id": event.get("id"), "type": detail_type, "time": event.get("time"),

@@ -9,12 +9,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from chalicelib.bootstrap import Deps
 from chalicelib.domain import audiences as A
 from chalicelib.domain.access import Capability, Principal
 from chalicelib.domain.errors import Invalid, not_found, stale_version
 from chalicelib.domain.ids import new_id
-from chalicelib.services.deps import Deps
-from chalicelib.store.audit import diff
+from chalicelib.store.audit import AuditEvent, diff
 from chalicelib.store.dynamo import Page, now_iso
 
 EDITABLE = ("name", "description", "filter")
@@ -102,8 +102,6 @@ def delete(d: Deps, p: Principal, audience_id: str) -> None:
 
 def _audit(d: Deps, p: Principal, action: str, audience_id: str, name: str, changes: dict[str, Any]) -> None:
     """Recorded once the change committed; audiences hold filters, never secrets."""
-    from chalicelib.store.audit import AuditEvent
-
     d.audit.put(AuditEvent(p.account_id, p.user_id, action, "audience", audience_id, name, changes))
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from chalicelib.bootstrap import Deps
 from chalicelib.domain.access import GRANTS, Capability, Principal
-from chalicelib.services.deps import Deps
 from chalicelib.store.dynamo import Page
 
 # Their diffs hold people's emails and which token belongs to whom: for admins only. Other

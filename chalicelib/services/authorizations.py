@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
+from chalicelib.bootstrap import Deps
 from chalicelib.domain.access import Capability, Principal
 from chalicelib.domain.catalog import ProviderSpec
 from chalicelib.domain.errors import Invalid, Unavailable, not_found
@@ -22,8 +23,9 @@ from chalicelib.domain.rules import in_use_error
 from chalicelib.providers.base import Provider, ProviderError
 from chalicelib.providers.calls import CallCounter
 from chalicelib.services import credentials as creds_svc
+from chalicelib.services import health
 from chalicelib.services.collect import create_with_key, revoke_key, rotate_key
-from chalicelib.services.deps import Deps
+from chalicelib.store.audit import AuditEvent, diff
 from chalicelib.store.authorizations import AuthorizationInUse
 from chalicelib.store.dynamo import Page, Transaction, now_iso
 
@@ -176,8 +178,6 @@ def audit_created(d: Deps, p: Principal, auth: Authorization) -> None:
 
 def audit_created_in(d: Deps, tx: Transaction, p: Principal, auth: Authorization) -> None:
     """The same event, in the transaction that creates it (inline in a job's create)."""
-    from chalicelib.store.audit import AuditEvent, diff
-
     d.audit.add(tx, AuditEvent(p.account_id, p.user_id, "created", "authorization", auth.id, auth.label,
                                diff({}, _created_values(auth))))
 
@@ -185,8 +185,6 @@ def audit_created_in(d: Deps, tx: Transaction, p: Principal, auth: Authorization
 def _audit(d: Deps, p: Principal, action: str, auth: Authorization, values: dict[str, Any] | None = None,
            before: dict[str, Any] | None = None) -> None:
     """Recorded once the change committed; `values` never hold credentials."""
-    from chalicelib.store.audit import AuditEvent, diff
-
     changes = diff(before or {}, values or {})
     d.audit.put(AuditEvent(p.account_id, p.user_id, action, "authorization", auth.id, auth.label, changes))
 
@@ -243,8 +241,6 @@ def check_now(d: Deps, p: Principal, auth_id: str) -> Authorization:
         check = CheckResult(HealthStatus.UNHEALTHY, exc.reason)  # the token refresh was refused
     finally:
         record_requests(d, p.account_id, auth.id, counter)
-    from chalicelib.services import health
-
     health.record(d, auth, check, by=p.user_id)
     return d.auths.get(p.account_id, auth_id, consistent=True) or auth
 
@@ -293,8 +289,6 @@ def rotate(
         {"credential_hint": provider.credential_hint(method.id, credentials)},
         expected_version=version,
     )
-    from chalicelib.services import health
-
     health.record(d, updated, check, by=p.user_id)
     _audit(d, p, "rotated", updated, {"credential_hint": updated.credential_hint},
            before={"credential_hint": auth.credential_hint})

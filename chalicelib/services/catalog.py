@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+from chalicelib.bootstrap import Deps
 from chalicelib.domain.access import Capability, Principal
 from chalicelib.domain.catalog import ProviderSpec
 from chalicelib.domain.errors import Invalid, NotFound, Unavailable
 from chalicelib.providers.base import Option, ProviderError
 from chalicelib.services import credentials as creds_svc
 from chalicelib.services.authorizations import record_requests
-from chalicelib.services.deps import Deps
 
 
 def describe(spec: ProviderSpec) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from chalicelib.bootstrap import Deps
 from chalicelib.domain import collect as C
 from chalicelib.domain import tokens
 from chalicelib.domain.errors import Conflict, Invalid, Unauthenticated
@@ -24,18 +25,14 @@ from chalicelib.domain.ids import new_id
 from chalicelib.domain.models import Authorization, Job
 from chalicelib.domain.runs import LogLine
 from chalicelib.domain.statuses import JobStatus
-from chalicelib.services.deps import Deps
 from chalicelib.store.collect import (
     ENTRY_BYTES,
     CollectQueue,
-    CollectRepo,
     WriteKey,
-    WriteKeyRepo,
     pack,
     unpack,
 )
 from chalicelib.store.dynamo import Transaction, TransactionFailed, now_iso
-from chalicelib.store.rates import SharedRateStore
 
 log = logging.getLogger("switchyard.collect")
 
@@ -66,7 +63,7 @@ def create_with_key(d: Deps, auth: Authorization) -> None:
     auth.provider_account = key_id  # the key's id, not secret: which key this authorization is
     tx = d.transaction()
     d.auths.add_new(tx, auth)
-    tx.add("write_key", WriteKeyRepo(d.table).new_op(
+    tx.add("write_key", d.write_keys.new_op(
         WriteKey(key_id, _hash(raw), auth.account_id, auth.id, None, "active"), now_iso()))
     tx.commit()
 
@@ -83,7 +80,7 @@ def bind_write_key(d: Deps, tx: Transaction, job: Job, auth: Authorization, *, i
         raise Invalid("a write key is issued by POST /authorizations and shown once there; create it first, "
                       "then give its authorization_id", code="authorization.write_key_first",
                       fields={"authorization": "create the write key with POST /authorizations"})
-    repo = WriteKeyRepo(d.table)
+    repo = d.write_keys
     key = repo.get(auth.provider_account)
     # A key whose job was deleted may feed a new one (the condition holds if nothing moved).
     old = key.job_id if key is not None and key.job_id and d.jobs.get(job.account_id, key.job_id) is None else None
@@ -94,7 +91,7 @@ def rotate_key(d: Deps, auth: Authorization, version: int | None) -> Authorizati
     """A new key for the authorization (shown once); the old one keeps working for a grace
     period, so apps can be redeployed without losing events. New key first, then the
     authorization, then the old key's end: a crash in between leaves the old key working."""
-    repo = WriteKeyRepo(d.table)
+    repo = d.write_keys
     old = repo.get(auth.provider_account or "")
     key_id = new_id("wk")
     raw = f"{key_id}.{tokens.new_secret()}"
@@ -112,7 +109,7 @@ def rotate_key(d: Deps, auth: Authorization, version: int | None) -> Authorizati
 def revoke_key(d: Deps, auth: Authorization) -> None:
     """The authorization is gone: its key stops now (containers' caches: within a minute)."""
     if auth.provider_account:
-        WriteKeyRepo(d.table).expire(auth.provider_account, clock())
+        d.write_keys.expire(auth.provider_account, clock())
         key_cache.clear()
 
 
@@ -178,7 +175,7 @@ def resolve_key(d: Deps, raw: str | None) -> WriteKey:
     digest = _hash(raw)
     cached, key = key_cache.get(digest)
     if not cached:
-        key = WriteKeyRepo(d.table).get(key_id)
+        key = d.write_keys.get(key_id)
         if key is not None and not hmac.compare_digest(key.key_hash, digest):
             key = None
         key_cache.put(digest, key)
@@ -238,7 +235,7 @@ def accept(d: Deps, headers: Mapping[str, str], raw_body: bytes, forced_type: st
     rate = int(job.config.get("max_messages_per_second") or 1000)
     # A request larger than the whole bucket takes all of it (else it could never pass).
     cost = min(len(batch), int(rate * BURST_SECONDS))
-    ok, wait = SharedRateStore(d.table).take(f"collect#{job.id}", rate, BURST_SECONDS, cost, clock())
+    ok, wait = d.shared_rates.take(f"collect#{job.id}", rate, BURST_SECONDS, cost, clock())
     if not ok:
         raise RateLimited(wait)
     received = now or datetime.now(UTC)
@@ -252,7 +249,7 @@ def accept(d: Deps, headers: Mapping[str, str], raw_body: bytes, forced_type: st
             out.rejected.append(checked)
         else:
             good.append(checked)
-    claimed = CollectRepo(d.table).claims(job.account_id, job.id, [m["messageId"] for m in good], time.time())
+    claimed = d.collect.claims(job.account_id, job.id, [m["messageId"] for m in good], time.time())
     fresh: list[dict[str, Any]] = []
     seen: set[str] = set()
     for m in good:
@@ -268,7 +265,7 @@ def accept(d: Deps, headers: Mapping[str, str], raw_body: bytes, forced_type: st
         entries = [{"account_id": job.account_id, "job_id": job.id, "handoff": f"{request_id}#{n}",
                     "received_at": C.iso(received), "rejected": rejected if n == 0 else {}, "messages": blob}
                    for n, blob in enumerate(_packed(fresh))]
-        (queue or CollectQueue()).send(job.id, entries, request_id)
+        (queue or d.collect_queue).send(job.id, entries, request_id)
     return out
 
 
@@ -306,7 +303,7 @@ def apply_handoff(d: Deps, entry: Mapping[str, Any], *, fault: Callable[[str], N
     job = d.jobs.get(account_id, job_id, consistent=True)
     if job is None:
         return "job deleted"
-    repo = CollectRepo(d.table)
+    repo = d.collect
     tag = f"{job_id}#{handoff}"
     if repo.applied(account_id, job_id, handoff):
         # An attempt that died after its commit may still hold the account's write lease.

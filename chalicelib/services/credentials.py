@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
+from chalicelib import logs
+from chalicelib.bootstrap import Deps
 from chalicelib.domain.access import Capability, Principal
 from chalicelib.domain.catalog import AuthMethodSpec, ProviderSpec
+from chalicelib.domain.errors import Invalid
 from chalicelib.domain.ids import role_session_name
 from chalicelib.domain.models import Authorization
 from chalicelib.services import oauth_clients
-from chalicelib.services.deps import Deps
 from chalicelib.services.validation import validate
 from chalicelib.store.scheduler import own_identity
 
@@ -53,8 +55,6 @@ def generated_values(d: Deps, account_id: str, method: AuthMethodSpec) -> dict[s
 def parse(method: AuthMethodSpec, raw: Any, *, prefix: str, generated: dict[str, str] | None = None) -> Any:
     """Validate credentials from a request; `generated` holds the values of the fields
     Switchyard sets itself (generated_values), which the request must leave out."""
-    from chalicelib.domain.errors import Invalid
-
     if not isinstance(raw, dict):
         raise Invalid("credentials must be an object", fields={prefix: "must be an object"})
     for name in generated_fields(method.credentials_model):
@@ -70,8 +70,6 @@ def _never_logged(model: Any) -> Any:
     """Tell the logger the secret values (chalicelib/logs.py redacts them from every line),
     so that an exception quoting one, e.g. a client library's, cannot carry it to CloudWatch."""
     from pydantic import SecretStr
-
-    from chalicelib import logs
 
     logs.redact(*(v.get_secret_value() for v in vars(model).values() if isinstance(v, SecretStr)))
     return model

@@ -21,6 +21,7 @@ from datetime import datetime
 from typing import Any
 
 from chalicelib import logs
+from chalicelib.bootstrap import Deps
 from chalicelib.domain.errors import AppError
 from chalicelib.domain.ids import new_id
 from chalicelib.domain.models import Job
@@ -42,7 +43,6 @@ from chalicelib.runs.control import (
     parse_iso,
 )
 from chalicelib.runs.outcome import StepOutcome
-from chalicelib.services.deps import Deps
 from chalicelib.services.enrichment import enrichment_stage
 from chalicelib.services.export import export_stage
 from chalicelib.services.imports import import_stage

@@ -16,11 +16,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from chalicelib import logs
+from chalicelib.bootstrap import Deps
 from chalicelib.domain.errors import AppError
 from chalicelib.domain.models import Authorization, CheckResult, HealthStatus
 from chalicelib.providers.base import ProviderError
+from chalicelib.services import alerts
 from chalicelib.services import credentials as creds_svc
-from chalicelib.services.deps import Deps
+from chalicelib.store import metrics as M
 from chalicelib.store.authorizations import HEALTH_SHARDS, PendingHealthAlert
 from chalicelib.store.dynamo import now_iso
 
@@ -53,8 +55,6 @@ def sweep(d: Deps) -> tuple[int, int]:
             if not start:
                 break
     log.info("health sweep queued", extra={"authorizations": queued, "sqs_requests": requests})
-    from chalicelib.store import metrics as M
-
     M.metrics().count(M.SWEEP_QUEUED, queued)
     return queued, requests
 
@@ -89,8 +89,6 @@ def record(d: Deps, auth: Authorization, check: CheckResult, *, by: str) -> bool
 
 
 def _alert_kind(prev: HealthStatus, new: HealthStatus) -> str | None:
-    from chalicelib.services import alerts
-
     if new == HealthStatus.UNHEALTHY:
         return alerts.AUTH_UNHEALTHY
     if new == HealthStatus.HEALTHY and prev == HealthStatus.UNHEALTHY:
@@ -99,10 +97,8 @@ def _alert_kind(prev: HealthStatus, new: HealthStatus) -> str | None:
 
 
 def _alert(d: Deps, auth: Authorization, pending: PendingHealthAlert) -> None:
-    from chalicelib.services import alerts
-
     kind = _alert_kind(pending.from_status, pending.to_status)
-    sent = kind is None or alerts.emit(auth.account_id, kind, {
+    sent = kind is None or alerts.emit(d, auth.account_id, kind, {
         "authorization_id": auth.id, "label": auth.label, "provider": auth.provider,
         "reason": pending.reason, "transition_id": pending.transition_id})
     if sent:
@@ -168,10 +164,8 @@ def _settle(d: Deps, fut: cf.Future[CheckResult], auth: Authorization, finished:
 
 
 def _count(verdicts: list[Verdict]) -> None:
-    from chalicelib.store import metrics as M
-    from chalicelib.store.metrics import metrics
 
-    m = metrics()
+    m = M.metrics()
     m.count(M.SWEEP_CHECKED, sum(1 for v in verdicts if v.status is not None))
     m.count(M.SWEEP_HEALTHY, sum(1 for v in verdicts if v.status == HealthStatus.HEALTHY))
     m.count(M.SWEEP_UNHEALTHY, sum(1 for v in verdicts if v.status == HealthStatus.UNHEALTHY))

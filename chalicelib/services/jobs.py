@@ -7,9 +7,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from chalicelib.bootstrap import Deps
 from chalicelib.domain.access import Capability, Principal
 from chalicelib.domain.catalog import WorkflowSpec
-from chalicelib.domain.errors import Conflict, Invalid, not_found
+from chalicelib.domain.errors import Conflict, Invalid, not_found, stale_version
 from chalicelib.domain.ids import new_id
 from chalicelib.domain.models import Authorization, CheckResult, Job
 from chalicelib.domain.rules import (
@@ -26,9 +27,7 @@ from chalicelib.providers.base import Provider
 from chalicelib.providers.calls import CallCounter
 from chalicelib.services import authorizations as auth_svc
 from chalicelib.services.collect import bind_write_key, key_in_use
-from chalicelib.services.deps import Deps
 from chalicelib.services.validation import validate
-from chalicelib.store.alert_rules import AlertRuleRepo
 from chalicelib.store.audit import AuditEvent, diff
 from chalicelib.store.dynamo import Page, Transaction, now_iso
 from chalicelib.store.jobs import AuthorizationGone
@@ -338,8 +337,6 @@ def edit(
             fields={"version": "required"},
         )
     if version != job.version:
-        from chalicelib.domain.errors import stale_version
-
         raise stale_version("job", version)
     provider = d.registry.get(job.provider)
     wf = provider.spec.workflow(job.workflow)
@@ -452,7 +449,7 @@ def delete(d: Deps, p: Principal, job_id: str) -> None:
     tx = d.transaction()
     d.audit.add(tx, AuditEvent(p.account_id, p.user_id, "deleted", "job", job.id, job.label, {}))
     # The job's alert rules go in the same transaction: none outlives its job.
-    AlertRuleRepo(d.table).add_deletes_for_job(tx, job.account_id, job.id)
+    d.alert_rules.add_deletes_for_job(tx, job.account_id, job.id)
     d.jobs.delete(job, tx=tx)
     if job.schedule is not None:
         d.scheduler.remove(job.account_id, job.id)

@@ -38,11 +38,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from chalicelib.bootstrap import Deps
 from chalicelib.domain.access import GRANTS, Capability, Principal, Role
 from chalicelib.domain.errors import AppError, ErrorKind, Unavailable
 from chalicelib.domain.models import Authorization
 from chalicelib.services import authorizations as auth_svc
-from chalicelib.services.deps import Deps
 from chalicelib.services.oauth_clients import Flow, OAuthApp, app_of, bad_flow, flow_of, post_form
 from chalicelib.store.oauth import FlowState, StateMismatch, StateUnknown, digest
 

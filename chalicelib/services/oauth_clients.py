@@ -20,11 +20,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from chalicelib.bootstrap import Deps
 from chalicelib.config import settings
 from chalicelib.domain.errors import AppError, ErrorKind, NotFound, Unavailable
 from chalicelib.domain.models import Authorization
 from chalicelib.providers.base import ProviderError
-from chalicelib.services.deps import Deps
 
 REFRESH_MARGIN_SECONDS = 300  # an access token with less left than this is refreshed first
 

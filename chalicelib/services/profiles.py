@@ -5,10 +5,10 @@ Imports write profiles through the engine (ProfileRepo.upsert_batch), not throug
 
 from __future__ import annotations
 
+from chalicelib.bootstrap import Deps
 from chalicelib.domain.access import Capability, Principal
 from chalicelib.domain.errors import BadRequest, not_found
 from chalicelib.domain.profiles import Profile, parse_identifier
-from chalicelib.services.deps import Deps
 from chalicelib.store.dynamo import Page
 
 

@@ -12,10 +12,9 @@ import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from chalicelib.bootstrap import Deps
 from chalicelib.domain.errors import AppError
 from chalicelib.domain.statuses import PURGEABLE_STATUSES
-from chalicelib.services.deps import Deps
-from chalicelib.store.alert_rules import AlertRuleRepo
 from chalicelib.store.audit import AuditEvent
 from chalicelib.store.jobs import PURGE_SHARDS
 
@@ -51,7 +50,7 @@ def purge_due(d: Deps, now: datetime | None = None) -> PurgeReport:
                     tx = d.transaction()
                     d.audit.add(tx, AuditEvent(account_id, "system", "purged", "job", job.id, job.label,
                                                {"status": {"before": job.status.value, "after": None}}))
-                    AlertRuleRepo(d.table).add_deletes_for_job(tx, account_id, job.id)
+                    d.alert_rules.add_deletes_for_job(tx, account_id, job.id)
                     d.jobs.delete(job, tx=tx)
                 except AppError:
                     report.skipped += 1  # changed meanwhile: it is no longer due

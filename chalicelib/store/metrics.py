@@ -14,6 +14,8 @@ from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from chalicelib.config import settings
+
 NAMESPACE = "Switchyard"
 log = logging.getLogger("switchyard.metrics")
 
@@ -53,8 +55,6 @@ class MetricsBuffer:
             return
         try:
             from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
-
-            from chalicelib.config import settings
 
             stage = settings().stage
             for dims, values in counts.items():

@@ -11,9 +11,9 @@ from typing import Any
 
 from chalice import Blueprint
 
+from chalicelib.bootstrap import deps
 from chalicelib.domain.runs import LogLine
 from chalicelib.services.collect import apply_handoff
-from chalicelib.services.deps import deps
 from chalicelib.store.collect import COLLECT_QUEUE
 
 bp = Blueprint(__name__)

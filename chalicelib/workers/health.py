@@ -8,7 +8,11 @@ from typing import Any
 
 from chalice import Blueprint
 
+from chalicelib import logs
+from chalicelib.bootstrap import deps
 from chalicelib.config import HEALTH_QUEUE, sweep_schedule
+from chalicelib.services.health import check_many, sweep
+from chalicelib.store import metrics as M
 
 bp = Blueprint(__name__)
 log = logging.getLogger("switchyard.health")
@@ -17,11 +21,9 @@ log = logging.getLogger("switchyard.health")
 # Daily 05:00 UTC unless SWITCHYARD_HEALTH_SWEEP_SCHEDULE says otherwise (read at import: see config).
 @bp.schedule(sweep_schedule(), name="health_sweep")
 def health_sweep(event: Any) -> None:
-    from chalicelib.services.deps import deps
-    from chalicelib.services.health import sweep
-    from chalicelib.store import metrics as M
+    from chalicelib.workers.events import scheduled
 
-    with M.flushing() as m:
+    with M.flushing() as m, logs.scope(**scheduled(event)):
         try:
             sweep(deps())
         except Exception:
@@ -31,15 +33,15 @@ def health_sweep(event: Any) -> None:
 
 @bp.on_sqs_message(queue=HEALTH_QUEUE, batch_size=10)
 def check_health(event: Any) -> None:
-    from chalicelib.services.deps import deps
-    from chalicelib.services.health import check_many
-    from chalicelib.store import metrics as M
+    # The batch's checks run side by side (check_many), not one record after another, and a
+    # check that fails is a verdict, never a redelivery: the batch succeeds or fails whole.
+    from chalicelib.workers.events import records
 
     with M.flushing() as m:
         targets: list[tuple[str, str]] = []
-        for record in event:
+        for record in records(event):
             try:
-                body = json.loads(record.body)
+                body = json.loads(record.body if isinstance(record.body, str) else "")
                 targets.append((str(body["account_id"]), str(body["authorization_id"])))
             except (ValueError, KeyError, TypeError):
                 log.error("health message dropped: not a health check request")

@@ -7,14 +7,18 @@ from typing import Any
 
 from chalice import Blueprint, Cron
 
+from chalicelib import logs
+from chalicelib.bootstrap import deps
+from chalicelib.services.purge import purge_due
+
 bp = Blueprint(__name__)
 log = logging.getLogger("switchyard.purge")
 
 
 @bp.schedule(Cron(40, 3, "*", "*", "?", "*"), name="purge_jobs")
 def purge_jobs(event: Any) -> None:
-    from chalicelib.services.deps import deps
-    from chalicelib.services.purge import purge_due
+    from chalicelib.workers.events import scheduled
 
-    report = purge_due(deps())
+    with logs.scope(**scheduled(event)):
+        report = purge_due(deps())
     log.info("purge finished", extra={"purged": report.purged, "skipped": report.skipped})

@@ -8,7 +8,10 @@ from typing import Any
 
 from chalice import Blueprint
 
+from chalicelib import logs
+from chalicelib.bootstrap import deps
 from chalicelib.config import RUNS_QUEUE
+from chalicelib.store.metrics import flushing
 
 bp = Blueprint(__name__)
 log = logging.getLogger("switchyard.runner")
@@ -16,15 +19,11 @@ log = logging.getLogger("switchyard.runner")
 
 @bp.on_sqs_message(queue=RUNS_QUEUE, batch_size=1)
 def run_step(event: Any) -> None:
-    from chalicelib.store.metrics import flushing
-
     with flushing():  # run outcomes and provider requests, as EMF lines
         _run_step(event)
 
 
 def _run_step(event: Any) -> None:
-    from chalicelib import logs
-    from chalicelib.services.deps import deps
     from chalicelib.services.engine import AlertNotSent, Delivery, Engine, PoisonMessage, StepBusy
 
     context = getattr(event, "context", None)

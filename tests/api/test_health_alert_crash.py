@@ -10,7 +10,8 @@ from typing import Any
 
 import pytest
 
-from chalicelib.services import alerts, health
+from chalicelib.services import health
+from chalicelib.store.alerts import EventBus
 from tests.api.test_alerts import _take
 from tests.api.test_health import Probe, _auth
 
@@ -40,15 +41,15 @@ def test_a_check_killed_after_the_transition_alerts_on_redelivery_once(
     auth_id = _auth(api, key)
     probe.modes[key] = "bad"
     _take("switchyard-alerts")
-    real_publish = alerts.EventBus.publish
+    real_publish = EventBus.publish
 
     def die(self: Any, *a: Any, **kw: Any) -> None:
         raise Died("killed before put_events")
 
-    monkeypatch.setattr(alerts.EventBus, "publish", die)
+    monkeypatch.setattr(EventBus, "publish", die)
     with pytest.raises(Died):
         health.check_many(deps, [(tenant.account_id, auth_id)], timeout=10)
-    monkeypatch.setattr(alerts.EventBus, "publish", real_publish)
+    monkeypatch.setattr(EventBus, "publish", real_publish)
     assert api.get(f"/authorizations/{auth_id}").json["data"]["health"]["status"] == "unhealthy"
     assert _ours(tenant.account_id) == []
     # WHEN SQS redelivers the check (the status is unchanged now), and a later sweep checks again
@@ -67,14 +68,14 @@ def test_an_alert_eventbridge_refused_is_sent_by_the_next_check(api, deps, tenan
     auth_id = _auth(api, key)
     probe.modes[key] = "bad"
     _take("switchyard-alerts")
-    real_publish = alerts.EventBus.publish
+    real_publish = EventBus.publish
 
     def refuse(self: Any, *a: Any, **kw: Any) -> None:
         raise RuntimeError("EventBridge refused the event: ThrottlingException")
 
-    monkeypatch.setattr(alerts.EventBus, "publish", refuse)
+    monkeypatch.setattr(EventBus, "publish", refuse)
     health.check_many(deps, [(tenant.account_id, auth_id)], timeout=10)
-    monkeypatch.setattr(alerts.EventBus, "publish", real_publish)
+    monkeypatch.setattr(EventBus, "publish", real_publish)
     assert _ours(tenant.account_id) == []
     # WHEN the next check runs (no change of status), twice
     health.check_many(deps, [(tenant.account_id, auth_id)], timeout=10)

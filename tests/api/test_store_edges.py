@@ -33,10 +33,14 @@ def test_filtered_listing_spends_bounded_reads_and_skips_nothing(api, monkeypatc
 
 
 def test_token_store_outage_is_503_in_the_envelope(api, deps):
+    import dataclasses
+
+    from chalicelib.bootstrap import use
     from chalicelib.services.accounts import token_cache
 
     token_cache.clear()
-    deps.table = dynamo.Table("switchyard-test-missing-table")
+    # adapters are fixed once built: a Deps of its own points them at the missing table
+    use(dataclasses.replace(deps, table=dynamo.Table("switchyard-test-missing-table")))
     r = api.get("/jobs")
     assert r.status_code == 503
     assert r.json["error"]["code"] == "auth.unavailable"

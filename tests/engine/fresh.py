@@ -52,8 +52,8 @@ def _clone(table: Any) -> str:
 def fresh_deps() -> Iterator[Any]:
     """Like tests/conftest.py's `deps`, on fresh tables with the main and profile tables' keys
     (needs the session's moto server: take `aws_endpoint` in the fixture)."""
+    from chalicelib.bootstrap import Deps, use
     from chalicelib.services.accounts import token_cache
-    from chalicelib.services.deps import Deps, use
     from chalicelib.store.dynamo import Table
 
     base = Deps()

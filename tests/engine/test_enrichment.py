@@ -41,8 +41,8 @@ _tags = itertools.count()
 @pytest.fixture()
 def deps(aws_endpoint: str) -> Iterator[Any]:
     """Like tests/conftest.py's, on fresh tables (see tests/engine/test_s3_export.py)."""
+    from chalicelib.bootstrap import Deps, use
     from chalicelib.services.accounts import token_cache
-    from chalicelib.services.deps import Deps, use
     from chalicelib.store.dynamo import Table
 
     _forget_moto_models()

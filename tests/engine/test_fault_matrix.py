@@ -466,8 +466,8 @@ def module_deps(aws_endpoint: str) -> Iterator[Any]:
 
 @pytest.fixture()
 def deps(module_deps: Any) -> Iterator[Any]:
+    from chalicelib.bootstrap import use
     from chalicelib.services.accounts import token_cache
-    from chalicelib.services.deps import use
 
     token_cache.clear()
     use(module_deps)

@@ -18,6 +18,7 @@ import pytest
 from chalicelib.providers.base import ProviderError
 from chalicelib.services import alerts
 from chalicelib.services.engine import Delivery
+from chalicelib.store.alerts import EventBus
 from tests.api.test_alerts import _email_stand_in, _take
 from tests.engine.sources import people
 from tests.proof.crash import Killed, killed_at_put_events
@@ -98,7 +99,7 @@ def test_an_alert_eventbridge_refused_is_sent_when_sqs_brings_the_message_back(
         api, tenant, drain, make_job, source, monkeypatch) -> None:
     # GIVEN EventBridge refusing the first alert event (emit logs it; the failure commits)
     _take("switchyard-alerts")
-    real = alerts.EventBus.publish
+    real = EventBus.publish
     refused: list[str] = []
 
     def refuse_once(self: Any, account_id: str, detail_type: str, detail: dict[str, Any]) -> None:
@@ -107,7 +108,7 @@ def test_an_alert_eventbridge_refused_is_sent_when_sqs_brings_the_message_back(
             raise RuntimeError("EventBridge refused the event: ThrottlingException")
         real(self, account_id, detail_type, detail)
 
-    monkeypatch.setattr(alerts.EventBus, "publish", refuse_once)
+    monkeypatch.setattr(EventBus, "publish", refuse_once)
     source.errors = [ProviderError("bucket 'x' does not exist (NoSuchBucket)")]
     job = make_job(people(5))
     # WHEN the runner delivers (the refusal fails the delivery, SQS brings it back)

@@ -81,8 +81,8 @@ def _clone(table: Any) -> str:
 @pytest.fixture()
 def deps(aws_endpoint: str) -> Iterator[Any]:
     """Like tests/conftest.py's, on fresh tables with the main and profile tables' keys."""
+    from chalicelib.bootstrap import Deps, use
     from chalicelib.services.accounts import token_cache
-    from chalicelib.services.deps import Deps, use
     from chalicelib.store.dynamo import Table
 
     base = Deps()

@@ -1,6 +1,13 @@
-"""The composition root: which store adapters and registry the services use.
+"""The composition root: the one place that builds the adapters the services use.
 
-Built lazily on first use; tests build their own `Deps` instead of patching anything.
+A `Deps` holds every adapter of one stage (tables, repositories, queues, the scheduler, the
+secrets store, the event bus and topic, the provider registry). Each is built on first use
+and kept, so a warm Lambda reuses its repositories; services receive the `Deps` and never
+construct an adapter themselves.
+
+Chalice handlers are module-level functions with no constructor to inject into, so each
+route or worker takes the process's `Deps` from `deps()` at its edge and hands it down;
+tests build their own `Deps` (fresh tables, an extended registry) and install it with `use`.
 """
 
 from __future__ import annotations
@@ -8,18 +15,24 @@ from __future__ import annotations
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from functools import cached_property
 
+from chalicelib.domain.models import Job
+from chalicelib.domain.schedules import next_fire
 from chalicelib.providers.calls import CallCounter
 from chalicelib.providers.registry import Registry, default_registry
 from chalicelib.store import aws
 from chalicelib.store.accounts import AccountRepo
+from chalicelib.store.alert_rules import AlertRuleRepo
+from chalicelib.store.alerts import AlertDeliveries, AlertSettingsRepo, AlertTopic, EventBus
 from chalicelib.store.audiences import AudienceRepo
 from chalicelib.store.audit import AuditRepo
 from chalicelib.store.authorizations import AuthorizationRepo
+from chalicelib.store.collect import CollectQueue, CollectRepo, WriteKeyRepo
 from chalicelib.store.dynamo import Table, Transaction
 from chalicelib.store.jobs import JobRepo
 from chalicelib.store.membership import MembershipRepo
+from chalicelib.store.oauth import OAuthStateRepo
 from chalicelib.store.profiles import ProfileRepo
 from chalicelib.store.queues import HealthQueue, RunQueue
 from chalicelib.store.rates import SharedRateStore
@@ -29,13 +42,11 @@ from chalicelib.store.secrets import SecretsStore
 
 PROFILE_BATCHES_IN_FLIGHT = 8
 
-if TYPE_CHECKING:  # pragma: no cover
-    from chalicelib.domain.models import Job
-    from chalicelib.store.oauth import OAuthStateRepo
-
 
 @dataclass
 class Deps:
+    """Adapters are fixed once built: to point at other tables, build another `Deps`."""
+
     table: Table = field(default_factory=Table)
     profiles_table: Table = field(default_factory=lambda: Table(setting="profiles_table_name"))
     registry: Registry = field(default_factory=default_registry)
@@ -43,55 +54,83 @@ class Deps:
     runs_queue: RunQueue = field(default_factory=RunQueue)
     health_queue: HealthQueue = field(default_factory=HealthQueue)
     scheduler: SchedulerStore = field(default_factory=SchedulerStore)
+    event_bus: EventBus = field(default_factory=EventBus)
+    alert_topic: AlertTopic = field(default_factory=AlertTopic)
+    collect_queue: CollectQueue = field(default_factory=CollectQueue)
     # How long the health handler waits for a batch's checks (tests make hangs short).
     health_check_timeout: float = 20.0
 
     def calls(self, authorization_id: str | None = None) -> CallCounter:
         """A counter of provider requests on behalf of one authorization, carrying where
         rates shared by every tenant are kept (this stage's table)."""
-        return CallCounter(authorization_id=authorization_id, rates=SharedRateStore(self.table))
+        return CallCounter(authorization_id=authorization_id, rates=self.shared_rates)
 
-    @property
+    @cached_property
+    def shared_rates(self) -> SharedRateStore:
+        return SharedRateStore(self.table)
+
+    @cached_property
     def accounts(self) -> AccountRepo:
         return AccountRepo(self.table)
 
-    @property
+    @cached_property
     def auths(self) -> AuthorizationRepo:
         return AuthorizationRepo(self.table)
 
-    @property
+    @cached_property
     def jobs(self) -> JobRepo:
         return JobRepo(self.table)
 
-    @property
+    @cached_property
     def audit(self) -> AuditRepo:
         return AuditRepo(self.table)
 
-    @property
+    @cached_property
     def audiences(self) -> AudienceRepo:
         return AudienceRepo(self.table)
 
-    @property
+    @cached_property
     def profiles(self) -> ProfileRepo:
         # Batches in flight at once: an import step mostly waits on DynamoDB (the botocore
         # client's pool holds 10 connections).
         return ProfileRepo(self.profiles_table, parallel=PROFILE_BATCHES_IN_FLIGHT)
 
-    @property
+    @cached_property
     def runs(self) -> RunRepo:
         return RunRepo(self.table)
 
-    @property
+    @cached_property
     def memberships(self) -> MembershipRepo:
         """Export jobs' confirmed memberships and run plans (chalicelib/services/export.py)."""
         return MembershipRepo(self.table)
 
-    @property
+    @cached_property
     def oauth_states(self) -> OAuthStateRepo:
         """OAuth flows in progress (chalicelib/services/oauth.py)."""
-        from chalicelib.store.oauth import OAuthStateRepo
-
         return OAuthStateRepo(self.table)
+
+    @cached_property
+    def alert_settings(self) -> AlertSettingsRepo:
+        return AlertSettingsRepo(self.table)
+
+    @cached_property
+    def alert_deliveries(self) -> AlertDeliveries:
+        """Which transitions' alerts went out (one delivery per transition)."""
+        return AlertDeliveries(self.table)
+
+    @cached_property
+    def alert_rules(self) -> AlertRuleRepo:
+        return AlertRuleRepo(self.table)
+
+    @cached_property
+    def write_keys(self) -> WriteKeyRepo:
+        """The collect endpoint's write keys."""
+        return WriteKeyRepo(self.table)
+
+    @cached_property
+    def collect(self) -> CollectRepo:
+        """Collected messages' claims and hand-offs."""
+        return CollectRepo(self.table)
 
     def transaction(self) -> Transaction:
         """Writes to the main table that commit together (repositories add to it)."""
@@ -104,9 +143,7 @@ class Deps:
         """When a continuous job runs next (None for one-time jobs)."""
         if job.schedule is None or job.schedule.get("type") == "once":
             return None
-        from chalicelib.domain.schedules import next_fire
-
-        nxt: Any = next_fire(job.schedule, now)
+        nxt = next_fire(job.schedule, now)
         return nxt.strftime("%Y-%m-%dT%H:%M:%SZ") if nxt else None
 
 
@@ -115,6 +152,7 @@ _lock = threading.Lock()
 
 
 def deps() -> Deps:
+    """The process's adapters, built on first use (a warm Lambda keeps them)."""
     global _deps
     if _deps is None:
         with _lock:
@@ -124,6 +162,6 @@ def deps() -> Deps:
 
 
 def use(new: Deps | None) -> None:
-    """Swap the composition root (tests inject a registry with extra providers)."""
+    """Install another `Deps` (tests: fresh tables, a registry with extra providers)."""
     global _deps
     _deps = new
