@@ -83,7 +83,7 @@ def list_tokens(principal: Principal, query: dict[str, Any]) -> Response:
 
 @route(bp, "/tokens", "POST", needs=ADMIN, summary="Issue a token (its value is shown once)", tag=TAG,
        authorizer=token_authorizer, body="TokenCreate", response="TokenCreated", status=201,
-       errors=(403, 422))
+       errors=(403, 409, 422))
 def create_token(principal: Principal, body: dict[str, Any], query: dict[str, Any]) -> Response:
     req = validate(_schemas().TokenCreate, body)
     issued = svc.issue_token(deps(), principal, label=req.label, user_id=req.user_id)
