@@ -85,12 +85,17 @@ $(BENCH_STAMP): $(STAMP) requirements-bench.txt
 # a target that always fails would block every change. `make test-timed` runs them after
 # pytest, the way `make test` will once that budget passes.
 PYTEST_WORKERS ?= 2
-test: lint web chromium checkov
+# The checks and builds pytest needs run side by side (-j2): lint is CPU, the rest mostly
+# downloads and disk; each waits for the venv it needs.
+PREREQUISITES := lint web chromium checkov
+test:
+	@$(MAKE) --no-print-directory -j2 $(PREREQUISITES)
 	@$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; exit 0; fi; exit $$rc
 
 # make test, then the timed benches in quick mode; fails if either failed.
-test-timed: lint web chromium checkov $(BENCH_STAMP)
+test-timed: $(BENCH_STAMP)
+	@$(MAKE) --no-print-directory -j2 $(PREREQUISITES)
 	@$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; rc=0; fi; \
 	$(MAKE) --no-print-directory bench BENCH_QUICK=1 BENCHES="$(TIMED_BENCHES)"; brc=$$?; \
