@@ -230,3 +230,44 @@ def test_a_bad_batch_is_rejected_before_any_item_is_written(sorted_table: str) -
     ddb.batch_write_item(RequestItems={sorted_table: _puts(3)})
     ddb.batch_write_item(RequestItems={sorted_table: duplicate[3:]})
     assert ddb.scan(TableName=sorted_table, Select="COUNT")["Count"] == 2
+
+
+def _moto_table(name: str) -> Any:
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.dynamodb.models import dynamodb_backends
+
+    return dynamodb_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].tables[name]
+
+
+def test_a_cancelled_transaction_restores_what_it_named_without_copying_the_table(table: str) -> None:
+    ddb = boto3.client("dynamodb", region_name="us-east-1")
+    # GIVEN a table with items "keep" (v=1) and "gone" (v=1), and moto's table object
+    for pk in ("keep", "gone", "other"):
+        ddb.put_item(TableName=table, Item={"pk": {"S": pk}, "v": {"N": "1"}})
+    before = _moto_table(table)
+    # WHEN a transaction updates "keep", deletes "gone", creates "new", then fails a check
+    with pytest.raises(ClientError) as err:
+        ddb.transact_write_items(TransactItems=[
+            {"Update": {"TableName": table, "Key": {"pk": {"S": "keep"}}, "UpdateExpression": "SET v = :two",
+                        "ExpressionAttributeValues": {":two": {"N": "2"}}}},
+            {"Delete": {"TableName": table, "Key": {"pk": {"S": "gone"}}}},
+            {"Put": {"TableName": table, "Item": {"pk": {"S": "new"}}}},
+            {"ConditionCheck": {"TableName": table, "Key": {"pk": {"S": "other"}},
+                                "ConditionExpression": "attribute_not_exists(pk)"}},
+        ])
+    assert err.value.response["Error"]["Code"] == "TransactionCanceledException"
+    # THEN every item is as it was
+    items = {i["pk"]["S"]: i["v"]["N"] for i in ddb.scan(TableName=table, ConsistentRead=True)["Items"]}
+    assert items == {"keep": "1", "gone": "1", "other": "1"}
+    # AND the table was not replaced by a copy (moto's own backup deep-copies whole tables,
+    # a cost that grows with the table; the emulator backs up only the named items)
+    assert _moto_table(table) is before
+    # AND a transaction that passes still applies every write
+    ddb.transact_write_items(TransactItems=[
+        {"Update": {"TableName": table, "Key": {"pk": {"S": "keep"}}, "UpdateExpression": "SET v = :two",
+                    "ExpressionAttributeValues": {":two": {"N": "2"}}}},
+        {"Delete": {"TableName": table, "Key": {"pk": {"S": "gone"}}}},
+        {"Put": {"TableName": table, "Item": {"pk": {"S": "new"}, "v": {"N": "3"}}}},
+    ])
+    items = {i["pk"]["S"]: i["v"]["N"] for i in ddb.scan(TableName=table, ConsistentRead=True)["Items"]}
+    assert items == {"keep": "2", "new": "3", "other": "1"}
