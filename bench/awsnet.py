@@ -159,6 +159,11 @@ def serve(port: int, model: dict[str, float]) -> None:
 
     logging.getLogger("werkzeug").setLevel(logging.ERROR)
     moto_speed.install()  # moto's own CPU per answer is not what a bench compares
+    # moto's transaction backup copies whole tables, a cost real DynamoDB does not have:
+    # the emulator's item backup, as the tests and `make run` use
+    from devserver import transactions
+
+    transactions.install()
     app = LatencyMiddleware(DomainDispatcherApplication(create_backend_app), model)
     server = make_server("127.0.0.1", port, app, threaded=True, request_handler=MotoRequestHandler)
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
