@@ -25,6 +25,7 @@ from chalicelib.store import aws
 from chalicelib.store.accounts import AccountRepo
 from chalicelib.store.alert_rules import AlertRuleRepo
 from chalicelib.store.alerts import AlertDeliveries, AlertSettingsRepo, AlertTopic, EventBus
+from chalicelib.store.audience_members import AudienceMemberRepo
 from chalicelib.store.audiences import AudienceRepo
 from chalicelib.store.audit import AuditRepo
 from chalicelib.store.authorizations import AuthorizationRepo
@@ -34,7 +35,7 @@ from chalicelib.store.jobs import JobRepo
 from chalicelib.store.membership import MembershipRepo
 from chalicelib.store.oauth import OAuthStateRepo
 from chalicelib.store.profiles import ProfileRepo
-from chalicelib.store.queues import HealthQueue, RunQueue
+from chalicelib.store.queues import BackfillQueue, HealthQueue, RunQueue
 from chalicelib.store.rates import SharedRateStore
 from chalicelib.store.runs import RunRepo
 from chalicelib.store.scheduler import SchedulerStore
@@ -53,6 +54,7 @@ class Deps:
     secrets: SecretsStore = field(default_factory=SecretsStore)
     runs_queue: RunQueue = field(default_factory=RunQueue)
     health_queue: HealthQueue = field(default_factory=HealthQueue)
+    backfill_queue: BackfillQueue = field(default_factory=BackfillQueue)
     scheduler: SchedulerStore = field(default_factory=SchedulerStore)
     event_bus: EventBus = field(default_factory=EventBus)
     alert_topic: AlertTopic = field(default_factory=AlertTopic)
@@ -98,6 +100,11 @@ class Deps:
     @cached_property
     def runs(self) -> RunRepo:
         return RunRepo(self.table)
+
+    @cached_property
+    def audience_members(self) -> AudienceMemberRepo:
+        """Audiences' current members and change logs (services/audience_members.py)."""
+        return AudienceMemberRepo(self.table)
 
     @cached_property
     def memberships(self) -> MembershipRepo:

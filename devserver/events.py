@@ -16,6 +16,8 @@ and this module plays each of them, with no business logic of its own:
   that on receive, as SQS does). Messages are received with a short visibility timeout that a
   heartbeat extends while the handler runs, so local retries are quick and a long step is
   never delivered twice at once.
+* **Lambda's DynamoDB event source mapping.** The profiles table's stream is read and its
+  records handed to the `@app.on_dynamodb_record` handlers (devserver/streams.py).
 * **EventBridge Scheduler.** Every `tick_seconds` the schedules of the stage's group
   (`switchyard-<stage>`) are listed (ListSchedules; GetSchedule when one is new or changed),
   their next occurrence is computed from their own expression, time zone, StartDate and
@@ -52,6 +54,7 @@ from typing import Any
 from chalice.app import Chalice, ScheduledEventConfig, SQSEventConfig
 
 from devserver.holds import PARK_SECONDS, Holds
+from devserver.streams import StreamPoller
 
 log = logging.getLogger("devserver.events")
 
@@ -349,6 +352,9 @@ class EventLoop:
                 threading.Thread(target=self._poll, args=(s,), name=f"events-sqs-{s.handler}", daemon=True)
                 for s in sources
             ]
+        streams = self.stream_poller()
+        if streams.sources:
+            threads.append(threading.Thread(target=streams.run, name="events-streams", daemon=True))
         for t in threads:
             t.start()
         log.info(
@@ -356,6 +362,16 @@ class EventLoop:
             len(sources), len(self._rules), self.schedule_group,
         )
         return threads
+
+    def stream_poller(self) -> StreamPoller:
+        """Lambda's DynamoDB event source mappings (devserver/streams.py): the profiles
+        table's stream to the handlers that name it."""
+        from chalicelib.config import PROFILES_STREAM_ARN, settings
+        from chalicelib.workers import STREAM_PARTIAL_BATCH_RESPONSES
+
+        return StreamPoller(self.app, self.stop, {PROFILES_STREAM_ARN: settings().profiles_table_name},
+                            context_for=self.context_for, region=self.region,
+                            partial=STREAM_PARTIAL_BATCH_RESPONSES, client=self._client)
 
     def _worker(self) -> None:
         while not self.stop.is_set():

@@ -2,7 +2,8 @@
 
     python infra/package.py [--stage prod] [OUT_DIR]      (default: dist)
 
-1. `chalice package --merge-template infra/template.json` writes the Lambda functions, their
+1. `chalice package --merge-template OUT/merge-template.json` (infra/template.json plus the
+   profiles stream's event source: its StreamArn, partial batch responses) writes the Lambda functions, their
    roles, the API (SAM) and the stateful resources of infra/template.json to OUT/sam.json and
    the code to OUT/deployment.zip.
 2. infra/edge.json (the SPA bucket and the CloudFront distribution) is added on top: it
@@ -34,10 +35,41 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script: the app's own package next to infra/
     sys.path.insert(0, str(ROOT))
 
-from chalicelib.workers import PARTIAL_BATCH_RESPONSES  # noqa: E402
+from chalicelib.workers import PARTIAL_BATCH_RESPONSES, STREAM_PARTIAL_BATCH_RESPONSES  # noqa: E402
 
 EDGE = ROOT / "infra" / "edge.json"
 CHECKOV_SKIPS = ROOT / "infra" / "checkov-skips.json"
+
+
+# A stream record that keeps failing blocks its shard: after this many retries Lambda skips it
+# (the next backfill of the audience corrects what it missed: docs/audiences.md).
+STREAM_MAX_RETRIES = 20
+
+
+def stream_sources(handlers: Iterable[str]) -> dict[str, Any]:
+    """What the merge template adds to each profiles-stream handler's event source: the
+    table's real StreamArn (the handler names a placeholder at import, as Chalice needs a
+    literal), partial batch responses, bounded retries. `chalice package` deep-merges it."""
+    resources: dict[str, Any] = {}
+    for handler in handlers:
+        fn = to_cfn_resource_name(handler)
+        resources[fn] = {"Properties": {"Events": {f"{fn}DynamodbEventSource": {"Properties": {
+            "Stream": {"Fn::GetAtt": ["ProfilesTable", "StreamArn"]},
+            "FunctionResponseTypes": ["ReportBatchItemFailures"],
+            "MaximumRetryAttempts": STREAM_MAX_RETRIES,
+        }}}}}
+    return resources
+
+
+def merge_template(base: dict[str, Any], handlers: Iterable[str]) -> dict[str, Any]:
+    """infra/template.json (deployed alone into moto locally, so it names no function) plus
+    the stream event sources of the packaged functions."""
+    merged: dict[str, Any] = json.loads(json.dumps(base))
+    clash = sorted(set(merged["Resources"]) & set(sources := stream_sources(handlers)))
+    if clash:
+        raise SystemExit(f"infra/template.json already defines {clash}")
+    merged["Resources"].update(sources)
+    return merged
 
 
 def merge_edge(template: dict[str, Any], edge: dict[str, Any], stage: str) -> dict[str, Any]:
@@ -143,8 +175,12 @@ def package(stage: str, out: Path) -> Path:
     env = {**os.environ, "AWS_DEFAULT_REGION": os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"}
     env.pop("AWS_ENDPOINT_URL", None)  # chalice package is offline; never point it anywhere
     chalice = Path(sys.executable).parent / "chalice"
+    out.mkdir(parents=True, exist_ok=True)
+    merge = out / "merge-template.json"
+    merge.write_text(json.dumps(merge_template(json.loads((ROOT / "infra" / "template.json").read_text()),
+                                               STREAM_PARTIAL_BATCH_RESPONSES), indent=2) + "\n")
     subprocess.run([str(chalice), "package", "--stage", stage, "--merge-template",
-                    str(ROOT / "infra" / "template.json"), str(out)], cwd=ROOT, env=env, check=True)
+                    str(merge), str(out)], cwd=ROOT, env=env, check=True)
     sam = json.loads((out / "sam.json").read_text())
     merged = merge_edge(sam, json.loads(EDGE.read_text()), stage)
     order_event_sources(merged)

@@ -45,6 +45,8 @@ def statements(stage: str) -> dict[str, list[dict[str, Any]]]:
     oauth_apps = _arn("secretsmanager", f"secret:switchyard/{stage}/oauth/*")
     queue = {name: _arn("sqs", f"switchyard-{name}") for name in ("runs", "health", "alerts")}
     queue["collect"] = _arn("sqs", "switchyard-collect.fifo")
+    queue["backfill"] = _arn("sqs", "switchyard-backfill")
+    profiles_stream = _arn("dynamodb", f"table/switchyard-{stage}-profiles/stream/*")
     schedules = _arn("scheduler", f"schedule/switchyard-{stage}/*")
     bus = _arn("events", f"event-bus/switchyard-{stage}")
     topic = _arn("sns", f"switchyard-{stage}-alerts")
@@ -81,6 +83,8 @@ def statements(stage: str) -> dict[str, list[dict[str, Any]]]:
             stmt("RunsQueue", SEND, queue["runs"]),
             # The tracking API hands accepted messages to the engine (SendMessageBatch).
             stmt("CollectQueue", SEND, queue["collect"]),
+            # A new or edited audience queues the first page of its membership backfill.
+            stmt("BackfillQueue", SEND, queue["backfill"]),
             stmt("JobSchedules", ["scheduler:CreateSchedule", "scheduler:DeleteSchedule",
                                   "scheduler:GetSchedule", "scheduler:UpdateSchedule"], schedules),
             stmt("PassSchedulerRole", "iam:PassRole", f"arn:aws:iam::*:role/switchyard-{stage}-scheduler",
@@ -121,6 +125,24 @@ def statements(stage: str) -> dict[str, list[dict[str, Any]]]:
             logs,
             stmt("SweepIndex", "dynamodb:Query", main[1]),
             stmt("HealthQueue", SEND, queue["health"]),
+        ],
+        # The profiles table's stream: the account's audiences, member items and change logs
+        # in the main table (reads and the change transactions).
+        "profile_changes": [
+            logs,
+            stmt("Memberships", ["dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:PutItem",
+                                 "dynamodb:Query", "dynamodb:UpdateItem"], main[0]),
+            stmt("ProfilesStream", ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator",
+                                    "dynamodb:ListStreams"], profiles_stream),
+        ],
+        # The backfill queue's handler: one page of an audience's profiles (a Query), its
+        # member items and change log, and the next page's message.
+        "backfill_audience": [
+            logs,
+            stmt("Memberships", ["dynamodb:BatchGetItem", "dynamodb:GetItem", "dynamodb:PutItem",
+                                 "dynamodb:Query", "dynamodb:UpdateItem"], main[0]),
+            stmt("Profiles", "dynamodb:Query", profiles[0]),
+            stmt("BackfillQueue", SEND + CONSUME, queue["backfill"]),
         ],
         # The health queue's handler: reads the authorizations, checks each with its
         # credentials, records a change of health and its history, emits the alert.

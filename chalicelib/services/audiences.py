@@ -14,6 +14,7 @@ from chalicelib.domain import audiences as A
 from chalicelib.domain.access import Capability, Principal
 from chalicelib.domain.errors import Invalid, not_found, stale_version
 from chalicelib.domain.ids import new_id
+from chalicelib.services.audience_members import start_backfill
 from chalicelib.store.audit import AuditEvent, diff
 from chalicelib.store.dynamo import Page, now_iso
 
@@ -43,6 +44,7 @@ def create(d: Deps, p: Principal, new: NewAudience) -> A.Audience:
         updated_at=now,
     )
     d.audiences.create(audience)
+    start_backfill(d, audience)
     _audit(d, p, "created", audience.id, audience.name, diff({}, {"name": audience.name, "description": audience.description,
                                                "filter": audience.filter}))
     return audience
@@ -88,6 +90,8 @@ def edit(d: Deps, p: Principal, audience_id: str, patch: dict[str, Any], version
     # The read above only gives early, clear answers; the write itself is conditional
     # on the version, so an edit landing in between still makes this one a 409.
     saved = d.audiences.update(p.account_id, audience_id, changes, expected_version=version)
+    if "filter" in changes:
+        start_backfill(d, saved)
     _audit(d, p, "changed", saved.id, saved.name, diff({k: getattr(current, k) for k in changes}, changes))
     return saved
 

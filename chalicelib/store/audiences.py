@@ -87,6 +87,18 @@ class AudienceRepo:
         return prefix_page(self.t, pk, PREFIX, limit=limit, cursor=cursor,
                            convert=_audience)
 
+    def all(self, account_id: str) -> list[Audience]:
+        """Every audience of the account (a Query per page of 100, never a Scan)."""
+        out: list[Audience] = []
+        start: dict[str, str] | None = None
+        while True:
+            rows, start = self.t.query(key_condition="PK = :pk AND begins_with(SK, :p)", names={},
+                                       values={":pk": K.account_pk(account_id), ":p": PREFIX},
+                                       limit=100, start_key=start, forward=True)
+            out += [_audience(r) for r in rows]
+            if not start:
+                return out
+
     def update(
         self,
         account_id: str,

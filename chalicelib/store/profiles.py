@@ -742,6 +742,14 @@ class ProfileRepo:
                 if not start:
                     break
 
+    def shard_page(self, account_id: str, shard: int, start: dict[str, Any] | None,
+                   limit: int) -> tuple[list[P.Profile], dict[str, Any] | None]:
+        """One page of one shard's profiles (a Query) and the key to continue from, if any."""
+        self.last_stats = StoreStats()
+        resp = self._query(profiles_pk(account_id, shard), limit=limit, start=start)
+        rows = [_profile(_data(deser(i))) for i in resp.get("Items", [])]
+        return rows, resp.get("LastEvaluatedKey")
+
     def count(self, account_id: str) -> int:
         self.last_stats = StoreStats()
         total = 0
@@ -784,6 +792,25 @@ class ProfileRepo:
         return Page(items=out, next_cursor=next_cursor)
 
 
+def profile_from_image(image: Mapping[str, Any] | None) -> P.Profile | None:
+    """A profile from a stream record's image (typed attributes); None for an absent image
+    or an item that is not a profile (identifier items, the write lease)."""
+    if not image or not str((image.get("SK") or {}).get("S", "")).startswith(PROFILE_PREFIX):
+        return None
+    data = image.get(DATA) or {}
+    if "S" not in data:
+        return None
+    return _profile(json.loads(data["S"]))
+
+
+def account_of_profiles_pk(pk: str) -> str | None:
+    """The account of a profile item's partition key (ACCT#<a>#PROFILES#<nn>)."""
+    head, sep, shard = pk.rpartition("#PROFILES#")
+    if not sep or not head.startswith("ACCT#") or not shard.isdigit():
+        return None
+    return head[len("ACCT#"):]
+
+
 def _bad_cursor() -> BadRequest:
     return BadRequest(
         "the cursor is not valid for this listing; start again without it",
@@ -798,7 +825,9 @@ __all__ = [
     "ProfileRepo",
     "ProfilesBusy",
     "StoreStats",
+    "account_of_profiles_pk",
     "identifier_key",
+    "profile_from_image",
     "profile_key",
     "profiles_pk",
     "shard_of",

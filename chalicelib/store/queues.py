@@ -38,6 +38,14 @@ class RunQueue:
         )
 
 
+class BackfillQueue:
+    """Audience backfills, one message per page (ids and the page number only)."""
+
+    def send(self, message: dict[str, Any]) -> None:
+        aws.client("sqs").send_message(QueueUrl=queue_url(settings().backfill_queue_name),
+                                       MessageBody=json.dumps(message, sort_keys=True))
+
+
 class HealthQueue:
     """The daily sweep's fan-out: one message per authorization (ids only)."""
 

@@ -1,0 +1,75 @@
+"""Fresh tables for the membership tests: the main table, and a profiles table with its
+stream (NEW_AND_OLD_IMAGES, as infra/template.json declares it), read by the local stream
+poller (devserver/streams.py) that stands in for Lambda's event source mapping."""
+
+from __future__ import annotations
+
+import itertools
+import secrets
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from tests.tables import clone
+
+_tags = itertools.count()
+
+
+@dataclass
+class Stack:
+    deps: Any
+    poller: Any
+    stop: threading.Event
+
+    def deliver(self) -> int:
+        """What Lambda's mapping would deliver now, delivered (synchronously)."""
+        return int(self.poller.poll_once())
+
+
+def streamed_profiles_table(base: Any) -> str:
+    ddb = base.client
+    desc = ddb.describe_table(TableName=base.name)["Table"]
+    name = f"{base.name}-{secrets.token_hex(4)}"
+    ddb.create_table(TableName=name, KeySchema=desc["KeySchema"], BillingMode="PAY_PER_REQUEST",
+                     AttributeDefinitions=desc["AttributeDefinitions"],
+                     StreamSpecification={"StreamEnabled": True, "StreamViewType": "NEW_AND_OLD_IMAGES"})
+    return name
+
+
+@pytest.fixture()
+def stack(aws_endpoint: str) -> Iterator[Stack]:
+    from app import app
+    from chalicelib.bootstrap import Deps, use
+    from chalicelib.config import PROFILES_STREAM_ARN
+    from chalicelib.store import aws
+    from chalicelib.store.dynamo import Table
+    from chalicelib.workers import STREAM_PARTIAL_BATCH_RESPONSES
+    from devserver.events import LambdaContext
+    from devserver.streams import StreamPoller
+
+    base = Deps()
+    d = Deps(table=Table(clone(base.table)), profiles_table=Table(streamed_profiles_table(base.profiles_table)))
+    use(d)
+    stop = threading.Event()
+    poller = StreamPoller(app, stop, {PROFILES_STREAM_ARN: d.profiles_table.name},
+                          context_for=lambda h: LambdaContext(h, 60, 512, "us-east-1", "123456789012"),
+                          region="us-east-1", partial=STREAM_PARTIAL_BATCH_RESPONSES, client=aws.client)
+    yield Stack(d, poller, stop)
+    stop.set()
+    use(None)
+    for t in (d.table, d.profiles_table):
+        t.client.delete_table(TableName=t.name)
+
+
+def upsert(deps: Any, account_id: str, email: str, **fields: Any) -> str:
+    """Write one profile the way an import step does; returns its id."""
+    from chalicelib.domain.profiles import ProfileRecord
+
+    deps.profiles.upsert_batch(account_id, [ProfileRecord(identifiers={"email": email}, fields=fields, ref="t")],
+                               step_tag=f"t#{next(_tags)}")
+    found = deps.profiles.find(account_id, "email", email)
+    assert found is not None
+    return str(found.id)
