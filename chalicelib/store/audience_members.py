@@ -237,13 +237,13 @@ class AudienceMemberRepo:
                          shard: int, start: dict[str, Any] | None, done: bool) -> bool:
         """Move the backfill past the page it was at, only if it is still there (one
         delivery of a page advances it; a duplicate finds it moved and stops)."""
-        names = {"#d": "done"}
+        names = {"#d": "done", "#s": "shard"}
         values: dict[str, Any] = {
             ":av": {"N": str(at.audience_version)}, ":pages": {"N": str(at.pages)},
             ":next": {"N": str(at.pages + 1)}, ":shard": {"N": str(shard)}, ":done": {"BOOL": done},
             ":at": {"S": now_iso()},
         }
-        update = "SET pages = :next, shard = :shard, #d = :done, updated_at = :at"
+        update = "SET pages = :next, #s = :shard, #d = :done, updated_at = :at"
         if start:
             values[":start"] = {"S": _key_text(start)}
             update += ", start_key = :start"
