@@ -150,6 +150,21 @@ def test_only_the_alerts_and_collect_workers_report_partial_batch_failures(packa
     assert response_types("RunStep") is None and response_types("CheckHealth") is None
 
 
+def test_the_profiles_stream_handler_reads_the_tables_stream_and_reports_partial_failures(packaged: Path) -> None:
+    # The handler names a placeholder ARN (Chalice wants a literal at import); the merge
+    # template gives its event source the profiles table's StreamArn.
+    res = json.loads((packaged / "template.json").read_text())["Resources"]
+    [event] = res["ProfileChanges"]["Properties"]["Events"].values()
+    assert event["Type"] == "DynamoDB"
+    props = event["Properties"]
+    assert props["Stream"] == {"Fn::GetAtt": ["ProfilesTable", "StreamArn"]}
+    assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert props["StartingPosition"] == "TRIM_HORIZON" and props["MaximumRetryAttempts"] > 0
+    assert res["ProfilesTable"]["Properties"]["StreamSpecification"] == {"StreamViewType": "NEW_AND_OLD_IMAGES"}
+    # and the backfill queue exists before the function it triggers
+    assert "BackfillQueue" in res["BackfillAudience"].get("DependsOn", [])
+
+
 def test_checkov_finds_nothing_unexplained(packaged: Path) -> None:
     requires.path(CHECKOV, "checkov", "run `make checkov` (make test does): it installs it into .venv-checkov")
     # GIVEN the merged template; WHEN checkov runs with the repo's .checkov.yaml
