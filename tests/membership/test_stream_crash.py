@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import random
 from collections import defaultdict
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -92,6 +93,6 @@ def test_crashes_anywhere_leave_the_membership_right(stack: Stack, seed: int,
         for c in log:
             per[c.profile_id].append(c.change)
         for pid, seq in per.items():
-            assert all(x != y for x, y in zip(seq, seq[1:], strict=False)), (name, pid, seq)
+            assert all(x != y for x, y in pairwise(seq)), (name, pid, seq)
             assert seq[0] == "enter", (name, pid, seq)
             assert (seq[-1] == "enter") == (pid in expected), (name, pid, seq)
