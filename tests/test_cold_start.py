@@ -28,6 +28,8 @@ LAZY_MODULES = (
     "chalicelib.providers.s3",
     "chalicelib.providers.webhook",
     "chalicelib.providers.http",
+    "chalicelib.providers.http_guard",
+    "chalicelib.providers.http_transport",
     "urllib3",
     "chalicelib.providers.mailchimp",
     "chalicelib.api.schemas",
