@@ -35,6 +35,7 @@ from chalicelib.store.jobs import JobRepo
 from chalicelib.store.membership import MembershipRepo
 from chalicelib.store.oauth import OAuthStateRepo
 from chalicelib.store.profiles import ProfileRepo
+from chalicelib.store.protocols import Audiences, AuditLog
 from chalicelib.store.queues import BackfillQueue, HealthQueue, RunQueue
 from chalicelib.store.rates import SharedRateStore
 from chalicelib.store.runs import RunRepo
@@ -84,11 +85,11 @@ class Deps:
         return JobRepo(self.table)
 
     @cached_property
-    def audit(self) -> AuditRepo:
+    def audit(self) -> AuditLog:
         return AuditRepo(self.table)
 
     @cached_property
-    def audiences(self) -> AudienceRepo:
+    def audiences(self) -> Audiences:
         return AudienceRepo(self.table)
 
     @cached_property

@@ -147,13 +147,17 @@ class AudienceRepo:
         except ConditionFailed as refused:
             if not refused.old:
                 raise not_found("audience", audience_id) from None
-            n = int(refused.old.get("jobs_using", 0))
-            raise Conflict(
-                f"audience {audience_id!r} is used by {n} export job{'s' if n != 1 else ''}; "
-                "delete them or point them at another audience first",
-                code="audience.in_use",
-            ) from None
+            raise in_use(audience_id, int(refused.old.get("jobs_using", 0))) from None
         return _audience(deser(resp["Attributes"]))
 
 
-__all__ = ["PREFIX", "AudienceRepo", "audience_sk"]
+def in_use(audience_id: str, jobs: int) -> Conflict:
+    """Why an audience that export jobs still send cannot be deleted."""
+    return Conflict(
+        f"audience {audience_id!r} is used by {jobs} export job{'s' if jobs != 1 else ''}; "
+        "delete them or point them at another audience first",
+        code="audience.in_use",
+    )
+
+
+__all__ = ["PREFIX", "AudienceRepo", "audience_sk", "in_use"]

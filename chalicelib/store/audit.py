@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from chalicelib.store import keys as K
-from chalicelib.store.dynamo import Page, Table, Transaction, deser, ser
+from chalicelib.store.dynamo import Page, Table, deser, ser
+from chalicelib.store.protocols import UnitOfWork
 
 TTL_DAYS = 400
 MAX_READS = 5  # Queries one filtered listing may spend (like paged_query)
@@ -81,7 +82,7 @@ class AuditRepo:
     def __init__(self, table: Table) -> None:
         self.t = table
 
-    def add(self, tx: Transaction, event: AuditEvent) -> None:
+    def add(self, tx: UnitOfWork, event: AuditEvent) -> None:
         """The event, in the transaction of the change it records."""
         tx.add(tx.numbered("audit:"), {"Put": {"TableName": self.t.name, "Item": ser(_item(event))}})
 

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from chalicelib.config import settings
 from chalicelib.domain.errors import not_found, stale_version
@@ -20,6 +20,7 @@ from chalicelib.store import aws
 from chalicelib.store import keys as K
 
 T = TypeVar("T")
+W = TypeVar("W")
 
 CONDITION_FAILED = "ConditionalCheckFailed"  # a cancellation reason: that write's condition refused
 CONFLICT = "TransactionConflict"  # a cancellation reason: another transaction held the item
@@ -242,30 +243,19 @@ class Table:
             raise TransactionFailed(reasons) from None
 
 
-class Transaction:
-    """Writes that commit together, once, as one TransactWriteItems. Repositories add their
-    writes under a name unique in the transaction; a cancelled commit raises
-    TransactionFailed whose `refused` lists the names whose condition refused."""
+class NamedWrites(Generic[W]):
+    """Writes kept under names unique in their unit, in the order added, committed once:
+    the bookkeeping of a transaction, whatever its writes are made of."""
 
-    def __init__(self, table: Table) -> None:
-        self.table = table
-        self._writes: dict[str, dict[str, Any]] = {}  # in the order added
+    def __init__(self) -> None:
+        self._writes: dict[str, W] = {}  # in the order added
         self.committed = False
 
-    def add(self, name: str, write: dict[str, Any]) -> None:
-        """A raw TransactWriteItems element ({"Put": ...}, {"Update": ...}, ...)."""
-        if self.committed:
-            raise RuntimeError("the transaction was committed already")
+    def add(self, name: str, write: W) -> None:
+        self.ensure_open()
         if name in self._writes:
             raise ValueError(f"a write named {name!r} is in the transaction already")
         self._writes[name] = write
-
-    def put(self, name: str, item: dict[str, Any], *, condition: str | None = None) -> None:
-        """A plain item for this transaction's table."""
-        put: dict[str, Any] = {"TableName": self.table.name, "Item": ser(item)}
-        if condition:
-            put["ConditionExpression"] = condition
-        self.add(name, {"Put": put})
 
     def drop(self, name: str) -> None:
         del self._writes[name]
@@ -281,19 +271,45 @@ class Transaction:
     def names(self) -> list[str]:
         return list(self._writes)
 
+    @property
+    def writes(self) -> list[W]:
+        return list(self._writes.values())
+
     def __contains__(self, name: object) -> bool:
         return name in self._writes
 
     def __len__(self) -> int:
         return len(self._writes)
 
-    def commit(self) -> None:
+    def ensure_open(self) -> None:
+        """Raise if the unit was committed: a unit commits once."""
         if self.committed:
             raise RuntimeError("the transaction was committed already")
-        if self._writes:
-            names = list(self._writes)
+
+
+class Transaction(NamedWrites[dict[str, Any]]):
+    """Writes that commit together, once, as one TransactWriteItems. Repositories add their
+    writes under a name unique in the transaction (`add` takes a raw TransactWriteItems
+    element: {"Put": ...}, {"Update": ...}, ...); a cancelled commit raises
+    TransactionFailed whose `refused` lists the names whose condition refused."""
+
+    def __init__(self, table: Table) -> None:
+        super().__init__()
+        self.table = table
+
+    def put(self, name: str, item: dict[str, Any], *, condition: str | None = None) -> None:
+        """A plain item for this transaction's table."""
+        put: dict[str, Any] = {"TableName": self.table.name, "Item": ser(item)}
+        if condition:
+            put["ConditionExpression"] = condition
+        self.add(name, {"Put": put})
+
+    def commit(self) -> None:
+        self.ensure_open()
+        if len(self):
+            names = self.names
             try:
-                self.table.transact(list(self._writes.values()))
+                self.table.transact(self.writes)
             except TransactionFailed as exc:
                 raise TransactionFailed(exc.reasons, names) from None
         self.committed = True
@@ -414,6 +430,7 @@ __all__ = [
     "Backoff",
     "ConditionFailed",
     "IncompleteBatch",
+    "NamedWrites",
     "Page",
     "Table",
     "Transaction",

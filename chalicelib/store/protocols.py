@@ -1,0 +1,68 @@
+"""What the services need of the store, as protocols: the DynamoDB repositories satisfy
+them, and so can in-memory ones (tests/fakes/memory_store.py), which is what lets a
+use case be tested without moto.
+
+A protocol lists only what the services call. The DynamoDB classes are checked against
+it where `Deps` builds them (a return type mypy verifies); the in-memory ones against the
+same cases by tests/store/test_repo_contract.py, so neither can drift from the other.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:  # pragma: no cover
+    from chalicelib.domain.audiences import Audience
+    from chalicelib.store.audit import AuditEvent
+    from chalicelib.store.dynamo import Page
+
+
+class UnitOfWork(Protocol):
+    """Writes that commit together, once. Repositories add theirs under a name unique in
+    the unit; a refused condition cancels every write and raises
+    `store.dynamo.TransactionFailed`, whose `refused` names the writes that refused."""
+
+    def add(self, name: str, write: Any) -> None: ...
+
+    def numbered(self, prefix: str) -> str: ...
+
+    @property
+    def names(self) -> list[str]: ...
+
+    def __contains__(self, name: object) -> bool: ...
+
+    def __len__(self) -> int: ...
+
+    def commit(self) -> None: ...
+
+
+class Audiences(Protocol):
+    """An account's audiences. `update` is conditional on the version (404 gone, 409
+    stale); `delete` answers 404 when absent and 409 `audience.in_use` while an export
+    job counts on it."""
+
+    def create(self, audience: Audience) -> None: ...
+
+    def get(self, account_id: str, audience_id: str, *, consistent: bool = False) -> Audience | None: ...
+
+    def page(self, account_id: str, *, limit: int, cursor: str | None) -> Page: ...
+
+    def update(self, account_id: str, audience_id: str, changes: dict[str, Any], *,
+               expected_version: int) -> Audience: ...
+
+    def delete(self, account_id: str, audience_id: str) -> Audience: ...
+
+
+class AuditLog(Protocol):
+    """The account's audit trail: an event is added to the unit of work of the change it
+    records, or put on its own after the change committed. Pages are newest first."""
+
+    def add(self, tx: UnitOfWork, event: AuditEvent) -> None: ...
+
+    def put(self, event: AuditEvent) -> None: ...
+
+    def page(self, account_id: str, *, limit: int, cursor: str | None, object_id: str | None = None,
+             user_id: str | None = None, since: str | None = None, until: str | None = None) -> Page: ...
+
+
+__all__ = ["Audiences", "AuditLog", "UnitOfWork"]
