@@ -1,4 +1,7 @@
-"""Audiences through the HTTP API, on moto: CRUD, versions, size previews, tenancy, roles."""
+"""Audiences through the HTTP API, on moto: CRUD, versions, size previews, tenancy, roles.
+
+The use-case logic alone (sizes, edits that change nothing, roles) is tested without moto in
+tests/services/test_audience_use_cases.py; the store's conditions in tests/store/test_repo_contract.py."""
 
 from __future__ import annotations
 
@@ -178,33 +181,6 @@ def test_edit_refuses_nulls_and_unknown_fields(api):
     assert api.get(path).json["data"]["version"] == 1
 
 
-def test_an_edit_with_no_change_keeps_the_version(api):
-    made = create_audience(api)
-    # WHEN the same values are sent back
-    r = api.patch(f"/audiences/{made['id']}", {"name": made["name"], "filter": PRO, "version": 1})
-    # THEN nothing is written
-    assert r.status_code == 200 and r.json["data"] == made
-
-
-def test_store_update_is_conditional_on_the_version(api, deps, tenant):
-    # GIVEN an audience read at version 1 by two editors
-    made = create_audience(api)
-    from chalicelib.domain.errors import Conflict, NotFound
-
-    deps.audiences.update(tenant.account_id, made["id"], {"name": "first"}, expected_version=1)
-    # WHEN the second writes with the version it read
-    with pytest.raises(Conflict) as err:
-        deps.audiences.update(tenant.account_id, made["id"], {"name": "second"}, expected_version=1)
-    # THEN DynamoDB refuses it and the first edit stands
-    assert err.value.code == "conflict.stale_version"
-    assert deps.audiences.get(tenant.account_id, made["id"]).name == "first"
-    # AND an update never resurrects a deleted audience
-    deps.audiences.delete(tenant.account_id, made["id"])
-    with pytest.raises(NotFound):
-        deps.audiences.update(tenant.account_id, made["id"], {"name": "back"}, expected_version=2)
-    assert deps.audiences.get(tenant.account_id, made["id"]) is None
-
-
 # -- sizes ------------------------------------------------------------------------------------
 
 
@@ -226,55 +202,6 @@ def test_preview_counts_the_accounts_matching_profiles(api, deps, tenant, new_te
         assert deps.profiles.get(tenant.account_id, m["id"]).identifiers["email"] == [m["email"]]
     # AND the profiles were read with Queries, never a Scan
     assert "Query" in ops and "Scan" not in ops
-
-
-def test_preview_combines_conditions(api, deps, tenant):
-    # GIVEN 30 profiles aged 20..49
-    add_profiles(deps, tenant.account_id, 30)
-    # WHEN previewing "pro, or older than 45, but not p0"
-    f = {"all": [{"any": [{"field": "plan", "op": "equals", "value": "pro"}, {"field": "age", "op": "gt", "value": 45}]},
-                 {"field": "email", "op": "not_equals", "value": "P0@Acme.example"}]}
-    data = api.post("/audiences/preview", {"filter": f}).json["data"]
-    # THEN pro profiles p3..p27 (9) and those over 45 not on pro (p26, p28, p29) are counted
-    assert data["size"] == 12
-    # AND an "everyone" filter counts them all
-    assert api.post("/audiences/preview", {"filter": {"all": []}}).json["data"]["size"] == 30
-
-
-def test_saved_audience_size_follows_its_filter(api, deps, tenant):
-    # GIVEN 12 profiles (4 on pro) and a saved audience
-    add_profiles(deps, tenant.account_id, 12)
-    made = create_audience(api)
-    # WHEN its size is asked
-    r = api.get(f"/audiences/{made['id']}/size")
-    # THEN it matches the preview of the same filter
-    assert r.status_code == 200, r.body
-    assert r.json["data"] == api.post("/audiences/preview", {"filter": PRO}).json["data"]
-    assert r.json["data"]["size"] == 4
-    # AND after the filter changes, so does the size
-    api.patch(f"/audiences/{made['id']}", {"filter": {"all": [{"field": "age", "op": "lt", "value": 25}]},
-                                            "version": 1})
-    assert api.get(f"/audiences/{made['id']}/size").json["data"]["size"] == 5
-
-
-def test_an_account_without_profiles_has_empty_audiences(api):
-    data = api.post("/audiences/preview", {"filter": PRO}).json["data"]
-    assert data == {"size": 0, "sample": [], "scanned": 0, "truncated": False}
-
-
-def test_size_stops_at_the_scan_limit(deps, tenant, api):
-    # GIVEN 25 profiles and a scan limit of 20 (the service takes it as a parameter)
-    from chalicelib.domain.access import Principal, Role
-    from chalicelib.services import audiences as svc
-
-    add_profiles(deps, tenant.account_id, 25)
-    made = create_audience(api, filter_={"all": []})
-    me = Principal(tenant.account_id, tenant.admin_user_id, Role.OBSERVER, "tok_test")
-    # WHEN sizing with the limit
-    e = svc.size(deps, me, made["id"], max_scan=20)
-    # THEN it stops after 20 profiles and says so
-    assert (e.size, e.scanned, e.truncated) == (20, 20, True)
-    assert svc.size(deps, me, made["id"], max_scan=25).truncated is False
 
 
 # -- tenancy and roles --------------------------------------------------------------------------

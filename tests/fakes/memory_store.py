@@ -25,7 +25,8 @@ from typing import Any
 
 from chalicelib.domain.audiences import Audience
 from chalicelib.domain.errors import not_found, stale_version
-from chalicelib.domain.profiles import Profile
+from chalicelib.domain.ids import new_id
+from chalicelib.domain.profiles import Profile, ProfileRecord
 from chalicelib.store import keys as K
 from chalicelib.store.audiences import PREFIX as AUDIENCE_PREFIX
 from chalicelib.store.audiences import in_use
@@ -202,13 +203,21 @@ class MemoryAudit:
 
 
 class MemoryProfiles:
-    """What the audience use cases read of profiles: every profile of an account."""
+    """What the audience use cases read of profiles: every profile of an account. `seed`
+    stores new records as the store's upsert stores new profiles (identifiers and fields as
+    given: the import's mapping normalizes them before); merging into existing profiles is
+    the store's and is not faked."""
 
     def __init__(self) -> None:
         self.by_account: dict[str, list[Profile]] = {}
 
-    def add(self, profile: Profile) -> None:
-        self.by_account.setdefault(profile.account_id, []).append(profile)
+    def seed(self, account_id: str, records: list[ProfileRecord]) -> None:
+        now = now_iso()
+        for r in records:
+            ids = {kind: [value] for kind, value in r.identifiers.items()}
+            self.by_account.setdefault(account_id, []).append(
+                Profile(id=new_id("prof"), account_id=account_id, identifiers=ids, fields=copy.deepcopy(r.fields),
+                        created_at=now, updated_at=now))
 
     def iterate(self, account_id: str, page_size: int = 100) -> Iterator[Profile]:
         yield from (copy.deepcopy(p) for p in self.by_account.get(account_id, []))

@@ -19,6 +19,7 @@ import pytest
 from chalicelib.domain.audiences import Audience
 from chalicelib.domain.errors import AppError
 from chalicelib.domain.ids import new_id
+from chalicelib.domain.profiles import ProfileRecord
 from chalicelib.store.audit import AuditEvent
 from chalicelib.store.dynamo import TransactionFailed, now_iso
 from chalicelib.store.keys import account_pk, audience_sk
@@ -32,6 +33,8 @@ class Store:
     audit: Any
     transaction: Any
     set_export_jobs: Any
+    profiles: Any
+    seed_profiles: Any
 
 
 @pytest.fixture(scope="module")
@@ -44,14 +47,32 @@ def dynamo_table(aws_endpoint: str) -> Iterator[Any]:
     fresh.client.delete_table(TableName=fresh.name)
 
 
+@pytest.fixture(scope="module")
+def dynamo_profiles_table(aws_endpoint: str) -> Iterator[Any]:
+    from chalicelib.store.dynamo import Table
+    from tests.tables import clone
+
+    fresh = Table(clone(Table(setting="profiles_table_name")))
+    yield fresh
+    fresh.client.delete_table(TableName=fresh.name)
+
+
 @pytest.fixture(params=["dynamo", "memory"])
 def store(request: pytest.FixtureRequest) -> Store:
     if request.param == "memory":
-        from tests.fakes.memory_store import MemoryAudiences, MemoryAudit, MemoryTable, MemoryTransaction
+        from tests.fakes.memory_store import (
+            MemoryAudiences,
+            MemoryAudit,
+            MemoryProfiles,
+            MemoryTable,
+            MemoryTransaction,
+        )
 
         table = MemoryTable()
         audiences = MemoryAudiences(table)
-        return Store(audiences, MemoryAudit(table), lambda: MemoryTransaction(table), audiences.set_export_jobs)
+        profiles = MemoryProfiles()
+        return Store(audiences, MemoryAudit(table), lambda: MemoryTransaction(table), audiences.set_export_jobs,
+                     profiles, profiles.seed)
     from chalicelib.store.audiences import AudienceRepo
     from chalicelib.store.audit import AuditRepo
     from chalicelib.store.dynamo import Transaction
@@ -63,7 +84,15 @@ def store(request: pytest.FixtureRequest) -> Store:
                                                      "SK": {"S": audience_sk(audience_id)}},
                              UpdateExpression="SET jobs_using = :n", ExpressionAttributeValues={":n": {"N": str(n)}})
 
-    return Store(AudienceRepo(t), AuditRepo(t), lambda: Transaction(t), set_export_jobs)
+    from chalicelib.store.profiles import ProfileRepo
+
+    profiles = ProfileRepo(request.getfixturevalue("dynamo_profiles_table"))
+
+    def seed_profiles(account_id: str, records: list[ProfileRecord]) -> None:
+        assert profiles.upsert_batch(account_id, records, step_tag=f"seed-{uuid.uuid4().hex[:8]}") \
+            == ["added"] * len(records)
+
+    return Store(AudienceRepo(t), AuditRepo(t), lambda: Transaction(t), set_export_jobs, profiles, seed_profiles)
 
 
 def _account() -> str:
@@ -104,6 +133,12 @@ def test_an_update_needs_the_version_read_and_bumps_it(store: Store) -> None:
     with pytest.raises(AppError) as gone:
         store.audiences.update(_account(), a.id, {"name": "Other account"}, expected_version=2)
     assert _code(gone) == "audience.not_found"
+    # An update never resurrects a deleted audience.
+    store.audiences.delete(account, a.id)
+    with pytest.raises(AppError) as deleted:
+        store.audiences.update(account, a.id, {"name": "back"}, expected_version=2)
+    assert _code(deleted) == "audience.not_found"
+    assert store.audiences.get(account, a.id) is None
 
 
 def test_an_audience_in_use_is_not_deleted(store: Store) -> None:
@@ -208,3 +243,18 @@ def test_a_unit_names_each_write_once_and_commits_once(store: Store) -> None:
         tx.commit()
     with pytest.raises(RuntimeError):
         tx.put("later", _claim(_account()))
+
+
+def test_new_profiles_read_back_as_the_audience_estimate_sees_them(store: Store) -> None:
+    account, other = _account(), _account()
+    records = [ProfileRecord(identifiers={"email": f" P{i}@Acme.example ", "user_id": f"u{i}"},
+                             fields={"plan": "pro" if i % 2 else "free", "age": 20 + i, "tags": ["a", "b"]},
+                             ref=str(i)) for i in range(5)]
+    store.seed_profiles(account, records)
+    store.seed_profiles(other, records[:1])
+    seen = sorted(((p.account_id, p.identifiers, p.fields) for p in store.profiles.iterate(account, page_size=2)),
+                  key=lambda t: t[1]["email"])
+    # Identifiers as given: normalizing them is the import mapping's job, before the store.
+    assert seen == [(account, {"email": [f" P{i}@Acme.example "], "user_id": [f"u{i}"]},
+                     {"plan": "pro" if i % 2 else "free", "age": 20 + i, "tags": ["a", "b"]}) for i in range(5)]
+    assert list(store.profiles.iterate(_account())) == []
