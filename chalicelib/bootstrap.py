@@ -35,7 +35,7 @@ from chalicelib.store.jobs import JobRepo
 from chalicelib.store.membership import MembershipRepo
 from chalicelib.store.oauth import OAuthStateRepo
 from chalicelib.store.profiles import ProfileRepo
-from chalicelib.store.protocols import Audiences, AuditLog
+from chalicelib.store.protocols import AlertRules, Audiences, AuditLog
 from chalicelib.store.queues import BackfillQueue, HealthQueue, RunQueue
 from chalicelib.store.rates import SharedRateStore
 from chalicelib.store.runs import RunRepo
@@ -127,7 +127,7 @@ class Deps:
         return AlertDeliveries(self.table)
 
     @cached_property
-    def alert_rules(self) -> AlertRuleRepo:
+    def alert_rules(self) -> AlertRules:
         return AlertRuleRepo(self.table)
 
     @cached_property

@@ -24,12 +24,12 @@ from chalicelib.store.alert_rules import (
     MAX_RULES_PER_JOB,
     RULE_SHARDS,
     AlertRule,
-    AlertRuleRepo,
     JobGone,
     RuleLimit,
 )
 from chalicelib.store.audit import AuditEvent
 from chalicelib.store.dynamo import Transaction
+from chalicelib.store.protocols import AlertRules
 
 log = logging.getLogger("switchyard.alert_rules")
 
@@ -147,7 +147,7 @@ def evaluate(d: Deps, now: datetime | None = None) -> Evaluation:
     return out
 
 
-def _evaluate_one(d: Deps, repo: AlertRuleRepo, rule: AlertRule, series: list[dict[str, Any]],
+def _evaluate_one(d: Deps, repo: AlertRules, rule: AlertRule, series: list[dict[str, Any]],
                   now: datetime, out: Evaluation) -> None:
     if rule.pending_alert:
         # An earlier evaluator moved the rule to `breached` and died (or EventBridge

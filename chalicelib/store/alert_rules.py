@@ -21,13 +21,13 @@ from chalicelib.store.dynamo import (
     UNPROCESSED,
     IncompleteBatch,
     Table,
-    Transaction,
     TransactionFailed,
     attempts,
     deser,
     now_iso,
     ser,
 )
+from chalicelib.store.protocols import UnitOfWork
 
 RULE_SHARDS = 16
 MAX_RULES_PER_JOB = 10  # keeps a job's delete (rules + counter + job) one transaction
@@ -109,6 +109,30 @@ class JobGone(Exception):
     """The job was deleted (or never existed) when the rule was written."""
 
 
+def commit_new_rule(tx: UnitOfWork, job_id: str) -> None:
+    """Commit a rule's creation (writes named "job", "rule_count" and "rule"), turning a
+    refusal into what it means: the job is gone, or it has its most rules."""
+    try:
+        tx.commit()
+    except TransactionFailed as exc:
+        if "job" in exc.refused:
+            raise JobGone(job_id) from None
+        if "rule_count" in exc.refused:
+            raise RuleLimit(job_id) from None
+        raise
+
+
+def commit_rule_delete(tx: UnitOfWork) -> bool:
+    """Commit a rule's delete (its write named "rule"); False if the rule was gone."""
+    try:
+        tx.commit()
+    except TransactionFailed as exc:
+        if "rule" in exc.refused:
+            return False
+        raise
+    return True
+
+
 class AlertRuleRepo:
     def __init__(self, table: Table) -> None:
         self.t = table
@@ -116,7 +140,7 @@ class AlertRuleRepo:
     def _key(self, account_id: str, sk: str) -> dict[str, Any]:
         return {"PK": {"S": K.account_pk(account_id)}, "SK": {"S": sk}}
 
-    def create(self, rule: AlertRule, *, tx: Transaction) -> AlertRule:
+    def create(self, rule: AlertRule, *, tx: UnitOfWork) -> AlertRule:
         """One transaction: the job still exists, the job's count stays under the cap, the
         rule, and what the caller added to `tx` (its audit event)."""
         rule.id = rule.id or uuid.uuid4().hex[:12]
@@ -130,14 +154,7 @@ class AlertRuleRepo:
             "ConditionExpression": "attribute_not_exists(n) OR n < :max",
             "ExpressionAttributeValues": {":one": {"N": "1"}, ":max": {"N": str(MAX_RULES_PER_JOB)}}}})
         tx.put("rule", _item(rule), condition="attribute_not_exists(PK)")
-        try:
-            tx.commit()
-        except TransactionFailed as exc:
-            if "job" in exc.refused:
-                raise JobGone(rule.job_id) from None
-            if "rule_count" in exc.refused:
-                raise RuleLimit(rule.job_id) from None
-            raise
+        commit_new_rule(tx, rule.job_id)
         return rule
 
     def _rows(self, account_id: str, job_id: str) -> tuple[list[AlertRule], int | None]:
@@ -154,7 +171,7 @@ class AlertRuleRepo:
         row = self.t.get(K.account_pk(account_id), rule_sk(job_id, rule_id), consistent=True)
         return _rule(row) if row else None
 
-    def delete(self, rule: AlertRule, *, tx: Transaction) -> bool:
+    def delete(self, rule: AlertRule, *, tx: UnitOfWork) -> bool:
         """Delete one rule and move the job's count, with what the caller added to `tx` (its
         audit event); False if it was already gone."""
         tx.add("rule", {"Delete": {
@@ -163,15 +180,9 @@ class AlertRuleRepo:
         tx.add("rule_count", {"Update": {
             "TableName": self.t.name, "Key": self._key(rule.account_id, count_sk(rule.job_id)),
             "UpdateExpression": "ADD n :m", "ExpressionAttributeValues": {":m": {"N": "-1"}}}})
-        try:
-            tx.commit()
-        except TransactionFailed as exc:
-            if "rule" in exc.refused:
-                return False
-            raise
-        return True
+        return commit_rule_delete(tx)
 
-    def add_deletes_for_job(self, tx: Transaction, account_id: str, job_id: str) -> None:
+    def add_deletes_for_job(self, tx: UnitOfWork, account_id: str, job_id: str) -> None:
         """Delete a job's rules with the job, in its transaction. The counter is deleted on
         the count read, so a rule created meanwhile fails the transaction (the caller's
         concurrent-change conflict) instead of outliving its job."""
@@ -242,4 +253,5 @@ class AlertRuleRepo:
         rule.pending_alert = None
 
 
-__all__ = ["MAX_RULES_PER_JOB", "RULE_SHARDS", "AlertRule", "AlertRuleRepo", "JobGone", "RuleLimit"]
+__all__ = ["MAX_RULES_PER_JOB", "RULE_SHARDS", "AlertRule", "AlertRuleRepo", "JobGone", "RuleLimit", "commit_new_rule",
+           "commit_rule_delete"]

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:  # pragma: no cover
     from chalicelib.domain.audiences import Audience
+    from chalicelib.store.alert_rules import AlertRule
     from chalicelib.store.audit import AuditEvent
     from chalicelib.store.dynamo import Page
 
@@ -23,6 +24,8 @@ class UnitOfWork(Protocol):
     `store.dynamo.TransactionFailed`, whose `refused` names the writes that refused."""
 
     def add(self, name: str, write: Any) -> None: ...
+
+    def put(self, name: str, item: dict[str, Any], *, condition: str | None = None) -> None: ...
 
     def numbered(self, prefix: str) -> str: ...
 
@@ -65,4 +68,28 @@ class AuditLog(Protocol):
              user_id: str | None = None, since: str | None = None, until: str | None = None) -> Page: ...
 
 
-__all__ = ["Audiences", "AuditLog", "UnitOfWork"]
+class AlertRules(Protocol):
+    """Metric threshold rules per job. `create` refuses with `JobGone` or `RuleLimit` and
+    `delete` answers False when the rule was gone, both committing the caller's unit of
+    work with them; `move_state` is conditional on the state read (False: another
+    evaluator or a delete got there first)."""
+
+    def create(self, rule: AlertRule, *, tx: UnitOfWork) -> AlertRule: ...
+
+    def list_for_job(self, account_id: str, job_id: str) -> list[AlertRule]: ...
+
+    def get(self, account_id: str, job_id: str, rule_id: str) -> AlertRule | None: ...
+
+    def delete(self, rule: AlertRule, *, tx: UnitOfWork) -> bool: ...
+
+    def add_deletes_for_job(self, tx: UnitOfWork, account_id: str, job_id: str) -> None: ...
+
+    def sweep_page(self, shard: int, start: dict[str, Any] | None, *, limit: int = 100
+                   ) -> tuple[list[AlertRule], dict[str, Any] | None]: ...
+
+    def move_state(self, rule: AlertRule, to: str, at: str, *, alert: dict[str, Any] | None = None) -> bool: ...
+
+    def clear_alert(self, rule: AlertRule, transition_id: str) -> None: ...
+
+
+__all__ = ["AlertRules", "Audiences", "AuditLog", "UnitOfWork"]

@@ -19,15 +19,28 @@ import dataclasses
 import itertools
 import json
 import time
+import uuid
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from chalicelib.domain.audiences import Audience
 from chalicelib.domain.errors import not_found, stale_version
 from chalicelib.domain.ids import new_id
+from chalicelib.domain.models import Job
 from chalicelib.domain.profiles import Profile, ProfileRecord
 from chalicelib.store import keys as K
+from chalicelib.store.alert_rules import (
+    MAX_RULES_PER_JOB,
+    RULE_SHARDS,
+    AlertRule,
+    commit_new_rule,
+    commit_rule_delete,
+    count_sk,
+    rule_sk,
+)
 from chalicelib.store.audiences import PREFIX as AUDIENCE_PREFIX
 from chalicelib.store.audiences import in_use
 from chalicelib.store.audit import AuditEvent, audit_pk
@@ -223,8 +236,174 @@ class MemoryProfiles:
         yield from (copy.deepcopy(p) for p in self.by_account.get(account_id, []))
 
 
+class MemoryAlertRules:
+    """The in-memory `AlertRules`: rules, and each job's rule count, in the shared table,
+    so a rule's "the job exists" condition sees the jobs there."""
+
+    def __init__(self, table: MemoryTable) -> None:
+        self.t = table
+
+    @staticmethod
+    def _key(rule: AlertRule) -> Key:
+        return K.account_pk(rule.account_id), rule_sk(rule.job_id, rule.id)
+
+    @staticmethod
+    def _count_key(account_id: str, job_id: str) -> Key:
+        return K.account_pk(account_id), count_sk(job_id)
+
+    def _count(self, account_id: str, job_id: str) -> int | None:
+        row = self.t.items.get(self._count_key(account_id, job_id))
+        return None if row is None else int(row["n"])
+
+    def create(self, rule: AlertRule, *, tx: MemoryTransaction) -> AlertRule:
+        rule.id = rule.id or uuid.uuid4().hex[:12]
+        rule.created_at = rule.created_at or now_iso()
+        job_key = (K.account_pk(rule.account_id), K.job_sk(rule.job_id))
+        count_key = self._count_key(rule.account_id, rule.job_id)
+        stored = copy.deepcopy(rule)
+
+        def count_up() -> None:
+            self.t.items[count_key] = {"n": (self._count(rule.account_id, rule.job_id) or 0) + 1}
+
+        tx.add("job", MemoryWrite(job_key, lambda: None, lambda: job_key in self.t.items))
+        tx.add("rule_count", MemoryWrite(
+            count_key, count_up, lambda: (self._count(rule.account_id, rule.job_id) or 0) < MAX_RULES_PER_JOB))
+        tx.add("rule", MemoryWrite(self._key(rule), lambda: self.t.items.__setitem__(self._key(stored), stored),
+                                   lambda: self._key(rule) not in self.t.items))
+        commit_new_rule(tx, rule.job_id)
+        return rule
+
+    def list_for_job(self, account_id: str, job_id: str) -> list[AlertRule]:
+        rows = self.t.collection(K.account_pk(account_id), count_sk(job_id))
+        return [copy.deepcopy(r) for sk, r in reversed(rows) if sk != count_sk(job_id)]
+
+    def get(self, account_id: str, job_id: str, rule_id: str) -> AlertRule | None:
+        found = self.t.items.get((K.account_pk(account_id), rule_sk(job_id, rule_id)))
+        return copy.deepcopy(found) if found is not None else None
+
+    def delete(self, rule: AlertRule, *, tx: MemoryTransaction) -> bool:
+        key, count_key = self._key(rule), self._count_key(rule.account_id, rule.job_id)
+
+        def count_down() -> None:
+            self.t.items[count_key] = {"n": (self._count(rule.account_id, rule.job_id) or 0) - 1}
+
+        tx.add("rule", MemoryWrite(key, lambda: self.t.items.pop(key), lambda: key in self.t.items))
+        tx.add("rule_count", MemoryWrite(count_key, count_down))
+        return commit_rule_delete(tx)
+
+    def add_deletes_for_job(self, tx: MemoryTransaction, account_id: str, job_id: str) -> None:
+        count = self._count(account_id, job_id)
+        for r in self.list_for_job(account_id, job_id):
+            key = self._key(r)
+            tx.add(f"rule:{r.id}", MemoryWrite(key, lambda key=key: self.t.items.pop(key, None)))
+        count_key = self._count_key(account_id, job_id)
+        tx.add("rule_count", MemoryWrite(count_key, lambda: self.t.items.pop(count_key, None),
+                                         lambda: self._count(account_id, job_id) == count))
+
+    def sweep_page(self, shard: int, start: dict[str, Any] | None, *, limit: int = 100
+                   ) -> tuple[list[AlertRule], dict[str, Any] | None]:
+        """The shard's rules, `limit` at a time, sharded as the store shards them."""
+        rules = sorted((r for r in self.t.items.values() if isinstance(r, AlertRule)
+                        and zlib.crc32(r.id.encode()) % RULE_SHARDS == shard),
+                       key=lambda r: (r.account_id, r.job_id, r.id))
+        skip = int(start["offset"]) if start else 0
+        page = rules[skip:skip + limit]
+        more = skip + limit < len(rules)
+        return [copy.deepcopy(r) for r in page], ({"offset": skip + limit} if more else None)
+
+    def move_state(self, rule: AlertRule, to: str, at: str, *, alert: dict[str, Any] | None = None) -> bool:
+        stored: AlertRule | None = self.t.items.get(self._key(rule))
+        if stored is None or stored.alert_state != rule.alert_state:
+            return False
+        for r in (stored, rule):
+            r.alert_state, r.state_changed_at = to, at
+            if alert is not None:
+                r.pending_alert = copy.deepcopy(alert)
+        return True
+
+    def clear_alert(self, rule: AlertRule, transition_id: str) -> None:
+        stored: AlertRule | None = self.t.items.get(self._key(rule))
+        if stored is not None and stored.pending_alert and stored.pending_alert.get("transition_id") == transition_id:
+            stored.pending_alert = None
+        rule.pending_alert = None
+
+
+class MemoryActivity:
+    """What the alert rules read of runs: a job's activity series, from the counts its
+    steps recorded. Buckets as the store makes them: the last 48 hours, the last 30 days,
+    or the Monday-to-Sunday weeks of the last 12, each up to `now`."""
+
+    COUNTS = ("added", "removed", "omitted")
+
+    def __init__(self) -> None:
+        self.hours: dict[tuple[str, str, datetime], dict[str, int]] = {}
+        self.days: dict[tuple[str, str, date], dict[str, int]] = {}
+
+    def record(self, account_id: str, job_id: str, at: datetime, added: int, removed: int, omitted: int) -> None:
+        for bucket, key in ((self.hours, (account_id, job_id, at.replace(minute=0, second=0, microsecond=0))),
+                            (self.days, (account_id, job_id, at.date()))):
+            counts = bucket.setdefault(key, dict.fromkeys(self.COUNTS, 0))
+            for name, n in zip(self.COUNTS, (added, removed, omitted), strict=True):
+                counts[name] += n
+
+    def activity(self, account_id: str, job_id: str, granularity: str,
+                 now: datetime | None = None) -> list[dict[str, Any]]:
+        now = now or datetime.now(UTC)
+        if granularity == "hour":
+            last = now.replace(minute=0, second=0, microsecond=0)
+            return [self._point(f"{h:%Y-%m-%dT%H}:00:00Z", [self.hours.get((account_id, job_id, h))])
+                    for h in (last - timedelta(hours=47 - i) for i in range(48))]
+        today = now.date()
+        first = today - timedelta(days=29 if granularity == "day" else 83)
+        width = 1
+        if granularity == "week":
+            first -= timedelta(days=first.weekday())
+            width = 7
+        starts = [first + timedelta(days=i) for i in range(0, (today - first).days + 1, width)]
+        return [self._point(f"{s:%Y-%m-%d}T00:00:00Z",
+                            [self.days.get((account_id, job_id, s + timedelta(days=k)))
+                             for k in range(width) if s + timedelta(days=k) <= today])
+                for s in starts]
+
+    def _point(self, start: str, rows: list[dict[str, int] | None]) -> dict[str, Any]:
+        return {"start": start, **{name: sum(r[name] for r in rows if r) for name in self.COUNTS}}
+
+
+class MemoryEventBus:
+    """Events as the alert consumers get them: type and detail, detail as JSON carries it."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, Any]] = []
+
+    def publish(self, account_id: str, detail_type: str, detail: dict[str, Any]) -> None:
+        self.events.append({"account_id": account_id, "detail-type": detail_type,
+                            "detail": json.loads(json.dumps(detail))})
+
+    def take(self, account_id: str) -> list[dict[str, Any]]:
+        """The account's events since the last take."""
+        mine = [e for e in self.events if e["account_id"] == account_id]
+        self.events = [e for e in self.events if e["account_id"] != account_id]
+        return mine
+
+
+class MemoryJobs:
+    """Jobs by key, in the shared table (alert rules' "the job exists" reads them)."""
+
+    def __init__(self, table: MemoryTable) -> None:
+        self.t = table
+
+    def put(self, job: Job) -> None:
+        self.t.items[(K.account_pk(job.account_id), K.job_sk(job.id))] = copy.deepcopy(job)
+
+    def get(self, account_id: str, job_id: str, *, consistent: bool = False) -> Job | None:
+        found = self.t.items.get((K.account_pk(account_id), K.job_sk(job_id)))
+        return copy.deepcopy(found) if isinstance(found, Job) else None
+
+
 def memory_deps() -> Any:
-    """A `Deps` whose audiences, audit trail, profiles and transactions are in memory."""
+    """A `Deps` whose audiences, audit trail, alert rules, event bus and transactions are
+    in memory, with the read sides of profiles (`iterate`), jobs (`get`) and runs
+    (`activity`)."""
     from chalicelib.bootstrap import Deps
     from chalicelib.store.dynamo import Table
 
@@ -235,5 +414,9 @@ def memory_deps() -> Any:
     d.audiences = MemoryAudiences(table)  # type: ignore[misc]
     d.audit = MemoryAudit(table)  # type: ignore[misc]
     d.profiles = MemoryProfiles()  # type: ignore[assignment]
+    d.alert_rules = MemoryAlertRules(table)  # type: ignore[misc]
+    d.jobs = MemoryJobs(table)  # type: ignore[assignment]
+    d.runs = MemoryActivity()  # type: ignore[assignment]
+    d.event_bus = MemoryEventBus()  # type: ignore[assignment]
     d.transaction = lambda: MemoryTransaction(table)  # type: ignore[method-assign]
     return d

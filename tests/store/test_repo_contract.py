@@ -12,6 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -35,6 +36,8 @@ class Store:
     set_export_jobs: Any
     profiles: Any
     seed_profiles: Any
+    alert_rules: Any
+    activity: Any  # record(account, job, at, added, removed, omitted) and activity(...)
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +64,8 @@ def dynamo_profiles_table(aws_endpoint: str) -> Iterator[Any]:
 def store(request: pytest.FixtureRequest) -> Store:
     if request.param == "memory":
         from tests.fakes.memory_store import (
+            MemoryActivity,
+            MemoryAlertRules,
             MemoryAudiences,
             MemoryAudit,
             MemoryProfiles,
@@ -72,7 +77,7 @@ def store(request: pytest.FixtureRequest) -> Store:
         audiences = MemoryAudiences(table)
         profiles = MemoryProfiles()
         return Store(audiences, MemoryAudit(table), lambda: MemoryTransaction(table), audiences.set_export_jobs,
-                     profiles, profiles.seed)
+                     profiles, profiles.seed, MemoryAlertRules(table), MemoryActivity())
     from chalicelib.store.audiences import AudienceRepo
     from chalicelib.store.audit import AuditRepo
     from chalicelib.store.dynamo import Transaction
@@ -92,7 +97,25 @@ def store(request: pytest.FixtureRequest) -> Store:
         assert profiles.upsert_batch(account_id, records, step_tag=f"seed-{uuid.uuid4().hex[:8]}") \
             == ["added"] * len(records)
 
-    return Store(AudienceRepo(t), AuditRepo(t), lambda: Transaction(t), set_export_jobs, profiles, seed_profiles)
+    from chalicelib.store.alert_rules import AlertRuleRepo
+
+    return Store(AudienceRepo(t), AuditRepo(t), lambda: Transaction(t), set_export_jobs, profiles, seed_profiles,
+                 AlertRuleRepo(t), DynamoActivity(t))
+
+
+class DynamoActivity:
+    """The run store's activity, recorded as a step's commit records it."""
+
+    def __init__(self, table: Any) -> None:
+        from chalicelib.store.runs import RunRepo
+
+        self.t, self.runs = table, RunRepo(table)
+
+    def record(self, account_id: str, job_id: str, at: datetime, added: int, removed: int, omitted: int) -> None:
+        self.t.transact(self.runs.activity_ops(account_id, job_id, at, added, removed, omitted))
+
+    def activity(self, account_id: str, job_id: str, granularity: str, now: datetime) -> list[dict[str, Any]]:
+        return self.runs.activity(account_id, job_id, granularity, now=now)
 
 
 def _account() -> str:
@@ -258,3 +281,146 @@ def test_new_profiles_read_back_as_the_audience_estimate_sees_them(store: Store)
     assert seen == [(account, {"email": [f" P{i}@Acme.example "], "user_id": [f"u{i}"]},
                      {"plan": "pro" if i % 2 else "free", "age": 20 + i, "tags": ["a", "b"]}) for i in range(5)]
     assert list(store.profiles.iterate(_account())) == []
+
+
+# -- alert rules and the activity they watch ---------------------------------------------------
+
+
+def _job(store: Store, account: str) -> str:
+    """A job item, as far as alert rules look at it: its key exists."""
+    from chalicelib.store.keys import job_sk
+
+    job_id = f"job_{uuid.uuid4().hex[:8]}"
+    tx = store.transaction()
+    tx.put("job", {"PK": account_pk(account), "SK": job_sk(job_id), "type": "job"})
+    tx.commit()
+    return job_id
+
+
+def _rule(account: str, job_id: str, **kw: Any) -> Any:
+    from chalicelib.store.alert_rules import AlertRule
+
+    return AlertRule(account, job_id, kw.pop("metric", "added"), kw.pop("granularity", "hour"), kw.pop("min", None),
+                     kw.pop("max", 100), 0, created_at="2026-01-01T00:00:00Z", **kw)
+
+
+def _create(store: Store, rule: Any, label: str = "rule") -> Any:
+    tx = store.transaction()
+    store.audit.add(tx, AuditEvent(rule.account_id, "u1", "created", "alert_rule", rule.job_id, label))
+    return store.alert_rules.create(rule, tx=tx)
+
+
+def _labels(store: Store, account: str) -> list[str]:
+    return [e["label"] for e in store.audit.page(account, limit=50, cursor=None).items]
+
+
+def test_a_rule_needs_its_job_and_a_free_place_among_ten(store: Store) -> None:
+    from chalicelib.store.alert_rules import JobGone, RuleLimit
+
+    account = _account()
+    with pytest.raises(JobGone):
+        _create(store, _rule(account, "job_missing"), "orphan")
+    assert _labels(store, account) == []  # its audit event went with it
+    job_id = _job(store, account)
+    made = [_create(store, _rule(account, job_id), f"r{i}") for i in range(10)]
+    assert all(r.id and r.created_at for r in made)
+    assert sorted(r.id for r in store.alert_rules.list_for_job(account, job_id)) == sorted(r.id for r in made)
+    assert store.alert_rules.get(account, job_id, made[0].id) == made[0]
+    with pytest.raises(RuleLimit):
+        _create(store, _rule(account, job_id), "eleventh")
+    assert "eleventh" not in _labels(store, account) and len(_labels(store, account)) == 10
+    # A delete frees a place; a second delete of the same rule answers False.
+    assert store.alert_rules.delete(made[0], tx=store.transaction()) is True
+    assert store.alert_rules.delete(made[0], tx=store.transaction()) is False
+    assert store.alert_rules.get(account, job_id, made[0].id) is None
+    _create(store, _rule(account, job_id), "tenth again")
+    assert len(store.alert_rules.list_for_job(account, job_id)) == 10
+
+
+def test_a_rule_moves_state_once_and_clears_only_its_own_alert(store: Store) -> None:
+    account = _account()
+    job_id = _job(store, account)
+    made = _create(store, _rule(account, job_id))
+    first, second = (store.alert_rules.get(account, job_id, made.id) for _ in range(2))
+    alert = {"transition_id": "t1", "detail_json": "{}"}
+    assert store.alert_rules.move_state(first, "breached", "2026-01-01T01:00:00Z", alert=alert) is True
+    assert (first.alert_state, first.pending_alert) == ("breached", alert)
+    assert store.alert_rules.move_state(second, "breached", "2026-01-01T01:00:01Z") is False
+    stored = store.alert_rules.get(account, job_id, made.id)
+    assert (stored.alert_state, stored.state_changed_at, stored.pending_alert) == \
+        ("breached", "2026-01-01T01:00:00Z", alert)
+    store.alert_rules.clear_alert(stored, "t0")  # another transition's: the pending one stays
+    assert store.alert_rules.get(account, job_id, made.id).pending_alert == alert
+    store.alert_rules.clear_alert(stored, "t1")
+    assert store.alert_rules.get(account, job_id, made.id).pending_alert is None
+    assert store.alert_rules.move_state(stored, "ok", "2026-01-01T02:00:00Z") is True
+
+
+def test_the_sweep_finds_every_rule_once_and_a_jobs_rules_go_with_it(store: Store) -> None:
+    from chalicelib.store.alert_rules import RULE_SHARDS
+
+    account = _account()
+    job_id, other_job = _job(store, account), _job(store, account)
+    mine = {_create(store, _rule(account, job_id)).id for _ in range(3)}
+    kept = _create(store, _rule(account, other_job)).id
+
+    def swept() -> list[str]:
+        out = []
+        for shard in range(RULE_SHARDS):
+            start = None
+            while True:
+                rules, start = store.alert_rules.sweep_page(shard, start, limit=2)
+                out += [r.id for r in rules if r.account_id == account]
+                if not start:
+                    break
+        return out
+
+    assert sorted(swept()) == sorted(mine | {kept})
+    # A rule created after the job's count was read makes the job's delete refuse, by name.
+    tx = store.transaction()
+    store.alert_rules.add_deletes_for_job(tx, account, job_id)
+    late = _create(store, _rule(account, job_id)).id
+    with pytest.raises(TransactionFailed) as refused:
+        tx.commit()
+    assert refused.value.refused == ["rule_count"]
+    assert len(store.alert_rules.list_for_job(account, job_id)) == 4
+    tx = store.transaction()
+    store.alert_rules.add_deletes_for_job(tx, account, job_id)
+    tx.commit()
+    assert store.alert_rules.list_for_job(account, job_id) == []
+    assert swept() == [kept] and late not in swept()
+    # A job without rules: its delete checks no count appeared meanwhile (positive control: commits).
+    tx = store.transaction()
+    store.alert_rules.add_deletes_for_job(tx, account, _job(store, account))
+    tx.commit()
+
+
+@pytest.mark.parametrize("granularity", ["hour", "day", "week"])
+def test_activity_series_are_the_same_buckets(store: Store, granularity: str) -> None:
+    account, job_id = _account(), "job_activity"
+    now = datetime(2026, 3, 12, 14, 35, tzinfo=UTC)  # a Thursday
+    for at, counts in ((now - timedelta(minutes=20), (5, 1, 0)), (now - timedelta(hours=1, minutes=50), (7, 0, 2)),
+                       (now - timedelta(hours=2), (3, 0, 0)), (now - timedelta(days=1, hours=3), (40, 4, 0)),
+                       (now - timedelta(days=4), (100, 0, 1)), (now - timedelta(days=9), (8, 8, 8)),
+                       (now - timedelta(days=60), (1, 1, 1)), (now - timedelta(days=200), (9, 9, 9)),
+                       (now + timedelta(hours=12), (1000, 0, 0))):  # tomorrow: in no bucket yet
+        store.activity.record(account, job_id, at, *counts)
+    series = store.activity.activity(account, job_id, granularity, now=now)
+    assert series == store.activity.activity(account, job_id, granularity, now=now)
+    first, last = series[0]["start"], series[-1]["start"]
+    totals = {k: sum(p[k] for p in series) for k in ("added", "removed", "omitted")}
+    expected = {
+        "hour": (48, "2026-03-10T15:00:00Z", "2026-03-12T14:00:00Z", {"added": 55, "removed": 5, "omitted": 2}),
+        "day": (30, "2026-02-11T00:00:00Z", "2026-03-12T00:00:00Z",
+                {"added": 163, "removed": 13, "omitted": 11}),
+        "week": (13, "2025-12-15T00:00:00Z", "2026-03-09T00:00:00Z",
+                 {"added": 164, "removed": 14, "omitted": 12}),
+    }[granularity]
+    assert (len(series), first, last, totals) == expected
+    if granularity == "hour":
+        assert series[-3:] == [{"start": "2026-03-12T12:00:00Z", "added": 10, "removed": 0, "omitted": 2},
+                               {"start": "2026-03-12T13:00:00Z", "added": 0, "removed": 0, "omitted": 0},
+                               {"start": "2026-03-12T14:00:00Z", "added": 5, "removed": 1, "omitted": 0}]
+    if granularity == "week":  # Monday to Sunday: the 4 days ago (a Sunday) are last week's
+        assert series[-2:] == [{"start": "2026-03-02T00:00:00Z", "added": 108, "removed": 8, "omitted": 9},
+                               {"start": "2026-03-09T00:00:00Z", "added": 55, "removed": 5, "omitted": 2}]
