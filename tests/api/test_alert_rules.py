@@ -33,6 +33,11 @@ def _job(api: Any) -> dict[str, Any]:
     return create_job(api, auth["id"], make_bucket(), start=False)
 
 
+def _record(deps: Any, account_id: str, job_id: str, at: datetime, added: int) -> None:
+    """A step's activity, as its commit records it (tests/api/test_alert_rule_crash.py too)."""
+    deps.table.transact(deps.runs.activity_ops(account_id, job_id, at, added, 0, 0))
+
+
 def _alerts_of(account_id: str) -> list[dict[str, Any]]:
     return [e for e in _take("switchyard-alerts") if e["detail"]["account_id"] == account_id]
 
