@@ -148,6 +148,10 @@ class MemoryAudiences:
         return _page(self.t.collection(pk, AUDIENCE_PREFIX), pk, AUDIENCE_PREFIX, limit=limit, cursor=cursor,
                      view=copy.deepcopy)
 
+    def all(self, account_id: str) -> list[Audience]:
+        """Oldest first, as the store's forward Query reads them."""
+        return [copy.deepcopy(a) for _, a in reversed(self.t.collection(K.account_pk(account_id), AUDIENCE_PREFIX))]
+
     def update(self, account_id: str, audience_id: str, changes: dict[str, Any], *,
                expected_version: int) -> Audience:
         key = self._key(account_id, audience_id)
@@ -386,6 +390,16 @@ class MemoryEventBus:
         return mine
 
 
+class MemoryQueue:
+    """A queue's messages, in the order sent (what a test asserts was handed on)."""
+
+    def __init__(self) -> None:
+        self.messages: list[dict[str, Any]] = []
+
+    def send(self, message: dict[str, Any]) -> None:
+        self.messages.append(json.loads(json.dumps(message)))
+
+
 class MemoryJobs:
     """Jobs by key, in the shared table (alert rules' "the job exists" reads them)."""
 
@@ -401,8 +415,8 @@ class MemoryJobs:
 
 
 def memory_deps() -> Any:
-    """A `Deps` whose audiences, audit trail, alert rules, event bus and transactions are
-    in memory, with the read sides of profiles (`iterate`), jobs (`get`) and runs
+    """A `Deps` whose audiences, audit trail, alert rules, event bus, backfill queue and
+    transactions are in memory, with the read sides of profiles (`iterate`), jobs (`get`) and runs
     (`activity`)."""
     from chalicelib.bootstrap import Deps
     from chalicelib.store.dynamo import Table
@@ -418,5 +432,6 @@ def memory_deps() -> Any:
     d.jobs = MemoryJobs(table)  # type: ignore[assignment]
     d.runs = MemoryActivity()  # type: ignore[assignment]
     d.event_bus = MemoryEventBus()  # type: ignore[assignment]
+    d.backfill_queue = MemoryQueue()  # type: ignore[assignment]
     d.transaction = lambda: MemoryTransaction(table)  # type: ignore[method-assign]
     return d

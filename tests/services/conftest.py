@@ -13,8 +13,12 @@ import pytest
 def no_aws() -> Iterator[None]:
     from chalicelib.store import aws
 
+    sent: list[str] = []
+
     def refuse(event_name: str = "", **_: Any) -> None:
-        raise AssertionError(f"an in-memory use-case test sent an AWS request ({event_name})")
+        sent.append(event_name)
+        # pytest.fail is a BaseException: a use case's `except Exception` cannot swallow it.
+        pytest.fail(f"an in-memory use-case test sent an AWS request ({event_name})")
 
     session = aws.session()
     session.events.register("before-call", refuse, unique_id="memory-tests-no-aws")
@@ -22,3 +26,4 @@ def no_aws() -> Iterator[None]:
         yield
     finally:
         session.events.unregister("before-call", unique_id="memory-tests-no-aws")
+    assert sent == [], f"AWS requests from an in-memory test: {sent}"

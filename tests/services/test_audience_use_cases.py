@@ -62,12 +62,17 @@ def test_saved_audience_size_follows_its_filter(d: Any) -> None:
     # GIVEN 12 profiles (4 on pro) and a saved audience
     add_profiles(d, ACCOUNT, 12)
     made = svc.create(d, ADMIN, _new())
+    # (its members are backfilled: the first page of its version is queued)
+    assert d.backfill_queue.messages == [{"account_id": ACCOUNT, "audience_id": made.id, "version": 1, "page": 0}]
     # WHEN its size is asked THEN it matches the preview of the same filter
     assert svc.size(d, ADMIN, made.id) == svc.preview(d, ADMIN, PRO)
     assert svc.size(d, ADMIN, made.id).size == 4
     # AND after the filter changes, so does the size
     svc.edit(d, ADMIN, made.id, {"filter": {"all": [{"field": "age", "op": "lt", "value": 25}]}}, 1)
     assert svc.size(d, ADMIN, made.id).size == 5
+    # AND the new filter's members are backfilled again, for version 2; a rename is not
+    svc.edit(d, ADMIN, made.id, {"name": "Young"}, 2)
+    assert [(m["version"], m["page"]) for m in d.backfill_queue.messages] == [(1, 0), (2, 0)]
 
 
 def test_an_account_without_profiles_has_empty_audiences(d: Any) -> None:

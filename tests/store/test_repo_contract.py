@@ -200,6 +200,7 @@ def test_audiences_page_newest_first_and_cursors_stay_in_their_account(store: St
             break
     newest = sorted(made, reverse=True)  # ids sort by time, then at random within a millisecond
     assert seen == [newest[0:2], newest[2:4], newest[4:5]]
+    assert [a.id for a in store.audiences.all(account)] == newest[::-1]  # every one, oldest first
     # Exactly a page's worth left: no cursor to an empty page.
     assert store.audiences.page(account, limit=5, cursor=None).next_cursor is None
     first = store.audiences.page(account, limit=2, cursor=None)
