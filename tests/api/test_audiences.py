@@ -5,6 +5,7 @@ from __future__ import annotations
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -208,6 +209,11 @@ def test_store_update_is_conditional_on_the_version(api, deps, tenant):
 # -- sizes ------------------------------------------------------------------------------------
 
 
+def counted(size: dict[str, Any]) -> dict[str, Any]:
+    """What a size answer counted, without when or whether it was kept."""
+    return {k: v for k, v in size.items() if k not in ("computed_at", "cached")}
+
+
 def test_preview_counts_the_accounts_matching_profiles(api, deps, tenant, new_tenant):
     # GIVEN 36 profiles (12 on pro) in this account and 9 (3 on pro) in another
     add_profiles(deps, tenant.account_id, 36)
@@ -249,7 +255,7 @@ def test_saved_audience_size_follows_its_filter(api, deps, tenant):
     r = api.get(f"/audiences/{made['id']}/size")
     # THEN it matches the preview of the same filter
     assert r.status_code == 200, r.body
-    assert r.json["data"] == api.post("/audiences/preview", {"filter": PRO}).json["data"]
+    assert counted(r.json["data"]) == counted(api.post("/audiences/preview", {"filter": PRO}).json["data"])
     assert r.json["data"]["size"] == 4
     # AND after the filter changes, so does the size
     api.patch(f"/audiences/{made['id']}", {"filter": {"all": [{"field": "age", "op": "lt", "value": 25}]},
@@ -259,7 +265,8 @@ def test_saved_audience_size_follows_its_filter(api, deps, tenant):
 
 def test_an_account_without_profiles_has_empty_audiences(api):
     data = api.post("/audiences/preview", {"filter": PRO}).json["data"]
-    assert data == {"size": 0, "sample": [], "scanned": 0, "truncated": False}
+    assert counted(data) == {"size": 0, "sample": [], "scanned": 0, "truncated": False}
+    assert data["cached"] is False and data["computed_at"].endswith("Z")
 
 
 def test_size_stops_at_the_scan_limit(deps, tenant, api):
@@ -275,6 +282,96 @@ def test_size_stops_at_the_scan_limit(deps, tenant, api):
     # THEN it stops after 20 profiles and says so
     assert (e.size, e.scanned, e.truncated) == (20, 20, True)
     assert svc.size(deps, me, made["id"], max_scan=25).truncated is False
+
+
+def test_a_repeated_size_is_read_from_the_cache(api, deps, tenant):
+    # GIVEN 30 profiles (10 on pro) and a saved audience "plan is pro"
+    add_profiles(deps, tenant.account_id, 30)
+    made = create_audience(api)
+    api.get("/me")  # the caller's token is in the authorizer's cache from here on
+    # WHEN its size is asked for the first time
+    with dynamodb_operations() as first:
+        fresh = api.get(f"/audiences/{made['id']}/size").json["data"]
+    # THEN the profiles are read (a Query per shard) and the answer is kept
+    assert (fresh["size"], fresh["cached"]) == (10, False)
+    assert first.count("Query") >= 16 and "BatchWriteItem" in first and "Scan" not in first
+    # WHEN it is asked again, and the same filter is previewed, by anyone of the account
+    with dynamodb_operations() as again:
+        kept = api.get(f"/audiences/{made['id']}/size").json["data"]
+    with dynamodb_operations() as preview_ops:
+        preview = api.post("/audiences/preview", {"filter": PRO}).json["data"]
+    # THEN each costs a constant number of requests: no profile is read again
+    assert again == ["GetItem", "BatchGetItem"]
+    assert preview_ops == ["BatchGetItem"]
+    assert kept == {**fresh, "cached": True} and preview == kept
+
+
+def test_kept_sizes_expire_and_are_per_account(api, deps, tenant, new_tenant, api_for):
+    from chalicelib.domain.audiences import filter_key, parse_filter
+    from chalicelib.services.audiences import SIZE_TTL_SECONDS
+
+    # GIVEN a size kept for "plan is pro" in account A
+    add_profiles(deps, tenant.account_id, 6)
+    first = api.post("/audiences/preview", {"filter": PRO}).json["data"]
+    key = f"{filter_key(parse_filter(PRO).tree)}.20000"
+    # THEN it is fresh until the TTL, gone after (DynamoDB's TTL deletes late: the read checks)
+    kept_at = datetime.strptime(first["computed_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
+    assert deps.audiences.cached_sizes(tenant.account_id, [key], now=kept_at + SIZE_TTL_SECONDS - 2)
+    assert deps.audiences.cached_sizes(tenant.account_id, [key], now=kept_at + SIZE_TTL_SECONDS + 2) == {}
+    # AND account B's preview of the same filter counts B's own profiles, never A's kept answer
+    other = new_tenant("Globex")
+    add_profiles(deps, other.account_id, 9)
+    theirs = api_for(other.admin_token).post("/audiences/preview", {"filter": PRO}).json["data"]
+    assert (theirs["size"], theirs["cached"], first["size"]) == (3, False, 2)
+
+
+def test_sizes_of_a_list_take_one_call_and_one_read(api, deps, tenant, new_tenant, api_for):
+    # GIVEN 40 profiles and five audiences (two with the same filter), and another account's
+    add_profiles(deps, tenant.account_id, 40)
+    filters = [PRO, {"all": []}, {"all": [{"field": "age", "op": "lt", "value": 30}]},
+               {"all": [{"field": "plan", "op": "equals", "value": "free"}]}, PRO]
+    mine = [create_audience(api, f"a{i}", f)["id"] for i, f in enumerate(filters)]
+    theirs = create_audience(api_for(new_tenant("Globex").admin_token), "theirs")["id"]
+    api.get("/me")
+    # WHEN the list asks for all their sizes at once
+    with dynamodb_operations() as ops:
+        r = api.post("/audiences/sizes", {"ids": [*mine, theirs, "aud_missing"]})
+    # THEN one answer holds each of this account's audiences, with the sizes one by one would give
+    assert r.status_code == 200, r.body
+    got = {row.pop("id"): row for row in r.json["data"]}
+    assert list(got) == mine
+    assert [got[i]["size"] for i in mine] == [14, 40, 10, 26, 14]
+    assert counted(got[mine[2]]) == counted(api.get(f"/audiences/{mine[2]}/size").json["data"])
+    # AND the profiles were read once for all of them: a Query per shard, not one per audience
+    assert ops.count("Query") == 16, ops
+    assert ops.count("BatchGetItem") == 2 and ops.count("BatchWriteItem") == 1 and "Scan" not in ops
+    # WHEN asked again THEN two BatchGetItems answer it (the audiences, the kept sizes)
+    with dynamodb_operations() as again:
+        assert [row["cached"] for row in api.post("/audiences/sizes", {"ids": mine}).json["data"]] == [True] * 5
+    assert again == ["BatchGetItem", "BatchGetItem"]
+
+
+@pytest.mark.parametrize("body", [{}, {"ids": []}, {"ids": [f"aud_{i}" for i in range(201)]}, {"ids": "aud_1"}])
+def test_sizes_refuses_bad_id_lists_naming_the_field(api, body):
+    r = api.post("/audiences/sizes", body)
+    assert r.status_code == 422, r.body
+    assert "ids" in r.json["error"]["fields"]
+
+
+def test_a_preview_reads_at_most_the_cap_and_says_so(deps, tenant, api):
+    from chalicelib.domain.access import Principal, Role
+    from chalicelib.services import audiences as svc
+
+    # GIVEN 25 profiles and a cap of 20 profiles read
+    add_profiles(deps, tenant.account_id, 25)
+    me = Principal(tenant.account_id, tenant.admin_user_id, Role.OBSERVER, "tok_test")
+    # WHEN previewing every profile THEN 20 are read and the answer says it is capped
+    with dynamodb_operations() as ops:
+        e = svc.preview(deps, me, {"all": []}, max_scan=20)
+    assert (e.size, e.scanned, e.truncated) == (20, 20, True)
+    assert "Scan" not in ops
+    # AND under a cap above the count the same filter is exact
+    assert (svc.preview(deps, me, {"all": []}, max_scan=25).truncated, svc.preview(deps, me, {"all": []}).size) == (False, 25)
 
 
 # -- tenancy and roles --------------------------------------------------------------------------
