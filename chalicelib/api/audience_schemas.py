@@ -83,7 +83,7 @@ class AudienceSize(Out):
     scanned: int = Field(description="Profiles read (at most 20,000)")
     truncated: bool = Field(description="True when reading stopped at the 20,000-profile cap with profiles "
                                         "left unread: then size is a lower bound, the matches among those read")
-    computed_at: str = Field(description="When the profiles were read (UTC); a size is kept 5 minutes per filter")
+    computed_at: str = Field(description="When the profiles were read (UTC); a size is kept a minute per filter")
     cached: bool = Field(description="True when this is a kept answer rather than a fresh read")
 
 

@@ -69,7 +69,7 @@ def create_audience(principal: Principal, body: dict[str, Any], query: dict[str,
 
 @route(bp, "/audiences/preview", "POST",
        summary="How many profiles a filter selects, with a sample (reads at most 20,000 profiles; "
-               "the answer is kept 5 minutes per filter)",
+               "the answer is kept a minute per filter)",
        tag=TAG, authorizer=token_authorizer, body="AudiencePreview", response="AudienceSize",
        errors=(422,), needs=Capability.READ)
 def preview_audience(principal: Principal, body: dict[str, Any], query: dict[str, Any]) -> Response:
@@ -118,7 +118,7 @@ def delete_audience(principal: Principal, audience_id: str, query: dict[str, Any
 
 @route(bp, "/audiences/{audience_id}/size", "GET",
        summary="How many profiles a saved audience selects, with a sample (as the preview: capped, "
-               "kept 5 minutes)", tag=TAG,
+               "kept a minute)", tag=TAG,
        authorizer=token_authorizer, response="AudienceSize", errors=(404,))
 def audience_size(principal: Principal, audience_id: str, query: dict[str, Any]) -> Response:
     return ok(size_view(svc.size(deps(), principal, audience_id)))

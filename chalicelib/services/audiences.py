@@ -21,7 +21,7 @@ from chalicelib.store.dynamo import Page, now_iso
 
 EDITABLE = ("name", "description", "filter")
 PAGE_SIZE = 1000  # profiles per Query while estimating (DynamoDB stops a page at 1 MB anyway)
-SIZE_TTL_SECONDS = 300  # how long a size estimate is reused (docs/audiences.md, "Sizes")
+SIZE_TTL_SECONDS = 60  # how long a size estimate is reused (docs/audiences.md, "Sizes")
 
 
 @dataclass(frozen=True)
