@@ -79,7 +79,8 @@ def preview_audience(principal: Principal, body: dict[str, Any], query: dict[str
 
 @route(bp, "/audiences/sizes", "POST",
        summary="Sizes of several saved audiences in one call (at most 200 ids, e.g. a page of the "
-               "list); ids that are not this account's audiences are left out",
+               "list; past 20 distinct filters each is counted among fewer profiles, see truncated); "
+               "ids that are not this account's audiences are left out",
        tag=TAG, authorizer=token_authorizer, body="AudienceSizesIn", response="AudienceSizeOf",
        list_response=True, errors=(422,), needs=Capability.READ)
 def audience_sizes(principal: Principal, body: dict[str, Any], query: dict[str, Any]) -> Response:

@@ -22,6 +22,9 @@ from chalicelib.store.dynamo import Page, now_iso
 EDITABLE = ("name", "description", "filter")
 PAGE_SIZE = 1000  # profiles per Query while estimating (DynamoDB stops a page at 1 MB anyway)
 SIZE_TTL_SECONDS = 60  # how long a size estimate is reused (docs/audiences.md, "Sizes")
+# Profile x filter tests one sizes call may make: 20 filters at the full scan cap, a few
+# seconds of CPU (200 filters at the full cap took ~40 s, past API Gateway's 29 s).
+SIZES_WORK = 20 * A.MAX_SCAN
 
 
 @dataclass(frozen=True)
@@ -130,21 +133,29 @@ def sizes(d: Deps, p: Principal, audience_ids: list[str], *,
           max_scan: int = A.MAX_SCAN) -> dict[str, A.Estimate]:
     """The sizes of several saved audiences (an audience list), by id; ids that are not
     this account's audiences are left out. Read together: one BatchGetItem of the
-    audiences, one of the cached sizes, and one shared pass over the profiles for the rest."""
+    audiences, one of the cached sizes, and one shared pass over the profiles for the rest.
+
+    Every profile read is tested against every filter, so the work grows with both: past
+    SIZES_WORK // max_scan distinct filters, each is counted among fewer profiles (the
+    answers say so with `truncated`), which keeps one call within a few seconds."""
     p.require(Capability.READ)
     found = d.audiences.get_many(p.account_id, audience_ids)
     ids = [i for i in dict.fromkeys(audience_ids) if i in found]
     compiled = [A.parse_filter(found[i].filter) for i in ids]
-    return dict(zip(ids, _estimates(d, p, compiled, max_scan), strict=True))
+    distinct = len({A.filter_key(c.tree) for c in compiled})
+    cap = max(1, min(max_scan, SIZES_WORK // max(1, distinct)))
+    return dict(zip(ids, _estimates(d, p, compiled, cap), strict=True))
 
 
 def _estimates(d: Deps, p: Principal, compiled: list[A.CompiledFilter], max_scan: int) -> list[A.Estimate]:
-    """Cached estimates where fresh, one shared read of the profiles for the others.
-    Cached per normalised filter (so per audience version: a new filter, a new key) and
-    per scan limit; profiles change with imports, hence the short TTL."""
-    keys = [f"{A.filter_key(c.tree)}.{max_scan}" for c in compiled]
+    """Kept estimates where fresh, one shared read of the profiles for the others.
+    Kept per normalised filter (so per audience version: a new filter, a new key); one
+    counted among fewer profiles than max_scan does not answer for it. Profiles change
+    with imports, hence the short TTL."""
+    keys = [A.filter_key(c.tree) for c in compiled]
     now = time.time()
-    known = d.audiences.cached_sizes(p.account_id, keys, now=now)
+    known = {k: e for k, e in d.audiences.cached_sizes(p.account_id, keys, now=now).items()
+             if not e.truncated or e.scanned >= max_scan}
     missing = {k: c for k, c in zip(keys, compiled, strict=True) if k not in known}
     if missing:
         profiles = d.profiles.iterate(p.account_id, page_size=min(PAGE_SIZE, max_scan + 1))

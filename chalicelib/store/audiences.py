@@ -2,7 +2,7 @@
 
 Keys:
   audience  PK=ACCT#<a>  SK=AUD#<aud>   (ids are time-sortable: newest first is key order)
-  size      PK=ACCT#<a>  SK=AUDSIZE#<filter key>   (a cached size estimate, `expires_at`)
+  size      PK=ACCT#<a>  SK=AUDSIZE#<filter key>   (a kept size estimate, `expires_at`)
 
 The filter is stored as JSON text (`filter_json`), like job configs: it is never queried
 and text avoids float/Decimal round trips. Every write is conditional: creation on the

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
 import secrets
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -313,7 +315,7 @@ def test_kept_sizes_expire_and_are_per_account(api, deps, tenant, new_tenant, ap
     # GIVEN a size kept for "plan is pro" in account A
     add_profiles(deps, tenant.account_id, 6)
     first = api.post("/audiences/preview", {"filter": PRO}).json["data"]
-    key = f"{filter_key(parse_filter(PRO).tree)}.20000"
+    key = filter_key(parse_filter(PRO).tree)
     # THEN it is fresh until the TTL, gone after (DynamoDB's TTL deletes late: the read checks)
     kept_at = datetime.strptime(first["computed_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC).timestamp()
     assert deps.audiences.cached_sizes(tenant.account_id, [key], now=kept_at + SIZE_TTL_SECONDS - 2)
@@ -349,6 +351,35 @@ def test_sizes_of_a_list_take_one_call_and_one_read(api, deps, tenant, new_tenan
     with dynamodb_operations() as again:
         assert [row["cached"] for row in api.post("/audiences/sizes", {"ids": mine}).json["data"]] == [True] * 5
     assert again == ["BatchGetItem", "BatchGetItem"]
+
+
+def test_many_filters_in_one_sizes_call_are_each_counted_among_fewer_profiles(api, deps, tenant, monkeypatch):
+    from chalicelib.domain.access import Principal, Role
+    from chalicelib.domain.audiences import parse_filter
+    from chalicelib.services import audiences as svc
+
+    # GIVEN 30 profiles, three audiences with distinct filters, and work for 60 profile tests a call
+    add_profiles(deps, tenant.account_id, 30)
+    ids = [create_audience(api, f"w{i}", f)["id"] for i, f in enumerate(
+        [{"all": []}, PRO, {"all": [{"field": "age", "op": "lt", "value": 30}]}])]
+    monkeypatch.setattr(svc, "SIZES_WORK", 60)
+    me = Principal(tenant.account_id, tenant.admin_user_id, Role.OBSERVER, "tok_test")
+    # WHEN the three are sized together THEN each is counted among 20 profiles and says so
+    together = svc.sizes(deps, me, ids)
+    first = list(itertools.islice(deps.profiles.iterate(tenant.account_id), 20))  # the store's order
+    pro, young = (sum(f(p) for p in first) for f in (parse_filter(PRO), parse_filter({"all": [
+        {"field": "age", "op": "lt", "value": 30}]})))
+    assert [(e.size, e.scanned, e.truncated) for e in together.values()] == [(20, 20, True), (pro, 20, True), (young, 20, True)]
+    # AND asking again is answered from what was kept, with no profile read
+    with dynamodb_operations() as ops:
+        assert svc.sizes(deps, me, ids) == {i: replace(e, cached=True) for i, e in together.items()}
+    assert ops == ["BatchGetItem", "BatchGetItem"]
+    # WHEN one of them is sized alone THEN the kept lower bound does not answer: it is counted in full
+    with dynamodb_operations() as ops:
+        alone = svc.size(deps, me, ids[0])
+    assert (alone.size, alone.truncated, alone.cached) == (30, False, False) and "Query" in ops
+    # AND two distinct filters fit the work in full (30 profiles each): exact sizes
+    assert [(e.size, e.truncated) for e in svc.sizes(deps, me, ids[:2]).values()] == [(30, False), (10, False)]
 
 
 @pytest.mark.parametrize("body", [{}, {"ids": []}, {"ids": [f"aud_{i}" for i in range(201)]}, {"ids": "aud_1"}])
