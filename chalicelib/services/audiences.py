@@ -7,6 +7,7 @@ Every function checks the role itself, whatever the route already did.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -22,6 +23,7 @@ from chalicelib.store.dynamo import Page, now_iso
 EDITABLE = ("name", "description", "filter")
 PAGE_SIZE = 1000  # profiles per Query while estimating (DynamoDB stops a page at 1 MB anyway)
 SIZE_TTL_SECONDS = 60  # how long a size estimate is reused (docs/audiences.md, "Sizes")
+clock: Callable[[], float] = time.time  # epoch seconds kept sizes expire by (tests hold it still)
 # Profile x filter tests one sizes call may make: 20 filters at the full scan cap, a few
 # seconds of CPU (200 filters at the full cap took ~40 s, past API Gateway's 29 s).
 SIZES_WORK = 20 * A.MAX_SCAN
@@ -153,7 +155,7 @@ def _estimates(d: Deps, p: Principal, compiled: list[A.CompiledFilter], max_scan
     counted among fewer profiles than max_scan does not answer for it. Profiles change
     with imports, hence the short TTL."""
     keys = [A.filter_key(c.tree) for c in compiled]
-    now = time.time()
+    now = clock()
     known = {k: e for k, e in d.audiences.cached_sizes(p.account_id, keys, now=now).items()
              if not e.truncated or e.scanned >= max_scan}
     missing = {k: c for k, c in zip(keys, compiled, strict=True) if k not in known}
