@@ -86,7 +86,8 @@ def preview_audience(principal: Principal, body: dict[str, Any], query: dict[str
 def audience_sizes(principal: Principal, body: dict[str, Any], query: dict[str, Any]) -> Response:
     req = validate(_schemas().AudienceSizesIn, body)
     found = svc.sizes(deps(), principal, req.ids)
-    return ok([{"id": i, **size_view(e)} for i, e in found.items()])
+    # A list answer like the others, always one page: the ids asked are at most 200.
+    return ok([{"id": i, **size_view(e)} for i, e in found.items()], next_cursor=None, paged=True)
 
 
 @route(bp, "/audiences/{audience_id}", "GET", summary="One audience", tag=TAG,

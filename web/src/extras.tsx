@@ -72,9 +72,9 @@ function AudienceEditor({ editing, others, onDone, onCancel }: {
 }
 
 /** How many profiles an audience selects: from one sizes call for the whole list. */
-function AudienceSizeCell({ size, failed }: { size: AudienceSize | undefined; failed: unknown }) {
+function AudienceSizeCell({ size, failed, loaded }: { size: AudienceSize | undefined; failed: unknown; loaded: boolean }) {
   if (failed) return <span class="muted" title={(failed as Error).message}>unknown</span>;
-  if (!size) return <span class="muted">…</span>;
+  if (!size) return loaded ? <span class="muted" title="Deleted since the list was read">—</span> : <span class="muted">…</span>;
   const when = `counted ${fmtTime(size.computed_at)}`;
   return <span data-testid="audience-size-cell" title={size.truncated ? `at least: the first ${size.scanned.toLocaleString()} profiles read, ${when}` : when}>
     {size.truncated ? "≥ " : ""}{size.size.toLocaleString()}</span>;
@@ -111,7 +111,7 @@ export function AudiencesPage() {
       {rows.length === 0 && !list.loading ? <div class="empty"><p>No audiences yet. An audience is a saved filter over your profiles, sent by export jobs.</p></div> :
         <div class="table-wrap"><table class="data"><thead><tr><th>Name</th><th>Filter</th><th>Size</th><th>Export jobs</th><th>Owner</th><th>Created</th>{canEdit && <th><span class="sr">Actions</span></th>}</tr></thead>
           <tbody>{rows.map((a) => <tr key={a.id}><td>{a.name}{a.description && <div class="muted small">{a.description}</div>}</td>
-            <td data-testid="audience-filter">{filterWords(a.filter) || "a filter the builder cannot show"}</td><td class="num"><AudienceSizeCell size={sizeOf.get(a.id)} failed={sizes.error} /></td><td>{a.export_jobs ?? 0}</td><td class="muted">{owner(a.owner)}</td><td>{fmtTime(a.created_at)}</td>
+            <td data-testid="audience-filter">{filterWords(a.filter) || "a filter the builder cannot show"}</td><td class="num"><AudienceSizeCell size={sizeOf.get(a.id)} failed={sizes.error} loaded={!sizes.loading} /></td><td>{a.export_jobs ?? 0}</td><td class="muted">{owner(a.owner)}</td><td>{fmtTime(a.created_at)}</td>
             {canEdit && <td class="nowrap"><button type="button" class="link" aria-label={`Edit ${a.name}`} onClick={() => setEditing(a)}>Edit</button>
               <button type="button" class="link" aria-label={`Delete ${a.name}`} onClick={() => setDeleting(a)}>Delete</button></td>}</tr>)}</tbody></table></div>}
     </section>
