@@ -22,6 +22,10 @@ The jobs dashboard page is budgeted at one Query plus one BatchGetItem that asks
 distinct authorization of the page once: its rows warn when their authorization is
 unhealthy, and health lives on the authorization items (bench/README.md, "Dashboard page").
 
+Audience sizes are budgeted too: ten audiences sized in one call read the profiles once
+(a Query per profile shard), and asked again within the minute a size is kept, the list
+costs two BatchGetItems and a preview one (docs/audiences.md, "Sizes: capped and kept").
+
     .venv/bin/python bench/requests_per_call.py
 
 Exit status 0 when every budget holds and no Scan was sent, 1 otherwise.
@@ -320,6 +324,27 @@ def run(log: RequestLog, endpoint: str) -> int:
     both("DELETE /authorizations/{id} refused", lambda: api.call("DELETE", f"/api/v1/authorizations/{auth_id}"),
          409)
 
+    # Audience sizes: the list asks for all of them at once; a size is kept a minute, so
+    # asking again reads no profile. The kept sizes' clock is held for these calls: the
+    # figures do not depend on how fast this machine gets from one call to the next.
+    from chalicelib.services import audiences as audiences_svc
+
+    held = time.time()
+    audiences_svc.clock = lambda: held
+    aud_ids = [Api.data(api.call("POST", "/api/v1/audiences", {"name": f"bench audience {i}", "filter": {
+        "all": [{"field": "plan", "op": "equals", "value": f"plan {i}"}]}}))["id"] for i in range(10)]
+
+    def sizes() -> Any:
+        return api.call("POST", "/api/v1/audiences/sizes", {"ids": aud_ids})
+
+    def preview() -> Any:
+        return api.call("POST", "/api/v1/audiences/preview", {"filter": {"all": []}})
+
+    measure("POST /audiences/sizes (10, counted)", "warm", sizes, 200)
+    both("POST /audiences/sizes (10, kept)", sizes, 200)
+    measure("POST /audiences/preview (counted)", "warm", preview, 200)
+    both("POST /audiences/preview (kept)", preview, 200)
+
     # Informational: the first run message of a process also looks up the queue URL.
     queues.reset()
     measure("POST /jobs, queue URL not cached", "warm", lambda: new_job(next(counter)), 201)
@@ -414,6 +439,18 @@ def run(log: RequestLog, endpoint: str) -> int:
            f"{c.layer_total('app')} app + {c.layer_total('provider')} credential check "
            f"(cold: {row('POST /jobs (existing auth)', 'cold').layer_total('app')} app; "
            f"queue URL not cached: {row('POST /jobs, queue URL not cached').layer_total('app')} app)")
+    counted = row("POST /audiences/sizes (10, counted)")
+    budget("sizes of 10 audiences, counted = 1 read of the profiles",
+           Counter(s_.operation for s_ in counted.sent)["Query"] == 16,
+           f"{counted.ddb_ops()}, {counted.total} total (a Query per profile shard, one pass for all 10)")
+    kept = row("POST /audiences/sizes (10, kept)")
+    budget("sizes of 10 audiences, kept = 2 BatchGetItem", Counter(s_.operation for s_ in kept.sent)
+           == Counter(BatchGetItem=2), f"{kept.ddb_ops()}, {kept.total} total "
+           f"(cold: {row('POST /audiences/sizes (10, kept)', 'cold').total})")
+    p_kept = row("POST /audiences/preview (kept)")
+    budget("audience preview, kept = 1 request", p_kept.total == 1,
+           f"{p_kept.ddb_ops()} (counted: {row('POST /audiences/preview (counted)').total}; "
+           f"cold: {row('POST /audiences/preview (kept)', 'cold').total})")
     scans = sum(1 for s_ in log.everything if s_.operation == "Scan") + log.events_total["Scan"]
     budget("zero Scans (whole run, setup included)", scans == 0,
            f"{scans} Scan of {len(log.everything)} requests seen")

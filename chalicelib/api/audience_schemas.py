@@ -73,11 +73,23 @@ class AudienceMemberOut(Out):
     email: str | None = Field(description="The profile's first email identifier (or email field)")
 
 
+class AudienceSizesIn(Strict):
+    ids: list[str] = Field(min_length=1, max_length=200, description="Audience ids (aud_…), at most 200")
+
+
 class AudienceSize(Out):
-    size: int = Field(description="Profiles that match, among those scanned")
+    size: int = Field(description="Profiles that match, among those scanned: exact unless truncated")
     sample: list[AudienceMemberOut] = Field(description="Up to 10 members")
-    scanned: int = Field(description="Profiles read (at most 100,000)")
-    truncated: bool = Field(description="True when reading stopped at the limit with profiles left unread")
+    scanned: int = Field(description="Profiles read (at most 20,000)")
+    truncated: bool = Field(description="True when reading stopped at the 20,000-profile cap with profiles "
+                                        "left unread: then size is a lower bound, the matches among those read")
+    computed_at: str = Field(description="When the profiles were read (UTC); a size is kept a minute per filter")
+    cached: bool = Field(description="True when this is a kept answer rather than a fresh read")
 
 
-__all__ = ["AudienceCreate", "AudienceMemberOut", "AudienceOut", "AudiencePatch", "AudiencePreview", "AudienceSize"]
+class AudienceSizeOf(AudienceSize):
+    id: str = Field(description="The audience (aud_…)")
+
+
+__all__ = ["AudienceCreate", "AudienceMemberOut", "AudienceOut", "AudiencePatch", "AudiencePreview", "AudienceSize", "AudienceSizeOf",
+           "AudienceSizesIn"]

@@ -101,7 +101,8 @@ def patch_job(principal: Principal, job_id: str, body: dict[str, Any], query: di
     summary = views.job_summary(result.job, auth)
     if result.dry_run:
         return ok({"dry_run": True, "allowed": not result.problems, "problems": result.problems,
-                   "changes": result.changes, "job": summary})
+                   "changes": result.changes, "job": summary,
+                   "next_runs": svc.next_runs(result.job.schedule)})
     return ok(summary)
 
 

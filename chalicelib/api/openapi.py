@@ -142,6 +142,7 @@ OPERATION_NAMES: dict[tuple[str, str], str] = {
     ("GET", "/authorizations/{auth_id}/health"): "list_authorization_health_changes",
     ("GET", "/providers/{provider}/workflows/{workflow}/options/{field}"): "list_field_choices",
     ("GET", "/oauth/{provider}/start"): "start_oauth",
+    ("POST", "/audiences/sizes"): "get_audience_sizes",
     ("GET", "/oauth/{provider}/callback"): "finish_oauth",
     # The Segment-compatible collection endpoints (write key, not an API token)
     ("POST", "/batch"): "send_event_batch",

@@ -133,6 +133,8 @@ class JobEditPreview(Out):
     problems: list[str]
     changes: list[str]
     job: JobSummary
+    next_runs: list[str] = Field(description="The next run starts (UTC, at most 3) of the schedule the job would "
+                                             "have, computed in its time zone; now when it has none")
 
 
 class JobCheckOut(Out):

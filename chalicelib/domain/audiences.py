@@ -14,10 +14,11 @@ predicate does no parsing, no normalisation of the filter and no allocation per 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,7 +33,7 @@ MAX_IN_VALUES = 500  # values of one "in" condition
 MAX_FILTER_BYTES = 64 * 1024  # the normalised filter as JSON (it is stored in one item)
 MAX_FIELD_CHARS = 200  # a field reference as written, before normalisation
 MAX_ERRORS = 20  # problems reported for one filter
-MAX_SCAN = 100_000  # profiles one size estimate reads before it stops (truncated)
+MAX_SCAN = 20_000  # profiles one size estimate reads before it stops (capped: `truncated`)
 SAMPLE_SIZE = 10  # members shown by a size estimate
 
 GROUPS = ("all", "any")
@@ -84,12 +85,15 @@ class SampleMember:
 @dataclass(frozen=True)
 class Estimate:
     """How many profiles match, among how many read; `truncated` when reading stopped at
-    the scan limit with profiles left unread (then `size` counts only those read)."""
+    the scan limit with profiles left unread (then `size` counts only those read).
+    `computed_at` is when the profiles were read; `cached` when this is a kept answer."""
 
     size: int
     sample: list[SampleMember]
     scanned: int
     truncated: bool
+    computed_at: str = ""
+    cached: bool = False
 
 
 # -- field references ---------------------------------------------------------------------
@@ -427,18 +431,38 @@ def estimate(
     One more profile is pulled past the limit only to tell "exactly max_scan profiles"
     from "more than that" (truncated); it is not counted.
     """
-    size = scanned = 0
-    sample: list[SampleMember] = []
-    it = iter(profiles)
-    for profile in it:
+    return estimate_many([predicate], profiles, max_scan=max_scan, sample_size=sample_size)[0]
+
+
+def estimate_many(
+    predicates: Sequence[Callable[[Profile], bool]],
+    profiles: Iterable[Profile],
+    *,
+    max_scan: int = MAX_SCAN,
+    sample_size: int = SAMPLE_SIZE,
+) -> list[Estimate]:
+    """`estimate` of several filters in one pass over the profiles: the reads are shared."""
+    sizes = [0] * len(predicates)
+    samples: list[list[SampleMember]] = [[] for _ in predicates]
+    scanned = 0
+    truncated = False
+    for profile in profiles:
         if scanned >= max_scan:
-            return Estimate(size, sample, scanned, truncated=True)
+            truncated = True
+            break
         scanned += 1
-        if predicate(profile):
-            size += 1
-            if len(sample) < sample_size:
-                sample.append(SampleMember(profile.id, sample_email(profile)))
-    return Estimate(size, sample, scanned, truncated=False)
+        for i, predicate in enumerate(predicates):
+            if predicate(profile):
+                sizes[i] += 1
+                if len(samples[i]) < sample_size:
+                    samples[i].append(SampleMember(profile.id, sample_email(profile)))
+    return [Estimate(n, sample, scanned, truncated) for n, sample in zip(sizes, samples, strict=True)]
+
+
+def filter_key(tree: dict[str, Any]) -> str:
+    """A stable name of a normalised filter: equal filters, equal keys (size caching)."""
+    text = json.dumps(tree, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(text.encode()).hexdigest()[:32]
 
 
 __all__ = [
@@ -454,6 +478,8 @@ __all__ = [
     "Estimate",
     "SampleMember",
     "estimate",
+    "estimate_many",
+    "filter_key",
     "matches",
     "parse_field",
     "parse_filter",

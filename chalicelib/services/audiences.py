@@ -6,7 +6,9 @@ Every function checks the role itself, whatever the route already did.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from typing import Any
 
 from chalicelib.bootstrap import Deps
@@ -20,6 +22,11 @@ from chalicelib.store.dynamo import Page, now_iso
 
 EDITABLE = ("name", "description", "filter")
 PAGE_SIZE = 1000  # profiles per Query while estimating (DynamoDB stops a page at 1 MB anyway)
+SIZE_TTL_SECONDS = 60  # how long a size estimate is reused (docs/audiences.md, "Sizes")
+clock: Callable[[], float] = time.time  # epoch seconds kept sizes expire by (tests hold it still)
+# Profile x filter tests one sizes call may make: 20 filters at the full scan cap, a few
+# seconds of CPU (200 filters at the full cap took ~40 s, past API Gateway's 29 s).
+SIZES_WORK = 20 * A.MAX_SCAN
 
 
 @dataclass(frozen=True)
@@ -112,20 +119,54 @@ def _audit(d: Deps, p: Principal, action: str, audience_id: str, name: str, chan
 def preview(d: Deps, p: Principal, filter_: Any, *, max_scan: int = A.MAX_SCAN) -> A.Estimate:
     """How many of the account's profiles an (unsaved) filter selects, with a sample.
 
-    Reads the profiles shard by shard (Queries, never a Scan) and stops after max_scan.
+    Reads at most max_scan profiles, shard by shard (Queries, never a Scan), and keeps the
+    answer SIZE_TTL_SECONDS per filter: asking again costs one GetItem.
     """
     p.require(Capability.READ)
-    return _estimate(d, p, A.parse_filter(filter_), max_scan)
+    return _estimates(d, p, [A.parse_filter(filter_)], max_scan)[0]
 
 
 def size(d: Deps, p: Principal, audience_id: str, *, max_scan: int = A.MAX_SCAN) -> A.Estimate:
     audience = get(d, p, audience_id)
-    return _estimate(d, p, A.parse_filter(audience.filter), max_scan)
+    return _estimates(d, p, [A.parse_filter(audience.filter)], max_scan)[0]
 
 
-def _estimate(d: Deps, p: Principal, compiled: A.CompiledFilter, max_scan: int) -> A.Estimate:
-    profiles = d.profiles.iterate(p.account_id, page_size=min(PAGE_SIZE, max_scan + 1))
-    return A.estimate(compiled, profiles, max_scan=max_scan)
+def sizes(d: Deps, p: Principal, audience_ids: list[str], *,
+          max_scan: int = A.MAX_SCAN) -> dict[str, A.Estimate]:
+    """The sizes of several saved audiences (an audience list), by id; ids that are not
+    this account's audiences are left out. Read together: one BatchGetItem of the
+    audiences, one of the cached sizes, and one shared pass over the profiles for the rest.
+
+    Every profile read is tested against every filter, so the work grows with both: past
+    SIZES_WORK // max_scan distinct filters, each is counted among fewer profiles (the
+    answers say so with `truncated`), which keeps one call within a few seconds."""
+    p.require(Capability.READ)
+    found = d.audiences.get_many(p.account_id, audience_ids)
+    ids = [i for i in dict.fromkeys(audience_ids) if i in found]
+    compiled = [A.parse_filter(found[i].filter) for i in ids]
+    distinct = len({A.filter_key(c.tree) for c in compiled})
+    cap = max(1, min(max_scan, SIZES_WORK // max(1, distinct)))
+    return dict(zip(ids, _estimates(d, p, compiled, cap), strict=True))
 
 
-__all__ = ["NewAudience", "create", "delete", "edit", "get", "list_", "preview", "size"]
+def _estimates(d: Deps, p: Principal, compiled: list[A.CompiledFilter], max_scan: int) -> list[A.Estimate]:
+    """Kept estimates where fresh, one shared read of the profiles for the others.
+    Kept per normalised filter (so per audience version: a new filter, a new key); one
+    counted among fewer profiles than max_scan does not answer for it. Profiles change
+    with imports, hence the short TTL."""
+    keys = [A.filter_key(c.tree) for c in compiled]
+    now = clock()
+    known = {k: e for k, e in d.audiences.cached_sizes(p.account_id, keys, now=now).items()
+             if not e.truncated or e.scanned >= max_scan}
+    missing = {k: c for k, c in zip(keys, compiled, strict=True) if k not in known}
+    if missing:
+        profiles = d.profiles.iterate(p.account_id, page_size=min(PAGE_SIZE, max_scan + 1))
+        computed_at = now_iso()
+        fresh = {k: replace(e, computed_at=computed_at) for k, e in zip(
+            missing, A.estimate_many(list(missing.values()), profiles, max_scan=max_scan), strict=True)}
+        d.audiences.cache_sizes(p.account_id, fresh, expires_at=int(now) + SIZE_TTL_SECONDS)
+        known.update(fresh)
+    return [known[k] for k in keys]
+
+
+__all__ = ["NewAudience", "create", "delete", "edit", "get", "list_", "preview", "size", "sizes"]

@@ -161,10 +161,16 @@ def preview(d: Deps, p: Principal, new: NewJob, *, count: int = 3) -> list[str]:
     checked = _check_new(d, p, new)
     if checked.inline is None:
         auth_svc.record_requests(d, p.account_id, checked.auth.id, checked.calls)  # the check's requests
+    return next_runs(new.schedule, count=count)
+
+
+def next_runs(schedule: dict[str, Any] | None, *, count: int = 3) -> list[str]:
+    """The next `count` run starts of a schedule (UTC), computed in its own time zone; now
+    when there is no schedule."""
     now = datetime.now(UTC)
-    if new.schedule is None:
+    if schedule is None:
         return [_utc_iso(now)]
-    return [_utc_iso(at) for at in next_fires(new.schedule, now, count)]
+    return [_utc_iso(at) for at in next_fires(schedule, now, count)]
 
 
 def create(d: Deps, p: Principal, new: NewJob) -> tuple[Job, Authorization]:

@@ -2,6 +2,7 @@
 
 Keys:
   audience  PK=ACCT#<a>  SK=AUD#<aud>   (ids are time-sortable: newest first is key order)
+  size      PK=ACCT#<a>  SK=AUDSIZE#<filter key>   (a kept size estimate, `expires_at`)
 
 The filter is stored as JSON text (`filter_json`), like job configs: it is never queried
 and text avoids float/Decimal round trips. Every write is conditional: creation on the
@@ -11,23 +12,30 @@ key being free, edits on the version read, deletion on the item existing.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from chalicelib.domain.audiences import Audience
+from chalicelib.domain.audiences import Audience, Estimate, SampleMember
 from chalicelib.domain.errors import Conflict, not_found
 from chalicelib.store import keys as K
 from chalicelib.store.dynamo import (
+    CONTENDED,
+    UNPROCESSED,
     ConditionFailed,
+    IncompleteBatch,
     Page,
     Table,
+    attempts,
     deser,
     now_iso,
     prefix_page,
+    ser,
     to_attr,
     update_versioned,
 )
 
 PREFIX = "AUD#"
+SIZE_PREFIX = "AUDSIZE#"  # not under PREFIX: the audiences page never meets these items
 
 
 audience_sk = K.audience_sk
@@ -150,6 +158,77 @@ class AudienceRepo:
             raise in_use(audience_id, int(refused.old.get("jobs_using", 0))) from None
         return _audience(deser(resp["Attributes"]))
 
+    # -- cached size estimates ---------------------------------------------------------------
+
+    def get_many(self, account_id: str, audience_ids: Iterable[str]) -> dict[str, Audience]:
+        """The account's audiences among `audience_ids`, by id; missing ones are left out."""
+        rows = self._batch_get(K.account_pk(account_id), [audience_sk(i) for i in audience_ids])
+        return {row["id"]: _audience(row) for row in rows}
+
+    def cached_sizes(self, account_id: str, keys: Iterable[str], *, now: float) -> dict[str, Estimate]:
+        """The account's size estimates cached under `keys` (filter keys) that are still
+        fresh at `now` (epoch seconds). TTL deletes expired items late, so freshness is
+        checked here, not left to it."""
+        rows = self._batch_get(K.account_pk(account_id), [SIZE_PREFIX + k for k in keys])
+        return {row["SK"][len(SIZE_PREFIX):]: _estimate(row) for row in rows
+                if int(row.get("expires_at", 0)) > now}
+
+    def _batch_get(self, pk: str, sks: Iterable[str]) -> list[dict[str, Any]]:
+        """Items of one partition by sort key: BatchGetItem, 100 keys a request."""
+        wanted = list(dict.fromkeys(sks))
+        out: list[dict[str, Any]] = []
+        for start in range(0, len(wanted), 100):
+            pending: dict[str, Any] = {self.t.name: {"Keys": [
+                {"PK": {"S": pk}, "SK": {"S": sk}} for sk in wanted[start:start + 100]]}}
+            for _ in attempts(CONTENDED):
+                resp = self.t.client.batch_get_item(RequestItems=pending)
+                out.extend(map(deser, resp.get("Responses", {}).get(self.t.name, [])))
+                pending = resp.get("UnprocessedKeys") or {}
+                if not pending:
+                    break
+            else:
+                raise IncompleteBatch("DynamoDB left audience items unread; retry")
+        return out
+
+    def cache_sizes(self, account_id: str, sizes: Mapping[str, Estimate], *, expires_at: int) -> None:
+        """Keep estimates under their filter keys until `expires_at` (epoch seconds; the
+        table's TTL attribute). BatchWriteItem, 25 a request; a later estimate of the same
+        filter simply replaces an earlier one."""
+        items = [ser(_size_item(account_id, k, e, expires_at)) for k, e in sizes.items()]
+        for start in range(0, len(items), 25):
+            pending: dict[str, Any] = {self.t.name: [{"PutRequest": {"Item": i}} for i in items[start:start + 25]]}
+            for _ in attempts(UNPROCESSED):
+                pending = self.t.client.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+                if not pending:
+                    break
+            else:
+                raise IncompleteBatch("DynamoDB left audience sizes uncached")
+
+
+def _size_item(account_id: str, key: str, e: Estimate, expires_at: int) -> dict[str, Any]:
+    return {
+        "PK": K.account_pk(account_id),
+        "SK": SIZE_PREFIX + key,
+        "type": "audience_size",
+        "size": e.size,
+        "scanned": e.scanned,
+        "truncated": e.truncated,
+        "sample_json": _dumps([[m.id, m.email] for m in e.sample]),
+        "computed_at": e.computed_at,
+        "expires_at": expires_at,
+    }
+
+
+def _estimate(row: dict[str, Any]) -> Estimate:
+    return Estimate(
+        size=int(row["size"]),
+        sample=[SampleMember(i, email) for i, email in json.loads(row["sample_json"])],
+        scanned=int(row["scanned"]),
+        truncated=bool(row["truncated"]),
+        computed_at=str(row.get("computed_at", "")),
+        cached=True,
+    )
+
 
 def in_use(audience_id: str, jobs: int) -> Conflict:
     """Why an audience that export jobs still send cannot be deleted."""
@@ -160,4 +239,4 @@ def in_use(audience_id: str, jobs: int) -> Conflict:
     )
 
 
-__all__ = ["PREFIX", "AudienceRepo", "audience_sk", "in_use"]
+__all__ = ["PREFIX", "SIZE_PREFIX", "AudienceRepo", "audience_sk", "in_use"]

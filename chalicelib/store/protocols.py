@@ -9,10 +9,11 @@ same cases by tests/store/test_repo_contract.py, so neither can drift from the o
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:  # pragma: no cover
-    from chalicelib.domain.audiences import Audience
+    from chalicelib.domain.audiences import Audience, Estimate
     from chalicelib.store.alert_rules import AlertRule
     from chalicelib.store.audit import AuditEvent
     from chalicelib.store.dynamo import Page
@@ -56,6 +57,12 @@ class Audiences(Protocol):
                expected_version: int) -> Audience: ...
 
     def delete(self, account_id: str, audience_id: str) -> Audience: ...
+
+    def get_many(self, account_id: str, audience_ids: Iterable[str]) -> dict[str, Audience]: ...
+
+    def cached_sizes(self, account_id: str, keys: Iterable[str], *, now: float) -> dict[str, Estimate]: ...
+
+    def cache_sizes(self, account_id: str, sizes: Mapping[str, Estimate], *, expires_at: int) -> None: ...
 
 
 class AuditLog(Protocol):

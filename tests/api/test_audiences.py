@@ -5,9 +5,12 @@ tests/services/test_audience_use_cases.py; the store's conditions in tests/store
 
 from __future__ import annotations
 
+import itertools
 import secrets
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -184,6 +187,24 @@ def test_edit_refuses_nulls_and_unknown_fields(api):
 # -- sizes ------------------------------------------------------------------------------------
 
 
+@pytest.fixture()
+def still(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Time held still: the caller's token stays in the authorizer's cache and kept sizes
+    stay fresh however slow the machine is; the test moves the clock (`still[0] += s`)."""
+    from chalicelib.services import audiences as svc
+    from chalicelib.services.accounts import token_cache
+
+    now = [time.time()]
+    monkeypatch.setattr(token_cache, "clock", lambda: 0.0)
+    monkeypatch.setattr(svc, "clock", lambda: now[0])
+    return now
+
+
+def counted(size: dict[str, Any]) -> dict[str, Any]:
+    """What a size answer counted, without when or whether it was kept."""
+    return {k: v for k, v in size.items() if k not in ("computed_at", "cached")}
+
+
 def test_preview_counts_the_accounts_matching_profiles(api, deps, tenant, new_tenant):
     # GIVEN 36 profiles (12 on pro) in this account and 9 (3 on pro) in another
     add_profiles(deps, tenant.account_id, 36)
@@ -202,6 +223,130 @@ def test_preview_counts_the_accounts_matching_profiles(api, deps, tenant, new_te
         assert deps.profiles.get(tenant.account_id, m["id"]).identifiers["email"] == [m["email"]]
     # AND the profiles were read with Queries, never a Scan
     assert "Query" in ops and "Scan" not in ops
+
+
+def test_a_repeated_size_is_read_from_the_cache(api, deps, tenant, still):
+    # GIVEN 30 profiles (10 on pro) and a saved audience "plan is pro"
+    add_profiles(deps, tenant.account_id, 30)
+    made = create_audience(api)
+    api.get("/me")  # the caller's token is in the authorizer's cache from here on
+    # WHEN its size is asked for the first time
+    with dynamodb_operations() as first:
+        fresh = api.get(f"/audiences/{made['id']}/size").json["data"]
+    # THEN the profiles are read (a Query per shard) and the answer is kept
+    assert (fresh["size"], fresh["cached"]) == (10, False)
+    assert first.count("Query") >= 16 and "BatchWriteItem" in first and "Scan" not in first
+    # WHEN it is asked again, and the same filter is previewed, by anyone of the account
+    with dynamodb_operations() as again:
+        kept = api.get(f"/audiences/{made['id']}/size").json["data"]
+    with dynamodb_operations() as preview_ops:
+        preview = api.post("/audiences/preview", {"filter": PRO}).json["data"]
+    # THEN each costs a constant number of requests: no profile is read again
+    assert again == ["GetItem", "BatchGetItem"]
+    assert preview_ops == ["BatchGetItem"]
+    assert kept == {**fresh, "cached": True} and preview == kept
+
+
+def test_kept_sizes_expire_and_are_per_account(api, deps, tenant, new_tenant, api_for, still):
+    from chalicelib.services.audiences import SIZE_TTL_SECONDS
+
+    # GIVEN a size kept for "plan is pro" in account A (2 of 6 profiles)
+    add_profiles(deps, tenant.account_id, 6)
+    first = api.post("/audiences/preview", {"filter": PRO}).json["data"]
+    # AND three more pro profiles written since
+    add_profiles(deps, tenant.account_id, 9, start=6)
+    # THEN until the TTL the kept answer is given; it says it is a kept one and when it was counted
+    still[0] += SIZE_TTL_SECONDS - 1
+    kept = api.post("/audiences/preview", {"filter": PRO}).json["data"]
+    assert kept == {**first, "cached": True} and first["size"] == 2
+    # AND past the TTL the profiles are counted again (DynamoDB's TTL deletes late: the read checks)
+    still[0] += 2
+    with dynamodb_operations() as ops:
+        recount = api.post("/audiences/preview", {"filter": PRO}).json["data"]
+    assert (recount["size"], recount["scanned"], recount["cached"]) == (5, 15, False) and "Query" in ops
+    # AND account B's preview of the same filter counts B's own profiles, never A's kept answer
+    other = new_tenant("Globex")
+    add_profiles(deps, other.account_id, 9)
+    theirs = api_for(other.admin_token).post("/audiences/preview", {"filter": PRO}).json["data"]
+    assert (theirs["size"], theirs["cached"]) == (3, False)
+
+
+def test_sizes_of_a_list_take_one_call_and_one_read(api, deps, tenant, new_tenant, api_for, still):
+    # GIVEN 40 profiles and five audiences (two with the same filter), and another account's
+    add_profiles(deps, tenant.account_id, 40)
+    filters = [PRO, {"all": []}, {"all": [{"field": "age", "op": "lt", "value": 30}]},
+               {"all": [{"field": "plan", "op": "equals", "value": "free"}]}, PRO]
+    mine = [create_audience(api, f"a{i}", f)["id"] for i, f in enumerate(filters)]
+    theirs = create_audience(api_for(new_tenant("Globex").admin_token), "theirs")["id"]
+    api.get("/me")
+    # WHEN the list asks for all their sizes at once
+    with dynamodb_operations() as ops:
+        r = api.post("/audiences/sizes", {"ids": [*mine, theirs, "aud_missing"]})
+    # THEN one answer holds each of this account's audiences, with the sizes one by one would give
+    assert r.status_code == 200, r.body
+    got = {row.pop("id"): row for row in r.json["data"]}
+    assert list(got) == mine
+    assert [got[i]["size"] for i in mine] == [14, 40, 10, 26, 14]
+    assert counted(got[mine[2]]) == counted(api.get(f"/audiences/{mine[2]}/size").json["data"])
+    # AND the profiles were read once for all of them: a Query per shard, not one per audience
+    assert ops.count("Query") == 16, ops
+    assert ops.count("BatchGetItem") == 2 and ops.count("BatchWriteItem") == 1 and "Scan" not in ops
+    # WHEN asked again THEN two BatchGetItems answer it (the audiences, the kept sizes)
+    with dynamodb_operations() as again:
+        assert [row["cached"] for row in api.post("/audiences/sizes", {"ids": mine}).json["data"]] == [True] * 5
+    assert again == ["BatchGetItem", "BatchGetItem"]
+
+
+def test_many_filters_in_one_sizes_call_are_each_counted_among_fewer_profiles(api, deps, tenant, monkeypatch, still):
+    from chalicelib.domain.access import Principal, Role
+    from chalicelib.domain.audiences import parse_filter
+    from chalicelib.services import audiences as svc
+
+    # GIVEN 30 profiles, three audiences with distinct filters, and work for 60 profile tests a call
+    add_profiles(deps, tenant.account_id, 30)
+    ids = [create_audience(api, f"w{i}", f)["id"] for i, f in enumerate(
+        [{"all": []}, PRO, {"all": [{"field": "age", "op": "lt", "value": 30}]}])]
+    monkeypatch.setattr(svc, "SIZES_WORK", 60)
+    me = Principal(tenant.account_id, tenant.admin_user_id, Role.OBSERVER, "tok_test")
+    # WHEN the three are sized together THEN each is counted among 20 profiles and says so
+    together = svc.sizes(deps, me, ids)
+    first = list(itertools.islice(deps.profiles.iterate(tenant.account_id), 20))  # the store's order
+    pro, young = (sum(f(p) for p in first) for f in (parse_filter(PRO), parse_filter({"all": [
+        {"field": "age", "op": "lt", "value": 30}]})))
+    assert [(e.size, e.scanned, e.truncated) for e in together.values()] == [(20, 20, True), (pro, 20, True), (young, 20, True)]
+    # AND asking again is answered from what was kept, with no profile read
+    with dynamodb_operations() as ops:
+        assert svc.sizes(deps, me, ids) == {i: replace(e, cached=True) for i, e in together.items()}
+    assert ops == ["BatchGetItem", "BatchGetItem"]
+    # WHEN one of them is sized alone THEN the kept lower bound does not answer: it is counted in full
+    with dynamodb_operations() as ops:
+        alone = svc.size(deps, me, ids[0])
+    assert (alone.size, alone.truncated, alone.cached) == (30, False, False) and "Query" in ops
+    # AND two distinct filters fit the work in full (30 profiles each): exact sizes
+    assert [(e.size, e.truncated) for e in svc.sizes(deps, me, ids[:2]).values()] == [(30, False), (10, False)]
+
+
+@pytest.mark.parametrize("body", [{}, {"ids": []}, {"ids": [f"aud_{i}" for i in range(201)]}, {"ids": "aud_1"}])
+def test_sizes_refuses_bad_id_lists_naming_the_field(api, body):
+    r = api.post("/audiences/sizes", body)
+    assert r.status_code == 422, r.body
+    assert "ids" in r.json["error"]["fields"]
+
+
+def test_a_preview_reads_at_most_the_cap_and_says_so(deps, tenant, api):
+    from chalicelib.domain.access import Principal, Role
+    from chalicelib.services import audiences as svc
+
+    # GIVEN 25 profiles and a cap of 20 profiles read
+    add_profiles(deps, tenant.account_id, 25)
+    me = Principal(tenant.account_id, tenant.admin_user_id, Role.OBSERVER, "tok_test")
+    # WHEN previewing every profile THEN 20 are read and the answer says it is capped
+    with dynamodb_operations() as ops:
+        e = svc.preview(deps, me, {"all": []}, max_scan=20)
+    assert (e.size, e.scanned, e.truncated) == (20, 20, True)
+    assert "Scan" not in ops
+    # AND under a cap above the count the same filter is exact
+    assert (svc.preview(deps, me, {"all": []}, max_scan=25).truncated, svc.preview(deps, me, {"all": []}).size) == (False, 25)
 
 
 # -- tenancy and roles --------------------------------------------------------------------------

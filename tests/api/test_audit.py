@@ -86,6 +86,7 @@ def test_observers_cannot_read_it_and_other_accounts_see_nothing(api, api_for, n
 NOT_AUDITED = {
     ("POST", "/api/v1/alerts/test"): "publishes a test alert; changes nothing",
     ("POST", "/api/v1/audiences/preview"): "estimates a filter's size; read-only",
+    ("POST", "/api/v1/audiences/sizes"): "estimates saved audiences' sizes; read-only",
     ("POST", "/api/v1/jobs/preview"): "checks a job as create would; stores nothing",
     ("POST", "/api/v1/authorizations/{auth_id}/check"):
         "a check's outcome is the authorization's health history, which records who asked (`by`)",

@@ -64,3 +64,26 @@ def test_preview_refuses_what_a_create_refuses_at_the_field(api):
     assert api.get("/jobs").json["data"] == []
     # Positive control: the same body with the real bucket passes.
     assert api.post("/jobs/preview", _body(auth["id"], bucket)).status_code == 200
+
+
+def test_an_edits_dry_run_gives_the_next_runs_in_the_jobs_time_zone(api):
+    # GIVEN a job, and a cron schedule with a fixed year: its runs are known whatever the clock
+    bucket = make_bucket()
+    auth = create_auth(api)
+    job = api.post("/jobs", _body(auth["id"], bucket, schedule=CRON, start=False)).json["data"]
+    summer = {"type": "cron", "expression": "cron(0 9 1 6-8 ? 2030)", "timezone": "America/New_York"}
+    # WHEN Edit configuration asks what the new schedule would do
+    r = api.patch(f"/jobs/{job['id']}?dry_run=true", {"schedule": summer, "version": job["version"]})
+    # THEN the runs are 09:00 in New York (EDT, UTC-4) on the first of June, July and August 2030
+    assert r.status_code == 200, r.body
+    assert r.json["data"]["next_runs"] == ["2030-06-01T13:00:00Z", "2030-07-01T13:00:00Z", "2030-08-01T13:00:00Z"]
+    # AND the same expression in Paris gives other instants (CEST, UTC+2): the zone is the job's
+    paris = api.patch(f"/jobs/{job['id']}?dry_run=true", {"schedule": {**summer, "timezone": "Europe/Paris"},
+                                                          "version": job["version"]}).json["data"]
+    assert paris["next_runs"] == ["2030-06-01T07:00:00Z", "2030-07-01T07:00:00Z", "2030-08-01T07:00:00Z"]
+    # AND nothing was written
+    assert api.get(f"/jobs/{job['id']}").json["data"] == job
+    # AND a bad expression is refused at its field, as on create
+    bad = api.patch(f"/jobs/{job['id']}?dry_run=true", {"schedule": {**summer, "expression": "cron(61 9 1 6 ? 2030)"},
+                                                        "version": job["version"]})
+    assert bad.status_code == 422 and "schedule.cron.expression" in bad.json["error"]["fields"], bad.body

@@ -21,12 +21,12 @@ import json
 import time
 import uuid
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from chalicelib.domain.audiences import Audience
+from chalicelib.domain.audiences import Audience, Estimate
 from chalicelib.domain.errors import not_found, stale_version
 from chalicelib.domain.ids import new_id
 from chalicelib.domain.models import Job
@@ -42,7 +42,7 @@ from chalicelib.store.alert_rules import (
     rule_sk,
 )
 from chalicelib.store.audiences import PREFIX as AUDIENCE_PREFIX
-from chalicelib.store.audiences import in_use
+from chalicelib.store.audiences import SIZE_PREFIX, in_use
 from chalicelib.store.audit import AuditEvent, audit_pk
 from chalicelib.store.dynamo import CONDITION_FAILED, NamedWrites, Page, TransactionFailed, now_iso
 
@@ -174,6 +174,23 @@ class MemoryAudiences:
             raise in_use(audience_id, current.export_jobs)
         del self.t.items[key]
         return current
+
+    def get_many(self, account_id: str, audience_ids: Iterable[str]) -> dict[str, Audience]:
+        found = (self.get(account_id, i) for i in dict.fromkeys(audience_ids))
+        return {a.id: a for a in found if a is not None}
+
+    def cached_sizes(self, account_id: str, keys: Iterable[str], *, now: float) -> dict[str, Estimate]:
+        """Only sizes still fresh at `now`, as the store checks them (TTL deletes late)."""
+        out: dict[str, Estimate] = {}
+        for k in keys:
+            kept = self.t.items.get((K.account_pk(account_id), SIZE_PREFIX + k))
+            if kept is not None and kept[1] > now:
+                out[k] = dataclasses.replace(copy.deepcopy(kept[0]), cached=True)
+        return out
+
+    def cache_sizes(self, account_id: str, sizes: Mapping[str, Estimate], *, expires_at: int) -> None:
+        for k, e in sizes.items():
+            self.t.items[(K.account_pk(account_id), SIZE_PREFIX + k)] = (copy.deepcopy(e), expires_at)
 
     def set_export_jobs(self, account_id: str, audience_id: str, n: int) -> None:
         """What the job writes keep on the audience (test setup)."""

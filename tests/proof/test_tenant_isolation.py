@@ -37,7 +37,8 @@ TENANT_IDS = {"job_id", "auth_id", "audience_id", "rule_id", "profile_id", "toke
 CATALOG_PARAMS = {"provider", "workflow", "field"}
 MUTATING = {"POST", "PUT", "PATCH", "DELETE"}
 # POSTs that change nothing; observers may call them.
-READ_ONLY = {("POST", "/api/v1/audiences/preview"): "computes an audience's size from a filter; stores nothing"}
+READ_ONLY = {("POST", "/api/v1/audiences/preview"): "computes an audience's size from a filter; stores nothing",
+             ("POST", "/api/v1/audiences/sizes"): "computes saved audiences' sizes; keeps them a minute, changes nothing"}
 # Reads kept from observers (the route's capability is more than read).
 OBSERVER_REFUSED_READS = {
     ("GET", "/api/v1/users"): "people of the account: admins only",
@@ -114,6 +115,11 @@ def _preview_counts_b_only(resp: Any, ctx: Ctx) -> None:
     assert resp.status_code == 200 and resp.json["data"]["size"] == 0, resp.body
 
 
+def _sizes_leave_a_out(resp: Any, ctx: Ctx) -> None:
+    # Asked for A's audience, B gets an empty list: as for an id that never existed.
+    assert resp.status_code == 200 and resp.json["data"] == [], resp.body
+
+
 def _auth_field_not_found(resp: Any, ctx: Ctx) -> None:
     assert resp.status_code == 422 and resp.json["error"]["fields"] == {"authorization_id": "not found"}, resp.body
 
@@ -156,6 +162,8 @@ CASES: dict[tuple[str, str], Case] = {
                                         {"name": "B's", "filter": PRO}),
     ("POST", "/api/v1/audiences/preview"): Case("/audiences/preview", "200: counts B's profiles only",
                                                 _preview_counts_b_only, {"filter": PRO}),
+    ("POST", "/api/v1/audiences/sizes"): Case("/audiences/sizes", "200: A's audience left out",
+                                              _sizes_leave_a_out, {"ids": ["{audience_id}"]}),
     ("GET", "/api/v1/audit"): Case("/audit?object_id={job_id}", "200: B's events only (none of A's job)",
                                    _no_a_ids),
     ("GET", "/api/v1/authorizations"): Case("/authorizations", "200: B's authorizations only", _no_a_ids),

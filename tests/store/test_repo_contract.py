@@ -9,6 +9,7 @@ work (all or nothing, refusals named, names unique, one commit).
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from chalicelib.domain.audiences import Audience
+from chalicelib.domain.audiences import Audience, Estimate, SampleMember
 from chalicelib.domain.errors import AppError
 from chalicelib.domain.ids import new_id
 from chalicelib.domain.profiles import ProfileRecord
@@ -425,3 +426,20 @@ def test_activity_series_are_the_same_buckets(store: Store, granularity: str) ->
     if granularity == "week":  # Monday to Sunday: the 4 days ago (a Sunday) are last week's
         assert series[-2:] == [{"start": "2026-03-02T00:00:00Z", "added": 108, "removed": 8, "omitted": 9},
                                {"start": "2026-03-09T00:00:00Z", "added": 55, "removed": 5, "omitted": 2}]
+
+
+def test_kept_sizes_read_back_until_they_expire_and_only_in_their_account(store: Store) -> None:
+    a, b = _account(), _account()
+    kept = Estimate(size=3, sample=[SampleMember("p_1", "a@x.example")], scanned=9, truncated=False,
+                    computed_at="2030-01-01T00:00:00Z")
+    store.audiences.cache_sizes(a, {"f1": kept}, expires_at=1_000)
+    # a kept size reads back whole, marked as kept, before its expiry, and not at or after it (TTL deletes late)
+    assert store.audiences.cached_sizes(a, ["f1", "f2"], now=999) == {"f1": dataclasses.replace(kept, cached=True)}
+    assert store.audiences.cached_sizes(a, ["f1"], now=1_000) == {}
+    # another account never sees it
+    assert store.audiences.cached_sizes(b, ["f1"], now=0) == {}
+    # get_many answers only this account's audiences among the ids asked
+    mine = _audience(a)
+    store.audiences.create(mine)
+    assert store.audiences.get_many(a, [mine.id, "aud_missing"]) == {mine.id: store.audiences.get(a, mine.id)}
+    assert store.audiences.get_many(b, [mine.id]) == {}

@@ -37,6 +37,15 @@ def _to_configure(page: Page, auth_label: str) -> None:
     expect(page.get_by_role("heading", name="Configure")).to_be_visible()
 
 
+def _staged_job(stack: Stack, auth_id: str, label: str, schedule: dict[str, str]) -> dict[str, object]:
+    """An S3 import created paused, with the given schedule."""
+    job: dict[str, object] = api(stack, "POST", "/jobs", {
+        "provider": "amazon_s3", "job_type": "import", "workflow": "s3_file_import", "label": label,
+        "authorization_id": auth_id, "start": False, "config": {"bucket": "switchyard-demo", "prefix": "imports/"},
+        "schedule": schedule})
+    return job
+
+
 def test_catalog_page_lists_providers_job_types_and_methods(page: Page, stack: Stack) -> None:
     signed_in(page, stack)
     page.get_by_role("link", name="Catalog", exact=True).click()
@@ -131,10 +140,7 @@ def test_a_new_tab_is_signed_in_and_signing_out_ends_every_tab(browser: Browser,
 def test_resume_says_what_happens_before_and_after(page: Page, stack: Stack) -> None:
     signed_in(page, stack)
     auth = spa.s3_auth(stack, "Resume keys")
-    job = api(stack, "POST", "/jobs", {
-        "provider": "amazon_s3", "job_type": "import", "workflow": "s3_file_import", "label": "Starts in 2099",
-        "authorization_id": auth["id"], "start": False, "config": {"bucket": "switchyard-demo", "prefix": "imports/"},
-        "schedule": {"type": "once", "at": "2099-01-01T09:00:00Z"}})
+    job = _staged_job(stack, auth["id"], "Starts in 2099", {"type": "once", "at": "2099-01-01T09:00:00Z"})
     page.goto(f"{stack.base}/#/jobs/{job['id']}")
     page.get_by_role("button", name="Resume").click()
     dialog = page.get_by_role("dialog", name="Resume “Starts in 2099”?")
@@ -235,7 +241,7 @@ def test_time_zone_search_and_a_cron_schedule_checked_before_review(page: Page, 
     page.get_by_label("Cron expression").fill("cron(30 9 ? * MON-FRI *)")
     page.get_by_role("button", name="Show next runs").click()
     runs = page.get_by_test_id("next-runs")
-    expect(runs).to_contain_text("Next runs (your time):")
+    expect(runs).to_contain_text("Next runs (Europe/Paris):")
     assert runs.inner_text().count("·") == 2, runs.inner_text()
     expect(field).to_have_count(0)  # the refusal no longer holds, so it is gone
     shot(page, "wizard-cron")
@@ -246,6 +252,59 @@ def test_time_zone_search_and_a_cron_schedule_checked_before_review(page: Page, 
     page.get_by_text("Stage (create paused, start later)").click()
     page.get_by_role("button", name="Create job").click()
     expect(page.get_by_test_id("job-schedule")).to_have_text("cron(30 9 ? * MON-FRI *) (Europe/Paris)")
+
+
+def test_edit_configuration_shows_a_cron_schedules_next_runs_in_the_jobs_zone(page: Page, stack: Stack) -> None:
+    # A fixed year: the runs are known whatever the clock, so nothing races the test.
+    signed_in(page, stack)
+    auth = spa.s3_auth(stack, "Edit cron keys")
+    job = _staged_job(stack, auth["id"], "Summer mornings",
+                      {"type": "cron", "expression": "cron(0 9 1 6-8 ? 2030)", "timezone": "America/New_York"})
+    page.goto(f"{stack.base}/#/jobs/{job['id']}")
+    page.get_by_role("button", name="Edit configuration").click()
+    form = page.locator("form", has=page.get_by_role("heading", name="Edit configuration"))
+    expect(form.get_by_label("Cron expression")).to_have_value("cron(0 9 1 6-8 ? 2030)")
+    form.get_by_role("button", name="Show next runs").click()
+    runs = form.get_by_test_id("next-runs")
+    # 09:00 in New York on the first of June, July and August 2030, said in the job's zone.
+    expect(runs).to_contain_text("Next runs (America/New York):")
+    expect(runs.locator("time")).to_have_count(3)
+    assert [t.get_attribute("datetime") for t in runs.locator("time").all()] == [
+        "2030-06-01T13:00:00Z", "2030-07-01T13:00:00Z", "2030-08-01T13:00:00Z"]
+    assert all(re.search(r"\b9:00\b", t.inner_text()) for t in runs.locator("time").all()), runs.inner_text()
+    shot(page, "job-edit-cron-next-runs")
+    # Another zone: the runs shown before no longer hold, and the new ones are Paris's 09:00.
+    form.get_by_label("Search time zones").fill("paris")
+    expect(runs).to_have_count(0)
+    form.get_by_role("button", name="Show next runs").click()
+    expect(runs).to_contain_text("Next runs (Europe/Paris):")
+    assert [t.get_attribute("datetime") for t in runs.locator("time").all()] == [
+        "2030-06-01T07:00:00Z", "2030-07-01T07:00:00Z", "2030-08-01T07:00:00Z"]
+    # A wrong expression: the refusal in words, under the field; nothing was saved meanwhile.
+    form.get_by_label("Cron expression").fill("cron(0 9 * 6 MON 2030)")
+    form.get_by_role("button", name="Show next runs").click()
+    expect(form.get_by_role("alert")).to_contain_text("day-of-month and day-of-week")
+    assert api(stack, "GET", f"/jobs/{job['id']}")["version"] == job["version"]
+
+
+def test_the_audience_list_asks_for_every_size_in_one_request(page: Page, stack: Stack) -> None:
+    signed_in(page, stack)
+    made = [api(stack, "POST", "/audiences", {"name": f"Size check {i}", "filter": f})["id"] for i, f in enumerate(
+        [{"all": []}, {"all": [{"field": "plan", "op": "equals", "value": "pro"}]},
+         {"all": [{"field": "country", "op": "equals", "value": "FR"}]}])]
+    sent: list[str] = []
+    page.on("request", lambda r: sent.append(f"{r.method} {r.url.split('/api/v1', 1)[-1]}")
+            if "/api/v1/audiences" in r.url else None)
+    page.goto(f"{stack.base}/#/audiences")
+    table = page.locator("table.data")
+    for i, aud_id in enumerate(made):
+        cell = table.locator("tbody tr", has_text=f"Size check {i}").get_by_test_id("audience-size-cell")
+        expect(cell).to_have_text(f"{api(stack, 'GET', f'/audiences/{aud_id}/size')['size']:,}")
+    # One list and one sizes call, however many audiences: none read one by one.
+    assert [m for m in sent if m.startswith("POST /audiences/sizes")] == ["POST /audiences/sizes"], sent
+    assert not [m for m in sent if m.endswith("/size")], sent
+    assert len(sent) == 2, sent
+    shot(page, "audiences-sizes")
 
 
 def test_the_accessibility_audit_finds_a_planted_violation(page: Page, stack: Stack) -> None:

@@ -129,7 +129,7 @@ export interface JobSummary extends JobRow {
   authorization: { id: string; label: string; health: Health | null; deleted: boolean };
   cost_estimate: Dict;
 }
-export interface EditPreview { dry_run: true; allowed: boolean; problems: string[]; changes: string[]; job: JobSummary }
+export interface EditPreview { dry_run: true; allowed: boolean; problems: string[]; changes: string[]; job: JobSummary; next_runs: string[] }
 export interface Run {
   id: string; trigger: string; status: string; started_at: string | null; finished_at: string | null;
   added: number; removed: number; omitted: number; omitted_reasons: Record<string, number>; error?: string | null;
@@ -142,7 +142,7 @@ export interface AuthPoint { start: string; api_requests: number; errors: number
 export interface HealthTransition { at: string; from: string; to: string; reason: string | null; by: string }
 export interface Option { value: string; label: string; kind: string | null }
 export interface Audience { id: string; name: string; description: string; filter: Dict; owner: string; created_at: string; version: number; export_jobs?: number }
-export interface AudienceSize { size: number; sample: { id: string; email: string | null }[]; scanned: number; truncated: boolean }
+export interface AudienceSize { size: number; sample: { id: string; email: string | null }[]; scanned: number; truncated: boolean; computed_at: string; cached: boolean }
 export interface AuditEvent { at: string; user_id: string; action: string; object_type: string; object_id: string; label: string; diff: Dict }
 export interface Webhook { id: string; host: string; created_at: string | null }
 export interface AlertSettings { emails: string[]; webhooks: Webhook[]; events: string[]; updated_at: string | null; version: number; signing_secrets?: Record<string, string> | null }
@@ -197,7 +197,8 @@ export const api = {
   createAudience: (body: Dict) => data<Audience>("POST", "/audiences", { body }),
   patchAudience: (id: string, body: Dict) => data<Audience>("PATCH", `/audiences/${id}`, { body }),
   deleteAudience: (id: string) => request<void>("DELETE", `/audiences/${id}`),
-  audienceSize: (id: string) => data<AudienceSize>("GET", `/audiences/${id}/size`),
+  /** The sizes of a list of audiences in one call (at most 200). */
+  audienceSizes: (ids: string[]) => data<(AudienceSize & { id: string })[]>("POST", "/audiences/sizes", { body: { ids } }),
   /** A page of profiles: the audience builder suggests the fields imports wrote. */
   profiles: (limit: number) => page<{ id: string; fields: Dict }>("/profiles", { limit }),
   previewAudience: (filter: Dict) => data<AudienceSize>("POST", "/audiences/preview", { body: { filter } }),

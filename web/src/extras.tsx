@@ -61,7 +61,7 @@ function AudienceEditor({ editing, others, onDone, onCancel }: {
       <div class="row">
         <button type="button" onClick={preview}>Preview size</button>
         {size !== null && <span role="status" data-testid="audience-size"><strong>{size.size}</strong> profile{size.size === 1 ? "" : "s"} match
-          {size.truncated && ` (estimate: the first ${size.scanned} profiles read)`}
+          {size.truncated && ` at least (counted among the first ${size.scanned.toLocaleString()} profiles: the cap of one count)`}
           {size.sample.length > 0 && <span class="muted small"> · e.g. {size.sample.slice(0, 3).map((p) => p.email ?? p.id).join(", ")}</span>}</span>}
       </div>
       <ErrorBox error={error} />
@@ -71,18 +71,24 @@ function AudienceEditor({ editing, others, onDone, onCancel }: {
   );
 }
 
-/** How many profiles an audience selects now (read when the list shows it). */
-function AudienceSizeCell({ id }: { id: string }) {
-  const { data, error } = useLoad(() => api.audienceSize(id), [id]);
-  if (error) return <span class="muted" title={(error as Error).message}>unknown</span>;
-  if (!data) return <span class="muted">…</span>;
-  return <span data-testid="audience-size-cell" title={data.truncated ? `estimate: the first ${data.scanned} profiles read` : undefined}>
-    {data.truncated ? "≈ " : ""}{data.size.toLocaleString()}</span>;
+/** How many profiles an audience selects: from one sizes call for the whole list. */
+function AudienceSizeCell({ size, failed, loaded }: { size: AudienceSize | undefined; failed: unknown; loaded: boolean }) {
+  if (failed) return <span class="muted" title={(failed as Error).message}>unknown</span>;
+  if (!size) return loaded ? <span class="muted" title="Deleted since the list was read">—</span> : <span class="muted">…</span>;
+  const when = `counted ${fmtTime(size.computed_at)}`;
+  return <span data-testid="audience-size-cell" title={size.truncated ? `at least: the first ${size.scanned.toLocaleString()} profiles read, ${when}` : when}>
+    {size.truncated ? "≥ " : ""}{size.size.toLocaleString()}</span>;
 }
 
 export function AudiencesPage() {
   const canEdit = useCanEdit();
   const list = useLoad(() => api.audiences(), []);
+  // Every size of the list in one call, after the list (the list itself stays quick).
+  // Keyed by versions too: an edited filter is counted again.
+  const listed = list.data?.data ?? [];
+  const sizes = useLoad(() => (listed.length ? api.audienceSizes(listed.map((a) => a.id)) : Promise.resolve([])),
+    [listed.map((a) => `${a.id}@${a.version}`).join(",")]);
+  const sizeOf = new Map((sizes.data ?? []).map((s) => [s.id, s]));
   const owner = useOwnerName();
   const [editing, setEditing] = useState<Audience | "new" | null>(null);
   const [deleting, setDeleting] = useState<Audience | null>(null);
@@ -105,7 +111,7 @@ export function AudiencesPage() {
       {rows.length === 0 && !list.loading ? <div class="empty"><p>No audiences yet. An audience is a saved filter over your profiles, sent by export jobs.</p></div> :
         <div class="table-wrap"><table class="data"><thead><tr><th>Name</th><th>Filter</th><th>Size</th><th>Export jobs</th><th>Owner</th><th>Created</th>{canEdit && <th><span class="sr">Actions</span></th>}</tr></thead>
           <tbody>{rows.map((a) => <tr key={a.id}><td>{a.name}{a.description && <div class="muted small">{a.description}</div>}</td>
-            <td data-testid="audience-filter">{filterWords(a.filter) || "a filter the builder cannot show"}</td><td class="num"><AudienceSizeCell id={a.id} /></td><td>{a.export_jobs ?? 0}</td><td class="muted">{owner(a.owner)}</td><td>{fmtTime(a.created_at)}</td>
+            <td data-testid="audience-filter">{filterWords(a.filter) || "a filter the builder cannot show"}</td><td class="num"><AudienceSizeCell size={sizeOf.get(a.id)} failed={sizes.error} loaded={!sizes.loading} /></td><td>{a.export_jobs ?? 0}</td><td class="muted">{owner(a.owner)}</td><td>{fmtTime(a.created_at)}</td>
             {canEdit && <td class="nowrap"><button type="button" class="link" aria-label={`Edit ${a.name}`} onClick={() => setEditing(a)}>Edit</button>
               <button type="button" class="link" aria-label={`Delete ${a.name}`} onClick={() => setDeleting(a)}>Delete</button></td>}</tr>)}</tbody></table></div>}
     </section>

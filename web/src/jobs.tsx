@@ -3,7 +3,7 @@ import { api, ApiError, type Dict, type EditPreview, type Granularity, type JobR
 import { BarChart } from "./chart";
 import { ConfigSummary, useConfigSupport } from "./configForm";
 import { SchemaForm } from "./schemaForm";
-import { describeSchedule, type Schedule, scheduleBody, SchedulePicker, scheduleState } from "./schedule";
+import { describeSchedule, type Schedule, scheduleBody, SchedulePicker, scheduleProblem, scheduleState } from "./schedule";
 import { useCanEdit, loadCatalog, useOwnerName } from "./session";
 import { changeWords, methodName, omittedWords, providerName, withNames, workflowName } from "./words";
 import { Confirm, ErrorBox, Field, fmtTime, HealthBadge, JOB_TYPES, ProviderMark, Segmented, STATUSES, StatusBadge, useLoad } from "./ui";
@@ -214,13 +214,17 @@ function EditConfig({ job, workflow, onDone, onCancel }: { job: JobSummary; work
     const body = touched ? { config, schedule: scheduleBody(schedule) } : { config };
     try { onDone(await editJob(job, body, false) as JobSummary); } catch (err) { setError(err); }
   };
+  // "Show next runs": a dry run of the schedule edit; the API computes them in the job's zone.
+  const nextRuns = async (): Promise<string[]> => {
+    try { return (await editJob(job, { schedule: scheduleBody(schedule) }, true) as EditPreview).next_runs; } catch (e) { throw scheduleProblem(e); }
+  };
   const fields = error instanceof ApiError ? error.fields : {};
   return (
     <form class="panel" onSubmit={save} aria-labelledby="edit-config-h">
       <h3 id="edit-config-h">Edit configuration</h3>
       <SchemaForm schema={workflow.config_schema} value={config} onChange={setConfig} errors={fields} prefix="config." idPrefix="edit-cfg"
         options={support.options} custom={support.custom} />
-      <SchedulePicker value={schedule} onChange={(v) => { setSchedule(v); setTouched(true); }} errors={fields} />
+      <SchedulePicker value={schedule} onChange={(v) => { setSchedule(v); setTouched(true); }} errors={fields} nextRuns={nextRuns} />
       <ErrorBox error={error} />
       <div class="row"><button type="submit" class="primary">Save configuration</button><button type="button" onClick={onCancel}>Cancel</button></div>
     </form>

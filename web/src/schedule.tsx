@@ -1,7 +1,7 @@
 // The schedule picker: once (now or at a time), every N minutes, daily, weekly; with the
 // time zone and quiet hours the API supports (chalicelib/api/schemas.py: Schedule).
 import { useState } from "preact/hooks";
-import type { Dict } from "./api";
+import { ApiError, type Dict } from "./api";
 import { Field } from "./ui";
 
 export interface Schedule {
@@ -73,8 +73,22 @@ export function describeSchedule(api: Dict | null): string {
   return `weekly on ${String(api.day)} at ${String(api.at)}${tz}`;
 }
 
-/** The next run starts of a schedule as the API computes them (POST /jobs/preview). */
+/** The next run starts of a schedule as the API computes them, in the schedule's time zone
+ * (POST /jobs/preview in the wizard, PATCH /jobs/{id}?dry_run=true when editing). */
 export type NextRuns = () => Promise<string[]>;
+
+/** A refusal of "Show next runs" in words: the schedule's own problems, or what else is wrong. */
+export function scheduleProblem(e: unknown): Error {
+  if (!(e instanceof ApiError)) return e as Error;
+  const own = Object.entries(e.fields).filter(([k]) => k.startsWith("schedule"));
+  return new Error(own.length ? own.map(([, v]) => v).join("; ") : `Fill in the other fields first: ${e.message}`);
+}
+
+/** A run start as people read it in a given zone, e.g. "Jun 1, 2030, 9:00 AM". */
+function inZone(iso: string, zone: string): string {
+  try { return new Date(iso).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short", timeZone: zone }); }
+  catch { return new Date(iso).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" }); }
+}
 
 export function SchedulePicker({ value, onChange, errors, nextRuns }: {
   value: Schedule; onChange: (s: Schedule) => void; errors: Record<string, string>; nextRuns?: NextRuns;
@@ -100,7 +114,7 @@ export function SchedulePicker({ value, onChange, errors, nextRuns }: {
           {["mon", "tue", "wed", "thu", "fri", "sat", "sun"].map((d) => <option key={d}>{d}</option>)}</select></Field>}
       {(value.type === "daily" || value.type === "weekly") && <Field id="sched-at" label="At" hint={`In ${value.timezone}.`} error={err("at")}>
         <input id="sched-at" type="time" value={value.at} onInput={(e) => up({ at: (e.target as HTMLInputElement).value })} /></Field>}
-      {value.type === "cron" && <CronField value={value.cron} onChange={(cron) => up({ cron })} error={err("expression")} nextRuns={nextRuns} />}
+      {value.type === "cron" && <CronField value={value.cron} zone={value.timezone} onChange={(cron) => up({ cron })} error={err("expression")} nextRuns={nextRuns} />}
       {value.type !== "once" && <ZonePicker value={value.timezone} onChange={(timezone) => up({ timezone })} error={err("timezone")} />}
       {quietAllowed && <div class="quiet">
         <label class="radio"><input type="checkbox" checked={value.quiet} onChange={(e) => up({ quiet: (e.target as HTMLInputElement).checked })} /> Quiet hours (no run starts)</label>
@@ -143,24 +157,29 @@ function ZonePicker({ value, onChange, error }: { value: string; onChange: (z: s
 }
 
 /** An EventBridge cron expression, checked by the API, with its next three run starts. */
-function CronField({ value, onChange, error, nextRuns }: { value: string; onChange: (v: string) => void; error?: string; nextRuns?: NextRuns }) {
-  const [runs, setRuns] = useState<string[] | null>(null);
+function CronField({ value, zone, onChange, error, nextRuns }: { value: string; zone: string; onChange: (v: string) => void; error?: string; nextRuns?: NextRuns }) {
+  // The runs hold only for the expression and zone they were asked for.
+  const asked = `${value}|${zone}`;
+  const [answer, setAnswer] = useState<{ asked: string; runs: string[] } | null>(null);
+  const runs = answer?.asked === asked ? answer.runs : null;
   const [problem, setProblem] = useState("");
   const [busy, setBusy] = useState(false);
   const show = async () => {
     if (!nextRuns) return;
-    setBusy(true); setProblem(""); setRuns(null);
-    try { setRuns(await nextRuns()); } catch (e) { setProblem((e as Error).message); } finally { setBusy(false); }
+    setBusy(true); setProblem(""); setAnswer(null);
+    try { setAnswer({ asked, runs: await nextRuns() }); } catch (e) { setProblem((e as Error).message); } finally { setBusy(false); }
   };
   return (
     <Field id="sched-cron" label="Cron expression" error={error}
       hint="EventBridge syntax: cron(minutes hours day-of-month month day-of-week year), one of the two days '?'. E.g. cron(0 9 ? * MON-FRI *): 09:00 on weekdays.">
       <div class="row tight">
         <input id="sched-cron" value={value} spellcheck={false} aria-describedby="sched-cron-hint"
-          onInput={(e) => { onChange((e.target as HTMLInputElement).value); setRuns(null); setProblem(""); }} />
+          onInput={(e) => { onChange((e.target as HTMLInputElement).value); setProblem(""); }} />
         {nextRuns && <button type="button" onClick={show} disabled={busy}>Show next runs</button>}
       </div>
-      {runs && <p class="small" role="status" data-testid="next-runs">Next runs (your time): {runs.map((r) => new Date(r).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" })).join(" · ")}</p>}
+      {/* Shown in the schedule's own zone, the one the expression is read in. */}
+      {runs && <p class="small" role="status" data-testid="next-runs">Next runs ({zone.replace(/_/g, " ")}): {runs.map((r, i) =>
+        <span key={r}>{i > 0 && " · "}<time dateTime={r}>{inZone(r, zone)}</time></span>)}</p>}
       {problem && <p class="field-error small" role="alert">{problem}</p>}
     </Field>
   );

@@ -3,7 +3,7 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 import { api, ApiError, type Dict, type Provider } from "./api";
 import { connectOAuth, isOAuth, takeOAuthResult } from "./oauth";
-import { describeSchedule, newSchedule, type Schedule, scheduleBody, SchedulePicker } from "./schedule";
+import { describeSchedule, newSchedule, type Schedule, scheduleBody, SchedulePicker, scheduleProblem } from "./schedule";
 import { AwsTrustPanel } from "./awsTrust";
 import { defaults, SchemaForm } from "./schemaForm";
 import { loadCatalog } from "./session";
@@ -169,11 +169,7 @@ export function Wizard({ hash }: { hash: string }) {
       const runs = (await api.previewJob({ ...jobBody(), label: s.label || "preview" })).next_runs;
       setError(null); setErrors({}); // the whole job passed: an earlier refusal no longer holds
       return runs;
-    } catch (e) {
-      if (!(e instanceof ApiError)) throw e;
-      const own = Object.entries(e.fields).filter(([k]) => k.startsWith("schedule"));
-      throw new Error(own.length ? own.map(([, v]) => v).join("; ") : `Fill in the other fields first: ${e.message}`);
-    }
+    } catch (e) { throw scheduleProblem(e); }
   }
 
   async function create() {
