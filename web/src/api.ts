@@ -117,7 +117,7 @@ export interface AuthRow {
   credential_hint: string | null; provider_account: string | null;
 }
 export interface JobRef { id: string; label: string; status: string }
-export interface AuthSummary extends AuthRow { jobs: JobRef[]; version: number }
+export interface AuthSummary extends AuthRow { jobs: JobRef[]; version: number; write_key?: string }
 export interface LastRun { id: string | null; status: string | null; started_at: string | null; finished_at: string | null; added: number | null; removed: number | null; omitted: number | null; error: string | null }
 export interface JobRow {
   id: string; label: string; provider: string; job_type: string; workflow: string; authorization_id: string;
