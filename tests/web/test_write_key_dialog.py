@@ -1,7 +1,7 @@
 """Creating an HTTP API authorization shows its write key once, in a dialog with copyable
 snippets pointing at this deployment; the key shown is one that works (its curl and Python
 snippets, run as they are shown, are accepted by the real tracking route); after closing,
-only the hint is left."""
+only the hint is left; the collection job's page then shows the messages and when they came."""
 
 from __future__ import annotations
 
@@ -70,7 +70,7 @@ def test_the_write_key_is_shown_once_with_snippets_that_work(page: Page, stack: 
     auth_id = page.url.rsplit("/", 1)[-1]
     assert "write_key" not in api(stack, "GET", f"/authorizations/{auth_id}")
     # AND the key shown works: with a collection job on it, the snippets as shown are accepted
-    api(stack, "POST", "/jobs", {"provider": "http_api", "job_type": "import", "workflow": "http_collect",
+    job = api(stack, "POST", "/jobs", {"provider": "http_api", "job_type": "import", "workflow": "http_collect",
                                  "authorization_id": auth_id, "label": "site events", "config": {}, "start": True})
     out = subprocess.run(["bash", "-c", curl], capture_output=True, text=True, timeout=60, check=True).stdout
     assert '"accepted": 1' in out, out
@@ -82,6 +82,14 @@ def test_the_write_key_is_shown_once_with_snippets_that_work(page: Page, stack: 
     bad = curl.replace(f"-u '{key}:'", f"-u '{key[:-4]}AAAA:'")
     refused = subprocess.run(["bash", "-c", bad], capture_output=True, text=True, timeout=60).stdout
     assert "write_key.invalid" in refused, refused
+    # AND the job's page shows the two messages once the engine applied them, and when they came
+    page.goto(stack.base + f"/#/jobs/{job['id']}")
+    panel = page.get_by_test_id("collection")
+    expect(panel.get_by_test_id("accepted")).to_have_text("2")
+    expect(panel.get_by_test_id("duplicates")).to_have_text("0")
+    expect(panel.get_by_test_id("rejected")).to_have_text("0")
+    expect(panel.get_by_test_id("last-arrived")).not_to_contain_text("Nothing yet")
+    axe.check(page, "collection-job")
 
 
 def axe_and_shot(pg: Page) -> None:

@@ -128,7 +128,9 @@ export interface JobSummary extends JobRow {
   description: string; config: Dict; schedule: Dict | null; version: number; failure_window_hours: number;
   authorization: { id: string; label: string; health: Health | null; deleted: boolean };
   cost_estimate: Dict;
+  collection?: CollectionTotals;
 }
+export interface CollectionTotals { last_received_at: string | null; accepted: number; duplicates: number; rejected: number }
 export interface EditPreview { dry_run: true; allowed: boolean; problems: string[]; changes: string[]; job: JobSummary }
 export interface Run {
   id: string; trigger: string; status: string; started_at: string | null; finished_at: string | null;
