@@ -5,6 +5,7 @@ only the hint is left; the collection job's page then shows the messages and whe
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 import sys
@@ -98,3 +99,45 @@ def axe_and_shot(pg: Page) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
     pg.screenshot(path=str(SHOTS / "write-key.png"), mask=[pg.get_by_test_id("write-key"),
                                                           pg.locator("dialog pre .secret")])
+
+
+def test_the_wizard_shows_the_key_once_and_the_new_job_waits_for_data(page: Page, stack: Stack) -> None:  # noqa: F811
+    signed_in(page, stack)
+    # GIVEN the wizard, a collection job and a new write-key authorization
+    page.goto(f"{stack.base}/#/jobs/new")
+    page.get_by_role("radio", name=re.compile("HTTP API")).focus()
+    page.keyboard.press("Space")
+    page.keyboard.press("Enter")
+    expect(page.get_by_role("heading", name="Job type")).to_be_visible()
+    page.get_by_text("Collect events").click()
+    page.get_by_role("button", name="Next").click()
+    page.get_by_text("New authorization…").click()
+    page.get_by_role("button", name="Next").click()
+    page.get_by_text("Write key", exact=True).click()
+    page.get_by_role("button", name="Next").click()
+    page.get_by_label("Authorization label").fill("App events")
+    # WHEN it is created
+    page.get_by_role("button", name="Check and continue").click()
+    # THEN the key is shown once, before configuring the job
+    dialog = page.get_by_test_id("write-key-dialog")
+    expect(dialog).to_be_visible()
+    key = page.get_by_test_id("write-key").inner_text()
+    assert key.startswith("wk_"), key
+    dialog.get_by_role("button", name="I have copied it, close").click()
+    expect(dialog).to_have_count(0)
+    expect(page.get_by_role("heading", name="Configure")).to_be_visible()
+    assert key not in page.content()
+    page.get_by_label("Job label *").fill("App events")
+    page.get_by_role("button", name="Next").click()
+    page.get_by_role("button", name="Create job").click()
+    expect(page.get_by_test_id("job-title")).to_have_text("App events")
+    # AND the job's page says nothing has arrived yet, and where to send it
+    panel = page.get_by_test_id("collection")
+    expect(panel.get_by_test_id("last-arrived")).to_contain_text(f"Nothing yet: send events to {stack.base}/api/v1/batch")
+    expect(panel.get_by_test_id("accepted")).to_have_text("0")
+    # AND the key shown is the one that feeds this job (positive control: it is accepted)
+    out = subprocess.run([str(CURL), "-s", "-u", f"{key}:", "-H", "Content-Type: application/json", "-d",
+                          '{"userId": "u-9", "event": "Opened"}', f"{stack.base}/api/v1/track"],
+                         capture_output=True, text=True, timeout=60, check=True).stdout
+    assert '"accepted": 1' in out, out
+    expect(panel.get_by_test_id("accepted")).to_have_text("1")
