@@ -205,6 +205,13 @@ class Accepted:
 
 
 def _job_for(d: Deps, key: WriteKey) -> Job:
+    if key.job_id is None and key.not_after is not None:
+        # A key rotated before its authorization got a job: in its grace period it feeds the job
+        # its successor was bound to (two reads, only on this rare path).
+        auth = d.auths.get(key.account_id, key.authorization_id)
+        current = d.write_keys.get(auth.provider_account) if auth and auth.provider_account else None
+        if current is not None and current.id != key.id:
+            key = current
     if key.job_id is None:
         raise Unauthenticated("this write key feeds no job yet: create a collection job with its authorization",
                               code="write_key.no_job", fields={"Authorization": "no job uses this key"})

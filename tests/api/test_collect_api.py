@@ -249,6 +249,22 @@ def test_a_rotated_key_is_shown_once_and_the_old_one_works_for_a_grace_period(
     receive()
 
 
+def test_a_key_rotated_before_its_job_exists_feeds_that_job_in_its_grace_period(api: Any, client: Any) -> None:
+    made = api.post("/authorizations", {"provider": "http_api", "method": "write_key", "label": "site",
+                                        "credentials": {}}).json["data"]
+    old = made["write_key"]
+    new = api.put(f"/authorizations/{made['id']}/credentials", {"credentials": {}}).json["data"]["write_key"]
+    body = {"batch": [{"type": "track", "userId": "u", "event": "e"}]}
+    # No job yet: neither key feeds anything
+    assert send(client, old, body).json["error"]["code"] == "write_key.no_job"
+    job = api.post("/jobs", {"provider": "http_api", "job_type": "import", "workflow": "http_collect",
+                             "authorization_id": made["id"], "label": "events", "config": {}, "start": True})
+    assert job.status_code == 201, job.json
+    assert send(client, new, body).json["accepted"] == 1
+    assert send(client, old, body).json["accepted"] == 1  # the app not yet redeployed with the new key
+    assert [e["job_id"] for e in receive()] == [job.json["data"]["id"]] * 2
+
+
 def test_a_deleted_jobs_key_feeds_a_new_job_and_a_deleted_authorizations_key_nothing(
         api: Any, client: Any) -> None:
     key, job = write_key_job(api)

@@ -70,7 +70,18 @@ def test_the_write_key_is_shown_once_with_snippets_that_work(page: Page, stack: 
     assert key not in page.content()
     auth_id = page.url.rsplit("/", 1)[-1]
     assert "write_key" not in api(stack, "GET", f"/authorizations/{auth_id}")
-    # AND the key shown works: with a collection job on it, the snippets as shown are accepted
+    # AND rotating it shows the new key once, the same way
+    page.get_by_role("button", name="Rotate credentials").click()
+    page.get_by_role("button", name="Verify and rotate").click()
+    expect(dialog).to_be_visible()
+    rotated = page.get_by_test_id("write-key").inner_text()
+    assert rotated.startswith("wk_") and rotated != key
+    dialog.get_by_role("button", name="I have copied it, close").press("Enter")
+    expect(dialog).to_have_count(0)
+    expect(page.locator("dl.meta")).to_contain_text("…" + rotated[-4:])
+    assert rotated not in page.content()
+    # AND the first key shown works (for its grace period): with a collection job on it, the
+    # snippets as shown are accepted
     job = api(stack, "POST", "/jobs", {"provider": "http_api", "job_type": "import", "workflow": "http_collect",
                                  "authorization_id": auth_id, "label": "site events", "config": {}, "start": True})
     out = subprocess.run(["bash", "-c", curl], capture_output=True, text=True, timeout=60, check=True).stdout
