@@ -13,18 +13,20 @@ load is more containers, the same for both.
               validation, the job (GetItem), the per-job rate (GetItem + conditional
               UpdateItem), the dedup claims (BatchGetItem), one SendMessageBatch of the
               packed hand-off, logs and metrics as deployed.
-* bare        the least a route can do for the same result: Basic auth read from a dict,
+* bare        the least a route can do for the same result: Basic auth read from a dict
+              (the key item read again once a minute, as the product's cache does),
               `json.loads`, then the same five requests (the job item, the rate item read
               and conditionally moved, the claim keys, the packed messages to the same FIFO
               queue and group), no validation, no middleware.
 
 Each call posts a batch of 100 `track`/`identify` messages (fixed seed, fresh messageIds:
 nothing is a duplicate). Each round runs both contenders back to back as A B B A (which one
-is A alternates), CALLS calls each in two halves, and gives one ratio: Switchyard's messages/s over the bare route's. The
-budget reads the MEDIAN of the per-round ratios (bench/README.md, "Noise"). Both must send
-the same AWS requests per call (counted by the emulation), else the comparison is void and
-the bench fails. The queue keeps what both sent (a few hundred hand-offs at most; SQS
-allows one purge a minute).
+is A alternates), CALLS calls each in two halves, and gives one ratio: Switchyard's
+messages/s over the bare route's. The budget reads the MEDIAN of the per-round ratios
+(bench/README.md, "Noise"). Both must send the same AWS requests per call (counted by the
+emulation; the median over rounds, as the key's once-a-minute read falls in a different
+round for each), else the comparison is void and the bench fails. The queue keeps what both
+sent (about 1,300 hand-offs in full mode; SQS allows one purge a minute).
 
 Budget: Switchyard >= 0.8 x the bare route.
 
@@ -109,9 +111,11 @@ def bare_app(keys: dict[str, tuple[str, str]], control_table: str, queue_url: st
     import boto3
     from chalice import Chalice, Response
 
+    from chalicelib.services.collect import KEY_CACHE_SECONDS
     from chalicelib.store.collect import pack
 
     app = Chalice(app_name="bare", configure_logs=False)
+    fetched: dict[str, float] = {}
     ddb = boto3.client("dynamodb", region_name="us-east-1")
     sqs = boto3.client("sqs", region_name="us-east-1")
 
@@ -120,7 +124,13 @@ def bare_app(keys: dict[str, tuple[str, str]], control_table: str, queue_url: st
         req = app.current_request
         assert req is not None
         auth = (req.headers.get("authorization") or "").partition(" ")[2]
-        account_id, job_id = keys[base64.b64decode(auth).decode().partition(":")[0]]
+        raw = base64.b64decode(auth).decode().partition(":")[0]
+        account_id, job_id = keys[raw]
+        if time.monotonic() - fetched.get(raw, -KEY_CACHE_SECONDS) >= KEY_CACHE_SECONDS:
+            # The product's rule: a key is read again once a minute (a revoked key stops).
+            ddb.get_item(TableName=control_table, Key={"PK": {"S": f"WKEY#{raw.partition('.')[0]}"},
+                                                       "SK": {"S": "META"}})
+            fetched[raw] = time.monotonic()
         body = json.loads(req.raw_body)
         msgs = body["batch"]
         ddb.get_item(TableName=control_table, Key={"PK": {"S": f"ACCT#{account_id}"}, "SK": {"S": f"JOB#{job_id}"}})
@@ -201,7 +211,7 @@ def measure(aws: Emulation) -> int:
     print(f"{ROUNDS} rounds x {CALLS} calls of {BATCH} messages per contender, one request at a time; "
           f"load average {os.getloadavg()[0]:.2f} on {os.cpu_count()} cores", flush=True)
     rates: dict[str, list[float]] = {n: [] for n in contenders}
-    per_call: dict[str, set[float]] = {n: set() for n in contenders}
+    per_call: dict[str, list[float]] = {n: [] for n in contenders}
     ratios: list[float] = []
     for r_no in range(1, ROUNDS + 1):
         first, second = list(contenders) if r_no % 2 else list(reversed(contenders))
@@ -221,7 +231,7 @@ def measure(aws: Emulation) -> int:
         got = {n: 2 * half * BATCH / wall[n] for n in contenders}
         for name in contenders:
             rates[name].append(got[name])
-            per_call[name].add(sent[name] / (2 * half))
+            per_call[name].append(sent[name] / (2 * half))
         ratios.append(got["switchyard"] / got["bare"])
         print(f"round {r_no}: " + ", ".join(f"{n} {got[n]:,.0f} msg/s" for n in (first, second))
               + f", ratio {ratios[-1]:.2f}", flush=True)
@@ -229,13 +239,16 @@ def measure(aws: Emulation) -> int:
     for name in contenders:
         print(f"{name}: median {statistics.median(rates[name]):,.0f} msg/s "
               f"(min {min(rates[name]):,.0f}, max {max(rates[name]):,.0f}); "
-              f"AWS requests per call {sorted(per_call[name])}")
+              f"AWS requests per call: median {statistics.median(per_call[name]):g}, "
+              f"{sum(per_call[name]) * 2 * (CALLS // 2):g} in all")
     ratio = statistics.median(ratios)
-    same = per_call["switchyard"] == per_call["bare"] and len(per_call["bare"]) == 1
+    # Per round, not per call: each side reads its key again once a minute, in whichever round.
+    same = statistics.median(per_call["switchyard"]) == statistics.median(per_call["bare"])
     summary = (f"{ratio:.2f} switchyard/bare messages/s (median of {ROUNDS} per-round ratios, "
                f"{min(ratios):.2f}-{max(ratios):.2f}; budget >= {BUDGET})")
     if not same:
-        summary += f" | AWS requests per call differ: {per_call}: the comparison is void"
+        summary += (f" | AWS requests per call differ: {statistics.median(per_call['switchyard']):g} vs "
+                    f"{statistics.median(per_call['bare']):g}: the comparison is void")
     return result(ratio >= BUDGET and same, summary)
 
 
