@@ -263,6 +263,23 @@ def emulation() -> Iterator[Emulation]:
         yield aws
 
 
+@contextmanager
+def deployed(stage: str) -> Iterator[Emulation]:
+    """The emulation with the app's stack deployed on it (latency off while deploying) and
+    this process's app settings pointed at it, from the repository's root."""
+    import logging
+
+    os.chdir(ROOT)
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    with Emulation() as aws:
+        from devserver.infra import deploy_stack, use_local_aws
+
+        use_local_aws(aws.endpoint, stage)
+        with aws.no_latency():
+            deploy_stack(stage)
+        yield aws
+
+
 def counting_moto() -> Emulation:
     """moto in a child process with no latency, for benches that count requests on the
     client's side. Not moto's in-process ThreadedMotoServer: there moto shares the bench's

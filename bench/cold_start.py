@@ -35,7 +35,6 @@ from __future__ import annotations
 import argparse
 import base64
 import json
-import logging
 import os
 import pickle
 import statistics
@@ -50,7 +49,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.awsnet import Emulation, quick, result  # noqa: E402
+from bench.awsnet import Emulation, deployed, quick, result  # noqa: E402
 
 BUDGET = 1.3
 STAGE = "benchcold"
@@ -176,14 +175,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--runs", type=int, default=7 if quick() else 11)
     args = parser.parse_args()
-    os.chdir(ROOT)
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    with Emulation() as aws:
-        from devserver.infra import deploy_stack, use_local_aws
-
-        use_local_aws(aws.endpoint, STAGE)
-        with aws.no_latency():
-            deploy_stack(STAGE)
+    with deployed(STAGE) as aws:
         return measure(aws, args.runs)
 
 

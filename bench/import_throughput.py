@@ -43,7 +43,6 @@ from __future__ import annotations
 import csv
 import io
 import json
-import logging
 import math
 import os
 import random
@@ -62,7 +61,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.awsnet import Emulation, quick, result  # noqa: E402
+from bench.awsnet import Emulation, deployed, quick, result  # noqa: E402
 
 STAGE = "benchimport"
 N = 3_000 if quick() else 20_000
@@ -438,14 +437,7 @@ def med(ws: list[Window], f: Callable[[Window], float]) -> tuple[float, float, f
 
 
 def main() -> int:
-    os.chdir(ROOT)
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    with Emulation() as aws:
-        from devserver.infra import deploy_stack, use_local_aws
-
-        use_local_aws(aws.endpoint, STAGE)
-        with aws.no_latency():
-            deploy_stack(STAGE)
+    with deployed(STAGE) as aws:
         return run(aws)
 
 

@@ -15,6 +15,7 @@ from chalicelib.domain.errors import Invalid
 from chalicelib.domain.rules import ensure_mutable
 from chalicelib.domain.statuses import Action
 from chalicelib.services import authorizations as auth_svc
+from chalicelib.services import collect as collect_svc
 from chalicelib.services import jobs as svc
 from chalicelib.services.validation import validate
 
@@ -80,7 +81,7 @@ def preview_job(principal: Principal, body: dict[str, Any], query: dict[str, Any
        response="JobSummary", errors=(404,))
 def get_job(principal: Principal, job_id: str, query: dict[str, Any]) -> Response:
     job, auth = svc.summary(deps(), principal, job_id)
-    return ok(views.job_summary(job, auth))
+    return ok({**views.job_summary(job, auth), **collect_svc.totals_of(deps(), job)})
 
 
 @route(bp, "/jobs/{job_id}", "PATCH",

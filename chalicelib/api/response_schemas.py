@@ -125,6 +125,18 @@ class JobSummary(JobRow):
     cost_estimate: CostEstimate
     failure_window_hours: float
     version: int
+    collection: CollectionTotals | None = Field(
+        None, description="Collection jobs (pushed workflows such as http_collect), in GET /jobs/{id} only: counts "
+                          "since creation, committed with the messages they count (seconds after the answer)")
+
+
+class CollectionTotals(Out):
+    last_received_at: str | None = Field(description="When the latest message the engine has applied reached "
+                                                     "the endpoint (UTC); null before the first")
+    accepted: int = Field(description="Messages the endpoint accepted since the job was created")
+    duplicates: int = Field(description="Messages answered as duplicates (a messageId seen in the last 24 h), "
+                                        "plus accepted ones the engine found applied by a concurrent request")
+    rejected: int = Field(description="Messages the endpoint rejected (reported by index in its answer)")
 
 
 class JobEditPreview(Out):

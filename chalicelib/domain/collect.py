@@ -53,10 +53,15 @@ def inflate(raw: bytes) -> bytes:
     return out
 
 
+def _not_json(name: str) -> Any:
+    # Python's parser takes NaN and Infinity; they are not JSON, and a NaN id would read "nan".
+    raise ValueError(f"{name} is not JSON")
+
+
 def parse_body(raw: bytes) -> dict[str, Any]:
     body = inflate(raw)
     try:
-        value = json.loads(body.decode("utf-8"))
+        value = json.loads(body.decode("utf-8"), parse_constant=_not_json)
     except (UnicodeDecodeError, ValueError, RecursionError):
         raise BadRequest("the body is not valid JSON", code="request.malformed_json",
                          fields={"body": "not valid JSON"}) from None
@@ -121,7 +126,13 @@ def check(index: int, msg: Any, *, forced_type: str | None, defaults: dict[str, 
 
     if not isinstance(msg, dict):
         return Rejection(index, "message.malformed", f"{where} is not an object")
-    if len(_compact(msg).encode()) > MAX_MESSAGE_BYTES:
+    try:
+        # UTF-8 as stored; a lone surrogate escape ("\ud800") has no UTF-8 form and no store takes it.
+        size = len(json.dumps(msg, separators=(",", ":"), ensure_ascii=False, default=str).encode())
+    except UnicodeEncodeError:
+        return Rejection(index, "message.malformed", f"{where} holds text that is not valid Unicode "
+                         "(a lone surrogate escape such as \\ud800)")
+    if size > MAX_MESSAGE_BYTES:
         return Rejection(index, "message.too_large", f"{where} is larger than {MAX_MESSAGE_BYTES // 1024} KB")
     kind = forced_type or msg.get("type")
     if not isinstance(kind, str) or not kind:
@@ -140,10 +151,14 @@ def check(index: int, msg: Any, *, forced_type: str | None, defaults: dict[str, 
     elif not isinstance(message_id, str) or not 1 <= len(message_id) <= MAX_ID_CHARS:
         return invalid("messageId", f"must be a string of 1 to {MAX_ID_CHARS} characters")
     ids: dict[str, str | None] = {}
-    for name in ("userId", "anonymousId", "previousId"):
+    for name, kind_of_id in (("userId", "user_id"), ("anonymousId", "anonymous_id"), ("previousId", "anonymous_id")):
         value = _ident(msg.get(name))
         if value == "\x00bad":
             return invalid(name, "must be a string or a number")
+        try:
+            P.normalize_identifier(kind_of_id, value)  # what the engine will require of it
+        except ValueError as why:
+            return invalid(name, f"cannot identify anyone: {why}")
         ids[name] = value
     try:
         at = _time(msg["timestamp"]) if msg.get("timestamp") is not None else None
@@ -154,12 +169,16 @@ def check(index: int, msg: Any, *, forced_type: str | None, defaults: dict[str, 
     except (ValueError, TypeError):
         sent = None
     when = received_at
-    if at is not None:
-        when = received_at - (sent - at) if sent is not None else at
-        if when > received_at + FUTURE_SLACK:
-            when = received_at
+    try:
+        if at is not None:
+            when = received_at - (sent - at) if sent is not None else at
+            if when > received_at + FUTURE_SLACK:
+                when = received_at
+        stamp = iso(when)
+    except (OverflowError, ValueError):
+        return invalid("timestamp", "is out of range (corrected by the request's sentAt, or in UTC)")
     traits = msg.get("traits") or {}
-    out: dict[str, Any] = {"type": kind, "messageId": message_id, "at": iso(when)}
+    out: dict[str, Any] = {"type": kind, "messageId": message_id, "at": stamp}
     if kind == "alias":
         if not ids["previousId"]:
             return Rejection(index, "missing_identifier", f"{where}.previousId is required for alias")

@@ -205,6 +205,13 @@ class Accepted:
 
 
 def _job_for(d: Deps, key: WriteKey) -> Job:
+    if key.job_id is None and key.not_after is not None:
+        # A key rotated before its authorization got a job: in its grace period it feeds the job
+        # its successor was bound to (two reads, only on this rare path).
+        auth = d.auths.get(key.account_id, key.authorization_id)
+        current = d.write_keys.get(auth.provider_account) if auth and auth.provider_account else None
+        if current is not None and current.id != key.id:
+            key = current
     if key.job_id is None:
         raise Unauthenticated("this write key feeds no job yet: create a collection job with its authorization",
                               code="write_key.no_job", fields={"Authorization": "no job uses this key"})
@@ -260,10 +267,13 @@ def accept(d: Deps, headers: Mapping[str, str], raw_body: bytes, forced_type: st
             fresh.append(m)
     out.accepted = len(fresh)
     rejected = dict(Counter(reason_of(r.code) for r in out.rejected))
-    if fresh or rejected:
+    # Rejections and duplicates ride on the first hand-off (one with no messages if need be),
+    # so the job's counts are committed exactly once with the rest.
+    if fresh or rejected or out.duplicates:
         request_id = new_id("req")
         entries = [{"account_id": job.account_id, "job_id": job.id, "handoff": f"{request_id}#{n}",
-                    "received_at": C.iso(received), "rejected": rejected if n == 0 else {}, "messages": blob}
+                    "received_at": C.iso(received), "rejected": rejected if n == 0 else {},
+                    "duplicates": out.duplicates if n == 0 else 0, "messages": blob}
                    for n, blob in enumerate(_packed(fresh))]
         (queue or d.collect_queue).send(job.id, entries, request_id)
     return out
@@ -283,6 +293,13 @@ def _packed(messages: list[dict[str, Any]]) -> list[str]:
             half = len(part) // 2
             parts[:0] = [part[:half], part[half:]]
     return out
+
+
+def totals_of(d: Deps, job: Job) -> dict[str, Any]:
+    """`collection` of GET /jobs/{id} for a collection job (one GetItem), nothing for others."""
+    if not d.registry.get(job.provider).spec.workflow(job.workflow).pushed:
+        return {}
+    return {"collection": d.collect.totals(job.account_id, job.id)}
 
 
 # -- applying (the engine) ---------------------------------------------------------------
@@ -333,7 +350,9 @@ def apply_handoff(d: Deps, entry: Mapping[str, Any], *, fault: Callable[[str], N
         outcomes = d.profiles.upsert_batch(account_id, plan.records, step_tag=tag, rules=plan.rules)
     fault("after_profiles")
     omitted = Counter(plan.omitted)
-    omitted.update({str(k): int(v) for k, v in (entry.get("rejected") or {}).items()})
+    rejected = {str(k): int(v) for k, v in (entry.get("rejected") or {}).items()}
+    omitted.update(rejected)
+    duplicates += int(entry.get("duplicates") or 0)  # answered as duplicates by the endpoint
     omitted.update(o for o in outcomes if o in ("unchanged", "too_large"))
     added = sum(1 for o in outcomes if o in ("added", "updated"))
     omitted_reasons = {k: v for k, v in omitted.items() if v}
@@ -349,6 +368,8 @@ def apply_handoff(d: Deps, entry: Mapping[str, Any], *, fault: Callable[[str], N
     repo.add_applied(tx, account_id, job_id, handoff, now)
     repo.add_window_counts(tx, account_id, job_id, run_id, processed=len(messages), added=added,
                            duplicates=duplicates, omitted=omitted_reasons)
+    repo.add_totals(tx, account_id, job_id, accepted=len(messages), duplicates=duplicates,
+                    rejected=sum(rejected.values()), received_at=C.iso(received))
     at = datetime.now(UTC)
     d.runs.add_activity(tx, account_id, job_id, received, added, 0, total_omitted)
     d.runs.add_logs(tx, account_id, job_id, lines, at)
@@ -364,4 +385,4 @@ def apply_handoff(d: Deps, entry: Mapping[str, Any], *, fault: Callable[[str], N
 
 
 __all__ = ["Accepted", "RateLimited", "accept", "apply_handoff", "bind_write_key", "create_with_key", "key_cache",
-           "key_from_request", "key_in_use", "resolve_key"]
+           "key_from_request", "key_in_use", "resolve_key", "totals_of"]

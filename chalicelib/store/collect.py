@@ -20,7 +20,7 @@ from typing import Any
 
 from chalicelib.store import aws
 from chalicelib.store import keys as K
-from chalicelib.store.dynamo import Table, Transaction, ser
+from chalicelib.store.dynamo import Table, Transaction, deser, ser
 from chalicelib.store.queues import queue_url
 from chalicelib.store.runs import RUN_TTL_DAYS, run_sk
 
@@ -199,6 +199,27 @@ class CollectRepo:
             "UpdateExpression": "ADD " + ", ".join(adds),
             "ConditionExpression": "attribute_exists(PK)",
             "ExpressionAttributeNames": names, "ExpressionAttributeValues": values}})
+
+
+    @staticmethod
+    def _totals_key(account_id: str, job_id: str) -> dict[str, dict[str, str]]:
+        return {"PK": {"S": K.account_pk(account_id)}, "SK": {"S": f"COLLECT#{job_id}#TOTALS"}}
+
+    def add_totals(self, tx: Transaction, account_id: str, job_id: str, *, accepted: int, duplicates: int,
+                   rejected: int, received_at: str) -> None:
+        """The job's counts since it was created, and when its latest applied hand-off arrived
+        (a job's hand-offs are applied in arrival order: its FIFO group)."""
+        tx.add("totals", {"Update": {
+            "TableName": self.t.name, "Key": self._totals_key(account_id, job_id),
+            "UpdateExpression": "ADD accepted :a, duplicates :d, rejected :r SET last_received_at = :t",
+            "ExpressionAttributeValues": {":a": {"N": str(accepted)}, ":d": {"N": str(duplicates)},
+                                          ":r": {"N": str(rejected)}, ":t": {"S": received_at}}}})
+
+    def totals(self, account_id: str, job_id: str) -> dict[str, Any]:
+        row = self.t.client.get_item(TableName=self.t.name, Key=self._totals_key(account_id, job_id)).get("Item")
+        got = deser(row) if row else {}
+        return {"last_received_at": got.get("last_received_at"), "accepted": int(got.get("accepted", 0)),
+                "duplicates": int(got.get("duplicates", 0)), "rejected": int(got.get("rejected", 0))}
 
 
 def pack(messages: list[dict[str, Any]]) -> str:

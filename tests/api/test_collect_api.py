@@ -50,7 +50,8 @@ def test_message_ids_deduplicate(api: Any, client: Any, deps: Any, tenant: Any) 
     drain(deps)
     again = send(client, key, batch, gzipped=True)
     assert again.json == {"success": True, "accepted": 0, "duplicates": 1, "rejected": []}
-    assert receive() == []  # nothing handed off
+    # Only its count is handed off, for the job's totals: no message reaches the engine.
+    assert drain(deps) == ["0 added, 0 omitted, 1 duplicates"]
     # In flight: the second copy arrives before the first is applied; the engine's claim catches it.
     other = {"batch": [{"type": "track", "messageId": "twice", "anonymousId": "a1", "event": "Clicked"}]}
     assert send(client, key, other).json["accepted"] == 1
@@ -86,6 +87,22 @@ def test_alias_links_the_two_identities(api: Any, client: Any, deps: Any, tenant
      "batch[0].timestamp"),
     ({"type": "identify", "messageId": "x", "userId": "u", "traits": {"bio": "x" * 33_000}}, "message.too_large",
      "batch[0]"),
+    ({"type": "track", "messageId": "x", "userId": "u", "event": "e", "context": "web"}, "invalid",
+     "batch[0].context"),
+    ({"type": "track", "messageId": "x", "userId": "u", "event": "e", "properties": [1]}, "invalid",
+     "batch[0].properties"),
+    ({"type": "identify", "messageId": "x", "userId": True}, "invalid", "batch[0].userId"),
+    # An id longer than an identifier may be (it is part of a DynamoDB key): refused here, by
+    # index, not accepted and then dropped by the engine.
+    ({"type": "identify", "messageId": "x", "userId": "u" * 600}, "invalid", "batch[0].userId"),
+    ({"type": "alias", "messageId": "x", "userId": "u", "previousId": "a\x00b"}, "invalid", "batch[0].previousId"),
+    # Text with no UTF-8 form (a lone surrogate escape), in an id the store keys on or anywhere
+    ({"type": "track", "messageId": "\ud800", "userId": "u", "event": "e"}, "message.malformed", "batch[0]"),
+    ({"type": "identify", "messageId": "x", "userId": "u", "traits": {"city": "\udfff"}}, "message.malformed",
+     "batch[0]"),
+    # A date no UTC time can hold (year 1 in a zone ahead of UTC)
+    ({"type": "identify", "messageId": "x", "userId": "u", "timestamp": "0001-01-01T00:00:00+05:00"}, "invalid",
+     "batch[0].timestamp"),
 ])
 def test_a_bad_message_is_rejected_by_index_and_counted_omitted(api: Any, client: Any, deps: Any, message: Any,
                                                                 code: str, names: str) -> None:
@@ -101,6 +118,19 @@ def test_a_bad_message_is_rejected_by_index_and_counted_omitted(api: Any, client
     assert runs[0]["omitted"] == 1 and runs[0]["added"] == 1
 
 
+def test_a_clock_correction_out_of_range_rejects_the_message(api: Any, client: Any, deps: Any) -> None:
+    key, _ = write_key_job(api)
+    # sentAt 9,999 years after the message's timestamp: corrected, it would fall before year 1
+    old = {"type": "identify", "messageId": "old", "userId": "u", "timestamp": "0001-01-01T00:00:00Z"}
+    good = {"type": "identify", "messageId": "ok", "userId": "fine"}
+    resp = send(client, key, {"batch": [old, good], "sentAt": "9999-12-31T23:59:59Z"})
+    assert resp.status_code == 200, resp.json
+    assert resp.json["accepted"] == 1
+    [rejected] = resp.json["rejected"]
+    assert rejected["index"] == 0 and rejected["code"] == "invalid" and "batch[0].timestamp" in rejected["message"]
+    assert drain(deps) == ["1 added, 1 omitted, 0 duplicates"]
+
+
 @pytest.mark.parametrize(("raw", "code"), [
     (b"\x1f\x8b\x08\x00broken", "request.bad_gzip"),
     (b"{not json", "request.malformed_json"),
@@ -108,6 +138,16 @@ def test_a_bad_message_is_rejected_by_index_and_counted_omitted(api: Any, client
     (b'{"batch": []}', "request.malformed"),
     (b'{"batch": {"type": "track"}}', "request.malformed"),
     (b'{"batch": ["' + b"x" * (501 * 1024) + b'"]}', "request.too_large"),
+    (b"{}", "request.malformed"),
+    (b"", "request.malformed_json"),
+    (b'{"batch": [{"type": "track", "userId": "u", "event": "\xff\xfe"}]}', "request.malformed_json"),
+    (b"[" * 100_000 + b"]" * 100_000, "request.malformed_json"),
+    # Not JSON, though Python's parser takes them: a NaN would become an id "nan" or a trait
+    # no JSON reader can read back.
+    (b'{"batch": [{"type": "track", "userId": NaN, "event": "e"}]}', "request.malformed_json"),
+    (b'{"batch": [{"type": "identify", "userId": "u", "traits": {"score": Infinity}}]}', "request.malformed_json"),
+    (__import__("gzip").compress(b'{"batch": [{"type": "track", "userId": "u", "event": "e"}]}')[:-6],
+     "request.bad_gzip"),
 ])
 def test_a_bad_request_is_a_400_naming_the_problem_and_stores_nothing(api: Any, client: Any, raw: bytes,
                                                                      code: str) -> None:
@@ -207,6 +247,22 @@ def test_a_rotated_key_is_shown_once_and_the_old_one_works_for_a_grace_period(
     assert send(client, new, body).status_code == 200
     monkeypatch.undo()
     receive()
+
+
+def test_a_key_rotated_before_its_job_exists_feeds_that_job_in_its_grace_period(api: Any, client: Any) -> None:
+    made = api.post("/authorizations", {"provider": "http_api", "method": "write_key", "label": "site",
+                                        "credentials": {}}).json["data"]
+    old = made["write_key"]
+    new = api.put(f"/authorizations/{made['id']}/credentials", {"credentials": {}}).json["data"]["write_key"]
+    body = {"batch": [{"type": "track", "userId": "u", "event": "e"}]}
+    # No job yet: neither key feeds anything
+    assert send(client, old, body).json["error"]["code"] == "write_key.no_job"
+    job = api.post("/jobs", {"provider": "http_api", "job_type": "import", "workflow": "http_collect",
+                             "authorization_id": made["id"], "label": "events", "config": {}, "start": True})
+    assert job.status_code == 201, job.json
+    assert send(client, new, body).json["accepted"] == 1
+    assert send(client, old, body).json["accepted"] == 1  # the app not yet redeployed with the new key
+    assert [e["job_id"] for e in receive()] == [job.json["data"]["id"]] * 2
 
 
 def test_a_deleted_jobs_key_feeds_a_new_job_and_a_deleted_authorizations_key_nothing(
@@ -341,3 +397,42 @@ def test_a_failing_hand_off_holds_its_jobs_later_ones_and_says_so_in_the_log(
     assert out == {"batchItemFailures": []}
     prof = deps.profiles.find(tenant.account_id, "user_id", "u")
     assert prof is not None and prof.fields["event_e_count"] == 2
+
+
+def test_the_job_shows_when_data_last_arrived_and_its_counts(api: Any, client: Any, deps: Any) -> None:
+    from datetime import UTC, datetime
+
+    key, job = write_key_job(api)
+    # GIVEN a job that has received nothing: zeros and no time
+    assert api.get(f"/jobs/{job['id']}").json["data"]["collection"] == {
+        "last_received_at": None, "accepted": 0, "duplicates": 0, "rejected": 0}
+    # WHEN a batch with 2 good messages and 1 bad arrives
+    good = [{"type": "track", "messageId": f"m{i}", "userId": "u1", "event": "Clicked"} for i in range(2)]
+    before = datetime.now(UTC).replace(microsecond=0)
+    assert send(client, key, {"batch": [*good, {"type": "track", "messageId": "bad"}]}).json["accepted"] == 2
+    # THEN the counts wait for the engine (committed with the messages they count)...
+    assert api.get(f"/jobs/{job['id']}").json["data"]["collection"]["accepted"] == 0
+    drain(deps)
+
+    def counts() -> dict[str, Any]:
+        got: dict[str, Any] = api.get(f"/jobs/{job['id']}").json["data"]["collection"]
+        return got
+
+    got = counts()
+    assert {k: got[k] for k in ("accepted", "duplicates", "rejected")} == {"accepted": 2, "duplicates": 0,
+                                                                           "rejected": 1}
+    arrived = datetime.fromisoformat(got["last_received_at"].replace("Z", "+00:00"))
+    assert before <= arrived <= datetime.now(UTC)
+    # AND an SDK's retry of one of them counts as a duplicate, not as accepted
+    assert send(client, key, {"batch": good[:1]}).json["duplicates"] == 1
+    drain(deps)
+    again = counts()
+    assert {k: again[k] for k in ("accepted", "duplicates", "rejected")} == {"accepted": 2, "duplicates": 1,
+                                                                             "rejected": 1}
+    assert again["last_received_at"] >= got["last_received_at"]
+    # AND a job that is not a collection has no such figures
+    from tests.api.helpers import create_auth, create_job, make_bucket
+
+    bucket = make_bucket()
+    other = create_job(api, create_auth(api)["id"], bucket, start=False)
+    assert "collection" not in api.get(f"/jobs/{other['id']}").json["data"]

@@ -140,6 +140,12 @@ def test_a_crash_anywhere_neither_loses_nor_double_counts_a_message(
     added = sum(r["added"] for r in runs)
     assert added == len(unique), f"{added} added for {len(unique)} distinct messages ({hint})"
     assert sum(r["omitted"] for r in runs) == 0, hint
+    # The job's totals are committed with the windows: every message handed off counted once
+    # (each applied once, or found a duplicate by the engine), whatever was replayed.
+    totals = api.get(f"/jobs/{job['id']}").json["data"]["collection"]
+    handed_off = sum(r["progress"]["processed"] for r in runs)
+    assert totals["accepted"] == handed_off >= len(unique), (totals, handed_off, hint)
+    assert totals["rejected"] == 0 and totals["last_received_at"], (totals, hint)
     series = api.get(f"/jobs/{job['id']}/activity?granularity=day").json["data"]["series"]
     assert sum(b["added"] for b in series) == len(unique), hint
     # Positive control: kills did happen on both sides, before and after calls.

@@ -117,7 +117,7 @@ export interface AuthRow {
   credential_hint: string | null; provider_account: string | null;
 }
 export interface JobRef { id: string; label: string; status: string }
-export interface AuthSummary extends AuthRow { jobs: JobRef[]; version: number }
+export interface AuthSummary extends AuthRow { jobs: JobRef[]; version: number; write_key?: string }
 export interface LastRun { id: string | null; status: string | null; started_at: string | null; finished_at: string | null; added: number | null; removed: number | null; omitted: number | null; error: string | null }
 export interface JobRow {
   id: string; label: string; provider: string; job_type: string; workflow: string; authorization_id: string;
@@ -128,7 +128,9 @@ export interface JobSummary extends JobRow {
   description: string; config: Dict; schedule: Dict | null; version: number; failure_window_hours: number;
   authorization: { id: string; label: string; health: Health | null; deleted: boolean };
   cost_estimate: Dict;
+  collection?: CollectionTotals;
 }
+export interface CollectionTotals { last_received_at: string | null; accepted: number; duplicates: number; rejected: number }
 export interface EditPreview { dry_run: true; allowed: boolean; problems: string[]; changes: string[]; job: JobSummary; next_runs: string[] }
 export interface Run {
   id: string; trigger: string; status: string; started_at: string | null; finished_at: string | null;

@@ -8,6 +8,7 @@ import { ApiError } from "./api";
 import { AwsTrustPanel } from "./awsTrust";
 import { connectOAuth, isOAuth, oauthErrorIn } from "./oauth";
 import { methodName, plainDescription, withNames } from "./words";
+import { type IssuedKey, WriteKeyDialog } from "./writeKey";
 
 function UsageCell({ usage }: { usage: { total: number; by_status: Record<string, number> } }) {
   const parts = Object.entries(usage.by_status).filter(([, n]) => n > 0);
@@ -67,6 +68,7 @@ export function NewAuthorizationPage() {
   const [creds, setCreds] = useState<Dict>({});
   const [error, setError] = useState<unknown>(null);
   const [busy, setBusy] = useState(false);
+  const [issued, setIssued] = useState<(IssuedKey & { id: string }) | null>(null);
   const p = catalog.data?.find((x) => x.id === provider);
   const m = p?.auth_methods.find((x) => x.id === method);
   const fields = error instanceof ApiError ? error.fields : {};
@@ -75,9 +77,11 @@ export function NewAuthorizationPage() {
     try {
       // OAuth: the provider's consent screen instead of a credentials form (popup, or a
       // full-page redirect that the callback brings back to the new authorization).
-      const id = isOAuth(method) ? await connectOAuth(provider, label.trim(), undefined, p?.name)
-        : (await api.createAuthorization({ provider, method, label, description, credentials: creds })).id;
-      location.hash = `#/authorizations/${id}`;
+      if (isOAuth(method)) { location.hash = `#/authorizations/${await connectOAuth(provider, label.trim(), undefined, p?.name)}`; return; }
+      const made = await api.createAuthorization({ provider, method, label, description, credentials: creds });
+      // A write key is in this answer only: show it before leaving the page.
+      if (made.write_key) setIssued({ id: made.id, label: made.label, key: made.write_key });
+      else location.hash = `#/authorizations/${made.id}`;
     }
     catch (err) { setError(err); } finally { setBusy(false); }
   };
@@ -109,6 +113,7 @@ export function NewAuthorizationPage() {
         </>}
         <ErrorBox error={error} />
       </form>
+      {issued && <WriteKeyDialog issued={issued} onClose={() => { location.hash = `#/authorizations/${issued.id}`; }} />}
     </section>
   );
 }
@@ -142,6 +147,7 @@ export function AuthorizationSummaryPage({ id }: { id: string }) {
   const [editing, setEditing] = useState(false);
   const [draft, setDraft] = useState({ label: "", description: "" });
   const [refresh, setRefresh] = useState(0);
+  const [issued, setIssued] = useState<IssuedKey | null>(null);
   const a = auth.data;
   if (auth.error) return <ErrorBox error={auth.error} />;
   if (!a) return <p class="loading">Loading…</p>;
@@ -151,7 +157,11 @@ export function AuthorizationSummaryPage({ id }: { id: string }) {
   const del = async () => { setConfirmDelete(false); try { await api.deleteAuthorization(id); location.hash = "#/authorizations"; } catch (e) { setError(e); } };
   const rotate = async (e: Event) => {
     e.preventDefault(); setError(null);
-    try { auth.set(await api.rotateCredentials(id, creds)); setRotating(false); setCreds({}); hist.reload(); } catch (err) { setError(err); }
+    try {
+      const made = await api.rotateCredentials(id, creds);
+      auth.set(made); setRotating(false); setCreds({}); hist.reload();
+      if (made.write_key) setIssued({ label: made.label, key: made.write_key });
+    } catch (err) { setError(err); }
   };
   const save = async (e: Event) => {
     e.preventDefault();
@@ -171,6 +181,7 @@ export function AuthorizationSummaryPage({ id }: { id: string }) {
       <ErrorBox error={error} />
       {confirmDelete && <Confirm title={`Delete “${a.label}”?`} confirmLabel="Delete authorization" danger onConfirm={del} onCancel={() => setConfirmDelete(false)}>
         <p>The stored credentials are scheduled for deletion.</p></Confirm>}
+      {issued && <WriteKeyDialog issued={issued} onClose={() => setIssued(null)} />}
       {editing && <form class="panel" onSubmit={save}>
         <Field id="a-label" label="Label"><input id="a-label" value={draft.label} onInput={(e) => setDraft({ ...draft, label: (e.target as HTMLInputElement).value })} /></Field>
         <Field id="a-desc" label="Description"><textarea id="a-desc" value={draft.description} onInput={(e) => setDraft({ ...draft, description: (e.target as HTMLTextAreaElement).value })} /></Field>

@@ -7,6 +7,7 @@ import { describeSchedule, type Schedule, scheduleBody, SchedulePicker, schedule
 import { useCanEdit, loadCatalog, useOwnerName } from "./session";
 import { changeWords, methodName, omittedWords, providerName, withNames, workflowName } from "./words";
 import { Confirm, ErrorBox, Field, fmtTime, HealthBadge, JOB_TYPES, ProviderMark, Segmented, STATUSES, StatusBadge, useLoad } from "./ui";
+import { CollectionPanel } from "./collection";
 
 function useCatalog(): Provider[] {
   const { data } = useLoad(() => loadCatalog(api.providers), []);
@@ -433,6 +434,7 @@ export function JobSummaryPage({ id }: { id: string }) {
       </div>
       {editingConfig && workflow && <EditConfig job={j} workflow={workflow}
         onDone={(nj) => { job.set(nj); setEditingConfig(false); }} onCancel={() => setEditingConfig(false)} />}
+      <CollectionPanel job={j} />
       <Activity jobId={id} refresh={refresh} />
       <section class="panel" aria-labelledby="runs-h">
         <h2 id="runs-h">Run history</h2>

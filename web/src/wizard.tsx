@@ -10,6 +10,7 @@ import { loadCatalog } from "./session";
 import { ErrorBox, Field, fmtTime, HealthBadge, ProviderMark, useLoad } from "./ui";
 import { methodName, plainDescription } from "./words";
 import { ConfigSummary, useConfigSupport } from "./configForm";
+import { type IssuedKey, WriteKeyDialog } from "./writeKey";
 
 interface State {
   provider: string; job_type: string; workflow: string;
@@ -80,6 +81,7 @@ export function Wizard({ hash }: { hash: string }) {
   const setS = (next: State) => { if (dirty(next)) saveDraft(next); setState(next); };
   const [offered, setOffered] = useState<State | null>(start.draft);
   const [errors, setErrors] = useState<Record<string, string>>({});
+  const [issued, setIssued] = useState<IssuedKey | null>(null);
   const [error, setError] = useState<unknown>(start.error);
   const [busy, setBusy] = useState(false);
   const [nextRuns, setNextRuns] = useState<string[] | null>(null);
@@ -141,9 +143,13 @@ export function Wizard({ hash }: { hash: string }) {
       // provider's consent (popup; or a redirect, back here through session storage).
       setBusy(true);
       try {
-        const id = isOAuth(s.method)
-          ? await connectOAuth(s.provider, s.authLabel.trim(), { back: "#/jobs/new", state: { ...s, credentials: {} } as unknown as Dict }, provider?.name)
-          : (await api.createAuthorization({ provider: s.provider, method: s.method, label: s.authLabel, description: s.authDescription, credentials: s.credentials })).id;
+        let id: string;
+        if (isOAuth(s.method)) id = await connectOAuth(s.provider, s.authLabel.trim(), { back: "#/jobs/new", state: { ...s, credentials: {} } as unknown as Dict }, provider?.name);
+        else {
+          const made = await api.createAuthorization({ provider: s.provider, method: s.method, label: s.authLabel, description: s.authDescription, credentials: s.credentials });
+          id = made.id;
+          if (made.write_key) setIssued({ label: made.label, key: made.write_key }); // in this answer only
+        }
         auths.reload();
         setS({ ...s, authMode: "existing", authorization_id: id, credentials: {}, method: "", authLabel: "", authDescription: "" });
         goTo("configure"); // Method and Credentials steps disappear
@@ -286,6 +292,7 @@ export function Wizard({ hash }: { hash: string }) {
           <button type="submit" class="primary" disabled={busy}>{name === "Review" ? "Create job" : name === "Credentials" ? (isOAuth(s.method) ? `Connect with ${provider?.name ?? "provider"}` : "Check and continue") : "Next"}</button>
         </div>
       </form>
+      {issued && <WriteKeyDialog issued={issued} onClose={() => setIssued(null)} />}
     </section>
   );
 }
