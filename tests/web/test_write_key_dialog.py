@@ -97,7 +97,8 @@ def test_the_write_key_is_shown_once_with_snippets_that_work(page: Page, stack: 
     # AND the job's page shows the two messages once the engine applied them, and when they came
     page.goto(stack.base + f"/#/jobs/{job['id']}")
     panel = page.get_by_test_id("collection")
-    expect(panel.get_by_test_id("accepted")).to_have_text("2")
+    # (the engine applies them off the queue: the same liveness bound as a run's other waits)
+    expect(panel.get_by_test_id("accepted")).to_have_text("2", timeout=60_000)
     expect(panel.get_by_test_id("duplicates")).to_have_text("0")
     expect(panel.get_by_test_id("rejected")).to_have_text("0")
     expect(panel.get_by_test_id("last-arrived")).not_to_contain_text("Nothing yet")
@@ -151,4 +152,4 @@ def test_the_wizard_shows_the_key_once_and_the_new_job_waits_for_data(page: Page
                           '{"userId": "u-9", "event": "Opened"}', f"{stack.base}/api/v1/track"],
                          capture_output=True, text=True, timeout=60, check=True).stdout
     assert '"accepted": 1' in out, out
-    expect(panel.get_by_test_id("accepted")).to_have_text("1")
+    expect(panel.get_by_test_id("accepted")).to_have_text("1", timeout=60_000)
