@@ -10,8 +10,9 @@ the emulation's latency off, outside every window).
 Contenders, each in a fresh store per round:
 
 * switchyard  POST /jobs (chalice.test.Client), then the runs queue delivered to the
-              engine as Lambda's SQS poller would, until the job completes. Production
-              step size (5,000 records).
+              runs Lambda's handler as Lambda's SQS poller would (the local event
+              loop's event and context), until the job completes. Production step
+              size (5,000 records).
 * script      what a user would write instead: boto3 reads the CSV (one GetObject) and,
               per 100 rows, one BatchGetItem, merges (a blank cell keeps the stored
               value), then BatchWriteItem in 25s of the items that changed; one request at
@@ -66,7 +67,6 @@ from bench.awsnet import Emulation, deployed, quick, result  # noqa: E402
 STAGE = "benchimport"
 N = 3_000 if quick() else 20_000
 ROUNDS = 3 if quick() else 5
-MAX_RECORDS = 5_000  # the engine's production step size
 BUCKET = "bench-import-throughput"
 KEY = "drops/people.csv"
 S3_KEYS = {"access_key_id": "AKIABENCHIMPORTTHRU1", "secret_access_key": "benchSECRETimport1234567890"}
@@ -221,32 +221,40 @@ class Api:
 
 
 class Drain:
-    """The runs queue delivered to the engine as Lambda + SQS would: delete on success,
-    leave the message (visible again at once) when the handler raises."""
+    """The runs queue delivered to the runs Lambda's handler as Lambda + SQS would (the local
+    event loop's event and context): delete on success, leave the message (visible again at
+    once) when the handler raises."""
 
-    def __init__(self, deps: Any, meter: Meter) -> None:
+    def __init__(self, meter: Meter) -> None:
         import boto3
+        from chalice.config import Config
 
+        from app import app
         from chalicelib.config import RUNS_QUEUE
-        from chalicelib.services.engine import Engine, EngineOptions
 
-        self.engine = Engine(deps, EngineOptions(max_records=MAX_RECORDS))
+        self.handler = app.handler_map["run_step"]
+        conf = Config(chalice_stage="prod", function_name="run_step",
+                      config_from_disk=json.loads((ROOT / ".chalice" / "config.json").read_text()))
+        # The production function's timeout and memory: the step's budget follows the time left.
+        self.timeout_s, self.memory_mb = int(conf.lambda_timeout), int(conf.lambda_memory_size)
         self.sqs = boto3.client("sqs", region_name="us-east-1")
         meter.delivery.add(id(self.sqs._endpoint))
         self.url = self.sqs.get_queue_url(QueueName=RUNS_QUEUE)["QueueUrl"]
+        self.arn = self.sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         self.errors: list[BaseException] = []
 
     def run(self) -> None:
-        from chalicelib.services.engine import Delivery
+        from devserver.events import LambdaContext, sqs_record
 
         while True:
-            msgs = self.sqs.receive_message(QueueUrl=self.url, MaxNumberOfMessages=1,
-                                            VisibilityTimeout=60).get("Messages", [])
+            msgs = self.sqs.receive_message(QueueUrl=self.url, MaxNumberOfMessages=1, VisibilityTimeout=60,
+                                            AttributeNames=["ApproximateReceiveCount"]).get("Messages", [])
             if not msgs:
                 return
             m = msgs[0]
+            context = LambdaContext("bench-run_step", self.timeout_s, self.memory_mb, "us-east-1", "123456789012")
             try:
-                self.engine.handle(Delivery(body=json.loads(m["Body"]), message_id=m["MessageId"]))
+                self.handler({"Records": [sqs_record(m, self.arn, "us-east-1")]}, context)
             except Exception as exc:  # a crash: SQS would redeliver
                 self.errors.append(exc)
                 self.sqs.change_message_visibility(QueueUrl=self.url, ReceiptHandle=m["ReceiptHandle"],
@@ -284,7 +292,7 @@ class Switchyard:
             got = self.deps.profiles.upsert_batch(account.id, records, step_tag=f"seed#{start}",
                                                   rules=mapping.merge_rules)
             assert got == ["added"] * len(records), Counter(got)
-        self.tenants[rnd] = Tenant(api, account.id, auth["id"], Drain(self.deps, self.meter))
+        self.tenants[rnd] = Tenant(api, account.id, auth["id"], Drain(self.meter))
 
     def work(self, rnd: int, phase: str) -> Callable[[], None]:
         t = self.tenants[rnd]

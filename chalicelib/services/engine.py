@@ -149,14 +149,18 @@ class Engine:
                 else:
                     self._step(job, run, delivery)
                 return
-        started = self._start(job, msg, delivery.message_id)
+        started = self._start(job, msg, delivery)
         if started is not None:
-            job, run = started
-            self._step(job, run, delivery)
+            job, run, leased = started
+            self._step(job, run, delivery, leased=leased)
 
     # -- starting and stopping ---------------------------------------------------------
 
-    def _start(self, job: Job, msg: dict[str, Any], origin: str) -> tuple[Job, Run] | None:
+    def _start(self, job: Job, msg: dict[str, Any], delivery: Delivery) -> tuple[Job, Run, bool] | None:
+        """Start (or resume) the job's run. A new run is created holding its first step's
+        lease for this delivery, in the same transaction: one round trip less before the
+        step. Returns the job, the run and whether the lease is already held."""
+        origin = delivery.message_id
         who = msg.get("requested_by")
         if job.status is not JobStatus.SLEEPING:
             self._log(job, "info", "run.trigger_ignored",
@@ -194,7 +198,7 @@ class Engine:
                       trigger=msg["trigger"], status=RunStatus.RUNNING, started_at=iso(now),
                       requested_by=who, origin=origin)
             tx = self.d.transaction()
-            self.d.runs.add_new_run(tx, run)
+            self.d.runs.add_new_run(tx, run, lease_seconds=self._lease_seconds(delivery))
             lines.append(LogLine("info", "run.started", f"run started ({msg['trigger']})",
                                  run_id=run.id, user=who))
         after = job.run_started(run.id)
@@ -207,15 +211,23 @@ class Engine:
             return None
         except AppError:
             return None  # someone changed the job meanwhile (paused, edited): that change wins
-        return after, run
+        return after, run, resumed is None
 
     # -- one step --------------------------------------------------------------------------
 
-    def _step(self, job: Job, run: Run, delivery: Delivery) -> None:
+    def _budget(self, delivery: Delivery) -> float:
+        """Seconds a step may work: the engine's ceiling, lowered by the Lambda's time left."""
+        return min(self.o.step_seconds, max(5.0, delivery.remaining_ms() / 1000 - 10))
+
+    def _lease_seconds(self, delivery: Delivery) -> int:
+        return int(self._budget(delivery)) + LEASE_MARGIN
+
+    def _step(self, job: Job, run: Run, delivery: Delivery, *, leased: bool = False) -> None:
+        """One step; `leased` when the run was created holding this step's lease."""
         logs.bind(run_id=run.id, step=run.step, job_type=job.job_type.value, provider=job.provider)
         started = time.monotonic()
-        budget = min(self.o.step_seconds, max(5.0, delivery.remaining_ms() / 1000 - 10))
-        if not self.d.runs.acquire(run, delivery.message_id, int(budget) + LEASE_MARGIN):
+        budget = self._budget(delivery)
+        if not leased and not self.d.runs.acquire(run, delivery.message_id, int(budget) + LEASE_MARGIN):
             raise StepBusy(f"run {run.id} step {run.step} is being worked on")
         self.o.fault("after_lease")
         calls = self.d.calls(job.authorization_id)

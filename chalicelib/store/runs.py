@@ -103,7 +103,9 @@ class RunRepo:
 
     # -- runs --------------------------------------------------------------------------
 
-    def new_run_op(self, run: Run) -> dict[str, Any]:
+    def new_run_op(self, run: Run, lease_seconds: int | None = None) -> dict[str, Any]:
+        """The new run's Put. With `lease_seconds`, the run is created holding its step 0
+        lease for its origin (the delivery that starts it), as `acquire` would give it."""
         item: dict[str, Any] = {
             "PK": K.account_pk(run.account_id),
             "SK": run_sk(run.job_id, run.id),
@@ -126,6 +128,9 @@ class RunRepo:
             "origin": run.origin,
             "expires_at": int(time.time()) + RUN_TTL_DAYS * 86400,
         }
+        if lease_seconds is not None:
+            item["lease_owner"] = run.origin
+            item["lease_until"] = int(time.time()) + lease_seconds
         return {
             "Put": {
                 "TableName": self.t.name,
@@ -134,8 +139,8 @@ class RunRepo:
             }
         }
 
-    def add_new_run(self, tx: Transaction, run: Run) -> None:
-        tx.add("run", self.new_run_op(run))
+    def add_new_run(self, tx: Transaction, run: Run, lease_seconds: int | None = None) -> None:
+        tx.add("run", self.new_run_op(run, lease_seconds))
 
     def get(self, account_id: str, job_id: str, run_id: str) -> Run | None:
         row = self.t.get(K.account_pk(account_id), run_sk(job_id, run_id), consistent=True)
