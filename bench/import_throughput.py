@@ -243,14 +243,17 @@ class Drain:
         self.arn = self.sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         self.errors: list[BaseException] = []
 
-    def run(self) -> None:
+    def run(self, finished: Callable[[], bool]) -> bool:
+        """Deliver until `finished()` holds after a delivery, or the queue is empty; returns
+        `finished()`. Asking after each delivery ends the window when the job's last step
+        is done, not one empty receive later."""
         from devserver.events import LambdaContext, sqs_record
 
         while True:
             msgs = self.sqs.receive_message(QueueUrl=self.url, MaxNumberOfMessages=1, VisibilityTimeout=60,
                                             AttributeNames=["ApproximateReceiveCount"]).get("Messages", [])
             if not msgs:
-                return
+                return finished()
             m = msgs[0]
             context = LambdaContext("bench-run_step", self.timeout_s, self.memory_mb, "us-east-1", "123456789012")
             try:
@@ -261,6 +264,8 @@ class Drain:
                                                    VisibilityTimeout=0)
                 continue
             self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=m["ReceiptHandle"])
+            if finished():
+                return True
 
 
 @dataclass
@@ -303,14 +308,14 @@ class Switchyard:
             job = t.api.call("POST", "/jobs", {
                 "provider": "amazon_s3", "job_type": "import", "workflow": "s3_file_import",
                 "authorization_id": t.auth_id, "label": f"bench {phase} {rnd}", "config": JOB_CONFIG})
-            deadline = time.monotonic() + WAIT_LIMIT_S
-            while True:
-                t.drain.run()
+            def finished() -> bool:
                 current = self.deps.jobs.get(t.account_id, job["id"], consistent=True)
-                if current.status in (JobStatus.COMPLETED, JobStatus.FAILED):
-                    break
+                return current.status in (JobStatus.COMPLETED, JobStatus.FAILED)
+
+            deadline = time.monotonic() + WAIT_LIMIT_S
+            while not t.drain.run(finished):
                 if time.monotonic() > deadline:
-                    raise RuntimeError(f"job {job['id']} still {current.status.value} after {WAIT_LIMIT_S} s")
+                    raise RuntimeError(f"job {job['id']} not finished after {WAIT_LIMIT_S} s")
                 time.sleep(0.05)  # a delayed message (a retry): wait for it as Lambda would
             t.job_id = job["id"]  # type: ignore[attr-defined]
 
