@@ -5,10 +5,12 @@ a refused commit: re-read and settle), queues the next step and sends the job's 
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import json
 import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -17,7 +19,7 @@ from chalicelib import logs
 from chalicelib.bootstrap import Deps
 from chalicelib.domain.errors import AppError
 from chalicelib.domain.failures import backoff_seconds, past_failure_window
-from chalicelib.domain.models import Job
+from chalicelib.domain.models import Authorization, Job
 from chalicelib.domain.runs import LogLine, Run, RunStatus, pending_alert
 from chalicelib.domain.statuses import JobStatus
 from chalicelib.providers.base import ProviderError
@@ -25,6 +27,7 @@ from chalicelib.providers.calls import CallCounter
 from chalicelib.providers.roles import StepContext
 from chalicelib.services import alerts, health
 from chalicelib.services import credentials as creds_svc
+from chalicelib.store import aws as aws_clients
 from chalicelib.store import metrics as M
 from chalicelib.store.dynamo import TransactionFailed
 
@@ -32,6 +35,20 @@ log = logging.getLogger("switchyard.engine")
 
 MAX_DELAY = 900  # SQS DelaySeconds ceiling: longer back-offs hop in 15-minute legs
 LEASE_MARGIN = 30
+
+# Reads a step needs first, started while the engine waits on its lease (one per process:
+# a Lambda handles one delivery at a time).
+_early_reads: ThreadPoolExecutor | None = None
+
+
+def early_reads() -> ThreadPoolExecutor:
+    global _early_reads
+    if _early_reads is None:
+        _early_reads = ThreadPoolExecutor(2, thread_name_prefix="step-access")
+    return _early_reads
+
+
+Access = tuple[Authorization | None, Any, dict[str, int]]  # authorization, credentials, AWS requests
 
 
 class PoisonMessage(ValueError):
@@ -98,6 +115,40 @@ class RunControl:
         self.d = d
         self.o = options
         self.unsent = False  # this delivery's job alert was refused (AlertNotSent)
+        self.access_read: tuple[tuple[str, str, str], Future[Access]] | None = None
+
+    # -- the job's authorization -----------------------------------------------------------
+
+    def read_access(self, job: Job) -> None:
+        """Start reading the job's authorization and credentials on another thread, while
+        this one takes the run's lease: the step needs them first, and all of it waits on
+        AWS. `access` takes the result (or reads them itself if nothing was started)."""
+        context = contextvars.copy_context()  # log lines keep the job's ids
+        self.access_read = (self._access_key(job), early_reads().submit(context.run, self._load_access, job))
+
+    def access(self, job: Job) -> tuple[Authorization | None, Any]:
+        """The job's authorization (None when deleted) and its credentials."""
+        started, self.access_read = self.access_read, None
+        if started is not None and started[0] == self._access_key(job):
+            auth, credentials, requests = started[1].result()
+            aws_clients.add_requests(requests)  # the step's cost counts them
+            return auth, credentials
+        auth, credentials, _ = self._load_access(job, tally=False)
+        return auth, credentials
+
+    @staticmethod
+    def _access_key(job: Job) -> tuple[str, str, str]:
+        return job.account_id, job.id, job.authorization_id
+
+    def _load_access(self, job: Job, tally: bool = True) -> Access:
+        counter = self.d.request_counter() if tally else None
+        auth = self.d.auths.get(job.account_id, job.authorization_id)
+        credentials = None
+        if auth is not None:
+            provider = self.d.registry.get(job.provider)
+            # Loading refreshes an OAuth token about to expire (services/oauth.py).
+            credentials = creds_svc.load(self.d, auth, provider.spec)
+        return auth, credentials, counter.by_service() if counter is not None else {}
 
     # -- queueing ------------------------------------------------------------------------
 
@@ -240,12 +291,9 @@ def step_context(ctl: RunControl, job: Job, run: Run, started: float, budget: fl
                  calls: CallCounter) -> StepContext:
     """The StepContext of a run step: the job's authorization and credentials, its config
     and cursor, and the step's deadline."""
-    auth = ctl.d.auths.get(job.account_id, job.authorization_id)
+    auth, credentials = ctl.access(job)
     if auth is None:
         raise ProviderError("the job's authorization was deleted; change it, then resume")
-    provider = ctl.d.registry.get(job.provider)
-    # Loading refreshes an OAuth token about to expire (services/oauth.py).
-    credentials = creds_svc.load(ctl.d, auth, provider.spec)
     return StepContext(
         account_id=job.account_id, job_id=job.id, run_id=run.id, step=run.step, method=auth.method,
         credentials=credentials, config=job.config, cursor=run.cursor, state=job.state,

@@ -96,6 +96,7 @@ class Engine:
     def handle(self, delivery: Delivery) -> None:
         msg = parse_message(delivery.body)
         self.ctl.unsent = False
+        self.ctl.access_read = None
         # Every line about this message carries its job (and run and step once known);
         # the scope ends with the message, so the next one on this Lambda starts clean.
         with logs.scope(account_id=msg["account_id"], job_id=msg["job_id"], trigger=msg["trigger"],
@@ -203,6 +204,7 @@ class Engine:
                                  run_id=run.id, user=who))
         after = job.run_started(run.id)
         self.d.runs.add_logs(tx, job.account_id, job.id, lines, now)
+        self.ctl.read_access(job)  # the step's first reads, while the run starts
         try:
             self.d.jobs.save(job, after, expected_version=None, expected_status=JobStatus.SLEEPING, tx=tx)
         except AuthorizationGone:
@@ -227,6 +229,8 @@ class Engine:
         logs.bind(run_id=run.id, step=run.step, job_type=job.job_type.value, provider=job.provider)
         started = time.monotonic()
         budget = self._budget(delivery)
+        if not leased:
+            self.ctl.read_access(job)  # the step's first reads, while the lease is taken
         if not leased and not self.d.runs.acquire(run, delivery.message_id, int(budget) + LEASE_MARGIN):
             raise StepBusy(f"run {run.id} step {run.step} is being worked on")
         self.o.fault("after_lease")

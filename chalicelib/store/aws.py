@@ -31,6 +31,14 @@ class RequestTally:
         return dict(self.counts)
 
 
+def add_requests(counts: dict[str, int]) -> None:
+    """Requests another thread sent for this thread's work, added to this thread's tally."""
+    tally = getattr(_tracking, "tally", None)
+    if tally is not None:
+        for service, n in counts.items():
+            tally.counts[service] = tally.counts.get(service, 0) + n
+
+
 def track_requests() -> RequestTally:
     tally = RequestTally()
     _tracking.tally = tally
