@@ -8,7 +8,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from chalicelib.providers.base import ProviderError
-from chalicelib.services.engine import Delivery, Engine, PoisonMessage, StepBusy
+from chalicelib.services.engine import Delivery, Engine, EngineOptions, PoisonMessage, StepBusy
+from chalicelib.store import aws
 from tests.engine.sources import people
 from tests.seeds import replay_hint, seeded
 
@@ -39,6 +40,8 @@ def test_one_time_import_runs_in_steps_to_completed(api, deps, tenant, drain, ma
     assert run["status"] == "succeeded" and run["added"] == 2500 and run["omitted"] == 0
     assert run["progress"] == {"steps": 3, "processed": 2500, "read": 2500, "total": 2500, "unit": "rows"}
     assert run["cost"]["steps"] == 3 and run["cost"]["aws_dynamodb"] > 0
+    # the credentials, read beside each step's lease, still count in its cost: one read a step
+    assert run["cost"]["aws_secretsmanager"] == 3
     # AND the profiles exist, the activity counts them, the logs tell the story
     assert deps.profiles.find(tenant.account_id, "email", "person2499@example.com") is not None
     day = api.get(f"/jobs/{job['id']}/activity?granularity=hour").json["data"]["series"]
@@ -230,6 +233,28 @@ def test_never_two_steps_of_one_run_at_once(api, deps, tenant, drain, make_job, 
     with pytest.raises(StepBusy):
         Engine(deps, options).handle(Delivery(body=dup, message_id="worker-b"))
     assert deps.runs.get(tenant.account_id, job["id"], run.id).step == run.step
+
+
+def test_a_new_run_holds_its_first_lease_from_its_start(api, deps, tenant, make_job, options):
+    # GIVEN a job whose first delivery starts the run and dies right after it holds the lease
+    job = make_job(people(10))
+
+    def crash(point: str) -> None:
+        if point == "after_lease":
+            raise RuntimeError("killed")
+
+    start = {"account_id": tenant.account_id, "job_id": job["id"], "trigger": "create"}
+    sent = aws.track_requests()  # this thread's requests
+    with pytest.raises(RuntimeError, match="killed"):
+        Engine(deps, EngineOptions(max_records=1000, fault=crash)).handle(Delivery(body=start, message_id="m-1"))
+    # the job read and the start transaction: no separate lease update
+    assert sent.by_service() == {"dynamodb": 2}
+    run = deps.runs.get(tenant.account_id, job["id"], _runs(api, job["id"])[0]["id"])
+    assert run.step == 0
+    # THEN another delivery cannot take step 0 (the run was created holding it) ...
+    assert not deps.runs.acquire(run, "m-2", 300)
+    # ... while the delivery that started it takes it back at once (its redelivery)
+    assert deps.runs.acquire(run, "m-1", 300)
 
 
 @seeded(7)
