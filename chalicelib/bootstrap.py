@@ -41,6 +41,7 @@ from chalicelib.store.rates import SharedRateStore
 from chalicelib.store.runs import RunRepo
 from chalicelib.store.scheduler import SchedulerStore
 from chalicelib.store.secrets import SecretsStore
+from chalicelib.store.usage_keys import UsageKeys
 
 PROFILE_BATCHES_IN_FLIGHT = 8
 
@@ -60,6 +61,7 @@ class Deps:
     event_bus: EventBus = field(default_factory=EventBus)
     alert_topic: AlertTopic = field(default_factory=AlertTopic)
     collect_queue: CollectQueue = field(default_factory=CollectQueue)
+    usage_keys: UsageKeys = field(default_factory=UsageKeys)
     # How long the health handler waits for a batch's checks (tests make hangs short).
     health_check_timeout: float = 20.0
 

@@ -7,6 +7,8 @@ import os
 from dataclasses import dataclass
 from functools import lru_cache
 
+from chalicelib.domain import quota
+
 # Queue names are fixed (one stage per AWS account and region): Chalice's
 # @app.on_sqs_message(queue=...) needs a literal at import time, before any settings exist.
 RUNS_QUEUE = "switchyard-runs"
@@ -46,6 +48,9 @@ class Settings:
     allow_private_urls: bool
     token_cache_seconds: int
     max_body_bytes: int
+    # The API Gateway usage plan every account's API key joins (per-account throttling,
+    # domain/quota.py); the operator's account bootstrap adds keys to it.
+    usage_plan_id: str | None
     # Mailchimp's API base URL, `{dc}` standing for the account's data center, and its
     # OAuth host. Only the local stack and tests point them elsewhere (a fake on 127.0.0.1).
     mailchimp_base_url: str = "https://{dc}.api.mailchimp.com/3.0"
@@ -91,6 +96,7 @@ def settings() -> Settings:
         allow_private_urls=_flag(_env("SWITCHYARD_ALLOW_PRIVATE_URLS")),
         token_cache_seconds=int(_env("SWITCHYARD_TOKEN_CACHE_SECONDS", "1") or 1),
         max_body_bytes=int(_env("SWITCHYARD_MAX_BODY_BYTES", str(256 * 1024)) or 262144),
+        usage_plan_id=_env("SWITCHYARD_USAGE_PLAN_ID"),
         mailchimp_base_url=_env("SWITCHYARD_MAILCHIMP_BASE_URL", "https://{dc}.api.mailchimp.com/3.0") or "",
         mailchimp_oauth_url=_env("SWITCHYARD_MAILCHIMP_OAUTH_URL", "https://login.mailchimp.com") or "",
         fullcontact_base_url=(_env("SWITCHYARD_FULLCONTACT_BASE_URL", "https://api.fullcontact.com")
@@ -102,6 +108,14 @@ def settings() -> Settings:
                                   "https://accounts.google.com/o/oauth2/v2/auth") or "",
         log_level=(_env("SWITCHYARD_LOG_LEVEL", "INFO") or "INFO").strip().upper(),
     )
+
+
+def account_limits() -> tuple[float, int]:
+    """Per-account API rate (requests/s) and burst: SWITCHYARD_ACCOUNT_RATE_LIMIT and
+    SWITCHYARD_ACCOUNT_BURST_LIMIT, else domain/quota.py's defaults. Read by the packaging
+    (the deployed usage plan) and by the local stack (moto's), never by a Lambda."""
+    return (float(_env("SWITCHYARD_ACCOUNT_RATE_LIMIT") or quota.DEFAULT_RATE_LIMIT),
+            int(_env("SWITCHYARD_ACCOUNT_BURST_LIMIT") or quota.DEFAULT_BURST_LIMIT))
 
 
 def reset() -> None:

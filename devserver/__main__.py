@@ -92,6 +92,7 @@ def run() -> int:
     quiet_expected_moto_warnings()
 
     from devserver import events, gateway, holds
+    from devserver.quota import UsagePlanLimiter
     from devserver.state import Gate, GatedApp, PeriodicSaver, Store
 
     # The admin token is checked before anything starts, so a malformed one fails fast.
@@ -112,8 +113,13 @@ def run() -> int:
     store = Store(state_dir, gate)
     try:
         # 2. Resources from infra/, then the saved state over them.
-        deploy_stack(STAGE, region=REGION)
+        outputs = deploy_stack(STAGE, region=REGION)
         restored = store.restore()
+        # Saved state holds accounts but not API Gateway's keys: give each its key again.
+        from chalicelib.bootstrap import Deps
+        from chalicelib.services.accounts import backfill_usage_keys
+
+        backfill_usage_keys(Deps())
 
         # 3. Demo data (only what the restored state lacks).
         seeded = seed.seed_account(store.meta, token, token_source)
@@ -129,7 +135,9 @@ def run() -> int:
         if brakes is not None:
             logging.getLogger("devserver").warning(
                 "%s=1: test control API on %s/ (holds SQS deliveries on request)", holds.ENV_FLAG, holds.PREFIX)
-        http = gateway.make_server(app, chalice_config, "127.0.0.1", port, console=console, holds=brakes)
+        limiter = UsagePlanLimiter(outputs["UsagePlanId"], region=REGION)
+        http = gateway.make_server(app, chalice_config, "127.0.0.1", port, console=console, holds=brakes,
+                                   limiter=limiter)
         threading.Thread(target=http.server.serve_forever, name="http", daemon=True).start()
         PeriodicSaver(store, SAVE_EVERY_SECONDS, stop).start()
         loop_threads = events.start_event_loop(app, stop, holds=brakes)

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import mimetypes
 import os
+import re
 import sys
 import traceback
 from pathlib import Path
@@ -26,13 +28,18 @@ from chalice.local import (
     ForbiddenError,
     LocalChalice,
     LocalDevServer,
+    LocalGateway,
+    LocalGatewayAuthorizer,
     LocalGatewayException,
     NotAuthorizedError,
     ThreadedHTTPServer,
 )
 
+from chalicelib.domain import quota
+from chalicelib.domain.tokens import HEADER_PATTERN
 from devserver import holds as dev_holds
 from devserver.console import Console, begin
+from devserver.quota import UsagePlanLimiter
 
 ROOT = Path(__file__).resolve().parent.parent
 API_PREFIX = "/api"
@@ -43,6 +50,56 @@ UNAUTHORIZED = ("auth.invalid_token", "a valid API token is required: send 'Auth
 ACCESS_DENIED = ("auth.forbidden", "this token is not allowed to call this route")
 NO_ROUTE = ("route.not_found", "no such route: {method} {path}")
 AUTHORIZER_FAILED = ("internal", "something went wrong on our side; it was logged")
+# infra/edge.json's THROTTLED and INVALID_API_KEY gateway responses (per-account usage plan).
+THROTTLED = ("api.throttled", "too many requests: retry after a second")
+NO_USAGE_KEY = ("api.account_not_ready",
+                "this account has no request quota yet: the operator must run the usage-key backfill")
+_HEADER = re.compile(HEADER_PATTERN)
+
+
+class Throttled(LocalGatewayException):
+    CODE = 429
+
+
+class NoUsageKey(LocalGatewayException):
+    CODE = 503
+
+
+class KeyedAuthorizer(LocalGatewayAuthorizer):
+    """Chalice's local authorizer plus what the deployed API Gateway adds around it: the
+    authorizer's identityValidationExpression (a malformed header is refused before the
+    authorizer runs) and the usage plan (the request counts against the key the authorizer
+    names, on routes that require a key)."""
+
+    def __init__(self, app_object: Chalice, limiter: UsagePlanLimiter) -> None:
+        super().__init__(app_object)
+        self.limiter = limiter
+
+    def authorize(self, raw_path: str, lambda_event: Any, lambda_context: Any) -> Any:
+        route = self._route_for_event(lambda_event)
+        header = (lambda_event.get("headers") or {}).get("authorization")
+        if route is not None and route.authorizer is not None and header is not None and not _HEADER.match(header):
+            raise NotAuthorizedError({"x-amzn-RequestId": lambda_context.aws_request_id,
+                                      "x-amzn-ErrorType": "UnauthorizedException"}, b"")
+        return super().authorize(raw_path, lambda_event, lambda_context)
+
+    def _update_lambda_event(self, lambda_event: Any, auth_result: Any) -> Any:
+        route = self._route_for_event(lambda_event)
+        if route is not None and route.api_key_required:
+            key = auth_result.get("usageIdentifierKey")
+            if not key or not self.limiter.in_plan(key):
+                raise NoUsageKey({}, b"")
+            wait = self.limiter.take(key)
+            if wait > 0:
+                # API Gateway sends a fixed Retry-After; the local one says the same.
+                raise Throttled({"Retry-After": str(max(quota.RETRY_AFTER_SECONDS, math.ceil(wait)))}, b"")
+        return super()._update_lambda_event(lambda_event, auth_result)
+
+
+class KeyedLocalGateway(LocalGateway):
+    def __init__(self, app_object: Chalice, config: Config, limiter: UsagePlanLimiter) -> None:
+        super().__init__(app_object, config)
+        self._authorizer = KeyedAuthorizer(app_object, limiter)
 
 
 # The SPA's Content-Security-Policy, the same as CloudFront's (infra/edge.json, checked by
@@ -86,6 +143,12 @@ class DevRequestHandler(ChaliceRequestHandler):
     quiet = False
     console: Console | None = None  # None: http.server's access lines on stderr
     holds: dev_holds.Holds | None = None  # the test-only control API, when enabled
+    limiter: UsagePlanLimiter | None = None  # the stage's usage plan; None: no throttling
+
+    def __init__(self, request: Any, client_address: Any, server: Any, app_object: Chalice, config: Config) -> None:
+        # Kept before the base class handles the request in its constructor.
+        self.app_object, self.chalice_config = app_object, config
+        super().__init__(request, client_address, server, app_object, config)
 
     def _generic_handle(self) -> None:
         begin(self.command, self.path)
@@ -107,8 +170,10 @@ class DevRequestHandler(ChaliceRequestHandler):
 
     def _handle_api(self, path: str) -> None:
         headers, body = self._parse_payload()
+        gateway = self.local_gateway if self.limiter is None else KeyedLocalGateway(
+            self.app_object, self.chalice_config, self.limiter)
         try:
-            response = self.local_gateway.handle_request(
+            response = gateway.handle_request(
                 method=self.command, path=self.path, headers=headers, body=body
             )
         except LocalGatewayException as exc:
@@ -140,7 +205,11 @@ class DevRequestHandler(ChaliceRequestHandler):
 
     def _send_gateway_error(self, exc: LocalGatewayException, path: str) -> None:
         extra = {k: v for k, v in exc.headers.items() if k.lower() == "x-amzn-requestid"}
-        if isinstance(exc, NotAuthorizedError):
+        if isinstance(exc, Throttled):
+            self._send_envelope(429, *THROTTLED, {**extra, **exc.headers})
+        elif isinstance(exc, NoUsageKey):
+            self._send_envelope(503, *NO_USAGE_KEY, extra)
+        elif isinstance(exc, NotAuthorizedError):
             self._send_envelope(401, *UNAUTHORIZED, extra)
         elif isinstance(exc, ForbiddenError) and exc.headers.get("x-amzn-ErrorType") == "AccessDeniedException":
             self._send_envelope(403, *ACCESS_DENIED, extra)
@@ -212,7 +281,9 @@ class DevRequestHandler(ChaliceRequestHandler):
 
 
 def make_server(app: Chalice, config: Config, host: str, port: int, *, quiet: bool = False,
-                console: Console | None = None, holds: dev_holds.Holds | None = None) -> LocalDevServer:
+                console: Console | None = None, holds: dev_holds.Holds | None = None,
+                limiter: UsagePlanLimiter | None = None) -> LocalDevServer:
     handler = type("Handler", (DevRequestHandler,),
-                   {"static_dir": static_root(), "quiet": quiet, "console": console, "holds": holds})
+                   {"static_dir": static_root(), "quiet": quiet, "console": console, "holds": holds,
+                    "limiter": limiter})
     return LocalDevServer(app, config, host, port, handler_cls=handler, server_cls=ThreadedHTTPServer)

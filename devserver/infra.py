@@ -105,6 +105,7 @@ def deploy_stack(stage: str, *, region: str = "us-east-1") -> dict[str, str]:
     group = outputs["ScheduleGroupName"]
     if group not in {g["Name"] for g in sched.list_schedule_groups()["ScheduleGroups"]}:
         sched.create_schedule_group(Name=group)
+    outputs["UsagePlanId"] = ensure_usage_plan(stage, region=region)
     ddb = boto3.client("dynamodb", region_name=region)
     resources = json.loads(TEMPLATE.read_text())["Resources"]
     for logical, output in (("MainTable", "TableName"), ("ProfilesTable", "ProfilesTableName")):
@@ -114,3 +115,29 @@ def deploy_stack(stage: str, *, region: str = "us-east-1") -> dict[str, str]:
             TimeToLiveSpecification={"AttributeName": ttl["AttributeName"], "Enabled": True},
         )
     return outputs
+
+
+def ensure_usage_plan(stage: str, *, region: str = "us-east-1") -> str:
+    """The per-account usage plan and the shared key of callers without a valid token, as
+    infra/package.py adds them to a deployed stage (moto's CloudFormation cannot deploy an
+    API, so they are created by API). Sets SWITCHYARD_USAGE_PLAN_ID for the account bootstrap;
+    the local gateway throttles by the same plan (devserver/quota.py)."""
+    from chalicelib import config
+    from chalicelib.domain import quota
+    from chalicelib.store.usage_keys import UsageKeys
+
+    api = boto3.client("apigateway", region_name=region)
+    name = f"switchyard-{stage}-accounts"
+    rate, burst = config.account_limits()
+    found = [p for p in api.get_usage_plans()["items"] if p["name"] == name]
+    if found:
+        plan = str(found[0]["id"])
+        api.update_usage_plan(usagePlanId=plan, patchOperations=[
+            {"op": "replace", "path": "/throttle/rateLimit", "value": str(rate)},
+            {"op": "replace", "path": "/throttle/burstLimit", "value": str(burst)}])
+    else:
+        plan = str(api.create_usage_plan(name=name, throttle={"rateLimit": rate, "burstLimit": burst})["id"])
+    os.environ["SWITCHYARD_USAGE_PLAN_ID"] = plan
+    config.reset()
+    UsageKeys().ensure(quota.usage_key(stage, None))
+    return plan

@@ -14,8 +14,9 @@
    `batchItemFailures` get ReportBatchItemFailures on their event source, policy resources are pinned
    to the stack's region and account, chalice's resources get the checkov findings accepted for them with their reasons
    (infra/checkov-skips.json), the API is throttled stage-wide (SWITCHYARD_API_RATE_LIMIT
-   requests/s, default 100, burst SWITCHYARD_API_BURST_LIMIT, default 200), and the result
-   is OUT/template.json.
+   requests/s, default 100, burst SWITCHYARD_API_BURST_LIMIT, default 200) and per account
+   (a usage plan keyed by the authorizer, SWITCHYARD_ACCOUNT_RATE_LIMIT/_BURST_LIMIT, default
+   25/50), and the result is OUT/template.json.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:  # run as a script: the app's own package next to infra/
     sys.path.insert(0, str(ROOT))
 
+from chalicelib.config import account_limits  # noqa: E402
 from chalicelib.workers import PARTIAL_BATCH_RESPONSES, STREAM_PARTIAL_BATCH_RESPONSES  # noqa: E402
 
 EDGE = ROOT / "infra" / "edge.json"
@@ -121,6 +123,40 @@ def throttle_api(template: dict[str, Any], rate: float, burst: int) -> None:
                               "ThrottlingRateLimit": rate, "ThrottlingBurstLimit": burst}]
 
 
+def throttle_accounts(template: dict[str, Any], rate: float, burst: int) -> None:
+    """Per-account throttling by API Gateway: a usage plan on the stage, keys taken from the
+    authorizer's answer (`usageIdentifierKey`), one key per account (created by the account
+    bootstrap, services/accounts.py) plus the shared key of callers without a valid token,
+    created here. The plan's id is an output: the operator's bootstrap needs it."""
+    from chalicelib.domain import quota
+
+    body = template["Resources"]["RestAPI"]["Properties"]["DefinitionBody"]
+    body["x-amazon-apigateway-api-key-source"] = "AUTHORIZER"
+    anonymous = quota.usage_key("${Stage}", None)
+    template["Resources"].update({
+        "AccountUsagePlan": {
+            "Type": "AWS::ApiGateway::UsagePlan",
+            "Properties": {
+                "UsagePlanName": {"Fn::Sub": "switchyard-${Stage}-accounts"},
+                "Description": "Per-account throttling: one API key per Switchyard account",
+                "ApiStages": [{"ApiId": {"Ref": "RestAPI"}, "Stage": {"Ref": "RestAPI.Stage"}}],
+                "Throttle": {"RateLimit": rate, "BurstLimit": burst},
+            },
+        },
+        "AnonymousApiKey": {
+            "Type": "AWS::ApiGateway::ApiKey",
+            "Properties": {"Name": {"Fn::Sub": anonymous}, "Value": {"Fn::Sub": anonymous}, "Enabled": True,
+                           "Description": "Shared by every request without a valid token"},
+        },
+        "AnonymousUsagePlanKey": {
+            "Type": "AWS::ApiGateway::UsagePlanKey",
+            "Properties": {"KeyId": {"Ref": "AnonymousApiKey"}, "KeyType": "API_KEY",
+                           "UsagePlanId": {"Ref": "AccountUsagePlan"}},
+        },
+    })
+    template.setdefault("Outputs", {})["UsagePlanId"] = {"Value": {"Ref": "AccountUsagePlan"}}
+
+
 def validate_bearer(template: dict[str, Any]) -> None:
     """API Gateway itself refuses an Authorization header that is not `Bearer <token>` (401,
     before the authorizer runs): one cache entry per token, and garbage costs neither a
@@ -189,6 +225,7 @@ def package(stage: str, out: Path) -> Path:
     validate_bearer(merged)
     throttle_api(merged, float(os.environ.get("SWITCHYARD_API_RATE_LIMIT", "100")),
                  int(os.environ.get("SWITCHYARD_API_BURST_LIMIT", "200")))
+    throttle_accounts(merged, *account_limits())
     annotate_checkov_skips(merged, json.loads(CHECKOV_SKIPS.read_text()))
     target = out / "template.json"
     target.write_text(json.dumps(merged, indent=2) + "\n")

@@ -351,7 +351,10 @@ def route(
         # 415 envelope instead of Chalice's bare one.
         kwargs: dict[str, Any] = {"methods": [method], "content_types": ["*/*"]}
         if authorizer is not None:
+            # Counted against the caller's account key (the authorizer names it): API
+            # Gateway throttles each account on its own (domain/quota.py).
             kwargs["authorizer"] = authorizer
+            kwargs["api_key_required"] = True
         bp.route(full, **kwargs)(view)
         return fn
 

@@ -11,7 +11,7 @@ from typing import Any
 
 from chalicelib.bootstrap import Deps
 from chalicelib.config import settings
-from chalicelib.domain import tokens
+from chalicelib.domain import quota, tokens
 from chalicelib.domain.access import Capability, Principal, Role
 from chalicelib.domain.errors import Conflict, Invalid, NotFound, not_found
 from chalicelib.domain.ids import new_id
@@ -80,7 +80,26 @@ def create_account(
         raise Conflict(
             "that account id or admin token is already taken", code="account.exists"
         ) from None
+    # After the account exists: a failure here leaves an account whose requests API Gateway
+    # refuses until `ensure_usage_key` (or the backfill) is run again, never a key nobody owns.
+    ensure_usage_key(d, account.id)
     return account, admin, issued
+
+
+def ensure_usage_key(d: Deps, account_id: str) -> None:
+    """Give an account its API Gateway usage-plan key (per-account throttling). Idempotent:
+    accounts created before keys existed get theirs from the operator's backfill."""
+    d.usage_keys.ensure(quota.usage_key(settings().stage, account_id))
+
+
+def backfill_usage_keys(d: Deps) -> int:
+    """Operator step before the routes require keys (and after the local stack restores
+    saved accounts): every account gets its key. Returns how many accounts were checked."""
+    count = 0
+    for account_id in d.accounts.all_account_ids():
+        ensure_usage_key(d, account_id)
+        count += 1
+    return count
 
 
 def register_token(d: Deps, account_id: str, user_id: str, plaintext: str, label: str) -> Token:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from collections.abc import Iterator
 from typing import Any
 
 from chalicelib.domain.access import Role
@@ -45,6 +46,23 @@ class AccountRepo:
         if not row:
             return None
         return Account(id=row["id"], name=row["name"], created_at=row["created_at"])
+
+    def all_account_ids(self) -> Iterator[str]:
+        """Every account of the stage, by a paged Scan: for operator backfills only, never
+        a request or run path (it reads the whole table)."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.t.name, "ProjectionExpression": "id",
+            "FilterExpression": "SK = :sk AND #type = :type",
+            "ExpressionAttributeNames": {"#type": "type"},
+            "ExpressionAttributeValues": {":sk": {"S": K.ACCOUNT_SK}, ":type": {"S": "account"}},
+        }
+        while True:
+            page = self.t.client.scan(**kwargs)
+            for item in page.get("Items", []):
+                yield str(item["id"]["S"])
+            if "LastEvaluatedKey" not in page:
+                return
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def aws_external_id(self, account_id: str) -> str:
         """The account's AWS external id, created on first use: one UpdateItem that keeps a

@@ -69,11 +69,12 @@ def no_outside_network() -> Iterator[list[str]]:
 
 
 @contextmanager
-def serve_app() -> Iterator[str]:
+def serve_app(limiter: Any = None) -> Iterator[str]:
     """Serve app.py's Chalice app on 127.0.0.1:<free port>; yields the base URL (no /api/v1).
 
     Like devserver.gateway.load_app, but without reloading app.py under the "local" stage's
     environment: the session's settings (stage "test", moto endpoint) must stay in force.
+    `limiter` (devserver.quota.UsagePlanLimiter) throttles per account as the stage does.
     """
     from chalice.config import Config
     from chalice.local import CustomLocalChalice, LocalChalice
@@ -92,7 +93,7 @@ def serve_app() -> Iterator[str]:
         CustomLocalChalice.__bases__ = (LocalChalice, original)
         app.__class__ = CustomLocalChalice
     port = free_port()
-    server = make_server(app, config, "127.0.0.1", port, quiet=True)
+    server = make_server(app, config, "127.0.0.1", port, quiet=True, limiter=limiter)
     thread = threading.Thread(target=server.server.serve_forever, name="proof-http", daemon=True)
     thread.start()
     try:
