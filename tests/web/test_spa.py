@@ -619,7 +619,7 @@ def test_admin_issues_and_revokes_a_token(page: Page, stack: Stack) -> None:
     page.goto(f"{stack.base}/#/tokens")
     page.get_by_label("E-mail *").fill("analyst@demo.example")
     page.get_by_label("Name *").fill("Ana Lyst")
-    page.get_by_label("Role").select_option("data_manager")
+    page.get_by_label("Role", exact=True).select_option("data_manager")
     page.get_by_role("button", name="Add user").click()
     expect(page.get_by_label("For user")).to_have_value(re.compile(".+"))
     page.get_by_label("Label *").fill("CI script")

@@ -150,7 +150,7 @@ export interface Webhook { id: string; host: string; created_at: string | null }
 export interface AlertSettings { emails: string[]; webhooks: Webhook[]; events: string[]; updated_at: string | null; version: number; signing_secrets?: Record<string, string> | null }
 export interface TokenRow { id: string; label: string; user_id: string; role: Role; created_at: string; hint: string }
 export interface UserName { id: string; name: string }
-export interface UserRow { id: string; email: string; name: string; role: Role; created_at?: string }
+export interface UserRow { id: string; email: string; name: string; role: Role; created_at?: string; disabled?: boolean }
 export interface AlertRule {
   id: string; job_id: string; metric: string; granularity: string; min: number | null; max: number | null;
   allowable_violations: number; alert_state: "ok" | "breached"; state_changed_at: string | null; created_at: string;
@@ -219,4 +219,6 @@ export const api = {
   /** Every role: id and name of the account's users (owners, the audit log's user filter). */
   userNames: () => page<UserName>("/users/names", { limit: 200 }),
   createUser: (body: Dict) => data<UserRow>("POST", "/users", { body }),
+  /** `{role}` or `{disabled}`: disabling revokes every token of the user. */
+  updateUser: (id: string, body: Dict) => data<UserRow>("PATCH", `/users/${id}`, { body }),
 };

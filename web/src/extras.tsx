@@ -4,6 +4,7 @@ import { api, ApiError, type Audience, type AudienceSize, type Dict, type Role, 
 import { emptyGroup, FilterBuilder, fromFilter, type Group, suggestions, toFilter } from "./filterBuilder";
 import { forgetUserNames, loadUserNames, useCanEdit, useMe, useOwnerName } from "./session";
 import { Confirm, ErrorBox, Field, fmtTime, useLoad } from "./ui";
+import { UsersPanel } from "./users";
 import { fieldLabel, filterWords, valueWords } from "./words";
 
 const text = (e: Event) => (e.target as HTMLInputElement).value;
@@ -297,6 +298,8 @@ export function TokensPage() {
       <div class="table-wrap"><table class="data"><thead><tr><th>Label</th><th>User</th><th>Role</th><th>Hint</th><th>Created</th><th><span class="sr">Actions</span></th></tr></thead>
         <tbody>{(tokens.data?.data ?? []).map((t) => <tr key={t.id}><td>{t.label}</td><td class="muted">{who(t.user_id)}</td><td>{t.role}</td><td><code>{t.hint}</code></td><td>{fmtTime(t.created_at)}</td>
           <td><button type="button" class="link" aria-label={`Revoke ${t.label}`} onClick={() => setRevoking(t)}>Revoke</button></td></tr>)}</tbody></table></div>
+      <UsersPanel users={users.data?.data ?? []} tokens={tokens.data?.data ?? []} meId={me.user.id}
+        onChanged={() => { users.reload(); tokens.reload(); }} />
       <div class="grid2">
         <form class="panel" onSubmit={issue}>
           <h2>Issue a token</h2>
