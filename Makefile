@@ -150,7 +150,7 @@ deploy: package web
 # Dead letters back to their queues (AWS settings from the environment; QUEUES=runs health alerts).
 # See docs/operations.md first: a message that keeps failing comes back to the DLQ.
 redrive: venv
-	$(BIN)/python infra/redrive.py $(QUEUES)
+	$(BIN)/python infra/redrive.py --stage $(STAGE) $(QUEUES)
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .mypy_cache .ruff_cache dist .proof

@@ -185,7 +185,7 @@ def measure(aws: Emulation, runs: int) -> int:
 
     from app import app
     from chalicelib.bootstrap import deps
-    from chalicelib.config import RUNS_QUEUE
+    from chalicelib.config import RUNS_QUEUE, stage_queue
     from chalicelib.services.accounts import resolve_token
 
     with aws.no_latency():
@@ -205,7 +205,7 @@ def measure(aws: Emulation, runs: int) -> int:
             assert r.status_code == 201, r.body
             auth_id = json.loads(r.body)["data"]["id"]
         sqs = boto3.client("sqs")
-        queue_url = sqs.get_queue_url(QueueName=RUNS_QUEUE)["QueueUrl"]
+        queue_url = sqs.get_queue_url(QueueName=stage_queue(RUNS_QUEUE))["QueueUrl"]
         queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     job_body = {"provider": "amazon_s3", "job_type": "import", "workflow": "s3_file_import",
                 "authorization_id": auth_id, "label": "bench cold", "config": {"bucket": BUCKET, "prefix": "drops/"}}

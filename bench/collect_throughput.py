@@ -171,6 +171,7 @@ def measure(aws: Emulation) -> int:
     from chalicelib.bootstrap import deps
     from chalicelib.config import settings
     from chalicelib.services.accounts import create_account
+    from chalicelib.config import stage_queue
     from chalicelib.store.collect import COLLECT_QUEUE
 
     print(f"seed {SEED} (replay with SWITCHYARD_SEED={SEED})", flush=True)
@@ -190,7 +191,7 @@ def measure(aws: Emulation) -> int:
                 "config": {"max_messages_per_second": 10_000}, "start": True}))
             assert r.status_code == 201, r.body
             job = json.loads(r.body)["data"]
-        queue_url = sqs.get_queue_url(QueueName=COLLECT_QUEUE)["QueueUrl"]
+        queue_url = sqs.get_queue_url(QueueName=stage_queue(COLLECT_QUEUE))["QueueUrl"]
         key = auth["write_key"]
         bare = bare_app({key: (account.id, job["id"])},
                         settings().table_name, queue_url)

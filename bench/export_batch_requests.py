@@ -217,7 +217,7 @@ def run(members: int, destinations: list[Destination]) -> list[Figures]:
     poller = boto3.session.Session(region_name="us-east-1")
     poller.events.register("before-send", wire.hook("poller"))
     sqs = poller.client("sqs")
-    runs_url = sqs.get_queue_url(QueueName="switchyard-runs")["QueueUrl"]
+    runs_url = sqs.get_queue_url(QueueName=f"switchyard-{STAGE}-runs")["QueueUrl"]
 
     mailchimp = FakeMailchimp().start()
     inbox = Inbox(secret=SIGNING)

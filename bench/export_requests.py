@@ -152,7 +152,7 @@ def run(members: int) -> tuple[RunFigures, RunFigures]:
     poller_session = boto3.session.Session(region_name="us-east-1")
     poller_session.events.register("before-send", wire.hook("event source"))
     sqs = poller_session.client("sqs")
-    url = sqs.get_queue_url(QueueName="switchyard-runs")["QueueUrl"]
+    url = sqs.get_queue_url(QueueName=f"switchyard-{STAGE}-runs")["QueueUrl"]
 
     d = Deps()
     use(d)

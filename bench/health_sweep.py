@@ -280,7 +280,7 @@ def run(wire: Wire, endpoint: str) -> int:
     print(f"moto at {endpoint}; {n:,} authorizations over {ACCOUNTS} accounts seeded in "
           f"{time.perf_counter() - t0:.1f} s (not counted)", flush=True)
 
-    url = aws.client("sqs").get_queue_url(QueueName="switchyard-health")["QueueUrl"]
+    url = aws.client("sqs").get_queue_url(QueueName=f"switchyard-{STAGE}-health")["QueueUrl"]
     lam = Lambda(d, wire, url)
     wire.on = True
     t0 = time.perf_counter()

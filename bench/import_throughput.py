@@ -230,7 +230,7 @@ class Drain:
         from chalice.config import Config
 
         from app import app
-        from chalicelib.config import RUNS_QUEUE
+        from chalicelib.config import RUNS_QUEUE, stage_queue
 
         self.handler = app.handler_map["run_step"]
         conf = Config(chalice_stage="prod", function_name="run_step",
@@ -239,7 +239,7 @@ class Drain:
         self.timeout_s, self.memory_mb = int(conf.lambda_timeout), int(conf.lambda_memory_size)
         self.sqs = boto3.client("sqs", region_name="us-east-1")
         meter.delivery.add(id(self.sqs._endpoint))
-        self.url = self.sqs.get_queue_url(QueueName=RUNS_QUEUE)["QueueUrl"]
+        self.url = self.sqs.get_queue_url(QueueName=stage_queue(RUNS_QUEUE))["QueueUrl"]
         self.arn = self.sqs.get_queue_attributes(QueueUrl=self.url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
         self.errors: list[BaseException] = []
 

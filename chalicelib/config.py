@@ -4,13 +4,16 @@ exception: the health sweep's schedule, at the end of this module)."""
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 
 from chalicelib.domain import quota
 
-# Queue names are fixed (one stage per AWS account and region): Chalice's
-# @app.on_sqs_message(queue=...) needs a literal at import time, before any settings exist.
+# The queues' labels. Chalice's @app.on_sqs_message(queue=...) needs a literal at import
+# time, before any settings exist; the real queue carries the stage (`switchyard-<stage>-runs`:
+# two stages can share an AWS account and region). `stage_queue` turns a label into the
+# stage's name; packaging points each event source at its stage's queue (infra/package.py).
 RUNS_QUEUE = "switchyard-runs"
 HEALTH_QUEUE = "switchyard-health"
 ALERTS_QUEUE = "switchyard-alerts"
@@ -18,6 +21,16 @@ BACKFILL_QUEUE = "switchyard-backfill"
 # Chalice's @on_dynamodb_record also wants a literal: the package sets the real one, the
 # profiles table's StreamArn, through the merge template (infra/package.py).
 PROFILES_STREAM_ARN = "arn:aws:dynamodb:us-east-1:000000000000:table/switchyard-profiles/stream/set-by-package"
+COLLECT_QUEUE = "switchyard-collect.fifo"
+_LABEL = re.compile(r"^switchyard-(runs|health|alerts|backfill|collect)(-dlq)?(\.fifo)?$")
+
+
+def stage_queue(label: str, stage: str | None = None) -> str:
+    """The stage's name of a queue label (`switchyard-runs` -> `switchyard-prod-runs`, DLQs
+    too); any other name (an operator's override) as it is."""
+    if not _LABEL.match(label):
+        return label
+    return f"switchyard-{stage or settings().stage}-{label.removeprefix('switchyard-')}"
 
 
 @dataclass(frozen=True)

@@ -53,6 +53,7 @@ from typing import Any
 
 from chalice.app import Chalice, ScheduledEventConfig, SQSEventConfig
 
+from chalicelib.config import stage_queue
 from devserver.holds import PARK_SECONDS, Holds
 from devserver.streams import StreamPoller
 
@@ -329,7 +330,7 @@ class EventLoop:
         key = f"{owner or ''}:{name}"
         url = self._queue_urls.get(key)
         if url is None:
-            args = {"QueueName": name}
+            args = {"QueueName": stage_queue(name, self.stage)}
             if owner:
                 args["QueueOwnerAWSAccountId"] = owner
             url = str(self._client("sqs").get_queue_url(**args)["QueueUrl"])

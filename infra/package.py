@@ -10,7 +10,7 @@
    references chalice's `RestAPI`, so it cannot live in infra/template.json, which is also
    deployed alone into moto by the local stack and the tests.
 3. The `Stage` parameter defaults to the packaged stage (the functions' environment already
-   names it), SQS-triggered functions depend on their queues, those that answer with
+   names it), SQS event sources name their stage's queues by GetAtt, those that answer with
    `batchItemFailures` get ReportBatchItemFailures on their event source, policy resources are pinned
    to the stack's region and account, chalice's resources get the checkov findings accepted for them with their reasons
    (infra/checkov-skips.json), the API is throttled stage-wide (SWITCHYARD_API_RATE_LIMIT
@@ -87,12 +87,20 @@ def merge_edge(template: dict[str, Any], edge: dict[str, Any], stage: str) -> di
     return merged
 
 
+def _queue_label(name: Any) -> str:
+    """`switchyard-runs` for a queue named `switchyard-${Stage}-runs` (the label the app's
+    @on_sqs_message uses, chalicelib/config.py)."""
+    text = name.get("Fn::Sub", "") if isinstance(name, dict) else str(name or "")
+    return text.replace("${Stage}-", "", 1)
+
+
 def order_event_sources(template: dict[str, Any]) -> None:
-    """Make each SQS-triggered function depend on its queue. Chalice names the queue by ARN
-    (a Fn::Sub of its name), which CloudFormation cannot see as a dependency: on a first
-    create the event source mapping could be made before the queue, and fail."""
-    queues = {r["Properties"]["QueueName"]: name for name, r in template["Resources"].items()
-              if r["Type"] == "AWS::SQS::Queue" and isinstance(r["Properties"].get("QueueName"), str)}
+    """Point each SQS event source at the stage's queue by GetAtt. Chalice names the queue by
+    the app's label (`...:switchyard-runs`, a literal at import); the queue is
+    `switchyard-<stage>-runs`, and a Fn::Sub of a name is no dependency CloudFormation can
+    see (on a first create the mapping could be made before the queue): a GetAtt is."""
+    queues = {_queue_label(r["Properties"].get("QueueName")): name for name, r in template["Resources"].items()
+              if r["Type"] == "AWS::SQS::Queue"}
     for resource in template["Resources"].values():
         if resource["Type"] != "AWS::Serverless::Function":
             continue
@@ -101,9 +109,7 @@ def order_event_sources(template: dict[str, Any]) -> None:
             text = arn.get("Fn::Sub", "") if isinstance(arn, dict) else str(arn or "")
             queue = queues.get(text.rsplit(":", 1)[-1])
             if queue:
-                depends = resource.setdefault("DependsOn", [])
-                if queue not in depends:
-                    depends.append(queue)
+                event["Properties"]["Queue"] = {"Fn::GetAtt": [queue, "Arn"]}
 
 
 def report_batch_item_failures(template: dict[str, Any], handlers: Iterable[str]) -> None:

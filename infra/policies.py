@@ -43,9 +43,8 @@ def statements(stage: str) -> dict[str, list[dict[str, Any]]]:
     auth_secrets = _arn("secretsmanager", f"secret:switchyard/{stage}/acct_*/auth_*")
     alert_secrets = _arn("secretsmanager", f"secret:switchyard/{stage}/acct_*/alerts-*")
     oauth_apps = _arn("secretsmanager", f"secret:switchyard/{stage}/oauth/*")
-    queue = {name: _arn("sqs", f"switchyard-{name}") for name in ("runs", "health", "alerts")}
-    queue["collect"] = _arn("sqs", "switchyard-collect.fifo")
-    queue["backfill"] = _arn("sqs", "switchyard-backfill")
+    queue = {name: _arn("sqs", f"switchyard-{stage}-{name}") for name in ("runs", "health", "alerts", "backfill")}
+    queue["collect"] = _arn("sqs", f"switchyard-{stage}-collect.fifo")
     profiles_stream = _arn("dynamodb", f"table/switchyard-{stage}-profiles/stream/*")
     schedules = _arn("scheduler", f"schedule/switchyard-{stage}/*")
     bus = _arn("events", f"event-bus/switchyard-{stage}")

@@ -18,10 +18,11 @@ from typing import Any
 QUEUES = ("runs", "health", "alerts", "backfill")
 
 
-def redrive(sqs: Any, name: str, *, limit: int, dry_run: bool = False) -> int:
-    """Move up to `limit` messages of switchyard-<name>-dlq to switchyard-<name>; returns how many."""
-    source = sqs.get_queue_url(QueueName=f"switchyard-{name}")["QueueUrl"]
-    dlq = sqs.get_queue_url(QueueName=f"switchyard-{name}-dlq")["QueueUrl"]
+def redrive(sqs: Any, name: str, *, stage: str, limit: int, dry_run: bool = False) -> int:
+    """Move up to `limit` messages of switchyard-<stage>-<name>-dlq to switchyard-<stage>-<name>;
+    returns how many."""
+    source = sqs.get_queue_url(QueueName=f"switchyard-{stage}-{name}")["QueueUrl"]
+    dlq = sqs.get_queue_url(QueueName=f"switchyard-{stage}-{name}-dlq")["QueueUrl"]
     moved = 0
     while moved < limit:
         msgs = sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=min(10, limit - moved),
@@ -53,6 +54,7 @@ def redrive(sqs: Any, name: str, *, limit: int, dry_run: bool = False) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("queues", nargs="*", default=list(QUEUES), help="runs, health, alerts and/or backfill (default: all)")
+    parser.add_argument("--stage", default="prod", help="the stage whose queues to redrive (default: prod)")
     parser.add_argument("--max", type=int, default=10_000, help="at most this many per queue")
     parser.add_argument("--dry-run", action="store_true", help="count what would move, move nothing")
     args = parser.parse_args(argv)
@@ -63,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
 
     sqs = boto3.client("sqs")
     for name in args.queues or QUEUES:
-        n = redrive(sqs, name, limit=args.max, dry_run=args.dry_run)
+        n = redrive(sqs, name, stage=args.stage, limit=args.max, dry_run=args.dry_run)
         print(f"{name}: {'would move' if args.dry_run else 'moved'} {n} message(s)"
               + (" (first batch only)" if args.dry_run and n else ""))
     return 0

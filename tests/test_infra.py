@@ -33,9 +33,9 @@ def test_template_deployed_into_moto_has_every_resource(aws_endpoint):
     # AND the queues redrive to their DLQs
     sqs = boto3.client("sqs", region_name="us-east-1")
     for name in ("runs", "health"):
-        url = sqs.get_queue_url(QueueName=f"switchyard-{name}")["QueueUrl"]
+        url = sqs.get_queue_url(QueueName=f"switchyard-test-{name}")["QueueUrl"]
         attrs = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["RedrivePolicy"])["Attributes"]
-        assert json.loads(attrs["RedrivePolicy"])["deadLetterTargetArn"].endswith(f"switchyard-{name}-dlq")
+        assert json.loads(attrs["RedrivePolicy"])["deadLetterTargetArn"].endswith(f"switchyard-test-{name}-dlq")
     names = [b["Name"] for b in boto3.client("events", region_name="us-east-1").list_event_buses()["EventBuses"]]
     assert "switchyard-test" in names
     # AND the operations dashboard charts the app's EMF metrics (its alarms are lint-checked only)
@@ -115,12 +115,13 @@ STAGE_ARN = {
     "alert_secret": "arn:aws:secretsmanager:eu-west-1:111122223333:secret:switchyard/prod/acct_01x/alerts-AbC123",
     "oauth_app": "arn:aws:secretsmanager:eu-west-1:111122223333:secret:switchyard/prod/oauth/mailchimp-AbC123",
     "other_stage_secret": "arn:aws:secretsmanager:eu-west-1:111122223333:secret:switchyard/dev/acct_01x/auth_01y-AbC123",
-    "runs": "arn:aws:sqs:eu-west-1:111122223333:switchyard-runs",
-    "health": "arn:aws:sqs:eu-west-1:111122223333:switchyard-health",
-    "alerts": "arn:aws:sqs:eu-west-1:111122223333:switchyard-alerts",
-    "collect": "arn:aws:sqs:eu-west-1:111122223333:switchyard-collect.fifo",
-    "backfill": "arn:aws:sqs:eu-west-1:111122223333:switchyard-backfill",
+    "runs": "arn:aws:sqs:eu-west-1:111122223333:switchyard-prod-runs",
+    "health": "arn:aws:sqs:eu-west-1:111122223333:switchyard-prod-health",
+    "alerts": "arn:aws:sqs:eu-west-1:111122223333:switchyard-prod-alerts",
+    "collect": "arn:aws:sqs:eu-west-1:111122223333:switchyard-prod-collect.fifo",
+    "backfill": "arn:aws:sqs:eu-west-1:111122223333:switchyard-prod-backfill",
     "profiles_stream": "arn:aws:dynamodb:eu-west-1:111122223333:table/switchyard-prod-profiles/stream/2026-12-05T10:00:00.000",
+    "other_stage_queue": "arn:aws:sqs:eu-west-1:111122223333:switchyard-dev-runs",
     "schedule": "arn:aws:scheduler:eu-west-1:111122223333:schedule/switchyard-prod/job-job_01x",
     "bus": "arn:aws:events:eu-west-1:111122223333:event-bus/switchyard-prod",
     "topic": "arn:aws:sns:eu-west-1:111122223333:switchyard-prod-alerts",
@@ -171,7 +172,8 @@ NEEDS = {
 MUST_NOT = {
     "token_authorizer": [("dynamodb:PutItem", "main"), ("dynamodb:Query", "index"),
                          ("secretsmanager:GetSecretValue", "auth_secret")],
-    "api_handler": [("secretsmanager:GetSecretValue", "other_stage_secret"), ("dynamodb:Scan", "main"),
+    "api_handler": [("secretsmanager:GetSecretValue", "other_stage_secret"), ("sqs:SendMessage", "other_stage_queue"),
+                    ("dynamodb:Scan", "main"),
                     ("sqs:ReceiveMessage", "runs"), ("sns:Publish", "topic")],
     "run_step": [("secretsmanager:CreateSecret", "auth_secret"), ("secretsmanager:DeleteSecret", "auth_secret"),
                  ("secretsmanager:GetSecretValue", "alert_secret"), ("scheduler:CreateSchedule", "schedule"),

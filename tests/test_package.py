@@ -163,9 +163,12 @@ def test_every_authorized_route_is_throttled_per_account_by_the_authorizers_key(
 def test_each_queue_exists_before_the_function_it_triggers(packaged: Path) -> None:
     res = json.loads((packaged / "template.json").read_text())["Resources"]
     expected = {"RunStep": "RunsQueue", "CheckHealth": "HealthQueue", "DeliverAlerts": "AlertsQueue",
-                "CollectHandoffs": "CollectQueue"}
+                "CollectHandoffs": "CollectQueue", "BackfillAudience": "BackfillQueue"}
     for function, queue in expected.items():
-        assert queue in res[function].get("DependsOn", []), function
+        # the event source names the stage's queue by GetAtt: CloudFormation orders them by it
+        [sqs] = [e for e in res[function]["Properties"]["Events"].values() if e["Type"] == "SQS"]
+        assert sqs["Properties"]["Queue"] == {"Fn::GetAtt": [queue, "Arn"]}, function
+        assert res[queue]["Properties"]["QueueName"]["Fn::Sub"].startswith("switchyard-${Stage}-"), queue
     # The collect handler reports failed hand-offs one by one (the rest of its job's group after them).
     [event] = res["CollectHandoffs"]["Properties"]["Events"].values()
     assert event["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]

@@ -8,11 +8,12 @@ import boto3
 import pytest
 
 from infra.redrive import main, redrive
+from tests.conftest import STAGE
 
 
 def _urls(sqs, name: str) -> tuple[str, str]:
-    return (sqs.get_queue_url(QueueName=f"switchyard-{name}")["QueueUrl"],
-            sqs.get_queue_url(QueueName=f"switchyard-{name}-dlq")["QueueUrl"])
+    return (sqs.get_queue_url(QueueName=f"switchyard-{STAGE}-{name}")["QueueUrl"],
+            sqs.get_queue_url(QueueName=f"switchyard-{STAGE}-{name}-dlq")["QueueUrl"])
 
 
 def _drain(sqs, url: str) -> list[str]:
@@ -35,8 +36,8 @@ def test_redrive_moves_every_dead_letter_back_once(aws_endpoint) -> None:
     for b in bodies:
         sqs.send_message(QueueUrl=dlq, MessageBody=b)
     # WHEN a dry run, then the redrive, run
-    assert redrive(sqs, "health", limit=100, dry_run=True) == 10
-    assert main(["health"]) == 0
+    assert redrive(sqs, "health", stage=STAGE, limit=100, dry_run=True) == 10
+    assert main(["--stage", STAGE, "health"]) == 0
     # THEN each is in the health queue once and the DLQ is empty
     assert sorted(_drain(sqs, source)) == sorted(bodies)
     assert _drain(sqs, dlq) == []

@@ -18,13 +18,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from chalicelib.config import COLLECT_QUEUE
 from chalicelib.store import aws
 from chalicelib.store import keys as K
 from chalicelib.store.dynamo import Table, Transaction, deser, ser
 from chalicelib.store.queues import queue_url
 from chalicelib.store.runs import RUN_TTL_DAYS, run_sk
 
-COLLECT_QUEUE = "switchyard-collect.fifo"
 CLAIM_SECONDS = 24 * 3600  # messageId dedup window
 APPLIED_SECONDS = 14 * 86400  # SQS's longest retention: a hand-off is never redelivered later
 ENTRY_BYTES = 200 * 1024  # one hand-off, gzip + base64, under SQS's 256 KB

@@ -6,7 +6,7 @@ import json
 import threading
 from typing import Any
 
-from chalicelib.config import settings
+from chalicelib.config import settings, stage_queue
 from chalicelib.store import aws
 
 _urls: dict[str, str] = {}
@@ -14,10 +14,11 @@ _lock = threading.Lock()
 
 
 def queue_url(name: str) -> str:
+    """The URL of a queue, by label (`switchyard-runs`, the stage's queue) or by full name."""
     url = _urls.get(name)
     if url is None:
         with _lock:
-            url = aws.client("sqs").get_queue_url(QueueName=name)["QueueUrl"]
+            url = aws.client("sqs").get_queue_url(QueueName=stage_queue(name))["QueueUrl"]
             _urls[name] = url
     return url
 

@@ -25,7 +25,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from chalicelib.config import settings
+from chalicelib.config import settings, stage_queue
 from chalicelib.domain.schedules import SchedulerExpression, once_at, parse_rate, scheduler_expression
 from chalicelib.store import aws
 
@@ -98,7 +98,7 @@ class SchedulerStore:
     @property
     def queue_arn(self) -> str:
         partition, account = _caller()
-        name = self._queue_name or settings().runs_queue_name
+        name = stage_queue(self._queue_name or settings().runs_queue_name)
         return f"arn:{partition}:sqs:{settings().region}:{account}:{name}"
 
     @property

@@ -39,14 +39,14 @@ def _record(deps: Any, account_id: str, job_id: str, at: datetime, added: int) -
 
 
 def _alerts_of(account_id: str) -> list[dict[str, Any]]:
-    return [e for e in _take("switchyard-alerts") if e["detail"]["account_id"] == account_id]
+    return [e for e in _take("switchyard-test-alerts") if e["detail"]["account_id"] == account_id]
 
 
 def test_a_min_rule_counts_empty_hours_but_not_hours_before_it_existed(api, deps, tenant) -> None:
     # GIVEN a rule "at least 1 removed per hour" made now, and a job with no activity
     job = _job(api)
     api.post(f"/jobs/{job['id']}/alert-rules", {"metric": "removed", "granularity": "hour", "min": 1})
-    _take("switchyard-alerts")
+    _take("switchyard-test-alerts")
     made = datetime.now(UTC)
     # WHEN the evaluator runs in the same hour THEN nothing is judged (no complete watched hour)
     assert alert_rules.evaluate(deps, now=made).fired == 0

@@ -89,7 +89,7 @@ def test_an_unhealthy_authorization_alerts_by_email_and_signed_webhook_once(
     created = api.post("/authorizations", {"provider": "test_probe", "method": "api_key", "label": "CRM key",
                                            "credentials": {"api_key": key}})
     auth_id = created.json["data"]["id"]
-    _take("switchyard-alerts")
+    _take("switchyard-test-alerts")
 
     # WHEN its key gets revoked and the sweep sees it twice
     probe.modes[key] = "bad"
@@ -97,7 +97,7 @@ def test_an_unhealthy_authorization_alerts_by_email_and_signed_webhook_once(
     health.check_many(deps, [(tenant.account_id, auth_id)], timeout=10)
 
     # THEN one event reached the alerts queue through the bus and its rule
-    events = [e for e in _take("switchyard-alerts") if e["detail"]["account_id"] == tenant.account_id]
+    events = [e for e in _take("switchyard-test-alerts") if e["detail"]["account_id"] == tenant.account_id]
     assert [e["detail-type"] for e in events] == ["Authorization Unhealthy"]
     assert events[0]["source"] == "switchyard" and events[0]["detail"]["authorization_id"] == auth_id
     # WHEN the alerts Lambda delivers it
@@ -109,7 +109,7 @@ def test_an_unhealthy_authorization_alerts_by_email_and_signed_webhook_once(
     assert hmac.compare_digest(sig["v1"], expected)
     assert req.json()["type"] == "Authorization Unhealthy" and req.json()["detail"]["label"] == "CRM key"
     # AND the topic delivered it to this account's subscriber only, with no secret in it
-    sqs, _ = _queue("switchyard-alerts")
+    sqs, _ = _queue("switchyard-test-alerts")
     mail = sqs.receive_message(QueueUrl=inbox, MaxNumberOfMessages=10).get("Messages", [])
     assert len(mail) == 1 and "Authorization Unhealthy" in mail[0]["Body"]
     assert key not in mail[0]["Body"] and key not in req.body.decode()
@@ -154,7 +154,7 @@ def test_an_authorization_healthy_again_alerts_once(api, deps, tenant, probe) ->
     auth_id = created.json["data"]["id"]
     probe.modes[key] = "bad"
     health.check_many(deps, [(tenant.account_id, auth_id)], timeout=10)
-    _take("switchyard-alerts")
+    _take("switchyard-test-alerts")
 
     # WHEN the key works again and the sweep sees it twice
     probe.modes[key] = "ok"
@@ -162,10 +162,10 @@ def test_an_authorization_healthy_again_alerts_once(api, deps, tenant, probe) ->
     health.check_many(deps, [(tenant.account_id, auth_id)], timeout=10)
 
     # THEN exactly one "Authorization Healthy Again" reached the alerts queue, about it
-    events = [e for e in _take("switchyard-alerts") if e["detail"]["account_id"] == tenant.account_id]
+    events = [e for e in _take("switchyard-test-alerts") if e["detail"]["account_id"] == tenant.account_id]
     assert [e["detail-type"] for e in events] == ["Authorization Healthy Again"]
     assert events[0]["detail"]["authorization_id"] == auth_id and events[0]["detail"]["label"] == "CRM key"
     assert key not in json.dumps(events)
     # AND a check that finds it healthy again later alerts nothing
     assert api.post(f"/authorizations/{auth_id}/check").status_code == 200
-    assert [e for e in _take("switchyard-alerts") if e["detail"]["account_id"] == tenant.account_id] == []
+    assert [e for e in _take("switchyard-test-alerts") if e["detail"]["account_id"] == tenant.account_id] == []

@@ -76,7 +76,7 @@ def _auth(api: Any, key: str) -> str:
 
 def _health_queue() -> tuple[Any, str]:
     sqs = boto3.client("sqs", region_name="us-east-1")
-    return sqs, sqs.get_queue_url(QueueName="switchyard-health")["QueueUrl"]
+    return sqs, sqs.get_queue_url(QueueName="switchyard-test-health")["QueueUrl"]
 
 
 def _drain_health_queue() -> list[dict[str, Any]]:

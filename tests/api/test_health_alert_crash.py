@@ -30,7 +30,7 @@ def probe(deps: Any, monkeypatch: pytest.MonkeyPatch) -> Probe:
 
 
 def _ours(account_id: str) -> list[dict[str, Any]]:
-    return [e for e in _take("switchyard-alerts") if e["detail"]["account_id"] == account_id]
+    return [e for e in _take("switchyard-test-alerts") if e["detail"]["account_id"] == account_id]
 
 
 def test_a_check_killed_after_the_transition_alerts_on_redelivery_once(
@@ -40,7 +40,7 @@ def test_a_check_killed_after_the_transition_alerts_on_redelivery_once(
     key = f"key-{uuid.uuid4().hex}"
     auth_id = _auth(api, key)
     probe.modes[key] = "bad"
-    _take("switchyard-alerts")
+    _take("switchyard-test-alerts")
     real_publish = EventBus.publish
 
     def die(self: Any, *a: Any, **kw: Any) -> None:
@@ -67,7 +67,7 @@ def test_an_alert_eventbridge_refused_is_sent_by_the_next_check(api, deps, tenan
     key = f"key-{uuid.uuid4().hex}"
     auth_id = _auth(api, key)
     probe.modes[key] = "bad"
-    _take("switchyard-alerts")
+    _take("switchyard-test-alerts")
     real_publish = EventBus.publish
 
     def refuse(self: Any, *a: Any, **kw: Any) -> None:

@@ -104,7 +104,7 @@ def test_a_sweep_of_2000_checks_each_once_and_hanging_providers_end_unreachable(
     timeout = deps.health_check_timeout = bound(
         concurrent_seconds(lambda: deps.secrets.read(f"scale/{keys['ok']}")), floor=TIMEOUT_FLOOR)
     _drain_health_queue()
-    _take("switchyard-alerts")
+    _take("switchyard-test-alerts")
     started = time.monotonic()
 
     # WHEN the daily sweep fans out and the health Lambda takes every batch off the queue
@@ -146,7 +146,7 @@ def test_a_sweep_of_2000_checks_each_once_and_hanging_providers_end_unreachable(
     unhealthy = {i for i, (_a, m) in made.items() if m != "ok"}
     assert sorted(t["SK"].split("#")[1] for t in transitions) == sorted(unhealthy)
     # AND one alert per transition
-    alerts = [e for e in _take("switchyard-alerts") if e["detail"]["account_id"] in accounts]
+    alerts = [e for e in _take("switchyard-test-alerts") if e["detail"]["account_id"] in accounts]
     assert sorted(e["detail"]["authorization_id"] for e in alerts) == sorted(unhealthy)
     assert {e["detail-type"] for e in alerts} == {"Authorization Unhealthy"}
 
@@ -156,7 +156,7 @@ def test_a_sweep_of_2000_checks_each_once_and_hanging_providers_end_unreachable(
         queue_name="switchyard-health",
         message_bodies=[json.dumps({"account_id": made[i][0], "authorization_id": i}) for i in again]))
     assert len([t for a in accounts for t in _transitions(deps, a)]) == len(transitions)
-    assert [e for e in _take("switchyard-alerts") if e["detail"]["account_id"] in accounts] == []
+    assert [e for e in _take("switchyard-test-alerts") if e["detail"]["account_id"] in accounts] == []
     print(f"sweep of {N}: {elapsed:.1f} s on moto")
     from tests.proof.record import record
 

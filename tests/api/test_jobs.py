@@ -11,7 +11,7 @@ from tests.api.helpers import create_auth, create_job, create_role_auth, make_bu
 
 def _run_messages() -> list[dict]:
     sqs = boto3.client("sqs", region_name="us-east-1")
-    url = sqs.get_queue_url(QueueName="switchyard-runs")["QueueUrl"]
+    url = sqs.get_queue_url(QueueName="switchyard-test-runs")["QueueUrl"]
     out = []
     while True:
         resp = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0)

@@ -84,7 +84,7 @@ def test_canary_never_leaves_secrets_manager(api, tenant, caplog, capsys, aws_en
     assert items and not [i for i in items if leaks(json.dumps(i, default=lambda b: b.decode("latin-1")))]
     # every message on the runs queue
     sqs = boto3.client("sqs", region_name="us-east-1")
-    url = sqs.get_queue_url(QueueName="switchyard-runs")["QueueUrl"]
+    url = sqs.get_queue_url(QueueName="switchyard-test-runs")["QueueUrl"]
     msgs = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0).get("Messages", [])
     assert msgs and not [m for m in msgs if leaks(m["Body"])]
     # ...and it IS in Secrets Manager, which is the point

@@ -18,7 +18,7 @@ class Drain:
     def __init__(self, deps: Any, options: EngineOptions) -> None:
         self.engine = Engine(deps, options)
         self.sqs = boto3.client("sqs", region_name="us-east-1")
-        self.url = self.sqs.get_queue_url(QueueName="switchyard-runs")["QueueUrl"]
+        self.url = self.sqs.get_queue_url(QueueName="switchyard-test-runs")["QueueUrl"]
         self.errors: list[BaseException] = []
 
     def purge(self) -> None:

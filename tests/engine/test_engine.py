@@ -132,7 +132,7 @@ def test_an_auth_error_fails_the_job_and_marks_the_authorization_unhealthy_at_on
 def test_a_failed_job_alerts_once_and_its_recovery_once(api, tenant, drain, make_job, source):
     from tests.api.test_alerts import _take
 
-    _take("switchyard-alerts")
+    _take("switchyard-test-alerts")
     # GIVEN a job whose first run hits a configuration error
     source.errors = [ProviderError("bucket 'x' does not exist (NoSuchBucket)")]
     job = make_job(people(10))
@@ -143,7 +143,7 @@ def test_a_failed_job_alerts_once_and_its_recovery_once(api, tenant, drain, make
     drain.run()
     assert _job(api, job["id"])["last_run"]["status"] == "succeeded"
     # THEN the alerts queue got exactly: failed, then recovered
-    ours = [e for e in _take("switchyard-alerts") if e["detail"].get("job_id") == job["id"]]
+    ours = [e for e in _take("switchyard-test-alerts") if e["detail"].get("job_id") == job["id"]]
     assert [e["detail-type"] for e in ours] == ["Job Failed", "Job Recovered"]
     assert "does not exist" in ours[0]["detail"]["reason"]
     assert ours[1]["detail"]["previous_error"] == ours[0]["detail"]["reason"]
@@ -407,7 +407,7 @@ def _held_retries(drain) -> list[dict]:
     from moto.core import DEFAULT_ACCOUNT_ID
     from moto.sqs.models import sqs_backends
 
-    queue = sqs_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].queues["switchyard-runs"]
+    queue = sqs_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].queues["switchyard-test-runs"]
     with queue._messages_lock:
         bodies = [_json.loads(m.body) for m in queue._messages]
     return [b for b in bodies if b.get("trigger") == "retry"]

@@ -41,7 +41,7 @@ def _run_until_killed(drain: Any) -> None:
 
 
 def _job_events(job_id: str) -> list[dict[str, Any]]:
-    return [e for e in _take("switchyard-alerts") if e["detail"].get("job_id") == job_id]
+    return [e for e in _take("switchyard-test-alerts") if e["detail"].get("job_id") == job_id]
 
 
 def _mail(inbox: str) -> list[str]:
@@ -61,7 +61,7 @@ def test_a_runner_killed_at_the_alert_of_a_job_change_alerts_once_after_redelive
     # GIVEN an account with an alert address, and a job whose first run hits a config error
     assert api.put("/alerts", {"emails": ["ops@acme.example"], "version": 0}).status_code == 200
     inbox = _email_stand_in(tenant.account_id)
-    _take("switchyard-alerts")
+    _take("switchyard-test-alerts")
     source.errors = [ProviderError("bucket 'x' does not exist (NoSuchBucket)")]
     job = make_job(people(5))
     if change == "Job Recovered":
@@ -98,7 +98,7 @@ def test_a_runner_killed_at_the_alert_of_a_job_change_alerts_once_after_redelive
 def test_an_alert_eventbridge_refused_is_sent_when_sqs_brings_the_message_back(
         api, tenant, drain, make_job, source, monkeypatch) -> None:
     # GIVEN EventBridge refusing the first alert event (emit logs it; the failure commits)
-    _take("switchyard-alerts")
+    _take("switchyard-test-alerts")
     real = EventBus.publish
     refused: list[str] = []
 

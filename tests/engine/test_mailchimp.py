@@ -288,7 +288,7 @@ def test_the_api_key_never_leaves_secrets_manager(api, deps, tenant, drain, fake
             items += page["Items"]
     assert items and not [i for i in items if leaks(json.dumps(i, default=repr))]
     sqs = boto3.client("sqs", region_name="us-east-1")
-    url = sqs.get_queue_url(QueueName="switchyard-runs")["QueueUrl"]
+    url = sqs.get_queue_url(QueueName="switchyard-test-runs")["QueueUrl"]
     msgs = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=0).get("Messages", [])
     assert not [m for m in msgs if leaks(m["Body"])]
     # ...and it is in Secrets Manager

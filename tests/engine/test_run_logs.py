@@ -27,7 +27,7 @@ def _deliver(client: Any, body: str, message_id: str) -> None:
 
 def _drain_through_handler(client: Any) -> list[str]:
     sqs = boto3.client("sqs", region_name="us-east-1")
-    url = sqs.get_queue_url(QueueName="switchyard-runs")["QueueUrl"]
+    url = sqs.get_queue_url(QueueName="switchyard-test-runs")["QueueUrl"]
     handled: list[str] = []
     for _ in range(20):
         msgs = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1, VisibilityTimeout=30).get("Messages", [])
@@ -84,7 +84,7 @@ def test_a_failed_step_logs_its_provider_reason_with_the_run_ids(
     capsys.readouterr()
     # WHEN the first delivery reaches the runs Lambda
     sqs = boto3.client("sqs", region_name="us-east-1")
-    url = sqs.get_queue_url(QueueName="switchyard-runs")["QueueUrl"]
+    url = sqs.get_queue_url(QueueName="switchyard-test-runs")["QueueUrl"]
     [m] = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1, VisibilityTimeout=30)["Messages"]
     _deliver(client, m["Body"], m["MessageId"])
     # THEN a warning line says why, with the run's ids

@@ -130,7 +130,7 @@ class Runner:
     def __init__(self, deps: Any, injector: Injector, clock: Clock, rng: random.Random, hint: str) -> None:
         self.engine = Engine(deps, EngineOptions(max_records=ROWS_PER_STEP))
         self.inj, self.clock, self.rng, self.hint = injector, clock, rng, hint
-        self.sqs, self.url = _queue("switchyard-runs")
+        self.sqs, self.url = _queue("switchyard-test-runs")
         self.tally = Tally()
 
     def run(self, kind: str, quota: int, finished: Callable[[], bool], limit: int = 3000) -> int:
@@ -573,8 +573,8 @@ def test_runs_killed_at_random_points_lose_nothing_and_count_nothing_twice(
         policy=H.RetryPolicy(max_attempts=4, backoff_factor=0.01, backoff_jitter=0.01),
         check_policy=H.RetryPolicy(max_attempts=2, backoff_factor=0.01))}))
     rng, injector = _draws(seed)
-    _purge("switchyard-runs")
-    _purge("switchyard-runs-dlq")
+    _purge("switchyard-test-runs")
+    _purge("switchyard-test-runs-dlq")
     per_kind: Counter[str] = Counter()
     seconds: Counter[str] = Counter()
     results: dict[str, list[Outcome]] = {k: [] for k in KINDS}
@@ -607,7 +607,7 @@ def test_runs_killed_at_random_points_lose_nothing_and_count_nothing_twice(
                 print(f"{kind}: start {t1 - t0:.1f} s, run {t2 - t1:.1f} s, check {time.monotonic() - t2:.1f} s")
     elapsed = time.monotonic() - started
     # the DLQ got nothing: no message needed more receives than the queue allows
-    sqs, dlq = _queue("switchyard-runs-dlq")
+    sqs, dlq = _queue("switchyard-test-runs-dlq")
     assert not sqs.receive_message(QueueUrl=dlq, MaxNumberOfMessages=10).get("Messages"), hint
 
     outcomes = [o for os_ in results.values() for o in os_]
@@ -674,7 +674,7 @@ class KillableProbe:
 
 
 def _alert_events(account_id: str) -> list[dict[str, Any]]:
-    sqs, url = _queue("switchyard-alerts")
+    sqs, url = _queue("switchyard-test-alerts")
     out = []
     while msgs := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10).get("Messages", []):
         for m in msgs:
@@ -718,7 +718,7 @@ def test_the_health_sweep_killed_at_random_points_checks_everyone_and_records_ea
     probe.inner.modes.clear()
     probe.inner.modes.update({k: "bad" for k, g in keys.items() if g == "revoked"})
     before = {k: len(api.get(f"/authorizations/{ids[k]}/health").json["data"]) for k in keys}
-    for name in ("switchyard-health", "switchyard-health-dlq"):
+    for name in ("switchyard-test-health", "switchyard-test-health-dlq"):
         _purge(name)
     _alert_events(tenant.account_id)
     time.sleep(1.1)  # checked_at has whole seconds: every check of the sweep is after `start`
@@ -729,7 +729,7 @@ def test_the_health_sweep_killed_at_random_points_checks_everyone_and_records_ea
     tally = Tally()
     kills: Counter[str] = Counter()
     started = time.monotonic()
-    sqs, url = _queue("switchyard-health")
+    sqs, url = _queue("switchyard-test-health")
     per_message: Counter[str] = Counter()
     with injector.installed(monkeypatch):
         sweeps = 0
@@ -782,7 +782,7 @@ def test_the_health_sweep_killed_at_random_points_checks_everyone_and_records_ea
     elapsed = time.monotonic() - started
 
     # THEN every authorization was checked, and holds the status its key deserves
-    dlq, dlq_url = _queue("switchyard-health-dlq")
+    dlq, dlq_url = _queue("switchyard-test-health-dlq")
     assert not dlq.receive_message(QueueUrl=dlq_url, MaxNumberOfMessages=10).get("Messages"), hint
     unchecked = wrong = 0
     for key, group in keys.items():

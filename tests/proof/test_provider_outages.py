@@ -135,7 +135,7 @@ class SimDrain:
         self.engine = Engine(deps, EngineOptions(max_records=max_records, now=clock))
         self.account_id = account_id
         self.sqs = boto3.client("sqs", region_name="us-east-1")
-        self.url = self.sqs.get_queue_url(QueueName="switchyard-runs")["QueueUrl"]
+        self.url = self.sqs.get_queue_url(QueueName="switchyard-test-runs")["QueueUrl"]
         self.errors: list[BaseException] = []
 
     def run(self, limit: int = 500) -> int:

@@ -172,15 +172,15 @@ class Lambdas:
         return n
 
     def runs(self) -> int:
-        return self.drain("switchyard-runs", "run_step")
+        return self.drain("switchyard-test-runs", "run_step")
 
     def sweep(self) -> None:
         self.client.lambda_.invoke("health_sweep", self.client.events.generate_cw_event(
             source="aws.events", detail_type="Scheduled Event", detail={}, resources=[]))
-        self.drain("switchyard-health", "check_health", limit=10_000)
+        self.drain("switchyard-test-health", "check_health", limit=10_000)
 
     def alerts(self) -> int:
-        return self.drain("switchyard-alerts", "deliver_alerts")
+        return self.drain("switchyard-test-alerts", "deliver_alerts")
 
 
 def test_canary_credentials_are_found_nowhere_but_secrets_manager(

@@ -46,7 +46,7 @@ def test_a_recurring_schedule_is_created_in_the_stage_group_targeting_the_runs_q
     assert found["State"] == "ENABLED" and found["FlexibleTimeWindow"] == {"Mode": "OFF"}
     # AND its target is the runs queue, through the role infra/template.json creates
     sqs = boto3.client("sqs", region_name="us-east-1")
-    url = sqs.get_queue_url(QueueName="switchyard-runs")["QueueUrl"]
+    url = sqs.get_queue_url(QueueName="switchyard-test-runs")["QueueUrl"]
     queue_arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     role = boto3.client("iam", region_name="us-east-1").get_role(RoleName="switchyard-test-scheduler")["Role"]
     assert found["Target"]["Arn"] == queue_arn
