@@ -40,20 +40,33 @@ def _burst(url: str, header: str, n: int) -> list[int]:
     return [_get(url, header)[0] for _ in range(n)]
 
 
-def test_one_account_is_throttled_with_429_while_another_is_not(served, new_tenant):
+def test_one_account_is_throttled_with_429_while_another_is_not(served, new_tenant, monkeypatch):
+    from chalicelib.services import accounts
+
     base, limiter, now = served
     a, b = new_tenant("Busy"), new_tenant("Quiet")
     me = base + "/me"
     burst = limiter.burst
     assert burst >= 1 and limiter.rate > 0, (limiter.rate, burst)
+    served_by_route: list[str] = []
+    real_me = accounts.me
+
+    def counting_me(d: Any, p: Any) -> Any:
+        served_by_route.append(p.account_id)
+        return real_me(d, p)
+
+    monkeypatch.setattr(accounts, "me", counting_me)
     # GIVEN account A spends its whole bucket (the clock stands still: nothing refills)
     assert _burst(me, f"Bearer {a.admin_token}", burst) == [200] * burst
+    assert len(served_by_route) == burst  # positive control: each reached the route
     # WHEN A asks once more
     status, headers, body = _get(me, f"Bearer {a.admin_token}")
-    # THEN the gateway answers 429 in the API's envelope, with Retry-After
+    # THEN the gateway answers 429 in the API's envelope, with Retry-After, without the route
     assert status == 429, body
     assert body["error"]["code"] == "api.throttled"
     assert headers["Retry-After"] == "1"
+    assert len(served_by_route) == burst
+    print(f"rate {limiter.rate}/s, burst {burst}: request {burst + 1} of one account refused")
     # AND account B, at the same instant, gets every request of its own bucket
     assert _burst(me, f"Bearer {b.admin_token}", burst) == [200] * burst
     # positive control: B is throttled too once its own bucket is spent (the limiter is on for B)
