@@ -169,9 +169,8 @@ def measure(aws: Emulation) -> int:
 
     from app import app
     from chalicelib.bootstrap import deps
-    from chalicelib.config import settings
+    from chalicelib.config import settings, stage_queue
     from chalicelib.services.accounts import create_account
-    from chalicelib.config import stage_queue
     from chalicelib.store.collect import COLLECT_QUEUE
 
     print(f"seed {SEED} (replay with SWITCHYARD_SEED={SEED})", flush=True)

@@ -203,8 +203,9 @@ def test_the_profiles_stream_handler_reads_the_tables_stream_and_reports_partial
     assert props["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
     assert props["StartingPosition"] == "TRIM_HORIZON" and props["MaximumRetryAttempts"] > 0
     assert res["ProfilesTable"]["Properties"]["StreamSpecification"] == {"StreamViewType": "NEW_AND_OLD_IMAGES"}
-    # and the backfill queue exists before the function it triggers
-    assert "BackfillQueue" in res["BackfillAudience"].get("DependsOn", [])
+    # and the backfill queue exists before the function it triggers (its event source names it by GetAtt)
+    [sqs] = [e for e in res["BackfillAudience"]["Properties"]["Events"].values() if e["Type"] == "SQS"]
+    assert sqs["Properties"]["Queue"] == {"Fn::GetAtt": ["BackfillQueue", "Arn"]}
 
 
 def test_checkov_finds_nothing_unexplained(packaged: Path) -> None:
