@@ -163,6 +163,10 @@ def test_the_profiles_stream_handler_reads_the_tables_stream_and_reports_partial
     assert res["ProfilesTable"]["Properties"]["StreamSpecification"] == {"StreamViewType": "NEW_AND_OLD_IMAGES"}
     # and the backfill queue exists before the function it triggers
     assert "BackfillQueue" in res["BackfillAudience"].get("DependsOn", [])
+    # as does the real-time queue; its worker succeeds or fails whole (one nudge per message)
+    assert "RealtimeQueue" in res["DeliverRealtime"].get("DependsOn", [])
+    [event] = res["DeliverRealtime"]["Properties"]["Events"].values()
+    assert "FunctionResponseTypes" not in event["Properties"]
 
 
 def test_checkov_finds_nothing_unexplained(packaged: Path) -> None:
