@@ -37,7 +37,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 REALTIME = "realtime"
 # Export providers that send one event per change, so a change can go out on its own.
-REALTIME_PROVIDERS = frozenset({"kinesis", "sqs", "webhook"})
+REALTIME_PROVIDERS = frozenset({"amazon_kinesis", "amazon_sqs", "webhook"})
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 # EventBridge day-of-week numbers: 1 = SUN ... 7 = SAT.
 _EB_DAYS = ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")

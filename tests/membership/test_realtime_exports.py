@@ -1,0 +1,287 @@
+"""Real-time exports: audience changes recorded by the profiles stream handler reach a
+webhook through the real-time queue and its worker, in order, once per change id; a paused
+job keeps its backlog; lag_seconds says how far behind a job is; other accounts see 404.
+
+States are held by not pumping (the stream poller and the real-time queue are driven by the
+test, one step at a time), never by sleeping.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from tests.conftest import Api
+from tests.http_receiver import Receiver
+from tests.membership.conftest import Stack, upsert
+from tests.membership.test_stream_membership import audience
+from tests.webhook_inbox import Inbox
+
+SIGNING = "whsec-CANARY-rt-6b1d0e7a9c"
+REALTIME = {"type": "realtime"}
+
+
+@pytest.fixture(autouse=True)
+def private_urls(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Receivers on 127.0.0.1 over http, as on the local stack."""
+    from chalicelib import config
+    from chalicelib.providers import http as H
+
+    monkeypatch.setenv("SWITCHYARD_ALLOW_PRIVATE_URLS", "1")
+    config.reset()
+    H.reset()
+    yield
+    monkeypatch.undo()
+    config.reset()
+    H.reset()
+
+
+@dataclass
+class World:
+    stack: Stack
+    api: Api
+    account_id: str
+    receiver: Receiver
+    inbox: Inbox
+
+    @property
+    def d(self) -> Any:
+        return self.stack.deps
+
+    def pump(self) -> dict[str, int]:
+        """Deliver the nudges waiting on the real-time queue to its handler, as Lambda's
+        event source mapping does (one message per invocation); outcomes counted by job."""
+        from app import app
+        from chalicelib.store import aws
+        from chalicelib.store.queues import queue_url
+        from devserver.events import sqs_record
+
+        sqs = aws.client("sqs")
+        url = queue_url("switchyard-realtime")
+        handled: dict[str, int] = {}
+        while True:
+            got = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=30,
+                                      AttributeNames=["All"]).get("Messages", [])
+            if not got:
+                return handled
+            for m in got:
+                body = json.loads(m["Body"])
+                if body.get("account_id") == self.account_id:
+                    event = {"Records": [sqs_record(m, "arn:aws:sqs:us-east-1:123456789012:switchyard-realtime",
+                                                    "us-east-1")]}
+                    app.handler_map["deliver_realtime"](event, None)
+                    handled[body["job_id"]] = handled.get(body["job_id"], 0) + 1
+                # Delivered, or a nudge of an earlier test's account: gone either way.
+                sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+
+    def job(self, audience_id: str, **extra: Any) -> dict[str, Any]:
+        r = self.api.post("/authorizations", {"provider": "webhook", "method": "hmac", "label": "Hook",
+                                              "credentials": {"url": self.receiver.url("/hooks"),
+                                                              "signing_secret": SIGNING}})
+        assert r.status_code == 201, r.body
+        body = {"provider": "webhook", "job_type": "export", "workflow": "webhook_audience_export",
+                "authorization_id": r.json["data"]["id"], "label": "Pro, live", "schedule": REALTIME,
+                "config": {"audience_id": audience_id, "fields": ["email", "plan"], "batch_size": 5}, **extra}
+        r = self.api.post("/jobs", body)
+        assert r.status_code == 201, r.body
+        return dict(r.json["data"])
+
+    def sent(self) -> list[tuple[str, str]]:
+        return [(e["type"], e["profile_id"]) for e in self.inbox.events]
+
+
+@pytest.fixture()
+def world(stack: Stack) -> Iterator[World]:
+    from chalice.test import Client
+
+    from app import app
+    from chalicelib.services.accounts import create_account, token_cache
+
+    token_cache.clear()
+    account, _, issued = create_account(stack.deps, "Live", "admin@live.example")
+    box = Inbox(secret=SIGNING)
+    with Receiver(handler=box) as r, Client(app, stage_name="local") as c:
+        w = World(stack, Api(c, issued.plaintext), account.id, r, box)
+        w.pump()  # nudges left by earlier tests' accounts
+        yield w
+
+
+def test_enter_then_exit_reach_the_webhook_in_order_within_one_nudge_each(world: World) -> None:
+    d = world.d
+    aud = audience(d, world.account_id)
+    job = world.job(aud.id)
+    assert job["schedule"] == REALTIME and job["status"] == "sleeping"
+    assert d.scheduler.get(job["id"]) is None  # a real-time job has no EventBridge schedule
+    assert world.pump() == {job["id"]: 1}  # the create's nudge: nothing in the log yet
+    assert world.sent() == []
+    # WHEN alice joins the pro plan, then leaves it
+    alice = upsert(d, world.account_id, "alice@example.com", plan="pro")
+    world.stack.deliver()
+    world.pump()
+    upsert(d, world.account_id, "alice@example.com", plan="free")
+    world.stack.deliver()
+    world.pump()
+    # THEN the webhook got the enter, then the exit, with the values read when sending
+    assert world.sent() == [("audience.entered", alice), ("audience.exited", alice)]
+    assert world.inbox.events[0]["fields"] == {"email": "alice@example.com", "plan": "pro"}
+    assert [e["audience_id"] for e in world.inbox.events] == [aud.id, aud.id]
+    assert world.api.get(f"/jobs/{job['id']}").json["data"]["lag_seconds"] == 0
+
+
+def test_several_changes_of_several_profiles_keep_each_profiles_order(world: World) -> None:
+    d = world.d
+    aud = audience(d, world.account_id)
+    job = world.job(aud.id)
+    world.pump()
+    # GIVEN 4 profiles that join, 2 of which leave and 1 rejoins, all before one nudge is pumped
+    ids = [upsert(d, world.account_id, f"p{i}@example.com", plan="pro") for i in range(4)]
+    world.stack.deliver()
+    for i in (1, 3):
+        upsert(d, world.account_id, f"p{i}@example.com", plan="free")
+    world.stack.deliver()
+    upsert(d, world.account_id, "p1@example.com", plan="pro")
+    world.stack.deliver()
+    world.pump()
+    log = d.audience_members.changes(world.account_id, aud.id, after=0, upto=100)
+    expected = [({"enter": "audience.entered", "exit": "audience.exited"}[c.change], c.profile_id) for c in log]
+    # THEN every change arrived once, in the log's order (so each profile's too)
+    assert world.sent() == expected and len(expected) == 7
+    assert [t for t, p in world.sent() if p == ids[1]] == ["audience.entered", "audience.exited", "audience.entered"]
+    assert world.inbox.repeats == []
+    assert world.api.get(f"/jobs/{job['id']}").json["data"]["lag_seconds"] == 0
+
+
+def test_a_nudge_delivered_again_sends_nothing_twice(world: World) -> None:
+    from chalicelib.services.realtime import Nudge, deliver
+
+    d = world.d
+    aud = audience(d, world.account_id)
+    job = world.job(aud.id)
+    world.pump()
+    bob = upsert(d, world.account_id, "bob@example.com", plan="pro")
+    world.stack.deliver()
+    nudge = Nudge(world.account_id, aud.id, job["id"])
+    # Positive control: the first delivery of the nudge sends bob's enter
+    first = deliver(d, nudge)
+    assert (first.status, first.delivered, first.cursor) == ("caught_up", 1, 1)
+    assert world.sent() == [("audience.entered", bob)]
+    # WHEN the same nudge comes again (SQS redelivery), twice, and the queued copy too
+    for _ in range(2):
+        again = deliver(d, nudge)
+        assert (again.status, again.delivered, again.cursor) == ("caught_up", 0, 1)
+    world.pump()
+    # THEN nothing more was sent
+    assert world.sent() == [("audience.entered", bob)] and world.inbox.repeats == []
+
+
+def test_a_crash_after_the_webhook_accepted_resends_the_same_event_ids(world: World,
+                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    from chalicelib.services.realtime import Nudge, deliver
+    from chalicelib.store.realtime import RealtimeRepo
+
+    d = world.d
+    aud = audience(d, world.account_id)
+    job = world.job(aud.id)
+    world.pump()
+    carol = upsert(d, world.account_id, "carol@example.com", plan="pro")
+    world.stack.deliver()
+    nudge = Nudge(world.account_id, aud.id, job["id"])
+    # GIVEN a delivery that dies after the webhook accepted, before the cursor's write
+    real_advance = RealtimeRepo.advance
+
+    def crash(*a: Any, **k: Any) -> bool:
+        raise RuntimeError("Lambda timed out")
+
+    monkeypatch.setattr(RealtimeRepo, "advance", crash)
+    with pytest.raises(RuntimeError):
+        deliver(d, nudge)
+    monkeypatch.setattr(RealtimeRepo, "advance", real_advance)
+    assert world.sent() == [("audience.entered", carol)]
+    # WHEN the nudge comes back (the lease was released by the dying delivery's finally)
+    deliver(d, nudge)
+    # THEN the change went out again with the very same event id and batch id (at least once,
+    # stable ids: the receiver keeps it once), and then never again
+    assert world.inbox.repeats and len(world.inbox.events) == 1
+    deliver(d, nudge)
+    assert len(world.inbox.repeats) == 1
+
+
+def test_a_paused_job_keeps_its_backlog_with_growing_lag_and_drains_it_on_resume(world: World) -> None:
+    d = world.d
+    aud = audience(d, world.account_id)
+    job = world.job(aud.id)
+    world.pump()
+    r = world.api.post(f"/jobs/{job['id']}/pause")
+    assert r.status_code == 200, r.body
+    # WHEN two profiles join while the job is paused
+    dan = upsert(d, world.account_id, "dan@example.com", plan="pro")
+    eve = upsert(d, world.account_id, "eve@example.com", plan="pro")
+    world.stack.deliver()
+    assert world.pump() == {job["id"]: 1}  # nudged, and it found the job paused
+    # THEN nothing was sent, and the job shows how old its oldest undelivered change is
+    assert world.sent() == []
+    first = d.audience_members.changes(world.account_id, aud.id, after=0, upto=1)[0]
+    from datetime import datetime, timedelta
+
+    from chalicelib.services.realtime import lag_seconds
+    from chalicelib.store.jobs import JobRepo
+
+    held = JobRepo(d.table).get(world.account_id, job["id"])
+    assert held is not None
+    at = datetime.fromisoformat(first.at.replace("Z", "+00:00"))
+    assert lag_seconds(d, held, now=at + timedelta(seconds=42)) == 42.0
+    shown = world.api.get(f"/jobs/{job['id']}").json["data"]["lag_seconds"]
+    assert shown is not None and shown > 0  # measured against the wall clock: some time has passed
+    # WHEN resumed
+    r = world.api.post(f"/jobs/{job['id']}/resume")
+    assert r.status_code == 200, r.body
+    world.pump()
+    # THEN the backlog drained, in order, and the lag is 0
+    assert world.sent() == [("audience.entered", dan), ("audience.entered", eve)]
+    assert world.api.get(f"/jobs/{job['id']}").json["data"]["lag_seconds"] == 0
+
+
+def test_schedule_realtime_is_refused_for_other_providers_and_batch_jobs_show_no_lag(world: World) -> None:
+    aud = audience(world.d, world.account_id)
+    # S3 exports send files, not events: refused, naming the field, nothing stored
+    r = world.api.post("/jobs", {"provider": "amazon_s3", "job_type": "export", "workflow": "s3_audience_export",
+                                 "authorization_id": "auth_missing", "label": "S3 live", "schedule": REALTIME,
+                                 "config": {"audience_id": aud.id, "bucket": "b", "prefix": "p/"}})
+    assert r.status_code == 422, r.body
+    assert "schedule.type" in r.json["error"]["fields"]
+    assert world.api.get("/jobs").json["data"] == []
+    # a webhook export on an hourly schedule is not real-time: no lag figure
+    job = world.job(aud.id, schedule={"type": "interval", "every_minutes": 60})
+    assert world.api.get(f"/jobs/{job['id']}").json["data"]["lag_seconds"] is None
+    # and moving it to real time is accepted
+    r = world.api.patch(f"/jobs/{job['id']}", {"schedule": REALTIME, "version": job["version"]})
+    assert r.status_code == 200, r.body
+    assert world.api.get(f"/jobs/{job['id']}").json["data"]["lag_seconds"] == 0
+
+
+def test_another_accounts_real_time_job_is_404_and_its_changes_never_cross(world: World) -> None:
+    from chalicelib.services.accounts import create_account
+
+    d = world.d
+    aud = audience(d, world.account_id)
+    job = world.job(aud.id)
+    world.pump()
+    other_account, _, other_token = create_account(d, "Other", "admin@other.example")
+    other = Api(world.api.client, other_token.plaintext)
+    assert other.get(f"/jobs/{job['id']}").status_code == 404
+    assert other.post(f"/jobs/{job['id']}/pause").status_code == 404
+    assert other.patch(f"/jobs/{job['id']}", {"schedule": {"type": "daily", "at": "09:00"},
+                                             "version": job["version"]}).status_code == 404
+    # a pro profile of the other account enters the other account's own pro audience (the
+    # positive control) and never reaches this job's webhook
+    theirs = audience(d, other_account.id)
+    zed = upsert(d, other_account.id, "zed@example.com", plan="pro")
+    mine = upsert(d, world.account_id, "me@example.com", plan="pro")
+    world.stack.deliver()
+    world.pump()
+    assert [c.profile_id for c in d.audience_members.changes(other_account.id, theirs.id, after=0, upto=9)] == [zed]
+    assert world.sent() == [("audience.entered", mine)]
