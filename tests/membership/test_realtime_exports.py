@@ -19,25 +19,11 @@ from tests.conftest import Api
 from tests.http_receiver import Receiver
 from tests.membership.conftest import Stack, upsert
 from tests.membership.test_stream_membership import audience
+from tests.providers.test_webhook import private_urls  # noqa: F401  (autouse: receivers on 127.0.0.1)
 from tests.webhook_inbox import Inbox
 
 SIGNING = "whsec-CANARY-rt-6b1d0e7a9c"
 REALTIME = {"type": "realtime"}
-
-
-@pytest.fixture(autouse=True)
-def private_urls(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    """Receivers on 127.0.0.1 over http, as on the local stack."""
-    from chalicelib import config
-    from chalicelib.providers import http as H
-
-    monkeypatch.setenv("SWITCHYARD_ALLOW_PRIVATE_URLS", "1")
-    config.reset()
-    H.reset()
-    yield
-    monkeypatch.undo()
-    config.reset()
-    H.reset()
 
 
 @dataclass
@@ -90,6 +76,13 @@ class World:
         assert r.status_code == 201, r.body
         return dict(r.json["data"])
 
+    def live(self) -> tuple[Any, dict[str, Any], Any]:
+        """A pro audience, a real-time webhook job of it (its first nudge pumped), the deps."""
+        aud = audience(self.d, self.account_id)
+        job = self.job(aud.id)
+        self.pump()
+        return aud, job, self.d
+
     def sent(self) -> list[tuple[str, str]]:
         return [(e["type"], e["profile_id"]) for e in self.inbox.events]
 
@@ -133,10 +126,7 @@ def test_enter_then_exit_reach_the_webhook_in_order_within_one_nudge_each(world:
 
 
 def test_several_changes_of_several_profiles_keep_each_profiles_order(world: World) -> None:
-    d = world.d
-    aud = audience(d, world.account_id)
-    job = world.job(aud.id)
-    world.pump()
+    aud, job, d = world.live()
     # GIVEN 4 profiles that join, 2 of which leave and 1 rejoins, all before one nudge is pumped
     ids = [upsert(d, world.account_id, f"p{i}@example.com", plan="pro") for i in range(4)]
     world.stack.deliver()
@@ -158,10 +148,7 @@ def test_several_changes_of_several_profiles_keep_each_profiles_order(world: Wor
 def test_a_nudge_delivered_again_sends_nothing_twice(world: World) -> None:
     from chalicelib.services.realtime import Nudge, deliver
 
-    d = world.d
-    aud = audience(d, world.account_id)
-    job = world.job(aud.id)
-    world.pump()
+    aud, job, d = world.live()
     bob = upsert(d, world.account_id, "bob@example.com", plan="pro")
     world.stack.deliver()
     nudge = Nudge(world.account_id, aud.id, job["id"])
@@ -183,10 +170,7 @@ def test_a_crash_after_the_webhook_accepted_resends_the_same_event_ids(world: Wo
     from chalicelib.services.realtime import Nudge, deliver
     from chalicelib.store.realtime import RealtimeRepo
 
-    d = world.d
-    aud = audience(d, world.account_id)
-    job = world.job(aud.id)
-    world.pump()
+    aud, job, d = world.live()
     carol = upsert(d, world.account_id, "carol@example.com", plan="pro")
     world.stack.deliver()
     nudge = Nudge(world.account_id, aud.id, job["id"])
@@ -211,10 +195,7 @@ def test_a_crash_after_the_webhook_accepted_resends_the_same_event_ids(world: Wo
 
 
 def test_a_paused_job_keeps_its_backlog_with_growing_lag_and_drains_it_on_resume(world: World) -> None:
-    d = world.d
-    aud = audience(d, world.account_id)
-    job = world.job(aud.id)
-    world.pump()
+    aud, job, d = world.live()
     r = world.api.post(f"/jobs/{job['id']}/pause")
     assert r.status_code == 200, r.body
     # WHEN two profiles join while the job is paused
@@ -266,10 +247,7 @@ def test_schedule_realtime_is_refused_for_other_providers_and_batch_jobs_show_no
 def test_another_accounts_real_time_job_is_404_and_its_changes_never_cross(world: World) -> None:
     from chalicelib.services.accounts import create_account
 
-    d = world.d
-    aud = audience(d, world.account_id)
-    job = world.job(aud.id)
-    world.pump()
+    _, job, d = world.live()
     other_account, _, other_token = create_account(d, "Other", "admin@other.example")
     other = Api(world.api.client, other_token.plaintext)
     assert other.get(f"/jobs/{job['id']}").status_code == 404
