@@ -263,3 +263,63 @@ def test_another_accounts_real_time_job_is_404_and_its_changes_never_cross(world
     world.pump()
     assert [c.profile_id for c in d.audience_members.changes(other_account.id, theirs.id, after=0, upto=9)] == [zed]
     assert world.sent() == [("audience.entered", mine)]
+
+
+def test_an_sqs_fifo_queue_gets_each_change_once_in_order_even_after_a_crash(world: World,
+                                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    import boto3
+
+    from chalicelib.services.realtime import Nudge, deliver
+    from chalicelib.store.realtime import RealtimeRepo
+    from tests.api.helpers import CANARY, access_key_id
+
+    d = world.d
+    sqs = boto3.client("sqs", region_name="us-east-1")
+    url = str(sqs.create_queue(QueueName=f"rt-{world.account_id[-10:]}.fifo",
+                               Attributes={"FifoQueue": "true"})["QueueUrl"])
+    aud = audience(d, world.account_id)
+    auth = world.api.post("/authorizations", {"provider": "amazon_sqs", "method": "access_keys", "label": "keys",
+                                              "credentials": {"access_key_id": access_key_id(),
+                                                              "secret_access_key": CANARY, "queue_url": url}})
+    assert auth.status_code == 201, auth.body
+    r = world.api.post("/jobs", {"provider": "amazon_sqs", "job_type": "export", "workflow": "sqs_audience_export",
+                                 "authorization_id": auth.json["data"]["id"], "label": "pro, live",
+                                 "schedule": REALTIME, "config": {"audience_id": aud.id, "queue_url": url}})
+    assert r.status_code == 201, r.body
+    job = r.json["data"]
+    world.pump()
+    # GIVEN ann and ben join, then ann leaves
+    ann = upsert(d, world.account_id, "ann@example.com", plan="pro")
+    ben = upsert(d, world.account_id, "ben@example.com", plan="pro")
+    world.stack.deliver()
+    upsert(d, world.account_id, "ann@example.com", plan="free")
+    world.stack.deliver()
+    # WHEN the first delivery dies after SQS accepted every message, before the cursor moved,
+    # and the nudge comes back
+    real_advance = RealtimeRepo.advance
+
+    def crash(*a: Any, **k: Any) -> bool:
+        raise RuntimeError("Lambda timed out")
+
+    monkeypatch.setattr(RealtimeRepo, "advance", crash)
+    with pytest.raises(RuntimeError):
+        deliver(d, Nudge(world.account_id, aud.id, job["id"]))
+    monkeypatch.setattr(RealtimeRepo, "advance", real_advance)
+    waiting = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
+    assert waiting["Attributes"]["ApproximateNumberOfMessages"] == "3"  # the dying delivery sent them
+    again = deliver(d, Nudge(world.account_id, aud.id, job["id"]))
+    assert (again.status, again.delivered, again.cursor) == ("caught_up", 3, 3)
+    # THEN the queue holds each change once (the resend had the same deduplication ids),
+    # grouped by profile, in order
+    got = []
+    while batch := sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10,
+                                       AttributeNames=["All"]).get("Messages", []):
+        for m in batch:
+            got.append((json.loads(m["Body"]), m["Attributes"]))
+            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
+    sent = [(b["type"], b["profile_id"]) for b, _ in got]
+    assert sorted(sent) == sorted([("audience.entered", ann), ("audience.entered", ben), ("audience.exited", ann)])
+    assert [t for t, p in sent if p == ann] == ["audience.entered", "audience.exited"]
+    assert all(a["MessageGroupId"] == b["profile_id"] and a["MessageDeduplicationId"] == b["event_id"]
+               for b, a in got)
+    sqs.delete_queue(QueueUrl=url)
