@@ -53,7 +53,10 @@ ACTIONS = {"enter": "add", "exit": "remove"}
 
 
 class DeliveryBusy(RuntimeError):
-    """Another delivery holds the job: the nudge comes back later (it drains what is new)."""
+    """Another delivery holds the job. Its nudge may be dropped: the holder reads the head
+    again after releasing the job, so it sees the change this nudge announced (committed
+    before the nudge was sent, so before the refused claim, so before the release); if the
+    holder dies instead, its own nudge comes back from SQS and drains everything."""
 
 
 @dataclass(frozen=True)
@@ -202,12 +205,22 @@ def deliver(d: Deps, nudge_: Nudge, *, remaining_ms: Any = None, owner: str | No
     if sub is None:
         return Outcome("gone")
     me = owner or uuid.uuid4().hex
-    if not d.realtime.claim(sub, me, clock(), LEASE_SECONDS):
-        raise DeliveryBusy(f"job {job.id}: another delivery holds it")
-    try:
-        return _drain(d, job, sub, me, nudge_, remaining_ms)
-    finally:
-        d.realtime.release(sub, me)
+    total = 0
+    while True:
+        if not d.realtime.claim(sub, me, clock(), LEASE_SECONDS):
+            if total:
+                return Outcome("caught_up", total, sub.cursor)  # the new holder drains the rest
+            raise DeliveryBusy(f"job {job.id}: another delivery holds it")
+        try:
+            outcome = _drain(d, job, sub, me, nudge_, remaining_ms)
+        finally:
+            d.realtime.release(sub, me)
+        total += outcome.delivered
+        outcome.delivered = total
+        if outcome.status != "caught_up" or d.audience_members.head(job.account_id, sub.audience_id) <= outcome.cursor:
+            return outcome
+        # A change was recorded while the job was held: its nudge may have been dropped as busy.
+        sub = d.realtime.get(job.account_id, sub.audience_id, job.id) or sub
 
 
 def _drain(d: Deps, job: Job, sub: Subscription, me: str, nudge_: Nudge, remaining_ms: Any) -> Outcome:

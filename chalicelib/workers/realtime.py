@@ -15,7 +15,6 @@ from chalicelib.services.realtime import DeliveryBusy, Nudge, deliver, retry_nud
 
 bp = Blueprint(__name__)
 log = logging.getLogger("switchyard.realtime")
-BUSY_DELAY = 2  # seconds before a nudge that found the job busy is looked at again
 
 
 @bp.on_sqs_message(queue=REALTIME_QUEUE, batch_size=1, name="deliver_realtime")
@@ -32,10 +31,8 @@ def deliver_realtime(event: Any) -> None:
         try:
             outcome = deliver(d, nudge, remaining_ms=remaining)
         except DeliveryBusy:
-            # Sent again shortly (not dropped): the holder may have read the head before the
-            # change this nudge announces.
-            log.info("real-time job %s is being delivered; the nudge comes back in %d s", nudge.job_id, BUSY_DELAY)
-            d.realtime_queue.send(nudge.body(), delay_seconds=BUSY_DELAY)
+            # Dropped: the holder checks the head again once it lets the job go.
+            log.info("real-time job %s is being delivered; its holder sends this change", nudge.job_id)
             continue
         if outcome.status == "more":
             d.realtime_queue.send(Nudge(nudge.account_id, nudge.audience_id, nudge.job_id).body())

@@ -323,3 +323,39 @@ def test_an_sqs_fifo_queue_gets_each_change_once_in_order_even_after_a_crash(wor
     assert all(a["MessageGroupId"] == b["profile_id"] and a["MessageDeduplicationId"] == b["event_id"]
                for b, a in got)
     sqs.delete_queue(QueueUrl=url)
+
+
+def test_a_nudge_that_finds_the_job_busy_is_dropped_and_the_holder_sends_its_change(world: World) -> None:
+    import threading
+
+    from chalicelib.services.realtime import DeliveryBusy, Nudge, deliver
+
+    aud, job, d = world.live()
+    # GIVEN a delivery of fay's enter held inside the webhook's answer
+    entered, release = threading.Event(), threading.Event()
+    inbox = world.inbox
+
+    def held(req: Any) -> Any:
+        entered.set()
+        assert release.wait(30), "the test never released the receiver"
+        return inbox(req)
+
+    world.receiver.handler = held
+    fay = upsert(d, world.account_id, "fay@example.com", plan="pro")
+    world.stack.deliver()
+    nudge = Nudge(world.account_id, aud.id, job["id"])
+    outcome: list[Any] = []
+    holder = threading.Thread(target=lambda: outcome.append(deliver(d, nudge)))
+    holder.start()
+    assert entered.wait(30)
+    # WHEN gus enters meanwhile, and his nudge finds the job held
+    gus = upsert(d, world.account_id, "gus@example.com", plan="pro")
+    world.stack.deliver()
+    with pytest.raises(DeliveryBusy):
+        deliver(d, nudge)
+    world.receiver.handler = inbox
+    release.set()
+    holder.join(30)
+    # THEN the holder, seeing the head moved once it let the job go, sent gus too, in order
+    assert outcome and (outcome[0].status, outcome[0].delivered, outcome[0].cursor) == ("caught_up", 2, 2)
+    assert world.sent() == [("audience.entered", fay), ("audience.entered", gus)]
