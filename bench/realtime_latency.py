@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import statistics
 import sys
 import tempfile
@@ -41,6 +42,14 @@ from tests.test_local_stack import Stack  # noqa: E402
 GOAL_P95 = 2.0
 WARM_UP = 3  # events sent and awaited one by one before measuring
 PRO = {"all": [{"field": "plan", "op": "equals", "value": "pro"}]}
+
+
+class QuietStack(Stack):
+    """`python -m devserver` without its periodic state snapshot: it pauses moto while it
+    pickles every backend (seconds once streams and queues fill up), a local artifact."""
+
+    def env(self) -> dict[str, str]:
+        return {**super().env(), "SWITCHYARD_SAVE_EVERY": "3600"}
 
 
 class Arrivals:
@@ -88,10 +97,12 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=200)
     parser.add_argument("--gap", type=float, default=0.1, help="seconds between two events sent")
     args = parser.parse_args()
+    # `timeout` (make bench) sends SIGTERM: unwind, so the child stack is stopped too.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
     from segment.analytics.client import Client
 
     with tempfile.TemporaryDirectory() as tmp:
-        stack = Stack(Path(tmp) / "state", Path(tmp) / "devserver.log")
+        stack = QuietStack(Path(tmp) / "state", Path(tmp) / "devserver.log")
         arrivals = Arrivals()
         try:
             print(f"local stack up in {stack.start():.1f} s")
