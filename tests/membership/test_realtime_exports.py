@@ -359,3 +359,43 @@ def test_a_nudge_that_finds_the_job_busy_is_dropped_and_the_holder_sends_its_cha
     # THEN the holder, seeing the head moved once it let the job go, sent gus too, in order
     assert outcome and (outcome[0].status, outcome[0].delivered, outcome[0].cursor) == ("caught_up", 2, 2)
     assert world.sent() == [("audience.entered", fay), ("audience.entered", gus)]
+
+
+def test_a_kinesis_stream_gets_enter_then_exit_keyed_by_profile(world: World) -> None:
+    import boto3
+
+    from tests.api.helpers import CANARY, access_key_id
+    from tests.engine.test_kinesis import _records
+
+    d = world.d
+    kinesis = boto3.client("kinesis", region_name="us-east-1")
+    name = f"rt-{world.account_id[-10:]}"
+    kinesis.create_stream(StreamName=name, ShardCount=2)
+    aud = audience(d, world.account_id)
+    auth = world.api.post("/authorizations", {"provider": "amazon_kinesis", "method": "access_keys",
+                                              "label": "keys", "credentials": {
+                                                  "access_key_id": access_key_id(), "secret_access_key": CANARY,
+                                                  "stream_name": name}})
+    assert auth.status_code == 201, auth.body
+    r = world.api.post("/jobs", {"provider": "amazon_kinesis", "job_type": "export",
+                                 "workflow": "kinesis_audience_export", "authorization_id": auth.json["data"]["id"],
+                                 "label": "pro, live", "schedule": REALTIME,
+                                 "config": {"audience_id": aud.id, "stream_name": name, "fields": ["email"]}})
+    assert r.status_code == 201, r.body
+    world.pump()
+    # WHEN hal joins then leaves, and ivy joins
+    hal = upsert(d, world.account_id, "hal@example.com", plan="pro")
+    world.stack.deliver()
+    world.pump()
+    upsert(d, world.account_id, "hal@example.com", plan="free")
+    ivy = upsert(d, world.account_id, "ivy@example.com", plan="pro")
+    world.stack.deliver()
+    world.pump()
+    # THEN each change is one record keyed by its profile (one shard per profile: its order kept)
+    stored = _records(kinesis, name)
+    assert sorted((e["type"], e["profile_id"]) for _, e in stored) == sorted(
+        [("audience.entered", hal), ("audience.exited", hal), ("audience.entered", ivy)])
+    assert all(key == e["profile_id"] for key, e in stored)
+    assert [e["type"] for _, e in stored if e["profile_id"] == hal] == ["audience.entered", "audience.exited"]
+    assert world.api.get(f"/jobs/{r.json['data']['id']}").json["data"]["lag_seconds"] == 0
+    kinesis.delete_stream(StreamName=name)
