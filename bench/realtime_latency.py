@@ -95,7 +95,7 @@ def percentile(values: list[float], p: float) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--events", type=int, default=200)
-    parser.add_argument("--gap", type=float, default=0.1, help="seconds between two events sent")
+    parser.add_argument("--gap", type=float, default=0.25, help="seconds between two events sent")
     args = parser.parse_args()
     # `timeout` (make bench) sends SIGTERM: unwind, so the child stack is stopped too.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(1))
