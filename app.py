@@ -19,7 +19,7 @@ from chalicelib.api import (
 )
 from chalicelib.workers import alerts as alert_worker
 from chalicelib.workers import collect as collect_worker
-from chalicelib.workers import health, membership, purge, runner
+from chalicelib.workers import health, membership, purge, realtime, runner
 
 # configure_logs=False: Chalice would give the "switchyard" logger (its app_name, the parent
 # of every switchyard.* logger) a plain-text stdout handler, printing each line twice. The
@@ -45,3 +45,4 @@ app.register_blueprint(alert_worker.bp)
 app.register_blueprint(collect.bp)
 app.register_blueprint(collect_worker.bp)
 app.register_blueprint(membership.bp)
+app.register_blueprint(realtime.bp)

@@ -36,8 +36,9 @@ from chalicelib.store.membership import MembershipRepo
 from chalicelib.store.oauth import OAuthStateRepo
 from chalicelib.store.profiles import ProfileRepo
 from chalicelib.store.protocols import AlertRules, Audiences, AuditLog
-from chalicelib.store.queues import BackfillQueue, HealthQueue, RunQueue
+from chalicelib.store.queues import BackfillQueue, HealthQueue, RealtimeQueue, RunQueue
 from chalicelib.store.rates import SharedRateStore
+from chalicelib.store.realtime import RealtimeRepo
 from chalicelib.store.runs import RunRepo
 from chalicelib.store.scheduler import SchedulerStore
 from chalicelib.store.secrets import SecretsStore
@@ -57,6 +58,7 @@ class Deps:
     runs_queue: RunQueue = field(default_factory=RunQueue)
     health_queue: HealthQueue = field(default_factory=HealthQueue)
     backfill_queue: BackfillQueue = field(default_factory=BackfillQueue)
+    realtime_queue: RealtimeQueue = field(default_factory=RealtimeQueue)
     scheduler: SchedulerStore = field(default_factory=SchedulerStore)
     event_bus: EventBus = field(default_factory=EventBus)
     alert_topic: AlertTopic = field(default_factory=AlertTopic)
@@ -108,6 +110,11 @@ class Deps:
     def audience_members(self) -> AudienceMemberRepo:
         """Audiences' current members and change logs (services/audience_members.py)."""
         return AudienceMemberRepo(self.table)
+
+    @cached_property
+    def realtime(self) -> RealtimeRepo:
+        """Real-time export jobs' subscriptions to audiences (services/realtime.py)."""
+        return RealtimeRepo(self.table)
 
     @cached_property
     def memberships(self) -> MembershipRepo:

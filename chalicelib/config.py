@@ -18,11 +18,12 @@ RUNS_QUEUE = "switchyard-runs"
 HEALTH_QUEUE = "switchyard-health"
 ALERTS_QUEUE = "switchyard-alerts"
 BACKFILL_QUEUE = "switchyard-backfill"
+REALTIME_QUEUE = "switchyard-realtime"
 # Chalice's @on_dynamodb_record also wants a literal: the package sets the real one, the
 # profiles table's StreamArn, through the merge template (infra/package.py).
 PROFILES_STREAM_ARN = "arn:aws:dynamodb:us-east-1:000000000000:table/switchyard-profiles/stream/set-by-package"
 COLLECT_QUEUE = "switchyard-collect.fifo"
-_LABEL = re.compile(r"^switchyard-(runs|health|alerts|backfill|collect)(-dlq)?(\.fifo)?$")
+_LABEL = re.compile(r"^switchyard-(runs|health|alerts|backfill|realtime|collect)(-dlq)?(\.fifo)?$")
 
 
 def stage_queue(label: str, stage: str | None = None) -> str:
@@ -45,6 +46,7 @@ class Settings:
     runs_queue_url: str | None
     health_queue_name: str
     backfill_queue_name: str
+    realtime_queue_name: str
     event_bus_name: str
     alerts_topic_name: str
     secret_prefix: str
@@ -100,6 +102,7 @@ def settings() -> Settings:
         runs_queue_url=_env("SWITCHYARD_RUNS_QUEUE_URL"),
         health_queue_name=_env("SWITCHYARD_HEALTH_QUEUE", HEALTH_QUEUE) or "",
         backfill_queue_name=_env("SWITCHYARD_BACKFILL_QUEUE", BACKFILL_QUEUE) or "",
+        realtime_queue_name=_env("SWITCHYARD_REALTIME_QUEUE", REALTIME_QUEUE) or "",
         event_bus_name=_env("SWITCHYARD_EVENT_BUS", f"switchyard-{stage}") or "",
         alerts_topic_name=_env("SWITCHYARD_ALERTS_TOPIC", f"switchyard-{stage}-alerts") or "",
         secret_prefix=_env("SWITCHYARD_SECRET_PREFIX", f"switchyard/{stage}") or "",

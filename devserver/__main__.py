@@ -30,11 +30,22 @@ from devserver.gateway import ROOT
 ACCOUNT_ID = "123456789012"  # moto's default account
 REGION = "us-east-1"
 STAGE = "local"
-SAVE_EVERY_SECONDS = 30.0
+SAVE_EVERY_SECONDS = 30.0  # SWITCHYARD_SAVE_EVERY overrides it (a snapshot pauses moto while it pickles)
 
 
 class StartupError(Exception):
     pass
+
+
+def _save_every() -> float:
+    raw = os.environ.get("SWITCHYARD_SAVE_EVERY", "").strip()
+    try:
+        seconds = float(raw) if raw else SAVE_EVERY_SECONDS
+    except ValueError:
+        raise StartupError(f"SWITCHYARD_SAVE_EVERY must be a number of seconds, got {raw!r}") from None
+    if seconds <= 0:
+        raise StartupError(f"SWITCHYARD_SAVE_EVERY must be positive, got {raw!r}")
+    return seconds
 
 
 def _port(name: str, default: int) -> int:
@@ -139,7 +150,7 @@ def run() -> int:
         http = gateway.make_server(app, chalice_config, "127.0.0.1", port, console=console, holds=brakes,
                                    limiter=limiter)
         threading.Thread(target=http.server.serve_forever, name="http", daemon=True).start()
-        PeriodicSaver(store, SAVE_EVERY_SECONDS, stop).start()
+        PeriodicSaver(store, _save_every(), stop).start()
         loop_threads = events.start_event_loop(app, stop, holds=brakes)
 
         def on_signal(signum: int, frame: FrameType | None) -> None:
@@ -201,7 +212,7 @@ def _banner(*, port: int, endpoint: str, state_dir: Path, restored: bool, seeded
         f"  Web app      {base}/   (serving {static.relative_to(ROOT)})",
         f"  API          {base}/api/v1   (OpenAPI: {base}/api/v1/openapi.json)",
         f"  AWS (moto)   {endpoint}   (region {REGION}, account {ACCOUNT_ID})",
-        f"  State        {state_dir}   ({state}; saved every {SAVE_EVERY_SECONDS:.0f}s and on exit)",
+        f"  State        {state_dir}   ({state}; saved every {_save_every():.0f}s and on exit)",
         f"  Demo account {seeded.account_id} ({account}), admin {seed.DEMO_EMAIL}",
         f"  Demo data    s3://{seed.DEMO_BUCKET}/{seed.DEMO_KEY} ({demo})",
         f"  Events       {events_line}",

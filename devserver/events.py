@@ -6,7 +6,10 @@ and this module plays each of them, with no business logic of its own:
 * **Lambda's SQS event source mapping.** For every `@app.on_sqs_message` handler (found in
   `app.event_sources`), a poller long-polls the handler's queue and hands each batch, as the
   Lambda SQS event, to `app.handler_map[name](event, context)` on a small worker pool (two
-  threads by default, so one slow step does not hold the others up). A batch that returns
+  threads by default, so one slow step does not hold the others up). A poller long-polls
+  without a worker and takes one only for a batch it received (an idle queue's poller held
+  one for its whole wait, so every hop of a multi-queue path queued behind idle pollers).
+  A batch that returns
   normally is deleted; one whose handler has ReportBatchItemFailures on
   (`chalicelib.workers.PARTIAL_BATCH_RESPONSES`, as packaged) and returns
   `{"batchItemFailures": [...]}` has only the others deleted (any other handler's answer is
@@ -414,15 +417,13 @@ class EventLoop:
             return
         sqs = self._client("sqs")
         while not self.stop.is_set():
-            if not self._slots.acquire(timeout=0.2):
+            # Long-poll without a worker slot (Lambda's pollers do not take a function
+            # instance while they wait): a slot is taken only for messages to deliver.
+            released = self.holds.take_ready(source.queue, source.batch_size) if self.holds else []
+            if released:
+                self._hand(source, url, arn, released)
                 continue
-            handed = False
             try:
-                released = self.holds.take_ready(source.queue, source.batch_size) if self.holds else []
-                if released:
-                    self._work.put(functools.partial(self._deliver, source, url, arn, released))
-                    handed = True
-                    continue
                 messages = sqs.receive_message(
                     QueueUrl=url,
                     MaxNumberOfMessages=source.batch_size,
@@ -434,21 +435,24 @@ class EventLoop:
                 if messages and self.holds is not None:
                     messages, parked = self.holds.screen(source.queue, messages)
                     self._release(sqs, url, parked, PARK_SECONDS)
-                if messages and self.stop.is_set():
-                    self._release(sqs, url, messages, 0)
-                elif messages:
-                    self._work.put(functools.partial(self._deliver, source, url, arn, messages))
-                    handed = True
             except Exception:
                 log.exception("receiving from %s failed", source.queue)
                 self.stop.wait(1)
-            finally:
-                if not handed:
-                    self._slots.release()
-            if not handed:
-                # Let a poller waiting for a slot take it: with more queues than workers, two
-                # idle pollers re-acquiring at once starved the third (runs never delivered).
-                self.stop.wait(0.05)
+                continue
+            if messages:
+                self._hand(source, url, arn, messages)
+
+    def _hand(self, source: SqsSource, url: str, arn: str, messages: list[dict[str, Any]]) -> None:
+        """Give received messages to a worker once one is free; at shutdown, back to the queue."""
+        while not self._slots.acquire(timeout=0.2):
+            if self.stop.is_set():
+                self._release(self._client("sqs"), url, messages, 0)
+                return
+        if self.stop.is_set():
+            self._slots.release()
+            self._release(self._client("sqs"), url, messages, 0)
+            return
+        self._work.put(functools.partial(self._deliver, source, url, arn, messages))
 
     def _release(self, sqs: Any, url: str, messages: Iterable[dict[str, Any]], delay: int) -> None:
         for m in messages:

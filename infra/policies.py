@@ -43,7 +43,7 @@ def statements(stage: str) -> dict[str, list[dict[str, Any]]]:
     auth_secrets = _arn("secretsmanager", f"secret:switchyard/{stage}/acct_*/auth_*")
     alert_secrets = _arn("secretsmanager", f"secret:switchyard/{stage}/acct_*/alerts-*")
     oauth_apps = _arn("secretsmanager", f"secret:switchyard/{stage}/oauth/*")
-    queue = {name: _arn("sqs", f"switchyard-{stage}-{name}") for name in ("runs", "health", "alerts", "backfill")}
+    queue = {name: _arn("sqs", f"switchyard-{stage}-{name}") for name in ("runs", "health", "alerts", "backfill", "realtime")}
     queue["collect"] = _arn("sqs", f"switchyard-{stage}-collect.fifo")
     profiles_stream = _arn("dynamodb", f"table/switchyard-{stage}-profiles/stream/*")
     schedules = _arn("scheduler", f"schedule/switchyard-{stage}/*")
@@ -84,6 +84,8 @@ def statements(stage: str) -> dict[str, list[dict[str, Any]]]:
             stmt("CollectQueue", SEND, queue["collect"]),
             # A new or edited audience queues the first page of its membership backfill.
             stmt("BackfillQueue", SEND, queue["backfill"]),
+            # A real-time job created, resumed or moved to another audience drains its log.
+            stmt("RealtimeQueue", SEND, queue["realtime"]),
             stmt("JobSchedules", ["scheduler:CreateSchedule", "scheduler:DeleteSchedule",
                                   "scheduler:GetSchedule", "scheduler:UpdateSchedule"], schedules),
             stmt("PassSchedulerRole", "iam:PassRole", f"arn:aws:iam::*:role/switchyard-{stage}-scheduler",
@@ -133,6 +135,8 @@ def statements(stage: str) -> dict[str, list[dict[str, Any]]]:
                                  "dynamodb:Query", "dynamodb:UpdateItem"], main[0]),
             stmt("ProfilesStream", ["dynamodb:DescribeStream", "dynamodb:GetRecords", "dynamodb:GetShardIterator",
                                     "dynamodb:ListStreams"], profiles_stream),
+            # The real-time jobs of audiences whose log grew are nudged.
+            stmt("RealtimeQueue", SEND, queue["realtime"]),
         ],
         # The backfill queue's handler: one page of an audience's profiles (a Query), its
         # member items and change log, and the next page's message.
@@ -142,6 +146,20 @@ def statements(stage: str) -> dict[str, list[dict[str, Any]]]:
                                  "dynamodb:Query", "dynamodb:UpdateItem"], main[0]),
             stmt("Profiles", "dynamodb:Query", profiles[0]),
             stmt("BackfillQueue", SEND + CONSUME, queue["backfill"]),
+            stmt("RealtimeQueue", SEND, queue["realtime"]),
+        ],
+        # The real-time queue's handler: the job, its subscription (lease, cursor), the
+        # audience's change log and the changed profiles' values; the job's credentials to
+        # send; a failed delivery's log line, job state and alert; the next nudge.
+        "deliver_realtime": [
+            logs,
+            stmt("Tables", READ + WRITE, main + profiles),
+            read_credentials,
+            refresh_tokens,
+            stmt("RealtimeQueue", SEND + CONSUME, queue["realtime"]),
+            alert_events,
+            assume,
+            no_own_roles,
         ],
         # The health queue's handler: reads the authorizations, checks each with its
         # credentials, records a change of health and its history, emits the alert.

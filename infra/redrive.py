@@ -1,6 +1,6 @@
 """Move messages from Switchyard's dead-letter queues back to their queues (`make redrive`).
 
-    python infra/redrive.py [runs|health|alerts|backfill ...] [--max N] [--dry-run]
+    python infra/redrive.py [runs|health|alerts|backfill|realtime ...] [--max N] [--dry-run]
 
 Uses the standard AWS settings (AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL for the local
 stack). Each message is sent to its source queue first and deleted from the DLQ only once
@@ -15,7 +15,7 @@ import argparse
 import sys
 from typing import Any
 
-QUEUES = ("runs", "health", "alerts", "backfill")
+QUEUES = ("runs", "health", "alerts", "backfill", "realtime")
 
 
 def redrive(sqs: Any, name: str, *, stage: str, limit: int, dry_run: bool = False) -> int:
@@ -53,7 +53,7 @@ def redrive(sqs: Any, name: str, *, stage: str, limit: int, dry_run: bool = Fals
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("queues", nargs="*", default=list(QUEUES), help="runs, health, alerts and/or backfill (default: all)")
+    parser.add_argument("queues", nargs="*", default=list(QUEUES), help="runs, health, alerts, backfill and/or realtime (default: all)")
     parser.add_argument("--stage", default="prod", help="the stage whose queues to redrive (default: prod)")
     parser.add_argument("--max", type=int, default=10_000, help="at most this many per queue")
     parser.add_argument("--dry-run", action="store_true", help="count what would move, move nothing")

@@ -120,6 +120,7 @@ STAGE_ARN = {
     "alerts": "arn:aws:sqs:eu-west-1:111122223333:switchyard-prod-alerts",
     "collect": "arn:aws:sqs:eu-west-1:111122223333:switchyard-prod-collect.fifo",
     "backfill": "arn:aws:sqs:eu-west-1:111122223333:switchyard-prod-backfill",
+    "realtime": "arn:aws:sqs:eu-west-1:111122223333:switchyard-prod-realtime",
     "profiles_stream": "arn:aws:dynamodb:eu-west-1:111122223333:table/switchyard-prod-profiles/stream/2026-12-05T10:00:00.000",
     "other_stage_queue": "arn:aws:sqs:eu-west-1:111122223333:switchyard-dev-runs",
     "schedule": "arn:aws:scheduler:eu-west-1:111122223333:schedule/switchyard-prod/job-job_01x",
@@ -137,7 +138,7 @@ NEEDS = {
                     ("secretsmanager:CreateSecret", "auth_secret"), ("secretsmanager:CreateSecret", "alert_secret"),
                     ("secretsmanager:DeleteSecret", "auth_secret"), ("secretsmanager:GetSecretValue", "oauth_app"),
                     ("sqs:SendMessage", "runs"), ("sqs:SendMessage", "collect"), ("sqs:SendMessage", "backfill"),
-                    ("scheduler:CreateSchedule", "schedule"),
+                    ("sqs:SendMessage", "realtime"), ("scheduler:CreateSchedule", "schedule"),
                     ("events:PutEvents", "bus"), ("sns:Subscribe", "topic"), ("sts:AssumeRole", "customer_role")],
     "run_step": [("dynamodb:UpdateItem", "main"), ("dynamodb:BatchWriteItem", "profiles"),
                  ("dynamodb:Query", "profiles"), ("secretsmanager:GetSecretValue", "auth_secret"),
@@ -148,11 +149,16 @@ NEEDS = {
     "profile_changes": [("dynamodb:Query", "main"), ("dynamodb:GetItem", "main"), ("dynamodb:BatchGetItem", "main"),
                         ("dynamodb:PutItem", "main"), ("dynamodb:UpdateItem", "main"),
                         ("dynamodb:GetRecords", "profiles_stream"), ("dynamodb:GetShardIterator", "profiles_stream"),
-                        ("dynamodb:DescribeStream", "profiles_stream")],
+                        ("dynamodb:DescribeStream", "profiles_stream"), ("sqs:SendMessage", "realtime")],
     "backfill_audience": [("dynamodb:Query", "profiles"), ("dynamodb:BatchGetItem", "main"),
                           ("dynamodb:UpdateItem", "main"), ("dynamodb:PutItem", "main"),
                           ("sqs:SendMessage", "backfill"), ("sqs:ReceiveMessage", "backfill"),
-                          ("sqs:DeleteMessage", "backfill")],
+                          ("sqs:DeleteMessage", "backfill"), ("sqs:SendMessage", "realtime")],
+    "deliver_realtime": [("dynamodb:GetItem", "main"), ("dynamodb:Query", "main"), ("dynamodb:UpdateItem", "main"),
+                         ("dynamodb:DeleteItem", "main"), ("dynamodb:BatchGetItem", "profiles"),
+                         ("secretsmanager:GetSecretValue", "auth_secret"), ("sqs:SendMessage", "realtime"),
+                         ("sqs:ReceiveMessage", "realtime"), ("sqs:DeleteMessage", "realtime"),
+                         ("events:PutEvents", "bus"), ("sts:AssumeRole", "customer_role")],
     "collect_handoffs": [("dynamodb:BatchGetItem", "main"), ("dynamodb:BatchWriteItem", "main"),
                          ("dynamodb:PutItem", "main"), ("dynamodb:UpdateItem", "main"),
                          ("dynamodb:BatchWriteItem", "profiles"), ("sqs:ReceiveMessage", "collect"),
@@ -187,6 +193,9 @@ MUST_NOT = {
     "backfill_audience": [("dynamodb:PutItem", "profiles"), ("dynamodb:DeleteItem", "main"),
                           ("secretsmanager:GetSecretValue", "auth_secret"), ("sqs:SendMessage", "runs"),
                           ("sts:AssumeRole", "customer_role")],
+    "deliver_realtime": [("secretsmanager:CreateSecret", "auth_secret"), ("sqs:SendMessage", "runs"),
+                         ("scheduler:CreateSchedule", "schedule"), ("sns:Publish", "topic"),
+                         ("secretsmanager:GetSecretValue", "alert_secret")],
     "health_sweep": [("dynamodb:PutItem", "main"), ("dynamodb:GetItem", "profiles"),
                      ("secretsmanager:GetSecretValue", "auth_secret"), ("sqs:SendMessage", "runs")],
     "check_health": [("dynamodb:PutItem", "profiles"), ("dynamodb:GetItem", "profiles"),
@@ -315,7 +324,7 @@ def test_functions_that_assume_customer_roles_never_assume_one_of_switchyards_ow
     own = "111122223333"
     for stage, policies in _policies().items():
         assuming = {fn: p for fn, p in policies.items() if allowed(p, "sts:AssumeRole", STAGE_ARN["customer_role"])}
-        assert set(assuming) == {"api_handler", "run_step", "check_health"}, stage
+        assert set(assuming) == {"api_handler", "run_step", "check_health", "deliver_realtime"}, stage
         for fn, policy in assuming.items():
             # a customer's role (another account): allowed
             ctx = {"aws:PrincipalAccount": own, "aws:ResourceAccount": "444455556666"}

@@ -206,6 +206,10 @@ def test_the_profiles_stream_handler_reads_the_tables_stream_and_reports_partial
     # and the backfill queue exists before the function it triggers (its event source names it by GetAtt)
     [sqs] = [e for e in res["BackfillAudience"]["Properties"]["Events"].values() if e["Type"] == "SQS"]
     assert sqs["Properties"]["Queue"] == {"Fn::GetAtt": ["BackfillQueue", "Arn"]}
+    # as does the real-time queue; its worker succeeds or fails whole (one nudge per message)
+    [event] = res["DeliverRealtime"]["Properties"]["Events"].values()
+    assert event["Properties"]["Queue"] == {"Fn::GetAtt": ["RealtimeQueue", "Arn"]}
+    assert "FunctionResponseTypes" not in event["Properties"]
 
 
 def test_checkov_finds_nothing_unexplained(packaged: Path) -> None:

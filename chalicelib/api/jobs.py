@@ -17,6 +17,7 @@ from chalicelib.domain.statuses import Action
 from chalicelib.services import authorizations as auth_svc
 from chalicelib.services import collect as collect_svc
 from chalicelib.services import jobs as svc
+from chalicelib.services import realtime
 from chalicelib.services.validation import validate
 
 bp = Blueprint(__name__)
@@ -80,8 +81,10 @@ def preview_job(principal: Principal, body: dict[str, Any], query: dict[str, Any
 @route(bp, "/jobs/{job_id}", "GET", summary="Job summary", tag=TAG, authorizer=token_authorizer,
        response="JobSummary", errors=(404,))
 def get_job(principal: Principal, job_id: str, query: dict[str, Any]) -> Response:
-    job, auth = svc.summary(deps(), principal, job_id)
-    return ok({**views.job_summary(job, auth), **collect_svc.totals_of(deps(), job)})
+    d = deps()
+    job, auth = svc.summary(d, principal, job_id)
+    return ok({**views.job_summary(job, auth, lag_seconds=realtime.lag_seconds(d, job)),
+               **collect_svc.totals_of(d, job)})
 
 
 @route(bp, "/jobs/{job_id}", "PATCH",

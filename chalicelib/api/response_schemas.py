@@ -128,6 +128,9 @@ class JobSummary(JobRow):
     collection: CollectionTotals | None = Field(
         None, description="Collection jobs (pushed workflows such as http_collect), in GET /jobs/{id} only: counts "
                           "since creation, committed with the messages they count (seconds after the answer)")
+    lag_seconds: float | None = Field(
+        None, description="Real-time jobs, on GET /jobs/{id}: age in seconds of the oldest audience change "
+                          "not yet delivered, 0 when caught up; null otherwise")
 
 
 class CollectionTotals(Out):

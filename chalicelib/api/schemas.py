@@ -112,13 +112,19 @@ class CronSchedule(_TZ):
         return v.strip()
 
 
+class RealtimeSchedule(Strict):
+    """Kinesis, SQS and webhook exports: audience changes are sent as they happen."""
+
+    type: Literal["realtime"]
+
+
 def _cron_reason(exc: Exception) -> str:
     # The domain's message quotes the whole expression back; the field is already named.
     return str(exc).split(": '", 1)[0].split(' in "', 1)[0]
 
 
 Schedule = Annotated[
-    OnceSchedule | IntervalSchedule | DailySchedule | WeeklySchedule | CronSchedule,
+    OnceSchedule | IntervalSchedule | DailySchedule | WeeklySchedule | CronSchedule | RealtimeSchedule,
     Field(discriminator="type"),
 ]
 

@@ -68,7 +68,7 @@ def job_row(j: Job, auth: Authorization | None = None) -> dict[str, Any]:
     }
 
 
-def job_summary(j: Job, auth: Authorization | None) -> dict[str, Any]:
+def job_summary(j: Job, auth: Authorization | None, *, lag_seconds: float | None = None) -> dict[str, Any]:
     ref = (
         {"id": auth.id, "label": auth.label, "health": health(auth.health), "deleted": False}
         if auth is not None
@@ -83,6 +83,7 @@ def job_summary(j: Job, auth: Authorization | None) -> dict[str, Any]:
         "cost_estimate": monthly_estimate(j.schedule, (j.last_run or {}).get("cost")),
         "failure_window_hours": j.failure_window_hours,
         "version": j.version,
+        "lag_seconds": lag_seconds,
     }
 
 

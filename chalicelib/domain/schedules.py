@@ -7,8 +7,11 @@ A job's schedule is the JSON of `chalicelib.api.schemas.Schedule`:
     {"type": "daily", "at": "HH:MM", "timezone": tz, "quiet_hours": ... | None}
     {"type": "weekly", "day": "mon".."sun", "at": "HH:MM", "timezone": tz}
     {"type": "cron", "expression": "cron(0 9 ? * MON-FRI *)", "timezone": tz}
+    {"type": "realtime"}
 
-No schedule (None) means one run now: nothing to schedule.
+No schedule (None) means one run now: nothing to schedule. A real-time schedule (event
+exports only, see `REALTIME_PROVIDERS`) has no EventBridge schedule either: audience changes
+are delivered as they are recorded (services/realtime.py), never on a timer.
 
 `scheduler_expression` gives what EventBridge Scheduler stores (ScheduleExpression and
 ScheduleExpressionTimezone). `next_expression_fire` evaluates such an expression the way
@@ -32,6 +35,9 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+REALTIME = "realtime"
+# Export providers that send one event per change, so a change can go out on its own.
+REALTIME_PROVIDERS = frozenset({"amazon_kinesis", "amazon_sqs", "webhook"})
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 # EventBridge day-of-week numbers: 1 = SUN ... 7 = SAT.
 _EB_DAYS = ("SUN", "MON", "TUE", "WED", "THU", "FRI", "SAT")
@@ -127,7 +133,7 @@ def pending_start(schedule: Mapping[str, Any] | None, now: datetime) -> datetime
 
 def _type(schedule: Mapping[str, Any]) -> str:
     kind = schedule.get("type")
-    if kind not in ("once", "interval", "daily", "weekly", "cron"):
+    if kind not in ("once", "interval", "daily", "weekly", "cron", REALTIME):
         raise ScheduleError(f"unknown schedule type {kind!r}")
     return str(kind)
 
@@ -149,6 +155,8 @@ def scheduler_expression(schedule: Mapping[str, Any] | None) -> SchedulerExpress
     if schedule is None:
         return None
     kind = _type(schedule)
+    if kind == REALTIME:
+        return None
     if kind == "once":
         at = once_at(schedule)
         if at is None:
@@ -172,7 +180,12 @@ def scheduler_expression(schedule: Mapping[str, Any] | None) -> SchedulerExpress
 
 
 def is_recurring(schedule: Mapping[str, Any] | None) -> bool:
-    return schedule is not None and _type(schedule) != "once"
+    return schedule is not None and _type(schedule) not in ("once", REALTIME)
+
+
+def is_realtime(schedule: Mapping[str, Any] | None) -> bool:
+    """Changes delivered as they happen: no runs, no EventBridge schedule."""
+    return schedule is not None and schedule.get("type") == REALTIME
 
 
 # ---------------------------------------------------------------------------------------
@@ -432,7 +445,7 @@ def next_fire(
     For intervals, `anchor` is when the schedule started counting (its StartDate); without it
     the next run is one interval after `after`.
     """
-    if schedule is None:
+    if schedule is None or is_realtime(schedule):
         return None
     after = _utc(after)
     if _type(schedule) == "once":

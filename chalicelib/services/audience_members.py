@@ -16,6 +16,7 @@ from typing import Any
 from chalicelib.bootstrap import Deps
 from chalicelib.domain import membership as M
 from chalicelib.domain.audiences import Audience
+from chalicelib.services import realtime
 from chalicelib.store.audience_members import Refused
 from chalicelib.store.profiles import SHARDS, account_of_profiles_pk, profile_from_image
 
@@ -84,6 +85,8 @@ class ChangeBatch:
     d: Deps
     audiences: dict[str, list[M.LiveAudience]] = field(default_factory=dict)
     recorded: int = 0
+    # account -> audiences whose change log grew in this batch (their real-time jobs are nudged)
+    grown: dict[str, set[str]] = field(default_factory=dict)
 
     def live(self, account_id: str) -> list[M.LiveAudience]:
         found = self.audiences.get(account_id)
@@ -101,8 +104,20 @@ class ChangeBatch:
             if record_verdict(self.d, change.account_id, verdict, position=change.position,
                               profile_version=change.profile_version) is not None:
                 n += 1
+                self.grown.setdefault(change.account_id, set()).add(verdict.audience_id)
         self.recorded += n
         return n
+
+
+def nudge_quietly(d: Deps, grown: Mapping[str, set[str]]) -> None:
+    """Tell the real-time jobs of audiences whose log grew. The changes are recorded already,
+    so a refused nudge is logged, not retried: the audience's next change, or the job's
+    resume, delivers them (docs/export.md)."""
+    for account_id, audiences in grown.items():
+        try:
+            realtime.nudge(d, account_id, audiences)
+        except Exception:
+            log.exception("could not nudge the real-time jobs of %d audiences", len(audiences))
 
 
 # -- backfills ---------------------------------------------------------------------------
@@ -149,13 +164,17 @@ def backfill_page(d: Deps, message: Mapping[str, Any]) -> str:
         return "superseded"
     compiled = M.compile_audiences([audience])
     profiles, last = d.profiles.shard_page(account_id, state.shard, state.start, BACKFILL_PAGE)
+    recorded = 0
     for live in compiled:  # none when the stored filter no longer compiles
         states = repo.states(account_id, audience_id, [p.id for p in profiles]) if profiles else {}
         for profile in profiles:
             verdict = M.evaluate(profile, live)
             if M.decide(verdict, states.get(profile.id)) is None:
                 continue  # the common case: nothing to write, no further read
-            record_verdict(d, account_id, verdict, position="", profile_version=profile.version)
+            if record_verdict(d, account_id, verdict, position="", profile_version=profile.version) is not None:
+                recorded += 1
+    if recorded:
+        nudge_quietly(d, {account_id: {audience_id}})
     shard, start = (state.shard, last) if last else (state.shard + 1, None)
     done = shard >= SHARDS
     if repo.advance_backfill(account_id, audience_id, state, shard, start, done) and not done:
@@ -170,6 +189,7 @@ __all__ = [
     "backfill_page",
     "change_from_record",
     "is_stale",
+    "nudge_quietly",
     "record_verdict",
     "start_backfill",
 ]

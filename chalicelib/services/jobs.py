@@ -21,11 +21,12 @@ from chalicelib.domain.rules import (
     resolve_workflow,
 )
 from chalicelib.domain.runs import LogLine
-from chalicelib.domain.schedules import next_fires, pending_start
+from chalicelib.domain.schedules import is_realtime, next_fires, pending_start
 from chalicelib.domain.statuses import Action, JobStatus, initial_status
 from chalicelib.providers.base import Provider
 from chalicelib.providers.calls import CallCounter
 from chalicelib.services import authorizations as auth_svc
+from chalicelib.services import realtime
 from chalicelib.services.collect import bind_write_key, key_in_use
 from chalicelib.services.validation import validate
 from chalicelib.store.audit import AuditEvent, diff
@@ -100,6 +101,7 @@ class _Checked:
 def _check_new(d: Deps, p: Principal, new: NewJob) -> _Checked:
     provider = d.registry.for_request(new.provider)
     wf = resolve_workflow(provider.spec, new.job_type, new.workflow)
+    realtime.check_schedule(provider.spec.id, wf.job_type, new.schedule)
     if (new.authorization_id is None) == (new.authorization is None):
         raise Invalid(
             "give either authorization_id (an existing authorization) or authorization (a new one)",
@@ -207,6 +209,7 @@ def create(d: Deps, p: Principal, new: NewJob) -> tuple[Job, Authorization]:
     tx = _recorded(d, job, "job.created", f"job {verb} by {p.user_id}", p, "created")
     if wf.pushed:
         bind_write_key(d, tx, job, auth, inline=inline is not None)
+    realtime.add_subscription_writes(d, tx, None, job)
     d.runs.add_requests(tx, p.account_id, auth.id, datetime.now(UTC), calls.total, calls.error_total)
     if inline is not None:
         # An inline authorization is audited like one made on the dashboard, in the same write.
@@ -229,7 +232,9 @@ def create(d: Deps, p: Principal, new: NewJob) -> tuple[Job, Authorization]:
             auth_svc.record_requests(d, p.account_id, auth.id, calls)  # the requests were made
             raise
     _sync_schedule(d, job)
-    if new.start and start_at is None and not wf.pushed:
+    if new.start and is_realtime(job.schedule):
+        realtime.nudge_job(d, job)  # sends the audience's log so far
+    elif new.start and start_at is None and not wf.pushed:
         _queue_run(d, job, "create", p)
     return job, auth
 
@@ -352,6 +357,8 @@ def edit(
         if name in patch and patch[name] != getattr(job, name):
             setattr(after, name, patch[name])
             changes.append(name)
+    if "schedule" in changes:
+        realtime.check_schedule(job.provider, job.job_type, after.schedule)
     if "config" in patch:
         merged = {**job.config, **patch["config"]}
         merged = {k: v for k, v in merged.items() if v is not None}
@@ -404,6 +411,7 @@ def edit(
     action = "reauthorized" if "authorization_id" in changes else "changed"
     tx = _recorded(d, job, "job.edited", f"{', '.join(changes)} changed by {p.user_id}", p, action,
                    {"changes": changes}, audited=after, before=job)
+    follows_anew = realtime.add_subscription_writes(d, tx, job, after)
     try:
         saved = d.jobs.save(job, after, expected_version=version, tx=tx)
     except AuthorizationGone:
@@ -414,6 +422,8 @@ def edit(
         ) from None
     if "schedule" in changes:
         _sync_schedule(d, saved, was_scheduled=job.schedule is not None)
+    if follows_anew and saved.status in (JobStatus.SLEEPING, JobStatus.RUNNING):
+        realtime.nudge_job(d, saved)
     return EditResult(job=saved, changes=changes)
 
 
@@ -424,6 +434,9 @@ def act(d: Deps, p: Principal, job_id: str, action: Action) -> Job:
     pushed = d.registry.get(job.provider).spec.workflow(job.workflow).pushed
     if pushed and action is Action.RUN_NOW:
         raise Conflict("a collection job runs as events arrive; it cannot be run now",
+                       code="job.continuous", details={"status": job.status.value})
+    if is_realtime(job.schedule) and action is Action.RUN_NOW:
+        raise Conflict("a real-time job sends changes as they happen; it cannot be run now",
                        code="job.continuous", details={"status": job.status.value})
     # A one-time job resumed before its start time waits for it; run now never waits.
     start_at = pending_start(job.schedule, datetime.now(UTC)) if action is Action.RESUME else None
@@ -444,7 +457,9 @@ def act(d: Deps, p: Principal, job_id: str, action: Action) -> Job:
         ) from None
     if action in (Action.PAUSE, Action.RESUME):
         _sync_schedule(d, saved)
-    if action in (Action.RESUME, Action.RUN_NOW) and start_at is None and not pushed:
+    if action is Action.RESUME and is_realtime(saved.schedule):
+        realtime.nudge_job(d, saved)  # drains the backlog kept while paused or failed
+    elif action in (Action.RESUME, Action.RUN_NOW) and start_at is None and not pushed:
         _queue_run(d, saved, action.value, p)
     return saved
 
@@ -456,6 +471,7 @@ def delete(d: Deps, p: Principal, job_id: str) -> None:
     d.audit.add(tx, AuditEvent(p.account_id, p.user_id, "deleted", "job", job.id, job.label, {}))
     # The job's alert rules go in the same transaction: none outlives its job.
     d.alert_rules.add_deletes_for_job(tx, job.account_id, job.id)
+    realtime.add_subscription_writes(d, tx, job, None)
     d.jobs.delete(job, tx=tx)
     if job.schedule is not None:
         d.scheduler.remove(job.account_id, job.id)

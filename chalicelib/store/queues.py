@@ -47,6 +47,25 @@ class BackfillQueue:
                                        MessageBody=json.dumps(message, sort_keys=True))
 
 
+class RealtimeQueue:
+    """Nudges of real-time export jobs: ids only; the job's cursor says what to send."""
+
+    def send(self, message: dict[str, Any], *, delay_seconds: int = 0) -> None:
+        aws.client("sqs").send_message(QueueUrl=queue_url(settings().realtime_queue_name),
+                                       MessageBody=json.dumps(message, sort_keys=True),
+                                       DelaySeconds=max(0, min(900, delay_seconds)))
+
+    def send_batch(self, messages: list[dict[str, Any]]) -> None:
+        url = queue_url(settings().realtime_queue_name)
+        sqs = aws.client("sqs")
+        for start in range(0, len(messages), 10):
+            entries = [{"Id": str(i), "MessageBody": json.dumps(m, sort_keys=True)}
+                       for i, m in enumerate(messages[start:start + 10])]
+            failed = sqs.send_message_batch(QueueUrl=url, Entries=entries).get("Failed", [])
+            if failed:
+                raise RuntimeError(f"the real-time queue refused {len(failed)} nudges")
+
+
 class HealthQueue:
     """The daily sweep's fan-out: one message per authorization (ids only)."""
 

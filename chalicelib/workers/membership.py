@@ -16,7 +16,7 @@ from chalice import Blueprint
 
 from chalicelib.bootstrap import deps
 from chalicelib.config import BACKFILL_QUEUE, PROFILES_STREAM_ARN
-from chalicelib.services.audience_members import ChangeBatch, backfill_page
+from chalicelib.services.audience_members import ChangeBatch, backfill_page, nudge_quietly
 
 bp = Blueprint(__name__)
 log = logging.getLogger("switchyard.membership")
@@ -36,6 +36,7 @@ def profile_changes(event: Any) -> dict[str, Any]:
     answer: dict[str, Any] = dict(process_partial_response(
         event=event.to_dict(), record_handler=handle, processor=BatchProcessor(EventType.DynamoDBStreams),
         context=getattr(event, "context", None)))
+    nudge_quietly(batch.d, batch.grown)
     log.info("profile changes applied", extra={"recorded": batch.recorded,
                                               "failed": len(answer.get("batchItemFailures", []))})
     return answer

@@ -1,0 +1,363 @@
+"""Real-time exports: an audience's enter and exit changes delivered as they are recorded
+(docs/export.md, "Real-time exports").
+
+The stream handler (and a backfill page) `nudge`s the real-time jobs of each audience whose
+change log grew: one message per job on the real-time queue. `deliver` handles one nudge:
+under the job's lease it reads the change log from the job's cursor to the head, sends the
+changes in log order through the job's destination, and moves the cursor (a conditional
+write) only once the destination accepted them.
+
+Delivery is at least once with stable ids: a crash between the destination's answer and the
+cursor's write sends those changes again with the same event ids, derived from the job, the
+audience and the change number (never from the nudge or the attempt). SQS FIFO queues drop
+the repeat by MessageDeduplicationId within their 5-minute window, webhooks get the same
+event ids and Kinesis consumers see the same ids; otherwise a consumer drops by event id.
+Per-profile order is the log's: changes go out in number order, one delivery at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from chalicelib.bootstrap import Deps
+from chalicelib.domain.errors import Invalid
+from chalicelib.domain.failures import backoff_seconds, past_failure_window
+from chalicelib.domain.models import Job
+from chalicelib.domain.runs import LogLine, pending_alert
+from chalicelib.domain.schedules import REALTIME_PROVIDERS, is_realtime
+from chalicelib.domain.statuses import JobStatus
+from chalicelib.providers.base import ProviderError
+from chalicelib.providers.roles import PlanRow, StepContext
+from chalicelib.services import alerts, health
+from chalicelib.services import credentials as creds_svc
+from chalicelib.services.export import values_of
+from chalicelib.store.audience_members import Change
+from chalicelib.store.dynamo import Transaction, now_iso
+from chalicelib.store.jobs import audience_of
+from chalicelib.store.realtime import Subscription
+
+log = logging.getLogger("switchyard.realtime")
+
+LEASE_SECONDS = 120.0  # longer than one delivery may run (the handler's timeout)
+CHUNK = 100  # changes read per Query
+SAFETY_MS = 10_000  # stop sending this long before the Lambda's time is up
+MAX_DELAY = 900  # SQS's longest DelaySeconds
+ACTIONS = {"enter": "add", "exit": "remove"}
+
+
+class DeliveryBusy(RuntimeError):
+    """Another delivery holds the job. Its nudge may be dropped: the holder reads the head
+    again after releasing the job, so it sees the change this nudge announced (committed
+    before the nudge was sent, so before the refused claim, so before the release); if the
+    holder dies instead, its own nudge comes back from SQS and drains everything."""
+
+
+@dataclass(frozen=True)
+class Nudge:
+    account_id: str
+    audience_id: str
+    job_id: str
+    attempt: int = 0  # transient failures so far in this series
+    first_fault_at: str | None = None
+
+    def body(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"account_id": self.account_id, "audience_id": self.audience_id,
+                               "job_id": self.job_id}
+        if self.attempt:
+            out.update(attempt=self.attempt, first_fault_at=self.first_fault_at)
+        return out
+
+    @classmethod
+    def parse(cls, body: Any) -> Nudge:
+        """KeyError/TypeError/ValueError when it is not a nudge."""
+        return cls(str(body["account_id"]), str(body["audience_id"]), str(body["job_id"]),
+                   int(body.get("attempt", 0)), body.get("first_fault_at"))
+
+
+@dataclass
+class Outcome:
+    status: str  # caught_up | more | inactive | gone | retry | failed | lost
+    delivered: int = 0  # changes the destination accepted in this delivery
+    cursor: int = 0
+    delay: int = 0  # retry: seconds before the next attempt
+
+
+# -- which jobs are real-time ------------------------------------------------------------------
+
+
+def check_schedule(provider: str, job_type: str, schedule: dict[str, Any] | None) -> None:
+    """Only event exports can follow an audience change by change."""
+    if not is_realtime(schedule):
+        return
+    if job_type != "export" or provider not in REALTIME_PROVIDERS:
+        raise Invalid(
+            "schedule.type 'realtime' is only for export jobs to Kinesis, SQS or a webhook; "
+            "choose once, interval, daily, weekly or cron for this job",
+            code="validation.failed",
+            fields={"schedule.type": "realtime is only for Kinesis, SQS and webhook exports"},
+        )
+
+
+def realtime_audience(job: Job) -> str | None:
+    """The audience a real-time job follows, None for any other job."""
+    return audience_of(job) if is_realtime(job.schedule) else None
+
+
+def add_subscription_writes(d: Deps, tx: Transaction, before: Job | None, after: Job | None) -> bool:
+    """Keep the job's subscription in step with the job, in the job's transaction; True
+    when `after` follows an audience it did not follow before (it needs a first nudge)."""
+    old = realtime_audience(before) if before else None
+    new = realtime_audience(after) if after else None
+    if old == new:
+        return False
+    job = after or before
+    assert job is not None
+    if old is not None:
+        d.realtime.add_unsubscribe(tx, job.account_id, old, job.id)
+    if new is not None:
+        d.realtime.add_subscribe(tx, job.account_id, new, job.id)
+    return new is not None
+
+
+# -- nudges --------------------------------------------------------------------------------------
+
+
+def nudge(d: Deps, account_id: str, audience_ids: Iterable[str]) -> int:
+    """One message per real-time job of each audience (a Query per audience); how many."""
+    messages = [Nudge(account_id, aud, sub.job_id).body()
+                for aud in sorted(set(audience_ids)) for sub in d.realtime.jobs_of(account_id, aud)]
+    if messages:
+        d.realtime_queue.send_batch(messages)
+    return len(messages)
+
+
+def nudge_job(d: Deps, job: Job) -> bool:
+    """A real-time job that was created, resumed or moved to another audience drains its log.
+    False (logged) when the queue refused: the audience's next change nudges it again."""
+    aud = realtime_audience(job)
+    if aud is None:
+        return False
+    try:
+        d.realtime_queue.send_batch([Nudge(job.account_id, aud, job.id).body()])
+    except Exception:
+        log.exception("could not nudge real-time job %s", job.id)
+        return False
+    return True
+
+
+# -- delivery ------------------------------------------------------------------------------------
+
+
+def event_run_id(job_id: str, audience_id: str) -> str:
+    """What the events' ids derive from, with the change number: the same for every delivery
+    of the job to this audience (a job moved to another audience starts new ids)."""
+    return f"rt_{job_id}_{audience_id}"
+
+
+def segments(changes: Sequence[Change], rows: dict[int, PlanRow], longest: int) -> list[list[Change]]:
+    """Runs of consecutive changes that are sent (a change not sent, an exit the job leaves
+    out, splits them), at most `longest` each."""
+    out: list[list[Change]] = []
+    for c in changes:
+        if c.n not in rows:
+            continue
+        if out and out[-1][-1].n == c.n - 1 and len(out[-1]) < longest:
+            out[-1].append(c)
+        else:
+            out.append([c])
+    return out
+
+
+def plan_rows(d: Deps, job: Job, fields: Sequence[str], changes: Sequence[Change]) -> dict[int, PlanRow]:
+    """Change number -> the row sent for it, with the profile's values as they are now (the
+    log holds no values; a removed profile's exit has none)."""
+    include_removals = bool(job.config.get("include_removals", True))
+    profiles, _ = d.profiles.get_many(job.account_id, sorted({c.profile_id for c in changes}))
+    out: dict[int, PlanRow] = {}
+    for c in changes:
+        if c.change == "exit" and not include_removals:
+            continue
+        profile = profiles.get(c.profile_id)
+        values = values_of(profile, fields) if profile is not None else [None] * len(fields)
+        out[c.n] = (ACTIONS[c.change], c.profile_id, values)
+    return out
+
+
+def deliver(d: Deps, nudge_: Nudge, *, remaining_ms: Any = None, owner: str | None = None,
+            clock: Any = time.time) -> Outcome:
+    """Send what the job has not delivered yet, from its cursor, in order. Raises DeliveryBusy
+    when another delivery holds the job."""
+    job = d.jobs.get(nudge_.account_id, nudge_.job_id, consistent=True)
+    if job is None or realtime_audience(job) != nudge_.audience_id:
+        if job is None and d.realtime.get(nudge_.account_id, nudge_.audience_id, nudge_.job_id):
+            d.realtime.drop(nudge_.account_id, nudge_.audience_id, nudge_.job_id)
+        return Outcome("gone")
+    if job.status not in (JobStatus.SLEEPING, JobStatus.RUNNING):
+        return Outcome("inactive")  # the backlog waits: resume nudges the job
+    sub = d.realtime.get(job.account_id, nudge_.audience_id, job.id)
+    if sub is None:
+        return Outcome("gone")
+    me = owner or uuid.uuid4().hex
+    total = 0
+    while True:
+        if not d.realtime.claim(sub, me, clock(), LEASE_SECONDS):
+            if total:
+                return Outcome("caught_up", total, sub.cursor)  # the new holder drains the rest
+            raise DeliveryBusy(f"job {job.id}: another delivery holds it")
+        try:
+            outcome = _drain(d, job, sub, me, nudge_, remaining_ms)
+        finally:
+            d.realtime.release(sub, me)
+        total += outcome.delivered
+        outcome.delivered = total
+        if outcome.status != "caught_up" or d.audience_members.head(job.account_id, sub.audience_id) <= outcome.cursor:
+            return outcome
+        # A change was recorded while the job was held: its nudge may have been dropped as busy.
+        sub = d.realtime.get(job.account_id, sub.audience_id, job.id) or sub
+
+
+def _drain(d: Deps, job: Job, sub: Subscription, me: str, nudge_: Nudge, remaining_ms: Any) -> Outcome:
+    members = d.audience_members
+    cursor, delivered = sub.cursor, 0
+    try:
+        impl = d.registry.destination(job.provider, job.workflow)
+        frozen = impl.freeze(job.config)
+        ctx = _context(d, job, sub.audience_id)
+        while True:
+            head = members.head(job.account_id, sub.audience_id)
+            if head <= cursor:
+                return Outcome("caught_up", delivered, cursor)
+            if remaining_ms is not None and remaining_ms() < SAFETY_MS:
+                return Outcome("more", delivered, cursor)
+            changes = members.changes(job.account_id, sub.audience_id, after=cursor, upto=head, limit=CHUNK)
+            rows = plan_rows(d, job, list(frozen.get("fields") or []), changes)
+            # One change per request for queues and streams: their event ids come from the
+            # part and the position in it, so a change alone in its part keeps one id
+            # however the log is cut. Webhooks name events by their row: batches are fine.
+            longest = int(frozen.get("batch_size", 1)) if job.provider == "webhook" else 1
+            reached = changes[-1].n
+            for seg in segments(changes, rows, longest):
+                ctx.first_row = seg[0].n - 1
+                ctx.deadline = _deadline(remaining_ms)
+                result = impl.write_part(ctx, frozen, seg[0].n, [rows[c.n] for c in seg])
+                accepted = seg[0].n - 1 + result.rows
+                if result.rows < len(seg):
+                    reached = accepted
+                    break
+            if reached > cursor:
+                if not d.realtime.advance(sub, me, cursor, reached, now_iso()):
+                    return Outcome("lost", delivered, cursor)
+                delivered += reached - cursor
+                cursor = reached
+            if reached < changes[-1].n:
+                return Outcome("more", delivered, cursor)  # the destination took part: go on later
+    except ProviderError as exc:
+        return _failed(d, job, nudge_, exc, delivered, cursor)
+
+
+def _deadline(remaining_ms: Any) -> float:
+    """When a send must return: before the Lambda's time is up, and well inside the lease."""
+    seconds = LEASE_SECONDS / 2
+    if remaining_ms is not None:
+        seconds = min(seconds, (remaining_ms() - SAFETY_MS) / 1000)
+    return time.monotonic() + max(1.0, seconds)
+
+
+def _context(d: Deps, job: Job, audience_id: str) -> StepContext:
+    auth = d.auths.get(job.account_id, job.authorization_id)
+    if auth is None:
+        raise ProviderError("the job's authorization was deleted; change it, then resume")
+    credentials = creds_svc.load(d, auth, d.registry.get(job.provider).spec)
+    return StepContext(
+        account_id=job.account_id, job_id=job.id, run_id=event_run_id(job.id, audience_id), step=1,
+        method=auth.method, credentials=credentials, config=job.config, cursor=None, state={},
+        max_records=CHUNK, deadline=time.monotonic() + LEASE_SECONDS / 2, counter=d.calls(auth.id),
+    )
+
+
+def _failed(d: Deps, job: Job, nudge_: Nudge, exc: ProviderError, delivered: int, cursor: int) -> Outcome:
+    """Transient: the nudge comes back after a backoff (the cursor says where to go on).
+    A configuration or authorization error, or errors past the failure window: the job fails
+    the way a batch export does (status, log line, Job Failed alert), its backlog kept."""
+    now = datetime.now(UTC)
+    first = datetime.fromisoformat(nudge_.first_fault_at) if nudge_.first_fault_at else now
+    if exc.transient and not past_failure_window(first, now, job.failure_window_hours):
+        delay = int(min(MAX_DELAY, backoff_seconds(nudge_.attempt + 1, retry_after=exc.retry_after)))
+        d.runs.write_logs(job.account_id, job.id, [LogLine(
+            "warning", "realtime.transient_error",
+            f"real-time delivery: transient error: {exc.reason}; retry {nudge_.attempt + 1} in {delay} s")])
+        return Outcome("retry", delivered, cursor, delay=delay)
+    why = ("a configuration or authorization error: no retry can fix it" if not exc.transient
+           else f"errors kept happening for {job.failure_window_hours:g} h (the failure window)")
+    after = job.step_faulted(first.strftime("%Y-%m-%dT%H:%M:%SZ")).gave_up(
+        {"status": "failed", "finished_at": now_iso(), "error": exc.reason, "realtime": True},
+        pending_alert(alerts.JOB_FAILED, {"job_id": job.id, "label": job.label, "reason": exc.reason,
+                                          "fault_count": job.fault_count + 1}))
+    tx = d.transaction()
+    d.runs.add_logs(tx, job.account_id, job.id, [LogLine(
+        "error", "realtime.failed",
+        f"real-time delivery failed: {exc.reason} — {why}; fix it, then resume the job "
+        f"(undelivered changes wait, from change {cursor + 1})")], now)
+    try:
+        d.jobs.save(job, after, expected_version=None, expected_status=job.status, tx=tx)
+    except Exception:
+        log.exception("job %s: could not record the failure; the nudge comes back", job.id)
+        return Outcome("retry", delivered, cursor, delay=60)
+    pending = after.pending_alert or {}
+    if pending and alerts.emit(d, job.account_id, str(pending["type"]),
+                               {**json.loads(pending["detail_json"]), "transition_id": pending["transition_id"]}):
+        d.jobs.clear_alert(job.account_id, job.id, str(pending["transition_id"]))
+    if exc.auth:
+        auth = d.auths.get(job.account_id, job.authorization_id, consistent=True)
+        if auth is not None:
+            health.mark_unhealthy_from_run(d, auth, exc.reason, run_id=f"realtime {job.id}")
+    return Outcome("failed", delivered, cursor)
+
+
+def retry_nudge(nudge_: Nudge) -> Nudge:
+    first = nudge_.first_fault_at or datetime.now(UTC).isoformat()
+    return Nudge(nudge_.account_id, nudge_.audience_id, nudge_.job_id, nudge_.attempt + 1, first)
+
+
+# -- lag -------------------------------------------------------------------------------------------
+
+
+def lag_seconds(d: Deps, job: Job, now: datetime | None = None) -> float | None:
+    """Age of the oldest change the job has not delivered, 0 when caught up; None for a job
+    that is not real-time."""
+    aud = realtime_audience(job)
+    if aud is None:
+        return None
+    sub = d.realtime.get(job.account_id, aud, job.id)
+    cursor = sub.cursor if sub else 0
+    oldest = d.audience_members.changes(job.account_id, aud, after=cursor, upto=cursor + 1, limit=1)
+    if not oldest:
+        return 0.0
+    at = datetime.fromisoformat(oldest[0].at.replace("Z", "+00:00"))
+    moment = now or datetime.now(UTC)
+    return round(max(timedelta(0), moment - at).total_seconds(), 3)
+
+
+__all__ = [
+    "DeliveryBusy",
+    "Nudge",
+    "Outcome",
+    "add_subscription_writes",
+    "check_schedule",
+    "deliver",
+    "event_run_id",
+    "lag_seconds",
+    "nudge",
+    "nudge_job",
+    "plan_rows",
+    "realtime_audience",
+    "retry_nudge",
+    "segments",
+]

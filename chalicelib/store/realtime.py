@@ -1,0 +1,119 @@
+"""Real-time export subscriptions: which jobs follow an audience's change log, and how far
+each has delivered (docs/export.md, "Real-time exports").
+
+  subscription  PK=ACCT#<a>#AUD#<aud>#RT  SK=JOB#<job_id>   cursor, lease, lease_until
+
+One item per real-time export job, under its audience, so the stream handler finds the jobs
+to nudge with one Query. It is written in the transaction that creates, edits or deletes the
+job, so a job and its subscription never disagree. `cursor` is the number of the last change
+the destination accepted; it moves only forward, only by the holder of the lease, and only
+from the value that holder read (conditional writes).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from chalicelib.store import keys as K
+from chalicelib.store.dynamo import Table, Transaction, now_iso
+
+JOB_PREFIX = "JOB#"
+
+
+def subscriptions_pk(account_id: str, audience_id: str) -> str:
+    return f"{K.account_pk(account_id)}#AUD#{audience_id}#RT"
+
+
+def subscription_key(account_id: str, audience_id: str, job_id: str) -> dict[str, Any]:
+    return {"PK": {"S": subscriptions_pk(account_id, audience_id)}, "SK": {"S": JOB_PREFIX + job_id}}
+
+
+@dataclass(frozen=True)
+class Subscription:
+    account_id: str
+    audience_id: str
+    job_id: str
+    cursor: int  # the last change number the destination accepted
+    lease: str | None  # the delivery holding the job, if any
+    lease_until: float  # epoch seconds; a lease past it may be taken over
+
+
+class RealtimeRepo:
+    def __init__(self, table: Table) -> None:
+        self.t = table
+
+    # -- kept with the job (in the job's own transaction) -----------------------------------
+
+    def add_subscribe(self, tx: Transaction, account_id: str, audience_id: str, job_id: str) -> None:
+        """Start following the audience from its first change (the destination is sent the
+        whole log: every member it has today arrives as an enter)."""
+        tx.put(f"realtime:{audience_id}", {
+            "PK": subscriptions_pk(account_id, audience_id), "SK": JOB_PREFIX + job_id,
+            "type": "realtime_subscription", "account_id": account_id, "audience_id": audience_id,
+            "job_id": job_id, "cursor": 0, "created_at": now_iso(),
+        }, condition="attribute_not_exists(PK)")
+
+    def add_unsubscribe(self, tx: Transaction, account_id: str, audience_id: str, job_id: str) -> None:
+        tx.add(f"realtime-end:{audience_id}", {"Delete": {
+            "TableName": self.t.name, "Key": subscription_key(account_id, audience_id, job_id)}})
+
+    # -- read --------------------------------------------------------------------------------
+
+    def jobs_of(self, account_id: str, audience_id: str) -> list[Subscription]:
+        """Every real-time job following the audience (a Query per 100)."""
+        out: list[Subscription] = []
+        start: dict[str, str] | None = None
+        while True:
+            items, start = self.t.query(
+                key_condition="PK = :pk AND begins_with(SK, :p)", names={},
+                values={":pk": subscriptions_pk(account_id, audience_id), ":p": JOB_PREFIX},
+                limit=100, start_key=start, forward=True)
+            out.extend(_subscription(i) for i in items)
+            if not start:
+                return out
+
+    def get(self, account_id: str, audience_id: str, job_id: str) -> Subscription | None:
+        row = self.t.get(subscriptions_pk(account_id, audience_id), JOB_PREFIX + job_id, consistent=True)
+        return _subscription(row) if row else None
+
+    # -- delivery ----------------------------------------------------------------------------
+
+    def claim(self, sub: Subscription, owner: str, now: float, seconds: float) -> bool:
+        """Hold the job's delivery until now + seconds, unless another delivery holds it."""
+        return self.t.write_if(
+            "update_item", Key=subscription_key(sub.account_id, sub.audience_id, sub.job_id),
+            UpdateExpression="SET lease = :o, lease_until = :u",
+            ConditionExpression="attribute_exists(PK) AND (attribute_not_exists(lease_until) "
+                                "OR lease_until < :now OR lease = :o)",
+            ExpressionAttributeValues={":o": {"S": owner}, ":u": {"N": repr(now + seconds)},
+                                       ":now": {"N": repr(now)}})
+
+    def advance(self, sub: Subscription, owner: str, frm: int, to: int, at: str) -> bool:
+        """Move the cursor from `frm` to `to` (the destination accepted frm+1..to); False when
+        the lease was lost or the cursor moved meanwhile (nothing is written then)."""
+        return self.t.write_if(
+            "update_item", Key=subscription_key(sub.account_id, sub.audience_id, sub.job_id),
+            UpdateExpression="SET #c = :to, delivered_at = :at",
+            ConditionExpression="lease = :o AND #c = :from",
+            ExpressionAttributeNames={"#c": "cursor"},
+            ExpressionAttributeValues={":o": {"S": owner}, ":to": {"N": str(to)}, ":from": {"N": str(frm)},
+                                       ":at": {"S": at}})
+
+    def release(self, sub: Subscription, owner: str) -> bool:
+        return self.t.write_if(
+            "update_item", Key=subscription_key(sub.account_id, sub.audience_id, sub.job_id),
+            UpdateExpression="REMOVE lease, lease_until", ConditionExpression="lease = :o",
+            ExpressionAttributeValues={":o": {"S": owner}})
+
+    def drop(self, account_id: str, audience_id: str, job_id: str) -> None:
+        """A subscription whose job is gone (the purge deletes jobs without it)."""
+        self.t.write("delete_item", Key=subscription_key(account_id, audience_id, job_id))
+
+
+def _subscription(row: dict[str, Any]) -> Subscription:
+    return Subscription(str(row["account_id"]), str(row["audience_id"]), str(row["job_id"]),
+                        int(row.get("cursor", 0)), row.get("lease"), float(row.get("lease_until", 0)))
+
+
+__all__ = ["RealtimeRepo", "Subscription", "subscriptions_pk"]

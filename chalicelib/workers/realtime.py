@@ -1,0 +1,42 @@
+"""The real-time queue's Lambda: one nudge of one real-time export job per message
+(services/realtime.py delivers what the job has not sent yet)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+from chalice import Blueprint
+
+from chalicelib.bootstrap import deps
+from chalicelib.config import REALTIME_QUEUE
+from chalicelib.services.realtime import DeliveryBusy, Nudge, deliver, retry_nudge
+
+bp = Blueprint(__name__)
+log = logging.getLogger("switchyard.realtime")
+
+
+@bp.on_sqs_message(queue=REALTIME_QUEUE, batch_size=1, name="deliver_realtime")
+def deliver_realtime(event: Any) -> None:
+    context = getattr(event, "context", None)
+    remaining = context.get_remaining_time_in_millis if context else None
+    d = deps()
+    for record in event:
+        try:
+            nudge = Nudge.parse(json.loads(record.body))
+        except (ValueError, KeyError, TypeError):
+            log.error("real-time message dropped: not a nudge")
+            continue
+        try:
+            outcome = deliver(d, nudge, remaining_ms=remaining)
+        except DeliveryBusy:
+            # Dropped: the holder checks the head again once it lets the job go.
+            log.info("real-time job %s is being delivered; its holder sends this change", nudge.job_id)
+            continue
+        if outcome.status == "more":
+            d.realtime_queue.send(Nudge(nudge.account_id, nudge.audience_id, nudge.job_id).body())
+        elif outcome.status == "retry":
+            d.realtime_queue.send(retry_nudge(nudge).body(), delay_seconds=outcome.delay)
+        log.info("real-time delivery: %s", outcome.status,
+                 extra={"job_id": nudge.job_id, "delivered": outcome.delivered, "cursor": outcome.cursor})
