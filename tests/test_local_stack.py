@@ -35,7 +35,8 @@ def _free_port() -> int:
 
 
 class Stack:
-    def __init__(self, state_dir: Path, log: Path) -> None:
+    def __init__(self, state_dir: Path, log: Path, extra_env: dict[str, str] | None = None) -> None:
+        self.extra_env = dict(extra_env or {})
         self.port = _free_port()
         self.aws_port = _free_port()
         self.state_dir = state_dir
@@ -54,6 +55,7 @@ class Stack:
             SWITCHYARD_ADMIN_TOKEN=TOKEN,
             PYTHONUNBUFFERED="1",
         )
+        env.update(self.extra_env)
         return env
 
     def start(self) -> float:
