@@ -440,19 +440,30 @@ class EventLoop:
                 self.stop.wait(1)
                 continue
             if messages:
-                self._hand(source, url, arn, messages)
+                done = self._hand(source, url, arn, messages)
+                if done is not None and source.queue.endswith(".fifo"):
+                    # Lambda polls a FIFO group again only once its batch is done. Polling
+                    # meanwhile finds the group's next messages visible but not deliverable,
+                    # and moto's long poll then spins on them for its whole wait, taking the
+                    # CPU from the handler it waits for.
+                    while not done.wait(0.2) and not self.stop.is_set():
+                        pass
 
-    def _hand(self, source: SqsSource, url: str, arn: str, messages: list[dict[str, Any]]) -> None:
-        """Give received messages to a worker once one is free; at shutdown, back to the queue."""
+    def _hand(self, source: SqsSource, url: str, arn: str,
+              messages: list[dict[str, Any]]) -> threading.Event | None:
+        """Give received messages to a worker once one is free (the event is set when it is
+        done with them); at shutdown, back to the queue (None)."""
         while not self._slots.acquire(timeout=0.2):
             if self.stop.is_set():
                 self._release(self._client("sqs"), url, messages, 0)
-                return
+                return None
         if self.stop.is_set():
             self._slots.release()
             self._release(self._client("sqs"), url, messages, 0)
-            return
-        self._work.put(functools.partial(self._deliver, source, url, arn, messages))
+            return None
+        done = threading.Event()
+        self._work.put(functools.partial(self._deliver, source, url, arn, messages, done))
+        return done
 
     def _release(self, sqs: Any, url: str, messages: Iterable[dict[str, Any]], delay: int) -> None:
         for m in messages:
@@ -462,12 +473,15 @@ class EventLoop:
             except Exception:
                 log.exception("could not reset the visibility of message %s", m.get("MessageId"))
 
-    def _deliver(self, source: SqsSource, url: str, arn: str, messages: list[dict[str, Any]]) -> None:
+    def _deliver(self, source: SqsSource, url: str, arn: str, messages: list[dict[str, Any]],
+                 done: threading.Event | None = None) -> None:
         try:
             self._deliver_batch(source, url, arn, messages)
         finally:
             if self.holds is not None:
                 self.holds.finished(messages)
+            if done is not None:
+                done.set()
 
     def _deliver_batch(self, source: SqsSource, url: str, arn: str, messages: list[dict[str, Any]]) -> None:
         sqs = self._client("sqs")

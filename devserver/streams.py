@@ -117,7 +117,7 @@ class StreamPoller:
 
     def __init__(self, app: Chalice, stop: threading.Event, streams: Mapping[str, str], *,
                  context_for: Callable[[str], Any], region: str, partial: frozenset[str],
-                 client: Callable[[str], Any], max_retries: int = 20, interval: float = 0.2) -> None:
+                 client: Callable[[str], Any], max_retries: int = 20, interval: float = 0.25) -> None:
         self.app = app
         self.stop = stop
         self.context_for = context_for

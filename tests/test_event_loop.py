@@ -402,6 +402,50 @@ def test_batch_item_failures_of_a_handler_without_the_setting_are_ignored_like_l
     assert len(rec.calls) == 1
 
 
+def test_a_fifo_queue_is_not_polled_while_its_batch_runs(queues, start_loop, sqs_calls):
+    """Lambda polls a FIFO message group again only once its batch is done. Polling meanwhile
+    finds the group's next message visible but not deliverable, and moto's long poll then
+    spins on it, taking the CPU from the batch it waits for."""
+    sqs = boto3.client("sqs", region_name=REGION)
+    fifo = f"evloop-{uuid.uuid4().hex[:8]}.fifo"
+    url = sqs.create_queue(QueueName=fifo, Attributes={"FifoQueue": "true", "ContentBasedDeduplication": "true",
+                                                        "VisibilityTimeout": "960"})["QueueUrl"]
+    entered, go = threading.Event(), threading.Event()
+
+    def behave(body: str, count: int) -> None:
+        if body == "first":
+            entered.set()
+            if not go.wait(60):
+                raise RuntimeError("the test never let the first batch go")
+
+    rec = Recorder(fifo, behave=behave)
+
+    @rec.app.on_sqs_message(queue=queues.name, name="other")
+    def other(event: Any) -> None:
+        return None
+
+    def polls(name: str) -> int:
+        return sum(1 for p in sqs_calls.of("ReceiveMessage") if str(p.get("QueueUrl", "")).endswith("/" + name))
+
+    try:
+        # GIVEN two messages of one group, the first held in its handler
+        for body in ("first", "second"):
+            sqs.send_message(QueueUrl=url, MessageBody=body, MessageGroupId="job-1")
+        start_loop(rec.app)
+        assert entered.wait(30), "the first message was never delivered"
+        fifo_polls = polls(fifo)
+        # WHEN the other queue's poller has long-polled twice more meanwhile (the pollers run)
+        others = polls(queues.name)
+        sqs_calls.wait_for(lambda: polls(queues.name) >= others + 2)
+        # THEN the FIFO queue was not polled while its batch ran
+        assert polls(fifo) == fifo_polls
+    finally:
+        go.set()
+    # AND once the batch is done, it is polled again and the second message is delivered
+    wait_until(lambda: rec.finished == ["first", "second"])
+    sqs.delete_queue(QueueUrl=url)
+
+
 def test_the_loop_stops_within_about_one_long_poll(queues, start_loop, sqs_calls):
     # GIVEN a running loop long-polling an empty queue
     rec = Recorder(queues.name)

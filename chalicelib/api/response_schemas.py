@@ -107,6 +107,8 @@ class JobRow(Out):
     updated_at: str
     last_run: LastRun | None
     next_run_at: str | None
+    schedule: dict[str, Any] | None = Field(None, description="The job's schedule as set ({\"type\": \"realtime\"} "
+                                                            "for a real-time export); null: runs when asked")
     warning: str | None = Field(None, description="Set while the job's authorization is unhealthy")
 
 
@@ -120,7 +122,6 @@ class AuthRefOut(Out):
 class JobSummary(JobRow):
     description: str
     config: dict[str, Any]
-    schedule: dict[str, Any] | None
     authorization: AuthRefOut
     cost_estimate: CostEstimate
     failure_window_hours: float

@@ -64,6 +64,7 @@ def job_row(j: Job, auth: Authorization | None = None) -> dict[str, Any]:
         "updated_at": j.updated_at,
         "last_run": j.last_run,
         "next_run_at": j.next_run_at,
+        "schedule": j.schedule,
         "warning": auth_warning(auth),
     }
 
@@ -78,7 +79,6 @@ def job_summary(j: Job, auth: Authorization | None, *, lag_seconds: float | None
         **job_row(j, auth),
         "description": j.description,
         "config": j.config,
-        "schedule": j.schedule,
         "authorization": ref,
         "cost_estimate": monthly_estimate(j.schedule, (j.last_run or {}).get("cost")),
         "failure_window_hours": j.failure_window_hours,

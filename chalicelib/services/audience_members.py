@@ -23,6 +23,7 @@ from chalicelib.store.profiles import SHARDS, account_of_profiles_pk, profile_fr
 log = logging.getLogger("switchyard.membership")
 
 MAX_TRIES = 20  # writers racing for one audience's next change number
+REPLAYED = 0  # record_verdict: an earlier delivery of the same stream record recorded it
 BACKFILL_PAGE = 200  # profiles evaluated per backfill message
 
 
@@ -48,14 +49,15 @@ def change_from_record(raw: Mapping[str, Any]) -> M.ProfileChange | None:
 
 def record_verdict(d: Deps, account_id: str, verdict: M.Verdict, *, position: str,
                    profile_version: int) -> int | None:
-    """Record the enter or exit `verdict` implies, once; the change's number, or None when
-    nothing changes (already recorded, or something newer is). Idempotent: a replay finds
-    the member item already in the verdict's state, or newer than the replayed change."""
+    """Record the enter or exit `verdict` implies, once; the change's number, REPLAYED when
+    an earlier delivery of this stream record recorded it (its nudge may have been lost), or
+    None when nothing changes (something newer is recorded). Idempotent: a replay finds the
+    member item already in the verdict's state, or newer than the replayed change."""
     repo = d.audience_members
     for _ in range(MAX_TRIES):
         current = repo.state(account_id, verdict.audience_id, verdict.profile_id)
         if current is not None and is_stale(current, verdict, position, profile_version):
-            return None
+            return REPLAYED if position and current.position == position else None
         change = M.decide(verdict, current)
         if change is None:
             return None
@@ -85,8 +87,12 @@ class ChangeBatch:
     d: Deps
     audiences: dict[str, list[M.LiveAudience]] = field(default_factory=dict)
     recorded: int = 0
-    # account -> audiences whose change log grew in this batch (their real-time jobs are nudged)
+    # account -> audiences whose change log grew in this batch, or had grown in an earlier
+    # delivery of it (their real-time jobs are nudged)
     grown: dict[str, set[str]] = field(default_factory=dict)
+    # account -> the stream records (sequence numbers) that grew its logs: retried when the
+    # account's nudge is refused
+    growers: dict[str, list[str]] = field(default_factory=dict)
 
     def live(self, account_id: str) -> list[M.LiveAudience]:
         found = self.audiences.get(account_id)
@@ -100,24 +106,38 @@ class ChangeBatch:
         if change is None:
             return 0
         n = 0
+        seq = str((raw.get("dynamodb") or {}).get("SequenceNumber", ""))
         for verdict in M.verdicts(change, self.live(change.account_id)):
-            if record_verdict(self.d, change.account_id, verdict, position=change.position,
-                              profile_version=change.profile_version) is not None:
-                n += 1
-                self.grown.setdefault(change.account_id, set()).add(verdict.audience_id)
+            number = record_verdict(self.d, change.account_id, verdict, position=change.position,
+                                    profile_version=change.profile_version)
+            if number is None:
+                continue
+            n += number != REPLAYED
+            self.grown.setdefault(change.account_id, set()).add(verdict.audience_id)
+            growers = self.growers.setdefault(change.account_id, [])
+            if seq and seq not in growers:
+                growers.append(seq)
         self.recorded += n
         return n
 
+    def nudge(self) -> list[str]:
+        """Nudge the real-time jobs of the logs that grew; the stream records to retry
+        because their account's nudge was refused (a retry records nothing twice and nudges
+        again, so a lost nudge cannot strand the changes)."""
+        return [seq for account_id in nudge_quietly(self.d, self.grown) for seq in self.growers.get(account_id, [])]
 
-def nudge_quietly(d: Deps, grown: Mapping[str, set[str]]) -> None:
-    """Tell the real-time jobs of audiences whose log grew. The changes are recorded already,
-    so a refused nudge is logged, not retried: the audience's next change, or the job's
-    resume, delivers them (docs/export.md)."""
+
+def nudge_quietly(d: Deps, grown: Mapping[str, set[str]]) -> list[str]:
+    """Tell the real-time jobs of audiences whose log grew; the accounts whose nudge the
+    queue refused (logged; the caller has it tried again)."""
+    refused = []
     for account_id, audiences in grown.items():
         try:
             realtime.nudge(d, account_id, audiences)
         except Exception:
             log.exception("could not nudge the real-time jobs of %d audiences", len(audiences))
+            refused.append(account_id)
+    return refused
 
 
 # -- backfills ---------------------------------------------------------------------------
@@ -173,10 +193,12 @@ def backfill_page(d: Deps, message: Mapping[str, Any]) -> str:
                 continue  # the common case: nothing to write, no further read
             if record_verdict(d, account_id, verdict, position="", profile_version=profile.version) is not None:
                 recorded += 1
-    if recorded:
-        nudge_quietly(d, {account_id: {audience_id}})
     shard, start = (state.shard, last) if last else (state.shard + 1, None)
     done = shard >= SHARDS
+    # The last page nudges whatever it recorded: a nudge an earlier page lost is covered
+    # there. A refused nudge fails the page before it moves on, so SQS brings it back.
+    if (recorded or done) and nudge_quietly(d, {account_id: {audience_id}}):
+        raise RuntimeError(f"audience {audience_id}: the real-time queue refused the backfill's nudge")
     if repo.advance_backfill(account_id, audience_id, state, shard, start, done) and not done:
         d.backfill_queue.send(backfill_message(account_id, audience_id, version, page + 1))
     return "done" if done else "page"

@@ -16,7 +16,7 @@ from chalice import Blueprint
 
 from chalicelib.bootstrap import deps
 from chalicelib.config import BACKFILL_QUEUE, PROFILES_STREAM_ARN
-from chalicelib.services.audience_members import ChangeBatch, backfill_page, nudge_quietly
+from chalicelib.services.audience_members import ChangeBatch, backfill_page
 
 bp = Blueprint(__name__)
 log = logging.getLogger("switchyard.membership")
@@ -36,10 +36,13 @@ def profile_changes(event: Any) -> dict[str, Any]:
     answer: dict[str, Any] = dict(process_partial_response(
         event=event.to_dict(), record_handler=handle, processor=BatchProcessor(EventType.DynamoDBStreams),
         context=getattr(event, "context", None)))
-    nudge_quietly(batch.d, batch.grown)
-    log.info("profile changes applied", extra={"recorded": batch.recorded,
-                                              "failed": len(answer.get("batchItemFailures", []))})
-    return answer
+    # A refused nudge fails the records that grew the logs: the stream retries from the
+    # first of them, records nothing twice and nudges again.
+    failures = list(answer.get("batchItemFailures") or [])
+    known = {f.get("itemIdentifier") for f in failures}
+    failures += [{"itemIdentifier": seq} for seq in batch.nudge() if seq not in known]
+    log.info("profile changes applied", extra={"recorded": batch.recorded, "failed": len(failures)})
+    return {"batchItemFailures": failures}
 
 
 @bp.on_sqs_message(queue=BACKFILL_QUEUE, batch_size=1, name="backfill_audience")

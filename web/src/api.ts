@@ -122,13 +122,14 @@ export interface LastRun { id: string | null; status: string | null; started_at:
 export interface JobRow {
   id: string; label: string; provider: string; job_type: string; workflow: string; authorization_id: string;
   status: string; fault_count: number; owner: string; created_at: string; updated_at: string;
-  last_run: LastRun | null; next_run_at: string | null; warning?: string | null;
+  last_run: LastRun | null; next_run_at: string | null; schedule: Dict | null; warning?: string | null;
 }
 export interface JobSummary extends JobRow {
-  description: string; config: Dict; schedule: Dict | null; version: number; failure_window_hours: number;
+  description: string; config: Dict; version: number; failure_window_hours: number;
   authorization: { id: string; label: string; health: Health | null; deleted: boolean };
   cost_estimate: Dict;
   collection?: CollectionTotals;
+  lag_seconds?: number | null; // real-time jobs: age of the oldest change not yet delivered
 }
 export interface CollectionTotals { last_received_at: string | null; accepted: number; duplicates: number; rejected: number }
 export interface EditPreview { dry_run: true; allowed: boolean; problems: string[]; changes: string[]; job: JobSummary; next_runs: string[] }

@@ -3,7 +3,7 @@ import { api, ApiError, type Dict, type EditPreview, type Granularity, type JobR
 import { BarChart } from "./chart";
 import { ConfigSummary, useConfigSupport } from "./configForm";
 import { SchemaForm } from "./schemaForm";
-import { describeSchedule, type Schedule, scheduleBody, SchedulePicker, scheduleProblem, scheduleState } from "./schedule";
+import { describeLag, describeSchedule, isRealtime, type Schedule, scheduleBody, SchedulePicker, scheduleProblem, scheduleState } from "./schedule";
 import { useCanEdit, loadCatalog, useOwnerName } from "./session";
 import { changeWords, methodName, omittedWords, providerName, withNames, workflowName } from "./words";
 import { Confirm, ErrorBox, Field, fmtTime, HealthBadge, JOB_TYPES, ProviderMark, Segmented, STATUSES, StatusBadge, useLoad } from "./ui";
@@ -91,7 +91,7 @@ export function JobsPage() {
               <td class="muted">{owner(j.owner)}</td>
               <td>{fmtTime(j.created_at)}</td>
               <td>{j.last_run ? <>{j.last_run.status} <span class="muted">{fmtTime(j.last_run.finished_at ?? j.last_run.started_at)}</span></> : "—"}</td>
-              <td>{fmtTime(j.next_run_at)}</td>
+              <td>{isRealtime(j.schedule) ? <span class="badge" data-testid="job-realtime">real-time</span> : fmtTime(j.next_run_at)}</td>
             </tr>))}
           </tbody>
         </table></div>
@@ -363,6 +363,14 @@ export function JobSummaryPage({ id }: { id: string }) {
     const t = setInterval(() => { job.reload(); runs.reload(); setRefresh((r) => r + 1); }, 2000);
     return () => clearInterval(t);
   }, [running]);
+  // A real-time job has no runs to watch: its lag is what moves, read again every 2 s while
+  // the page is open (one GET /jobs/{id}).
+  const live = isRealtime(j?.schedule);
+  useEffect(() => {
+    if (!live || running) return;
+    const t = setInterval(() => { job.reload(); }, 2000);
+    return () => clearInterval(t);
+  }, [live, running]);
   const wasRunning = useMemo(() => ({ v: false }), []);
   useEffect(() => {
     if (wasRunning.v && !running) { job.reload(); runs.reload(); setRefresh((r) => r + 1); }
@@ -421,7 +429,10 @@ export function JobSummaryPage({ id }: { id: string }) {
           <dt>Owner</dt><dd>{owner(j.owner)}</dd>
           <dt>Created</dt><dd>{fmtTime(j.created_at)}</dd>
           <dt>Updated</dt><dd>{fmtTime(j.updated_at)}</dd>
-          <dt>Next run</dt><dd>{fmtTime(j.next_run_at)}</dd>
+          {live ? <>
+            <dt>Lag</dt><dd data-testid="job-lag" aria-live="polite"
+              title="Age of the oldest audience change not yet delivered; refreshed every 2 s">{describeLag(j.lag_seconds)}</dd>
+          </> : <><dt>Next run</dt><dd>{fmtTime(j.next_run_at)}</dd></>}
           <dt>Schedule</dt><dd data-testid="job-schedule">{describeSchedule(j.schedule)}</dd>
         </dl>
         <div class="panel">

@@ -59,8 +59,24 @@ export function scheduleBody(s: Schedule): Dict | null {
   return { type: "weekly", day: s.day, at: s.at, timezone: s.timezone };
 }
 
+/** A real-time export follows its audience change by change: it has no runs to schedule. */
+export function isRealtime(api: Dict | null | undefined): boolean {
+  return api?.type === "realtime";
+}
+
+/** Seconds behind, for people: "caught up", "12 s behind", "3 min 5 s behind". */
+export function describeLag(seconds: number | null | undefined): string {
+  if (seconds === null || seconds === undefined) return "—";
+  if (seconds < 1) return "caught up";
+  const s = Math.round(seconds);
+  if (s < 60) return `${s} s behind`;
+  if (s < 3600) return `${Math.floor(s / 60)} min ${s % 60} s behind`;
+  return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min behind`;
+}
+
 /** One line for people: "daily at 06:00 (Europe/Paris), quiet 22:00–06:00". */
 export function describeSchedule(api: Dict | null): string {
+  if (isRealtime(api)) return "real-time";
   if (!api || api.type === "once") {
     return api?.at ? `once, at ${new Date(String(api.at)).toLocaleString()}` : "once";
   }
