@@ -2,6 +2,8 @@
 
 from chalice import Chalice
 
+# Before the rest of chalicelib: no cyclic collection until the cold start is over.
+from chalicelib import coldstart  # isort: skip
 from chalicelib import logs
 from chalicelib.api import (
     admin,
@@ -26,6 +28,7 @@ from chalicelib.workers import health, membership, purge, realtime, runner
 # Powertools JSON handler is the only one; each invocation's correlation ids are bound and
 # cleared by the middleware (chalicelib/logs.py).
 app = Chalice(app_name="switchyard", configure_logs=False)
+app.register_middleware(coldstart.middleware, "all")
 app.register_middleware(logs.middleware, "all")
 app.register_blueprint(auth.bp)
 app.register_blueprint(meta.bp)

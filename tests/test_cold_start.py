@@ -232,3 +232,43 @@ def test_the_app_and_provider_sessions_read_service_data_through_one_loader() ->
     paths = app_loader.search_paths
     assert paths == before and len(paths) <= len(set(paths)) + 1, paths
     assert any(p.endswith("boto3/data") or p.endswith("boto3\\data") for p in paths), paths
+
+
+_COLLECTOR = r"""
+import gc, json, sys
+before = gc.isenabled()
+import app
+from chalicelib import coldstart
+after_import = gc.isenabled()
+kind = sys.argv[1]
+seen = {}
+if kind == "api":
+    from chalice.app import Request
+    event = {"resource": "/api/v1/healthz", "path": "/api/v1/healthz", "httpMethod": "GET",
+             "headers": {"Host": "api.example"}, "multiValueHeaders": {}, "queryStringParameters": None,
+             "multiValueQueryStringParameters": None, "pathParameters": None, "stageVariables": None,
+             "body": None, "isBase64Encoded": False,
+             "requestContext": {"resourcePath": "/api/v1/healthz", "httpMethod": "GET", "path": "/api/api/v1/healthz",
+                                "stage": "api", "requestId": "r1", "identity": {"sourceIp": "203.0.113.1"}}}
+    seen["during"] = coldstart.middleware(Request(event), lambda e: gc.isenabled())
+    seen["status"] = app.app(event, None)["statusCode"]
+else:
+    seen["during"] = coldstart.middleware({"Records": []}, lambda e: gc.isenabled())
+print(json.dumps({"before": before, "after_import": after_import, "after": gc.isenabled(),
+                  "frozen": gc.get_freeze_count(), **seen}))
+"""
+
+
+def test_the_collector_waits_for_the_end_of_the_cold_start() -> None:
+    # An API request: no cyclic collection from `import app` to its answer, then the
+    # cold start's objects are frozen and the collector runs again.
+    api = _python(_COLLECTOR, "api")
+    assert api["before"] is True and api["after_import"] is False
+    assert api["during"] is False
+    assert api["after"] is True and api["frozen"] > 10_000
+    assert api["status"] == 200  # the API answers as before
+    # Any other event (a worker's step can allocate a lot): the collector runs again before
+    # the handler starts.
+    worker = _python(_COLLECTOR, "worker")
+    assert worker["after_import"] is False
+    assert worker["during"] is True and worker["after"] is True and worker["frozen"] > 10_000
