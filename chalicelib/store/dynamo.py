@@ -228,6 +228,22 @@ class Table:
             {k: v["S"] for k, v in last.items()} if last else None
         )
 
+    def sweep_page(self, kind: str, shard: int, start: dict[str, Any] | None, *, limit: int = 100,
+                   ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        """One Query of one partition (`<kind>#<shard>`) of the sparse sweep index: its items'
+        keys (raw attribute values) and where the next page starts, if anywhere."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.name,
+            "IndexName": K.GSI2,
+            "KeyConditionExpression": "GSI2PK = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": f"{kind}#{shard}"}},
+            "Limit": limit,
+        }
+        if start:
+            kwargs["ExclusiveStartKey"] = start
+        resp = self.client.query(**kwargs)
+        return list(resp.get("Items", [])), resp.get("LastEvaluatedKey")
+
     def transact(self, items: list[dict[str, Any]]) -> None:
         from botocore.exceptions import ClientError
 
