@@ -17,12 +17,8 @@ from typing import Any
 
 from chalicelib.store import keys as K
 from chalicelib.store.dynamo import (
-    UNPROCESSED,
-    IncompleteBatch,
     Table,
     TransactionFailed,
-    attempts,
-    deser,
     now_iso,
     ser,
 )
@@ -202,17 +198,8 @@ class AlertRuleRepo:
         """One Query of the sparse sweep index (keys only) and one BatchGetItem of the rules
         it names: never a Scan; the cost grows with the number of rules only."""
         items, last = self.t.sweep_page("RULES", shard, start, limit=limit)
-        keys = [{"PK": i["PK"], "SK": i["SK"]} for i in items]
-        rules: list[AlertRule] = []
-        for _ in attempts(UNPROCESSED):
-            if not keys:
-                break
-            got = self.t.client.batch_get_item(
-                RequestItems={self.t.name: {"Keys": keys, "ConsistentRead": True}})
-            rules += [_rule(deser(i)) for i in got.get("Responses", {}).get(self.t.name, [])]
-            keys = got.get("UnprocessedKeys", {}).get(self.t.name, {}).get("Keys", [])
-        else:
-            raise IncompleteBatch("DynamoDB left alert rules unread; the next evaluation reads them")
+        rows = self.t.batch_get([{"PK": i["PK"]["S"], "SK": i["SK"]["S"]} for i in items], consistent=True)
+        rules = [_rule(row) for row in rows]
         return rules, last
 
     def move_state(self, rule: AlertRule, to: str, at: str, *, alert: dict[str, Any] | None = None) -> bool:

@@ -213,21 +213,9 @@ class AuthorizationRepo:
                   consistent: bool = False) -> dict[str, Authorization]:
         """Authorizations by (account_id, auth_id), any accounts (BatchGetItem, 100 keys a
         request); missing ones are left out."""
-        ids = list(dict.fromkeys(pairs))
-        out: dict[str, Authorization] = {}
-        for start in range(0, len(ids), 100):
-            pending: dict[str, Any] = {self.t.name: {"ConsistentRead": consistent, "Keys": [
-                {"PK": {"S": K.account_pk(a)}, "SK": {"S": K.auth_sk(i)}}
-                for a, i in ids[start:start + 100]]}}
-            for _ in attempts(CONTENDED):
-                resp = self.t.client.batch_get_item(RequestItems=pending)
-                for row in resp.get("Responses", {}).get(self.t.name, []):
-                    auth = _auth(deser(row))
-                    out[auth.id] = auth
-                pending = resp.get("UnprocessedKeys") or {}
-                if not pending:
-                    break
-        return out
+        rows = self.t.batch_get([{"PK": K.account_pk(a), "SK": K.auth_sk(i)} for a, i in pairs],
+                                consistent=consistent)
+        return {auth.id: auth for auth in map(_auth, rows)}
 
     # -- health -------------------------------------------------------------------------
 
