@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.stamp-requirements
 
-.PHONY: venv web chromium checkov run test test-timed lint bench run-benches clean redrive package deploy proof
+.PHONY: venv web chromium checkov run test test-timed lint bench run-benches clean redrive index-accounts package deploy proof
 
 venv: $(STAMP)
 
@@ -162,6 +162,11 @@ deploy: package web
 # See docs/operations.md first: a message that keeps failing comes back to the DLQ.
 redrive: venv
 	$(BIN)/python infra/redrive.py --stage $(STAGE) $(QUEUES)
+
+# Operator migration, once per stage: accounts made before the account index get their entry
+# (one Scan), then every account its API key (SWITCHYARD_USAGE_PLAN_ID from the stack's outputs).
+index-accounts: venv
+	$(BIN)/python infra/index_accounts.py --stage $(STAGE)
 
 clean:
 	rm -rf $(VENV) $(CHECKOV_VENV) .pytest_cache .mypy_cache .ruff_cache dist .proof

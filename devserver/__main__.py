@@ -127,9 +127,13 @@ def run() -> int:
         outputs = deploy_stack(STAGE, region=REGION)
         restored = store.restore()
         # Saved state holds accounts but not API Gateway's keys: give each its key again.
+        # State saved before the account index existed gets its index entries first (the
+        # operator's one-time migration; a no-op once done).
         from chalicelib.bootstrap import Deps
-        from chalicelib.services.accounts import backfill_usage_keys
+        from chalicelib.services.accounts import backfill_usage_keys, index_existing_accounts
 
+        if restored:
+            index_existing_accounts(Deps())
         backfill_usage_keys(Deps())
 
         # 3. Demo data (only what the restored state lacks).

@@ -94,12 +94,20 @@ def ensure_usage_key(d: Deps, account_id: str) -> None:
 
 def backfill_usage_keys(d: Deps) -> int:
     """Operator step before the routes require keys (and after the local stack restores
-    saved accounts): every account gets its key. Returns how many accounts were checked."""
+    saved accounts): every account of the account index gets its key (Queries, no Scan).
+    Returns how many accounts were checked."""
     count = 0
     for account_id in d.accounts.all_account_ids():
         ensure_usage_key(d, account_id)
         count += 1
     return count
+
+
+def index_existing_accounts(d: Deps) -> int:
+    """Operator migration, once per stage: accounts made before the account index get
+    their entry (one Scan of the table), so `backfill_usage_keys` and later operator steps
+    see them. Returns how many it added."""
+    return d.accounts.index_unlisted_accounts()
 
 
 def register_token(d: Deps, account_id: str, user_id: str, plaintext: str, label: str) -> Token:

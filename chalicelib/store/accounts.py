@@ -20,6 +20,14 @@ from chalicelib.store.dynamo import (
     prefix_page,
 )
 
+ACCOUNT_SHARDS = 16  # partitions of the account index (sweep index GSI2, `ACCOUNTS#<n>`)
+
+
+def _index_keys(account_id: str) -> dict[str, str]:
+    # The account's entry in the sweep index: how operator steps list every account by
+    # Query instead of reading the whole table.
+    return {"GSI2PK": K.sweep_shard("ACCOUNTS", account_id, ACCOUNT_SHARDS), "GSI2SK": account_id}
+
 
 class AccountRepo:
     def __init__(self, table: Table) -> None:
@@ -35,6 +43,7 @@ class AccountRepo:
             "id": account.id,
             "name": account.name,
             "created_at": account.created_at,
+            **_index_keys(account.id),
         }, condition="attribute_not_exists(PK)")
         tx.put("admin", self._user_item(admin))
         tx.put("admin_access", self._access_item(admin))
@@ -48,20 +57,42 @@ class AccountRepo:
         return Account(id=row["id"], name=row["name"], created_at=row["created_at"])
 
     def all_account_ids(self) -> Iterator[str]:
-        """Every account of the stage, by a paged Scan: for operator backfills only, never
-        a request or run path (it reads the whole table)."""
+        """Every account of the stage: Queries of the account index, shard by shard (never a
+        Scan). Accounts made before the index are listed once `index_unlisted_accounts` ran."""
+        for shard in range(ACCOUNT_SHARDS):
+            start: dict[str, Any] | None = None
+            while True:
+                items, start = self.t.sweep_page("ACCOUNTS", shard, start)
+                yield from (str(i["GSI2SK"]["S"]) for i in items)
+                if not start:
+                    break
+
+    def index_unlisted_accounts(self) -> int:
+        """Operator migration, run once per stage (infra/index_accounts.py): give every
+        account made before the account index its index entry. The only Scan of chalicelib:
+        it reads the whole table, so no request or run path may call it. Idempotent; returns
+        how many accounts it added."""
         kwargs: dict[str, Any] = {
             "TableName": self.t.name, "ProjectionExpression": "id",
-            "FilterExpression": "SK = :sk AND #type = :type",
+            "FilterExpression": "SK = :sk AND #type = :type AND attribute_not_exists(GSI2PK)",
             "ExpressionAttributeNames": {"#type": "type"},
             "ExpressionAttributeValues": {":sk": {"S": K.ACCOUNT_SK}, ":type": {"S": "account"}},
         }
+        added = 0
         while True:
             page = self.t.client.scan(**kwargs)
             for item in page.get("Items", []):
-                yield str(item["id"]["S"])
+                account_id = str(item["id"]["S"])
+                keys = _index_keys(account_id)
+                added += self.t.write_if(
+                    "update_item",
+                    Key={"PK": {"S": K.account_pk(account_id)}, "SK": {"S": K.ACCOUNT_SK}},
+                    UpdateExpression="SET GSI2PK = :pk, GSI2SK = :sk",
+                    ConditionExpression="attribute_exists(PK) AND attribute_not_exists(GSI2PK)",
+                    ExpressionAttributeValues={":pk": {"S": keys["GSI2PK"]}, ":sk": {"S": keys["GSI2SK"]}},
+                )
             if "LastEvaluatedKey" not in page:
-                return
+                return added
             kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
     def aws_external_id(self, account_id: str) -> str:
@@ -250,4 +281,4 @@ class AccountRepo:
             raise not_found("token", token_id) from None
 
 
-__all__ = ["AccountRepo"]
+__all__ = ["ACCOUNT_SHARDS", "AccountRepo"]

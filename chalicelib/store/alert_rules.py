@@ -12,18 +12,13 @@ the state it read, so two evaluators cannot both fire (or re-arm) the same breac
 from __future__ import annotations
 
 import uuid
-import zlib
 from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.store import keys as K
 from chalicelib.store.dynamo import (
-    UNPROCESSED,
-    IncompleteBatch,
     Table,
     TransactionFailed,
-    attempts,
-    deser,
     now_iso,
     ser,
 )
@@ -86,7 +81,7 @@ def _item(r: AlertRule) -> dict[str, Any]:
         "alert_state": r.alert_state,
         "state_changed_at": r.state_changed_at,
         "pending_alert": r.pending_alert,
-        "GSI2PK": f"RULES#{zlib.crc32(r.id.encode()) % RULE_SHARDS}",
+        "GSI2PK": K.sweep_shard("RULES", r.id, RULE_SHARDS),
         "GSI2SK": f"{r.account_id}#{r.job_id}#{r.id}",
     }
 
@@ -202,26 +197,10 @@ class AlertRuleRepo:
                    ) -> tuple[list[AlertRule], dict[str, Any] | None]:
         """One Query of the sparse sweep index (keys only) and one BatchGetItem of the rules
         it names: never a Scan; the cost grows with the number of rules only."""
-        kwargs: dict[str, Any] = {
-            "TableName": self.t.name, "IndexName": K.GSI2, "Limit": limit,
-            "KeyConditionExpression": "GSI2PK = :pk",
-            "ExpressionAttributeValues": {":pk": {"S": f"RULES#{shard}"}},
-        }
-        if start:
-            kwargs["ExclusiveStartKey"] = start
-        resp = self.t.client.query(**kwargs)
-        keys = [{"PK": i["PK"], "SK": i["SK"]} for i in resp.get("Items", [])]
-        rules: list[AlertRule] = []
-        for _ in attempts(UNPROCESSED):
-            if not keys:
-                break
-            got = self.t.client.batch_get_item(
-                RequestItems={self.t.name: {"Keys": keys, "ConsistentRead": True}})
-            rules += [_rule(deser(i)) for i in got.get("Responses", {}).get(self.t.name, [])]
-            keys = got.get("UnprocessedKeys", {}).get(self.t.name, {}).get("Keys", [])
-        else:
-            raise IncompleteBatch("DynamoDB left alert rules unread; the next evaluation reads them")
-        return rules, resp.get("LastEvaluatedKey")
+        items, last = self.t.sweep_page("RULES", shard, start, limit=limit)
+        rows = self.t.batch_get([{"PK": i["PK"]["S"], "SK": i["SK"]["S"]} for i in items], consistent=True)
+        rules = [_rule(row) for row in rows]
+        return rules, last
 
     def move_state(self, rule: AlertRule, to: str, at: str, *, alert: dict[str, Any] | None = None) -> bool:
         """Move the rule's alert state from the one read to `to`; False if another

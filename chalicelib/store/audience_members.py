@@ -23,12 +23,8 @@ from typing import Any
 from chalicelib.domain.membership import MemberState, Verdict
 from chalicelib.store import keys as K
 from chalicelib.store.dynamo import (
-    UNPROCESSED,
-    IncompleteBatch,
     Table,
     TransactionFailed,
-    attempts,
-    deser,
     now_iso,
 )
 
@@ -92,23 +88,9 @@ class AudienceMemberRepo:
 
     def states(self, account_id: str, audience_id: str, profile_ids: list[str]) -> dict[str, MemberState]:
         """The recorded state of many profiles (BatchGetItem, 100 keys a request, consistent)."""
-        out: dict[str, MemberState] = {}
         pk = members_pk(account_id, audience_id)
-        ids = list(dict.fromkeys(profile_ids))
-        for start in range(0, len(ids), 100):
-            pending: dict[str, Any] = {self.t.name: {
-                "Keys": [{"PK": {"S": pk}, "SK": {"S": MEMBER_PREFIX + pid}} for pid in ids[start:start + 100]],
-                "ConsistentRead": True}}
-            for _ in attempts(UNPROCESSED):
-                resp = self.t.client.batch_get_item(RequestItems=pending)
-                for row in resp.get("Responses", {}).get(self.t.name, []):
-                    out[row["SK"]["S"][len(MEMBER_PREFIX):]] = _state(deser(row))
-                pending = resp.get("UnprocessedKeys") or {}
-                if not pending:
-                    break
-            else:
-                raise IncompleteBatch("DynamoDB left membership reads unprocessed; the page will be retried")
-        return out
+        rows = self.t.batch_get([{"PK": pk, "SK": MEMBER_PREFIX + pid} for pid in profile_ids], consistent=True)
+        return {row["SK"][len(MEMBER_PREFIX):]: _state(row) for row in rows}
 
     def head(self, account_id: str, audience_id: str) -> int:
         row = self.t.get(changes_pk(account_id, audience_id), HEAD_SK, consistent=True)

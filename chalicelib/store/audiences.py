@@ -19,17 +19,12 @@ from chalicelib.domain.audiences import Audience, Estimate, SampleMember
 from chalicelib.domain.errors import Conflict, not_found
 from chalicelib.store import keys as K
 from chalicelib.store.dynamo import (
-    CONTENDED,
-    UNPROCESSED,
     ConditionFailed,
-    IncompleteBatch,
     Page,
     Table,
-    attempts,
     deser,
     now_iso,
     prefix_page,
-    ser,
     to_attr,
     update_versioned,
 )
@@ -175,34 +170,13 @@ class AudienceRepo:
 
     def _batch_get(self, pk: str, sks: Iterable[str]) -> list[dict[str, Any]]:
         """Items of one partition by sort key: BatchGetItem, 100 keys a request."""
-        wanted = list(dict.fromkeys(sks))
-        out: list[dict[str, Any]] = []
-        for start in range(0, len(wanted), 100):
-            pending: dict[str, Any] = {self.t.name: {"Keys": [
-                {"PK": {"S": pk}, "SK": {"S": sk}} for sk in wanted[start:start + 100]]}}
-            for _ in attempts(CONTENDED):
-                resp = self.t.client.batch_get_item(RequestItems=pending)
-                out.extend(map(deser, resp.get("Responses", {}).get(self.t.name, [])))
-                pending = resp.get("UnprocessedKeys") or {}
-                if not pending:
-                    break
-            else:
-                raise IncompleteBatch("DynamoDB left audience items unread; retry")
-        return out
+        return self.t.batch_get([{"PK": pk, "SK": sk} for sk in sks])
 
     def cache_sizes(self, account_id: str, sizes: Mapping[str, Estimate], *, expires_at: int) -> None:
         """Keep estimates under their filter keys until `expires_at` (epoch seconds; the
         table's TTL attribute). BatchWriteItem, 25 a request; a later estimate of the same
         filter simply replaces an earlier one."""
-        items = [ser(_size_item(account_id, k, e, expires_at)) for k, e in sizes.items()]
-        for start in range(0, len(items), 25):
-            pending: dict[str, Any] = {self.t.name: [{"PutRequest": {"Item": i}} for i in items[start:start + 25]]}
-            for _ in attempts(UNPROCESSED):
-                pending = self.t.client.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
-                if not pending:
-                    break
-            else:
-                raise IncompleteBatch("DynamoDB left audience sizes uncached")
+        self.t.batch_put([_size_item(account_id, k, e, expires_at) for k, e in sizes.items()])
 
 
 def _size_item(account_id: str, key: str, e: Estimate, expires_at: int) -> dict[str, Any]:

@@ -4,7 +4,6 @@ health sweep index and the health transitions (see docs/data-model.md, docs/heal
 from __future__ import annotations
 
 import time
-import zlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -65,7 +64,7 @@ def auth_item(a: Authorization) -> dict[str, Any]:
         "SK": K.auth_sk(a.id),
         # Every authorization is in the sweep index, sharded so the daily health sweep
         # reads them with bounded Queries (never a Scan).
-        "GSI2PK": f"HEALTH#{zlib.crc32(a.id.encode()) % HEALTH_SHARDS}",
+        "GSI2PK": K.sweep_shard("HEALTH", a.id, HEALTH_SHARDS),
         "GSI2SK": f"{a.account_id}#{a.id}",
         "type": "authorization",
         "id": a.id,
@@ -214,39 +213,18 @@ class AuthorizationRepo:
                   consistent: bool = False) -> dict[str, Authorization]:
         """Authorizations by (account_id, auth_id), any accounts (BatchGetItem, 100 keys a
         request); missing ones are left out."""
-        ids = list(dict.fromkeys(pairs))
-        out: dict[str, Authorization] = {}
-        for start in range(0, len(ids), 100):
-            pending: dict[str, Any] = {self.t.name: {"ConsistentRead": consistent, "Keys": [
-                {"PK": {"S": K.account_pk(a)}, "SK": {"S": K.auth_sk(i)}}
-                for a, i in ids[start:start + 100]]}}
-            for _ in attempts(CONTENDED):
-                resp = self.t.client.batch_get_item(RequestItems=pending)
-                for row in resp.get("Responses", {}).get(self.t.name, []):
-                    auth = _auth(deser(row))
-                    out[auth.id] = auth
-                pending = resp.get("UnprocessedKeys") or {}
-                if not pending:
-                    break
-        return out
+        rows = self.t.batch_get([{"PK": K.account_pk(a), "SK": K.auth_sk(i)} for a, i in pairs],
+                                consistent=consistent)
+        return {auth.id: auth for auth in map(_auth, rows)}
 
     # -- health -------------------------------------------------------------------------
 
     def sweep_page(self, shard: int, start: dict[str, Any] | None, *, limit: int = 100,
                    ) -> tuple[list[tuple[str, str]], dict[str, Any] | None]:
         """One page of (account_id, auth_id) of one sweep shard, and where the next starts."""
-        kwargs: dict[str, Any] = {
-            "TableName": self.t.name,
-            "IndexName": K.GSI2,
-            "KeyConditionExpression": "GSI2PK = :pk",
-            "ExpressionAttributeValues": {":pk": {"S": f"HEALTH#{shard}"}},
-            "Limit": limit,
-        }
-        if start:
-            kwargs["ExclusiveStartKey"] = start
-        resp = self.t.client.query(**kwargs)
-        found = [tuple(i["GSI2SK"]["S"].split("#", 1)) for i in resp.get("Items", [])]
-        return [(a, b) for a, b in found], resp.get("LastEvaluatedKey")
+        items, last = self.t.sweep_page("HEALTH", shard, start, limit=limit)
+        found = [tuple(i["GSI2SK"]["S"].split("#", 1)) for i in items]
+        return [(a, b) for a, b in found], last
 
     def record_health(self, auth: Authorization, status: HealthStatus, reason: str | None, *,
                       at: str, by: str, provider_account: str | None = None,

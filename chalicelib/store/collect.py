@@ -109,33 +109,17 @@ class CollectRepo:
 
     def claims(self, account_id: str, job_id: str, message_ids: Sequence[str], now: float) -> dict[str, str]:
         """messageId -> the hand-off holding a live claim on it (BatchGetItem, 100 keys a request)."""
-        found: dict[str, str] = {}
-        keys = [claim_key(account_id, job_id, m) for m in dict.fromkeys(message_ids)]
-        client = self.t.client
-        for start in range(0, len(keys), 100):
-            pending: dict[str, Any] = {self.t.name: {
-                "Keys": [{k: {"S": v} for k, v in key.items()} for key in keys[start:start + 100]],
-                "ConsistentRead": True, "ProjectionExpression": "PK, h, expires_at"}}
-            while pending:
-                resp = client.batch_get_item(RequestItems=pending)
-                for row in resp.get("Responses", {}).get(self.t.name, []):
-                    # TTL deletes late (moto never): an expired claim is no claim.
-                    if int(row["expires_at"]["N"]) > now:
-                        found[row["PK"]["S"].rsplit("#", 1)[1]] = row["h"]["S"]
-                pending = resp.get("UnprocessedKeys") or {}
-        return found
+        rows = self.t.batch_get([claim_key(account_id, job_id, m) for m in message_ids], consistent=True,
+                                attributes=("PK", "h", "expires_at"))
+        # TTL deletes late (moto never): an expired claim is no claim.
+        return {row["PK"].rsplit("#", 1)[1]: row["h"] for row in rows if int(row["expires_at"]) > now}
 
     def put_claims(self, account_id: str, job_id: str, message_ids: Sequence[str], handoff: str,
                    now: float) -> None:
         """Unconditional: a job's hand-offs are applied one at a time (FIFO group = job)."""
         expires = int(now) + CLAIM_SECONDS
-        items = [{"PutRequest": {"Item": ser({**claim_key(account_id, job_id, m), "h": handoff,
-                                               "expires_at": expires})}} for m in dict.fromkeys(message_ids)]
-        client = self.t.client
-        for start in range(0, len(items), 25):
-            pending: dict[str, Any] = {self.t.name: items[start:start + 25]}
-            while pending:
-                pending = client.batch_write_item(RequestItems=pending).get("UnprocessedItems") or {}
+        self.t.batch_put([{**claim_key(account_id, job_id, m), "h": handoff, "expires_at": expires}
+                          for m in dict.fromkeys(message_ids)])
 
     def applied(self, account_id: str, job_id: str, handoff: str) -> bool:
         return self.t.get(K.account_pk(account_id), f"COLLECTED#{job_id}#{handoff}", consistent=True) is not None

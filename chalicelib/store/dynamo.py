@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any, Generic, TypeVar
@@ -151,6 +151,16 @@ class IncompleteBatch(RuntimeError):
     """DynamoDB kept keys or items unprocessed after every retry. Replaying the step is safe."""
 
 
+MAX_BATCH_GET = 100  # keys one BatchGetItem may ask for
+MAX_BATCH_WRITE = 25  # writes one BatchWriteItem may carry
+
+
+def _chunks(items: list[T], size: int) -> Iterator[list[T]]:
+    size = max(1, size)
+    for start in range(0, len(items), size):
+        yield items[start:start + size]
+
+
 class Table:
     """The table and the few primitive calls the repositories need."""
 
@@ -227,6 +237,77 @@ class Table:
         return [deser(i) for i in resp.get("Items", [])], (
             {k: v["S"] for k, v in last.items()} if last else None
         )
+
+    def batch_get(self, keys: Sequence[Mapping[str, Any]], *, consistent: bool = False,
+                  attributes: Sequence[str] = (), per_request: int = MAX_BATCH_GET,
+                  sleep: Callable[[float], None] = time.sleep,
+                  send: Callable[..., dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+        """The items that exist among `keys` (plain key values; repeats asked once), in any
+        order, as plain items: BatchGetItem, `per_request` (at most 100) keys a request. Keys
+        DynamoDB leaves unprocessed are asked again, paced by UNPROCESSED; any still left
+        then raise IncompleteBatch. `attributes` projects; `send` replaces the client call
+        (a repository counting its consumed capacity)."""
+        request = send or self.client.batch_get_item
+        spec: dict[str, Any] = {"ConsistentRead": consistent}
+        if attributes:
+            names = {f"#a{n}": a for n, a in enumerate(attributes)}
+            spec |= {"ProjectionExpression": ", ".join(names), "ExpressionAttributeNames": names}
+        wanted = list({tuple(sorted((k, str(v)) for k, v in key.items())): key for key in keys}.values())
+        out: list[dict[str, Any]] = []
+        for chunk in _chunks(wanted, min(per_request, MAX_BATCH_GET)):
+            pending: dict[str, Any] = {self.name: {**spec, "Keys": [ser(dict(k)) for k in chunk]}}
+            for _ in attempts(UNPROCESSED, sleep=sleep):
+                resp = request(RequestItems=pending)
+                out += [deser(i) for i in resp.get("Responses", {}).get(self.name, [])]
+                pending = resp.get("UnprocessedKeys") or {}
+                if not pending:
+                    break
+            else:
+                left = len(pending[self.name]["Keys"])
+                raise IncompleteBatch(f"DynamoDB left {left} of {len(chunk)} keys unread after "
+                                      f"{UNPROCESSED.attempts} attempts; retry")
+        return out
+
+    def batch_put(self, items: Sequence[Mapping[str, Any]], *, per_request: int = MAX_BATCH_WRITE,
+                  sleep: Callable[[float], None] = time.sleep,
+                  send: Callable[..., dict[str, Any]] | None = None) -> None:
+        """Put plain items, unconditionally: BatchWriteItem, `per_request` (at most 25) a
+        request; items left unprocessed are sent again, paced by UNPROCESSED, and any still
+        left then raise IncompleteBatch (some of the items may be written: put again)."""
+        self.batch_write([{"PutRequest": {"Item": ser(dict(i))}} for i in items],
+                         per_request=per_request, sleep=sleep, send=send)
+
+    def batch_write(self, requests: Sequence[dict[str, Any]], *, per_request: int = MAX_BATCH_WRITE,
+                    sleep: Callable[[float], None] = time.sleep,
+                    send: Callable[..., dict[str, Any]] | None = None) -> None:
+        """BatchWriteItem of raw write requests ({"PutRequest": ...} / {"DeleteRequest": ...}),
+        like `batch_put`."""
+        request = send or self.client.batch_write_item
+        for chunk in _chunks(list(requests), min(per_request, MAX_BATCH_WRITE)):
+            pending: dict[str, Any] = {self.name: chunk}
+            for _ in attempts(UNPROCESSED, sleep=sleep):
+                pending = request(RequestItems=pending).get("UnprocessedItems") or {}
+                if not pending:
+                    break
+            else:
+                raise IncompleteBatch(f"DynamoDB left {len(pending[self.name])} of {len(chunk)} writes "
+                                      f"unprocessed after {UNPROCESSED.attempts} attempts; retry")
+
+    def sweep_page(self, kind: str, shard: int, start: dict[str, Any] | None, *, limit: int = 100,
+                   ) -> tuple[list[dict[str, Any]], dict[str, Any] | None]:
+        """One Query of one partition (`<kind>#<shard>`) of the sparse sweep index: its items'
+        keys (raw attribute values) and where the next page starts, if anywhere."""
+        kwargs: dict[str, Any] = {
+            "TableName": self.name,
+            "IndexName": K.GSI2,
+            "KeyConditionExpression": "GSI2PK = :pk",
+            "ExpressionAttributeValues": {":pk": {"S": f"{kind}#{shard}"}},
+            "Limit": limit,
+        }
+        if start:
+            kwargs["ExclusiveStartKey"] = start
+        resp = self.client.query(**kwargs)
+        return list(resp.get("Items", [])), resp.get("LastEvaluatedKey")
 
     def transact(self, items: list[dict[str, Any]]) -> None:
         from botocore.exceptions import ClientError
@@ -426,6 +507,8 @@ def update_versioned(table: Table, key: dict[str, Any], *, kind: str, ident: str
 __all__ = [
     "CONDITION_FAILED",
     "CONTENDED",
+    "MAX_BATCH_GET",
+    "MAX_BATCH_WRITE",
     "UNPROCESSED",
     "Backoff",
     "ConditionFailed",

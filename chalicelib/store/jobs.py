@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import time
-import zlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from decimal import Decimal
@@ -42,8 +41,7 @@ def _purge_keys(j: Job) -> tuple[str | None, str | None]:
     if j.status not in PURGEABLE_STATUSES:
         return None, None
     due = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(_clock() + PURGE_AFTER_DAYS * 86400))
-    shard = zlib.crc32(j.id.encode()) % PURGE_SHARDS
-    return f"PURGE#{shard}", f"{due}#{j.account_id}#{j.id}"
+    return K.sweep_shard("PURGE", j.id, PURGE_SHARDS), f"{due}#{j.account_id}#{j.id}"
 
 
 def _job_item(j: Job) -> dict[str, Any]:

@@ -5,11 +5,18 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import zlib
 
 from chalicelib.domain.errors import BadRequest
 
 GSI1 = "GSI1"
-GSI2 = "GSI2"  # sparse sweep index: PURGE#<shard> (jobs due for purge)
+GSI2 = "GSI2"  # sparse sweep index: PURGE#<shard>, HEALTH#<shard>, RULES#<shard>, ACCOUNTS#<shard>
+
+
+def sweep_shard(kind: str, ident: str, shards: int) -> str:
+    """The sweep index partition (GSI2PK) of one item: `<kind>#<crc32(ident) % shards>`,
+    so a sweep reads `shards` partitions of bounded size instead of one hot one."""
+    return f"{kind}#{zlib.crc32(ident.encode()) % shards}"
 
 
 def account_pk(account_id: str) -> str:

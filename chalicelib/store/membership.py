@@ -18,6 +18,7 @@ nothing points at. Those, and superseded generations, get `expires_at` (TTL) and
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import time
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.store import keys as K
-from chalicelib.store.dynamo import UNPROCESSED, IncompleteBatch, Table, attempts
+from chalicelib.store.dynamo import IncompleteBatch, Table
 
 MEMBER_CHUNK_BYTES = 300_000  # raw "\n"-joined ids per membership chunk (compressed: less)
 PLAN_CHUNK_RAW_BYTES = 1_000_000  # raw JSON rows per plan chunk, before compression...
@@ -170,18 +171,8 @@ class MembershipRepo:
     # -- requests -------------------------------------------------------------------------
 
     def _batch_put(self, items: Sequence[dict[str, Any]]) -> None:
-        """BatchWriteItem, 25 items (at most 25 x 400 KB < 16 MB) per request."""
-        for start in range(0, len(items), 25):
-            pending: dict[str, Any] = {
-                self.t.name: [{"PutRequest": {"Item": i}} for i in items[start:start + 25]]
-            }
-            for _ in attempts(UNPROCESSED, sleep=self.sleep):
-                resp = self.t.client.batch_write_item(RequestItems=pending)
-                pending = resp.get("UnprocessedItems") or {}
-                if not pending:
-                    break
-            else:
-                raise IncompleteBatch("DynamoDB left export bookkeeping unprocessed; the step will be retried")
+        """BatchWriteItem of serialised items, 25 (at most 25 x 400 KB < 16 MB) per request."""
+        self.t.batch_write([{"PutRequest": {"Item": i}} for i in items], sleep=self.sleep)
 
     def _query(self, pk: str, prefix: str, *, projection: str | None = None,
                only_live: bool = False) -> list[dict[str, Any]]:
@@ -316,13 +307,9 @@ class MembershipRepo:
         """Drop a finished run's plan (it holds exported values: keep no copy longer than needed)."""
         pk = plan_pk(account_id, run_id)
         keys = [{"PK": {"S": pk}, "SK": {"S": plan_sk(ref.set_id, n)}} for n in range(len(ref.starts))]
-        for start in range(0, len(keys), 25):
-            pending: dict[str, Any] = {self.t.name: [{"DeleteRequest": {"Key": k}} for k in keys[start:start + 25]]}
-            for _ in attempts(UNPROCESSED, sleep=self.sleep):
-                resp = self.t.client.batch_write_item(RequestItems=pending)
-                pending = resp.get("UnprocessedItems") or {}
-                if not pending:
-                    break
+        # Chunks DynamoDB keeps leaving go by their TTL (expires_at); the run's outcome stands.
+        with contextlib.suppress(IncompleteBatch):
+            self.t.batch_write([{"DeleteRequest": {"Key": k}} for k in keys], sleep=self.sleep)
 
 
 __all__ = [

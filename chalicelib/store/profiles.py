@@ -28,6 +28,7 @@ data itself:
 from __future__ import annotations
 
 import contextlib
+import functools
 import itertools
 import json
 import threading
@@ -44,17 +45,14 @@ from chalicelib.domain import profiles as P
 from chalicelib.domain.errors import BadRequest
 from chalicelib.store import keys as K
 from chalicelib.store.dynamo import (
-    UNPROCESSED,
     Backoff,
     ConditionFailed,
     IncompleteBatch,
     Page,
     Table,
-    attempts,
     conditional,
     deser,
     now_iso,
-    ser,
 )
 
 SHARDS = 16
@@ -351,32 +349,13 @@ class ProfileRepo:
         convert: Callable[[dict[str, Any]], dict[str, Any]],
     ) -> list[dict[str, Any]]:
         """One BatchGetItem of at most `read_batch` keys, and its unprocessed keys again."""
-        names = {f"#a{n}": a for n, a in enumerate(attributes)}
-        found: list[dict[str, Any]] = []
-        pending: dict[str, Any] = {
-            self.t.name: {
-                "Keys": [_attr_key(k) for k in chunk],
-                "ConsistentRead": True,
-                "ProjectionExpression": ", ".join(names),
-                "ExpressionAttributeNames": names,
-            }
-        }
-        for _ in attempts(UNPROCESSED, sleep=self._backoff):
-            resp = self._call("BatchGetItem", write=False, RequestItems=pending)
-            found += [convert(deser(i)) for i in resp.get("Responses", {}).get(self.t.name, [])]
-            pending = resp.get("UnprocessedKeys") or {}
-            if not pending:
-                return found
-        raise IncompleteBatch("identifiers or profiles could not be read; retry the step")
+        rows = self.t.batch_get(chunk, consistent=True, attributes=attributes, per_request=self.read_batch,
+                                sleep=self._backoff, send=functools.partial(self._call, "BatchGetItem", write=False))
+        return [convert(row) for row in rows]
 
     def _send(self, chunk: Sequence[dict[str, Any]]) -> None:
-        pending: dict[str, Any] = {self.t.name: [{"PutRequest": {"Item": ser(i)}} for i in chunk]}
-        for _ in attempts(UNPROCESSED, sleep=self._backoff):
-            resp = self._call("BatchWriteItem", write=True, RequestItems=pending)
-            pending = resp.get("UnprocessedItems") or {}
-            if not pending:
-                return
-        raise IncompleteBatch("DynamoDB left profile writes unprocessed; retry the step")
+        self.t.batch_put(chunk, per_request=self.write_batch, sleep=self._backoff,
+                         send=functools.partial(self._call, "BatchWriteItem", write=True))
 
     def _sent(self) -> None:
         self._writes += 1

@@ -73,3 +73,33 @@ def upsert(deps: Any, account_id: str, email: str, **fields: Any) -> str:
     found = deps.profiles.find(account_id, "email", email)
     assert found is not None
     return str(found.id)
+
+
+class Crash(Exception):
+    """A process dying at a chosen point (seeded crash tests)."""
+
+
+def dying(real: Any, rng: Any, crashes: dict[str, int], *, before: tuple[str, float],
+          after: tuple[str, float] | None = None) -> Any:
+    """`real` (a function or an unbound method) wrapped to die before it runs or after it
+    returned, counting each kind in `crashes`. The first call dies before it and the second
+    after it (so each kind happens whatever the seed); then each kind with its chance, drawn
+    from the seeded `rng` (before, then after: the replay of a seed draws the same)."""
+    calls = 0
+
+    def wrapped(*args: Any, **kw: Any) -> Any:
+        nonlocal calls
+        calls += 1
+        kind, chance = before
+        if calls == 1 or rng.random() < chance:
+            crashes[kind] += 1
+            raise Crash(f"died before {real.__name__} ({kind})")
+        out = real(*args, **kw)
+        if after is not None:
+            kind, chance = after
+            if calls == 2 or rng.random() < chance:
+                crashes[kind] += 1
+                raise Crash(f"died after {real.__name__} ({kind})")
+        return out
+
+    return wrapped

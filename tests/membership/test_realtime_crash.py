@@ -16,17 +16,13 @@ import pytest
 
 from tests.http_receiver import Answer
 from tests.membership import test_realtime_exports as rtx
-from tests.membership.conftest import upsert
+from tests.membership.conftest import Crash, dying, upsert
 from tests.membership.test_realtime_exports import World
 from tests.membership.test_stream_membership import audience
 from tests.providers.test_webhook import private_urls  # noqa: F401  (autouse: receivers on 127.0.0.1)
 from tests.seeds import seeded
 
 world = rtx.world
-
-
-class Crash(Exception):
-    pass
 
 
 @seeded(1, 2)
@@ -57,27 +53,10 @@ def test_deliveries_dying_anywhere_send_every_change_once_in_order(world: World,
             return False
         return real_release(self, *a, **k)
 
-    calls = {"advance": 0, "write": 0}
-
-    def advance(self: Any, *a: Any, **k: Any) -> bool:
-        # The first cursor write dies before it and the second after it, whatever the seed
-        # (so each kind happens); then each kind at random.
-        calls["advance"] += 1
-        if calls["advance"] == 1 or rng.random() < 0.2:
-            crashes["after_accept"] += 1
-            raise Crash("died after the webhook accepted, before the cursor's write")
-        moved = real_advance(self, *a, **k)
-        if calls["advance"] == 2 or rng.random() < 0.1:
-            crashes["after_cursor"] += 1
-            raise Crash("died after the cursor's write")
-        return moved
-
-    def write_part(self: Any, *a: Any, **k: Any) -> Any:
-        calls["write"] += 1
-        if calls["write"] == 1 or rng.random() < 0.1:
-            crashes["before_send"] += 1
-            raise Crash("died before sending")
-        return real_write(self, *a, **k)
+    # A delivery dies after the webhook accepted (before the cursor's write), after the
+    # cursor's write, or before it sends anything.
+    advance = dying(real_advance, rng, crashes, before=("after_accept", 0.2), after=("after_cursor", 0.1))
+    write_part = dying(real_write, rng, crashes, before=("before_send", 0.1))
 
     inbox = world.inbox
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 import random
 from collections import defaultdict
 from itertools import pairwise
-from typing import Any
 
 import pytest
 
@@ -20,17 +19,13 @@ from chalicelib.domain.ids import new_id
 from chalicelib.store.audience_members import AudienceMemberRepo
 from chalicelib.store.dynamo import now_iso
 from chalicelib.store.profiles import profile_key
-from tests.membership.conftest import Stack, upsert
+from tests.membership.conftest import Stack, dying, upsert
 from tests.seeds import seeded
 
 FILTERS = {
     "pro": {"all": [{"field": "plan", "op": "equals", "value": "pro"}]},
     "adults": {"all": [{"field": "age", "op": "gte", "value": 18}]},
 }
-
-
-class Crash(Exception):
-    pass
 
 
 @seeded(1, 2)
@@ -47,23 +42,9 @@ def test_crashes_anywhere_leave_the_membership_right(stack: Stack, seed: int,
         d.audiences.create(a)
         audiences[name] = a
     crashes = {"before": 0, "after": 0}
-    real = AudienceMemberRepo.record
-    calls = [0]
-
-    def crashing(self: Any, *args: Any, **kw: Any) -> int:
-        # The first change dies before its transaction and the second after it (so each
-        # kind happens whatever the seed); then each kind at random.
-        calls[0] += 1
-        if calls[0] == 1 or rng.random() < 0.15:
-            crashes["before"] += 1
-            raise Crash("died before the change's transaction")
-        n = real(self, *args, **kw)
-        if calls[0] == 2 or rng.random() < 0.15:
-            crashes["after"] += 1
-            raise Crash("died after the change committed")
-        return n
-
-    monkeypatch.setattr(AudienceMemberRepo, "record", crashing)
+    # Dying before a change's transaction, or after it committed.
+    monkeypatch.setattr(AudienceMemberRepo, "record",
+                        dying(AudienceMemberRepo.record, rng, crashes, before=("before", 0.15), after=("after", 0.15)))
     emails = [f"u{i}@example.com" for i in range(8)]
     alive: set[str] = set()
     for _round in range(6):

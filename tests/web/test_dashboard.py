@@ -12,6 +12,7 @@ import re
 from tests.test_local_stack import TOKEN, Stack
 from tests.web import axe
 from tests.web import test_spa as spa
+from tests.web.helpers import wizard_to_credentials
 from tests.web.test_spa import (  # playwright: skipped there when absent
     Browser,
     Page,
@@ -20,7 +21,7 @@ from tests.web.test_spa import (  # playwright: skipped there when absent
     shot,
     signed_in,
 )
-from tests.web.test_trust import finished, wizard_to_credentials
+from tests.web.test_trust import finished
 
 pytestmark = spa.pytestmark
 mailchimp, google, stack, browser, page = spa.mailchimp, spa.google, spa.stack, spa.browser, spa.page

@@ -24,7 +24,6 @@ import csv
 import io
 import math
 import re
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -32,20 +31,25 @@ from typing import Any
 import pytest
 
 from devserver.seed import profiles_csv
-from tests import requires
 from tests.fakes.google import FakeGoogle
 from tests.fakes.mailchimp import FakeMailchimp
 from tests.test_local_stack import TOKEN, Stack
-from tests.web import axe
+from tests.web import helpers
+from tests.web.helpers import (  # skips this module when Playwright, chromium or web/dist is missing
+    Browser,
+    Page,
+    api,
+    choose_provider,
+    expect,
+    shot,
+    sign_in,
+    signed_in,
+    signed_in_as,
+    to_new_authorization,
+)
 
-playwright_sync = requires.module("playwright.sync_api", "run `make venv` (requirements-dev.txt pins playwright)")
-from playwright.sync_api import Browser, Page, expect  # noqa: E402
-
-ROOT = Path(__file__).resolve().parents[2]
-SHOTS = ROOT / "docs" / "screenshots"
-CHROMIUM = requires.path(Path(shutil.which("chromium") or "/usr/bin/chromium"), "chromium",
-                         "run `make chromium` (apt-get install chromium; make test does)")
-requires.path(ROOT / "web" / "dist" / "index.html", "the built web app", "run `make web` (make test does)")
+# The module's browser and signed-in page (each module that uses them gets its own).
+browser, page = helpers.browser, helpers.page
 ACCESS_KEYS = {"access_key_id": "AKIAIOSFODNN7EXAMPLE",
                "secret_access_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"}
 
@@ -107,49 +111,6 @@ def stack(tmp_path_factory: pytest.TempPathFactory, mailchimp: FakeMailchimp, go
         s.stop()
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with playwright_sync.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM),
-                              args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        yield b
-        b.close()
-
-
-@pytest.fixture(scope="module")
-def page(browser: Browser, stack: Stack) -> Iterator[Page]:
-    ctx = browser.new_context(viewport={"width": 1366, "height": 900})
-    pg = ctx.new_page()
-    pg.set_default_timeout(20_000)
-    errors: list[str] = []
-    pg.on("pageerror", lambda e: errors.append(str(e)))
-    # Every screen runs under the Content-Security-Policy: a refusal is a failure too.
-    pg.on("console", lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None)
-    yield pg
-    ctx.close()
-    assert not errors, errors
-
-
-def shot(page: Page, name: str) -> None:
-    """Save the screen under docs/screenshots/, after the accessibility audit passed on it
-    (every screen the tests show gets both)."""
-    axe.check(page, name)
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
-
-
-def sign_in(page: Page, base: str, token: str) -> None:
-    page.goto(base + "/#/jobs")
-    page.get_by_label("API token").fill(token)
-    page.get_by_role("button", name="Sign in").click()
-
-
-def api(stack: Stack, method: str, path: str, body: Any = None, token: str = TOKEN) -> Any:
-    status, out = stack.call(method, "/api/v1" + path, body, token=token)
-    assert status < 300, (status, out)
-    return out["data"] if isinstance(out, dict) and "data" in out else out
-
-
 STATE: dict[str, str] = {}
 
 
@@ -174,12 +135,7 @@ def test_wizard_creates_a_job_with_an_inline_s3_authorization(page: Page, stack:
     page.get_by_text("Amazon S3", exact=True).click()
     shot(page, "wizard-provider")
     page.get_by_role("button", name="Next").click()
-    page.get_by_text("S3 file import (CSV / JSON Lines)").click()
-    page.get_by_role("button", name="Next").click()
-    page.get_by_text("New authorization…").click()
-    page.get_by_role("button", name="Next").click()
-    page.get_by_text("AWS access keys", exact=True).click()
-    page.get_by_role("button", name="Next").click()
+    to_new_authorization(page, "S3 file import (CSV / JSON Lines)", "AWS access keys")
     page.get_by_label("Authorization label *").fill("Demo bucket keys")
     page.get_by_label("Access Key Id *").fill(ACCESS_KEYS["access_key_id"])
     page.get_by_label("Secret Access Key *").fill("too-short")
@@ -320,12 +276,7 @@ def test_an_observer_sees_no_edit_buttons(browser: Browser, stack: Stack) -> Non
         "provider": "amazon_s3", "job_type": "import", "workflow": "s3_file_import", "label": "Observed job",
         "authorization": {"method": "access_keys", "label": "Observed keys", "credentials": ACCESS_KEYS},
         "config": {"bucket": "switchyard-demo", "prefix": "imports/"}, "start": False})
-    ctx = browser.new_context(viewport={"width": 1280, "height": 800})
-    pg = ctx.new_page()
-    pg.set_default_timeout(20_000)
-    try:
-        sign_in(pg, stack.base, token)
-        expect(pg.get_by_test_id("who")).to_contain_text("observer")
+    with signed_in_as(browser, stack, token, "observer") as pg:
         expect(pg.locator("table.data")).to_contain_text("Observed job")
         expect(pg.get_by_role("link", name="Create job")).to_have_count(0)
         expect(pg.get_by_role("link", name="Tokens")).to_have_count(0)
@@ -342,8 +293,6 @@ def test_an_observer_sees_no_edit_buttons(browser: Browser, stack: Stack) -> Non
         for name in ("Check now", "Rotate credentials", "Delete"):
             expect(pg.get_by_role("button", name=name)).to_have_count(0)
         shot(pg, "observer-authorization")
-    finally:
-        ctx.close()
 
 
 # Every form control has an accessible name, and text meets WCAG AA contrast (4.5:1, or
@@ -414,17 +363,8 @@ def test_oauth_connects_mailchimp_in_a_popup(page: Page, stack: Stack, mailchimp
 
 def test_wizard_connects_gtm_inline_and_keeps_the_schedule(page: Page, stack: Stack, google: FakeGoogle) -> None:
     page.goto(f"{stack.base}/#/jobs/new")
-    # Keyboard: the provider tiles are radios; Enter goes on.
-    page.get_by_role("radio", name=re.compile("Google Tag Manager")).focus()
-    page.keyboard.press("Space")
-    page.keyboard.press("Enter")
-    expect(page.get_by_role("heading", name="Job type")).to_be_visible()
-    page.get_by_text("Install the Switchyard web tag").click()
-    page.get_by_role("button", name="Next").click()
-    page.get_by_text("New authorization…").click()
-    page.get_by_role("button", name="Next").click()
-    page.get_by_text("OAuth 2.0", exact=True).click()
-    page.get_by_role("button", name="Next").click()
+    choose_provider(page, "Google Tag Manager", keyboard=True)
+    to_new_authorization(page, "Install the Switchyard web tag", "OAuth 2.0")
     page.get_by_label("Authorization label").fill("Acme GTM")
     with page.expect_popup():
         page.get_by_role("button", name="Connect with Google Tag Manager").click()
@@ -485,13 +425,8 @@ def test_wizard_connects_gtm_inline_and_keeps_the_schedule(page: Page, stack: St
 
 def test_oauth_falls_back_to_a_redirect_when_popups_are_blocked(browser: Browser, stack: Stack,
                                                                  mailchimp: FakeMailchimp) -> None:
-    ctx = browser.new_context(viewport={"width": 1280, "height": 800})
-    ctx.add_init_script("window.open = () => null;")  # a popup blocker
-    pg = ctx.new_page()
-    pg.set_default_timeout(20_000)
-    try:
-        sign_in(pg, stack.base, TOKEN)
-        expect(pg.get_by_test_id("who")).to_contain_text("admin")
+    popup_blocker = "window.open = () => null;"
+    with signed_in_as(browser, stack, TOKEN, "admin", init_script=popup_blocker) as pg:
         # GIVEN Mailchimp refuses the code exchange: the callback sends the page back to the
         # SPA with the error (not the API's JSON), nothing is created.
         mailchimp.client_secret = "rotated-elsewhere"
@@ -509,14 +444,8 @@ def test_oauth_falls_back_to_a_redirect_when_popups_are_blocked(browser: Browser
         pg.get_by_role("button", name="Dismiss").click()
         expect(pg.get_by_test_id("oauth-error")).to_have_count(0)
         pg.goto(f"{stack.base}/#/jobs/new")
-        pg.get_by_text("Mailchimp", exact=True).click()
-        pg.get_by_role("button", name="Next").click()
-        pg.get_by_text("Mailchimp list import").click()
-        pg.get_by_role("button", name="Next").click()
-        pg.get_by_text("New authorization…").click()
-        pg.get_by_role("button", name="Next").click()
-        pg.get_by_text("OAuth 2.0", exact=True).click()
-        pg.get_by_role("button", name="Next").click()
+        choose_provider(pg, "Mailchimp")
+        to_new_authorization(pg, "Mailchimp list import", "OAuth 2.0")
         pg.get_by_label("Authorization label").fill("Newsletter (redirect)")
         # A refusal in the wizard: back at the same step, answers kept, the error shown.
         pg.get_by_role("button", name="Connect with Mailchimp").click()
@@ -533,8 +462,6 @@ def test_oauth_falls_back_to_a_redirect_when_popups_are_blocked(browser: Browser
         expect(pg.locator("#cfg-list_id")).to_have_js_property("tagName", "SELECT")
         pg.get_by_role("button", name="Back").click()
         expect(pg.get_by_role("radio", name=re.compile("Newsletter \\(redirect\\)"))).to_be_checked()
-    finally:
-        ctx.close()
 
 
 def test_audience_filter_builder_with_size_preview(page: Page, stack: Stack) -> None:
@@ -694,16 +621,6 @@ def s3_import(stack: Stack, auth_id: str, label: str, prefix: str, start: bool =
     return api(stack, "POST", "/jobs", {"provider": "amazon_s3", "job_type": "import", "workflow": "s3_file_import",
                                         "label": label, "authorization_id": auth_id, "start": start,
                                         "config": {"bucket": bucket, "prefix": prefix}})
-
-
-def signed_in(page: Page, stack: Stack) -> None:
-    """Sign the module's page in unless an earlier test did (these tests also run alone)."""
-    page.goto(stack.base + "/#/tokens")  # a screen the tests below do not open first
-    if page.get_by_label("API token").or_(page.get_by_test_id("who")).first.get_attribute("data-testid") != "who":
-        sign_in(page, stack.base, TOKEN)
-        expect(page.get_by_test_id("who")).to_contain_text("admin")
-        page.goto(stack.base + "/#/tokens")
-    expect(page.get_by_role("heading", name="API tokens")).to_be_visible()
 
 
 def settled(page: Page) -> None:

@@ -3,35 +3,27 @@ confirmation; a refusal of the API is shown in its plain words."""
 
 from __future__ import annotations
 
-from tests.web.test_spa import (  # noqa: F401  (fixtures)
-    api,
-    assert_accessible,
-    browser,
-    google,
-    mailchimp,
-    page,
-    sign_in,
-    signed_in,
-    stack,
-)
+from tests.web import axe
+from tests.web import test_spa as spa
+from tests.web.helpers import Browser, Page, api, expect, signed_in, signed_in_as
+from tests.web.test_spa import assert_accessible
 
-from playwright.sync_api import Browser, Page, expect  # noqa: E402  (after the requires check in test_spa)
-
-from tests.web import axe  # noqa: E402
+# test_spa.py's stack (with its fakes), and the module's own browser and signed-in page.
+mailchimp, google, stack, browser, page = spa.mailchimp, spa.google, spa.stack, spa.browser, spa.page
 
 
-def _user(stack, name: str, role: str) -> tuple[dict, str]:  # noqa: F811
+def _user(stack, name: str, role: str) -> tuple[dict, str]:
     user = api(stack, "POST", "/users", {"email": f"{name.lower()}@demo.example", "name": name, "role": role})
     token = api(stack, "POST", "/tokens", {"label": f"{name} script", "user_id": user["id"]})["token"]
     return user, token
 
 
-def _role_of(stack, token: str) -> tuple[int, str | None]:  # noqa: F811
+def _role_of(stack, token: str) -> tuple[int, str | None]:
     status, out = stack.call("GET", "/api/v1/me", token=token)
     return status, (out.get("data") or {}).get("role") if status == 200 else None
 
 
-def test_admin_changes_a_role_and_disables_a_user_after_confirming(page: Page, stack) -> None:  # noqa: F811
+def test_admin_changes_a_role_and_disables_a_user_after_confirming(page: Page, stack) -> None:
     user, token = _user(stack, "Dana", "observer")
     signed_in(page, stack)
     page.reload()
@@ -67,16 +59,11 @@ def test_admin_changes_a_role_and_disables_a_user_after_confirming(page: Page, s
     assert_accessible(page)
 
 
-def test_a_refusal_is_shown_in_plain_words_and_changes_nothing(browser: Browser, stack) -> None:  # noqa: F811
+def test_a_refusal_is_shown_in_plain_words_and_changes_nothing(browser: Browser, stack) -> None:
     # GIVEN a second admin signed in, and a user they will try to change
     _, bea = _user(stack, "Bea", "admin")
     target, target_token = _user(stack, "Eli", "observer")
-    ctx = browser.new_context(viewport={"width": 1280, "height": 800})
-    pg = ctx.new_page()
-    pg.set_default_timeout(20_000)
-    try:
-        sign_in(pg, stack.base, bea)
-        expect(pg.get_by_test_id("who")).to_contain_text("admin")
+    with signed_in_as(browser, stack, bea, "admin") as pg:
         pg.goto(stack.base + "/#/tokens")
         expect(pg.get_by_label("Role of Eli")).to_have_value("observer")
         # WHEN another admin makes Bea an observer meanwhile, and Bea tries to disable Eli
@@ -92,5 +79,3 @@ def test_a_refusal_is_shown_in_plain_words_and_changes_nothing(browser: Browser,
         assert _role_of(stack, target_token) == (200, "observer")
         assert [u["disabled"] for u in api(stack, "GET", "/users") if u["id"] == target["id"]] == [False]
         axe.check(pg, "users-refused")
-    finally:
-        ctx.close()

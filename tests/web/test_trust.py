@@ -13,6 +13,7 @@ import pytest
 
 from tests.test_local_stack import Stack
 from tests.web import test_spa as spa
+from tests.web.helpers import wizard_to_credentials
 from tests.web.test_spa import Page, api, expect, shot, signed_in  # playwright: skipped there when absent
 
 pytestmark = spa.pytestmark
@@ -20,18 +21,6 @@ pytestmark = spa.pytestmark
 mailchimp, google, stack, browser, page = spa.mailchimp, spa.google, spa.stack, spa.browser, spa.page
 
 JARGON = re.compile(r"should|String |Value error|pattern|\^|\$|\{\d|usr_|auth_0|access_keys|s3_file_import|authorization_id")
-
-
-def wizard_to_credentials(page: Page) -> None:
-    page.get_by_text("Amazon S3", exact=True).click()
-    page.get_by_role("button", name="Next").click()
-    page.get_by_text("S3 file import (CSV / JSON Lines)").click()
-    page.get_by_role("button", name="Next").click()
-    page.get_by_text("New authorization…").click()
-    page.get_by_role("button", name="Next").click()
-    page.get_by_text("AWS access keys", exact=True).click()
-    page.get_by_role("button", name="Next").click()
-    expect(page.get_by_role("heading", name="Credentials")).to_be_visible()
 
 
 def test_api_errors_show_in_plain_words_at_the_field(page: Page, stack: Stack) -> None:

@@ -5,7 +5,6 @@ only the hint is left; the collection job's page then shows the messages and whe
 
 from __future__ import annotations
 
-import re
 import shutil
 import subprocess
 import sys
@@ -13,12 +12,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Page, expect
 
 from tests import requires
 from tests.test_local_stack import Stack
-from tests.web import axe
-from tests.web.test_spa import SHOTS, api, browser, page, signed_in  # noqa: F401  (fixtures)
+from tests.web import axe, helpers
+from tests.web.helpers import SHOTS, Page, api, choose_provider, expect, signed_in, to_new_authorization
+
+browser, page = helpers.browser, helpers.page  # the module's own, with its own stack below
 
 CURL = requires.path(Path(shutil.which("curl") or "/usr/bin/curl"), "curl", "apt-get install curl")
 
@@ -34,7 +34,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         s.stop()
 
 
-def test_the_write_key_is_shown_once_with_snippets_that_work(page: Page, stack: Stack) -> None:  # noqa: F811
+def test_the_write_key_is_shown_once_with_snippets_that_work(page: Page, stack: Stack) -> None:
     signed_in(page, stack)
     page.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=stack.base)
     # GIVEN a new HTTP API authorization, created from the keyboard
@@ -113,20 +113,12 @@ def axe_and_shot(pg: Page) -> None:
                                                           pg.locator("dialog pre .secret")])
 
 
-def test_the_wizard_shows_the_key_once_and_the_new_job_waits_for_data(page: Page, stack: Stack) -> None:  # noqa: F811
+def test_the_wizard_shows_the_key_once_and_the_new_job_waits_for_data(page: Page, stack: Stack) -> None:
     signed_in(page, stack)
     # GIVEN the wizard, a collection job and a new write-key authorization
     page.goto(f"{stack.base}/#/jobs/new")
-    page.get_by_role("radio", name=re.compile("HTTP API")).focus()
-    page.keyboard.press("Space")
-    page.keyboard.press("Enter")
-    expect(page.get_by_role("heading", name="Job type")).to_be_visible()
-    page.get_by_text("Collect events").click()
-    page.get_by_role("button", name="Next").click()
-    page.get_by_text("New authorization…").click()
-    page.get_by_role("button", name="Next").click()
-    page.get_by_text("Write key", exact=True).click()
-    page.get_by_role("button", name="Next").click()
+    choose_provider(page, "HTTP API", keyboard=True)
+    to_new_authorization(page, "Collect events", "Write key")
     page.get_by_label("Authorization label").fill("App events")
     # WHEN it is created
     page.get_by_role("button", name="Check and continue").click()
