@@ -98,16 +98,28 @@ class AudienceMemberRepo:
 
     def changes(self, account_id: str, audience_id: str, *, after: int, upto: int,
                 limit: int = 1000) -> list[Change]:
-        """Changes after..upto (numbers), oldest first, at most `limit`: one Query a page."""
+        """Changes after..upto (numbers), oldest first, at most `limit`: one Query a page.
+        Consistent: a reader that saw head = upto must find every change up to it."""
         if upto <= after:
             return []
-        items, _ = self.t.query(
-            key_condition="PK = :pk AND SK BETWEEN :a AND :b",
-            names={}, values={":pk": changes_pk(account_id, audience_id), ":a": change_sk(after + 1),
-                              ":b": change_sk(upto)},
-            limit=limit, forward=True)
+        resp = self.t.client.query(
+            TableName=self.t.name, ConsistentRead=True, Limit=limit, ScanIndexForward=True,
+            KeyConditionExpression="PK = :pk AND SK BETWEEN :a AND :b",
+            ExpressionAttributeValues={":pk": {"S": changes_pk(account_id, audience_id)},
+                                       ":a": {"S": change_sk(after + 1)}, ":b": {"S": change_sk(upto)}})
         return [Change(int(i["n"]), i["profile_id"], i["change"], i["at"], i.get("pos", ""), int(i.get("av", 0)))
-                for i in items]
+                for i in (deser(row) for row in resp.get("Items", []))]
+
+    def all_changes(self, account_id: str, audience_id: str, *, after: int, upto: int) -> list[Change]:
+        """Every change after..upto, oldest first (a Query per 1,000)."""
+        out: list[Change] = []
+        while after < upto:
+            page = self.changes(account_id, audience_id, after=after, upto=upto)
+            if not page:
+                raise IncompleteBatch(f"audience {audience_id}: change {after + 1} is missing below head {upto}")
+            out += page
+            after = page[-1].n
+        return out
 
     def members(self, account_id: str, audience_id: str, page_size: int = 1000) -> Iterator[str]:
         """The audience's current members' profile ids (a Query per page, filtered on `in`)."""
