@@ -4,18 +4,20 @@ sent as adds and removes (docs/export.md).
 The engine (chalicelib/services/engine.py) hands every step of an export job to
 `export_stage` once it holds the run's lease, and commits what it returns. A run is:
 
-* step 0 — the plan: load the audience, read the account's profiles (Query per shard page,
-  never a Scan), evaluate the filter, diff the members against the job's confirmed
-  membership, and write the run's plan (each change with the exported values captured now)
-  and the membership the job will have once the run succeeds (generation G+1). Both are
-  written under a set id of this attempt, and the commit names it: a stale attempt can
-  only ever write items nothing points at.
+* step 0 — the plan. Once the job holds a cursor in its audience's change log (and the log
+  is complete), only the changes since that cursor and the profiles they name are read;
+  otherwise (the full path) every profile of the account is read (Query per shard page,
+  never a Scan), the members diffed against the job's confirmed membership. Either way the
+  run's plan (each change with the exported values captured now) is written, with what the
+  job will have confirmed once the run succeeds (generation G+1: a new cursor, or a
+  membership set). Both are written under a set id of this attempt, and the commit names
+  it: a stale attempt can only ever write items nothing points at.
 * steps 1..n — the parts: the next slice of the plan (at most the `max_records` the run
   started with, and what fits the provider's size limit) goes to the destination as ONE
   object with a deterministic name, then the checkpoint moves. A redelivered step writes
   the same rows to the same object.
-* the commit that ends the run also moves job.state["membership_generation"] to G+1, in
-  the same transaction as the run's counters: the confirmed membership is exactly what the
+* the commit that ends the run also moves job.state (generation, cursor or membership) to
+  G+1, in the same transaction as the run's counters: what is confirmed is exactly what the
   destination was sent.
 
 Every commit is the run's one commit (chalicelib/runs/commit.py): run counters, activity and
