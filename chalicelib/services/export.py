@@ -176,7 +176,8 @@ def net_changes(changes: Sequence[Change]) -> dict[str, tuple[bool, bool]]:
     return out
 
 
-def log_membership(d: Deps, account_id: str, audience_id: str, at: int | None) -> tuple[set[str], int]:
+def log_membership(d: Deps, account_id: str, audience_id: str, at: int | None,
+                   keep: Callable[[], None] | None = None) -> tuple[set[str], int]:
     """The audience's members as of change `at` (None: as of the head, read last), and that
     change's number. The member items are read first: one that changed while they were
     read has its changes after `at` (or after the first head read) in the log, which
@@ -186,7 +187,7 @@ def log_membership(d: Deps, account_id: str, audience_id: str, at: int | None) -
     ids = set(repo.members(account_id, audience_id))
     head = repo.head(account_id, audience_id)
     for pid, (before, after) in net_changes(repo.all_changes(account_id, audience_id, after=since,
-                                                             upto=head)).items():
+                                                             upto=head, on_page=keep)).items():
         if (after if at is None else before):
             ids.add(pid)
         else:
@@ -234,7 +235,7 @@ def _plan(ctl: RunControl, job: Job, run: Run, delivery: Delivery, budget: float
     from_log = s.include_removals and log_is_complete(ctl.d, job.account_id, s.audience)
     cursor = ChangeCursor.from_json(job.state.get("changes"))
     if from_log and cursor is not None and cursor.audience_id == s.audience.id:
-        return _plan_changes(ctl, job, run, s, cursor)
+        return _plan_changes(ctl, job, run, s, cursor, RunLease(ctl, run, delivery.message_id, budget))
     return _plan_full(ctl, job, run, delivery, budget, s, from_log, cursor)
 
 
@@ -252,10 +253,11 @@ def _plan_full(ctl: RunControl, job: Job, run: Run, delivery: Delivery, budget: 
                             field="audience_id") from None
 
     repo = d.memberships
+    lease = RunLease(ctl, run, delivery.message_id, budget)
     confirmed_ref = SetRef.from_json(job.state.get("membership"))
     if cursor is not None:
         # What the destination has, as of the change the last run confirmed.
-        confirmed = log_membership(d, acct, cursor.audience_id, cursor.n)[0] - set(cursor.pending)
+        confirmed = log_membership(d, acct, cursor.audience_id, cursor.n, lease.keep)[0] - set(cursor.pending)
         confirmed_ref = None
     else:
         confirmed = repo.read_set(acct, job.id, confirmed_ref) if confirmed_ref else set()
@@ -263,9 +265,8 @@ def _plan_full(ctl: RunControl, job: Job, run: Run, delivery: Delivery, budget: 
     need_values = s.backfill or not first
     # With a complete log, membership is the log's (as of `head`), so that later runs can
     # carry on from that change; otherwise the filter decides.
-    log_ids, head = log_membership(d, acct, audience.id, None) if from_log else (set(), 0)
+    log_ids, head = log_membership(d, acct, audience.id, None, lease.keep) if from_log else (set(), 0)
 
-    lease = RunLease(ctl, run, delivery.message_id, budget)
     stay: set[str] = set()
     joining: dict[str, list[Any] | None] = {}
     leaving: dict[str, list[Any]] = {}
@@ -317,13 +318,15 @@ def _plan_full(ctl: RunControl, job: Job, run: Run, delivery: Delivery, budget: 
     return _outcome(ctl, job, run, s, plan, written.plan, state, previous, message, context, lines)
 
 
-def _plan_changes(ctl: RunControl, job: Job, run: Run, s: Settings, cursor: ChangeCursor) -> StepOutcome:
+def _plan_changes(ctl: RunControl, job: Job, run: Run, s: Settings, cursor: ChangeCursor,
+                  lease: RunLease) -> StepOutcome:
     """Only what changed: the audience's log from the job's cursor to its head, and the
     values of the profiles that joined or left (docs/export.md, "Change log")."""
     d = ctl.d
     acct = job.account_id
     head = d.audience_members.head(acct, s.audience.id)
-    log_ = d.audience_members.all_changes(acct, s.audience.id, after=cursor.n, upto=head)
+    # A long backlog (a job paused for weeks) is read page by page under the run's lease.
+    log_ = d.audience_members.all_changes(acct, s.audience.id, after=cursor.n, upto=head, on_page=lease.keep)
     net = net_changes(log_)
     pending = set(cursor.pending)
     sent = {pid for pid, (before, _) in net.items() if before and pid not in pending}
@@ -333,7 +336,11 @@ def _plan_changes(ctl: RunControl, job: Job, run: Run, s: Settings, cursor: Chan
     stay = {pid for pid in sent if now[pid]}
     join_ids = sorted(pid for pid, member in now.items() if member and pid not in sent)
     leave_ids = sorted(pid for pid in sent if not now[pid])
-    profiles, _ = d.profiles.get_many(acct, join_ids + leave_ids) if join_ids or leave_ids else ({}, set())
+    profiles: dict[str, Profile] = {}
+    wanted = join_ids + leave_ids
+    for start in range(0, len(wanted), PAGE_SIZE):
+        profiles.update(d.profiles.get_many(acct, wanted[start:start + PAGE_SIZE])[0])
+        lease.keep()
     joining: dict[str, list[Any] | None] = {
         pid: values_of(profiles[pid], s.fields) if pid in profiles else None for pid in join_ids}
     leaving = {pid: values_of(profiles[pid], s.fields) for pid in leave_ids if pid in profiles}
@@ -347,7 +354,7 @@ def _plan_changes(ctl: RunControl, job: Job, run: Run, s: Settings, cursor: Chan
                                                                     tuple(sorted(still_pending))))
     else:
         # Too many members wait for values to carry in the job: keep the full set instead.
-        members = log_membership(d, acct, s.audience.id, head)[0] - still_pending
+        members = log_membership(d, acct, s.audience.id, head, lease.keep)[0] - still_pending
         written = _write_plan(ctl, job, run, plan, keep=None, members=(generation, members))
         if written.members is None:
             raise RuntimeError("export step 0 produced no membership")

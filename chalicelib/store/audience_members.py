@@ -16,7 +16,7 @@ a cursor is a plain number.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -110,8 +110,9 @@ class AudienceMemberRepo:
         return [Change(int(i["n"]), i["profile_id"], i["change"], i["at"], i.get("pos", ""), int(i.get("av", 0)))
                 for i in (deser(row) for row in resp.get("Items", []))]
 
-    def all_changes(self, account_id: str, audience_id: str, *, after: int, upto: int) -> list[Change]:
-        """Every change after..upto, oldest first (a Query per 1,000)."""
+    def all_changes(self, account_id: str, audience_id: str, *, after: int, upto: int,
+                    on_page: Callable[[], None] | None = None) -> list[Change]:
+        """Every change after..upto, oldest first (a Query per 1,000; `on_page` after each)."""
         out: list[Change] = []
         while after < upto:
             page = self.changes(account_id, audience_id, after=after, upto=upto)
@@ -119,6 +120,8 @@ class AudienceMemberRepo:
                 raise IncompleteBatch(f"audience {audience_id}: change {after + 1} is missing below head {upto}")
             out += page
             after = page[-1].n
+            if on_page is not None:
+                on_page()
         return out
 
     def members(self, account_id: str, audience_id: str, page_size: int = 1000) -> Iterator[str]:

@@ -271,3 +271,37 @@ def test_another_accounts_changes_are_not_read_and_its_job_is_not_found(stack: S
         a_gen.close()
         b_gen.close()
         TEST_ACCOUNTS.clear()
+
+
+def test_an_edited_audience_goes_back_to_the_full_path_and_then_to_the_log_again(world: World) -> None:
+    w = world
+    pro = people(w, 3, "pro")
+    free = people(w, 2, "free", start=10)
+    w.stack.deliver()
+    aud = w.audience()
+    job = w.job(aud, ["email"])
+    w.run(job["id"])
+    joined = people(w, 1, "pro", start=20)
+    w.stack.deliver()
+    _, rows2, _ = w.run(job["id"])
+    assert rows2 == Counter([("add", joined[0])])
+    # WHEN the audience's filter changes, and a run comes before its backfill is done
+    version = w.api.get(f"/audiences/{aud}").json["data"]["version"]
+    r = w.api.patch(f"/audiences/{aud}", {"filter": {"all": [{"field": "plan", "op": "equals", "value": "free"}]},
+                                          "version": version})
+    assert r.status_code == 200, r.body
+    run3, rows3, _ = w.run(job["id"])
+    # THEN that run reads every profile and sends the difference from what the destination has
+    assert w.step0(job["id"], run3["id"])["full"] is True
+    assert rows3 == Counter([("remove", p) for p in [*pro, *joined]] + [("add", p) for p in free])
+    # WHEN the backfill has run: the next run takes the log's view again, with nothing to send
+    drain_backfill(w.stack, w.account_id)
+    run4, rows4, _ = w.run(job["id"])
+    assert rows4 == Counter() and w.step0(job["id"], run4["id"])["full"] is True
+    # AND the one after reads only what changed
+    late = people(w, 1, "free", start=30)
+    w.stack.deliver()
+    run5, rows5, reads5 = w.run(job["id"])
+    assert rows5 == Counter([("add", late[0])])
+    assert w.step0(job["id"], run5["id"])["full"] is False
+    assert reads5.of("Query", w.d.profiles_table.name) == 0
