@@ -23,8 +23,10 @@ from typing import Any
 from chalicelib.domain.membership import MemberState, Verdict
 from chalicelib.store import keys as K
 from chalicelib.store.dynamo import (
+    IncompleteBatch,
     Table,
     TransactionFailed,
+    deser,
     now_iso,
 )
 
