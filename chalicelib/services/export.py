@@ -4,18 +4,20 @@ sent as adds and removes (docs/export.md).
 The engine (chalicelib/services/engine.py) hands every step of an export job to
 `export_stage` once it holds the run's lease, and commits what it returns. A run is:
 
-* step 0 — the plan: load the audience, read the account's profiles (Query per shard page,
-  never a Scan), evaluate the filter, diff the members against the job's confirmed
-  membership, and write the run's plan (each change with the exported values captured now)
-  and the membership the job will have once the run succeeds (generation G+1). Both are
-  written under a set id of this attempt, and the commit names it: a stale attempt can
-  only ever write items nothing points at.
+* step 0 — the plan. Once the job holds a cursor in its audience's change log (and the log
+  is complete), only the changes since that cursor and the profiles they name are read;
+  otherwise (the full path) every profile of the account is read (Query per shard page,
+  never a Scan), the members diffed against the job's confirmed membership. Either way the
+  run's plan (each change with the exported values captured now) is written, with what the
+  job will have confirmed once the run succeeds (generation G+1: a new cursor, or a
+  membership set). Both are written under a set id of this attempt, and the commit names
+  it: a stale attempt can only ever write items nothing points at.
 * steps 1..n — the parts: the next slice of the plan (at most the `max_records` the run
   started with, and what fits the provider's size limit) goes to the destination as ONE
   object with a deterministic name, then the checkpoint moves. A redelivered step writes
   the same rows to the same object.
-* the commit that ends the run also moves job.state["membership_generation"] to G+1, in
-  the same transaction as the run's counters: the confirmed membership is exactly what the
+* the commit that ends the run also moves job.state (generation, cursor or membership) to
+  G+1, in the same transaction as the run's counters: what is confirmed is exactly what the
   destination was sent.
 
 Every commit is the run's one commit (chalicelib/runs/commit.py): run counters, activity and
@@ -31,8 +33,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from chalicelib.domain.audiences import parse_filter
+from chalicelib.bootstrap import Deps
+from chalicelib.domain.audiences import Audience, parse_filter
 from chalicelib.domain.errors import Invalid
+from chalicelib.domain.membership import ENTER, EXIT
 from chalicelib.domain.models import Job
 from chalicelib.domain.profiles import Profile
 from chalicelib.domain.runs import LogLine, Run
@@ -41,6 +45,7 @@ from chalicelib.providers.calls import CallCounter
 from chalicelib.providers.roles import Destination, StepContext
 from chalicelib.runs.control import Delivery, RunControl, RunLease, step_context
 from chalicelib.runs.outcome import StepOutcome
+from chalicelib.store.audience_members import Change
 from chalicelib.store.membership import MembershipRepo, MissingChunk, PlanRef, PlanRow, SetRef, new_set_id
 
 log = logging.getLogger("switchyard.export")
@@ -48,6 +53,7 @@ log = logging.getLogger("switchyard.export")
 CURSOR_VERSION = 1
 PAGE_SIZE = 1000  # profiles per Query while computing the membership
 OMITTED_NO_VALUES = "missing_identifier"  # an add with none of the exported fields
+PENDING_MAX = 1000  # members waiting for values a change-log cursor carries in job.state
 OMITTED_TOO_LARGE = "too_large"  # a change whose event is over the destination's size limit
 
 
@@ -137,33 +143,130 @@ def export_stage(ctl: RunControl, job: Job, run: Run, delivery: Delivery, starte
             f"the export's bookkeeping is incomplete ({exc}); resume the job to start a new run") from exc
 
 
-def _plan(ctl: RunControl, job: Job, run: Run, delivery: Delivery, budget: float,
-          impl: Destination) -> StepOutcome:
+@dataclass(frozen=True)
+class ChangeCursor:
+    """Where a job stands in its audience's change log (job.state["changes"]): the
+    destination has the audience's members as of change `n`, except `pending` (members
+    omitted for lacking values, sent once they have them)."""
+
+    audience_id: str
+    n: int
+    pending: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {"audience_id": self.audience_id, "n": self.n, "pending": list(self.pending)}
+
+    @classmethod
+    def from_json(cls, raw: Any) -> ChangeCursor | None:
+        if not isinstance(raw, dict):
+            return None
+        try:
+            return cls(str(raw["audience_id"]), int(raw["n"]), tuple(str(p) for p in raw.get("pending") or ()))
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
+def net_changes(changes: Sequence[Change]) -> dict[str, tuple[bool, bool]]:
+    """Per profile of a stretch of the log: (member before it, member after it). A profile's
+    changes alternate, so its first change says where it stood and its last where it stands. Pure."""
+    out: dict[str, tuple[bool, bool]] = {}
+    for c in changes:
+        before = out[c.profile_id][0] if c.profile_id in out else c.change == EXIT
+        out[c.profile_id] = (before, c.change == ENTER)
+    return out
+
+
+def log_membership(d: Deps, account_id: str, audience_id: str, at: int | None,
+                   keep: Callable[[], None] | None = None) -> tuple[set[str], int]:
+    """The audience's members as of change `at` (None: as of the head, read last), and that
+    change's number. The member items are read first: one that changed while they were
+    read has its changes after `at` (or after the first head read) in the log, which
+    settles its state at that number."""
+    repo = d.audience_members
+    since = repo.head(account_id, audience_id) if at is None else at
+    ids = set(repo.members(account_id, audience_id))
+    head = repo.head(account_id, audience_id)
+    for pid, (before, after) in net_changes(repo.all_changes(account_id, audience_id, after=since,
+                                                             upto=head, on_page=keep)).items():
+        if (after if at is None else before):
+            ids.add(pid)
+        else:
+            ids.discard(pid)
+    return ids, head if at is None else at
+
+
+def log_is_complete(d: Deps, account_id: str, audience: Audience) -> bool:
+    """Whether the audience's log covers every profile under its current filter: its
+    backfill of the current version has finished."""
+    state = d.audience_members.backfill(account_id, audience.id)
+    return state is not None and state.done and state.audience_version == audience.version
+
+
+@dataclass
+class Settings:
+    """What step 0 needs of the job's configuration, read once."""
+
+    audience: Audience
+    fields: list[str]
+    frozen: dict[str, Any]
+    backfill: bool
+    include_removals: bool
+    required: list[int]
+
+
+def _settings(ctl: RunControl, job: Job, impl: Destination) -> Settings:
     d = ctl.d
-    acct = job.account_id
     frozen = impl.freeze(job.config)
     fields = list(frozen["fields"])
     audience_id = str(job.config.get("audience_id") or "")
-    audience = d.audiences.get(acct, audience_id, consistent=True) if audience_id else None
+    audience = d.audiences.get(job.account_id, audience_id, consistent=True) if audience_id else None
     if audience is None:
         raise ProviderError(
             f"audience {audience_id!r} not found: it was deleted or never existed; choose an "
             "audience in the job's configuration", field="audience_id")
+    return Settings(audience, fields, frozen, bool(job.config.get("backfill", True)),
+                    bool(job.config.get("include_removals", True)),
+                    [fields.index(f) for f in frozen.get("required", ()) if f in fields])
+
+
+def _plan(ctl: RunControl, job: Job, run: Run, delivery: Delivery, budget: float,
+          impl: Destination) -> StepOutcome:
+    s = _settings(ctl, job, impl)
+    from_log = s.include_removals and log_is_complete(ctl.d, job.account_id, s.audience)
+    cursor = ChangeCursor.from_json(job.state.get("changes"))
+    if from_log and cursor is not None and cursor.audience_id == s.audience.id:
+        return _plan_changes(ctl, job, run, s, cursor, RunLease(ctl, run, delivery.message_id, budget))
+    return _plan_full(ctl, job, run, delivery, budget, s, from_log, cursor)
+
+
+def _plan_full(ctl: RunControl, job: Job, run: Run, delivery: Delivery, budget: float, s: Settings,
+               from_log: bool, cursor: ChangeCursor | None) -> StepOutcome:
+    """Every profile of the account read: a first run, an audience whose log is not
+    complete, `include_removals: false`, or a job that moved to another audience."""
+    d = ctl.d
+    acct = job.account_id
+    audience = s.audience
     try:
         member = parse_filter(audience.filter)
     except Invalid as exc:
         raise ProviderError(f"audience {audience.name!r} has a filter that is not valid ({exc.message})",
                             field="audience_id") from None
-    backfill = bool(job.config.get("backfill", True))
-    include_removals = bool(job.config.get("include_removals", True))
 
     repo = d.memberships
-    confirmed_ref = SetRef.from_json(job.state.get("membership"))
-    first = confirmed_ref is None
-    confirmed = repo.read_set(acct, job.id, confirmed_ref) if confirmed_ref else set()
-    need_values = backfill or not first
-
     lease = RunLease(ctl, run, delivery.message_id, budget)
+    confirmed_ref = SetRef.from_json(job.state.get("membership"))
+    if cursor is not None:
+        # What the destination has, as of the change the last run confirmed.
+        confirmed = log_membership(d, acct, cursor.audience_id, cursor.n, lease.keep)[0] - set(cursor.pending)
+        confirmed_ref = None
+    else:
+        confirmed = repo.read_set(acct, job.id, confirmed_ref) if confirmed_ref else set()
+    first = confirmed_ref is None and cursor is None
+    need_values = s.backfill or not first
+    # With a complete log, membership is the log's (as of `head`), so that later runs can
+    # carry on from that change; otherwise the filter decides.
+    log_ids, head = log_membership(d, acct, audience.id, None, lease.keep) if from_log else (set(), 0)
+
     stay: set[str] = set()
     joining: dict[str, list[Any] | None] = {}
     leaving: dict[str, list[Any]] = {}
@@ -172,58 +275,157 @@ def _plan(ctl: RunControl, job: Job, run: Run, delivery: Delivery, budget: float
         scanned += 1
         if scanned % PAGE_SIZE == 0:
             lease.keep()
-        if member(profile):
+        if (profile.id in log_ids) if from_log else member(profile):
             if profile.id in confirmed:
                 stay.add(profile.id)
             else:
-                joining[profile.id] = values_of(profile, fields) if need_values else None
-        elif include_removals and profile.id in confirmed:
-            leaving[profile.id] = values_of(profile, fields)
-    required = [fields.index(f) for f in frozen.get("required", ()) if f in fields]
+                joining[profile.id] = values_of(profile, s.fields) if need_values else None
+        elif s.include_removals and profile.id in confirmed:
+            leaving[profile.id] = values_of(profile, s.fields)
+        log_ids.discard(profile.id)
+    for pid in log_ids:  # a member whose profile is gone: its exit is on the way
+        if pid in confirmed:
+            stay.add(pid)
+        else:
+            joining[pid] = None
     plan = diff(confirmed=confirmed, first=first, stay=stay, joining=joining, leaving=leaving,
-                n_fields=len(fields), backfill=backfill, include_removals=include_removals,
-                required=required)
-    changed = first or plan.members != confirmed
-    generation = (confirmed_ref.generation if confirmed_ref else 0) + 1
+                n_fields=len(s.fields), backfill=s.backfill, include_removals=s.include_removals,
+                required=s.required)
+    pending = set(joining) - plan.members
+    generation = int(job.state.get("membership_generation") or 0) + 1
+    if from_log and len(pending) <= PENDING_MAX:
+        after = ChangeCursor(audience.id, head, tuple(sorted(pending)))
+        written = _write_plan(ctl, job, run, plan, keep=confirmed_ref)
+        state = _state_after(job, generation, changes=after)
+        previous = confirmed_ref
+    else:
+        changed = first or plan.members != confirmed or cursor is not None
+        written = _write_plan(ctl, job, run, plan, keep=confirmed_ref,
+                              members=(generation, plan.members) if changed else None)
+        new_ref = written.members or confirmed_ref
+        if new_ref is None:  # unreachable: a first run always writes a set
+            raise RuntimeError("export step 0 produced no membership")
+        state = _state_after(job, new_ref.generation, membership=new_ref)
+        previous = confirmed_ref if changed else None
+    message = (f"step 0: audience {audience.name!r} has {plan.current} members among {scanned} profiles; "
+               f"{plan.adds} to add, {plan.removes} to remove, {sum(plan.omitted.values())} omitted")
+    context = {"members": plan.current, "profiles_read": scanned, "first_run": first, "full": True}
+    lines = []
+    if first and not s.backfill:
+        lines.append(LogLine("info", "export.no_backfill",
+                             f"first run without backfill: {len(plan.members)} current members recorded, "
+                             "none sent; later runs send who joins and leaves", run_id=run.id))
+    return _outcome(ctl, job, run, s, plan, written.plan, state, previous, message, context, lines)
 
-    # Superseded generations and sets of attempts that never committed get their TTL.
-    repo.sweep(acct, job.id, keep=confirmed_ref)
+
+def _plan_changes(ctl: RunControl, job: Job, run: Run, s: Settings, cursor: ChangeCursor,
+                  lease: RunLease) -> StepOutcome:
+    """Only what changed: the audience's log from the job's cursor to its head, and the
+    values of the profiles that joined or left (docs/export.md, "Change log")."""
+    d = ctl.d
+    acct = job.account_id
+    head = d.audience_members.head(acct, s.audience.id)
+    # A long backlog (a job paused for weeks) is read page by page under the run's lease.
+    log_ = d.audience_members.all_changes(acct, s.audience.id, after=cursor.n, upto=head, on_page=lease.keep)
+    net = net_changes(log_)
+    pending = set(cursor.pending)
+    sent = {pid for pid, (before, _) in net.items() if before and pid not in pending}
+    now = {pid: after for pid, (_, after) in net.items()}
+    for pid in pending:
+        now.setdefault(pid, True)  # unchanged since: still a member
+    stay = {pid for pid in sent if now[pid]}
+    join_ids = sorted(pid for pid, member in now.items() if member and pid not in sent)
+    leave_ids = sorted(pid for pid in sent if not now[pid])
+    profiles: dict[str, Profile] = {}
+    wanted = join_ids + leave_ids
+    for start in range(0, len(wanted), PAGE_SIZE):
+        profiles.update(d.profiles.get_many(acct, wanted[start:start + PAGE_SIZE])[0])
+        lease.keep()
+    joining: dict[str, list[Any] | None] = {
+        pid: values_of(profiles[pid], s.fields) if pid in profiles else None for pid in join_ids}
+    leaving = {pid: values_of(profiles[pid], s.fields) for pid in leave_ids if pid in profiles}
+    plan = diff(confirmed=sent, first=False, stay=stay, joining=joining, leaving=leaving,
+                n_fields=len(s.fields), backfill=s.backfill, include_removals=True, required=s.required)
+    still_pending = set(joining) - plan.members
+    generation = int(job.state.get("membership_generation") or 0) + (1 if plan.rows else 0)
+    if len(still_pending) <= PENDING_MAX:
+        written = _write_plan(ctl, job, run, plan, keep=None, sweep=False)
+        state = _state_after(job, generation, changes=ChangeCursor(s.audience.id, head,
+                                                                    tuple(sorted(still_pending))))
+    else:
+        # Too many members wait for values to carry in the job: keep the full set instead.
+        members = log_membership(d, acct, s.audience.id, head, lease.keep)[0] - still_pending
+        written = _write_plan(ctl, job, run, plan, keep=None, members=(generation, members))
+        if written.members is None:
+            raise RuntimeError("export step 0 produced no membership")
+        state = _state_after(job, generation, membership=written.members)
+    message = (f"step 0: {len(log_)} changes of audience {s.audience.name!r} since the last run "
+               f"({len(net)} profiles); {plan.adds} to add, {plan.removes} to remove, "
+               f"{sum(plan.omitted.values())} omitted")
+    context = {"changes_read": len(log_), "profiles_read": len(profiles), "first_run": False, "full": False,
+               "change_head": head}
+    return _outcome(ctl, job, run, s, plan, written.plan, state, None, message, context, [])
+
+
+@dataclass
+class Written:
+    plan: PlanRef
+    members: SetRef | None
+
+
+def _write_plan(ctl: RunControl, job: Job, run: Run, plan: Diff, *, keep: SetRef | None, sweep: bool = True,
+                members: tuple[int, set[str]] | None = None) -> Written:
+    """The run's plan, and the membership set it leaves when it keeps one, under a set id
+    of this attempt."""
+    repo = ctl.d.memberships
+    acct = job.account_id
+    if sweep:
+        # Superseded generations and sets of attempts that never committed get their TTL.
+        repo.sweep(acct, job.id, keep=keep)
     set_id = new_set_id()
     ctl.o.fault("before_write")
     plan_ref = repo.write_plan(acct, run.id, set_id, plan.rows) if plan.rows else PlanRef(set_id, 0, ())
-    new_ref = repo.write_set(acct, job.id, generation, set_id, plan.members) if changed else confirmed_ref
+    ref = repo.write_set(acct, job.id, members[0], set_id, members[1]) if members else None
     ctl.o.fault("after_write")
+    return Written(plan_ref, ref)
 
-    if new_ref is None:  # unreachable: a first run always writes a set
-        raise RuntimeError("export step 0 produced no membership")
-    state = {**job.state, "membership_generation": new_ref.generation, "membership": new_ref.to_json()}
+
+def _state_after(job: Job, generation: int, *, membership: SetRef | None = None,
+                 changes: ChangeCursor | None = None) -> dict[str, Any]:
+    """job.state once the run succeeds: either a membership set or a change-log cursor."""
+    state = {k: v for k, v in job.state.items() if k not in ("membership", "changes")}
+    state["membership_generation"] = generation
+    if membership is not None:
+        state["membership"] = membership.to_json()
+    if changes is not None:
+        state["changes"] = changes.to_json()
+    return state
+
+
+def _outcome(ctl: RunControl, job: Job, run: Run, s: Settings, plan: Diff, plan_ref: PlanRef,
+             state: dict[str, Any], previous: SetRef | None, message: str, context: dict[str, Any],
+             extra: list[LogLine]) -> StepOutcome:
     cursor = {
         "v": CURSOR_VERSION,
-        "frozen": frozen,
+        "frozen": s.frozen,
         "rows_per_part": max(1, ctl.o.max_records),
         "plan": plan_ref.to_json(),
         "next": 0,
         "adds": plan.adds,
         "removes": plan.removes,
         "state": state,
-        "previous": confirmed_ref.to_json() if (changed and confirmed_ref) else None,
+        "previous": previous.to_json() if previous else None,
     }
     omitted = sum(plan.omitted.values())
-    message = (f"step 0: audience {audience.name!r} has {plan.current} members among {scanned} profiles; "
-               f"{plan.adds} to add, {plan.removes} to remove, {omitted} omitted")
     lines = [LogLine("info", "run.step", message, run_id=run.id, context={
-        "members": plan.current, "profiles_read": scanned, "adds": plan.adds, "removes": plan.removes,
-        "omitted": omitted, "omitted_reasons": dict(plan.omitted), "membership_generation": new_ref.generation,
-        "first_run": first})]
+        **context, "adds": plan.adds, "removes": plan.removes, "omitted": omitted,
+        "omitted_reasons": dict(plan.omitted), "membership_generation": state["membership_generation"]})]
     if omitted:
         lines.append(LogLine("warning", "export.omitted",
-                             f"{omitted} members lack the exported fields ({', '.join(fields)}) the "
+                             f"{omitted} members lack the exported fields ({', '.join(s.fields)}) the "
                              "destination needs: not sent; they will be once they have them", run_id=run.id,
                              context={"omitted_reasons": dict(plan.omitted)}))
-    if first and not backfill:
-        lines.append(LogLine("info", "export.no_backfill",
-                             f"first run without backfill: {len(plan.members)} current members recorded, "
-                             "none sent; later runs send who joins and leaves", run_id=run.id))
+    lines += extra
     return StepOutcome(cursor=cursor, processed=0, total=len(plan.rows), done=not plan.rows, state=state,
                        omitted_reasons=dict(plan.omitted), lines=lines, after_success=_clean_up(ctl, job, run, cursor))
 
@@ -309,4 +511,4 @@ def _clean(repo: MembershipRepo, job: Job, run: Run, cursor: dict[str, Any]) -> 
         log.warning("export clean-up after run %s failed", run.id, exc_info=True)
 
 
-__all__ = ["diff", "export_stage", "field_value", "values_of"]
+__all__ = ["ChangeCursor", "diff", "export_stage", "field_value", "log_membership", "net_changes", "values_of"]

@@ -16,15 +16,17 @@ a cursor is a plain number.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.domain.membership import MemberState, Verdict
 from chalicelib.store import keys as K
 from chalicelib.store.dynamo import (
+    IncompleteBatch,
     Table,
     TransactionFailed,
+    deser,
     now_iso,
 )
 
@@ -98,16 +100,31 @@ class AudienceMemberRepo:
 
     def changes(self, account_id: str, audience_id: str, *, after: int, upto: int,
                 limit: int = 1000) -> list[Change]:
-        """Changes after..upto (numbers), oldest first, at most `limit`: one Query a page."""
+        """Changes after..upto (numbers), oldest first, at most `limit`: one Query a page.
+        Consistent: a reader that saw head = upto must find every change up to it."""
         if upto <= after:
             return []
-        items, _ = self.t.query(
-            key_condition="PK = :pk AND SK BETWEEN :a AND :b",
-            names={}, values={":pk": changes_pk(account_id, audience_id), ":a": change_sk(after + 1),
-                              ":b": change_sk(upto)},
-            limit=limit, forward=True)
+        resp = self.t.client.query(
+            TableName=self.t.name, ConsistentRead=True, Limit=limit, ScanIndexForward=True,
+            KeyConditionExpression="PK = :pk AND SK BETWEEN :a AND :b",
+            ExpressionAttributeValues={":pk": {"S": changes_pk(account_id, audience_id)},
+                                       ":a": {"S": change_sk(after + 1)}, ":b": {"S": change_sk(upto)}})
         return [Change(int(i["n"]), i["profile_id"], i["change"], i["at"], i.get("pos", ""), int(i.get("av", 0)))
-                for i in items]
+                for i in (deser(row) for row in resp.get("Items", []))]
+
+    def all_changes(self, account_id: str, audience_id: str, *, after: int, upto: int,
+                    on_page: Callable[[], None] | None = None) -> list[Change]:
+        """Every change after..upto, oldest first (a Query per 1,000; `on_page` after each)."""
+        out: list[Change] = []
+        while after < upto:
+            page = self.changes(account_id, audience_id, after=after, upto=upto)
+            if not page:
+                raise IncompleteBatch(f"audience {audience_id}: change {after + 1} is missing below head {upto}")
+            out += page
+            after = page[-1].n
+            if on_page is not None:
+                on_page()
+        return out
 
     def members(self, account_id: str, audience_id: str, page_size: int = 1000) -> Iterator[str]:
         """The audience's current members' profile ids (a Query per page, filtered on `in`)."""
