@@ -39,6 +39,20 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# Set once this process's moto runs (the session fixture below starts it on first use).
+MOTO_RUNNING: list[bool] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fresh_moto_data() -> None:
+    """Each module starts on empty tables and queues (tests/moto_state.py says why: moto's
+    cost per request grows with what earlier modules left)."""
+    if MOTO_RUNNING:
+        from tests.moto_state import clear_data
+
+        clear_data()
+
+
 @pytest.fixture(scope="session")
 def aws_endpoint() -> Iterator[str]:
     import logging
@@ -55,7 +69,9 @@ def aws_endpoint() -> Iterator[str]:
 
     use_local_aws(endpoint, STAGE)
     deploy_stack(STAGE)
+    MOTO_RUNNING.append(True)
     yield endpoint
+    MOTO_RUNNING.clear()
     server.stop()
     os.environ.clear()
     os.environ.update(saved)
