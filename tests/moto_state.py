@@ -1,4 +1,4 @@
-"""Empty the in-process moto's data between test modules, keeping its resources.
+"""Empty the in-process moto's data between tests, keeping its resources.
 
 Each xdist worker runs one moto for the whole session, and moto's cost per request grows
 with what earlier tests left behind:
@@ -11,11 +11,15 @@ a 6,000-item one; a Query 9 ms and 550 ms. So a file ran 5-10 times slower late 
 than alone. Real DynamoDB does neither, so tests lose nothing when every module starts with
 empty tables: the tables, queues, secrets, schedules and usage plan stay; their data goes.
 
-Every test builds its own tenant, so no test reads another module's data.
+So every module starts with no data at all, and every test with empty stack tables (the
+ones infra/ deploys; a module's own tables, queues and datapoints may hold what its
+module-scoped fixtures wrote for all its tests). Every test builds its own tenant: no test
+reads what another wrote.
 """
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 
 
@@ -27,10 +31,17 @@ class Cleared:
     datapoints: int
 
 
-def clear_data() -> Cleared:
+def clear_tables(names: Collection[str]) -> Cleared:
+    """Drop the items and stream records of the named tables only (the stack's, before each
+    test: a module's own tables and queues may hold what its module-scoped fixtures wrote)."""
+    return clear_data(names, everything=False)
+
+
+def clear_data(tables: Collection[str] = (), *, everything: bool = True) -> Cleared:
     """Drop every DynamoDB item and stream record, SQS message and CloudWatch datapoint of
-    this process's moto. Stream sequence numbers go on from where they were, so a later
-    record never reuses an earlier one's number."""
+    this process's moto (without `everything`, only the items and records of `tables`).
+    Stream sequence numbers go on from where they were, so a later record never reuses an
+    earlier one's number."""
     from moto.cloudwatch.models import cloudwatch_backends
     from moto.dynamodb.models import dynamodb_backends
     from moto.dynamodbstreams.models import dynamodbstreams_backends
@@ -43,6 +54,8 @@ def clear_data() -> Cleared:
         for regions in dynamodb_backends.values():
             for backend in regions.values():
                 for table in backend.tables.values():
+                    if not everything and table.name not in tables:
+                        continue
                     items += sum(len(v) if isinstance(v, dict) else 1 for v in table.items.values())
                     table.items.clear()
                     shard = table.stream_shard
@@ -54,6 +67,8 @@ def clear_data() -> Cleared:
             for streams in regions.values():
                 streams.shard_iterators.clear()
         AtomicDynamoDB.committed.clear()
+    if not everything:
+        return Cleared(items, records, 0, 0)
     for regions in sqs_backends.values():
         for sqs in regions.values():
             for queue in sqs.queues.values():
