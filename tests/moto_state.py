@@ -2,14 +2,14 @@
 
 Each xdist worker runs one moto for the whole session, and moto's cost per request grows
 with what earlier tests left behind. Its Query sorted every item of the table before picking
-the partition's (devserver/queries.py now reads the partition alone, for a table's key;
-an index Query still passes over the whole table), and its TransactWriteItems deep-copied
-each table it named (devserver/transactions.py keeps only the named items). Both stay
-costs that grow with the tables, so a file ran 5-100 times slower late in the suite than
-alone: tests/api/test_profiles.py took 4 s on empty tables and 426 s after
-tests/engine/test_engine.py had left 11,000 profiles and 11,600 stream records behind.
-Real DynamoDB does neither, so tests lose nothing when they start with empty tables: the
-tables, queues, secrets, schedules and usage plan stay; their data goes.
+the partition's (devserver/queries.py now reads the partition alone, for a table's key; an
+index Query still passes over the whole table), and its TransactWriteItems deep-copied each
+table it named (devserver/transactions.py keeps only the named items). Without this
+clearing a file ran 5-100 times slower late in the suite than alone:
+tests/api/test_profiles.py took 4 s on empty tables and 426 s after tests/engine/test_engine.py
+had left 11,000 profiles and 11,600 stream records behind. Real DynamoDB's costs do not grow
+so, and tests lose nothing when they start with empty tables: the tables, queues, secrets,
+schedules and usage plan stay; their data goes.
 
 So every module starts with no data at all, and every test with empty stack tables (the
 ones infra/ deploys; a module's own tables, queues and datapoints may hold what its
