@@ -35,7 +35,7 @@ from chalicelib.store.jobs import JobRepo
 from chalicelib.store.membership import MembershipRepo
 from chalicelib.store.oauth import OAuthStateRepo
 from chalicelib.store.profiles import ProfileRepo
-from chalicelib.store.protocols import AlertRules, Audiences, AuditLog
+from chalicelib.store.protocols import AlertRules, Audiences, AuditLog, UnitOfWork
 from chalicelib.store.queues import BackfillQueue, HealthQueue, RealtimeQueue, RunQueue
 from chalicelib.store.rates import SharedRateStore
 from chalicelib.store.realtime import RealtimeRepo
@@ -149,7 +149,7 @@ class Deps:
         """Collected messages' claims and hand-offs."""
         return CollectRepo(self.table)
 
-    def transaction(self) -> Transaction:
+    def transaction(self) -> UnitOfWork:
         """Writes to the main table that commit together (repositories add to it)."""
         return Transaction(self.table)
 

@@ -33,7 +33,7 @@ from typing import Any, ClassVar
 
 from moto.server import ThreadedMotoServer
 
-from devserver import transactions
+from devserver import queries, transactions
 
 TOKEN_TTL_SECONDS = 600  # DynamoDB's idempotency window for ClientRequestToken
 _TARGET_PREFIX = "DynamoDB_20120810."
@@ -226,6 +226,7 @@ class AtomicDynamoDB:
 def start(port: int, *, ip_address: str = "127.0.0.1") -> ThreadedMotoServer:
     """moto's server on loopback, its app wrapped in `AtomicDynamoDB`; `.stop()` ends it."""
     transactions.install()
+    queries.install()
     server = ThreadedMotoServer(ip_address=ip_address, port=port, verbose=False)
     server.start()
     wsgi = server._server

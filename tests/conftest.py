@@ -39,6 +39,30 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+# The names of the stack's tables once this process's moto runs (the session fixture below
+# starts it on first use).
+STACK_TABLES: list[str] = []
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fresh_moto_data() -> None:
+    """Each module starts with no data in moto (tests/moto_state.py says why: moto's cost
+    per request grows with what earlier tests left)."""
+    if STACK_TABLES:
+        from tests.moto_state import clear_data
+
+        clear_data()
+
+
+@pytest.fixture(autouse=True)
+def fresh_stack_tables() -> None:
+    """Each test starts on empty stack tables (autouse: before any fixture of the test)."""
+    if STACK_TABLES:
+        from tests.moto_state import clear_tables
+
+        clear_tables(STACK_TABLES)
+
+
 @pytest.fixture(scope="session")
 def aws_endpoint() -> Iterator[str]:
     import logging
@@ -54,8 +78,10 @@ def aws_endpoint() -> Iterator[str]:
     from devserver.infra import deploy_stack, use_local_aws
 
     use_local_aws(endpoint, STAGE)
-    deploy_stack(STAGE)
+    outputs = deploy_stack(STAGE)
+    STACK_TABLES[:] = [outputs["TableName"], outputs["ProfilesTableName"]]
     yield endpoint
+    STACK_TABLES.clear()
     server.stop()
     os.environ.clear()
     os.environ.update(saved)

@@ -28,8 +28,7 @@ from chalicelib.store.alert_rules import (
     RuleLimit,
 )
 from chalicelib.store.audit import AuditEvent
-from chalicelib.store.dynamo import Transaction
-from chalicelib.store.protocols import AlertRules
+from chalicelib.store.protocols import AlertRules, UnitOfWork
 
 log = logging.getLogger("switchyard.alert_rules")
 
@@ -39,7 +38,7 @@ SPAN = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(
 MAX_ALLOWABLE = {"hour": 46, "day": 28, "week": 10}
 
 
-def _audited(d: Deps, p: Principal, action: str, rule: AlertRule) -> Transaction:
+def _audited(d: Deps, p: Principal, action: str, rule: AlertRule) -> UnitOfWork:
     """A transaction holding the audit event of a user's change to a rule, for the change."""
     fields = {"job_id": rule.job_id, "metric": rule.metric, "granularity": rule.granularity,
               "min": rule.min, "max": rule.max, "allowable_violations": rule.allowable_violations}

@@ -27,7 +27,8 @@ from chalicelib.services import health
 from chalicelib.services.collect import create_with_key, revoke_key, rotate_key
 from chalicelib.store.audit import AuditEvent, diff
 from chalicelib.store.authorizations import AuthorizationInUse
-from chalicelib.store.dynamo import Page, Transaction, now_iso
+from chalicelib.store.dynamo import Page, now_iso
+from chalicelib.store.protocols import UnitOfWork
 
 log = logging.getLogger("switchyard.authorizations")
 
@@ -176,7 +177,7 @@ def audit_created(d: Deps, p: Principal, auth: Authorization) -> None:
     _audit(d, p, "created", auth, _created_values(auth))
 
 
-def audit_created_in(d: Deps, tx: Transaction, p: Principal, auth: Authorization) -> None:
+def audit_created_in(d: Deps, tx: UnitOfWork, p: Principal, auth: Authorization) -> None:
     """The same event, in the transaction that creates it (inline in a job's create)."""
     d.audit.add(tx, AuditEvent(p.account_id, p.user_id, "created", "authorization", auth.id, auth.label,
                                diff({}, _created_values(auth))))

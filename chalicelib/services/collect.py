@@ -32,7 +32,8 @@ from chalicelib.store.collect import (
     pack,
     unpack,
 )
-from chalicelib.store.dynamo import Transaction, TransactionFailed, now_iso
+from chalicelib.store.dynamo import TransactionFailed, now_iso
+from chalicelib.store.protocols import UnitOfWork
 
 log = logging.getLogger("switchyard.collect")
 
@@ -74,7 +75,7 @@ def key_in_use(auth: Authorization) -> Conflict:
                     fields={"authorization_id": "its write key already feeds a job"})
 
 
-def bind_write_key(d: Deps, tx: Transaction, job: Job, auth: Authorization, *, inline: bool) -> None:
+def bind_write_key(d: Deps, tx: UnitOfWork, job: Job, auth: Authorization, *, inline: bool) -> None:
     """The job's create transaction claims the write key (conditional: one job per key)."""
     if inline or not auth.provider_account:
         raise Invalid("a write key is issued by POST /authorizations and shown once there; create it first, "

@@ -30,8 +30,9 @@ from chalicelib.services import realtime
 from chalicelib.services.collect import bind_write_key, key_in_use
 from chalicelib.services.validation import validate
 from chalicelib.store.audit import AuditEvent, diff
-from chalicelib.store.dynamo import Page, Transaction, now_iso
+from chalicelib.store.dynamo import Page, now_iso
 from chalicelib.store.jobs import AuthorizationGone
+from chalicelib.store.protocols import UnitOfWork
 
 
 @dataclass(frozen=True)
@@ -254,7 +255,7 @@ def _sync_schedule(d: Deps, job: Job, *, was_scheduled: bool = False) -> None:
 
 def _recorded(d: Deps, job: Job, code: str, message: str, p: Principal, action: str | None,
               context: dict[str, Any] | None = None, *, audited: Job | None = None,
-              before: Job | None = None) -> Transaction:
+              before: Job | None = None) -> UnitOfWork:
     """A transaction for a user's change to a job, holding the log line that tells of it and
     (unless `action` is None) its audit event: both are written with the change."""
     tx = d.transaction()
@@ -277,7 +278,7 @@ def _audited(job: Job | None) -> dict[str, Any]:
             "status": job.status.value}
 
 
-def _create_on_existing(d: Deps, job: Job, provider_id: str, tx: Transaction) -> None:
+def _create_on_existing(d: Deps, job: Job, provider_id: str, tx: UnitOfWork) -> None:
     try:
         d.jobs.create(job, auth_provider=provider_id, tx=tx)
     except AuthorizationGone:

@@ -39,8 +39,9 @@ from chalicelib.services import alerts, health
 from chalicelib.services import credentials as creds_svc
 from chalicelib.services.export import values_of
 from chalicelib.store.audience_members import Change
-from chalicelib.store.dynamo import Transaction, now_iso
+from chalicelib.store.dynamo import now_iso
 from chalicelib.store.jobs import audience_of
+from chalicelib.store.protocols import UnitOfWork
 from chalicelib.store.realtime import Subscription
 
 log = logging.getLogger("switchyard.realtime")
@@ -110,7 +111,7 @@ def realtime_audience(job: Job) -> str | None:
     return audience_of(job) if is_realtime(job.schedule) else None
 
 
-def add_subscription_writes(d: Deps, tx: Transaction, before: Job | None, after: Job | None) -> bool:
+def add_subscription_writes(d: Deps, tx: UnitOfWork, before: Job | None, after: Job | None) -> bool:
     """Keep the job's subscription in step with the job, in the job's transaction; True
     when `after` follows an audience it did not follow before (it needs a first nudge)."""
     old = realtime_audience(before) if before else None

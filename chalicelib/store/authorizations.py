@@ -29,6 +29,7 @@ from chalicelib.store.dynamo import (
     to_attr,
     update_versioned,
 )
+from chalicelib.store.protocols import UnitOfWork
 
 HEALTH_SHARDS = 16
 HEALTH_PREFIX = "HEALTH#"  # SK prefix of health transitions: HEALTH#<auth>#<at>#<rand>
@@ -144,7 +145,7 @@ class AuthorizationRepo:
             }
         }
 
-    def add_new(self, tx: Transaction, auth: Authorization) -> None:
+    def add_new(self, tx: UnitOfWork, auth: Authorization) -> None:
         tx.add("authorization", self.put_new_op(auth))
 
     def get(self, account_id: str, auth_id: str, *, consistent: bool = False) -> Authorization | None:

@@ -21,7 +21,8 @@ from typing import Any
 from chalicelib.config import COLLECT_QUEUE
 from chalicelib.store import aws
 from chalicelib.store import keys as K
-from chalicelib.store.dynamo import Table, Transaction, deser, ser
+from chalicelib.store.dynamo import Table, deser, ser
+from chalicelib.store.protocols import UnitOfWork
 from chalicelib.store.queues import queue_url
 from chalicelib.store.runs import RUN_TTL_DAYS, run_sk
 
@@ -124,7 +125,7 @@ class CollectRepo:
     def applied(self, account_id: str, job_id: str, handoff: str) -> bool:
         return self.t.get(K.account_pk(account_id), f"COLLECTED#{job_id}#{handoff}", consistent=True) is not None
 
-    def add_applied(self, tx: Transaction, account_id: str, job_id: str, handoff: str, now: float) -> None:
+    def add_applied(self, tx: UnitOfWork, account_id: str, job_id: str, handoff: str, now: float) -> None:
         item = {"PK": K.account_pk(account_id), "SK": f"COLLECTED#{job_id}#{handoff}",
                 "expires_at": int(now) + APPLIED_SECONDS}
         tx.add("applied", {"Put": {"TableName": self.t.name, "Item": ser(item),
@@ -165,7 +166,7 @@ class CollectRepo:
                 ExpressionAttributeValues={":done": {"S": "succeeded"}, ":r": {"S": "running"},
                                            ":end": {"S": (hour + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")}})
 
-    def add_window_counts(self, tx: Transaction, account_id: str, job_id: str, run_id: str, *, processed: int,
+    def add_window_counts(self, tx: UnitOfWork, account_id: str, job_id: str, run_id: str, *, processed: int,
                           added: int, duplicates: int, omitted: dict[str, int]) -> None:
         names: dict[str, str] = {}
         values: dict[str, Any] = {":p": {"N": str(processed)}, ":a": {"N": str(added)},
@@ -189,7 +190,7 @@ class CollectRepo:
     def _totals_key(account_id: str, job_id: str) -> dict[str, dict[str, str]]:
         return {"PK": {"S": K.account_pk(account_id)}, "SK": {"S": f"COLLECT#{job_id}#TOTALS"}}
 
-    def add_totals(self, tx: Transaction, account_id: str, job_id: str, *, accepted: int, duplicates: int,
+    def add_totals(self, tx: UnitOfWork, account_id: str, job_id: str, *, accepted: int, duplicates: int,
                    rejected: int, received_at: str) -> None:
         """The job's counts since it was created, and when its latest applied hand-off arrived
         (a job's hand-offs are applied in arrival order: its FIFO group)."""

@@ -29,6 +29,7 @@ from chalicelib.store.dynamo import (
     prefix_page,
     ser,
 )
+from chalicelib.store.protocols import UnitOfWork
 
 PURGE_SHARDS = 8
 _clock = time.time  # the purge index's clock (tests move it)
@@ -220,7 +221,7 @@ class JobRepo:
 
     def _run(
         self,
-        tx: Transaction,
+        tx: UnitOfWork,
         job_op: dict[str, Any],
         account_id: str,
         moves: Iterable[UsageMove],
@@ -315,7 +316,7 @@ class JobRepo:
         *,
         new_auth: Authorization | None = None,
         auth_provider: str,
-        tx: Transaction | None = None,
+        tx: UnitOfWork | None = None,
     ) -> None:
         """Create the job, in `tx` with whatever the caller added to it (its audit event)."""
         tx = tx if tx is not None else Transaction(self.t)
@@ -357,7 +358,7 @@ class JobRepo:
         *,
         expected_version: int | None,
         expected_status: JobStatus | None = None,
-        tx: Transaction | None = None,
+        tx: UnitOfWork | None = None,
     ) -> Job:
         """Write `after` over `before` if nobody changed it since; move usage counters.
 
@@ -412,7 +413,7 @@ class JobRepo:
             ExpressionAttributeValues={":t": {"S": transition_id}},
         )
 
-    def delete(self, job: Job, *, tx: Transaction | None = None) -> None:
+    def delete(self, job: Job, *, tx: UnitOfWork | None = None) -> None:
         """Delete the job, in `tx` with whatever the caller added (its audit event, its rules)."""
         tx = tx if tx is not None else Transaction(self.t)
         op = {

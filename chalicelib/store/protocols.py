@@ -26,6 +26,10 @@ class UnitOfWork(Protocol):
 
     def add(self, name: str, write: Any) -> None: ...
 
+    def drop(self, name: str) -> None:
+        """Take a write out before the commit: a unit refused for one write can be retried
+        without it."""
+
     def put(self, name: str, item: dict[str, Any], *, condition: str | None = None) -> None: ...
 
     def numbered(self, prefix: str) -> str: ...

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.store import keys as K
-from chalicelib.store.dynamo import Table, Transaction, now_iso
+from chalicelib.store.dynamo import Table, now_iso
+from chalicelib.store.protocols import UnitOfWork
 
 JOB_PREFIX = "JOB#"
 
@@ -45,7 +46,7 @@ class RealtimeRepo:
 
     # -- kept with the job (in the job's own transaction) -----------------------------------
 
-    def add_subscribe(self, tx: Transaction, account_id: str, audience_id: str, job_id: str) -> None:
+    def add_subscribe(self, tx: UnitOfWork, account_id: str, audience_id: str, job_id: str) -> None:
         """Start following the audience from its first change (the destination is sent the
         whole log: every member it has today arrives as an enter)."""
         tx.put(f"realtime:{audience_id}", {
@@ -54,7 +55,7 @@ class RealtimeRepo:
             "job_id": job_id, "cursor": 0, "created_at": now_iso(),
         }, condition="attribute_not_exists(PK)")
 
-    def add_unsubscribe(self, tx: Transaction, account_id: str, audience_id: str, job_id: str) -> None:
+    def add_unsubscribe(self, tx: UnitOfWork, account_id: str, audience_id: str, job_id: str) -> None:
         tx.add(f"realtime-end:{audience_id}", {"Delete": {
             "TableName": self.t.name, "Key": subscription_key(account_id, audience_id, job_id)}})
 

@@ -7,7 +7,7 @@ Keys (see docs/data-model.md):
   requests  PK=ACCT#<a>#AUTH#<auth>#ACT  SK=H#<yyyy-mm-ddThh>  (API requests made with an
             authorization, hourly only: one write per step or API call)
 
-A step's effects are writes added here to the engine's `Transaction` and committed together,
+A step's effects are writes added here to the engine's unit of work and committed together,
 conditional on the step number: that is what makes redelivery safe.
 """
 
@@ -21,7 +21,8 @@ from typing import Any
 
 from chalicelib.domain.runs import LogLine, Run, RunStatus, StepCommit
 from chalicelib.store import keys as K
-from chalicelib.store.dynamo import Page, Table, Transaction, deser, prefix_page, ser, to_attr
+from chalicelib.store.dynamo import Page, Table, deser, prefix_page, ser, to_attr
+from chalicelib.store.protocols import UnitOfWork
 
 RUN_TTL_DAYS = 90
 LOG_TTL_DAYS = 30
@@ -139,7 +140,7 @@ class RunRepo:
             }
         }
 
-    def add_new_run(self, tx: Transaction, run: Run, lease_seconds: int | None = None) -> None:
+    def add_new_run(self, tx: UnitOfWork, run: Run, lease_seconds: int | None = None) -> None:
         tx.add("run", self.new_run_op(run, lease_seconds))
 
     def get(self, account_id: str, job_id: str, run_id: str) -> Run | None:
@@ -176,7 +177,7 @@ class RunRepo:
             },
         )
 
-    def add_commit(self, tx: Transaction, run: Run, owner: str, c: StepCommit, now: str) -> None:
+    def add_commit(self, tx: UnitOfWork, run: Run, owner: str, c: StepCommit, now: str) -> None:
         """Move the run from step n to n+1, conditional on it still being at step n under
         this lease: a step that was already committed can never be committed twice."""
         tx.add("run", self._commit_op(run, owner, c, now))
@@ -238,7 +239,7 @@ class RunRepo:
             }
         }
 
-    def add_status(self, tx: Transaction, run: Run, status: str, *, error: str | None, now: str,
+    def add_status(self, tx: UnitOfWork, run: Run, status: str, *, error: str | None, now: str,
                    expect_step: int | None = None, origin: str | None = None) -> None:
         """Set the run's status (ending its lease), conditional on its step when given."""
         tx.add("run", self._status_op(run, status, error=error, now=now, expect_step=expect_step,
@@ -285,7 +286,7 @@ class RunRepo:
 
     # -- log lines ---------------------------------------------------------------------
 
-    def add_logs(self, tx: Transaction, account_id: str, job_id: str, lines: list[LogLine],
+    def add_logs(self, tx: UnitOfWork, account_id: str, job_id: str, lines: list[LogLine],
                  at: datetime) -> None:
         """Log lines in the transaction of the change they tell of. A millisecond apart, so
         newest-first listings keep the order they were written in."""
@@ -333,7 +334,7 @@ class RunRepo:
 
     # -- activity ----------------------------------------------------------------------
 
-    def add_activity(self, tx: Transaction, account_id: str, job_id: str, at: datetime, added: int,
+    def add_activity(self, tx: UnitOfWork, account_id: str, job_id: str, at: datetime, added: int,
                      removed: int, omitted: int) -> None:
         """A step's counts ADDed to the job's hour and day, with the step's commit."""
         for op in self.activity_ops(account_id, job_id, at, added, removed, omitted):
@@ -402,7 +403,7 @@ class RunRepo:
 
     # -- API requests per authorization -------------------------------------------------
 
-    def add_requests(self, tx: Transaction, account_id: str, auth_id: str, at: datetime, requests: int,
+    def add_requests(self, tx: UnitOfWork, account_id: str, auth_id: str, at: datetime, requests: int,
                      errors: int) -> None:
         """ADD a step's (or an API call's) provider requests to the authorization's hour. In a
         step's commit it moves with the checkpoint, so a redelivered step never counts twice.

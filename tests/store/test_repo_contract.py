@@ -253,6 +253,24 @@ def test_a_refused_condition_cancels_the_whole_unit_and_is_named(store: Store) -
     assert [e["label"] for e in store.audit.page(account, limit=10, cursor=None).items] == ["first"]
 
 
+def test_a_refused_unit_commits_on_retry_without_the_refused_write(store: Store) -> None:
+    account = _account()
+    taken = store.transaction()
+    taken.put("claim", _claim(account))
+    taken.commit()
+    tx = store.transaction()
+    store.audit.add(tx, AuditEvent(account, "u1", "created", "claim", "one", "retried"))
+    tx.put("claim", _claim(account), condition="attribute_not_exists(PK)")
+    with pytest.raises(TransactionFailed) as refused:
+        tx.commit()
+    assert refused.value.refused == ["claim"]
+    assert store.audit.page(account, limit=10, cursor=None).items == []
+    tx.drop("claim")
+    assert tx.names == ["audit:0"]
+    tx.commit()
+    assert [e["label"] for e in store.audit.page(account, limit=10, cursor=None).items] == ["retried"]
+
+
 def test_a_unit_names_each_write_once_and_commits_once(store: Store) -> None:
     account = _account()
     tx = store.transaction()
