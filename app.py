@@ -1,10 +1,12 @@
 """Switchyard: wiring only. Features live in chalicelib/api blueprints."""
 
+import importlib
+
 from chalice import Chalice
 
 # Before the rest of chalicelib: no cyclic collection until the cold start is over.
-from chalicelib import coldstart  # isort: skip
-from chalicelib import logs
+from chalicelib import coldstart_begin  # noqa: F401  # isort: skip
+from chalicelib import coldstart, logs
 from chalicelib.api import (
     admin,
     alerts,
@@ -49,3 +51,13 @@ app.register_blueprint(collect.bp)
 app.register_blueprint(collect_worker.bp)
 app.register_blueprint(membership.bp)
 app.register_blueprint(realtime.bp)
+
+# Lambda imports the module a function's handler names, and Chalice names a blueprint's
+# handler after the blueprint's module (chalicelib.workers.runner.run_step): that import
+# would skip this file, so no middleware and no cold-start hold. infra/package.py points
+# every function at app.<name> instead; these are those names.
+for _source in (*app.event_sources, *app.builtin_auth_handlers, *app.pure_lambda_functions):
+    _module, _, _name = _source.handler_string.rpartition(".")
+    if _name in globals():
+        raise RuntimeError(f"two Lambda handlers named {_name}")
+    globals()[_name] = getattr(importlib.import_module(_module), _name)

@@ -1,7 +1,8 @@
 """A Lambda container's cold start without cyclic garbage collection.
 
-Importing this module (app.py does, before the rest of chalicelib) stops the cyclic
-collector; the middleware below starts it again once the cold start is over. Why: `import
+`hold()` stops the cyclic collector (app.py calls it through `coldstart_begin`, before the
+rest of chalicelib); the middleware below, and the token authorizer that middleware does not
+wrap, start it again once the cold start is over. Why: `import
 app` and the first request's lazy imports (boto3, botocore's models, Powertools) allocate
 hundreds of thousands of objects that live as long as the container, which set off ~150
 collections, the full ones walking everything loaded so far; none of them finds garbage
@@ -12,11 +13,14 @@ When the cold start is over, what it loaded is frozen (`gc.freeze`: moved out of
 collector's reach, so later full collections walk only what requests allocate) and the
 collector runs again:
 * an API request: after its answer (a request is small and bounded);
+* the token authorizer (its own Lambda; Chalice runs no middleware around authorizers):
+  after its answer;
 * any other event (a queue's worker, a schedule): before the handler, because a step can
   allocate a lot and must not run without the collector.
 
-Only app.py imports this module: a process that imports other parts of chalicelib (tests,
-tools) keeps the collector as it was.
+The freeze also keeps whatever cycles that first request dropped; that is one request's worth.
+Importing this module changes nothing: a process that imports chalicelib without app.py
+(tests, tools) keeps the collector as it was, and `settle()` there does nothing.
 """
 
 from __future__ import annotations
@@ -27,9 +31,15 @@ from typing import Any
 
 from chalice.app import Request
 
-_held = gc.isenabled()
-if _held:
-    gc.disable()
+_held = False
+
+
+def hold() -> None:
+    """Stop the cyclic collector until `settle()` (once; a no-op if it is already off)."""
+    global _held
+    if gc.isenabled() and not _held:
+        gc.disable()
+        _held = True
 
 
 def settle() -> None:
@@ -54,4 +64,4 @@ def middleware(event: Any, get_response: Callable[[Any], Any]) -> Any:
         settle()
 
 
-__all__ = ["middleware", "settle"]
+__all__ = ["hold", "middleware", "settle"]

@@ -112,6 +112,16 @@ def order_event_sources(template: dict[str, Any]) -> None:
                 event["Properties"]["Queue"] = {"Fn::GetAtt": [queue, "Arn"]}
 
 
+def handlers_through_app(template: dict[str, Any]) -> None:
+    """Point every function at app.<name>. Chalice names a blueprint's handler after the
+    blueprint's module; Lambda would import that module alone, and app.py, with the
+    middleware it registers, would never run. app.py exports each handler under its name."""
+    for resource in template["Resources"].values():
+        if resource["Type"] == "AWS::Serverless::Function":
+            props = resource["Properties"]
+            props["Handler"] = "app." + props["Handler"].rpartition(".")[2]
+
+
 def report_batch_item_failures(template: dict[str, Any], handlers: Iterable[str]) -> None:
     """Enable ReportBatchItemFailures on the SQS event source of each of `handlers` (Chalice
     has no switch for it)."""
@@ -226,6 +236,7 @@ def package(stage: str, out: Path) -> Path:
     sam = json.loads((out / "sam.json").read_text())
     merged = merge_edge(sam, json.loads(EDGE.read_text()), stage)
     order_event_sources(merged)
+    handlers_through_app(merged)
     report_batch_item_failures(merged, PARTIAL_BATCH_RESPONSES)
     pin_policy_resources(merged)
     validate_bearer(merged)

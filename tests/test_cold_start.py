@@ -235,25 +235,47 @@ def test_the_app_and_provider_sessions_read_service_data_through_one_loader() ->
 
 
 _COLLECTOR = r"""
-import gc, json, sys
+import gc, json, sys, types
 before = gc.isenabled()
 import app
-from chalicelib import coldstart
 after_import = gc.isenabled()
 kind = sys.argv[1]
 seen = {}
 if kind == "api":
-    from chalice.app import Request
+    # The deployed handler itself (app.app), so a middleware left unregistered shows here.
     event = {"resource": "/api/v1/healthz", "path": "/api/v1/healthz", "httpMethod": "GET",
              "headers": {"Host": "api.example"}, "multiValueHeaders": {}, "queryStringParameters": None,
              "multiValueQueryStringParameters": None, "pathParameters": None, "stageVariables": None,
              "body": None, "isBase64Encoded": False,
              "requestContext": {"resourcePath": "/api/v1/healthz", "httpMethod": "GET", "path": "/api/api/v1/healthz",
                                 "stage": "api", "requestId": "r1", "identity": {"sourceIp": "203.0.113.1"}}}
-    seen["during"] = coldstart.middleware(Request(event), lambda e: gc.isenabled())
+    def inner(request, get_response):  # registered last, so it runs inside coldstart's
+        seen["during"] = gc.isenabled()
+        return get_response(request)
+    app.app.register_middleware(inner, "http")
     seen["status"] = app.app(event, None)["statusCode"]
+elif kind == "authorizer":
+    # Its own Lambda, which Chalice runs without middleware; an unknown token is refused.
+    event = {"type": "TOKEN", "authorizationToken": "Bearer sy_not_a_token",
+             "methodArn": "arn:aws:execute-api:us-east-1:123456789012:abc/api/GET/api/v1/jobs"}
+    try:
+        seen["answer"] = type(app.token_authorizer(event, None)).__name__
+    except Exception as exc:
+        seen["answer"] = type(exc).__name__
 else:
-    seen["during"] = coldstart.middleware({"Records": []}, lambda e: gc.isenabled())
+    # A queue worker's deployed handler, with a handler that records the collector's state.
+    from chalicelib.workers import runner
+    ctx = types.SimpleNamespace(aws_request_id="r1", function_name="switchyard-dev-run_step",
+                                memory_limit_in_mb=512, invoked_function_arn="arn", log_stream_name="s")
+    import contextlib
+    real = runner.flushing
+    @contextlib.contextmanager
+    def flushing():
+        seen["during"] = gc.isenabled()
+        with real():
+            yield
+    runner.flushing = flushing
+    app.run_step({"Records": []}, ctx)  # the deployed entry point
 print(json.dumps({"before": before, "after_import": after_import, "after": gc.isenabled(),
                   "frozen": gc.get_freeze_count(), **seen}))
 """
@@ -272,3 +294,7 @@ def test_the_collector_waits_for_the_end_of_the_cold_start() -> None:
     worker = _python(_COLLECTOR, "worker")
     assert worker["after_import"] is False
     assert worker["during"] is True and worker["after"] is True and worker["frozen"] > 10_000
+    # The token authorizer's Lambda, which no middleware wraps: on again after its answer.
+    authorizer = _python(_COLLECTOR, "authorizer")
+    assert authorizer["after_import"] is False and authorizer["answer"]
+    assert authorizer["after"] is True and authorizer["frozen"] > 10_000

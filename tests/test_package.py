@@ -240,6 +240,26 @@ def test_every_function_points_at_the_uploaded_code(packaged: Path) -> None:
     assert "./deployment.zip" not in json.dumps(moved)
 
 
+def test_every_function_enters_through_app_py_so_its_middleware_runs(packaged: Path) -> None:
+    # A blueprint handler named by its own module would skip app.py: no middleware (the
+    # invocation's log ids, the cold start's collector) in that Lambda.
+    import app
+
+    template = json.loads((packaged / "template.json").read_text())
+    handlers = sorted(r["Properties"]["Handler"] for r in template["Resources"].values()
+                      if r["Type"] == "AWS::Serverless::Function")
+    assert "app.app" in handlers and "app.run_step" in handlers and "app.token_authorizer" in handlers
+    assert all(h.startswith("app.") for h in handlers), handlers
+    for handler in handlers:
+        entry = getattr(app, handler.removeprefix("app."))
+        assert callable(entry), handler
+    # the exported worker handler is the one the app wired its middleware into
+    from chalicelib import coldstart, logs
+
+    assert app.run_step is app.app.handler_map["run_step"]
+    assert {(coldstart.middleware, "all"), (logs.middleware, "all")} <= set(app.app.middleware_handlers)
+
+
 # -- make deploy, against moto ----------------------------------------------------------
 
 # moto's CloudFormation has no SAM transform, no Lambda or CloudFront resources, and fails

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 from typing import Any
@@ -18,20 +17,6 @@ bp = Blueprint(__name__)
 log = logging.getLogger("switchyard.runner")
 
 
-_settled = False
-
-
-def settle_heap() -> None:
-    """Once per process, after the cold start's imports: move what exists now (modules,
-    clients, the SDKs' models) out of the collector's reach. It lives as long as the
-    process anyway, and a step allocates enough objects to start full collections, each of
-    which would otherwise walk all of it again while the step waits."""
-    global _settled
-    if not _settled:
-        gc.freeze()
-        _settled = True
-
-
 @bp.on_sqs_message(queue=RUNS_QUEUE, batch_size=1)
 def run_step(event: Any) -> None:
     with flushing():  # run outcomes and provider requests, as EMF lines
@@ -41,7 +26,6 @@ def run_step(event: Any) -> None:
 def _run_step(event: Any) -> None:
     from chalicelib.services.engine import AlertNotSent, Delivery, Engine, PoisonMessage, StepBusy
 
-    settle_heap()
     context = getattr(event, "context", None)
     engine = Engine(deps())
     for record in event:
