@@ -84,3 +84,38 @@ def test_an_index_query_keeps_the_full_pass(table):
     assert queries.answered["full"] > before["full"]
     assert len(items) == 60 and all(i["g"] == {"S": "g1"} for i in items)
     assert [i["sk"]["S"] for i in items] == sorted(i["sk"]["S"] for i in items)
+
+
+def test_a_partition_only_table_with_a_number_key_answers_as_the_full_pass(aws_endpoint: str) -> None:
+    # The other branch of the partition read (no sort key: one item a partition), a Number
+    # key, and ConsistentRead, against moto's own full pass.
+    ddb = boto3.client("dynamodb", region_name="us-east-1")
+    name = "queries-hash-only"
+    ddb.create_table(TableName=name, BillingMode="PAY_PER_REQUEST",
+                     KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+                     AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "N"}])
+    try:
+        for i in range(50):
+            ddb.put_item(TableName=name, Item={"id": {"N": str(i)}, "v": {"S": f"v{i}"}})
+        for key, filtered in ((7, False), (7, True), (99, False)):
+            query: dict[str, Any] = {"KeyConditionExpression": "id = :i", "ConsistentRead": True,
+                                     "ExpressionAttributeValues": {":i": {"N": str(key)}}}
+            if filtered:
+                query["FilterExpression"] = "v = :v"
+                query["ExpressionAttributeValues"][":v"] = {"S": "v8"}
+            before = dict(queries.answered)
+            fast = _pages(ddb, name, query)
+            assert queries.answered["partition"] > before["partition"]
+            assert queries.answered["full"] == before["full"]
+            queries.full_pass_only = True
+            try:
+                full = _pages(ddb, name, query)
+            finally:
+                queries.full_pass_only = False
+            assert queries.answered["full"] > before["full"]
+            assert fast == full
+        assert [i["v"] for i in _pages(ddb, name, {"KeyConditionExpression": "id = :i",
+                                                    "ExpressionAttributeValues": {":i": {"N": "7"}}})[0]["Items"]] \
+            == [{"S": "v7"}]
+    finally:
+        ddb.delete_table(TableName=name)
