@@ -55,12 +55,22 @@ def fresh_moto_data() -> None:
 
 
 @pytest.fixture(autouse=True)
-def fresh_stack_tables() -> None:
-    """Each test starts on empty stack tables (autouse: before any fixture of the test)."""
+def fresh_stack_tables(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Each test starts on empty stack tables (autouse: before any fixture of the test), and
+    ends with them still there: once in CI, a whole run of later files on one worker found
+    the stack's main table missing and then, files later, present again. The check below
+    names the test after which that first happens, and whether moto lost the table or the
+    app's client looks elsewhere."""
     if STACK_TABLES:
         from tests.moto_state import clear_tables
 
         clear_tables(STACK_TABLES)
+    yield
+    if STACK_TABLES:
+        from tests.moto_state import stack_tables_missing
+
+        missing = stack_tables_missing(STACK_TABLES)
+        assert not missing, f"after {request.node.nodeid}: {missing}"
 
 
 @pytest.fixture(scope="session")

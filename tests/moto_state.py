@@ -81,3 +81,26 @@ def clear_data(tables: Collection[str] = (), *, everything: bool = True) -> Clea
             cloudwatch.metric_data.clear()
             cloudwatch.paged_metric_data.clear()
     return Cleared(items, records, messages, datapoints)
+
+
+def stack_tables_missing(names: Collection[str]) -> str:
+    """'' when every named table is in this process's moto and the app's own DynamoDB client
+    finds it; else what is wrong (moto lost it, or the app's client asks somewhere else)."""
+    import os
+
+    from moto.dynamodb.models import dynamodb_backends
+
+    from chalicelib.store import aws
+
+    in_moto = {t.name for regions in dynamodb_backends.values() for b in regions.values() for t in b.tables.values()}
+    lost = sorted(set(names) - in_moto)
+    if lost:
+        return f"moto no longer has {lost}"
+    client = aws.client("dynamodb")
+    for name in names:
+        try:
+            client.describe_table(TableName=name)
+        except client.exceptions.ResourceNotFoundException:
+            return (f"the app's DynamoDB client does not find {name} (endpoint {client.meta.endpoint_url}, "
+                    f"region {client.meta.region_name}; AWS_ENDPOINT_URL={os.environ.get('AWS_ENDPOINT_URL')})")
+    return ""
