@@ -65,12 +65,34 @@ def fresh_stack_tables(request: pytest.FixtureRequest) -> Iterator[None]:
         from tests.moto_state import clear_tables
 
         clear_tables(STACK_TABLES)
+        settle_settings(f"before {request.node.nodeid} (left so by an earlier test or a module fixture)")
     yield
     if STACK_TABLES:
         from tests.moto_state import stack_tables_missing
 
         missing = stack_tables_missing(STACK_TABLES)
         assert not missing, f"after {request.node.nodeid}: {missing}"
+        settle_settings(f"after {request.node.nodeid}")
+
+
+def settle_settings(when: str) -> None:
+    """Read the app's settings now, outside any request, and check they name the stack's stage.
+
+    chalice.test.Client swaps os.environ for a copy holding the "local" stage's variables
+    while it handles a request. Settings first read inside one (after a test or fixture
+    called config.reset()) say stage "local": every later test on that worker then asked
+    for switchyard-local-main and got ResourceNotFound, until some file re-read them. Read
+    here, before and after each test, they always come from the session's own environment.
+    """
+    from chalicelib import config
+
+    read = config.settings()
+    if read.stage != STAGE:
+        config.reset()
+        config.settings()
+        raise AssertionError(f"{when}: the app's settings were read with stage {read.stage!r} "
+                             f"(table {read.table_name}), not the stack's {STAGE!r}: read inside a "
+                             "chalice.test request? They are read again now.")
 
 
 @pytest.fixture(scope="session")
