@@ -129,11 +129,17 @@ def run() -> int:
         # Saved state holds accounts but not API Gateway's keys: give each its key again.
         # State saved before the account index existed gets its index entries first (the
         # operator's one-time migration; a no-op once done).
+        import boto3
+
         from chalicelib.bootstrap import Deps
-        from chalicelib.services.accounts import backfill_usage_keys, index_existing_accounts
+        from chalicelib.services.accounts import backfill_usage_keys
+        from infra.index_accounts import index_accounts
 
         if restored:
-            index_existing_accounts(Deps())
+            indexed = index_accounts(boto3.client("dynamodb", region_name=REGION), Deps(), say=lambda _: None)
+            if indexed.added:
+                logging.getLogger("devserver").info("saved state: %d account(s) added to the account index",
+                                                    indexed.added)
         backfill_usage_keys(Deps())
 
         # 3. Demo data (only what the restored state lacks).

@@ -103,13 +103,6 @@ def backfill_usage_keys(d: Deps) -> int:
     return count
 
 
-def index_existing_accounts(d: Deps) -> int:
-    """Operator migration, once per stage: accounts made before the account index get
-    their entry (one Scan of the table), so `backfill_usage_keys` and later operator steps
-    see them. Returns how many it added."""
-    return d.accounts.index_unlisted_accounts()
-
-
 def register_token(d: Deps, account_id: str, user_id: str, plaintext: str, label: str) -> Token:
     """Operator bootstrap (no route): make a token chosen by the operator valid for a user."""
     user = d.accounts.get_user(account_id, user_id)

@@ -58,7 +58,8 @@ class AccountRepo:
 
     def all_account_ids(self) -> Iterator[str]:
         """Every account of the stage: Queries of the account index, shard by shard (never a
-        Scan). Accounts made before the index are listed once `index_unlisted_accounts` ran."""
+        Scan). Accounts made before the index are listed once the operator's migration
+        (infra/index_accounts.py) gave them their entry with `add_to_index`."""
         for shard in range(ACCOUNT_SHARDS):
             start: dict[str, Any] | None = None
             while True:
@@ -67,33 +68,20 @@ class AccountRepo:
                 if not start:
                     break
 
-    def index_unlisted_accounts(self) -> int:
-        """Operator migration, run once per stage (infra/index_accounts.py): give every
-        account made before the account index its index entry. The only Scan of chalicelib:
-        it reads the whole table, so no request or run path may call it. Idempotent; returns
-        how many accounts it added."""
-        kwargs: dict[str, Any] = {
-            "TableName": self.t.name, "ProjectionExpression": "id",
-            "FilterExpression": "SK = :sk AND #type = :type AND attribute_not_exists(GSI2PK)",
-            "ExpressionAttributeNames": {"#type": "type"},
-            "ExpressionAttributeValues": {":sk": {"S": K.ACCOUNT_SK}, ":type": {"S": "account"}},
-        }
-        added = 0
-        while True:
-            page = self.t.client.scan(**kwargs)
-            for item in page.get("Items", []):
-                account_id = str(item["id"]["S"])
-                keys = _index_keys(account_id)
-                added += self.t.write_if(
-                    "update_item",
-                    Key={"PK": {"S": K.account_pk(account_id)}, "SK": {"S": K.ACCOUNT_SK}},
-                    UpdateExpression="SET GSI2PK = :pk, GSI2SK = :sk",
-                    ConditionExpression="attribute_exists(PK) AND attribute_not_exists(GSI2PK)",
-                    ExpressionAttributeValues={":pk": {"S": keys["GSI2PK"]}, ":sk": {"S": keys["GSI2SK"]}},
-                )
-            if "LastEvaluatedKey" not in page:
-                return added
-            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+    def add_to_index(self, account_id: str) -> bool:
+        """Give an account made before the account index its entry: one conditional
+        UpdateItem that only adds an entry that is missing to an account that exists, so
+        running it again changes nothing. True when it added the entry. The operator's
+        migration (infra/index_accounts.py) finds the accounts to pass; chalicelib reads
+        no table whole."""
+        keys = _index_keys(account_id)
+        return self.t.write_if(
+            "update_item",
+            Key={"PK": {"S": K.account_pk(account_id)}, "SK": {"S": K.ACCOUNT_SK}},
+            UpdateExpression="SET GSI2PK = :pk, GSI2SK = :sk",
+            ConditionExpression="attribute_exists(PK) AND attribute_not_exists(GSI2PK)",
+            ExpressionAttributeValues={":pk": {"S": keys["GSI2PK"]}, ":sk": {"S": keys["GSI2SK"]}},
+        )
 
     def aws_external_id(self, account_id: str) -> str:
         """The account's AWS external id, created on first use: one UpdateItem that keeps a
