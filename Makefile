@@ -117,10 +117,11 @@ proof: venv web chromium
 
 # Every bench runs even when one misses its budget; the target fails at the end if any did.
 # BENCH_QUICK=1 (what `make test` runs): small sizes, the same budgets. bench/awsnet.py (the
-# AWS emulation the benches share) and bench/moto_speed.py are not benches. A bench that
+# AWS emulation the benches share), bench/export_setup.py (the export benches' shared setup)
+# and bench/moto_speed.py are not benches. A bench that
 # ends without a RESULT line (it crashed) fails too. BENCHES picks some: make bench BENCHES=bench/cold_start.py
 BENCH_QUICK ?=
-BENCHES ?= $(filter-out bench/awsnet.py bench/moto_speed.py,$(sort $(wildcard bench/*.py)))
+BENCHES ?= $(filter-out bench/awsnet.py bench/export_setup.py bench/moto_speed.py,$(sort $(wildcard bench/*.py)))
 # Timed against a peer on this machine: run after pytest, not beside it.
 TIMED_BENCHES := bench/cold_start.py bench/http_overhead.py bench/import_throughput.py
 # A bench that never ends (a thread left running) is killed and fails rather than hold CI.

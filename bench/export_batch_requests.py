@@ -53,7 +53,6 @@ import string
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -62,14 +61,14 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.awsnet import counting_moto, exit_code  # noqa: E402
+from bench.awsnet import exit_code  # noqa: E402
+from bench.export_setup import AUDIENCE, BenchAccount, Wire, app_clients, fresh_stack, people, report, seed  # noqa: E402
 
 STAGE = "benchbatch"
 RATIO = 1.1  # measured provider requests may exceed the minimum by 10 % ...
 SLACK = 1  # ... plus one request
 AWS_BUDGET = 50.0  # AWS control-plane requests per 1,000 members (issue 3: 0.05 per member)
 FIELDS = ["email", "first_name", "last_name", "country", "plan"]
-AUDIENCE = {"all": [{"field": "plan", "op": "in", "value": ["pro", "team"]}]}
 SIGNING = "whsec-bench-" + "7c" * 10
 
 
@@ -161,63 +160,24 @@ class QueueConsumer:
         return len(self.event_ids)
 
 
-class Wire:
-    """Requests by layer and 'service.Operation', from botocore before-send hooks."""
-
-    def __init__(self) -> None:
-        self.counts: dict[str, Counter[str]] = {"app": Counter(), "provider": Counter(), "poller": Counter()}
-        self.on = False
-
-    def hook(self, layer: str) -> Callable[..., None]:
-        def before_send(event_name: str = "", **_: Any) -> None:
-            if self.on:
-                _hook, service, op = [*event_name.split(".", 2), "?", "?"][:3]
-                self.counts[layer][f"{service}.{op}"] += 1
-
-        return before_send
-
-    def take(self) -> dict[str, Counter[str]]:
-        out = self.counts
-        self.counts = {k: Counter() for k in out}
-        return out
-
-
 def measure(members: int, sqs: bool) -> list[Figures]:
-
-
-    with counting_moto() as moto:
-        from devserver.infra import deploy_stack, use_local_aws
-
-        use_local_aws(moto.endpoint, STAGE)
-        deploy_stack(STAGE)
+    with fresh_stack(STAGE):
         return run(members, [d for d in DESTINATIONS if sqs or d.provider != "amazon_sqs"])
 
 
 def run(members: int, destinations: list[Destination]) -> list[Figures]:
     import boto3
-    from chalice.test import Client
 
-    from app import app
     from chalicelib import config
-    from chalicelib.bootstrap import Deps, use
-    from chalicelib.domain.profiles import ProfileRecord
-    from chalicelib.providers import calls, http
-    from chalicelib.services.accounts import create_account
-    from chalicelib.services.engine import Delivery, Engine, EngineOptions
-    from chalicelib.store import aws
+    from chalicelib.providers import http
     from tests.fakes.mailchimp import FakeMailchimp
     from tests.http_receiver import Receiver
     from tests.webhook_inbox import Inbox
 
-    wire = Wire()
-    aws.reset()
-    calls.reset()
-    aws.session().events.register("before-send", wire.hook("app"))
-    calls._shared_session().events.register("before-send", wire.hook("provider"))
+    wire = Wire(("app", "provider", "poller"))
+    app_clients(app_hook=wire.hook("app"), provider_hook=wire.hook("provider"))
     poller = boto3.session.Session(region_name="us-east-1")
     poller.events.register("before-send", wire.hook("poller"))
-    sqs = poller.client("sqs")
-    runs_url = sqs.get_queue_url(QueueName=f"switchyard-{STAGE}-runs")["QueueUrl"]
 
     mailchimp = FakeMailchimp().start()
     inbox = Inbox(secret=SIGNING)
@@ -231,43 +191,17 @@ def run(members: int, destinations: list[Destination]) -> list[Figures]:
         config.settings()  # read now, outside any chalice.test request (see devserver/infra.py)
         http.reset()
 
-        d = Deps()
-        use(d)
-        account, _, issued = create_account(d, "Bench", "admin@bench.example")
-        countries = ["FR", "DE", "US", "GB", "JP"]
-        people = [ProfileRecord(identifiers={"email": f"member.{i}@example.com"},
-                                fields={"first_name": f"First{i}", "last_name": f"Last{i % 977}",
-                                        "country": countries[i % 5], "plan": "pro" if i % 3 else "team"},
-                                ref=f"bench#{i}") for i in range(members)]
+        bench = BenchAccount(STAGE, poller.client("sqs"))
+        d, account, post = bench.d, bench.account, bench.post
         t0 = time.perf_counter()
-        for n, start in enumerate(range(0, members, 1000)):
-            d.profiles.upsert_batch(account.id, people[start:start + 1000], step_tag=f"seed#{n}")
+        seed(d.profiles, account.id, people(0, members), "seed")
         print(f"  seeded {members:,} profiles in {time.perf_counter() - t0:.0f} s", flush=True)
 
-        client = Client(app, stage_name="local", project_dir=str(ROOT))
-        headers = {"Authorization": f"Bearer {issued.plaintext}", "Content-Type": "application/json"}
-
-        def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
-            r = client.http.post("/api/v1" + path, headers=headers, body=json.dumps(body).encode())
-            assert r.status_code == 201, r.body
-            return dict(json.loads(r.body)["data"])
-
         audience = post("/audiences", {"name": "Pro and team", "filter": AUDIENCE})["id"]
-        engine = Engine(d, EngineOptions())
 
         def drain() -> int:
             wire.on = True
-            steps = 0
-            while True:
-                msgs = sqs.receive_message(QueueUrl=runs_url, MaxNumberOfMessages=1, VisibilityTimeout=3_600,
-                                           WaitTimeSeconds=0).get("Messages", [])
-                if not msgs:
-                    break
-                m = msgs[0]
-                engine.handle(Delivery(body=json.loads(m["Body"]), message_id=m["MessageId"],
-                                       remaining_ms=lambda: 900_000))
-                sqs.delete_message(QueueUrl=runs_url, ReceiptHandle=m["ReceiptHandle"])
-                steps += 1
+            steps = bench.drain()
             wire.on = False
             return steps
 
@@ -356,7 +290,7 @@ def run(members: int, destinations: list[Destination]) -> list[Figures]:
             print(f"  {dest.label}: {fig.provider_requests} provider requests, {sum(fig.aws.values())} AWS, "
                   f"{steps} steps, {secs:.1f} s", flush=True)
             out.append(fig)
-        use(None)
+        bench.close()
         return out
     finally:
         receiver.__exit__(None, None, None)
@@ -403,14 +337,7 @@ def main() -> int:
         print(f"  {f.dest.label:<9}{f.members:>7,}: "
               + ", ".join(f"{op} {n}" for op, n in sorted(f.aws.items())))
     print()
-    print("checks:")
-    for label, ok, got in checks:
-        print(f"  {'PASS' if ok else 'FAIL'}  {label:<78} {got}")
-    failed = [label for label, ok, _ in checks if not ok]
-    print()
-    print(f"RESULT {'PASS' if not failed else 'FAIL'} {len(checks) - len(failed)}/{len(checks)} budgets hold"
-          + ("" if not failed else ": " + "; ".join(failed)))
-    return 0 if not failed else 1
+    return report(checks, 78)
 
 
 if __name__ == "__main__":

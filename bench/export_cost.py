@@ -52,7 +52,8 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.awsnet import counting_moto, exit_code, quick, result  # noqa: E402
+from bench.awsnet import exit_code, quick, result  # noqa: E402
+from bench.export_setup import BenchAccount, app_clients, fresh_stack  # noqa: E402
 
 STAGE = "benchcost"
 BUDGET = 1.2  # largest account / smallest account, each figure
@@ -61,9 +62,7 @@ QUICK_SIZES = (300, 1_500, 3_000)
 CHANGED = 0.01  # run A: share of the account changed since the last run
 FIXED = 100  # run B: changes since the last run, whatever the account's size
 BUCKET = "bench-export-cost"
-S3_KEYS = {"access_key_id": "AKIABENCHABCDEFGHIJK", "secret_access_key": "benchSECRETbench1234567890"}
 FIELDS = ["email", "first_name", "country", "plan"]
-AUDIENCE = {"all": [{"field": "plan", "op": "in", "value": ["pro", "team"]}]}
 NOW = "2026-12-05T12:00:00+00:00"
 
 
@@ -229,59 +228,29 @@ def plans(start: int, n: int) -> Iterator[tuple[int, str]]:
 
 
 def measure(profiles: int) -> tuple[RunCost, RunCost]:
-    with counting_moto() as moto:
-        from devserver.infra import deploy_stack, use_local_aws
-
-        use_local_aws(moto.endpoint, STAGE)
-        deploy_stack(STAGE)
+    with fresh_stack(STAGE) as moto:
         return run(moto, profiles)
 
 
 def run(moto: Any, profiles: int) -> tuple[RunCost, RunCost]:
     import boto3
     from botocore.config import Config
-    from chalice.test import Client
 
-    from app import app
-    from chalicelib.bootstrap import Deps, use
-    from chalicelib.services.accounts import create_account
-    from chalicelib.services.engine import Delivery, Engine, EngineOptions
     from chalicelib.store import aws
     from chalicelib.store import keys as K
 
     # moto finds a Query's items by walking the whole partition (the audience's log holds a
     # change per member), which at 50,000 profiles outlasts the app client's 10 s read
     # timeout on a loaded machine; DynamoDB does not. Same client settings, a longer wait.
-    aws.reset()
-    aws._clients["dynamodb"] = aws.session().client("dynamodb", config=Config(
-        retries={"mode": "standard", "max_attempts": 4}, connect_timeout=3, read_timeout=600,
-        parameter_validation=False))
+    app_clients(read_timeout=600)
     own = boto3.session.Session(region_name="us-east-1")
     shadow = own.client("dynamodb", config=Config(read_timeout=600))
-    sqs = own.client("sqs")
     meter = Meter(shadow)
     aws.client("dynamodb").meta.events.register("before-parameter-build.dynamodb", meter.hook)
 
-    d = Deps()
-    use(d)
-    account, _, issued = create_account(d, "Bench", "admin@bench.example")
-    boto3.client("s3", region_name="us-east-1").create_bucket(Bucket=BUCKET)
-    client = Client(app, stage_name="local", project_dir=str(ROOT))
-    headers = {"Authorization": f"Bearer {issued.plaintext}", "Content-Type": "application/json"}
-
-    def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
-        r = client.http.post("/api/v1" + path, headers=headers, body=json.dumps(body).encode())
-        assert r.status_code == 201, r.body
-        return dict(json.loads(r.body)["data"])
-
-    auth = post("/authorizations", {"provider": "amazon_s3", "method": "access_keys", "label": "bench",
-                                    "credentials": S3_KEYS})
-    audience = post("/audiences", {"name": "Pro and team", "filter": AUDIENCE})
-    job = post("/jobs", {"provider": "amazon_s3", "job_type": "export", "workflow": "s3_audience_export",
-                         "authorization_id": auth["id"], "label": "bench export",
-                         "schedule": {"type": "interval", "every_minutes": 60},
-                         "config": {"audience_id": audience["id"], "bucket": BUCKET, "fields": FIELDS,
-                                    "compression": "gzip"}})
+    bench = BenchAccount(STAGE, own.client("sqs"))
+    d, account = bench.d, bench.account
+    audience, job = bench.s3_export_job(BUCKET, FIELDS)
     saved = d.audiences.get(account.id, audience["id"], consistent=True)
     assert saved is not None
     seeder = Seeder(shadow, d.table.name, d.profiles_table.name, account.id, audience["id"], saved.version)
@@ -297,8 +266,6 @@ def run(moto: Any, profiles: int) -> tuple[RunCost, RunCost]:
                        ExpressionAttributeValues={":s": {"S": json.dumps(state, sort_keys=True)}})
     print(f"  seeded {profiles:,} profiles, members and log in {time.perf_counter() - t0:.0f} s", flush=True)
 
-    engine = Engine(d, EngineOptions())
-    url = sqs.get_queue_url(QueueName=f"switchyard-{STAGE}-runs")["QueueUrl"]
     nxt = {"join": profiles, "leave": 0}  # the next new profile, the next member to leave
 
     def one_run(label: str, changes: int) -> RunCost:
@@ -309,21 +276,11 @@ def run(moto: Any, profiles: int) -> tuple[RunCost, RunCost]:
         seeder.changes(entered, left, 2)
         d.runs_queue.send({"account_id": account.id, "job_id": job["id"], "trigger": "schedule"})
         before = int(moto.stats()["requests"])
-        own_requests = 0
         meter.take()
         meter.on = True
         t = time.perf_counter()
-        while True:
-            msgs = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1, VisibilityTimeout=43_200,
-                                       WaitTimeSeconds=0).get("Messages", [])
-            own_requests += 1
-            if not msgs:
-                break
-            m = msgs[0]
-            engine.handle(Delivery(body=json.loads(m["Body"]), message_id=m["MessageId"],
-                                   remaining_ms=lambda: 900_000))
-            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
-            own_requests += 1
+        steps = bench.drain()
+        own_requests = 2 * steps + 1  # the drain's receives and deletes
         meter.on = False
         secs = time.perf_counter() - t
         rcu, ops, lookups = meter.take()
@@ -336,7 +293,7 @@ def run(moto: Any, profiles: int) -> tuple[RunCost, RunCost]:
     a = one_run("1% changed", max(2, int(profiles * CHANGED)))
     b = one_run(f"{FIXED} changed", FIXED)
     aws.client("dynamodb").meta.events.unregister("before-parameter-build.dynamodb", meter.hook)
-    use(None)
+    bench.close()
     return a, b
 
 

@@ -1,6 +1,6 @@
 """AWS requests per audience member of an S3 export run, counted on the wire against moto.
 
-For each audience size, on a fresh in-process moto server: profiles are seeded with
+For each audience size, on a fresh moto of its own (a child process): profiles are seeded with
 ProfileRepo.upsert_batch (every one a member of the audience), an audience and an S3
 export job are created through the API, and the runs queue is drained into the engine
 with its production settings (5,000 rows a part). Then 1% of the members leave, as many
@@ -31,51 +31,26 @@ member and no Scan was sent; 1 otherwise.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bench.awsnet import counting_moto, exit_code  # noqa: E402
+from bench.awsnet import exit_code  # noqa: E402
+from bench.export_setup import BenchAccount, Wire, app_clients, fresh_stack, people, report, seed  # noqa: E402
 
 STAGE = "benchexport"
 BUDGET = 0.05  # AWS requests per member
 TARGET = 100_000
 CHANGE = 0.01  # share of members that leave (and of new members that join) before run 2
 BUCKET = "bench-export"
-S3_KEYS = {"access_key_id": "AKIABENCHABCDEFGHIJK", "secret_access_key": "benchSECRETbench1234567890"}
 FIELDS = ["email", "first_name", "last_name", "country", "plan"]
-AUDIENCE = {"all": [{"field": "plan", "op": "in", "value": ["pro", "team"]}]}
-
-
-@dataclass
-class Wire:
-    """Requests by layer and 'service.Operation', from before-send hooks."""
-
-    counts: dict[str, Counter[str]] = field(default_factory=lambda: {"app": Counter(), "provider": Counter(),
-                                                                     "event source": Counter()})
-    on: bool = False
-
-    def hook(self, layer: str) -> Any:
-        def before_send(event_name: str = "", **_: Any) -> None:
-            if self.on:
-                _, service, op = [*event_name.split(".", 2), "?", "?"][:3]
-                self.counts[layer][f"{service}.{op}"] += 1
-
-        return before_send
-
-    def take(self) -> dict[str, Counter[str]]:
-        out = self.counts
-        self.counts = {k: Counter() for k in out}
-        return out
 
 
 @dataclass
@@ -99,101 +74,32 @@ class RunFigures:
         return (self.engine + (self.polling if with_polling else 0)) / self.members
 
 
-def people(start: int, n: int, member: bool = True) -> list[Any]:
-    from chalicelib.domain.profiles import ProfileRecord
-
-    countries = ["FR", "DE", "US", "GB", "JP"]
-    return [ProfileRecord(identifiers={"email": f"member.{i}@example.com"},
-                          fields={"first_name": f"First{i}", "last_name": f"Last{i % 977}",
-                                  "country": countries[i % 5],
-                                  "plan": ("pro" if i % 3 else "team") if member else "free"},
-                          ref=f"bench#{i}")
-            for i in range(start, start + n)]
-
-
-def seed(repo: Any, account_id: str, records: list[Any], tag: str) -> None:
-    for n, start in enumerate(range(0, len(records), 1000)):
-        repo.upsert_batch(account_id, records[start:start + 1000], step_tag=f"{tag}#{n}")
-
-
 def measure(members: int) -> tuple[RunFigures, RunFigures]:
-
-
-    with counting_moto() as moto:
-        from devserver.infra import deploy_stack, use_local_aws
-
-        use_local_aws(moto.endpoint, STAGE)
-        deploy_stack(STAGE)
+    with fresh_stack(STAGE):
         return run(members)
 
 
 def run(members: int) -> tuple[RunFigures, RunFigures]:
     import boto3
-    from chalice.test import Client
 
-    from app import app
-    from chalicelib.bootstrap import Deps, use
-    from chalicelib.providers import calls
-    from chalicelib.services.accounts import create_account
-    from chalicelib.services.engine import Delivery, Engine, EngineOptions
-    from chalicelib.store import aws
-
-    wire = Wire()
-    aws.reset()
-    calls.reset()
-    aws.session().events.register("before-send", wire.hook("app"))
+    wire = Wire(("app", "provider", "event source"))
     # moto scans the whole table for each Query: at 100,000 profiles one Query takes it
     # longer than the app client's 10 s read timeout. Same client, same hooks, a longer wait.
-    from botocore.config import Config
-
-    aws._clients["dynamodb"] = aws.session().client("dynamodb", config=Config(
-        retries={"mode": "standard", "max_attempts": 4}, connect_timeout=3, read_timeout=600))
-    calls._shared_session().events.register("before-send", wire.hook("provider"))
+    app_clients(app_hook=wire.hook("app"), provider_hook=wire.hook("provider"), read_timeout=600)
     poller_session = boto3.session.Session(region_name="us-east-1")
     poller_session.events.register("before-send", wire.hook("event source"))
-    sqs = poller_session.client("sqs")
-    url = sqs.get_queue_url(QueueName=f"switchyard-{STAGE}-runs")["QueueUrl"]
-
-    d = Deps()
-    use(d)
-    account, _, issued = create_account(d, "Bench", "admin@bench.example")
-    boto3.client("s3", region_name="us-east-1").create_bucket(Bucket=BUCKET)
+    bench = BenchAccount(STAGE, poller_session.client("sqs"))
+    d, account = bench.d, bench.account
     t0 = time.perf_counter()
     seed(d.profiles, account.id, people(0, members), "seed")
     print(f"  seeded {members:,} profiles in {time.perf_counter() - t0:.0f} s", flush=True)
-
-    client = Client(app, stage_name="local", project_dir=str(ROOT))
-    headers = {"Authorization": f"Bearer {issued.plaintext}", "Content-Type": "application/json"}
-
-    def post(path: str, body: dict[str, Any]) -> dict[str, Any]:
-        r = client.http.post("/api/v1" + path, headers=headers, body=json.dumps(body).encode())
-        assert r.status_code == 201, r.body
-        return dict(json.loads(r.body)["data"])
-
-    auth = post("/authorizations", {"provider": "amazon_s3", "method": "access_keys", "label": "bench",
-                                    "credentials": S3_KEYS})
-    audience = post("/audiences", {"name": "Pro and team", "filter": AUDIENCE})
-    job = post("/jobs", {"provider": "amazon_s3", "job_type": "export", "workflow": "s3_audience_export",
-                         "authorization_id": auth["id"], "label": "bench export",
-                         "schedule": {"type": "interval", "every_minutes": 60},
-                         "config": {"audience_id": audience["id"], "bucket": BUCKET, "fields": FIELDS,
-                                    "compression": "gzip"}})
-    engine = Engine(d, EngineOptions())
+    _, job = bench.s3_export_job(BUCKET, FIELDS)
 
     def drain() -> tuple[int, float]:
         wire.take()
         wire.on = True
-        steps, t = 0, time.perf_counter()
-        while True:
-            msgs = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=1, VisibilityTimeout=43_200,
-                                       WaitTimeSeconds=0).get("Messages", [])
-            if not msgs:
-                break
-            m = msgs[0]
-            engine.handle(Delivery(body=json.loads(m["Body"]), message_id=m["MessageId"],
-                                   remaining_ms=lambda: 900_000))
-            sqs.delete_message(QueueUrl=url, ReceiptHandle=m["ReceiptHandle"])
-            steps += 1
+        t = time.perf_counter()
+        steps = bench.drain()
         wire.on = False
         return steps, time.perf_counter() - t
 
@@ -211,7 +117,7 @@ def run(members: int) -> tuple[RunFigures, RunFigures]:
     latest = d.runs.page(account.id, job["id"], limit=5, cursor=None).items[0]
     assert latest.status == "succeeded" and (latest.added, latest.removed) == (moved, moved), latest
     second = RunFigures("1% joined, 1% left", members, latest.added + latest.removed, steps, secs, second_counts)
-    use(None)
+    bench.close()
     return first, second
 
 
@@ -261,14 +167,7 @@ def main() -> int:
                            est / TARGET <= BUDGET, f"{est / TARGET:.4f}"))
         print()
     checks.append(("zero Scans", scans == 0, str(scans)))
-    print("checks:")
-    for label, ok, got in checks:
-        print(f"  {'PASS' if ok else 'FAIL'}  {label:<72} {got}")
-    failed = [label for label, ok, _ in checks if not ok]
-    print()
-    print(f"RESULT {'PASS' if not failed else 'FAIL'} {len(checks) - len(failed)}/{len(checks)} budgets hold"
-          + ("" if not failed else ": " + "; ".join(failed)))
-    return 0 if not failed else 1
+    return report(checks, 72)
 
 
 if __name__ == "__main__":

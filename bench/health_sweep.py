@@ -125,14 +125,10 @@ def start_stack(endpoint: str) -> None:
     # The app's clients with one change: a longer read timeout. moto answers a GSI Query by
     # walking the whole table, which at 10,000 items on a shared machine outlasts the 10 s
     # the app allows AWS; a timeout there would be retried and counted, a moto artefact.
-    from botocore.config import Config
-
     from chalicelib.store import aws
 
     for service in ("dynamodb", "sqs", "secretsmanager"):
-        aws._clients[service] = aws.session().client(service, config=Config(
-            retries={"mode": "standard", "max_attempts": 4}, connect_timeout=3, read_timeout=600,
-            parameter_validation=service != "dynamodb"))
+        aws.use_client(service, aws.session().client(service, config=aws.client_config(service, read_timeout=600)))
 
 
 def seed(d: Any, n: int) -> None:

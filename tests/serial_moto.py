@@ -70,11 +70,7 @@ def serial_dynamodb() -> Iterator[_LosableAnswers]:
     # The app's client, with one change: a longer read timeout. One request at a time for up
     # to 100 callers on a shared 2-core machine queues a request longer than the 10 s the
     # app allows AWS (a timeout there is retried, and then fails the caller).
-    from botocore.config import Config
-
-    aws._clients["dynamodb"] = aws.session().client("dynamodb", config=Config(
-        retries={"mode": "standard", "max_attempts": 4}, connect_timeout=3, read_timeout=120,
-        parameter_validation=False))
+    aws.use_client("dynamodb", aws.session().client("dynamodb", config=aws.client_config("dynamodb", read_timeout=120)))
     try:
         yield app
     finally:

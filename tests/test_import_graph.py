@@ -22,6 +22,10 @@ PACKAGE = "chalicelib"
 MAX_CYCLES = 0
 MAX_FUNCTION_IMPORTS = 38
 MAX_PRIVATE_IMPORTS = 0
+# Private names of chalicelib assigned from tests/, bench/, devserver/ and infra/
+# (`aws._clients[...] = ...`): such a caller uses the module's public function instead.
+MAX_PRIVATE_WRITES = 0
+OUTSIDE = ("tests", "bench", "devserver", "infra")
 
 # Every import inside a function, and why it stays there: importer -> the modules it loads
 # late. Most keep a module off a cold start that does not need it (`import app` loads every
@@ -283,6 +287,46 @@ def test_function_level_imports_are_listed() -> None:
 def test_private_names_taken_across_modules_do_not_grow() -> None:
     private = build().private_imports
     assert len(private) <= MAX_PRIVATE_IMPORTS, private
+
+
+def private_writes(source: str, path: str) -> list[tuple[str, int, str]]:
+    """(path, line, "module._name") of each assignment to a private name of a chalicelib
+    module bound by an import in `source`, subscripts included (`m._cache[k] = v`)."""
+    tree = ast.parse(source)
+    bound: dict[str, str] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and (node.module or "").startswith(PACKAGE):
+            bound.update((a.asname or a.name, f"{node.module}.{a.name}") for a in node.names)
+        elif isinstance(node, ast.Import):
+            bound.update((a.asname, a.name) for a in node.names if a.asname and a.name.startswith(PACKAGE))
+    found: list[tuple[str, int, str]] = []
+    for node in ast.walk(tree):
+        targets = (node.targets if isinstance(node, ast.Assign)
+                   else [node.target] if isinstance(node, (ast.AugAssign, ast.AnnAssign)) else [])
+        for target in targets:
+            while isinstance(target, ast.Subscript):
+                target = target.value
+            if (isinstance(target, ast.Attribute) and isinstance(target.value, ast.Name)
+                    and target.value.id in bound and _private(target.attr)):
+                found.append((path, node.lineno, f"{bound[target.value.id]}.{target.attr}"))
+    return found
+
+
+def test_private_writes_are_seen() -> None:
+    # Positive control: a write through a subscript, a plain one and an augmented one are
+    # seen; a public name, a read and an object that is not one of our modules are not.
+    src = ("from chalicelib.store import aws\nimport chalicelib.config as cfg\nother = object()\n"
+           "aws._clients['dynamodb'] = 1\ncfg._cached = None\naws._n += 1\n"
+           "aws.public = 1\nx = aws._clients\nother._y = 2\n")
+    assert private_writes(src, "x.py") == [("x.py", 4, "chalicelib.store.aws._clients"),
+                                           ("x.py", 5, "chalicelib.config._cached"),
+                                           ("x.py", 6, "chalicelib.store.aws._n")]
+
+
+def test_private_names_of_chalicelib_written_from_outside_do_not_grow() -> None:
+    found = [w for top in OUTSIDE for f in sorted((ROOT / top).rglob("*.py"))
+             for w in private_writes(f.read_text(), f.relative_to(ROOT).as_posix())]
+    assert len(found) <= MAX_PRIVATE_WRITES, found
 
 
 def test_the_store_takes_no_private_name_from_another_module() -> None:

@@ -14,6 +14,7 @@ from chalicelib.config import settings
 
 if TYPE_CHECKING:  # pragma: no cover
     import boto3
+    from botocore.config import Config
 
 _lock = threading.Lock()
 _session: boto3.session.Session | None = None
@@ -64,6 +65,21 @@ def session() -> boto3.session.Session:
     return _session
 
 
+def client_config(service: str, *, read_timeout: int = 10) -> Config:
+    """The settings of the app's client for `service`. Only the read timeout can change: a
+    bench or test against a loaded moto waits longer, nothing else differs from the app."""
+    from botocore.config import Config
+
+    return Config(
+        retries={"mode": "standard", "max_attempts": 4},
+        connect_timeout=3,
+        read_timeout=read_timeout,
+        # DynamoDB requests are built by the store only, and DynamoDB validates
+        # them again; botocore's client-side check costs ~30% of a batch's CPU.
+        parameter_validation=service != "dynamodb",
+    )
+
+
 def client(service: str) -> Any:
     """One client per service per process (clients are thread-safe, sessions are not)."""
     found = _clients.get(service)
@@ -72,21 +88,18 @@ def client(service: str) -> Any:
     with _lock:
         found = _clients.get(service)
         if found is None:
-            from botocore.config import Config
-
-            found = session().client(
-                service,
-                config=Config(
-                    retries={"mode": "standard", "max_attempts": 4},
-                    connect_timeout=3,
-                    read_timeout=10,
-                    # DynamoDB requests are built by the store only, and DynamoDB validates
-                    # them again; botocore's client-side check costs ~30% of a batch's CPU.
-                    parameter_validation=service != "dynamodb",
-                ),
-            )
+            found = session().client(service, config=client_config(service))
             _clients[service] = found
     return found
+
+
+def use_client(service: str, replacement: Any) -> None:
+    """Make `replacement` the app's client for `service` until the next `reset()`. The app never
+    calls it: benches and tests do, to give the app a client made on `session()` (so the
+    request tally and their own counting hooks still see it) with a longer read timeout
+    (`client_config`), because moto under load answers slower than AWS."""
+    with _lock:
+        _clients[service] = replacement
 
 
 def reset() -> None:
