@@ -20,6 +20,7 @@ import boto3
 import pytest
 
 from tests.membership.conftest import upsert
+from tests.membership.test_export_changes import Reads
 from tests.membership.test_realtime_exports import World, world  # noqa: F401  (fixture)
 from tests.membership.test_realtime_nudge_retry import refuse_sends
 from tests.membership.test_stream_membership import audience
@@ -117,9 +118,22 @@ def test_a_job_whose_create_nudge_was_refused_gets_its_changes_at_the_next_tick(
     assert w.pump() == {left["id"]: 1}
     assert w.sent() == [("audience.entered", alice)] * 2 and cursor(w, aud, left) == 1
     assert w.api.get(f"/jobs/{left['id']}").json["data"]["lag_seconds"] == 0
-    # AND the next tick, with both caught up, sends nothing
-    assert ticker.tick() == []
+    # AND the next tick, with both caught up, sends nothing, having read the 16 shards of the
+    # sweep index (a Query each, no Scan) and, per shard that holds a job, its subscriptions
+    # and their heads by key
+    from chalicelib.store import aws
+
+    reads = Reads()
+    events = aws.client("dynamodb").meta.events
+    events.register("before-parameter-build.dynamodb", reads.hook)
+    try:
+        assert ticker.tick() == []
+    finally:
+        events.unregister("before-parameter-build.dynamodb", reads.hook)
     assert ticker.reports[-1].followed == 2 and ticker.reports[-1].behind == 0
+    table = d.table.name
+    assert reads.of("Query", table) == 16 and 2 <= reads.of("BatchGetItem", table) <= 4
+    assert sum(reads.ops.values()) == reads.of("Query", table) + reads.of("BatchGetItem", table)
 
 
 def test_a_nudge_for_a_job_already_nudged_or_being_delivered_does_no_harm(
