@@ -343,8 +343,7 @@ class EventLoop:
     # -- threads ---------------------------------------------------------------------------
 
     def start(self) -> list[threading.Thread]:
-        start = self.started = self.now()
-        self._rules = [_Rule(r, self._next_rule(r, start)) for r in rule_sources(self.app)]
+        self.arm_rules()
         threads = [threading.Thread(target=self._clock, name="events-clock", daemon=True)]
         sources = sqs_sources(self.app)
         if sources:
@@ -366,6 +365,12 @@ class EventLoop:
             len(sources), len(self._rules), self.schedule_group,
         )
         return threads
+
+    def arm_rules(self) -> None:
+        """Count the schedule rules' occurrences from now (`start` does; a test that drives
+        `tick` itself, without the loop's threads, calls it instead)."""
+        start = self.started = self.now()
+        self._rules = [_Rule(r, self._next_rule(r, start)) for r in rule_sources(self.app)]
 
     def stream_poller(self) -> StreamPoller:
         """Lambda's DynamoDB event source mappings (devserver/streams.py): the profiles

@@ -31,6 +31,7 @@ ENTRY_POINTS = [
     ("chalicelib/workers/health.py", "health_sweep", "health_sweep"),
     ("chalicelib/workers/health.py", "check_health", "check_health"),
     ("chalicelib/workers/purge.py", None, "purge_jobs"),
+    ("chalicelib/workers/realtime.py", "realtime_catch_up", "realtime_catch_up"),
     ("chalicelib/workers/alerts.py", "deliver_alerts", "deliver_alerts"),
     ("chalicelib/workers/alerts.py", "evaluate_alert_rules", "evaluate_alert_rules"),
     ("chalicelib/api/", None, "api_handler"),
@@ -38,6 +39,7 @@ ENTRY_POINTS = [
     ("chalicelib/services/health.py", "sweep", "health_sweep"),
     ("chalicelib/services/health.py", "check_many", "check_health"),
     ("chalicelib/services/purge.py", "purge_due", "purge_jobs"),
+    ("chalicelib/services/realtime.py", "catch_up", "realtime_catch_up"),
     ("chalicelib/services/alert_rules.py", "evaluate", "evaluate_alert_rules"),
     ("chalicelib/services/alerts.py", "deliver", "deliver_alerts"),
 ]

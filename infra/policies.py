@@ -161,6 +161,14 @@ def statements(stage: str) -> dict[str, list[dict[str, Any]]]:
             assume,
             no_own_roles,
         ],
+        # Every minute: the sweep index's real-time shards (Queries), the subscriptions and
+        # their audiences' heads (BatchGetItem), the jobs behind (GetItem); a nudge each.
+        "realtime_catch_up": [
+            logs,
+            stmt("SweepIndex", "dynamodb:Query", main[1]),
+            stmt("Subscriptions", ["dynamodb:BatchGetItem", "dynamodb:GetItem"], main[0]),
+            stmt("RealtimeQueue", SEND, queue["realtime"]),
+        ],
         # The health queue's handler: reads the authorizations, checks each with its
         # credentials, records a change of health and its history, emits the alert.
         "check_health": [

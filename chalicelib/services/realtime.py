@@ -42,7 +42,7 @@ from chalicelib.store.audience_members import Change
 from chalicelib.store.dynamo import now_iso
 from chalicelib.store.jobs import audience_of
 from chalicelib.store.protocols import UnitOfWork
-from chalicelib.store.realtime import Subscription
+from chalicelib.store.realtime import SWEEP_SHARDS, Subscription
 
 log = logging.getLogger("switchyard.realtime")
 
@@ -153,7 +153,60 @@ def nudge_job(d: Deps, job: Job) -> bool:
     return True
 
 
+@dataclass
+class CatchUp:
+    """What one catch-up sweep found and did."""
+
+    followed: int = 0  # subscriptions read
+    behind: int = 0  # whose cursor is below their audience's head
+    held: int = 0  # of those, being delivered right now (not nudged)
+    inactive: int = 0  # of those, whose job is paused, failed or completed (not nudged)
+    nudged: int = 0
+
+
+def catch_up(d: Deps, *, clock: Any = time.time, page: int = 100) -> CatchUp:
+    """Nudge every real-time job whose cursor is behind its audience's log: the periodic
+    safety net for a nudge that was refused where nothing sends it again (create, resume,
+    a move to another audience). The subscriptions come from the sharded sweep index (a
+    Query per shard page), the heads by key. A job being delivered is left alone (its holder
+    reads the head again before it lets go), and so is a paused or failed one (resume nudges
+    it). A nudge the job did not need costs one read: its delivery finds nothing after the
+    cursor."""
+    out = CatchUp()
+    for shard in range(SWEEP_SHARDS):
+        start: dict[str, Any] | None = None
+        while True:
+            subs, start = d.realtime.sweep_page(shard, start, limit=page)
+            out.followed += len(subs)
+            heads = d.audience_members.heads((s.account_id, s.audience_id) for s in subs)
+            behind = [s for s in subs if heads[(s.account_id, s.audience_id)] > s.cursor]
+            out.behind += len(behind)
+            now = clock()
+            messages = []
+            for sub in behind:
+                if sub.lease is not None and sub.lease_until >= now:
+                    out.held += 1
+                    continue
+                job = d.jobs.get(sub.account_id, sub.job_id)
+                if job is not None and not delivering(job):
+                    out.inactive += 1
+                    continue
+                # A job that is gone is nudged too: its delivery drops the subscription.
+                messages.append(Nudge(sub.account_id, sub.audience_id, sub.job_id).body())
+            if messages:
+                d.realtime_queue.send_batch(messages)
+                out.nudged += len(messages)
+            if not start:
+                break
+    return out
+
+
 # -- delivery ------------------------------------------------------------------------------------
+
+
+def delivering(job: Job) -> bool:
+    """Whether the job sends its changes now; otherwise its backlog waits for resume."""
+    return job.status in (JobStatus.SLEEPING, JobStatus.RUNNING)
 
 
 def event_run_id(job_id: str, audience_id: str) -> str:
@@ -200,7 +253,7 @@ def deliver(d: Deps, nudge_: Nudge, *, remaining_ms: Any = None, owner: str | No
         if job is None and d.realtime.get(nudge_.account_id, nudge_.audience_id, nudge_.job_id):
             d.realtime.drop(nudge_.account_id, nudge_.audience_id, nudge_.job_id)
         return Outcome("gone")
-    if job.status not in (JobStatus.SLEEPING, JobStatus.RUNNING):
+    if not delivering(job):
         return Outcome("inactive")  # the backlog waits: resume nudges the job
     sub = d.realtime.get(job.account_id, nudge_.audience_id, job.id)
     if sub is None:
@@ -347,12 +400,15 @@ def lag_seconds(d: Deps, job: Job, now: datetime | None = None) -> float | None:
 
 
 __all__ = [
+    "CatchUp",
     "DeliveryBusy",
     "Nudge",
     "Outcome",
     "add_subscription_writes",
+    "catch_up",
     "check_schedule",
     "deliver",
+    "delivering",
     "event_run_id",
     "lag_seconds",
     "nudge",

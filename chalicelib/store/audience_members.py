@@ -16,7 +16,7 @@ a cursor is a plain number.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -97,6 +97,14 @@ class AudienceMemberRepo:
     def head(self, account_id: str, audience_id: str) -> int:
         row = self.t.get(changes_pk(account_id, audience_id), HEAD_SK, consistent=True)
         return int(row["n"]) if row else 0
+
+    def heads(self, audiences: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        """The heads of many (account, audience) logs (BatchGetItem, 100 keys a request,
+        consistent); 0 for a log with no change yet."""
+        wanted = sorted(set(audiences))
+        rows = self.t.batch_get([{"PK": changes_pk(a, aud), "SK": HEAD_SK} for a, aud in wanted], consistent=True)
+        found = {str(r["PK"]): int(r["n"]) for r in rows}
+        return {(a, aud): found.get(changes_pk(a, aud), 0) for a, aud in wanted}
 
     def changes(self, account_id: str, audience_id: str, *, after: int, upto: int,
                 limit: int = 1000) -> list[Change]:

@@ -2,12 +2,14 @@
 each has delivered (docs/export.md, "Real-time exports").
 
   subscription  PK=ACCT#<a>#AUD#<aud>#RT  SK=JOB#<job_id>   cursor, lease, lease_until
+                GSI2PK=REALTIME#<crc32(job_id) % 16>  GSI2SK=<a>#<aud>#<job_id>
 
 One item per real-time export job, under its audience, so the stream handler finds the jobs
 to nudge with one Query. It is written in the transaction that creates, edits or deletes the
 job, so a job and its subscription never disagree. `cursor` is the number of the last change
 the destination accepted; it moves only forward, only by the holder of the lease, and only
-from the value that holder read (conditional writes).
+from the value that holder read (conditional writes). Every subscription is also in the
+sharded sweep index, so the periodic catch-up finds them all with 16 Queries, never a Scan.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from chalicelib.store.dynamo import Table, now_iso
 from chalicelib.store.protocols import UnitOfWork
 
 JOB_PREFIX = "JOB#"
+SWEEP_KIND = "REALTIME"
+SWEEP_SHARDS = 16
 
 
 def subscriptions_pk(account_id: str, audience_id: str) -> str:
@@ -53,6 +57,7 @@ class RealtimeRepo:
             "PK": subscriptions_pk(account_id, audience_id), "SK": JOB_PREFIX + job_id,
             "type": "realtime_subscription", "account_id": account_id, "audience_id": audience_id,
             "job_id": job_id, "cursor": 0, "created_at": now_iso(),
+            "GSI2PK": K.sweep_shard(SWEEP_KIND, job_id, SWEEP_SHARDS), "GSI2SK": f"{account_id}#{audience_id}#{job_id}",
         }, condition="attribute_not_exists(PK)")
 
     def add_unsubscribe(self, tx: UnitOfWork, account_id: str, audience_id: str, job_id: str) -> None:
@@ -73,6 +78,15 @@ class RealtimeRepo:
             out.extend(_subscription(i) for i in items)
             if not start:
                 return out
+
+    def sweep_page(self, shard: int, start: dict[str, Any] | None, *, limit: int = 100,
+                   ) -> tuple[list[Subscription], dict[str, Any] | None]:
+        """One page of one shard of the sweep index (a Query; the index holds keys only), and
+        those subscriptions as they are now (BatchGetItem, consistent); where the next page
+        starts, if anywhere."""
+        keys, last = self.t.sweep_page(SWEEP_KIND, shard, start, limit=limit)
+        rows = self.t.batch_get([{"PK": k["PK"]["S"], "SK": k["SK"]["S"]} for k in keys], consistent=True)
+        return [_subscription(r) for r in rows], last
 
     def get(self, account_id: str, audience_id: str, job_id: str) -> Subscription | None:
         row = self.t.get(subscriptions_pk(account_id, audience_id), JOB_PREFIX + job_id, consistent=True)
@@ -117,4 +131,4 @@ def _subscription(row: dict[str, Any]) -> Subscription:
                         int(row.get("cursor", 0)), row.get("lease"), float(row.get("lease_until", 0)))
 
 
-__all__ = ["RealtimeRepo", "Subscription", "subscriptions_pk"]
+__all__ = ["SWEEP_SHARDS", "RealtimeRepo", "Subscription", "subscriptions_pk"]
