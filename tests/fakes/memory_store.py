@@ -21,15 +21,14 @@ import json
 import time
 import uuid
 import zlib
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from chalicelib.domain import profiles as P
 from chalicelib.domain.audiences import Audience, Estimate
 from chalicelib.domain.errors import not_found, stale_version
-from chalicelib.domain.ids import new_id
-from chalicelib.domain.models import Job
 from chalicelib.domain.profiles import Profile, ProfileRecord
 from chalicelib.store import keys as K
 from chalicelib.store.alert_rules import (
@@ -45,6 +44,7 @@ from chalicelib.store.audiences import PREFIX as AUDIENCE_PREFIX
 from chalicelib.store.audiences import SIZE_PREFIX, in_use
 from chalicelib.store.audit import AuditEvent, audit_pk
 from chalicelib.store.dynamo import CONDITION_FAILED, NamedWrites, Page, TransactionFailed, now_iso
+from chalicelib.store.profiles import STEP_HISTORY
 
 Key = tuple[str, str]  # (PK, SK)
 
@@ -111,7 +111,7 @@ class MemoryTransaction(NamedWrites[MemoryWrite]):
         self.committed = True
 
 
-def _page(rows: list[tuple[str, Any]], pk: str, prefix: str, *, limit: int, cursor: str | None,
+def page_rows(rows: list[tuple[str, Any]], pk: str, prefix: str, *, limit: int, cursor: str | None,
           view: Callable[[Any], Any]) -> Page:
     """Newest-first pages with the store's cursors (the same encoding, the same checks)."""
     if cursor:
@@ -145,7 +145,7 @@ class MemoryAudiences:
 
     def page(self, account_id: str, *, limit: int, cursor: str | None) -> Page:
         pk = K.account_pk(account_id)
-        return _page(self.t.collection(pk, AUDIENCE_PREFIX), pk, AUDIENCE_PREFIX, limit=limit, cursor=cursor,
+        return page_rows(self.t.collection(pk, AUDIENCE_PREFIX), pk, AUDIENCE_PREFIX, limit=limit, cursor=cursor,
                      view=copy.deepcopy)
 
     def all(self, account_id: str) -> list[Audience]:
@@ -229,7 +229,7 @@ class MemoryAudit:
         rows = [(sk, e) for sk, e in self.t.collection(pk, "")
                 if lo <= sk <= hi and (not object_id or e.object_id == object_id)
                 and (not user_id or e.user_id == user_id)]
-        return _page(rows, pk, "", limit=limit, cursor=cursor, view=_view)
+        return page_rows(rows, pk, "", limit=limit, cursor=cursor, view=_view)
 
     def events(self, account_id: str) -> list[dict[str, Any]]:
         """Every event of the account, newest first (assertions)."""
@@ -237,24 +237,86 @@ class MemoryAudit:
 
 
 class MemoryProfiles:
-    """What the audience use cases read of profiles: every profile of an account. `seed`
-    stores new records as the store's upsert stores new profiles (identifiers and fields as
-    given: the import's mapping normalizes them before); merging into existing profiles is
-    the store's and is not faked."""
+    """The in-memory profile store: upserts as the store makes them (identifiers as given:
+    the import's mapping normalizes them before; a profile's id derives from the identifier
+    that created it), merged by the domain's rules, exactly once per step tag (a replayed
+    tag answers the first attempt's outcomes and changes nothing). Not faked: the size limit
+    ("too_large") and the account's write lease, which only matter to concurrent writers."""
 
     def __init__(self) -> None:
-        self.by_account: dict[str, list[Profile]] = {}
+        self.by_account: dict[str, dict[str, Profile]] = {}
+        self.links: dict[tuple[str, str, str], str] = {}  # (account, kind, value) -> profile id
+        self.steps: dict[tuple[str, str], list[str]] = {}  # (account, profile id) -> its last step tags
+        self.batches: dict[tuple[str, str], list[str]] = {}  # (account, step tag) -> outcomes
 
     def seed(self, account_id: str, records: list[ProfileRecord]) -> None:
-        now = now_iso()
+        assert self.upsert_batch(account_id, records, step_tag=f"seed-{uuid.uuid4().hex[:8]}") \
+            == ["added"] * len(records)
+
+    def upsert_batch(self, account_id: str, records: Iterable[ProfileRecord], *, step_tag: str,
+                     rules: Mapping[str, str] | None = None, default: str = "latest") -> list[str]:
+        if not step_tag or len(step_tag) > 256:
+            raise ValueError("step_tag must be 1 to 256 characters")
+        done = self.batches.get((account_id, step_tag))
+        if done is not None:
+            return list(done)
+        mine = self.by_account.setdefault(account_id, {})
+        outcomes: list[str] = []
         for r in records:
-            ids = {kind: [value] for kind, value in r.identifiers.items()}
-            self.by_account.setdefault(account_id, []).append(
-                Profile(id=new_id("prof"), account_id=account_id, identifiers=ids, fields=copy.deepcopy(r.fields),
-                        created_at=now, updated_at=now))
+            pairs = list(r.identifiers.items())
+            pid = next((self.links[(account_id, k, v)] for k, v in pairs if (account_id, k, v) in self.links), None)
+            now = now_iso()
+            if pid is None:
+                kind, value = pairs[0]
+                pid = P.profile_id_for(account_id, kind, value)
+                mine[pid] = Profile(id=pid, account_id=account_id, identifiers={}, fields={}, created_at=now,
+                                    updated_at=now)
+                outcome = "added"
+            else:
+                outcome = "unchanged"
+            profile = mine[pid]
+            fields, changed = P.merge(profile.fields, copy.deepcopy(r.fields), rules or {}, default)
+            linked = False
+            for kind, value in pairs:
+                if (account_id, kind, value) not in self.links:
+                    self.links[(account_id, kind, value)] = pid
+                    profile.identifiers[kind] = sorted({*profile.identifiers.get(kind, []), value})
+                    linked = True
+            if outcome == "unchanged" and (changed or linked):
+                outcome = "updated"
+            if outcome != "unchanged":
+                profile.fields, profile.updated_at = fields, now
+                if outcome == "updated":
+                    profile.version += 1
+                tags = self.steps.setdefault((account_id, pid), [])
+                tags[:] = [*tags, step_tag][-STEP_HISTORY:]
+            outcomes.append(outcome)
+        self.batches[(account_id, step_tag)] = outcomes
+        return list(outcomes)
+
+    def release(self, account_id: str, owner: str) -> None:
+        """Nothing to give up: the write lease is not faked."""
+
+    def get(self, account_id: str, profile_id: str, *, consistent: bool = False) -> Profile | None:
+        found = self.by_account.get(account_id, {}).get(profile_id)
+        return copy.deepcopy(found) if found is not None else None
+
+    def get_many(self, account_id: str, profile_ids: Sequence[str], *,
+                 step_tag: str | None = None) -> tuple[dict[str, Profile], set[str]]:
+        found = {pid: p for pid in dict.fromkeys(profile_ids) if (p := self.get(account_id, pid)) is not None}
+        written = {pid for pid in found if step_tag and step_tag in self.steps.get((account_id, pid), [])}
+        return found, written
+
+    def find(self, account_id: str, kind: str, value: str) -> Profile | None:
+        try:
+            normalized = P.normalize_identifier(kind, value)
+        except ValueError:
+            return None
+        pid = self.links.get((account_id, kind, normalized)) if normalized is not None else None
+        return self.get(account_id, pid) if pid else None
 
     def iterate(self, account_id: str, page_size: int = 100) -> Iterator[Profile]:
-        yield from (copy.deepcopy(p) for p in self.by_account.get(account_id, []))
+        yield from (copy.deepcopy(p) for p in list(self.by_account.get(account_id, {}).values()))
 
 
 class MemoryAlertRules:
@@ -417,26 +479,15 @@ class MemoryQueue:
         self.messages.append(json.loads(json.dumps(message)))
 
 
-class MemoryJobs:
-    """Jobs by key, in the shared table (alert rules' "the job exists" reads them)."""
-
-    def __init__(self, table: MemoryTable) -> None:
-        self.t = table
-
-    def put(self, job: Job) -> None:
-        self.t.items[(K.account_pk(job.account_id), K.job_sk(job.id))] = copy.deepcopy(job)
-
-    def get(self, account_id: str, job_id: str, *, consistent: bool = False) -> Job | None:
-        found = self.t.items.get((K.account_pk(account_id), K.job_sk(job_id)))
-        return copy.deepcopy(found) if isinstance(found, Job) else None
-
-
-def memory_deps() -> Any:
-    """A `Deps` whose audiences, audit trail, alert rules, event bus, backfill queue and
-    transactions are in memory, with the read sides of profiles (`iterate`), jobs (`get`) and runs
-    (`activity`)."""
+def memory_deps(*, clock: Callable[[], float] = time.time,
+                now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> Any:
+    """A `Deps` whose repositories, unit of work, queues, secrets and scheduler are in
+    memory (here and in tests/fakes/memory_runs.py); the tables it names do not exist, so a
+    use case reaching for an adapter not faked fails instead of quietly using moto.
+    `clock` (epoch seconds) times run leases, `now` stamps log lines written outside a step."""
     from chalicelib.bootstrap import Deps
     from chalicelib.store.dynamo import Table
+    from tests.fakes import memory_runs as R
 
     absent = f"in-memory-test-has-no-table-{time.time_ns()}"
     d = Deps(table=Table(absent), profiles_table=Table(absent + "-profiles"))
@@ -446,8 +497,14 @@ def memory_deps() -> Any:
     d.audit = MemoryAudit(table)  # type: ignore[misc]
     d.profiles = MemoryProfiles()  # type: ignore[assignment]
     d.alert_rules = MemoryAlertRules(table)  # type: ignore[misc]
-    d.jobs = MemoryJobs(table)  # type: ignore[assignment]
-    d.runs = MemoryActivity()  # type: ignore[assignment]
+    d.jobs = R.MemoryJobs(table)  # type: ignore[assignment]
+    d.auths = R.MemoryAuths(table)  # type: ignore[assignment]
+    d.runs = R.MemoryRuns(table, clock=clock, now=now)  # type: ignore[assignment]
+    d.memberships = R.MemoryMemberships()  # type: ignore[assignment]
+    d.audience_members = R.MemoryAudienceMembers()  # type: ignore[assignment]
+    d.secrets = R.MemorySecrets()  # type: ignore[assignment]
+    d.runs_queue = R.MemoryRunQueue()  # type: ignore[assignment]
+    d.scheduler = R.MemoryScheduler()  # type: ignore[assignment]
     d.event_bus = MemoryEventBus()  # type: ignore[assignment]
     d.backfill_queue = MemoryQueue()  # type: ignore[assignment]
     d.transaction = lambda: MemoryTransaction(table)  # type: ignore[method-assign]
