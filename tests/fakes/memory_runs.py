@@ -32,7 +32,7 @@ from chalicelib.store import keys as K
 from chalicelib.store.dynamo import Page, TransactionFailed, now_iso
 from chalicelib.store.jobs import AuthorizationGone, UsageMove, audience_of
 from chalicelib.store.membership import MissingChunk, PlanRef, PlanRow, SetRef, chunk_ids, chunk_plan
-from chalicelib.store.runs import log_prefix, run_sk, series_buckets
+from chalicelib.store.runs import LOG_TTL_DAYS, log_prefix, run_sk, series_buckets
 from tests.fakes.memory_store import (
     Key,
     MemoryActivity,
@@ -185,8 +185,10 @@ class MemoryRuns(MemoryActivity):
         key = (K.account_pk(account_id), f"{log_prefix(job_id)}{ts}#{next(self._seq):06x}")
         row = {"PK": key[0], "SK": key[1], "type": "log", "timestamp": ts, "level": line.level, "code": line.code,
                "message": line.message[:2000], "run_id": line.run_id, "user": line.user,
-               "context_json": json.dumps(line.context, sort_keys=True, default=str)}
-        return key, row
+               "context_json": json.dumps(line.context, sort_keys=True, default=str),
+               "expires_at": int(at.timestamp()) + LOG_TTL_DAYS * 86400}
+        # The store's codec leaves out what is None, so a row has no such key.
+        return key, {k: v for k, v in row.items() if v is not None}
 
     def add_logs(self, tx: MemoryTransaction, account_id: str, job_id: str, lines: list[LogLine],
                  at: datetime) -> None:
@@ -285,6 +287,16 @@ class MemoryJobs:
     def get(self, account_id: str, job_id: str, *, consistent: bool = False) -> Job | None:
         found = self.t.items.get(self._key(account_id, job_id))
         return copy.deepcopy(found) if isinstance(found, Job) else None
+
+    def create(self, job: Job, *, auth_provider: str, tx: MemoryTransaction | None = None) -> None:
+        """A new job, counted on its authorization (which must be of `auth_provider`) and its
+        audience. An inline new authorization is the API's business and is not faked."""
+        tx = tx if tx is not None else MemoryTransaction(self.t)
+        key, stored = self._key(job.account_id, job.id), copy.deepcopy(job)
+        self._commit(tx, MemoryWrite(key, lambda: self.t.items.__setitem__(key, stored),
+                                     lambda: key not in self.t.items),
+                     job.account_id, [UsageMove(job.authorization_id, None, job.status, provider=auth_provider)],
+                     job_id=job.id, version=None, audiences=[(audience_of(job), 1)])
 
     def save(self, before: Job, after: Job, *, expected_version: int | None,
              expected_status: JobStatus | None = None, tx: MemoryTransaction | None = None) -> Job:

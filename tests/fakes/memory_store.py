@@ -238,16 +238,17 @@ class MemoryAudit:
 
 class MemoryProfiles:
     """The in-memory profile store: upserts as the store makes them (identifiers as given:
-    the import's mapping normalizes them before; a profile's id derives from the identifier
-    that created it), merged by the domain's rules, exactly once per step tag (a replayed
-    tag answers the first attempt's outcomes and changes nothing). Not faked: the size limit
-    ("too_large") and the account's write lease, which only matter to concurrent writers."""
+    the import's mapping normalizes them before; a record joins the profile of its first
+    known identifier, else creates the one its first identifier derives; an identifier
+    never moves to another profile), merged by the domain's rules, exactly once per step
+    tag: a profile remembers the outcomes a tag gave it, and a replay answers those without
+    merging again. Not faked: the size limit ("too_large") and the account's write lease,
+    which only matter to concurrent writers."""
 
     def __init__(self) -> None:
         self.by_account: dict[str, dict[str, Profile]] = {}
         self.links: dict[tuple[str, str, str], str] = {}  # (account, kind, value) -> profile id
-        self.steps: dict[tuple[str, str], list[str]] = {}  # (account, profile id) -> its last step tags
-        self.batches: dict[tuple[str, str], list[str]] = {}  # (account, step tag) -> outcomes
+        self.steps: dict[tuple[str, str], list[tuple[str, list[str]]]] = {}  # its last tags and their outcomes
 
     def seed(self, account_id: str, records: list[ProfileRecord]) -> None:
         assert self.upsert_batch(account_id, records, step_tag=f"seed-{uuid.uuid4().hex[:8]}") \
@@ -257,42 +258,51 @@ class MemoryProfiles:
                      rules: Mapping[str, str] | None = None, default: str = "latest") -> list[str]:
         if not step_tag or len(step_tag) > 256:
             raise ValueError("step_tag must be 1 to 256 characters")
-        done = self.batches.get((account_id, step_tag))
-        if done is not None:
-            return list(done)
         mine = self.by_account.setdefault(account_id, {})
+        now = now_iso()
+        work: dict[str, Profile] = {}  # the batch's profiles, merged into copies until the end
+        said: dict[str, list[str]] = {}  # outcomes by profile, in batch order
+        links: dict[tuple[str, str, str], str] = {}
         outcomes: list[str] = []
         for r in records:
             pairs = list(r.identifiers.items())
-            pid = next((self.links[(account_id, k, v)] for k, v in pairs if (account_id, k, v) in self.links), None)
-            now = now_iso()
-            if pid is None:
-                kind, value = pairs[0]
-                pid = P.profile_id_for(account_id, kind, value)
-                mine[pid] = Profile(id=pid, account_id=account_id, identifiers={}, fields={}, created_at=now,
-                                    updated_at=now)
+            known = [self.links.get((account_id, k, v)) or links.get((account_id, k, v)) for k, v in pairs]
+            pid = next((p for p in known if p), None) or P.profile_id_for(account_id, *pairs[0])
+            mine_said = said.setdefault(pid, [])
+            recorded = next((letters for tag, letters in self.steps.get((account_id, pid), []) if tag == step_tag),
+                            None)
+            if recorded is not None:
+                n = len(mine_said)
+                mine_said.append(recorded[n] if n < len(recorded) else "unchanged")
+                outcomes.append(mine_said[-1])
+                continue
+            if pid not in work:
+                work[pid] = copy.deepcopy(mine[pid]) if pid in mine else Profile(
+                    id=pid, account_id=account_id, identifiers={}, fields={}, created_at=now, updated_at=now)
+            profile = work[pid]
+            linked = False
+            for (kind, value), owner in zip(pairs, known, strict=True):
+                if owner is None and len(profile.identifiers.get(kind, ())) < P.MAX_VALUES_PER_KIND:
+                    links[(account_id, kind, value)] = pid
+                    profile.identifiers[kind] = sorted({*profile.identifiers.get(kind, ()), value})
+                    linked = True
+            profile.fields, changed = P.merge(profile.fields, copy.deepcopy(r.fields), rules or {}, default)
+            if pid not in mine and not mine_said:
                 outcome = "added"
             else:
-                outcome = "unchanged"
-            profile = mine[pid]
-            fields, changed = P.merge(profile.fields, copy.deepcopy(r.fields), rules or {}, default)
-            linked = False
-            for kind, value in pairs:
-                if (account_id, kind, value) not in self.links:
-                    self.links[(account_id, kind, value)] = pid
-                    profile.identifiers[kind] = sorted({*profile.identifiers.get(kind, []), value})
-                    linked = True
-            if outcome == "unchanged" and (changed or linked):
-                outcome = "updated"
-            if outcome != "unchanged":
-                profile.fields, profile.updated_at = fields, now
-                if outcome == "updated":
-                    profile.version += 1
-                tags = self.steps.setdefault((account_id, pid), [])
-                tags[:] = [*tags, step_tag][-STEP_HISTORY:]
+                outcome = "updated" if linked or changed else "unchanged"
+            mine_said.append(outcome)
             outcomes.append(outcome)
-        self.batches[(account_id, step_tag)] = outcomes
-        return list(outcomes)
+        for pid, profile in work.items():
+            if all(o == "unchanged" for o in said[pid]):
+                continue
+            if pid in mine:
+                profile.version, profile.updated_at = profile.version + 1, now
+            mine[pid] = profile
+            tags = self.steps.setdefault((account_id, pid), [])
+            tags[:] = [*tags, (step_tag, said[pid])][-STEP_HISTORY:]
+        self.links.update((k, p) for k, p in links.items() if p in mine)
+        return outcomes
 
     def release(self, account_id: str, owner: str) -> None:
         """Nothing to give up: the write lease is not faked."""
@@ -304,7 +314,8 @@ class MemoryProfiles:
     def get_many(self, account_id: str, profile_ids: Sequence[str], *,
                  step_tag: str | None = None) -> tuple[dict[str, Profile], set[str]]:
         found = {pid: p for pid in dict.fromkeys(profile_ids) if (p := self.get(account_id, pid)) is not None}
-        written = {pid for pid in found if step_tag and step_tag in self.steps.get((account_id, pid), [])}
+        written = {pid for pid in found
+                   if step_tag and any(tag == step_tag for tag, _ in self.steps.get((account_id, pid), []))}
         return found, written
 
     def find(self, account_id: str, kind: str, value: str) -> Profile | None:

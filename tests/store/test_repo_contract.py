@@ -3,8 +3,11 @@ and against the in-memory ones of tests/fakes/memory_store.py. The in-memory sto
 what the fast use-case tests run on; if it drifts from what DynamoDB does, it fails here.
 
 Covered: audiences (create/get, tenancy, versioned update, delete refused while in use,
-newest-first pages and their cursors), the audit trail (pages, filters), and the unit of
-work (all or nothing, refusals named, names unique, one commit).
+newest-first pages and their cursors), the audit trail (pages, filters), the unit of
+work (all or nothing, refusals named, names unique, one commit), and what the run pipeline's
+unit tests (tests/engine/unit) use: runs (leases, step commits, statuses, queued steps, log
+lines, request counts), jobs (created and saved with their usage moves, alerts cleared),
+profile upserts (exactly once per step tag) and export plans and membership sets.
 """
 
 from __future__ import annotations
@@ -39,6 +42,11 @@ class Store:
     seed_profiles: Any
     alert_rules: Any
     activity: Any  # record(account, job, at, added, removed, omitted) and activity(...)
+    runs: Any
+    jobs: Any
+    auths: Any
+    put_auth: Any  # a new authorization, as the API stores it
+    memberships: Any
 
 
 @pytest.fixture(scope="module")
@@ -64,6 +72,7 @@ def dynamo_profiles_table(aws_endpoint: str) -> Iterator[Any]:
 @pytest.fixture(params=["dynamo", "memory"])
 def store(request: pytest.FixtureRequest) -> Store:
     if request.param == "memory":
+        from tests.fakes.memory_runs import MemoryAuths, MemoryJobs, MemoryMemberships, MemoryRuns
         from tests.fakes.memory_store import (
             MemoryActivity,
             MemoryAlertRules,
@@ -77,8 +86,10 @@ def store(request: pytest.FixtureRequest) -> Store:
         table = MemoryTable()
         audiences = MemoryAudiences(table)
         profiles = MemoryProfiles()
+        auths = MemoryAuths(table)
         return Store(audiences, MemoryAudit(table), lambda: MemoryTransaction(table), audiences.set_export_jobs,
-                     profiles, profiles.seed, MemoryAlertRules(table), MemoryActivity())
+                     profiles, profiles.seed, MemoryAlertRules(table), MemoryActivity(), MemoryRuns(table),
+                     MemoryJobs(table), auths, auths.put, MemoryMemberships())
     from chalicelib.store.audiences import AudienceRepo
     from chalicelib.store.audit import AuditRepo
     from chalicelib.store.dynamo import Transaction
@@ -99,9 +110,20 @@ def store(request: pytest.FixtureRequest) -> Store:
             == ["added"] * len(records)
 
     from chalicelib.store.alert_rules import AlertRuleRepo
+    from chalicelib.store.authorizations import AuthorizationRepo
+    from chalicelib.store.jobs import JobRepo
+    from chalicelib.store.membership import MembershipRepo
+    from chalicelib.store.runs import RunRepo
+
+    auths = AuthorizationRepo(t)
+
+    def put_auth(auth: Any) -> None:
+        tx = Transaction(t)
+        auths.add_new(tx, auth)
+        tx.commit()
 
     return Store(AudienceRepo(t), AuditRepo(t), lambda: Transaction(t), set_export_jobs, profiles, seed_profiles,
-                 AlertRuleRepo(t), DynamoActivity(t))
+                 AlertRuleRepo(t), DynamoActivity(t), RunRepo(t), JobRepo(t), auths, put_auth, MembershipRepo(t))
 
 
 class DynamoActivity:
@@ -461,3 +483,287 @@ def test_kept_sizes_read_back_until_they_expire_and_only_in_their_account(store:
     store.audiences.create(mine)
     assert store.audiences.get_many(a, [mine.id, "aud_missing"]) == {mine.id: store.audiences.get(a, mine.id)}
     assert store.audiences.get_many(b, [mine.id]) == {}
+
+
+# -- the run pipeline: runs, jobs, profiles, plans ----------------------------------------------
+
+
+def _run(account: str, job_id: str = "job_1", origin: str = "m0") -> Any:
+    from chalicelib.domain.runs import Run, RunStatus
+
+    return Run(id=new_id("run"), job_id=job_id, account_id=account, trigger="run", status=RunStatus.RUNNING,
+               started_at="2026-03-02T09:00:00Z", origin=origin)
+
+
+def _new_run(store: Store, run: Any, lease_seconds: int | None = 60) -> None:
+    tx = store.transaction()
+    store.runs.add_new_run(tx, run, lease_seconds=lease_seconds)
+    tx.commit()
+
+
+def _step(n: int, **kw: Any) -> Any:
+    from chalicelib.domain.runs import StepCommit
+
+    return StepCommit(step=n, cursor={"i": 10 * (n + 1)}, processed=10 * (n + 1), total=30, total_unit="rows",
+                      read=10 * (n + 1), **kw)
+
+
+def test_a_run_is_created_once_holding_its_first_lease(store: Store) -> None:
+    from chalicelib.domain.runs import RunStatus
+
+    account = _account()
+    run = _run(account)
+    _new_run(store, run)
+    got = store.runs.get(account, "job_1", run.id)
+    assert (got.status, got.step, got.added, got.cursor, got.lease_owner, got.origin, got.enqueued_step) == (
+        RunStatus.RUNNING, 0, 0, None, "m0", "m0", 0)
+    assert store.runs.get(_account(), "job_1", run.id) is None
+    with pytest.raises(TransactionFailed) as refused:
+        _new_run(store, run)
+    assert refused.value.refused == ["run"]
+    assert [r.id for r in store.runs.page(account, "job_1", limit=5, cursor=None).items] == [run.id]
+
+
+def test_a_lease_is_one_deliverys_until_it_lapses_and_only_for_the_current_step(store: Store) -> None:
+    account = _account()
+    run = _run(account)
+    _new_run(store, run)
+    assert not store.runs.acquire(run, "m1", 60)  # held by m0
+    assert store.runs.acquire(run, "m0", 60)  # its own delivery takes it back at once
+    assert not store.runs.acquire(dataclasses.replace(run, step=1), "m0", 60)  # not the current step
+    assert store.runs.acquire(run, "m0", -1)  # m0's lease lapses at once...
+    assert store.runs.acquire(run, "m1", 60)  # ...so another delivery takes it
+    assert store.runs.get(account, "job_1", run.id).lease_owner == "m1"
+    assert not store.runs.acquire(_run(account), "m1", 60)  # no such run
+
+
+def test_a_step_commits_once_from_its_step_under_its_lease_with_everything_added_to_it(store: Store) -> None:
+    from chalicelib.domain.runs import LogLine, RunStatus
+
+    account, at = _account(), datetime(2026, 3, 2, 9, 30, tzinfo=UTC)
+    run = _run(account)
+    _new_run(store, run)
+
+    def commit(c: Any, owner: str = "m0") -> None:
+        tx = store.transaction()
+        store.runs.add_commit(tx, run, owner, c, "2026-03-02T09:30:00Z")
+        store.runs.add_activity(tx, account, "job_1", at, c.added, c.removed, sum(c.omitted_reasons.values()))
+        store.runs.add_requests(tx, account, "auth_1", at, 2, 1)
+        # A second apart: lines of one millisecond come back in no set order from DynamoDB.
+        store.runs.add_logs(tx, account, "job_1", [LogLine("info", "run.step", f"step {c.step}", run_id=run.id)],
+                            at + timedelta(seconds=c.step))
+        tx.commit()
+
+    commit(_step(0, added=7, omitted_reasons={"unchanged": 2}, cost={"steps": 1.0, "lambda_ms": 2.5}))
+    with pytest.raises(TransactionFailed) as refused:  # the same step again: nothing of it lands
+        commit(_step(0, added=7))
+    assert refused.value.refused == ["run"]
+    assert store.runs.acquire(run, "m1", 60) is False  # the next step's lease is on step 1 now
+    run.step = 1
+    with pytest.raises(TransactionFailed):  # step 1 without its lease
+        commit(_step(1, added=1))
+    assert store.runs.acquire(run, "m1", 60)
+    commit(_step(1, added=3, removed=1, omitted_reasons={"unchanged": 1, "invalid": 4},
+                 cost={"steps": 1.0, "lambda_ms": 1.5}, status=RunStatus.SUCCEEDED), owner="m1")
+    got = store.runs.get(account, "job_1", run.id)
+    assert (got.step, got.status, got.finished_at, got.lease_owner) == (
+        2, RunStatus.SUCCEEDED, "2026-03-02T09:30:00Z", None)
+    assert (got.added, got.removed, got.omitted, got.omitted_reasons) == (10, 1, 7, {"unchanged": 3, "invalid": 4})
+    assert (got.cursor, got.processed, got.read, got.total, got.cost) == (
+        {"i": 20}, 20, 20, 30, {"steps": 2.0, "lambda_ms": 4.0})
+    hour = store.runs.activity(account, "job_1", "hour", now=at)[-1]
+    assert (hour["added"], hour["removed"], hour["omitted"]) == (10, 1, 7)
+    requests = store.runs.request_activity(account, "auth_1", "hour", now=at)[-1]
+    assert (requests["api_requests"], requests["errors"]) == (4, 2)
+    codes = [(r["code"], r["message"]) for r in store.runs.logs(account, "job_1", limit=10, cursor=None,
+                                                                 level=None).items]
+    assert codes == [("run.step", "step 1"), ("run.step", "step 0")]
+
+
+def test_a_run_status_moves_only_from_the_step_expected_and_ends_the_lease(store: Store) -> None:
+    from chalicelib.domain.runs import RunStatus
+
+    account = _account()
+    run = _run(account)
+    _new_run(store, run)
+
+    def status(to: str, **kw: Any) -> None:
+        tx = store.transaction()
+        store.runs.add_status(tx, run, to, now="2026-03-02T10:00:00Z", **kw)
+        tx.commit()
+
+    with pytest.raises(TransactionFailed):
+        status("paused", error=None, expect_step=1)
+    status("retrying", error="rate limited", expect_step=0)
+    got = store.runs.get(account, "job_1", run.id)
+    assert (got.status, got.error, got.finished_at, got.lease_owner) == (RunStatus.RETRYING, "rate limited", None,
+                                                                         None)
+    status("running", error=None, origin="m9")
+    status("failed", error="gone", expect_step=0)
+    got = store.runs.get(account, "job_1", run.id)
+    assert (got.status, got.error, got.finished_at, got.origin) == (
+        RunStatus.FAILED, "gone", "2026-03-02T10:00:00Z", "m9")
+    with pytest.raises(TransactionFailed):  # no such run
+        tx = store.transaction()
+        store.runs.add_status(tx, _run(account), "paused", error=None, now="2026-03-02T10:00:00Z")
+        tx.commit()
+
+
+def test_a_next_step_is_marked_queued_once(store: Store) -> None:
+    account = _account()
+    run = _run(account)
+    _new_run(store, run)
+    assert store.runs.mark_enqueued(run, 1)
+    assert not store.runs.mark_enqueued(run, 1)
+    assert not store.runs.mark_enqueued(run, 0)
+    assert store.runs.mark_enqueued(run, 2)
+    assert store.runs.get(account, "job_1", run.id).enqueued_step == 2
+    assert not store.runs.mark_enqueued(_run(account), 1)
+
+
+def test_log_lines_page_newest_first_and_filter_by_level(store: Store) -> None:
+    from chalicelib.domain.runs import LogLine
+
+    account, at = _account(), datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
+    tx = store.transaction()
+    store.runs.add_logs(tx, account, "job_1", [LogLine("info", "a", "first", context={"n": 1}),
+                                               LogLine("warning", "b", "second", run_id="run_1"),
+                                               LogLine("debug", "c", "third")], at)
+    tx.commit()
+    tx = store.transaction()
+    store.runs.add_logs(tx, account, "job_1", [LogLine("error", "d", "fourth", user="u1")], at + timedelta(seconds=1))
+    store.runs.add_logs(tx, account, "job_2", [LogLine("error", "x", "other job")], at)
+    tx.commit()
+    first = store.runs.logs(account, "job_1", limit=3, cursor=None, level=None)
+    assert [r["code"] for r in first.items] == ["d", "c", "b"] and first.next_cursor
+    rest = store.runs.logs(account, "job_1", limit=3, cursor=first.next_cursor, level=None)
+    assert [(r["code"], r["timestamp"], r["context_json"]) for r in rest.items] == [
+        ("a", "2026-03-02T09:00:00.000Z", '{"n": 1}')] and rest.next_cursor is None
+    warned = store.runs.logs(account, "job_1", limit=10, cursor=None, level="warning").items
+    assert [(r["code"], r["level"], r.get("run_id"), r.get("user")) for r in warned] == [
+        ("d", "error", None, "u1"), ("b", "warning", "run_1", None)]
+
+
+def _auth(account: str, provider: str = "test_source") -> Any:
+    from chalicelib.domain.models import Authorization, Health, HealthStatus
+
+    return Authorization(id=new_id("auth"), account_id=account, provider=provider, method="api_key", label="k",
+                         description="", owner="u1", created_at="2026-03-01T00:00:00Z",
+                         updated_at="2026-03-01T00:00:00Z", secret_name="s", health=Health(HealthStatus.HEALTHY,
+                                                                                             None, None))
+
+
+def _new_job(account: str, auth_id: str, **kw: Any) -> Any:
+    from chalicelib.domain.catalog import JobType
+    from chalicelib.domain.models import Job
+    from chalicelib.domain.statuses import JobStatus
+
+    return Job(id=new_id("job"), account_id=account, provider="test_source", job_type=JobType.IMPORT,
+               workflow="list_import", authorization_id=auth_id, label="Import", description="",
+               config={"dataset": "people"}, schedule=None, status=JobStatus.SLEEPING, owner="u1",
+               created_at="2026-03-01T00:00:00Z", updated_at="2026-03-01T00:00:00Z", **kw)
+
+
+def _usage(store: Store, account: str, auth_id: str) -> dict[str, int]:
+    return {k: v for k, v in store.auths.get(account, auth_id).usage.items() if v}
+
+
+def test_a_job_is_saved_over_the_version_and_status_read_with_its_usage_moved(store: Store) -> None:
+    from chalicelib.domain.runs import LogLine
+    from chalicelib.domain.statuses import JobStatus
+    from chalicelib.store.jobs import AuthorizationGone
+
+    account = _account()
+    auth = _auth(account)
+    store.put_auth(auth)
+    job = _new_job(account, auth.id)
+    store.jobs.create(job, auth_provider="test_source")
+    assert _usage(store, account, auth.id) == {"sleeping": 1}
+    with pytest.raises(AuthorizationGone):  # no job starts on an authorization that is not there
+        store.jobs.create(_new_job(account, "auth_missing"), auth_provider="test_source")
+    with pytest.raises(AuthorizationGone):  # nor on one of another provider
+        store.jobs.create(_new_job(account, auth.id), auth_provider="mailchimp")
+    running = store.jobs.save(job, job.run_started("run_1"), expected_version=None,
+                              expected_status=JobStatus.SLEEPING)
+    got = store.jobs.get(account, job.id)
+    assert (got.version, got.status, got.current_run_id) == (2, JobStatus.RUNNING, "run_1")
+    assert _usage(store, account, auth.id) == {"running": 1}
+    # A save over what was read before that one (version 1), or expecting another status,
+    # is refused with what the caller added to its unit (a log line): none of it lands.
+    for before, expected in ((job, None), (running, JobStatus.SLEEPING)):
+        tx = store.transaction()
+        store.runs.add_logs(tx, account, job.id, [LogLine("info", "run.step", "not kept")],
+                            datetime(2026, 3, 2, tzinfo=UTC))
+        with pytest.raises(AppError) as stale:
+            store.jobs.save(before, dataclasses.replace(before, label="late"), expected_version=None,
+                            expected_status=expected, tx=tx)
+        assert _code(stale) == "conflict.stale_version"
+    assert store.runs.logs(account, job.id, limit=5, cursor=None, level=None).items == []
+    with pytest.raises(AppError) as stale:
+        store.jobs.save(running, dataclasses.replace(running, label="x"), expected_version=1)
+    assert _code(stale) == "conflict.stale_version"
+    assert store.jobs.get(account, job.id).label == "Import"
+    with pytest.raises(AppError) as gone:
+        store.jobs.save(dataclasses.replace(job, id="job_missing"), dataclasses.replace(job, id="job_missing"),
+                        expected_version=None)
+    assert _code(gone) == "job.not_found"
+
+
+def test_a_jobs_pending_alert_is_cleared_only_for_its_transition(store: Store) -> None:
+    account = _account()
+    auth = _auth(account)
+    store.put_auth(auth)
+    job = _new_job(account, auth.id, pending_alert={"transition_id": "t2", "type": "Job Failed", "detail_json": "{}"})
+    store.jobs.create(job, auth_provider="test_source")
+    store.jobs.clear_alert(account, job.id, "t1")
+    assert store.jobs.get(account, job.id).pending_alert["transition_id"] == "t2"
+    store.jobs.clear_alert(account, job.id, "t2")
+    got = store.jobs.get(account, job.id)
+    assert (got.pending_alert, got.version) == (None, 1)
+
+
+def test_profile_upserts_land_exactly_once_per_step_tag(store: Store) -> None:
+    account = _account()
+    records = [ProfileRecord({"email": "a@example.com"}, {"plan": "pro", "n": 1}, "1"),
+               ProfileRecord({"email": "b@example.com"}, {"plan": "free"}, "2")]
+    assert store.profiles.upsert_batch(account, records, step_tag="run_1#0") == ["added", "added"]
+    # a replay of the tag answers what it gave each profile and changes nothing, whatever it carries now
+    assert store.profiles.upsert_batch(account, records, step_tag="run_1#0") == ["added", "added"]
+    changed = [ProfileRecord({"email": "a@example.com"}, {"plan": "gold"}, "1")]
+    assert store.profiles.upsert_batch(account, changed, step_tag="run_1#0") == ["added"]
+    assert store.profiles.find(account, "email", "a@example.com").fields == {"plan": "pro", "n": 1}
+    assert store.profiles.upsert_batch(account, records, step_tag="run_2#0") == ["unchanged", "unchanged"]
+    assert store.profiles.upsert_batch(account, changed, step_tag="run_3#0") == ["updated"]
+    a = store.profiles.find(account, "email", " A@Example.com ")
+    assert (a.fields, a.identifiers) == ({"plan": "gold", "n": 1}, {"email": ["a@example.com"]})
+    b = store.profiles.find(account, "email", "b@example.com")
+    found, written = store.profiles.get_many(account, [a.id, b.id, "prof_missing"], step_tag="run_3#0")
+    assert sorted(found) == sorted([a.id, b.id]) and written == {a.id}
+    assert store.profiles.find(_account(), "email", "a@example.com") is None
+    # merge rules: "first" keeps a stored value, fields not carried are left alone
+    kept = [ProfileRecord({"email": "a@example.com"}, {"plan": "free", "city": "Oslo"}, "1")]
+    assert store.profiles.upsert_batch(account, kept, step_tag="run_4#0", rules={"plan": "first"}) == ["updated"]
+    assert store.profiles.get(account, a.id).fields == {"plan": "gold", "n": 1, "city": "Oslo"}
+
+
+def test_membership_sets_and_plans_read_back_as_written(store: Store) -> None:
+    from chalicelib.store.membership import MissingChunk, new_set_id
+
+    account, job_id = _account(), "job_1"
+    first = store.memberships.write_set(account, job_id, 1, new_set_id(), ["p3", "p1", "p2", "p1"])
+    assert (first.generation, first.chunks, first.members) == (1, 1, 3)
+    assert store.memberships.read_set(account, job_id, first) == {"p1", "p2", "p3"}
+    empty = store.memberships.write_set(account, job_id, 2, new_set_id(), [])
+    assert (empty.chunks, empty.members) == (0, 0) and store.memberships.read_set(account, job_id, empty) == set()
+    second = store.memberships.write_set(account, job_id, 2, new_set_id(), ["p4"])
+    assert store.memberships.sweep(account, job_id, keep=second) == 1  # the first set's one chunk
+    assert store.memberships.sweep(account, job_id, keep=second) == 0  # already given its TTL
+    rows = [("add", f"p{i}", [f"p{i}@example.com", i]) for i in range(7)] + [("remove", "p9", [None, None])]
+    set_id = new_set_id()
+    ref = store.memberships.write_plan(account, "run_1", set_id, rows)
+    assert (ref.set_id, ref.rows, ref.starts) == (set_id, 8, (0,))
+    assert store.memberships.read_plan(account, "run_1", ref, 0, 3) == rows[:3]
+    assert store.memberships.read_plan(account, "run_1", ref, 6, 5) == rows[6:]
+    store.memberships.delete_plan(account, "run_1", ref)
+    with pytest.raises(MissingChunk):
+        store.memberships.read_plan(account, "run_1", ref, 0, 3)

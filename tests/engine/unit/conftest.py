@@ -77,13 +77,12 @@ class World:
             schedule: dict[str, Any] | None = None, start: bool = True) -> Job:
         """A sleeping job, counted on its authorization; `start` queues its first run."""
         auth = self.auth(provider)
-        auth.usage[JobStatus.SLEEPING.value] += 1
         self.d.auths.put(auth)
         job = Job(id=new_id("job"), account_id=self.account_id, provider=provider, job_type=job_type,
                   workflow=workflow, authorization_id=auth.id, label=f"{workflow} job", description="",
                   config=config, schedule=schedule, status=JobStatus.SLEEPING, owner="user_1",
                   created_at="2026-03-01T00:00:00Z", updated_at="2026-03-01T00:00:00Z")
-        self.d.jobs.put(job)
+        self.d.jobs.create(job, auth_provider=provider)
         if start:
             self.trigger(job, "create")
         return job

@@ -10,6 +10,7 @@ from chalicelib.domain.catalog import JobType
 from chalicelib.domain.models import Job
 from chalicelib.domain.runs import RunStatus
 from chalicelib.domain.statuses import JobStatus
+from chalicelib.store.keys import account_pk, audience_sk
 from chalicelib.store.membership import SetRef
 from tests.engine.unit.conftest import World
 
@@ -121,9 +122,13 @@ def test_members_the_destination_refuses_are_omitted_not_sent(world: World) -> N
 
 
 def test_an_export_whose_audience_is_gone_fails_with_a_plain_reason(world: World) -> None:
-    job = _export(world, "aud_missing")
+    # GIVEN a job whose audience item is gone (a job saved before jobs were counted on
+    # their audience could lose it; a delete is refused now while a job counts on it)
+    aud = world.audience("pro")
+    job = _export(world, aud.id)
+    del world.d.memory.items[(account_pk(aud.account_id), audience_sk(aud.id))]
     world.drain()
     final = world.reread(job)
     assert final.status is JobStatus.FAILED
     [line] = world.lines(job, "run.config_error")
-    assert "audience 'aud_missing' not found" in line["message"]
+    assert f"audience {aud.id!r} not found" in line["message"]
