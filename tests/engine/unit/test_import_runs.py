@@ -11,9 +11,9 @@ import pytest
 from chalicelib.domain.runs import RunStatus
 from chalicelib.domain.statuses import Action, JobStatus
 from chalicelib.providers.base import ProviderError
-from chalicelib.runs.control import PoisonMessage, StepBusy
+from chalicelib.runs.control import Delivery, PoisonMessage, StepBusy
 from chalicelib.services import alerts
-from chalicelib.services.engine import parse_message
+from chalicelib.services.engine import Engine, parse_message
 from tests.engine.sources import people
 from tests.engine.unit.conftest import World
 
@@ -91,6 +91,21 @@ def test_a_crash_between_commit_and_enqueue_requeues_the_next_step_once(world: W
     [run] = world.runs(job)
     assert (run.status, run.step, run.added, run.enqueued_step) == (RunStatus.SUCCEEDED, 3, 250, 2)
     assert world.codes(job).count("run.step") == 3
+
+
+def test_a_late_duplicate_of_the_starting_message_queues_nothing_more(world: World) -> None:
+    world.options.max_records = 100
+    job = world.import_job(people(250))
+    [start] = world.d.runs_queue.messages
+    world.drain(limit=1)  # step 0 committed, step 1 queued
+    assert [m.body["step"] for m in world.d.runs_queue.messages] == [1]
+    # WHEN SQS delivers the starting message again (at least once)
+    Engine(world.d, world.options).handle(Delivery(body=start.body, message_id=start.message_id))
+    # THEN the run it started carries on: step 1 was queued already, nothing is queued twice
+    assert [m.body["step"] for m in world.d.runs_queue.messages] == [1]
+    world.drain()
+    [run] = world.runs(job)
+    assert (run.status, run.added, run.step) == (RunStatus.SUCCEEDED, 250, 3) and world.errors == []
 
 
 def test_a_second_delivery_waits_for_the_lease_until_it_lapses(world: World) -> None:
