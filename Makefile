@@ -6,7 +6,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.stamp-requirements
 
-.PHONY: venv web chromium checkov run test test-timed lint bench run-benches clean redrive index-accounts package deploy proof
+.PHONY: venv web chromium checkov run test test-fast test-timed lint bench run-benches clean redrive index-accounts package deploy proof
 
 venv: $(STAMP)
 
@@ -103,6 +103,13 @@ endef
 
 test:
 	$(call suite_then_benches,$(TEST_BENCHES))
+
+# The run pipeline's unit tests on the in-memory store, the services' and the store contract's
+# in-memory half: seconds, no moto (docs/testing.md, "two layers"). `make test` runs them too.
+FAST_TESTS := tests/engine/unit tests/services tests/store/test_repo_contract.py
+test-fast: venv
+	$(BIN)/pytest -n 0 -p no:hypothesispytest -p no:schemathesis -p no:locust -p no:anyio \
+	  $(FAST_TESTS) -k "not dynamo"
 
 test-timed: $(BENCH_STAMP)
 	$(call suite_then_benches,$(TIMED_BENCHES))
