@@ -89,7 +89,7 @@ def app_clients(*, app_hook: Callable[..., None] | None = None, provider_hook: C
         aws.use_client("dynamodb", aws.session().client(
             "dynamodb", config=aws.client_config("dynamodb", read_timeout=read_timeout)))
     if provider_hook is not None:
-        calls._shared_session().events.register("before-send", provider_hook)
+        calls.shared_session().events.register("before-send", provider_hook)
 
 
 class BenchAccount:

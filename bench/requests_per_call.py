@@ -9,7 +9,7 @@ Two independent counters run side by side:
   the bench only), which sees every HTTP attempt of every client, including the provider
   layer's own per-call sessions (chalicelib/providers/calls.py: STS, S3 of the customer).
   A request is "app" when its endpoint belongs to a client cached in
-  chalicelib.store.aws._clients, "provider" otherwise.
+  chalicelib.store.aws.cached_clients(), "provider" otherwise.
 
 The two must agree on the app layer; the table shows the wrapper's figures.
 
@@ -94,7 +94,7 @@ class RequestLog:
 
         def counted(endpoint: Any, request: Any, operation_model: Any, context: Any) -> Any:
             if threading.get_ident() == log.main:
-                app_endpoints = {id(c._endpoint) for c in list(aws._clients.values())}
+                app_endpoints = {id(c._endpoint) for c in aws.cached_clients()}
                 sent = Sent(
                     layer="app" if id(endpoint) in app_endpoints else "provider",
                     service=operation_model.service_model.service_name,
@@ -113,7 +113,7 @@ class RequestLog:
         from chalicelib.store import aws
 
         aws.reset()
-        assert not aws._clients, "app clients exist already: they would not see the hook"
+        assert not aws.cached_clients(), "app clients exist already: they would not see the hook"
         log = self
 
         def before_send(request: Any, event_name: str = "", **_: Any) -> None:

@@ -220,7 +220,7 @@ def test_the_app_and_provider_sessions_read_service_data_through_one_loader() ->
     calls.reset()
     aws.reset()
     app_loader = aws.session()._session.get_component("data_loader")
-    provider_loader = calls._shared_session()._session.get_component("data_loader")
+    provider_loader = calls.shared_session()._session.get_component("data_loader")
     assert provider_loader is app_loader
     # boto3 adds its data folder to the search path per session: resets do not grow it
     aws.reset()

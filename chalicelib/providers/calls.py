@@ -75,9 +75,10 @@ _shared: Any = None
 _shared_lock = threading.Lock()
 
 
-def _shared_session() -> Any:
-    # One boto3 Session for every provider client: a Session per call re-parses the
-    # service models (~135 ms for STS + S3). Credentials are passed per client instead.
+def shared_session() -> Any:
+    """The one boto3 Session every provider client is made on (tests and benches register
+    their botocore event hooks on it). A Session per call would re-parse the service models
+    (~135 ms for STS + S3); credentials are passed per client instead."""
     global _shared
     if _shared is None:
         import boto3
@@ -103,7 +104,7 @@ def aws_client(identity: AwsIdentity, service: str, counter: CallCounter | None)
     timeout = settings().provider_timeout_seconds
     # Client creation from a shared session is not thread-safe in botocore.
     with _shared_lock:
-        client = _shared_session().client(
+        client = shared_session().client(
             service,
             region_name=identity.region or settings().region,
             aws_access_key_id=identity.access_key_id,

@@ -93,6 +93,12 @@ def client(service: str) -> Any:
     return found
 
 
+def cached_clients() -> list[Any]:
+    """The app's clients made so far (tests and benches that check which requests came from them)."""
+    with _lock:
+        return list(_clients.values())
+
+
 def use_client(service: str, replacement: Any) -> None:
     """Make `replacement` the app's client for `service` until the next `reset()`. The app never
     calls it: benches and tests do, to give the app a client made on `session()` (so the

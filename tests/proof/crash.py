@@ -119,7 +119,7 @@ class Injector:
 
         aws.reset()
         calls.reset()
-        for session in (aws.session(), calls._shared_session()):
+        for session in (aws.session(), calls.shared_session()):
             session.events.register("before-call", self._before_call, unique_id="proof-crash-before")
             session.events.register("after-call", self._after_call, unique_id="proof-crash-after")
         original = H.HttpClient._attempt

@@ -35,7 +35,7 @@ class AwsWire:
 
         # Each client copies the session's event hooks when it is created: the clients made
         # before this wire was attached need it too.
-        return [aws.session().events, *(c.meta.events for c in list(aws._clients.values()))]
+        return [aws.session().events, *(c.meta.events for c in aws.cached_clients())]
 
     def __enter__(self) -> AwsWire:
         for emitter in self._emitters():

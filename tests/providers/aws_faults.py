@@ -67,7 +67,7 @@ def refuse_kinesis_records(choose: Callable[[int, list[dict[str, Any]]], set[int
         parsed["Records"] = [error() if i in refuse else next(stored) for i in range(total)]
         parsed["FailedRecordCount"] = len(refuse)
 
-    events = calls._shared_session().events
+    events = calls.shared_session().events
     events.register("before-parameter-build.kinesis.PutRecords", before)
     events.register("before-call.kinesis.PutRecords", short_circuit)
     events.register("after-call.kinesis.PutRecords", after)
@@ -107,7 +107,7 @@ def refuse_sqs_entries(choose: Callable[[int, list[dict[str, Any]]], set[int]], 
         parsed.setdefault("Failed", [])
         parsed["Failed"] += failed(refused)
 
-    events = calls._shared_session().events
+    events = calls.shared_session().events
     events.register("before-parameter-build.sqs.SendMessageBatch", before)
     events.register("before-call.sqs.SendMessageBatch", short_circuit)
     events.register("after-call.sqs.SendMessageBatch", after)
@@ -127,7 +127,7 @@ def answer_error(service: str, operation: str, code: str, status: int, message: 
         return _Http(status), {"Error": {"Code": code, "Message": message or code},
                                "ResponseMetadata": {"HTTPStatusCode": status}}
 
-    calls._shared_session().events.register(f"before-call.{service}.{operation}", before_call)
+    calls.shared_session().events.register(f"before-call.{service}.{operation}", before_call)
     return hits
 
 
@@ -145,5 +145,5 @@ def time_out(service: str, operation: str, times: int | None = None) -> list[int
         hits.append(1)
         raise ReadTimeoutError(endpoint_url=f"https://{service}.us-east-1.amazonaws.com/")
 
-    calls._shared_session().events.register(f"before-call.{service}.{operation}", before_call)
+    calls.shared_session().events.register(f"before-call.{service}.{operation}", before_call)
     return hits

@@ -91,7 +91,7 @@ def sent(aws: None) -> list[tuple[str, str | None]]:
         rng = request.headers.get("Range")
         seen.append((event_name.rsplit(".", 1)[-1], rng.decode() if isinstance(rng, bytes) else rng))
 
-    calls._shared_session().events.register("before-send.s3", record)
+    calls.shared_session().events.register("before-send.s3", record)
     return seen
 
 
