@@ -194,6 +194,24 @@ def test_import_app_reads_no_environment() -> None:
     assert out["settings_built"] == 0, "chalicelib.config.settings() was called at import time"
 
 
+def test_provider_models_are_built_on_first_use_not_at_import() -> None:
+    # A request that uses the S3 import provider should not pay for the export config's
+    # validator (nor the other provider models it never touches).
+    code = (
+        "import json\n"
+        "import pydantic\n"
+        "from chalicelib.providers.s3 import S3ExportConfig\n"
+        "before = S3ExportConfig.__pydantic_complete__\n"
+        "try:\n"
+        "    S3ExportConfig.model_validate({'no_such_field': 1})\n"
+        "except pydantic.ValidationError as exc:\n"
+        "    refused = 'no_such_field' in str(exc)\n"
+        "print(json.dumps({'before': before, 'refused': refused, 'after': S3ExportConfig.__pydantic_complete__}))\n"
+    )
+    # Not built at import; the first validation builds it, and it refuses what it should.
+    assert _python(code) == {"before": False, "refused": True, "after": True}
+
+
 def test_every_blueprint_imports_alone_without_environment() -> None:
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(ROOT)}
     modules = [p.stem for p in (ROOT / "chalicelib" / "api").glob("*.py") if p.stem != "__init__"]
