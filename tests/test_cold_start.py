@@ -33,6 +33,8 @@ LAZY_MODULES = (
     "urllib3",
     "chalicelib.providers.mailchimp",
     "chalicelib.api.schemas",
+    "chalicelib.api.schema_base",
+    "chalicelib.api.job_schemas",
     "chalicelib.api.response_schemas",
     "oauthlib",
     # Powertools' parser and batch: only the worker handlers load them (chalicelib/workers/events.py)
