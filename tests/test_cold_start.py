@@ -214,6 +214,20 @@ def test_provider_models_are_built_on_first_use_not_at_import() -> None:
     assert _python(code) == {"before": False, "refused": True, "after": True}
 
 
+def test_the_job_routes_models_load_without_the_rest_of_the_apis() -> None:
+    # POST /jobs validates a JobCreate: its first request should not create the models of
+    # the authorization, alert, token and user routes too.
+    code = (
+        "import json, sys\n"
+        "from chalicelib.api.job_schemas import JobCreate\n"
+        "alone = 'chalicelib.api.schemas' not in sys.modules\n"
+        "import chalicelib.api.schemas\n"
+        "print(json.dumps({'alone': alone, 'then': 'chalicelib.api.schemas' in sys.modules,\n"
+        "                  'built': JobCreate.__pydantic_complete__}))\n"
+    )
+    assert _python(code) == {"alone": True, "then": True, "built": False}
+
+
 def test_every_blueprint_imports_alone_without_environment() -> None:
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "PYTHONPATH": str(ROOT)}
     modules = [p.stem for p in (ROOT / "chalicelib" / "api").glob("*.py") if p.stem != "__init__"]
