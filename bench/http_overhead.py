@@ -4,10 +4,11 @@ process, called by HOSTNAME.
 The server: tests/http_receiver.py (keep-alive, TCP_NODELAY) in a child process. Both
 clients POST the same JSON to http://localhost:<port>/hook:
 
-* layer  chalicelib.providers.http.HttpClient as a provider uses it: every attempt vets the
-         URL, resolves the host (getaddrinfo, as on every real attempt) and pins the
-         connection to a vetted address, then rate limit, redaction, counting and
-         classification. Loopback is allowed the one way the product allows it, the
+* layer  chalicelib.providers.http.HttpClient as a provider uses it: it vets the URL and
+         resolves the host (getaddrinfo) once per client and URL, as long as its connection
+         lives (30 s; again after an attempt without an answer), pins the connection to a
+         vetted address, then rate limit, redaction, counting and classification on every
+         request. Loopback is allowed the one way the product allows it, the
          SWITCHYARD_ALLOW_PRIVATE_URLS setting that the local stack and the tests set;
 * bare   urllib3.PoolManager().request with the same headers and body, raising on >= 400
          (urllib3 resolves the name when it opens a connection, then keeps it alive).

@@ -33,6 +33,8 @@ LAZY_MODULES = (
     "urllib3",
     "chalicelib.providers.mailchimp",
     "chalicelib.api.schemas",
+    "chalicelib.api.schema_base",
+    "chalicelib.api.job_schemas",
     "chalicelib.api.response_schemas",
     "oauthlib",
     # Powertools' parser and batch: only the worker handlers load them (chalicelib/workers/events.py)
@@ -192,6 +194,38 @@ def test_import_app_reads_no_environment() -> None:
     reads = [r for r in out["reads"] if not r.startswith(f"{SWEEP_SCHEDULE_VARIABLE} read by ")]
     assert reads == [], "read the environment at import:\n" + "\n".join(reads)
     assert out["settings_built"] == 0, "chalicelib.config.settings() was called at import time"
+
+
+def test_provider_models_are_built_on_first_use_not_at_import() -> None:
+    # A request that uses the S3 import provider should not pay for the export config's
+    # validator (nor the other provider models it never touches).
+    code = (
+        "import json\n"
+        "import pydantic\n"
+        "from chalicelib.providers.s3 import S3ExportConfig\n"
+        "before = S3ExportConfig.__pydantic_complete__\n"
+        "try:\n"
+        "    S3ExportConfig.model_validate({'no_such_field': 1})\n"
+        "except pydantic.ValidationError as exc:\n"
+        "    refused = 'no_such_field' in str(exc)\n"
+        "print(json.dumps({'before': before, 'refused': refused, 'after': S3ExportConfig.__pydantic_complete__}))\n"
+    )
+    # Not built at import; the first validation builds it, and it refuses what it should.
+    assert _python(code) == {"before": False, "refused": True, "after": True}
+
+
+def test_the_job_routes_models_load_without_the_rest_of_the_apis() -> None:
+    # POST /jobs validates a JobCreate: its first request should not create the models of
+    # the authorization, alert, token and user routes too.
+    code = (
+        "import json, sys\n"
+        "from chalicelib.api.job_schemas import JobCreate\n"
+        "alone = 'chalicelib.api.schemas' not in sys.modules\n"
+        "import chalicelib.api.schemas\n"
+        "print(json.dumps({'alone': alone, 'then': 'chalicelib.api.schemas' in sys.modules,\n"
+        "                  'built': JobCreate.__pydantic_complete__}))\n"
+    )
+    assert _python(code) == {"alone": True, "then": True, "built": False}
 
 
 def test_every_blueprint_imports_alone_without_environment() -> None:

@@ -39,7 +39,7 @@ DEFERRED: dict[str, dict[str, str]] = {
     "chalicelib.api.alerts": {"chalicelib.api.schemas": COLD_START},
     "chalicelib.api.audiences": {"chalicelib.api.audience_schemas": COLD_START},
     "chalicelib.api.authorizations": {"chalicelib.api.schemas": COLD_START},
-    "chalicelib.api.jobs": {"chalicelib.api.schemas": COLD_START},
+    "chalicelib.api.jobs": {"chalicelib.api.job_schemas": COLD_START},
     "chalicelib.api.oauth": {"chalicelib.api.schemas": COLD_START},
     # worker Lambdas: Powertools' parser and batch (chalicelib/workers/events.py), and the run
     # engine (its stages, providers and pydantic)

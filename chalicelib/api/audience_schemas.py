@@ -12,7 +12,7 @@ from typing import Annotated, Any
 from pydantic import Field, field_validator
 
 from chalicelib.api.response_schemas import Out
-from chalicelib.api.schemas import Description, Strict, clean_text
+from chalicelib.api.schema_base import Description, Strict, clean_text
 
 Name = Annotated[str, Field(min_length=1, max_length=200, description="Human name of the audience")]
 

@@ -27,9 +27,9 @@ JOB_TYPES = ("import", "export", "enrichment", "other")
 
 
 def _schemas() -> Any:
-    from chalicelib.api import schemas
+    from chalicelib.api import job_schemas
 
-    return schemas
+    return job_schemas
 
 
 @route(bp, "/jobs", "GET", summary="Jobs dashboard", tag=TAG, authorizer=token_authorizer,

@@ -48,7 +48,8 @@ def _param(p: QueryParam) -> dict[str, Any]:
 
 
 # Modules holding the models that routes name, searched in order (imported on first use).
-MODEL_MODULES = ("chalicelib.api.schemas", "chalicelib.api.response_schemas", "chalicelib.api.profiles_schemas",
+MODEL_MODULES = ("chalicelib.api.schemas", "chalicelib.api.job_schemas", "chalicelib.api.schema_base",
+                 "chalicelib.api.response_schemas", "chalicelib.api.profiles_schemas",
                  "chalicelib.api.audience_schemas")
 
 

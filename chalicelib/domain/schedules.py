@@ -1,6 +1,6 @@
 """Job schedules: EventBridge Scheduler expressions, when they fire, and quiet hours. Pure.
 
-A job's schedule is the JSON of `chalicelib.api.schemas.Schedule`:
+A job's schedule is the JSON of `chalicelib.api.job_schemas.Schedule`:
 
     {"type": "once", "at": iso | None}
     {"type": "interval", "every_minutes": N, "timezone": tz, "quiet_hours": {"start", "end"} | None}

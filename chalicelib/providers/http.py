@@ -62,6 +62,11 @@ log = logging.getLogger("switchyard.providers.http")
 
 FOLLOWED_METHODS = frozenset({"GET", "HEAD"})
 MAX_REDIRECTS = 3
+# How long a client reuses a URL's vetted addresses (docs/security.md: why that is safe).
+VETTED_SECONDS = 30.0
+MAX_VETTED = 64  # URLs per client; a client calling more distinct URLs vets the oldest again
+# json.dumps builds a new encoder per call when given arguments; this one is built once.
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
 @dataclass(frozen=True)
@@ -124,6 +129,9 @@ class HttpClient:
     # Answers (status, body) that mean "too many requests" although their status is not 429.
     throttled: Callable[[int, bytes], bool] | None = None
 
+    # URL -> (its Target, when it was vetted on `clock`): see _target.
+    _vetted: dict[tuple[str, bool], tuple[Target, float]] = field(default_factory=dict, init=False, repr=False)
+
     def __post_init__(self) -> None:
         self.secrets = tuple(self.secrets)  # read twice (redaction, rate-limit key)
         self.redact = Redactor(self.secrets)
@@ -153,7 +161,7 @@ class HttpClient:
         until = self._deadline(deadline)
         sent_headers = {**self.headers, **(headers or {})}
         if json_body is not None:
-            body = json.dumps(json_body, separators=(",", ":"), ensure_ascii=False).encode()
+            body = _COMPACT.encode(json_body).encode()
             sent_headers.setdefault("Content-Type", "application/json")
         if idempotent is None:
             idempotent = method in IDEMPOTENT_METHODS
@@ -162,7 +170,7 @@ class HttpClient:
         hops = 0
         attempt = 0
         while True:
-            target = check_url(url, allow_private=self.allow_private, resolver=self.resolver, field=None)
+            target = self._target(url)
             self.limiter.acquire(limit_key, self.rate_limit, until)
             self._shared_slot(until)
             remaining = until - self.clock()
@@ -175,7 +183,10 @@ class HttpClient:
                 self.counter.add(key)
             raw, error = self._attempt(target, attempt, method, sent_headers, body, remaining, until)
             attempt += 1
-            if raw is not None and raw.status < 300:
+            if raw is None:
+                # No answer (refused, timed out): the next attempt resolves the host again.
+                self._vetted.pop(self._vetted_key(url), None)
+            elif raw.status < 300:
                 self.limiter.succeeded(limit_key, self.rate_limit)
                 log.debug("%s %s: %s", method, key, raw.status)
                 return HttpResponse(raw.status, raw.headers, raw.data, self.label)
@@ -206,6 +217,28 @@ class HttpClient:
                 self.sleep(wait)
 
     # -- internals -------------------------------------------------------------------------------
+
+    def _vetted_key(self, url: str) -> tuple[str, bool]:
+        allow = settings().allow_private_urls if self.allow_private is None else self.allow_private
+        return url, allow
+
+    def _target(self, url: str) -> Target:
+        """The URL vetted by the guard, reused for VETTED_SECONDS by this client.
+
+        Reusing it is as safe as vetting again: the connection still goes only to addresses
+        that passed the guard, and while the entry lives no DNS lookup happens at all, so no
+        later answer can point it elsewhere."""
+        key = self._vetted_key(url)
+        now = self.clock()
+        hit = self._vetted.get(key)
+        if hit is not None and now - hit[1] < VETTED_SECONDS:
+            return hit[0]
+        target = check_url(url, allow_private=key[1], resolver=self.resolver, field=None)
+        self._vetted.pop(key, None)  # re-inserted last: the oldest entry is the first
+        self._vetted[key] = (target, now)
+        if len(self._vetted) > MAX_VETTED:
+            del self._vetted[next(iter(self._vetted))]
+        return target
 
     def _shared_slot(self, until: float) -> None:
         """Wait for a slot of the provider's shared rate, if it has one."""

@@ -31,16 +31,11 @@ class Target:
     port: int
     path: str  # path and query, as sent
     addresses: tuple[str, ...]
+    host_header: str  # host[:port], the port only when not the scheme's default; once per vetting
 
     @property
     def origin(self) -> str:
-        default = 443 if self.scheme == "https" else 80
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{self.scheme}://{host}" + ("" if self.port == default else f":{self.port}")
-
-    @property
-    def host_header(self) -> str:
-        return self.origin.split("://", 1)[1]
+        return f"{self.scheme}://{self.host_header}"
 
 
 def system_resolver(host: str, port: int) -> list[str]:
@@ -155,4 +150,7 @@ def check_url(url: str, *, allow_private: bool | None = None, resolver: Resolver
             if why:
                 where = f"{host} is {why}" if literal else f"the host {host} resolves to {why} ({address})"
                 raise refuse(f"{where}; Switchyard only calls public endpoints")
-    return Target(scheme, host, port, path, tuple(addresses))
+    bracketed = f"[{host}]" if ":" in host else host
+    default = 443 if scheme == "https" else 80
+    host_header = bracketed if port == default else f"{bracketed}:{port}"
+    return Target(scheme, host, port, path, tuple(addresses), host_header)

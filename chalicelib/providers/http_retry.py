@@ -5,6 +5,7 @@ which failures are repeated, how many times, and how long to wait before the nex
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from chalicelib.providers.http_errors import RETRY_STATUSES
@@ -30,21 +31,28 @@ class RetryPolicy:
     max_sleep: float = 5.0
 
     def retry(self, idempotent: bool) -> Retry:
-        from urllib3.util.retry import Retry
+        return retry_for(self, idempotent)
 
-        return Retry(
-            total=max(0, self.max_attempts - 1),
-            redirect=False,
-            status_forcelist=RETRY_STATUSES,
-            # Non-idempotent requests are only retried when they were surely not processed
-            # (no connection, or a 429/503): Retry refuses their read errors.
-            allowed_methods=None if idempotent else frozenset(IDEMPOTENT_METHODS),
-            backoff_factor=self.backoff_factor,
-            backoff_jitter=self.backoff_jitter,
-            backoff_max=self.backoff_max,
-            respect_retry_after_header=True,
-            raise_on_status=False,
-        )
+
+@lru_cache(maxsize=64)
+def retry_for(policy: RetryPolicy, idempotent: bool) -> Retry:
+    """The first Retry of a call under `policy`. Shared by every call: Retry.increment
+    returns a new object and never changes the one it is called on."""
+    from urllib3.util.retry import Retry
+
+    return Retry(
+        total=max(0, policy.max_attempts - 1),
+        redirect=False,
+        status_forcelist=RETRY_STATUSES,
+        # Non-idempotent requests are only retried when they were surely not processed
+        # (no connection, or a 429/503): Retry refuses their read errors.
+        allowed_methods=None if idempotent else frozenset(IDEMPOTENT_METHODS),
+        backoff_factor=policy.backoff_factor,
+        backoff_jitter=policy.backoff_jitter,
+        backoff_max=policy.backoff_max,
+        respect_retry_after_header=True,
+        raise_on_status=False,
+    )
 
 
 def retry_after_seconds(retry: Retry, raw: Raw | None) -> float | None:

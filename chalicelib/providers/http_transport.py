@@ -57,12 +57,24 @@ def _strip_query(value: Any) -> Any:
 
 
 _filtered = False
+_u3: Any = None  # the urllib3 module, once imported
+
+
+def _urllib3() -> Any:
+    """urllib3, imported on the first attempt and then read from a global (an import
+    statement per attempt costs more than the lookup)."""
+    global _u3
+    if _u3 is None:
+        import urllib3
+        import urllib3.exceptions
+
+        _u3 = urllib3
+    return _u3
 
 
 def connection_pool(target: Target, address: str, ca_certs: str | None) -> Any:
     global _filtered
-    import urllib3
-
+    urllib3 = _urllib3()
     key = (target.scheme, address, target.port, target.host, ca_certs)
     with _pools_lock:
         if not _filtered:
@@ -100,10 +112,7 @@ def send_once(target: Target, address: str, method: str, headers: dict[str, str]
               ca_certs: str | None) -> tuple[Raw | None, Exception | None]:
     """One HTTP attempt to one of the target's addresses: the response with its body read,
     or the error that stopped it."""
-    import urllib3
-    from urllib3.exceptions import HTTPError as Urllib3Error
-    from urllib3.exceptions import ReadTimeoutError
-
+    urllib3 = _urllib3()
     timeout = urllib3.Timeout(connect=connect_timeout, read=read_timeout)
     pool = connection_pool(target, address, ca_certs)
     try:
@@ -120,11 +129,12 @@ def send_once(target: Target, address: str, method: str, headers: dict[str, str]
                 if size > MAX_BODY_BYTES:
                     raise BodyTooLarge()
                 if clock() > until:
-                    raise ReadTimeoutError(pool, target.path, "the answer took longer than the deadline")
+                    raise urllib3.exceptions.ReadTimeoutError(pool, target.path,
+                                                              "the answer took longer than the deadline")
         except BaseException:
             resp.close()  # a half-read connection cannot be reused
             raise
         resp.release_conn()
         return Raw(resp.status, resp.headers, b"".join(chunks), resp), None
-    except (Urllib3Error, OSError, BodyTooLarge) as exc:
+    except (urllib3.exceptions.HTTPError, OSError, BodyTooLarge) as exc:
         return None, exc

@@ -11,7 +11,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, SecretStr
 class StrictModel(BaseModel):
     """Unknown fields are refused (named in the error), strings are stripped."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, defer_build=True)
 
 
 def _header_safe(value: SecretStr) -> SecretStr:

@@ -150,10 +150,10 @@ def _patterns(schema: Any) -> set[str]:
 def test_every_pattern_a_client_can_miss_has_words():
     """Positive control for the table: each pattern of the request, credentials and config
     models is described (a new one without words would fall back to a vaguer phrase)."""
-    from chalicelib.api import audience_schemas, schemas
+    from chalicelib.api import audience_schemas, job_schemas, schemas
     from chalicelib.providers.registry import Registry
 
-    models: list[Any] = [schemas.JobCreate, schemas.JobPatch, schemas.AuthorizationCreate, schemas.UserCreate,
+    models: list[Any] = [job_schemas.JobCreate, job_schemas.JobPatch, schemas.AuthorizationCreate, schemas.UserCreate,
                          schemas.TokenCreate, schemas.AlertSettingsPut, audience_schemas.AudienceCreate]
     for provider in Registry().all():
         for method in provider.spec.auth_methods:

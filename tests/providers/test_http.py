@@ -12,13 +12,14 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from chalicelib.providers import http as H
 from chalicelib.providers.base import ProviderError
 from chalicelib.providers.calls import CallCounter
+from chalicelib.providers.http_transport import Raw
 from tests.http_receiver import Answer, Receiver, closed_port, self_signed
 from tests.timing import read_timeout
 
@@ -542,6 +543,94 @@ def test_the_setting_decides_by_default(receiver: Receiver, env: Any) -> None:
         client(allow_private=None).get(receiver.url(), "x.get")
     env(SWITCHYARD_ALLOW_PRIVATE_URLS="1")
     assert client(allow_private=None).get(receiver.url(), "x.get").status == 200
+
+
+# -- the vetted target, reused per client ----------------------------------------------------------------------
+
+
+def counting(*answers: list[str]) -> tuple[Any, list[str]]:
+    """A resolver that gives `answers` in turn (the last one ever after), and the hosts it was asked."""
+    asked: list[str] = []
+
+    def resolve(host: str, port: int) -> list[str]:
+        asked.append(host)
+        return answers[min(len(asked), len(answers)) - 1]
+
+    return resolve, asked
+
+
+@pytest.fixture()
+def sent(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The transport replaced by one that records the address each attempt connects to and
+    answers 200: the guard only passes public addresses, which no test can reach."""
+    addresses: list[str] = []
+
+    def send_once(target: H.Target, address: str, *args: Any, **kw: Any) -> tuple[Raw | None, Exception | None]:
+        addresses.append(address)
+        return Raw(200, {}, b"", cast(Any, None)), None
+
+    monkeypatch.setattr(H, "send_once", send_once)
+    return addresses
+
+
+def test_a_client_resolves_a_url_once_and_again_after_an_attempt_without_an_answer(receiver: Receiver) -> None:
+    # GIVEN a client whose resolver counts its lookups
+    resolve, asked = counting(["127.0.0.1"])
+    c = client(resolver=resolve)
+    url = f"http://hooks.test:{receiver.port}/in"
+    # WHEN it sends three requests to one URL
+    for _ in range(3):
+        c.post(url, "e.post", json_body={})
+    # THEN the host was looked up once, and the three requests arrived
+    assert asked == ["hooks.test"] and len(receiver.requests) == 3
+    # AND another client looks it up for itself (the reuse is per client)
+    client(resolver=resolve).post(url, "e.post", json_body={})
+    assert len(asked) == 2 and len(receiver.requests) == 4
+    # WHEN an attempt of the first client gets no answer (the server hangs up), then one does
+    receiver.then(Answer(hang_up=True), Answer(200))
+    assert c.get(url, "x.get").status == 200
+    # THEN the retry looked the host up again, and the answer after it was reused again
+    assert len(asked) == 3
+    c.get(url, "x.get")
+    assert len(asked) == 3
+
+
+def test_a_vetted_address_is_kept_when_the_next_dns_answer_is_private(sent: list[str]) -> None:
+    # GIVEN a name that answers a public address, then a private one (DNS rebinding)
+    resolve, asked = counting([PUBLIC], ["10.0.0.5"])
+    clock = FakeClock()
+    c = timed_client(clock, allow_private=False, resolver=resolve)
+    # WHEN one client calls it twice
+    c.post("https://rebind.example.com/in", "e.post", json_body={})
+    c.post("https://rebind.example.com/in", "e.post", json_body={})
+    # THEN both requests went to the vetted public address, after one lookup
+    assert sent == [PUBLIC, PUBLIC] and asked == ["rebind.example.com"]
+    # AND (the control) a client that looks it up now is refused, and sends nothing
+    with pytest.raises(H.HttpError) as err:
+        timed_client(clock, allow_private=False, resolver=resolve).post("https://rebind.example.com/in",
+                                                                        "e.post", json_body={})
+    assert err.value.kind == "blocked" and "a private address (10.0.0.5)" in err.value.reason
+    assert sent == [PUBLIC, PUBLIC] and len(asked) == 2
+
+
+def test_a_vetted_url_is_vetted_again_once_its_time_is_up(sent: list[str]) -> None:
+    # GIVEN a client that vetted a name answering a public address, which then answers a private one
+    resolve, asked = counting([PUBLIC], ["10.0.0.5"])
+    clock = FakeClock()
+    c = timed_client(clock, allow_private=False, resolver=resolve)
+    c.get("https://rebind.example.com/in", "x.get")
+    # WHEN it calls again just before VETTED_SECONDS have passed on its clock
+    clock.now += H.VETTED_SECONDS - 0.01
+    c.get("https://rebind.example.com/in", "x.get")
+    # THEN the vetted address was reused without a lookup
+    assert sent == [PUBLIC, PUBLIC] and len(asked) == 1
+    # WHEN it calls once they have passed
+    clock.now += 0.01
+    with pytest.raises(H.HttpError) as err:
+        c.get("https://rebind.example.com/in", "x.get")
+    # THEN the name was looked up again, the private answer refused, and nothing sent
+    assert err.value.kind == "blocked" and "a private address (10.0.0.5)" in err.value.reason
+    assert len(asked) == 2 and sent == [PUBLIC, PUBLIC]
 
 
 # -- redirects --------------------------------------------------------------------------------------------
