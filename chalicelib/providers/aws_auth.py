@@ -26,18 +26,22 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future, wait
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import Field, SecretStr
 from pydantic.config import JsonDict
 
+from chalicelib.background import in_background
 from chalicelib.domain.catalog import AuthMethodSpec
 from chalicelib.domain.ids import role_session_name
 from chalicelib.domain.models import CheckResult, HealthStatus
 from chalicelib.providers.base import ProviderError, mask
 from chalicelib.providers.calls import AwsIdentity, CallCounter, aws_client
 from chalicelib.providers.models import StrictModel
+
+T = TypeVar("T")
 
 REGION_PATTERN = r"^[a-z]{2}(-[a-z]+)+-\d$"
 ROLE_ARN_PATTERN = r"^arn:aws[a-z\-]*:iam::\d{12}:role/[A-Za-z0-9+=,.@_\-/]+$"
@@ -351,27 +355,36 @@ def _assume(creds: Any, counter: CallCounter | None) -> tuple[float, dict[str, s
     return expires_at, {k: str(c[k]) for k in ("AccessKeyId", "SecretAccessKey", "SessionToken")}
 
 
-def verify(method: str, credentials: Any,
-           counter: CallCounter | None = None) -> tuple[AwsSession, str] | CheckResult:
+def verify(method: str, credentials: Any, counter: CallCounter | None = None,
+           beside: Callable[[AwsSession], T] | None = None,
+           ) -> tuple[AwsSession, str, Future[T] | None] | CheckResult:
     """The first half of every AWS check: the identity answers STS GetCallerIdentity.
 
-    Returns (session, AWS account id), or an unhealthy CheckResult; raises a transient
-    ProviderError when nothing can be concluded."""
+    Returns (session, AWS account id, the outcome of `beside`), or an unhealthy
+    CheckResult; raises a transient ProviderError when nothing can be concluded.
+    `beside(session)`, the check's next call, which does not depend on STS's answer, is
+    sent on another thread while STS answers; it has finished when this returns, whatever
+    STS said (a refused identity still costs that one call)."""
     from botocore.exceptions import BotoCoreError, ClientError
 
     try:
         sess = session(method, credentials, counter, fresh=True)
-        identity = sess.client("sts").get_caller_identity()
     except ProviderError as exc:
         if exc.transient:
             raise
         return CheckResult(HealthStatus.UNHEALTHY, exc.reason)
+    pending = in_background(lambda: beside(sess), "aws-check") if beside is not None else None
+    try:
+        identity = sess.client("sts").get_caller_identity()
     except (ClientError, BotoCoreError) as exc:
         err = classify(exc, "AWS STS")
         if err.transient:
             raise err from None
         return CheckResult(HealthStatus.UNHEALTHY, err.reason)
-    return sess, str(identity["Account"])
+    finally:
+        if pending is not None:
+            wait([pending])  # never left running past the check
+    return sess, str(identity["Account"]), pending
 
 
 __all__ = [

@@ -80,16 +80,19 @@ class AwsConnector:
     ) -> CheckResult:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        verified = aws_auth.verify(method, credentials, counter)
+        name = resources.get(self.resource) or getattr(credentials, self.resource, None)
+        # The resource is reached while STS answers: a refused identity still wins (its
+        # reason, not the resource's), it only costs that one call.
+        verified = aws_auth.verify(method, credentials, counter,
+                                   (lambda sess: self.reach(sess, name)) if name else None)
         if isinstance(verified, CheckResult):
             return verified
-        sess, account = verified
-        name = resources.get(self.resource) or getattr(credentials, self.resource, None)
-        if not name:
+        sess, account, reached = verified
+        if not name or reached is None:
             return CheckResult(HealthStatus.HEALTHY, f"reaches AWS account {account}", provider_account=account)
         blamed: str | None = self.resource  # AWS refused the configured resource: fix it at its field
         try:
-            named = self.reach(sess, name)
+            named = reached.result()
         except (ClientError, BotoCoreError) as exc:
             err = self.resource_error(sess, exc, name)
         except ProviderError as exc:

@@ -8,6 +8,7 @@ from typing import Annotated, Any
 
 import pytest
 from botocore.exceptions import ClientError
+from moto.core import set_initial_no_auth_action_count
 from pydantic import Field, ValidationError
 
 from chalicelib.domain.catalog import JobType, ProviderSpec, WorkflowSpec
@@ -136,3 +137,29 @@ def test_options_list_an_option_field_and_refuse_any_other(aws: None) -> None:
     with pytest.raises(ProviderError, match="the widget list: NoSuchWidget") as caught:
         Widgets(_client_error("NoSuchWidget", 404)).options("access_keys", _keys(), "w", "widget", {}, counter)
     assert not caught.value.transient
+
+
+def test_refused_credentials_win_over_a_missing_bucket_reached_beside_them(aws: None) -> None:
+    # GIVEN S3 keys IAM does not know, naming a bucket that does not exist
+    creds = S3.spec.method("access_keys").credentials_model.model_validate({**KEYS, "bucket": "no-such-bucket"})
+    counter = CallCounter()
+
+    @set_initial_no_auth_action_count(0)
+    def check_with_auth_enforced() -> Any:
+        return S3.check("access_keys", creds, {}, counter)
+
+    # WHEN they are checked
+    result = check_with_auth_enforced()
+
+    # THEN the reason is the credentials', not the bucket's...
+    assert result.status is HealthStatus.UNHEALTHY
+    assert result.reason == "the access key id is not valid (InvalidClientTokenId)"
+    assert result.resource is None and result.provider_account is None
+    # ...though HeadBucket was sent beside STS, finished, and is counted (the refusal's cost)
+    assert counter.counts == {"sts.GetCallerIdentity": 1, "s3.HeadBucket": 1}
+    # control: with IAM not enforced, the same check blames the bucket at its field
+    counter = CallCounter()
+    found = S3.check("access_keys", creds, {}, counter)
+    assert found.status is HealthStatus.UNHEALTHY and found.resource == "bucket"
+    assert "does not exist" in (found.reason or "")
+    assert counter.counts == {"sts.GetCallerIdentity": 1, "s3.HeadBucket": 1}
