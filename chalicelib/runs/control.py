@@ -5,10 +5,8 @@ a refused commit: re-read and settle), queues the next step and sends the job's 
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import json
 import logging
-import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Future
@@ -17,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from chalicelib import logs
+from chalicelib.background import in_background
 from chalicelib.bootstrap import Deps
 from chalicelib.domain.errors import AppError
 from chalicelib.domain.failures import backoff_seconds, past_failure_window
@@ -36,22 +35,6 @@ log = logging.getLogger("switchyard.engine")
 
 MAX_DELAY = 900  # SQS DelaySeconds ceiling: longer back-offs hop in 15-minute legs
 LEASE_MARGIN = 30
-
-def in_background(work: Callable[[], Access]) -> Future[Access]:
-    """`work` on a daemon thread of its own: an idle pool's threads would outlive the
-    delivery (and hold the interpreter at exit); one thread a step costs well under 1 ms."""
-    done: Future[Access] = Future()
-
-    def run() -> None:
-        if done.set_running_or_notify_cancel():
-            try:
-                done.set_result(work())
-            except BaseException as exc:  # handed to whoever takes the result
-                done.set_exception(exc)
-
-    threading.Thread(target=run, name="step-access", daemon=True).start()
-    return done
-
 
 Access = tuple[Authorization | None, Any, dict[str, int]]  # authorization, credentials, AWS requests
 
@@ -128,8 +111,7 @@ class RunControl:
         """Start reading the job's authorization and credentials on another thread, while
         this one takes the run's lease: the step needs them first, and all of it waits on
         AWS. `access` takes the result (or reads them itself if nothing was started)."""
-        context = contextvars.copy_context()  # log lines keep the job's ids
-        self.access_read = (self._access_key(job), in_background(lambda: context.run(self._load_access, job)))
+        self.access_read = (self._access_key(job), in_background(lambda: self._load_access(job), "step-access"))
 
     def access(self, job: Job) -> tuple[Authorization | None, Any]:
         """The job's authorization (None when deleted) and its credentials."""
@@ -147,12 +129,16 @@ class RunControl:
 
     def _load_access(self, job: Job, tally: bool = True) -> Access:
         counter = self.d.request_counter() if tally else None
-        auth = self.d.auths.get(job.account_id, job.authorization_id)
-        credentials = None
-        if auth is not None:
-            provider = self.d.registry.get(job.provider)
-            # Loading refreshes an OAuth token about to expire (services/oauth.py).
-            credentials = creds_svc.load(self.d, auth, provider.spec)
+        ahead = creds_svc.SecretAhead(self.d, job.account_id, job.authorization_id)
+        try:
+            auth = self.d.auths.get(job.account_id, job.authorization_id)
+            credentials = None
+            if auth is not None:
+                provider = self.d.registry.get(job.provider)
+                # Loading refreshes an OAuth token about to expire (services/oauth.py).
+                credentials = creds_svc.load(self.d, auth, provider.spec, ahead)
+        finally:
+            ahead.settle()  # its request counts in this step's cost, used or not
         return auth, credentials, counter.by_service() if counter is not None else {}
 
     # -- queueing ------------------------------------------------------------------------

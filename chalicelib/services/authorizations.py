@@ -354,14 +354,14 @@ def delete(d: Deps, p: Principal, auth_id: str) -> None:
 
 def check_for_job(
     d: Deps, auth: Authorization, provider: Provider, resources: dict[str, str],
-    counter: CallCounter | None = None,
+    counter: CallCounter | None = None, ahead: creds_svc.SecretAhead | None = None,
 ) -> CheckResult:
     """Can this authorization reach these configured resources? (job create/edit, rule 9)
 
     The check's requests are recorded here, unless the caller passes its own `counter`
-    (and records them in its own write)."""
+    (and records them in its own write). `ahead`: its secret, if already being read."""
     try:
-        credentials = creds_svc.load(d, auth, provider.spec)
+        credentials = creds_svc.load(d, auth, provider.spec, ahead)
     except Exception as exc:  # a secret that cannot be read is an outage, not bad input...
         if not getattr(exc, "response", None):
             raise

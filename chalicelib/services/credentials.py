@@ -13,6 +13,7 @@ from chalicelib.domain.ids import role_session_name
 from chalicelib.domain.models import Authorization
 from chalicelib.services import oauth_clients
 from chalicelib.services.validation import validate
+from chalicelib.store import aws as aws_clients
 from chalicelib.store.scheduler import own_identity
 
 
@@ -86,13 +87,39 @@ def to_secret(model: Any) -> dict[str, Any]:
     return out
 
 
-def load(d: Deps, auth: Authorization, spec: ProviderSpec) -> Any:
+class SecretAhead:
+    """The secret an authorization of this account with this id is stored under, read on
+    another thread while the caller reads the authorization itself: the name is known
+    before the authorization is. It holds the caller's own account id, so an id from
+    another account only ever names a secret that does not exist."""
+
+    def __init__(self, d: Deps, account_id: str, auth_id: str) -> None:
+        self.name = d.secrets.name_for(account_id, auth_id)
+        self._read = aws_clients.Beside(lambda: d.secrets.read(self.name), "secret-read")
+
+    def settle(self) -> None:
+        """Wait for the read (its request joins this thread's tally), used or not."""
+        self._read.exception()
+
+    def take(self, name: str) -> dict[str, Any] | None:
+        """The secret read ahead when it is `name` (its read error raised here); None when
+        the authorization turned out to keep its secret elsewhere."""
+        if name != self.name:
+            self.settle()
+            return None
+        return self._read.result()
+
+
+def load(d: Deps, auth: Authorization, spec: ProviderSpec, ahead: SecretAhead | None = None) -> Any:
     """The authorization's credentials, ready to use: an OAuth access token about to expire
     is refreshed first (a new secret version). Every use goes through here (run steps,
     health checks, options), so none of them meets an expired token. Raises ProviderError
-    (auth=True) when the provider refused the refresh."""
+    (auth=True) when the provider refused the refresh. `ahead`: the secret, if already
+    being read."""
     method = spec.method(auth.method)
-    stored = d.secrets.read(auth.secret_name)
+    stored = ahead.take(auth.secret_name) if ahead is not None else None
+    if stored is None:
+        stored = d.secrets.read(auth.secret_name)
     for name, source in generated_fields(method.credentials_model).items():
         if source == "account_id" and not stored.get(name):
             # Stored before the field existed: fill it now (nothing rewritten).

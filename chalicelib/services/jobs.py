@@ -26,6 +26,7 @@ from chalicelib.domain.statuses import Action, JobStatus, initial_status
 from chalicelib.providers.base import Provider
 from chalicelib.providers.calls import CallCounter
 from chalicelib.services import authorizations as auth_svc
+from chalicelib.services import credentials as creds_svc
 from chalicelib.services import realtime
 from chalicelib.services.collect import bind_write_key, key_in_use
 from chalicelib.services.validation import validate
@@ -99,6 +100,11 @@ class _Checked:
     provider_account: str | None
 
 
+def _auth_not_found(auth_id: str) -> Invalid:
+    return Invalid(f"authorization {auth_id!r} was not found", code="authorization.not_found",
+                   fields={"authorization_id": "not found"})
+
+
 def _check_new(d: Deps, p: Principal, new: NewJob) -> _Checked:
     provider = d.registry.for_request(new.provider)
     wf = resolve_workflow(provider.spec, new.job_type, new.workflow)
@@ -134,21 +140,22 @@ def _check_new(d: Deps, p: Principal, new: NewJob) -> _Checked:
         provider_account = auth.provider_account
     else:
         assert new.authorization_id is not None
-        found = d.auths.get(p.account_id, new.authorization_id)
-        if found is None:
-            raise Invalid(
-                f"authorization {new.authorization_id!r} was not found",
-                code="authorization.not_found",
-                fields={"authorization_id": "not found"},
-            )
-        auth = found
-        ensure_authorization_fits(auth, provider.spec, wf, field_name="authorization_id")
-        calls.authorization_id = auth.id
+        # Its secret is read while the authorization is: the check needs both.
+        ahead = creds_svc.SecretAhead(d, p.account_id, new.authorization_id)
         try:
-            check = auth_svc.check_for_job(d, auth, provider, resources, counter=calls)
-        except Exception:
-            auth_svc.record_requests(d, p.account_id, auth.id, calls)
-            raise
+            found = d.auths.get(p.account_id, new.authorization_id)
+            if found is None:
+                raise _auth_not_found(new.authorization_id)
+            auth = found
+            ensure_authorization_fits(auth, provider.spec, wf, field_name="authorization_id")
+            calls.authorization_id = auth.id
+            try:
+                check = auth_svc.check_for_job(d, auth, provider, resources, counter=calls, ahead=ahead)
+            except Exception:
+                auth_svc.record_requests(d, p.account_id, auth.id, calls)
+                raise
+        finally:
+            ahead.settle()  # never left in flight past the request
         if not check.ok:
             auth_svc.record_requests(d, p.account_id, auth.id, calls)
             raise _refuse_unreachable(provider, check, "config")
@@ -377,11 +384,7 @@ def edit(
     if new_auth_id and new_auth_id != job.authorization_id:
         target = d.auths.get(p.account_id, new_auth_id)
         if target is None:
-            raise Invalid(
-                f"authorization {new_auth_id!r} was not found",
-                code="authorization.not_found",
-                fields={"authorization_id": "not found"},
-            )
+            raise _auth_not_found(new_auth_id)
         check = None
         if target.provider == job.provider:
             check = auth_svc.check_for_job(d, target, provider, _resources(wf, after.config))

@@ -7,9 +7,11 @@ same code reaches AWS in production and moto's server locally.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from chalicelib.awsdata import botocore_session
+from chalicelib.background import in_background
 from chalicelib.config import settings
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -20,6 +22,7 @@ _lock = threading.Lock()
 _session: boto3.session.Session | None = None
 _clients: dict[str, Any] = {}
 _tracking = threading.local()
+T = TypeVar("T")
 
 
 class RequestTally:
@@ -38,6 +41,37 @@ def add_requests(counts: dict[str, int]) -> None:
     if tally is not None:
         for service, n in counts.items():
             tally.counts[service] = tally.counts.get(service, 0) + n
+
+
+class Beside(Generic[T]):
+    """App requests sent on another thread for this thread's work (background.in_background):
+    they join the tally of the thread that takes the outcome, once, whatever it is."""
+
+    def __init__(self, work: Callable[[], T], name: str) -> None:
+        self._pending = in_background(lambda: _tallied(work), name)
+        self._added = False
+
+    def exception(self) -> BaseException | None:
+        """Wait for it; what it raised, if anything."""
+        _, exc, counts = self._pending.result()
+        if not self._added:
+            self._added = True
+            add_requests(counts)
+        return exc
+
+    def result(self) -> T:
+        exc = self.exception()
+        if exc is not None:
+            raise exc
+        return cast(T, self._pending.result()[0])  # set whenever nothing was raised
+
+
+def _tallied(work: Callable[[], T]) -> tuple[T | None, BaseException | None, dict[str, int]]:
+    tally = track_requests()
+    try:
+        return work(), None, tally.by_service()
+    except Exception as exc:  # raised by whoever takes the outcome
+        return None, exc, tally.by_service()
 
 
 def track_requests() -> RequestTally:

@@ -194,3 +194,29 @@ def test_an_operator_chosen_token_must_be_as_random_as_an_issued_one(deps, new_t
     strong = "tok_chosen2.9Jr2w1cXzP0bLq7KfT3nVh8sYd4mGe6uAoWiRjNkCtE"
     register_token(deps, t.account_id, admin.id, strong, "ops")
     assert resolve_token(deps, strong).user_id == admin.id
+
+
+def test_a_job_naming_another_accounts_authorization_never_reads_its_secret(two_accounts, deps, monkeypatch):
+    a, b, api_a, api_b, ids = two_accounts
+    read: list[str] = []
+    original = deps.secrets.read
+
+    def recording(name: str) -> dict[str, Any]:
+        read.append(name)
+        return original(name)
+
+    monkeypatch.setattr(deps.secrets, "read", recording)
+    theirs = deps.auths.get(a.account_id, ids["auth_id"])
+    body = {"provider": "amazon_s3", "job_type": "import", "workflow": "s3_file_import",
+            "authorization_id": ids["auth_id"], "label": "Hijack", "config": {"bucket": make_bucket()}}
+    # WHEN account B names A's authorization in a new job
+    resp = api_b.post("/jobs", body)
+    # THEN it is not found, and the only secret read (beside the authorization) is named
+    # under B's own account: A's secret is never read
+    assert resp.status_code == 422 and resp.json["error"]["code"] == "authorization.not_found", resp.body
+    assert read == [deps.secrets.name_for(b.account_id, ids["auth_id"])]
+    assert theirs is not None and theirs.secret_name not in read
+    # control: A's own create reads A's secret, once
+    read.clear()
+    assert api_a.post("/jobs", {**body, "label": "Mine"}).status_code == 201
+    assert read == [theirs.secret_name]
