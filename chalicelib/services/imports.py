@@ -12,8 +12,10 @@ from chalicelib.domain import profiles as P
 from chalicelib.domain.models import Job
 from chalicelib.domain.runs import LogLine, Run
 from chalicelib.providers.calls import CallCounter
+from chalicelib.providers.roles import ReadResult
 from chalicelib.runs.control import Delivery, RunControl, step_context
 from chalicelib.runs.outcome import StepOutcome
+from chalicelib.store.profiles import LeaseTicket, ProfileRepo
 
 
 def import_stage(ctl: RunControl, job: Job, run: Run, delivery: Delivery, started: float, budget: float,
@@ -21,7 +23,21 @@ def import_stage(ctl: RunControl, job: Job, run: Run, delivery: Delivery, starte
     """One step of an import run: read a page from the source, write its profiles."""
     ctx = step_context(ctl, job, run, started, budget, calls)
     impl = ctl.d.registry.source(job.provider, job.workflow)
-    result = impl.read(ctx)
+    repo = ctl.d.profiles
+    # The write lease is taken while the page is read; profiles are read only under it.
+    ticket = repo.lease_ahead(job.account_id, f"{run.id}#{run.step}")
+    try:
+        out = _import_page(ctl, job, run, impl.read(ctx), repo, ticket)
+    finally:
+        ticket.release()
+    stats = getattr(repo, "last_stats", None)  # the lease's take and release included
+    if stats is not None:
+        out.store_cost = {"dynamodb_rcu": float(stats.read_units), "dynamodb_wcu": float(stats.write_units)}
+    return out
+
+
+def _import_page(ctl: RunControl, job: Job, run: Run, result: ReadResult, repo: ProfileRepo,
+                 ticket: LeaseTicket) -> StepOutcome:
     mapping = P.Mapping.from_config(job.config)
     reasons: Counter[str] = Counter()
     reasons["invalid"] += len(result.invalid)
@@ -37,17 +53,13 @@ def import_stage(ctl: RunControl, job: Job, run: Run, delivery: Delivery, starte
                 yield mapped
 
     ctl.o.fault("before_write")
-    repo = ctl.d.profiles
-    outcomes = repo.upsert_batch(job.account_id, records(), step_tag=f"{run.id}#{run.step}", rules=mapping.merge_rules)
+    outcomes = repo.upsert_batch(job.account_id, records(), step_tag=ticket.owner, rules=mapping.merge_rules,
+                                 ticket=ticket)
     ctl.o.fault("after_write")
     added = sum(1 for o in outcomes if o in ("added", "updated"))
     reasons["unchanged"] += sum(1 for o in outcomes if o == "unchanged")
     reasons["too_large"] += sum(1 for o in outcomes if o == "too_large")
     omitted_reasons = {k: v for k, v in reasons.items() if v}
-    store_cost = {}
-    stats = getattr(repo, "last_stats", None)
-    if stats is not None:
-        store_cost = {"dynamodb_rcu": float(stats.read_units), "dynamodb_wcu": float(stats.write_units)}
     omitted = sum(omitted_reasons.values())
     lines = [LogLine("info", "run.step", f"step {run.step}: {len(result.rows)} read, {added} added, "
                      f"{omitted} omitted", run_id=run.id,
@@ -60,7 +72,7 @@ def import_stage(ctl: RunControl, job: Job, run: Run, delivery: Delivery, starte
     return StepOutcome(
         cursor=result.cursor, processed=result.processed, total=result.total, done=result.done,
         state=result.state, added=added, omitted_reasons=omitted_reasons, lines=lines,
-        total_unit=result.total_unit, read=read, store_cost=store_cost, reports_removed=False,
+        total_unit=result.total_unit, read=read, reports_removed=False,
         summary={"read": len(result.rows), "added": added, "omitted": omitted, "done": result.done},
     )
 

@@ -44,6 +44,7 @@ from typing import Any
 from chalicelib.domain import profiles as P
 from chalicelib.domain.errors import BadRequest
 from chalicelib.store import keys as K
+from chalicelib.store.aws import Beside
 from chalicelib.store.dynamo import (
     Backoff,
     ConditionFailed,
@@ -267,6 +268,26 @@ def _plan(
 # -- the repository -----------------------------------------------------------------------
 
 
+class LeaseTicket:
+    """The account's write lease being taken on another thread (ProfileRepo.lease_ahead)."""
+
+    def __init__(self, repo: ProfileRepo, account_id: str, owner: str, taken: Beside[float]) -> None:
+        self.repo, self.account_id, self.owner, self._taken = repo, account_id, owner, taken
+
+    def hold(self, account_id: str, owner: str) -> None:
+        """Wait until the lease is held (ProfilesBusy when it never was), and write under it."""
+        if (account_id, owner) != (self.account_id, self.owner):
+            raise ValueError("the ticket was taken for another account or step")
+        self.repo._lease = (account_id, owner, self._taken.result())
+
+    def release(self) -> None:
+        """Give the lease up once the take has finished (a take still in flight would
+        otherwise leave it held); nothing to give up if it was never taken."""
+        self.repo._lease = None
+        if self._taken.exception() is None:
+            self.repo._release(self.account_id, self.owner)
+
+
 class ProfileRepo:
     """Profiles of one table. Keep one instance per step: `last_stats` is per call.
 
@@ -405,6 +426,22 @@ class ProfileRepo:
     def lease(self, account_id: str, owner: str) -> Iterator[None]:
         """Hold the account's profile write lease. The same owner (a redelivered step) takes
         it over at once; others wait up to lease_wait_seconds, then get ProfilesBusy."""
+        self._lease = (account_id, owner, self._acquire(account_id, owner))
+        try:
+            yield
+        finally:
+            self._lease = None
+            self._release(account_id, owner)
+
+    def lease_ahead(self, account_id: str, owner: str) -> LeaseTicket:
+        """Start taking the lease (as `lease` does) on another thread, while the caller reads
+        what it will write: `upsert_batch(..., ticket=)` waits for it. The caller must end
+        every path with `ticket.release()`."""
+        self.last_stats = StoreStats()  # the step's upsert adds to these
+        return LeaseTicket(self, account_id, owner, Beside(lambda: self._acquire(account_id, owner), "profile-lease"))
+
+    def _acquire(self, account_id: str, owner: str) -> float:
+        """Wait for the lease; returns when it was taken (its renewal counts from then)."""
         waited, attempt = 0.0, 0
         while not self._take(account_id, owner, "attribute_not_exists(PK) OR #u < :now OR #o = :me"):
             if waited >= self.lease_wait_seconds:
@@ -413,12 +450,7 @@ class ProfileRepo:
             self.sleep(pause)
             waited += pause
             attempt += 1
-        self._lease = (account_id, owner, self.clock())
-        try:
-            yield
-        finally:
-            self._lease = None
-            self._release(account_id, owner)
+        return self.clock()
 
     def _take(self, account_id: str, owner: str, condition: str) -> bool:
         now = self.clock()
@@ -483,6 +515,7 @@ class ProfileRepo:
         step_tag: str,
         rules: Mapping[str, str] | None = None,
         default: str = "latest",
+        ticket: LeaseTicket | None = None,
     ) -> list[str]:
         """Upsert records in order; one outcome per record: "added" (a new profile),
         "updated", "unchanged" or "too_large" (the profile would pass 350 KB; not stored).
@@ -494,16 +527,26 @@ class ProfileRepo:
         `records` may be a generator (an import maps its rows as it goes): it is consumed
         once the lease is held, and the profiles of the records seen so far are read while
         the rest are made. Nothing is written before the last record is planned.
+        `ticket`: the lease, taken ahead by `lease_ahead` with this step_tag as owner.
         """
-        self.last_stats = StoreStats()
+        if ticket is None:  # with one, the stats count from lease_ahead on
+            self.last_stats = StoreStats()
         if not step_tag or len(step_tag) > 256:
             raise ValueError("step_tag must be 1 to 256 characters")
         rest = iter(records)
         first = next(rest, None)
         if first is None:
             return []
+        chained = itertools.chain((first,), rest)
+        if ticket is not None:
+            # The caller took the lease ahead and gives it up itself.
+            ticket.hold(account_id, step_tag)
+            try:
+                return self._upsert(account_id, chained, step_tag, dict(rules or {}), default)
+            finally:
+                self._lease = None
         with self.lease(account_id, step_tag):
-            return self._upsert(account_id, itertools.chain((first,), rest), step_tag, dict(rules or {}), default)
+            return self._upsert(account_id, chained, step_tag, dict(rules or {}), default)
 
     def lookup(self, account_id: str, identifiers: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
         """(kind, normalized value) -> profile id, for those that reach a profile: the one

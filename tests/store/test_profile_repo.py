@@ -20,7 +20,7 @@ import pytest
 from chalicelib.domain.errors import BadRequest
 from chalicelib.domain.profiles import Mapping, ProfileRecord, map_record
 from chalicelib.store.dynamo import Table
-from chalicelib.store.profiles import SHARDS, ProfileRepo, ProfilesBusy, StoreStats
+from chalicelib.store.profiles import SHARDS, ProfileRepo, ProfilesBusy, StoreStats, writer_key
 
 MAPPING = Mapping(identifier_fields=("email", "user_id"), merge_rules={"tags": "append", "source": "first"})
 
@@ -374,6 +374,61 @@ def test_another_step_waits_for_the_lease_and_the_same_step_takes_it_over(table:
     assert repo_emails(ProfileRepo(table), acct) == {"a@x.io"}
     # AND once released, the other step writes
     assert ProfileRepo(table).upsert_batch(acct, [rec(email="b@x.io")], step_tag="B#0") == ["added"]
+
+
+def _writer(table: Table, acct: str) -> dict[str, Any] | None:
+    item: dict[str, Any] | None = table.client.get_item(
+        TableName=table.name, Key={k: {"S": v} for k, v in writer_key(acct).items()}, ConsistentRead=True,
+    ).get("Item")
+    return item
+
+
+class SourceBroke(RuntimeError):
+    pass
+
+
+def test_a_lease_taken_ahead_is_held_while_the_source_is_read_and_freed_on_every_exit(table: Table) -> None:
+    acct = account()
+    repo = ProfileRepo(table)
+    slept: list[float] = []
+    other = ProfileRepo(table, lease_wait_seconds=0.3, sleep=slept.append)
+
+    # GIVEN a step that takes the lease ahead, then its source raises mid-read
+    ticket = repo.lease_ahead(acct, "A#0")
+    with pytest.raises(SourceBroke):
+        try:
+            ticket.hold(acct, "A#0")  # (the read starts once it was sent; here: wait for it)
+            # THEN while the source is being read the lease is held: another step waits
+            assert _writer(table, acct) is not None and _writer(table, acct)["owner"]["S"] == "A#0"
+            with pytest.raises(ProfilesBusy):
+                other.upsert_batch(acct, [rec(email="b@x.io")], step_tag="B#0")
+            assert slept
+            raise SourceBroke("the file went away")
+        finally:
+            ticket.release()
+    # AND the failed step left no writer item behind
+    assert _writer(table, acct) is None
+
+    # control: a step that writes through its ticket also frees it, and wrote under it
+    ticket = repo.lease_ahead(acct, "A#1")
+    try:
+        assert repo.upsert_batch(acct, [rec(email="a@x.io")], step_tag="A#1", ticket=ticket) == ["added"]
+        assert _writer(table, acct) is not None  # still held until the step lets go
+    finally:
+        ticket.release()
+    assert _writer(table, acct) is None
+    # AND a page with no records writes nothing, and its ticket still frees the lease
+    ticket = repo.lease_ahead(acct, "A#2")
+    assert repo.upsert_batch(acct, [], step_tag="A#2", ticket=ticket) == []
+    ticket.release()
+    assert _writer(table, acct) is None
+    assert other.upsert_batch(acct, [rec(email="b@x.io")], step_tag="B#0") == ["added"]
+    # AND a ticket is for its own step only
+    ticket = repo.lease_ahead(acct, "A#3")
+    with pytest.raises(ValueError, match="another account or step"):
+        repo.upsert_batch(acct, [rec(email="c@x.io")], step_tag="A#4", ticket=ticket)
+    ticket.release()
+    assert _writer(table, acct) is None
 
 
 def repo_emails(repo: ProfileRepo, acct: str) -> set[str]:
