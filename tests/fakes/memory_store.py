@@ -236,6 +236,24 @@ class MemoryAudit:
         return [_view(e) for _, e in self.t.collection(audit_pk(account_id), "")]
 
 
+@dataclass
+class MemoryLeaseTicket:
+    """ProfileRepo.lease_ahead's ticket without the lease (not faked, see MemoryProfiles)."""
+
+    account_id: str
+    owner: str
+    released: bool = False
+
+    def hold(self, account_id: str, owner: str) -> None:
+        if (account_id, owner) != (self.account_id, self.owner):
+            raise ValueError("the ticket was taken for another account or step")
+        if self.released:
+            raise RuntimeError("profile writes need the account's lease")
+
+    def release(self) -> None:
+        self.released = True
+
+
 class MemoryProfiles:
     """The in-memory profile store: upserts as the store makes them (identifiers as given:
     the import's mapping normalizes them before; a record joins the profile of its first
@@ -255,9 +273,12 @@ class MemoryProfiles:
             == ["added"] * len(records)
 
     def upsert_batch(self, account_id: str, records: Iterable[ProfileRecord], *, step_tag: str,
-                     rules: Mapping[str, str] | None = None, default: str = "latest") -> list[str]:
+                     rules: Mapping[str, str] | None = None, default: str = "latest",
+                     ticket: MemoryLeaseTicket | None = None) -> list[str]:
         if not step_tag or len(step_tag) > 256:
             raise ValueError("step_tag must be 1 to 256 characters")
+        if ticket is not None:
+            ticket.hold(account_id, step_tag)
         mine = self.by_account.setdefault(account_id, {})
         now = now_iso()
         work: dict[str, Profile] = {}  # the batch's profiles, merged into copies until the end
@@ -306,6 +327,10 @@ class MemoryProfiles:
 
     def release(self, account_id: str, owner: str) -> None:
         """Nothing to give up: the write lease is not faked."""
+
+    def lease_ahead(self, account_id: str, owner: str) -> MemoryLeaseTicket:
+        """The lease is not faked; the ticket still refuses another step's writes."""
+        return MemoryLeaseTicket(account_id, owner)
 
     def get(self, account_id: str, profile_id: str, *, consistent: bool = False) -> Profile | None:
         found = self.by_account.get(account_id, {}).get(profile_id)

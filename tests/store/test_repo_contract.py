@@ -746,6 +746,24 @@ def test_profile_upserts_land_exactly_once_per_step_tag(store: Store) -> None:
     assert store.profiles.get(account, a.id).fields == {"plan": "gold", "n": 1, "city": "Oslo"}
 
 
+def test_an_upsert_through_a_lease_taken_ahead_lands_once_and_only_for_its_step(store: Store) -> None:
+    account = _account()
+    records = [ProfileRecord({"email": "t@example.com"}, {"plan": "pro"}, "1")]
+    for expected in (["added"], ["added"]):  # the step, then its replay with a new ticket
+        ticket = store.profiles.lease_ahead(account, "run_1#0")
+        try:
+            assert store.profiles.upsert_batch(account, records, step_tag="run_1#0", ticket=ticket) == expected
+        finally:
+            ticket.release()
+    ticket = store.profiles.lease_ahead(account, "run_1#1")
+    try:
+        with pytest.raises(ValueError, match="another account or step"):
+            store.profiles.upsert_batch(account, records, step_tag="run_1#2", ticket=ticket)
+    finally:
+        ticket.release()
+    assert store.profiles.find(account, "email", "t@example.com").fields == {"plan": "pro"}
+
+
 def test_membership_sets_and_plans_read_back_as_written(store: Store) -> None:
     from chalicelib.store.membership import MissingChunk, new_set_id
 
