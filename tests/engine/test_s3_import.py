@@ -82,3 +82,37 @@ def test_missing_bucket_at_run_time_fails_with_the_providers_words(api, tenant, 
     assert final["status"] == "failed"
     [line] = api.get(f"/jobs/{job['id']}/logs?level=error").json["data"]
     assert line["code"] == "run.config_error" and "does not exist" in line["message"]
+
+
+def _writer(deps, account_id):
+    from chalicelib.store.profiles import writer_key
+
+    t = deps.profiles_table
+    return t.client.get_item(TableName=t.name, Key={k: {"S": v} for k, v in writer_key(account_id).items()},
+                             ConsistentRead=True).get("Item")
+
+
+def test_a_step_whose_source_fails_leaves_the_profile_lease_free(api, deps, tenant, drain):
+    # GIVEN an import whose bucket is gone by the time its step reads it (the lease is
+    # taken while the source is read, so it was being taken when the read failed)
+    bucket = make_bucket()
+    job = _job(api, bucket)
+    boto3.client("s3", region_name="us-east-1").delete_bucket(Bucket=bucket)
+    # WHEN the step runs and fails
+    drain.run()
+    assert api.get(f"/jobs/{job['id']}").json["data"]["status"] == "failed"
+    # THEN no writer item is left: the next import of the account need not wait for it
+    assert _writer(deps, tenant.account_id) is None
+    # control: the check sees a held lease...
+    ticket = deps.profiles.lease_ahead(tenant.account_id, "probe#0")
+    ticket.hold(tenant.account_id, "probe#0")
+    assert _writer(deps, tenant.account_id)["owner"]["S"] == "probe#0"
+    ticket.release()
+    # ...and a step that succeeds frees it too
+    ok = make_bucket()
+    _put(ok, "people.csv", b"email\na@x.io\n")
+    done = _job(api, ok)
+    drain.run()
+    assert api.get(f"/jobs/{done['id']}").json["data"]["status"] == "completed"
+    assert deps.profiles.find(tenant.account_id, "email", "a@x.io") is not None
+    assert _writer(deps, tenant.account_id) is None
