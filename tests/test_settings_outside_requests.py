@@ -20,7 +20,8 @@ def _stage_read_inside_a_request() -> str:
     """Forget the settings, then read them first inside a test-client request."""
     from chalicelib import config
 
-    probe = Chalice(app_name="switchyard")
+    # Its own name: a Chalice app named "switchyard" would set the service logger to ERROR.
+    probe = Chalice(app_name="settings-probe", configure_logs=False)
 
     @probe.lambda_function(name="read_stage")
     def read_stage(event: Any, context: Any) -> str:
@@ -32,10 +33,16 @@ def _stage_read_inside_a_request() -> str:
 
 
 def test_a_first_read_inside_a_request_takes_the_local_stage_and_the_guard_repairs_it(deps) -> None:
-    from chalicelib import config
+    import logging
 
+    from chalicelib import config, logs
+
+    service_log = logs.logger()
+    level = logging.getLogger(service_log.name).level
     # GIVEN settings first read inside a request (the hazard is real: positive control)
     assert _stage_read_inside_a_request() == "local"
+    # (the probe app leaves the service's logger as it was: same level for later tests)
+    assert logging.getLogger(service_log.name).level == level
     assert config.settings().stage == "local"
     # WHEN the per-test guard runs, THEN it names the problem and reads them again, outside
     with pytest.raises(AssertionError, match="read with stage 'local'"):
