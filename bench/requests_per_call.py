@@ -33,11 +33,11 @@ Exit status 0 when every budget holds and no Scan was sent, 1 otherwise.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import os
 import statistics
 import sys
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -74,11 +74,16 @@ class Sent:
     keys: int = 0  # BatchGetItem: keys asked for (all tables)
 
 
+# True in the main thread and in the calls it hands to another thread with its context
+# (chalicelib.background.in_background: POST /jobs reads the secret beside the
+# authorization); other threads start with an empty context and are not counted.
+FOR_THE_MAIN_THREAD: contextvars.ContextVar[bool] = contextvars.ContextVar("for_the_main_thread", default=False)
+
+
 @dataclass
 class RequestLog:
-    """Every HTTP attempt botocore makes from the main thread, and a window to read them."""
+    """Every HTTP attempt botocore makes for the main thread's work, and a window to read them."""
 
-    main: int = field(default_factory=threading.get_ident)
     everything: list[Sent] = field(default_factory=list)
     window: list[Sent] | None = None
     events_window: list[str] | None = None  # app layer, from the before-send hooks
@@ -93,7 +98,7 @@ class RequestLog:
         log = self
 
         def counted(endpoint: Any, request: Any, operation_model: Any, context: Any) -> Any:
-            if threading.get_ident() == log.main:
+            if FOR_THE_MAIN_THREAD.get():
                 app_endpoints = {id(c._endpoint) for c in aws.cached_clients()}
                 sent = Sent(
                     layer="app" if id(endpoint) in app_endpoints else "provider",
@@ -222,6 +227,7 @@ def main() -> int:
     with counting_moto() as moto:
         use_local_aws(moto.endpoint, STAGE)
         log = RequestLog()
+        FOR_THE_MAIN_THREAD.set(True)
         log.install_endpoint_wrapper()
         deploy_stack(STAGE)
         log.install_event_hooks()

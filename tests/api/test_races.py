@@ -147,9 +147,9 @@ def test_a_create_whose_authorization_is_deleted_while_it_checks_it_is_told_not_
     auth = create_auth(api)
     original = creds_svc.load
 
-    def deleted_meanwhile(d: Any, a: Any, spec: Any) -> Any:
+    def deleted_meanwhile(d: Any, a: Any, spec: Any, ahead: Any = None) -> Any:
         auth_svc.delete(deps, p, a.id)  # the delete commits between the read and the check
-        return original(d, a, spec)
+        return original(d, a, spec, ahead)
 
     # GIVEN a create of a job on an authorization that is deleted while the create checks it
     monkeypatch.setattr(creds_svc, "load", deleted_meanwhile)
