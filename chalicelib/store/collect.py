@@ -112,8 +112,10 @@ class CollectRepo:
         """messageId -> the hand-off holding a live claim on it (BatchGetItem, 100 keys a request)."""
         rows = self.t.batch_get([claim_key(account_id, job_id, m) for m in message_ids], consistent=True,
                                 attributes=("PK", "h", "expires_at"))
+        # The id is what follows the job's prefix: a messageId may itself hold "#".
+        prefix = len(claim_key(account_id, job_id, "")["PK"])
         # TTL deletes late (moto never): an expired claim is no claim.
-        return {row["PK"].rsplit("#", 1)[1]: row["h"] for row in rows if int(row["expires_at"]) > now}
+        return {row["PK"][prefix:]: row["h"] for row in rows if int(row["expires_at"]) > now}
 
     def put_claims(self, account_id: str, job_id: str, message_ids: Sequence[str], handoff: str,
                    now: float) -> None:

@@ -43,9 +43,11 @@ def test_write_key_is_shown_once_and_identify_reaches_the_profile(api: Any, clie
     assert len(runs) == 1 and runs[0]["added"] == 3 and runs[0]["omitted"] == 1
 
 
-def test_message_ids_deduplicate(api: Any, client: Any, deps: Any, tenant: Any) -> None:
+# SDKs send any string as messageId; the key's separator "#" must not cut it.
+@pytest.mark.parametrize("same", ["same", "order#42", "a#b#c"])
+def test_message_ids_deduplicate(api: Any, client: Any, deps: Any, tenant: Any, same: str) -> None:
     key, _job = write_key_job(api)
-    batch = {"batch": [{"type": "track", "messageId": "same", "anonymousId": "a1", "event": "Clicked"}]}
+    batch = {"batch": [{"type": "track", "messageId": same, "anonymousId": "a1", "event": "Clicked"}]}
     assert send(client, key, batch).json["accepted"] == 1
     drain(deps)
     again = send(client, key, batch, gzipped=True)
@@ -53,7 +55,7 @@ def test_message_ids_deduplicate(api: Any, client: Any, deps: Any, tenant: Any) 
     # Only its count is handed off, for the job's totals: no message reaches the engine.
     assert drain(deps) == ["0 added, 0 omitted, 1 duplicates"]
     # In flight: the second copy arrives before the first is applied; the engine's claim catches it.
-    other = {"batch": [{"type": "track", "messageId": "twice", "anonymousId": "a1", "event": "Clicked"}]}
+    other = {"batch": [{"type": "track", "messageId": same + "#twice", "anonymousId": "a1", "event": "Clicked"}]}
     assert send(client, key, other).json["accepted"] == 1
     assert send(client, key, other).json["accepted"] == 1
     assert drain(deps) == ["1 added, 0 omitted, 0 duplicates", "0 added, 0 omitted, 1 duplicates"]
