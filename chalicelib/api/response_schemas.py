@@ -187,6 +187,8 @@ class WorkflowOut(Out):
     auth_methods: list[str]
     config_schema: dict[str, Any]
     option_fields: list[str]
+    realtime: bool = Field(description='Accepts the schedule {"type": "realtime"}: each audience change is sent '
+                                       'as it happens')
 
 
 class ProviderOut(Out):

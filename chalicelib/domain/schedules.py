@@ -183,6 +183,11 @@ def is_recurring(schedule: Mapping[str, Any] | None) -> bool:
     return schedule is not None and _type(schedule) not in ("once", REALTIME)
 
 
+def allows_realtime(provider: str, job_type: str) -> bool:
+    """Whether a workflow of `provider` with `job_type` may take the schedule {"type": "realtime"}."""
+    return job_type == "export" and provider in REALTIME_PROVIDERS
+
+
 def is_realtime(schedule: Mapping[str, Any] | None) -> bool:
     """Changes delivered as they happen: no runs, no EventBridge schedule."""
     return schedule is not None and schedule.get("type") == REALTIME

@@ -8,6 +8,7 @@ from chalicelib.bootstrap import Deps
 from chalicelib.domain.access import Capability, Principal
 from chalicelib.domain.catalog import ProviderSpec
 from chalicelib.domain.errors import Invalid, NotFound, Unavailable
+from chalicelib.domain.schedules import allows_realtime
 from chalicelib.providers.base import Option, ProviderError
 from chalicelib.services import credentials as creds_svc
 from chalicelib.services.authorizations import record_requests
@@ -41,6 +42,7 @@ def describe(spec: ProviderSpec) -> dict[str, Any]:
                 "auth_methods": list(w.auth_methods),
                 "config_schema": w.config_model.model_json_schema(),
                 "option_fields": list(w.option_fields),
+                "realtime": allows_realtime(spec.id, w.job_type.value),
             }
             for w in spec.workflows
         ],

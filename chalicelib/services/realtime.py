@@ -31,7 +31,7 @@ from chalicelib.domain.errors import Invalid
 from chalicelib.domain.failures import backoff_seconds, past_failure_window
 from chalicelib.domain.models import Job
 from chalicelib.domain.runs import LogLine, pending_alert
-from chalicelib.domain.schedules import REALTIME_PROVIDERS, is_realtime
+from chalicelib.domain.schedules import allows_realtime, is_realtime
 from chalicelib.domain.statuses import JobStatus
 from chalicelib.providers.base import ProviderError
 from chalicelib.providers.roles import PlanRow, StepContext
@@ -97,7 +97,7 @@ def check_schedule(provider: str, job_type: str, schedule: dict[str, Any] | None
     """Only event exports can follow an audience change by change."""
     if not is_realtime(schedule):
         return
-    if job_type != "export" or provider not in REALTIME_PROVIDERS:
+    if not allows_realtime(provider, job_type):
         raise Invalid(
             "schedule.type 'realtime' is only for export jobs to Kinesis, SQS or a webhook; "
             "choose once, interval, daily, weekly or cron for this job",

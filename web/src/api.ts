@@ -107,7 +107,9 @@ export interface JsonSchema {
 }
 export interface AuthMethod { id: string; name: string; description: string; verifiable: boolean; credentials_schema: JsonSchema; secret_fields: string[]; generated_fields?: string[] }
 export interface AwsTrust { external_id: string; principal: string; session_name: string; trust_policy: Dict }
-export interface Workflow { id: string; name: string; job_type: string; description: string; auth_methods: string[]; config_schema: JsonSchema; option_fields?: string[] }
+export interface Workflow { id: string; name: string; job_type: string; description: string; auth_methods: string[]; config_schema: JsonSchema; option_fields?: string[];
+  realtime?: boolean; // accepts the schedule {"type": "realtime"}
+}
 export interface Provider { id: string; name: string; description: string; job_types: string[]; auth_methods: AuthMethod[]; workflows: Workflow[] }
 export interface Health { status: "healthy" | "unhealthy" | "unknown"; reason: string | null; checked_at: string | null }
 export interface Usage { total: number; by_status: Record<string, number> }

@@ -225,7 +225,8 @@ function EditConfig({ job, workflow, onDone, onCancel }: { job: JobSummary; work
       <h3 id="edit-config-h">Edit configuration</h3>
       <SchemaForm schema={workflow.config_schema} value={config} onChange={setConfig} errors={fields} prefix="config." idPrefix="edit-cfg"
         options={support.options} custom={support.custom} />
-      <SchedulePicker value={schedule} onChange={(v) => { setSchedule(v); setTouched(true); }} errors={fields} nextRuns={nextRuns} />
+      <SchedulePicker value={schedule} onChange={(v) => { setSchedule(v); setTouched(true); }} errors={fields} nextRuns={nextRuns}
+        realtime={workflow.realtime} />
       <ErrorBox error={error} />
       <div class="row"><button type="submit" class="primary">Save configuration</button><button type="button" onClick={onCancel}>Cancel</button></div>
     </form>

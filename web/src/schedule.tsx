@@ -1,11 +1,12 @@
-// The schedule picker: once (now or at a time), every N minutes, daily, weekly; with the
-// time zone and quiet hours the API supports (chalicelib/api/schemas.py: Schedule).
+// The schedule picker: once (now or at a time), every N minutes, daily, weekly, cron, and
+// real-time for the exports that allow it; with the time zone and quiet hours the API
+// supports (chalicelib/api/job_schemas.py: Schedule).
 import { useState } from "preact/hooks";
 import { ApiError, type Dict } from "./api";
 import { Field } from "./ui";
 
 export interface Schedule {
-  type: "once" | "interval" | "daily" | "weekly" | "cron";
+  type: "once" | "interval" | "daily" | "weekly" | "cron" | "realtime";
   cron: string; // an EventBridge cron expression, for power users
   every_minutes: number; at: string; day: string; timezone: string;
   quiet: boolean; quiet_start: string; quiet_end: string;
@@ -56,6 +57,7 @@ export function scheduleBody(s: Schedule): Dict | null {
   if (s.type === "interval") return { type: "interval", every_minutes: s.every_minutes, timezone: s.timezone, ...quiet };
   if (s.type === "daily") return { type: "daily", at: s.at, timezone: s.timezone, ...quiet };
   if (s.type === "cron") return { type: "cron", expression: s.cron.trim(), timezone: s.timezone };
+  if (s.type === "realtime") return { type: "realtime" };
   return { type: "weekly", day: s.day, at: s.at, timezone: s.timezone };
 }
 
@@ -106,8 +108,14 @@ function inZone(iso: string, zone: string): string {
   catch { return new Date(iso).toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" }); }
 }
 
-export function SchedulePicker({ value, onChange, errors, nextRuns }: {
-  value: Schedule; onChange: (s: Schedule) => void; errors: Record<string, string>; nextRuns?: NextRuns;
+const LABELS: Record<Schedule["type"], string> = {
+  once: "Once", interval: "Every N minutes", daily: "Daily", weekly: "Weekly", cron: "Cron (advanced)", realtime: "Real-time",
+};
+
+/** `realtime`: the workflow accepts a real-time schedule (the catalog says so); a job that
+ * already has one keeps the choice shown, so an edit never turns it into something else. */
+export function SchedulePicker({ value, onChange, errors, nextRuns, realtime }: {
+  value: Schedule; onChange: (s: Schedule) => void; errors: Record<string, string>; nextRuns?: NextRuns; realtime?: boolean;
 }) {
   const up = (patch: Partial<Schedule>) => onChange({ ...value, ...patch });
   // The API names a schedule's fields with its type ("schedule.daily.timezone").
@@ -116,11 +124,14 @@ export function SchedulePicker({ value, onChange, errors, nextRuns }: {
   return (
     <fieldset class="schedule"><legend>Schedule</legend>
       <div class="row">
-        {(["once", "interval", "daily", "weekly", "cron"] as const).map((t) => (
+        {(["once", "interval", "daily", "weekly", "cron", "realtime"] as const)
+          .filter((t) => t !== "realtime" || realtime || value.type === "realtime").map((t) => (
           <label key={t} class="radio"><input type="radio" name="sched" checked={value.type === t} onChange={() => up({ type: t })} />
-            {t === "once" ? "Once" : t === "interval" ? "Every N minutes" : t === "daily" ? "Daily" : t === "weekly" ? "Weekly" : "Cron (advanced)"}</label>))}
+            {LABELS[t]}</label>))}
       </div>
-      {errors.schedule && <p class="field-error" role="alert">{errors.schedule}</p>}
+      {value.type === "realtime" && <p class="muted small" data-testid="realtime-hint">Each change of the audience is sent
+        within seconds, one event per person who joins or leaves, in order for each person. No runs are scheduled.</p>}
+      {(errors.schedule ?? errors["schedule.type"]) && <p class="field-error" role="alert">{errors.schedule ?? errors["schedule.type"]}</p>}
       {value.type === "once" && <Field id="sched-once" label="Run at (empty: now)" hint="Your browser's local time." error={err("at")}>
         <input id="sched-once" type="datetime-local" value={value.once_at} onInput={(e) => up({ once_at: (e.target as HTMLInputElement).value })} /></Field>}
       {value.type === "interval" && <Field id="sched-every" label="Every (minutes)" error={err("every_minutes")}>
@@ -131,7 +142,7 @@ export function SchedulePicker({ value, onChange, errors, nextRuns }: {
       {(value.type === "daily" || value.type === "weekly") && <Field id="sched-at" label="At" hint={`In ${value.timezone}.`} error={err("at")}>
         <input id="sched-at" type="time" value={value.at} onInput={(e) => up({ at: (e.target as HTMLInputElement).value })} /></Field>}
       {value.type === "cron" && <CronField value={value.cron} zone={value.timezone} onChange={(cron) => up({ cron })} error={err("expression")} nextRuns={nextRuns} />}
-      {value.type !== "once" && <ZonePicker value={value.timezone} onChange={(timezone) => up({ timezone })} error={err("timezone")} />}
+      {value.type !== "once" && value.type !== "realtime" && <ZonePicker value={value.timezone} onChange={(timezone) => up({ timezone })} error={err("timezone")} />}
       {quietAllowed && <div class="quiet">
         <label class="radio"><input type="checkbox" checked={value.quiet} onChange={(e) => up({ quiet: (e.target as HTMLInputElement).checked })} /> Quiet hours (no run starts)</label>
         {value.quiet && <div class="row">

@@ -225,7 +225,8 @@ export function Wizard({ hash }: { hash: string }) {
             {provider.workflows.map((w) => (
               <label key={w.id} class={`tile${s.workflow === w.id ? " selected" : ""}`}>
                 <input type="radio" name="workflow" value={w.id} checked={s.workflow === w.id}
-                  onChange={() => up({ job_type: w.job_type, workflow: w.id, config: defaults(w.config_schema), authorization_id: "" })} />
+                  onChange={() => up({ job_type: w.job_type, workflow: w.id, config: defaults(w.config_schema), authorization_id: "",
+                    schedule: s.schedule.type === "realtime" && !w.realtime ? newSchedule() : s.schedule })} />
                 <strong>{w.job_type}</strong> <span>{w.name}</span><span class="muted small">{w.description}</span>
               </label>))}
           </div>)}
@@ -272,7 +273,8 @@ export function Wizard({ hash }: { hash: string }) {
             <textarea id="job-description" value={s.description} onInput={(e) => up({ description: (e.target as HTMLTextAreaElement).value })} /></Field>
           <SchemaForm schema={workflow.config_schema} value={s.config} onChange={(v) => up({ config: v })} errors={errors}
             prefix="config." idPrefix="cfg" options={support.options} custom={support.custom} />
-          <SchedulePicker value={s.schedule} onChange={(v) => up({ schedule: v })} errors={errors} nextRuns={scheduleRuns} />
+          <SchedulePicker value={s.schedule} onChange={(v) => up({ schedule: v })} errors={errors} nextRuns={scheduleRuns}
+            realtime={workflow.realtime} />
         </>)}
         {name === "Review" && (<>
           <dl class="meta panel">
