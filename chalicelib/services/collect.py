@@ -43,7 +43,7 @@ BURST_SECONDS = 10.0
 ACCEPTING = (JobStatus.RUNNING, JobStatus.SLEEPING)
 ROTATION_GRACE_SECONDS = 24 * 3600
 
-# The clock of per-job rates and of rotated keys' ends (tests move it).
+# The clock of per-job rates, rotated keys' ends and messageId claims (tests move it).
 clock: Callable[[], float] = time.time
 
 
@@ -257,7 +257,7 @@ def accept(d: Deps, headers: Mapping[str, str], raw_body: bytes, forced_type: st
             out.rejected.append(checked)
         else:
             good.append(checked)
-    claimed = d.collect.claims(job.account_id, job.id, [m["messageId"] for m in good], time.time())
+    claimed = d.collect.claims(job.account_id, job.id, [m["messageId"] for m in good], clock())
     fresh: list[dict[str, Any]] = []
     seen: set[str] = set()
     for m in good:
@@ -328,7 +328,7 @@ def apply_handoff(d: Deps, entry: Mapping[str, Any], *, fault: Callable[[str], N
         d.profiles.release(account_id, tag)
         return "already applied"
     messages = unpack(str(entry["messages"]))
-    now = time.time()
+    now = clock()
     claims = repo.claims(account_id, job_id, [m["messageId"] for m in messages], now)
     fresh: list[dict[str, Any]] = []
     seen: set[str] = set()

@@ -63,6 +63,31 @@ def test_message_ids_deduplicate(api: Any, client: Any, deps: Any, tenant: Any, 
     assert prof is not None and prof.fields["event_clicked_count"] == 2
 
 
+def test_a_message_id_is_a_duplicate_for_24_hours_and_new_after(api: Any, client: Any, deps: Any, tenant: Any,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    from chalicelib.services import collect
+    from chalicelib.store.collect import CLAIM_SECONDS
+
+    assert CLAIM_SECONDS == 24 * 3600
+    t0 = collect.clock()
+    now = [t0]
+    monkeypatch.setattr(collect, "clock", lambda: now[0])
+    key, _job = write_key_job(api)
+    batch = {"batch": [{"type": "track", "messageId": "day", "anonymousId": "a2", "event": "Clicked"}]}
+    assert send(client, key, batch).json["accepted"] == 1
+    drain(deps)
+    # One second before the window ends: still a duplicate, at the route and in the engine.
+    now[0] = t0 + CLAIM_SECONDS - 1
+    assert send(client, key, batch).json == {"success": True, "accepted": 0, "duplicates": 1, "rejected": []}
+    drain(deps)
+    # Once it has ended the same id is a new message, counted again (the positive control).
+    now[0] = t0 + CLAIM_SECONDS + 1
+    assert send(client, key, batch).json["accepted"] == 1
+    assert drain(deps) == ["1 added, 0 omitted, 0 duplicates"]
+    prof = deps.profiles.find(tenant.account_id, "anonymous_id", "a2")
+    assert prof is not None and prof.fields["event_clicked_count"] == 2
+
+
 def test_alias_links_the_two_identities(api: Any, client: Any, deps: Any, tenant: Any) -> None:
     key, _job = write_key_job(api)
     send(client, key, {"type": "track", "anonymousId": "anon-9", "event": "Viewed", "messageId": "t"},
@@ -159,6 +184,70 @@ def test_a_bad_request_is_a_400_naming_the_problem_and_stores_nothing(api: Any, 
     assert resp.status_code == 400, resp.json
     assert resp.json["error"]["code"] == code and resp.json["error"]["fields"]
     assert receive() == []
+
+
+def sized(i: int, size: int) -> dict[str, Any]:
+    """An identify message whose compact JSON is exactly `size` bytes, its traits (each
+    under a profile value's 2 KB) text that compresses poorly: a hash chain, the same on
+    every run."""
+    import hashlib
+
+    from chalicelib.domain.profiles import MAX_VALUE_BYTES
+
+    traits: dict[str, str] = {}
+    msg: dict[str, Any] = {"type": "identify", "messageId": f"big{i}", "userId": f"big-{i}", "traits": traits}
+    h = str(i).encode()
+
+    def length() -> int:
+        return len(json.dumps(msg, separators=(",", ":")).encode())
+
+    while length() < size:
+        name = f"p{len(traits)}"
+        traits[name] = ""
+        text = ""
+        while len(text) < min(MAX_VALUE_BYTES, size - length()):
+            h = hashlib.sha256(h).digest()
+            text += h.hex()
+        traits[name] = text[:min(MAX_VALUE_BYTES, size - length())]
+    assert length() == size, (length(), size)
+    return msg
+
+
+def test_a_batch_at_the_limits_is_accepted_whole_and_one_byte_more_is_not(api: Any, client: Any, deps: Any,
+                                                                           tenant: Any) -> None:
+    from chalicelib.domain.collect import MAX_BATCH_BYTES, MAX_MESSAGE_BYTES
+    from chalicelib.services.collect import apply_handoff
+
+    key, _ = write_key_job(api)
+    # 15 messages of exactly 32 KB and one that brings the body to exactly 500 KB.
+    batch = [sized(i, MAX_MESSAGE_BYTES) for i in range(15)]
+
+    def body(msgs: list[dict[str, Any]]) -> bytes:
+        return json.dumps({"batch": msgs}, separators=(",", ":")).encode()
+
+    rest = MAX_BATCH_BYTES - len(body([*batch, sized(15, 200)])) + 200
+    assert 0 < rest <= MAX_MESSAGE_BYTES
+    batch.append(sized(15, rest))
+    assert len(body(batch)) == MAX_BATCH_BYTES
+    # One byte more, anywhere, is refused whole: the body, or one message (by its index).
+    over = body(batch)[:-1] + b" }"
+    assert len(over) == MAX_BATCH_BYTES + 1
+    refused = send(client, key, None, raw=over)
+    assert refused.status_code == 400 and refused.json["error"]["code"] == "request.too_large"
+    assert receive() == []
+    one_over = send(client, key, None, raw=body([sized(99, MAX_MESSAGE_BYTES + 1), sized(98, 100)]))
+    assert one_over.json["accepted"] == 1
+    assert [(r["index"], r["code"]) for r in one_over.json["rejected"]] == [(0, "message.too_large")]
+    drain(deps)
+    # At the limits: every message accepted, handed off in parts under SQS's size limit, and applied.
+    resp = send(client, key, None, raw=body(batch))
+    assert resp.status_code == 200 and resp.json["accepted"] == 16 and resp.json["rejected"] == [], resp.json
+    handoffs = receive()
+    assert len(handoffs) > 1, "500 KB of text that barely compresses needs more than one hand-off"
+    added = sum(int(apply_handoff(deps, h).split(" added")[0]) for h in handoffs)
+    assert added == 16
+    last = deps.profiles.find(tenant.account_id, "user_id", "big-15")
+    assert last is not None and all(last.fields[k] == v for k, v in batch[15]["traits"].items())
 
 
 def test_a_gzip_bomb_stops_at_the_limit(api: Any, client: Any) -> None:
