@@ -528,3 +528,34 @@ def test_the_job_shows_when_data_last_arrived_and_its_counts(api: Any, client: A
     bucket = make_bucket()
     other = create_job(api, create_auth(api)["id"], bucket, start=False)
     assert "collection" not in api.get(f"/jobs/{other['id']}").json["data"]
+
+
+def test_a_cold_write_key_lookup_reads_dynamodb_only_never_secrets_manager(api: Any, client: Any) -> None:
+    from chalicelib.services.collect import key_cache
+    from chalicelib.store import aws
+
+    key, _ = write_key_job(api)
+    sent: list[str] = []
+    # The app's clients, made now if not yet, so that none escapes the count; each counts
+    # under its own name (botocore's event names spell Secrets Manager otherwise).
+    clients = {s: aws.client(s) for s in ("dynamodb", "secretsmanager", "sqs")}
+
+    def hook(service: str) -> Any:
+        return lambda **_: sent.append(service)
+
+    hooks = {s: hook(s) for s in clients}
+    for s, c in clients.items():
+        c.meta.events.register("before-call", hooks[s])
+    try:
+        key_cache.clear()  # a new container: nothing known about the key
+        resp = send(client, key, {"batch": [{"type": "track", "messageId": "cold", "userId": "u", "event": "e"}]})
+        assert resp.json["accepted"] == 1
+        # The positive control: the key was looked up in DynamoDB (and the hand-off queued).
+        assert "dynamodb" in sent and "sqs" in sent, sent
+        assert "secretsmanager" not in sent, sent
+        clients["secretsmanager"].list_secrets(MaxResults=1)  # the count would see a secret read
+        assert sent[-1] == "secretsmanager"
+    finally:
+        for s, c in clients.items():
+            c.meta.events.unregister("before-call", hooks[s])
+    assert len(receive()) == 1
