@@ -70,6 +70,7 @@ class RouteDoc:
     errors: tuple[int, ...]
     list_response: bool = False
     needs: str = "read"
+    body_required: bool = True
     path_params: list[str] = field(default_factory=list)
 
 
@@ -127,7 +128,10 @@ def principal_of(request: Any) -> Principal:
     )
 
 
-def read_json(request: Any) -> dict[str, Any]:
+def read_json(request: Any, *, optional: bool = False) -> dict[str, Any]:
+    """The body as a JSON object. `optional`: no body at all (whatever its Content-Type) is `{}`."""
+    if optional and not (request.raw_body or b"").strip():
+        return {}
     content_type = ((getattr(request, "headers", None) or {}).get("content-type") or "application/json")
     if content_type.split(";")[0].strip().lower() not in ("application/json", "text/json"):
         raise AppError(
@@ -292,6 +296,7 @@ def route(
     errors: tuple[int, ...] = (),
     list_response: bool = False,
     needs: Capability | None = None,
+    body_required: bool = True,
 ) -> Callable[[Callable[..., Response]], Callable[..., Response]]:
     """Register a JSON route. The view gets (principal, **path_params, body=..., query=...).
 
@@ -316,6 +321,7 @@ def route(
             errors=errors,
             list_response=list_response,
             needs=needs.value,
+            body_required=body_required,
             path_params=[s[1:-1] for s in full.split("/") if s.startswith("{")],
         )
     )
@@ -331,7 +337,7 @@ def route(
                     principal.require(needs)
                     kwargs["principal"] = principal
                 if body is not None:
-                    kwargs["body"] = read_json(request)
+                    kwargs["body"] = read_json(request, optional=not body_required)
                 kwargs["query"] = read_query(request, query)
                 return fn(**kwargs)
             except AppError as exc:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, StrictBool, field_validator, model_validator
 
 from chalicelib.api.schema_base import Description, Ident, Label, Strict
 from chalicelib.domain.schedules import ScheduleError, parse_cron
@@ -140,3 +140,11 @@ class JobPatch(Strict):
     schedule: Schedule | None = None
     authorization_id: Ident | None = None
     version: int | None = Field(None, ge=1, description="Version being edited (or send If-Match)")
+
+
+class JobRunRequest(Strict):
+    """The optional body of POST /jobs/{id}/run; no body is a plain run now."""
+
+    resync: StrictBool = Field(
+        False, description="Export jobs: send every current member of the audience again, as adds (plus the "
+                           "usual removes), instead of only what changed since the last run")

@@ -119,11 +119,15 @@ def delete_job(principal: Principal, job_id: str, query: dict[str, Any]) -> Resp
 
 def _action(action: Action, summary: str) -> None:
     path = f"/jobs/{{job_id}}/{'run' if action is Action.RUN_NOW else action.value}"
+    run = action is Action.RUN_NOW
 
+    # Only run now takes a body, and an optional one: no body is today's run now.
     @route(bp, path, "POST", summary=summary, tag=TAG, authorizer=token_authorizer,
-           response="JobSummary", errors=(404, 409))
-    def act(principal: Principal, job_id: str, query: dict[str, Any]) -> Response:
-        job = svc.act(deps(), principal, job_id, action)
+           response="JobSummary", errors=(404, 409, 422) if run else (404, 409),
+           body="JobRunRequest" if run else None, body_required=False)
+    def act(principal: Principal, job_id: str, query: dict[str, Any], body: dict[str, Any] | None = None) -> Response:
+        resync = bool(validate(_schemas().JobRunRequest, body).resync) if run else False
+        job = svc.act(deps(), principal, job_id, action, resync=resync)
         return ok(views.job_summary(job, deps().auths.get(principal.account_id, job.authorization_id)))
 
     act.__name__ = f"job_{action.value}"
@@ -131,7 +135,8 @@ def _action(action: Action, summary: str) -> None:
 
 _action(Action.PAUSE, "Pause a job")
 _action(Action.RESUME, "Resume a paused or failed job")
-_action(Action.RUN_NOW, "Run a sleeping job now")
+_action(Action.RUN_NOW, "Run a sleeping job now; an export job can be asked to re-send every member "
+                        "(body {\"resync\": true})")
 
 
 @route(bp, "/jobs/{job_id}/runs", "GET", summary="Run history, newest first", tag=TAG,

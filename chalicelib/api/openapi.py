@@ -89,7 +89,7 @@ def document() -> dict[str, Any]:
         if not r.public:
             op["security"] = [{"bearer": []}]
         if r.body:
-            op["requestBody"] = {"required": True, "content": {"application/json": {
+            op["requestBody"] = {"required": r.body_required, "content": {"application/json": {
                 "schema": {"$ref": REF.format(model=r.body)}}}}
         if r.status == 204:
             op["responses"]["204"] = {"description": "Done"}

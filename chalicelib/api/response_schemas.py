@@ -35,7 +35,7 @@ class AuditEventOut(Out):
     at: str
     user_id: str = Field(description="Who: a user id, or 'system' for the purge")
     action: Literal["created", "changed", "paused", "resumed", "run", "deleted", "rotated",
-                    "reauthorized", "purged"]
+                    "reauthorized", "purged", "resync"]
     object_type: Literal["job", "authorization", "audience", "alert_rule", "alert_settings", "token", "user"]
     object_id: str
     label: str
@@ -132,6 +132,15 @@ class JobSummary(JobRow):
     lag_seconds: float | None = Field(
         None, description="Real-time jobs, on GET /jobs/{id}: age in seconds of the oldest audience change "
                           "not yet delivered, 0 when caught up; null otherwise")
+    resync_requested: ResyncRequested | None = Field(
+        None, description="Export jobs: a re-send of every member asked for (POST /jobs/{id}/run with "
+                          "{\"resync\": true}) and not yet done by a successful run; null otherwise")
+
+
+class ResyncRequested(Out):
+    id: str = Field(description="The request's id; the run that serves it records it")
+    requested_at: str
+    requested_by: str
 
 
 class CollectionTotals(Out):
@@ -223,6 +232,7 @@ class RunOut(Out):
     progress: RunProgress
     cost: dict[str, float] = Field(description="AWS requests by service, provider calls, Lambda time")
     cost_usd: float = Field(description="What the run cost at public AWS prices")
+    resync: bool = Field(False, description="Export runs: this run re-sent every member of the audience")
 
 
 class LogLineOut(Out):

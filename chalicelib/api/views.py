@@ -84,6 +84,7 @@ def job_summary(j: Job, auth: Authorization | None, *, lag_seconds: float | None
         "failure_window_hours": j.failure_window_hours,
         "version": j.version,
         "lag_seconds": lag_seconds,
+        "resync_requested": j.resync_requested,
     }
 
 
@@ -120,6 +121,7 @@ def run(r: Run) -> dict[str, Any]:
                      "unit": r.total_unit},
         "cost": r.cost,
         "cost_usd": run_cost_usd(r.cost),
+        "resync": bool((r.cursor or {}).get("resync")) if isinstance(r.cursor, dict) else False,
     }
 
 

@@ -11,6 +11,10 @@ from chalicelib.domain.access import Role
 from chalicelib.domain.catalog import JobType
 from chalicelib.domain.statuses import Action, JobStatus, transition
 
+# job.state key of a pending "re-send every member" (export jobs): set by the user's run
+# request, removed by the last commit of the run that served it.
+RESYNC_KEY = "resync"
+
 
 class HealthStatus(StrEnum):
     HEALTHY = "healthy"
@@ -162,6 +166,24 @@ class Job:
         elif action is Action.PAUSE:
             after.next_run_at = None
         return after
+
+    def resync_asked(self, marker: dict[str, Any], *, drop_run: bool) -> Job:
+        """After `acted(RUN_NOW)`: the next run re-sends every member. The marker stays in
+        `state` until that run's last commit; `drop_run` when the run that waited to be
+        resumed is cancelled in its favour (its retry goes stale with the fault count)."""
+        after = copy.deepcopy(self)
+        after.state = {**self.state, RESYNC_KEY: marker}
+        if drop_run:
+            after.current_run_id = None
+            after.fault_count = 0
+            after.first_fault_at = None
+        return after
+
+    @property
+    def resync_requested(self) -> dict[str, Any] | None:
+        """The re-send asked for and not yet served by a successful run, if any."""
+        marker = self.state.get(RESYNC_KEY)
+        return marker if isinstance(marker, dict) else None
 
     def run_started(self, run_id: str) -> Job:
         after = copy.deepcopy(self)

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import logging
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,7 +37,7 @@ from chalicelib.bootstrap import Deps
 from chalicelib.domain.audiences import Audience, parse_filter
 from chalicelib.domain.errors import Invalid
 from chalicelib.domain.membership import ENTER, EXIT
-from chalicelib.domain.models import Job
+from chalicelib.domain.models import RESYNC_KEY, Job
 from chalicelib.domain.profiles import Profile
 from chalicelib.domain.runs import LogLine, Run
 from chalicelib.providers.base import ProviderError
@@ -99,20 +99,25 @@ def diff(
     backfill: bool,
     include_removals: bool,
     required: Sequence[int] = (),
+    resend: Mapping[str, list[Any] | None] | None = None,
 ) -> Diff:
     """stay: current members already confirmed; joining: current members not confirmed
     (with their values); leaving: values of confirmed profiles no longer members (a
     confirmed id in neither map is a profile that no longer exists). required: positions of
-    values without which an add cannot be sent (a Mailchimp member needs its email)."""
+    values without which an add cannot be sent (a Mailchimp member needs its email).
+    resend: members of `stay` sent again as adds (a re-send of everything); one without
+    the values stays confirmed, counted as omitted."""
     omitted: Counter[str] = Counter()
+    resend = resend or {}
+    sent_values: dict[str, list[Any] | None] = {**resend, **joining}
     if first and not backfill:
         # The destination already has the audience: record it, send nothing.
         adds: list[str] = []
         members = stay | set(joining)
     else:
         adds = []
-        for pid in sorted(joining):
-            values = joining[pid]
+        for pid in sorted(set(joining) | (set(resend) & stay)):
+            values = sent_values[pid]
             if values is None or all(v is None for v in values) or any(values[i] is None for i in required):
                 omitted[OMITTED_NO_VALUES] += 1  # not recorded: the next run tries again
             else:
@@ -120,7 +125,7 @@ def diff(
         members = (stay if include_removals else set(confirmed)) | set(adds)
     removes = sorted(confirmed - stay) if include_removals else []
     blank: list[Any] = [None] * n_fields
-    rows: list[PlanRow] = [("add", pid, list(joining[pid] or blank)) for pid in adds]
+    rows: list[PlanRow] = [("add", pid, list(sent_values[pid] or blank)) for pid in adds]
     rows += [("remove", pid, list(leaving.get(pid, blank))) for pid in removes]
     return Diff(rows, members, len(adds), len(removes), omitted, len(stay) + len(joining))
 
@@ -234,7 +239,9 @@ def _plan(ctl: RunControl, job: Job, run: Run, delivery: Delivery, budget: float
     s = _settings(ctl, job, impl)
     from_log = s.include_removals and log_is_complete(ctl.d, job.account_id, s.audience)
     cursor = ChangeCursor.from_json(job.state.get("changes"))
-    if from_log and cursor is not None and cursor.audience_id == s.audience.id:
+    # A re-send reads the whole membership, as a first run does; the cursor it leaves is
+    # where a plain run would have left it.
+    if from_log and cursor is not None and cursor.audience_id == s.audience.id and not job.resync_requested:
         return _plan_changes(ctl, job, run, s, cursor, RunLease(ctl, run, delivery.message_id, budget))
     return _plan_full(ctl, job, run, delivery, budget, s, from_log, cursor)
 
@@ -262,12 +269,15 @@ def _plan_full(ctl: RunControl, job: Job, run: Run, delivery: Delivery, budget: 
     else:
         confirmed = repo.read_set(acct, job.id, confirmed_ref) if confirmed_ref else set()
     first = confirmed_ref is None and cursor is None
-    need_values = s.backfill or not first
+    resync = job.resync_requested
+    backfill = s.backfill or resync is not None
+    need_values = backfill or not first
     # With a complete log, membership is the log's (as of `head`), so that later runs can
     # carry on from that change; otherwise the filter decides.
     log_ids, head = log_membership(d, acct, audience.id, None, lease.keep) if from_log else (set(), 0)
 
     stay: set[str] = set()
+    resend: dict[str, list[Any] | None] = {}
     joining: dict[str, list[Any] | None] = {}
     leaving: dict[str, list[Any]] = {}
     scanned = 0
@@ -278,6 +288,8 @@ def _plan_full(ctl: RunControl, job: Job, run: Run, delivery: Delivery, budget: 
         if (profile.id in log_ids) if from_log else member(profile):
             if profile.id in confirmed:
                 stay.add(profile.id)
+                if resync is not None:
+                    resend[profile.id] = values_of(profile, s.fields)
             else:
                 joining[profile.id] = values_of(profile, s.fields) if need_values else None
         elif s.include_removals and profile.id in confirmed:
@@ -289,8 +301,8 @@ def _plan_full(ctl: RunControl, job: Job, run: Run, delivery: Delivery, budget: 
         else:
             joining[pid] = None
     plan = diff(confirmed=confirmed, first=first, stay=stay, joining=joining, leaving=leaving,
-                n_fields=len(s.fields), backfill=s.backfill, include_removals=s.include_removals,
-                required=s.required)
+                n_fields=len(s.fields), backfill=backfill, include_removals=s.include_removals,
+                required=s.required, resend=resend)
     pending = set(joining) - plan.members
     generation = int(job.state.get("membership_generation") or 0) + 1
     if from_log and len(pending) <= PENDING_MAX:
@@ -309,9 +321,15 @@ def _plan_full(ctl: RunControl, job: Job, run: Run, delivery: Delivery, budget: 
         previous = confirmed_ref if changed else None
     message = (f"step 0: audience {audience.name!r} has {plan.current} members among {scanned} profiles; "
                f"{plan.adds} to add, {plan.removes} to remove, {sum(plan.omitted.values())} omitted")
-    context = {"members": plan.current, "profiles_read": scanned, "first_run": first, "full": True}
+    context = {"members": plan.current, "profiles_read": scanned, "first_run": first, "full": True,
+               "resync": resync is not None}
     lines = []
-    if first and not s.backfill:
+    if resync is not None:
+        lines.append(LogLine("info", "export.resync",
+                             f"re-sending every member of audience {audience.name!r} (asked by "
+                             f"{resync.get('requested_by')} at {resync.get('requested_at')})", run_id=run.id,
+                             context={"resync_id": resync.get("id")}))
+    elif first and not s.backfill:
         lines.append(LogLine("info", "export.no_backfill",
                              f"first run without backfill: {len(plan.members)} current members recorded, "
                              "none sent; later runs send who joins and leaves", run_id=run.id))
@@ -393,7 +411,8 @@ def _write_plan(ctl: RunControl, job: Job, run: Run, plan: Diff, *, keep: SetRef
 def _state_after(job: Job, generation: int, *, membership: SetRef | None = None,
                  changes: ChangeCursor | None = None) -> dict[str, Any]:
     """job.state once the run succeeds: either a membership set or a change-log cursor."""
-    state = {k: v for k, v in job.state.items() if k not in ("membership", "changes")}
+    # The re-send marker leaves with the run's last commit: the run served it.
+    state = {k: v for k, v in job.state.items() if k not in ("membership", "changes", RESYNC_KEY)}
     state["membership_generation"] = generation
     if membership is not None:
         state["membership"] = membership.to_json()
@@ -416,6 +435,8 @@ def _outcome(ctl: RunControl, job: Job, run: Run, s: Settings, plan: Diff, plan_
         "state": state,
         "previous": previous.to_json() if previous else None,
     }
+    if job.resync_requested:
+        cursor["resync"] = job.resync_requested.get("id")
     omitted = sum(plan.omitted.values())
     lines = [LogLine("info", "run.step", message, run_id=run.id, context={
         **context, "adds": plan.adds, "removes": plan.removes, "omitted": omitted,
@@ -448,6 +469,7 @@ def _part(ctl: RunControl, job: Job, run: Run, ctx: StepContext, impl: Destinati
             "job_id": job.id, "run_id": run.id, "parts": run.step, "rows": plan_ref.rows,
             "added": cur["adds"], "removed": cur["removes"],
             "membership_generation": cur["state"]["membership_generation"],
+            **({"resync": True} if cur.get("resync") else {}),
         })
     ctl.o.fault("after_write")
     skipped = set(getattr(part, "skipped", ()) or ())
@@ -484,9 +506,18 @@ def _part(ctl: RunControl, job: Job, run: Run, ctx: StepContext, impl: Destinati
                              run_id=run.id, context={"rejected": len(rejected)}))
     lines += [LogLine("warning", "export.note", note, run_id=run.id) for note in getattr(part, "notes", ()) or ()]
     # The membership the destination now has becomes the confirmed one.
-    return StepOutcome(cursor=cur, processed=end, total=plan_ref.rows, done=done, state=cur["state"], added=added,
+    return StepOutcome(cursor=cur, processed=end, total=plan_ref.rows, done=done, state=_kept(job, cur), added=added,
                        removed=removed, omitted_reasons=omitted, lines=lines,
                        after_success=_clean_up(ctl, job, run, cur))
+
+
+def _kept(job: Job, cur: dict[str, Any]) -> dict[str, Any]:
+    """The state the run leaves, keeping a re-send asked for after this run planned (it
+    was not served by it). The API only asks while no run is under way: defence in depth."""
+    marker = job.resync_requested
+    if marker is None or marker.get("id") == cur.get("resync"):
+        return dict(cur["state"])
+    return {**cur["state"], RESYNC_KEY: marker}
 
 
 # -- after the run ------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from chalicelib.domain.rules import (
     ensure_mutable,
     resolve_workflow,
 )
-from chalicelib.domain.runs import LogLine
+from chalicelib.domain.runs import RESUMABLE, LogLine
 from chalicelib.domain.schedules import is_realtime, next_fires, pending_start
 from chalicelib.domain.statuses import Action, JobStatus, initial_status
 from chalicelib.providers.base import Provider
@@ -431,17 +431,25 @@ def edit(
     return EditResult(job=saved, changes=changes)
 
 
-def act(d: Deps, p: Principal, job_id: str, action: Action) -> Job:
-    """Pause, resume, run now: transitions declared in domain.statuses, written conditionally."""
+def act(d: Deps, p: Principal, job_id: str, action: Action, *, resync: bool = False) -> Job:
+    """Pause, resume, run now: transitions declared in domain.statuses, written conditionally.
+    Run now with `resync` re-sends an export's whole audience (docs/export.md, "Re-send everything")."""
     p.require(Capability.MANAGE_INTEGRATIONS)
     job = get(d, p, job_id)
     pushed = d.registry.get(job.provider).spec.workflow(job.workflow).pushed
+    if resync and job.job_type.value != "export":
+        raise Invalid("only export jobs can send their audience again; this job "
+                      f"{'collects' if pushed else 'is an ' + job.job_type.value + ' job'}",
+                      code="job.resync_unsupported",
+                      fields={"resync": "only export jobs can re-send their audience"})
     if pushed and action is Action.RUN_NOW:
         raise Conflict("a collection job runs as events arrive; it cannot be run now",
                        code="job.continuous", details={"status": job.status.value})
-    if is_realtime(job.schedule) and action is Action.RUN_NOW:
+    if is_realtime(job.schedule) and action is Action.RUN_NOW and not resync:
         raise Conflict("a real-time job sends changes as they happen; it cannot be run now",
                        code="job.continuous", details={"status": job.status.value})
+    if resync:
+        return _resync(d, p, job)
     # A one-time job resumed before its start time waits for it; run now never waits.
     start_at = pending_start(job.schedule, datetime.now(UTC)) if action is Action.RESUME else None
     after = job.acted(action, now_iso(), _utc_iso(start_at) if start_at else None)
@@ -450,8 +458,19 @@ def act(d: Deps, p: Principal, job_id: str, action: Action) -> Job:
     tx = _recorded(d, job, f"job.{action.value}", f"job {past} by {p.user_id}", p,
                    past.split()[0] if action is not Action.RUN_NOW else "run",
                    {"from": job.status.value, "to": new_status.value}, audited=after, before=job)
+    saved = _save_acted(d, job, after, tx)
+    if action in (Action.PAUSE, Action.RESUME):
+        _sync_schedule(d, saved)
+    if action is Action.RESUME and is_realtime(saved.schedule):
+        realtime.nudge_job(d, saved)  # drains the backlog kept while paused or failed
+    elif action in (Action.RESUME, Action.RUN_NOW) and start_at is None and not pushed:
+        _queue_run(d, saved, action.value, p)
+    return saved
+
+
+def _save_acted(d: Deps, job: Job, after: Job, tx: UnitOfWork) -> Job:
     try:
-        saved = d.jobs.save(job, after, expected_version=None, expected_status=job.status, tx=tx)
+        return d.jobs.save(job, after, expected_version=None, expected_status=job.status, tx=tx)
     except AuthorizationGone:
         raise Conflict(
             f"the job's authorization {job.authorization_id!r} was deleted; "
@@ -459,12 +478,40 @@ def act(d: Deps, p: Principal, job_id: str, action: Action) -> Job:
             code="job.authorization_deleted",
             details={"status": job.status.value},
         ) from None
-    if action in (Action.PAUSE, Action.RESUME):
-        _sync_schedule(d, saved)
-    if action is Action.RESUME and is_realtime(saved.schedule):
-        realtime.nudge_job(d, saved)  # drains the backlog kept while paused or failed
-    elif action in (Action.RESUME, Action.RUN_NOW) and start_at is None and not pushed:
-        _queue_run(d, saved, action.value, p)
+
+
+def _resync(d: Deps, p: Principal, job: Job) -> Job:
+    """Run now, re-sending every member: the marker, the status change, the log line, the
+    audit event and the cancel of a run waiting to be resumed are one conditional write, so
+    no run can start between what was read and what is written. The marker leaves only with
+    the last commit of the run that serves it: a crash or a failure keeps it for the next run."""
+    live = is_realtime(job.schedule)
+    if live:
+        # A real-time job has no runs: it stays as it is while its delivery re-sends.
+        if not realtime.delivering(job):
+            raise Conflict(f"cannot re-send for a job that is {job.status.value}; resume it first",
+                           code="job.illegal_transition",
+                           details={"status": job.status.value, "action": "resync"})
+        acted = job
+    else:
+        acted = job.acted(Action.RUN_NOW, now_iso())
+    waiting = d.runs.get(job.account_id, job.id, job.current_run_id) if job.current_run_id and not live else None
+    drop = waiting is not None and waiting.status in RESUMABLE
+    marker = {"id": new_id("rsy"), "requested_at": now_iso(), "requested_by": p.user_id}
+    after = acted.resync_asked(marker, drop_run=drop)
+    tx = _recorded(d, job, "job.resync", f"job asked to re-send every member by {p.user_id}", p, "resync",
+                   {"resync_id": marker["id"], "cancelled_run": waiting.id if drop and waiting else None})
+    if drop and waiting is not None:
+        # Its checkpoint plans only what changed; a fresh run plans everything.
+        d.runs.add_status(tx, waiting, "cancelled", error=None, now=now_iso(), expect_step=waiting.step)
+        d.runs.add_logs(tx, job.account_id, job.id, [LogLine(
+            "info", "run.cancelled", "run cancelled: replaced by a re-send of every member",
+            run_id=waiting.id, user=p.user_id)], datetime.now(UTC))
+    saved = _save_acted(d, job, after, tx)
+    if live:
+        realtime.nudge_job(d, saved)
+    else:
+        _queue_run(d, saved, "run", p)
     return saved
 
 

@@ -87,14 +87,17 @@ class World:
         assert job is not None
         return dict(job.state)
 
-    def run(self, job_id: str) -> tuple[dict[str, Any], Counter[tuple[str, str]], Reads]:
-        """Run the job now, to the end; its run, the rows its parts hold ((action, profile)
-        counted) and the DynamoDB reads it made."""
+    def run(self, job_id: str, body: dict[str, Any] | None = None, *,
+            post: bool = True) -> tuple[dict[str, Any], Counter[tuple[str, str]], Reads]:
+        """Run the job now (`body` {"resync": true} re-sends everything; `post` False: the
+        run was asked for already), to the end; its run, the rows its parts hold ((action,
+        profile) counted) and the DynamoDB reads it made."""
         from chalicelib.services.engine import EngineOptions
         from tests.engine.conftest import Drain
 
-        r = self.api.post(f"/jobs/{job_id}/run", {})
-        assert r.status_code in (200, 202), r.body
+        if post:
+            r = self.api.post(f"/jobs/{job_id}/run", body or {})
+            assert r.status_code in (200, 202), r.body
         options = EngineOptions(max_records=1000)
         options.fault = lambda point: self.fault[0](point) if self.fault else None
         drainer = Drain(self.d, options)
@@ -128,7 +131,7 @@ class World:
         return dict(line.get("context") or {})
 
 
-def _world(stack: Stack, name: str) -> Iterator[World]:
+def make_world(stack: Stack, name: str) -> Iterator[World]:
     from chalice.test import Client
 
     from app import app
@@ -144,7 +147,7 @@ def _world(stack: Stack, name: str) -> Iterator[World]:
 @pytest.fixture()
 def world(stack: Stack) -> Iterator[World]:
     TEST_ACCOUNTS.clear()
-    yield from _world(stack, "Changes")
+    yield from make_world(stack, "Changes")
     TEST_ACCOUNTS.clear()
 
 
@@ -259,7 +262,7 @@ def test_a_crash_after_the_destination_accepted_resends_the_same_rows_once(world
 
 def test_another_accounts_changes_are_not_read_and_its_job_is_not_found(stack: Stack) -> None:
     TEST_ACCOUNTS.clear()
-    a_gen, b_gen = _world(stack, "Alpha"), _world(stack, "Beta")
+    a_gen, b_gen = make_world(stack, "Alpha"), make_world(stack, "Beta")
     a, b = next(a_gen), next(b_gen)
     try:
         upsert(a.d, a.account_id, "a0@example.com", plan="pro")
