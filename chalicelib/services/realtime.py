@@ -17,6 +17,7 @@ Per-profile order is the log's: changes go out in number order, one delivery at 
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import time
@@ -29,7 +30,7 @@ from typing import Any
 from chalicelib.bootstrap import Deps
 from chalicelib.domain.errors import Invalid
 from chalicelib.domain.failures import backoff_seconds, past_failure_window
-from chalicelib.domain.models import Job
+from chalicelib.domain.models import RESYNC_KEY, Job
 from chalicelib.domain.runs import LogLine, pending_alert
 from chalicelib.domain.schedules import allows_realtime, is_realtime
 from chalicelib.domain.statuses import JobStatus
@@ -37,7 +38,7 @@ from chalicelib.providers.base import ProviderError
 from chalicelib.providers.roles import PlanRow, StepContext
 from chalicelib.services import alerts, health
 from chalicelib.services import credentials as creds_svc
-from chalicelib.services.export import values_of
+from chalicelib.services.export import log_membership, values_of
 from chalicelib.store.audience_members import Change
 from chalicelib.store.dynamo import now_iso
 from chalicelib.store.jobs import audience_of
@@ -266,7 +267,7 @@ def deliver(d: Deps, nudge_: Nudge, *, remaining_ms: Any = None, owner: str | No
                 return Outcome("caught_up", total, sub.cursor)  # the new holder drains the rest
             raise DeliveryBusy(f"job {job.id}: another delivery holds it")
         try:
-            outcome = _drain(d, job, sub, me, nudge_, remaining_ms)
+            outcome = _resend(d, job, sub, me, nudge_, remaining_ms) or _drain(d, job, sub, me, nudge_, remaining_ms)
         finally:
             d.realtime.release(sub, me)
         total += outcome.delivered
@@ -275,6 +276,88 @@ def deliver(d: Deps, nudge_: Nudge, *, remaining_ms: Any = None, owner: str | No
             return outcome
         # A change was recorded while the job was held: its nudge may have been dropped as busy.
         sub = d.realtime.get(job.account_id, sub.audience_id, job.id) or sub
+
+
+def resend_run_id(job_id: str, resync_id: str) -> str:
+    """What a re-send's event ids derive from, with the member's position: the same for
+    every delivery of that re-send, new for the next one."""
+    return f"rs_{job_id}_{resync_id}"
+
+
+def _resend(d: Deps, job: Job, sub: Subscription, me: str, nudge_: Nudge, remaining_ms: Any) -> Outcome | None:
+    """A re-send of every member asked for (docs/export.md, "Re-send everything"): the
+    audience's members as of the job's cursor go out as adds, in id order, before the log
+    after the cursor does, so each profile's events stay in order. Progress is kept on the
+    subscription while the cursor waits; a redelivery goes on from there with the same event
+    ids. None when there is nothing (left) to re-send: the log is drained next."""
+    marker = job.resync_requested
+    if marker is None:
+        return None
+    resync_id = str(marker.get("id"))
+    if sub.resynced == resync_id:
+        _resync_served(d, job, resync_id)
+        return None
+    acct = job.account_id
+    try:
+        impl = d.registry.destination(job.provider, job.workflow)
+        frozen = impl.freeze(job.config)
+        fields = list(frozen.get("fields") or [])
+        ctx = _context(d, job, sub.audience_id)
+        ctx.run_id = resend_run_id(job.id, resync_id)
+        members = sorted(log_membership(d, acct, sub.audience_id, sub.cursor)[0])
+        done = sub.resync_next if sub.resync_id == resync_id else 0
+        if done == 0:
+            d.runs.write_logs(acct, job.id, [LogLine(
+                "info", "realtime.resync", f"re-sending every member: {len(members)} members of the audience "
+                f"as of change {sub.cursor}, then the changes after it (asked by {marker.get('requested_by')})",
+                context={"resync_id": resync_id, "members": len(members)})])
+        longest = int(frozen.get("batch_size", 1)) if job.provider == "webhook" else 1
+        while done < len(members):
+            if remaining_ms is not None and remaining_ms() < SAFETY_MS:
+                return Outcome("more", 0, sub.cursor)
+            ids = members[done:done + CHUNK]
+            profiles, _ = d.profiles.get_many(acct, ids)
+            blank: list[Any] = [None] * len(fields)
+            rows: list[PlanRow] = [("add", pid, values_of(profiles[pid], fields) if pid in profiles else blank)
+                                   for pid in ids]
+            partial = False
+            for start in range(0, len(rows), longest):
+                seg = rows[start:start + longest]
+                ctx.first_row = done
+                ctx.deadline = _deadline(remaining_ms)
+                result = impl.write_part(ctx, frozen, done + 1, seg)
+                done += result.rows
+                if result.rows < len(seg):
+                    partial = True
+                    break
+            if not d.realtime.resync_progress(sub, me, resync_id, done, done=done >= len(members)):
+                return Outcome("lost", 0, sub.cursor)
+            if partial:
+                return Outcome("more", 0, sub.cursor)  # the destination took part: go on later
+    except ProviderError as exc:
+        return _failed(d, job, nudge_, exc, 0, sub.cursor)
+    if not members:
+        d.realtime.resync_progress(sub, me, resync_id, 0, done=True)
+    d.runs.write_logs(acct, job.id, [LogLine(
+        "info", "realtime.resynced", f"re-sent every member: {len(members)} members; the changes after "
+        f"change {sub.cursor} follow", context={"resync_id": resync_id, "members": len(members)})])
+    _resync_served(d, job, resync_id)
+    return None
+
+
+def _resync_served(d: Deps, job: Job, resync_id: str) -> None:
+    """The job forgets the re-send it asked for, unless a newer one was asked meanwhile. Best
+    effort: the subscription says it was served, so a later delivery only tries this again."""
+    fresh = d.jobs.get(job.account_id, job.id, consistent=True)
+    marker = fresh.resync_requested if fresh is not None else None
+    if fresh is None or marker is None or marker.get("id") != resync_id:
+        return
+    after = copy.deepcopy(fresh)
+    after.state = {k: v for k, v in fresh.state.items() if k != RESYNC_KEY}
+    try:
+        d.jobs.save(fresh, after, expected_version=fresh.version)
+    except Exception:
+        log.warning("job %s: could not clear its served re-send; a later delivery will", job.id, exc_info=True)
 
 
 def _drain(d: Deps, job: Job, sub: Subscription, me: str, nudge_: Nudge, remaining_ms: Any) -> Outcome:

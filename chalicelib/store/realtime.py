@@ -42,6 +42,9 @@ class Subscription:
     cursor: int  # the last change number the destination accepted
     lease: str | None  # the delivery holding the job, if any
     lease_until: float  # epoch seconds; a lease past it may be taken over
+    resync_id: str | None = None  # the re-send of every member under way (its request's id)
+    resync_next: int = 0  # members of that re-send the destination accepted
+    resynced: str | None = None  # the last re-send finished
 
 
 class RealtimeRepo:
@@ -115,6 +118,17 @@ class RealtimeRepo:
             ExpressionAttributeValues={":o": {"S": owner}, ":to": {"N": str(to)}, ":from": {"N": str(frm)},
                                        ":at": {"S": at}})
 
+    def resync_progress(self, sub: Subscription, owner: str, resync_id: str, accepted: int, *, done: bool) -> bool:
+        """Record how far a re-send of every member went (`done`: all of it), by the lease's
+        holder while the cursor stays where the re-send read the membership."""
+        return self.t.write_if(
+            "update_item", Key=subscription_key(sub.account_id, sub.audience_id, sub.job_id),
+            UpdateExpression="SET resync_id = :r, resync_next = :n" + (", resynced = :r" if done else ""),
+            ConditionExpression="lease = :o AND #c = :c",
+            ExpressionAttributeNames={"#c": "cursor"},
+            ExpressionAttributeValues={":o": {"S": owner}, ":r": {"S": resync_id}, ":n": {"N": str(accepted)},
+                                       ":c": {"N": str(sub.cursor)}})
+
     def release(self, sub: Subscription, owner: str) -> bool:
         return self.t.write_if(
             "update_item", Key=subscription_key(sub.account_id, sub.audience_id, sub.job_id),
@@ -128,7 +142,8 @@ class RealtimeRepo:
 
 def _subscription(row: dict[str, Any]) -> Subscription:
     return Subscription(str(row["account_id"]), str(row["audience_id"]), str(row["job_id"]),
-                        int(row.get("cursor", 0)), row.get("lease"), float(row.get("lease_until", 0)))
+                        int(row.get("cursor", 0)), row.get("lease"), float(row.get("lease_until", 0)),
+                        row.get("resync_id"), int(row.get("resync_next", 0)), row.get("resynced"))
 
 
 __all__ = ["SWEEP_SHARDS", "RealtimeRepo", "Subscription", "subscriptions_pk"]

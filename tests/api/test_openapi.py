@@ -152,3 +152,24 @@ def test_operation_ids_name_actions_and_are_grouped_by_tag(api):
     for key, op in ops.items():
         [tag] = op["tags"]
         assert declared.get(tag), (key, tag)
+
+
+def test_run_now_takes_an_optional_body_and_only_run_now_does(api):
+    doc = _doc(api)
+    jobs = "/api/v1/jobs/{job_id}"
+    run = doc["paths"][f"{jobs}/run"]["post"]
+    # THEN run now documents an optional JSON body, its bad-body answers included
+    assert run["requestBody"]["required"] is False
+    assert run["requestBody"]["content"]["application/json"]["schema"]["$ref"].endswith("/JobRunRequest")
+    assert {"400", "413", "415", "422"} <= set(run["responses"])
+    schemas = doc["components"]["schemas"]
+    req = schemas["JobRunRequest"]
+    assert req["additionalProperties"] is False and req["properties"]["resync"]["type"] == "boolean"
+    assert "resync_requested" in schemas["JobSummary"]["properties"] and "resync" in schemas["RunOut"]["properties"]
+    # AND pause and resume still take no body; every other body stays required (the control)
+    assert "requestBody" not in doc["paths"][f"{jobs}/pause"]["post"]
+    assert "requestBody" not in doc["paths"][f"{jobs}/resume"]["post"]
+    assert doc["paths"]["/api/v1/jobs"]["post"]["requestBody"]["required"] is True
+    optional = [(p, m) for p, ops in doc["paths"].items() for m, op in ops.items()
+                if op.get("requestBody") and not op["requestBody"]["required"]]
+    assert optional == [(f"{jobs}/run", "post")]

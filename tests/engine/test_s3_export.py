@@ -216,6 +216,21 @@ def test_diff_adds_removes_and_what_the_membership_becomes():
     assert quiet.rows == [] and quiet.members == {"d", "e"}
 
 
+def test_diff_resends_confirmed_members_and_keeps_those_without_values_confirmed():
+    # GIVEN confirmed {a, b, c}; a and b stay (b has no values now), d joins, c left
+    kw: dict[str, Any] = {"confirmed": {"a", "b", "c"}, "first": False, "stay": {"a", "b"},
+                          "joining": {"d": ["d@x.io"]}, "leaving": {"c": ["c@x.io"]},
+                          "n_fields": 1, "backfill": True, "include_removals": True}
+    # WHEN the run re-sends every member
+    plan = diff(**kw, resend={"a": ["a@x.io"], "b": [None]})
+    # THEN a and d are adds (in id order), c a remove; b is omitted yet stays in the membership
+    assert plan.rows == [("add", "a", ["a@x.io"]), ("add", "d", ["d@x.io"]), ("remove", "c", ["c@x.io"])]
+    assert plan.members == {"a", "b", "d"} and plan.omitted == Counter(missing_identifier=1)
+    assert (plan.adds, plan.removes) == (2, 1)
+    # AND without a re-send (the control) only the change is sent
+    assert diff(**kw).rows == [("add", "d", ["d@x.io"]), ("remove", "c", ["c@x.io"])]
+
+
 @seeded(3)
 def test_plan_chunks_fit_an_item_and_keep_row_order(seed):
     # GIVEN 3,000 changes of ~400 bytes of incompressible values
@@ -663,3 +678,40 @@ def test_crash_anywhere_never_loses_or_double_counts_adds_and_removes(api, deps,
     assert ref is not None and ref.generation == 2
     assert deps.memberships.read_set(tenant.account_id, job["id"], ref) == {
         ids[f"p{i}@example.com"] for i in range(150, 600)}
+
+
+@seeded(11)
+def test_crash_anywhere_in_a_resync_sends_every_member_once(api, deps, tenant, drain, options, seed):
+    # GIVEN an hourly export whose first run sent 120 members, then 20 leave and 30 join
+    ids = _seed(deps, tenant.account_id, [_person(i) for i in range(120)])
+    bucket = make_bucket()
+    options.max_records = 1000
+    job = _export_job(api, bucket, _audience(api), schedule=HOURLY, fields=["email", "first_name"])
+    _drain_until(api, drain, job["id"], runs=1)
+    _seed(deps, tenant.account_id, [_person(i, "free") for i in range(20)]
+          + [_person(i) for i in range(120, 150)], ids)
+    # WHEN the job is asked to re-send everything, and that run (20 rows a part) crashes 15 times
+    crashes = _Crashes(15, 0.3, seed=seed, first=("before_write", "after_write", "after_commit", "before_enqueue",
+                                               "after_enqueue", "after_lease"))
+    options.max_records = 20
+    options.fault = crashes
+    drain.engine = crashes.engine(deps, options)
+    r = api.post(f"/jobs/{job['id']}/run", {"resync": True})
+    assert r.status_code == 200, r.body
+    _drain_until(api, drain, job["id"], runs=2)
+    # THEN every crash fired, at every point, and the run sent every current member once as an
+    # add and every leaver once as a remove
+    assert crashes.left == 0 and set(crashes.seen) == ALL_POINTS, (replay_hint(seed), crashes.seen)
+    second = _runs(api, job["id"])[0]
+    expected = Counter({("add", ids[f"p{i}@example.com"]): 1 for i in range(20, 150)})
+    expected.update({("remove", ids[f"p{i}@example.com"]): 1 for i in range(20)})
+    _check_run(api, bucket, job["id"], second, expected, {pid: e for e, pid in ids.items()})
+    assert second["resync"] is True
+    assert _parts(bucket, job["id"], second["id"])[1]["resync"] is True
+    # AND the marker left with the run's last commit, with the confirmed membership: the
+    # current members, so the next run sends only what changes after
+    state = deps.jobs.get(tenant.account_id, job["id"]).state
+    assert "resync" not in state
+    ref = SetRef.from_json(state["membership"])
+    current = {ids[f"p{i}@example.com"] for i in range(20, 150)}
+    assert ref is not None and deps.memberships.read_set(tenant.account_id, job["id"], ref) == current

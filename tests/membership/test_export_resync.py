@@ -221,3 +221,50 @@ def test_resync_is_refused_where_it_cannot_apply(world: World) -> None:
     assert r.status_code == 404, r.body
     assert w.api.get(f"/jobs/{job['id']}").json["data"]["version"] == version
 
+
+
+def test_a_resync_cancels_a_run_waiting_to_retry(world: World) -> None:
+    from chalicelib.providers.base import ProviderError
+    from chalicelib.services.engine import Delivery, Engine, EngineOptions
+    from tests.engine.conftest import Drain
+
+    w = world
+    pro = people(w, 3, "pro")
+    w.stack.deliver()
+    job = w.job(w.audience(), ["email"])
+    w.run(job["id"])
+    joined = people(w, 1, "pro", start=10)
+    w.stack.deliver()
+    # GIVEN a plain run whose part step met a transient error: it waits to retry
+    seen: list[str] = []
+
+    def throttled(point: str) -> None:
+        seen.append(point)
+        if point == "before_write" and seen.count("before_write") == 2:  # the part's, after step 0's
+            raise ProviderError("throttled", transient=True)
+
+    options = EngineOptions(max_records=1000)
+    options.fault = throttled
+    assert w.api.post(f"/jobs/{job['id']}/run", {}).status_code == 200
+    Drain(w.d, options).run()
+    [waiting, _] = w.api.get(f"/jobs/{job['id']}/runs").json["data"]
+    assert waiting["status"] == "retrying"
+    stored = w.d.jobs.get(w.account_id, job["id"], consistent=True)
+    assert stored.fault_count == 1 and stored.current_run_id == waiting["id"]
+    # WHEN the job is asked to re-send everything
+    assert w.api.post(f"/jobs/{job['id']}/run", RESYNC).status_code == 200
+    # THEN the waiting run is cancelled in the same write, and the job forgets its faults
+    runs = w.api.get(f"/jobs/{job['id']}/runs").json["data"]
+    assert runs[0]["id"] == waiting["id"] and runs[0]["status"] == "cancelled"
+    stored = w.d.jobs.get(w.account_id, job["id"], consistent=True)
+    assert (stored.fault_count, stored.current_run_id) == (0, None)
+    # AND one new run re-sends every member
+    run, rows, _ = w.run(job["id"], post=False)
+    assert run["id"] != waiting["id"] and run["resync"] is True
+    assert rows == Counter(("add", p) for p in [*pro, *joined])
+    # AND the retry queued for the cancelled run is dropped as stale: no run starts
+    before = len(w.api.get(f"/jobs/{job['id']}/runs").json["data"])
+    Engine(w.d, EngineOptions()).handle(Delivery(body={
+        "account_id": w.account_id, "job_id": job["id"], "trigger": "retry", "fault_count": 1},
+        message_id="old-retry"))
+    assert len(w.api.get(f"/jobs/{job['id']}/runs").json["data"]) == before
