@@ -132,7 +132,9 @@ export interface JobSummary extends JobRow {
   cost_estimate: Dict;
   collection?: CollectionTotals;
   lag_seconds?: number | null; // real-time jobs: age of the oldest change not yet delivered
+  resync_requested?: ResyncRequested | null; // export jobs: a re-send of every member not yet done
 }
+export interface ResyncRequested { id: string; requested_at: string; requested_by: string }
 export interface CollectionTotals { last_received_at: string | null; accepted: number; duplicates: number; rejected: number }
 export interface EditPreview { dry_run: true; allowed: boolean; problems: string[]; changes: string[]; job: JobSummary; next_runs: string[] }
 export interface Run {
@@ -140,6 +142,7 @@ export interface Run {
   added: number; removed: number; omitted: number; omitted_reasons: Record<string, number>; error?: string | null;
   progress: { steps: number; processed: number; read: number; total: number | null; unit: string };
   cost: Record<string, number>; cost_usd: number;
+  resync?: boolean; // an export run that re-sent every member
 }
 export interface LogLine { timestamp: string; level: string; code: string; message: string; run_id: string | null; context: Dict }
 export interface JobPoint { start: string; added: number; removed: number; omitted: number }
@@ -178,6 +181,8 @@ export const api = {
   previewJobEdit: (id: string, body: Dict) => data<EditPreview>("PATCH", `/jobs/${id}`, { body, query: { dry_run: true } }),
   deleteJob: (id: string) => request<void>("DELETE", `/jobs/${id}`),
   jobAction: (id: string, action: "pause" | "resume" | "run") => data<JobSummary>("POST", `/jobs/${id}/${action}`),
+  /** Export jobs: the next run (a real-time job: its delivery) sends every member again. */
+  resyncJob: (id: string) => data<JobSummary>("POST", `/jobs/${id}/run`, { body: { resync: true } }),
   runs: (id: string) => page<Run>(`/jobs/${id}/runs`, { limit: 20 }),
   logs: (id: string, level: string, cursor?: string | null) => page<LogLine>(`/jobs/${id}/logs`, { level, cursor, limit: 50 }),
   jobActivity: (id: string, granularity: Granularity) =>

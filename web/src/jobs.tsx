@@ -243,12 +243,25 @@ function resumeWords(j: JobSummary): string {
   return `A run starts as soon as you resume${then}.`;
 }
 
+/** What a re-send of every member does at this job's destination, in words. */
+export function resyncWords(j: JobSummary, live: boolean): string {
+  const what: Record<string, string> = {
+    amazon_s3: "A new folder for this run gets every current member as an add row, plus a remove row for each member who left since the last run.",
+    mailchimp: "Every current member is written to the Mailchimp audience again: existing contacts are updated, none is duplicated.",
+  };
+  const events = "Every current member is sent again as an add event, with new event ids: a consumer that drops repeats by event id sees them as new.";
+  const how = live
+    ? "The members as of the last change delivered go out first, then the changes after it, in order."
+    : "The run reads every profile of the account, like the job's first run, so it costs as much; later runs send only what changes.";
+  return `${what[j.provider] ?? events} ${how}`;
+}
+
 function RunRow({ run }: { run: Run }) {
   const p = run.progress;
   const pct = p.total ? Math.min(100, Math.round((100 * p.read) / p.total)) : null;
   return (
     <tr>
-      <td>{fmtTime(run.started_at)}</td><td>{run.trigger}</td>
+      <td>{fmtTime(run.started_at)}</td><td>{run.trigger}{run.resync && <span data-testid="run-resync"> · re-send</span>}</td>
       <td><StatusBadge status={run.status} />{run.error && <div class="muted small">{run.error}</div>}</td>
       <td class="num">{run.added}</td><td class="num">{run.removed}</td>
       <td class="num">{run.omitted}{omittedWords(run.omitted_reasons) && <div class="muted small" data-testid="omitted-reasons">{omittedWords(run.omitted_reasons)}</div>}</td>
@@ -352,6 +365,7 @@ export function JobSummaryPage({ id }: { id: string }) {
   const [error, setError] = useState<unknown>(null);
   const [confirmDelete, setConfirmDelete] = useState(false);
   const [confirmResume, setConfirmResume] = useState(false);
+  const [confirmResync, setConfirmResync] = useState(false);
   const [changingAuth, setChangingAuth] = useState(false);
   const [notice, setNotice] = useState("");
   const [editingConfig, setEditingConfig] = useState(false);
@@ -391,6 +405,15 @@ export function JobSummaryPage({ id }: { id: string }) {
         : after.next_run_at ? `Resumed: the next run is ${fmtTime(after.next_run_at)}.` : "Resumed.";
       setNotice({ pause: "Paused: no run starts until you resume.", resume: resumed, run: "A run starts now." }[a]); runs.reload(); setRefresh((r) => r + 1); } catch (e) { setError(e); }
   };
+  const resync = async () => {
+    setConfirmResync(false); setError(null); setNotice("");
+    try {
+      job.set(await api.resyncJob(id));
+      setNotice(live ? "Re-sending every member now; then the changes after them follow." : "Re-sending every member: a run starts now.");
+      runs.reload(); setRefresh((r) => r + 1);
+    } catch (e) { setError(e); }
+  };
+  const canResync = j.job_type === "export" && !j.collection && (j.status === "sleeping" || (live && j.status === "running"));
   const patch = async (body: Record<string, unknown>) => { job.set(await editJob(j, body, false) as JobSummary); };
   const del = async () => {
     setConfirmDelete(false);
@@ -408,6 +431,8 @@ export function JobSummaryPage({ id }: { id: string }) {
           {(j.status === "running" || j.status === "sleeping") && <button type="button" onClick={() => act("pause")}>Pause</button>}
           {(j.status === "paused" || j.status === "failed") && <button type="button" onClick={() => setConfirmResume(true)}>Resume</button>}
           {j.status === "sleeping" && <button type="button" onClick={() => act("run")}>Run now</button>}
+          {canResync && <button type="button" onClick={() => setConfirmResync(true)} disabled={!!j.resync_requested}
+            title={j.resync_requested ? "A re-send of every member is already under way" : "Send every member of the audience again"}>Re-send everything</button>}
           <button type="button" onClick={() => setChangingAuth(!changingAuth)}>Change authorization</button>
           <button type="button" class="danger" onClick={() => setConfirmDelete(true)}>Delete</button>
         </div>
@@ -416,6 +441,11 @@ export function JobSummaryPage({ id }: { id: string }) {
       {notice && <p class="ok" role="status" data-testid="job-notice">{notice}</p>}
       {confirmResume && <Confirm title={`Resume “${j.label}”?`} confirmLabel="Resume job" onConfirm={() => { setConfirmResume(false); void act("resume"); }} onCancel={() => setConfirmResume(false)}>
         <p data-testid="resume-what">{resumeWords(j)}</p></Confirm>}
+      {j.resync_requested && <p class="muted" role="status" data-testid="resync-status">
+        Re-sending every member (asked by {owner(j.resync_requested.requested_by)}, {fmtTime(j.resync_requested.requested_at)}){live ? "…" : running ? ": the run is under way." : ": waiting for its run."}</p>}
+      {confirmResync && <Confirm title={`Re-send every member of “${support.audienceName(String(j.config.audience_id ?? ""))}”?`}
+        confirmLabel="Re-send all members" onConfirm={() => { void resync(); }} onCancel={() => setConfirmResync(false)}>
+        <p data-testid="resync-what">{resyncWords(j, live)}</p></Confirm>}
       {confirmDelete && <Confirm title={`Delete “${j.label}”?`} confirmLabel="Delete job" danger onConfirm={del} onCancel={() => setConfirmDelete(false)}>
         <p>The job, its schedule and its history are deleted. Profiles it wrote stay.</p></Confirm>}
       {changingAuth && <ChangeAuthorization job={j} onDone={(nj) => { job.set(nj); setChangingAuth(false); setNotice(`The job now uses the authorization “${nj.authorization.label}”.`); }} />}
