@@ -9,36 +9,21 @@ liveness bound (the engine works off its queues), never a sleep that holds a sta
 
 from __future__ import annotations
 
-import threading
 import time
 
 from playwright.sync_api import Page, expect
 
-from tests.http_receiver import Answer, Received, Receiver
+from tests.http_receiver import Receiver
 from tests.test_local_stack import Stack
 from tests.web import axe
-from tests.web.test_realtime_job import PRO, identify
+from tests.web.test_realtime_job import PRO, Entered, identify
 from tests.web.test_spa import api, browser, page, signed_in  # noqa: F401  (fixtures)
 from tests.web.test_write_key_dialog import stack  # noqa: F401  (a plain local stack per module)
 
 
-class Hook:
-    """The webhook: the emails of the events that arrived, in order."""
-
-    def __init__(self) -> None:
-        self.emails: list[str] = []
-        self.lock = threading.Lock()
-
-    def __call__(self, req: Received) -> Answer:
-        events = req.json().get("events", [])
-        with self.lock:
-            self.emails += [str(e["fields"].get("email")) for e in events if "fields" in e]  # not the check
-        return Answer(200, {"accepted": len(events)})
-
-
 def test_an_export_job_re_sends_everything_after_a_confirm(page: Page, stack: Stack) -> None:  # noqa: F811
     signed_in(page, stack)
-    hook = Hook()
+    hook = Entered()  # adds arrive as enter events
     with Receiver(handler=hook) as r:
         # GIVEN two pro profiles pushed through a collection job, and an hourly webhook export
         # of the pro audience whose first run sent them
