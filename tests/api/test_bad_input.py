@@ -106,3 +106,19 @@ def test_non_json_content_type_is_415_in_the_envelope(api, world):
     # a GET is not concerned by the body's type
     assert api.get("/jobs", headers={"Content-Type": "text/plain"}).status_code == 200
     assert _snapshot(api, world) == before
+
+
+def test_bad_run_now_bodies_are_refused_naming_the_field(api, world):
+    before = _snapshot(api, world)
+    run = f"/jobs/{world['job']['id']}/run"
+    err = _envelope(api.call("POST", run, raw=b'{"resync": '), 400)
+    assert "body" in err["fields"]
+    for body, field in (({"resync": "yes"}, "resync"), ({"resync": 1}, "resync"), ({"full": True}, "full"),
+                        ([True], "body")):
+        assert field in _envelope(api.post(run, body), 422)["fields"], body
+    err = _envelope(api.call("POST", run, raw=b"resync=1", headers={"Content-Type": "text/plain"}), 415)
+    assert "Content-Type" in err["fields"]
+    # A well-formed re-send of an import job: nothing to re-send, said at the field
+    err = _envelope(api.post(run, {"resync": True}), 422)
+    assert err["code"] == "job.resync_unsupported" and "resync" in err["fields"]
+    assert _snapshot(api, world) == before

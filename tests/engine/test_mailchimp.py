@@ -354,3 +354,32 @@ def test_options_and_configured_lists_are_read_through_the_authorization(api, fa
                            "authorization_id": auth["id"], "label": "x",
                            "config": {"audience_id": "aud_x", "list_id": "L1", "fields": {"plan": "not a tag"}}})
     assert r.status_code == 422 and "config.fields.plan" in r.json["error"]["fields"]
+
+
+def test_a_resync_restores_what_the_list_lost_without_duplicating_anyone(api, deps, tenant, drain, fake_mailchimp):
+    # GIVEN 4 members sent to the list, then the list loses one and another's merge field is overwritten
+    fake = fake_mailchimp
+    fake.add_list("L1", "Customers", [("FNAME", "First", "text"), ("PLAN", "Plan", "text")])
+    _seed(deps, tenant.account_id, [{"email": f"p{i}@x.io", "first_name": f"P{i}", "plan": "pro"} for i in range(4)])
+    job = _export_job(api, _auth(api, fake.new_api_key())["id"], _audience(api))
+    drain.run()
+    members = fake.lists["L1"].members
+    [lost] = [k for k, m in members.items() if m.email_address == "p1@x.io"]
+    del members[lost]
+    fake.member("L1", "p2@x.io").merge_fields["FNAME"] = "Overwritten"
+    # WHEN a plain run comes (the control): it sends nothing, the list stays as it is
+    _fires(deps, tenant, job["id"])
+    drain.run()
+    assert _runs(api, job["id"])[0]["added"] == 0
+    assert _tagged(fake) == {"p0@x.io", "p2@x.io", "p3@x.io"}
+    # WHEN the job is asked to re-send everything
+    r = api.post(f"/jobs/{job['id']}/run", {"resync": True})
+    assert r.status_code == 200, r.body
+    drain.run()
+    # THEN every member is in the list again with its values, each once
+    run = _runs(api, job["id"])[0]
+    assert (run["status"], run["added"], run["removed"], run["resync"]) == ("succeeded", 4, 0, True), run
+    assert _tagged(fake) == {f"p{i}@x.io" for i in range(4)}
+    assert fake.member("L1", "p2@x.io").merge_fields["FNAME"] == "P2"
+    assert len(fake.lists["L1"].members) == 4
+    assert drain.errors == []

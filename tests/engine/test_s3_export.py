@@ -650,21 +650,34 @@ def test_crash_anywhere_never_loses_or_double_counts_a_2500_member_export(
 
 
 @seeded(8)
-def test_crash_anywhere_never_loses_or_double_counts_adds_and_removes(api, deps, tenant, drain, options, seed):
-    # GIVEN an hourly export whose first run sent 400 members
-    ids = _seed(deps, tenant.account_id, [_person(i) for i in range(400)])
+def _sent_then_changed(api, deps, tenant, drain, options, *, members: int, leave: int, join: int,
+                       ) -> tuple[dict[str, str], str, dict[str, Any]]:
+    """An hourly export whose first run sent `members` members, then the first `leave` of
+    them leave and `join` more join: email -> profile id, the bucket, the job."""
+    ids = _seed(deps, tenant.account_id, [_person(i) for i in range(members)])
     bucket = make_bucket()
     options.max_records = 1000
     job = _export_job(api, bucket, _audience(api), schedule=HOURLY, fields=["email", "first_name"])
     _drain_until(api, drain, job["id"], runs=1)
-    # WHEN 150 leave and 200 join, and the next run (20 rows a part) crashes 25 times
-    _seed(deps, tenant.account_id, [_person(i, "free") for i in range(150)]
-          + [_person(i) for i in range(400, 600)], ids)
-    crashes = _Crashes(25, 0.3, seed=seed, first=("before_write", "after_write", "after_commit", "before_enqueue",
-                                               "after_enqueue", "after_lease"))
+    _seed(deps, tenant.account_id, [_person(i, "free") for i in range(leave)]
+          + [_person(i) for i in range(members, members + join)], ids)
+    return ids, bucket, job
+
+
+def _crashing(deps, drain, options, crashes: _Crashes) -> None:
+    """The next runs (20 rows a part) crash as `crashes` says."""
     options.max_records = 20
     options.fault = crashes
     drain.engine = crashes.engine(deps, options)
+
+
+def test_crash_anywhere_never_loses_or_double_counts_adds_and_removes(api, deps, tenant, drain, options, seed):
+    # GIVEN an hourly export whose first run sent 400 members; then 150 leave and 200 join
+    ids, bucket, job = _sent_then_changed(api, deps, tenant, drain, options, members=400, leave=150, join=200)
+    # WHEN the next run (20 rows a part) crashes 25 times
+    crashes = _Crashes(25, 0.3, seed=seed, first=("before_write", "after_write", "after_commit", "before_enqueue",
+                                               "after_enqueue", "after_lease"))
+    _crashing(deps, drain, options, crashes)
     _schedule_fires(deps, tenant, job["id"])
     _drain_until(api, drain, job["id"], runs=2)
     # THEN every crash fired, and the run sent exactly who joined and who left
@@ -683,19 +696,11 @@ def test_crash_anywhere_never_loses_or_double_counts_adds_and_removes(api, deps,
 @seeded(11)
 def test_crash_anywhere_in_a_resync_sends_every_member_once(api, deps, tenant, drain, options, seed):
     # GIVEN an hourly export whose first run sent 120 members, then 20 leave and 30 join
-    ids = _seed(deps, tenant.account_id, [_person(i) for i in range(120)])
-    bucket = make_bucket()
-    options.max_records = 1000
-    job = _export_job(api, bucket, _audience(api), schedule=HOURLY, fields=["email", "first_name"])
-    _drain_until(api, drain, job["id"], runs=1)
-    _seed(deps, tenant.account_id, [_person(i, "free") for i in range(20)]
-          + [_person(i) for i in range(120, 150)], ids)
+    ids, bucket, job = _sent_then_changed(api, deps, tenant, drain, options, members=120, leave=20, join=30)
     # WHEN the job is asked to re-send everything, and that run (20 rows a part) crashes 15 times
-    crashes = _Crashes(15, 0.3, seed=seed, first=("before_write", "after_write", "after_commit", "before_enqueue",
-                                               "after_enqueue", "after_lease"))
-    options.max_records = 20
-    options.fault = crashes
-    drain.engine = crashes.engine(deps, options)
+    _crashing(deps, drain, options, crashes := _Crashes(
+        15, 0.3, seed=seed, first=("before_write", "after_write", "after_commit", "before_enqueue", "after_enqueue",
+                                   "after_lease")))
     r = api.post(f"/jobs/{job['id']}/run", {"resync": True})
     assert r.status_code == 200, r.body
     _drain_until(api, drain, job["id"], runs=2)

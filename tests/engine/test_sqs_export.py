@@ -206,3 +206,26 @@ def test_queue_options_through_the_api(api, sqs, queue):
     # THEN the queue is offered by URL, labelled by name, as a FIFO queue
     assert r.status_code == 200, r.body
     assert {"value": url, "label": name, "kind": "fifo"} in r.json["data"]
+
+
+def test_a_resync_sends_one_enter_per_member_with_new_event_ids(api, deps, tenant, drain, options, sqs, queue):
+    # GIVEN 6 members sent to a FIFO queue by a first run
+    seed(deps, tenant.account_id, [person(i) for i in range(6)])
+    url = queue(True)
+    _, job = _export(api, url, audience(api), fields=["email"])
+    drain.run()
+    first = {json.loads(m["Body"])["event_id"] for m in _messages(sqs, url)}
+    assert len(first) == 6
+    # WHEN one leaves and the job is asked to re-send everything
+    seed(deps, tenant.account_id, [person(0, "free")])
+    assert api.post(f"/jobs/{job['id']}/run", {"resync": True}).status_code == 200
+    drain.run()
+    # THEN the queue got one enter per current member and the leaver's exit, with ids the
+    # FIFO queue's deduplication does not drop as repeats of the first run's
+    ids = profile_ids(deps, tenant.account_id)
+    run = _runs(api, job["id"])[0]
+    events = [json.loads(m["Body"]) for m in _messages(sqs, url)]
+    assert Counter((e["type"], e["profile_id"]) for e in events) == Counter(
+        [("audience.entered", ids[f"p{i}@example.com"]) for i in range(1, 6)] + [("audience.exited", ids["p0@example.com"])])
+    assert not first & {e["event_id"] for e in events} and all(e["run_id"] == run["id"] for e in events)
+    assert (run["added"], run["removed"], run["resync"]) == (5, 1, True) and drain.errors == []

@@ -197,6 +197,10 @@ def _corpus(ids: dict[str, str], repeat: int) -> list[Probe]:
               headers={"If-Match": "1\r\nX-Injected: yes"}, status=400, field="If-Match"),
         Probe("injection", "a forged cursor", "GET", "/jobs?cursor=eyJQSyI6IkFDQ1QjeCIsIlNLIjoiSk9CI3gifQ",
               status=400, field="cursor"),
+        Probe("injection", "a string as run now's resync flag", "POST", f"{job}/run", {"resync": "true"},
+              status=422, field="resync"),
+        Probe("injection", "an operator as a field of run now's body", "POST", f"{job}/run",
+              {"resync": True, "$where": "1"}, status=422, field="$where"),
     ]
     # The make proof size repeats the injection strings in every free-text field it has.
     extra: list[Probe] = []
