@@ -132,3 +132,56 @@ def test_an_export_whose_audience_is_gone_fails_with_a_plain_reason(world: World
     assert final.status is JobStatus.FAILED
     [line] = world.lines(job, "run.config_error")
     assert f"audience {aud.id!r} not found" in line["message"]
+
+
+def _ask_resync(world: World, job: Job, marker_id: str) -> None:
+    """What POST /jobs/{id}/run with {"resync": true} writes on the job: its marker."""
+    fresh = world.reread(job)
+    marker = {"id": marker_id, "requested_at": "2026-03-02T09:00:00Z", "requested_by": "user_1"}
+    world.d.jobs.save(fresh, fresh.resync_asked(marker, drop_run=False), expected_version=fresh.version)
+
+
+def test_a_resync_run_sends_every_member_and_its_last_commit_clears_the_marker(world: World) -> None:
+    aud = world.audience("pro")
+    world.people(_people(4))
+    world.options.max_records = 2
+    job = _export(world, aud.id)
+    world.drain()
+    world.people([{"email": "p0@example.com", "plan": "free"}], tag="later")
+    world.dest.parts.clear()
+    # GIVEN the job asked to re-send everything
+    _ask_resync(world, job, "rsy_1")
+    world.trigger(job, "run")
+    world.drain()
+    # THEN the run sent the 3 current members as adds and the leaver as a remove
+    assert sorted((a, v[0]) for a, _, v in world.dest.sent()) == [
+        ("add", "p1@example.com"), ("add", "p2@example.com"), ("add", "p3@example.com"), ("remove", "p0@example.com")]
+    assert world.dest.manifests[-1]["resync"] is True
+    # AND the marker left with the last commit; the next plain run (the control) sends nothing
+    assert "resync" not in world.reread(job).state
+    world.dest.parts.clear()
+    world.trigger(job, "schedule")
+    world.drain()
+    assert world.dest.sent() == []
+
+
+def test_a_marker_written_after_a_run_planned_survives_that_runs_commit(world: World) -> None:
+    aud = world.audience("pro")
+    world.people(_people(3))
+    world.options.max_records = 1
+    job = _export(world, aud.id)
+    # GIVEN a first run that has planned (step 0 committed), then a re-send asked meanwhile
+    # (the API refuses this while a run is under way: the defence behind it)
+    assert world.drain(limit=1) == 1
+    assert world.reread(job).current_run_id is not None
+    _ask_resync(world, job, "rsy_late")
+    world.drain()
+    # THEN the run's commit kept the marker it did not serve
+    assert world.reread(job).state["resync"]["id"] == "rsy_late"
+    assert len(world.dest.sent()) == 3
+    # AND the next run serves it: every member sent again, then the marker is gone
+    world.dest.parts.clear()
+    world.trigger(job, "schedule")
+    world.drain()
+    assert sorted(a for a, _, _ in world.dest.sent()) == ["add", "add", "add"]
+    assert "resync" not in world.reread(job).state
