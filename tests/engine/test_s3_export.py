@@ -649,7 +649,6 @@ def test_crash_anywhere_never_loses_or_double_counts_a_2500_member_export(
     assert ref is not None and deps.memberships.read_set(tenant.account_id, job["id"], ref) == set(ids.values())
 
 
-@seeded(8)
 def _sent_then_changed(api, deps, tenant, drain, options, *, members: int, leave: int, join: int,
                        ) -> tuple[dict[str, str], str, dict[str, Any]]:
     """An hourly export whose first run sent `members` members, then the first `leave` of
@@ -671,6 +670,7 @@ def _crashing(deps, drain, options, crashes: _Crashes) -> None:
     drain.engine = crashes.engine(deps, options)
 
 
+@seeded(8)
 def test_crash_anywhere_never_loses_or_double_counts_adds_and_removes(api, deps, tenant, drain, options, seed):
     # GIVEN an hourly export whose first run sent 400 members; then 150 leave and 200 join
     ids, bucket, job = _sent_then_changed(api, deps, tenant, drain, options, members=400, leave=150, join=200)
