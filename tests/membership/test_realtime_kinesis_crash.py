@@ -9,14 +9,16 @@ from __future__ import annotations
 
 from typing import Any
 
+import boto3
 import pytest
 
 from tests.membership.conftest import upsert
 from tests.membership.test_realtime_exports import World, world  # noqa: F401  (the fixture)
 
 
-def _records(kinesis: Any, name: str) -> list[tuple[str, bytes]]:
-    """(partition key, data) of every record in the stream, shard by shard."""
+def stream_records(name: str) -> list[tuple[str, bytes]]:
+    """(partition key, data) of every record in the Kinesis stream `name`, shard by shard."""
+    kinesis = boto3.client("kinesis", region_name="us-east-1")
     out = []
     for shard in kinesis.list_shards(StreamName=name)["Shards"]:
         it = kinesis.get_shard_iterator(StreamName=name, ShardId=shard["ShardId"],
@@ -45,14 +47,14 @@ def test_a_crash_after_kinesis_accepted_resends_the_same_keys_and_ids_once(
     nudge = Nudge(world.account_id, aud.id, job["id"])
     # WHEN the delivery dies after Kinesis accepted every record, before the cursor's write
     world.die_before_the_cursor_moves(nudge, monkeypatch)
-    first = _records(kinesis, name)
+    first = stream_records(name)
     assert len(first) == 3  # the dying delivery did send them
     # AND the nudge comes back (the dying delivery's finally released the lease)
     again = deliver(d, nudge)
     assert (again.status, again.delivered, again.cursor) == ("caught_up", 3, 3)
     # THEN each record went out twice, the copy identical: same partition key, same bytes
     # (so the same event id)
-    stored = _records(kinesis, name)
+    stored = stream_records(name)
     assert len(stored) == 6
     assert sorted(stored) == sorted(first * 2)
     by_id: dict[str, set[tuple[str, bytes]]] = {}
@@ -67,5 +69,5 @@ def test_a_crash_after_kinesis_accepted_resends_the_same_keys_and_ids_once(
     # AND a further nudge sends nothing (the cursor moved with the resend)
     last = deliver(d, nudge)
     assert (last.status, last.delivered, last.cursor) == ("caught_up", 0, 3)
-    assert len(_records(kinesis, name)) == 6
+    assert len(stream_records(name)) == 6
     kinesis.delete_stream(StreamName=name)
