@@ -7,8 +7,6 @@ test_realtime_exports.py.
 
 from __future__ import annotations
 
-from typing import Any
-
 import boto3
 import pytest
 
