@@ -31,6 +31,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,6 +43,7 @@ import pytest
 from chalicelib.providers.registry import Registry
 from tests.engine.fresh import forget_moto_models, fresh_deps
 from tests.http_receiver import Answer
+from tests.membership.conftest import Stack, streamed_stack
 from tests.providers import aws_faults
 from tests.providers.workflow_fakes import (  # noqa: F401 (fixtures the fakes ask for by name)
     WORKFLOW_FAKES,
@@ -85,6 +87,7 @@ class Scene:
     clock: Clock
     monkeypatch: pytest.MonkeyPatch
     notes: dict[str, Any] = field(default_factory=dict)
+    fake_workflow: str = ""
 
 
 Check = Callable[[Scene, dict[str, Any]], None]
@@ -455,6 +458,13 @@ def test_every_registered_provider_has_a_full_row() -> None:
 FULL = os.environ.get("SWITCHYARD_FAULTS") == "full"
 CASES = [(p, f) for p in sorted(MATRIX) for f in FAULTS
          if isinstance(MATRIX[p][f], Case) and (FULL or not MATRIX[p][f].proven_by)]  # type: ignore[union-attr]
+# The export cells again on the change-log path: the audience backfilled, a clean first run
+# leaving a cursor, 2 profiles joining and 1 leaving, then the faulty run reads only those.
+EXPORTS = (MAILCHIMP, WEBHOOK, KINESIS, SQS, S3)
+PATHS = [pytest.param(p, f, "full", id=f"{p}-{f}") for p, f in CASES] + [
+    pytest.param(p, f, "log", id=f"{p}-{f}-log") for p, f in CASES
+    if MATRIX[p][f].workflow in EXPORTS]  # type: ignore[union-attr]
+HOURLY = {"type": "interval", "every_minutes": 60}
 
 
 @pytest.fixture(scope="module")
@@ -464,14 +474,31 @@ def module_deps(aws_endpoint: str) -> Iterator[Any]:
     yield from fresh_deps()
 
 
+@pytest.fixture(scope="module")
+def module_stack(aws_endpoint: str) -> Iterator[Stack]:
+    # The change-log rows' tables: the profiles table with its stream and the local poller.
+    yield from streamed_stack()
+
+
 @pytest.fixture()
-def deps(module_deps: Any) -> Iterator[Any]:
+def path(request: pytest.FixtureRequest) -> str:
+    return str(getattr(request, "param", "full"))
+
+
+@pytest.fixture()
+def deps(request: pytest.FixtureRequest, path: str) -> Iterator[Any]:
     from chalicelib.bootstrap import use
     from chalicelib.services.accounts import token_cache
 
     token_cache.clear()
-    use(module_deps)
-    yield module_deps
+    if path == "log":
+        stack = request.getfixturevalue("module_stack")
+        stack.next_test()
+        d = stack.deps
+    else:
+        d = request.getfixturevalue("module_deps")
+    use(d)
+    yield d
     use(None)
 
 
@@ -500,7 +527,7 @@ def _settle(drain: Any, api: Any, deps: Any, tenant: Any, job_id: str) -> tuple[
     for _ in range(4):
         forget_moto_models()
         drain.run()
-        [run] = api.get(f"/jobs/{job_id}/runs").json["data"]
+        run = api.get(f"/jobs/{job_id}/runs").json["data"][0]  # the newest
         if run["status"] != "retrying":
             return run, retries
         retries += 1
@@ -508,9 +535,90 @@ def _settle(drain: Any, api: Any, deps: Any, tenant: Any, job_id: str) -> tuple[
     return run, retries
 
 
-@pytest.mark.parametrize(("provider_id", "fault"), CASES, ids=[f"{p}-{f}" for p, f in CASES])
-def test_fault(request: pytest.FixtureRequest, provider_id: str, fault: str, deps: Any, new_tenant: Any,
-               api_for: Any, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+class HourlyJobs:
+    """The test's Api, making the jobs it creates hourly: a job that can be run again."""
+
+    def __init__(self, api: Any) -> None:
+        self.api = api
+
+    def post(self, path_: str, body: Any = None) -> Any:
+        return self.api.post(path_, {**body, "schedule": HOURLY} if path_ == "/jobs" else body)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.api, name)
+
+
+@dataclass
+class OnTheLog:
+    """The change-log path's set-up and checks around the faulty run (the second)."""
+
+    stack: Stack
+    scene: Scene
+    drain: Any
+    cursor: dict[str, Any] = field(default_factory=dict)
+    before: list[str] = field(default_factory=list)
+
+    def state(self) -> dict[str, Any]:
+        s = self.scene
+        job = s.deps.jobs.get(s.tenant.account_id, s.job_id, consistent=True)
+        return dict(job.state.get("changes") or {})
+
+    def first_run_then_changes(self) -> None:
+        from tests.engine.fresh import seed
+        from tests.membership.test_backfill import drain as drain_backfill
+
+        s = self.scene
+        acct = s.tenant.account_id
+        self.stack.deliver()
+        drain_backfill(self.stack, acct)
+        run, _ = _settle(self.drain, s.api, s.deps, s.tenant, s.job_id)
+        assert run["status"] == "succeeded" and run["added"] == ADDED[s.fake_workflow], run
+        self.cursor = self.state()
+        assert self.cursor, "the first run left no change-log cursor"
+        self.before = _delivered(s)
+        if "fake_mailchimp" in s.fake.env:
+            s.fake.env["fake_mailchimp"].requests.clear()  # the rows count the faulty run's requests
+        s.clock.slept.clear()
+        # 2 profiles join, a member leaves
+        seed(s.deps, acct, [{"email": f"j{i}@example.com", "first_name": f"J{i}", "plan": "pro"} for i in (0, 1)]
+             + [{"email": "p0@example.com", "first_name": "P0", "plan": "free"}])
+        self.stack.deliver()
+        r = s.api.post(f"/jobs/{s.job_id}/run", {})
+        assert r.status_code in (200, 202), r.body
+
+    def check(self, run: dict[str, Any]) -> list[str]:
+        """The faulty run sent the 3 changes, each once, read only them, and left the cursor
+        at the log's head; the next run sends nothing. Returns what the faulty run delivered."""
+        s = self.scene
+        assert (run["added"], run["removed"]) == (2, 1), run
+        after = _delivered(s)
+        new = list((Counter(after) - Counter(self.before)).elements())
+        # S3: the part, the manifest and 3 rows; the others: 3 events or member states
+        assert len(new) == len(set(new)) == (5 if s.fake_workflow == S3 else 3), new
+        # (the positive control: it read the 3 changes and their profiles, and the member
+        # without an email the first run could not send, by key; no page of every profile)
+        ctx = _step0(s, run["id"])
+        waiting = len(self.cursor["pending"])
+        assert (ctx["full"], ctx["changes_read"], ctx["profiles_read"]) == (False, 3, 3 + waiting), ctx
+        head = s.deps.audience_members.head(s.tenant.account_id, self.cursor["audience_id"])
+        assert self.state() == {**self.cursor, "n": head}, (self.state(), head)
+        r = s.api.post(f"/jobs/{s.job_id}/run", {})
+        assert r.status_code in (200, 202), r.body
+        third, _ = _settle(self.drain, s.api, s.deps, s.tenant, s.job_id)
+        assert (third["status"], third["added"], third["removed"]) == ("succeeded", 0, 0), third
+        assert not Counter(_delivered(s)) - Counter(after)
+        return new
+
+
+def _step0(scene: Scene, run_id: str) -> dict[str, Any]:
+    lines = scene.api.get(f"/jobs/{scene.job_id}/logs").json["data"]
+    [line] = [ln for ln in lines if ln.get("run_id") == run_id and ln["message"].startswith("step 0")]
+    return dict(line.get("context") or {})
+
+
+@pytest.mark.parametrize(("provider_id", "fault", "path"), PATHS, indirect=["path"])
+def test_fault(request: pytest.FixtureRequest, provider_id: str, fault: str, path: str, deps: Any,
+               new_tenant: Any, api_for: Any, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
     from chalicelib.services.engine import EngineOptions
     from tests.engine.conftest import Drain
 
@@ -523,8 +631,12 @@ def test_fault(request: pytest.FixtureRequest, provider_id: str, fault: str, dep
     api = api_for(tenant.admin_token)
     drain = Drain(deps, EngineOptions(max_records=1000))
     drain.purge()
-    job_id = fake.start(api, deps, tenant)
-    scene = Scene(fake, deps, api, tenant, job_id, clock, monkeypatch)
+    job_id = fake.start(HourlyJobs(api) if path == "log" else api, deps, tenant)
+    scene = Scene(fake, deps, api, tenant, job_id, clock, monkeypatch, fake_workflow=case.workflow)
+    # (on the log path: a first run leaving a cursor, then profiles join and leave)
+    log = OnTheLog(request.getfixturevalue("module_stack"), scene, drain) if path == "log" else None
+    if log:
+        log.first_run_then_changes()
     # AND the fault
     case.inject(scene)
     # WHEN the run is delivered (and its retries, if any)
@@ -539,10 +651,15 @@ def test_fault(request: pytest.FixtureRequest, provider_id: str, fault: str, dep
         auth = api.get(f"/authorizations/{job['authorization_id']}").json["data"]
         assert auth["health"]["status"] == "unhealthy", auth["health"]
         assert case.words in auth["health"]["reason"], auth["health"]
+        # (and a failed run leaves the cursor where the last good run put it)
+        assert log is None or log.state() == log.cursor
         return
     # THEN the run succeeded, each item reached the destination once
     assert run["status"] == "succeeded", (run, api.get(f"/jobs/{job_id}/logs").json["data"])
-    assert run["added"] == ADDED[case.workflow], run
-    delivered = _delivered(scene)
-    assert delivered and len(delivered) == len(set(delivered)), delivered
+    if log:
+        log.check(run)
+    else:
+        assert run["added"] == ADDED[case.workflow], run
+        delivered = _delivered(scene)
+        assert delivered and len(delivered) == len(set(delivered)), delivered
     case.check(scene, run)

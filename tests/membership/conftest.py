@@ -28,6 +28,13 @@ class Stack:
         """What Lambda's mapping would deliver now, delivered (synchronously)."""
         return int(self.poller.poll_once())
 
+    def next_test(self) -> None:
+        """For a stack that outlives a test: moto's shard iterators are cleared before each
+        test (tests/moto_state.py), so the poller asks for new ones from its checkpoints."""
+        for source in self.poller.sources:
+            for shard in source.shards.values():
+                shard.iterator = None
+
 
 def streamed_profiles_table(base: Any) -> str:
     ddb = base.client
@@ -41,6 +48,12 @@ def streamed_profiles_table(base: Any) -> str:
 
 @pytest.fixture()
 def stack(aws_endpoint: str) -> Iterator[Stack]:
+    yield from streamed_stack()
+
+
+def streamed_stack() -> Iterator[Stack]:
+    """Fresh tables, the profiles table with its stream, in use while the generator runs;
+    a fixture of any scope yields from it (needs the session's moto server)."""
     from app import app
     from chalicelib.bootstrap import Deps, use
     from chalicelib.config import PROFILES_STREAM_ARN

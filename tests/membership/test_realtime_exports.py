@@ -86,6 +86,43 @@ class World:
     def sent(self) -> list[tuple[str, str]]:
         return [(e["type"], e["profile_id"]) for e in self.inbox.events]
 
+    def die_before_the_cursor_moves(self, nudge: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+        """Deliver `nudge` in a Lambda that dies after the destination accepted the changes,
+        before the job's cursor is written (its finally releases the lease)."""
+        from chalicelib.services.realtime import deliver
+        from chalicelib.store.realtime import RealtimeRepo
+
+        def crash(*a: Any, **k: Any) -> bool:
+            raise RuntimeError("Lambda timed out")
+
+        with monkeypatch.context() as m:
+            m.setattr(RealtimeRepo, "advance", crash)
+            with pytest.raises(RuntimeError):
+                deliver(self.d, nudge)
+
+    def kinesis_job(self, name: str) -> tuple[Any, dict[str, Any], Any]:
+        """A pro audience, a real-time Kinesis job of it writing to a new 2-shard stream
+        `name` (its first nudge pumped), and a Kinesis client."""
+        import boto3
+
+        from tests.api.helpers import CANARY, access_key_id
+
+        kinesis = boto3.client("kinesis", region_name="us-east-1")
+        kinesis.create_stream(StreamName=name, ShardCount=2)
+        aud = audience(self.d, self.account_id)
+        auth = self.api.post("/authorizations", {"provider": "amazon_kinesis", "method": "access_keys",
+                                                 "label": "keys", "credentials": {
+                                                     "access_key_id": access_key_id(), "secret_access_key": CANARY,
+                                                     "stream_name": name}})
+        assert auth.status_code == 201, auth.body
+        r = self.api.post("/jobs", {"provider": "amazon_kinesis", "job_type": "export",
+                                    "workflow": "kinesis_audience_export", "authorization_id": auth.json["data"]["id"],
+                                    "label": "pro, live", "schedule": REALTIME,
+                                    "config": {"audience_id": aud.id, "stream_name": name, "fields": ["email"]}})
+        assert r.status_code == 201, r.body
+        self.pump()
+        return aud, dict(r.json["data"]), kinesis
+
 
 @pytest.fixture()
 def world(stack: Stack) -> Iterator[World]:
@@ -168,22 +205,13 @@ def test_a_nudge_delivered_again_sends_nothing_twice(world: World) -> None:
 def test_a_crash_after_the_webhook_accepted_resends_the_same_event_ids(world: World,
                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
     from chalicelib.services.realtime import Nudge, deliver
-    from chalicelib.store.realtime import RealtimeRepo
 
     aud, job, d = world.live()
     carol = upsert(d, world.account_id, "carol@example.com", plan="pro")
     world.stack.deliver()
     nudge = Nudge(world.account_id, aud.id, job["id"])
     # GIVEN a delivery that dies after the webhook accepted, before the cursor's write
-    real_advance = RealtimeRepo.advance
-
-    def crash(*a: Any, **k: Any) -> bool:
-        raise RuntimeError("Lambda timed out")
-
-    monkeypatch.setattr(RealtimeRepo, "advance", crash)
-    with pytest.raises(RuntimeError):
-        deliver(d, nudge)
-    monkeypatch.setattr(RealtimeRepo, "advance", real_advance)
+    world.die_before_the_cursor_moves(nudge, monkeypatch)
     assert world.sent() == [("audience.entered", carol)]
     # WHEN the nudge comes back (the lease was released by the dying delivery's finally)
     deliver(d, nudge)
@@ -270,7 +298,6 @@ def test_an_sqs_fifo_queue_gets_each_change_once_in_order_even_after_a_crash(wor
     import boto3
 
     from chalicelib.services.realtime import Nudge, deliver
-    from chalicelib.store.realtime import RealtimeRepo
     from tests.api.helpers import CANARY, access_key_id
 
     d = world.d
@@ -296,15 +323,7 @@ def test_an_sqs_fifo_queue_gets_each_change_once_in_order_even_after_a_crash(wor
     world.stack.deliver()
     # WHEN the first delivery dies after SQS accepted every message, before the cursor moved,
     # and the nudge comes back
-    real_advance = RealtimeRepo.advance
-
-    def crash(*a: Any, **k: Any) -> bool:
-        raise RuntimeError("Lambda timed out")
-
-    monkeypatch.setattr(RealtimeRepo, "advance", crash)
-    with pytest.raises(RuntimeError):
-        deliver(d, Nudge(world.account_id, aud.id, job["id"]))
-    monkeypatch.setattr(RealtimeRepo, "advance", real_advance)
+    world.die_before_the_cursor_moves(Nudge(world.account_id, aud.id, job["id"]), monkeypatch)
     waiting = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages"])
     assert waiting["Attributes"]["ApproximateNumberOfMessages"] == "3"  # the dying delivery sent them
     again = deliver(d, Nudge(world.account_id, aud.id, job["id"]))
@@ -362,27 +381,11 @@ def test_a_nudge_that_finds_the_job_busy_is_dropped_and_the_holder_sends_its_cha
 
 
 def test_a_kinesis_stream_gets_enter_then_exit_keyed_by_profile(world: World) -> None:
-    import boto3
-
-    from tests.api.helpers import CANARY, access_key_id
     from tests.engine.test_kinesis import _records
 
     d = world.d
-    kinesis = boto3.client("kinesis", region_name="us-east-1")
     name = f"rt-{world.account_id[-10:]}"
-    kinesis.create_stream(StreamName=name, ShardCount=2)
-    aud = audience(d, world.account_id)
-    auth = world.api.post("/authorizations", {"provider": "amazon_kinesis", "method": "access_keys",
-                                              "label": "keys", "credentials": {
-                                                  "access_key_id": access_key_id(), "secret_access_key": CANARY,
-                                                  "stream_name": name}})
-    assert auth.status_code == 201, auth.body
-    r = world.api.post("/jobs", {"provider": "amazon_kinesis", "job_type": "export",
-                                 "workflow": "kinesis_audience_export", "authorization_id": auth.json["data"]["id"],
-                                 "label": "pro, live", "schedule": REALTIME,
-                                 "config": {"audience_id": aud.id, "stream_name": name, "fields": ["email"]}})
-    assert r.status_code == 201, r.body
-    world.pump()
+    _, job, kinesis = world.kinesis_job(name)
     # WHEN hal joins then leaves, and ivy joins
     hal = upsert(d, world.account_id, "hal@example.com", plan="pro")
     world.stack.deliver()
@@ -397,5 +400,5 @@ def test_a_kinesis_stream_gets_enter_then_exit_keyed_by_profile(world: World) ->
         [("audience.entered", hal), ("audience.exited", hal), ("audience.entered", ivy)])
     assert all(key == e["profile_id"] for key, e in stored)
     assert [e["type"] for _, e in stored if e["profile_id"] == hal] == ["audience.entered", "audience.exited"]
-    assert world.api.get(f"/jobs/{r.json['data']['id']}").json["data"]["lag_seconds"] == 0
+    assert world.api.get(f"/jobs/{job['id']}").json["data"]["lag_seconds"] == 0
     kinesis.delete_stream(StreamName=name)

@@ -8,6 +8,12 @@ resumes, again and again, until every run finished. Then, against a truth comput
 the inputs: no profile lost, nothing counted twice, each destination saw each member
 exactly once (or, where delivery is at least once, once per event id).
 
+Exports again on the change-log path (OnTheLog): the audience's backfill completed, a first
+run leaving a cursor, profiles joining and leaving, then the run under test killed the same
+way: each change reached the destination once (or its copies share an id and bytes), the
+run read the log and the changed profiles only (its step-0 log line, no Query of the
+profiles table), the cursor ended at the log's head, and a third run sent nothing.
+
 The same for the health sweep: its fan-out and the health handler are killed at random
 points and redelivered; every authorization is checked, each status change is recorded
 once and alerted at least once, duplicates sharing the transition's id.
@@ -34,14 +40,18 @@ import pytest
 
 from chalicelib.services.engine import Delivery, Engine, EngineOptions, StepBusy
 from tests.engine.fresh import forget_moto_models, fresh_deps, seed
+from tests.membership.conftest import Stack, stack  # noqa: F401  (stack: the log path's tables)
 from tests.proof.crash import Clock, Injector, Killed
 from tests.proof.record import record, size
-from tests.seeds import replay_hint, seeded
+from tests.seeds import params, replay_hint, seeded
 
 ALL_KINDS = ("s3_import", "mailchimp_import", "s3_export", "mailchimp_export", "sqs_export", "webhook_export",
              "enrichment")
+# The exports proven again on the change-log path (a second run reading only what changed)
+LOG_KINDS = ("s3_export", "mailchimp_export", "kinesis_export", "sqs_export", "webhook_export")
 # SWITCHYARD_CRASH_KINDS=s3_import,enrichment narrows a replay to some kinds (all their kill points).
-KINDS = tuple(k for k in os.environ.get("SWITCHYARD_CRASH_KINDS", ",".join(ALL_KINDS)).split(",") if k)
+ONLY = {k for k in os.environ.get("SWITCHYARD_CRASH_KINDS", "").split(",") if k}
+HOURLY = {"type": "interval", "every_minutes": 60}
 RUN_KILLS = size(10, 100)
 SWEEP_KILLS = size(4, 40)
 ROWS_PER_STEP = 10
@@ -58,7 +68,21 @@ FIXED_SEEDS = (101, 908264)
 
 
 @pytest.fixture()
-def deps(aws_endpoint: str) -> Iterator[Any]:
+def path(request: pytest.FixtureRequest) -> str:
+    """Which way export runs read the audience: "full" (every profile; the audience's log
+    is not complete) or "log" (its backfill done: only what changed since the last run)."""
+    return str(getattr(request, "param", "full"))
+
+
+@pytest.fixture()
+def deps(request: pytest.FixtureRequest, path: str, aws_endpoint: str) -> Iterator[Any]:
+    if path == "log":
+        # A profiles table with its stream and the local poller (tests/membership/conftest.py)
+        from chalicelib.services.accounts import token_cache
+
+        token_cache.clear()
+        yield request.getfixturevalue("stack").deps
+        return
     # Fresh tables: moto answers a Query or a transaction in time proportional to the table.
     yield from fresh_deps()
 
@@ -303,15 +327,35 @@ class MailchimpImport(Scenario):
         return Outcome(run["status"] == "succeeded", lost, double, "profile store: one profile per member")
 
 
+# One copy of a change as the destination got it: (its id at the destination, add | remove,
+# profile id, its bytes). Two copies with one id are a resend, harmless if the bytes agree.
+Copy = tuple[str, str, str, str]
+ACTIONS = {"audience.entered": "add", "audience.exited": "remove"}
+
+
 class _Export(Scenario):
+    # The log path's stream and poller (OnTheLog sets it): the audience's backfill is
+    # completed before the job is made, so its runs after the first read the change log.
+    stack: Stack | None = None
+
     def seed_people(self) -> str:
+        from tests.membership.test_backfill import drain as drain_backfill
+
         people = [{"email": f"e{i}@x.io", "first_name": f"E{i}", "plan": "pro"} for i in range(self.n)]
         people += [{"email": f"f{i}@x.io", "first_name": f"F{i}", "plan": "free"} for i in range(self.n // 4)]
         seed(self.deps, self.tenant.account_id, people)
+        if self.stack is not None:
+            self.stack.deliver()
         r = self.api.post("/audiences", {"name": "Pro", "filter": {
             "all": [{"field": "plan", "op": "equals", "value": "pro"}]}})
         assert r.status_code == 201, r.body
+        if self.stack is not None:
+            drain_backfill(self.stack, self.tenant.account_id)
         return str(r.json["data"]["id"])
+
+    def received(self) -> list[Copy]:
+        """Every copy of a change the destination holds so far."""
+        raise NotImplementedError
 
     def members(self) -> dict[str, str]:
         """profile id -> email of the audience's members (the truth)."""
@@ -328,10 +372,24 @@ class S3Export(_Export):
         aud = self.seed_people()
         r = self.api.post("/jobs", {"provider": "amazon_s3", "job_type": "export", "workflow": "s3_audience_export",
                                     "authorization_id": create_auth(self.api)["id"], "label": "Pro to S3",
+                                    **({"schedule": HOURLY} if self.stack else {}),
                                     "config": {"audience_id": aud, "bucket": self.bucket, "format": "jsonl",
                                                "fields": ["email", "first_name"]}})
         assert r.status_code == 201, r.body
         self.job = r.json["data"]
+
+    def received(self) -> list[Copy]:
+        # Parts have fixed names: a resent part overwrites, so S3 holds one copy of each row.
+        s3 = boto3.client("s3", region_name="us-east-1")
+        out: list[Copy] = []
+        for page in s3.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=f"switchyard/exports/{self.job['id']}/"):
+            for o in page.get("Contents", []):
+                if not o["Key"].endswith("manifest.json"):
+                    body = s3.get_object(Bucket=self.bucket, Key=o["Key"])["Body"].read().decode()
+                    out += [(f"{o['Key']}#{i}", (row := json.loads(line))["_action"], row["_profile_id"], line)
+                            for i, line in enumerate(body.splitlines())]
+        return out
 
     def check(self) -> Outcome:
         run = _run_of(self.api, self.job["id"])
@@ -392,6 +450,26 @@ class MailchimpExport(_Export):
                        "Mailchimp: idempotent (a resent part upserts the same members by address)",
                        resent=max(0, len(posts) - parts))
 
+    def received(self) -> list[Copy]:
+        # The membership tag's changes (active: joined, inactive: left), one call per member
+        # or a batch of them; its id is the member (the address's hash) and the state.
+        from chalicelib.providers.mailchimp import subscriber_hash
+
+        pid = {subscriber_hash(e): p.id for e, p in _profiles(self.deps, self.tenant.account_id).items()}
+        ops: list[tuple[str, bytes]] = []
+        for r in self.fakes["mailchimp"].requests:
+            if r.method == "POST" and f"/lists/{self.list_id}/members/" in r.path:
+                ops.append((r.path, r.body))
+            elif r.method == "POST" and r.path.endswith("/batches"):
+                ops += [(o["path"], o["body"].encode()) for o in json.loads(r.body)["operations"]]
+        out: list[Copy] = []
+        for path_, body in ops:
+            member = path_.split("/")[-2]
+            [tag] = json.loads(body)["tags"]
+            out.append((f"{member}:{tag['status']}", "add" if tag["status"] == "active" else "remove",
+                        pid[member], body.decode()))
+        return out
+
 
 class SqsExport(_Export):
     kind = "sqs_export"
@@ -440,6 +518,16 @@ class SqsExport(_Export):
                        "SQS (standard): at least once; once per event_id (a resent part repeats its ids)",
                        resent=len(bodies) - len(by_id))
 
+    def received(self) -> list[Copy]:
+        sqs = boto3.client("sqs", region_name="us-east-1")
+        self.got: list[Copy] = getattr(self, "got", [])
+        while msgs := sqs.receive_message(QueueUrl=self.url, MaxNumberOfMessages=10).get("Messages", []):
+            for m in msgs:
+                e = json.loads(m["Body"])
+                self.got.append((e["event_id"], ACTIONS[e["type"]], e["profile_id"], m["Body"]))
+                sqs.delete_message(QueueUrl=self.url, ReceiptHandle=m["ReceiptHandle"])
+        return list(self.got)
+
 
 class WebhookExport(_Export):
     kind = "webhook_export"
@@ -478,6 +566,51 @@ class WebhookExport(_Export):
         return Outcome(run["status"] == "succeeded", lost, double,
                        "webhook: at least once; once per batch id (a resent batch repeats id and bytes)",
                        resent=len(self.box.repeats))
+
+    def received(self) -> list[Copy]:
+        # The inbox keeps a batch once (a repeat must be byte-identical); a repeat's events
+        # are copies too.
+        assert self.box.refused == 0, "the receiver refused a batch"
+        batches = list(self.box.batches.values()) + [self.box.batches[b] for b in self.box.repeats]
+        return [(e["event_id"], ACTIONS[e["type"]], e["profile_id"], json.dumps(e, sort_keys=True))
+                for body in batches for e in json.loads(body)["events"] if e["type"] in ACTIONS]
+
+
+class KinesisExport(_Export):
+    """Kinesis keeps every record it accepted: a resent part shows twice, with the same
+    partition key and bytes (event id). On the log path only."""
+
+    kind = "kinesis_export"
+    final = "sleeping"
+
+    def start(self) -> None:
+        from tests.api.helpers import access_key_id
+
+        aud = self.seed_people()
+        self.stream = f"proof-crash-{uuid.uuid4().hex[:10]}"
+        boto3.client("kinesis", region_name="us-east-1").create_stream(StreamName=self.stream, ShardCount=1)
+        auth = self.api.post("/authorizations", {
+            "provider": "amazon_kinesis", "method": "access_keys", "label": "stream keys",
+            "credentials": {"access_key_id": access_key_id(), "secret_access_key": "s3cr3t-proof-crash",
+                            "stream_name": self.stream}})
+        assert auth.status_code == 201, auth.body
+        r = self.api.post("/jobs", {"provider": "amazon_kinesis", "job_type": "export",
+                                    "workflow": "kinesis_audience_export", "authorization_id": auth.json["data"]["id"],
+                                    "label": "Pro to Kinesis", "schedule": HOURLY,
+                                    "config": {"audience_id": aud, "stream_name": self.stream,
+                                               "fields": ["email", "first_name"]}})
+        assert r.status_code == 201, r.body
+        self.job = r.json["data"]
+
+    def received(self) -> list[Copy]:
+        from tests.membership.test_realtime_kinesis_crash import stream_records
+
+        out: list[Copy] = []
+        for key, data in stream_records(self.stream):
+            e = json.loads(data)
+            assert key == e["profile_id"], (key, e)  # keyed by profile: its changes stay in order
+            out.append((e["event_id"], ACTIONS[e["type"]], e["profile_id"], data.decode()))
+        return out
 
 
 class Enrichment(Scenario):
@@ -521,7 +654,126 @@ class Enrichment(Scenario):
 
 
 SCENARIOS: dict[str, type[Scenario]] = {s.kind: s for s in (S3Import, MailchimpImport, S3Export, MailchimpExport,
-                                                             SqsExport, WebhookExport, Enrichment)}
+                                                             SqsExport, WebhookExport, Enrichment, KinesisExport)}
+
+
+class OnTheLog(Scenario):
+    """An export scenario on the change-log path. start(): the audience backfilled, a first
+    run (clean) that leaves a cursor, then profiles join, leave and change a field the
+    audience ignores, and a second run asked for: the run under test. check(): that run sent
+    each change once (or its copies share one id and bytes), read the change log and not
+    every profile, left the cursor at the log's head as a clean run does; a third run finds
+    nothing to send."""
+
+    def __init__(self, inner: _Export, streams: Stack, runner: Runner, joiners: int) -> None:
+        super().__init__(inner.api, inner.deps, inner.tenant, inner.fakes, inner.n)
+        inner.stack = streams
+        self.inner, self.stack, self.runner, self.joiners = inner, streams, runner, joiners
+        self.kind = inner.kind
+        self.queries = 0  # Query requests on the profiles table: reading every profile takes them
+
+    def ran(self, count: int) -> Callable[[], bool]:
+        def done() -> bool:
+            runs = self.api.get(f"/jobs/{self.job['id']}/runs").json["data"]
+            return len(runs) == count and runs[0]["status"] == "succeeded"
+
+        return done
+
+    def run_again(self) -> None:
+        r = self.api.post(f"/jobs/{self.job['id']}/run", {})
+        assert r.status_code in (200, 202), r.body
+
+    def cursor(self) -> dict[str, Any]:
+        job = self.deps.jobs.get(self.tenant.account_id, self.job["id"], consistent=True)
+        return dict(job.state.get("changes") or {})
+
+    def step0(self, run_id: str) -> dict[str, Any]:
+        lines = self.api.get(f"/jobs/{self.job['id']}/logs").json["data"]
+        [line] = [ln for ln in lines if ln.get("run_id") == run_id and ln["message"].startswith("step 0")]
+        return dict(line.get("context") or {})
+
+    def count_query(self, params: Any = None, **_: Any) -> None:
+        if params.get("TableName") == self.deps.profiles_table.name:
+            self.queries += 1
+
+    def start(self) -> None:
+        from chalicelib.store import aws
+
+        inner, acct, n = self.inner, self.tenant.account_id, self.n
+        inner.start()
+        self.job = inner.job
+        # (under another name: the injector draws its kill points over the calls a delivery of
+        # the run under test makes, and the first run's step 0 reads every profile)
+        self.runner.run(f"{self.kind}, first run", 0, self.ran(1))
+        assert self.cursor(), f"{self.kind}: the first run left no change-log cursor"
+        self.before = inner.received()
+        # Between two runs: joiners (new profiles, and f0, free until now), 2 members leave,
+        # 2 change a field the audience ignores
+        assert n >= 4
+        seed(self.deps, acct, [{"email": f"j{i}@x.io", "first_name": f"J{i}", "plan": "pro"}
+                               for i in range(self.joiners - 1)]
+             + [{"email": "f0@x.io", "first_name": "F0", "plan": "pro"}]
+             + [{"email": f"e{i}@x.io", "first_name": f"E{i}", "plan": "free"} for i in (0, 1)]
+             + [{"email": f"e{i}@x.io", "first_name": f"E{i}", "plan": "pro", "city": "Lyon"} for i in (2, 3)])
+        self.stack.deliver()
+        ids = {e: p.id for e, p in _profiles(self.deps, acct).items()}
+        self.want = Counter([("add", ids[e]) for e in ids if e[0] == "j" or e == "f0@x.io"]
+                            + [("remove", ids[f"e{i}@x.io"]) for i in (0, 1)])
+        assert sum(self.want.values()) == self.joiners + 2
+        aws.session().events.register("provide-client-params.dynamodb.Query", self.count_query)
+        self.run_again()
+
+    def finished(self) -> Callable[[], bool]:
+        return self.ran(2)
+
+    def check(self) -> Outcome:
+        from chalicelib.store import aws
+
+        aws.session().events.unregister("provide-client-params.dynamodb.Query", self.count_query)
+        runs = self.api.get(f"/jobs/{self.job['id']}/runs").json["data"]
+        run = runs[0]
+        lost = double = 0
+        # the run sent each change once: copies of one id carry the same bytes
+        copies = list((Counter(self.inner.received()) - Counter(self.before)).elements())
+        by_id: dict[str, set[tuple[str, str, str]]] = {}
+        for id_, action, pid, payload in copies:
+            by_id.setdefault(id_, set()).add((action, pid, payload))
+        double += sum(len(v) - 1 for v in by_id.values())
+        seen = Counter((a, p) for v in by_id.values() for a, p, _ in list(v)[:1])
+        lost += sum((self.want - seen).values())
+        double += sum((seen - self.want).values())
+        adds = sum(1 for a, _ in self.want if a == "add")
+        removes = len(self.want) - adds
+        got = (run["added"], run["removed"], sum(run["omitted_reasons"].values()))
+        lost += sum(max(0, w - g) for g, w in zip(got, (adds, removes, 0), strict=True))
+        double += sum(max(0, g - w) for g, w in zip(got, (adds, removes, 0), strict=True))
+        # (the positive control) it read the change log and the changed profiles by key, no page
+        ctx = self.step0(run["id"])
+        assert (ctx["full"], ctx["changes_read"], ctx["profiles_read"], self.queries) == (
+            False, len(self.want), len(self.want), 0), (self.kind, ctx, self.queries)
+        # the cursor stands where a clean run leaves it: at the log's head, nobody waiting
+        head = self.deps.audience_members.head(self.tenant.account_id, self.job["config"]["audience_id"])
+        lost += 0 if self.cursor() == {"audience_id": self.job["config"]["audience_id"], "n": head,
+                                       "pending": []} else 1
+        # AND the next run has nothing to send
+        after = self.inner.received()
+        self.run_again()
+        self.runner.run(f"{self.kind}, third run", 0, self.ran(3))
+        third = self.api.get(f"/jobs/{self.job['id']}/runs").json["data"][0]
+        double += len(list((Counter(self.inner.received()) - Counter(after)).elements()))
+        double += third["added"] + third["removed"]
+        assert self.step0(third["id"])["changes_read"] == 0, self.kind
+        return Outcome(run["status"] == "succeeded", lost, double, HOW_SEEN[self.kind],
+                       resent=len(copies) - len(by_id))
+
+
+HOW_SEEN = {
+    "s3_export": "S3: each change in exactly one part (a resent part overwrites its fixed name)",
+    "mailchimp_export": "Mailchimp: each member's tag change once per member and state (resends idempotent)",
+    "kinesis_export": "Kinesis: at least once; once per event id, a copy with the same key and bytes",
+    "sqs_export": "SQS (standard): at least once; once per event_id",
+    "webhook_export": "webhook: at least once; once per batch id (a resent batch repeats id and bytes)",
+}
 
 
 # -- the seed ------------------------------------------------------------------------------------
@@ -559,10 +811,16 @@ def test_the_same_seed_kills_at_the_same_points() -> None:
 # -- the runs ------------------------------------------------------------------------------------
 
 
-@seeded(*FIXED_SEEDS)
+# The full path with every fixed seed; the change-log path (slower: a backfill and three runs
+# a scenario) with the first, and each with one drawn fresh.
+PATH_SEEDS = [pytest.param(path, p.values[0], id=f"{path}-{p.id}")
+              for path, fixed in (("full", FIXED_SEEDS), ("log", FIXED_SEEDS[:1])) for p in params(*fixed)]
+
+
+@pytest.mark.parametrize(("path", "seed"), PATH_SEEDS, indirect=True)
 def test_runs_killed_at_random_points_lose_nothing_and_count_nothing_twice(
-        deps: Any, new_tenant: Any, api_for: Any, fakes: Any, clock: Clock,
-        monkeypatch: pytest.MonkeyPatch, seed: int) -> None:
+        path: str, deps: Any, new_tenant: Any, api_for: Any, fakes: Any, clock: Clock,
+        request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch, seed: int) -> None:
     from chalicelib.providers import http as H
     from chalicelib.providers.registry import Registry
     from chalicelib.providers.webhook import WebhookProvider
@@ -575,11 +833,16 @@ def test_runs_killed_at_random_points_lose_nothing_and_count_nothing_twice(
     rng, injector = _draws(seed)
     _purge("switchyard-test-runs")
     _purge("switchyard-test-runs-dlq")
+    # On the log path: exports only, each a run after a first one, reading the change log
+    on_log = path == "log"
+    kinds = tuple(k for k in (LOG_KINDS if on_log else ALL_KINDS) if not ONLY or k in ONLY)
+    if not kinds:
+        pytest.skip(f"SWITCHYARD_CRASH_KINDS names no kind of the {path} path")
     per_kind: Counter[str] = Counter()
     seconds: Counter[str] = Counter()
-    results: dict[str, list[Outcome]] = {k: [] for k in KINDS}
+    results: dict[str, list[Outcome]] = {k: [] for k in kinds}
     # each kind its share of the kill points, the remainder to the first kinds
-    quotas = {k: RUN_KILLS // len(KINDS) + (i < RUN_KILLS % len(KINDS)) for i, k in enumerate(KINDS)}
+    quotas = {k: RUN_KILLS // len(kinds) + (i < RUN_KILLS % len(kinds)) for i, k in enumerate(kinds)}
     started = time.monotonic()
     with injector.installed(monkeypatch):
         runner = Runner(deps, injector, clock, random.Random(rng.random()), hint)
@@ -587,7 +850,7 @@ def test_runs_killed_at_random_points_lose_nothing_and_count_nothing_twice(
         while sum(per_kind.values()) < RUN_KILLS:
             rounds += 1
             assert rounds <= 6, f"the kill points were not reached: {dict(per_kind)} ({hint})"
-            for kind in KINDS:
+            for kind in kinds:
                 # each kind its share; a run that finished before its share was reached leaves
                 # the rest to another run of that kind in the next round
                 left = quotas[kind] - per_kind[kind]
@@ -595,8 +858,12 @@ def test_runs_killed_at_random_points_lose_nothing_and_count_nothing_twice(
                     continue
                 # a tenant of its own per run: the truth is that run's alone
                 t = new_tenant(f"Crash{kind.title().replace('_', '')}{rounds}")
-                scenario = SCENARIOS[kind](api_for(t.admin_token), deps, t, fakes,
-                                           n=ROWS_PER_STEP * (left + 1) - 3)
+                n = ROWS_PER_STEP * (left + 1) - 3
+                scenario = SCENARIOS[kind](api_for(t.admin_token), deps, t, fakes, n=6 if on_log else n)
+                if on_log:
+                    assert isinstance(scenario, _Export)
+                    # the second run's changes: the joiners and 2 leavers fill left + 1 parts
+                    scenario = OnTheLog(scenario, request.getfixturevalue("stack"), runner, joiners=n + 1)
                 t0 = time.monotonic()
                 scenario.start()
                 t1 = time.monotonic()
@@ -618,17 +885,18 @@ def test_runs_killed_at_random_points_lose_nothing_and_count_nothing_twice(
     services = Counter(p.call.split(".")[0] for p in injector.points)
     table = "| run kind | runs | kill points | lost | double-counted | destination saw each member | resent (harmless) |\n"
     table += "|---|---|---|---|---|---|---|\n"
-    for kind in KINDS:
+    for kind in kinds:
         os_ = results[kind]
         table += (f"| {kind} | {len(os_)} | {per_kind[kind]} | {sum(o.lost for o in os_)} | "
                   f"{sum(o.double for o in os_)} | {os_[0].receiver if os_ else ''} | "
                   f"{sum(o.resent for o in os_)} |\n")
-    record("crash_redelivery_runs", "Crash and redelivery: runs", {
+    record("crash_redelivery_log_runs" if on_log else "crash_redelivery_runs",
+           "Crash and redelivery: export runs on the change log" if on_log else "Crash and redelivery: runs", {
         "kill points": sum(per_kind.values()),
         "runs finished": f"{runs_finished} of {len(outcomes)}",
         "profiles lost": lost, "double counts": double,
         "seed": seed,
-        **{f"kill points, {k}": per_kind[k] for k in KINDS},
+        **{f"kill points, {k}": per_kind[k] for k in kinds},
         "kill points before a call / after a call / before the ack":
             f"{phases['before']} / {phases['after']} / {phases['ack']}",
         "kill points by service": ", ".join(f"{k} {v}" for k, v in sorted(services.items())),
@@ -640,8 +908,13 @@ def test_runs_killed_at_random_points_lose_nothing_and_count_nothing_twice(
     }, table=table, summary=(
         "The runner killed at random AWS calls and provider HTTP calls (before the call or after it took "
         "effect) and between a finished handler and the message's deletion, across import, export and "
-        "enrichment runs; each killed message redelivered until the run finished. Truth from the inputs."),
-        order=40)
+        "enrichment runs; each killed message redelivered until the run finished. Truth from the inputs."
+        if not on_log else
+        "The same kill points, in export runs that read the change log: the audience backfilled, a first "
+        "run leaving a cursor, profiles joining and leaving, then the run under test killed and redelivered; "
+        "each change reached the destination once (or with one id), the cursor ended at the log's head and "
+        "a third run sent nothing."),
+        order=42 if on_log else 40)
     print(table)
     assert sum(per_kind.values()) >= RUN_KILLS, hint
     assert runner.tally.errors == [], (hint, runner.tally.errors)
