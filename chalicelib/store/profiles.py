@@ -198,54 +198,86 @@ class _Group:
         self.identifiers[kind] = sorted({*self.identifiers.get(kind, ()), value})
 
 
-def _plan(
-    account_id: str,
-    records: Sequence[P.ProfileRecord],
-    *,
-    step_tag: str,
-    rules: Mapping[str, str],
-    default: str,
-    known: Mapping[tuple[str, str], str],
-    stored: Mapping[str, Mapping[str, Any]],
-    derived: Mapping[tuple[str, str], str],
-) -> tuple[dict[str, _Group], list[str]]:
-    """Resolve every record to a profile and merge it in, in batch order. Pure.
+class _Planner:
+    """Resolves every record to a profile and merges it in, in batch order. Pure.
 
     A record joins the profile of its first identifier (mapping order) that is known,
     in the store or earlier in this batch; its unknown identifiers are linked to that
     profile (an identifier item, unless the profile's id derives from it). A record with
     no known identifier creates the profile its first identifier derives. An identifier
     already pointing at another profile is never moved.
+
+    Resumable, so that planning overlaps the reads still in flight: `plan_read` takes
+    the records, in order, whose every identifier derives a profile already read. Such a
+    record resolves the same whatever arrives later: `known` holds a derived id found in
+    the store before any identifier item is looked up, and the records before it are
+    planned first. The first record that needs more stops it; `plan_rest` takes the
+    others once every read and lookup is in.
     """
-    in_batch: dict[tuple[str, str], str] = {}
-    groups: dict[str, _Group] = {}
-    outcomes: list[str] = ["unchanged"] * len(records)
-    for i, rec in enumerate(records):
+
+    def __init__(self, account_id: str, *, step_tag: str, rules: Mapping[str, str], default: str) -> None:
+        self.account_id, self.step_tag, self.rules, self.default = account_id, step_tag, rules, default
+        self.records: list[P.ProfileRecord] = []
+        self.derived: dict[tuple[str, str], str] = {}  # the profile id each identifier would create
+        self.stored: dict[str, Mapping[str, Any]] = {}  # profiles read, by id
+        self.known: dict[tuple[str, str], str] = {}  # identifier -> the stored profile it reaches
+        self.in_batch: dict[tuple[str, str], str] = {}
+        self.groups: dict[str, _Group] = {}
+        self.planned = 0
+
+    def plan_read(self, upto: int) -> None:
+        """Plan records[planned:upto] while each one reaches only profiles already read."""
+        while self.planned < upto:
+            rec = self.records[self.planned]
+            pids = [(k, self.derived[k]) for k in rec.identifiers.items()]
+            if not all(pid in self.stored for _, pid in pids):
+                return
+            self.known.update(pids)
+            self._merge(self.planned, rec)
+            self.planned += 1
+
+    def plan_rest(self) -> tuple[dict[str, _Group], list[str]]:
+        """The records not planned yet, then each record's outcome."""
+        for i in range(self.planned, len(self.records)):
+            self._merge(i, self.records[i])
+        self.planned = len(self.records)
+        outcomes: list[str] = ["unchanged"] * len(self.records)
+        for g in self.groups.values():
+            if g.recorded is not None:
+                letters = g.recorded
+                for n, i in enumerate(g.members):
+                    outcomes[i] = _OUTCOME.get(letters[n], "unchanged") if n < len(letters) else "unchanged"
+            else:
+                for i, outcome in zip(g.members, g.outcomes, strict=True):
+                    outcomes[i] = outcome
+        return self.groups, outcomes
+
+    def _merge(self, i: int, rec: P.ProfileRecord) -> None:
         keys = list(rec.identifiers.items())
-        resolved = [(k, known.get(k) or in_batch.get(k)) for k in keys]
+        resolved = [(k, self.known.get(k) or self.in_batch.get(k)) for k in keys]
         target = next((pid for _, pid in resolved if pid), None)
         if target is None:
-            target = derived[keys[0]]
-        g = groups.get(target)
+            target = self.derived[keys[0]]
+        g = self.groups.get(target)
         if g is None:
-            g = groups[target] = _Group.start(target, stored.get(target), step_tag)
+            g = self.groups[target] = _Group.start(target, self.stored.get(target), self.step_tag)
         g.members.append(i)
         if g.recorded is not None:
-            continue
+            return
         linked = False
         for (kind, value), pid in resolved:
             if pid is None:
                 if len(g.identifiers.get(kind, ())) >= P.MAX_VALUES_PER_KIND:
                     continue
-                in_batch[(kind, value)] = target
-                if derived[(kind, value)] != target:
+                self.in_batch[(kind, value)] = target
+                if self.derived[(kind, value)] != target:
                     g.new_links.append((kind, value))  # found through an identifier item
                 g.link(kind, value)
                 linked = True
             elif pid == target and not g.has(kind, value):
                 g.link(kind, value)  # its identifier item was written before a crash
                 linked = True
-        g.fields, changed = P.merge(g.fields, rec.fields, rules, default)
+        g.fields, changed = P.merge(g.fields, rec.fields, self.rules, self.default)
         if g.new and not g.outcomes:
             outcome = "added"
         elif linked or changed:
@@ -254,15 +286,6 @@ def _plan(
             outcome = "unchanged"
         g.outcomes.append(outcome)
         g.dirty = g.dirty or outcome != "unchanged"
-    for g in groups.values():
-        if g.recorded is not None:
-            letters = g.recorded
-            for n, i in enumerate(g.members):
-                outcomes[i] = _OUTCOME.get(letters[n], "unchanged") if n < len(letters) else "unchanged"
-        else:
-            for i, outcome in zip(g.members, g.outcomes, strict=True):
-                outcomes[i] = outcome
-    return groups, outcomes
 
 
 # -- the repository -----------------------------------------------------------------------
@@ -567,24 +590,23 @@ class ProfileRepo:
         rows = self._batch_get([profile_key(account_id, p) for p in pids], (DATA,), _data)
         return {d["id"]: d for d in rows}
 
-    def _take_records(
-        self, account_id: str, source: Iterable[P.ProfileRecord]
-    ) -> tuple[list[P.ProfileRecord], dict[tuple[str, str], str], dict[str, dict[str, Any]]]:
-        """The records, the profile id each identifier would create, and those profiles as
-        stored: every `read_batch` new ids are read (on the pool) while later records are
-        still being taken from `source`."""
-        records: list[P.ProfileRecord] = []
-        derived: dict[tuple[str, str], str] = {}
-        pids: dict[str, None] = {}  # distinct ids, first seen first
+    def _take_records(self, source: Iterable[P.ProfileRecord], planner: _Planner) -> None:
+        """Fills `planner` with the records, the profile id each identifier would create,
+        and those profiles as stored: every `read_batch` new ids are read (on the pool)
+        while later records are still being taken from `source`, and the records whose
+        profiles have been read are planned while the later reads are in flight."""
+        account_id, records, derived = planner.account_id, planner.records, planner.derived
+        pids: set[str] = set()
         chunk: list[Mapping[str, str]] = []
-        parts: list[Future[list[dict[str, Any]]] | list[dict[str, Any]]] = []
+        # Each read, and how many records had all their ids in the reads up to it.
+        parts: list[tuple[Future[list[dict[str, Any]]] | list[dict[str, Any]], int]] = []
         pool = ThreadPoolExecutor(self.parallel) if self.parallel > 1 else None
 
-        def read(keys: list[Mapping[str, str]]) -> None:
+        def read(keys: list[Mapping[str, str]], complete: int) -> None:
             if pool is None:
-                parts.append(self._read_chunk(keys, (DATA,), _data))
+                parts.append((self._read_chunk(keys, (DATA,), _data), complete))
             else:
-                parts.append(pool.submit(self._read_chunk, keys, (DATA,), _data))
+                parts.append((pool.submit(self._read_chunk, keys, (DATA,), _data), complete))
 
         try:
             for rec in source:
@@ -596,18 +618,20 @@ class ProfileRepo:
                         continue
                     pid = derived[k] = P.profile_id_for(account_id, *k)
                     if pid not in pids:
-                        pids[pid] = None
+                        pids.add(pid)
                         chunk.append(profile_key(account_id, pid))
                         if len(chunk) == self.read_batch:
-                            read(chunk)
+                            read(chunk, len(records) - 1)  # this record's later ids may come next
                             chunk = []
             if chunk:
-                read(chunk)
-            rows = [row for part in parts for row in (part if isinstance(part, list) else part.result())]
+                read(chunk, len(records))
+            for part, complete in parts:
+                for d in part if isinstance(part, list) else part.result():
+                    planner.stored[d["id"]] = d
+                planner.plan_read(complete)
         finally:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
-        return records, derived, {d["id"]: d for d in rows}
 
     def _upsert(
         self,
@@ -618,17 +642,15 @@ class ProfileRepo:
         default: str,
     ) -> list[str]:
         # 1. The profiles the batch's identifiers would have created: most records hit here.
-        records, derived, stored = self._take_records(account_id, source)
-        wanted = list(derived)
-        known = {k: pid for k, pid in derived.items() if pid in stored}
+        planner = _Planner(account_id, step_tag=step_tag, rules=rules, default=default)
+        self._take_records(source, planner)
+        derived, stored, known = planner.derived, planner.stored, planner.known
+        known.update((k, pid) for k, pid in derived.items() if pid in stored)
         # 2. The others are new, or were linked to a profile another identifier created.
-        linked = self._lookup(account_id, [k for k in wanted if k not in known])
+        linked = self._lookup(account_id, [k for k in derived if k not in known])
         known.update(linked)
         stored.update(self._read_profiles(account_id, [p for p in dict.fromkeys(linked.values()) if p not in stored]))
-        groups, outcomes = _plan(
-            account_id, records, step_tag=step_tag, rules=rules, default=default, known=known, stored=stored,
-            derived=derived,
-        )
+        groups, outcomes = planner.plan_rest()
 
         now = now_iso()
 

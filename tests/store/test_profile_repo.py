@@ -9,6 +9,8 @@ would slow every other test's transactions. One test goes through `deps.profiles
 from __future__ import annotations
 
 import json
+import os
+import random
 import uuid
 from collections import Counter
 from collections.abc import Iterator
@@ -240,6 +242,66 @@ def reference(table: Table) -> Reference:
     outcomes = counting.upsert_batch(acct, _batch(), step_tag="run#1", rules=MAPPING.merge_rules)
     assert outcomes == EXPECTED
     return Reference(acct, outcomes, snapshot(counting, acct), writes[-1])
+
+
+@pytest.mark.parametrize("parallel", [1, 4])
+def test_records_planned_while_later_reads_are_in_flight_resolve_as_after_every_read(
+    table: Table, reference: Reference, parallel: int
+) -> None:
+    # GIVEN the batch over SETUP, read one profile per request so that most records are
+    # planned while later reads are still out: known profiles first, then a new one, then
+    # known ones again, links found through identifier items, and a record whose second
+    # identifier only comes in a later read
+    acct = account()
+    _setup(ProfileRepo(table), acct)
+    repo = ProfileRepo(table, read_batch=1, parallel=parallel)
+
+    # WHEN it is upserted
+    outcomes = repo.upsert_batch(acct, _batch(), step_tag="run#1", rules=MAPPING.merge_rules)
+
+    # THEN outcomes and profiles are those of the reference run (100 ids a read)
+    assert outcomes == EXPECTED
+    assert snapshot(repo, acct) == reference.state
+
+
+def test_one_batch_ends_as_its_records_upserted_one_at_a_time(table: Table) -> None:
+    # GIVEN random batches over a few emails and user ids, half of them stored already
+    # (seed printed; PROFILE_BATCH_SEED replays it), read 3 ids a request
+    seed = int(os.environ.get("PROFILE_BATCH_SEED") or random.randrange(1 << 30))
+    print(f"PROFILE_BATCH_SEED={seed}")
+    rnd = random.Random(seed)
+
+    def row() -> dict[str, Any]:
+        ids = rnd.choice([("email",), ("user_id",), ("email", "user_id"), ("user_id", "email")])
+        out: dict[str, Any] = {"email": f"p{rnd.randrange(8)}@x.io"} if "email" in ids else {}
+        if "user_id" in ids:
+            out["user_id"] = f"u{rnd.randrange(6)}"
+        if ids[0] == "user_id":
+            out = {"user_id": out.pop("user_id"), **out}
+        out[rnd.choice(["name", "plan", "source"])] = rnd.choice(["a", "b"])
+        if rnd.random() < 0.3:
+            out["tags"] = [rnd.choice(["t1", "t2", "t3"])]
+        return out
+
+    for attempt in range(3):
+        seed_rows = [row() for _ in range(6)]
+        batch = [rec(f"b{i}", **row()) for i in range(24)]
+        one, each = account(), account()
+        for acct in (one, each):
+            ProfileRepo(table).upsert_batch(acct, [rec(f"s{i}", **r) for i, r in enumerate(seed_rows)],
+                                            step_tag="seed#0", rules=MAPPING.merge_rules)
+
+        # WHEN one account takes the batch in one upsert, the other record by record
+        batched = ProfileRepo(table, read_batch=3, parallel=4)
+        together = batched.upsert_batch(one, batch, step_tag="run#0", rules=MAPPING.merge_rules)
+        single = ProfileRepo(table)
+        apart = [single.upsert_batch(each, [r], step_tag=f"run#{i}", rules=MAPPING.merge_rules)[0]
+                 for i, r in enumerate(batch)]
+
+        # THEN outcomes and profiles are the same (a record planned before a later read
+        # landed would resolve as new, or miss a link)
+        assert together == apart, (seed, attempt)
+        assert snapshot(batched, one) == snapshot(single, each), (seed, attempt)
 
 
 @pytest.mark.parametrize("parallel", [1, 4])
