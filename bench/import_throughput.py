@@ -27,7 +27,15 @@ the script read and write nothing; awswrangler overwrites everything again, so i
 re-import is shown for context only, not budgeted, and skipped in quick mode). The contenders' order rotates each
 round; figures are medians over rounds, with min and max. A speed budget reads the MEDIAN
 of the per-round ratios (Switchyard's rows/s over the peer's, both measured in the same
-round, so at the same load): a burst of load spoils a round, not the median.
+round, so at the same load): a burst of load spoils a round, not the median. The re-import
+writes nothing, so each round times it A B B A (Switchyard, script, script, Switchyard;
+reversed in even rounds) and the round's ratio is rows over summed wall time, side by side.
+
+Switchyard's window runs from POST /jobs to the return of the runs handler that completes
+the job: the DeleteMessage Lambda's poller sends after a handler returns, and the bench's
+read of the job's status, are set aside (not timed, not counted). BENCH_TIMELINE=1 prints,
+per re-import window, every request with its start, end and thread, and the stretches with
+nothing in flight.
 
 Budgets (bench/README.md): merge rows/s >= 1.0 x awswrangler and >= 1.2 x the script;
 re-import rows/s >= 1.2 x the script; data requests (profile store + S3) <= 1.2 x the
