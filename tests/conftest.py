@@ -99,12 +99,16 @@ def settle_settings(when: str) -> None:
 def aws_endpoint() -> Iterator[str]:
     import logging
 
+    from bench import moto_speed
     from devserver import emulator
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request access log
 
     port = free_port()
     server = emulator.start(port)  # the emulator `make run` uses: DynamoDB requests atomic
+    # moto's answers serialized on a short path, byte for byte its own (tests/test_moto_speed.py):
+    # serializing was a tenth of the suite's CPU.
+    moto_speed.install()
     endpoint = f"http://127.0.0.1:{port}"
     saved = dict(os.environ)
     from devserver.infra import deploy_stack, use_local_aws

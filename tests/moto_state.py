@@ -19,7 +19,7 @@ reads what another wrote.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 
@@ -83,7 +83,7 @@ def clear_data(tables: Collection[str] = (), *, everything: bool = True) -> Clea
     return Cleared(items, records, messages, datapoints)
 
 
-def stack_tables_missing(names: Collection[str]) -> str:
+def stack_tables_missing(names: Sequence[str]) -> str:
     """'' when every named table is in this process's moto and the app's own DynamoDB client
     finds it; else what is wrong (moto lost it, or the app's client asks somewhere else)."""
     import os
@@ -92,15 +92,21 @@ def stack_tables_missing(names: Collection[str]) -> str:
 
     from chalicelib.store import aws
 
-    in_moto = {t.name for regions in dynamodb_backends.values() for b in regions.values() for t in b.tables.values()}
-    lost = sorted(set(names) - in_moto)
+    homes = {name: {(account, region) for account, regions in dynamodb_backends.items()
+                    for region, backend in regions.items() if name in backend.tables} for name in names}
+    lost = sorted(name for name, where in homes.items() if not where)
     if lost:
         return f"moto no longer has {lost}"
+    first, *others = names
+    apart = sorted(name for name in others if not homes[name] & homes[first])
+    if apart:
+        return f"moto holds {apart} in another account or region than {first}"
+    # One request, not one per table (it runs after every test): the tables share moto's
+    # account and region (checked above), so a client that finds the first finds them all.
     client = aws.client("dynamodb")
-    for name in names:
-        try:
-            client.describe_table(TableName=name)
-        except client.exceptions.ResourceNotFoundException:
-            return (f"the app's DynamoDB client does not find {name} (endpoint {client.meta.endpoint_url}, "
-                    f"region {client.meta.region_name}; AWS_ENDPOINT_URL={os.environ.get('AWS_ENDPOINT_URL')})")
+    try:
+        client.describe_table(TableName=first)
+    except client.exceptions.ResourceNotFoundException:
+        return (f"the app's DynamoDB client does not find {first} (endpoint {client.meta.endpoint_url}, "
+                f"region {client.meta.region_name}; AWS_ENDPOINT_URL={os.environ.get('AWS_ENDPOINT_URL')})")
     return ""
