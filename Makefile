@@ -11,20 +11,30 @@ STAMP  := $(VENV)/.stamp-requirements
 venv: $(STAMP)
 
 # Re-installs only when a requirements file changed (or the venv is new).
-# pip stays below 26.3: chalice 1.34 requires it.
-$(STAMP): requirements.txt requirements-dev.txt
-	@if ! $(BIN)/python -m pip --version >/dev/null 2>&1; then \
-	  rm -rf $(VENV); \
-	  if ! $(PYTHON) -m venv $(VENV); then \
+# pip stays below 26.3: chalice 1.34 requires it. --no-compile: pip would byte-compile every
+# module of every package (a third of the install's CPU, on the path of everything after it);
+# Python compiles the few the tests import when they first do, once.
+# A working venv in folder $(1), made anew when it has none. The main venv and checkov's are
+# made side by side (make -j2): should both find python3-venv missing, the second apt-get
+# waits for the first's lock.
+define new_venv
+	@if ! $(1)/bin/python -m pip --version >/dev/null 2>&1; then \
+	  rm -rf $(1); \
+	  if ! $(PYTHON) -m venv $(1); then \
 	    echo "'$(PYTHON) -m venv' failed; installing python3-venv with apt-get"; \
-	    rm -rf $(VENV); \
+	    rm -rf $(1); \
 	    SUDO=; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
-	    $$SUDO apt-get update -q && $$SUDO apt-get install -y -q python3-venv && \
-	    $(PYTHON) -m venv $(VENV) || exit 1; \
+	    $$SUDO apt-get -o DPkg::Lock::Timeout=600 update -q && \
+	    $$SUDO apt-get -o DPkg::Lock::Timeout=600 install -y -q python3-venv && \
+	    $(PYTHON) -m venv $(1) || exit 1; \
 	  fi; \
 	fi
+endef
+
+$(STAMP): requirements.txt requirements-dev.txt
+	$(call new_venv,$(VENV))
 	$(BIN)/python -m pip install -q 'pip<26.3'
-	$(BIN)/python -m pip install -q -r requirements-dev.txt
+	$(BIN)/python -m pip install -q --no-compile -r requirements-dev.txt
 	@touch $@
 
 # The web app (web/, TypeScript + Vite): npm ci only when package-lock.json changed (a stamp
@@ -43,16 +53,15 @@ web/dist/index.html: $(WEB_STAMP) $(WEB_SRC)
 
 # checkov in its own venv (its dependencies clash with ours), re-installed only when
 # requirements-checkov.txt changes; tests/test_package.py runs it on the merged template.
+# It needs nothing of .venv: `make -j2` installs it beside .venv, not after it.
 CHECKOV_VENV  := .venv-checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.stamp-requirements
 
 checkov: $(CHECKOV_STAMP)
 
-$(CHECKOV_STAMP): requirements-checkov.txt | $(STAMP)
-	@if ! $(CHECKOV_VENV)/bin/python -m pip --version >/dev/null 2>&1; then \
-	  rm -rf $(CHECKOV_VENV); $(PYTHON) -m venv $(CHECKOV_VENV) || exit 1; \
-	fi
-	$(CHECKOV_VENV)/bin/python -m pip install -q -r requirements-checkov.txt
+$(CHECKOV_STAMP): requirements-checkov.txt
+	$(call new_venv,$(CHECKOV_VENV))
+	$(CHECKOV_VENV)/bin/python -m pip install -q --no-compile -r requirements-checkov.txt
 	@touch $@
 
 # Browser tests drive Debian's chromium (playwright cannot download browsers here).
@@ -88,8 +97,8 @@ $(BENCH_STAMP): $(STAMP) requirements-bench.txt
 # CI takes 750-850 s of its 900 s without them, and the import's re-import budget still fails
 # some runs on a loaded machine (bench/README.md, "make test and the timed benches").
 PYTEST_WORKERS ?= 2
-# The checks and builds pytest needs run side by side (-j2): lint is CPU, the rest mostly
-# downloads and disk; each waits for the venv it needs.
+# The checks and builds pytest needs run side by side (-j2): the two venvs and the web build
+# first, lint once .venv is there.
 PREREQUISITES := lint web chromium checkov
 TEST_BENCHES := bench/http_overhead.py
 # pytest, then the quick benches $(1); fails if either failed.
