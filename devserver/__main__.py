@@ -7,7 +7,9 @@ Chalice app behind its local API Gateway, everything else the static web app.
 
 Environment: PORT (8000), AWS_PORT (4566), SWITCHYARD_STATE_DIR (./.local),
 SWITCHYARD_ADMIN_TOKEN (optional, 'tok_<id>.<secret>'), SWITCHYARD_DEV_CONTROL (tests only:
-1 serves /__devserver/holds, which parks chosen SQS deliveries; see devserver/holds.py).
+1 serves /__devserver/holds, which parks chosen SQS deliveries; see devserver/holds.py),
+SWITCHYARD_DEV_GTM_RATE (tests only: requests a second to Google Tag Manager, Google's
+quota of 0.25 otherwise).
 """
 
 from __future__ import annotations
@@ -46,6 +48,23 @@ def _save_every() -> float:
     if seconds <= 0:
         raise StartupError(f"SWITCHYARD_SAVE_EVERY must be positive, got {raw!r}")
     return seconds
+
+
+def apply_gtm_rate() -> None:
+    """Google's quota (a request every 4 s for the whole app) made a browser test of the wizard
+    wait ~27 s on three Tag Manager calls; the quota itself is tested on a simulated clock."""
+    raw = os.environ.get("SWITCHYARD_DEV_GTM_RATE", "").strip()
+    if not raw:
+        return
+    try:
+        rate = float(raw)
+    except ValueError:
+        raise StartupError(f"SWITCHYARD_DEV_GTM_RATE must be requests per second, got {raw!r}") from None
+    if rate <= 0:
+        raise StartupError(f"SWITCHYARD_DEV_GTM_RATE must be positive, got {raw!r}")
+    from chalicelib.providers import gtm
+
+    gtm.PROJECT_RATE = rate
 
 
 def _port(name: str, default: int) -> int:
@@ -101,6 +120,7 @@ def run() -> int:
     os.environ["SWITCHYARD_ALLOW_PRIVATE_URLS"] = "1"
     use_local_aws(endpoint, STAGE, region=REGION)
     quiet_expected_moto_warnings()
+    apply_gtm_rate()
 
     from devserver import events, gateway, holds
     from devserver.quota import UsagePlanLimiter

@@ -103,6 +103,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory, mailchimp: FakeMailchimp, go
         "SWITCHYARD_GOOGLE_AUTHORIZE_URL": google.authorize_url,
         "OAUTHLIB_INSECURE_TRANSPORT": "1",  # the fakes speak http; oauthlib refuses it otherwise
         "SWITCHYARD_DEV_CONTROL": "1",  # /__devserver/holds: runs held while a test looks at them
+        "SWITCHYARD_DEV_GTM_RATE": "1000",  # as in-process tests; tests/engine/test_gtm_quota.py has Google's
     })
     s.start()
     try:
