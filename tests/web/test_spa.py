@@ -338,6 +338,7 @@ def assert_closes(popup: Page) -> None:
 
 
 def test_oauth_connects_mailchimp_in_a_popup(page: Page, stack: Stack, mailchimp: FakeMailchimp) -> None:
+    signed_in(page, stack)  # also when it runs alone
     page.goto(f"{stack.base}/#/authorizations/new")
     page.get_by_label("Provider").select_option(value="mailchimp")
     page.get_by_label("Method").select_option(value="oauth")
@@ -363,6 +364,7 @@ def test_oauth_connects_mailchimp_in_a_popup(page: Page, stack: Stack, mailchimp
 
 
 def test_wizard_connects_gtm_inline_and_keeps_the_schedule(page: Page, stack: Stack, google: FakeGoogle) -> None:
+    signed_in(page, stack)  # also when it runs alone
     page.goto(f"{stack.base}/#/jobs/new")
     choose_provider(page, "Google Tag Manager", keyboard=True)
     to_new_authorization(page, "Install the Switchyard web tag", "OAuth 2.0")
