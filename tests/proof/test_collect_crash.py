@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from chalicelib.domain.profiles import ProfileRecord
 from chalicelib.services.collect import accept, apply_handoff
 from chalicelib.store import aws
 from chalicelib.store.collect import COLLECT_QUEUE
@@ -157,3 +158,65 @@ def test_a_crash_anywhere_neither_loses_nor_double_counts_a_message(
         "kill points": len({(p.kind, p.call, p.phase) for p in injector.points}),
     }, order=61)
 
+
+
+class _Crash(Exception):
+    pass
+
+
+@pytest.mark.parametrize("crash", ["after_profiles", "mid_profiles"])
+@pytest.mark.parametrize("others", [3, pytest.param(4, marks=pytest.mark.xfail(
+    strict=True, reason="a profile remembers only its last 4 step tags: no per-job watermark yet")), pytest.param(
+    6, marks=pytest.mark.xfail(strict=True, reason="as with 4"))])
+def test_a_hand_off_replayed_after_other_jobs_wrote_its_profiles_counts_each_message_once(
+        crash: str, others: int, deps: Any, new_tenant: Any, api_for: Any) -> None:
+    """A hand-off dies after writing some or all of its profiles; `others` steps of other
+    jobs (import steps) then write the same profile; SQS redelivers the hand-off. With 3
+    the profile still remembers the hand-off's step tag (the positive control of the old
+    ring); with 4 or more only the per-job sequence mark can tell it was applied."""
+    tenant = new_tenant("Replay")
+    api = api_for(tenant.admin_token)
+    account = tenant.account_id
+    receive()  # hand-offs of earlier tests
+    key, job = write_key_job(api)
+    batch = [{"type": "track", "messageId": "t1", "userId": "u1", "event": "Bought"},
+             {"type": "track", "messageId": "t2", "userId": "u2", "event": "Bought"},
+             {"type": "identify", "messageId": "i1", "userId": "u1", "traits": {"plan": "pro"}}]
+    accept(deps, {"authorization": basic(key)}, json.dumps({"batch": batch}).encode(), None)
+    [entry] = receive()
+
+    def fault(point: str) -> None:
+        if point == crash:
+            raise _Crash(point)
+
+    def checkpoint(writes: int) -> None:
+        if crash == "mid_profiles" and writes == 1:
+            raise _Crash("mid_profiles")  # one profile item written, the other not
+
+    repo = deps.profiles
+    saved = repo.checkpoint, repo.write_batch, repo.parallel
+    repo.checkpoint, repo.write_batch, repo.parallel = checkpoint, 1, 1  # one profile a request, in order
+    try:
+        with pytest.raises(_Crash):
+            apply_handoff(deps, entry, fault=fault)
+    finally:
+        repo.checkpoint, repo.write_batch, repo.parallel = saved
+    written = [u for u in ("u1", "u2") if repo.find(account, "user_id", u) is not None]
+    # Positive control: the crashed attempt did write (all, or exactly one profile).
+    assert len(written) == (2 if crash == "after_profiles" else 1), written
+    for n in range(others):
+        for u in ("u1", "u2"):
+            outcome = repo.upsert_batch(account, [ProfileRecord({"user_id": u}, {f"other_{n}": n}, f"r{n}")],
+                                        step_tag=f"run_other{n}#0")
+            assert outcome in (["added"], ["updated"]), outcome
+    apply_handoff(deps, entry)  # the redelivery
+    for u in ("u1", "u2"):
+        prof = repo.find(account, "user_id", u)
+        assert prof is not None, u
+        assert prof.fields.get("event_bought_count") == 1, (u, others, crash, prof.fields)
+        assert prof.fields.get(f"other_{others - 1}") == others - 1, prof.fields  # the others' values stay
+    assert repo.find(account, "user_id", "u1").fields.get("plan") == "pro"  # type: ignore[union-attr]
+    runs = api.get(f"/jobs/{job['id']}/runs").json["data"]
+    assert sum(r["added"] for r in runs) == 3 and sum(r["omitted"] for r in runs) == 0, runs
+    assert api.get(f"/jobs/{job['id']}").json["data"]["collection"]["accepted"] == 3
+    assert apply_handoff(deps, entry) == "already applied"
