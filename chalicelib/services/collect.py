@@ -1,6 +1,7 @@
 """Collection use cases (docs/realtime.md): issuing write keys, accepting Segment-compatible
 requests (validate, rate, dedup, hand off to the FIFO queue) and applying a hand-off to
-profiles exactly once (claims, the profile store's step tag, one commit)."""
+profiles exactly once (a per-job sequence, claims, the profile store's step tag and
+watermark, one commit)."""
 
 from __future__ import annotations
 
@@ -313,22 +314,26 @@ def _no_fault(point: str) -> None:
 def apply_handoff(d: Deps, entry: Mapping[str, Any], *, fault: Callable[[str], None] = _no_fault) -> str:
     """Apply one hand-off to profiles, exactly once, whatever crashed before.
 
-    Claims first (a message id another hand-off holds is a duplicate; ours means a crashed
-    attempt), then profiles with the hand-off as step tag (a replay skips what it wrote),
-    then one transaction: the applied marker, the hour's window run, activity and a log
-    line. Returns what happened, for the log."""
+    Its sequence number in the job first (the same on every attempt), then claims (a
+    message id another hand-off holds is a duplicate; ours means a crashed attempt), then
+    profiles with the hand-off as step tag and (job, sequence) as watermark (a replay
+    skips what it wrote, however many other steps wrote those profiles since), then one
+    transaction: the applied mark, the hour's window run, activity and a log line.
+    Returns what happened, for the log."""
     account_id, job_id, handoff = str(entry["account_id"]), str(entry["job_id"]), str(entry["handoff"])
     job = d.jobs.get(account_id, job_id, consistent=True)
     if job is None:
         return "job deleted"
     repo = d.collect
     tag = f"{job_id}#{handoff}"
-    if repo.applied(account_id, job_id, handoff):
+    now = clock()
+    seq = repo.sequence(account_id, job_id, handoff, now)
+    if seq is None:
         # An attempt that died after its commit may still hold the account's write lease.
         d.profiles.release(account_id, tag)
         return "already applied"
+    fault("after_sequence")
     messages = unpack(str(entry["messages"]))
-    now = clock()
     claims = repo.claims(account_id, job_id, [m["messageId"] for m in messages], now)
     fresh: list[dict[str, Any]] = []
     seen: set[str] = set()
@@ -348,7 +353,9 @@ def apply_handoff(d: Deps, entry: Mapping[str, Any], *, fault: Callable[[str], N
         plan = C.drop_conflicts(plan, d.profiles.lookup(account_id, wanted))
     outcomes: list[str] = []
     if plan.records:
-        outcomes = d.profiles.upsert_batch(account_id, plan.records, step_tag=tag, rules=plan.rules)
+        # The watermark finds a replay however many other jobs wrote its profiles since.
+        outcomes = d.profiles.upsert_batch(account_id, plan.records, step_tag=tag, rules=plan.rules,
+                                           watermark=(job_id, seq))
     fault("after_profiles")
     omitted = Counter(plan.omitted)
     rejected = {str(k): int(v) for k, v in (entry.get("rejected") or {}).items()}
@@ -366,7 +373,7 @@ def apply_handoff(d: Deps, entry: Mapping[str, Any], *, fault: Callable[[str], N
                               "omitted_reasons": omitted_reasons})]
     lines += [LogLine("warning", "record.invalid", why, run_id=run_id) for why in plan.invalid[:5]]
     tx = d.transaction()
-    repo.add_applied(tx, account_id, job_id, handoff, now)
+    repo.add_applied(tx, account_id, job_id, handoff)
     repo.add_window_counts(tx, account_id, job_id, run_id, processed=len(messages), added=added,
                            duplicates=duplicates, omitted=omitted_reasons)
     repo.add_totals(tx, account_id, job_id, accepted=len(messages), duplicates=duplicates,

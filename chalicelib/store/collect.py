@@ -3,7 +3,9 @@
 Keys:
   write key   PK=WKEY#<key id>                     SK=META   (hash, account, authorization, job)
   claim       PK=ACCT#<a>#MSG#<job>#<messageId>    SK=CLAIM  (which hand-off took it; 24 h)
-  applied     PK=ACCT#<a>                          SK=COLLECTED#<job>#<hand-off>  (14 days)
+  hand-off    PK=ACCT#<a>                          SK=COLLECTED#<job>#<hand-off>  (14 days: its
+              sequence in the job, from its first attempt; `done` once committed)
+  totals      PK=ACCT#<a>                          SK=COLLECT#<job>#TOTALS  (counts; `last_seq`)
   window run  PK=ACCT#<a>                          SK=RUN#<job>#win_<yyyymmddhh>  (an hour of events)
 """
 
@@ -102,6 +104,12 @@ def claim_key(account_id: str, job_id: str, message_id: str) -> dict[str, str]:
     return {"PK": f"ACCT#{account_id}#MSG#{job_id}#{message_id}", "SK": "CLAIM"}
 
 
+def _pending_seq(row: dict[str, Any]) -> int | None:
+    """A started hand-off's sequence; None once applied (a marker without a sequence was
+    committed before sequences existed)."""
+    return None if row.get("done") or "seq" not in row else int(row["seq"])
+
+
 class CollectRepo:
     """Claims of message ids, applied hand-offs and window runs."""
 
@@ -124,14 +132,35 @@ class CollectRepo:
         self.t.batch_put([{**claim_key(account_id, job_id, m), "h": handoff, "expires_at": expires}
                           for m in dict.fromkeys(message_ids)])
 
-    def applied(self, account_id: str, job_id: str, handoff: str) -> bool:
-        return self.t.get(K.account_pk(account_id), f"COLLECTED#{job_id}#{handoff}", consistent=True) is not None
+    def sequence(self, account_id: str, job_id: str, handoff: str, now: float) -> int | None:
+        """The hand-off's sequence number in its job (from 1), None once it is applied.
 
-    def add_applied(self, tx: UnitOfWork, account_id: str, job_id: str, handoff: str, now: float) -> None:
-        item = {"PK": K.account_pk(account_id), "SK": f"COLLECTED#{job_id}#{handoff}",
-                "expires_at": int(now) + APPLIED_SECONDS}
-        tx.add("applied", {"Put": {"TableName": self.t.name, "Item": ser(item),
-                                   "ConditionExpression": "attribute_not_exists(PK)"}})
+        Allocated on its first attempt and recorded before it writes anything, so every
+        redelivery gets the same number; hand-offs of one job start in their FIFO order,
+        so a later one always has a larger number. A crash between the counter and the
+        record only leaves a gap (nothing was written under the lost number)."""
+        pk, sk = K.account_pk(account_id), f"COLLECTED#{job_id}#{handoff}"
+        row = self.t.get(pk, sk, consistent=True)
+        if row is not None:
+            return _pending_seq(row)
+        resp = self.t.write("update_item", Key=self._totals_key(account_id, job_id),
+                            UpdateExpression="ADD last_seq :one", ExpressionAttributeValues={":one": {"N": "1"}},
+                            ReturnValues="UPDATED_NEW")
+        seq = int(resp["Attributes"]["last_seq"]["N"])
+        item = {"PK": pk, "SK": sk, "seq": seq, "expires_at": int(now) + APPLIED_SECONDS}
+        if self.t.write_if("put_item", Item=ser(item), ConditionExpression="attribute_not_exists(PK)"):
+            return seq
+        # A concurrent delivery of the same hand-off recorded its number first: use that one.
+        return _pending_seq(self.t.get(pk, sk, consistent=True) or {})
+
+    def add_applied(self, tx: UnitOfWork, account_id: str, job_id: str, handoff: str) -> None:
+        """Marks the started hand-off applied, once (refused when another attempt did)."""
+        tx.add("applied", {"Update": {
+            "TableName": self.t.name,
+            "Key": {"PK": {"S": K.account_pk(account_id)}, "SK": {"S": f"COLLECTED#{job_id}#{handoff}"}},
+            "UpdateExpression": "SET done = :t",
+            "ConditionExpression": "attribute_exists(PK) AND attribute_not_exists(done)",
+            "ExpressionAttributeValues": {":t": {"BOOL": True}}}})
 
     @staticmethod
     def window_id(at: datetime) -> str:

@@ -22,7 +22,10 @@ data itself:
 * identifier items are written before any profile item, so a crash leaves at worst
   identifiers pointing at a profile not written yet, which the replay then writes;
 * each written profile remembers the outcomes of the last steps that wrote it, so a
-  replayed step reports them instead of merging twice.
+  replayed step reports them instead of merging twice;
+* a step applied in order within its job (a collection job's hand-offs) also gives a
+  watermark (job, sequence): the profile keeps, per such job, the highest sequence that
+  wrote it and its outcomes, so its replay is found however many other steps came between.
 """
 
 from __future__ import annotations
@@ -167,6 +170,7 @@ class _Group:
     created_at: str | None
     version: int
     steps: list[list[str]]
+    marks: dict[str, list[Any]]  # job -> [highest sequence applied, its outcome letters]
     recorded: str | None  # outcome letters this step already wrote (a replay)
     members: list[int] = field(default_factory=list)
     outcomes: list[str] = field(default_factory=list)
@@ -174,12 +178,19 @@ class _Group:
     dirty: bool = False
 
     @classmethod
-    def start(cls, pid: str, data: Mapping[str, Any] | None, step_tag: str) -> _Group:
+    def start(cls, pid: str, data: Mapping[str, Any] | None, step_tag: str,
+              watermark: tuple[str, int] | None) -> _Group:
         if data is None:
             # Never written, or its identifiers were linked just before a crash.
-            return cls(pid, True, {}, {}, None, 0, [], None)
+            return cls(pid, True, {}, {}, None, 0, [], {}, None)
         steps = data.get("steps") or []
+        marks = {str(k): list(v) for k, v in (data.get("marks") or {}).items()}
         recorded = next((letters for tag, letters in steps if tag == step_tag), None)
+        mark = marks.get(watermark[0]) if watermark is not None and recorded is None else None
+        if watermark is not None and mark is not None and int(mark[0]) >= watermark[1]:
+            # Applied already, though other steps have since pushed its tag out of `steps`.
+            # A higher mark would be a later step of the job: it reports nothing new.
+            recorded = str(mark[1]) if int(mark[0]) == watermark[1] else ""
         return cls(
             pid,
             False,
@@ -188,6 +199,7 @@ class _Group:
             data["created_at"],
             int(data.get("version", 1)),
             steps,
+            marks,
             recorded,
         )
 
@@ -215,8 +227,10 @@ class _Planner:
     others once every read and lookup is in.
     """
 
-    def __init__(self, account_id: str, *, step_tag: str, rules: Mapping[str, str], default: str) -> None:
+    def __init__(self, account_id: str, *, step_tag: str, rules: Mapping[str, str], default: str,
+                 watermark: tuple[str, int] | None = None) -> None:
         self.account_id, self.step_tag, self.rules, self.default = account_id, step_tag, rules, default
+        self.watermark = watermark
         self.records: list[P.ProfileRecord] = []
         self.derived: dict[tuple[str, str], str] = {}  # the profile id each identifier would create
         self.stored: dict[str, Mapping[str, Any]] = {}  # profiles read, by id
@@ -260,7 +274,7 @@ class _Planner:
             target = self.derived[keys[0]]
         g = self.groups.get(target)
         if g is None:
-            g = self.groups[target] = _Group.start(target, self.stored.get(target), self.step_tag)
+            g = self.groups[target] = _Group.start(target, self.stored.get(target), self.step_tag, self.watermark)
         g.members.append(i)
         if g.recorded is not None:
             return
@@ -539,6 +553,7 @@ class ProfileRepo:
         rules: Mapping[str, str] | None = None,
         default: str = "latest",
         ticket: LeaseTicket | None = None,
+        watermark: tuple[str, int] | None = None,
     ) -> list[str]:
         """Upsert records in order; one outcome per record: "added" (a new profile),
         "updated", "unchanged" or "too_large" (the profile would pass 350 KB; not stored).
@@ -551,11 +566,18 @@ class ProfileRepo:
         once the lease is held, and the profiles of the records seen so far are read while
         the rest are made. Nothing is written before the last record is planned.
         `ticket`: the lease, taken ahead by `lease_ahead` with this step_tag as owner.
+        `watermark`: (job, sequence) of a step that its job applies strictly in sequence
+        order, one at a time. Each profile it writes keeps, for that job, the sequence and
+        the outcomes; a step whose sequence is not above the profile's mark is a replay and
+        merges nothing, however many other steps wrote the profile since (the `steps`
+        history only remembers the last few).
         """
         if ticket is None:  # with one, the stats count from lease_ahead on
             self.last_stats = StoreStats()
         if not step_tag or len(step_tag) > 256:
             raise ValueError("step_tag must be 1 to 256 characters")
+        if watermark is not None and (not watermark[0] or len(watermark[0]) > 256 or watermark[1] < 1):
+            raise ValueError("a watermark is a job id and a sequence number from 1")
         rest = iter(records)
         first = next(rest, None)
         if first is None:
@@ -565,11 +587,11 @@ class ProfileRepo:
             # The caller took the lease ahead and gives it up itself.
             ticket.hold(account_id, step_tag)
             try:
-                return self._upsert(account_id, chained, step_tag, dict(rules or {}), default)
+                return self._upsert(account_id, chained, step_tag, dict(rules or {}), default, watermark)
             finally:
                 self._lease = None
         with self.lease(account_id, step_tag):
-            return self._upsert(account_id, chained, step_tag, dict(rules or {}), default)
+            return self._upsert(account_id, chained, step_tag, dict(rules or {}), default, watermark)
 
     def lookup(self, account_id: str, identifiers: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
         """(kind, normalized value) -> profile id, for those that reach a profile: the one
@@ -640,9 +662,10 @@ class ProfileRepo:
         step_tag: str,
         rules: dict[str, str],
         default: str,
+        watermark: tuple[str, int] | None,
     ) -> list[str]:
         # 1. The profiles the batch's identifiers would have created: most records hit here.
-        planner = _Planner(account_id, step_tag=step_tag, rules=rules, default=default)
+        planner = _Planner(account_id, step_tag=step_tag, rules=rules, default=default, watermark=watermark)
         self._take_records(source, planner)
         derived, stored, known = planner.derived, planner.stored, planner.known
         known.update((k, pid) for k, pid in derived.items() if pid in stored)
@@ -658,7 +681,8 @@ class ProfileRepo:
             """The profile item of a dirty group; None (outcomes: too_large) past 350 KB."""
             letters = "".join(_LETTER[o] for o in g.outcomes)
             steps = [*(s for s in g.steps if s[0] != step_tag), [step_tag, letters]][-STEP_HISTORY:]
-            data = _dumps({
+            marks = g.marks if watermark is None else {**g.marks, watermark[0]: [watermark[1], letters]}
+            body: dict[str, Any] = {
                 "id": g.id,
                 "account_id": account_id,
                 "identifiers": g.identifiers,
@@ -667,7 +691,10 @@ class ProfileRepo:
                 "created_at": g.created_at or now,
                 "updated_at": now,
                 "version": g.version + 1,
-            })
+            }
+            if marks:  # only profiles a collection job wrote carry them (one entry per such job)
+                body["marks"] = marks
+            data = _dumps(body)
             if len(data.encode()) > MAX_PROFILE_BYTES:
                 for i, o in zip(g.members, g.outcomes, strict=True):
                     outcomes[i] = "too_large" if o != "unchanged" else o

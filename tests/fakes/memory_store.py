@@ -267,6 +267,8 @@ class MemoryProfiles:
         self.by_account: dict[str, dict[str, Profile]] = {}
         self.links: dict[tuple[str, str, str], str] = {}  # (account, kind, value) -> profile id
         self.steps: dict[tuple[str, str], list[tuple[str, list[str]]]] = {}  # its last tags and their outcomes
+        # per collection job: the highest sequence that wrote it and its outcomes
+        self.marks: dict[tuple[str, str], dict[str, tuple[int, list[str]]]] = {}
 
     def seed(self, account_id: str, records: list[ProfileRecord]) -> None:
         assert self.upsert_batch(account_id, records, step_tag=f"seed-{uuid.uuid4().hex[:8]}") \
@@ -274,9 +276,12 @@ class MemoryProfiles:
 
     def upsert_batch(self, account_id: str, records: Iterable[ProfileRecord], *, step_tag: str,
                      rules: Mapping[str, str] | None = None, default: str = "latest",
-                     ticket: MemoryLeaseTicket | None = None) -> list[str]:
+                     ticket: MemoryLeaseTicket | None = None,
+                     watermark: tuple[str, int] | None = None) -> list[str]:
         if not step_tag or len(step_tag) > 256:
             raise ValueError("step_tag must be 1 to 256 characters")
+        if watermark is not None and (not watermark[0] or len(watermark[0]) > 256 or watermark[1] < 1):
+            raise ValueError("a watermark is a job id and a sequence number from 1")
         if ticket is not None:
             ticket.hold(account_id, step_tag)
         mine = self.by_account.setdefault(account_id, {})
@@ -292,6 +297,9 @@ class MemoryProfiles:
             mine_said = said.setdefault(pid, [])
             recorded = next((letters for tag, letters in self.steps.get((account_id, pid), []) if tag == step_tag),
                             None)
+            mark = self.marks.get((account_id, pid), {}).get(watermark[0]) if watermark else None
+            if recorded is None and watermark is not None and mark is not None and mark[0] >= watermark[1]:
+                recorded = mark[1] if mark[0] == watermark[1] else []
             if recorded is not None:
                 n = len(mine_said)
                 mine_said.append(recorded[n] if n < len(recorded) else "unchanged")
@@ -322,6 +330,8 @@ class MemoryProfiles:
             mine[pid] = profile
             tags = self.steps.setdefault((account_id, pid), [])
             tags[:] = [*tags, (step_tag, said[pid])][-STEP_HISTORY:]
+            if watermark is not None:
+                self.marks.setdefault((account_id, pid), {})[watermark[0]] = (watermark[1], said[pid])
         self.links.update((k, p) for k, p in links.items() if p in mine)
         return outcomes
 

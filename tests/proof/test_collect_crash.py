@@ -25,6 +25,7 @@ from chalicelib.domain.profiles import ProfileRecord
 from chalicelib.services.collect import accept, apply_handoff
 from chalicelib.store import aws
 from chalicelib.store.collect import COLLECT_QUEUE
+from chalicelib.store.dynamo import TransactionFailed
 from chalicelib.store.queues import queue_url
 from tests.collect.helpers import basic, receive, write_key_job
 from tests.engine.fresh import fresh_deps
@@ -165,9 +166,7 @@ class _Crash(Exception):
 
 
 @pytest.mark.parametrize("crash", ["after_profiles", "mid_profiles"])
-@pytest.mark.parametrize("others", [3, pytest.param(4, marks=pytest.mark.xfail(
-    strict=True, reason="a profile remembers only its last 4 step tags: no per-job watermark yet")), pytest.param(
-    6, marks=pytest.mark.xfail(strict=True, reason="as with 4"))])
+@pytest.mark.parametrize("others", [3, 4, 6])
 def test_a_hand_off_replayed_after_other_jobs_wrote_its_profiles_counts_each_message_once(
         crash: str, others: int, deps: Any, new_tenant: Any, api_for: Any) -> None:
     """A hand-off dies after writing some or all of its profiles; `others` steps of other
@@ -220,3 +219,41 @@ def test_a_hand_off_replayed_after_other_jobs_wrote_its_profiles_counts_each_mes
     assert sum(r["added"] for r in runs) == 3 and sum(r["omitted"] for r in runs) == 0, runs
     assert api.get(f"/jobs/{job['id']}").json["data"]["collection"]["accepted"] == 3
     assert apply_handoff(deps, entry) == "already applied"
+
+
+def test_a_hand_offs_sequence_is_allocated_once_and_later_ones_get_larger_ones(
+        deps: Any, new_tenant: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    account, repo = new_tenant("Seq").account_id, deps.collect
+    assert [repo.sequence(account, "job_s", h, 0.0) for h in ("h1", "h1", "h2")] == [1, 1, 2]
+    # Killed between the counter and the record: the number is lost, the redelivery takes the next.
+    real_write_if = repo.t.write_if
+
+    def killed(*args: Any, **kwargs: Any) -> bool:
+        monkeypatch.setattr(repo.t, "write_if", real_write_if)
+        raise _Crash("between the counter and the record")
+
+    monkeypatch.setattr(repo.t, "write_if", killed)
+    with pytest.raises(_Crash):
+        repo.sequence(account, "job_s", "h3", 0.0)
+    assert [repo.sequence(account, "job_s", "h3", 0.0) for _ in range(2)] == [4, 4]
+    # A concurrent delivery of h2 that read before h2's record existed ends with h2's number.
+    real_get = repo.t.get
+
+    def missed(*args: Any, **kwargs: Any) -> Any:
+        monkeypatch.setattr(repo.t, "get", real_get)
+        return None
+
+    monkeypatch.setattr(repo.t, "get", missed)
+    assert repo.sequence(account, "job_s", "h2", 0.0) == 2
+    # Committed: applied, once.
+    for attempt in range(2):
+        tx = deps.transaction()
+        repo.add_applied(tx, account, "job_s", "h2")
+        if attempt == 0:
+            tx.commit()
+        else:
+            with pytest.raises(TransactionFailed) as refused:
+                tx.commit()
+            assert "applied" in refused.value.refused
+    assert repo.sequence(account, "job_s", "h2", 0.0) is None
+    assert repo.sequence(account, "job_s", "h5", 0.0) == 6  # the concurrent delivery's number is a gap too

@@ -28,6 +28,7 @@ from chalicelib.domain.profiles import ProfileRecord
 from chalicelib.store.audit import AuditEvent
 from chalicelib.store.dynamo import TransactionFailed, now_iso
 from chalicelib.store.keys import account_pk, audience_sk
+from chalicelib.store.profiles import STEP_HISTORY
 
 
 @dataclass
@@ -744,6 +745,33 @@ def test_profile_upserts_land_exactly_once_per_step_tag(store: Store) -> None:
     kept = [ProfileRecord({"email": "a@example.com"}, {"plan": "free", "city": "Oslo"}, "1")]
     assert store.profiles.upsert_batch(account, kept, step_tag="run_4#0", rules={"plan": "first"}) == ["updated"]
     assert store.profiles.get(account, a.id).fields == {"plan": "gold", "n": 1, "city": "Oslo"}
+
+
+def test_a_watermarked_step_is_found_after_its_tag_left_the_profiles_history(store: Store) -> None:
+    account = _account()
+    hit = [ProfileRecord({"user_id": "u1"}, {"hits": 1}, "1"), ProfileRecord({"user_id": "u1"}, {"x": 1}, "2")]
+    rules = {"hits": "add"}
+    assert store.profiles.upsert_batch(account, hit, step_tag="job_c#h1", rules=rules,
+                                       watermark=("job_c", 1)) == ["added", "updated"]
+    for n in range(STEP_HISTORY + 2):  # other jobs' steps push job_c#h1 out of the history
+        other = [ProfileRecord({"user_id": "u1"}, {f"o{n}": n}, "1")]
+        assert store.profiles.upsert_batch(account, other, step_tag=f"run_{n}#0") == ["updated"]
+    # the replay answers what it gave and adds nothing; without the watermark it would add again
+    assert store.profiles.upsert_batch(account, hit, step_tag="job_c#h1", rules=rules,
+                                       watermark=("job_c", 1)) == ["added", "updated"]
+    assert store.profiles.find(account, "user_id", "u1").fields["hits"] == 1
+    # another job's mark, or the job's next sequence, merges
+    assert store.profiles.upsert_batch(account, hit[:1], step_tag="job_d#h1", rules=rules,
+                                       watermark=("job_d", 1)) == ["updated"]
+    assert store.profiles.upsert_batch(account, hit[:1], step_tag="job_c#h2", rules=rules,
+                                       watermark=("job_c", 2)) == ["updated"]
+    assert store.profiles.find(account, "user_id", "u1").fields["hits"] == 3
+    # a step below the mark (never redelivered in practice) merges nothing and reports nothing new
+    assert store.profiles.upsert_batch(account, hit[:1], step_tag="job_c#h0", rules=rules,
+                                       watermark=("job_c", 1)) == ["unchanged"]
+    assert store.profiles.find(account, "user_id", "u1").fields["hits"] == 3
+    with pytest.raises(ValueError, match="sequence"):
+        store.profiles.upsert_batch(account, hit, step_tag="job_c#h3", watermark=("job_c", 0))
 
 
 def test_an_upsert_through_a_lease_taken_ahead_lands_once_and_only_for_its_step(store: Store) -> None:
