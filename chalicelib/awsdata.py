@@ -16,13 +16,14 @@ _lock = threading.Lock()
 _loader: Any = None
 
 
-def botocore_session() -> Any:
+def botocore_session(event_hooks: Any = None) -> Any:
     """A new botocore session (for `boto3.session.Session(botocore_session=...)`) that
-    reads its data through the process's shared loader."""
+    reads its data through the process's shared loader (and, when given, keeps its event
+    handlers in `event_hooks`)."""
     global _loader
     import botocore.session
 
-    session = botocore.session.get_session()
+    session = botocore.session.Session(event_hooks=event_hooks)
     with _lock:
         if _loader is None:
             _loader = session.get_component("data_loader")

@@ -269,17 +269,16 @@ def _key(creds: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def _cached(key: str) -> dict[str, str] | None:
+def _cached(key: str) -> tuple[float, dict[str, str]] | None:
     with _cache_lock:
         found = _cache.get(key)
         if found is None:
             return None
-        expires_at, value = found
-        if now() >= expires_at - REFRESH_MARGIN:
+        if now() >= found[0] - REFRESH_MARGIN:
             del _cache[key]
             return None
         _cache.move_to_end(key)
-        return value
+        return found
 
 
 def _remember(key: str, expires_at: float, value: dict[str, str]) -> None:
@@ -318,15 +317,17 @@ def session(method: str, credentials: Any, counter: CallCounter | None = None, *
             region=credentials.region,
         ), counter)
     key = _key(credentials)
-    found = None if fresh else _cached(key)
-    if found is None:
-        expires_at, found = _assume(credentials, counter)
-        _remember(key, expires_at, found)
+    cached = None if fresh else _cached(key)
+    if cached is None:
+        cached = _assume(credentials, counter)
+        _remember(key, *cached)
+    expires_at, found = cached
     return AwsSession(method, AwsIdentity(
         access_key_id=found["AccessKeyId"],
         secret_access_key=found["SecretAccessKey"],
         session_token=found["SessionToken"],
         region=credentials.region,
+        expires_at=expires_at,
     ), counter, cache_key=key)
 
 

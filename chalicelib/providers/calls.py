@@ -6,10 +6,16 @@ applies timeouts, and retries transient errors; providers never build raw client
 
 from __future__ import annotations
 
+import hashlib
+import os
 import sys
 import threading
-from collections import Counter
+import time
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, Protocol
 
 from chalicelib.awsdata import botocore_session
@@ -63,71 +69,211 @@ class CallCounter:
 @dataclass(frozen=True)
 class AwsIdentity:
     """Whose credentials a provider call uses: a customer's keys, or none (the app's own
-    identity, which is how assume-role starts)."""
+    identity, which is how assume-role starts). `expires_at` (epoch seconds) is set for
+    assumed-role credentials: their client is never reused past it."""
 
     access_key_id: str | None = None
     secret_access_key: str | None = field(default=None, repr=False)
     session_token: str | None = field(default=None, repr=False)
     region: str | None = None
+    expires_at: float | None = None
 
+
+CLIENT_CACHE_SIZE = 64  # clients kept per process (least recently used go first)
 
 _shared: Any = None
 _shared_lock = threading.Lock()
+_clients: OrderedDict[tuple[str, ...], tuple[float | None, Any]] = OrderedDict()
+# Clients actually built (not reused) since the process started: benches and tests read it.
+built = 0
+# The clock client expiry is compared with (tests move it).
+now: Callable[[], float] = time.time
+# The counter of the provider call running on this thread (a cached client is shared by
+# every run of one identity; each call says whose requests it sends).
+_counting: ContextVar[CallCounter | None] = ContextVar("provider_call_counter", default=None)
+
+
+def _hooks_class() -> type:
+    from botocore.hooks import HierarchicalEmitter
+
+    class Hooks(HierarchicalEmitter):  # type: ignore[misc]
+        """The shared session's event handlers, numbering their changes: a client copies
+        the handlers when it is built, so one cached before a change must not be reused."""
+
+        changes = 0
+
+        def register(self, *args: Any, **kwargs: Any) -> Any:
+            self.changes += 1
+            return super().register(*args, **kwargs)
+
+        def register_first(self, *args: Any, **kwargs: Any) -> Any:
+            self.changes += 1
+            return super().register_first(*args, **kwargs)
+
+        def register_last(self, *args: Any, **kwargs: Any) -> Any:
+            self.changes += 1
+            return super().register_last(*args, **kwargs)
+
+        def unregister(self, *args: Any, **kwargs: Any) -> Any:
+            self.changes += 1
+            return super().unregister(*args, **kwargs)
+
+    return Hooks
+
+
+_hooks: Any = None
 
 
 def shared_session() -> Any:
     """The one boto3 Session every provider client is made on (tests and benches register
     their botocore event hooks on it). A Session per call would re-parse the service models
     (~135 ms for STS + S3); credentials are passed per client instead."""
-    global _shared
+    global _shared, _hooks
     if _shared is None:
         import boto3
 
-        _shared = boto3.session.Session(botocore_session=botocore_session())
+        hooks = _hooks_class()()
+        _shared = boto3.session.Session(botocore_session=botocore_session(hooks))
+        _hooks = hooks
     return _shared
 
 
 def reset() -> None:
-    """Forget the shared session and the cached role sessions obtained through it (tests
-    and the local runner move the endpoint)."""
-    global _shared
+    """Forget the shared session, its clients and the cached role sessions obtained through
+    it (tests and the local runner move the endpoint)."""
+    global _shared, _hooks
     with _shared_lock:
         _shared = None
+        _hooks = None
+        _clients.clear()
     auth = sys.modules.get("chalicelib.providers.aws_auth")  # never loaded just to be cleared
     if auth is not None:
         auth.reset()
 
 
-def aws_client(identity: AwsIdentity, service: str, counter: CallCounter | None) -> Any:
+def _client_key(identity: AwsIdentity, service: str, region: str, timeout: float) -> tuple[str, ...]:
+    # The secret and the token are in the key only as a digest: a client is reused only by
+    # a caller holding the very same credentials (another tenant's keys never match).
+    secret = hashlib.sha256(
+        f"{identity.secret_access_key or ''}\x1f{identity.session_token or ''}".encode()
+    ).hexdigest()
+    own = "AWS_ENDPOINT_URL_" + service.upper().replace("-", "_")
+    endpoint = f"{os.environ.get('AWS_ENDPOINT_URL', '')} {os.environ.get(own, '')}"
+    return (service, region, endpoint, str(timeout), identity.access_key_id or "", secret,
+            str(_hooks.changes if _hooks is not None else 0))
+
+
+def _build(identity: AwsIdentity, service: str, region: str, timeout: float) -> Any:
+    global built
     from botocore.config import Config
 
+    client = shared_session().client(
+        service,
+        region_name=region,
+        aws_access_key_id=identity.access_key_id,
+        aws_secret_access_key=identity.secret_access_key,
+        aws_session_token=identity.session_token,
+        config=Config(
+            connect_timeout=min(timeout, 5),
+            read_timeout=timeout,
+            retries={"mode": "standard", "max_attempts": 3},
+        ),
+    )
+    built += 1
+    # before-send fires once per HTTP attempt, retries included: what AWS bills;
+    # response-received once per attempt too, with the status or the exception.
+    client.meta.events.register("before-send", partial(_count_sent, service))
+    client.meta.events.register("response-received", partial(_count_failed, service))
+    return client
+
+
+def _count_sent(service: str, **kw: Any) -> None:
+    counter = _counting.get()
+    if counter is not None:
+        counter.add(f"{service}.{_operation(kw)}")
+
+
+def _count_failed(service: str, **kw: Any) -> None:
+    counter = _counting.get()
+    if counter is not None and _failed(kw):
+        counter.add_error(f"{service}.{_operation(kw)}")
+
+
+def aws_client(identity: AwsIdentity, service: str, counter: CallCounter | None) -> Any:
+    """A client for `service` with these credentials, counting its requests in `counter`.
+
+    Clients are cached per process by service, region, endpoint and credentials (a client
+    costs ~5 ms of CPU to build); one of expiring credentials is dropped at their expiry."""
     timeout = settings().provider_timeout_seconds
+    region = identity.region or settings().region
     # Client creation from a shared session is not thread-safe in botocore.
     with _shared_lock:
-        client = shared_session().client(
-            service,
-            region_name=identity.region or settings().region,
-            aws_access_key_id=identity.access_key_id,
-            aws_secret_access_key=identity.secret_access_key,
-            aws_session_token=identity.session_token,
-            config=Config(
-                connect_timeout=min(timeout, 5),
-                read_timeout=timeout,
-                retries={"mode": "standard", "max_attempts": 3},
-            ),
-        )
-    if counter is not None:
-        # before-send fires once per HTTP attempt, retries included: what AWS bills;
-        # response-received once per attempt too, with the status or the exception.
-        client.meta.events.register(
-            "before-send",
-            lambda request, **kw: counter.add(f"{service}.{_operation(kw)}"),
-        )
-        client.meta.events.register(
-            "response-received",
-            lambda **kw: counter.add_error(f"{service}.{_operation(kw)}") if _failed(kw) else None,
-        )
-    return client
+        shared_session()
+        key = _client_key(identity, service, region, timeout)
+        found = _clients.get(key)
+        if found is not None and found[0] is not None and now() >= found[0]:
+            del _clients[key]
+            found = None
+        if found is None:
+            client = _build(identity, service, region, timeout)
+            if identity.expires_at is None or now() < identity.expires_at:
+                _clients[key] = (identity.expires_at, client)
+                while len(_clients) > CLIENT_CACHE_SIZE:
+                    _clients.popitem(last=False)
+        else:
+            client = found[1]
+            _clients.move_to_end(key)
+    return CountedClient(client, counter)
+
+
+class CountedClient:
+    """A cached client seen by one caller: its calls (and its paginators' pages) count
+    their requests in that caller's counter."""
+
+    def __init__(self, client: Any, counter: CallCounter | None) -> None:
+        self._client = client
+        self._counter = counter
+
+    @property
+    def client(self) -> Any:
+        """The botocore client underneath (shared: never register handlers on it)."""
+        return self._client
+
+    def __getattr__(self, name: str) -> Any:
+        found = getattr(self._client, name)
+        if name == "get_paginator":
+            return lambda *a, **kw: _CountedPaginator(found(*a, **kw), self._counter)
+        if not callable(found) or name.startswith("_") or name in ("can_paginate", "close"):
+            return found
+        counter = self._counter
+
+        def call(*args: Any, **kwargs: Any) -> Any:
+            token = _counting.set(counter)
+            try:
+                return found(*args, **kwargs)
+            finally:
+                _counting.reset(token)
+
+        return call
+
+
+class _CountedPaginator:
+    def __init__(self, paginator: Any, counter: CallCounter | None) -> None:
+        self._paginator = paginator
+        self._counter = counter
+
+    def paginate(self, **kwargs: Any) -> Iterator[Any]:
+        pages = iter(self._paginator.paginate(**kwargs))
+        while True:
+            # Each page's request is sent inside next(): count it for this caller.
+            token = _counting.set(self._counter)
+            try:
+                page = next(pages)
+            except StopIteration:
+                return
+            finally:
+                _counting.reset(token)
+            yield page
 
 
 def _failed(kw: dict[str, Any]) -> bool:
