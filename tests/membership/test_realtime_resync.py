@@ -111,3 +111,38 @@ def test_a_paused_realtime_job_refuses_a_resync_and_changes_nothing(world: World
     # Control: resumed, it is accepted
     assert w.api.post(f"/jobs/{job['id']}/resume").status_code == 200
     assert w.api.post(f"/jobs/{job['id']}/run", RESYNC).status_code == 200
+
+
+def test_a_resync_asked_while_a_delivery_holds_the_job_is_served_by_that_delivery(
+        world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    from chalicelib.services.realtime import Nudge, deliver
+    from chalicelib.store.realtime import RealtimeRepo
+
+    w = world
+    aud, job, d = w.live()
+    ids = _members(w, 2)
+    w.stack.deliver()
+    w.pump()
+    w.inbox.events.clear()
+    # GIVEN a newcomer's enter being delivered ...
+    late = upsert(d, w.account_id, "late@example.com", plan="pro")
+    w.stack.deliver()
+    real = RealtimeRepo.advance
+    asked: list[int] = []
+
+    def advance_and_ask(self: Any, *a: Any, **k: Any) -> bool:
+        # ... WHEN the user asks for a re-send while that delivery holds the job: the
+        # request's nudge is handled at once and dropped, the job being busy
+        if not asked:
+            asked.append(w.api.post(f"/jobs/{job['id']}/run", RESYNC).status_code)
+            assert w.pump() is not None
+        return real(self, *a, **k)
+
+    monkeypatch.setattr(RealtimeRepo, "advance", advance_and_ask)
+    deliver(d, Nudge(w.account_id, aud.id, job["id"]))
+    monkeypatch.setattr(RealtimeRepo, "advance", real)
+    assert asked == [200]
+    # THEN that delivery served it before letting go: the newcomer, then every member once
+    assert w.sent()[0] == ("audience.entered", late)
+    assert sorted(w.sent()[1:]) == sorted(("audience.entered", p) for p in [*ids, late])
+    assert w.api.get(f"/jobs/{job['id']}").json["data"]["resync_requested"] is None
