@@ -24,6 +24,16 @@ def _members(w: World, n: int) -> list[str]:
     return [upsert(w.d, w.account_id, f"p{i}@example.com", plan="pro") for i in range(n)]
 
 
+def _two_sent(w: World) -> tuple[Any, dict[str, Any], Any, list[str]]:
+    """A live job whose two members' enters went out (the inbox emptied after)."""
+    aud, job, d = w.live()
+    ids = _members(w, 2)
+    w.stack.deliver()
+    w.pump()
+    w.inbox.events.clear()
+    return aud, job, d, ids
+
+
 def test_a_realtime_resync_sends_every_member_once_then_the_backlog(world: World) -> None:
     w = world
     _, job, d = w.live()
@@ -70,11 +80,7 @@ def test_a_crash_in_a_realtime_resync_resends_with_the_same_event_ids(world: Wor
     from chalicelib.store.realtime import RealtimeRepo
 
     w = world
-    aud, job, d = w.live()
-    ids = _members(w, 2)
-    w.stack.deliver()
-    w.pump()
-    w.inbox.events.clear()
+    aud, job, d, ids = _two_sent(w)
     assert w.api.post(f"/jobs/{job['id']}/run", RESYNC).status_code == 200
     # GIVEN a delivery that dies after the webhook accepted the re-send, before its progress is written
     real = RealtimeRepo.resync_progress
@@ -119,11 +125,7 @@ def test_a_resync_asked_while_a_delivery_holds_the_job_is_served_by_that_deliver
     from chalicelib.store.realtime import RealtimeRepo
 
     w = world
-    aud, job, d = w.live()
-    ids = _members(w, 2)
-    w.stack.deliver()
-    w.pump()
-    w.inbox.events.clear()
+    aud, job, d, ids = _two_sent(w)
     # GIVEN a newcomer's enter being delivered ...
     late = upsert(d, w.account_id, "late@example.com", plan="pro")
     w.stack.deliver()
