@@ -86,6 +86,13 @@ def _env(name: str, default: str | None = None) -> str | None:
     return value if value not in (None, "") else default
 
 
+def aws_endpoint(service: str) -> str:
+    """The endpoint overrides botocore applies to `service`: the general one and the
+    service's own (AWS_ENDPOINT_URL_<SERVICE>), as one text."""
+    own = "AWS_ENDPOINT_URL_" + service.upper().replace("-", "_")
+    return f"{_env('AWS_ENDPOINT_URL') or ''} {_env(own) or ''}"
+
+
 def _flag(value: str | None) -> bool:
     return (value or "").strip().lower() in ("1", "true", "yes", "on")
 

@@ -7,7 +7,6 @@ applies timeouts, and retries transient errors; providers never build raw client
 from __future__ import annotations
 
 import hashlib
-import os
 import sys
 import threading
 import time
@@ -18,6 +17,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Protocol
 
+from chalicelib import config
 from chalicelib.awsdata import botocore_session
 from chalicelib.config import settings
 
@@ -157,9 +157,7 @@ def _client_key(identity: AwsIdentity, service: str, region: str, timeout: float
     secret = hashlib.sha256(
         f"{identity.secret_access_key or ''}\x1f{identity.session_token or ''}".encode()
     ).hexdigest()
-    own = "AWS_ENDPOINT_URL_" + service.upper().replace("-", "_")
-    endpoint = f"{os.environ.get('AWS_ENDPOINT_URL', '')} {os.environ.get(own, '')}"
-    return (service, region, endpoint, str(timeout), identity.access_key_id or "", secret,
+    return (service, region, config.aws_endpoint(service), str(timeout), identity.access_key_id or "", secret,
             str(_hooks.changes if _hooks is not None else 0))
 
 
