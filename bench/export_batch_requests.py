@@ -31,8 +31,8 @@ Mailchimp works on a large batch).
 
 Budget (exit status 1 when missed): for every provider and size, provider requests <=
 1.1 x ceil(members / batch) + the provider's fixed requests per part (Mailchimp 2, the
-others 0) + 1; AWS control-plane requests <= 50 per 1,000 members (issue 3's 0.05 per
-member); every member delivered exactly as many times as the destination was sent it (no
+others 0) + 1; AWS control-plane requests <= 50 per 1,000 members (the export
+budget of 0.05 per member); every member delivered exactly as many times as the destination was sent it (no
 loss); the client layer's count equals what the destination saw.
 
     .venv/bin/python bench/export_batch_requests.py [--members 1000,5000] [--sqs-max 1000]
@@ -67,7 +67,7 @@ from bench.export_setup import AUDIENCE, BenchAccount, Wire, app_clients, fresh_
 STAGE = "benchbatch"
 RATIO = 1.1  # measured provider requests may exceed the minimum by 10 % ...
 SLACK = 1  # ... plus one request
-AWS_BUDGET = 50.0  # AWS control-plane requests per 1,000 members (issue 3: 0.05 per member)
+AWS_BUDGET = 50.0  # AWS control-plane requests per 1,000 members (0.05 per member)
 FIELDS = ["email", "first_name", "last_name", "country", "plan"]
 SIGNING = "whsec-bench-" + "7c" * 10
 

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field
 from pydantic.config import JsonDict
 
+from chalicelib.config import settings
 from chalicelib.domain import enrichment as E
 from chalicelib.domain.catalog import AuthMethodSpec, JobType, ProviderSpec, Role, StepRef, WorkflowSpec
 from chalicelib.domain.models import CheckResult, HealthStatus
@@ -98,8 +99,6 @@ def _client(key: str, counter: CallCounter | None, deadline: float | None) -> An
 
 
 def _url() -> str:
-    from chalicelib.config import settings
-
     return settings().fullcontact_base_url + PATH
 
 

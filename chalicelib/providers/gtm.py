@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import Field, SecretStr
 from pydantic.config import JsonDict
 
+from chalicelib.config import settings
 from chalicelib.domain.catalog import AuthMethodSpec, JobType, ProviderSpec, Role, StepRef, WorkflowSpec
 from chalicelib.domain.models import CheckResult, HealthStatus
 from chalicelib.providers.base import Option, ProviderError
@@ -149,7 +150,6 @@ def tag_body(name: str, html: str, job_id: str) -> dict[str, Any]:
 
 class GtmApi:
     def __init__(self, credentials: Any, counter: CallCounter | None, deadline: float | None = None) -> None:
-        from chalicelib.config import settings
         from chalicelib.providers.http import HttpClient, RateLimit
 
         token = credentials.access_token.get_secret_value()

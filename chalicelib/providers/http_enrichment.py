@@ -18,6 +18,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator
 from pydantic.config import JsonDict
 
+from chalicelib.config import settings
 from chalicelib.domain import enrichment as E
 from chalicelib.domain.catalog import AuthMethodSpec, JobType, ProviderSpec, Role, StepRef, WorkflowSpec
 from chalicelib.domain.models import CheckResult, HealthStatus
@@ -32,8 +33,6 @@ SECRET: JsonDict = {"x-secret": True}
 
 
 def _check_url(value: SecretStr) -> SecretStr:
-    from chalicelib.config import settings
-
     url = value.get_secret_value()
     allowed = ("https://", "http://") if settings().allow_private_urls else ("https://",)
     if not url.lower().startswith(allowed):

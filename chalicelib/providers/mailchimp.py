@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic.config import JsonDict
 
+from chalicelib.config import settings
 from chalicelib.domain.catalog import AuthMethodSpec, JobType, ProviderSpec, Role, StepRef, WorkflowSpec
 from chalicelib.domain.models import CheckResult, HealthStatus
 from chalicelib.providers.base import Option, ProviderError
@@ -158,7 +159,6 @@ class MailchimpApi:
 
     def __init__(self, method: str, credentials: Any, counter: CallCounter | None,
                  deadline: float | None = None) -> None:
-        from chalicelib.config import settings
         from chalicelib.providers.http import HttpClient, RateLimit, basic_auth_value
 
         if method == "api_key":

@@ -34,6 +34,7 @@ from typing import Annotated, Any
 from pydantic import AfterValidator, Field, SecretStr
 from pydantic.config import JsonDict
 
+from chalicelib.config import settings
 from chalicelib.domain.catalog import AuthMethodSpec, JobType, ProviderSpec, Role, StepRef, WorkflowSpec
 from chalicelib.domain.models import CheckResult, HealthStatus
 from chalicelib.providers.base import Option, ProviderError
@@ -58,8 +59,6 @@ STEP_MARGIN = 2.0
 
 
 def _url_rules(value: str) -> str:
-    from chalicelib.config import settings
-
     parts = urllib.parse.urlsplit(value)
     schemes = ("https", "http") if settings().allow_private_urls else ("https",)
     if parts.scheme.lower() not in schemes:
