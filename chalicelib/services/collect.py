@@ -65,8 +65,7 @@ def create_with_key(d: Deps, auth: Authorization) -> None:
     auth.provider_account = key_id  # the key's id, not secret: which key this authorization is
     tx = d.transaction()
     d.auths.add_new(tx, auth)
-    tx.add("write_key", d.write_keys.new_op(
-        WriteKey(key_id, _hash(raw), auth.account_id, auth.id, None, "active"), now_iso()))
+    d.write_keys.add_new(tx, WriteKey(key_id, _hash(raw), auth.account_id, auth.id, None, "active"), now_iso())
     tx.commit()
 
 
@@ -86,7 +85,7 @@ def bind_write_key(d: Deps, tx: UnitOfWork, job: Job, auth: Authorization, *, in
     key = repo.get(auth.provider_account)
     # A key whose job was deleted may feed a new one (the condition holds if nothing moved).
     old = key.job_id if key is not None and key.job_id and d.jobs.get(job.account_id, key.job_id) is None else None
-    tx.add("write_key", repo.bind_op(auth.provider_account, job.account_id, job.id, replacing=old))
+    repo.add_bind(tx, auth.provider_account, job.account_id, job.id, replacing=old)
 
 
 def rotate_key(d: Deps, auth: Authorization, version: int | None) -> Authorization:

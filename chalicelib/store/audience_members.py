@@ -25,6 +25,7 @@ from chalicelib.store import keys as K
 from chalicelib.store.dynamo import (
     IncompleteBatch,
     Table,
+    Transaction,
     TransactionFailed,
     deser,
     now_iso,
@@ -198,21 +199,20 @@ class AudienceMemberRepo:
             "n": {"N": str(n)}, "profile_id": {"S": verdict.profile_id}, "change": {"S": change},
             "at": {"S": at}, "pos": {"S": position}, "av": {"N": str(verdict.audience_version)},
         }
-        writes = [
-            {"Update": {"TableName": self.t.name, "Key": head_key, "UpdateExpression": "SET n = :n",
-                        "ExpressionAttributeValues": head_values, **head_cond}},
-            {"Put": {"TableName": self.t.name, "Item": entry, "ConditionExpression": "attribute_not_exists(PK)"}},
-            {"Update": {"TableName": self.t.name, "Key": mem_key, "UpdateExpression": "SET " + sets,
-                        "ConditionExpression": cond, "ExpressionAttributeNames": {"#in": "in", "#at": "at"},
-                        "ExpressionAttributeValues": values}},
-        ]
+        tx = Transaction(self.t)
+        tx.add("head", {"Update": {"TableName": self.t.name, "Key": head_key, "UpdateExpression": "SET n = :n",
+                                   "ExpressionAttributeValues": head_values, **head_cond}})
+        tx.add("entry", {"Put": {"TableName": self.t.name, "Item": entry,
+                                 "ConditionExpression": "attribute_not_exists(PK)"}})
+        tx.add("member", {"Update": {"TableName": self.t.name, "Key": mem_key, "UpdateExpression": "SET " + sets,
+                                     "ConditionExpression": cond, "ExpressionAttributeNames": {"#in": "in", "#at": "at"},
+                                     "ExpressionAttributeValues": values}})
         try:
-            self.t.transact(writes)
+            tx.commit()
         except TransactionFailed as exc:
-            reasons = exc.reasons + ["None"] * (3 - len(exc.reasons))
-            if reasons[2] == "ConditionalCheckFailed":
+            if "member" in exc.refused:
                 raise Refused("member") from None
-            if "ConditionalCheckFailed" in reasons[:2] or exc.conflict:
+            if exc.refused or exc.conflict:
                 raise Refused("head") from None
             raise
         return n

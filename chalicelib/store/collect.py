@@ -52,7 +52,10 @@ class WriteKeyRepo:
     def __init__(self, table: Table) -> None:
         self.t = table
 
-    def new_op(self, key: WriteKey, created_at: str) -> dict[str, Any]:
+    def add_new(self, tx: UnitOfWork, key: WriteKey, created_at: str) -> None:
+        tx.add("write_key", self._new(key, created_at))
+
+    def _new(self, key: WriteKey, created_at: str) -> dict[str, Any]:
         item = {"PK": write_key_pk(key.id), "SK": "META", "type": "write_key", "key_hash": key.key_hash,
                 "account_id": key.account_id, "authorization_id": key.authorization_id,
                 "status": key.status, "created_at": created_at}
@@ -71,7 +74,7 @@ class WriteKeyRepo:
                         not_after=float(row["not_after"]) if row.get("not_after") is not None else None)
 
     def put(self, key: WriteKey, created_at: str) -> None:
-        op = self.new_op(key, created_at)["Put"]
+        op = self._new(key, created_at)["Put"]
         self.t.client.put_item(**op)
 
     def expire(self, key_id: str, not_after: float) -> None:
@@ -83,7 +86,7 @@ class WriteKeyRepo:
             ConditionExpression="attribute_exists(PK) AND (attribute_not_exists(not_after) OR not_after > :t)",
             ExpressionAttributeValues={":t": {"N": f"{not_after:.3f}"}})
 
-    def bind_op(self, key_id: str, account_id: str, job_id: str, *, replacing: str | None) -> dict[str, Any]:
+    def add_bind(self, tx: UnitOfWork, key_id: str, account_id: str, job_id: str, *, replacing: str | None) -> None:
         """One write key feeds one job: the job's create transaction names it, conditional
         on the key feeding no job, or still feeding the deleted one it replaces."""
         values = {":j": {"S": job_id}, ":a": {"S": account_id}}
@@ -91,13 +94,13 @@ class WriteKeyRepo:
         if replacing:
             free = "job_id = :old"
             values[":old"] = {"S": replacing}
-        return {"Update": {
+        tx.add("write_key", {"Update": {
             "TableName": self.t.name,
             "Key": {"PK": {"S": write_key_pk(key_id)}, "SK": {"S": "META"}},
             "UpdateExpression": "SET job_id = :j",
             "ConditionExpression": f"attribute_exists(PK) AND account_id = :a AND {free}",
             "ExpressionAttributeValues": values,
-        }}
+        }})
 
 
 def claim_key(account_id: str, job_id: str, message_id: str) -> dict[str, str]:

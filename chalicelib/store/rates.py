@@ -61,10 +61,8 @@ class SharedRateStore:
     def _swap(self, key: str, seen: int | None, next_ms: int) -> bool:
         """Move the key's time from what was read to `next_ms`; False when another
         container moved it first."""
-        from botocore.exceptions import ClientError
-
         update: dict[str, Any] = {
-            "TableName": self.t.name, "Key": self._key(key),
+            "Key": self._key(key),
             "UpdateExpression": "SET next_ms = :next",
             "ExpressionAttributeValues": {":next": {"N": str(next_ms)}},
         }
@@ -73,13 +71,7 @@ class SharedRateStore:
         else:
             update["ConditionExpression"] = "next_ms = :seen"
             update["ExpressionAttributeValues"][":seen"] = {"N": str(seen)}
-        try:
-            self.t.client.update_item(**update)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise
-        return True
+        return self.t.write_if("update_item", **update)
 
     def _read(self, key: str) -> int | None:
         got = self.t.client.get_item(TableName=self.t.name, Key=self._key(key), ConsistentRead=True,
