@@ -451,7 +451,9 @@ def test_a_collection_job_keeps_its_write_key(api: Any) -> None:
 
 def _record(entry: dict[str, Any], ident: str, group: str, received: int) -> dict[str, Any]:
     return {"messageId": ident, "receiptHandle": ident, "body": json.dumps(entry), "md5OfBody": "",
-            "attributes": {"MessageGroupId": group, "ApproximateReceiveCount": str(received)},
+            "attributes": {"MessageGroupId": group, "ApproximateReceiveCount": str(received),
+                           "ApproximateFirstReceiveTimestamp": "1764979200000", "SenderId": "AIDAEXAMPLE",
+                           "SentTimestamp": "1764979200000", "SequenceNumber": "1", "MessageDeduplicationId": ident},
             "messageAttributes": {}, "eventSource": "aws:sqs",
             "eventSourceARN": "arn:aws:sqs:eu-west-1:123456789012:switchyard-collect.fifo", "awsRegion": "eu-west-1"}
 
