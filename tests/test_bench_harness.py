@@ -1,0 +1,85 @@
+"""The bench harness itself: the AWS emulation the timed benches share is moto in another
+process with the modelled latency added (in-process moto shares the interpreter lock with
+the code under test, which once turned a FAIL into a PASS), and `make run-benches` fails on
+a bench that misses its budget, crashes, or exits non-zero after printing PASS."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import boto3
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.awsnet import Emulation  # noqa: E402
+
+MODEL = {"dynamodb.GetItem": 0.004, "dynamodb": 0.002, "per_kb": 0.0}
+
+
+def test_the_emulation_serves_from_another_process_and_adds_the_modelled_latency() -> None:
+    saved = dict(os.environ)  # the emulation points this process's boto3 at itself
+    try:
+        with Emulation(MODEL) as aws:
+            assert aws.proc is not None and aws.proc.pid != os.getpid() and aws.proc.poll() is None
+            ddb = boto3.client("dynamodb", endpoint_url=aws.endpoint, region_name="us-east-1",
+                               aws_access_key_id="local", aws_secret_access_key="local")
+            before = aws.stats()
+            ddb.create_table(TableName="t", BillingMode="PAY_PER_REQUEST",
+                             KeySchema=[{"AttributeName": "PK", "KeyType": "HASH"}],
+                             AttributeDefinitions=[{"AttributeName": "PK", "AttributeType": "S"}])
+            ddb.put_item(TableName="t", Item={"PK": {"S": "a"}})
+            assert ddb.get_item(TableName="t", Key={"PK": {"S": "a"}})["Item"] == {"PK": {"S": "a"}}
+            after = aws.stats()
+            # CreateTable and PutItem fall back to the service's 2 ms, GetItem has its own 4 ms
+            assert after["requests"] - before["requests"] == 3
+            assert after["delay_s"] - before["delay_s"] == pytest.approx(0.008)
+            with aws.no_latency():
+                ddb.get_item(TableName="t", Key={"PK": {"S": "a"}})
+            unmeasured = aws.stats()
+            assert unmeasured["requests"] - after["requests"] == 1
+            assert unmeasured["delay_s"] == pytest.approx(after["delay_s"])  # setup adds nothing
+            ddb.get_item(TableName="t", Key={"PK": {"S": "a"}})
+            assert aws.stats()["delay_s"] - unmeasured["delay_s"] == pytest.approx(0.004)  # and it comes back
+            proc = aws.proc
+        assert proc.poll() is not None, "the emulation's process outlived its block"
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+BENCHES = {
+    "passes.py": 'print("RESULT PASS ratio 1.31 (budget >= 1.2)")',
+    "misses.py": 'import sys\nprint("RESULT FAIL ratio 1.05 (budget >= 1.2)")\nsys.exit(1)',
+    "crashes.py": 'raise RuntimeError("the bench broke before its result")',
+    "lies.py": 'import sys\nprint("RESULT PASS ratio 1.31")\nsys.exit(3)',
+}
+
+
+def run_benches(tmp_path: Path, names: list[str]) -> subprocess.CompletedProcess[str]:
+    for name, body in BENCHES.items():
+        (tmp_path / name).write_text(textwrap.dedent(body) + "\n")
+    paths = " ".join(str(tmp_path / n) for n in names)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MAKE", "MFLAGS"))}
+    return subprocess.run(["make", "--no-print-directory", "run-benches", f"BENCHES={paths}"], cwd=ROOT,
+                          env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_run_benches_passes_when_every_bench_passes(tmp_path: Path) -> None:
+    done = run_benches(tmp_path, ["passes.py"])
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "RESULT PASS ratio 1.31" in done.stdout and "over budget" not in done.stdout
+
+
+def test_run_benches_fails_on_a_missed_budget_a_crash_and_a_pass_with_a_bad_exit(tmp_path: Path) -> None:
+    done = run_benches(tmp_path, ["misses.py", "passes.py", "crashes.py", "lies.py"])
+    assert done.returncode != 0, done.stdout
+    [line] = [ln for ln in done.stdout.splitlines() if ln.startswith("benches over budget:")]
+    failed = sorted(Path(p).name for p in line.removeprefix("benches over budget:").split())
+    assert failed == ["crashes.py", "lies.py", "misses.py"]
+    assert "no RESULT line: the bench crashed" in done.stdout
