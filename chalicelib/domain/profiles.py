@@ -1,6 +1,6 @@
 """Profiles: mapping source rows to profile records, identifier rules, merge rules.
 
-Pure: no I/O, no boto3, no pydantic. The store (chalicelib/store/profiles.py) resolves
+Pure: no I/O, no boto3, no pydantic. The store (chalicelib/store/profiles/) resolves
 identifiers and persists; the engine maps each row read by a provider with `map_record`
 and hands the records to `ProfileRepo.upsert_batch`. See docs/profiles.md.
 """
