@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from chalicelib.store.aws import Beside
 from chalicelib.store.dynamo import Backoff, ConditionFailed, conditional
@@ -76,12 +77,9 @@ class ProfileLease(ProfileRequests):
         now = self.clock()
         until = now + self.lease_seconds
         try:
-            conditional(
-                self._call,
+            self._on_lease_item(
                 "UpdateItem",
-                write=True,
-                TableName=self.t.name,
-                Key=attr_key(writer_key(account_id)),
+                account_id,
                 UpdateExpression="SET #o = :me, #u = :until, #x = :x",
                 ConditionExpression=condition,
                 ExpressionAttributeNames={"#o": "owner", "#u": "lease_until", "#x": "expires_at"},
@@ -114,13 +112,14 @@ class ProfileLease(ProfileRequests):
 
     def _release(self, account_id: str, owner: str) -> None:
         with contextlib.suppress(ConditionFailed):  # not (or no longer) ours: nothing to give up
-            conditional(
-                self._call,
+            self._on_lease_item(
                 "DeleteItem",
-                write=True,
-                TableName=self.t.name,
-                Key=attr_key(writer_key(account_id)),
+                account_id,
                 ConditionExpression="#o = :me",
                 ExpressionAttributeNames={"#o": "owner"},
                 ExpressionAttributeValues={":me": {"S": owner}},
             )
+
+    def _on_lease_item(self, op: str, account_id: str, **kwargs: Any) -> None:
+        """One conditional request on the account's lease item; ConditionFailed when refused."""
+        conditional(self._call, op, write=True, TableName=self.t.name, Key=attr_key(writer_key(account_id)), **kwargs)
