@@ -1,4 +1,4 @@
-"""The S3 file import reader (chalicelib/providers/s3_files.py) against moto, in-process.
+"""The S3 file import reader (chalicelib/providers/s3_files/) against moto, in-process.
 
 Like tests/providers/test_s3_provider.py: moto's in-process backends are the ones the
 session-wide moto server serves, so the mock starts with reset=False / stops with
@@ -34,7 +34,8 @@ from chalicelib.providers.calls import CallCounter
 from chalicelib.providers.registry import Registry
 from chalicelib.providers.roles import ReadResult, StepContext
 from chalicelib.providers.s3 import PROVIDER, AccessKeys
-from chalicelib.providers.s3_files import S3FileReader, _digest, _NextState, _Seen
+from chalicelib.providers.s3_files import S3FileReader
+from chalicelib.providers.s3_files.state import NextState, Seen, object_digest
 
 CREDS = AccessKeys.model_validate(
     {"access_key_id": "AKIAIOSFODNN7EXAMPLE", "secret_access_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"}
@@ -571,26 +572,26 @@ def test_state_past_the_limit_keeps_the_newest_objects_and_a_watermark() -> None
     # GIVEN 5 objects listed one second apart and room for 3 in the state
     t0 = datetime(2024, 6, 1, tzinfo=UTC)
     objs = [(f"k{i}", f'"etag{i}"', t0 + timedelta(seconds=i)) for i in range(5)]
-    nxt = _NextState(3)
+    nxt = NextState(3)
     for key, etag, lm in objs:
-        nxt.add(lm, _digest("bkt", key, etag))
+        nxt.add(lm, object_digest("bkt", key, etag))
 
     # WHEN the state is written and read back by the next run
     state = json.loads(json.dumps(nxt.to_state(_cfg("bkt", "p/"))))
-    seen = _Seen.from_state(state, _cfg("bkt", "p/"))
+    seen = Seen.from_state(state, _cfg("bkt", "p/"))
 
     # THEN the 3 newest are remembered one by one, the older under the watermark; all 5 are
     # covered, a newer object and a changed one are not
     assert state["count"] == 5
     assert state["watermark"] == (t0 + timedelta(seconds=1)).isoformat()
     assert len(base64.b64decode(state["digests"])) == 3 * 6
-    assert all(seen.covers(lm, _digest("bkt", k, e)) for k, e, lm in objs)
-    assert not seen.covers(t0 + timedelta(seconds=2), _digest("bkt", "new", '"x"'))
-    assert not seen.covers(t0 + timedelta(seconds=9), _digest("bkt", "k4", '"etag4-changed"'))
+    assert all(seen.covers(lm, object_digest("bkt", k, e)) for k, e, lm in objs)
+    assert not seen.covers(t0 + timedelta(seconds=2), object_digest("bkt", "new", '"x"'))
+    assert not seen.covers(t0 + timedelta(seconds=9), object_digest("bkt", "k4", '"etag4-changed"'))
     # another prefix does not trust the watermark, only the digests
-    other = _Seen.from_state(state, _cfg("bkt", "q/"))
-    assert not other.covers(t0, _digest("bkt", "k0", '"etag0"'))
-    assert other.covers(t0 + timedelta(seconds=4), _digest("bkt", "k4", '"etag4"'))
+    other = Seen.from_state(state, _cfg("bkt", "q/"))
+    assert not other.covers(t0, object_digest("bkt", "k0", '"etag0"'))
+    assert other.covers(t0 + timedelta(seconds=4), object_digest("bkt", "k4", '"etag4"'))
 
 
 def _cfg(bucket: str, prefix: str) -> Any:
