@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from chalicelib.domain.catalog import ProviderSpec
 from chalicelib.domain.models import CheckResult
 from chalicelib.providers.calls import CallCounter
+
+if TYPE_CHECKING:
+    from pydantic import BaseModel
+
+ConfigT = TypeVar("ConfigT", bound="BaseModel")
 
 
 @dataclass(frozen=True)
@@ -81,3 +87,13 @@ def mask(value: str, keep: int = 4) -> str:
     if len(value) <= keep * 2:
         return "…" + value[-2:] if len(value) > 2 else "…"
     return f"{value[:keep]}…{value[-keep:]}"
+
+
+def job_config(model: type[ConfigT], config: Mapping[str, Any]) -> ConfigT:
+    """A source's job config as `model`; a ProviderError naming the first problem otherwise."""
+    from pydantic import ValidationError  # pydantic stays off `import app`
+
+    try:
+        return model.model_validate(config)
+    except ValidationError as exc:
+        raise ProviderError(f"the job's config is not valid: {exc.errors()[0]['msg']}") from None

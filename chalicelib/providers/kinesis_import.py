@@ -43,7 +43,8 @@ from typing import Any
 
 from chalicelib.domain.ids import created_ms
 from chalicelib.providers import aws_auth
-from chalicelib.providers.base import ProviderError
+from chalicelib.providers.base import ProviderError, job_config
+from chalicelib.providers.json_records import json_object
 from chalicelib.providers.kinesis import KinesisImportConfig, stream_error
 from chalicelib.providers.roles import ReadResult, SourceRow, StepContext
 
@@ -136,12 +137,8 @@ class KinesisReader:
 
     def read(self, ctx: StepContext) -> ReadResult:
         from botocore.exceptions import BotoCoreError, ClientError
-        from pydantic import ValidationError
 
-        try:
-            cfg = KinesisImportConfig.model_validate(ctx.config)
-        except ValidationError as exc:
-            raise ProviderError(f"the job's config is not valid: {exc.errors()[0]['msg']}") from None
+        cfg = job_config(KinesisImportConfig, ctx.config)
         sess = aws_auth.session(ctx.method, ctx.credentials, ctx.counter)
         kinesis = self._client(sess)
         name = cfg.stream_name
@@ -302,19 +299,9 @@ class KinesisReader:
         if data.startswith(KPL_MAGIC):
             step.invalid.append((ref, "a KPL-aggregated record (turn aggregation off in the producer)"))
             return
-        try:
-            value = json.loads(data.decode("utf-8"))
-        except UnicodeDecodeError:
-            step.invalid.append((ref, "not UTF-8 text"))
-            return
-        except json.JSONDecodeError as exc:
-            step.invalid.append((ref, f"not valid JSON ({exc.msg} at column {exc.colno})"))
-            return
-        except RecursionError:
-            step.invalid.append((ref, "JSON nested too deeply"))
-            return
-        if not isinstance(value, dict):
-            step.invalid.append((ref, f"not a JSON object (a JSON {_json_kind(value)})"))
+        value = json_object(data)
+        if isinstance(value, str):
+            step.invalid.append((ref, value))
             return
         step.rows.append(SourceRow(data=value, ref=ref))
 
@@ -329,18 +316,6 @@ def _arrival_ms(record: dict[str, Any]) -> int:
 def _reached(seq: str | None, ending: str | None) -> bool:
     # Sequence numbers are decimal strings of up to 128 bits: compare them as numbers.
     return seq is not None and ending is not None and int(seq) >= int(ending)
-
-
-def _json_kind(value: Any) -> str:
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, bool):
-        return "boolean"
-    if value is None:
-        return "null"
-    return "number"
 
 
 def source(provider: object) -> KinesisReader:

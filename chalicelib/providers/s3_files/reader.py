@@ -9,7 +9,7 @@ import zlib
 from collections.abc import Iterator
 from typing import Any
 
-from chalicelib.providers.base import ProviderError
+from chalicelib.providers.base import job_config
 from chalicelib.providers.calls import aws_client
 from chalicelib.providers.roles import ReadResult, StepContext
 from chalicelib.providers.s3 import S3ImportConfig, S3Provider, s3_error
@@ -79,12 +79,7 @@ class S3FileReader:
     # -- the step --------------------------------------------------------------------------
 
     def read(self, ctx: StepContext) -> ReadResult:
-        from pydantic import ValidationError
-
-        try:
-            cfg = S3ImportConfig.model_validate(ctx.config)
-        except ValidationError as exc:
-            raise ProviderError(f"the job's config is not valid: {exc.errors()[0]['msg']}") from None
+        cfg = job_config(S3ImportConfig, ctx.config)
         identity = self._provider.identity(ctx.method, ctx.credentials, ctx.counter)
         s3 = aws_client(identity, "s3", ctx.counter)
         seen = Seen.from_state(ctx.state, cfg) if cfg.incremental else Seen()

@@ -9,6 +9,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from chalicelib.providers.json_records import json_object
 from chalicelib.providers.roles import SourceRow
 from chalicelib.providers.s3 import S3ImportConfig
 from chalicelib.providers.s3_files.lines import (
@@ -133,31 +134,9 @@ def read_jsonl(lines: Lines, cur: Cursor, step: Step, where: str) -> bool:
             step.blank += 1
             continue
         ref = f"{where}#{start}"
-        try:
-            value = json.loads(text.decode("utf-8"))
-        except UnicodeDecodeError:
-            step.bad(ref, "not UTF-8 text")
-            continue
-        except json.JSONDecodeError as exc:
-            step.bad(ref, f"not valid JSON ({exc.msg} at column {exc.colno})")
-            continue
-        except RecursionError:
-            step.bad(ref, "JSON nested too deeply")
-            continue
-        if not isinstance(value, dict):
-            step.bad(ref, f"not a JSON object (a JSON {json_kind(value)})")
+        value = json_object(text)
+        if isinstance(value, str):
+            step.bad(ref, value)
             continue
         step.row(value, ref)
     return False
-
-
-def json_kind(value: Any) -> str:
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, bool):
-        return "boolean"
-    if value is None:
-        return "null"
-    return "number"
