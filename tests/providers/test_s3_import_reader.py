@@ -16,6 +16,7 @@ import gzip
 import io
 import json
 import socket
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -677,6 +678,119 @@ def test_a_file_changed_during_its_reading_is_read_again_next_run(s3: Any, bucke
 def test_the_export_workflow_has_no_import_step() -> None:
     with pytest.raises(ProviderError):
         Registry().source("amazon_s3", "s3_audience_export")
+
+
+# --- the first window, asked for beside the listing -----------------------------------------
+
+EARLY_THREAD = "s3-first-window"
+HANG = 10  # s: only bounds a broken run; every wait below is for an event that must come
+
+
+def hook(event: str, handler: Callable[..., None]) -> None:
+    """On every provider client built from now on (the shared session copies its handlers)."""
+    calls.shared_session().events.register(event, handler)
+
+
+def test_a_prefix_that_names_one_file_is_read_while_it_is_listed(
+    s3: Any, bucket: str, sent: list[tuple[str, str | None]]
+) -> None:
+    # GIVEN a job whose prefix is the key of one CSV, and a listing that waits (bounded) for
+    # a GetObject to leave before it is sent
+    text = profile_csv(30)
+    put(s3, bucket, "drops/people.csv", text)
+    early_sent = threading.Event()
+    waited: list[bool] = []
+    hook("before-send.s3.GetObject",
+         lambda **kw: early_sent.set() if threading.current_thread().name == EARLY_THREAD else None)
+    hook("before-send.s3.ListObjectsV2", lambda **kw: waited.append(early_sent.wait(HANG)))
+    counter = CallCounter()
+
+    # WHEN it is imported
+    run = run_all({"bucket": bucket, "prefix": "drops/people.csv"}, counter=counter)
+
+    # THEN the file's first window was asked for before the listing went out, and that answer
+    # is the one read: one GetObject in all, the file's rows exactly
+    assert waited == [True]
+    assert counter.counts == {"s3.ListObjectsV2": 1, "s3.GetObject": 1}
+    assert [op for op, _ in sent] == ["GetObject", "ListObjectsV2"]
+    assert run.data == parse_csv(text)
+    assert not counter.errors
+
+
+def test_a_file_replaced_while_it_is_listed_is_read_at_the_listed_version(s3: Any, bucket: str) -> None:
+    # GIVEN a file that is replaced once its first window has been answered, before the
+    # listing is sent
+    old, new = profile_csv(5), profile_csv(7, start=100)
+    put(s3, bucket, "drops/people.csv", old)
+    replaced = threading.Event()
+
+    def replace(**kw: Any) -> None:
+        if threading.current_thread().name == EARLY_THREAD:
+            put(s3, bucket, "drops/people.csv", new)
+            replaced.set()
+
+    def wait(**kw: Any) -> None:  # (a before-send handler's return value would be the answer)
+        replaced.wait(HANG)
+
+    hook("after-call.s3.GetObject", replace)
+    hook("before-send.s3.ListObjectsV2", wait)
+    counter = CallCounter()
+
+    # WHEN it is imported
+    run = run_all({"bucket": bucket, "prefix": "drops/people.csv"}, counter=counter)
+
+    # THEN the early answer (the old version) is dropped: the rows are those of the version
+    # the listing planned, read again with its ETag
+    assert replaced.is_set()
+    assert run.data == parse_csv(new)
+    assert counter.counts == {"s3.ListObjectsV2": 1, "s3.GetObject": 2}
+
+
+def test_a_prefix_that_names_no_file_costs_one_request_and_no_error(s3: Any, bucket: str) -> None:
+    # GIVEN files under "in/", a job whose prefix "in" is no key, and one whose prefix is a
+    # key that a longer key also starts with
+    put(s3, bucket, "in/a.csv", profile_csv(3))
+    put(s3, bucket, "in/a.csv.old", profile_csv(2, start=50))
+    put(s3, bucket, "in/b.csv", profile_csv(4, start=10))
+    folder, key = CallCounter(), CallCounter()
+
+    # WHEN both are imported
+    by_folder = run_all({"bucket": bucket, "prefix": "in"}, counter=folder)
+    by_key = run_all({"bucket": bucket, "prefix": "in/a.csv"}, counter=key)
+
+    # THEN every planned file is read; the miss is one GetObject more, not an error; the
+    # key's early answer serves its own file and the longer key is read as before
+    assert by_folder.data == parse_csv(profile_csv(3)) + parse_csv(profile_csv(2, start=50)) \
+        + parse_csv(profile_csv(4, start=10))
+    assert folder.counts == {"s3.ListObjectsV2": 1, "s3.GetObject": 4}
+    assert not folder.errors
+    assert by_key.data == parse_csv(profile_csv(3)) + parse_csv(profile_csv(2, start=50))
+    assert key.counts == {"s3.ListObjectsV2": 1, "s3.GetObject": 2}
+
+
+@pytest.mark.parametrize("prefix", ["drops/", "drops/people.csv.gz"])
+def test_no_first_window_is_asked_for_a_folder_a_gzip_file_or_a_run_that_remembers(
+    s3: Any, bucket: str, prefix: str
+) -> None:
+    # GIVEN a plain and a gzip file, and a finished run of the job
+    put(s3, bucket, "drops/people.csv", profile_csv(3))
+    put(s3, bucket, "drops/people.csv.gz", gzip.compress(profile_csv(3).encode()))
+    first = CallCounter()
+    state = run_all({"bucket": bucket, "prefix": prefix}, counter=first).last.state
+    again = CallCounter()
+
+    # WHEN it runs again with nothing new
+    run_all({"bucket": bucket, "prefix": prefix}, state=state, counter=again)
+    remembered = CallCounter()
+    run_all({"bucket": bucket, "prefix": "drops/people.csv"}, state=run_all(
+        {"bucket": bucket, "prefix": "drops/people.csv"}).last.state, counter=remembered)
+
+    # THEN a folder or a gzip file is listed, then read (no early request), and a run that
+    # remembers its files sends only the listing
+    reads = 2 if prefix == "drops/" else 1
+    assert first.counts == {"s3.ListObjectsV2": 1, "s3.GetObject": reads}
+    assert again.counts == {"s3.ListObjectsV2": 1}
+    assert remembered.counts == {"s3.ListObjectsV2": 1}
 
 
 # --- requests ------------------------------------------------------------------------------

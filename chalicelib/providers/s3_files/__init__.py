@@ -17,6 +17,10 @@ Reading is streamed and memory stays flat whatever the file size:
 * plain objects: GetObject with `Range: bytes=<offset>-<end>` and `If-Match: <etag>`; the
   window is sized from the run's bytes-per-record so a step normally sends ONE GetObject per
   object; a later step resumes at the byte offset in the cursor without re-reading.
+* a prefix that may name one object (no trailing "/", not gzip) on a run with nothing
+  remembered: step 0 asks for that key's first window while the listing is in flight, and
+  uses the answer only if the listing plans that key first with the answer's ETag (the
+  bytes of the version the listing names, as If-Match would give); otherwise it is dropped.
 * gzip objects: a gzip stream cannot be entered at an offset, so a step re-reads the object
   from its first byte and discards the decompressed bytes before the checkpoint (cost: the
   transfer and inflate of everything before the offset, at every step of that object).
@@ -26,7 +30,8 @@ Reading is streamed and memory stays flat whatever the file size:
   may hold the delimiter, doubled quotes and newlines). A UTF-8 BOM at the start of an
   object is dropped; CRLF and LF both work.
 
-Where things are: reader.py (S3FileReader: listing, reading an object's bytes), plan.py
+Where things are: reader.py (S3FileReader: listing, reading an object's bytes), early.py
+(the first window asked for beside the listing), plan.py
 (the cursor and its page of the plan), state.py (what the last run imported), lines.py (bytes
 to lines), records.py (CSV and JSON Lines records). Cursor and state formats, limits: see
 `S3FileReader` and docs/decisions.md.

@@ -13,6 +13,7 @@ from chalicelib.providers.base import job_config
 from chalicelib.providers.calls import aws_client
 from chalicelib.providers.roles import ReadResult, StepContext
 from chalicelib.providers.s3 import S3ImportConfig, S3Provider, s3_error
+from chalicelib.providers.s3_files.early import FirstWindow
 from chalicelib.providers.s3_files.lines import KIB, MIB, ChunkReader, Lines, ObjectProblem
 from chalicelib.providers.s3_files.plan import Cursor, Listed, Page, default_page_bytes
 from chalicelib.providers.s3_files.records import Step, read_csv, read_jsonl
@@ -84,20 +85,25 @@ class S3FileReader:
         s3 = aws_client(identity, "s3", ctx.counter)
         seen = Seen.from_state(ctx.state, cfg) if cfg.incremental else Seen()
 
-        cur = self._start(s3, cfg, seen) if ctx.cursor is None else Cursor.from_dict(ctx.cursor)
-        step = Step(max(1, ctx.max_records), ctx.deadline - self._margin)
-        done = False
-        while True:
-            if cur.i >= len(cur.plan) and cur.more_after is None:
-                done = True
-                break
-            if step.should_stop():
-                break
-            if cur.i >= len(cur.plan):
-                cur.plan, cur.more_after = self._next_page(s3, cfg, seen, cur.more_after)
-                cur.i = 0
-                continue
-            self._read_object(s3, cfg, cur, step)
+        early = FirstWindow.ask(identity, cfg, seen, FIRST_WINDOW, ctx.counter) if ctx.cursor is None else None
+        try:
+            cur = self._start(s3, cfg, seen) if ctx.cursor is None else Cursor.from_dict(ctx.cursor)
+            step = Step(max(1, ctx.max_records), ctx.deadline - self._margin)
+            done = False
+            while True:
+                if cur.i >= len(cur.plan) and cur.more_after is None:
+                    done = True
+                    break
+                if step.should_stop():
+                    break
+                if cur.i >= len(cur.plan):
+                    cur.plan, cur.more_after = self._next_page(s3, cfg, seen, cur.more_after)
+                    cur.i = 0
+                    continue
+                self._read_object(s3, cfg, cur, step, early)
+        finally:
+            if early is not None:
+                early.drop()
 
         cur.processed += len(step.rows)
         cur.invalid += len(step.invalid)
@@ -166,9 +172,11 @@ class S3FileReader:
 
     # -- one object --------------------------------------------------------------------------
 
-    def _read_object(self, s3: Any, cfg: S3ImportConfig, cur: Cursor, step: Step) -> None:
+    def _read_object(self, s3: Any, cfg: S3ImportConfig, cur: Cursor, step: Step,
+                     early: FirstWindow | None = None) -> None:
         """Read records of plan[cur.i] into `step` until the object ends or the step is full
-        or late; cur moves along with every record (and to the next object at the end)."""
+        or late; cur moves along with every record (and to the next object at the end).
+        `early`: step 0's first window, asked for beside the listing (used if it matches)."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         entry = cur.plan[cur.i]
@@ -181,7 +189,7 @@ class S3FileReader:
         chunks = (
             self._gzip_chunks(s3, cfg.bucket, key, etag, cur)
             if gz
-            else self._plain_chunks(s3, cfg.bucket, key, etag, size, cur, step)
+            else self._plain_chunks(s3, cfg.bucket, key, etag, size, cur, step, early)
         )
         raw = ChunkReader(chunks)
         stream = io.BufferedReader(raw, buffer_size=self._chunk_bytes)
@@ -239,7 +247,8 @@ class S3FileReader:
         return int(min(MAX_WINDOW, max(MIN_WINDOW, guess)))
 
     def _plain_chunks(
-        self, s3: Any, bucket: str, key: str, etag: str, size: int, cur: Cursor, step: Step
+        self, s3: Any, bucket: str, key: str, etag: str, size: int, cur: Cursor, step: Step,
+        early: FirstWindow | None = None,
     ) -> Iterator[bytes]:
         from botocore.exceptions import ClientError
 
@@ -247,8 +256,11 @@ class S3FileReader:
         window = self._window(cur, step)
         while pos < size:
             end = min(size, pos + window) - 1
+            resp = early.take(key, etag, pos, window) if early is not None else None
+            early = None
             try:
-                resp = s3.get_object(Bucket=bucket, Key=key, IfMatch=etag, Range=f"bytes={pos}-{end}")
+                if resp is None:
+                    resp = s3.get_object(Bucket=bucket, Key=key, IfMatch=etag, Range=f"bytes={pos}-{end}")
             except ClientError as exc:
                 if str(exc.response.get("Error", {}).get("Code", "")) not in ("InvalidRange", "416"):
                     raise
