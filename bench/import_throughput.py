@@ -523,6 +523,14 @@ def print_timeline(w: Window) -> None:
     reqs = sorted(w.timeline + [(a, b, "(set aside: the bench's bookkeeping)", "") for a, b in w.asides])
     for start, end, op, thread in reqs:
         print(f"    {start * 1000:7.1f} {end * 1000:7.1f} {(end - start) * 1000:6.1f}  {op:<36} {thread}")
+    reads = [(start, end) for start, end, op, _ in reqs if op == "dynamodb.BatchGetItem"]
+    if reads:
+        # The three phases a change can move: the job's fixed part before the profile reads,
+        # the reads (both contenders send the same 30), and what follows them.
+        first, last = reads[0][0], max(end for _, end in reads)
+        after = w.wall_s + w.aside_s - last - sum(b - a for a, b in w.asides if a >= last)
+        print(f"    phases: before the first profile read {first * 1000:.0f} ms, the {len(reads)} reads "
+              f"{(last - first) * 1000:.0f} ms, after the last read (set-aside time excluded) {after * 1000:.0f} ms")
     gaps, busy_until, prev = [], 0.0, "window start"
     for start, end, op, _ in reqs:
         if start > busy_until:
