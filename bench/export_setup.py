@@ -100,8 +100,8 @@ class BenchAccount:
 
         from app import app
         from chalicelib.bootstrap import Deps, use
+        from chalicelib.runs.engine import Engine, EngineOptions
         from chalicelib.services.accounts import create_account
-        from chalicelib.services.engine import Engine, EngineOptions
 
         self.d = Deps()
         use(self.d)
@@ -138,7 +138,7 @@ class BenchAccount:
         """Deliver the runs queue's messages to the engine one at a time, as Lambda's event
         source would, until it is empty; returns the steps. The bench's own SQS requests:
         a receive and a delete per step, and the last, empty receive (2 x steps + 1)."""
-        from chalicelib.services.engine import Delivery
+        from chalicelib.runs.engine import Delivery
 
         steps = 0
         while True:

@@ -118,7 +118,7 @@ class Deps:
 
     @cached_property
     def memberships(self) -> MembershipRepo:
-        """Export jobs' confirmed memberships and run plans (chalicelib/services/export.py)."""
+        """Export jobs' confirmed memberships and run plans (chalicelib/runs/export.py)."""
         return MembershipRepo(self.table)
 
     @cached_property

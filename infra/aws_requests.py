@@ -35,7 +35,7 @@ ENTRY_POINTS = [
     ("chalicelib/workers/alerts.py", "deliver_alerts", "deliver_alerts"),
     ("chalicelib/workers/alerts.py", "evaluate_alert_rules", "evaluate_alert_rules"),
     ("chalicelib/api/", None, "api_handler"),
-    ("chalicelib/services/engine.py", "handle", "run_step"),
+    ("chalicelib/runs/engine.py", "handle", "run_step"),
     ("chalicelib/services/health.py", "sweep", "health_sweep"),
     ("chalicelib/services/health.py", "check_many", "check_health"),
     ("chalicelib/services/purge.py", "purge_due", "purge_jobs"),

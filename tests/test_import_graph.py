@@ -48,7 +48,7 @@ DEFERRED: dict[str, dict[str, str]] = {
     "chalicelib.workers.collect": {"chalicelib.workers.events": COLD_START},
     "chalicelib.workers.health": {"chalicelib.workers.events": COLD_START},
     "chalicelib.workers.purge": {"chalicelib.workers.events": COLD_START},
-    "chalicelib.workers.runner": {"chalicelib.services.engine": COLD_START},
+    "chalicelib.workers.runner": {"chalicelib.runs.engine": COLD_START},
     # providers: the HTTP client (urllib3, ~35 ms of import) at a provider's first call; the
     # registry imports a provider for its spec alone on GET /providers and to validate a job's
     # or an authorization's settings, which send no request
@@ -282,7 +282,7 @@ def test_function_level_imports_are_listed() -> None:
     listed = {(importer, target) for importer, targets in DEFERRED.items() for target in targets}
     found = build().deferred
     # positive control: the workers' late imports are seen
-    assert ("chalicelib.workers.runner", "chalicelib.services.engine") in found
+    assert ("chalicelib.workers.runner", "chalicelib.runs.engine") in found
     assert sorted(found - listed) == [], "an import inside a function: move it up, or list it in DEFERRED"
     assert sorted(listed - found) == [], "listed in DEFERRED but no longer imported late: remove it"
 
@@ -337,14 +337,14 @@ def test_the_store_takes_no_private_name_from_another_module() -> None:
     assert private == []
 
 
-RUN_PATH = ("chalicelib.runs", "chalicelib.services.engine", "chalicelib.services.imports",
-            "chalicelib.services.export", "chalicelib.services.enrichment", "chalicelib.services.tasks")
+RUN_PATH = ("chalicelib.runs", "chalicelib.runs.engine", "chalicelib.runs.imports",
+            "chalicelib.runs.export", "chalicelib.runs.enrichment", "chalicelib.runs.tasks")
 
 
 def test_the_run_path_is_in_no_cycle_and_takes_no_private_name() -> None:
     graph = build()
     # positive control: the engine does reach its stages and the commit
-    assert {"chalicelib.services.export", "chalicelib.runs.commit"} <= graph.edges["chalicelib.services.engine"]
+    assert {"chalicelib.runs.export", "chalicelib.runs.commit"} <= graph.edges["chalicelib.runs.engine"]
     in_cycles = [m for component in cycles(graph.edges) for m in component if m.startswith(RUN_PATH)]
     assert in_cycles == []
     assert [p for p in graph.private_imports if p[0].startswith(RUN_PATH)] == []

@@ -1,6 +1,6 @@
 """Enrichment rules: which profiles a run looks up, and how an answer becomes fields.
 
-Pure: no I/O. The engine path is chalicelib/services/enrichment.py; the providers
+Pure: no I/O. The engine path is chalicelib/runs/enrichment.py; the providers
 (FullContact, "call my endpoint") turn their answers into documents this module maps.
 See docs/providers/enrichment.md.
 """

@@ -144,7 +144,7 @@ class Job:
     failure_window_hours: float = 10.0
     first_fault_at: str | None = None
     # A Job Failed / Job Recovered alert recorded with the state change but not known to
-    # have left yet: {transition_id, type, detail_json} (services/engine.py, send_alert).
+    # have left yet: {transition_id, type, detail_json} (runs/engine.py, send_alert).
     pending_alert: dict[str, Any] | None = None
 
     # -- state changes: each returns the job as it is after the change (the store saves it

@@ -1,7 +1,7 @@
 """What enrichment providers share (FullContact, "call my endpoint"): the config every
 workflow has. Their step is an Enricher (providers/roles.py).
 
-The engine side is chalicelib/services/enrichment.py; docs/providers/enrichment.md.
+The engine side is chalicelib/runs/enrichment.py; docs/providers/enrichment.md.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ class EnrichmentConfig(BaseModel):
 
 
 def frozen_settings(config: dict[str, Any], field_mapping: dict[str, Any], **extra: Any) -> dict[str, Any]:
-    """The settings a run keeps from its step 0 (services/enrichment.py: Enricher.freeze)."""
+    """The settings a run keeps from its step 0 (runs/enrichment.py: Enricher.freeze)."""
     return {"field_mapping": dict(field_mapping), "overwrite": bool(config.get("overwrite", True)), **extra}
 
 

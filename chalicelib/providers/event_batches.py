@@ -4,7 +4,7 @@ Both APIs take a batch and answer per entry: some entries may fail while the res
 stored. This module holds what the two destinations share:
 
 * `pack` — consecutive events into batches under a count and a byte limit;
-* `EventPart` — what a part step reports to the export service (chalicelib/services/export.py),
+* `EventPart` — what a part step reports to the export service (chalicelib/runs/export.py),
   including the events it did not send because they are over the destination's size limit;
 * `send_all` — send each batch, then re-send only the entries the destination refused,
   with exponential backoff and full jitter, a bounded number of times; entries still

@@ -107,7 +107,7 @@ def _request(emails: list[str]) -> dict[str, Any]:
 
 
 class PersonEnrich:
-    """The enrichment step of `fullcontact_person_enrich` (services/enrichment.py)."""
+    """The enrichment step of `fullcontact_person_enrich` (runs/enrichment.py)."""
 
     def __init__(self) -> None:
         self._client: Any = None

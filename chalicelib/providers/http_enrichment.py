@@ -114,7 +114,7 @@ def _client(method: str, credentials: Any, counter: CallCounter | None, deadline
 
 
 class EndpointEnrich:
-    """The enrichment step of `http_profile_enrich` (services/enrichment.py)."""
+    """The enrichment step of `http_profile_enrich` (runs/enrichment.py)."""
 
     def __init__(self) -> None:
         self._client: Any = None

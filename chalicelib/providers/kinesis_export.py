@@ -1,6 +1,6 @@
 """Kinesis audience export: one PutRecords batch after another, per export step.
 
-The export service (chalicelib/services/export.py) computes a run's plan and calls
+The export service (chalicelib/runs/export.py) computes a run's plan and calls
 `write_part` once per step with the next slice of it (docs/export.md). Each change becomes
 one event (chalicelib/providers/events.py: same JSON shape for every event destination,
 `event_id` derived from run, part and position) and one Kinesis record:

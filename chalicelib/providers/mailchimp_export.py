@@ -1,6 +1,6 @@
 """Mailchimp audience export: one part of a run's plan per step (docs/providers/mailchimp.md).
 
-The export service (chalicelib/services/export.py) computes the adds and removes of a run
+The export service (chalicelib/runs/export.py) computes the adds and removes of a run
 and calls `write_part` with the next slice. For Mailchimp a part is:
 
 1. adds: batch subscribe (`POST /lists/{id}`, 500 members a call, `update_existing`) —

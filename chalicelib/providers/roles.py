@@ -6,10 +6,10 @@ the step's module is imported on the first run that needs it. The registry
 (providers/registry.py: `source()`, `destination()`, `enricher()`, `task()`) builds it and
 returns it typed by the protocols below:
 
-* Source      — an import workflow: reads records, one page per step (services/imports.py);
-* Destination — an export workflow: writes the parts of a run's plan (services/export.py);
-* Enricher    — an enrichment workflow: looks profiles up one at a time (services/enrichment.py);
-* Task        — an `other` workflow: does its whole job in one step (services/tasks.py).
+* Source      — an import workflow: reads records, one page per step (runs/imports.py);
+* Destination — an export workflow: writes the parts of a run's plan (runs/export.py);
+* Enricher    — an enrichment workflow: looks profiles up one at a time (runs/enrichment.py);
+* Task        — an `other` workflow: does its whole job in one step (runs/tasks.py).
 
 Import-time cost: dataclasses and typing only (the engine imports this module).
 """

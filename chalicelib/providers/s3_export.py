@@ -1,6 +1,6 @@
 """S3 audience export: one object per export step (docs/export.md).
 
-The export service (chalicelib/services/export.py) computes what a run sends — a plan of
+The export service (chalicelib/runs/export.py) computes what a run sends — a plan of
 changes, each `(action, profile_id, values of the exported fields)` — and calls
 `write_part` once per step with the next slice of it. This module only turns rows into a
 file and puts it:

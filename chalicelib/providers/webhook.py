@@ -287,7 +287,7 @@ class WebhookProvider:
 
 
 
-# -- the export (protocol: chalicelib/services/export.py) ------------------------------------
+# -- the export (protocol: chalicelib/runs/export.py) ------------------------------------
 
 
 @dataclass(frozen=True)

@@ -36,9 +36,9 @@ from chalicelib.domain.schedules import allows_realtime, is_realtime
 from chalicelib.domain.statuses import JobStatus
 from chalicelib.providers.base import ProviderError
 from chalicelib.providers.roles import PlanRow, StepContext
+from chalicelib.runs.export import log_membership, values_of
 from chalicelib.services import alerts, health
 from chalicelib.services import credentials as creds_svc
-from chalicelib.services.export import log_membership, values_of
 from chalicelib.store.audience_members import Change
 from chalicelib.store.dynamo import now_iso
 from chalicelib.store.jobs import audience_of

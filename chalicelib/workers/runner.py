@@ -24,7 +24,7 @@ def run_step(event: Any) -> None:
 
 
 def _run_step(event: Any) -> None:
-    from chalicelib.services.engine import AlertNotSent, Delivery, Engine, PoisonMessage, StepBusy
+    from chalicelib.runs.engine import AlertNotSent, Delivery, Engine, PoisonMessage, StepBusy
 
     context = getattr(event, "context", None)
     engine = Engine(deps())

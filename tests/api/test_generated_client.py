@@ -14,7 +14,7 @@ from typing import Any
 import boto3
 import requests
 
-from chalicelib.services.engine import EngineOptions
+from chalicelib.runs.engine import EngineOptions
 from tests.api.helpers import make_bucket, s3_credentials
 from tests.engine.conftest import Drain
 from tests.proof.served import serve_app

@@ -104,7 +104,7 @@ def test_bidi_controls_and_control_characters_in_names_are_refused(api) -> None:
 
 
 def _run_import(api, deps, tenant, bucket: str, **config) -> dict:
-    from chalicelib.services.engine import Delivery, Engine, EngineOptions
+    from chalicelib.runs.engine import Delivery, Engine, EngineOptions
 
     job = create_job(api, create_auth(api)["id"], bucket, config={"bucket": bucket, **config})
     Engine(deps, EngineOptions()).handle(Delivery(

@@ -6,7 +6,7 @@ from typing import Any
 import boto3
 import pytest
 
-from chalicelib.services.engine import Delivery, Engine, EngineOptions
+from chalicelib.runs.engine import Delivery, Engine, EngineOptions
 from tests.conftest import TEST_ACCOUNTS
 from tests.engine.sources import MemorySource
 

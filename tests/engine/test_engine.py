@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from chalicelib.providers.base import ProviderError
-from chalicelib.services.engine import Delivery, Engine, EngineOptions, PoisonMessage, StepBusy
+from chalicelib.runs.engine import Delivery, Engine, EngineOptions, PoisonMessage, StepBusy
 from chalicelib.store import aws
 from tests.engine.sources import people
 from tests.seeds import replay_hint, seeded

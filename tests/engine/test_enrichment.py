@@ -23,7 +23,7 @@ import pytest
 from chalicelib.domain import enrichment as E
 from chalicelib.domain.profiles import Profile, ProfileRecord, profile_id_for
 from chalicelib.providers.fullcontact import CHECK_EMAIL
-from chalicelib.services.engine import Delivery, Engine
+from chalicelib.runs.engine import Delivery, Engine
 from tests.engine.test_s3_export import _clone, _forget_moto_models
 from tests.fakes.fullcontact import FakeFullContact
 from tests.http_receiver import Answer, Received, Receiver

@@ -619,7 +619,7 @@ def _step0(scene: Scene, run_id: str) -> dict[str, Any]:
 @pytest.mark.parametrize(("provider_id", "fault", "path"), PATHS, indirect=["path"])
 def test_fault(request: pytest.FixtureRequest, provider_id: str, fault: str, path: str, deps: Any,
                new_tenant: Any, api_for: Any, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
-    from chalicelib.services.engine import EngineOptions
+    from chalicelib.runs.engine import EngineOptions
     from tests.engine.conftest import Drain
 
     case = MATRIX[provider_id][fault]

@@ -16,8 +16,8 @@ import boto3
 import pytest
 
 from chalicelib.providers.base import ProviderError
+from chalicelib.runs.engine import Delivery
 from chalicelib.services import alerts
-from chalicelib.services.engine import Delivery
 from chalicelib.store.alerts import EventBus
 from tests.api.test_alerts import _email_stand_in, _take
 from tests.engine.sources import people

@@ -32,8 +32,8 @@ import boto3
 import pytest
 
 from chalicelib.domain.profiles import ProfileRecord, profile_id_for
-from chalicelib.services.engine import Delivery, Engine
-from chalicelib.services.export import diff
+from chalicelib.runs.engine import Delivery, Engine
+from chalicelib.runs.export import diff
 from chalicelib.store.membership import (
     MEMBER_CHUNK_BYTES,
     PlanRef,

@@ -22,7 +22,7 @@ import pytest
 from chalicelib.providers import http as H
 from chalicelib.providers.registry import Registry
 from chalicelib.providers.webhook import WebhookProvider
-from chalicelib.services.engine import Delivery, Engine
+from chalicelib.runs.engine import Delivery, Engine
 from tests.engine import test_s3_export as s3x
 from tests.engine.test_s3_export import _audience, _ids, _job, _person, _runs, _schedule_fires, _seed
 from tests.http_receiver import Answer, Receiver

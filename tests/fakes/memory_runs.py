@@ -1,4 +1,4 @@
-"""In-memory repositories of the run pipeline (chalicelib/runs/, services/engine.py and its
+"""In-memory repositories of the run pipeline (chalicelib/runs/, runs/engine.py and its
 stages): runs with their leases and step commits, log lines, activity and request counters,
 jobs saved with their usage moves, authorizations, secrets, export plans and membership
 sets, and the queue the engine hands its next step to.

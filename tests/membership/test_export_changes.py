@@ -92,7 +92,7 @@ class World:
         """Run the job now (`body` {"resync": true} re-sends everything; `post` False: the
         run was asked for already), to the end; its run, the rows its parts hold ((action,
         profile) counted) and the DynamoDB reads it made."""
-        from chalicelib.services.engine import EngineOptions
+        from chalicelib.runs.engine import EngineOptions
         from tests.engine.conftest import Drain
 
         if post:
@@ -363,7 +363,7 @@ def test_a_job_moved_to_another_audience_rebuilds_from_its_cursor_then_reads_the
 
 def test_more_members_waiting_for_values_than_a_cursor_carries_are_neither_lost_nor_sent_twice(
         world: World, monkeypatch: pytest.MonkeyPatch) -> None:
-    from chalicelib.services import export
+    from chalicelib.runs import export
 
     # The job item carries at most PENDING_MAX waiting members; 2 here, so a handful of
     # profiles crosses it both ways.

@@ -225,7 +225,7 @@ def test_resync_is_refused_where_it_cannot_apply(world: World) -> None:
 
 def test_a_resync_cancels_a_run_waiting_to_retry(world: World) -> None:
     from chalicelib.providers.base import ProviderError
-    from chalicelib.services.engine import Delivery, Engine, EngineOptions
+    from chalicelib.runs.engine import Delivery, Engine, EngineOptions
     from tests.engine.conftest import Drain
 
     w = world

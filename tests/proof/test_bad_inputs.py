@@ -351,7 +351,7 @@ RECORDS = [
 
 
 def _import(api: Any, deps: Any, tenant: Any, auth_id: str, f: FileProbe) -> tuple[dict[str, Any], list[str]]:
-    from chalicelib.services.engine import Delivery, Engine, EngineOptions
+    from chalicelib.runs.engine import Delivery, Engine, EngineOptions
 
     bucket = make_bucket()
     boto3.client("s3", region_name="us-east-1").put_object(Bucket=bucket, Key=f"in/{f.name}", Body=f.body)

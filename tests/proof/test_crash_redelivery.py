@@ -38,7 +38,7 @@ from typing import Any
 import boto3
 import pytest
 
-from chalicelib.services.engine import Delivery, Engine, EngineOptions, StepBusy
+from chalicelib.runs.engine import Delivery, Engine, EngineOptions, StepBusy
 from tests.engine.fresh import forget_moto_models, fresh_deps, seed
 from tests.membership.conftest import Stack, stack  # noqa: F401  (stack: the log path's tables)
 from tests.proof.crash import Clock, Injector, Killed

@@ -85,7 +85,7 @@ class World:
 def _seed(api: Any, deps: Any, tenant: Any, base: str) -> World:
     """An account with one of every object, and a job that ran (runs, logs, activity)."""
     from chalicelib.domain.profiles import ProfileRecord
-    from chalicelib.services.engine import Delivery, Engine, EngineOptions
+    from chalicelib.runs.engine import Delivery, Engine, EngineOptions
 
     bucket = make_bucket()
     boto3.client("s3", region_name="us-east-1").put_object(

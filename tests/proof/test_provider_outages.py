@@ -130,7 +130,7 @@ class SimDrain:
     simulated clock; other tests' leftovers are dropped."""
 
     def __init__(self, deps: Any, clock: SimClock, account_id: str, max_records: int) -> None:
-        from chalicelib.services.engine import Engine, EngineOptions
+        from chalicelib.runs.engine import Engine, EngineOptions
 
         self.engine = Engine(deps, EngineOptions(max_records=max_records, now=clock))
         self.account_id = account_id
@@ -139,7 +139,7 @@ class SimDrain:
         self.errors: list[BaseException] = []
 
     def run(self, limit: int = 500) -> int:
-        from chalicelib.services.engine import Delivery
+        from chalicelib.runs.engine import Delivery
 
         handled = 0
         while handled < limit:

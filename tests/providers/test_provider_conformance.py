@@ -239,7 +239,7 @@ class _Crashes:
 
 def _run_once(fake: WorkflowFake, api: Any, deps: Any, tenant: Any,
               crashes: _Crashes | None) -> tuple[dict[str, Any], list[str], list[BaseException]]:
-    from chalicelib.services.engine import EngineOptions
+    from chalicelib.runs.engine import EngineOptions
     from tests.engine.conftest import Drain
 
     options = EngineOptions(max_records=3, fault=crashes or (lambda point: None))

@@ -21,7 +21,7 @@ from chalicelib.domain.runs import Run
 from chalicelib.domain.statuses import JobStatus
 from chalicelib.providers.registry import Registry
 from chalicelib.runs.control import Delivery, EngineOptions
-from chalicelib.services.engine import Engine
+from chalicelib.runs.engine import Engine
 from tests.engine.sources import MemorySource
 from tests.engine.unit.doubles import MemoryDestination, MemoryEnricher, MemoryTask
 from tests.fakes.memory_runs import QueuedMessage

@@ -12,8 +12,8 @@ from chalicelib.domain.runs import RunStatus
 from chalicelib.domain.statuses import Action, JobStatus
 from chalicelib.providers.base import ProviderError
 from chalicelib.runs.control import Delivery, PoisonMessage, StepBusy
+from chalicelib.runs.engine import Engine, parse_message
 from chalicelib.services import alerts
-from chalicelib.services.engine import Engine, parse_message
 from tests.engine.sources import people
 from tests.engine.unit.conftest import World
 

@@ -1,7 +1,7 @@
 """Export runs: an audience's membership, diffed against what the job last confirmed,
 sent as adds and removes (docs/export.md).
 
-The engine (chalicelib/services/engine.py) hands every step of an export job to
+The engine (chalicelib/runs/engine.py) hands every step of an export job to
 `export_stage` once it holds the run's lease, and commits what it returns. A run is:
 
 * step 0 — the plan. Once the job holds a cursor in its audience's change log (and the log

@@ -42,11 +42,11 @@ from chalicelib.runs.control import (
     iso,
     parse_iso,
 )
+from chalicelib.runs.enrichment import enrichment_stage
+from chalicelib.runs.export import export_stage
+from chalicelib.runs.imports import import_stage
 from chalicelib.runs.outcome import StepOutcome
-from chalicelib.services.enrichment import enrichment_stage
-from chalicelib.services.export import export_stage
-from chalicelib.services.imports import import_stage
-from chalicelib.services.tasks import task_stage
+from chalicelib.runs.tasks import task_stage
 from chalicelib.store.jobs import AuthorizationGone
 
 log = logging.getLogger("switchyard.engine")

@@ -1,7 +1,7 @@
 """Enrichment runs: profiles -> a provider's lookup -> fields merged back into the profiles
 (docs/providers/enrichment.md).
 
-The engine (chalicelib/services/engine.py) hands every step of an `enrichment` job to
+The engine (chalicelib/runs/engine.py) hands every step of an `enrichment` job to
 `enrichment_stage` once it holds the run's lease. A run is:
 
 * step 0 — the plan: read the account's profiles (Query per shard page, never a Scan),
