@@ -1,24 +1,20 @@
 """The collect queue's Lambda: hand-offs applied to profiles (services/collect.py).
 
 FIFO, one group per job: once a record fails, every later record of its job in the batch is
-reported failed too (Powertools' FIFO batch processor, skipping the failed group), so a job's
-hand-offs stay in order; other jobs' records go on."""
+reported failed too, so a job's hand-offs stay in order."""
 
 from __future__ import annotations
 
 import json
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from chalice import Blueprint
 
-from chalicelib.bootstrap import Deps, deps
+from chalicelib.bootstrap import deps
 from chalicelib.domain.runs import LogLine
 from chalicelib.services.collect import apply_handoff
 from chalicelib.store.collect import COLLECT_QUEUE
-
-if TYPE_CHECKING:  # pragma: no cover
-    from chalicelib.workers.events import SqsRecordModel
 
 bp = Blueprint(__name__)
 log = logging.getLogger("switchyard.collect")
@@ -26,24 +22,28 @@ log = logging.getLogger("switchyard.collect")
 
 @bp.on_sqs_message(queue=COLLECT_QUEUE, batch_size=10)
 def collect_handoffs(event: Any) -> dict[str, Any]:
-    from chalicelib.workers import events
-
-    d = deps()
-    return events.each_fifo_record(event, lambda record: apply_record(d, record))
-
-
-def apply_record(d: Deps, record: SqsRecordModel) -> None:
-    entry: Any = None
-    try:
-        entry = json.loads(record.body if isinstance(record.body, str) else "")
-        outcome = apply_handoff(d, entry)
-        log.info("hand-off applied: %s", outcome, extra={"job_id": entry.get("job_id")})
-    except Exception as exc:
-        log.exception("hand-off failed; SQS redelivers it (and what follows it for the same job)")
-        received = int(record.attributes.ApproximateReceiveCount or 1)
-        if isinstance(entry, dict) and received in TELL_AT:
-            _tell(entry, received, exc)
-        raise
+    failures: list[dict[str, str]] = []
+    blocked: set[str] = set()
+    for record in event:
+        raw = record.to_dict()
+        group = str((raw.get("attributes") or {}).get("MessageGroupId", ""))
+        ident = str(raw.get("messageId", ""))
+        if group in blocked:
+            failures.append({"itemIdentifier": ident})
+            continue
+        entry: Any = None
+        try:
+            entry = json.loads(record.body)
+            outcome = apply_handoff(deps(), entry)
+            log.info("hand-off applied: %s", outcome, extra={"job_id": entry.get("job_id")})
+        except Exception as exc:
+            log.exception("hand-off failed; SQS redelivers it (and what follows it for the same job)")
+            blocked.add(group)
+            failures.append({"itemIdentifier": ident})
+            received = int((raw.get("attributes") or {}).get("ApproximateReceiveCount", 1))
+            if isinstance(entry, dict) and received in TELL_AT:
+                _tell(entry, received, exc)
+    return {"batchItemFailures": failures}
 
 
 # Receive counts at which the job's log says its events are held up (not every retry).

@@ -12,19 +12,14 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from aws_lambda_powertools.utilities.batch import (
-    BatchProcessor,
-    EventType,
-    SqsFifoPartialProcessor,
-    process_partial_response,
-)
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel, SqsModel, SqsRecordModel
 from pydantic import ValidationError
 
 log = logging.getLogger("switchyard.workers")
 
-__all__ = ["EventBridgeModel", "SqsRecordModel", "TargetEvent", "ValidationError", "each_fifo_record", "each_record",
-           "eventbridge", "records", "scheduled"]
+__all__ = ["EventBridgeModel", "SqsRecordModel", "TargetEvent", "ValidationError", "each_record", "eventbridge",
+           "records", "scheduled"]
 
 
 def each_record(event: Any, handle: Callable[[SqsRecordModel], None]) -> dict[str, Any]:
@@ -33,17 +28,6 @@ def each_record(event: Any, handle: Callable[[SqsRecordModel], None]) -> dict[st
     event source (infra/), SQS redelivers those alone and deletes the others. When every
     record failed, the batch raises, and SQS redelivers it whole."""
     processor = BatchProcessor(event_type=EventType.SQS, model=SqsRecordModel)
-    answer: dict[str, Any] = dict(process_partial_response(
-        event=event.to_dict(), record_handler=handle, processor=processor,
-        context=getattr(event, "context", None)))
-    return answer
-
-
-def each_fifo_record(event: Any, handle: Callable[[SqsRecordModel], None]) -> dict[str, Any]:
-    """`each_record` for a FIFO queue: once a record fails, the later records of its message
-    group are reported failed without being handled, so a group is applied in order; other
-    groups go on."""
-    processor = SqsFifoPartialProcessor(model=SqsRecordModel, skip_group_on_error=True)
     answer: dict[str, Any] = dict(process_partial_response(
         event=event.to_dict(), record_handler=handle, processor=processor,
         context=getattr(event, "context", None)))

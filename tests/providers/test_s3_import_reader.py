@@ -768,6 +768,43 @@ def test_a_prefix_that_names_no_file_costs_one_request_and_no_error(s3: Any, buc
     assert key.counts == {"s3.ListObjectsV2": 1, "s3.GetObject": 2}
 
 
+def test_a_miss_still_under_way_does_not_hold_the_step_and_is_counted(s3: Any, bucket: str) -> None:
+    # GIVEN a job whose prefix "in" is no key, and an early GetObject held before it is sent
+    put(s3, bucket, "in/a.csv", profile_csv(3))
+    release, passed = threading.Event(), threading.Event()
+
+    def hold(**kw: Any) -> None:
+        if threading.current_thread().name == EARLY_THREAD:
+            release.wait(HANG)
+            passed.set()
+
+    hook("before-send.s3.GetObject", hold)
+    counter = CallCounter()
+    try:
+        # WHEN the folder is imported
+        run = run_all({"bucket": bucket, "prefix": "in"}, counter=counter)
+        # THEN the step ended while the early request was still held (not waited for), with
+        # its file read and the early request counted as sent
+        assert not passed.is_set()
+    finally:
+        release.set()
+    assert run.data == parse_csv(profile_csv(3))
+    assert counter.counts == {"s3.ListObjectsV2": 1, "s3.GetObject": 2}
+
+
+def test_a_listing_that_fails_beside_an_early_request_fails_in_the_listings_words(aws: None) -> None:
+    # GIVEN a job on a bucket that does not exist, whose prefix can be a key (so its first
+    # window is asked for beside the listing, and fails too)
+    counter = CallCounter()
+    with pytest.raises(ProviderError) as err:
+        run_all({"bucket": f"sy-missing-{uuid.uuid4().hex[:10]}", "prefix": "drops/people.csv"}, counter=counter)
+
+    # THEN the step's error is the listing's, final, on the bucket; both requests are counted
+    assert err.value.transient is False and err.value.field == "bucket"
+    assert "does not exist (NoSuchBucket)" in err.value.reason
+    assert counter.counts == {"s3.ListObjectsV2": 1, "s3.GetObject": 1}
+
+
 @pytest.mark.parametrize("prefix", ["drops/", "drops/people.csv.gz"])
 def test_no_first_window_is_asked_for_a_folder_a_gzip_file_or_a_run_that_remembers(
     s3: Any, bucket: str, prefix: str
