@@ -66,7 +66,9 @@ def run_benches(tmp_path: Path, names: list[str]) -> subprocess.CompletedProcess
         (tmp_path / name).write_text(textwrap.dedent(body) + "\n")
     paths = " ".join(str(tmp_path / n) for n in names)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MAKE", "MFLAGS"))}
-    return subprocess.run(["make", "--no-print-directory", "run-benches", f"BENCHES={paths}"], cwd=ROOT,
+    # its own output file: a `make bench` running meanwhile keeps its own
+    return subprocess.run(["make", "--no-print-directory", "run-benches", f"BENCHES={paths}",
+                           f"BENCH_OUT={tmp_path / 'bench-out.txt'}"], cwd=ROOT,
                           env=env, capture_output=True, text=True, timeout=300)
 
 
