@@ -36,7 +36,7 @@ its answer) are printed beside wall time as a cross-check; the budget reads wall
 
 Budget: median over rounds of app / bare <= 1.3, for every kind.
 
-    .venv/bin/python bench/cold_start.py [--runs 11]        (BENCH_QUICK=1: 7 rounds)
+    .venv/bin/python bench/cold_start.py [--runs 11]        (BENCH_QUICK=1: 5 rounds)
 
 Prints `RESULT PASS|FAIL ...`; exit status 1 on FAIL.
 """
@@ -192,7 +192,7 @@ def sqs_event(message: dict[str, Any], queue_arn: str) -> dict[str, Any]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--runs", type=int, default=7 if quick() else 11)
+    parser.add_argument("--runs", type=int, default=5 if quick() else 11)
     args = parser.parse_args()
     with deployed(STAGE) as aws:
         return measure(aws, args.runs)
