@@ -7,8 +7,8 @@ its logs, audience, alert rule, profile, spare token, user) exist, so id routes 
 objects as well as made-up ids. Two phases:
 
 - per operation, schema-valid (positive) and schema-violating (negative) requests;
-- stateful: sequences that follow the document's OpenAPI links (a create or a listing →
-  the item's routes), as schemathesis' state machine draws them.
+- stateful: valid sequences that follow the document's OpenAPI links (a create or a listing
+  → the item's routes), as schemathesis' state machine draws them.
 
 Every response is checked for: no 5xx, a declared status code, a declared content type and
 a body that conforms to the declared schema; negative requests must be refused (4xx).
@@ -188,6 +188,13 @@ def _stateless(schema: Any, world: World, tally: Tally, session: requests.Sessio
 
 def _stateful(schema: Any, world: World, tally: Tally, session: requests.Session, fuzz_seed: int) -> None:
     checks = _checks(RESPONSE_CHECKS)
+    # Valid requests only along the links. A sequence's negative requests mutate parameters
+    # taken from the server's earlier answers, whose shape depends on what earlier scenarios
+    # left on the server (the state persists across hypothesis' test cases): hypothesis then
+    # sees the same choices draw differently and stops with FlakyStrategyDefinition (it did,
+    # every run, from one evening on, with the fixed seed). Every operation's negative
+    # requests are drawn in the stateless phase.
+    schema.config.generation.update(modes=[GenerationMode.POSITIVE])
 
     @seed(fuzz_seed)
     class Machine(schema.as_state_machine()):  # type: ignore[misc]
@@ -249,7 +256,7 @@ def test_fuzz_every_route_over_http_finds_no_server_error_and_no_schema_violatio
         "slowest answer": f"{tally.slowest[0]:.1f} s ({tally.slowest[1]})",
         "seconds": round(elapsed, 1),
     }, summary=("schemathesis " + schemathesis.__version__ + " against the served /api/v1/openapi.json, "
-                "positive and negative requests per operation, then stateful sequences along the "
+                "positive and negative requests per operation, then valid stateful sequences along the "
                 "document's links; checks: " + ", ".join(RESPONSE_CHECKS + NEGATIVE_CHECKS) + "."),
         order=10)
     print(f"\nfuzz: {tally.requests} requests, {dict(tally.by_class)}, {len(tally.routes)}/{operations} routes, "
