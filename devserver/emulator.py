@@ -10,8 +10,9 @@ concurrent (an SQS long poll never waits on a table).
 BatchWriteItem is not atomic in DynamoDB: each put or delete is its own write, and a Query
 or BatchGetItem running meanwhile may see some of the batch and not the rest. So the
 emulator validates the whole batch first (as DynamoDB rejects a bad batch before writing
-anything), then applies it item by item, letting other requests in between items.
-`AtomicDynamoDB.between_items` lets a test hold a batch there.
+anything), then applies it item by item, letting other requests in between items; each
+item with the backend call moto's own BatchWriteItem makes for it, not a whole request's
+dispatch per item. `AtomicDynamoDB.between_items` lets a test hold a batch there.
 
 It also keeps DynamoDB's promise for TransactWriteItems retries: a retry with the same
 ClientRequestToken within 10 minutes has no further effect and answers as the first call
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import threading
 import time
 import uuid
@@ -115,17 +117,52 @@ class AtomicDynamoDB:
         options = {k: v for k, v in request.items() if k != "RequestItems"}
         answers: list[dict[str, Any]] = []
         for n, (name, entry) in enumerate(items, start=1):
-            body = json.dumps(dict(options, RequestItems={name: [entry]})).encode()
             with self.lock:
-                status, headers, payload = self.apply(self._sub_request(environ, "BatchWriteItem", body),
-                                                      "BatchWriteItem")
-            if not status.startswith("200"):
-                return status, headers, payload  # the items before it stay written, as in DynamoDB
-            answers.append(json.loads(payload or b"{}"))
+                answer = self._write_directly(name, entry)
+                if answer is None:
+                    body = json.dumps(dict(options, RequestItems={name: [entry]})).encode()
+                    status, headers, payload = self.apply(self._sub_request(environ, "BatchWriteItem", body),
+                                                          "BatchWriteItem")
+                    if not status.startswith("200"):
+                        return status, headers, payload  # the items before it stay written, as in DynamoDB
+                    answer = json.loads(payload or b"{}")
+            answers.append(answer)
             hook = AtomicDynamoDB.between_items
             if hook is not None and n < len(items):
                 hook(n, len(items))
         return self._json_answer("200 OK", self._merged(answers))
+
+    @staticmethod
+    def _write_directly(name: str, entry: dict[str, Any]) -> dict[str, Any] | None:
+        """Apply one validated item of a batch with the call moto's own BatchWriteItem makes
+        for it (its backend's put_item or delete_item), and answer as moto answers a one-item
+        batch; None when moto's app must answer it instead.
+
+        Through the app, each item cost a whole request's dispatch (~1.5 ms of CPU; a batch of
+        25 took 46 ms against moto's 7 ms for the batch at once). The app still answers when
+        the backend is not certain (the table's name in more than one account or region:
+        moto's app finds the request's own from its signature), when IAM is enforced (the app
+        authorizes each request), when the item holds binary values (the app's parser decodes
+        them from base64 first) and when the backend refuses the item (moto's words for it).
+        Called under the lock."""
+        from moto import settings
+        from moto.dynamodb.models import dynamodb_backends
+
+        if not math.isinf(settings.INITIAL_NO_AUTH_ACTION_COUNT) or _holds_binary(entry):
+            return None
+        holders = [backend for regions in list(dynamodb_backends.values()) for backend in list(regions.values())
+                   if name in backend.tables]
+        if len(holders) != 1:
+            return None
+        kind, spec = next(iter(entry.items()))
+        try:
+            if kind == "PutRequest":
+                holders[0].put_item(name, spec["Item"])
+            else:
+                holders[0].delete_item(name, spec["Key"])
+        except Exception:
+            return None  # refused before writing: the app answers it, in moto's words
+        return {"ConsumedCapacity": [{"TableName": name, "CapacityUnits": 1.0}], "UnprocessedItems": {}}
 
     def _batch_problem(self, environ: dict[str, Any],
                        items: list[tuple[str, Any]]) -> tuple[str, list[tuple[str, str]], bytes] | None:
@@ -221,6 +258,15 @@ class AtomicDynamoDB:
             if now - oldest < TOKEN_TTL_SECONDS:
                 return
             self.committed.popitem(last=False)
+
+
+def _holds_binary(value: Any) -> bool:
+    """Whether a DynamoDB JSON value holds a B or BS attribute value anywhere."""
+    if isinstance(value, dict):
+        return any(k in ("B", "BS") or _holds_binary(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_binary(v) for v in value)
+    return False
 
 
 def _listed_once() -> None:

@@ -221,6 +221,21 @@ def api_for(client: Any) -> Any:
     return make
 
 
+def moved_http_clock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The HTTP client layer's retry and rate-limit waits move a clock instead of sleeping
+    (tests.timing.MovedClock): a fake provider's 429s and 5xx cost the suite no wall time.
+    A test that gave the layer a clock of its own keeps it."""
+    import time
+
+    from chalicelib.providers import http
+    from tests.timing import MovedClock
+
+    if http.LIMITER.clock is time.monotonic and http.LIMITER.sleep is time.sleep:
+        clock = MovedClock()
+        monkeypatch.setattr(http.LIMITER, "clock", clock.now)
+        monkeypatch.setattr(http.LIMITER, "sleep", clock.sleep)
+
+
 @pytest.fixture()
 def fake_mailchimp(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """A fake Mailchimp on 127.0.0.1 (tests/fakes/mailchimp.py); the provider reaches it
@@ -234,6 +249,7 @@ def fake_mailchimp(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         monkeypatch.setenv("SWITCHYARD_MAILCHIMP_OAUTH_URL", fake.oauth_url)
         monkeypatch.setenv("SWITCHYARD_ALLOW_PRIVATE_URLS", "1")
         monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")  # oauthlib refuses http:// URLs otherwise
+        moved_http_clock(monkeypatch)
         config.reset()
         config.settings()  # read now, outside any chalice.test request (see devserver/infra.py)
         http.reset()
@@ -262,6 +278,7 @@ def fake_google(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         # 4 s a request: tests of behaviour go fast; tests/engine/test_gtm_quota.py puts the
         # real rate back on a simulated clock.
         monkeypatch.setattr("chalicelib.providers.gtm.PROJECT_RATE", 1000.0)
+        moved_http_clock(monkeypatch)
         config.reset()
         config.settings()  # read now, outside any chalice.test request (see devserver/infra.py)
         http.reset()

@@ -271,3 +271,47 @@ def test_a_cancelled_transaction_restores_what_it_named_without_copying_the_tabl
     ])
     items = {i["pk"]["S"]: i["v"]["N"] for i in ddb.scan(TableName=table, ConsistentRead=True)["Items"]}
     assert items == {"keep": "2", "new": "3", "other": "1"}
+
+
+def test_batch_items_written_directly_read_back_as_moto_writes_them(
+        sorted_table: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    ddb = boto3.client("dynamodb", region_name="us-east-1")
+    rich = {"s": {"S": 'é "q" \\ \n'}, "n": {"N": "12.50"}, "ss": {"SS": ["a", "b"]}, "ns": {"NS": ["1", "2.5"]},
+            "null": {"NULL": True}, "yes": {"BOOL": True}, "empty": {"S": ""},
+            "m": {"M": {"l": {"L": [{"N": "1"}, {"NULL": True}, {"SS": ["q"]}, {"M": {}}]}}}}
+    items = [{"pk": {"S": pk}, "sk": {"S": f"{i:02d}"}, **rich} for pk in ("direct", "app") for i in range(5)]
+    sub_requests: list[str] = []
+    apply = emulator.AtomicDynamoDB.apply
+
+    def noted(self: Any, environ: dict[str, Any], operation: str) -> Any:
+        sub_requests.append(operation)
+        return apply(self, environ, operation)
+
+    monkeypatch.setattr(emulator.AtomicDynamoDB, "apply", noted)
+    # GIVEN the same items, one partition written by BatchWriteItem and one by PutItem (moto's app)
+    ddb.batch_write_item(RequestItems={sorted_table: [{"PutRequest": {"Item": it}} for it in items[:5]]})
+    # THEN the batch's items did not go through moto's app one by one (only its table's schema did)
+    assert sub_requests == ["DescribeTable"], sub_requests
+    for it in items[5:]:
+        ddb.put_item(TableName=sorted_table, Item=it)
+    # AND both partitions read back the same, attribute for attribute
+    def read(pk: str) -> list[dict[str, Any]]:
+        got = ddb.query(TableName=sorted_table, KeyConditionExpression="pk = :p",
+                        ExpressionAttributeValues={":p": {"S": pk}}, ConsistentRead=True)["Items"]
+        return [{k: v for k, v in i.items() if k != "pk"} for i in got]
+
+    assert read("direct") == read("app") and len(read("direct")) == 5
+    # AND deletes go the same way: the batch's delete leaves what PutItem's partition keeps after DeleteItem
+    sub_requests.clear()
+    ddb.batch_write_item(RequestItems={sorted_table: [{"DeleteRequest": {"Key": {"pk": {"S": "direct"},
+                                                                                  "sk": {"S": "01"}}}}]})
+    ddb.delete_item(TableName=sorted_table, Key={"pk": {"S": "app"}, "sk": {"S": "01"}})
+    assert sub_requests == ["DescribeTable", "DeleteItem"], sub_requests
+    assert read("direct") == read("app") and len(read("direct")) == 4
+    # AND an item holding a binary value goes through moto's app (its parser decodes base64 first)
+    sub_requests.clear()
+    ddb.batch_write_item(RequestItems={sorted_table: [{"PutRequest": {"Item": {
+        "pk": {"S": "bin"}, "sk": {"S": "0"}, "b": {"B": b"\x00\xff"}}}}]})
+    assert sub_requests == ["DescribeTable", "BatchWriteItem"], sub_requests
+    assert ddb.get_item(TableName=sorted_table, Key={"pk": {"S": "bin"}, "sk": {"S": "0"}})["Item"]["b"] == {
+        "B": b"\x00\xff"}

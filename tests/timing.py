@@ -62,3 +62,20 @@ def concurrent_seconds(work: Callable[[], object], n: int = 10) -> float:
 def bound(baseline: float, floor: float) -> float:
     """A wall-clock bound for work whose same-run baseline took `baseline` seconds."""
     return max(floor, FACTOR * baseline)
+
+
+class MovedClock:
+    """A clock and a sleep for the HTTP client layer (providers.http.LIMITER's): sleeping
+    moves the clock instead of waiting, and every wait is kept. The clock still follows real
+    time too, so deadlines taken from `time.monotonic()` keep their meaning."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+        self.slept: list[float] = []
+
+    def now(self) -> float:
+        return time.monotonic() + self.offset
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.offset += seconds

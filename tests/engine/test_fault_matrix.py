@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import json
 import os
-import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -52,27 +51,11 @@ from tests.providers.workflow_fakes import (  # noqa: F401 (fixtures the fakes a
     fake_fullcontact,
     private_urls,
 )
-from tests.timing import late, read_timeout
+from tests.timing import MovedClock, late, read_timeout
 
 ROOT = Path(__file__).resolve().parents[2]
 FAULTS = ("auth", "throttled", "outage", "timeout", "partial")
 RETRY_AFTER = 2  # seconds a 429 asks for
-
-
-class Clock:
-    """The HTTP client layer's clock and sleep (providers.http.LIMITER's): sleeping moves
-    the clock instead of waiting; every wait is kept."""
-
-    def __init__(self) -> None:
-        self.offset = 0.0
-        self.slept: list[float] = []
-
-    def now(self) -> float:
-        return time.monotonic() + self.offset
-
-    def sleep(self, seconds: float) -> None:
-        self.slept.append(seconds)
-        self.offset += seconds
 
 
 @dataclass
@@ -84,7 +67,7 @@ class Scene:
     api: Any
     tenant: Any
     job_id: str
-    clock: Clock
+    clock: MovedClock
     monkeypatch: pytest.MonkeyPatch
     notes: dict[str, Any] = field(default_factory=dict)
     fake_workflow: str = ""
@@ -503,10 +486,10 @@ def deps(request: pytest.FixtureRequest, path: str) -> Iterator[Any]:
 
 
 @pytest.fixture()
-def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[Clock]:
+def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[MovedClock]:
     from chalicelib.providers import calls, http
 
-    c = Clock()
+    c = MovedClock()
     monkeypatch.setattr(http.LIMITER, "clock", c.now)
     monkeypatch.setattr(http.LIMITER, "sleep", c.sleep)
     yield c
@@ -618,7 +601,7 @@ def _step0(scene: Scene, run_id: str) -> dict[str, Any]:
 
 @pytest.mark.parametrize(("provider_id", "fault", "path"), PATHS, indirect=["path"])
 def test_fault(request: pytest.FixtureRequest, provider_id: str, fault: str, path: str, deps: Any,
-               new_tenant: Any, api_for: Any, clock: Clock, monkeypatch: pytest.MonkeyPatch) -> None:
+               new_tenant: Any, api_for: Any, clock: MovedClock, monkeypatch: pytest.MonkeyPatch) -> None:
     from chalicelib.runs.engine import EngineOptions
     from tests.engine.conftest import Drain
 

@@ -269,7 +269,10 @@ class FakeGoogle:
                 self._handle("PATCH")
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server.daemon_threads = True
+        # shutdown() waits for the serving loop to look again: at the default 0.5 s that was
+        # most of a short test's time.
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
         return self
 
     def __exit__(self, *exc: Any) -> None:

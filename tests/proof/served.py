@@ -94,7 +94,9 @@ def serve_app(limiter: Any = None) -> Iterator[str]:
         app.__class__ = CustomLocalChalice
     port = free_port()
     server = make_server(app, config, "127.0.0.1", port, quiet=True, limiter=limiter)
-    thread = threading.Thread(target=server.server.serve_forever, name="proof-http", daemon=True)
+    # shutdown() waits for the serving loop to look again (0.5 s at the default interval).
+    thread = threading.Thread(target=server.server.serve_forever, kwargs={"poll_interval": 0.05},
+                              name="proof-http", daemon=True)
     thread.start()
     try:
         yield f"http://127.0.0.1:{port}"
