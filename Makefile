@@ -95,7 +95,7 @@ $(BENCH_STAMP): $(STAMP) requirements-bench.txt
 # `make test` runs TEST_BENCHES (cold start, ~75 s idle, and the HTTP layer, ~3 s); `make
 # test-timed` runs all of TIMED_BENCHES. Not in `make test`: the import (its quick re-import
 # budget still fails: bench/README.md, import sections), the real-time latency (~31 s) and the
-# collector's throughput (~50 s): an idle fresh-clone CI with the latency in took 825 s of 900.
+# collector's throughput (~26 s): an idle fresh-clone CI with the latency in took 825 s of 900.
 PYTEST_WORKERS ?= 2
 # The checks and builds pytest needs run side by side (-j2): the two venvs and the web build
 # first, lint once .venv is there.
