@@ -17,7 +17,8 @@ from typing import Any
 from chalicelib import logs
 from chalicelib.background import in_background
 from chalicelib.bootstrap import Deps
-from chalicelib.domain.errors import AppError
+from chalicelib.domain.audiences import Audience, CompiledFilter, parse_filter
+from chalicelib.domain.errors import AppError, Invalid
 from chalicelib.domain.failures import backoff_seconds, past_failure_window
 from chalicelib.domain.models import Authorization, Job
 from chalicelib.domain.runs import LogLine, Run, RunStatus, pending_alert
@@ -306,3 +307,13 @@ class RunLease:
         if not self.ctl.d.runs.acquire(self.run, self.owner, self.seconds):
             raise StepBusy(f"run {self.run.id} step 0 was taken over by another delivery")
         self.renewed = time.monotonic()
+
+
+def audience_filter(audience: Audience) -> CompiledFilter:
+    """The job's audience's filter, compiled; a ProviderError on the job's audience_id when it
+    no longer compiles (the run cannot choose its profiles)."""
+    try:
+        return parse_filter(audience.filter)
+    except Invalid as exc:
+        raise ProviderError(f"audience {audience.name!r} has a filter that is not valid ({exc.message})",
+                            field="audience_id") from None

@@ -29,15 +29,13 @@ from collections import Counter
 from typing import Any
 
 from chalicelib.domain import enrichment as E
-from chalicelib.domain.audiences import parse_filter
-from chalicelib.domain.errors import Invalid
 from chalicelib.domain.models import Job
 from chalicelib.domain.profiles import ProfileRecord
 from chalicelib.domain.runs import LogLine, Run
 from chalicelib.providers.base import ProviderError
 from chalicelib.providers.calls import CallCounter
 from chalicelib.providers.roles import Enricher, StepContext
-from chalicelib.runs.control import Delivery, RunControl, RunLease, step_context
+from chalicelib.runs.control import Delivery, RunControl, RunLease, audience_filter, step_context
 from chalicelib.runs.outcome import StepOutcome
 from chalicelib.store.membership import MissingChunk, PlanRef, PlanRow, new_set_id
 
@@ -83,11 +81,7 @@ def _plan(ctl: RunControl, job: Job, run: Run, delivery: Delivery, budget: float
             raise ProviderError(
                 f"audience {audience_id!r} not found: it was deleted or never existed; choose an "
                 "audience in the job's configuration, or none to enrich every profile", field="audience_id")
-        try:
-            member = parse_filter(audience.filter)
-        except Invalid as exc:
-            raise ProviderError(f"audience {audience.name!r} has a filter that is not valid ({exc.message})",
-                                field="audience_id") from None
+        member = audience_filter(audience)
         audience_name = audience.name
     days = float(job.config.get("refresh_after_days", E.DEFAULT_REFRESH_DAYS))
     marker = E.marker_field(job.id)

@@ -34,8 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from chalicelib.bootstrap import Deps
-from chalicelib.domain.audiences import Audience, parse_filter
-from chalicelib.domain.errors import Invalid
+from chalicelib.domain.audiences import Audience
 from chalicelib.domain.membership import ENTER, EXIT
 from chalicelib.domain.models import RESYNC_KEY, Job
 from chalicelib.domain.profiles import Profile
@@ -43,7 +42,7 @@ from chalicelib.domain.runs import LogLine, Run
 from chalicelib.providers.base import ProviderError
 from chalicelib.providers.calls import CallCounter
 from chalicelib.providers.roles import Destination, StepContext
-from chalicelib.runs.control import Delivery, RunControl, RunLease, step_context
+from chalicelib.runs.control import Delivery, RunControl, RunLease, audience_filter, step_context
 from chalicelib.runs.outcome import StepOutcome
 from chalicelib.store.audience_members import Change
 from chalicelib.store.membership import MembershipRepo, MissingChunk, PlanRef, PlanRow, SetRef, new_set_id
@@ -253,11 +252,7 @@ def _plan_full(ctl: RunControl, job: Job, run: Run, delivery: Delivery, budget: 
     d = ctl.d
     acct = job.account_id
     audience = s.audience
-    try:
-        member = parse_filter(audience.filter)
-    except Invalid as exc:
-        raise ProviderError(f"audience {audience.name!r} has a filter that is not valid ({exc.message})",
-                            field="audience_id") from None
+    member = audience_filter(audience)
 
     repo = d.memberships
     lease = RunLease(ctl, run, delivery.message_id, budget)

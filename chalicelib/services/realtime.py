@@ -280,19 +280,21 @@ def deliver(d: Deps, nudge_: Nudge, *, remaining_ms: Any = None, owner: str | No
             asked = unserved_resync(d, job, sub.audience_id)
             if asked is None:
                 return outcome
-            job = asked
+            job, sub = asked
+            continue
         sub = d.realtime.get(job.account_id, sub.audience_id, job.id) or sub
 
 
-def unserved_resync(d: Deps, job: Job, audience_id: str) -> Job | None:
-    """The job as it is now when it asks for a re-send its subscription has not served yet
-    (one consistent read; a second only when a re-send is asked for), else None."""
+def unserved_resync(d: Deps, job: Job, audience_id: str) -> tuple[Job, Subscription] | None:
+    """The job and its subscription as they are now when the job asks for a re-send the
+    subscription has not served yet (one consistent read; a second only when a re-send is
+    asked for), else None."""
     fresh = d.jobs.get(job.account_id, job.id, consistent=True)
     marker = fresh.resync_requested if fresh is not None and delivering(fresh) else None
     if fresh is None or marker is None:
         return None
     sub = d.realtime.get(job.account_id, audience_id, job.id)
-    return fresh if sub is not None and sub.resynced != str(marker.get("id")) else None
+    return (fresh, sub) if sub is not None and sub.resynced != str(marker.get("id")) else None
 
 
 def resend_run_id(job_id: str, resync_id: str) -> str:
