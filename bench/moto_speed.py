@@ -22,18 +22,41 @@ SQS: each message moto stores reads the queue's attributes, which walks every me
 the queue calling a clock that builds two datetimes (~10 us idle, far more under load):
 100 SendMessageBatch of 10 with a consumer took 79 s at load 10. The walk stays; the
 clock becomes `time.time()`, the same wall clock moto's `utcnow()` reads (4.6 s).
+
+Dispatch: for every request moto lists its own package folder (a stat per entry) and tries
+its URL patterns to find the backend of the host, and lists the response class's methods
+with `inspect.getmembers`. Both answers are fixed while moto runs, so they are looked up
+once: a GetItem's CPU in moto goes from ~1.15 to ~0.68 ms, a 100-key BatchGetItem's from
+~7 to ~6.3 ms (in-process, idle).
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 
-from moto.core import serialize
+from moto.core import responses, serialize
+from moto.moto_server import werkzeug_app
 from moto.sqs import models as sqs_models
 
 _ORIGINAL = serialize.BaseJSONSerializer._serialize_type_structure
 _SQS_CLOCK = sqs_models.unix_time_millis
+_BACKEND_FOR_HOST = werkzeug_app.DomainDispatcherApplication.get_backend_for_host
+_METHOD_NAMES = responses.method_names_from_class
+_HOST_CACHE_LIMIT = 1024
+
+
+def _backend_for_host(self: Any, host: str | None) -> Any:
+    # The answer depends on the host alone (moto's package folders and its URL patterns do not
+    # change while it runs); moto lists its package folder and tries its patterns per request.
+    cache = self.__dict__.setdefault("_switchyard_hosts", {})
+    if host in cache:
+        return cache[host]
+    backend = _BACKEND_FOR_HOST(self, host)
+    if len(cache) < _HOST_CACHE_LIMIT:
+        cache[host] = backend
+    return backend
 
 
 def _sqs_clock(dt: Any = None) -> float:
@@ -60,11 +83,16 @@ def install() -> None:
     """Process-wide; idempotent."""
     serialize.BaseJSONSerializer._serialize_type_structure = _attribute_value  # type: ignore[method-assign]
     sqs_models.unix_time_millis = _sqs_clock
+    werkzeug_app.DomainDispatcherApplication.get_backend_for_host = _backend_for_host  # type: ignore[method-assign]
+    # A class's methods are looked up with inspect.getmembers on every request.
+    responses.method_names_from_class = functools.cache(_METHOD_NAMES)
 
 
 def uninstall() -> None:
     serialize.BaseJSONSerializer._serialize_type_structure = _ORIGINAL  # type: ignore[method-assign]
     sqs_models.unix_time_millis = _SQS_CLOCK
+    werkzeug_app.DomainDispatcherApplication.get_backend_for_host = _BACKEND_FOR_HOST  # type: ignore[method-assign]
+    responses.method_names_from_class = _METHOD_NAMES
 
 
 def installed() -> bool:

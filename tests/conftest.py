@@ -3,14 +3,32 @@ and helpers to create isolated accounts (every test gets its own tenant)."""
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import socket
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import pytest
+
+# CPython 3.11 before 3.11.8 keeps one AST recursion counter per interpreter, so two threads
+# turning ASTs into objects at once can fail with "SystemError: AST constructor recursion
+# depth mismatch". A test parsing sources (the Mailchimp client, the import graph) did, while
+# a fake server's thread formatted a traceback (3.11's traceback calls ast.parse for its
+# carets). One parse at a time in the test process.
+_AST_PARSE = ast.parse
+_AST_LOCK = threading.RLock()
+
+
+def _serial_parse(*args: Any, **kwargs: Any) -> Any:
+    with _AST_LOCK:
+        return _AST_PARSE(*args, **kwargs)
+
+
+ast.parse = _serial_parse
 
 # The `seed` fixture and @seeded(...) of tests that make random choices.
 pytest_plugins = ["tests.seeds"]

@@ -128,3 +128,32 @@ def test_the_sqs_clock_is_motos_clock() -> None:
     finally:
         moto_speed.install() if was else moto_speed.uninstall()
     assert before <= fast <= after, (before, fast, after)
+
+
+def test_the_dispatch_caches_give_moto_s_own_answers() -> None:
+    """The backend found for a host and the actions of a response class are moto's own,
+    looked up once instead of on every request."""
+    from moto.core import responses, utils
+    from moto.dynamodb.responses import DynamoHandler
+    from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+    from moto.s3.responses import S3Response
+
+    hosts = [None, "moto_api", "dynamodb.us-east-1.amazonaws.com", "sqs.eu-west-1.amazonaws.com",
+             "s3.amazonaws.com", "bucket.s3.us-east-1.amazonaws.com", "sts.amazonaws.com", "dynamodb",
+             "unknown.example.com"]
+    was_installed = moto_speed.installed()
+    moto_speed.uninstall()
+    try:
+        plain = DomainDispatcherApplication(create_backend_app)
+        want = [plain.get_backend_for_host(h) for h in hosts]
+        assert "dynamodb" in want and "s3" in want  # control: the hosts name real backends
+        moto_speed.install()
+        cached = DomainDispatcherApplication(create_backend_app)
+        assert [cached.get_backend_for_host(h) for h in hosts] == want
+        assert [cached.get_backend_for_host(h) for h in hosts] == want  # from the cache
+        for cls in (DynamoHandler, S3Response):
+            assert responses.method_names_from_class(cls) == utils.method_names_from_class(cls)
+    finally:
+        moto_speed.uninstall()
+        if was_installed:
+            moto_speed.install()
