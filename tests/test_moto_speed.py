@@ -56,6 +56,15 @@ def _answers(endpoint: str, table: str) -> list[bytes]:
     ddb.update_item(TableName=table, Key=key, UpdateExpression="ADD ns :x",
                     ExpressionAttributeValues={":x": {"NS": ["9"]}}, ReturnValues="UPDATED_OLD")
     ddb.delete_item(TableName=table, Key={"pk": {"S": "p2"}, "sk": {"S": "s002"}}, ReturnValues="ALL_OLD")
+    # The step commit's shape (many nested SETs, ADD, REMOVE), twice: the second parse is
+    # the cached one.
+    names = {f"#c{i}": f"metric{i}" for i in range(12)} | {"#m": "m"}
+    sets = ", ".join(f"#m.#c{i} = if_not_exists(#m.#c{i}, :zero) + :one" for i in range(12))
+    for _ in range(2):
+        ddb.transact_write_items(TransactItems=[{"Update": {
+            "TableName": table, "Key": key, "UpdateExpression": f"SET {sets}, n = :one ADD ns :x REMOVE bs",
+            "ConditionExpression": "attribute_exists(pk)", "ExpressionAttributeNames": names,
+            "ExpressionAttributeValues": {":zero": {"N": "0"}, ":one": {"N": "1"}, ":x": {"NS": ["3"]}}}}])
     for call in (
         lambda: ddb.put_item(TableName=table, Item=items[3], ConditionExpression="attribute_not_exists(pk)",
                              ReturnValuesOnConditionCheckFailure="ALL_OLD"),
@@ -63,6 +72,18 @@ def _answers(endpoint: str, table: str) -> list[bytes]:
             {"Put": {"TableName": table, "Item": items[4], "ConditionExpression": "attribute_not_exists(pk)",
                      "ReturnValuesOnConditionCheckFailure": "ALL_OLD"}},
             {"Delete": {"TableName": table, "Key": key}}]),
+        # Clauses given twice: which one moto names depends on the order it checks them in.
+        *(lambda expression=expression, values=values: ddb.update_item(
+            TableName=table, Key=key, UpdateExpression=expression, ExpressionAttributeValues=values)
+          for expression, values in (
+              ("SET a = :v SET b = :v", {":v": {"S": "v"}}),
+              ("ADD ns :x ADD nz :x", {":x": {"NS": ["1"]}}),
+              ("REMOVE a REMOVE b", None),
+              ("SET a = :v REMOVE c ADD ns :x SET b = :v REMOVE d", {":v": {"S": "v"}, ":x": {"NS": ["1"]}}),
+              ("REMOVE c SET a = :v ADD ns :x ADD nz :x SET b = :v", {":v": {"S": "v"}, ":x": {"NS": ["1"]}}),
+              ("REMOVE c ADD ns :x REMOVE d ADD nz :x", {":x": {"NS": ["1"]}}))
+          if values is not None),
+        lambda: ddb.update_item(TableName=table, Key=key, UpdateExpression="REMOVE a REMOVE b"),
     ):
         with pytest.raises(ddb.exceptions.ClientError):
             call()
@@ -100,12 +121,14 @@ def test_the_short_path_answers_byte_for_byte_as_moto(aws_endpoint: str) -> None
     finally:
         moto_speed.install() if was else moto_speed.uninstall()
     assert calls, "no AttributeValue went through the short path"
-    assert len(slow) == len(fast) == 16
+    assert len(slow) == len(fast) == 24
     for i, (a, b) in enumerate(zip(slow, fast, strict=True)):
         assert _normal(a, "speed-check-moto") == _normal(b, "speed-check-fast"), f"answer {i} differs"
     assert any(b'"B": "AAFiaW7/"' in a for a in slow), "the binary attribute is in the compared answers"
 
     assert any(b"ConditionalCheckFailed" in a and b'"Item"' in a for a in slow), "a failed condition's item is compared"
+    refused = [a for a in slow if b"section can only be used once" in a]
+    assert len(refused) == 6, f"every clause given twice is refused: {slow[-8:-2]!r}"
 
 
 def test_the_sqs_clock_is_motos_clock() -> None:
