@@ -144,7 +144,7 @@ def percentile(values: list[float], p: float) -> float:
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    # Quick mode (`make test-timed`): 40 events, 2 a second; the same p95 goal.
+    # Quick mode (`make test`): 40 events, 2 a second; the same p95 goal.
     parser.add_argument("--events", type=int, default=40 if quick() else 200)
     parser.add_argument("--gap", type=float, default=0.5 if quick() else 1.0, help="seconds between two events sent")
     args = parser.parse_args()

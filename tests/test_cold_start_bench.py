@@ -1,5 +1,5 @@
 """bench/cold_start.py's own arithmetic: which AWS operations count as the same work, and
-the order of each round's samples (the bench itself is timed: `make test-timed`)."""
+the order of each round's samples (the bench itself is timed after pytest: `make test`)."""
 
 from bench.cold_start import op_counts, op_difference, round_order
 
