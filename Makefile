@@ -94,12 +94,12 @@ bench-requirements: $(BENCH_STAMP)
 # the suite, and fail it when a budget fails. The timed benches run after pytest, in quick
 # mode, once the suite no longer loads the machine; they run even when pytest failed (one run
 # reports both), and a bench over budget, or one that crashed, fails the target.
-# `make test` runs every timed bench (TEST_BENCHES: cold start ~65 s idle, the HTTP layer ~2 s,
-# the import ~60 s, the real-time latency ~31 s, the collector's throughput ~26 s), so the
-# import's peer libraries (requirements-bench.txt) are installed beside lint.
+# `make test` runs every timed bench (TEST_BENCHES, idle: cold start ~40-65 s, the HTTP layer
+# ~2 s, the import ~45-50 s, the real-time latency ~27 s, the collector's throughput ~17-19 s),
+# so the import's peer libraries (requirements-bench.txt) are installed beside lint.
 PYTEST_WORKERS ?= 2
 # The checks and builds pytest needs run side by side (-j2): the two venvs and the web build
-# first, lint once .venv is there.
+# first, then lint and the bench requirements once .venv is there.
 PREREQUISITES := lint web chromium checkov bench-requirements
 TEST_BENCHES = $(TIMED_BENCHES)
 # pytest, then the quick benches $(1); fails if either failed.
@@ -149,8 +149,8 @@ BENCH_OUT ?= .bench-out.txt
 bench: $(BENCH_STAMP)
 	@$(MAKE) --no-print-directory run-benches
 
-# The loop of `make bench`, without installing the bench requirements (the benches `make test`
-# runs need only the dev requirements).
+# The loop of `make bench`, without installing the bench requirements (`make test` installs
+# them first, through bench-requirements).
 run-benches: venv
 	@failed=""; start=$$(date +%s); for f in $(BENCHES); do \
 	  echo "== $$f"; t0=$$(date +%s); \

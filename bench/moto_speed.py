@@ -7,8 +7,7 @@ for each, tries six alias rules to find the member in the value. One BatchGetIte
 items of 7 attributes took ~1 s of CPU on a loaded 2-core machine, most of it there. In the
 benches' emulation (bench/awsnet.py) that CPU, not the modelled network, was most of what a
 timed window held, and it grew with the number of attributes per item, which real
-DynamoDB's latency barely does. (The tests' emulator does not need it: their items have a
-few attributes, and timing them showed no gain.)
+DynamoDB's latency barely does. The tests' moto installs it too (tests/conftest.py).
 
 `install()` gives AttributeValue structures a short path: when the value is a plain dict
 whose keys are all member names (always so for what moto's DynamoDB backend returns), only
@@ -62,7 +61,7 @@ expressions: Any = expressions_module
 validators: Any = validators_module
 _PARSE = expressions.UpdateExpressionParser.make
 _PARSE_ATTR = expressions.UpdateExpressionParser.__dict__["make"]  # the classmethod itself
-_COUNT_ACTIONS = validators.ActionCountValidator.traverse
+_COUNT_ACTIONS_OWN = validators.ActionCountValidator.__dict__.get("traverse")  # None: inherited
 _PARSED: dict[str, Any] = {}
 _PARSED_LIMIT = 512
 
@@ -167,7 +166,11 @@ def uninstall() -> None:
     werkzeug_app.DomainDispatcherApplication.get_backend_for_host = _BACKEND_FOR_HOST  # type: ignore[method-assign]
     responses.method_names_from_class = _METHOD_NAMES
     expressions.UpdateExpressionParser.make = _PARSE_ATTR
-    validators.ActionCountValidator.traverse = _COUNT_ACTIONS
+    if _COUNT_ACTIONS_OWN is None:
+        if "traverse" in vars(validators.ActionCountValidator):
+            del validators.ActionCountValidator.traverse  # inherited again
+    else:
+        validators.ActionCountValidator.traverse = _COUNT_ACTIONS_OWN
     _PARSED.clear()
 
 
