@@ -246,12 +246,10 @@ def moved_http_clock(monkeypatch: pytest.MonkeyPatch) -> None:
     import time
 
     from chalicelib.providers import http
-    from tests.timing import MovedClock
+    from tests.timing import MovedClock, on_http_layer
 
     if http.LIMITER.clock is time.monotonic and http.LIMITER.sleep is time.sleep:
-        clock = MovedClock()
-        monkeypatch.setattr(http.LIMITER, "clock", clock.now)
-        monkeypatch.setattr(http.LIMITER, "sleep", clock.sleep)
+        on_http_layer(monkeypatch, MovedClock())
 
 
 @pytest.fixture()

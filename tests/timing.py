@@ -13,6 +13,7 @@ import http.client
 import threading
 import time
 from collections.abc import Callable
+from typing import Any, Protocol, TypeVar
 
 from tests.http_receiver import Receiver
 
@@ -79,3 +80,22 @@ class MovedClock:
     def sleep(self, seconds: float) -> None:
         self.slept.append(seconds)
         self.offset += seconds
+
+
+class Ticking(Protocol):
+    def now(self) -> float: ...
+
+    def sleep(self, seconds: float) -> None: ...
+
+
+T = TypeVar("T", bound=Ticking)
+
+
+def on_http_layer(monkeypatch: Any, clock: T) -> T:
+    """Give the HTTP client layer (providers.http.LIMITER) this clock and its sleep, for the
+    test; returns the clock."""
+    from chalicelib.providers import http
+
+    monkeypatch.setattr(http.LIMITER, "clock", clock.now)
+    monkeypatch.setattr(http.LIMITER, "sleep", clock.sleep)
+    return clock

@@ -22,11 +22,13 @@ log = logging.getLogger("switchyard.collect")
 
 @bp.on_sqs_message(queue=COLLECT_QUEUE, batch_size=10)
 def collect_handoffs(event: Any) -> dict[str, Any]:
+    d = deps()
     failures: list[dict[str, str]] = []
     blocked: set[str] = set()
     for record in event:
         raw = record.to_dict()
-        group = str((raw.get("attributes") or {}).get("MessageGroupId", ""))
+        attributes = raw.get("attributes") or {}
+        group = str(attributes.get("MessageGroupId", ""))
         ident = str(raw.get("messageId", ""))
         if group in blocked:
             failures.append({"itemIdentifier": ident})
@@ -34,13 +36,13 @@ def collect_handoffs(event: Any) -> dict[str, Any]:
         entry: Any = None
         try:
             entry = json.loads(record.body)
-            outcome = apply_handoff(deps(), entry)
+            outcome = apply_handoff(d, entry)
             log.info("hand-off applied: %s", outcome, extra={"job_id": entry.get("job_id")})
         except Exception as exc:
             log.exception("hand-off failed; SQS redelivers it (and what follows it for the same job)")
             blocked.add(group)
             failures.append({"itemIdentifier": ident})
-            received = int((raw.get("attributes") or {}).get("ApproximateReceiveCount", 1))
+            received = int(attributes.get("ApproximateReceiveCount", 1))
             if isinstance(entry, dict) and received in TELL_AT:
                 _tell(entry, received, exc)
     return {"batchItemFailures": failures}

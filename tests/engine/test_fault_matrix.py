@@ -51,7 +51,7 @@ from tests.providers.workflow_fakes import (  # noqa: F401 (fixtures the fakes a
     fake_fullcontact,
     private_urls,
 )
-from tests.timing import MovedClock, late, read_timeout
+from tests.timing import MovedClock, late, on_http_layer, read_timeout
 
 ROOT = Path(__file__).resolve().parents[2]
 FAULTS = ("auth", "throttled", "outage", "timeout", "partial")
@@ -487,12 +487,9 @@ def deps(request: pytest.FixtureRequest, path: str) -> Iterator[Any]:
 
 @pytest.fixture()
 def clock(monkeypatch: pytest.MonkeyPatch) -> Iterator[MovedClock]:
-    from chalicelib.providers import calls, http
+    from chalicelib.providers import calls
 
-    c = MovedClock()
-    monkeypatch.setattr(http.LIMITER, "clock", c.now)
-    monkeypatch.setattr(http.LIMITER, "sleep", c.sleep)
-    yield c
+    yield on_http_layer(monkeypatch, MovedClock())
     calls.reset()  # drop the event hooks an AWS row registered on the shared session
 
 

@@ -26,6 +26,7 @@ from chalicelib.providers.roles import StepContext
 from chalicelib.store.rates import SharedRateStore
 from tests.engine.fresh import fresh_deps
 from tests.fakes.google import FakeGoogle
+from tests.timing import on_http_layer
 
 INTERVAL = 4.0  # 1 / 0.25 requests a second
 
@@ -109,10 +110,7 @@ def _steps(fake: FakeGoogle, clock: EventClock, tenants: int, rates: SharedRateS
            monkeypatch: pytest.MonkeyPatch) -> list[Any]:
     """One install step per tenant, all at once, each in its own thread (its own Lambda);
     returns each step's result or the error it raised."""
-    from chalicelib.providers import http
-
-    monkeypatch.setattr(http.LIMITER, "clock", clock.now)
-    monkeypatch.setattr(http.LIMITER, "sleep", clock.sleep)
+    on_http_layer(monkeypatch, clock)
     results: list[Any] = [None] * tenants
 
     def step(i: int) -> None:

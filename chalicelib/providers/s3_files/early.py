@@ -81,7 +81,7 @@ class FirstWindow:
         except Exception:  # a miss (no such key, refused): the plan's own requests decide
             return None
         finally:
-            for op, n in self._mine.counts.items():
-                for _ in range(n):
-                    if self._counter is not None:
+            if self._counter is not None:
+                for op, n in self._mine.counts.items():
+                    for _ in range(n):
                         self._counter.add(op)
