@@ -10,6 +10,12 @@ STAMP  := $(VENV)/.stamp-requirements
 
 venv: $(STAMP)
 
+# Python keeps the bytecode it compiles (in .venv and the gitignored __pycache__ folders) even
+# where the shell says PYTHONDONTWRITEBYTECODE: the suite starts some 90 Python processes
+# (workers, local stacks, benches, moto children), and without the cache each compiled botocore
+# and moto from source again, a tenth of the suite's CPU.
+unexport PYTHONDONTWRITEBYTECODE
+
 # Re-installs only when a requirements file changed (or the venv is new).
 # pip stays below 26.3: chalice 1.34 requires it. --no-compile: pip would byte-compile every
 # module of every package (a third of the install's CPU, on the path of everything after it);
@@ -97,7 +103,10 @@ bench-requirements: $(BENCH_STAMP)
 # `make test` runs every timed bench (TEST_BENCHES, idle: cold start ~40-65 s, the HTTP layer
 # ~2 s, the import ~45-50 s, the real-time latency ~27 s, the collector's throughput ~17-19 s),
 # so the import's peer libraries (requirements-bench.txt) are installed beside lint.
-PYTEST_WORKERS ?= 2
+# One worker more than cores: a worker waits on its moto thread, a browser or a child process
+# part of the time (2 workers left a third of 2 cores idle; 3 took pytest 414 -> 336 s, 4 no
+# further: docs/testing.md).
+PYTEST_WORKERS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 2) + 1 )))
 # The checks and builds pytest needs run side by side (-j2): the two venvs and the web build
 # first, then lint and the bench requirements once .venv is there.
 PREREQUISITES := lint web chromium checkov bench-requirements

@@ -380,7 +380,9 @@ def test_fullcontact_check_names_what_fullcontact_said(api, fake):
 
 class _Crashes:
     """At most 3 failed receives per message (the DLQ is another test's subject). Each point
-    crashes the first time it is reached; later reaches crash at random (rate p)."""
+    crashes the first time it is reached; later reaches crash at random (rate p). `total` is
+    a ceiling: the run's last message goes through after 3 failures, so a seed whose draws
+    fall late ends with crashes left over."""
 
     def __init__(self, total: int, p: float, seed: int) -> None:
         self.left, self.p, self.rng = total, p, random.Random(seed)
@@ -415,7 +417,7 @@ class _Crashes:
 @seeded(11)
 def test_crash_anywhere_never_loses_or_double_counts(api, deps, tenant, drain, options, fake, seed):
     # GIVEN 200 known people, 100 unknown and 20 without an email, 10 lookups a step, and
-    # 40 crashes at random points of the steps
+    # up to 40 crashes at random points of the steps
     ids = _seed(deps, tenant.account_id, _people(200, 100, 20))
     for i in range(200):
         fake.know(f"known{i}@example.com")
@@ -426,8 +428,8 @@ def test_crash_anywhere_never_loses_or_double_counts(api, deps, tenant, drain, o
     job = _job(api, _fc_auth(api)["id"])
     # WHEN the run is delivered, crashing again and again
     _drain_until(api, drain, job["id"], runs=1)
-    # THEN every crash fired, at every point
-    assert crashes.left == 0, replay_hint(seed)
+    # THEN crashes fired at every point, and more at random
+    assert 40 - crashes.left > len(crashes.seen), replay_hint(seed)
     assert crashes.seen == {"after_lease", "before_write", "after_write", "after_commit", "before_enqueue",
                             "after_enqueue"}, (replay_hint(seed), crashes.seen)
     # AND the counters are exact

@@ -546,17 +546,24 @@ class _Crashes:
     """Crash injection (EngineOptions.fault) that knows which message is being handled: at
     most 3 failed receives per message, so none reaches the DLQ (maxReceiveCount 5), which
     is the poison-message path, not this test's subject. `first` crashes come before any
-    random one, in order."""
+    random one, in order. `total` is a ceiling, not a promise: once the run's last message
+    has failed 3 times it is let through, so a seed whose draws fall late ends with crashes
+    left over (`landed` is what a test asserts)."""
 
     def __init__(self, total: int, p: float, seed: int, first: tuple[str, ...] = (),
                  at_step_0: frozenset[str] | None = None) -> None:
         self.left, self.p, self.rng = total, p, random.Random(seed)
         self.first = list(first)
+        self.planned = len(first)
         self.at_step_0 = at_step_0  # points that may crash while a run's step 0 is handled (None: all)
         self.failed: Counter[str] = Counter()  # failed receives per message id
         self.seen: Counter[str] = Counter()
         self.message = ""
         self.step_0 = False
+
+    def landed(self) -> bool:
+        """Every point crashed, and the seed's random crashes fell on top of the planned ones."""
+        return set(self.seen) == ALL_POINTS and sum(self.seen.values()) > self.planned
 
     def engine(self, deps, options) -> Engine:
         crashes = self
@@ -621,7 +628,7 @@ def _check_run(api, bucket: str, job_id: str, run: dict[str, Any], expected: Cou
 @seeded(5)
 def test_crash_anywhere_never_loses_or_double_counts_a_2500_member_export(
         api, deps, tenant, drain, options, seed):
-    # GIVEN 2,500 members, a gzip CSV export of 100 rows a part (26 steps), and 50 crashes to
+    # GIVEN 2,500 members, a gzip CSV export of 100 rows a part (26 steps), and up to 50 crashes to
     # spread over every fault point (step 0 only after its lease: reading every profile again
     # is slow on moto; the next test crashes step 0 everywhere)
     crashes = _Crashes(50, 0.45, seed=seed, first=("after_lease", "before_write", "after_write", "after_commit",
@@ -635,8 +642,8 @@ def test_crash_anywhere_never_loses_or_double_counts_a_2500_member_export(
     job = _export_job(api, bucket, _audience(api), fields=["email", "first_name"], compression="gzip")
     # WHEN the run is delivered, crashing again and again
     _drain_until(api, drain, job["id"], runs=1)
-    # THEN every crash fired, at every point
-    assert crashes.left == 0 and set(crashes.seen) == ALL_POINTS, (replay_hint(seed), crashes.seen)
+    # THEN crashes fired at every point, and more at random
+    assert crashes.landed(), (replay_hint(seed), crashes.seen)
     # AND the files hold every member once, and the counters say so
     [run] = _runs(api, job["id"])
     email_of = {pid: email for email, pid in ids.items()}
@@ -674,14 +681,14 @@ def _crashing(deps, drain, options, crashes: _Crashes) -> None:
 def test_crash_anywhere_never_loses_or_double_counts_adds_and_removes(api, deps, tenant, drain, options, seed):
     # GIVEN an hourly export whose first run sent 400 members; then 150 leave and 200 join
     ids, bucket, job = _sent_then_changed(api, deps, tenant, drain, options, members=400, leave=150, join=200)
-    # WHEN the next run (20 rows a part) crashes 25 times
+    # WHEN the next run (20 rows a part) crashes up to 25 times
     crashes = _Crashes(25, 0.3, seed=seed, first=("before_write", "after_write", "after_commit", "before_enqueue",
                                                "after_enqueue", "after_lease"))
     _crashing(deps, drain, options, crashes)
     _schedule_fires(deps, tenant, job["id"])
     _drain_until(api, drain, job["id"], runs=2)
-    # THEN every crash fired, and the run sent exactly who joined and who left
-    assert crashes.left == 0 and set(crashes.seen) == ALL_POINTS, (replay_hint(seed), crashes.seen)
+    # THEN crashes fired at every point and at random, and the run sent exactly who joined and who left
+    assert crashes.landed(), (replay_hint(seed), crashes.seen)
     second = _runs(api, job["id"])[0]
     expected = Counter({("add", ids[f"p{i}@example.com"]): 1 for i in range(400, 600)})
     expected.update({("remove", ids[f"p{i}@example.com"]): 1 for i in range(150)})
@@ -697,16 +704,16 @@ def test_crash_anywhere_never_loses_or_double_counts_adds_and_removes(api, deps,
 def test_crash_anywhere_in_a_resync_sends_every_member_once(api, deps, tenant, drain, options, seed):
     # GIVEN an hourly export whose first run sent 120 members, then 20 leave and 30 join
     ids, bucket, job = _sent_then_changed(api, deps, tenant, drain, options, members=120, leave=20, join=30)
-    # WHEN the job is asked to re-send everything, and that run (20 rows a part) crashes 15 times
+    # WHEN the job is asked to re-send everything, and that run (20 rows a part) crashes up to 15 times
     _crashing(deps, drain, options, crashes := _Crashes(
         15, 0.3, seed=seed, first=("before_write", "after_write", "after_commit", "before_enqueue", "after_enqueue",
                                    "after_lease")))
     r = api.post(f"/jobs/{job['id']}/run", {"resync": True})
     assert r.status_code == 200, r.body
     _drain_until(api, drain, job["id"], runs=2)
-    # THEN every crash fired, at every point, and the run sent every current member once as an
-    # add and every leaver once as a remove
-    assert crashes.left == 0 and set(crashes.seen) == ALL_POINTS, (replay_hint(seed), crashes.seen)
+    # THEN crashes fired at every point and at random, and the run sent every current member once
+    # as an add and every leaver once as a remove
+    assert crashes.landed(), (replay_hint(seed), crashes.seen)
     second = _runs(api, job["id"])[0]
     expected = Counter({("add", ids[f"p{i}@example.com"]): 1 for i in range(20, 150)})
     expected.update({("remove", ids[f"p{i}@example.com"]): 1 for i in range(20)})
