@@ -22,8 +22,11 @@ unexport PYTHONDONTWRITEBYTECODE
 # pip took ~41 s, the longest step before the tests. Neither byte-compiles what it installs:
 # Python compiles the modules the tests import when they first do, once.
 # pip stays in the venv below 26.3: chalice 1.34 runs it to package and requires that.
-UV_PIN := uv==0.13.9
-UV     := $(BIN)/uv
+UV_VERSION := 0.13.9
+UV         := $(BIN)/uv
+# A stamp per uv version: a venv made before uv (or with another version) gets it, and its
+# packages installed again, on the next make.
+UV_STAMP   := $(VENV)/.stamp-uv-$(UV_VERSION)
 # A working venv in folder $(1), made anew when it has none. Should python3-venv be missing,
 # apt-get installs it (a second apt-get at the same time waits for the first's lock).
 define new_venv
@@ -40,9 +43,12 @@ define new_venv
 	fi
 endef
 
-$(STAMP): requirements.txt requirements-dev.txt
+$(UV_STAMP):
 	$(call new_venv,$(VENV))
-	$(BIN)/python -m pip install -q $(UV_PIN)
+	$(BIN)/python -m pip install -q uv==$(UV_VERSION)
+	@touch $@
+
+$(STAMP): requirements.txt requirements-dev.txt $(UV_STAMP)
 	$(UV) pip install -q --python $(BIN)/python 'pip<26.3' -r requirements-dev.txt
 	@touch $@
 
@@ -68,7 +74,7 @@ CHECKOV_STAMP := $(CHECKOV_VENV)/.stamp-requirements
 
 checkov: $(CHECKOV_STAMP)
 
-$(CHECKOV_STAMP): requirements-checkov.txt | $(STAMP)
+$(CHECKOV_STAMP): requirements-checkov.txt | $(UV_STAMP)
 	$(call new_venv,$(CHECKOV_VENV))
 	$(UV) pip install -q --python $(CHECKOV_VENV)/bin/python -r requirements-checkov.txt
 	@touch $@
