@@ -103,7 +103,7 @@ $(BENCH_STAMP): $(STAMP) requirements-bench.txt
 
 bench-requirements: $(BENCH_STAMP)
 
-# pytest exit code 5 means "no tests collected": not a failure. Two workers (pytest-xdist),
+# pytest exit code 5 means "no tests collected": not a failure. Several workers (pytest-xdist),
 # each with its own moto server; a file's tests stay on one worker (module fixtures).
 # The benches that count requests (or compare memory) run inside pytest (tests/bench/), beside
 # the suite, and fail it when a budget fails. The timed benches run after pytest, in quick
