@@ -297,3 +297,10 @@ def start(port: int, *, ip_address: str = "127.0.0.1") -> ThreadedMotoServer:
     assert wsgi is not None  # start() returns once the server exists
     wsgi.app = AtomicDynamoDB(wsgi.app)  # type: ignore[assignment]
     return server
+
+
+def application(server: ThreadedMotoServer) -> AtomicDynamoDB:
+    """The WSGI application a server from `start` answers with (moto's, wrapped)."""
+    wsgi = server._server
+    assert wsgi is not None and isinstance(wsgi.app, AtomicDynamoDB), "not a server from start()"
+    return wsgi.app

@@ -119,6 +119,7 @@ def aws_endpoint() -> Iterator[str]:
 
     from bench import moto_speed
     from devserver import emulator
+    from tests import direct_moto
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's per-request access log
 
@@ -128,6 +129,8 @@ def aws_endpoint() -> Iterator[str]:
     # serializing was a tenth of the suite's CPU.
     moto_speed.install()
     endpoint = f"http://127.0.0.1:{port}"
+    # This process's own clients reach that server's app without a socket (tests/direct_moto.py).
+    direct = direct_moto.install(endpoint, emulator.application(server))
     saved = dict(os.environ)
     from devserver.infra import deploy_stack, use_local_aws
 
@@ -136,6 +139,7 @@ def aws_endpoint() -> Iterator[str]:
     STACK_TABLES[:] = [outputs["TableName"], outputs["ProfilesTableName"]]
     yield endpoint
     STACK_TABLES.clear()
+    direct_moto.uninstall(direct)
     server.stop()
     os.environ.clear()
     os.environ.update(saved)
