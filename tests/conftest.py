@@ -243,25 +243,13 @@ def api_for(client: Any) -> Any:
     return make
 
 
-def moved_http_clock(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The HTTP client layer's retry and rate-limit waits move a clock instead of sleeping
-    (tests.timing.MovedClock): a fake provider's 429s and 5xx cost the suite no wall time.
-    A test that gave the layer a clock of its own keeps it."""
-    import time
-
-    from chalicelib.providers import http
-    from tests.timing import MovedClock, on_http_layer
-
-    if http.LIMITER.clock is time.monotonic and http.LIMITER.sleep is time.sleep:
-        on_http_layer(monkeypatch, MovedClock())
-
-
 @pytest.fixture()
 def fake_mailchimp(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     """A fake Mailchimp on 127.0.0.1 (tests/fakes/mailchimp.py); the provider reaches it
     through the base-URL settings, as it would reach a real data center."""
     from chalicelib import config
     from chalicelib.providers import http
+    from tests import timing
     from tests.fakes.mailchimp import FakeMailchimp
 
     with FakeMailchimp() as fake:
@@ -269,7 +257,7 @@ def fake_mailchimp(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         monkeypatch.setenv("SWITCHYARD_MAILCHIMP_OAUTH_URL", fake.oauth_url)
         monkeypatch.setenv("SWITCHYARD_ALLOW_PRIVATE_URLS", "1")
         monkeypatch.setenv("OAUTHLIB_INSECURE_TRANSPORT", "1")  # oauthlib refuses http:// URLs otherwise
-        moved_http_clock(monkeypatch)
+        timing.moved_http_clock(monkeypatch)
         config.reset()
         config.settings()  # read now, outside any chalice.test request (see devserver/infra.py)
         http.reset()
@@ -286,6 +274,7 @@ def fake_google(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     reached through the base-URL settings."""
     from chalicelib import config
     from chalicelib.providers import http
+    from tests import timing
     from tests.fakes.google import FakeGoogle
 
     with FakeGoogle() as fake:
@@ -298,7 +287,7 @@ def fake_google(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
         # 4 s a request: tests of behaviour go fast; tests/engine/test_gtm_quota.py puts the
         # real rate back on a simulated clock.
         monkeypatch.setattr("chalicelib.providers.gtm.PROJECT_RATE", 1000.0)
-        moved_http_clock(monkeypatch)
+        timing.moved_http_clock(monkeypatch)
         config.reset()
         config.settings()  # read now, outside any chalice.test request (see devserver/infra.py)
         http.reset()

@@ -99,3 +99,13 @@ def on_http_layer(monkeypatch: Any, clock: T) -> T:
     monkeypatch.setattr(http.LIMITER, "clock", clock.now)
     monkeypatch.setattr(http.LIMITER, "sleep", clock.sleep)
     return clock
+
+
+def moved_http_clock(monkeypatch: Any) -> None:
+    """The HTTP client layer's retry and rate-limit waits move a clock instead of sleeping
+    (MovedClock): a fake provider's 429s, 5xx and rate limits cost the suite no wall time.
+    A test that gave the layer a clock of its own keeps it."""
+    from chalicelib.providers import http
+
+    if http.LIMITER.clock is time.monotonic and http.LIMITER.sleep is time.sleep:
+        on_http_layer(monkeypatch, MovedClock())

@@ -28,6 +28,7 @@ from tests.engine.test_s3_export import _clone, _forget_moto_models
 from tests.fakes.fullcontact import FakeFullContact
 from tests.http_receiver import Answer, Received, Receiver
 from tests.seeds import replay_hint, seeded
+from tests.timing import moved_http_clock
 
 KEY = "fc-key-0123456789abcdef"
 CANARY = "FCCANARY-4e1d9b7a2c58"
@@ -72,6 +73,9 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeFullContact]:
     with FakeFullContact({KEY, CANARY}) as f:
         monkeypatch.setenv("SWITCHYARD_FULLCONTACT_BASE_URL", f.base_url)
         monkeypatch.setenv("SWITCHYARD_ALLOW_PRIVATE_URLS", "1")
+        # FullContact's rate limit (100 a second) waits on a moved clock: 1,000 lookups cost
+        # no ten seconds of wall time, and every wait is still kept and counted.
+        moved_http_clock(monkeypatch)
         _settle(config)
         H.reset()
         yield f

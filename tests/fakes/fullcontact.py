@@ -60,9 +60,6 @@ class FakeFullContact:
         self.searching: set[str] = set()  # emails whose next lookup answers 202
         self._lock = threading.Lock()
         self.receiver = Receiver(handler=self._handle)
-        # Headers and body leave in two writes: without TCP_NODELAY, Nagle holds the body
-        # until the client's delayed ACK (40 ms a request), which real APIs do not cost.
-        self.receiver.server.RequestHandlerClass.disable_nagle_algorithm = True  # type: ignore[attr-defined]
 
     # -- scripting -------------------------------------------------------------------------
 

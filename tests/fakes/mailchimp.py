@@ -164,6 +164,7 @@ class FakeMailchimp:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # one request, one wait-free answer (tests/http_receiver.py)
 
             def log_message(self, format: str, *args: Any) -> None:
                 pass
