@@ -73,8 +73,8 @@ def fake(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeFullContact]:
     with FakeFullContact({KEY, CANARY}) as f:
         monkeypatch.setenv("SWITCHYARD_FULLCONTACT_BASE_URL", f.base_url)
         monkeypatch.setenv("SWITCHYARD_ALLOW_PRIVATE_URLS", "1")
-        # FullContact's rate limit (100 a second) waits on a moved clock: 1,000 lookups cost
-        # no ten seconds of wall time, and every wait is still kept and counted.
+        # FullContact's rate limit (100 a second) waits on a moved clock: 1,000 lookups no
+        # longer wait ten seconds of wall time, and every wait is still kept.
         moved_http_clock(monkeypatch)
         _settle(config)
         H.reset()
