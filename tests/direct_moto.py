@@ -32,7 +32,10 @@ from werkzeug.test import EnvironBuilder, run_wsgi_app
 
 
 class _Body:
-    """A raw response body as botocore reads one (`read`, and `stream` for a streaming body)."""
+    """A raw response body as botocore reads one (`read`, and `stream` for a streaming body).
+    Not moto's `MockRawResponse`: that is a BytesIO, and a read after `close` raises, where
+    urllib3's body (what the app gets over HTTP) answers with nothing; the S3 reader closes
+    bodies it stops reading early."""
 
     def __init__(self, data: bytes) -> None:
         self._data = data

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import boto3
@@ -83,7 +83,7 @@ def _run(side: str, direct: bool) -> list[tuple[str, Any]]:
         seen.append(("result", _mask(json.dumps(result, default=str, sort_keys=True).encode(), side)))
 
     table, bucket, queue, secret = (f"switchyard-direct-check-{side}",) * 4
-    ddb: Callable[..., None] = lambda op, **kw: call("dynamodb", op, **kw)  # noqa: E731
+    ddb = partial(call, "dynamodb")
     ddb("create_table", TableName=table, BillingMode="PAY_PER_REQUEST",
         KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}],
         AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
@@ -108,7 +108,7 @@ def _run(side: str, direct: bool) -> list[tuple[str, Any]]:
     ddb("delete_item", TableName=table, Key=key, ReturnValues="ALL_OLD")
     ddb("describe_table", TableName="switchyard-direct-check-missing")
 
-    s3: Callable[..., None] = lambda op, **kw: call("s3", op, **kw)  # noqa: E731
+    s3 = partial(call, "s3")
     s3("create_bucket", Bucket=bucket)
     s3("put_object", Bucket=bucket, Key="drops/people one.csv", Body=_BODY, Metadata={"owner": "ops"},
        ContentType="text/csv")
@@ -119,14 +119,14 @@ def _run(side: str, direct: bool) -> list[tuple[str, Any]]:
     s3("get_object", Bucket=bucket, Key="drops/missing.csv")
     s3("delete_object", Bucket=bucket, Key="drops/people one.csv")
 
-    sqs: Callable[..., None] = lambda op, **kw: call("sqs", op, **kw)  # noqa: E731
+    sqs = partial(call, "sqs")
     sqs("create_queue", QueueName=queue)
     url = clients["sqs"].get_queue_url(QueueName=queue)["QueueUrl"]
     sqs("send_message", QueueUrl=url, MessageBody=json.dumps({"job": "é"}))
     sqs("receive_message", QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0)
     sqs("get_queue_url", QueueName="switchyard-direct-check-missing")
 
-    secrets: Callable[..., None] = lambda op, **kw: call("secretsmanager", op, **kw)  # noqa: E731
+    secrets = partial(call, "secretsmanager")
     secrets("create_secret", Name=secret, SecretString="canary-direct-check")
     secrets("get_secret_value", SecretId=secret)
     secrets("get_secret_value", SecretId="switchyard-direct-check-missing")
