@@ -114,7 +114,8 @@ bench-requirements: $(BENCH_STAMP)
 # so the import's peer libraries (requirements-bench.txt) are installed beside lint.
 # One worker more than cores: a worker waits on its moto thread, a browser or a child process
 # part of the time (2 workers left a third of 2 cores idle; 3 took pytest 414 -> 336 s, 4 no
-# further: docs/testing.md).
+# further: docs/testing.md). Files are handed out in tests/conftest.py's order, longest first
+# (--no-loadscope-reorder: xdist would otherwise order them by their number of tests).
 PYTEST_WORKERS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 2) + 1 )))
 # The checks and builds pytest needs run side by side (-j2): .venv and the web build first,
 # then lint, checkov's venv and the bench requirements once .venv is there.
@@ -123,7 +124,7 @@ TEST_BENCHES = $(TIMED_BENCHES)
 # pytest, then the quick benches $(1); fails if either failed.
 define suite_then_benches
 	@$(MAKE) --no-print-directory -j2 $(PREREQUISITES)
-	@$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile; rc=$$?; \
+	@$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; rc=0; fi; \
 	$(MAKE) --no-print-directory run-benches BENCH_QUICK=1 BENCHES="$(1)"; brc=$$?; \
 	[ $$rc -eq 0 ] && [ $$brc -eq 0 ]

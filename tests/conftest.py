@@ -35,18 +35,62 @@ pytest_plugins = ["tests.seeds"]
 
 STAGE = "test"
 
-# The longest files go first. pytest-xdist (--dist loadfile) hands files to its workers in
-# collection order, so a long file handed out last runs alone while the other worker idles:
-# collected alphabetically, the browser tests came last and made CI minutes longer. The order
-# within a file is kept (the sort is stable).
-LONGEST_FIRST = ("tests/web/test_spa.py", "tests/web/test_dashboard.py", "tests/web/test_trust.py", "tests/web/",
-                 "tests/proof/", "tests/engine/", "tests/bench/", "tests/api/test_collect_local.py")
+# The longest files go first, longest first. pytest-xdist (--dist loadfile) hands a worker
+# the next file when it is free; a long file handed out last runs alone while the other
+# workers idle. xdist would order files by how many tests they hold (a one-test bench of
+# 20 s last): the Makefile passes --no-loadscope-reorder, so it keeps this order. The files
+# of 5 s or more, by wall time on 3 workers (a hook timing each test, summed per file); the
+# others follow in collection order, and the order within a file is kept (the sort is stable).
+LONGEST_FIRST = (
+    "tests/web/test_spa.py",
+    "tests/proof/test_crash_redelivery.py",
+    "tests/engine/test_s3_export.py",
+    "tests/engine/test_fault_matrix.py",
+    "tests/test_event_loop.py",
+    "tests/web/test_dashboard.py",
+    "tests/bench/test_export_cost.py",
+    "tests/web/test_resync.py",
+    "tests/web/test_realtime_job.py",
+    "tests/proof/test_provider_outages.py",
+    "tests/engine/test_engine.py",
+    "tests/web/test_trust.py",
+    "tests/web/test_write_key_dialog.py",
+    "tests/membership/test_export_changes.py",
+    "tests/test_package.py",
+    "tests/engine/test_enrichment.py",
+    "tests/api/test_health_sweep_scale.py",
+    "tests/api/test_races.py",
+    "tests/providers/test_s3_import_reader.py",
+    "tests/bench/test_export_batch_requests.py",
+    "tests/web/test_spa_users.py",
+    "tests/providers/test_provider_conformance.py",
+    "tests/bench/test_export_requests.py",
+    "tests/proof/test_bad_inputs.py",
+    "tests/web/test_spa_aws_trust.py",
+    "tests/membership/test_export_resync.py",
+    "tests/bench/test_health_sweep.py",
+    "tests/proof/test_load.py",
+    "tests/bench/test_s3_import_memory.py",
+    "tests/proof/test_fuzz.py",
+    "tests/bench/test_requests_per_call.py",
+    "tests/membership/test_realtime_crash.py",
+    "tests/store/test_profile_repo.py",
+    "tests/test_holds.py",
+    "tests/test_local_stack.py",
+    "tests/api/test_collect_local.py",
+    "tests/bench/test_profiles_upsert.py",
+    "tests/api/test_collect_api.py",
+    "tests/providers/test_http.py",
+    "tests/proof/test_collect_crash.py",
+    "tests/membership/test_backfill.py",
+)
+RANK = {path: i for i, path in enumerate(LONGEST_FIRST)}
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     def rank(item: pytest.Item) -> int:
         path = item.nodeid.split("::")[0]
-        return next((i for i, prefix in enumerate(LONGEST_FIRST) if path.startswith(prefix)), len(LONGEST_FIRST))
+        return RANK.get(path, len(LONGEST_FIRST))
 
     items.sort(key=rank)
 

@@ -1,6 +1,7 @@
-"""What the browser tests share: the browser and signed-in page fixtures, signing in (on
-the module's page or as another user in a context of their own), calls to the stack's
-API, screenshots, and the wizard's steps up to a new authorization's credentials.
+"""What the browser tests share: the module's signed-in page fixture (on the worker's
+browser, tests/web/conftest.py), signing in (on the module's page or as another user in a
+context of their own), calls to the stack's API, screenshots, and the wizard's steps up to
+a new authorization's credentials.
 
 Importing it skips (fails under CI) the importing module when Playwright, chromium or the
 built web app is missing."""
@@ -20,23 +21,14 @@ from tests import requires
 from tests.test_local_stack import TOKEN, Stack
 from tests.web import axe
 
-playwright_sync = requires.module("playwright.sync_api", "run `make venv` (requirements-dev.txt pins playwright)")
+requires.module("playwright.sync_api", "run `make venv` (requirements-dev.txt pins playwright)")
 from playwright.sync_api import Browser, Page, expect  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "docs" / "screenshots"
-CHROMIUM = requires.path(Path(shutil.which("chromium") or "/usr/bin/chromium"), "chromium",
-                         "run `make chromium` (apt-get install chromium; make test does)")
+requires.path(Path(shutil.which("chromium") or "/usr/bin/chromium"), "chromium",
+              "run `make chromium` (apt-get install chromium; make test does)")
 requires.path(ROOT / "web" / "dist" / "index.html", "the built web app", "run `make web` (make test does)")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
-    with playwright_sync.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM),
-                              args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")

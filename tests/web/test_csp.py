@@ -6,12 +6,12 @@ that the policy is enforced and that violations are seen)."""
 from __future__ import annotations
 
 import os
-import shutil
 import threading
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,7 +21,6 @@ from tests import requires
 ROOT = Path(__file__).resolve().parents[2]
 DIST = ROOT / "web" / "dist"
 FALLBACK = ROOT / "web" / "static"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 POLICY = "default-src 'self'; object-src 'none'; frame-ancestors 'none'"
 
 
@@ -85,40 +84,36 @@ def test_every_static_answer_carries_the_policy(origin: tuple[str, Path]) -> Non
     assert gateway.CONTENT_SECURITY_POLICY == POLICY
 
 
-def test_the_page_works_under_the_policy_and_inline_code_is_refused(origin: tuple[str, Path]) -> None:
-    requires.path(Path(CHROMIUM), "chromium", "run `make chromium`")
-    playwright_sync = requires.module("playwright.sync_api", "run `make venv`")
+def test_the_page_works_under_the_policy_and_inline_code_is_refused(origin: tuple[str, Path], browser: Any) -> None:
     base, root = origin
-    with playwright_sync.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM,
-                                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"])
-        try:
-            page = browser.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda e: errors.append(str(e)))
-            # The browser's own favicon request 404s (the app has none): not the app's doing.
-            page.on("console", lambda m: errors.append(f"{m.text} {m.location.get('url')}")
-                    if m.type == "error" and not str(m.location.get("url")).endswith("/favicon.ico") else None)
-            page.add_init_script("window.__violations = [];"
-                                 "document.addEventListener('securitypolicyviolation',"
-                                 " e => window.__violations.push(e.violatedDirective));")
-            page.goto(base + "/")
-            # THEN the app rendered (its script ran) and its stylesheet applied
-            token_box = page.get_by_label("API token")
-            token_box.wait_for(state="visible", timeout=15_000)
-            sheets = page.evaluate("Array.from(document.styleSheets).filter(s => s.cssRules.length).length")
-            assert sheets >= 1
-            assert page.evaluate("window.__violations") == [] and errors == [], errors
-            # WHEN code is injected inline (what an injection would do)
-            page.evaluate("""() => {
-                const s = document.createElement('script'); s.textContent = 'window.__ran = 1';
-                document.body.appendChild(s);
-                document.body.setAttribute('style', 'background: red');
-            }""")
-            page.wait_for_function("window.__violations.length >= 2", timeout=10_000)
-            # THEN the browser refused both, and said so
-            assert page.evaluate("window.__ran") is None
-            assert {v.split(" ")[0] for v in page.evaluate("window.__violations")} >= {
-                "script-src-elem", "style-src-attr"}, page.evaluate("window.__violations")
-        finally:
-            browser.close()
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        errors: list[str] = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        # The browser's own favicon request 404s (the app has none): not the app's doing.
+        page.on("console", lambda m: errors.append(f"{m.text} {m.location.get('url')}")
+                if m.type == "error" and not str(m.location.get("url")).endswith("/favicon.ico") else None)
+        page.add_init_script("window.__violations = [];"
+                             "document.addEventListener('securitypolicyviolation',"
+                             " e => window.__violations.push(e.violatedDirective));")
+        page.goto(base + "/")
+        # THEN the app rendered (its script ran) and its stylesheet applied
+        token_box = page.get_by_label("API token")
+        token_box.wait_for(state="visible", timeout=15_000)
+        sheets = page.evaluate("Array.from(document.styleSheets).filter(s => s.cssRules.length).length")
+        assert sheets >= 1
+        assert page.evaluate("window.__violations") == [] and errors == [], errors
+        # WHEN code is injected inline (what an injection would do)
+        page.evaluate("""() => {
+            const s = document.createElement('script'); s.textContent = 'window.__ran = 1';
+            document.body.appendChild(s);
+            document.body.setAttribute('style', 'background: red');
+        }""")
+        page.wait_for_function("window.__violations.length >= 2", timeout=10_000)
+        # THEN the browser refused both, and said so
+        assert page.evaluate("window.__ran") is None
+        assert {v.split(" ")[0] for v in page.evaluate("window.__violations")} >= {
+            "script-src-elem", "style-src-attr"}, page.evaluate("window.__violations")
+    finally:
+        context.close()

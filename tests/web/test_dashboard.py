@@ -24,7 +24,7 @@ from tests.web.test_spa import (  # playwright: skipped there when absent
 from tests.web.test_trust import finished
 
 pytestmark = spa.pytestmark
-mailchimp, google, stack, browser, page = spa.mailchimp, spa.google, spa.stack, spa.browser, spa.page
+mailchimp, google, stack, page = spa.mailchimp, spa.google, spa.stack, spa.page
 
 
 def _to_configure(page: Page, auth_label: str) -> None:

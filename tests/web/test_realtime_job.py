@@ -21,7 +21,7 @@ from playwright.sync_api import Page, expect
 
 from tests.http_receiver import Answer, Received, Receiver
 from tests.test_local_stack import Stack
-from tests.web.test_spa import api, browser, page, s3_auth, shot, signed_in  # noqa: F401  (fixtures)
+from tests.web.test_spa import api, page, s3_auth, shot, signed_in  # noqa: F401  (fixtures)
 from tests.web.test_write_key_dialog import stack  # noqa: F401  (a plain local stack per module)
 
 PRO = {"all": [{"field": "plan", "op": "equals", "value": "pro"}]}

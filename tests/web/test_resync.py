@@ -17,7 +17,7 @@ from tests.http_receiver import Receiver
 from tests.test_local_stack import Stack
 from tests.web import axe
 from tests.web.test_realtime_job import PRO, Entered, identify
-from tests.web.test_spa import api, browser, page, signed_in  # noqa: F401  (fixtures)
+from tests.web.test_spa import api, page, signed_in  # noqa: F401  (fixtures)
 from tests.web.test_write_key_dialog import stack  # noqa: F401  (a plain local stack per module)
 
 

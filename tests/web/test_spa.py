@@ -48,8 +48,8 @@ from tests.web.helpers import (  # skips this module when Playwright, chromium o
     to_new_authorization,
 )
 
-# The module's browser and signed-in page (each module that uses them gets its own).
-browser, page = helpers.browser, helpers.page
+# The module's signed-in page (each module that uses it gets its own), on the worker's browser.
+page = helpers.page
 ACCESS_KEYS = {"access_key_id": "AKIAIOSFODNN7EXAMPLE",
                "secret_access_key": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"}
 

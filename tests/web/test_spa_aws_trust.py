@@ -3,7 +3,7 @@ connected, and asks for no external id (Switchyard generates it)."""
 
 from __future__ import annotations
 
-from tests.web.test_spa import api, browser, google, mailchimp, page, signed_in, stack  # noqa: F401  (fixtures)
+from tests.web.test_spa import api, google, mailchimp, page, signed_in, stack  # noqa: F401  (fixtures)
 
 from playwright.sync_api import Page, expect  # noqa: E402  (after the requires check in test_spa)
 

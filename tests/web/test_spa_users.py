@@ -8,8 +8,8 @@ from tests.web import test_spa as spa
 from tests.web.helpers import Browser, Page, api, expect, signed_in, signed_in_as
 from tests.web.test_spa import assert_accessible
 
-# test_spa.py's stack (with its fakes), and the module's own browser and signed-in page.
-mailchimp, google, stack, browser, page = spa.mailchimp, spa.google, spa.stack, spa.browser, spa.page
+# test_spa.py's stack (with its fakes), and the module's own signed-in page.
+mailchimp, google, stack, page = spa.mailchimp, spa.google, spa.stack, spa.page
 
 
 def _user(stack, name: str, role: str) -> tuple[dict, str]:

@@ -17,8 +17,8 @@ from tests.web.helpers import wizard_to_credentials
 from tests.web.test_spa import Page, api, expect, shot, signed_in  # playwright: skipped there when absent
 
 pytestmark = spa.pytestmark
-# The module's own stack, browser and signed-in page, built as test_spa.py builds its own.
-mailchimp, google, stack, browser, page = spa.mailchimp, spa.google, spa.stack, spa.browser, spa.page
+# The module's own stack and signed-in page, built as test_spa.py builds its own.
+mailchimp, google, stack, page = spa.mailchimp, spa.google, spa.stack, spa.page
 
 JARGON = re.compile(r"should|String |Value error|pattern|\^|\$|\{\d|usr_|auth_0|access_keys|s3_file_import|authorization_id")
 

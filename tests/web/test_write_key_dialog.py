@@ -18,7 +18,7 @@ from tests.test_local_stack import Stack
 from tests.web import axe, helpers
 from tests.web.helpers import SHOTS, Page, api, choose_provider, expect, signed_in, to_new_authorization
 
-browser, page = helpers.browser, helpers.page  # the module's own, with its own stack below
+page = helpers.page  # the module's own, with its own stack below
 
 CURL = requires.path(Path(shutil.which("curl") or "/usr/bin/curl"), "curl", "apt-get install curl")
 
