@@ -61,8 +61,12 @@ def _run(side: str, direct: bool) -> list[tuple[str, Any]]:
     def record(response_dict: dict[str, Any], operation_model: Any = None, **_: Any) -> None:
         body = response_dict["body"]
         headers = {k.lower(): v for k, v in response_dict["headers"].items() if k.lower() not in _TRANSPORT_HEADERS}
-        seen.append((operation_model.name, (response_dict["status_code"],
-                                            _mask(body, side) if isinstance(body, bytes) else "<stream>",
+        masked = _mask(body, side) if isinstance(body, bytes) else "<stream>"
+        if isinstance(body, bytes) and "content-length" in headers:
+            # The length the answer would have had with the masked body: a time moto writes
+            # as a float is one digit shorter now and then, on either side.
+            headers["content-length"] = str(int(headers["content-length"]) - len(body) + len(masked.encode()))
+        seen.append((operation_model.name, (response_dict["status_code"], masked,
                                             {k: _mask(v.encode(), side) for k, v in sorted(headers.items())})))
 
     clients = {name: _client(name, direct) for name in ("dynamodb", "s3", "sqs", "secretsmanager")}
