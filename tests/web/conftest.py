@@ -1,7 +1,8 @@
 """The browser tests' chromium: one per worker process, shared by every module that asks for
 `browser`. Each module opens its own contexts (a context holds a page's storage, cookies and
-permissions), so nothing but the process carries from one module to the next; a launch costs
-~0.8 s of CPU, and the modules of a worker launched eight."""
+permissions), so nothing but the process carries from one module to the next. A launch costs
+~0.8 s of CPU; the browser tests launched ten between them, one per module and two more in
+test_csp.py."""
 
 from __future__ import annotations
 
