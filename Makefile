@@ -112,11 +112,13 @@ bench-requirements: $(BENCH_STAMP)
 # `make test` runs every timed bench (TEST_BENCHES, idle: cold start ~40-65 s, the HTTP layer
 # ~2 s, the import ~45-50 s, the real-time latency ~27 s, the collector's throughput ~17-19 s),
 # so the import's peer libraries (requirements-bench.txt) are installed beside lint.
-# Two workers more than cores: a worker waits on its moto thread, a browser or a child process
-# part of the time. Files are handed out in tests/conftest.py's order, longest first
-# (--no-loadscope-reorder: xdist would otherwise order them by their number of tests); in that
-# order 4 workers took pytest 221 s on average where 3 took 239 s (docs/testing.md).
-PYTEST_WORKERS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 2) + 2 )))
+# One worker more than cores: a worker waits on its moto thread, a browser or a child process
+# part of the time (2 workers left a third of 2 cores idle). A fourth worker on 2 cores was
+# faster on a warm checkout and slower on a fresh clone, where every worker compiles the same
+# modules at the start (tests/README.md, "Harness decisions"). Files are handed out in
+# tests/conftest.py's order, longest first (--no-loadscope-reorder: xdist would otherwise
+# order them by their number of tests).
+PYTEST_WORKERS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 2) + 1 )))
 # The checks and builds pytest needs run side by side (-j2): .venv and the web build first,
 # then lint, checkov's venv and the bench requirements once .venv is there.
 PREREQUISITES := lint web chromium checkov bench-requirements
