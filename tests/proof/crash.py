@@ -47,25 +47,28 @@ class Injector:
     _dead: bool = False
     _kind: str = ""
     _max_calls: dict[str, int] = field(default_factory=dict)
+    _ack_armed: bool = False
 
     # -- one delivery -------------------------------------------------------------------
 
     @contextmanager
-    def delivery(self, kind: str, kill: bool, horizon: int | None = None) -> Iterator[None]:
+    def delivery(self, kind: str, kill: bool, horizon: int | None = None, *, at_ack: bool = False) -> Iterator[None]:
         """Wrap one handler invocation. With `kill`, the runner dies at slot k, drawn uniformly
         up to `horizon`, by default the most calls a delivery of this kind made so far (+ 1
-        for the ack)."""
+        for the ack). With `at_ack` it dies at the ack, for sure: its work all done, the
+        answer lost."""
         if horizon is None:
             horizon = max(self._max_calls.get(kind, 8), 4) + 1
         with self._lock:
             self._kind, self._calls, self._dead, self._active = kind, 0, False, True
             self._armed_at = self.rng.randint(1, horizon) if kill else None
+            self._ack_armed = at_ack
             self._phase = self.rng.choice(("before", "after"))
         try:
             yield
         finally:
             with self._lock:
-                self._active = False
+                self._active = self._ack_armed = False
                 self._max_calls[kind] = max(self._max_calls.get(kind, 0), self._calls)
 
     def ack(self) -> None:
@@ -76,8 +79,8 @@ class Injector:
                 raise Killed("already dead")
             # The ack is the slot after the delivery's last call; a draw past it finds the
             # delivery over and spares it (so every slot of a delivery is equally likely).
-            if self._armed_at is not None and self._armed_at == self._calls + 1:
-                self._armed_at = None
+            if self._ack_armed or (self._armed_at is not None and self._armed_at == self._calls + 1):
+                self._armed_at, self._ack_armed = None, False
                 self.points.append(KillPoint(self._kind, ACK, "ack"))
                 self._dead = True
                 raise Killed("killed before the message was deleted")
