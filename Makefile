@@ -114,8 +114,8 @@ bench-requirements: $(BENCH_STAMP)
 # so the import's peer libraries (requirements-bench.txt) are installed beside lint.
 # One worker more than cores: a worker waits on its moto thread, a browser or a child process
 # part of the time (2 workers left a third of 2 cores idle). A fourth worker on 2 cores was
-# faster on a warm checkout and slower on a fresh clone, where every worker compiles the same
-# modules at the start (tests/README.md, "Harness decisions"). Files are handed out in
+# faster on a warm checkout but showed no gain on fresh clones, what CI runs (tests/README.md,
+# "Harness decisions"). Files are handed out in
 # tests/conftest.py's order, longest first (--no-loadscope-reorder: xdist would otherwise
 # order them by their number of tests).
 PYTEST_WORKERS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 2) + 1 )))

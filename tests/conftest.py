@@ -35,9 +35,9 @@ pytest_plugins = ["tests.seeds"]
 
 STAGE = "test"
 
-# The longest files go first, longest first. pytest-xdist (--dist loadfile) hands a worker
-# the next file when it is free; a long file handed out last runs alone while the other
-# workers idle. xdist would order files by how many tests they hold (a one-test bench of
+# The longest files go first, longest first. pytest-xdist (--dist loadfile) queues a worker's
+# next file as the one it runs nears its end; a long file handed out last runs alone while
+# the other workers idle. xdist would order files by how many tests they hold (a one-test bench of
 # 20 s last): the Makefile passes --no-loadscope-reorder, so it keeps this order. The files
 # of 5 s or more, by wall time on 3 workers (a hook timing each test, summed per file); the
 # others follow in collection order, and the order within a file is kept (the sort is stable).

@@ -2,7 +2,9 @@
 `browser`. Each module opens its own contexts (a context holds a page's storage, cookies and
 permissions), so nothing but the process carries from one module to the next. A launch costs
 ~0.8 s of CPU; the browser tests launched ten between them, one per module and two more in
-test_csp.py."""
+test_csp.py. Playwright's sync API marks the worker's thread as running an event loop while
+the browser is open, now until the worker ends: a test that calls `asyncio.run`, or starts
+`sync_playwright()` again, would fail on a worker that ran a browser test before it."""
 
 from __future__ import annotations
 
