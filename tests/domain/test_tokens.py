@@ -10,7 +10,7 @@ import pytest
 from chalicelib.domain import tokens
 
 
-def test_issued_secrets_pass_and_many_random_secrets_are_never_refused() -> None:
+def test_issued_secrets_pass_and_many_random_secrets_are_almost_never_refused() -> None:
     # GIVEN secrets drawn like issued ones (replayable: TOKENS_SEED)
     seed = int(os.environ.get("TOKENS_SEED", random.SystemRandom().randrange(2**32)))
     print(f"TOKENS_SEED={seed}")
@@ -19,8 +19,10 @@ def test_issued_secrets_pass_and_many_random_secrets_are_never_refused() -> None
     drawn = ["".join(rng.choice(alphabet) for _ in range(tokens.SECRET_CHARS)) for _ in range(20_000)]
     # WHEN each is checked as an operator's choice
     refused = [s for s in drawn if tokens.chosen_token_problem(f"tok_ops.{s}") is not None]
-    # THEN none is refused, and the system's own generator passes too
-    assert refused == []
+    # THEN at most one is refused (the rules refuse ~3 in 10^8 uniformly random secrets, so
+    # 20,000 hold one about once in 1,600 runs and two about once in 5 million), and the
+    # system's own generator passes too
+    assert len(refused) <= 1, refused
     assert tokens.chosen_token_problem(f"tok_ops.{tokens.new_secret()}") is None
     assert len(tokens.new_secret()) == tokens.SECRET_CHARS
 

@@ -95,13 +95,15 @@ class Crash(Exception):
 def dying(real: Any, rng: Any, crashes: dict[str, int], *, before: tuple[str, float],
           after: tuple[str, float] | None = None) -> Any:
     """`real` (a function or an unbound method) wrapped to die before it runs or after it
-    returned, counting each kind in `crashes`. The first call dies before it and the second
-    after it (so each kind happens whatever the seed); then each kind with its chance, drawn
-    from the seeded `rng` (before, then after: the replay of a seed draws the same)."""
+    returned, counting each kind in `crashes`. The first call dies before it, and the first
+    call that runs it dies after it (so each kind happens whatever the seed: the second call
+    may itself die before); then each kind with its chance, drawn from the seeded `rng`
+    (before, then after: the replay of a seed draws the same)."""
     calls = 0
+    died_after = False
 
     def wrapped(*args: Any, **kw: Any) -> Any:
-        nonlocal calls
+        nonlocal calls, died_after
         calls += 1
         kind, chance = before
         if calls == 1 or rng.random() < chance:
@@ -110,7 +112,8 @@ def dying(real: Any, rng: Any, crashes: dict[str, int], *, before: tuple[str, fl
         out = real(*args, **kw)
         if after is not None:
             kind, chance = after
-            if calls == 2 or rng.random() < chance:
+            if not died_after or rng.random() < chance:
+                died_after = True
                 crashes[kind] += 1
                 raise Crash(f"died after {real.__name__} ({kind})")
         return out
