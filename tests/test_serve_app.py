@@ -2,6 +2,7 @@
 server share one app object, and a worker process may run both (pytest-xdist)."""
 
 import os
+from unittest import mock
 
 import pytest
 
@@ -13,12 +14,8 @@ def test_the_app_is_served_again_after_the_devserver_loaded_it():
     # Chalice applies the "local" stage's variables to os.environ and leaves them there: put
     # the session's back, or the worker's next test that reads the settings again asks for
     # the local stage's tables.
-    saved = dict(os.environ)
-    try:
+    with mock.patch.dict(os.environ):
         gateway.load_app("local")
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
     for _ in range(2):
         with serve_app() as base:
             assert base.startswith("http://127.0.0.1:")

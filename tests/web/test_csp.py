@@ -12,6 +12,7 @@ import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 
@@ -30,12 +31,10 @@ def chalice_app() -> tuple[object, object]:
     # environment, which the static files do not need and later tests must not inherit.
     from chalicelib import config
 
-    saved = dict(os.environ)
     try:
-        return gateway.load_app("local")
+        with mock.patch.dict(os.environ):
+            return gateway.load_app("local")
     finally:
-        os.environ.clear()
-        os.environ.update(saved)
         config.reset()
 
 
@@ -85,7 +84,7 @@ def test_every_static_answer_carries_the_policy(origin: tuple[str, Path]) -> Non
 
 
 def test_the_page_works_under_the_policy_and_inline_code_is_refused(origin: tuple[str, Path], browser: Any) -> None:
-    base, root = origin
+    base, _ = origin
     context = browser.new_context()
     try:
         page = context.new_page()
