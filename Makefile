@@ -123,11 +123,25 @@ PYTEST_WORKERS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 2) + 1 )))
 # then lint, checkov's venv and the bench requirements once .venv is there.
 PREREQUISITES := lint web chromium checkov bench-requirements
 TEST_BENCHES = $(TIMED_BENCHES)
+# What a phase cost the whole machine, printed after the setup, pytest and each bench: wall seconds
+# and the CPU seconds every process spent (/proc/stat's busy time; 0 where there is none).
+# The wall cannot fall below the CPU over the cores, so these lines show how far a phase can
+# still be sped up by running more at once and how far only by doing less.
+MACHINE_CPU = awk '/^cpu /{print $$2+$$3+$$4+$$7+$$8+$$9; exit}' /proc/stat 2>/dev/null || echo 0
+CORES := $(shell nproc 2>/dev/null || echo 2)
+CLOCK_TICKS := $(shell getconf CLK_TCK 2>/dev/null || echo 100)
+# $(call spent,LABEL,START,CPU_START): "LABEL 43.0 s; machine CPU 39.5 s, 0.92 of 2 cores"
+spent = awk -v t0="$(2)" -v c0="$(3)" -v c1="$$($(MACHINE_CPU))" -v t1="$$(date +%s.%N)" -v n=$(CORES) -v hz=$(CLOCK_TICKS) \
+  'BEGIN { w = t1 - t0; c = (c1 - c0) / hz; printf "$(1) %.1f s; machine CPU %.1f s, %.2f of %d cores\n", w, c, (w > 0 ? c / w : 0), n }'
 # pytest, then the quick benches $(1); fails if either failed.
 define suite_then_benches
-	@$(MAKE) --no-print-directory -j2 $(PREREQUISITES)
-	@$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder; rc=$$?; \
+	@t0=$$(date +%s.%N); c0=$$($(MACHINE_CPU)); \
+	$(MAKE) --no-print-directory -j2 $(PREREQUISITES); rc=$$?; \
+	$(call spent,setup took,$$t0,$$c0); exit $$rc
+	@t0=$$(date +%s.%N); c0=$$($(MACHINE_CPU)); \
+	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; rc=0; fi; \
+	$(call spent,pytest took,$$t0,$$c0); \
 	$(MAKE) --no-print-directory run-benches BENCH_QUICK=1 BENCHES="$(1)"; brc=$$?; \
 	[ $$rc -eq 0 ] && [ $$brc -eq 0 ]
 endef
@@ -173,16 +187,16 @@ bench: $(BENCH_STAMP)
 # The loop of `make bench`, without installing the bench requirements (`make test` installs
 # them first, through bench-requirements).
 run-benches: venv
-	@failed=""; start=$$(date +%s); for f in $(BENCHES); do \
-	  echo "== $$f"; t0=$$(date +%s); \
+	@failed=""; start=$$(date +%s.%N); cstart=$$($(MACHINE_CPU)); for f in $(BENCHES); do \
+	  echo "== $$f"; t0=$$(date +%s.%N); c0=$$($(MACHINE_CPU)); \
 	  BENCH_QUICK=$(BENCH_QUICK) timeout -k 10 $(BENCH_TIMEOUT) $(BIN)/python $$f > $(BENCH_OUT) 2>&1; rc=$$?; \
 	  grep -av '^{"level"' $(BENCH_OUT); \
 	  [ $$rc -eq 124 ] && echo "   killed after $(BENCH_TIMEOUT) s"; \
 	  grep -aq '^RESULT ' $(BENCH_OUT) || echo "   no RESULT line: the bench crashed"; \
 	  grep -aq '^RESULT PASS' $(BENCH_OUT) && [ $$rc -eq 0 ] || failed="$$failed $$f"; \
-	  echo "   ($$(( $$(date +%s) - t0 )) s)"; \
+	  $(call spent,   took,$$t0,$$c0); \
 	done; rm -f $(BENCH_OUT); \
-	echo "benches took $$(( $$(date +%s) - start )) s"; \
+	$(call spent,benches took,$$start,$$cstart); \
 	if [ -n "$$failed" ]; then echo "benches over budget:$$failed"; exit 1; fi
 
 # The stage's merged CloudFormation template and deployment zip in dist/ (no AWS account

@@ -6,6 +6,7 @@ a bench that misses its budget, crashes, or exits non-zero after printing PASS."
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -58,6 +59,9 @@ BENCHES = {
     "misses.py": 'import sys\nprint("RESULT FAIL ratio 1.05 (budget >= 1.2)")\nsys.exit(1)',
     "crashes.py": 'raise RuntimeError("the bench broke before its result")',
     "lies.py": 'import sys\nprint("RESULT PASS ratio 1.31")\nsys.exit(3)',
+    # a second of CPU burnt in this process: what the machine's CPU line must at least show
+    "burns.py": 'import time\nt = time.process_time()\nwhile time.process_time() - t < 1.0:\n    pass\n'
+                'print("RESULT PASS ratio 1.31")',
 }
 
 
@@ -76,6 +80,19 @@ def test_run_benches_passes_when_every_bench_passes(tmp_path: Path) -> None:
     done = run_benches(tmp_path, ["passes.py"])
     assert done.returncode == 0, done.stdout + done.stderr
     assert "RESULT PASS ratio 1.31" in done.stdout and "over budget" not in done.stdout
+
+
+def test_run_benches_prints_each_bench_s_wall_and_the_machine_s_cpu(tmp_path: Path) -> None:
+    done = run_benches(tmp_path, ["burns.py", "passes.py"])
+    assert done.returncode == 0, done.stdout + done.stderr
+    spent = re.compile(r"took (\d+\.\d) s; machine CPU (\d+\.\d) s, (\d+\.\d\d) of (\d+) cores$")
+    lines = [ln.strip() for ln in done.stdout.splitlines() if ln.strip().startswith(("took", "benches took"))]
+    assert len(lines) == 3, done.stdout  # one per bench, one for the loop
+    burns, _, loop = (spent.search(ln) for ln in lines)
+    assert burns and loop, done.stdout
+    # the burning bench's own second is in its line and in the loop's (other processes only add)
+    assert float(burns[2]) >= 0.9 and float(loop[2]) >= 0.9, done.stdout
+    assert float(burns[1]) >= 0.9 and int(burns[4]) == len(os.sched_getaffinity(0)), done.stdout
 
 
 def test_run_benches_fails_on_a_missed_budget_a_crash_and_a_pass_with_a_bad_exit(tmp_path: Path) -> None:
