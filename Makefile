@@ -124,15 +124,18 @@ PYTEST_WORKERS ?= $(shell echo $$(( $$(nproc 2>/dev/null || echo 2) + 1 )))
 PREREQUISITES := lint web chromium checkov bench-requirements
 TEST_BENCHES = $(TIMED_BENCHES)
 # What a phase cost the whole machine, printed after the setup, pytest and each bench: wall seconds
-# and the CPU seconds every process spent (/proc/stat's busy time; 0 where there is none).
-# The wall cannot fall below the CPU over the cores, so these lines show how far a phase can
-# still be sped up by running more at once and how far only by doing less.
-MACHINE_CPU = awk '/^cpu /{print $$2+$$3+$$4+$$7+$$8+$$9; exit}' /proc/stat 2>/dev/null || echo 0
-CORES := $(shell nproc 2>/dev/null || echo 2)
+# and the CPU seconds every process and the kernel spent (/proc/stat's user, nice, system, irq and
+# softirq time; not steal, which a hypervisor gave to others). The wall cannot fall below the CPU
+# over the cores, so these lines show how far a phase can still be sped up by running more at
+# once and how far only by doing less. Without /proc/stat the CPU reads "n/a".
+MACHINE_CPU = awk '/^cpu /{printf "%.0f\n", $$2+$$3+$$4+$$7+$$8; exit}' /proc/stat 2>/dev/null
+# The CPUs /proc/stat counts (the whole machine, whatever this process's affinity).
+CORES := $(shell grep -c '^cpu[0-9]' /proc/stat 2>/dev/null)
 CLOCK_TICKS := $(shell getconf CLK_TCK 2>/dev/null || echo 100)
 # $(call spent,LABEL,START,CPU_START): "LABEL 43.0 s; machine CPU 39.5 s, 0.92 of 2 cores"
-spent = awk -v t0="$(2)" -v c0="$(3)" -v c1="$$($(MACHINE_CPU))" -v t1="$$(date +%s.%N)" -v n=$(CORES) -v hz=$(CLOCK_TICKS) \
-  'BEGIN { w = t1 - t0; c = (c1 - c0) / hz; printf "$(1) %.1f s; machine CPU %.1f s, %.2f of %d cores\n", w, c, (w > 0 ? c / w : 0), n }'
+spent = awk -v t0="$(2)" -v c0="$(3)" -v c1="$$($(MACHINE_CPU))" -v t1="$$(date +%s.%N)" -v n="$(CORES)" -v hz=$(CLOCK_TICKS) \
+  'BEGIN { w = t1 - t0; if (c0 == "" || c1 == "" || n + 0 == 0) { printf "$(1) %.1f s; machine CPU n/a\n", w; exit } \
+           c = (c1 - c0) / hz; printf "$(1) %.1f s; machine CPU %.1f s, %.2f of %d cores\n", w, c, (w > 0 ? c / w : 0), n }'
 # pytest, then the quick benches $(1); fails if either failed.
 define suite_then_benches
 	@t0=$$(date +%s.%N); c0=$$($(MACHINE_CPU)); \
