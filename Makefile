@@ -132,16 +132,19 @@ MACHINE_CPU = awk '/^cpu /{printf "%.0f\n", $$2+$$3+$$4+$$7+$$8; exit}' /proc/st
 # The CPUs /proc/stat counts (the whole machine, whatever this process's affinity).
 CORES := $(shell grep -c '^cpu[0-9]' /proc/stat 2>/dev/null)
 CLOCK_TICKS := $(shell getconf CLK_TCK 2>/dev/null || echo 100)
+NOW = date +%s.%N
+# $(call mark,T,C): shell variables T and C set to the clock and the machine's CPU now
+mark = $(1)=$$($(NOW)); $(2)=$$($(MACHINE_CPU))
 # $(call spent,LABEL,START,CPU_START): "LABEL 43.0 s; machine CPU 39.5 s, 0.92 of 2 cores"
-spent = awk -v t0="$(2)" -v c0="$(3)" -v c1="$$($(MACHINE_CPU))" -v t1="$$(date +%s.%N)" -v n="$(CORES)" -v hz=$(CLOCK_TICKS) \
+spent = awk -v t0="$(2)" -v c0="$(3)" -v c1="$$($(MACHINE_CPU))" -v t1="$$($(NOW))" -v n="$(CORES)" -v hz=$(CLOCK_TICKS) \
   'BEGIN { w = t1 - t0; if (c0 == "" || c1 == "" || n + 0 == 0) { printf "$(1) %.1f s; machine CPU n/a\n", w; exit } \
            c = (c1 - c0) / hz; printf "$(1) %.1f s; machine CPU %.1f s, %.2f of %d cores\n", w, c, (w > 0 ? c / w : 0), n }'
 # pytest, then the quick benches $(1); fails if either failed.
 define suite_then_benches
-	@t0=$$(date +%s.%N); c0=$$($(MACHINE_CPU)); \
+	@$(call mark,t0,c0); \
 	$(MAKE) --no-print-directory -j2 $(PREREQUISITES); rc=$$?; \
 	$(call spent,setup took,$$t0,$$c0); exit $$rc
-	@t0=$$(date +%s.%N); c0=$$($(MACHINE_CPU)); \
+	@$(call mark,t0,c0); \
 	$(BIN)/pytest -n $(PYTEST_WORKERS) --dist loadfile --no-loadscope-reorder; rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "pytest: no tests collected"; rc=0; fi; \
 	$(call spent,pytest took,$$t0,$$c0); \
@@ -190,8 +193,8 @@ bench: $(BENCH_STAMP)
 # The loop of `make bench`, without installing the bench requirements (`make test` installs
 # them first, through bench-requirements).
 run-benches: venv
-	@failed=""; start=$$(date +%s.%N); cstart=$$($(MACHINE_CPU)); for f in $(BENCHES); do \
-	  echo "== $$f"; t0=$$(date +%s.%N); c0=$$($(MACHINE_CPU)); \
+	@failed=""; $(call mark,start,cstart); for f in $(BENCHES); do \
+	  echo "== $$f"; $(call mark,t0,c0); \
 	  BENCH_QUICK=$(BENCH_QUICK) timeout -k 10 $(BENCH_TIMEOUT) $(BIN)/python $$f > $(BENCH_OUT) 2>&1; rc=$$?; \
 	  grep -av '^{"level"' $(BENCH_OUT); \
 	  [ $$rc -eq 124 ] && echo "   killed after $(BENCH_TIMEOUT) s"; \

@@ -93,20 +93,23 @@ def test_run_benches_passes_when_every_bench_passes(tmp_path: Path) -> None:
 
 
 def test_run_benches_prints_the_wall_and_the_machine_cpu_of_each_bench_and_of_the_loop(tmp_path: Path) -> None:
-    # The CPU counter read from a file the first bench moves on by 250 ticks: the figures are
-    # known, so a wrong scale, a swap of wall and CPU or a wrong ratio shows.
-    ticks = tmp_path / "ticks"
+    # The clock and the CPU counter read from files the first bench moves on, by 0.5 s and by
+    # 250 ticks: the figures are known, so a wrong scale, a swap of wall and CPU or a wrong
+    # ratio shows.
+    clock, ticks = tmp_path / "clock", tmp_path / "ticks"
+    clock.write_text("1000.0\n")
     ticks.write_text("1000\n")
-    (tmp_path / "ticks.py").write_text(f"import pathlib, time\np = pathlib.Path({str(ticks)!r})\n"
-                                       "p.write_text(str(int(p.read_text()) + 250))\ntime.sleep(0.3)\n"
-                                       "print('RESULT PASS ratio 1.31')\n")
-    done = run_benches(tmp_path, ["ticks.py", "passes.py"], f"MACHINE_CPU=cat {ticks}", "CLOCK_TICKS=100", "CORES=7")
+    (tmp_path / "ticks.py").write_text(
+        f"import pathlib\nclock, ticks = pathlib.Path({str(clock)!r}), pathlib.Path({str(ticks)!r})\n"
+        "clock.write_text(str(float(clock.read_text()) + 0.5))\nticks.write_text(str(int(ticks.read_text()) + 250))\n"
+        "print('RESULT PASS ratio 1.31')\n")
+    done = run_benches(tmp_path, ["ticks.py", "passes.py"], f"NOW=cat {clock}", f"MACHINE_CPU=cat {ticks}",
+                       "CLOCK_TICKS=100", "CORES=7")
     assert done.returncode == 0, done.stdout + done.stderr
     first, second, loop = spent_lines(done.stdout)
     for wall, cpu, busy, cores in (first, loop):
-        assert cpu == 2.5 and cores == 7 and wall >= 0.3, done.stdout
-        assert busy == pytest.approx(cpu / wall, abs=0.01 + 0.2 * busy), done.stdout  # wall printed to 0.1 s
-    assert second[1] == 0.0 and loop[0] >= first[0], done.stdout
+        assert (wall, cpu, busy, cores) == (0.5, 2.5, 5.0, 7), done.stdout
+    assert second == (0.0, 0.0, 0.0, 7), done.stdout
 
 
 def test_run_benches_counts_the_machine_s_cpu_from_proc_stat(tmp_path: Path) -> None:
