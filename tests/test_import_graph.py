@@ -1,5 +1,5 @@
 """The shape of chalicelib/'s imports, read with ast from every import statement: at module
-level AND inside functions (a function-level import hides a cycle from the interpreter, not
+level, under `if TYPE_CHECKING:` AND inside functions (either hides a cycle from the interpreter, not
 from a reader).
 
 Run as a script to print the figures:  python -m tests.test_import_graph
@@ -99,15 +99,6 @@ def _walk(tree: ast.AST) -> Iterator[tuple[ast.AST, bool]]:
         stack.extend((child, nested) for child in ast.iter_child_nodes(node))
 
 
-def _type_checking_only(tree: ast.Module) -> set[int]:
-    """Ids of import nodes under `if TYPE_CHECKING:`: they never run, so they make no cycle."""
-    ids: set[int] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
-            ids.update(id(n) for stmt in node.body for n in ast.walk(stmt))
-    return ids
-
-
 @functools.cache
 def build(root: Path = ROOT) -> Graph:
     files = sorted((root / PACKAGE).rglob("*.py"))
@@ -124,7 +115,6 @@ def build(root: Path = ROOT) -> Graph:
 
     for module, path in modules.items():
         tree = ast.parse(path.read_text(), str(path))
-        skip = _type_checking_only(tree)
         is_package = path.name == "__init__.py"
         aliases: dict[str, str] = {}  # local name -> our module it is bound to
         imported: dict[str, str] = {}  # local name -> "module.Name" taken from our modules
@@ -133,8 +123,6 @@ def build(root: Path = ROOT) -> Graph:
                 base = _resolve(module, is_package, node)
                 if own(base) not in (None, module):
                     imported.update((a.asname or a.name, f"{base}.{a.name}") for a in node.names)
-            if id(node) in skip:
-                continue
             if not isinstance(node, (ast.Import, ast.ImportFrom)):
                 continue
             targets: list[tuple[str, str | None]] = []  # (module imported, name taken from it)
@@ -265,6 +253,23 @@ def test_function_level_imports_are_seen(tmp_path: Path) -> None:
     assert cycles(graph.edges) == [["chalicelib.a", "chalicelib.b"]]
     assert graph.function_imports == [("chalicelib.b", 2)]
     assert sorted(n for _, _, n in graph.private_imports) == ["chalicelib.a.A._z", "chalicelib.a._x", "chalicelib.a._y"]
+
+
+def test_imports_for_type_checking_count_as_edges(tmp_path: Path) -> None:
+    # GIVEN a package whose only cycle runs through an import under `if TYPE_CHECKING:`
+    # (it never runs, but the two modules still depend on each other: a type that belongs
+    # to neither should move to a third)
+    pkg = tmp_path / PACKAGE
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "a.py").write_text("from chalicelib.b import B\n\nclass A:\n    pass\n")
+    (pkg / "b.py").write_text("from typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n"
+                              "    from chalicelib.a import A\n\nclass B:\n    a: 'A'\n")
+    # WHEN the graph is built
+    graph = build(tmp_path)
+    # THEN the cycle is reported, and the import is not counted as one inside a function
+    assert cycles(graph.edges) == [["chalicelib.a", "chalicelib.b"]]
+    assert graph.function_imports == []
 
 
 def test_import_cycles_do_not_grow() -> None:

@@ -10,10 +10,10 @@ from chalicelib.api.auth import token_authorizer
 from chalicelib.api.http import no_content, ok, route
 from chalicelib.bootstrap import deps
 from chalicelib.domain.access import Principal
+from chalicelib.domain.alert_rules import AlertRule
 from chalicelib.services import alert_rules
 from chalicelib.services import alerts as svc
 from chalicelib.services.validation import validate
-from chalicelib.store.alert_rules import AlertRule
 from chalicelib.store.alerts import AlertSettings
 
 bp = Blueprint(__name__)

@@ -13,10 +13,10 @@ from chalicelib.bootstrap import Deps
 from chalicelib.config import settings
 from chalicelib.domain import quota, tokens
 from chalicelib.domain.access import Capability, Principal, Role
+from chalicelib.domain.audit import AuditEvent, diff
 from chalicelib.domain.errors import Conflict, Invalid, NotFound, not_found
 from chalicelib.domain.ids import new_id
 from chalicelib.domain.models import Account, Token, User
-from chalicelib.store.audit import AuditEvent, diff
 from chalicelib.store.dynamo import Page, TransactionFailed, now_iso
 
 

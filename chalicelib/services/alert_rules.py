@@ -17,17 +17,17 @@ from typing import Any
 
 from chalicelib.bootstrap import Deps
 from chalicelib.domain.access import Capability, Principal
+from chalicelib.domain.alert_rules import AlertRule
+from chalicelib.domain.audit import AuditEvent
 from chalicelib.domain.errors import Conflict, Invalid, not_found
 from chalicelib.domain.ids import new_transition_id
 from chalicelib.services import alerts, jobs
 from chalicelib.store.alert_rules import (
     MAX_RULES_PER_JOB,
     RULE_SHARDS,
-    AlertRule,
     JobGone,
     RuleLimit,
 )
-from chalicelib.store.audit import AuditEvent
 from chalicelib.store.protocols import AlertRules, UnitOfWork
 
 log = logging.getLogger("switchyard.alert_rules")

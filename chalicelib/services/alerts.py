@@ -25,10 +25,10 @@ from typing import Any
 
 from chalicelib.bootstrap import Deps
 from chalicelib.domain.access import Capability, Principal
+from chalicelib.domain.audit import AuditEvent, diff
 from chalicelib.domain.errors import Invalid, not_found, stale_version
 from chalicelib.domain.ids import new_id
 from chalicelib.store.alerts import AlertSettings, Webhook, host_of
-from chalicelib.store.audit import AuditEvent, diff
 from chalicelib.store.dynamo import now_iso
 
 log = logging.getLogger("switchyard.alerts")

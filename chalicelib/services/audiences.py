@@ -14,10 +14,10 @@ from typing import Any
 from chalicelib.bootstrap import Deps
 from chalicelib.domain import audiences as A
 from chalicelib.domain.access import Capability, Principal
+from chalicelib.domain.audit import AuditEvent, diff
 from chalicelib.domain.errors import Invalid, not_found, stale_version
 from chalicelib.domain.ids import new_id
 from chalicelib.services.audience_members import start_backfill
-from chalicelib.store.audit import AuditEvent, diff
 from chalicelib.store.dynamo import Page, now_iso
 
 EDITABLE = ("name", "description", "filter")

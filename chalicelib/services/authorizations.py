@@ -8,6 +8,7 @@ from typing import Any
 
 from chalicelib.bootstrap import Deps
 from chalicelib.domain.access import Capability, Principal
+from chalicelib.domain.audit import AuditEvent, diff
 from chalicelib.domain.catalog import ProviderSpec
 from chalicelib.domain.errors import Invalid, Unavailable, not_found
 from chalicelib.domain.ids import new_id
@@ -25,7 +26,6 @@ from chalicelib.providers.calls import CallCounter
 from chalicelib.services import credentials as creds_svc
 from chalicelib.services import health
 from chalicelib.services.collect import create_with_key, revoke_key, rotate_key
-from chalicelib.store.audit import AuditEvent, diff
 from chalicelib.store.authorizations import AuthorizationInUse
 from chalicelib.store.dynamo import Page, now_iso
 from chalicelib.store.protocols import UnitOfWork

@@ -9,6 +9,7 @@ from typing import Any
 
 from chalicelib.bootstrap import Deps
 from chalicelib.domain.access import Capability, Principal
+from chalicelib.domain.audit import AuditEvent, diff
 from chalicelib.domain.catalog import WorkflowSpec
 from chalicelib.domain.errors import Conflict, Invalid, not_found, stale_version
 from chalicelib.domain.ids import new_id
@@ -30,7 +31,6 @@ from chalicelib.services import credentials as creds_svc
 from chalicelib.services import realtime
 from chalicelib.services.collect import bind_write_key, key_in_use
 from chalicelib.services.validation import validate
-from chalicelib.store.audit import AuditEvent, diff
 from chalicelib.store.dynamo import Page, now_iso
 from chalicelib.store.jobs import AuthorizationGone
 from chalicelib.store.protocols import UnitOfWork

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from chalicelib.bootstrap import Deps
+from chalicelib.domain.audit import AuditEvent
 from chalicelib.domain.errors import AppError
 from chalicelib.domain.statuses import PURGEABLE_STATUSES
-from chalicelib.store.audit import AuditEvent
 from chalicelib.store.jobs import PURGE_SHARDS
 
 log = logging.getLogger("switchyard.purge")

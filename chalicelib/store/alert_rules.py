@@ -12,9 +12,9 @@ the state it read, so two evaluators cannot both fire (or re-arm) the same breac
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
+from chalicelib.domain.alert_rules import AlertRule
 from chalicelib.store import keys as K
 from chalicelib.store.dynamo import (
     Table,
@@ -26,33 +26,6 @@ from chalicelib.store.protocols import UnitOfWork
 
 RULE_SHARDS = 16
 MAX_RULES_PER_JOB = 10  # keeps a job's delete (rules + counter + job) one transaction
-
-
-@dataclass
-class AlertRule:
-    account_id: str
-    job_id: str
-    metric: str  # added | removed | omitted
-    granularity: str  # hour | day | week
-    min: int | None
-    max: int | None
-    allowable_violations: int
-    id: str = ""
-    created_at: str = ""
-    created_by: str = ""
-    alert_state: str = "ok"  # ok | breached
-    state_changed_at: str | None = None
-    # The breach alert recorded with the move to `breached`, not known to have left yet:
-    # {transition_id, detail_json} (services/alert_rules.py sends and clears it).
-    pending_alert: dict[str, Any] | None = None
-
-    def describe(self) -> str:
-        bounds = []
-        if self.min is not None:
-            bounds.append(f"{self.metric} ≥ {self.min}")
-        if self.max is not None:
-            bounds.append(f"{self.metric} ≤ {self.max}")
-        return f"{' and '.join(bounds)} per {self.granularity}"
 
 
 def rule_sk(job_id: str, rule_id: str) -> str:
@@ -232,5 +205,5 @@ class AlertRuleRepo:
         rule.pending_alert = None
 
 
-__all__ = ["MAX_RULES_PER_JOB", "RULE_SHARDS", "AlertRule", "AlertRuleRepo", "JobGone", "RuleLimit", "commit_new_rule",
+__all__ = ["MAX_RULES_PER_JOB", "RULE_SHARDS", "AlertRuleRepo", "JobGone", "RuleLimit", "commit_new_rule",
            "commit_rule_delete"]

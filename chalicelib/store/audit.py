@@ -12,31 +12,15 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from dataclasses import dataclass, field
 from typing import Any
 
+from chalicelib.domain.audit import AuditEvent
 from chalicelib.store import keys as K
 from chalicelib.store.dynamo import Page, Table, deser, ser
 from chalicelib.store.protocols import UnitOfWork
 
 TTL_DAYS = 400
 MAX_READS = 5  # Queries one filtered listing may spend (like paged_query)
-
-
-@dataclass
-class AuditEvent:
-    account_id: str
-    user_id: str
-    action: str  # created, changed, paused, resumed, run, deleted, rotated, reauthorized, purged
-    object_type: str  # job, authorization, audience, alert_rule, alert_settings, token, user
-    object_id: str
-    label: str = ""
-    diff: dict[str, Any] = field(default_factory=dict)  # field -> {"before", "after"}
-    at_ns: int = field(default_factory=time.time_ns)  # one clock reading orders the events
-
-    @property
-    def at(self) -> str:
-        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.at_ns / 1e9))
 
 
 def audit_pk(account_id: str) -> str:
@@ -72,10 +56,7 @@ def _view(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def diff(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
-    """Fields whose values differ, as {"before", "after"} (both dicts hold no secrets)."""
-    return {k: {"before": before.get(k), "after": after.get(k)}
-            for k in sorted(set(before) | set(after)) if before.get(k) != after.get(k)}
+
 
 
 class AuditRepo:
@@ -136,4 +117,4 @@ class AuditRepo:
         return Page(items=[_view(r) for r in out], next_cursor=next_cursor)
 
 
-__all__ = ["AuditEvent", "AuditRepo", "audit_pk", "diff"]
+__all__ = ["AuditRepo", "audit_pk"]

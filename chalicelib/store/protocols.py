@@ -13,9 +13,9 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:  # pragma: no cover
+    from chalicelib.domain.alert_rules import AlertRule
     from chalicelib.domain.audiences import Audience, Estimate
-    from chalicelib.store.alert_rules import AlertRule
-    from chalicelib.store.audit import AuditEvent
+    from chalicelib.domain.audit import AuditEvent
     from chalicelib.store.dynamo import Page
 
 

@@ -27,14 +27,15 @@ from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 from chalicelib.domain import profiles as P
+from chalicelib.domain.alert_rules import AlertRule
 from chalicelib.domain.audiences import Audience, Estimate
+from chalicelib.domain.audit import AuditEvent
 from chalicelib.domain.errors import not_found, stale_version
 from chalicelib.domain.profiles import Profile, ProfileRecord
 from chalicelib.store import keys as K
 from chalicelib.store.alert_rules import (
     MAX_RULES_PER_JOB,
     RULE_SHARDS,
-    AlertRule,
     commit_new_rule,
     commit_rule_delete,
     count_sk,
@@ -42,7 +43,7 @@ from chalicelib.store.alert_rules import (
 )
 from chalicelib.store.audiences import PREFIX as AUDIENCE_PREFIX
 from chalicelib.store.audiences import SIZE_PREFIX, in_use
-from chalicelib.store.audit import AuditEvent, audit_pk
+from chalicelib.store.audit import audit_pk
 from chalicelib.store.dynamo import CONDITION_FAILED, NamedWrites, Page, TransactionFailed, now_iso
 from chalicelib.store.profiles import STEP_HISTORY
 

@@ -22,10 +22,10 @@ from typing import Any
 import pytest
 
 from chalicelib.domain.audiences import Audience, Estimate, SampleMember
+from chalicelib.domain.audit import AuditEvent
 from chalicelib.domain.errors import AppError
 from chalicelib.domain.ids import new_id
 from chalicelib.domain.profiles import ProfileRecord
-from chalicelib.store.audit import AuditEvent
 from chalicelib.store.dynamo import TransactionFailed, now_iso
 from chalicelib.store.keys import account_pk, audience_sk
 from chalicelib.store.profiles import STEP_HISTORY
@@ -341,7 +341,7 @@ def _job(store: Store, account: str) -> str:
 
 
 def _rule(account: str, job_id: str, **kw: Any) -> Any:
-    from chalicelib.store.alert_rules import AlertRule
+    from chalicelib.domain.alert_rules import AlertRule
 
     return AlertRule(account, job_id, kw.pop("metric", "added"), kw.pop("granularity", "hour"), kw.pop("min", None),
                      kw.pop("max", 100), 0, created_at="2026-01-01T00:00:00Z", **kw)
