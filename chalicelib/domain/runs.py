@@ -25,6 +25,8 @@ class RunStatus(StrEnum):
 
 # A run in one of these is picked up again by the job's next start instead of a new run.
 RESUMABLE: frozenset[RunStatus] = frozenset({RunStatus.PAUSED, RunStatus.RETRYING})
+# A run in one of these has finished: it has a finished_at and no lease.
+ENDED: frozenset[RunStatus] = frozenset({RunStatus.SUCCEEDED, RunStatus.FAILED, RunStatus.CANCELLED})
 
 
 @dataclass

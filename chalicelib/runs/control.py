@@ -89,7 +89,7 @@ def count_requests(job: Job, requests: int) -> None:
 def recovery_alert(job: Job, run: Run) -> dict[str, Any] | None:
     """A run of `job` succeeded: a job that had been failing has recovered (one alert);
     otherwise an alert still pending stays so."""
-    if job.fault_count > 0 or (job.last_run or {}).get("status") in ("failed", "retrying"):
+    if job.fault_count > 0 or (job.last_run or {}).get("status") in (RunStatus.FAILED, RunStatus.RETRYING):
         return pending_alert(alerts.JOB_RECOVERED, {
             "job_id": job.id, "label": job.label, "run_id": run.id,
             "previous_error": (job.last_run or {}).get("error")})
@@ -164,7 +164,7 @@ class RunControl:
 
     def interrupt(self, job: Job, run: Run) -> None:
         """The job was paused (or deleted) while this run was between steps."""
-        status = "paused" if job.status is JobStatus.PAUSED else "cancelled"
+        status = RunStatus.PAUSED if job.status is JobStatus.PAUSED else RunStatus.CANCELLED
         logs.bind(run_id=run.id, step=run.step)
         log.info("run interrupted: the job is %s", job.status.value)
         # Refused when another delivery settled the run first: nothing left to do then.

@@ -117,7 +117,7 @@ class Engine:
             self.ctl.send_alert(job)
         if msg["trigger"] == "continue":
             run = self.d.runs.get(job.account_id, job.id, msg["run_id"])
-            if run is None or run.status != "running":
+            if run is None or run.status is not RunStatus.RUNNING:
                 return
             if msg["step"] < run.step:
                 self.ctl.requeue_if_lost(run)
@@ -143,7 +143,7 @@ class Engine:
                 return
         if job.status is JobStatus.RUNNING and job.current_run_id:
             run = self.d.runs.get(job.account_id, job.id, job.current_run_id)
-            if run is not None and run.status == "running" and run.origin == delivery.message_id:
+            if run is not None and run.status is RunStatus.RUNNING and run.origin == delivery.message_id:
                 # This very trigger started the run and crashed before handing over: carry on.
                 if run.step > 0:
                     self.ctl.requeue_if_lost(run)
@@ -190,7 +190,7 @@ class Engine:
             run = resumed
             run.resume(origin)
             tx = self.d.transaction()
-            self.d.runs.add_status(tx, run, "running", error=None, now=iso(now), origin=origin)
+            self.d.runs.add_status(tx, run, RunStatus.RUNNING, error=None, now=iso(now), origin=origin)
             lines.append(LogLine("info", "run.resumed",
                                  f"run resumed at step {run.step} ({msg['trigger']})",
                                  run_id=run.id, user=who))

@@ -21,7 +21,7 @@ from chalicelib.domain.rules import (
     ensure_mutable,
     resolve_workflow,
 )
-from chalicelib.domain.runs import RESUMABLE, LogLine
+from chalicelib.domain.runs import RESUMABLE, LogLine, RunStatus
 from chalicelib.domain.schedules import is_realtime, next_fires, pending_start
 from chalicelib.domain.statuses import Action, JobStatus, initial_status
 from chalicelib.providers.base import Provider
@@ -503,7 +503,7 @@ def _resync(d: Deps, p: Principal, job: Job) -> Job:
                    {"resync_id": marker["id"], "cancelled_run": waiting.id if drop and waiting else None})
     if drop and waiting is not None:
         # Its checkpoint plans only what changed; a fresh run plans everything.
-        d.runs.add_status(tx, waiting, "cancelled", error=None, now=now_iso(), expect_step=waiting.step)
+        d.runs.add_status(tx, waiting, RunStatus.CANCELLED, error=None, now=now_iso(), expect_step=waiting.step)
         d.runs.add_logs(tx, job.account_id, job.id, [LogLine(
             "info", "run.cancelled", "run cancelled: replaced by a re-send of every member",
             run_id=waiting.id, user=p.user_id)], datetime.now(UTC))

@@ -21,6 +21,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from chalicelib.config import COLLECT_QUEUE
+from chalicelib.domain.runs import RunStatus
 from chalicelib.store import aws
 from chalicelib.store import keys as K
 from chalicelib.store.dynamo import Table, deser, ser
@@ -173,7 +174,7 @@ class CollectRepo:
         """The hour's window run, created once (a later hand-off of the hour finds it)."""
         run_id = self.window_id(at)
         item = {"PK": K.account_pk(account_id), "SK": run_sk(job_id, run_id), "type": "run", "id": run_id,
-                "job_id": job_id, "account_id": account_id, "trigger": "collect", "status": "running",
+                "job_id": job_id, "account_id": account_id, "trigger": "collect", "status": RunStatus.RUNNING.value,
                 "started_at": started_at, "step": 0, "processed": 0, "read": 0, "added": 0, "removed": 0,
                 "omitted": 0, "omitted_reasons": {}, "cost": {}, "enqueued_step": 0, "duplicates": 0,
                 "expires_at": int(at.timestamp()) + RUN_TTL_DAYS * 86400}
@@ -187,7 +188,7 @@ class CollectRepo:
         comes."""
         rows, _ = self.t.query(key_condition="PK = :pk AND begins_with(SK, :p)",
                                names={"#s": "status"},
-                               values={":pk": K.account_pk(account_id), ":p": f"RUN#{job_id}#win_", ":r": "running"},
+                               values={":pk": K.account_pk(account_id), ":p": f"RUN#{job_id}#win_", ":r": RunStatus.RUNNING.value},
                                filter_expression="#s = :r", limit=24)
         for row in rows:
             if row["id"] >= run_id:
@@ -197,7 +198,7 @@ class CollectRepo:
                 "update_item", Key={"PK": {"S": K.account_pk(account_id)}, "SK": {"S": row["SK"]}},
                 UpdateExpression="SET #s = :done, finished_at = :end",
                 ConditionExpression="#s = :r", ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues={":done": {"S": "succeeded"}, ":r": {"S": "running"},
+                ExpressionAttributeValues={":done": {"S": RunStatus.SUCCEEDED.value}, ":r": {"S": RunStatus.RUNNING.value},
                                            ":end": {"S": (hour + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")}})
 
     def add_window_counts(self, tx: UnitOfWork, account_id: str, job_id: str, run_id: str, *, processed: int,

@@ -19,7 +19,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from chalicelib.domain.runs import LogLine, Run, RunStatus, StepCommit
+from chalicelib.domain.runs import ENDED, LogLine, Run, RunStatus, StepCommit
 from chalicelib.store import keys as K
 from chalicelib.store.dynamo import Page, Table, deser, prefix_page, ser, to_attr
 from chalicelib.store.protocols import UnitOfWork
@@ -239,16 +239,16 @@ class RunRepo:
             }
         }
 
-    def add_status(self, tx: UnitOfWork, run: Run, status: str, *, error: str | None, now: str,
+    def add_status(self, tx: UnitOfWork, run: Run, status: RunStatus, *, error: str | None, now: str,
                    expect_step: int | None = None, origin: str | None = None) -> None:
         """Set the run's status (ending its lease), conditional on its step when given."""
         tx.add("run", self._status_op(run, status, error=error, now=now, expect_step=expect_step,
                                       origin=origin))
 
-    def _status_op(self, run: Run, status: str, *, error: str | None, now: str,
+    def _status_op(self, run: Run, status: RunStatus, *, error: str | None, now: str,
                    expect_step: int | None = None, origin: str | None = None) -> dict[str, Any]:
         names = {"#status": "status", "#e": "error"}
-        values: dict[str, Any] = {":s": status, ":e": error, ":now": now}
+        values: dict[str, Any] = {":s": status.value, ":e": error, ":now": now}
         extra_set = ""
         if origin is not None:
             values[":o"] = origin
@@ -258,7 +258,7 @@ class RunRepo:
             names["#st"] = "step"
             values[":n"] = expect_step
             condition += " AND #st = :n"
-        ended = status in ("succeeded", "failed", "cancelled")
+        ended = status in ENDED
         return {
             "Update": {
                 "TableName": self.t.name,

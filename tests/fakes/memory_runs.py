@@ -26,7 +26,7 @@ from typing import Any
 
 from chalicelib.domain.errors import Conflict, Invalid, not_found, stale_version
 from chalicelib.domain.models import Authorization, Job
-from chalicelib.domain.runs import LogLine, Run, RunStatus, StepCommit
+from chalicelib.domain.runs import ENDED, LogLine, Run, RunStatus, StepCommit
 from chalicelib.domain.statuses import JobStatus
 from chalicelib.store import keys as K
 from chalicelib.store.dynamo import Page, TransactionFailed, now_iso
@@ -43,7 +43,6 @@ from tests.fakes.memory_store import (
 )
 
 LEVELS = ["debug", "info", "warning", "error"]
-ENDED = ("succeeded", "failed", "cancelled")
 
 
 def _log_ts(at: datetime) -> str:
@@ -148,7 +147,7 @@ class MemoryRuns(MemoryActivity):
 
         tx.add("run", MemoryWrite(key, apply, holds))
 
-    def add_status(self, tx: MemoryTransaction, run: Run, status: str, *, error: str | None, now: str,
+    def add_status(self, tx: MemoryTransaction, run: Run, status: RunStatus, *, error: str | None, now: str,
                    expect_step: int | None = None, origin: str | None = None) -> None:
         key = self._key(run.account_id, run.job_id, run.id)
 
@@ -160,7 +159,7 @@ class MemoryRuns(MemoryActivity):
             found = self._stored(key)
             assert found is not None  # held at commit
             r = found.run
-            r.status, r.error = RunStatus(status), error
+            r.status, r.error = status, error
             if origin is not None:
                 r.origin = origin
             if status in ENDED:

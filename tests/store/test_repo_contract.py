@@ -588,25 +588,25 @@ def test_a_run_status_moves_only_from_the_step_expected_and_ends_the_lease(store
     run = _run(account)
     _new_run(store, run)
 
-    def status(to: str, **kw: Any) -> None:
+    def status(to: RunStatus, **kw: Any) -> None:
         tx = store.transaction()
         store.runs.add_status(tx, run, to, now="2026-03-02T10:00:00Z", **kw)
         tx.commit()
 
     with pytest.raises(TransactionFailed):
-        status("paused", error=None, expect_step=1)
-    status("retrying", error="rate limited", expect_step=0)
+        status(RunStatus.PAUSED, error=None, expect_step=1)
+    status(RunStatus.RETRYING, error="rate limited", expect_step=0)
     got = store.runs.get(account, "job_1", run.id)
     assert (got.status, got.error, got.finished_at, got.lease_owner) == (RunStatus.RETRYING, "rate limited", None,
                                                                          None)
-    status("running", error=None, origin="m9")
-    status("failed", error="gone", expect_step=0)
+    status(RunStatus.RUNNING, error=None, origin="m9")
+    status(RunStatus.FAILED, error="gone", expect_step=0)
     got = store.runs.get(account, "job_1", run.id)
     assert (got.status, got.error, got.finished_at, got.origin) == (
         RunStatus.FAILED, "gone", "2026-03-02T10:00:00Z", "m9")
     with pytest.raises(TransactionFailed):  # no such run
         tx = store.transaction()
-        store.runs.add_status(tx, _run(account), "paused", error=None, now="2026-03-02T10:00:00Z")
+        store.runs.add_status(tx, _run(account), RunStatus.PAUSED, error=None, now="2026-03-02T10:00:00Z")
         tx.commit()
 
 
