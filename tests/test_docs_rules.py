@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CODE_DIRS = ("chalicelib", "bench", "devserver", "infra", "tests", "web/src")
 CODE_FILES = ("app.py",)
 SUFFIXES = {".py", ".ts", ".tsx", ".js", ".css", ".html"}
-CITATION = re.compile(r"\b(?:issue|decision)s?(?:\.md)?\s+#?\d+", re.IGNORECASE)
+CITATION = re.compile(r"\b(?:issue|decision)s?(?:\.md)?\s+(?:item\s+)?#?\d+", re.IGNORECASE)
 DECISIONS = ROOT / "docs" / "decisions.md"
 
 
@@ -45,6 +45,7 @@ def test_the_citation_check_sees_a_citation_and_passes_plain_prose() -> None:
         (1, "x = 1  # the budget (issue 3: 0.05 per member)")]
     assert citations("# see Decision #12\n") == [(1, "# see Decision #12")]
     assert citations('"""Why (docs/decisions.md 720)."""') == [(1, '"""Why (docs/decisions.md 720)."""')]
+    assert citations("# no trace (SPEC rule 2, issue item 6)") == [(1, "# no trace (SPEC rule 2, issue item 6)")]
     assert citations("# an issue with 3 retries; the decision stands\n") == []
 
 

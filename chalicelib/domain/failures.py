@@ -19,7 +19,7 @@ def backoff_seconds(
     cap: float = CAP_SECONDS,
     rand: Callable[[], float] = random.random,
 ) -> float:
-    """Exponential backoff with full jitter, never shorter than the provider's Retry-After."""
+    """Exponential backoff with equal jitter, never shorter than the provider's Retry-After."""
     ceiling = min(cap, base * (2 ** max(0, fault_count - 1)))
     delay = ceiling / 2 + rand() * ceiling / 2  # "equal jitter": spread, but never near zero
     if retry_after is not None:

@@ -108,7 +108,7 @@ def prepare(
 ) -> tuple[Authorization, dict[str, Any]]:
     """Validate and check credentials; returns the item to write and the secret value.
 
-    Nothing is stored here: a failing check leaves no trace (SPEC rule 2, issue item 6).
+    Nothing is stored here: a failing check leaves no trace (SPEC rule 2).
     The check's requests go to `counter`; the caller records them once the authorization
     exists.
     """

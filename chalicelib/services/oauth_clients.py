@@ -25,6 +25,7 @@ from chalicelib.config import settings
 from chalicelib.domain.errors import AppError, ErrorKind, NotFound, Unavailable
 from chalicelib.domain.models import Authorization
 from chalicelib.providers.base import ProviderError
+from chalicelib.store.secrets import SecretMissing, SecretUnreadable
 
 REFRESH_MARGIN_SECONDS = 300  # an access token with less left than this is refreshed first
 
@@ -114,15 +115,12 @@ def secret_name(provider: str) -> str:
 
 
 def app_of(d: Deps, provider: str) -> OAuthApp:
-    from botocore.exceptions import ClientError
-
     try:
-        raw = d.secrets.read(secret_name(provider))
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code")
-        if code == "ResourceNotFoundException":
-            raise Unavailable(f"{provider} OAuth is not configured for this stage (no client credentials in "
-                              f"Secrets Manager at {secret_name(provider)})", code="oauth.not_configured") from None
+        raw = d.secrets.read_known(secret_name(provider))
+    except SecretMissing:
+        raise Unavailable(f"{provider} OAuth is not configured for this stage (no client credentials in "
+                          f"Secrets Manager at {secret_name(provider)})", code="oauth.not_configured") from None
+    except SecretUnreadable:
         raise Unavailable("the OAuth client credentials could not be read right now") from None
     try:
         return OAuthApp(str(raw["client_id"]), str(raw["client_secret"]), str(raw["redirect_uri"]))

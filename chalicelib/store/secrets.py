@@ -12,6 +12,15 @@ from chalicelib.store import aws
 RECOVERY_WINDOW_DAYS = 7
 
 
+class SecretMissing(LookupError):
+    """No secret of that name."""
+
+
+class SecretUnreadable(RuntimeError):
+    """Secrets Manager refused or failed the read for another reason (the secret marked for
+    deletion, access, throttling, an outage): nothing can be concluded about its value."""
+
+
 class SecretsStore:
     def name_for(self, account_id: str, auth_id: str) -> str:
         return f"{settings().secret_prefix}/{account_id}/{auth_id}"
@@ -31,6 +40,19 @@ class SecretsStore:
         resp = self.client.get_secret_value(SecretId=name)
         value: dict[str, Any] = json.loads(resp["SecretString"])
         return value
+
+    def read_known(self, name: str) -> dict[str, Any]:
+        """`read`, with Secrets Manager's refusals as this module's two errors, so a caller
+        tells "not configured" from "not readable now" without botocore."""
+        from botocore.exceptions import ClientError
+
+        try:
+            return self.read(name)
+        except ClientError as exc:
+            code = exc.response.get("Error", {}).get("Code")
+            if code == "ResourceNotFoundException":
+                raise SecretMissing(name) from None
+            raise SecretUnreadable(f"{name}: {code}") from None
 
     def put_version(self, name: str, value: dict[str, Any]) -> str:
         """Rotation: new credentials become the current version; the old one stays as AWSPREVIOUS."""

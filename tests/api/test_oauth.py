@@ -4,6 +4,7 @@ center (`/oauth2/metadata`)."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import urllib.parse
 import urllib.request
@@ -199,3 +200,25 @@ def test_a_token_revoked_while_the_user_was_at_the_provider_creates_nothing(api,
     _, nonce2, data2 = _start(api, "Live token")
     assert _callback(browser, _consent(data2["authorize_url"]), nonce2).status_code == 302
     assert [a["label"] for a in api.get("/authorizations").json["data"]] == ["Live token"]
+
+
+def test_without_client_credentials_start_says_oauth_is_not_configured_or_unreadable(api):
+    """The stage's OAuth client credentials missing, or present but unreadable (marked for
+    deletion: Secrets Manager refuses the read): two plain answers, and no flow starts."""
+    sm = boto3.client("secretsmanager", region_name="us-east-1")
+    name = "switchyard/test/oauth/mailchimp"
+    with contextlib.suppress(sm.exceptions.ResourceNotFoundException):
+        sm.delete_secret(SecretId=name, ForceDeleteWithoutRecovery=True)
+    missing = api.get("/oauth/mailchimp/start")
+    sm.create_secret(Name=name, SecretString=json.dumps({"client_id": "c", "client_secret": "s",
+                                                         "redirect_uri": REDIRECT}))
+    sm.delete_secret(SecretId=name, RecoveryWindowInDays=7)
+    try:
+        unreadable = api.get("/oauth/mailchimp/start")
+    finally:
+        sm.delete_secret(SecretId=name, ForceDeleteWithoutRecovery=True)  # other tests store their own
+    assert missing.status_code == 503, missing.body
+    assert missing.json["error"]["code"] == "oauth.not_configured"
+    assert "not configured" in missing.json["error"]["message"] and name in missing.json["error"]["message"]
+    assert unreadable.status_code == 503, unreadable.body
+    assert unreadable.json["error"]["message"] == "the OAuth client credentials could not be read right now"

@@ -33,6 +33,7 @@ from chalicelib.store.dynamo import Page, TransactionFailed, now_iso
 from chalicelib.store.jobs import AuthorizationGone, UsageMove, audience_of
 from chalicelib.store.membership import MissingChunk, PlanRef, PlanRow, SetRef, chunk_ids, chunk_plan
 from chalicelib.store.runs import LOG_TTL_DAYS, log_prefix, run_sk, series_buckets
+from chalicelib.store.secrets import SecretMissing
 from tests.fakes.memory_store import (
     Key,
     MemoryActivity,
@@ -412,6 +413,11 @@ class MemorySecrets:
 
     def read(self, name: str) -> dict[str, Any]:
         return json.loads(json.dumps(self.values[name]))
+
+    def read_known(self, name: str) -> dict[str, Any]:
+        if name not in self.values:
+            raise SecretMissing(name)
+        return self.read(name)
 
 
 @dataclass
