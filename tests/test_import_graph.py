@@ -354,6 +354,27 @@ def test_the_run_path_is_in_no_cycle_and_takes_no_private_name() -> None:
     assert [p for p in graph.private_imports if p[0].startswith(RUN_PATH)] == []
 
 
+# The layers, lowest first: a module may import its own layer or a lower one. The adapters
+# (store, providers) sit side by side; the run pipeline uses services as the edges do.
+LAYERS = {"domain": 0, "store": 1, "providers": 1, "services": 2, "runs": 3, "api": 4, "workers": 4}
+
+
+def upward(edges: dict[str, set[str]]) -> list[tuple[str, str]]:
+    """(importer, imported) pairs where a lower layer imports a higher one."""
+    def layer(module: str) -> int:
+        parts = module.split(".")
+        return LAYERS.get(parts[1], -1) if len(parts) > 1 else -1  # -1: a module outside the layers
+
+    return sorted((m, t) for m, targets in edges.items() for t in targets if layer(m) >= 0 and layer(t) > layer(m))
+
+
+def test_no_import_runs_up_the_layers() -> None:
+    # positive control: a service reaching into the run pipeline is seen
+    assert upward({"chalicelib.services.realtime": {"chalicelib.runs.export", "chalicelib.domain.runs"}}) == [
+        ("chalicelib.services.realtime", "chalicelib.runs.export")]
+    assert upward(build().edges) == []
+
+
 def main() -> None:
     graph = build()
     found = cycles(graph.edges)

@@ -13,7 +13,7 @@ import json
 import math
 import re
 import unicodedata
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from collections.abc import Mapping as MappingABC
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -427,6 +427,25 @@ def profile_id_for(account_id: str, kind: str, value: str) -> str:
     return "prof_" + base64.b32encode(digest[:20])[:26].translate(_B32).decode()
 
 
+# -- the values an export sends --------------------------------------------------------------
+
+
+def field_value(profile: Profile, name: str) -> Any:
+    """An exported field: the profile's field of that name, else its identifier of that
+    kind (one value, or the list when several are linked), else None."""
+    value = profile.fields.get(name)
+    if value is not None and value != "" and value != []:
+        return value
+    ids = profile.identifiers.get(name)
+    if ids:
+        return ids[0] if len(ids) == 1 else list(ids)
+    return None
+
+
+def values_of(profile: Profile, fields: Sequence[str]) -> list[Any]:
+    return [field_value(profile, f) for f in fields]
+
+
 __all__ = [
     "MAX_IDENTIFIER_BYTES",
     "MAX_RECORD_BYTES",
@@ -441,6 +460,7 @@ __all__ = [
     "Profile",
     "ProfileRecord",
     "field_name",
+    "field_value",
     "map_record",
     "merge",
     "normalize_identifier",
@@ -448,4 +468,5 @@ __all__ = [
     "profile_id_for",
     "same",
     "union",
+    "values_of",
 ]

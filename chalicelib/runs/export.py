@@ -35,16 +35,15 @@ from typing import Any
 
 from chalicelib.bootstrap import Deps
 from chalicelib.domain.audiences import Audience
-from chalicelib.domain.membership import ENTER, EXIT
 from chalicelib.domain.models import RESYNC_KEY, Job
-from chalicelib.domain.profiles import Profile
+from chalicelib.domain.profiles import Profile, values_of
 from chalicelib.domain.runs import LogLine, Run
 from chalicelib.providers.base import ProviderError
 from chalicelib.providers.calls import CallCounter
 from chalicelib.providers.roles import Destination, StepContext
 from chalicelib.runs.control import Delivery, RunControl, RunLease, audience_filter, step_context
 from chalicelib.runs.outcome import StepOutcome
-from chalicelib.store.audience_members import Change
+from chalicelib.services.membership_log import log_membership, net_changes
 from chalicelib.store.membership import MembershipRepo, MissingChunk, PlanRef, PlanRow, SetRef, new_set_id
 
 log = logging.getLogger("switchyard.export")
@@ -54,25 +53,6 @@ PAGE_SIZE = 1000  # profiles per Query while computing the membership
 OMITTED_NO_VALUES = "missing_identifier"  # an add with none of the exported fields
 PENDING_MAX = 1000  # members waiting for values a change-log cursor carries in job.state
 OMITTED_TOO_LARGE = "too_large"  # a change whose event is over the destination's size limit
-
-
-# -- the values sent -------------------------------------------------------------------------
-
-
-def field_value(profile: Profile, name: str) -> Any:
-    """An exported field: the profile's field of that name, else its identifier of that
-    kind (one value, or the list when several are linked), else None."""
-    value = profile.fields.get(name)
-    if value is not None and value != "" and value != []:
-        return value
-    ids = profile.identifiers.get(name)
-    if ids:
-        return ids[0] if len(ids) == 1 else list(ids)
-    return None
-
-
-def values_of(profile: Profile, fields: Sequence[str]) -> list[Any]:
-    return [field_value(profile, f) for f in fields]
 
 
 @dataclass
@@ -168,35 +148,6 @@ class ChangeCursor:
             return cls(str(raw["audience_id"]), int(raw["n"]), tuple(str(p) for p in raw.get("pending") or ()))
         except (KeyError, TypeError, ValueError):
             return None
-
-
-def net_changes(changes: Sequence[Change]) -> dict[str, tuple[bool, bool]]:
-    """Per profile of a stretch of the log: (member before it, member after it). A profile's
-    changes alternate, so its first change says where it stood and its last where it stands. Pure."""
-    out: dict[str, tuple[bool, bool]] = {}
-    for c in changes:
-        before = out[c.profile_id][0] if c.profile_id in out else c.change == EXIT
-        out[c.profile_id] = (before, c.change == ENTER)
-    return out
-
-
-def log_membership(d: Deps, account_id: str, audience_id: str, at: int | None,
-                   keep: Callable[[], None] | None = None) -> tuple[set[str], int]:
-    """The audience's members as of change `at` (None: as of the head, read last), and that
-    change's number. The member items are read first: one that changed while they were
-    read has its changes after `at` (or after the first head read) in the log, which
-    settles its state at that number."""
-    repo = d.audience_members
-    since = repo.head(account_id, audience_id) if at is None else at
-    ids = set(repo.members(account_id, audience_id))
-    head = repo.head(account_id, audience_id)
-    for pid, (before, after) in net_changes(repo.all_changes(account_id, audience_id, after=since,
-                                                             upto=head, on_page=keep)).items():
-        if (after if at is None else before):
-            ids.add(pid)
-        else:
-            ids.discard(pid)
-    return ids, head if at is None else at
 
 
 def log_is_complete(d: Deps, account_id: str, audience: Audience) -> bool:
@@ -537,4 +488,4 @@ def _clean(repo: MembershipRepo, job: Job, run: Run, cursor: dict[str, Any]) -> 
         log.warning("export clean-up after run %s failed", run.id, exc_info=True)
 
 
-__all__ = ["ChangeCursor", "diff", "export_stage", "field_value", "log_membership", "net_changes", "values_of"]
+__all__ = ["ChangeCursor", "diff", "export_stage"]

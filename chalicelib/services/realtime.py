@@ -31,14 +31,15 @@ from chalicelib.bootstrap import Deps
 from chalicelib.domain.errors import Invalid
 from chalicelib.domain.failures import backoff_seconds, past_failure_window
 from chalicelib.domain.models import RESYNC_KEY, Job
+from chalicelib.domain.profiles import values_of
 from chalicelib.domain.runs import LogLine, pending_alert
 from chalicelib.domain.schedules import allows_realtime, is_realtime
 from chalicelib.domain.statuses import JobStatus
 from chalicelib.providers.base import ProviderError
 from chalicelib.providers.roles import PlanRow, StepContext
-from chalicelib.runs.export import log_membership, values_of
 from chalicelib.services import alerts, health
 from chalicelib.services import credentials as creds_svc
+from chalicelib.services.membership_log import log_membership
 from chalicelib.store.audience_members import Change
 from chalicelib.store.dynamo import now_iso
 from chalicelib.store.jobs import audience_of
