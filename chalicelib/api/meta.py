@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from chalice import Blueprint, Response
@@ -19,6 +20,4 @@ def healthz(query: dict[str, Any]) -> Response:
 
 @bp.route("/api/v1/openapi.json", methods=["GET"])
 def openapi() -> Response:
-    import json
-
     return Response(body=json.dumps(document()), status_code=200, headers=JSON_HEADERS)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from urllib.parse import urlencode
 
 from chalice import Blueprint, Response
 
@@ -90,6 +91,4 @@ def _error_location(code: str, message: str) -> str:
     own origin (relative, never taken from the request), the error's code and message in the
     fragment's query (messages are the API's own words; the provider's reasons in them are
     redacted by the HTTP layer, like in the JSON error)."""
-    from urllib.parse import urlencode
-
     return "/#/authorizations?" + urlencode({"oauth_error": code, "message": message[:300]})

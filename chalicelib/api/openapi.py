@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from functools import lru_cache
 from typing import Any
 
@@ -54,8 +55,6 @@ MODEL_MODULES = ("chalicelib.api.schemas", "chalicelib.api.job_schemas", "chalic
 
 
 def _model(name: str) -> Any:
-    import importlib
-
     for module in MODEL_MODULES:
         found = getattr(importlib.import_module(module), name, None)
         if found is not None:

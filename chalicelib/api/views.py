@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from chalicelib.domain.models import Authorization, Health, Job, Token, User
@@ -126,8 +127,6 @@ def run(r: Run) -> dict[str, Any]:
 
 
 def log_line(row: dict[str, Any]) -> dict[str, Any]:
-    import json
-
     return {
         "timestamp": row["timestamp"],
         "level": row["level"],

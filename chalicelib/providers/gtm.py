@@ -12,6 +12,7 @@ Import-time cost: pydantic models.
 from __future__ import annotations
 
 import json
+import urllib.parse
 from typing import TYPE_CHECKING, Any
 
 from pydantic import Field, SecretStr
@@ -162,8 +163,6 @@ class GtmApi:
         )
 
     def url(self, path: str, query: dict[str, Any] | None = None) -> str:
-        import urllib.parse
-
         q = {k: v for k, v in (query or {}).items() if v is not None}
         return f"{self.base}/{path.lstrip('/')}" + ("?" + urllib.parse.urlencode(q) if q else "")
 

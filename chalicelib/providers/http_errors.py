@@ -8,6 +8,7 @@ TLS, timeouts) is "unreachable".
 
 from __future__ import annotations
 
+import base64
 import http
 import json
 import urllib.parse
@@ -74,8 +75,6 @@ class Redactor:
 
 def basic_auth_value(username: str, password: str) -> str:
     """The Authorization header value of HTTP Basic (give it to the client's secrets too)."""
-    import base64
-
     return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
 
 

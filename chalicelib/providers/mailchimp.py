@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import urllib.parse
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -181,8 +182,6 @@ class MailchimpApi:
         )
 
     def url(self, path: str, query: dict[str, Any] | None = None) -> str:
-        import urllib.parse
-
         q = {k: v for k, v in (query or {}).items() if v is not None}
         return self.base + path + ("?" + urllib.parse.urlencode(q) if q else "")
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Annotated, Any
 
 from pydantic import Field
@@ -121,8 +122,6 @@ def queue_region(url: str, default: str) -> str:
 
 
 def _client(sess: AwsSession, url: str) -> Any:
-    from dataclasses import replace
-
     region = queue_region(url, sess.identity.region or "us-east-1")
     if region != sess.identity.region:
         sess = replace(sess, identity=replace(sess.identity, region=region))

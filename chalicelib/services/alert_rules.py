@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -60,8 +61,6 @@ def create(d: Deps, p: Principal, job_id: str, *, metric: str, granularity: str,
     if allowable_violations > MAX_ALLOWABLE[granularity]:
         raise Invalid(f"at most {MAX_ALLOWABLE[granularity]} allowable violations per {granularity}",
                       fields={"allowable_violations": f"at most {MAX_ALLOWABLE[granularity]}"})
-    import uuid
-
     rule = AlertRule(p.account_id, job_id, metric, granularity, min_, max_, allowable_violations,
                      id=uuid.uuid4().hex[:12], created_by=p.user_id,
                      created_at=(now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ"))

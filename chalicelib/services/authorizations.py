@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 from chalicelib.bootstrap import Deps
@@ -63,8 +64,6 @@ def record_requests(d: Deps, account_id: str, auth_id: str, counter: CallCounter
     """The provider requests of one API call (a check, options, a job's reach check), on
     the authorization's activity (one UpdateItem, after the calls), and the call as its
     last use. A failure to count never fails the user's call."""
-    from datetime import UTC, datetime
-
     try:
         d.auths.mark_used(account_id, auth_id, now_iso())
         if counter.total:

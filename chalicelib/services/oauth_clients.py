@@ -15,6 +15,7 @@ through the providers' HTTP layer (timeouts, retries, redaction, SSRF guard).
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -149,8 +150,6 @@ def post_form(flow: Flow, body: str, operation: str, secrets_: list[str], *, ide
 
 
 def _mailchimp_metadata(token: str) -> dict[str, Any]:
-    import re
-
     from chalicelib.providers.http import HttpError
 
     try:
