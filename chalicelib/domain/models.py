@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -14,6 +15,8 @@ from chalicelib.domain.statuses import Action, JobStatus, transition
 # job.state key of a pending "re-send every member" (export jobs): set by the user's run
 # request, removed by the last commit of the run that served it.
 RESYNC_KEY = "resync"
+# What a user edits of a job without a check of its own (config and authorization have theirs).
+EDITABLE_SETTINGS: tuple[str, ...] = ("label", "description", "schedule", "failure_window_hours")
 
 
 class HealthStatus(StrEnum):
@@ -177,6 +180,36 @@ class Job:
             after.current_run_id = None
             after.fault_count = 0
             after.first_fault_at = None
+        return after
+
+    def resync_served(self) -> Job:
+        """The re-send it asked for was served: the marker goes."""
+        after = copy.deepcopy(self)
+        after.state = {k: v for k, v in self.state.items() if k != RESYNC_KEY}
+        return after
+
+    def edited(self, patch: Mapping[str, Any]) -> tuple[Job, list[str]]:
+        """A user's edit of its plain settings (label, description, schedule, failure
+        window): the job after it, and the names of the settings that changed."""
+        after = copy.deepcopy(self)
+        changed = [name for name in EDITABLE_SETTINGS if name in patch and patch[name] != getattr(self, name)]
+        for name in changed:
+            setattr(after, name, patch[name])
+        return after, changed
+
+    def reconfigured(self, config: dict[str, Any]) -> Job:
+        """Its workflow's settings, already validated against the workflow."""
+        after = copy.deepcopy(self)
+        after.config = config
+        return after
+
+    def reauthorized(self, authorization: Authorization, provider_account: str | None) -> Job:
+        """It moves to another authorization (the account it reaches, when the check named one)."""
+        after = copy.deepcopy(self)
+        after.authorization_id = authorization.id
+        after.authorization_label = authorization.label
+        if provider_account:
+            after.provider_account = provider_account
         return after
 
     @property

@@ -5,7 +5,6 @@ a refused commit: re-read and settle), queues the next step and sends the job's 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import time
 from collections.abc import Callable
@@ -196,17 +195,10 @@ class RunControl:
         self.send_alert(after)
 
     def send_alert(self, job: Job) -> bool:
-        """Put the job's pending alert on the bus, then clear it (conditional on its
-        transition id: a newer one stays). At least once: dying between the two sends it
-        again with the same `transition_id`, which the alerts worker delivers once."""
-        pending = job.pending_alert
-        if not pending:
-            return True
-        detail = {**json.loads(pending["detail_json"]), "transition_id": pending["transition_id"]}
-        if not alerts.emit(self.d, job.account_id, str(pending["type"]), detail):
+        """`alerts.send_job_alert`, remembering a refusal (the step reports it)."""
+        if not alerts.send_job_alert(self.d, job):
             self.unsent = True
             return False
-        self.d.jobs.clear_alert(job.account_id, job.id, str(pending["transition_id"]))
         job.pending_alert = None
         return True
 

@@ -28,6 +28,7 @@ from chalicelib.domain.access import Capability, Principal
 from chalicelib.domain.audit import AuditEvent, diff
 from chalicelib.domain.errors import Invalid, not_found, stale_version
 from chalicelib.domain.ids import new_id
+from chalicelib.domain.models import Job
 from chalicelib.store.alerts import AlertSettings, Webhook, host_of
 from chalicelib.store.dynamo import now_iso
 
@@ -57,6 +58,21 @@ def emit(d: Deps, account_id: str, detail_type: str, detail: dict[str, Any]) -> 
     except Exception:
         log.exception("alert event not published", extra={"account_id": account_id, "type": detail_type})
         return False
+
+
+def send_job_alert(d: Deps, job: Job) -> bool:
+    """Put the job's pending alert (recorded with its state change) on the bus, then clear
+    it, conditional on its transition id: a newer one stays. At least once: dying between
+    the two sends it again with the same `transition_id`, which the alerts worker delivers
+    once. False when the bus refused it: it stays pending."""
+    pending = job.pending_alert
+    if not pending:
+        return True
+    detail = {**json.loads(pending["detail_json"]), "transition_id": pending["transition_id"]}
+    if not emit(d, job.account_id, str(pending["type"]), detail):
+        return False
+    d.jobs.clear_alert(job.account_id, job.id, str(pending["transition_id"]))
+    return True
 
 
 # -- settings ------------------------------------------------------------------------------

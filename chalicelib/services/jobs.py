@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -359,18 +358,13 @@ def edit(
         raise stale_version("job", version)
     provider = d.registry.get(job.provider)
     wf = provider.spec.workflow(job.workflow)
-    after = copy.deepcopy(job)
-    changes: list[str] = []
-    for name in ("label", "description", "schedule", "failure_window_hours"):
-        if name in patch and patch[name] != getattr(job, name):
-            setattr(after, name, patch[name])
-            changes.append(name)
+    after, changes = job.edited(patch)
     if "schedule" in changes:
         realtime.check_schedule(job.provider, job.job_type, after.schedule)
     if "config" in patch:
         merged = {**job.config, **patch["config"]}
         merged = {k: v for k, v in merged.items() if v is not None}
-        after.config = _config(wf, merged)
+        after = after.reconfigured(_config(wf, merged))
         if after.config != job.config:
             changes.append("config")
 
@@ -389,10 +383,7 @@ def edit(
         if target.provider == job.provider:
             check = auth_svc.check_for_job(d, target, provider, _resources(wf, after.config))
         problems = change_authorization_problems(job, target, provider.spec, wf, check)
-        after.authorization_id = target.id
-        after.authorization_label = target.label
-        if check is not None and check.provider_account:
-            after.provider_account = check.provider_account
+        after = after.reauthorized(target, check.provider_account if check is not None else None)
         changes.append("authorization_id")
     elif "config" in changes and _resources(wf, after.config) != _resources(wf, job.config):
         current = d.auths.get(p.account_id, job.authorization_id)

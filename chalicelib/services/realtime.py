@@ -17,8 +17,6 @@ Per-profile order is the log's: changes go out in number order, one delivery at 
 
 from __future__ import annotations
 
-import copy
-import json
 import logging
 import time
 import uuid
@@ -30,7 +28,7 @@ from typing import Any
 from chalicelib.bootstrap import Deps
 from chalicelib.domain.errors import Invalid
 from chalicelib.domain.failures import backoff_seconds, past_failure_window
-from chalicelib.domain.models import RESYNC_KEY, Job
+from chalicelib.domain.models import Job
 from chalicelib.domain.profiles import values_of
 from chalicelib.domain.runs import LogLine, pending_alert
 from chalicelib.domain.schedules import allows_realtime, is_realtime
@@ -372,10 +370,8 @@ def _resync_served(d: Deps, job: Job, resync_id: str) -> None:
     marker = fresh.resync_requested if fresh is not None else None
     if fresh is None or marker is None or marker.get("id") != resync_id:
         return
-    after = copy.deepcopy(fresh)
-    after.state = {k: v for k, v in fresh.state.items() if k != RESYNC_KEY}
     try:
-        d.jobs.save(fresh, after, expected_version=fresh.version)
+        d.jobs.save(fresh, fresh.resync_served(), expected_version=fresh.version)
     except Exception:
         log.warning("job %s: could not clear its served re-send; a later delivery will", job.id, exc_info=True)
 
@@ -467,10 +463,7 @@ def _failed(d: Deps, job: Job, nudge_: Nudge, exc: ProviderError, delivered: int
     except Exception:
         log.exception("job %s: could not record the failure; the nudge comes back", job.id)
         return Outcome("retry", delivered, cursor, delay=60)
-    pending = after.pending_alert or {}
-    if pending and alerts.emit(d, job.account_id, str(pending["type"]),
-                               {**json.loads(pending["detail_json"]), "transition_id": pending["transition_id"]}):
-        d.jobs.clear_alert(job.account_id, job.id, str(pending["transition_id"]))
+    alerts.send_job_alert(d, after)
     if exc.auth:
         auth = d.auths.get(job.account_id, job.authorization_id, consistent=True)
         if auth is not None:

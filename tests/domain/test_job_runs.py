@@ -93,3 +93,39 @@ def test_a_paused_or_retrying_run_is_resumed_with_its_new_origin():
     r.status = RunStatus.PAUSED
     r.resume("msg_2")
     assert (r.status, r.origin) == (RunStatus.RUNNING, "msg_2")
+
+
+def test_an_edit_changes_only_the_plain_settings_that_differ_and_names_them():
+    before = job(schedule=HOURLY, provider_account="111111111111")
+    after, changed = before.edited({"label": "New", "description": "", "schedule": HOURLY,
+                                    "failure_window_hours": 2.0, "status": "failed", "config": {"x": 1}})
+    # description and schedule are sent unchanged; status and config are not plain settings
+    assert changed == ["label", "failure_window_hours"]
+    assert (after.label, after.failure_window_hours, after.status, after.config) == ("New", 2.0,
+                                                                                     JobStatus.SLEEPING, {})
+    assert (before.label, before.failure_window_hours) == ("J", 10.0)
+    assert before.edited({}) == (before, [])
+
+
+def test_a_new_authorization_and_config_leave_the_read_job_alone():
+    from chalicelib.domain.models import Authorization, Health, HealthStatus
+
+    before = job(provider_account="111111111111")
+    other = Authorization(id="auth_2", account_id="acct_1", provider="amazon_s3", method="access_key",
+                          label="Second", description="", owner="usr_1", created_at=NOW, updated_at=NOW,
+                          secret_name="s", health=Health(HealthStatus.HEALTHY, None, NOW))
+    moved = before.reauthorized(other, "222222222222")
+    assert (moved.authorization_id, moved.authorization_label, moved.provider_account) == (
+        "auth_2", "Second", "222222222222")
+    # a check that named no account keeps the one the job reaches
+    assert before.reauthorized(other, None).provider_account == "111111111111"
+    assert before.reconfigured({"bucket": "b"}).config == {"bucket": "b"}
+    assert (before.authorization_id, before.config) == ("auth_1", {})
+
+
+def test_a_served_resync_forgets_its_marker_and_nothing_else():
+    before = job(state={"resync": {"id": "rs_1"}, "generation": 3}).resync_asked({"id": "rs_2"}, drop_run=False)
+    assert before.resync_requested == {"id": "rs_2"}
+    after = before.resync_served()
+    assert after.resync_requested is None and after.state == {"generation": 3}
+    assert before.resync_requested == {"id": "rs_2"}
