@@ -8,6 +8,7 @@ from typing import Any
 
 from chalicelib.config import settings, stage_queue
 from chalicelib.store import aws
+from chalicelib.store.dynamo import Backoff, attempts
 
 _urls: dict[str, str] = {}
 _lock = threading.Lock()
@@ -56,36 +57,37 @@ class RealtimeQueue:
                                        DelaySeconds=max(0, min(900, delay_seconds)))
 
     def send_batch(self, messages: list[dict[str, Any]]) -> None:
-        url = queue_url(settings().realtime_queue_name)
-        sqs = aws.client("sqs")
-        for start in range(0, len(messages), 10):
-            entries = [{"Id": str(i), "MessageBody": json.dumps(m, sort_keys=True)}
-                       for i, m in enumerate(messages[start:start + 10])]
-            failed = sqs.send_message_batch(QueueUrl=url, Entries=entries).get("Failed", [])
-            if failed:
-                raise RuntimeError(f"the real-time queue refused {len(failed)} nudges")
+        send_batches(queue_url(settings().realtime_queue_name), messages, what="real-time queue")
 
 
 class HealthQueue:
     """The daily sweep's fan-out: one message per authorization (ids only)."""
 
     def send_batch(self, messages: list[dict[str, Any]]) -> int:
-        """SendMessageBatch, 10 entries a request; returns the requests sent. Entries SQS
-        reports as failed are sent again once, then raise (the sweep is retried whole)."""
-        conf = settings()
-        url = queue_url(conf.health_queue_name)
-        sqs = aws.client("sqs")
-        sent = 0
-        for start in range(0, len(messages), 10):
-            entries = [{"Id": str(i), "MessageBody": json.dumps(m, sort_keys=True)}
-                       for i, m in enumerate(messages[start:start + 10])]
-            for _attempt in range(2):
-                resp = sqs.send_message_batch(QueueUrl=url, Entries=entries)
-                sent += 1
-                failed = {f["Id"] for f in resp.get("Failed", [])}
-                entries = [e for e in entries if e["Id"] in failed]
-                if not entries:
-                    break
-            if entries:
-                raise RuntimeError(f"the health queue refused {len(entries)} messages")
-        return sent
+        """`send_batches` to the health queue (a refusal fails the sweep, which is retried whole)."""
+        return send_batches(queue_url(settings().health_queue_name), messages, what="health queue")
+
+
+SQS_BATCH = 10  # entries one SendMessageBatch may carry
+# Entries SQS reports failed in a batch's answer are sent again, after a pause, this many
+# sends in all (botocore's retries cover a request that failed whole, not these).
+REFUSED_ENTRIES = Backoff(attempts=2)
+
+
+def send_batches(url: str, messages: list[dict[str, Any]], *, what: str) -> int:
+    """SendMessageBatch, 10 entries a request, the entries SQS refused sent again; returns
+    the requests sent. Entries still refused raise RuntimeError naming `what`."""
+    sqs = aws.client("sqs")
+    sent = 0
+    for start in range(0, len(messages), SQS_BATCH):
+        entries = [{"Id": str(i), "MessageBody": json.dumps(m, sort_keys=True)}
+                   for i, m in enumerate(messages[start:start + SQS_BATCH])]
+        for _ in attempts(REFUSED_ENTRIES):
+            failed = {f["Id"] for f in sqs.send_message_batch(QueueUrl=url, Entries=entries).get("Failed", [])}
+            sent += 1
+            entries = [e for e in entries if e["Id"] in failed]
+            if not entries:
+                break
+        else:
+            raise RuntimeError(f"the {what} refused {len(entries)} messages")
+    return sent
