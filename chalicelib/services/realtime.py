@@ -30,7 +30,7 @@ from chalicelib.domain.errors import Invalid
 from chalicelib.domain.failures import backoff_seconds, past_failure_window
 from chalicelib.domain.models import Job
 from chalicelib.domain.profiles import values_of
-from chalicelib.domain.runs import LogLine, pending_alert
+from chalicelib.domain.runs import LogLine, RunStatus, pending_alert
 from chalicelib.domain.schedules import allows_realtime, is_realtime
 from chalicelib.domain.statuses import JobStatus
 from chalicelib.providers.base import ProviderError
@@ -450,7 +450,7 @@ def _failed(d: Deps, job: Job, nudge_: Nudge, exc: ProviderError, delivered: int
     why = ("a configuration or authorization error: no retry can fix it" if not exc.transient
            else f"errors kept happening for {job.failure_window_hours:g} h (the failure window)")
     after = job.step_faulted(first.strftime("%Y-%m-%dT%H:%M:%SZ")).gave_up(
-        {"status": "failed", "finished_at": now_iso(), "error": exc.reason, "realtime": True},
+        {"status": RunStatus.FAILED.value, "finished_at": now_iso(), "error": exc.reason, "realtime": True},
         pending_alert(alerts.JOB_FAILED, {"job_id": job.id, "label": job.label, "reason": exc.reason,
                                           "fault_count": job.fault_count + 1}))
     tx = d.transaction()

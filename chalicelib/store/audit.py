@@ -56,9 +56,6 @@ def _view(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-
-
-
 class AuditRepo:
     def __init__(self, table: Table) -> None:
         self.t = table

@@ -141,10 +141,12 @@ CONTENDED = Backoff(attempts=5)
 
 def attempts(policy: Backoff, *, sleep: Callable[[float], None] = time.sleep) -> Iterator[int]:
     """The attempt numbers of a retry loop: `break` once done; an attempt that does not
-    break is followed by the policy's wait. All spent, the loop's `else` runs."""
+    break is followed by the policy's wait, but the last (nothing follows it). All spent,
+    the loop's `else` runs."""
     for attempt in range(policy.attempts):
         yield attempt
-        sleep(policy.delay(attempt))
+        if attempt + 1 < policy.attempts:
+            sleep(policy.delay(attempt))
 
 
 class IncompleteBatch(RuntimeError):

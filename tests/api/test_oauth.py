@@ -205,9 +205,11 @@ def test_a_token_revoked_while_the_user_was_at_the_provider_creates_nothing(api,
 def test_without_client_credentials_start_says_oauth_is_not_configured_or_unreadable(api):
     """The stage's OAuth client credentials missing, or present but unreadable (marked for
     deletion: Secrets Manager refuses the read): two plain answers, and no flow starts."""
+    from chalicelib.services.oauth_clients import secret_name
+
     sm = boto3.client("secretsmanager", region_name="us-east-1")
-    name = "switchyard/test/oauth/mailchimp"
-    with contextlib.suppress(sm.exceptions.ResourceNotFoundException):
+    name = secret_name("mailchimp")
+    with contextlib.suppress(sm.exceptions.ResourceNotFoundException):  # an earlier test stored it
         sm.delete_secret(SecretId=name, ForceDeleteWithoutRecovery=True)
     missing = api.get("/oauth/mailchimp/start")
     sm.create_secret(Name=name, SecretString=json.dumps({"client_id": "c", "client_secret": "s",
@@ -222,3 +224,5 @@ def test_without_client_credentials_start_says_oauth_is_not_configured_or_unread
     assert "not configured" in missing.json["error"]["message"] and name in missing.json["error"]["message"]
     assert unreadable.status_code == 503, unreadable.body
     assert unreadable.json["error"]["message"] == "the OAuth client credentials could not be read right now"
+    # no flow started: no browser nonce was set
+    assert "Set-Cookie" not in missing.headers and "Set-Cookie" not in unreadable.headers

@@ -125,9 +125,10 @@ def test_a_persistent_unprocessed_part_surfaces_as_incomplete_batch_not_a_loop()
         table.batch_put(_items(5), sleep=waits.append)
 
     # THEN it tried exactly UNPROCESSED.attempts times, waiting growing (capped) delays
-    assert len(stub.writes) == UNPROCESSED.attempts == len(waits)
+    # between them (none after the last: nothing follows it)
+    assert len(stub.writes) == UNPROCESSED.attempts == len(waits) + 1
     assert [len(w) for w in stub.writes] == [5] + [1] * (UNPROCESSED.attempts - 1)
-    caps = [min(UNPROCESSED.cap, UNPROCESSED.base * 2 ** n) for n in range(UNPROCESSED.attempts)]
+    caps = [min(UNPROCESSED.cap, UNPROCESSED.base * 2 ** n) for n in range(UNPROCESSED.attempts - 1)]
     assert all(c / 2 <= w <= c for w, c in zip(waits, caps, strict=True))
     # AND the four it could write are written (a replay puts them again, harmlessly)
     assert len(stub.items) == 4

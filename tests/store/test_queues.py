@@ -117,3 +117,16 @@ def test_without_refusals_one_request_per_ten(refusals: Any, health_url: str) ->
     assert queues.HealthQueue().send_batch(messages(20)) == 2
     assert [len(ids) for ids in seen.sends] == [10, 10]
     assert len(_drain(health_url)) == 20
+
+
+def test_the_real_time_nudges_take_the_same_path_and_name_their_queue(refusals: Any, deps: Any) -> None:
+    url = queues.queue_url(settings().realtime_queue_name)
+    _drain(url)
+    seen = refusals(lambda send, ids: {"0"} if send == 0 else set())
+    queues.RealtimeQueue().send_batch(messages(3))
+    assert seen.sends == [["0", "1", "2"], ["0"]]
+    assert sorted(b["n"] for b in _drain(url)) == [0, 1, 2]
+    refusals(lambda send, ids: {"1"})
+    with pytest.raises(RuntimeError, match="the real-time queue refused 1 messages"):
+        queues.RealtimeQueue().send_batch(messages(2))
+    _drain(url)

@@ -134,10 +134,11 @@ def test_attempts_wait_after_each_attempt_that_did_not_break() -> None:
     assert tried == [0, 1, 2]
     assert slept == [0.05, 0.1]
 
-    # AND a loop that never succeeds spends every attempt (capped waits) and reaches `else`
+    # AND a loop that never succeeds spends every attempt (capped waits, none after the
+    # last: nothing follows it) and reaches `else`
     slept.clear()
     for _ in attempts(policy, sleep=slept.append):
         pass
     else:
         spent = True
-    assert spent and slept == [0.05, 0.1, 0.15, 0.15]
+    assert spent and slept == [0.05, 0.1, 0.15]
