@@ -1,7 +1,7 @@
-"""Editing a job (services/jobs.py `edit`) on the in-memory store: what changes, what is
-recorded, the version it needs, a dry run and roles. No moto: the HTTP side (If-Match, the
-JSON errors) is tests/api/test_jobs.py, the store's conditional write
-tests/store/test_repo_contract.py."""
+"""Editing a job and acting on it (services/jobs.py `edit`, `act`) on the in-memory store:
+what changes, what is recorded and queued, the version an edit needs, a dry run and roles.
+No moto: the HTTP side (If-Match, the JSON errors) is tests/api/test_jobs.py, the store's
+conditional write tests/store/test_repo_contract.py."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 from chalicelib.domain.access import Principal, Role
 from chalicelib.domain.catalog import JobType
 from chalicelib.domain.errors import AppError, ErrorKind
+from chalicelib.domain.statuses import Action, JobStatus
 from chalicelib.services import jobs as svc
 from tests.engine.sources import MemorySource
 from tests.engine.unit.conftest import Clock, World
@@ -103,3 +104,34 @@ def test_an_observer_cannot_edit_and_another_account_finds_no_job(world: World) 
         svc.edit(world.d, stranger, job.id, {"label": "X"}, job.version)
     assert (observer.value.kind, other.value.kind) == (ErrorKind.FORBIDDEN, ErrorKind.NOT_FOUND)
     assert (world.reread(job).label, _audit(world)) == (job.label, [])
+
+
+def _queued(world: World) -> list[tuple[str, str]]:
+    return [(m.body["job_id"], m.body["trigger"]) for m in world.d.runs_queue.messages]
+
+
+def test_pause_resume_and_run_now_move_the_job_record_it_and_queue_runs_only_when_due(world: World) -> None:
+    job = _job(world)
+    admin = _as(world, Role.ADMIN)
+    paused = svc.act(world.d, admin, job.id, Action.PAUSE)
+    assert (paused.status, paused.next_run_at, _queued(world)) == (JobStatus.PAUSED, None, [])
+    resumed = svc.act(world.d, admin, job.id, Action.RESUME)
+    assert resumed.status is JobStatus.SLEEPING and resumed.next_run_at is not None
+    assert _queued(world) == [(job.id, "resume")]
+    svc.act(world.d, admin, job.id, Action.RUN_NOW)
+    assert _queued(world) == [(job.id, "resume"), (job.id, "run")]
+    assert [e["action"] for e in _audit(world)] == ["run", "resumed", "paused"]  # newest first
+    assert [line["message"] for line in world.lines(job, "job.pause")] == ["job paused by user_admin"]
+
+
+def test_a_refused_action_changes_and_records_nothing(world: World) -> None:
+    job = _job(world)
+    admin = _as(world, Role.ADMIN)
+    with pytest.raises(AppError) as not_paused:
+        svc.act(world.d, admin, job.id, Action.RESUME)  # it sleeps: nothing to resume
+    with pytest.raises(AppError) as not_export:
+        svc.act(world.d, admin, job.id, Action.RUN_NOW, resync=True)
+    assert not_paused.value.kind is ErrorKind.CONFLICT
+    assert (not_export.value.code, not_export.value.fields) == (
+        "job.resync_unsupported", {"resync": "only export jobs can re-send their audience"})
+    assert (world.reread(job).status, _audit(world), _queued(world)) == (JobStatus.SLEEPING, [], [])
