@@ -364,7 +364,7 @@ def apply_handoff(d: Deps, entry: Mapping[str, Any], *, fault: Callable[[str], N
     added = sum(1 for o in outcomes if o in ("added", "updated"))
     omitted_reasons = {k: v for k, v in omitted.items() if v}
     received = datetime.fromisoformat(str(entry["received_at"]).replace("Z", "+00:00"))
-    run_id = repo.open_window(account_id, job_id, received, C.iso(received))
+    run_id = d.runs.open_window(account_id, job_id, received, C.iso(received))
     total_omitted = sum(omitted_reasons.values())
     lines = [LogLine("info", "collect.applied", f"{len(messages)} messages: {added} added, {total_omitted} omitted, "
                      f"{duplicates} duplicates", run_id=run_id,
@@ -373,7 +373,7 @@ def apply_handoff(d: Deps, entry: Mapping[str, Any], *, fault: Callable[[str], N
     lines += [LogLine("warning", "record.invalid", why, run_id=run_id) for why in plan.invalid[:5]]
     tx = d.transaction()
     repo.add_applied(tx, account_id, job_id, handoff)
-    repo.add_window_counts(tx, account_id, job_id, run_id, processed=len(messages), added=added,
+    d.runs.add_window_counts(tx, account_id, job_id, run_id, processed=len(messages), added=added,
                            duplicates=duplicates, omitted=omitted_reasons)
     repo.add_totals(tx, account_id, job_id, accepted=len(messages), duplicates=duplicates,
                     rejected=sum(rejected.values()), received_at=C.iso(received))

@@ -6,7 +6,9 @@ Keys:
   hand-off    PK=ACCT#<a>                          SK=COLLECTED#<job>#<hand-off>  (14 days: its
               sequence in the job, from its first attempt; `done` once committed)
   totals      PK=ACCT#<a>                          SK=COLLECT#<job>#TOTALS  (counts; `last_seq`)
-  window run  PK=ACCT#<a>                          SK=RUN#<job>#win_<yyyymmddhh>  (an hour of events)
+
+The job's runs (an hour of events each, SK=RUN#<job>#win_<yyyymmddhh>) are the run
+repository's: `store/runs.py`, "collection windows".
 """
 
 from __future__ import annotations
@@ -17,17 +19,14 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from chalicelib.config import COLLECT_QUEUE
-from chalicelib.domain.runs import RunStatus
 from chalicelib.store import aws
 from chalicelib.store import keys as K
 from chalicelib.store.dynamo import Table, deser, ser
 from chalicelib.store.protocols import UnitOfWork
 from chalicelib.store.queues import queue_url
-from chalicelib.store.runs import RUN_TTL_DAYS, run_sk
 
 CLAIM_SECONDS = 24 * 3600  # messageId dedup window
 APPLIED_SECONDS = 14 * 86400  # SQS's longest retention: a hand-off is never redelivered later
@@ -115,7 +114,7 @@ def _pending_seq(row: dict[str, Any]) -> int | None:
 
 
 class CollectRepo:
-    """Claims of message ids, applied hand-offs and window runs."""
+    """Claims of message ids and applied hand-offs."""
 
     def __init__(self, table: Table) -> None:
         self.t = table
@@ -165,61 +164,6 @@ class CollectRepo:
             "UpdateExpression": "SET done = :t",
             "ConditionExpression": "attribute_exists(PK) AND attribute_not_exists(done)",
             "ExpressionAttributeValues": {":t": {"BOOL": True}}}})
-
-    @staticmethod
-    def window_id(at: datetime) -> str:
-        return f"win_{at:%Y%m%d%H}"
-
-    def open_window(self, account_id: str, job_id: str, at: datetime, started_at: str) -> str:
-        """The hour's window run, created once (a later hand-off of the hour finds it)."""
-        run_id = self.window_id(at)
-        item = {"PK": K.account_pk(account_id), "SK": run_sk(job_id, run_id), "type": "run", "id": run_id,
-                "job_id": job_id, "account_id": account_id, "trigger": "collect", "status": RunStatus.RUNNING.value,
-                "started_at": started_at, "step": 0, "processed": 0, "read": 0, "added": 0, "removed": 0,
-                "omitted": 0, "omitted_reasons": {}, "cost": {}, "enqueued_step": 0, "duplicates": 0,
-                "expires_at": int(at.timestamp()) + RUN_TTL_DAYS * 86400}
-        if self.t.write_if("put_item", Item=ser(item), ConditionExpression="attribute_not_exists(PK)"):
-            self._close_before(account_id, job_id, run_id)
-        return run_id
-
-    def _close_before(self, account_id: str, job_id: str, run_id: str) -> None:
-        """A new hour's window closes the job's earlier open ones (their hour is over): one
-        Query an hour per job. Windows of hours without a later event stay open until one
-        comes."""
-        rows, _ = self.t.query(key_condition="PK = :pk AND begins_with(SK, :p)",
-                               names={"#s": "status"},
-                               values={":pk": K.account_pk(account_id), ":p": f"RUN#{job_id}#win_", ":r": RunStatus.RUNNING.value},
-                               filter_expression="#s = :r", limit=24)
-        for row in rows:
-            if row["id"] >= run_id:
-                continue
-            hour = datetime.strptime(row["id"].removeprefix("win_"), "%Y%m%d%H").replace(tzinfo=UTC)
-            self.t.write_if(
-                "update_item", Key={"PK": {"S": K.account_pk(account_id)}, "SK": {"S": row["SK"]}},
-                UpdateExpression="SET #s = :done, finished_at = :end",
-                ConditionExpression="#s = :r", ExpressionAttributeNames={"#s": "status"},
-                ExpressionAttributeValues={":done": {"S": RunStatus.SUCCEEDED.value}, ":r": {"S": RunStatus.RUNNING.value},
-                                           ":end": {"S": (hour + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")}})
-
-    def add_window_counts(self, tx: UnitOfWork, account_id: str, job_id: str, run_id: str, *, processed: int,
-                          added: int, duplicates: int, omitted: dict[str, int]) -> None:
-        names: dict[str, str] = {}
-        values: dict[str, Any] = {":p": {"N": str(processed)}, ":a": {"N": str(added)},
-                                  ":d": {"N": str(duplicates)}, ":o": {"N": str(sum(omitted.values()))}}
-        adds = ["#processed :p", "#read :p", "#added :a", "#duplicates :d", "#omitted :o"]
-        names.update({f"#{n}": n for n in ("processed", "read", "added", "duplicates", "omitted")})
-        for i, (reason, n) in enumerate(sorted(omitted.items())):
-            names["#reasons"] = "omitted_reasons"
-            names[f"#r{i}"] = reason
-            values[f":r{i}"] = {"N": str(n)}
-            adds.append(f"#reasons.#r{i} :r{i}")
-        tx.add("window", {"Update": {
-            "TableName": self.t.name, "Key": {"PK": {"S": K.account_pk(account_id)},
-                                              "SK": {"S": run_sk(job_id, run_id)}},
-            "UpdateExpression": "ADD " + ", ".join(adds),
-            "ConditionExpression": "attribute_exists(PK)",
-            "ExpressionAttributeNames": names, "ExpressionAttributeValues": values}})
-
 
     @staticmethod
     def _totals_key(account_id: str, job_id: str) -> dict[str, dict[str, str]]:

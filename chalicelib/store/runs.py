@@ -104,7 +104,8 @@ class RunRepo:
 
     # -- runs --------------------------------------------------------------------------
 
-    def new_run_op(self, run: Run, lease_seconds: int | None = None) -> dict[str, Any]:
+    def new_run_op(self, run: Run, lease_seconds: int | None = None, *, expires_at: int | None = None,
+                   extra: dict[str, Any] | None = None) -> dict[str, Any]:
         """The new run's Put. With `lease_seconds`, the run is created holding its step 0
         lease for its origin (the delivery that starts it), as `acquire` would give it."""
         item: dict[str, Any] = {
@@ -127,7 +128,8 @@ class RunRepo:
             "cost": {},
             "enqueued_step": 0,
             "origin": run.origin,
-            "expires_at": int(time.time()) + RUN_TTL_DAYS * 86400,
+            "expires_at": expires_at if expires_at is not None else int(time.time()) + RUN_TTL_DAYS * 86400,
+            **(extra or {}),
         }
         if lease_seconds is not None:
             item["lease_owner"] = run.origin
@@ -142,6 +144,64 @@ class RunRepo:
 
     def add_new_run(self, tx: UnitOfWork, run: Run, lease_seconds: int | None = None) -> None:
         tx.add("run", self.new_run_op(run, lease_seconds))
+
+    # -- collection windows: a collection job's runs are its hours, not steps; each hand-off
+    # adds its counts to its hour's run, and a new hour's run closes the earlier ones
+
+    @staticmethod
+    def window_id(at: datetime) -> str:
+        return f"win_{at:%Y%m%d%H}"
+
+    def open_window(self, account_id: str, job_id: str, at: datetime, started_at: str) -> str:
+        """The hour's window run, created once (a later hand-off of the hour finds it)."""
+        run = Run(id=self.window_id(at), job_id=job_id, account_id=account_id, trigger="collect",
+                  status=RunStatus.RUNNING, started_at=started_at)
+        put = self.new_run_op(run, expires_at=int(at.timestamp()) + RUN_TTL_DAYS * 86400,
+                              extra={"read": 0, "duplicates": 0})["Put"]
+        if self.t.write_if("put_item", Item=put["Item"], ConditionExpression=put["ConditionExpression"]):
+            self._close_before(account_id, job_id, run.id)
+        return run.id
+
+    def _close_before(self, account_id: str, job_id: str, run_id: str) -> None:
+        """A new hour's window closes the job's earlier open ones (their hour is over): one
+        Query an hour per job. Windows of hours without a later event stay open until one
+        comes."""
+        rows, _ = self.t.query(key_condition="PK = :pk AND begins_with(SK, :p)",
+                               names={"#s": "status"},
+                               values={":pk": K.account_pk(account_id), ":p": f"RUN#{job_id}#win_",
+                                       ":r": RunStatus.RUNNING.value},
+                               filter_expression="#s = :r", limit=24)
+        for row in rows:
+            if row["id"] >= run_id:
+                continue
+            hour = datetime.strptime(row["id"].removeprefix("win_"), "%Y%m%d%H").replace(tzinfo=UTC)
+            self.t.write_if(
+                "update_item", Key={"PK": {"S": K.account_pk(account_id)}, "SK": {"S": row["SK"]}},
+                UpdateExpression="SET #s = :done, finished_at = :end",
+                ConditionExpression="#s = :r", ExpressionAttributeNames={"#s": "status"},
+                ExpressionAttributeValues={":done": {"S": RunStatus.SUCCEEDED.value},
+                                           ":r": {"S": RunStatus.RUNNING.value},
+                                           ":end": {"S": (hour + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")}})
+
+    def add_window_counts(self, tx: UnitOfWork, account_id: str, job_id: str, run_id: str, *, processed: int,
+                          added: int, duplicates: int, omitted: dict[str, int]) -> None:
+        names: dict[str, str] = {}
+        values: dict[str, Any] = {":p": {"N": str(processed)}, ":a": {"N": str(added)},
+                                  ":d": {"N": str(duplicates)}, ":o": {"N": str(sum(omitted.values()))}}
+        adds = ["#processed :p", "#read :p", "#added :a", "#duplicates :d", "#omitted :o"]
+        names.update({f"#{n}": n for n in ("processed", "read", "added", "duplicates", "omitted")})
+        for i, (reason, n) in enumerate(sorted(omitted.items())):
+            names["#reasons"] = "omitted_reasons"
+            names[f"#r{i}"] = reason
+            values[f":r{i}"] = {"N": str(n)}
+            adds.append(f"#reasons.#r{i} :r{i}")
+        tx.add("window", {"Update": {
+            "TableName": self.t.name, "Key": {"PK": {"S": K.account_pk(account_id)},
+                                              "SK": {"S": run_sk(job_id, run_id)}},
+            "UpdateExpression": "ADD " + ", ".join(adds),
+            "ConditionExpression": "attribute_exists(PK)",
+            "ExpressionAttributeNames": names, "ExpressionAttributeValues": values}})
+
 
     def get(self, account_id: str, job_id: str, run_id: str) -> Run | None:
         row = self.t.get(K.account_pk(account_id), run_sk(job_id, run_id), consistent=True)
