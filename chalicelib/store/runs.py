@@ -107,7 +107,9 @@ class RunRepo:
     def new_run_op(self, run: Run, lease_seconds: int | None = None, *, expires_at: int | None = None,
                    extra: dict[str, Any] | None = None) -> dict[str, Any]:
         """The new run's Put. With `lease_seconds`, the run is created holding its step 0
-        lease for its origin (the delivery that starts it), as `acquire` would give it."""
+        lease for its origin (the delivery that starts it), as `acquire` would give it.
+        `extra` adds attributes of a kind of run (a collection window's counters); it may
+        not replace one."""
         item: dict[str, Any] = {
             "PK": K.account_pk(run.account_id),
             "SK": run_sk(run.job_id, run.id),
@@ -129,8 +131,10 @@ class RunRepo:
             "enqueued_step": 0,
             "origin": run.origin,
             "expires_at": expires_at if expires_at is not None else int(time.time()) + RUN_TTL_DAYS * 86400,
-            **(extra or {}),
         }
+        if extra and extra.keys() & item.keys():
+            raise ValueError(f"a run's own attributes cannot be replaced: {sorted(extra.keys() & item.keys())}")
+        item.update(extra or {})
         if lease_seconds is not None:
             item["lease_owner"] = run.origin
             item["lease_until"] = int(time.time()) + lease_seconds

@@ -444,12 +444,18 @@ class MemoryRunQueue:
 
 @dataclass
 class MemoryScheduler:
-    """Which jobs' schedules were removed (a failed job waits for a resume)."""
+    """Which jobs' schedules were removed (a failed job waits for a resume), and each job's
+    last sync: its schedule and whether it was active (EventBridge Scheduler's side of it is
+    tests/store/test_scheduler_store.py)."""
 
     removed: list[tuple[str, str]] = field(default_factory=list)
+    synced: dict[tuple[str, str], tuple[Any, bool]] = field(default_factory=dict)
 
     def remove(self, account_id: str, job_id: str) -> None:
         self.removed.append((account_id, job_id))
+
+    def sync(self, account_id: str, job_id: str, schedule: Any, active: bool, *, now: Any = None) -> None:
+        self.synced[(account_id, job_id)] = (schedule, active)
 
 
 @dataclass

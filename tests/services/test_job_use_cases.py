@@ -118,8 +118,8 @@ def test_pause_resume_and_run_now_move_the_job_record_it_and_queue_runs_only_whe
     resumed = svc.act(world.d, admin, job.id, Action.RESUME)
     assert resumed.status is JobStatus.SLEEPING and resumed.next_run_at is not None
     assert _queued(world) == [(job.id, "resume")]
-    svc.act(world.d, admin, job.id, Action.RUN_NOW)
-    assert _queued(world) == [(job.id, "resume"), (job.id, "run")]
+    ran = svc.act(world.d, admin, job.id, Action.RUN_NOW)
+    assert ran.status is JobStatus.SLEEPING and _queued(world) == [(job.id, "resume"), (job.id, "run")]
     assert [e["action"] for e in _audit(world)] == ["run", "resumed", "paused"]  # newest first
     assert [line["message"] for line in world.lines(job, "job.pause")] == ["job paused by user_admin"]
 
@@ -135,3 +135,17 @@ def test_a_refused_action_changes_and_records_nothing(world: World) -> None:
     assert (not_export.value.code, not_export.value.fields) == (
         "job.resync_unsupported", {"resync": "only export jobs can re-send their audience"})
     assert (world.reread(job).status, _audit(world), _queued(world)) == (JobStatus.SLEEPING, [], [])
+
+
+def test_a_one_time_job_resumed_before_its_start_waits_for_it_and_run_now_does_not(world: World) -> None:
+    later = world.job("test_source", JobType.IMPORT, "list_import", dict(CONFIG), start=False,
+                      schedule={"type": "once", "at": "2099-01-01T09:00:00Z"})
+    admin = _as(world, Role.ADMIN)
+    svc.act(world.d, admin, later.id, Action.PAUSE)
+    assert world.d.scheduler.synced[(world.account_id, later.id)] == (later.schedule, False)
+    resumed = svc.act(world.d, admin, later.id, Action.RESUME)
+    assert world.d.scheduler.synced[(world.account_id, later.id)] == (later.schedule, True)
+    # it is due at its start, not now: no run is queued
+    assert (resumed.status, resumed.next_run_at, _queued(world)) == (JobStatus.SLEEPING, "2099-01-01T09:00:00Z", [])
+    svc.act(world.d, admin, later.id, Action.RUN_NOW)
+    assert _queued(world) == [(later.id, "run")]
