@@ -74,6 +74,7 @@ LONGEST_FIRST = (
     "tests/proof/test_fuzz.py",
     "tests/bench/test_requests_per_call.py",
     "tests/membership/test_realtime_crash.py",
+    "tests/membership/test_realtime_failures.py",
     "tests/store/test_profile_repo.py",
     "tests/test_holds.py",
     "tests/test_local_stack.py",

@@ -30,3 +30,15 @@ def backoff_seconds(
 def past_failure_window(first_fault_at: datetime, now: datetime, window_hours: float) -> bool:
     """Errors have kept happening for longer than the job tolerates: stop retrying."""
     return now - first_fault_at >= timedelta(hours=window_hours)
+
+
+def gives_up(transient: bool, first_fault_at: datetime, now: datetime, window_hours: float) -> bool:
+    """No retry can help: a permanent error, or transient ones past the failure window."""
+    return not transient or past_failure_window(first_fault_at, now, window_hours)
+
+
+def why_given_up(transient: bool, window_hours: float) -> str:
+    """The reason a job gave up, as its log line says it."""
+    if not transient:
+        return "a configuration or authorization error: no retry can fix it"
+    return f"errors kept happening for {window_hours:g} h (the failure window)"

@@ -18,7 +18,7 @@ from chalicelib.background import in_background
 from chalicelib.bootstrap import Deps
 from chalicelib.domain.audiences import Audience, CompiledFilter, parse_filter
 from chalicelib.domain.errors import AppError, Invalid
-from chalicelib.domain.failures import backoff_seconds, past_failure_window
+from chalicelib.domain.failures import backoff_seconds, gives_up, why_given_up
 from chalicelib.domain.models import Authorization, Job
 from chalicelib.domain.runs import LogLine, Run, RunStatus, pending_alert
 from chalicelib.domain.statuses import JobStatus
@@ -209,11 +209,9 @@ class RunControl:
         now = self.o.now()
         first = parse_iso(job.first_fault_at) if job.first_fault_at else now
         faulted = job.step_faulted(iso(first))
-        give_up = (not exc.transient) or past_failure_window(first, now, job.failure_window_hours)
+        give_up = gives_up(exc.transient, first, now, job.failure_window_hours)
         if give_up:
-            why = ("a configuration or authorization error: no retry can fix it"
-                   if not exc.transient else
-                   f"errors kept happening for {job.failure_window_hours:g} h (the failure window)")
+            why = why_given_up(exc.transient, job.failure_window_hours)
             code = "run.config_error" if not exc.transient else "run.failure_window_passed"
             run_status, delay = RunStatus.FAILED, None
             message = f"run failed: {exc.reason} — {why}; fix it, then resume the job"
@@ -255,10 +253,7 @@ class RunControl:
         if give_up:
             self.send_alert(after)
         if exc.auth:
-            # Known-bad credentials: say so on the authorization now, not at the next sweep.
-            auth = self.d.auths.get(job.account_id, job.authorization_id, consistent=True)
-            if auth is not None:
-                health.mark_unhealthy_from_run(self.d, auth, exc.reason, run_id=run.id)
+            health.mark_job_authorization_unhealthy(self.d, job, exc.reason, run_id=run.id)
         if delay is not None:
             self.send({"account_id": job.account_id, "job_id": job.id, "trigger": "retry",
                        "not_before": after.next_run_at, "fault_count": after.fault_count}, delay=delay)

@@ -18,7 +18,7 @@ from typing import Any
 from chalicelib import logs
 from chalicelib.bootstrap import Deps
 from chalicelib.domain.errors import AppError
-from chalicelib.domain.models import Authorization, CheckResult, HealthStatus
+from chalicelib.domain.models import Authorization, CheckResult, HealthStatus, Job
 from chalicelib.providers.base import ProviderError
 from chalicelib.services import alerts
 from chalicelib.services import credentials as creds_svc
@@ -182,4 +182,11 @@ def mark_unhealthy_from_run(d: Deps, auth: Authorization, reason: str, *, run_id
         return False
 
 
-__all__ = ["Verdict", "check_many", "mark_unhealthy_from_run", "record", "sweep"]
+def mark_job_authorization_unhealthy(d: Deps, job: Job, reason: str, *, run_id: str) -> bool:
+    """A job's run (or real-time delivery) met known-bad credentials: its authorization says
+    so now, not at the next sweep."""
+    auth = d.auths.get(job.account_id, job.authorization_id, consistent=True)
+    return auth is not None and mark_unhealthy_from_run(d, auth, reason, run_id=run_id)
+
+
+__all__ = ["Verdict", "check_many", "mark_job_authorization_unhealthy", "mark_unhealthy_from_run", "record", "sweep"]

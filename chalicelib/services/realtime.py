@@ -27,7 +27,7 @@ from typing import Any
 
 from chalicelib.bootstrap import Deps
 from chalicelib.domain.errors import Invalid
-from chalicelib.domain.failures import backoff_seconds, past_failure_window
+from chalicelib.domain.failures import backoff_seconds, gives_up, why_given_up
 from chalicelib.domain.models import Job
 from chalicelib.domain.profiles import values_of
 from chalicelib.domain.runs import LogLine, RunStatus, pending_alert
@@ -441,14 +441,13 @@ def _failed(d: Deps, job: Job, nudge_: Nudge, exc: ProviderError, delivered: int
     the way a batch export does (status, log line, Job Failed alert), its backlog kept."""
     now = datetime.now(UTC)
     first = datetime.fromisoformat(nudge_.first_fault_at) if nudge_.first_fault_at else now
-    if exc.transient and not past_failure_window(first, now, job.failure_window_hours):
+    if not gives_up(exc.transient, first, now, job.failure_window_hours):
         delay = int(min(MAX_DELAY, backoff_seconds(nudge_.attempt + 1, retry_after=exc.retry_after)))
         d.runs.write_logs(job.account_id, job.id, [LogLine(
             "warning", "realtime.transient_error",
             f"real-time delivery: transient error: {exc.reason}; retry {nudge_.attempt + 1} in {delay} s")])
         return Outcome("retry", delivered, cursor, delay=delay)
-    why = ("a configuration or authorization error: no retry can fix it" if not exc.transient
-           else f"errors kept happening for {job.failure_window_hours:g} h (the failure window)")
+    why = why_given_up(exc.transient, job.failure_window_hours)
     after = job.step_faulted(first.strftime("%Y-%m-%dT%H:%M:%SZ")).gave_up(
         {"status": RunStatus.FAILED.value, "finished_at": now_iso(), "error": exc.reason, "realtime": True},
         pending_alert(alerts.JOB_FAILED, {"job_id": job.id, "label": job.label, "reason": exc.reason,
@@ -465,9 +464,7 @@ def _failed(d: Deps, job: Job, nudge_: Nudge, exc: ProviderError, delivered: int
         return Outcome("retry", delivered, cursor, delay=60)
     alerts.send_job_alert(d, after)
     if exc.auth:
-        auth = d.auths.get(job.account_id, job.authorization_id, consistent=True)
-        if auth is not None:
-            health.mark_unhealthy_from_run(d, auth, exc.reason, run_id=f"realtime {job.id}")
+        health.mark_job_authorization_unhealthy(d, job, exc.reason, run_id=f"realtime {job.id}")
     return Outcome("failed", delivered, cursor)
 
 
