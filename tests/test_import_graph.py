@@ -238,17 +238,29 @@ def test_the_cycle_finder_finds_a_planted_cycle_and_nothing_else() -> None:
     assert cycles({"a": {"b"}, "b": set()}) == []
 
 
+def planted(tmp_path: Path, files: dict[str, str]) -> Graph:
+    """The graph of a package made of `files` (path under the package -> source), each
+    folder a package."""
+    pkg = tmp_path / PACKAGE
+    for name, source in {"__init__.py": "", **files}.items():
+        path = pkg / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        for folder in path.relative_to(pkg).parents:
+            init = pkg / folder / "__init__.py"
+            if not init.exists():
+                init.write_text("")
+        path.write_text(source)
+    return build(tmp_path)
+
+
 def test_function_level_imports_are_seen(tmp_path: Path) -> None:
     # GIVEN a package whose only cycle runs through an import inside a function
-    pkg = tmp_path / PACKAGE
-    pkg.mkdir()
-    (pkg / "__init__.py").write_text("")
-    (pkg / "a.py").write_text("from chalicelib import b\n")
-    (pkg / "b.py").write_text("def f():\n    from chalicelib.a import _x\n    return _x\n")
-    (pkg / "c.py").write_text("from chalicelib import a\nfrom chalicelib.a import A\n\n"
-                              "def g(x: A):\n    return a._y, x._z\n")
     # WHEN the graph is built
-    graph = build(tmp_path)
+    graph = planted(tmp_path, {
+        "a.py": "from chalicelib import b\n",
+        "b.py": "def f():\n    from chalicelib.a import _x\n    return _x\n",
+        "c.py": "from chalicelib import a\nfrom chalicelib.a import A\n\ndef g(x: A):\n    return a._y, x._z\n",
+    })
     # THEN the cycle, the function-level import and the private name are all reported
     assert cycles(graph.edges) == [["chalicelib.a", "chalicelib.b"]]
     assert graph.function_imports == [("chalicelib.b", 2)]
@@ -259,14 +271,12 @@ def test_imports_for_type_checking_count_as_edges(tmp_path: Path) -> None:
     # GIVEN a package whose only cycle runs through an import under `if TYPE_CHECKING:`
     # (it never runs, but the two modules still depend on each other: a type that belongs
     # to neither should move to a third)
-    pkg = tmp_path / PACKAGE
-    pkg.mkdir()
-    (pkg / "__init__.py").write_text("")
-    (pkg / "a.py").write_text("from chalicelib.b import B\n\nclass A:\n    pass\n")
-    (pkg / "b.py").write_text("from typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n"
-                              "    from chalicelib.a import A\n\nclass B:\n    a: 'A'\n")
     # WHEN the graph is built
-    graph = build(tmp_path)
+    graph = planted(tmp_path, {
+        "a.py": "from chalicelib.b import B\n\nclass A:\n    pass\n",
+        "b.py": "from typing import TYPE_CHECKING\n\nif TYPE_CHECKING:\n"
+                "    from chalicelib.a import A\n\nclass B:\n    a: 'A'\n",
+    })
     # THEN the cycle is reported, and the import is not counted as one inside a function
     assert cycles(graph.edges) == [["chalicelib.a", "chalicelib.b"]]
     assert graph.function_imports == []
@@ -376,18 +386,15 @@ def upward(edges: dict[str, set[str]]) -> list[tuple[str, str]]:
 def test_an_import_up_the_layers_is_seen(tmp_path: Path) -> None:
     # GIVEN a package where a service imports the run pipeline inside a function and a
     # connector imports the store, beside imports that go down
-    pkg = tmp_path / PACKAGE
-    for sub in ("services", "runs", "providers", "store", "domain"):
-        (pkg / sub).mkdir(parents=True)
-        (pkg / sub / "__init__.py").write_text("")
-    (pkg / "__init__.py").write_text("")
-    (pkg / "domain" / "models.py").write_text("")
-    (pkg / "store" / "jobs.py").write_text("from chalicelib.domain import models\n")
-    (pkg / "runs" / "export.py").write_text("from chalicelib.store import jobs\n")
-    (pkg / "services" / "realtime.py").write_text("def f():\n    from chalicelib.runs.export import g\n")
-    (pkg / "providers" / "s3.py").write_text("from chalicelib.store.jobs import JobRepo\n")
-    # WHEN the graph is built THEN exactly the two are reported
-    assert upward(build(tmp_path).edges) == [("chalicelib.providers.s3", "chalicelib.store.jobs"),
+    graph = planted(tmp_path, {
+        "domain/models.py": "",
+        "store/jobs.py": "from chalicelib.domain import models\n",
+        "runs/export.py": "from chalicelib.store import jobs\n",
+        "services/realtime.py": "def f():\n    from chalicelib.runs.export import g\n",
+        "providers/s3.py": "from chalicelib.store.jobs import JobRepo\n",
+    })
+    # THEN exactly the two are reported
+    assert upward(graph.edges) == [("chalicelib.providers.s3", "chalicelib.store.jobs"),
                                             ("chalicelib.services.realtime", "chalicelib.runs.export")]
 
 

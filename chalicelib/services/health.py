@@ -174,19 +174,16 @@ def _count(verdicts: list[Verdict]) -> None:
     m.count(M.SWEEP_ERRORS, sum(1 for v in verdicts if v.crashed))
 
 
-def mark_unhealthy_from_run(d: Deps, auth: Authorization, reason: str, *, run_id: str) -> bool:
-    """A run that hit an auth error (401/403, revoked keys) says so at once."""
+def mark_job_authorization_unhealthy(d: Deps, job: Job, reason: str, *, run_id: str) -> bool:
+    """A job's run (or real-time delivery) met known-bad credentials (401/403, revoked
+    keys): its authorization says so now, not at the next sweep."""
+    auth = d.auths.get(job.account_id, job.authorization_id, consistent=True)
+    if auth is None:
+        return False
     try:
         return record(d, auth, CheckResult(HealthStatus.UNHEALTHY, reason), by=f"run {run_id}")
     except AppError:
         return False
 
 
-def mark_job_authorization_unhealthy(d: Deps, job: Job, reason: str, *, run_id: str) -> bool:
-    """A job's run (or real-time delivery) met known-bad credentials: its authorization says
-    so now, not at the next sweep."""
-    auth = d.auths.get(job.account_id, job.authorization_id, consistent=True)
-    return auth is not None and mark_unhealthy_from_run(d, auth, reason, run_id=run_id)
-
-
-__all__ = ["Verdict", "check_many", "mark_job_authorization_unhealthy", "mark_unhealthy_from_run", "record", "sweep"]
+__all__ = ["Verdict", "check_many", "mark_job_authorization_unhealthy", "record", "sweep"]

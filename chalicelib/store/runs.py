@@ -132,8 +132,9 @@ class RunRepo:
             "origin": run.origin,
             "expires_at": expires_at if expires_at is not None else int(time.time()) + RUN_TTL_DAYS * 86400,
         }
-        if extra and extra.keys() & item.keys():
-            raise ValueError(f"a run's own attributes cannot be replaced: {sorted(extra.keys() & item.keys())}")
+        clash = sorted((extra or {}).keys() & item.keys())
+        if clash:
+            raise ValueError(f"a run's own attributes cannot be replaced: {clash}")
         item.update(extra or {})
         if lease_seconds is not None:
             item["lease_owner"] = run.origin
@@ -205,7 +206,6 @@ class RunRepo:
             "UpdateExpression": "ADD " + ", ".join(adds),
             "ConditionExpression": "attribute_exists(PK)",
             "ExpressionAttributeNames": names, "ExpressionAttributeValues": values}})
-
 
     def get(self, account_id: str, job_id: str, run_id: str) -> Run | None:
         row = self.t.get(K.account_pk(account_id), run_sk(job_id, run_id), consistent=True)
