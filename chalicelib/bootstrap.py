@@ -16,6 +16,7 @@ import threading
 from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
+from typing import TYPE_CHECKING
 
 from chalicelib.domain.models import Job
 from chalicelib.domain.schedules import next_fire
@@ -35,14 +36,45 @@ from chalicelib.store.jobs import JobRepo
 from chalicelib.store.membership import MembershipRepo
 from chalicelib.store.oauth import OAuthStateRepo
 from chalicelib.store.profiles import ProfileRepo
-from chalicelib.store.protocols import AlertRules, Audiences, AuditLog, UnitOfWork
 from chalicelib.store.queues import BackfillQueue, HealthQueue, RealtimeQueue, RunQueue
 from chalicelib.store.rates import SharedRateStore
 from chalicelib.store.realtime import RealtimeRepo
 from chalicelib.store.runs import RunRepo
 from chalicelib.store.scheduler import SchedulerStore
 from chalicelib.store.secrets import SecretsStore
+from chalicelib.store.unit_of_work import UnitOfWork
 from chalicelib.store.usage_keys import UsageKeys
+
+if TYPE_CHECKING:  # pragma: no cover
+    from chalicelib.store.protocols import (
+        Accounts,
+        AlertClaims,
+        AlertEmails,
+        AlertRules,
+        AlertSettingsStore,
+        AudienceMembers,
+        Audiences,
+        AuditLog,
+        Authorizations,
+        BackfillMessages,
+        CollectClaims,
+        CollectMessages,
+        Events,
+        HealthMessages,
+        Jobs,
+        Memberships,
+        OAuthStates,
+        Profiles,
+        RateBuckets,
+        RealtimeMessages,
+        RunMessages,
+        Runs,
+        Schedules,
+        Secrets,
+        Subscriptions,
+        UsagePlanKeys,
+        WriteKeys,
+    )
 
 PROFILE_BATCHES_IN_FLIGHT = 8
 
@@ -54,16 +86,16 @@ class Deps:
     table: Table = field(default_factory=Table)
     profiles_table: Table = field(default_factory=lambda: Table(setting="profiles_table_name"))
     registry: Registry = field(default_factory=default_registry)
-    secrets: SecretsStore = field(default_factory=SecretsStore)
-    runs_queue: RunQueue = field(default_factory=RunQueue)
-    health_queue: HealthQueue = field(default_factory=HealthQueue)
-    backfill_queue: BackfillQueue = field(default_factory=BackfillQueue)
-    realtime_queue: RealtimeQueue = field(default_factory=RealtimeQueue)
-    scheduler: SchedulerStore = field(default_factory=SchedulerStore)
-    event_bus: EventBus = field(default_factory=EventBus)
-    alert_topic: AlertTopic = field(default_factory=AlertTopic)
-    collect_queue: CollectQueue = field(default_factory=CollectQueue)
-    usage_keys: UsageKeys = field(default_factory=UsageKeys)
+    secrets: Secrets = field(default_factory=SecretsStore)
+    runs_queue: RunMessages = field(default_factory=RunQueue)
+    health_queue: HealthMessages = field(default_factory=HealthQueue)
+    backfill_queue: BackfillMessages = field(default_factory=BackfillQueue)
+    realtime_queue: RealtimeMessages = field(default_factory=RealtimeQueue)
+    scheduler: Schedules = field(default_factory=SchedulerStore)
+    event_bus: Events = field(default_factory=EventBus)
+    alert_topic: AlertEmails = field(default_factory=AlertTopic)
+    collect_queue: CollectMessages = field(default_factory=CollectQueue)
+    usage_keys: UsagePlanKeys = field(default_factory=UsageKeys)
     # How long the health handler waits for a batch's checks (tests make hangs short).
     health_check_timeout: float = 20.0
 
@@ -73,19 +105,19 @@ class Deps:
         return CallCounter(authorization_id=authorization_id, rates=self.shared_rates)
 
     @cached_property
-    def shared_rates(self) -> SharedRateStore:
+    def shared_rates(self) -> RateBuckets:
         return SharedRateStore(self.table)
 
     @cached_property
-    def accounts(self) -> AccountRepo:
+    def accounts(self) -> Accounts:
         return AccountRepo(self.table)
 
     @cached_property
-    def auths(self) -> AuthorizationRepo:
+    def auths(self) -> Authorizations:
         return AuthorizationRepo(self.table)
 
     @cached_property
-    def jobs(self) -> JobRepo:
+    def jobs(self) -> Jobs:
         return JobRepo(self.table)
 
     @cached_property
@@ -97,41 +129,41 @@ class Deps:
         return AudienceRepo(self.table)
 
     @cached_property
-    def profiles(self) -> ProfileRepo:
+    def profiles(self) -> Profiles:
         # Batches in flight at once: an import step mostly waits on DynamoDB (the botocore
         # client's pool holds 10 connections).
         return ProfileRepo(self.profiles_table, parallel=PROFILE_BATCHES_IN_FLIGHT)
 
     @cached_property
-    def runs(self) -> RunRepo:
+    def runs(self) -> Runs:
         return RunRepo(self.table)
 
     @cached_property
-    def audience_members(self) -> AudienceMemberRepo:
+    def audience_members(self) -> AudienceMembers:
         """Audiences' current members and change logs (services/audience_members.py)."""
         return AudienceMemberRepo(self.table)
 
     @cached_property
-    def realtime(self) -> RealtimeRepo:
+    def realtime(self) -> Subscriptions:
         """Real-time export jobs' subscriptions to audiences (services/realtime.py)."""
         return RealtimeRepo(self.table)
 
     @cached_property
-    def memberships(self) -> MembershipRepo:
+    def memberships(self) -> Memberships:
         """Export jobs' confirmed memberships and run plans (chalicelib/runs/export.py)."""
         return MembershipRepo(self.table)
 
     @cached_property
-    def oauth_states(self) -> OAuthStateRepo:
+    def oauth_states(self) -> OAuthStates:
         """OAuth flows in progress (chalicelib/services/oauth.py)."""
         return OAuthStateRepo(self.table)
 
     @cached_property
-    def alert_settings(self) -> AlertSettingsRepo:
+    def alert_settings(self) -> AlertSettingsStore:
         return AlertSettingsRepo(self.table)
 
     @cached_property
-    def alert_deliveries(self) -> AlertDeliveries:
+    def alert_deliveries(self) -> AlertClaims:
         """Which transitions' alerts went out (one delivery per transition)."""
         return AlertDeliveries(self.table)
 
@@ -140,12 +172,12 @@ class Deps:
         return AlertRuleRepo(self.table)
 
     @cached_property
-    def write_keys(self) -> WriteKeyRepo:
+    def write_keys(self) -> WriteKeys:
         """The collect endpoint's write keys."""
         return WriteKeyRepo(self.table)
 
     @cached_property
-    def collect(self) -> CollectRepo:
+    def collect(self) -> CollectClaims:
         """Collected messages' claims and hand-offs."""
         return CollectRepo(self.table)
 

@@ -31,7 +31,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalicelib.bootstrap import Deps
 from chalicelib.domain.audiences import Audience
@@ -44,7 +44,10 @@ from chalicelib.providers.roles import Destination, StepContext
 from chalicelib.runs.control import Delivery, RunControl, RunLease, audience_filter, step_context
 from chalicelib.runs.outcome import StepOutcome
 from chalicelib.services.membership_log import log_membership, net_changes
-from chalicelib.store.membership import MembershipRepo, MissingChunk, PlanRef, PlanRow, SetRef, new_set_id
+from chalicelib.store.membership import MissingChunk, PlanRef, PlanRow, SetRef, new_set_id
+
+if TYPE_CHECKING:  # pragma: no cover
+    from chalicelib.store.protocols import Memberships
 
 log = logging.getLogger("switchyard.export")
 
@@ -476,7 +479,7 @@ def _clean_up(ctl: RunControl, job: Job, run: Run, cursor: dict[str, Any]) -> Ca
     return lambda: _clean(ctl.d.memberships, job, run, cursor)
 
 
-def _clean(repo: MembershipRepo, job: Job, run: Run, cursor: dict[str, Any]) -> None:
+def _clean(repo: Memberships, job: Job, run: Run, cursor: dict[str, Any]) -> None:
     try:
         previous = SetRef.from_json(cursor.get("previous"))
         if previous is not None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from chalicelib.domain import profiles as P
 from chalicelib.domain.models import Job
@@ -15,7 +16,10 @@ from chalicelib.providers.calls import CallCounter
 from chalicelib.providers.roles import ReadResult
 from chalicelib.runs.control import Delivery, RunControl, step_context
 from chalicelib.runs.outcome import StepOutcome
-from chalicelib.store.profiles import LeaseTicket, ProfileRepo
+from chalicelib.store.profiles.lease import Ticket
+
+if TYPE_CHECKING:  # pragma: no cover
+    from chalicelib.store.protocols import Profiles
 
 
 def import_stage(ctl: RunControl, job: Job, run: Run, delivery: Delivery, started: float, budget: float,
@@ -36,8 +40,8 @@ def import_stage(ctl: RunControl, job: Job, run: Run, delivery: Delivery, starte
     return out
 
 
-def _import_page(ctl: RunControl, job: Job, run: Run, result: ReadResult, repo: ProfileRepo,
-                 ticket: LeaseTicket) -> StepOutcome:
+def _import_page(ctl: RunControl, job: Job, run: Run, result: ReadResult, repo: Profiles,
+                 ticket: Ticket) -> StepOutcome:
     mapping = P.Mapping.from_config(job.config)
     reasons: Counter[str] = Counter()
     reasons["invalid"] += len(result.invalid)

@@ -14,7 +14,7 @@ import logging
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalicelib.bootstrap import Deps
 from chalicelib.domain.access import Capability, Principal
@@ -29,7 +29,10 @@ from chalicelib.store.alert_rules import (
     JobGone,
     RuleLimit,
 )
-from chalicelib.store.protocols import AlertRules, UnitOfWork
+from chalicelib.store.unit_of_work import UnitOfWork
+
+if TYPE_CHECKING:  # pragma: no cover
+    from chalicelib.store.protocols import AlertRules
 
 log = logging.getLogger("switchyard.alert_rules")
 

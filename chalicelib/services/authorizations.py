@@ -29,7 +29,7 @@ from chalicelib.services import health
 from chalicelib.services.collect import create_with_key, revoke_key, rotate_key
 from chalicelib.store.authorizations import AuthorizationInUse
 from chalicelib.store.dynamo import Page, now_iso
-from chalicelib.store.protocols import UnitOfWork
+from chalicelib.store.unit_of_work import UnitOfWork
 
 log = logging.getLogger("switchyard.authorizations")
 

@@ -34,7 +34,7 @@ from chalicelib.store.collect import (
     unpack,
 )
 from chalicelib.store.dynamo import TransactionFailed, now_iso
-from chalicelib.store.protocols import UnitOfWork
+from chalicelib.store.unit_of_work import UnitOfWork
 
 log = logging.getLogger("switchyard.collect")
 

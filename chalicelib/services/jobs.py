@@ -32,7 +32,7 @@ from chalicelib.services.collect import bind_write_key, key_in_use
 from chalicelib.services.validation import validate
 from chalicelib.store.dynamo import Page, now_iso
 from chalicelib.store.jobs import AuthorizationGone
-from chalicelib.store.protocols import UnitOfWork
+from chalicelib.store.unit_of_work import UnitOfWork
 
 
 @dataclass(frozen=True)

@@ -41,8 +41,8 @@ from chalicelib.services.membership_log import log_membership
 from chalicelib.store.audience_members import Change
 from chalicelib.store.dynamo import now_iso
 from chalicelib.store.jobs import audience_of
-from chalicelib.store.protocols import UnitOfWork
 from chalicelib.store.realtime import SWEEP_SHARDS, Subscription
+from chalicelib.store.unit_of_work import UnitOfWork
 
 log = logging.getLogger("switchyard.realtime")
 

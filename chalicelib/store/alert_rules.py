@@ -22,7 +22,7 @@ from chalicelib.store.dynamo import (
     now_iso,
     ser,
 )
-from chalicelib.store.protocols import UnitOfWork
+from chalicelib.store.unit_of_work import UnitOfWork
 
 RULE_SHARDS = 16
 MAX_RULES_PER_JOB = 10  # keeps a job's delete (rules + counter + job) one transaction

@@ -17,7 +17,7 @@ from typing import Any
 from chalicelib.domain.audit import AuditEvent
 from chalicelib.store import keys as K
 from chalicelib.store.dynamo import Page, Table, deser, ser
-from chalicelib.store.protocols import UnitOfWork
+from chalicelib.store.unit_of_work import UnitOfWork
 
 TTL_DAYS = 400
 MAX_READS = 5  # Queries one filtered listing may spend (like paged_query)

@@ -29,7 +29,7 @@ from chalicelib.store.dynamo import (
     to_attr,
     update_versioned,
 )
-from chalicelib.store.protocols import UnitOfWork
+from chalicelib.store.unit_of_work import UnitOfWork
 
 HEALTH_SHARDS = 16
 HEALTH_PREFIX = "HEALTH#"  # SK prefix of health transitions: HEALTH#<auth>#<at>#<rand>

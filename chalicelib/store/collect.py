@@ -25,8 +25,8 @@ from chalicelib.config import COLLECT_QUEUE
 from chalicelib.store import aws
 from chalicelib.store import keys as K
 from chalicelib.store.dynamo import Table, deser, ser
-from chalicelib.store.protocols import UnitOfWork
 from chalicelib.store.queues import queue_url
+from chalicelib.store.unit_of_work import UnitOfWork
 
 CLAIM_SECONDS = 24 * 3600  # messageId dedup window
 APPLIED_SECONDS = 14 * 86400  # SQS's longest retention: a hand-off is never redelivered later

@@ -29,7 +29,7 @@ from chalicelib.store.dynamo import (
     prefix_page,
     ser,
 )
-from chalicelib.store.protocols import UnitOfWork
+from chalicelib.store.unit_of_work import UnitOfWork
 
 PURGE_SHARDS = 8
 _clock = time.time  # the purge index's clock (tests move it)

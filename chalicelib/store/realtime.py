@@ -19,7 +19,7 @@ from typing import Any
 
 from chalicelib.store import keys as K
 from chalicelib.store.dynamo import Table, now_iso
-from chalicelib.store.protocols import UnitOfWork
+from chalicelib.store.unit_of_work import UnitOfWork
 
 JOB_PREFIX = "JOB#"
 SWEEP_KIND = "REALTIME"

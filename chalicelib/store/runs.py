@@ -22,7 +22,7 @@ from typing import Any
 from chalicelib.domain.runs import ENDED, LogLine, Run, RunStatus, StepCommit
 from chalicelib.store import keys as K
 from chalicelib.store.dynamo import Page, Table, deser, prefix_page, ser, to_attr
-from chalicelib.store.protocols import UnitOfWork
+from chalicelib.store.unit_of_work import UnitOfWork
 
 RUN_TTL_DAYS = 90
 LOG_TTL_DAYS = 30

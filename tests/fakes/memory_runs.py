@@ -16,16 +16,17 @@ or move them; nothing here sleeps.
 from __future__ import annotations
 
 import copy
+import functools
 import itertools
 import json
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalicelib.domain.errors import Conflict, Invalid, not_found, stale_version
-from chalicelib.domain.models import Authorization, Job
+from chalicelib.domain.models import Authorization, HealthStatus, Job
 from chalicelib.domain.runs import ENDED, LogLine, Run, RunStatus, StepCommit
 from chalicelib.domain.statuses import JobStatus
 from chalicelib.store import keys as K
@@ -34,14 +35,22 @@ from chalicelib.store.jobs import AuthorizationGone, UsageMove, audience_of
 from chalicelib.store.membership import MissingChunk, PlanRef, PlanRow, SetRef, chunk_ids, chunk_plan
 from chalicelib.store.runs import LOG_TTL_DAYS, log_prefix, run_sk, series_buckets
 from chalicelib.store.secrets import SecretMissing
+from chalicelib.store.unit_of_work import UnitOfWork
 from tests.fakes.memory_store import (
     Key,
     MemoryActivity,
     MemoryTable,
     MemoryTransaction,
     MemoryWrite,
+    NotFaked,
     page_rows,
 )
+
+if TYPE_CHECKING:  # pragma: no cover
+    from chalicelib.domain.membership import MemberState, Verdict
+    from chalicelib.store.audience_members import BackfillState, Change
+    from chalicelib.store.authorizations import HealthRecorded
+    from chalicelib.store.scheduler import SyncOutcome
 
 LEVELS = ["debug", "info", "warning", "error"]
 
@@ -81,7 +90,7 @@ class MemoryRuns(MemoryActivity):
 
     # -- runs --------------------------------------------------------------------------
 
-    def add_new_run(self, tx: MemoryTransaction, run: Run, lease_seconds: int | None = None) -> None:
+    def add_new_run(self, tx: UnitOfWork, run: Run, lease_seconds: int | None = None) -> None:
         key = self._key(run.account_id, run.job_id, run.id)
         fresh = Run(id=run.id, job_id=run.job_id, account_id=run.account_id, trigger=run.trigger,
                     status=RunStatus(run.status), started_at=run.started_at, requested_by=run.requested_by,
@@ -115,7 +124,7 @@ class MemoryRuns(MemoryActivity):
         found.run.lease_owner, found.lease_until = owner, now + lease_seconds
         return True
 
-    def add_commit(self, tx: MemoryTransaction, run: Run, owner: str, c: StepCommit, now: str) -> None:
+    def add_commit(self, tx: UnitOfWork, run: Run, owner: str, c: StepCommit, now: str) -> None:
         """Step n to n+1, if the run is still at step n under this lease."""
         key = self._key(run.account_id, run.job_id, run.id)
 
@@ -148,7 +157,7 @@ class MemoryRuns(MemoryActivity):
 
         tx.add("run", MemoryWrite(key, apply, holds))
 
-    def add_status(self, tx: MemoryTransaction, run: Run, status: RunStatus, *, error: str | None, now: str,
+    def add_status(self, tx: UnitOfWork, run: Run, status: RunStatus, *, error: str | None, now: str,
                    expect_step: int | None = None, origin: str | None = None) -> None:
         key = self._key(run.account_id, run.job_id, run.id)
 
@@ -190,11 +199,11 @@ class MemoryRuns(MemoryActivity):
         # The store's codec leaves out what is None, so a row has no such key.
         return key, {k: v for k, v in row.items() if v is not None}
 
-    def add_logs(self, tx: MemoryTransaction, account_id: str, job_id: str, lines: list[LogLine],
+    def add_logs(self, tx: UnitOfWork, account_id: str, job_id: str, lines: list[LogLine],
                  at: datetime) -> None:
         for i, line in enumerate(lines):
             key, row = self._log_row(account_id, job_id, line, at + timedelta(milliseconds=i))
-            tx.add(tx.numbered("log:"), MemoryWrite(key, lambda key=key, row=row: self.t.items.__setitem__(key, row)))
+            tx.add(tx.numbered("log:"), MemoryWrite(key, functools.partial(self.t.items.__setitem__, key, row)))
 
     def write_logs(self, account_id: str, job_id: str, lines: list[LogLine]) -> None:
         at = self.now()
@@ -218,7 +227,7 @@ class MemoryRuns(MemoryActivity):
 
     # -- activity and requests -------------------------------------------------------------
 
-    def add_activity(self, tx: MemoryTransaction, account_id: str, job_id: str, at: datetime, added: int,
+    def add_activity(self, tx: UnitOfWork, account_id: str, job_id: str, at: datetime, added: int,
                      removed: int, omitted: int) -> None:
         if not (added or removed or omitted):
             return
@@ -226,7 +235,7 @@ class MemoryRuns(MemoryActivity):
         tx.add(tx.numbered("activity:"), MemoryWrite(
             key, lambda: self.record(account_id, job_id, at, added, removed, omitted)))
 
-    def add_requests(self, tx: MemoryTransaction, account_id: str, auth_id: str, at: datetime, requests: int,
+    def add_requests(self, tx: UnitOfWork, account_id: str, auth_id: str, at: datetime, requests: int,
                      errors: int) -> None:
         if not (requests or errors):
             return
@@ -245,15 +254,28 @@ class MemoryRuns(MemoryActivity):
         now = now or datetime.now(UTC)
         buckets, span, label = series_buckets(granularity, now)
         last = now.replace(minute=0, second=0, microsecond=0)
-        points = [{"start": b.strftime(label), "api_requests": 0, "errors": 0} for b in buckets]
+        counted = [[0, 0] for _ in buckets]
         for (acct, auth, hour), counts in self.requests.items():
             if acct != account_id or auth != auth_id or not buckets[0] <= hour <= last:
                 continue
             i = int((hour - buckets[0]) / span)
-            if 0 <= i < len(points):
-                points[i]["api_requests"] += counts["requests"]
-                points[i]["errors"] += counts["errors"]
-        return points
+            if 0 <= i < len(counted):
+                counted[i][0] += counts["requests"]
+                counted[i][1] += counts["errors"]
+        return [{"start": b.strftime(label), "api_requests": n, "errors": e}
+                for b, (n, e) in zip(buckets, counted, strict=True)]
+
+    # Not kept in memory: a use case that needs these is tested against moto.
+    def open_window(self, account_id: str, job_id: str, at: datetime, started_at: str) -> str:
+        raise NotFaked("Runs.open_window")
+
+    def add_window_counts(self, tx: UnitOfWork, account_id: str, job_id: str, run_id: str, *, processed: int,
+                          added: int, duplicates: int, omitted: dict[str, int]) -> None:
+        raise NotFaked("Runs.add_window_counts")
+
+    def record_requests(self, account_id: str, auth_id: str, at: datetime, requests: int,
+                        errors: int) -> None:
+        raise NotFaked("Runs.record_requests")
 
 
 class MemoryAuths:
@@ -268,6 +290,51 @@ class MemoryAuths:
     def get(self, account_id: str, auth_id: str, *, consistent: bool = False) -> Authorization | None:
         found = self.t.items.get((K.account_pk(account_id), K.auth_sk(auth_id)))
         return copy.deepcopy(found) if isinstance(found, Authorization) else None
+
+    # Not kept in memory: a use case that needs these is tested against moto.
+    def put_new(self, auth: Authorization) -> None:
+        raise NotFaked("Authorizations.put_new")
+
+    def add_new(self, tx: UnitOfWork, auth: Authorization) -> None:
+        raise NotFaked("Authorizations.add_new")
+
+    def mark_used(self, account_id: str, auth_id: str, at: str) -> None:
+        raise NotFaked("Authorizations.mark_used")
+
+    def page(self, account_id: str, *, limit: int, cursor: str | None, provider: str | None = None,
+             health: str | None = None) -> Page:
+        raise NotFaked("Authorizations.page")
+
+    def update(self, account_id: str, auth_id: str, changes: dict[str, Any], *,
+               expected_version: int | None) -> Authorization:
+        raise NotFaked("Authorizations.update")
+
+    def get_many(self, account_id: str, auth_ids: Iterable[str], *,
+                 consistent: bool = False) -> dict[str, Authorization]:
+        raise NotFaked("Authorizations.get_many")
+
+    def get_pairs(self, pairs: Iterable[tuple[str, str]], *,
+                  consistent: bool = False) -> dict[str, Authorization]:
+        raise NotFaked("Authorizations.get_pairs")
+
+    def sweep_page(self, shard: int, start: dict[str, Any] | None, *, limit: int = 100,
+                   ) -> tuple[list[tuple[str, str]], dict[str, Any] | None]:
+        raise NotFaked("Authorizations.sweep_page")
+
+    def record_health(self, auth: Authorization, status: HealthStatus, reason: str | None, *,
+                      at: str, by: str, provider_account: str | None = None,
+                      alert_when: Callable[[HealthStatus, HealthStatus], bool] = lambda prev, new: False,
+                      ) -> HealthRecorded:
+        raise NotFaked("Authorizations.record_health")
+
+    def clear_health_alert(self, account_id: str, auth_id: str, transition_id: str) -> None:
+        raise NotFaked("Authorizations.clear_health_alert")
+
+    def health_history(self, account_id: str, auth_id: str, *, limit: int, cursor: str | None) -> Page:
+        raise NotFaked("Authorizations.health_history")
+
+    def delete_if_unused(self, account_id: str, auth_id: str) -> Authorization:
+        raise NotFaked("Authorizations.delete_if_unused")
 
 
 class MemoryJobs:
@@ -288,9 +355,12 @@ class MemoryJobs:
         found = self.t.items.get(self._key(account_id, job_id))
         return copy.deepcopy(found) if isinstance(found, Job) else None
 
-    def create(self, job: Job, *, auth_provider: str, tx: MemoryTransaction | None = None) -> None:
+    def create(self, job: Job, *, new_auth: Authorization | None = None, auth_provider: str,
+               tx: UnitOfWork | None = None) -> None:
         """A new job, counted on its authorization (which must be of `auth_provider`) and its
         audience. An inline new authorization is the API's business and is not faked."""
+        if new_auth is not None:
+            raise NotFaked("Jobs.create with an inline new authorization")
         tx = tx if tx is not None else MemoryTransaction(self.t)
         key, stored = self._key(job.account_id, job.id), copy.deepcopy(job)
         self._commit(tx, MemoryWrite(key, lambda: self.t.items.__setitem__(key, stored),
@@ -299,7 +369,7 @@ class MemoryJobs:
                      job_id=job.id, version=None, audiences=[(audience_of(job), 1)])
 
     def save(self, before: Job, after: Job, *, expected_version: int | None,
-             expected_status: JobStatus | None = None, tx: MemoryTransaction | None = None) -> Job:
+             expected_status: JobStatus | None = None, tx: UnitOfWork | None = None) -> Job:
         tx = tx if tx is not None else MemoryTransaction(self.t)
         after.version = before.version + 1
         after.updated_at = now_iso()
@@ -355,7 +425,7 @@ class MemoryJobs:
 
         return MemoryWrite(key, apply, lambda: key in self.t.items)
 
-    def _commit(self, tx: MemoryTransaction, job_write: MemoryWrite, account_id: str, moves: Iterable[UsageMove],
+    def _commit(self, tx: UnitOfWork, job_write: MemoryWrite, account_id: str, moves: Iterable[UsageMove],
                 *, job_id: str, version: int | None, audiences: list[tuple[str | None, int]]) -> None:
         """The store's answers to a refused job write, in its order: the job gone (404) or
         changed (409), a write the caller added refused (409), a new audience missing (400),
@@ -396,6 +466,21 @@ class MemoryJobs:
                 counted = [a for a in counted if a not in gone]
                 moves = [m for m in moves if m not in failed]
 
+    # Not kept in memory: a use case that needs these is tested against moto.
+    def page(self, account_id: str, *, limit: int, cursor: str | None, status: str | None = None,
+             provider: str | None = None, job_type: str | None = None,
+             authorization_id: str | None = None) -> Page:
+        raise NotFaked("Jobs.page")
+
+    def jobs_of_authorization(self, account_id: str, auth_id: str, limit: int = 200) -> list[Job]:
+        raise NotFaked("Jobs.jobs_of_authorization")
+
+    def due_for_purge(self, shard: int, now_iso_: str, *, limit: int = 100) -> list[tuple[str, str]]:
+        raise NotFaked("Jobs.due_for_purge")
+
+    def delete(self, job: Job, *, tx: UnitOfWork | None = None) -> None:
+        raise NotFaked("Jobs.delete")
+
 
 class MemorySecrets:
     """Secret values by name, as Secrets Manager hands them back (JSON)."""
@@ -418,6 +503,16 @@ class MemorySecrets:
         if name not in self.values:
             raise SecretMissing(name)
         return self.read(name)
+
+    # Not kept in memory: a use case that needs these is tested against moto.
+    def put_version(self, name: str, value: dict[str, Any]) -> str:
+        raise NotFaked("Secrets.put_version")
+
+    def schedule_deletion(self, name: str) -> None:
+        raise NotFaked("Secrets.schedule_deletion")
+
+    def delete_now(self, name: str) -> None:
+        raise NotFaked("Secrets.delete_now")
 
 
 @dataclass
@@ -450,12 +545,25 @@ class MemoryScheduler:
 
     removed: list[tuple[str, str]] = field(default_factory=list)
     synced: dict[tuple[str, str], tuple[Any, bool]] = field(default_factory=dict)
+    present: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
 
-    def remove(self, account_id: str, job_id: str) -> None:
+    def remove(self, account_id: str, job_id: str) -> bool:
         self.removed.append((account_id, job_id))
+        return self.present.pop((account_id, job_id), None) is not None
 
-    def sync(self, account_id: str, job_id: str, schedule: Any, active: bool, *, now: Any = None) -> None:
-        self.synced[(account_id, job_id)] = (schedule, active)
+    def sync(self, account_id: str, job_id: str, schedule: Mapping[str, Any] | None, active: bool, *,
+             now: datetime | None = None) -> SyncOutcome:
+        """The store's answer, told from this fake's own record: any schedule of an active
+        job counts as one to keep (the store also leaves out a one-time run already due)."""
+        key = (account_id, job_id)
+        self.synced[key] = (schedule, active)
+        if not active or schedule is None:
+            return "deleted" if self.present.pop(key, None) is not None else "absent"
+        before = self.present.get(key)
+        self.present[key] = copy.deepcopy(dict(schedule))
+        if before is None:
+            return "created"
+        return "unchanged" if before == schedule else "updated"
 
 
 @dataclass
@@ -531,6 +639,41 @@ class MemoryAudienceMembers:
 
     def backfill(self, account_id: str, audience_id: str) -> None:
         return None
+
+    # Not kept in memory: a use case that needs these is tested against moto.
+    def state(self, account_id: str, audience_id: str, profile_id: str) -> MemberState | None:
+        raise NotFaked("AudienceMembers.state")
+
+    def states(self, account_id: str, audience_id: str, profile_ids: list[str]) -> dict[str, MemberState]:
+        raise NotFaked("AudienceMembers.states")
+
+    def head(self, account_id: str, audience_id: str) -> int:
+        raise NotFaked("AudienceMembers.head")
+
+    def heads(self, audiences: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        raise NotFaked("AudienceMembers.heads")
+
+    def changes(self, account_id: str, audience_id: str, *, after: int, upto: int,
+                limit: int = 1000) -> list[Change]:
+        raise NotFaked("AudienceMembers.changes")
+
+    def all_changes(self, account_id: str, audience_id: str, *, after: int, upto: int,
+                    on_page: Callable[[], None] | None = None) -> list[Change]:
+        raise NotFaked("AudienceMembers.all_changes")
+
+    def members(self, account_id: str, audience_id: str, page_size: int = 1000) -> Iterator[str]:
+        raise NotFaked("AudienceMembers.members")
+
+    def record(self, account_id: str, verdict: Verdict, change: str, *, was: MemberState | None,
+               head: int, position: str, profile_version: int) -> int:
+        raise NotFaked("AudienceMembers.record")
+
+    def start_backfill(self, account_id: str, audience_id: str, audience_version: int) -> bool:
+        raise NotFaked("AudienceMembers.start_backfill")
+
+    def advance_backfill(self, account_id: str, audience_id: str, at: BackfillState,
+                         shard: int, start: dict[str, Any] | None, done: bool) -> bool:
+        raise NotFaked("AudienceMembers.advance_backfill")
 
 
 __all__ = [

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import functools
 import itertools
 import json
 import time
@@ -26,6 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from chalicelib.bootstrap import Deps
 from chalicelib.domain import profiles as P
 from chalicelib.domain.alert_rules import AlertRule
 from chalicelib.domain.audiences import Audience, Estimate
@@ -46,8 +48,15 @@ from chalicelib.store.audiences import SIZE_PREFIX, in_use
 from chalicelib.store.audit import audit_pk
 from chalicelib.store.dynamo import CONDITION_FAILED, NamedWrites, Page, TransactionFailed, now_iso
 from chalicelib.store.profiles import STEP_HISTORY
+from chalicelib.store.profiles.lease import Ticket
+from chalicelib.store.unit_of_work import UnitOfWork
 
 Key = tuple[str, str]  # (PK, SK)
+
+
+class NotFaked(AssertionError):
+    """A use case reached a repository method the in-memory store leaves out: test that
+    case against moto, or keep the method here (and in tests/store/test_repo_contract.py)."""
 
 
 class MemoryTable:
@@ -216,7 +225,7 @@ class MemoryAudit:
         # Like the store's: the time, the microseconds, then a tie-breaker.
         return audit_pk(e.account_id), f"{e.at}#{e.at_ns // 1000 % 1_000_000:06d}#{next(self._seq):06d}"
 
-    def add(self, tx: MemoryTransaction, event: AuditEvent) -> None:
+    def add(self, tx: UnitOfWork, event: AuditEvent) -> None:
         key, stored = self._key(event), copy.deepcopy(event)
         tx.add(tx.numbered("audit:"), MemoryWrite(key, lambda: self.t.items.__setitem__(key, stored)))
 
@@ -277,7 +286,7 @@ class MemoryProfiles:
 
     def upsert_batch(self, account_id: str, records: Iterable[ProfileRecord], *, step_tag: str,
                      rules: Mapping[str, str] | None = None, default: str = "latest",
-                     ticket: MemoryLeaseTicket | None = None,
+                     ticket: Ticket | None = None,
                      watermark: tuple[str, int] | None = None) -> list[str]:
         if not step_tag or len(step_tag) > 256:
             raise ValueError("step_tag must be 1 to 256 characters")
@@ -339,7 +348,7 @@ class MemoryProfiles:
     def release(self, account_id: str, owner: str) -> None:
         """Nothing to give up: the write lease is not faked."""
 
-    def lease_ahead(self, account_id: str, owner: str) -> MemoryLeaseTicket:
+    def lease_ahead(self, account_id: str, owner: str) -> Ticket:
         """The lease is not faked; the ticket still refuses another step's writes."""
         return MemoryLeaseTicket(account_id, owner)
 
@@ -365,6 +374,17 @@ class MemoryProfiles:
     def iterate(self, account_id: str, page_size: int = 100) -> Iterator[Profile]:
         yield from (copy.deepcopy(p) for p in list(self.by_account.get(account_id, {}).values()))
 
+    # Not kept in memory: a use case that needs these is tested against moto.
+    def lookup(self, account_id: str, identifiers: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        raise NotFaked("Profiles.lookup")
+
+    def shard_page(self, account_id: str, shard: int, start: dict[str, Any] | None,
+                   limit: int) -> tuple[list[Profile], dict[str, Any] | None]:
+        raise NotFaked("Profiles.shard_page")
+
+    def page(self, account_id: str, *, limit: int, cursor: str | None) -> Page:
+        raise NotFaked("Profiles.page")
+
 
 class MemoryAlertRules:
     """The in-memory `AlertRules`: rules, and each job's rule count, in the shared table,
@@ -385,7 +405,7 @@ class MemoryAlertRules:
         row = self.t.items.get(self._count_key(account_id, job_id))
         return None if row is None else int(row["n"])
 
-    def create(self, rule: AlertRule, *, tx: MemoryTransaction) -> AlertRule:
+    def create(self, rule: AlertRule, *, tx: UnitOfWork) -> AlertRule:
         rule.id = rule.id or uuid.uuid4().hex[:12]
         rule.created_at = rule.created_at or now_iso()
         job_key = (K.account_pk(rule.account_id), K.job_sk(rule.job_id))
@@ -411,7 +431,7 @@ class MemoryAlertRules:
         found = self.t.items.get((K.account_pk(account_id), rule_sk(job_id, rule_id)))
         return copy.deepcopy(found) if found is not None else None
 
-    def delete(self, rule: AlertRule, *, tx: MemoryTransaction) -> bool:
+    def delete(self, rule: AlertRule, *, tx: UnitOfWork) -> bool:
         key, count_key = self._key(rule), self._count_key(rule.account_id, rule.job_id)
 
         def count_down() -> None:
@@ -421,11 +441,11 @@ class MemoryAlertRules:
         tx.add("rule_count", MemoryWrite(count_key, count_down))
         return commit_rule_delete(tx)
 
-    def add_deletes_for_job(self, tx: MemoryTransaction, account_id: str, job_id: str) -> None:
+    def add_deletes_for_job(self, tx: UnitOfWork, account_id: str, job_id: str) -> None:
         count = self._count(account_id, job_id)
         for r in self.list_for_job(account_id, job_id):
             key = self._key(r)
-            tx.add(f"rule:{r.id}", MemoryWrite(key, lambda key=key: self.t.items.pop(key, None)))
+            tx.add(f"rule:{r.id}", MemoryWrite(key, functools.partial(self.t.items.pop, key, None)))
         count_key = self._count_key(account_id, job_id)
         tx.add("rule_count", MemoryWrite(count_key, lambda: self.t.items.pop(count_key, None),
                                          lambda: self._count(account_id, job_id) == count))
@@ -470,9 +490,10 @@ class MemoryActivity:
         self.days: dict[tuple[str, str, date], dict[str, int]] = {}
 
     def record(self, account_id: str, job_id: str, at: datetime, added: int, removed: int, omitted: int) -> None:
-        for bucket, key in ((self.hours, (account_id, job_id, at.replace(minute=0, second=0, microsecond=0))),
-                            (self.days, (account_id, job_id, at.date()))):
-            counts = bucket.setdefault(key, dict.fromkeys(self.COUNTS, 0))
+        hour = self.hours.setdefault((account_id, job_id, at.replace(minute=0, second=0, microsecond=0)),
+                                     dict.fromkeys(self.COUNTS, 0))
+        day = self.days.setdefault((account_id, job_id, at.date()), dict.fromkeys(self.COUNTS, 0))
+        for counts in (hour, day):
             for name, n in zip(self.COUNTS, (added, removed, omitted), strict=True):
                 counts[name] += n
 
@@ -526,33 +547,41 @@ class MemoryQueue:
         self.messages.append(json.loads(json.dumps(message)))
 
 
+class MemoryDeps(Deps):
+    """`Deps` with its rows in memory: mypy checks each in-memory adapter installed below
+    against the protocol the services know it by (chalicelib/store/protocols.py)."""
+
+    memory: MemoryTable
+
+    def transaction(self) -> UnitOfWork:
+        return MemoryTransaction(self.memory)
+
+
 def memory_deps(*, clock: Callable[[], float] = time.time,
-                now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> Any:
+                now: Callable[[], datetime] = lambda: datetime.now(UTC)) -> MemoryDeps:
     """A `Deps` whose repositories, unit of work, queues, secrets and scheduler are in
     memory (here and in tests/fakes/memory_runs.py); the tables it names do not exist, so a
     use case reaching for an adapter not faked fails instead of quietly using moto.
     `clock` (epoch seconds) times run leases, `now` stamps log lines written outside a step."""
-    from chalicelib.bootstrap import Deps
     from chalicelib.store.dynamo import Table
     from tests.fakes import memory_runs as R
 
     absent = f"in-memory-test-has-no-table-{time.time_ns()}"
-    d = Deps(table=Table(absent), profiles_table=Table(absent + "-profiles"))
     table = MemoryTable()
-    d.memory = table  # type: ignore[attr-defined]
-    d.audiences = MemoryAudiences(table)  # type: ignore[misc]
-    d.audit = MemoryAudit(table)  # type: ignore[misc]
-    d.profiles = MemoryProfiles()  # type: ignore[assignment]
-    d.alert_rules = MemoryAlertRules(table)  # type: ignore[misc]
-    d.jobs = R.MemoryJobs(table)  # type: ignore[assignment]
-    d.auths = R.MemoryAuths(table)  # type: ignore[assignment]
-    d.runs = R.MemoryRuns(table, clock=clock, now=now)  # type: ignore[assignment]
-    d.memberships = R.MemoryMemberships()  # type: ignore[assignment]
-    d.audience_members = R.MemoryAudienceMembers()  # type: ignore[assignment]
-    d.secrets = R.MemorySecrets()  # type: ignore[assignment]
-    d.runs_queue = R.MemoryRunQueue()  # type: ignore[assignment]
-    d.scheduler = R.MemoryScheduler()  # type: ignore[assignment]
-    d.event_bus = MemoryEventBus()  # type: ignore[assignment]
-    d.backfill_queue = MemoryQueue()  # type: ignore[assignment]
-    d.transaction = lambda: MemoryTransaction(table)  # type: ignore[method-assign]
+    d = MemoryDeps(table=Table(absent), profiles_table=Table(absent + "-profiles"))
+    d.memory = table
+    d.audiences = MemoryAudiences(table)
+    d.audit = MemoryAudit(table)
+    d.profiles = MemoryProfiles()
+    d.alert_rules = MemoryAlertRules(table)
+    d.jobs = R.MemoryJobs(table)
+    d.auths = R.MemoryAuths(table)
+    d.runs = R.MemoryRuns(table, clock=clock, now=now)
+    d.memberships = R.MemoryMemberships()
+    d.audience_members = R.MemoryAudienceMembers()
+    d.secrets = R.MemorySecrets()
+    d.runs_queue = R.MemoryRunQueue()
+    d.scheduler = R.MemoryScheduler()
+    d.event_bus = MemoryEventBus()
+    d.backfill_queue = MemoryQueue()
     return d

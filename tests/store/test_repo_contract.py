@@ -7,7 +7,8 @@ newest-first pages and their cursors), the audit trail (pages, filters), the uni
 work (all or nothing, refusals named, names unique, one commit), and what the run pipeline's
 unit tests (tests/engine/unit) use: runs (leases, step commits, statuses, queued steps, log
 lines, request counts), jobs (created and saved with their usage moves, alerts cleared),
-profile upserts (exactly once per step tag) and export plans and membership sets.
+profile upserts (exactly once per step tag), export plans and membership sets, and the answers
+of a schedule's sync and removal. A method the in-memory store leaves out raises NotFaked.
 """
 
 from __future__ import annotations
@@ -813,3 +814,47 @@ def test_membership_sets_and_plans_read_back_as_written(store: Store) -> None:
     store.memberships.delete_plan(account, "run_1", ref)
     with pytest.raises(MissingChunk):
         store.memberships.read_plan(account, "run_1", ref, 0, 3)
+
+
+@pytest.fixture(params=["scheduler", "memory"])
+def schedules(request: pytest.FixtureRequest) -> Any:
+    if request.param == "memory":
+        from tests.fakes.memory_runs import MemoryScheduler
+
+        return MemoryScheduler()
+    import boto3
+
+    from chalicelib.store.scheduler import SchedulerStore
+
+    request.getfixturevalue("aws_endpoint")
+    store = SchedulerStore()
+    # moto's CloudFormation skips the template's schedule group: create it by API.
+    client = boto3.client("scheduler", region_name="us-east-1")
+    if store.group not in [g["Name"] for g in client.list_schedule_groups()["ScheduleGroups"]]:
+        client.create_schedule_group(Name=store.group)
+    return store
+
+
+def test_a_schedule_synced_and_removed_answers_alike_in_both(schedules: Any) -> None:
+    daily = {"type": "daily", "at": "07:15", "timezone": "Europe/Paris", "quiet_hours": None}
+    weekly = {"type": "weekly", "day": "fri", "at": "18:00", "timezone": "America/New_York"}
+    account, job_id = _account(), new_id("job")
+    answers = [schedules.sync(account, job_id, daily, True), schedules.sync(account, job_id, daily, True),
+               schedules.sync(account, job_id, weekly, True), schedules.sync(account, job_id, weekly, False),
+               schedules.sync(account, job_id, weekly, False), schedules.sync(account, job_id, None, True),
+               schedules.sync(account, job_id, daily, True)]
+    assert answers == ["created", "unchanged", "updated", "deleted", "absent", "absent", "created"]
+    assert (schedules.remove(account, job_id), schedules.remove(account, job_id)) == (True, False)
+
+
+def test_a_method_the_memory_store_leaves_out_fails_by_name() -> None:
+    from tests.fakes.memory_store import NotFaked, memory_deps
+
+    d = memory_deps()
+    assert d.auths.get(_account(), "auth_1") is None  # the positive control: a kept method answers
+    with pytest.raises(NotFaked, match=r"^Authorizations\.page$"):
+        d.auths.page(_account(), limit=10, cursor=None)
+    account = _account()
+    auth = _auth(account)
+    with pytest.raises(NotFaked, match=r"^Jobs\.create with an inline new authorization$"):
+        d.jobs.create(_new_job(account, auth.id), new_auth=auth, auth_provider="test_source")

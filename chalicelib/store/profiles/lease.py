@@ -6,7 +6,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, Protocol
 
 from chalicelib.store.aws import Beside
 from chalicelib.store.dynamo import Backoff, ConditionFailed, conditional
@@ -18,6 +18,17 @@ LEASE_WAIT = Backoff(attempts=0, base=0.1, jitter=False)  # paces the wait; leas
 
 class ProfilesBusy(RuntimeError):
     """Another step holds the account's profile write lease (or took it over): retry later."""
+
+
+class Ticket(Protocol):
+    """The account's write lease, taken ahead of the batch that writes under it by the step
+    `owner` names."""
+
+    owner: str
+
+    def hold(self, account_id: str, owner: str) -> None: ...
+
+    def release(self) -> None: ...
 
 
 class LeaseTicket:

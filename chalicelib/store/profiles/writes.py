@@ -14,7 +14,7 @@ from typing import Any
 from chalicelib.domain import profiles as P
 from chalicelib.store.dynamo import now_iso
 from chalicelib.store.profiles.items import DATA, data_of, identifier_key, profile_key
-from chalicelib.store.profiles.lease import LeaseTicket, ProfileLease
+from chalicelib.store.profiles.lease import ProfileLease, Ticket
 from chalicelib.store.profiles.planner import LETTER, Group, Planner
 from chalicelib.store.profiles.reads import ProfileReads
 from chalicelib.store.profiles.requests import StoreStats
@@ -84,7 +84,7 @@ class ProfileWrites(ProfileReads, ProfileLease):
         step_tag: str,
         rules: Mapping[str, str] | None = None,
         default: str = "latest",
-        ticket: LeaseTicket | None = None,
+        ticket: Ticket | None = None,
         watermark: tuple[str, int] | None = None,
     ) -> list[str]:
         """Upsert records in order; one outcome per record: "added" (a new profile),
