@@ -160,7 +160,7 @@ test:
 FAST_TESTS := tests/engine/unit tests/services tests/store/test_repo_contract.py
 test-fast: venv
 	$(BIN)/pytest -n 0 -p no:hypothesispytest -p no:schemathesis -p no:locust -p no:anyio \
-	  $(FAST_TESTS) -k "not dynamo"
+	  $(FAST_TESTS) -k "not dynamo and not moto"
 
 # Every timed bench now runs in `make test`; the old name stays for scripts that call it.
 test-timed: test

@@ -42,7 +42,6 @@ from chalicelib.store.realtime import RealtimeRepo
 from chalicelib.store.runs import RunRepo
 from chalicelib.store.scheduler import SchedulerStore
 from chalicelib.store.secrets import SecretsStore
-from chalicelib.store.unit_of_work import UnitOfWork
 from chalicelib.store.usage_keys import UsageKeys
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -75,6 +74,7 @@ if TYPE_CHECKING:  # pragma: no cover
         UsagePlanKeys,
         WriteKeys,
     )
+    from chalicelib.store.unit_of_work import UnitOfWork
 
 PROFILE_BATCHES_IN_FLIGHT = 8
 

@@ -179,6 +179,21 @@ def scheduler_expression(schedule: Mapping[str, Any] | None) -> SchedulerExpress
     return SchedulerExpression(f"cron({minute} {hour} ? * {str(day).upper()} *)", tz)
 
 
+def wanted_expression(schedule: Mapping[str, Any] | None, active: bool, now: datetime) -> SchedulerExpression | None:
+    """The schedule a job calls for at `now`: None when it is not active, has no schedule,
+    runs in real time, or runs once 'now' or at a time already past."""
+    if not active:
+        return None
+    expr = scheduler_expression(schedule)
+    if expr is None or schedule is None:
+        return None
+    if expr.one_time:
+        at = once_at(schedule)
+        if at is None or at <= now:
+            return None
+    return expr
+
+
 def is_recurring(schedule: Mapping[str, Any] | None) -> bool:
     return schedule is not None and _type(schedule) not in ("once", REALTIME)
 

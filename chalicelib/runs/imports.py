@@ -16,9 +16,9 @@ from chalicelib.providers.calls import CallCounter
 from chalicelib.providers.roles import ReadResult
 from chalicelib.runs.control import Delivery, RunControl, step_context
 from chalicelib.runs.outcome import StepOutcome
-from chalicelib.store.profiles.lease import Ticket
 
 if TYPE_CHECKING:  # pragma: no cover
+    from chalicelib.store.profiles.lease import Ticket
     from chalicelib.store.protocols import Profiles
 
 

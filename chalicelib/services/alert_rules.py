@@ -29,10 +29,10 @@ from chalicelib.store.alert_rules import (
     JobGone,
     RuleLimit,
 )
-from chalicelib.store.unit_of_work import UnitOfWork
 
 if TYPE_CHECKING:  # pragma: no cover
     from chalicelib.store.protocols import AlertRules
+    from chalicelib.store.unit_of_work import UnitOfWork
 
 log = logging.getLogger("switchyard.alert_rules")
 

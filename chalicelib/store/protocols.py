@@ -138,9 +138,9 @@ class Accounts(Protocol):
 
 
 class Authorizations(Protocol):
-    """An account's authorizations. `update` is conditional on the version; `delete_if_unused`
-    refuses while a job counts on the authorization; `record_health` moves the health state
-    and says whether an alert is due."""
+    """An account's authorizations. `update` is conditional on the item existing and, when
+    given, on its version; `delete_if_unused` refuses while a job counts on the authorization;
+    `record_health` moves the health state and says whether an alert is due."""
 
     def put_new(self, auth: Authorization) -> None: ...
 
@@ -341,8 +341,9 @@ class Subscriptions(Protocol):
 
 class Memberships(Protocol):
     """Export jobs' confirmed membership sets and run plans (the rows a run sends, written
-    before its first send). Sets and plans are kept under ids; `sweep` and `expire_set`
-    remove what a newer set superseded."""
+    before its first send), kept under ids. `sweep` gives a TTL to every set of the job but
+    `keep` (superseded, or never committed), `expire_set` to one set; they stay readable
+    until it passes."""
 
     def write_set(self, account_id: str, job_id: str, generation: int, set_id: str,
                   ids: Iterable[str]) -> SetRef: ...
@@ -479,7 +480,9 @@ class CollectMessages(Protocol):
 
 
 class Schedules(Protocol):
-    """A job's schedule, kept in line with the job: `sync` is idempotent."""
+    """A job's schedule, kept in line with the job: `sync` is idempotent and raises
+    `domain.schedules.ScheduleError` for a schedule it cannot express; `remove` answers False
+    when there was none."""
 
     def sync(self, account_id: str, job_id: str, schedule: Mapping[str, Any] | None, active: bool, *,
              now: datetime | None = None) -> SyncOutcome: ...

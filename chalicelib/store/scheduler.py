@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 from chalicelib.config import settings, stage_queue
-from chalicelib.domain.schedules import SchedulerExpression, once_at, parse_rate, scheduler_expression
+from chalicelib.domain.schedules import parse_rate, wanted_expression
 from chalicelib.store import aws
 
 SyncOutcome = Literal["created", "updated", "unchanged", "deleted", "absent"]
@@ -126,15 +126,10 @@ class SchedulerStore:
         self, account_id: str, job_id: str, schedule: Mapping[str, Any] | None, active: bool, now: datetime
     ) -> dict[str, Any] | None:
         """The CreateSchedule/UpdateSchedule arguments the job calls for, None for no schedule."""
-        if not active or schedule is None:
-            return None
-        expr: SchedulerExpression | None = scheduler_expression(schedule)
+        # A one-time run "now" has none: the job's own run request covers it.
+        expr = wanted_expression(schedule, active, now)
         if expr is None:
-            return None  # a one-time run "now": the job's own run request covers it
-        if expr.one_time:
-            at = once_at(schedule)
-            if at is None or at <= now:
-                return None
+            return None
         args: dict[str, Any] = {
             "Name": self.name_for(job_id),
             "GroupName": self.group,

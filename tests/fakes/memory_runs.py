@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from chalicelib.domain.errors import Conflict, Invalid, not_found, stale_version
 from chalicelib.domain.models import Authorization, HealthStatus, Job
 from chalicelib.domain.runs import ENDED, LogLine, Run, RunStatus, StepCommit
+from chalicelib.domain.schedules import SchedulerExpression, wanted_expression
 from chalicelib.domain.statuses import JobStatus
 from chalicelib.store import keys as K
 from chalicelib.store.dynamo import Page, TransactionFailed, now_iso
@@ -529,7 +530,7 @@ class MemoryRunQueue:
         self.messages: list[QueuedMessage] = []
         self._ids = itertools.count(1)
 
-    def send(self, message: dict[str, Any], delay_seconds: int = 0) -> None:
+    def send(self, message: dict[str, Any], *, delay_seconds: int = 0) -> None:
         self.messages.append(QueuedMessage(json.loads(json.dumps(message)), delay_seconds,
                                            f"msg-{next(self._ids):05d}"))
 
@@ -539,13 +540,16 @@ class MemoryRunQueue:
 
 @dataclass
 class MemoryScheduler:
-    """Which jobs' schedules were removed (a failed job waits for a resume), and each job's
-    last sync: its schedule and whether it was active (EventBridge Scheduler's side of it is
-    tests/store/test_scheduler_store.py)."""
+    """Which jobs' schedules were removed by a use case (a failed job waits for a resume),
+    each job's last sync (its schedule and whether it was active), and the expression each
+    job holds. `sync` answers as the store does, from the same rule (`wanted_expression`):
+    its "unchanged" compares the expression and its time zone, where the store also compares
+    the target, which is the same for one job. EventBridge Scheduler's side of it is
+    tests/store/test_scheduler_store.py."""
 
     removed: list[tuple[str, str]] = field(default_factory=list)
     synced: dict[tuple[str, str], tuple[Any, bool]] = field(default_factory=dict)
-    present: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    present: dict[tuple[str, str], SchedulerExpression] = field(default_factory=dict)
 
     def remove(self, account_id: str, job_id: str) -> bool:
         self.removed.append((account_id, job_id))
@@ -553,17 +557,15 @@ class MemoryScheduler:
 
     def sync(self, account_id: str, job_id: str, schedule: Mapping[str, Any] | None, active: bool, *,
              now: datetime | None = None) -> SyncOutcome:
-        """The store's answer, told from this fake's own record: any schedule of an active
-        job counts as one to keep (the store also leaves out a one-time run already due)."""
         key = (account_id, job_id)
+        wanted = wanted_expression(schedule, active, now.astimezone(UTC) if now is not None else datetime.now(UTC))
         self.synced[key] = (schedule, active)
-        if not active or schedule is None:
+        if wanted is None:
             return "deleted" if self.present.pop(key, None) is not None else "absent"
-        before = self.present.get(key)
-        self.present[key] = copy.deepcopy(dict(schedule))
+        before, self.present[key] = self.present.get(key), wanted
         if before is None:
             return "created"
-        return "unchanged" if before == schedule else "updated"
+        return "unchanged" if before == wanted else "updated"
 
 
 @dataclass

@@ -1,5 +1,6 @@
-"""In-memory repositories and unit of work (chalicelib/store/protocols.py), for tests of
-use-case logic that need no AWS behaviour: they run without moto.
+"""In-memory repositories (chalicelib/store/protocols.py) and unit of work
+(chalicelib/store/unit_of_work.py), for tests of use-case logic that need no AWS
+behaviour: they run without moto.
 
 They keep the store's promises, not its mechanics: a write's condition (an item is free,
 an item exists, the version read is still the version) is checked when the unit commits,
@@ -25,7 +26,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from chalicelib.bootstrap import Deps
 from chalicelib.domain import profiles as P
@@ -56,7 +57,15 @@ Key = tuple[str, str]  # (PK, SK)
 
 class NotFaked(AssertionError):
     """A use case reached a repository method the in-memory store leaves out: test that
-    case against moto, or keep the method here (and in tests/store/test_repo_contract.py)."""
+    case against moto, or keep the method here (and in tests/store/test_repo_contract.py).
+    Each one is also kept in `reached`: a use case's `except Exception` may swallow it, and
+    the in-memory tests' conftest fails the test for it all the same."""
+
+    reached: ClassVar[list[str]] = []
+
+    def __init__(self, what: str) -> None:
+        super().__init__(what)
+        NotFaked.reached.append(what)
 
 
 class MemoryTable:

@@ -1,5 +1,6 @@
 """Use-case tests on the in-memory store: any AWS request they make is a test failure,
-not a quiet call to moto (a use case reached for a repository that is not faked)."""
+not a quiet call to moto (a use case reached for a repository that is not faked), and so is
+any repository method the in-memory store leaves out, even when the use case caught it."""
 
 from __future__ import annotations
 
@@ -27,3 +28,12 @@ def no_aws() -> Iterator[None]:
     finally:
         session.events.unregister("before-call", unique_id="memory-tests-no-aws")
     assert sent == [], f"AWS requests from an in-memory test: {sent}"
+
+
+@pytest.fixture(autouse=True)
+def nothing_left_out() -> Iterator[None]:
+    from tests.fakes.memory_store import NotFaked
+
+    NotFaked.reached.clear()
+    yield
+    assert NotFaked.reached == [], f"reached what the in-memory store leaves out: {NotFaked.reached}"

@@ -27,6 +27,7 @@ from chalicelib.domain.audit import AuditEvent
 from chalicelib.domain.errors import AppError
 from chalicelib.domain.ids import new_id
 from chalicelib.domain.profiles import ProfileRecord
+from chalicelib.domain.schedules import ScheduleError
 from chalicelib.store.dynamo import TransactionFailed, now_iso
 from chalicelib.store.keys import account_pk, audience_sk
 from chalicelib.store.profiles import STEP_HISTORY
@@ -816,7 +817,7 @@ def test_membership_sets_and_plans_read_back_as_written(store: Store) -> None:
         store.memberships.read_plan(account, "run_1", ref, 0, 3)
 
 
-@pytest.fixture(params=["scheduler", "memory"])
+@pytest.fixture(params=["moto", "memory"])
 def schedules(request: pytest.FixtureRequest) -> Any:
     if request.param == "memory":
         from tests.fakes.memory_runs import MemoryScheduler
@@ -845,6 +846,15 @@ def test_a_schedule_synced_and_removed_answers_alike_in_both(schedules: Any) -> 
                schedules.sync(account, job_id, daily, True)]
     assert answers == ["created", "unchanged", "updated", "deleted", "absent", "absent", "created"]
     assert (schedules.remove(account, job_id), schedules.remove(account, job_id)) == (True, False)
+    # What counts is the expression: a key left out that means the same is no change.
+    assert schedules.sync(account, job_id, daily, True) == "created"
+    assert schedules.sync(account, job_id, {k: v for k, v in daily.items() if k != "quiet_hours"}, True) == "unchanged"
+    # A real-time job, and a one-time run whose time has passed, have no schedule.
+    assert schedules.sync(account, job_id, {"type": "realtime"}, True) == "deleted"
+    past = {"type": "once", "at": "2026-01-01T00:00:00Z"}
+    assert schedules.sync(account, job_id, past, True, now=datetime(2026, 2, 1, tzinfo=UTC)) == "absent"
+    with pytest.raises(ScheduleError):
+        schedules.sync(account, job_id, {"type": "cron", "expression": "every day"}, True)
 
 
 def test_a_method_the_memory_store_leaves_out_fails_by_name() -> None:

@@ -22,7 +22,7 @@ class ProfilesBusy(RuntimeError):
 
 class Ticket(Protocol):
     """The account's write lease, taken ahead of the batch that writes under it by the step
-    `owner` names."""
+    `owner` names. A repository writes only under a ticket its own `lease_ahead` gave."""
 
     owner: str
 

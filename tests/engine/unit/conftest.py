@@ -26,7 +26,7 @@ from tests.engine.sources import MemorySource
 from tests.engine.unit.doubles import MemoryDestination, MemoryEnricher, MemoryTask
 from tests.fakes.memory_runs import QueuedMessage
 from tests.fakes.memory_store import memory_deps
-from tests.services.conftest import no_aws  # noqa: F401  (an autouse fixture, shared)
+from tests.services.conftest import no_aws, nothing_left_out  # noqa: F401  (autouse fixtures, shared)
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)  # a Monday
 
