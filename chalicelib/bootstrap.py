@@ -3,7 +3,8 @@
 A `Deps` holds every adapter of one stage (tables, repositories, queues, the scheduler, the
 secrets store, the event bus and topic, the provider registry). Each is built on first use
 and kept, so a warm Lambda reuses its repositories; services receive the `Deps` and never
-construct an adapter themselves.
+construct an adapter themselves. Each adapter is typed by its protocol in
+`store/protocols.py`, what services call of it, not by the AWS class built here.
 
 Chalice handlers are module-level functions with no constructor to inject into, so each
 route or worker takes the process's `Deps` from `deps()` at its edge and hands it down;
