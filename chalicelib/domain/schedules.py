@@ -182,10 +182,10 @@ def scheduler_expression(schedule: Mapping[str, Any] | None) -> SchedulerExpress
 def wanted_expression(schedule: Mapping[str, Any] | None, active: bool, now: datetime) -> SchedulerExpression | None:
     """The schedule a job calls for at `now`: None when it is not active, has no schedule,
     runs in real time, or runs once 'now' or at a time already past."""
-    if not active:
+    if not active or schedule is None:
         return None
     expr = scheduler_expression(schedule)
-    if expr is None or schedule is None:
+    if expr is None:
         return None
     if expr.one_time:
         at = once_at(schedule)

@@ -28,6 +28,7 @@ from typing import Any, Literal
 from chalicelib.config import settings, stage_queue
 from chalicelib.domain.schedules import parse_rate, wanted_expression
 from chalicelib.store import aws
+from chalicelib.store.dynamo import error_code
 
 SyncOutcome = Literal["created", "updated", "unchanged", "deleted", "absent"]
 
@@ -64,10 +65,6 @@ def _caller() -> tuple[str, str]:
 def own_identity() -> tuple[str, str]:
     """(partition, AWS account id) of the stage's own identity, read once per process."""
     return _caller()
-
-
-def _error_code(exc: Exception) -> str:
-    return str(getattr(exc, "response", {}).get("Error", {}).get("Code", ""))
 
 
 class SchedulerStore:
@@ -176,7 +173,7 @@ class SchedulerStore:
         try:
             found: dict[str, Any] = self.client.get_schedule(Name=self.name_for(job_id), GroupName=self.group)
         except ClientError as exc:
-            if _error_code(exc) == "ResourceNotFoundException":
+            if error_code(exc) == "ResourceNotFoundException":
                 return None
             raise
         return found
@@ -212,7 +209,7 @@ class SchedulerStore:
             self.client.update_schedule(**wanted)
             return "updated"
         except ClientError as exc:
-            code = _error_code(exc)
+            code = error_code(exc)
             if code == "ConflictException":  # created meanwhile
                 self.client.update_schedule(**wanted)
                 return "updated"
@@ -228,7 +225,7 @@ class SchedulerStore:
         try:
             self.client.delete_schedule(Name=self.name_for(job_id), GroupName=self.group)
         except ClientError as exc:
-            if _error_code(exc) == "ResourceNotFoundException":
+            if error_code(exc) == "ResourceNotFoundException":
                 return False
             raise
         return True

@@ -8,6 +8,7 @@ from typing import Any
 
 from chalicelib.config import settings
 from chalicelib.store import aws
+from chalicelib.store.dynamo import error_code
 
 RECOVERY_WINDOW_DAYS = 7
 
@@ -49,7 +50,7 @@ class SecretsStore:
         try:
             return self.read(name)
         except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code")
+            code = error_code(exc)
             if code == "ResourceNotFoundException":
                 raise SecretMissing(name) from None
             raise SecretUnreadable(f"{name}: {code}") from None
@@ -66,8 +67,7 @@ class SecretsStore:
             self.client.delete_secret(SecretId=name, RecoveryWindowInDays=RECOVERY_WINDOW_DAYS)
         except ClientError as exc:
             # Already gone or already scheduled: the goal is reached.
-            code = exc.response.get("Error", {}).get("Code")
-            if code not in ("ResourceNotFoundException", "InvalidRequestException"):
+            if error_code(exc) not in ("ResourceNotFoundException", "InvalidRequestException"):
                 raise
 
     def delete_now(self, name: str) -> None:
