@@ -11,11 +11,10 @@ from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalicelib import logs
 from chalicelib.background import in_background
-from chalicelib.bootstrap import Deps
 from chalicelib.domain.audiences import Audience, CompiledFilter, parse_filter
 from chalicelib.domain.errors import AppError, Invalid
 from chalicelib.domain.failures import backoff_seconds, gives_up, why_given_up
@@ -30,6 +29,9 @@ from chalicelib.services import credentials as creds_svc
 from chalicelib.store import aws as aws_clients
 from chalicelib.store import metrics as M
 from chalicelib.store.dynamo import TransactionFailed
+
+if TYPE_CHECKING:  # pragma: no cover
+    from chalicelib.services.needs import RunNeeds
 
 log = logging.getLogger("switchyard.engine")
 
@@ -99,7 +101,7 @@ class RunControl:
     """The engine's dependencies and options for one delivery, and what a stage may ask of
     it besides its commit (runs/commit.py)."""
 
-    def __init__(self, d: Deps, options: EngineOptions) -> None:
+    def __init__(self, d: RunNeeds, options: EngineOptions) -> None:
         self.d = d
         self.o = options
         self.unsent = False  # this delivery's job alert was refused (AlertNotSent)

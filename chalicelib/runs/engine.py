@@ -18,10 +18,9 @@ import logging
 import time
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalicelib import logs
-from chalicelib.bootstrap import Deps
 from chalicelib.domain.errors import AppError
 from chalicelib.domain.ids import new_id
 from chalicelib.domain.models import Job
@@ -48,6 +47,9 @@ from chalicelib.runs.imports import import_stage
 from chalicelib.runs.outcome import StepOutcome
 from chalicelib.runs.tasks import task_stage
 from chalicelib.store.jobs import AuthorizationGone
+
+if TYPE_CHECKING:  # pragma: no cover
+    from chalicelib.services.needs import RunNeeds
 
 log = logging.getLogger("switchyard.engine")
 
@@ -86,7 +88,7 @@ def backing_off(job: Job, now: datetime) -> bool:
 
 
 class Engine:
-    def __init__(self, d: Deps, options: EngineOptions | None = None) -> None:
+    def __init__(self, d: RunNeeds, options: EngineOptions | None = None) -> None:
         self.d = d
         self.o = options or EngineOptions()
         self.ctl = RunControl(d, self.o)

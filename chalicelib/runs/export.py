@@ -33,7 +33,6 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from chalicelib.bootstrap import Deps
 from chalicelib.domain.audiences import Audience
 from chalicelib.domain.models import RESYNC_KEY, Job
 from chalicelib.domain.profiles import Profile, values_of
@@ -47,6 +46,7 @@ from chalicelib.services.membership_log import log_membership, net_changes
 from chalicelib.store.membership import MissingChunk, PlanRef, PlanRow, SetRef, new_set_id
 
 if TYPE_CHECKING:  # pragma: no cover
+    from chalicelib.services.needs import RunNeeds
     from chalicelib.store.protocols import Memberships
 
 log = logging.getLogger("switchyard.export")
@@ -153,7 +153,7 @@ class ChangeCursor:
             return None
 
 
-def log_is_complete(d: Deps, account_id: str, audience: Audience) -> bool:
+def log_is_complete(d: RunNeeds, account_id: str, audience: Audience) -> bool:
     """Whether the audience's log covers every profile under its current filter: its
     backfill of the current version has finished."""
     state = d.audience_members.backfill(account_id, audience.id)

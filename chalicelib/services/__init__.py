@@ -1,1 +1,2 @@
-"""Use cases. They take their dependencies (Deps) and a Principal; no HTTP vocabulary."""
+"""Use cases. Each takes the `Deps` it is handed, typed by what its module uses
+(`needs.py`), and a Principal; no HTTP vocabulary."""

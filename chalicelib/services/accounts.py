@@ -7,9 +7,8 @@ import hmac
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from chalicelib.bootstrap import Deps
 from chalicelib.config import settings
 from chalicelib.domain import quota, tokens
 from chalicelib.domain.access import Capability, Principal, Role
@@ -18,6 +17,9 @@ from chalicelib.domain.errors import Conflict, Invalid, NotFound, not_found
 from chalicelib.domain.ids import new_id
 from chalicelib.domain.models import Account, Token, User
 from chalicelib.store.dynamo import Page, TransactionFailed, now_iso
+
+if TYPE_CHECKING:  # pragma: no cover
+    from chalicelib.services.needs import AccountsNeeds
 
 
 def _hash(raw: str) -> str:
@@ -53,7 +55,7 @@ def _mint(account_id: str, user: User, label: str, plaintext: str | None = None)
 
 
 def create_account(
-    d: Deps,
+    d: AccountsNeeds,
     name: str,
     admin_email: str,
     admin_name: str = "Admin",
@@ -86,13 +88,13 @@ def create_account(
     return account, admin, issued
 
 
-def ensure_usage_key(d: Deps, account_id: str) -> None:
+def ensure_usage_key(d: AccountsNeeds, account_id: str) -> None:
     """Give an account its API Gateway usage-plan key (per-account throttling). Idempotent:
     accounts created before keys existed get theirs from the operator's backfill."""
     d.usage_keys.ensure(quota.usage_key(settings().stage, account_id))
 
 
-def backfill_usage_keys(d: Deps) -> int:
+def backfill_usage_keys(d: AccountsNeeds) -> int:
     """Operator step before the routes require keys (and after the local stack restores
     saved accounts): every account of the account index gets its key (Queries, no Scan).
     Returns how many accounts were checked."""
@@ -103,7 +105,7 @@ def backfill_usage_keys(d: Deps) -> int:
     return count
 
 
-def register_token(d: Deps, account_id: str, user_id: str, plaintext: str, label: str) -> Token:
+def register_token(d: AccountsNeeds, account_id: str, user_id: str, plaintext: str, label: str) -> Token:
     """Operator bootstrap (no route): make a token chosen by the operator valid for a user."""
     user = d.accounts.get_user(account_id, user_id)
     if user is None:
@@ -167,14 +169,14 @@ class _TokenCache:
 token_cache = _TokenCache()
 
 
-def resolve_header(d: Deps, header: str | None) -> Principal | None:
+def resolve_header(d: AccountsNeeds, header: str | None) -> Principal | None:
     """The caller of an `Authorization` header: only `Bearer <token>` is read (anything
     else costs no DynamoDB request, and API Gateway refuses it before the authorizer)."""
     token = tokens.from_header(header)
     return resolve_token(d, token) if token is not None else None
 
 
-def resolve_token(d: Deps, raw: str | None) -> Principal | None:
+def resolve_token(d: AccountsNeeds, raw: str | None) -> Principal | None:
     """The principal of a token, with its user's current role; None when the token is
     unknown or revoked, or its user is disabled. Two strongly consistent GetItems (the
     token, then its user's access item) when not cached."""
@@ -197,7 +199,7 @@ def resolve_token(d: Deps, raw: str | None) -> Principal | None:
     return principal
 
 
-def issue_token(d: Deps, p: Principal, *, label: str, user_id: str | None) -> IssuedToken:
+def issue_token(d: AccountsNeeds, p: Principal, *, label: str, user_id: str | None) -> IssuedToken:
     p.require(Capability.ADMINISTER)
     user = d.accounts.get_user(p.account_id, user_id or p.user_id)
     if user is None:
@@ -213,19 +215,19 @@ def issue_token(d: Deps, p: Principal, *, label: str, user_id: str | None) -> Is
     return issued
 
 
-def list_tokens(d: Deps, p: Principal, limit: int, cursor: str | None) -> Page:
+def list_tokens(d: AccountsNeeds, p: Principal, limit: int, cursor: str | None) -> Page:
     p.require(Capability.ADMINISTER)
     return d.accounts.list_tokens(p.account_id, limit, cursor)
 
 
-def revoke_token(d: Deps, p: Principal, token_id: str) -> None:
+def revoke_token(d: AccountsNeeds, p: Principal, token_id: str) -> None:
     p.require(Capability.ADMINISTER)
     d.accounts.delete_token(p.account_id, token_id)
     token_cache.forget_token(token_id)
     _audit(d, p, "deleted", "token", token_id, "")
 
 
-def create_user(d: Deps, p: Principal, *, email: str, name: str, role: Role) -> User:
+def create_user(d: AccountsNeeds, p: Principal, *, email: str, name: str, role: Role) -> User:
     p.require(Capability.ADMINISTER)
     user = User(
         id=new_id("usr"),
@@ -240,7 +242,7 @@ def create_user(d: Deps, p: Principal, *, email: str, name: str, role: Role) -> 
     return user
 
 
-def update_user(d: Deps, p: Principal, user_id: str, *, role: Role | None, disabled: bool | None) -> User:
+def update_user(d: AccountsNeeds, p: Principal, user_id: str, *, role: Role | None, disabled: bool | None) -> User:
     """Change a user's role or disable them. Their tokens follow at once in this process and
     within the revocation window everywhere (the authorizer reads the user's access item);
     disabling also deletes every token of the user."""
@@ -275,26 +277,26 @@ def update_user(d: Deps, p: Principal, user_id: str, *, role: Role | None, disab
     return user
 
 
-def _audit(d: Deps, p: Principal, action: str, object_type: str, object_id: str, label: str,
+def _audit(d: AccountsNeeds, p: Principal, action: str, object_type: str, object_id: str, label: str,
            values: dict[str, Any] | None = None, *, before: dict[str, Any] | None = None) -> None:
     """Recorded once the change committed (single-item writes)."""
     d.audit.put(AuditEvent(p.account_id, p.user_id, action, object_type, object_id, label,
                            diff(before or {}, values or {})))
 
 
-def list_users(d: Deps, p: Principal, limit: int, cursor: str | None) -> Page:
+def list_users(d: AccountsNeeds, p: Principal, limit: int, cursor: str | None) -> Page:
     p.require(Capability.ADMINISTER)
     return d.accounts.list_users(p.account_id, limit, cursor)
 
 
-def list_user_names(d: Deps, p: Principal, limit: int, cursor: str | None) -> Page:
+def list_user_names(d: AccountsNeeds, p: Principal, limit: int, cursor: str | None) -> Page:
     """The caller's account's users for every role; the route shows only id and name (the
     owner of a job and the actor of an audit entry are people the caller works with)."""
     p.require(Capability.READ)
     return d.accounts.list_users(p.account_id, limit, cursor)
 
 
-def me(d: Deps, p: Principal) -> tuple[Account, User]:
+def me(d: AccountsNeeds, p: Principal) -> tuple[Account, User]:
     account = d.accounts.get_account(p.account_id)
     user = d.accounts.get_user(p.account_id, p.user_id)
     if account is None or user is None:

@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from chalicelib.bootstrap import Deps
 from chalicelib.domain.access import Capability, Principal
 from chalicelib.domain.alert_rules import AlertRule
 from chalicelib.domain.audit import AuditEvent
@@ -31,6 +30,7 @@ from chalicelib.store.alert_rules import (
 )
 
 if TYPE_CHECKING:  # pragma: no cover
+    from chalicelib.services.needs import AlertRulesNeeds
     from chalicelib.store.protocols import AlertRules
     from chalicelib.store.unit_of_work import UnitOfWork
 
@@ -42,7 +42,7 @@ SPAN = {"hour": timedelta(hours=1), "day": timedelta(days=1), "week": timedelta(
 MAX_ALLOWABLE = {"hour": 46, "day": 28, "week": 10}
 
 
-def _audited(d: Deps, p: Principal, action: str, rule: AlertRule) -> UnitOfWork:
+def _audited(d: AlertRulesNeeds, p: Principal, action: str, rule: AlertRule) -> UnitOfWork:
     """A transaction holding the audit event of a user's change to a rule, for the change."""
     fields = {"job_id": rule.job_id, "metric": rule.metric, "granularity": rule.granularity,
               "min": rule.min, "max": rule.max, "allowable_violations": rule.allowable_violations}
@@ -53,7 +53,7 @@ def _audited(d: Deps, p: Principal, action: str, rule: AlertRule) -> UnitOfWork:
     return tx
 
 
-def create(d: Deps, p: Principal, job_id: str, *, metric: str, granularity: str, min_: int | None,
+def create(d: AlertRulesNeeds, p: Principal, job_id: str, *, metric: str, granularity: str, min_: int | None,
            max_: int | None, allowable_violations: int, now: datetime | None = None) -> AlertRule:
     p.require(Capability.MANAGE_INTEGRATIONS)
     jobs.get(d, p, job_id)
@@ -76,12 +76,12 @@ def create(d: Deps, p: Principal, job_id: str, *, metric: str, granularity: str,
                        code="alert_rule.limit") from None
 
 
-def list_(d: Deps, p: Principal, job_id: str) -> list[AlertRule]:
+def list_(d: AlertRulesNeeds, p: Principal, job_id: str) -> list[AlertRule]:
     jobs.get(d, p, job_id)
     return d.alert_rules.list_for_job(p.account_id, job_id)
 
 
-def delete(d: Deps, p: Principal, job_id: str, rule_id: str) -> None:
+def delete(d: AlertRulesNeeds, p: Principal, job_id: str, rule_id: str) -> None:
     p.require(Capability.MANAGE_INTEGRATIONS)
     rule = d.alert_rules.get(p.account_id, job_id, rule_id)
     if rule is None or not d.alert_rules.delete(rule, tx=_audited(d, p, "deleted", rule)):
@@ -122,7 +122,7 @@ class Evaluation:
     queries: int = 0
 
 
-def evaluate(d: Deps, now: datetime | None = None) -> Evaluation:
+def evaluate(d: AlertRulesNeeds, now: datetime | None = None) -> Evaluation:
     """Evaluate every rule once (the hourly schedule). Rules are found through the sparse
     sweep index, a Query per 100 and one BatchGetItem each; each job's series is read once
     per granularity."""
@@ -148,7 +148,7 @@ def evaluate(d: Deps, now: datetime | None = None) -> Evaluation:
     return out
 
 
-def _evaluate_one(d: Deps, repo: AlertRules, rule: AlertRule, series: list[dict[str, Any]],
+def _evaluate_one(d: AlertRulesNeeds, repo: AlertRules, rule: AlertRule, series: list[dict[str, Any]],
                   now: datetime, out: Evaluation) -> None:
     if rule.pending_alert:
         # An earlier evaluator moved the rule to `breached` and died (or EventBridge
@@ -167,7 +167,7 @@ def _evaluate_one(d: Deps, repo: AlertRules, rule: AlertRule, series: list[dict[
         out.rearmed += 1
 
 
-def _breach(d: Deps, rule: AlertRule, last_bucket: str, streak: int) -> dict[str, Any]:
+def _breach(d: AlertRulesNeeds, rule: AlertRule, last_bucket: str, streak: int) -> dict[str, Any]:
     """The breach alert, recorded with the move to `breached` (at least once, docs/alerts.md)."""
     job = d.jobs.get(rule.account_id, rule.job_id)
     return {"transition_id": new_transition_id(), "type": alerts.METRIC_BREACHED,
@@ -179,7 +179,7 @@ def _breach(d: Deps, rule: AlertRule, last_bucket: str, streak: int) -> dict[str
                 "last_bucket": last_bucket}, sort_keys=True)}
 
 
-def _send(d: Deps, rule: AlertRule) -> None:
+def _send(d: AlertRulesNeeds, rule: AlertRule) -> None:
     """Put the rule's pending alert on the bus, then clear it; if EventBridge refused, the
     next hourly evaluation sends it (the same `transition_id`: the alerts worker delivers one)."""
     pending = rule.pending_alert

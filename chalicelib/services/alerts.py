@@ -21,9 +21,8 @@ import json
 import logging
 import secrets as pysecrets
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from chalicelib.bootstrap import Deps
 from chalicelib.domain.access import Capability, Principal
 from chalicelib.domain.audit import AuditEvent, diff
 from chalicelib.domain.errors import Invalid, not_found, stale_version
@@ -31,6 +30,9 @@ from chalicelib.domain.ids import new_id
 from chalicelib.domain.models import Job
 from chalicelib.store.alerts import AlertSettings, Webhook, host_of
 from chalicelib.store.dynamo import now_iso
+
+if TYPE_CHECKING:  # pragma: no cover
+    from chalicelib.services.needs import AlertsNeeds
 
 log = logging.getLogger("switchyard.alerts")
 
@@ -49,7 +51,7 @@ SIGNATURE_HEADER = "Switchyard-Signature"
 ROTATION_OVERLAP_SECONDS = 24 * 3600
 
 
-def emit(d: Deps, account_id: str, detail_type: str, detail: dict[str, Any]) -> bool:
+def emit(d: AlertsNeeds, account_id: str, detail_type: str, detail: dict[str, Any]) -> bool:
     """Best effort: a state change is never undone because its alert could not be sent
     (the failure is logged; the state itself is in DynamoDB and the logs)."""
     try:
@@ -60,7 +62,7 @@ def emit(d: Deps, account_id: str, detail_type: str, detail: dict[str, Any]) -> 
         return False
 
 
-def send_job_alert(d: Deps, job: Job) -> bool:
+def send_job_alert(d: AlertsNeeds, job: Job) -> bool:
     """Put the job's pending alert (recorded with its state change) on the bus, then clear
     it, conditional on its transition id: a newer one stays. At least once: dying between
     the two sends it again with the same `transition_id`, which the alerts worker delivers
@@ -78,12 +80,12 @@ def send_job_alert(d: Deps, job: Job) -> bool:
 # -- settings ------------------------------------------------------------------------------
 
 
-def _secret_name(d: Deps, account_id: str) -> str:
+def _secret_name(d: AlertsNeeds, account_id: str) -> str:
     """The account's one signing secret of webhooks saved before each had its own."""
     return f"{d.secrets.name_for(account_id, 'alerts')}"
 
 
-def _webhook_secret_name(d: Deps, account_id: str, webhook_id: str) -> str:
+def _webhook_secret_name(d: AlertsNeeds, account_id: str, webhook_id: str) -> str:
     return d.secrets.name_for(account_id, f"alerts-{webhook_id}")
 
 
@@ -91,12 +93,12 @@ def _new_signing_secret() -> str:
     return "whsec_" + pysecrets.token_urlsafe(32)
 
 
-def get_settings(d: Deps, p: Principal) -> AlertSettings:
+def get_settings(d: AlertsNeeds, p: Principal) -> AlertSettings:
     p.require(Capability.READ)
     return d.alert_settings.get(p.account_id)
 
 
-def update_settings(d: Deps, p: Principal, emails: list[str], webhooks: list[str],
+def update_settings(d: AlertsNeeds, p: Principal, emails: list[str], webhooks: list[str],
                     version: int) -> tuple[AlertSettings, dict[str, str]]:
     """Replace the e-mail and webhook lists. `webhooks` holds the id of each webhook to keep
     and the URL of each to add. Returns the settings and the signing secret of each webhook
@@ -173,11 +175,11 @@ def _vet(entries: list[str], by_id: dict[str, Webhook]) -> None:
             raise Invalid(f"the webhook URL cannot be used: {exc.reason}", fields={field: exc.reason}) from None
 
 
-def _legacy_signing_secret(d: Deps, account_id: str) -> str:
+def _legacy_signing_secret(d: AlertsNeeds, account_id: str) -> str:
     return str(d.secrets.read(_secret_name(d, account_id))["signing_secret"])
 
 
-def rotate_webhook_secret(d: Deps, p: Principal, webhook_id: str) -> str:
+def rotate_webhook_secret(d: AlertsNeeds, p: Principal, webhook_id: str) -> str:
     """A new signing secret for one webhook (shown once). The previous one keeps signing
     alongside it for ROTATION_OVERLAP_SECONDS."""
     p.require(Capability.MANAGE_INTEGRATIONS)
@@ -196,7 +198,7 @@ def rotate_webhook_secret(d: Deps, p: Principal, webhook_id: str) -> str:
     return secret
 
 
-def _audit(d: Deps, p: Principal, before: AlertSettings, after: AlertSettings) -> None:
+def _audit(d: AlertsNeeds, p: Principal, before: AlertSettings, after: AlertSettings) -> None:
     """Addresses as they are; webhooks by host only (a URL may carry a token)."""
     def view(s: AlertSettings) -> dict[str, Any]:
         return {"emails": sorted(s.emails), "webhook_hosts": [w.host for w in s.webhooks]}
@@ -205,7 +207,7 @@ def _audit(d: Deps, p: Principal, before: AlertSettings, after: AlertSettings) -
                            "alert settings", diff(view(before), view(after))))
 
 
-def send_test(d: Deps, p: Principal) -> bool:
+def send_test(d: AlertsNeeds, p: Principal) -> bool:
     p.require(Capability.MANAGE_INTEGRATIONS)
     return emit(d, p.account_id, TEST, {"message": f"test alert requested by {p.user_id}"})
 
@@ -227,7 +229,7 @@ def _summary(detail_type: str, detail: dict[str, Any]) -> str:
     return f"Switchyard — {detail_type} {what}{reason}".strip()
 
 
-def deliver(d: Deps, event: dict[str, Any]) -> dict[str, int]:
+def deliver(d: AlertsNeeds, event: dict[str, Any]) -> dict[str, int]:
     """Deliver one EventBridge event (as the alerts rule put it on the queue)."""
     detail_type = str(event.get("detail-type", ""))
     detail = event.get("detail") or {}

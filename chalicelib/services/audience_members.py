@@ -11,14 +11,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from chalicelib.bootstrap import Deps
 from chalicelib.domain import membership as M
 from chalicelib.domain.audiences import Audience
 from chalicelib.services import realtime
 from chalicelib.store.audience_members import Refused
 from chalicelib.store.profiles import SHARDS, account_of_profiles_pk, profile_from_image
+
+if TYPE_CHECKING:  # pragma: no cover
+    from chalicelib.services.needs import AudienceMembersNeeds
 
 log = logging.getLogger("switchyard.membership")
 
@@ -47,7 +49,7 @@ def change_from_record(raw: Mapping[str, Any]) -> M.ProfileChange | None:
                            old, new)
 
 
-def record_verdict(d: Deps, account_id: str, verdict: M.Verdict, *, position: str,
+def record_verdict(d: AudienceMembersNeeds, account_id: str, verdict: M.Verdict, *, position: str,
                    profile_version: int) -> int | None:
     """Record the enter or exit `verdict` implies, once; the change's number, REPLAYED when
     an earlier delivery of this stream record recorded it (its nudge may have been lost), or
@@ -84,7 +86,7 @@ class ChangeBatch:
     """One batch of stream records: each account's audiences are read once (a Query) and
     kept for the batch."""
 
-    d: Deps
+    d: AudienceMembersNeeds
     audiences: dict[str, list[M.LiveAudience]] = field(default_factory=dict)
     recorded: int = 0
     # account -> audiences whose change log grew in this batch, or had grown in an earlier
@@ -127,7 +129,7 @@ class ChangeBatch:
         return [seq for account_id in nudge_quietly(self.d, self.grown) for seq in self.growers.get(account_id, [])]
 
 
-def nudge_quietly(d: Deps, grown: Mapping[str, set[str]]) -> list[str]:
+def nudge_quietly(d: AudienceMembersNeeds, grown: Mapping[str, set[str]]) -> list[str]:
     """Tell the real-time jobs of audiences whose log grew; the accounts whose nudge the
     queue refused (logged; the caller has it tried again)."""
     refused = []
@@ -143,7 +145,7 @@ def nudge_quietly(d: Deps, grown: Mapping[str, set[str]]) -> list[str]:
 # -- backfills ---------------------------------------------------------------------------
 
 
-def start_backfill(d: Deps, audience: Audience) -> bool:
+def start_backfill(d: AudienceMembersNeeds, audience: Audience) -> bool:
     """Queue the first page of a backfill of the audience's current version (a new or
     edited filter). The page's handler creates the backfill item, so a lost send leaves
     nothing half started. False (logged) when the queue refused: the audience is saved."""
@@ -159,7 +161,7 @@ def backfill_message(account_id: str, audience_id: str, version: int, page: int)
     return {"account_id": account_id, "audience_id": audience_id, "version": version, "page": page}
 
 
-def backfill_page(d: Deps, message: Mapping[str, Any]) -> str:
+def backfill_page(d: AudienceMembersNeeds, message: Mapping[str, Any]) -> str:
     """One page of a backfill. The backfill item says where it stands; a message for a page
     it is no longer at is a duplicate (or a crash after moving it: then the next message is
     sent again). Re-evaluating a page is harmless: recorded verdicts are not recorded twice."""

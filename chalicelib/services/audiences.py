@@ -9,9 +9,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from chalicelib.bootstrap import Deps
 from chalicelib.domain import audiences as A
 from chalicelib.domain.access import Capability, Principal
 from chalicelib.domain.audit import AuditEvent, diff
@@ -19,6 +18,9 @@ from chalicelib.domain.errors import Invalid, not_found, stale_version
 from chalicelib.domain.ids import new_id
 from chalicelib.services.audience_members import start_backfill
 from chalicelib.store.dynamo import Page, now_iso
+
+if TYPE_CHECKING:  # pragma: no cover
+    from chalicelib.services.needs import AudiencesNeeds
 
 EDITABLE = ("name", "description", "filter")
 PAGE_SIZE = 1000  # profiles per Query while estimating (DynamoDB stops a page at 1 MB anyway)
@@ -36,7 +38,7 @@ class NewAudience:
     filter: Any
 
 
-def create(d: Deps, p: Principal, new: NewAudience) -> A.Audience:
+def create(d: AudiencesNeeds, p: Principal, new: NewAudience) -> A.Audience:
     p.require(Capability.MANAGE_INTEGRATIONS)
     compiled = A.parse_filter(new.filter)
     now = now_iso()
@@ -57,7 +59,7 @@ def create(d: Deps, p: Principal, new: NewAudience) -> A.Audience:
     return audience
 
 
-def get(d: Deps, p: Principal, audience_id: str) -> A.Audience:
+def get(d: AudiencesNeeds, p: Principal, audience_id: str) -> A.Audience:
     p.require(Capability.READ)
     found = d.audiences.get(p.account_id, audience_id)
     if found is None:
@@ -66,12 +68,12 @@ def get(d: Deps, p: Principal, audience_id: str) -> A.Audience:
     return found
 
 
-def list_(d: Deps, p: Principal, *, limit: int, cursor: str | None) -> Page:
+def list_(d: AudiencesNeeds, p: Principal, *, limit: int, cursor: str | None) -> Page:
     p.require(Capability.READ)
     return d.audiences.page(p.account_id, limit=limit, cursor=cursor)
 
 
-def edit(d: Deps, p: Principal, audience_id: str, patch: dict[str, Any], version: int | None) -> A.Audience:
+def edit(d: AudiencesNeeds, p: Principal, audience_id: str, patch: dict[str, Any], version: int | None) -> A.Audience:
     """Name, description and filter may change. The version is required: exports send an
     audience's membership, so silently overwriting a colleague's filter is not an option."""
     p.require(Capability.MANAGE_INTEGRATIONS)
@@ -103,7 +105,7 @@ def edit(d: Deps, p: Principal, audience_id: str, patch: dict[str, Any], version
     return saved
 
 
-def delete(d: Deps, p: Principal, audience_id: str) -> None:
+def delete(d: AudiencesNeeds, p: Principal, audience_id: str) -> None:
     """Refused (409 audience.in_use) while an export job sends it: a condition on the
     DeleteItem, on the count the job writes keep on the audience item."""
     p.require(Capability.MANAGE_INTEGRATIONS)
@@ -111,12 +113,12 @@ def delete(d: Deps, p: Principal, audience_id: str) -> None:
     _audit(d, p, "deleted", audience_id, "", {})
 
 
-def _audit(d: Deps, p: Principal, action: str, audience_id: str, name: str, changes: dict[str, Any]) -> None:
+def _audit(d: AudiencesNeeds, p: Principal, action: str, audience_id: str, name: str, changes: dict[str, Any]) -> None:
     """Recorded once the change committed; audiences hold filters, never secrets."""
     d.audit.put(AuditEvent(p.account_id, p.user_id, action, "audience", audience_id, name, changes))
 
 
-def preview(d: Deps, p: Principal, filter_: Any, *, max_scan: int = A.MAX_SCAN) -> A.Estimate:
+def preview(d: AudiencesNeeds, p: Principal, filter_: Any, *, max_scan: int = A.MAX_SCAN) -> A.Estimate:
     """How many of the account's profiles an (unsaved) filter selects, with a sample.
 
     Reads at most max_scan profiles, shard by shard (Queries, never a Scan), and keeps the
@@ -126,12 +128,12 @@ def preview(d: Deps, p: Principal, filter_: Any, *, max_scan: int = A.MAX_SCAN) 
     return _estimates(d, p, [A.parse_filter(filter_)], max_scan)[0]
 
 
-def size(d: Deps, p: Principal, audience_id: str, *, max_scan: int = A.MAX_SCAN) -> A.Estimate:
+def size(d: AudiencesNeeds, p: Principal, audience_id: str, *, max_scan: int = A.MAX_SCAN) -> A.Estimate:
     audience = get(d, p, audience_id)
     return _estimates(d, p, [A.parse_filter(audience.filter)], max_scan)[0]
 
 
-def sizes(d: Deps, p: Principal, audience_ids: list[str], *,
+def sizes(d: AudiencesNeeds, p: Principal, audience_ids: list[str], *,
           max_scan: int = A.MAX_SCAN) -> dict[str, A.Estimate]:
     """The sizes of several saved audiences (an audience list), by id; ids that are not
     this account's audiences are left out. Read together: one BatchGetItem of the
@@ -149,7 +151,7 @@ def sizes(d: Deps, p: Principal, audience_ids: list[str], *,
     return dict(zip(ids, _estimates(d, p, compiled, cap), strict=True))
 
 
-def _estimates(d: Deps, p: Principal, compiled: list[A.CompiledFilter], max_scan: int) -> list[A.Estimate]:
+def _estimates(d: AudiencesNeeds, p: Principal, compiled: list[A.CompiledFilter], max_scan: int) -> list[A.Estimate]:
     """Kept estimates where fresh, one shared read of the profiles for the others.
     Kept per normalised filter (so per audience version: a new filter, a new key); one
     counted among fewer profiles than max_scan does not answer for it. Profiles change

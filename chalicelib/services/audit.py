@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
-from chalicelib.bootstrap import Deps
 from chalicelib.domain.access import GRANTS, Capability, Principal
 from chalicelib.store.dynamo import Page
+
+if TYPE_CHECKING:  # pragma: no cover
+    from chalicelib.services.needs import AuditNeeds
 
 # Their diffs hold people's emails and which token belongs to whom: for admins only. Other
 # readers still see that the event happened, by whom and when.
 ADMIN_DIFFS = frozenset({"user", "token"})
 
 
-def list_(d: Deps, p: Principal, *, limit: int, cursor: str | None, object_id: str | None,
+def list_(d: AuditNeeds, p: Principal, *, limit: int, cursor: str | None, object_id: str | None,
           user_id: str | None, since: str | None, until: str | None) -> Page:
     # Who did what is for the people who manage integrations, not for observers.
     p.require(Capability.MANAGE_INTEGRATIONS)

@@ -5,9 +5,8 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from chalicelib.bootstrap import Deps
 from chalicelib.domain.access import Capability, Principal
 from chalicelib.domain.audit import AuditEvent, diff
 from chalicelib.domain.catalog import ProviderSpec
@@ -30,6 +29,9 @@ from chalicelib.services.collect import create_with_key, revoke_key, rotate_key
 from chalicelib.store.authorizations import AuthorizationInUse
 from chalicelib.store.dynamo import Page, now_iso
 from chalicelib.store.unit_of_work import UnitOfWork
+
+if TYPE_CHECKING:  # pragma: no cover
+    from chalicelib.services.needs import AuthorizationsNeeds
 
 log = logging.getLogger("switchyard.authorizations")
 
@@ -60,7 +62,7 @@ def run_check(
         ) from None
 
 
-def record_requests(d: Deps, account_id: str, auth_id: str, counter: CallCounter) -> None:
+def record_requests(d: AuthorizationsNeeds, account_id: str, auth_id: str, counter: CallCounter) -> None:
     """The provider requests of one API call (a check, options, a job's reach check), on
     the authorization's activity (one UpdateItem, after the calls), and the call as its
     last use. A failure to count never fails the user's call."""
@@ -97,7 +99,7 @@ def refuse_check(provider: ProviderSpec, check: CheckResult, *, field: str,
 
 
 def prepare(
-    d: Deps,
+    d: AuthorizationsNeeds,
     p: Principal,
     new: NewAuthorization,
     *,
@@ -139,7 +141,7 @@ def prepare(
     return auth, creds_svc.to_secret(credentials)
 
 
-def store_secret(d: Deps, auth: Authorization, secret: dict[str, Any]) -> None:
+def store_secret(d: AuthorizationsNeeds, auth: Authorization, secret: dict[str, Any]) -> None:
     d.secrets.create(
         auth.secret_name,
         secret,
@@ -148,7 +150,7 @@ def store_secret(d: Deps, auth: Authorization, secret: dict[str, Any]) -> None:
     )
 
 
-def create(d: Deps, p: Principal, new: NewAuthorization) -> Authorization:
+def create(d: AuthorizationsNeeds, p: Principal, new: NewAuthorization) -> Authorization:
     p.require(Capability.MANAGE_INTEGRATIONS)
     counter = d.calls()
     auth, secret = prepare(d, p, new, resources={}, counter=counter)
@@ -171,25 +173,25 @@ def _created_values(auth: Authorization) -> dict[str, Any]:
     return {"provider": auth.provider, "method": auth.method, "label": auth.label}
 
 
-def audit_created(d: Deps, p: Principal, auth: Authorization) -> None:
+def audit_created(d: AuthorizationsNeeds, p: Principal, auth: Authorization) -> None:
     """The `created` event of an authorization written on its own (dashboard, OAuth)."""
     _audit(d, p, "created", auth, _created_values(auth))
 
 
-def audit_created_in(d: Deps, tx: UnitOfWork, p: Principal, auth: Authorization) -> None:
+def audit_created_in(d: AuthorizationsNeeds, tx: UnitOfWork, p: Principal, auth: Authorization) -> None:
     """The same event, in the transaction that creates it (inline in a job's create)."""
     d.audit.add(tx, AuditEvent(p.account_id, p.user_id, "created", "authorization", auth.id, auth.label,
                                diff({}, _created_values(auth))))
 
 
-def _audit(d: Deps, p: Principal, action: str, auth: Authorization, values: dict[str, Any] | None = None,
+def _audit(d: AuthorizationsNeeds, p: Principal, action: str, auth: Authorization, values: dict[str, Any] | None = None,
            before: dict[str, Any] | None = None) -> None:
     """Recorded once the change committed; `values` never hold credentials."""
     changes = diff(before or {}, values or {})
     d.audit.put(AuditEvent(p.account_id, p.user_id, action, "authorization", auth.id, auth.label, changes))
 
 
-def get(d: Deps, p: Principal, auth_id: str) -> Authorization:
+def get(d: AuthorizationsNeeds, p: Principal, auth_id: str) -> Authorization:
     p.require(Capability.READ)
     auth = d.auths.get(p.account_id, auth_id)
     if auth is None:
@@ -197,26 +199,26 @@ def get(d: Deps, p: Principal, auth_id: str) -> Authorization:
     return auth
 
 
-def activity(d: Deps, p: Principal, auth_id: str, granularity: str) -> list[dict[str, Any]]:
+def activity(d: AuthorizationsNeeds, p: Principal, auth_id: str, granularity: str) -> list[dict[str, Any]]:
     """API requests made with the authorization (SPEC rule 8), per hour, day or week."""
     get(d, p, auth_id)
     return d.runs.request_activity(p.account_id, auth_id, granularity)
 
 
-def summary(d: Deps, p: Principal, auth_id: str) -> tuple[Authorization, list[Job]]:
+def summary(d: AuthorizationsNeeds, p: Principal, auth_id: str) -> tuple[Authorization, list[Job]]:
     auth = get(d, p, auth_id)
     return auth, d.jobs.jobs_of_authorization(p.account_id, auth_id)
 
 
 def list_(
-    d: Deps, p: Principal, *, limit: int, cursor: str | None, provider: str | None, health: str | None
+    d: AuthorizationsNeeds, p: Principal, *, limit: int, cursor: str | None, provider: str | None, health: str | None
 ) -> Page:
     p.require(Capability.READ)
     return d.auths.page(p.account_id, limit=limit, cursor=cursor, provider=provider, health=health)
 
 
 def edit(
-    d: Deps, p: Principal, auth_id: str, changes: dict[str, Any], version: int | None
+    d: AuthorizationsNeeds, p: Principal, auth_id: str, changes: dict[str, Any], version: int | None
 ) -> Authorization:
     p.require(Capability.MANAGE_INTEGRATIONS)
     before = get(d, p, auth_id)
@@ -226,7 +228,7 @@ def edit(
     return after
 
 
-def check_now(d: Deps, p: Principal, auth_id: str) -> Authorization:
+def check_now(d: AuthorizationsNeeds, p: Principal, auth_id: str) -> Authorization:
     p.require(Capability.MANAGE_INTEGRATIONS)
     auth = get(d, p, auth_id)
     provider = d.registry.get(auth.provider)
@@ -245,13 +247,13 @@ def check_now(d: Deps, p: Principal, auth_id: str) -> Authorization:
     return d.auths.get(p.account_id, auth_id, consistent=True) or auth
 
 
-def health_history(d: Deps, p: Principal, auth_id: str, *, limit: int, cursor: str | None) -> Page:
+def health_history(d: AuthorizationsNeeds, p: Principal, auth_id: str, *, limit: int, cursor: str | None) -> Page:
     get(d, p, auth_id)
     return d.auths.health_history(p.account_id, auth_id, limit=limit, cursor=cursor)
 
 
 def rotate(
-    d: Deps, p: Principal, auth_id: str, raw_credentials: Any, version: int | None
+    d: AuthorizationsNeeds, p: Principal, auth_id: str, raw_credentials: Any, version: int | None
 ) -> Authorization:
     """New credentials become a new secret version only after they verify.
 
@@ -339,7 +341,7 @@ def _resource_sets(spec: ProviderSpec, jobs: list[Job]) -> list[dict[str, str]]:
     return seen
 
 
-def delete(d: Deps, p: Principal, auth_id: str) -> None:
+def delete(d: AuthorizationsNeeds, p: Principal, auth_id: str) -> None:
     p.require(Capability.MANAGE_INTEGRATIONS)
     try:
         auth = d.auths.delete_if_unused(p.account_id, auth_id)
@@ -352,7 +354,7 @@ def delete(d: Deps, p: Principal, auth_id: str) -> None:
 
 
 def check_for_job(
-    d: Deps, auth: Authorization, provider: Provider, resources: dict[str, str],
+    d: AuthorizationsNeeds, auth: Authorization, provider: Provider, resources: dict[str, str],
     counter: CallCounter | None = None, ahead: creds_svc.SecretAhead | None = None,
 ) -> CheckResult:
     """Can this authorization reach these configured resources? (job create/edit, rule 9)

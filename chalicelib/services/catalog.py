@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from chalicelib.bootstrap import Deps
 from chalicelib.domain.access import Capability, Principal
 from chalicelib.domain.catalog import ProviderSpec
 from chalicelib.domain.errors import Invalid, NotFound, Unavailable
@@ -12,6 +11,9 @@ from chalicelib.domain.schedules import allows_realtime
 from chalicelib.providers.base import Option, ProviderError
 from chalicelib.services import credentials as creds_svc
 from chalicelib.services.authorizations import record_requests
+
+if TYPE_CHECKING:  # pragma: no cover
+    from chalicelib.services.needs import CatalogNeeds
 
 
 def describe(spec: ProviderSpec) -> dict[str, Any]:
@@ -58,7 +60,7 @@ def secret_fields(model: Any) -> list[str]:
     return out
 
 
-def list_providers(d: Deps, p: Principal, job_type: str | None = None) -> list[dict[str, Any]]:
+def list_providers(d: CatalogNeeds, p: Principal, job_type: str | None = None) -> list[dict[str, Any]]:
     p.require(Capability.READ)
     specs = [prov.spec for prov in d.registry.all()]
     if job_type:
@@ -66,13 +68,13 @@ def list_providers(d: Deps, p: Principal, job_type: str | None = None) -> list[d
     return [describe(s) for s in specs]
 
 
-def get_provider(d: Deps, p: Principal, provider_id: str) -> dict[str, Any]:
+def get_provider(d: CatalogNeeds, p: Principal, provider_id: str) -> dict[str, Any]:
     p.require(Capability.READ)
     return describe(d.registry.get(provider_id).spec)
 
 
 def options(
-    d: Deps,
+    d: CatalogNeeds,
     p: Principal,
     provider_id: str,
     workflow_id: str,

@@ -16,9 +16,8 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from chalicelib.bootstrap import Deps
 from chalicelib.domain import collect as C
 from chalicelib.domain import tokens
 from chalicelib.domain.errors import Conflict, Invalid, Unauthenticated
@@ -35,6 +34,9 @@ from chalicelib.store.collect import (
 )
 from chalicelib.store.dynamo import TransactionFailed, now_iso
 from chalicelib.store.unit_of_work import UnitOfWork
+
+if TYPE_CHECKING:  # pragma: no cover
+    from chalicelib.services.needs import CollectNeeds
 
 log = logging.getLogger("switchyard.collect")
 
@@ -56,7 +58,7 @@ def _hash(raw: str) -> str:
     return hashlib.sha256(raw.encode()).hexdigest()
 
 
-def create_with_key(d: Deps, auth: Authorization) -> None:
+def create_with_key(d: CollectNeeds, auth: Authorization) -> None:
     """Write the authorization and its new write key together; the key is on `auth` once."""
     key_id = new_id("wk")
     raw = f"{key_id}.{tokens.new_secret()}"
@@ -75,7 +77,7 @@ def key_in_use(auth: Authorization) -> Conflict:
                     fields={"authorization_id": "its write key already feeds a job"})
 
 
-def bind_write_key(d: Deps, tx: UnitOfWork, job: Job, auth: Authorization, *, inline: bool) -> None:
+def bind_write_key(d: CollectNeeds, tx: UnitOfWork, job: Job, auth: Authorization, *, inline: bool) -> None:
     """The job's create transaction claims the write key (conditional: one job per key)."""
     if inline or not auth.provider_account:
         raise Invalid("a write key is issued by POST /authorizations and shown once there; create it first, "
@@ -88,7 +90,7 @@ def bind_write_key(d: Deps, tx: UnitOfWork, job: Job, auth: Authorization, *, in
     repo.add_bind(tx, auth.provider_account, job.account_id, job.id, replacing=old)
 
 
-def rotate_key(d: Deps, auth: Authorization, version: int | None) -> Authorization:
+def rotate_key(d: CollectNeeds, auth: Authorization, version: int | None) -> Authorization:
     """A new key for the authorization (shown once); the old one keeps working for a grace
     period, so apps can be redeployed without losing events. New key first, then the
     authorization, then the old key's end: a crash in between leaves the old key working."""
@@ -107,7 +109,7 @@ def rotate_key(d: Deps, auth: Authorization, version: int | None) -> Authorizati
     return updated
 
 
-def revoke_key(d: Deps, auth: Authorization) -> None:
+def revoke_key(d: CollectNeeds, auth: Authorization) -> None:
     """The authorization is gone: its key stops now (containers' caches: within a minute)."""
     if auth.provider_account:
         d.write_keys.expire(auth.provider_account, clock())
@@ -163,7 +165,7 @@ def key_from_request(headers: Mapping[str, str], body: Mapping[str, Any] | None)
     return raw.strip() if isinstance(raw, str) else None
 
 
-def resolve_key(d: Deps, raw: str | None) -> WriteKey:
+def resolve_key(d: CollectNeeds, raw: str | None) -> WriteKey:
     if not raw:
         raise Unauthenticated("a write key is required: send it as the Basic-auth user name",
                               code="write_key.invalid", fields={"Authorization": "missing"})
@@ -205,7 +207,7 @@ class Accepted:
                 "rejected": [r.as_dict() for r in self.rejected]}
 
 
-def _job_for(d: Deps, key: WriteKey) -> Job:
+def _job_for(d: CollectNeeds, key: WriteKey) -> Job:
     if key.job_id is None and key.not_after is not None:
         # A key rotated before its authorization got a job: in its grace period it feeds the job
         # its successor was bound to (two reads, only on this rare path).
@@ -229,7 +231,7 @@ def reason_of(code: str) -> str:
     return code.removeprefix("message.")
 
 
-def accept(d: Deps, headers: Mapping[str, str], raw_body: bytes, forced_type: str | None,
+def accept(d: CollectNeeds, headers: Mapping[str, str], raw_body: bytes, forced_type: str | None,
            *, queue: CollectQueue | None = None, now: datetime | None = None) -> Accepted:
     """Validate, rate and dedup a request, then hand its messages to the engine. Everything
     refused raises before anything is stored; a bad message is reported, not raised."""
@@ -296,7 +298,7 @@ def _packed(messages: list[dict[str, Any]]) -> list[str]:
     return out
 
 
-def totals_of(d: Deps, job: Job) -> dict[str, Any]:
+def totals_of(d: CollectNeeds, job: Job) -> dict[str, Any]:
     """`collection` of GET /jobs/{id} for a collection job (one GetItem), nothing for others."""
     if not d.registry.get(job.provider).spec.workflow(job.workflow).pushed:
         return {}
@@ -310,7 +312,7 @@ def _no_fault(point: str) -> None:
     return None
 
 
-def apply_handoff(d: Deps, entry: Mapping[str, Any], *, fault: Callable[[str], None] = _no_fault) -> str:
+def apply_handoff(d: CollectNeeds, entry: Mapping[str, Any], *, fault: Callable[[str], None] = _no_fault) -> str:
     """Apply one hand-off to profiles, exactly once, whatever crashed before.
 
     Its sequence number in the job first (the same on every attempt), then claims (a

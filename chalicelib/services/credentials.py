@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalicelib import logs
-from chalicelib.bootstrap import Deps
 from chalicelib.domain.access import Capability, Principal
 from chalicelib.domain.catalog import AuthMethodSpec, ProviderSpec
 from chalicelib.domain.errors import Invalid
@@ -15,6 +14,9 @@ from chalicelib.services import oauth_clients
 from chalicelib.services.validation import validate
 from chalicelib.store import aws as aws_clients
 from chalicelib.store.scheduler import own_identity
+
+if TYPE_CHECKING:  # pragma: no cover
+    from chalicelib.services.needs import CredentialsNeeds
 
 
 def generated_fields(model: Any) -> dict[str, str]:
@@ -38,7 +40,7 @@ def input_schema(model: Any) -> dict[str, Any]:
     return schema
 
 
-def generated_values(d: Deps, account_id: str, method: AuthMethodSpec) -> dict[str, str]:
+def generated_values(d: CredentialsNeeds, account_id: str, method: AuthMethodSpec) -> dict[str, str]:
     """The values of the method's generated fields for this account (the account's AWS
     external id is created on first use)."""
     wanted = generated_fields(method.credentials_model)
@@ -93,7 +95,7 @@ class SecretAhead:
     before the authorization is. It holds the caller's own account id, so an id from
     another account only ever names a secret that does not exist."""
 
-    def __init__(self, d: Deps, account_id: str, auth_id: str) -> None:
+    def __init__(self, d: CredentialsNeeds, account_id: str, auth_id: str) -> None:
         self.name = d.secrets.name_for(account_id, auth_id)
         self._read = aws_clients.Beside(lambda: d.secrets.read(self.name), "secret-read")
 
@@ -110,7 +112,7 @@ class SecretAhead:
         return self._read.result()
 
 
-def load(d: Deps, auth: Authorization, spec: ProviderSpec, ahead: SecretAhead | None = None) -> Any:
+def load(d: CredentialsNeeds, auth: Authorization, spec: ProviderSpec, ahead: SecretAhead | None = None) -> Any:
     """The authorization's credentials, ready to use: an OAuth access token about to expire
     is refreshed first (a new secret version). Every use goes through here (run steps,
     health checks, options), so none of them meets an expired token. Raises ProviderError
@@ -131,7 +133,7 @@ def load(d: Deps, auth: Authorization, spec: ProviderSpec, ahead: SecretAhead | 
     return _never_logged(credentials)
 
 
-def aws_trust(d: Deps, p: Principal) -> dict[str, Any]:
+def aws_trust(d: CredentialsNeeds, p: Principal) -> dict[str, Any]:
     """What a customer puts on a role Switchyard assumes: the account's generated external
     id, and Switchyard's AWS account as the principal."""
     p.require(Capability.MANAGE_INTEGRATIONS)

@@ -13,10 +13,9 @@ import concurrent.futures as cf
 import contextvars
 import logging
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chalicelib import logs
-from chalicelib.bootstrap import Deps
 from chalicelib.domain.errors import AppError
 from chalicelib.domain.models import Authorization, CheckResult, HealthStatus, Job
 from chalicelib.providers.base import ProviderError
@@ -25,6 +24,9 @@ from chalicelib.services import credentials as creds_svc
 from chalicelib.store import metrics as M
 from chalicelib.store.authorizations import HEALTH_SHARDS, PendingHealthAlert
 from chalicelib.store.dynamo import now_iso
+
+if TYPE_CHECKING:  # pragma: no cover
+    from chalicelib.services.needs import HealthNeeds
 
 log = logging.getLogger("switchyard.health")
 
@@ -41,7 +43,7 @@ class Verdict:
     crashed: bool = False
 
 
-def sweep(d: Deps) -> tuple[int, int]:
+def sweep(d: HealthNeeds) -> tuple[int, int]:
     """Queue every authorization for a check. Returns (authorizations, SQS requests)."""
     queued = requests = 0
     for shard in range(HEALTH_SHARDS):
@@ -59,7 +61,7 @@ def sweep(d: Deps) -> tuple[int, int]:
     return queued, requests
 
 
-def _check(d: Deps, auth: Authorization) -> CheckResult:
+def _check(d: HealthNeeds, auth: Authorization) -> CheckResult:
     provider = d.registry.get(auth.provider)
     spec = provider.spec.method(auth.method)
     if not spec.verifiable:
@@ -73,7 +75,7 @@ def _check(d: Deps, auth: Authorization) -> CheckResult:
     return provider.check(auth.method, credentials, {})
 
 
-def record(d: Deps, auth: Authorization, check: CheckResult, *, by: str) -> bool:
+def record(d: HealthNeeds, auth: Authorization, check: CheckResult, *, by: str) -> bool:
     recorded = d.auths.record_health(auth, check.status, check.reason, at=now_iso(), by=by,
                                      provider_account=check.provider_account,
                                      alert_when=lambda prev, new: _alert_kind(prev, new) is not None)
@@ -96,7 +98,7 @@ def _alert_kind(prev: HealthStatus, new: HealthStatus) -> str | None:
     return None
 
 
-def _alert(d: Deps, auth: Authorization, pending: PendingHealthAlert) -> None:
+def _alert(d: HealthNeeds, auth: Authorization, pending: PendingHealthAlert) -> None:
     kind = _alert_kind(pending.from_status, pending.to_status)
     sent = kind is None or alerts.emit(d, auth.account_id, kind, {
         "authorization_id": auth.id, "label": auth.label, "provider": auth.provider,
@@ -105,7 +107,7 @@ def _alert(d: Deps, auth: Authorization, pending: PendingHealthAlert) -> None:
         d.auths.clear_health_alert(auth.account_id, auth.id, pending.transition_id)
 
 
-def check_many(d: Deps, targets: list[tuple[str, str]], *, by: str = "sweep",
+def check_many(d: HealthNeeds, targets: list[tuple[str, str]], *, by: str = "sweep",
                timeout: float | None = None) -> list[Verdict]:
     """Check (account_id, auth_id) pairs concurrently, each bounded by `timeout` (default
     `d.health_check_timeout`)."""
@@ -135,12 +137,12 @@ def check_many(d: Deps, targets: list[tuple[str, str]], *, by: str = "sweep",
     return verdicts
 
 
-def _check_logged(d: Deps, auth: Authorization) -> CheckResult:
+def _check_logged(d: HealthNeeds, auth: Authorization) -> CheckResult:
     with logs.scope(account_id=auth.account_id, authorization_id=auth.id):
         return _check(d, auth)
 
 
-def _settle(d: Deps, fut: cf.Future[CheckResult], auth: Authorization, finished: bool, timeout: float,
+def _settle(d: HealthNeeds, fut: cf.Future[CheckResult], auth: Authorization, finished: bool, timeout: float,
             by: str) -> Verdict:
     if not finished:
         # The issue counts a provider that never answers as unreachable, not unknown.
@@ -174,7 +176,7 @@ def _count(verdicts: list[Verdict]) -> None:
     m.count(M.SWEEP_ERRORS, sum(1 for v in verdicts if v.crashed))
 
 
-def mark_job_authorization_unhealthy(d: Deps, job: Job, reason: str, *, run_id: str) -> bool:
+def mark_job_authorization_unhealthy(d: HealthNeeds, job: Job, reason: str, *, run_id: str) -> bool:
     """A job's run (or real-time delivery) met known-bad credentials (401/403, revoked
     keys): its authorization says so now, not at the next sweep."""
     auth = d.auths.get(job.account_id, job.authorization_id, consistent=True)

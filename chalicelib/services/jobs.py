@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from chalicelib.bootstrap import Deps
 from chalicelib.domain.access import Capability, Principal
 from chalicelib.domain.audit import AuditEvent, diff
 from chalicelib.domain.catalog import WorkflowSpec
@@ -33,6 +32,9 @@ from chalicelib.services.validation import validate
 from chalicelib.store.dynamo import Page, now_iso
 from chalicelib.store.jobs import AuthorizationGone
 from chalicelib.store.unit_of_work import UnitOfWork
+
+if TYPE_CHECKING:  # pragma: no cover
+    from chalicelib.services.needs import JobsNeeds
 
 
 @dataclass(frozen=True)
@@ -104,7 +106,7 @@ def _auth_not_found(auth_id: str) -> Invalid:
                    fields={"authorization_id": "not found"})
 
 
-def _check_new(d: Deps, p: Principal, new: NewJob) -> _Checked:
+def _check_new(d: JobsNeeds, p: Principal, new: NewJob) -> _Checked:
     provider = d.registry.for_request(new.provider)
     wf = resolve_workflow(provider.spec, new.job_type, new.workflow)
     realtime.check_schedule(provider.spec.id, wf.job_type, new.schedule)
@@ -163,7 +165,7 @@ def _check_new(d: Deps, p: Principal, new: NewJob) -> _Checked:
     return _Checked(provider, wf, config, auth, inline, calls, provider_account)
 
 
-def preview(d: Deps, p: Principal, new: NewJob, *, count: int = 3) -> list[str]:
+def preview(d: JobsNeeds, p: Principal, new: NewJob, *, count: int = 3) -> list[str]:
     """Every check a create makes, nothing written: the refusal a create would give, or the
     next `count` run starts of the schedule (UTC). The wizard calls it before Review."""
     p.require(Capability.MANAGE_INTEGRATIONS)
@@ -182,7 +184,7 @@ def next_runs(schedule: dict[str, Any] | None, *, count: int = 3) -> list[str]:
     return [_utc_iso(at) for at in next_fires(schedule, now, count)]
 
 
-def create(d: Deps, p: Principal, new: NewJob) -> tuple[Job, Authorization]:
+def create(d: JobsNeeds, p: Principal, new: NewJob) -> tuple[Job, Authorization]:
     """Provider -> job type -> authorization -> configure (SPEC rule 2), then start or stage."""
     p.require(Capability.MANAGE_INTEGRATIONS)
     checked = _check_new(d, p, new)
@@ -246,7 +248,7 @@ def create(d: Deps, p: Principal, new: NewJob) -> tuple[Job, Authorization]:
     return job, auth
 
 
-def _sync_schedule(d: Deps, job: Job, *, was_scheduled: bool = False) -> None:
+def _sync_schedule(d: JobsNeeds, job: Job, *, was_scheduled: bool = False) -> None:
     """Keep the job's EventBridge Scheduler schedule in step with its status and schedule.
 
     Called after the DynamoDB write commits; jobs that never had a schedule cost nothing.
@@ -259,7 +261,7 @@ def _sync_schedule(d: Deps, job: Job, *, was_scheduled: bool = False) -> None:
     d.scheduler.sync(job.account_id, job.id, job.schedule, active)
 
 
-def _recorded(d: Deps, job: Job, code: str, message: str, p: Principal, action: str | None,
+def _recorded(d: JobsNeeds, job: Job, code: str, message: str, p: Principal, action: str | None,
               context: dict[str, Any] | None = None, *, audited: Job | None = None,
               before: Job | None = None) -> UnitOfWork:
     """A transaction for a user's change to a job, holding the log line that tells of it and
@@ -284,7 +286,7 @@ def _audited(job: Job | None) -> dict[str, Any]:
             "status": job.status.value}
 
 
-def _create_on_existing(d: Deps, job: Job, provider_id: str, tx: UnitOfWork) -> None:
+def _create_on_existing(d: JobsNeeds, job: Job, provider_id: str, tx: UnitOfWork) -> None:
     try:
         d.jobs.create(job, auth_provider=provider_id, tx=tx)
     except AuthorizationGone:
@@ -300,7 +302,7 @@ def _utc_iso(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _queue_run(d: Deps, job: Job, trigger: str, p: Principal) -> None:
+def _queue_run(d: JobsNeeds, job: Job, trigger: str, p: Principal) -> None:
     d.runs_queue.send(
         {
             "account_id": job.account_id,
@@ -312,7 +314,7 @@ def _queue_run(d: Deps, job: Job, trigger: str, p: Principal) -> None:
     )
 
 
-def get(d: Deps, p: Principal, job_id: str) -> Job:
+def get(d: JobsNeeds, p: Principal, job_id: str) -> Job:
     p.require(Capability.READ)
     job = d.jobs.get(p.account_id, job_id)
     if job is None:
@@ -320,23 +322,23 @@ def get(d: Deps, p: Principal, job_id: str) -> Job:
     return job
 
 
-def summary(d: Deps, p: Principal, job_id: str) -> tuple[Job, Authorization | None]:
+def summary(d: JobsNeeds, p: Principal, job_id: str) -> tuple[Job, Authorization | None]:
     job = get(d, p, job_id)
     return job, d.auths.get(p.account_id, job.authorization_id)
 
 
-def list_(d: Deps, p: Principal, *, limit: int, cursor: str | None, **filters: str | None) -> Page:
+def list_(d: JobsNeeds, p: Principal, *, limit: int, cursor: str | None, **filters: str | None) -> Page:
     p.require(Capability.READ)
     return d.jobs.page(p.account_id, limit=limit, cursor=cursor, **filters)
 
 
-def authorizations_of(d: Deps, p: Principal, jobs: list[Job]) -> dict[str, Authorization]:
+def authorizations_of(d: JobsNeeds, p: Principal, jobs: list[Job]) -> dict[str, Authorization]:
     """The authorizations of a page of jobs (one BatchGetItem), for their health."""
     return d.auths.get_many(p.account_id, (j.authorization_id for j in jobs))
 
 
 def edit(
-    d: Deps,
+    d: JobsNeeds,
     p: Principal,
     job_id: str,
     patch: dict[str, Any],
@@ -422,7 +424,7 @@ def edit(
     return EditResult(job=saved, changes=changes)
 
 
-def act(d: Deps, p: Principal, job_id: str, action: Action, *, resync: bool = False) -> Job:
+def act(d: JobsNeeds, p: Principal, job_id: str, action: Action, *, resync: bool = False) -> Job:
     """Pause, resume, run now: transitions declared in domain.statuses, written conditionally.
     Run now with `resync` re-sends an export's whole audience (docs/export.md, "Re-send everything")."""
     p.require(Capability.MANAGE_INTEGRATIONS)
@@ -459,7 +461,7 @@ def act(d: Deps, p: Principal, job_id: str, action: Action, *, resync: bool = Fa
     return saved
 
 
-def _save_acted(d: Deps, job: Job, after: Job, tx: UnitOfWork) -> Job:
+def _save_acted(d: JobsNeeds, job: Job, after: Job, tx: UnitOfWork) -> Job:
     try:
         return d.jobs.save(job, after, expected_version=None, expected_status=job.status, tx=tx)
     except AuthorizationGone:
@@ -471,7 +473,7 @@ def _save_acted(d: Deps, job: Job, after: Job, tx: UnitOfWork) -> Job:
         ) from None
 
 
-def _resync(d: Deps, p: Principal, job: Job) -> Job:
+def _resync(d: JobsNeeds, p: Principal, job: Job) -> Job:
     """Run now, re-sending every member: the marker, the status change, the log line, the
     audit event and the cancel of a run waiting to be resumed are one conditional write, so
     no run can start between what was read and what is written. The marker leaves only with
@@ -506,7 +508,7 @@ def _resync(d: Deps, p: Principal, job: Job) -> Job:
     return saved
 
 
-def delete(d: Deps, p: Principal, job_id: str) -> None:
+def delete(d: JobsNeeds, p: Principal, job_id: str) -> None:
     p.require(Capability.MANAGE_INTEGRATIONS)
     job = get(d, p, job_id)
     tx = d.transaction()
@@ -519,17 +521,17 @@ def delete(d: Deps, p: Principal, job_id: str) -> None:
         d.scheduler.remove(job.account_id, job.id)
 
 
-def runs(d: Deps, p: Principal, job_id: str, *, limit: int, cursor: str | None) -> Page:
+def runs(d: JobsNeeds, p: Principal, job_id: str, *, limit: int, cursor: str | None) -> Page:
     get(d, p, job_id)
     return d.runs.page(p.account_id, job_id, limit=limit, cursor=cursor)
 
 
-def logs(d: Deps, p: Principal, job_id: str, *, limit: int, cursor: str | None,
+def logs(d: JobsNeeds, p: Principal, job_id: str, *, limit: int, cursor: str | None,
          level: str | None) -> Page:
     get(d, p, job_id)
     return d.runs.logs(p.account_id, job_id, limit=limit, cursor=cursor, level=level)
 
 
-def activity(d: Deps, p: Principal, job_id: str, granularity: str) -> list[dict[str, Any]]:
+def activity(d: JobsNeeds, p: Principal, job_id: str, granularity: str) -> list[dict[str, Any]]:
     get(d, p, job_id)
     return d.runs.activity(p.account_id, job_id, granularity)

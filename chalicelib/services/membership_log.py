@@ -5,10 +5,13 @@ real-time sends both read membership this way."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
-from chalicelib.bootstrap import Deps
 from chalicelib.domain.membership import ENTER, EXIT
 from chalicelib.store.audience_members import Change
+
+if TYPE_CHECKING:  # pragma: no cover
+    from chalicelib.services.needs import MembershipLogNeeds
 
 
 def net_changes(changes: Sequence[Change]) -> dict[str, tuple[bool, bool]]:
@@ -21,7 +24,7 @@ def net_changes(changes: Sequence[Change]) -> dict[str, tuple[bool, bool]]:
     return out
 
 
-def log_membership(d: Deps, account_id: str, audience_id: str, at: int | None,
+def log_membership(d: MembershipLogNeeds, account_id: str, audience_id: str, at: int | None,
                    keep: Callable[[], None] | None = None) -> tuple[set[str], int]:
     """The audience's members as of change `at` (None: as of the head, read last), and that
     change's number. The member items are read first: one that changed while they were

@@ -36,15 +36,17 @@ import re
 import secrets
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from chalicelib.bootstrap import Deps
 from chalicelib.domain.access import GRANTS, Capability, Principal, Role
 from chalicelib.domain.errors import AppError, ErrorKind, Unavailable
 from chalicelib.domain.models import Authorization
 from chalicelib.services import authorizations as auth_svc
 from chalicelib.services.oauth_clients import Flow, OAuthApp, app_of, bad_flow, flow_of, post_form
 from chalicelib.store.oauth import FlowState, StateMismatch, StateUnknown, digest
+
+if TYPE_CHECKING:  # pragma: no cover
+    from chalicelib.services.needs import OAuthNeeds
 
 STATE_SECONDS = 600
 # The cookie outlives the state by an hour so that a late callback still names this browser:
@@ -86,7 +88,7 @@ def pkce_challenge(verifier: str) -> str:
     return base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
 
 
-def start(d: Deps, p: Principal, provider: str, label: str | None, mode: str | None = None) -> Started:
+def start(d: OAuthNeeds, p: Principal, provider: str, label: str | None, mode: str | None = None) -> Started:
     from oauthlib.oauth2 import WebApplicationClient
 
     p.require(Capability.MANAGE_INTEGRATIONS)
@@ -107,7 +109,7 @@ def start(d: Deps, p: Principal, provider: str, label: str | None, mode: str | N
     return Started(authorize_url=url, expires_at=expires, nonce=nonce)
 
 
-def callback(d: Deps, provider: str, *, code: str | None, state: str | None, nonce: str | None,
+def callback(d: OAuthNeeds, provider: str, *, code: str | None, state: str | None, nonce: str | None,
              error: str | None) -> Finished:
     """Finish a flow. Errors of a flow started in redirect mode are returned (the route
     sends the browser back to the SPA with them); all others are raised (JSON). An unknown
@@ -124,7 +126,7 @@ def callback(d: Deps, provider: str, *, code: str | None, state: str | None, non
         return Finished(None, exc)
 
 
-def _finish(d: Deps, flow: Flow, *, code: str | None, state: str | None, nonce: str | None, error: str | None,
+def _finish(d: OAuthNeeds, flow: Flow, *, code: str | None, state: str | None, nonce: str | None, error: str | None,
             taken: list[Any]) -> Authorization:
     provider = flow.provider
     if not state:
@@ -171,7 +173,7 @@ def _finish(d: Deps, flow: Flow, *, code: str | None, state: str | None, nonce: 
     return auth
 
 
-def _starter(d: Deps, flow_state: Any) -> Principal:
+def _starter(d: OAuthNeeds, flow_state: Any) -> Principal:
     token = d.accounts.get_token(flow_state.token_id) if flow_state.token_id else None
     if token is None or (token.account_id, token.user_id) != (flow_state.account_id, flow_state.user_id):
         raise AppError("the API token that started this authorization was revoked before it finished; "

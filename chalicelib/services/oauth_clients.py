@@ -19,14 +19,16 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from chalicelib.bootstrap import Deps
 from chalicelib.config import settings
 from chalicelib.domain.errors import AppError, ErrorKind, NotFound, Unavailable
 from chalicelib.domain.models import Authorization
 from chalicelib.providers.base import ProviderError
 from chalicelib.store.secrets import SecretMissing, SecretUnreadable
+
+if TYPE_CHECKING:  # pragma: no cover
+    from chalicelib.services.needs import OAuthClientsNeeds
 
 REFRESH_MARGIN_SECONDS = 300  # an access token with less left than this is refreshed first
 
@@ -115,7 +117,7 @@ def secret_name(provider: str) -> str:
     return f"{settings().secret_prefix}/oauth/{provider}"
 
 
-def app_of(d: Deps, provider: str) -> OAuthApp:
+def app_of(d: OAuthClientsNeeds, provider: str) -> OAuthApp:
     try:
         raw = d.secrets.read_known(secret_name(provider))
     except SecretMissing:
@@ -177,7 +179,7 @@ def due(credentials: Any, now: float | None = None) -> bool:
     return int(expires_at) - (time.time() if now is None else now) < REFRESH_MARGIN_SECONDS
 
 
-def refresh(d: Deps, auth: Authorization, credentials: Any, plain: dict[str, Any]) -> dict[str, Any]:
+def refresh(d: OAuthClientsNeeds, auth: Authorization, credentials: Any, plain: dict[str, Any]) -> dict[str, Any]:
     """Refresh the access token; the new credentials (`plain`: the current ones as plain
     values) become the secret's new version and are returned. Raises ProviderError: auth=True when the provider refused
     the refresh token (revoked, expired), transient when it could not be asked."""

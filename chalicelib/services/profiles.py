@@ -5,14 +5,18 @@ Imports write profiles through the engine (ProfileRepo.upsert_batch), not throug
 
 from __future__ import annotations
 
-from chalicelib.bootstrap import Deps
+from typing import TYPE_CHECKING
+
 from chalicelib.domain.access import Capability, Principal
 from chalicelib.domain.errors import BadRequest, not_found
 from chalicelib.domain.profiles import Profile, parse_identifier
 from chalicelib.store.dynamo import Page
 
+if TYPE_CHECKING:  # pragma: no cover
+    from chalicelib.services.needs import ProfilesNeeds
 
-def find(d: Deps, p: Principal, identifier: str) -> list[Profile]:
+
+def find(d: ProfilesNeeds, p: Principal, identifier: str) -> list[Profile]:
     """'kind:value' -> the profile it identifies, as a list of zero or one."""
     p.require(Capability.READ)
     try:
@@ -27,12 +31,12 @@ def find(d: Deps, p: Principal, identifier: str) -> list[Profile]:
     return [found] if found is not None else []
 
 
-def list_(d: Deps, p: Principal, *, limit: int, cursor: str | None) -> Page:
+def list_(d: ProfilesNeeds, p: Principal, *, limit: int, cursor: str | None) -> Page:
     p.require(Capability.READ)
     return d.profiles.page(p.account_id, limit=limit, cursor=cursor)
 
 
-def get(d: Deps, p: Principal, profile_id: str) -> Profile:
+def get(d: ProfilesNeeds, p: Principal, profile_id: str) -> Profile:
     p.require(Capability.READ)
     found = d.profiles.get(p.account_id, profile_id)
     if found is None:

@@ -11,12 +11,15 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-from chalicelib.bootstrap import Deps
 from chalicelib.domain.audit import AuditEvent
 from chalicelib.domain.errors import AppError
 from chalicelib.domain.statuses import PURGEABLE_STATUSES
 from chalicelib.store.jobs import PURGE_SHARDS
+
+if TYPE_CHECKING:  # pragma: no cover
+    from chalicelib.services.needs import PurgeNeeds
 
 log = logging.getLogger("switchyard.purge")
 
@@ -29,7 +32,7 @@ class PurgeReport:
     skipped: int = 0  # touched since listed, or already gone
 
 
-def purge_due(d: Deps, now: datetime | None = None) -> PurgeReport:
+def purge_due(d: PurgeNeeds, now: datetime | None = None) -> PurgeReport:
     now = now or datetime.now(UTC)
     cutoff = now.strftime("%Y-%m-%dT%H:%M:%SZ")
     report = PurgeReport()

@@ -23,9 +23,8 @@ import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from chalicelib.bootstrap import Deps
 from chalicelib.domain.errors import Invalid
 from chalicelib.domain.failures import backoff_seconds, gives_up, why_given_up
 from chalicelib.domain.models import Job
@@ -43,6 +42,9 @@ from chalicelib.store.dynamo import now_iso
 from chalicelib.store.jobs import audience_of
 from chalicelib.store.realtime import SWEEP_SHARDS, Subscription
 from chalicelib.store.unit_of_work import UnitOfWork
+
+if TYPE_CHECKING:  # pragma: no cover
+    from chalicelib.services.needs import RealtimeNeeds
 
 log = logging.getLogger("switchyard.realtime")
 
@@ -111,7 +113,7 @@ def realtime_audience(job: Job) -> str | None:
     return audience_of(job) if is_realtime(job.schedule) else None
 
 
-def add_subscription_writes(d: Deps, tx: UnitOfWork, before: Job | None, after: Job | None) -> bool:
+def add_subscription_writes(d: RealtimeNeeds, tx: UnitOfWork, before: Job | None, after: Job | None) -> bool:
     """Keep the job's subscription in step with the job, in the job's transaction; True
     when `after` follows an audience it did not follow before (it needs a first nudge)."""
     old = realtime_audience(before) if before else None
@@ -130,7 +132,7 @@ def add_subscription_writes(d: Deps, tx: UnitOfWork, before: Job | None, after: 
 # -- nudges --------------------------------------------------------------------------------------
 
 
-def nudge(d: Deps, account_id: str, audience_ids: Iterable[str]) -> int:
+def nudge(d: RealtimeNeeds, account_id: str, audience_ids: Iterable[str]) -> int:
     """One message per real-time job of each audience (a Query per audience); how many."""
     messages = [Nudge(account_id, aud, sub.job_id).body()
                 for aud in sorted(set(audience_ids)) for sub in d.realtime.jobs_of(account_id, aud)]
@@ -139,7 +141,7 @@ def nudge(d: Deps, account_id: str, audience_ids: Iterable[str]) -> int:
     return len(messages)
 
 
-def nudge_job(d: Deps, job: Job) -> bool:
+def nudge_job(d: RealtimeNeeds, job: Job) -> bool:
     """A real-time job that was created, resumed or moved to another audience drains its log.
     False (logged) when the queue refused: the audience's next change nudges it again."""
     aud = realtime_audience(job)
@@ -164,7 +166,7 @@ class CatchUp:
     nudged: int = 0
 
 
-def catch_up(d: Deps, *, clock: Any = time.time, page: int = 100) -> CatchUp:
+def catch_up(d: RealtimeNeeds, *, clock: Any = time.time, page: int = 100) -> CatchUp:
     """Nudge every real-time job whose cursor is behind its audience's log: the periodic
     safety net for a nudge that was refused where nothing sends it again (create, resume,
     a move to another audience). The subscriptions come from the sharded sweep index (a
@@ -229,7 +231,7 @@ def segments(changes: Sequence[Change], rows: dict[int, PlanRow], longest: int) 
     return out
 
 
-def plan_rows(d: Deps, job: Job, fields: Sequence[str], changes: Sequence[Change]) -> dict[int, PlanRow]:
+def plan_rows(d: RealtimeNeeds, job: Job, fields: Sequence[str], changes: Sequence[Change]) -> dict[int, PlanRow]:
     """Change number -> the row sent for it, with the profile's values as they are now (the
     log holds no values; a removed profile's exit has none)."""
     include_removals = bool(job.config.get("include_removals", True))
@@ -244,7 +246,7 @@ def plan_rows(d: Deps, job: Job, fields: Sequence[str], changes: Sequence[Change
     return out
 
 
-def deliver(d: Deps, nudge_: Nudge, *, remaining_ms: Any = None, owner: str | None = None,
+def deliver(d: RealtimeNeeds, nudge_: Nudge, *, remaining_ms: Any = None, owner: str | None = None,
             clock: Any = time.time) -> Outcome:
     """Send what the job has not delivered yet, from its cursor, in order. Raises DeliveryBusy
     when another delivery holds the job."""
@@ -284,7 +286,7 @@ def deliver(d: Deps, nudge_: Nudge, *, remaining_ms: Any = None, owner: str | No
         sub = d.realtime.get(job.account_id, sub.audience_id, job.id) or sub
 
 
-def unserved_resync(d: Deps, job: Job, audience_id: str) -> tuple[Job, Subscription] | None:
+def unserved_resync(d: RealtimeNeeds, job: Job, audience_id: str) -> tuple[Job, Subscription] | None:
     """The job and its subscription as they are now when the job asks for a re-send the
     subscription has not served yet (one consistent read; a second only when a re-send is
     asked for), else None."""
@@ -302,7 +304,7 @@ def resend_run_id(job_id: str, resync_id: str) -> str:
     return f"rs_{job_id}_{resync_id}"
 
 
-def _resend(d: Deps, job: Job, sub: Subscription, me: str, nudge_: Nudge, remaining_ms: Any) -> Outcome | None:
+def _resend(d: RealtimeNeeds, job: Job, sub: Subscription, me: str, nudge_: Nudge, remaining_ms: Any) -> Outcome | None:
     """A re-send of every member asked for (docs/export.md, "Re-send everything"): the
     audience's members as of the job's cursor go out as adds, in id order, before the log
     after the cursor does, so each profile's events stay in order. Progress is kept on the
@@ -363,7 +365,7 @@ def _resend(d: Deps, job: Job, sub: Subscription, me: str, nudge_: Nudge, remain
     return None
 
 
-def _resync_served(d: Deps, job: Job, resync_id: str) -> None:
+def _resync_served(d: RealtimeNeeds, job: Job, resync_id: str) -> None:
     """The job forgets the re-send it asked for, unless a newer one was asked meanwhile. Best
     effort: the subscription says it was served, so a later delivery only tries this again."""
     fresh = d.jobs.get(job.account_id, job.id, consistent=True)
@@ -376,7 +378,7 @@ def _resync_served(d: Deps, job: Job, resync_id: str) -> None:
         log.warning("job %s: could not clear its served re-send; a later delivery will", job.id, exc_info=True)
 
 
-def _drain(d: Deps, job: Job, sub: Subscription, me: str, nudge_: Nudge, remaining_ms: Any) -> Outcome:
+def _drain(d: RealtimeNeeds, job: Job, sub: Subscription, me: str, nudge_: Nudge, remaining_ms: Any) -> Outcome:
     members = d.audience_members
     cursor, delivered = sub.cursor, 0
     try:
@@ -423,7 +425,7 @@ def _deadline(remaining_ms: Any) -> float:
     return time.monotonic() + max(1.0, seconds)
 
 
-def _context(d: Deps, job: Job, audience_id: str) -> StepContext:
+def _context(d: RealtimeNeeds, job: Job, audience_id: str) -> StepContext:
     auth = d.auths.get(job.account_id, job.authorization_id)
     if auth is None:
         raise ProviderError("the job's authorization was deleted; change it, then resume")
@@ -435,7 +437,7 @@ def _context(d: Deps, job: Job, audience_id: str) -> StepContext:
     )
 
 
-def _failed(d: Deps, job: Job, nudge_: Nudge, exc: ProviderError, delivered: int, cursor: int) -> Outcome:
+def _failed(d: RealtimeNeeds, job: Job, nudge_: Nudge, exc: ProviderError, delivered: int, cursor: int) -> Outcome:
     """Transient: the nudge comes back after a backoff (the cursor says where to go on).
     A configuration or authorization error, or errors past the failure window: the job fails
     the way a batch export does (status, log line, Job Failed alert), its backlog kept."""
@@ -476,7 +478,7 @@ def retry_nudge(nudge_: Nudge) -> Nudge:
 # -- lag -------------------------------------------------------------------------------------------
 
 
-def lag_seconds(d: Deps, job: Job, now: datetime | None = None) -> float | None:
+def lag_seconds(d: RealtimeNeeds, job: Job, now: datetime | None = None) -> float | None:
     """Age of the oldest change the job has not delivered, 0 when caught up; None for a job
     that is not real-time."""
     aud = realtime_audience(job)
