@@ -31,7 +31,7 @@ class Need:
 class Use:
     adapters: set[str] = field(default_factory=set)
     callees: set[str] = field(default_factory=set)  # services modules handed `d`
-    annotations: set[str] = field(default_factory=set)  # *Needs named in the module
+    typed: set[str] = field(default_factory=set)  # how each parameter `d` is annotated
 
 
 def read_needs(source: str) -> dict[str, Need]:
@@ -43,7 +43,9 @@ def read_needs(source: str) -> dict[str, Need]:
             assert where, f"{node.name}'s docstring starts with the module it is for"
             needs[node.name] = Need(node.name, where.group(1),
                                     [b.id for b in node.bases if isinstance(b, ast.Name) and b.id != "Protocol"],
-                                    {f.name for f in node.body if isinstance(f, ast.FunctionDef)})
+                                    {f.name for f in node.body if isinstance(f, ast.FunctionDef)}
+                                    | {f.target.id for f in node.body
+                                       if isinstance(f, ast.AnnAssign) and isinstance(f.target, ast.Name)})
     return needs
 
 
@@ -68,11 +70,8 @@ def read_use(sources: list[str]) -> Use:
                 target = f.value if isinstance(f, ast.Attribute) else f
                 if isinstance(target, ast.Name) and target.id in modules:
                     use.callees.add(modules[target.id])
-            elif isinstance(node, ast.Name) and node.id.endswith("Needs"):
-                use.annotations.add(node.id)
-            elif isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value.endswith("Needs"):
-                use.annotations.add(node.value)
-    use.adapters -= {"d"}  # `self.d` itself, read as an attribute of `self`
+            elif isinstance(node, ast.arg) and node.arg == "d":
+                use.typed.add(ast.unparse(node.annotation) if node.annotation else "nothing")
     return use
 
 
@@ -102,8 +101,11 @@ def problems(needs: dict[str, Need], uses: dict[str, Use]) -> list[str]:
             found.append(f"{need.name} does not extend the protocols of what it calls: {sorted(calls - ancestors(needs, need.name))}")
         if set(need.bases) - calls:
             found.append(f"{need.name} extends protocols of modules it does not call: {sorted(set(need.bases) - calls)}")
-        if use.annotations - {need.name}:
-            found.append(f"{need.where} types its `d` with another module's protocol: {sorted(use.annotations - {need.name})}")
+        implied = {b for b in need.bases for other in need.bases if b in ancestors(needs, other)}
+        if implied:
+            found.append(f"{need.name} extends what another of its bases already includes: {sorted(implied)}")
+        if use.typed - {need.name}:
+            found.append(f"{need.where} types a `d` otherwise than {need.name}: {sorted(use.typed - {need.name})}")
     return found
 
 
@@ -165,12 +167,23 @@ class JobsNeeds(AlertsNeeds, Protocol):
         "JobsNeeds does not extend the protocols of what it calls: ['AlertsNeeds']"]
     borrowed = jobs.replace("def edit(d: JobsNeeds)", "def edit(d: AlertsNeeds)")
     assert problems(needs, {"alerts": read_use([alerts]), "jobs": read_use([borrowed])}) == [
-        "services/jobs.py types its `d` with another module's protocol: ['AlertsNeeds']"]
+        "services/jobs.py types a `d` otherwise than JobsNeeds: ['AlertsNeeds']"]
+    untyped = jobs.replace("def edit(d: JobsNeeds)", "def edit(d)")
+    assert problems(needs, {"alerts": read_use([alerts]), "jobs": read_use([untyped])}) == [
+        "services/jobs.py types a `d` otherwise than JobsNeeds: ['nothing']"]
+    both = needs | {"JobsNeeds": Need("JobsNeeds", "services/jobs.py", ["AlertsNeeds", "LogNeeds"], {"jobs"}),
+                    "LogNeeds": Need("LogNeeds", "services/log.py", ["AlertsNeeds"], set())}
+    log = "from chalicelib.services import alerts\ndef write(d: LogNeeds) -> None:\n    alerts.send(d)\n"
+    with_log = jobs + "from chalicelib.services import log\ndef more(d: JobsNeeds) -> None:\n    log.write(d)\n"
+    assert problems(both, {"alerts": read_use([alerts]), "jobs": read_use([with_log]), "log": read_use([log])}) == [
+        "JobsNeeds extends what another of its bases already includes: ['AlertsNeeds']"]
 
 
 def imports_of(path: Path) -> set[str]:
     tree = ast.parse(path.read_text())
-    return {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module} | \
+    # `from chalicelib import bootstrap` names the module as package + name
+    return {m for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module
+            for m in (n.module, *(f"{n.module}.{a.name}" for a in n.names))} | \
         {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
 
 

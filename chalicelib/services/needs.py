@@ -1,14 +1,19 @@
 """What each use case needs of `bootstrap.Deps`: one protocol per service module (and one
 for the run pipeline), so a function's signature says which adapters it may touch.
 
-A module's protocol declares the adapters its own code uses, and extends the protocols of
-the services it hands its `d` to (an edit that sends alerts needs what alerts need; a base
-already included through another is left out). mypy holds one direction: code that uses an
-adapter its protocol lacks fails, and so does a call into a service whose needs the
-caller's protocol does not include. tests/test_needs.py holds the other: no protocol
-declares an adapter or extends a service its module no longer uses. So modules doing alike
-work repeat alike declarations; that repetition is the map. `Deps` satisfies every protocol,
-as does the unit tests' in-memory `MemoryDeps`.
+A module's protocol declares the adapters its own code reads from `d`, and extends the
+protocols of the services it hands `d` to (an edit that sends alerts needs what alerts
+need), leaving out a base that another base already includes. Each protocol's docstring
+names its module: tests/test_needs.py reads it to find the code to compare against.
+
+mypy holds one direction: code that uses an adapter its protocol lacks fails, and so does a
+call into a service whose needs the caller's protocol does not include. tests/test_needs.py
+holds the other: no protocol declares an adapter, or extends a service, its module no
+longer uses. An adapter a module reads itself is declared there even when a base already
+has it, so each class reads as that module's own list; the whole set is the class with its
+bases. The use cases at the top (jobs, alert rules, the run pipeline) call most others, so
+their protocols come close to all of `Deps`; the narrowing shows lower down. `Deps`
+satisfies every protocol, as does the unit tests' in-memory `MemoryDeps`.
 
 Imported for type checking only, like `store/protocols.py`: `import app` loads neither.
 """
