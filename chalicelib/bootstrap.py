@@ -3,7 +3,8 @@
 A `Deps` holds every adapter of one stage (tables, repositories, queues, the scheduler, the
 secrets store, the event bus and topic, the provider registry). Each is built on first use
 and kept, so a warm Lambda reuses its repositories; services receive the `Deps` and never
-construct an adapter themselves. Each adapter is typed by its protocol in
+construct a repository, queue or AWS adapter themselves (an alert webhook or an OAuth token
+call builds the HTTP client of the provider layer for its one request). Each adapter is typed by its protocol in
 `store/protocols.py`, what services call of it, not by the AWS class built here, and each
 service module types the `Deps` it receives by the adapters it uses (`services/needs.py`):
 no service imports this module.

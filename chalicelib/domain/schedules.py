@@ -194,10 +194,6 @@ def wanted_expression(schedule: Mapping[str, Any] | None, active: bool, now: dat
     return expr
 
 
-def is_recurring(schedule: Mapping[str, Any] | None) -> bool:
-    return schedule is not None and _type(schedule) not in ("once", REALTIME)
-
-
 def allows_realtime(provider: str, job_type: str) -> bool:
     """Whether a workflow of `provider` with `job_type` may take the schedule {"type": "realtime"}."""
     return job_type == "export" and provider in REALTIME_PROVIDERS

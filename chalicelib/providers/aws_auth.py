@@ -38,7 +38,7 @@ from chalicelib.domain.catalog import AuthMethodSpec
 from chalicelib.domain.ids import role_session_name
 from chalicelib.domain.models import CheckResult, HealthStatus
 from chalicelib.providers.base import ProviderError, mask
-from chalicelib.providers.calls import AwsIdentity, CallCounter, aws_client
+from chalicelib.providers.calls import AwsIdentity, CallCounter, also_reset, aws_client
 from chalicelib.providers.models import StrictModel
 
 T = TypeVar("T")
@@ -304,6 +304,9 @@ def reset() -> None:
     """Forget every cached role session (calls.reset() does this when the endpoint moves)."""
     with _cache_lock:
         _cache.clear()
+
+
+also_reset(reset)
 
 
 def session(method: str, credentials: Any, counter: CallCounter | None = None, *,

@@ -7,7 +7,6 @@ applies timeouts, and retries transient errors; providers never build raw client
 from __future__ import annotations
 
 import hashlib
-import sys
 import threading
 import time
 from collections import Counter, OrderedDict
@@ -138,6 +137,17 @@ def shared_session() -> Any:
     return _shared
 
 
+# What else `reset` clears: caches built on the shared session, registered by the modules
+# that keep them (aws_auth's role sessions) when they load, so this module names none of them.
+_forgetters: list[Callable[[], None]] = []
+
+
+def also_reset(forget: Callable[[], None]) -> None:
+    """Have `reset` call `forget` too (once, however often a module registers it)."""
+    if forget not in _forgetters:
+        _forgetters.append(forget)
+
+
 def reset() -> None:
     """Forget the shared session, its clients and the cached role sessions obtained through
     it (tests and the local runner move the endpoint)."""
@@ -146,9 +156,8 @@ def reset() -> None:
         _shared = None
         _hooks = None
         _clients.clear()
-    auth = sys.modules.get("chalicelib.providers.aws_auth")  # never loaded just to be cleared
-    if auth is not None:
-        auth.reset()
+    for forget in list(_forgetters):
+        forget()
 
 
 def _client_key(identity: AwsIdentity, service: str, region: str, timeout: float) -> tuple[str, ...]:
