@@ -72,6 +72,8 @@ class RouteDoc:
     needs: str = "read"
     body_required: bool = True
     path_params: list[str] = field(default_factory=list)
+    # Other models the success answer may take (a dry run's preview instead of the object).
+    also: tuple[str, ...] = ()
 
 
 ROUTES: list[RouteDoc] = []
@@ -291,6 +293,7 @@ def route(
     authorizer: Any = None,
     body: str | None = None,
     response: str | None = None,
+    also: tuple[str, ...] = (),
     status: int = 200,
     query: tuple[QueryParam, ...] = (),
     errors: tuple[int, ...] = (),
@@ -323,6 +326,7 @@ def route(
             needs=needs.value,
             body_required=body_required,
             path_params=[s[1:-1] for s in full.split("/") if s.startswith("{")],
+            also=also,
         )
     )
 

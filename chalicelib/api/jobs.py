@@ -89,7 +89,7 @@ def get_job(principal: Principal, job_id: str, query: dict[str, Any]) -> Respons
 
 @route(bp, "/jobs/{job_id}", "PATCH",
        summary="Edit label, description, config, schedule or authorization (If-Match: version)",
-       tag=TAG, authorizer=token_authorizer, body="JobPatch", response="JobSummary",
+       tag=TAG, authorizer=token_authorizer, body="JobPatch", response="JobSummary", also=("JobEditPreview",),
        errors=(400, 404, 409, 422), query=(QueryParam("dry_run", "boolean", default=False),))
 def patch_job(principal: Principal, job_id: str, body: dict[str, Any], query: dict[str, Any]) -> Response:
     ensure_mutable(body)  # before schema validation: a clearer answer than "unknown field"

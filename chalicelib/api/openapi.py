@@ -66,7 +66,7 @@ def _model(name: str) -> Any:
 def document() -> dict[str, Any]:
     from pydantic.json_schema import models_json_schema
 
-    names = sorted({n for r in ROUTES for n in (r.body, r.response) if n} | {"ErrorOut"})
+    names = sorted({n for r in ROUTES for n in (r.body, r.response, *r.also) if n} | {"ErrorOut"})
     models = [(_model(n), "validation" if _is_request(n) else "serialization") for n in names]
     _, top = models_json_schema(models, ref_template=REF)  # type: ignore[arg-type]
     components: dict[str, Any] = top.get("$defs", {})
@@ -96,7 +96,8 @@ def document() -> dict[str, Any]:
             op["responses"][str(r.status)] = {"description": "Redirect", "headers": {
                 "Location": {"schema": {"type": "string"}, "description": "Where the browser goes next"}}}
         else:
-            item = {"$ref": REF.format(model=r.response)} if r.response else {}
+            refs = [{"$ref": REF.format(model=n)} for n in (r.response, *r.also) if n]
+            item = refs[0] if len(refs) == 1 else {"anyOf": refs} if refs else {}
             data: dict[str, Any] = {"type": "array", "items": item} if r.list_response else item
             props: dict[str, Any] = {"data": data}
             required = ["data"]

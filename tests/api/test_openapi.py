@@ -87,6 +87,7 @@ def test_real_responses_conform(api, crm):
         ("GET", f"/authorizations/{auth['id']}/activity?granularity=hour", None),
         ("GET", "/jobs", None), ("GET", f"/jobs/{job['id']}", None),
         ("PATCH", f"/jobs/{job['id']}", {"label": "n", "version": 1}),
+        ("PATCH", f"/jobs/{job['id']}?dry_run=true", {"label": "m", "version": 2}),
         ("POST", f"/jobs/{job['id']}/pause", None), ("POST", f"/jobs/{job['id']}/pause", None),
         ("GET", f"/jobs/{job['id']}/runs", None), ("GET", f"/jobs/{job['id']}/logs", None),
         ("GET", f"/jobs/{job['id']}/activity", None),
