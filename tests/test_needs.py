@@ -3,7 +3,8 @@ module's own code uses, no more and no fewer, and extends the protocols of the m
 hands its `d` to (or ones that include them), and no others. mypy checks that code uses
 nothing its protocol lacks; this checks the other direction, which mypy cannot see (a
 protocol that still lists what its module stopped using), and that the map's edges are
-real calls. Read with ast, like tests/test_import_graph.py."""
+real calls. And the edges (routes, workers) read no adapter off `Deps`: they hand it to a
+service. Read with ast, like tests/test_import_graph.py."""
 
 from __future__ import annotations
 
@@ -192,3 +193,23 @@ def test_no_service_or_run_module_imports_the_composition_root() -> None:
     assert "chalicelib.bootstrap" in imports_of(ROOT / "chalicelib" / "api" / "jobs.py")
     inner = [*(ROOT / "chalicelib" / "services").glob("*.py"), *(ROOT / "chalicelib" / "runs").glob("*.py")]
     assert [p.name for p in inner if "chalicelib.bootstrap" in imports_of(p)] == []
+
+
+def adapters_read_at_the_edge(source: str) -> list[str]:
+    """`name.attr` for each adapter a route or worker reads off the process's `Deps`
+    (`deps().jobs`, or `d.jobs` after `d = deps()`) instead of handing `Deps` to a service."""
+    tree = ast.parse(source)
+    holders = {t.id for n in ast.walk(tree) if isinstance(n, ast.Assign) and ast.unparse(n.value) == "deps()"
+               for t in n.targets if isinstance(t, ast.Name)}
+    return sorted(f"{ast.unparse(n.value)}.{n.attr}" for n in ast.walk(tree) if isinstance(n, ast.Attribute)
+                  and (ast.unparse(n.value) == "deps()" or (isinstance(n.value, ast.Name) and n.value.id in holders)))
+
+
+def test_routes_and_workers_reach_adapters_only_through_services() -> None:
+    # positive control: both ways of reaching past a service are seen
+    planted = "def f():\n    deps().jobs.get()\n    d = deps()\n    d.runs.write_logs()\n    svc.get(d)\n"
+    assert adapters_read_at_the_edge(planted) == ["d.runs", "deps().jobs"]
+    edges = [*(ROOT / "chalicelib" / "api").glob("*.py"), *(ROOT / "chalicelib" / "workers").glob("*.py")]
+    assert len(edges) > 10
+    found = {p.name: adapters_read_at_the_edge(p.read_text()) for p in edges}
+    assert {name: reads for name, reads in found.items() if reads} == {}

@@ -70,8 +70,7 @@ def patch_authorization(principal: Principal, auth_id: str, body: dict[str, Any]
     if null:
         raise Invalid("these fields cannot be null", fields={k: "cannot be null" for k in null})
     auth = svc.edit(deps(), principal, auth_id, changes, version)
-    return ok(views.authorization_summary(auth, deps().jobs.jobs_of_authorization(
-        principal.account_id, auth_id)))
+    return ok(views.authorization_summary(auth, svc.jobs_using(deps(), principal, auth_id)))
 
 
 @route(bp, "/authorizations/{auth_id}/credentials", "PUT",
@@ -83,7 +82,7 @@ def rotate_credentials(principal: Principal, auth_id: str, body: dict[str, Any],
     version = version_of(bp.current_request, body)
     req = validate(_schemas().CredentialsPut, body)
     auth = svc.rotate(deps(), principal, auth_id, req.credentials, version)
-    body = views.authorization_summary(auth, deps().jobs.jobs_of_authorization(principal.account_id, auth_id))
+    body = views.authorization_summary(auth, svc.jobs_using(deps(), principal, auth_id))
     if auth.issued_key:
         body["write_key"] = auth.issued_key  # a rotated write key, shown this once
     return ok(body)

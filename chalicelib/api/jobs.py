@@ -101,7 +101,7 @@ def patch_job(principal: Principal, job_id: str, body: dict[str, Any], query: di
     if null:
         raise Invalid("these fields cannot be null", fields={k: "cannot be null" for k in null})
     result = svc.edit(deps(), principal, job_id, patch, version, dry_run=query["dry_run"])
-    auth = deps().auths.get(principal.account_id, result.job.authorization_id)
+    auth = svc.authorization_of(deps(), principal, result.job)
     summary = views.job_summary(result.job, auth)
     if result.dry_run:
         return ok({"dry_run": True, "allowed": not result.problems, "problems": result.problems,
@@ -128,7 +128,7 @@ def _action(action: Action, summary: str) -> None:
     def act(principal: Principal, job_id: str, query: dict[str, Any], body: dict[str, Any] | None = None) -> Response:
         resync = bool(validate(_schemas().JobRunRequest, body).resync) if run else False
         job = svc.act(deps(), principal, job_id, action, resync=resync)
-        return ok(views.job_summary(job, deps().auths.get(principal.account_id, job.authorization_id)))
+        return ok(views.job_summary(job, svc.authorization_of(deps(), principal, job)))
 
     act.__name__ = f"job_{action.value}"
 

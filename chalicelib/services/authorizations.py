@@ -207,7 +207,13 @@ def activity(d: AuthorizationsNeeds, p: Principal, auth_id: str, granularity: st
 
 def summary(d: AuthorizationsNeeds, p: Principal, auth_id: str) -> tuple[Authorization, list[Job]]:
     auth = get(d, p, auth_id)
-    return auth, d.jobs.jobs_of_authorization(p.account_id, auth_id)
+    return auth, jobs_using(d, p, auth_id)
+
+
+def jobs_using(d: AuthorizationsNeeds, p: Principal, auth_id: str) -> list[Job]:
+    """The jobs of this account on the authorization, for its summary."""
+    p.require(Capability.READ)
+    return d.jobs.jobs_of_authorization(p.account_id, auth_id)
 
 
 def list_(

@@ -312,6 +312,13 @@ def _no_fault(point: str) -> None:
     return None
 
 
+def log_blocked(d: CollectNeeds, account_id: str, job_id: str, received: int, error_type: str) -> None:
+    """A line in the job's log: accepted events wait behind a hand-off that keeps failing."""
+    d.runs.write_logs(account_id, job_id, [LogLine(
+        "error", "collect.blocked", f"accepted events are waiting: applying them failed {received} times "
+        f"({error_type}); they are retried, nothing is lost", context={"attempts": received})])
+
+
 def apply_handoff(d: CollectNeeds, entry: Mapping[str, Any], *, fault: Callable[[str], None] = _no_fault) -> str:
     """Apply one hand-off to profiles, exactly once, whatever crashed before.
 

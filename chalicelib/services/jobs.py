@@ -324,7 +324,13 @@ def get(d: JobsNeeds, p: Principal, job_id: str) -> Job:
 
 def summary(d: JobsNeeds, p: Principal, job_id: str) -> tuple[Job, Authorization | None]:
     job = get(d, p, job_id)
-    return job, d.auths.get(p.account_id, job.authorization_id)
+    return job, authorization_of(d, p, job)
+
+
+def authorization_of(d: JobsNeeds, p: Principal, job: Job) -> Authorization | None:
+    """The job's authorization, for its summary (None once deleted: a finished job outlives it)."""
+    p.require(Capability.READ)
+    return d.auths.get(p.account_id, job.authorization_id)
 
 
 def list_(d: JobsNeeds, p: Principal, *, limit: int, cursor: str | None, **filters: str | None) -> Page:

@@ -475,6 +475,15 @@ def retry_nudge(nudge_: Nudge) -> Nudge:
     return Nudge(nudge_.account_id, nudge_.audience_id, nudge_.job_id, nudge_.attempt + 1, first)
 
 
+def follow_up(d: RealtimeNeeds, nudge_: Nudge, outcome: Outcome) -> None:
+    """After a delivery: more to send goes on at once (a fresh nudge), a transient failure
+    comes back after its back-off; anything else needs no nudge."""
+    if outcome.status == "more":
+        d.realtime_queue.send(Nudge(nudge_.account_id, nudge_.audience_id, nudge_.job_id).body())
+    elif outcome.status == "retry":
+        d.realtime_queue.send(retry_nudge(nudge_).body(), delay_seconds=outcome.delay)
+
+
 # -- lag -------------------------------------------------------------------------------------------
 
 
@@ -505,6 +514,7 @@ __all__ = [
     "deliver",
     "delivering",
     "event_run_id",
+    "follow_up",
     "lag_seconds",
     "nudge",
     "nudge_job",

@@ -12,8 +12,7 @@ from typing import Any
 from chalice import Blueprint
 
 from chalicelib.bootstrap import deps
-from chalicelib.domain.runs import LogLine
-from chalicelib.services.collect import apply_handoff
+from chalicelib.services.collect import apply_handoff, log_blocked
 from chalicelib.store.collect import COLLECT_QUEUE
 
 bp = Blueprint(__name__)
@@ -56,8 +55,6 @@ def _tell(entry: dict[str, Any], received: int, exc: Exception) -> None:
     """A line in the job's log: accepted events wait behind a hand-off that keeps failing.
     Names the error's type only (its text may quote data)."""
     try:
-        deps().runs.write_logs(str(entry["account_id"]), str(entry["job_id"]), [LogLine(
-            "error", "collect.blocked", f"accepted events are waiting: applying them failed {received} times "
-            f"({type(exc).__name__}); they are retried, nothing is lost", context={"attempts": received})])
+        log_blocked(deps(), str(entry["account_id"]), str(entry["job_id"]), received, type(exc).__name__)
     except Exception:
         log.exception("could not write the blocked hand-off's log line")

@@ -13,7 +13,7 @@ from chalice import Blueprint, Rate
 from chalicelib import logs
 from chalicelib.bootstrap import deps
 from chalicelib.config import REALTIME_QUEUE
-from chalicelib.services.realtime import DeliveryBusy, Nudge, catch_up, deliver, retry_nudge
+from chalicelib.services.realtime import DeliveryBusy, Nudge, catch_up, deliver, follow_up
 
 bp = Blueprint(__name__)
 log = logging.getLogger("switchyard.realtime")
@@ -36,10 +36,7 @@ def deliver_realtime(event: Any) -> None:
             # Dropped: the holder checks the head again once it lets the job go.
             log.info("real-time job %s is being delivered; its holder sends this change", nudge.job_id)
             continue
-        if outcome.status == "more":
-            d.realtime_queue.send(Nudge(nudge.account_id, nudge.audience_id, nudge.job_id).body())
-        elif outcome.status == "retry":
-            d.realtime_queue.send(retry_nudge(nudge).body(), delay_seconds=outcome.delay)
+        follow_up(d, nudge, outcome)
         log.info("real-time delivery: %s", outcome.status,
                  extra={"job_id": nudge.job_id, "delivered": outcome.delivered, "cursor": outcome.cursor})
 
