@@ -44,7 +44,7 @@ from chalicelib.store.queues import BackfillQueue, HealthQueue, RealtimeQueue, R
 from chalicelib.store.rates import SharedRateStore
 from chalicelib.store.realtime import RealtimeRepo
 from chalicelib.store.runs import RunRepo
-from chalicelib.store.scheduler import SchedulerStore
+from chalicelib.store.scheduler import SchedulerStore, own_identity
 from chalicelib.store.secrets import SecretsStore
 from chalicelib.store.usage_keys import UsageKeys
 
@@ -188,6 +188,10 @@ class Deps:
     def transaction(self) -> UnitOfWork:
         """Writes to the main table that commit together (repositories add to it)."""
         return Transaction(self.table)
+
+    def own_identity(self) -> tuple[str, str]:
+        """(partition, AWS account id) of this stage's own identity, read from STS once a process."""
+        return own_identity()
 
     def request_counter(self) -> aws.RequestTally:
         return aws.track_requests()

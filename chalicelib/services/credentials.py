@@ -13,7 +13,6 @@ from chalicelib.domain.models import Authorization
 from chalicelib.services import oauth_clients
 from chalicelib.services.validation import validate
 from chalicelib.store import aws as aws_clients
-from chalicelib.store.scheduler import own_identity
 
 if TYPE_CHECKING:  # pragma: no cover
     from chalicelib.services.needs import CredentialsNeeds
@@ -138,7 +137,7 @@ def aws_trust(d: CredentialsNeeds, p: Principal) -> dict[str, Any]:
     id, and Switchyard's AWS account as the principal."""
     p.require(Capability.MANAGE_INTEGRATIONS)
     external_id = d.accounts.aws_external_id(p.account_id)
-    partition, own_account = own_identity()
+    partition, own_account = d.own_identity()
     principal = f"arn:{partition}:iam::{own_account}:root"
     return {
         "external_id": external_id,
