@@ -33,6 +33,8 @@ import traceback
 from collections.abc import Callable, Iterator
 from typing import IO, TYPE_CHECKING, Any, cast
 
+from chalice.app import Request
+
 from chalicelib.config import settings
 from chalicelib.domain.errors import AppError
 from chalicelib.providers.base import ProviderError
@@ -149,8 +151,6 @@ def invocation(handler: str, context: Any = None, **keys: object) -> Iterator[No
 
 def middleware(event: Any, get_response: Callable[[Any], Any]) -> Any:
     """Chalice middleware for every handler type (registered in app.py)."""
-    from chalice.app import Request
-
     if isinstance(event, Request):
         return _http(event, get_response)
     context = getattr(event, "context", None)

@@ -62,6 +62,36 @@ DEFERRED: dict[str, dict[str, str]] = {
                                           "chalicelib.providers.gtm": COLD_START},
 }
 
+# Packages from outside the project imported inside functions, and why, by the package's
+# name (or the stdlib module's): the same single place for what is loaded late. Every heavy
+# one is kept off `import app`, which tests/test_cold_start.py checks.
+LATE_PACKAGES: dict[str, str] = {
+    "boto3": COLD_START, "botocore": COLD_START,  # the store's and the connectors' AWS clients
+    "pydantic": COLD_START,  # request, credential and settings models
+    "aws_lambda_powertools": COLD_START,  # the Logger, metrics and the batch utility
+    "urllib3": FIRST_CALL,  # the providers' HTTP transport and its errors
+    "oauthlib": COLD_START,  # OAuth token requests, on the OAuth routes alone
+    "cronsim": COLD_START,  # cron schedules, read when a schedule is computed
+    "http.cookies": COLD_START,  # the OAuth callback alone reads a cookie
+}
+
+
+def late_package_imports(source: str) -> set[str]:
+    """The modules from outside the project that `source` imports inside a function."""
+    found = set()
+    for fn in ast.walk(ast.parse(source)):
+        if isinstance(fn, ast.FunctionDef | ast.AsyncFunctionDef):
+            for node in ast.walk(fn):
+                if isinstance(node, ast.Import):
+                    found |= {a.name for a in node.names}
+                elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                    found.add(node.module)
+    return {m for m in found if m != PACKAGE and not m.startswith(PACKAGE + ".")}
+
+
+def unlisted_late_packages(found: set[str]) -> set[str]:
+    return {m for m in found if not any(m == p or m.startswith(p + ".") for p in LATE_PACKAGES)}
+
 
 @dataclass
 class Graph:
@@ -299,6 +329,19 @@ def test_function_level_imports_are_listed() -> None:
     assert ("chalicelib.workers.runner", "chalicelib.runs.engine") in found
     assert sorted(found - listed) == [], "an import inside a function: move it up, or list it in DEFERRED"
     assert sorted(listed - found) == [], "listed in DEFERRED but no longer imported late: remove it"
+
+
+def test_late_imports_of_other_packages_are_listed() -> None:
+    # positive control: a late import of a listed package and of an unlisted one
+    planted = late_package_imports("import json\ndef f():\n    import boto3\n    from yaml import safe_load\n")
+    assert planted == {"boto3", "yaml"} and unlisted_late_packages(planted) == {"yaml"}
+    found: set[str] = set()
+    for path in sorted((ROOT / PACKAGE).rglob("*.py")):
+        found |= late_package_imports(path.read_text())
+    assert "botocore.exceptions" in found
+    assert sorted(unlisted_late_packages(found)) == [], "a late import: move it up, or list its package"
+    unused = {p for p in LATE_PACKAGES if not any(m == p or m.startswith(p + ".") for m in found)}
+    assert sorted(unused) == [], "listed in LATE_PACKAGES but imported late nowhere: remove it"
 
 
 def test_private_names_taken_across_modules_do_not_grow() -> None:
