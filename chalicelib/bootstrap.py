@@ -4,10 +4,10 @@ A `Deps` holds every adapter of one stage (tables, repositories, queues, the sch
 secrets store, the event bus and topic, the provider registry). Each is built on first use
 and kept, so a warm Lambda reuses its repositories; services receive the `Deps` and never
 construct a repository, queue or AWS adapter themselves (an alert webhook or an OAuth token
-call builds the HTTP client of the provider layer for its one request). Each adapter is typed by its protocol in
-`store/protocols.py`, what services call of it, not by the AWS class built here, and each
-service module types the `Deps` it receives by the adapters it uses (`services/needs.py`):
-no service imports this module.
+call builds the provider layer's HTTP client for its one request). Each adapter is typed by
+its protocol in `store/protocols.py`, what services call of it, not by the AWS class built
+here, and each service module types the `Deps` it receives by the adapters it uses
+(`services/needs.py`): no service imports this module.
 
 Chalice handlers are module-level functions with no constructor to inject into, so each
 route or worker takes the process's `Deps` from `deps()` at its edge and hands it down;
