@@ -6,7 +6,7 @@ import hashlib
 import hmac
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
 from chalicelib.config import settings
@@ -216,8 +216,13 @@ def issue_token(d: AccountsNeeds, p: Principal, *, label: str, user_id: str | No
 
 
 def list_tokens(d: AccountsNeeds, p: Principal, limit: int, cursor: str | None) -> Page:
+    """Each token with the role it acts with: its user's current role, which a role change
+    gives every token of the user at once (the token keeps the role it was issued with)."""
     p.require(Capability.ADMINISTER)
-    return d.accounts.list_tokens(p.account_id, limit, cursor)
+    page = d.accounts.list_tokens(p.account_id, limit, cursor)
+    users = d.accounts.users_by_id(p.account_id, (t.user_id for t in page.items))
+    roles = {uid: u.role for uid, u in users.items()}
+    return replace(page, items=[replace(t, role=roles.get(t.user_id, t.role)) for t in page.items])
 
 
 def revoke_token(d: AccountsNeeds, p: Principal, token_id: str) -> None:

@@ -144,6 +144,20 @@ def test_tokens_are_shown_once_stored_hashed_and_revocable(api, api_for, deps, t
     assert r.status_code == 401 and r.json["error"]["code"] == "auth.invalid_token"
 
 
+def test_the_token_list_shows_the_role_each_token_acts_with(api, api_for):
+    # GIVEN a data manager's token, listed as data manager
+    user = api.post("/users", {"email": "dee@acme.example", "name": "Dee", "role": "data_manager"}).json["data"]
+    token = api.post("/tokens", {"label": "dee script", "user_id": user["id"]}).json["data"]
+    def listed_role() -> str:
+        return next(t["role"] for t in api.get("/tokens").json["data"] if t["id"] == token["id"])
+    assert listed_role() == "data_manager"
+    # WHEN Dee becomes an observer
+    assert api.patch(f"/users/{user['id']}", {"role": "observer"}).status_code == 200
+    # THEN the token acts as an observer, and the list says so (not the role it was issued with)
+    assert api_for(token["token"]).get("/me").json["data"]["role"] == "observer"
+    assert listed_role() == "observer"
+
+
 def test_missing_or_bad_tokens_are_401(api_for):
     for token in ("garbage", "tok_x.short", "tok_01abc." + "a" * 40):
         r = api_for(token).get("/jobs")

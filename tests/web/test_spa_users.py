@@ -44,6 +44,8 @@ def test_admin_changes_a_role_and_disables_a_user_after_confirming(page: Page, s
     # THEN the user and their existing token act with the new role
     expect(page.get_by_test_id("user-change-done")).to_have_text("Dana is now data manager.")
     expect(role).to_have_value("data_manager")
+    # AND the tokens list says so too (the role the token now acts with)
+    expect(page.locator("tr", has_text="Dana script")).to_contain_text("data_manager")
     assert _role_of(stack, token) == (200, "data_manager")
     # WHEN Dana is disabled, after a confirmation naming what happens to their token
     page.get_by_role("button", name="Disable Dana").click()
@@ -66,6 +68,8 @@ def test_a_refusal_is_shown_in_plain_words_and_changes_nothing(browser: Browser,
     with signed_in_as(browser, stack, bea, "admin") as pg:
         pg.goto(stack.base + "/#/tokens")
         expect(pg.get_by_label("Role of Eli")).to_have_value("observer")
+        # The tokens table above the users has its answer too, so nothing moves the button
+        expect(pg.locator("tr", has_text="Eli script")).to_be_visible()
         # WHEN another admin makes Bea an observer meanwhile, and Bea tries to disable Eli
         bea_user = [u for u in api(stack, "GET", "/users") if u["email"] == "bea@demo.example"][0]
         api(stack, "PATCH", f"/users/{bea_user['id']}", {"role": "observer"})
