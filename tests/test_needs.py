@@ -152,31 +152,36 @@ class JobsNeeds(AlertsNeeds, Protocol):
     alerts = "def send(d: AlertsNeeds) -> None:\n    d.topic.send()\n"
     jobs = ("from chalicelib.services import alerts\n"
             "def edit(d: JobsNeeds) -> None:\n    d.jobs.get()\n    alerts.send(d)\n")
-    assert problems(needs, {"alerts": read_use([alerts]), "jobs": read_use([jobs])}) == []
+
+    def found(jobs_source: str, in_map: dict[str, Need] = needs, **others: str) -> list[str]:
+        sources = {"alerts": alerts, "jobs": jobs_source, **others}
+        return problems(in_map, {module: read_use([text]) for module, text in sources.items()})
+
+    assert found(jobs) == []
     # WHEN the code drifts from the map in each way THEN each is reported
     unused = jobs.replace("    d.jobs.get()\n", "")
-    assert problems(needs, {"alerts": read_use([alerts]), "jobs": read_use([unused])}) == [
+    assert found(unused) == [
         "JobsNeeds declares what services/jobs.py does not use: ['jobs']"]
     undeclared = jobs.replace("d.jobs.get()", "d.jobs.get()\n    d.secrets.read()")
-    assert problems(needs, {"alerts": read_use([alerts]), "jobs": read_use([undeclared])}) == [
+    assert found(undeclared) == [
         "JobsNeeds lacks what services/jobs.py uses: ['secrets']"]
     no_call = jobs.replace("    alerts.send(d)\n", "")
-    assert problems(needs, {"alerts": read_use([alerts]), "jobs": read_use([no_call])}) == [
+    assert found(no_call) == [
         "JobsNeeds extends protocols of modules it does not call: ['AlertsNeeds']"]
     flat = needs | {"JobsNeeds": Need("JobsNeeds", "services/jobs.py", [], {"jobs"})}
-    assert problems(flat, {"alerts": read_use([alerts]), "jobs": read_use([jobs])}) == [
+    assert found(jobs, flat) == [
         "JobsNeeds does not extend the protocols of what it calls: ['AlertsNeeds']"]
     borrowed = jobs.replace("def edit(d: JobsNeeds)", "def edit(d: AlertsNeeds)")
-    assert problems(needs, {"alerts": read_use([alerts]), "jobs": read_use([borrowed])}) == [
+    assert found(borrowed) == [
         "services/jobs.py types a `d` otherwise than JobsNeeds: ['AlertsNeeds']"]
     untyped = jobs.replace("def edit(d: JobsNeeds)", "def edit(d)")
-    assert problems(needs, {"alerts": read_use([alerts]), "jobs": read_use([untyped])}) == [
+    assert found(untyped) == [
         "services/jobs.py types a `d` otherwise than JobsNeeds: ['nothing']"]
     both = needs | {"JobsNeeds": Need("JobsNeeds", "services/jobs.py", ["AlertsNeeds", "LogNeeds"], {"jobs"}),
                     "LogNeeds": Need("LogNeeds", "services/log.py", ["AlertsNeeds"], set())}
     log = "from chalicelib.services import alerts\ndef write(d: LogNeeds) -> None:\n    alerts.send(d)\n"
     with_log = jobs + "from chalicelib.services import log\ndef more(d: JobsNeeds) -> None:\n    log.write(d)\n"
-    assert problems(both, {"alerts": read_use([alerts]), "jobs": read_use([with_log]), "log": read_use([log])}) == [
+    assert found(with_log, both, log=log) == [
         "JobsNeeds extends what another of its bases already includes: ['AlertsNeeds']"]
 
 
